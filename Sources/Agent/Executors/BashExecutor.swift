@@ -1,0 +1,257 @@
+import Foundation
+public import Logging
+public import RPC
+import Subprocess
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs `sync.bash`: `/bin/bash -c CMD` in a new session as the given user and group, with
+/// stdin from /dev/null, a clean environment, both pipes drained into bounded head+tail buffers,
+/// and the whole process group killed at timeout.
+public struct BashExecutor: Sendable {
+    public struct Configuration: Sendable {
+        /// Bytes kept of each of stdout and stderr (head and tail halves).
+        public var outputCap: Int = 1 << 20
+        /// Seconds when the command gives none (the seed's 120).
+        public var defaultTimeout: Int = 120
+        /// Between SIGTERM and SIGKILL of the process group at timeout.
+        public var killGrace: Duration = .seconds(2)
+        /// The shell.
+        public var shell: String = "/bin/bash"
+
+        public init() {}
+    }
+
+    public var configuration: Configuration
+    private let logger: Logger
+
+    public init(configuration: Configuration = .init(), logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// A chunk of live output, for commands that stream it.
+    public typealias OutputHandler = @Sendable (Aspire_V1_CommandOutput.Stream, [UInt8]) async -> Void
+
+    public func run(
+        id: String,
+        params: Aspire_V1_BashParams,
+        onOutput: OutputHandler? = nil
+    ) async -> Aspire_V1_CommandResult {
+        let started = Date()
+        let cmd = params.cmd
+        guard !cmd.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            return .failed(id: id, .invalidParams, "sync.bash needs a non-empty 'cmd'", started: started)
+        }
+        guard params.timeout >= 0 else {
+            return .failed(id: id, .invalidParams, "'timeout' must not be negative (got \(params.timeout))", started: started)
+        }
+        let timeoutSeconds = params.timeout == 0 ? self.configuration.defaultTimeout : max(1, Int(params.timeout))
+
+        let identity: Identity
+        do {
+            identity = try Identity.resolve(user: params.user, group: params.group)
+        } catch {
+            return .failed(id: id, error.code, error.cause, started: started)
+        }
+
+        var options = PlatformOptions()
+        options.createSession = true
+        if identity.needsSwitch {
+            options.userID = identity.account.uid
+            options.groupID = identity.gid
+            options.supplementaryGroups = identity.groups
+        }
+        let home = identity.account.home
+        let workingDirectory = FileManager.default.fileExists(atPath: home) ? home : "/"
+        let cap = self.configuration.outputCap
+        let grace = self.configuration.killGrace
+        let logger = self.logger
+
+        do {
+            let outcome = try await Subprocess.run(
+                .path(FilePath(self.configuration.shell)),
+                arguments: ["-c", cmd],
+                environment: .custom(identity.environment.map { Array("\($0.key)=\($0.value)".utf8) }),
+                workingDirectory: FilePath(workingDirectory),
+                platformOptions: options,
+                input: .none,
+                output: .sequence,
+                error: .sequence
+            ) { execution in
+                let pgid = execution.processIdentifier.value
+                return try await withThrowingTaskGroup(of: Drained.self) { group in
+                    group.addTask {
+                        var buffer = HeadTailBuffer(capacity: cap)
+                        for try await chunk in execution.standardOutput {
+                            chunk.withUnsafeBytes { buffer.append($0) }
+                            if let onOutput { await onOutput(.stdout, chunk.withUnsafeBytes { Array($0) }) }
+                        }
+                        return .stdout(buffer)
+                    }
+                    group.addTask {
+                        var buffer = HeadTailBuffer(capacity: cap)
+                        for try await chunk in execution.standardError {
+                            chunk.withUnsafeBytes { buffer.append($0) }
+                            if let onOutput { await onOutput(.stderr, chunk.withUnsafeBytes { Array($0) }) }
+                        }
+                        return .stderr(buffer)
+                    }
+                    group.addTask {
+                        try await Task.sleep(for: .seconds(timeoutSeconds))
+                        return .timedOut
+                    }
+                    var stdout: HeadTailBuffer?
+                    var stderr: HeadTailBuffer?
+                    var timedOut = false
+                    while stdout == nil || stderr == nil, let next = try await group.next() {
+                        switch next {
+                        case .stdout(let buffer): stdout = buffer
+                        case .stderr(let buffer): stderr = buffer
+                        case .timedOut:
+                            timedOut = true
+                            logger.info(
+                                "command timed out, killing its process group",
+                                metadata: ["command.id": "\(id)", "command.pgid": "\(pgid)"]
+                            )
+                            await Self.killGroup(pgid, grace: grace)
+                        }
+                    }
+                    group.cancelAll()
+                    return Captured(
+                        stdout: stdout ?? HeadTailBuffer(capacity: cap),
+                        stderr: stderr ?? HeadTailBuffer(capacity: cap),
+                        timedOut: timedOut
+                    )
+                }
+            }
+            let captured = outcome.value
+            var result = Aspire_V1_CommandResult()
+            result.id = id
+            result.data = Data(captured.stdout.bytes)
+            result.stderr = Data(captured.stderr.bytes)
+            result.stdoutBytes = captured.stdout.totalBytes
+            result.stderrBytes = captured.stderr.totalBytes
+            result.truncated = captured.stdout.isTruncated || captured.stderr.isTruncated
+            result.startedUnixMs = started.unixMilliseconds
+            result.finishedUnixMs = Date().unixMilliseconds
+            if captured.timedOut {
+                result.resp = .failed
+                result.retcode = ErrorCode.timeout.rawValue
+                result.message = "Timed out after \(timeoutSeconds) s; process group killed"
+            } else {
+                switch outcome.terminationStatus {
+                case .exited(let code):
+                    result.resp = .success
+                    result.retcode = code
+                    result.message = "Normal termination"
+                case .unhandledException(let signal):
+                    result.resp = .failed
+                    result.retcode = 128 + signal
+                    result.message = "Killed by signal \(signal) (\(Self.signalName(signal)))"
+                }
+            }
+            return result
+        } catch {
+            return .failed(id: id, .spawnFailed, "could not start \(self.configuration.shell): \(error)", started: started)
+        }
+    }
+
+    private enum Drained: Sendable {
+        case stdout(HeadTailBuffer)
+        case stderr(HeadTailBuffer)
+        case timedOut
+    }
+
+    private struct Captured: Sendable {
+        var stdout: HeadTailBuffer
+        var stderr: HeadTailBuffer
+        var timedOut: Bool
+    }
+
+    /// SIGTERM to the whole process group, up to `grace` for it to go, then SIGKILL.
+    static func killGroup(_ pgid: pid_t, grace: Duration) async {
+        kill(-pgid, SIGTERM)
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: grace)
+        while clock.now < deadline, self.groupExists(pgid) {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        kill(-pgid, SIGKILL)
+    }
+
+    static func groupExists(_ pgid: pid_t) -> Bool {
+        kill(-pgid, 0) == 0 || errno == EPERM
+    }
+
+    static func signalName(_ signal: Int32) -> String {
+        switch signal {
+        case SIGHUP: "SIGHUP"
+        case SIGINT: "SIGINT"
+        case SIGQUIT: "SIGQUIT"
+        case SIGILL: "SIGILL"
+        case SIGABRT: "SIGABRT"
+        case SIGBUS: "SIGBUS"
+        case SIGFPE: "SIGFPE"
+        case SIGKILL: "SIGKILL"
+        case SIGSEGV: "SIGSEGV"
+        case SIGPIPE: "SIGPIPE"
+        case SIGALRM: "SIGALRM"
+        case SIGTERM: "SIGTERM"
+        case SIGUSR1: "SIGUSR1"
+        case SIGUSR2: "SIGUSR2"
+        default: "signal \(signal)"
+        }
+    }
+}
+
+/// Who a command runs as: the account, its group, supplementary groups and a clean environment.
+struct Identity {
+    var account: Account
+    var gid: gid_t
+    var groups: [gid_t]
+    /// False when the agent already is this user and group (nothing to switch).
+    var needsSwitch: Bool
+
+    var environment: [String: String] {
+        [
+            "HOME": self.account.home,
+            "USER": self.account.name,
+            "LOGNAME": self.account.name,
+            "SHELL": self.account.shell.isEmpty ? "/bin/sh" : self.account.shell,
+            "PATH": self.account.uid == 0
+                ? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+                : "/usr/local/bin:/usr/bin:/bin",
+        ]
+    }
+
+    /// Resolves the seed's `user` (default root) and `group` (default: the user's primary
+    /// group, which for root is root as the seed says). Unknown names are errors, never a
+    /// silent fallback.
+    static func resolve(user: String, group: String) throws(AspireError) -> Identity {
+        let userName = user.isEmpty ? "root" : user
+        guard let account = Account.user(named: userName) else {
+            throw AspireError(.unknownUser, "user '\(userName)' does not exist on this host")
+        }
+        var gid = account.gid
+        if !group.isEmpty {
+            guard let found = Account.group(named: group) else {
+                throw AspireError(.unknownUser, "group '\(group)' does not exist on this host")
+            }
+            gid = found
+        }
+        let needsSwitch = getuid() != account.uid || getgid() != gid || geteuid() != account.uid
+        if needsSwitch, geteuid() != 0 {
+            throw AspireError(
+                .unknownUser,
+                "the agent runs as uid \(geteuid()) and cannot switch to user '\(account.name)'; run it as root"
+            )
+        }
+        var groups = account.supplementaryGroups(primary: gid)
+        if !groups.contains(gid) { groups.insert(gid, at: 0) }
+        return Identity(account: account, gid: gid, groups: groups, needsSwitch: needsSwitch)
+    }
+}

@@ -1,0 +1,34 @@
+public import Foundation
+import Crypto
+
+/// A bearer token kept in a file of the data directory (admin token, enrollment token).
+public enum Secret {
+    /// Reads the token in `path`, or makes a new random one there (mode 0600) when the file is
+    /// missing. Returns the token and whether it was created now.
+    public static func loadOrCreate(at path: String) throws -> (token: String, created: Bool) {
+        if let existing = try? self.read(path) {
+            return (existing, false)
+        }
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0 ..< 32).map { _ in UInt8.random(in: 0 ... 255, using: &generator) }
+        let token = bytes.map { String(format: "%02x", $0) }.joined()
+        try AtomicFile.write(token + "\n", to: path, mode: 0o600)
+        return (token, true)
+    }
+
+    /// Reads a token file, trimming white space; fails on an empty file.
+    public static func read(_ path: String) throws -> String {
+        let text = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !text.isEmpty else {
+            throw AspireError(.unauthenticated, "token file \(path) is empty")
+        }
+        return text
+    }
+
+    /// Compares two tokens in time independent of where they differ.
+    public static func matches(_ presented: String, _ expected: String) -> Bool {
+        let a = SHA256.hash(data: Data(presented.utf8))
+        let b = SHA256.hash(data: Data(expected.utf8))
+        return zip(a, b).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+}

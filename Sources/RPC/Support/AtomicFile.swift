@@ -1,0 +1,85 @@
+public import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Whole-file writes that never leave a half-written file behind: temp file, fsync, rename,
+/// fsync of the directory.
+public enum AtomicFile {
+    /// Writes `bytes` to `path` atomically with the given permissions.
+    public static func write(_ bytes: some Collection<UInt8>, to path: String, mode: mode_t = 0o644) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        let temporary = "\(path).tmp.\(getpid()).\(UInt32.random(in: 0 ... .max))"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw POSIXFailure(call: "open", path: temporary) }
+        var closed = false
+        defer {
+            if !closed { close(fd) }
+        }
+        let array = Array(bytes)
+        var offset = 0
+        while offset < array.count {
+            let written = array.withUnsafeBytes { buffer in
+                Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            }
+            if written < 0 {
+                if errno == EINTR { continue }
+                let failure = POSIXFailure(call: "write", path: temporary)
+                unlink(temporary)
+                throw failure
+            }
+            offset += written
+        }
+        // The mode given to open is filtered by the umask; secrets must end up exactly as asked.
+        fchmod(fd, mode)
+        guard fsync(fd) == 0 else {
+            let failure = POSIXFailure(call: "fsync", path: temporary)
+            unlink(temporary)
+            throw failure
+        }
+        close(fd)
+        closed = true
+        guard rename(temporary, path) == 0 else {
+            let failure = POSIXFailure(call: "rename", path: path)
+            unlink(temporary)
+            throw failure
+        }
+        let dirfd = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dirfd >= 0 {
+            fsync(dirfd)
+            close(dirfd)
+        }
+    }
+
+    /// Writes a string as UTF-8.
+    public static func write(_ text: String, to path: String, mode: mode_t = 0o644) throws {
+        try self.write(Array(text.utf8), to: path, mode: mode)
+    }
+
+    /// Creates `path` and its parents with the given mode when missing.
+    public static func makeDirectory(_ path: String, mode: Int = 0o755) throws {
+        try FileManager.default.createDirectory(
+            atPath: path,
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: mode]
+        )
+    }
+}
+
+/// A failed system call, with errno's text.
+public struct POSIXFailure: Error, CustomStringConvertible {
+    public var call: String
+    public var path: String
+    public var errno: Int32
+
+    public init(call: String, path: String, errno: Int32 = Glibc.errno) {
+        self.call = call
+        self.path = path
+        self.errno = errno
+    }
+
+    public var description: String {
+        "\(self.call) \(self.path): \(String(cString: strerror(self.errno)))"
+    }
+}

@@ -1,0 +1,35 @@
+public import Foundation
+
+extension Aspire_V1_CommandResult {
+    /// A `failed` result with a code of the error table.
+    public static func failed(id: String, _ code: ErrorCode, _ message: String, started: Date = Date()) -> Self {
+        var result = Self()
+        result.id = id
+        result.resp = .failed
+        result.retcode = code.rawValue
+        result.message = message
+        result.startedUnixMs = started.unixMilliseconds
+        result.finishedUnixMs = Date().unixMilliseconds
+        return result
+    }
+
+    /// A `success` result carrying a document (getinfo.*).
+    public static func success(id: String, data: Data, started: Date) -> Self {
+        var result = Self()
+        result.id = id
+        result.resp = .success
+        result.retcode = 0
+        result.message = "Normal termination"
+        result.data = data
+        result.startedUnixMs = started.unixMilliseconds
+        result.finishedUnixMs = Date().unixMilliseconds
+        return result
+    }
+}
+
+extension Date {
+    /// Milliseconds since 1970, as the protocol carries times.
+    public var unixMilliseconds: Int64 {
+        Int64((self.timeIntervalSince1970 * 1000).rounded())
+    }
+}
