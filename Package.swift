@@ -7,6 +7,18 @@ let upcoming: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
+let grpc: [Target.Dependency] = [
+    .product(name: "GRPCCore", package: "grpc-swift-2"),
+    .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+    .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+    .product(name: "Logging", package: "swift-log"),
+]
+
+let lifecycle: [Target.Dependency] = [
+    .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+    .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+]
+
 let package = Package(
     name: "Aspire",
     platforms: [.macOS(.v15)],
@@ -29,6 +41,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-subprocess.git", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
     ],
     targets: [
         .target(
@@ -50,40 +63,43 @@ let package = Package(
             dependencies: [
                 "RPC",
                 .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
+            ] + grpc,
             swiftSettings: upcoming
         ),
-        .target(name: "Gateway", dependencies: ["RPC"], swiftSettings: upcoming),
+        .target(name: "Gateway", dependencies: ["RPC"] + grpc, swiftSettings: upcoming),
         .target(
             name: "Server",
             dependencies: [
                 "RPC", "Gateway",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
+                .product(name: "Crypto", package: "swift-crypto"),
+            ] + grpc,
             swiftSettings: upcoming
         ),
         .executableTarget(
             name: "aspire-server",
-            dependencies: ["Server", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Server", .product(name: "ArgumentParser", package: "swift-argument-parser")] + grpc + lifecycle,
             swiftSettings: upcoming
         ),
         .executableTarget(
             name: "boot",
-            dependencies: ["Agent", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Agent", .product(name: "ArgumentParser", package: "swift-argument-parser")] + grpc + lifecycle,
             swiftSettings: upcoming
         ),
         .executableTarget(
             name: "BasicAgentCtl",
-            dependencies: ["Agent", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Agent", .product(name: "ArgumentParser", package: "swift-argument-parser")] + grpc + lifecycle,
             swiftSettings: upcoming
         ),
         .executableTarget(
             name: "aspirectl",
-            dependencies: ["RPC", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["RPC", .product(name: "ArgumentParser", package: "swift-argument-parser")] + grpc + lifecycle,
             swiftSettings: upcoming
         ),
-        .testTarget(name: "AgentTests", dependencies: ["Agent"], swiftSettings: upcoming),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "Agent"], swiftSettings: upcoming),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "RPC"] + grpc, swiftSettings: upcoming),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "Agent", "RPC"] + grpc + lifecycle, swiftSettings: upcoming),
     ]
 )

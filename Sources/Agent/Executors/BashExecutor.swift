@@ -128,7 +128,7 @@ public struct BashExecutor: Sendable {
                     )
                 }
             }
-            let captured = outcome.value
+            let captured = outcome.closureResult
             var result = Aspire_V1_CommandResult()
             result.id = id
             result.data = Data(captured.stdout.bytes)
@@ -148,7 +148,7 @@ public struct BashExecutor: Sendable {
                     result.resp = .success
                     result.retcode = code
                     result.message = "Normal termination"
-                case .unhandledException(let signal):
+                case .signaled(let signal):
                     result.resp = .failed
                     result.retcode = 128 + signal
                     result.message = "Killed by signal \(signal) (\(Self.signalName(signal)))"

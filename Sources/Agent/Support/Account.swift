@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+public import Glibc
 #endif
 
 /// A user account of the host, with what is needed to run a process as it.
@@ -33,8 +33,8 @@ public struct Account: Sendable, Hashable {
 
     /// Looks a group up by name (or numeric gid); returns its gid.
     public static func group(named name: String) -> gid_t? {
-        var entry = group()
-        var result: UnsafeMutablePointer<group>?
+        var entry = SwiftGlibc.group()
+        var result: UnsafeMutablePointer<SwiftGlibc.group>?
         var buffer = [CChar](repeating: 0, count: 16384)
         let status: Int32
         if let gid = gid_t(name), !name.isEmpty {

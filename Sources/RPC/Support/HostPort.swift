@@ -11,8 +11,9 @@ public struct HostPort: Hashable, Sendable, CustomStringConvertible {
         self.port = port
     }
 
-    /// Parses `text`, using `defaultPort` when it names no port.
-    public init(parsing text: String, defaultPort: Int? = nil) throws(AspireError) {
+    /// Parses `text`, using `defaultPort` when it names no port. Port 0 (pick a free port) is
+    /// accepted only for listen addresses.
+    public init(parsing text: String, defaultPort: Int? = nil, allowPortZero: Bool = false) throws(AspireError) {
         let text = text.trimmingCharacters(in: .whitespaces)
         var host = Substring(text)
         var portText: Substring?
@@ -35,7 +36,7 @@ public struct HostPort: Hashable, Sendable, CustomStringConvertible {
         guard !host.isEmpty else { throw AspireError(.badRequest, "'\(text)': empty host name") }
         let port: Int
         if let portText {
-            guard let value = Int(portText), (1 ... 65535).contains(value) else {
+            guard let value = Int(portText), ((allowPortZero ? 0 : 1) ... 65535).contains(value) else {
                 throw AspireError(.badRequest, "'\(text)': port must be a number from 1 to 65535")
             }
             port = value

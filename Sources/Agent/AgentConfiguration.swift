@@ -1,0 +1,43 @@
+public import RPC
+
+/// Settings of the BootAgent. Every field has a default except where the agent must be told
+/// (the CA file, unless `insecure`).
+public struct AgentConfiguration: Sendable {
+    /// Servers to try in order (each name resolved to all its addresses).
+    public var servers: [HostPort] = [HostPort(host: "localhost", port: 8443)]
+    /// `--resolve NAME:PORT:ADDR[,ADDR]` entries that replace DNS for a name and port.
+    public var resolveOverrides: [ResolveOverride] = []
+    /// Holds the AgentSN, the outbox and the agent's state.
+    public var dataDirectory: String = "/var/lib/aspire-boot"
+    /// CA that signed the server's certificate; required unless `insecure`.
+    public var caFile: String?
+    /// Plaintext gRPC, only behind an explicit `--insecure`.
+    public var insecure = false
+    /// Sent as the bearer token of Init and Connect.
+    public var enrollmentToken: String = ""
+    /// Fixed AgentSN instead of the one kept in the data directory.
+    public var agentSN: String?
+    public var tags: [String: String] = [:]
+    /// Full-jitter exponential backoff between rounds: base and cap.
+    public var backoffBase: Duration = .milliseconds(500)
+    public var backoffCap: Duration = .seconds(60)
+    /// Redirects followed from one first server before the round gives up.
+    public var maxRedirects = 4
+    /// Time for one Init call, connection included.
+    public var connectTimeout: Duration = .seconds(5)
+    /// HTTP/2 keepalive pings to the server.
+    public var keepalive: Duration = .seconds(30)
+    public var bash = BashExecutor.Configuration()
+
+    public init() {}
+
+    public var security: ClientSecurity {
+        get throws {
+            if self.insecure { return .plaintext }
+            guard let caFile = self.caFile else {
+                throw AspireError(.badRequest, "no CA file given: pass --ca FILE (the server's ca.pem), or --insecure for plaintext")
+            }
+            return .tls(caFile: caFile)
+        }
+    }
+}

@@ -1,0 +1,172 @@
+import Foundation
+public import Logging
+public import RPC
+public import ServiceLifecycle
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The BootAgent: keeps a stream to a server node, runs the commands it pushes, and delivers
+/// every result until it is acknowledged.
+///
+/// Commands run in the runtime's own task group, not the stream's: a command outlives the
+/// stream it came on, and its result waits in the outbox for the next one.
+public final class AgentRuntime: Service {
+    public let configuration: AgentConfiguration
+    public let agentSN: String
+    let state: AgentState
+    let runner: CommandRunner
+    let resolver: any AddressResolver
+    let logger: Logger
+    let startedAt = Date()
+
+    /// The stream now open, if any: where results and status reports go.
+    private let sink = Mutex<AsyncStream<Aspire_V1_AgentMessage>.Continuation?>(nil)
+    private let commands: AsyncStream<Aspire_V1_Command>
+    private let commandInput: AsyncStream<Aspire_V1_Command>.Continuation
+    /// Seconds between status reports; the server's Welcome and `config` may change it.
+    let step = Atomic<Int32>(600)
+
+    public init(configuration: AgentConfiguration, logger: Logger, resolver: (any AddressResolver)? = nil) throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.state = try AgentState(directory: configuration.dataDirectory)
+        self.agentSN = try configuration.agentSN ?? self.state.agentSN()
+        self.runner = CommandRunner(bash: BashExecutor(configuration: configuration.bash, logger: logger))
+        self.resolver = resolver ?? SystemResolver(overrides: configuration.resolveOverrides)
+        (self.commands, self.commandInput) = AsyncStream.makeStream(of: Aspire_V1_Command.self)
+    }
+
+    public func run() async throws {
+        _ = try self.configuration.security
+        self.logger.notice(
+            "agent starting",
+            metadata: [
+                "agent.sn": "\(self.agentSN)", "agent.version": "\(AspireVersion.current)",
+                "agent.servers": "\(self.configuration.servers.map(\.description).joined(separator: ","))",
+                "agent.data": "\(self.configuration.dataDirectory)",
+            ]
+        )
+        try await cancelWhenGracefulShutdown {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask {
+                    try await Connector(runtime: self).run()
+                }
+                for await command in self.commands {
+                    group.addTask { await self.execute(command) }
+                }
+            }
+        }
+        self.logger.notice("agent stopped", metadata: ["agent.sn": "\(self.agentSN)"])
+    }
+
+    /// Queues a command pushed by the server.
+    func submit(_ command: Aspire_V1_Command) {
+        self.commandInput.yield(command)
+    }
+
+    private func execute(_ command: Aspire_V1_Command) async {
+        var logger = self.logger
+        logger[metadataKey: "command.id"] = "\(command.id)"
+        logger[metadataKey: "command.method"] = "\(command.method)"
+        guard !command.id.isEmpty else {
+            logger.warning("command without an id ignored")
+            return
+        }
+        let admission: AgentState.Admission
+        do {
+            admission = try self.state.admit(command.id)
+        } catch {
+            logger.error("cannot record the command in the data directory", metadata: ["error": "\(error)"])
+            self.send(.result(.failed(id: command.id, .agentInternal, "agent cannot write its data directory: \(error)")))
+            return
+        }
+        let result: Aspire_V1_CommandResult
+        switch admission {
+        case .run:
+            logger.info("running command")
+            let sequence = Atomic<UInt64>(0)
+            result = await self.runner.run(command) { stream, chunk in
+                var output = Aspire_V1_CommandOutput()
+                output.id = command.id
+                output.seq = sequence.add(1, ordering: .relaxed).newValue
+                output.stream = stream
+                output.chunk = Data(chunk)
+                self.send(.output(output))
+            }
+            logger.info(
+                "command finished",
+                metadata: ["command.resp": "\(result.resp)", "command.retcode": "\(result.retcode)"]
+            )
+        case .resend(let stored):
+            logger.info("command already ran; sending its result again")
+            self.send(.result(stored))
+            return
+        case .acknowledged, .running:
+            logger.info("command already handled; not running it again")
+            return
+        case .interrupted:
+            logger.warning("command was running when the agent stopped; not running it again")
+            result = .failed(id: command.id, .interrupted, "the agent restarted while the command ran; it was not run again")
+        }
+        do {
+            try self.state.finish(result)
+        } catch {
+            logger.error("cannot store the result in the outbox", metadata: ["error": "\(error)"])
+        }
+        self.send(.result(result))
+    }
+
+    /// Sends a message on the open stream; dropped when none is open (results stay in the outbox).
+    func send(_ body: Aspire_V1_AgentMessage.OneOf_Body) {
+        var message = Aspire_V1_AgentMessage()
+        message.body = body
+        self.sink.withLock { _ = $0?.yield(message) }
+    }
+
+    /// Makes `continuation` the stream results go to, and re-sends every unacknowledged result.
+    func attach(_ continuation: AsyncStream<Aspire_V1_AgentMessage>.Continuation) {
+        self.sink.withLock { $0 = continuation }
+        let pending = self.state.pendingResults()
+        if !pending.isEmpty {
+            self.logger.info("re-sending unacknowledged results", metadata: ["count": "\(pending.count)"])
+        }
+        for result in pending {
+            var message = Aspire_V1_AgentMessage()
+            message.result = result
+            continuation.yield(message)
+        }
+    }
+
+    func detach() {
+        self.sink.withLock { $0 = nil }
+    }
+
+    func acknowledge(_ ids: [String]) {
+        self.state.acknowledge(ids)
+    }
+
+    var hello: Aspire_V1_Hello {
+        var hello = Aspire_V1_Hello()
+        hello.agentSn = self.agentSN
+        hello.hostname = ProcessInfo.processInfo.hostName
+        hello.version = AspireVersion.current
+        hello.os = "linux"
+        hello.arch = GetInfo.uname().machine
+        hello.tags = self.configuration.tags
+        hello.uptime = Int64(Date().timeIntervalSince(self.startedAt))
+        return hello
+    }
+
+    var statusReport: Aspire_V1_StatusReport {
+        var report = Aspire_V1_StatusReport()
+        report.hostname = ProcessInfo.processInfo.hostName
+        report.version = AspireVersion.current
+        report.uptime = Int64(Date().timeIntervalSince(self.startedAt))
+        report.timestamp = Int64(Date().timeIntervalSince1970)
+        report.step = self.step.load(ordering: .relaxed)
+        return report
+    }
+}

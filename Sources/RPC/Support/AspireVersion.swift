@@ -1,0 +1,4 @@
+/// The version every Aspire binary reports.
+public enum AspireVersion {
+    public static let current = "0.1.0"
+}

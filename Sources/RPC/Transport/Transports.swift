@@ -1,0 +1,134 @@
+public import GRPCCore
+public import GRPCNIOTransportHTTP2
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// TLS material of a listening node.
+public struct ServerTLSFiles: Sendable, Hashable {
+    public var certificateChain: String
+    public var privateKey: String
+
+    public init(certificateChain: String, privateKey: String) {
+        self.certificateChain = certificateChain
+        self.privateKey = privateKey
+    }
+}
+
+/// How a client checks the server: against a CA file (TLS, peer verified), or not at all
+/// (plaintext, only behind an explicit `--insecure`).
+public enum ClientSecurity: Sendable, Hashable {
+    case tls(caFile: String)
+    case plaintext
+}
+
+/// Builds the HTTP/2 transports every Aspire binary uses, with one set of defaults.
+public enum Transports {
+    /// A listening transport on an IP literal (`0.0.0.0`, `::`, `127.0.0.2`, ...).
+    public static func server(
+        listen: HostPort,
+        tls: ServerTLSFiles?,
+        keepalive: Duration = .seconds(30),
+        maxRequestBytes: Int = 8 << 20
+    ) throws -> HTTP2ServerTransport.Posix {
+        let security: HTTP2ServerTransport.Posix.TransportSecurity
+        if let tls {
+            security = .tls(
+                certificateChain: [.file(path: tls.certificateChain, format: .pem)],
+                privateKey: .file(path: tls.privateKey, format: .pem)
+            )
+        } else {
+            security = .plaintext
+        }
+        return HTTP2ServerTransport.Posix(
+            address: try self.socketAddress(listen),
+            transportSecurity: security,
+            config: .defaults { config in
+                config.connection.keepalive.time = keepalive
+                config.connection.keepalive.timeout = .seconds(10)
+                config.connection.keepalive.clientBehavior.allowWithoutCalls = true
+                config.connection.keepalive.clientBehavior.minPingIntervalWithoutCalls = .seconds(5)
+                config.rpc.maxRequestPayloadSize = maxRequestBytes
+            }
+        )
+    }
+
+    /// A client transport to `address`; `authority` is the name the server's certificate must
+    /// carry (SNI and verification) when `address` is a resolved IP.
+    public static func client(
+        address: HostPort,
+        authority: String? = nil,
+        security: ClientSecurity,
+        keepalive: Duration? = nil
+    ) throws -> HTTP2ClientTransport.Posix {
+        let transportSecurity: HTTP2ClientTransport.Posix.TransportSecurity
+        switch security {
+        case .plaintext:
+            transportSecurity = .plaintext
+        case .tls(let caFile):
+            transportSecurity = .tls { config in
+                config.trustRoots = .certificates([.file(path: caFile, format: .pem)])
+                config.serverCertificateVerification = .fullVerification
+            }
+        }
+        return try HTTP2ClientTransport.Posix(
+            target: self.target(address),
+            transportSecurity: transportSecurity,
+            config: .defaults { config in
+                // SNI cannot carry an IP address: for IP literals the certificate is checked
+                // against the peer's address (its IP SANs) instead.
+                let name = authority ?? address.host
+                config.http2.authority = IPAddress.isIPv4(name) || IPAddress.isIPv6(name) ? nil : name
+                if let keepalive {
+                    config.connection.keepalive = .init(time: keepalive, timeout: .seconds(10), allowWithoutCalls: true)
+                }
+                config.backoff = .init(initial: .milliseconds(200), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
+            }
+        )
+    }
+
+    static func target(_ address: HostPort) -> any ResolvableTarget {
+        if IPAddress.isIPv4(address.host) {
+            return .ipv4(host: address.host, port: address.port)
+        }
+        if IPAddress.isIPv6(address.host) {
+            return .ipv6(host: address.host, port: address.port)
+        }
+        return .dns(host: address.host, port: address.port)
+    }
+
+    static func socketAddress(_ address: HostPort) throws(AspireError) -> GRPCNIOTransportHTTP2.SocketAddress {
+        if IPAddress.isIPv4(address.host) {
+            return .ipv4(host: address.host, port: address.port)
+        }
+        if IPAddress.isIPv6(address.host) {
+            return .ipv6(host: address.host, port: address.port)
+        }
+        throw AspireError(.badRequest, "listen address '\(address)' must be an IP address (0.0.0.0, ::, 127.0.0.1, ...)")
+    }
+}
+
+/// Checks for IP literals.
+public enum IPAddress {
+    public static func isIPv4(_ text: String) -> Bool {
+        var address = in_addr()
+        return inet_pton(AF_INET, text, &address) == 1
+    }
+
+    public static func isIPv6(_ text: String) -> Bool {
+        var address = in6_addr()
+        return inet_pton(AF_INET6, text, &address) == 1
+    }
+}
+
+extension CallOptions {
+    /// Fail fast instead of waiting for a connection: the agent's connector and the CLIs try
+    /// other addresses or report the error themselves.
+    public static func failFast(timeout: Duration?) -> Self {
+        var options = CallOptions.defaults
+        options.waitForReady = false
+        options.timeout = timeout
+        return options
+    }
+}

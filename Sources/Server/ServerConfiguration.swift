@@ -1,0 +1,56 @@
+import Foundation
+public import RPC
+
+/// Settings of one server node. Every field has a default that works on one machine.
+public struct ServerConfiguration: Sendable {
+    /// Holds the tokens, the CA and TLS files, and (later) the embedded database.
+    public var dataDirectory: String = "/var/lib/aspire"
+    /// gRPC listener for agents and Admin calls: an IP literal and a port (0 picks a free one).
+    public var listen = HostPort(host: "0.0.0.0", port: 8443)
+    /// Plaintext gRPC instead of TLS; only behind an explicit `--insecure`.
+    public var insecure = false
+    /// Names and addresses the TLS certificate must be valid for, besides localhost, the host
+    /// name and the loopback addresses.
+    public var tlsNames: [String] = []
+    /// This node's name in logs, Welcome and Init answers.
+    public var nodeName: String = ProcessInfo.processInfo.hostName
+    /// Whether Init accepts agents here or sends them to other nodes.
+    public var redirect: RedirectPolicy = .acceptAll
+    /// Seconds between agents' status reports (the seed's `step`).
+    public var statusStep: Int32 = 600
+    /// Application pings on each stream; a stream silent for three intervals is dropped.
+    public var pingInterval: Duration = .seconds(15)
+    /// HTTP/2 keepalive pings, which find dead TCP connections.
+    public var transportKeepalive: Duration = .seconds(30)
+
+    public init() {}
+
+    public var tokenPaths: (admin: String, enrollment: String) {
+        ("\(self.dataDirectory)/admin.token", "\(self.dataDirectory)/enroll.token")
+    }
+
+    /// The CA files live in `<data>/tls`.
+    public var certificateAuthority: CertificateAuthority {
+        CertificateAuthority(directory: "\(self.dataDirectory)/tls")
+    }
+
+    /// Where the node writes the address it listens on, once bound.
+    public var listenAddressFile: String {
+        "\(self.dataDirectory)/grpc.addr"
+    }
+
+    /// The names the server certificate covers.
+    public var allTLSNames: [String] {
+        var names = ["localhost", ProcessInfo.processInfo.hostName, "127.0.0.1", "::1"]
+        if self.listen.host != "0.0.0.0", self.listen.host != "::" { names.append(self.listen.host) }
+        names += self.tlsNames
+        return names.uniqued()
+    }
+}
+
+extension Array where Element: Hashable {
+    func uniqued() -> [Element] {
+        var seen = Set<Element>()
+        return self.filter { seen.insert($0).inserted }
+    }
+}

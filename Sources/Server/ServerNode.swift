@@ -1,0 +1,93 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+public import Logging
+import RPC
+public import ServiceLifecycle
+
+/// One Aspire server node: the gRPC listener for agents and operators, with its tokens and
+/// certificates made on first start.
+public final class ServerNode: Service {
+    public let configuration: ServerConfiguration
+    public let registry: SessionRegistry
+    private let logger: Logger
+
+    public init(configuration: ServerConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.registry = SessionRegistry(logger: logger)
+    }
+
+    public func run() async throws {
+        let configuration = self.configuration
+        try AtomicFile.makeDirectory(configuration.dataDirectory, mode: 0o700)
+
+        let paths = configuration.tokenPaths
+        let admin = try Secret.loadOrCreate(at: paths.admin)
+        let enrollment = try Secret.loadOrCreate(at: paths.enrollment)
+        self.logger.notice(
+            admin.created ? "created admin token" : "admin token",
+            metadata: ["path": "\(paths.admin)"]
+        )
+        self.logger.notice(
+            enrollment.created ? "created agent enrollment token" : "agent enrollment token",
+            metadata: ["path": "\(paths.enrollment)"]
+        )
+
+        var tls: ServerTLSFiles?
+        if configuration.insecure {
+            self.logger.warning("TLS is off (--insecure): agent and admin traffic is plaintext")
+        } else {
+            let authority = configuration.certificateAuthority
+            try authority.prepare(names: configuration.allTLSNames, logger: self.logger)
+            tls = ServerTLSFiles(certificateChain: authority.paths.serverCertificate, privateKey: authority.paths.serverKey)
+            self.logger.notice("agents verify this node with the CA", metadata: ["path": "\(authority.paths.caCertificate)"])
+        }
+
+        let transport = try Transports.server(
+            listen: configuration.listen,
+            tls: tls,
+            keepalive: configuration.transportKeepalive
+        )
+        var channelConfiguration = AgentChannelService.Configuration(nodeName: configuration.nodeName)
+        channelConfiguration.statusStep = configuration.statusStep
+        channelConfiguration.pingInterval = configuration.pingInterval
+        let server = GRPCServer(
+            transport: transport,
+            services: [
+                BootstrapService(nodeName: configuration.nodeName, policy: configuration.redirect, logger: self.logger),
+                AgentChannelService(configuration: channelConfiguration, registry: self.registry, logger: self.logger),
+                AdminService(nodeName: configuration.nodeName, registry: self.registry, logger: self.logger),
+            ],
+            interceptors: [AuthInterceptor(adminToken: admin.token, enrollmentToken: enrollment.token)]
+        )
+
+        let registry = self.registry
+        let logger = self.logger
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await server.serve() }
+                group.addTask {
+                    let address = try await transport.listeningAddress
+                    let text: String
+                    if let v4 = address.ipv4 {
+                        text = HostPort(host: v4.host, port: v4.port).description
+                    } else if let v6 = address.ipv6 {
+                        text = HostPort(host: v6.host, port: v6.port).description
+                    } else {
+                        text = "\(address)"
+                    }
+                    try AtomicFile.write(text + "\n", to: configuration.listenAddressFile)
+                    logger.notice(
+                        "listening for agents and admin calls",
+                        metadata: ["grpc.address": "\(text)", "grpc.tls": "\(!configuration.insecure)"]
+                    )
+                }
+            }
+        } onGracefulShutdown: {
+            logger.notice("shutting down: closing agent streams")
+            server.beginGracefulShutdown()
+            registry.closeAll()
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+public import GRPCCore
+public import Logging
+public import RPC
+
+/// The operator-facing Admin service: run a command on an agent, list connected agents.
+public struct AdminService: Aspire_V1_Admin.SimpleServiceProtocol {
+    let nodeName: String
+    let registry: SessionRegistry
+    let logger: Logger
+
+    public init(nodeName: String, registry: SessionRegistry, logger: Logger) {
+        self.nodeName = nodeName
+        self.registry = registry
+        self.logger = logger
+    }
+
+    public func runCommand(request: Aspire_V1_RunCommandRequest, context: ServerContext) async throws -> Aspire_V1_RunCommandResponse {
+        guard !request.agentSn.isEmpty else {
+            throw AspireError(.badRequest, "agent_sn is required")
+        }
+        guard request.hasCommand, !request.command.method.isEmpty else {
+            throw AspireError(.badRequest, "command.method is required")
+        }
+        guard request.waitSeconds >= 0 else {
+            throw AspireError(.badRequest, "wait_seconds must not be negative")
+        }
+        var command = request.command
+        if command.id.isEmpty {
+            command.id = UUID().uuidString.lowercased()
+        }
+        let wait: Duration
+        if request.waitSeconds > 0 {
+            wait = .seconds(Int(request.waitSeconds))
+        } else if case .bash(let bash)? = command.params, bash.timeout > 0 {
+            wait = .seconds(Int(bash.timeout) + 30)
+        } else {
+            wait = .seconds(150)
+        }
+        self.logger.info(
+            "running command",
+            metadata: ["agent.sn": "\(request.agentSn)", "command.id": "\(command.id)", "command.method": "\(command.method)"]
+        )
+        var response = Aspire_V1_RunCommandResponse()
+        response.result = try await self.registry.run(command, on: request.agentSn, wait: wait)
+        response.node = self.nodeName
+        return response
+    }
+
+    public func listAgents(request: Aspire_V1_ListAgentsRequest, context: ServerContext) async throws -> Aspire_V1_ListAgentsResponse {
+        var response = Aspire_V1_ListAgentsResponse()
+        response.agents = self.registry.sessions.map { session in
+            var agent = Aspire_V1_ConnectedAgent()
+            agent.agentSn = session.agentSN
+            agent.hostname = session.hello.hostname
+            agent.version = session.hello.version
+            agent.os = session.hello.os
+            agent.arch = session.hello.arch
+            agent.tags = session.hello.tags
+            agent.peer = session.peer
+            agent.connectedUnixMs = session.connectedAt.unixMilliseconds
+            agent.lastSeenUnixMs = session.lastSeen.unixMilliseconds
+            agent.node = self.nodeName
+            return agent
+        }
+        return response
+    }
+}

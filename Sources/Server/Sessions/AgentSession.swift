@@ -1,0 +1,51 @@
+public import Foundation
+public import RPC
+import Synchronization
+
+/// One live stream of one agent on this node.
+public final class AgentSession: Sendable {
+    /// Distinguishes successive connections of the same agent.
+    public let connectionID: UInt64
+    public let hello: Aspire_V1_Hello
+    public let peer: String
+    public let connectedAt: Date
+    private let outbound: AsyncStream<Aspire_V1_ServerMessage>.Continuation
+    private let lastSeenMillis: Atomic<Int64>
+
+    public var agentSN: String { self.hello.agentSn }
+
+    init(
+        connectionID: UInt64,
+        hello: Aspire_V1_Hello,
+        peer: String,
+        outbound: AsyncStream<Aspire_V1_ServerMessage>.Continuation
+    ) {
+        self.connectionID = connectionID
+        self.hello = hello
+        self.peer = peer
+        self.connectedAt = Date()
+        self.outbound = outbound
+        self.lastSeenMillis = Atomic(Date().unixMilliseconds)
+    }
+
+    /// Queues a message for the agent; false when the stream is already closed.
+    @discardableResult
+    public func send(_ message: Aspire_V1_ServerMessage) -> Bool {
+        if case .enqueued = self.outbound.yield(message) { return true }
+        return false
+    }
+
+    /// Ends the stream from the server side (replaced, shutting down, dead).
+    public func close() {
+        self.outbound.finish()
+    }
+
+    /// Records that the agent said something.
+    func touch() {
+        self.lastSeenMillis.store(Date().unixMilliseconds, ordering: .relaxed)
+    }
+
+    public var lastSeen: Date {
+        Date(timeIntervalSince1970: Double(self.lastSeenMillis.load(ordering: .relaxed)) / 1000)
+    }
+}

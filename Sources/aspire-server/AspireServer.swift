@@ -1,0 +1,108 @@
+import ArgumentParser
+import Logging
+import RPC
+import Server
+import ServiceLifecycle
+import UnixSignals
+
+@main
+struct AspireServer: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "aspire-server",
+        abstract: "Run one Aspire server node.",
+        discussion: """
+            On first start the node creates, in its data directory, an admin token (admin.token), \
+            an agent enrollment token (enroll.token), and its own CA with a server certificate \
+            (tls/ca.pem, tls/server.pem). Give agents tls/ca.pem and enroll.token; give operators \
+            admin.token. The address it listens on is written to grpc.addr once bound.
+
+            SIGTERM or SIGINT stops it gracefully: agent streams are closed and agents reconnect \
+            to another node.
+            """
+    )
+
+    @Option(name: .customLong("data-dir"), help: "Directory for tokens, TLS files and state.")
+    var dataDirectory = "/var/lib/aspire"
+
+    @Option(help: "gRPC listen address for agents and admin calls (IP:PORT; port 0 picks a free one).")
+    var listen = "0.0.0.0:8443"
+
+    @Flag(help: "Serve plaintext gRPC instead of TLS. Never on a real network.")
+    var insecure = false
+
+    @Option(name: .customLong("tls-name"), help: "Extra DNS name or IP address the server certificate must cover (repeatable).")
+    var tlsNames: [String] = []
+
+    @Option(name: .customLong("node-name"), help: "This node's name in logs and answers (default: the host name).")
+    var nodeName: String?
+
+    @Option(
+        name: .customLong("redirect-to"),
+        help: "Hold no agents: answer every Init with a redirect to these servers, in order (HOST:PORT,HOST:PORT)."
+    )
+    var redirectTo: String?
+
+    @Option(
+        help: """
+            Cluster peers (HOST:PORT,...) for rendezvous hashing of AgentSNs; each agent is sent to \
+            the peer its AgentSN hashes to. Needs --advertise.
+            """
+    )
+    var peers: String?
+
+    @Option(help: "How peers and agents reach this node (HOST:PORT), as it appears in --peers.")
+    var advertise: String?
+
+    @Option(name: .customLong("status-step"), help: "Seconds between agents' status reports.")
+    var statusStep: Int32 = 600
+
+    @Option(name: .customLong("ping-interval"), help: "Seconds between pings on each agent stream; three silent intervals drop it.")
+    var pingInterval: Int = 15
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
+    var logLevel = "info"
+
+    func run() async throws {
+        guard let level = Logger.Level(name: self.logLevel) else {
+            throw ValidationError("unknown log level '\(self.logLevel)'")
+        }
+        LogSetup.bootstrap(level: level)
+        let logger = Logger(label: "aspire.server")
+
+        var configuration = ServerConfiguration()
+        configuration.dataDirectory = self.dataDirectory
+        configuration.listen = try HostPort(parsing: self.listen, allowPortZero: true)
+        configuration.insecure = self.insecure
+        configuration.tlsNames = self.tlsNames
+        if let nodeName { configuration.nodeName = nodeName }
+        configuration.statusStep = self.statusStep
+        guard self.pingInterval >= 1 else { throw ValidationError("--ping-interval must be at least 1") }
+        configuration.pingInterval = .seconds(self.pingInterval)
+
+        switch (self.redirectTo, self.peers) {
+        case (.some, .some):
+            throw ValidationError("--redirect-to and --peers exclude each other")
+        case (let targets?, nil):
+            let servers = try HostPort.parseList(targets)
+            guard !servers.isEmpty else { throw ValidationError("--redirect-to names no server") }
+            configuration.redirect = .redirectAll(servers)
+        case (nil, let peers?):
+            guard let advertise else { throw ValidationError("--peers needs --advertise HOST:PORT") }
+            let current = try HostPort(parsing: advertise)
+            configuration.redirect = .rendezvous(current: current, peers: try HostPort.parseList(peers))
+            configuration.tlsNames.append(current.host)
+        case (nil, nil):
+            configuration.redirect = .acceptAll
+        }
+
+        let node = ServerNode(configuration: configuration, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: node)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+    }
+}

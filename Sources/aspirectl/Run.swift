@@ -1,0 +1,168 @@
+import ArgumentParser
+import Foundation
+import GRPCCore
+import RPC
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a shell command on agents and wait for the results.",
+        discussion: """
+            aspirectl run --agent SN -- 'systemctl is-active sshd'
+
+            With one agent, the command's stdout and stderr are printed as they are; with several, \
+            each line is prefixed [AgentSN]. A summary line per host (ok, exit N, timeout, offline) \
+            and a totals line go to stderr. -o json prints one result object per line instead.
+            """
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Option(name: .customLong("agent"), help: "AgentSN to run on (repeatable).")
+    var agents: [String] = []
+
+    @Option(help: "Seconds before the command's process group is killed (default 120).")
+    var timeout: Int32 = 0
+
+    @Option(help: "Run as this user (default root).")
+    var user = ""
+
+    @Option(help: "Run with this group (default: the user's primary group).")
+    var group = ""
+
+    @Option(name: .shortAndLong, help: "table or json.")
+    var output: OutputFormat = .table
+
+    @Argument(parsing: .captureForPassthrough, help: "The command line, after --.")
+    var command: [String] = []
+
+    mutating func validate() throws {
+        if self.command.first == "--" { self.command.removeFirst() }
+        guard !self.command.isEmpty else { throw ValidationError("give the command after --, e.g. aspirectl run --agent SN -- uptime") }
+        guard !self.agents.isEmpty else { throw ValidationError("name at least one --agent") }
+        guard self.timeout >= 0 else { throw ValidationError("--timeout must not be negative") }
+    }
+
+    func run() async throws {
+        var params = Aspire_V1_BashParams()
+        params.cmd = self.command.joined(separator: " ")
+        params.timeout = self.timeout
+        params.user = self.user
+        params.group = self.group
+        var command = Aspire_V1_Command()
+        command.method = "sync.bash"
+        command.bash = params
+
+        let agents = self.agents
+        let request = command
+        let outcomes: [(String, Result<Aspire_V1_CommandResult, any Error>)]
+        do {
+            outcomes = try await self.connection.withAdmin { admin in
+                try await withThrowingTaskGroup(of: (String, Result<Aspire_V1_CommandResult, any Error>).self) { group in
+                    for agent in agents {
+                        group.addTask {
+                            var call = Aspire_V1_RunCommandRequest()
+                            call.agentSn = agent
+                            call.command = request
+                            do {
+                                return (agent, .success(try await admin.runCommand(call).result))
+                            } catch {
+                                return (agent, .failure(error))
+                            }
+                        }
+                    }
+                    var collected: [(String, Result<Aspire_V1_CommandResult, any Error>)] = []
+                    for try await outcome in group {
+                        self.print(outcome, many: agents.count > 1)
+                        collected.append(outcome)
+                    }
+                    return collected
+                }
+            }
+        } catch {
+            throw report(error, prefix: "aspirectl: ")
+        }
+        throw Self.summarize(outcomes, many: agents.count > 1)
+    }
+
+    private func print(_ outcome: (String, Result<Aspire_V1_CommandResult, any Error>), many: Bool) {
+        let (agent, result) = outcome
+        switch (self.output, result) {
+        case (.json, .success(let value)):
+            var object = value.seedJSONObject()
+            object["agentsn"] = agent
+            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+            FileHandle.standardOutput.write(data + Data("\n".utf8))
+        case (.json, .failure(let error)):
+            let code = (error as? RPCError).map { ErrorCode(rpcError: $0) } ?? .internalError
+            let object: [String: Any] = [
+                "agentsn": agent, "resp": "failed", "retcode": Int(code.rawValue), "message": Self.describe(error),
+            ]
+            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+            FileHandle.standardOutput.write(data + Data("\n".utf8))
+        case (.table, .success(let value)):
+            if many {
+                Self.prefixed(value.data, agent: agent, to: .standardOutput)
+                Self.prefixed(value.stderr, agent: agent, to: .standardError)
+            } else {
+                FileHandle.standardOutput.write(value.data)
+                FileHandle.standardError.write(value.stderr)
+            }
+        case (.table, .failure):
+            break
+        }
+    }
+
+    static func prefixed(_ data: Data, agent: String, to handle: FileHandle) {
+        guard !data.isEmpty else { return }
+        var text = String(decoding: data, as: UTF8.self)
+        if text.hasSuffix("\n") { text.removeLast() }
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            handle.write("[\(agent)] \(line)\n")
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? RPCError { return error.message }
+        return "\(error)"
+    }
+
+    /// Prints one line per host and the totals; returns the exit code.
+    static func summarize(_ outcomes: [(String, Result<Aspire_V1_CommandResult, any Error>)], many: Bool) -> ExitCode {
+        var succeeded = 0
+        var failed = 0
+        var silent = 0
+        for (agent, outcome) in outcomes.sorted(by: { $0.0 < $1.0 }) {
+            let line: String
+            switch outcome {
+            case .success(let result) where result.resp == .success && result.retcode == 0:
+                succeeded += 1
+                line = "ok"
+            case .success(let result) where result.resp == .success:
+                failed += 1
+                line = "exit \(result.retcode)"
+            case .success(let result) where result.retcode == ErrorCode.timeout.rawValue:
+                silent += 1
+                line = "timeout: \(result.message)"
+            case .success(let result):
+                failed += 1
+                line = "failed (\(result.retcode)): \(result.message)"
+            case .failure(let error):
+                let code = (error as? RPCError).map { ErrorCode(rpcError: $0) } ?? .internalError
+                if code == .agentOffline || code == .agentTimeout {
+                    silent += 1
+                    line = code == .agentOffline ? "offline: \(describe(error))" : "timeout: \(describe(error))"
+                } else {
+                    failed += 1
+                    line = "error: \(describe(error))"
+                }
+            }
+            FileHandle.standardError.write("[\(agent)] \(line)\n")
+        }
+        if many {
+            FileHandle.standardError.write("\(succeeded) succeeded, \(failed) failed, \(silent) did not answer\n")
+        }
+        if silent > 0 { return Exit.timeoutOrOffline }
+        if failed > 0 { return Exit.nonZero }
+        return .success
+    }
+}

@@ -1,0 +1,135 @@
+import Agent
+import ArgumentParser
+import Foundation
+import Logging
+import RPC
+import ServiceLifecycle
+import UnixSignals
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct Boot: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "boot",
+        abstract: "BootAgent: hold a stream to an Aspire server and run the commands it sends.",
+        discussion: """
+            The agent resolves each --server name to all its addresses and tries them in order, \
+            follows the node's redirects, and keeps one TLS stream open, reconnecting with \
+            backoff. Results are kept in the data directory until the server acknowledges them.
+
+            Example: boot -L /var/log/booter.log -P /run/booter.pid -f \\
+                       --server config.cargo.com:8443 --ca /etc/aspire/ca.pem --token-file /etc/aspire/enroll.token
+
+            Without -f the agent detaches and runs in the background.
+            """
+    )
+
+    @Option(name: .customShort("L"), help: "Log file (appended). Default: standard error.")
+    var logFile: String?
+
+    @Option(name: .customShort("P"), help: "PID file, locked while the agent runs (a second agent refuses to start).")
+    var pidFile: String?
+
+    @Flag(name: .customShort("f"), help: "Stay in the foreground instead of detaching.")
+    var foreground = false
+
+    @Option(name: .customLong("server"), help: "Server HOST:PORT, or a comma-separated list tried in order (repeatable).")
+    var servers: [String] = ["localhost:8443"]
+
+    @Option(name: .customLong("resolve"), help: "NAME:PORT:ADDR[,ADDR...] used instead of DNS for NAME:PORT, as curl's --resolve.")
+    var resolve: [String] = []
+
+    @Option(name: .customLong("data-dir"), help: "Directory for the AgentSN, the result outbox and state.")
+    var dataDirectory = "/var/lib/aspire-boot"
+
+    @Option(help: "CA certificate (PEM) that signed the server's certificate, e.g. the server's tls/ca.pem.")
+    var ca: String?
+
+    @Option(name: .customLong("token-file"), help: "File holding the enrollment token (the server's enroll.token).")
+    var tokenFile: String?
+
+    @Option(help: "The enrollment token itself (prefer --token-file; env ASPIRE_ENROLL_TOKEN).")
+    var token: String?
+
+    @Flag(help: "Plaintext gRPC, no TLS. Never on a real network.")
+    var insecure = false
+
+    @Option(name: .customLong("tag"), help: "Host tag KEY=VALUE sent to the server (repeatable).")
+    var tags: [String] = []
+
+    @Option(name: .customLong("agent-sn"), help: "Use this AgentSN instead of the one kept in the data directory.")
+    var agentSN: String?
+
+    @Option(name: .customLong("backoff-cap"), help: "Longest wait in seconds between connection rounds.")
+    var backoffCap: Int = 60
+
+    @Option(name: .customLong("output-cap"), help: "Bytes kept of each of a command's stdout and stderr (head and tail).")
+    var outputCap: Int = 1 << 20
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
+    var logLevel = "info"
+
+    mutating func validate() throws {
+        guard Logger.Level(name: self.logLevel) != nil else { throw ValidationError("unknown log level '\(self.logLevel)'") }
+        guard self.backoffCap >= 1 else { throw ValidationError("--backoff-cap must be at least 1") }
+        guard self.outputCap >= 1024 else { throw ValidationError("--output-cap must be at least 1024") }
+        if !self.insecure, self.ca == nil {
+            throw ValidationError("give the server's CA with --ca FILE (or --insecure for plaintext)")
+        }
+    }
+
+    func run() async throws {
+        if !self.foreground {
+            try Daemon.detach()
+        }
+        if let logFile {
+            try Daemon.redirectOutput(to: logFile)
+        }
+        LogSetup.bootstrap(level: Logger.Level(name: self.logLevel) ?? .info)
+        let logger = Logger(label: "aspire.boot")
+
+        var pidLock: Daemon.PIDFile?
+        if let pidFile {
+            pidLock = try Daemon.PIDFile(path: pidFile)
+        }
+        defer { pidLock?.remove() }
+
+        var configuration = AgentConfiguration()
+        configuration.servers = try self.servers.flatMap { try HostPort.parseList($0, defaultPort: 8443) }
+        guard !configuration.servers.isEmpty else { throw ValidationError("--server names no server") }
+        configuration.resolveOverrides = try self.resolve.map { try ResolveOverride(parsing: $0) }
+        configuration.dataDirectory = self.dataDirectory
+        configuration.caFile = self.ca
+        configuration.insecure = self.insecure
+        configuration.agentSN = self.agentSN
+        configuration.backoffCap = .seconds(self.backoffCap)
+        configuration.bash.outputCap = self.outputCap
+        configuration.enrollmentToken = try self.enrollmentToken()
+        for tag in self.tags {
+            guard let equals = tag.firstIndex(of: "="), equals != tag.startIndex else {
+                throw ValidationError("--tag '\(tag)': expected KEY=VALUE")
+            }
+            configuration.tags[String(tag[..<equals])] = String(tag[tag.index(after: equals)...])
+        }
+
+        let runtime = try AgentRuntime(configuration: configuration, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: runtime)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+    }
+
+    private func enrollmentToken() throws -> String {
+        if let token { return token }
+        if let tokenFile { return try Secret.read(tokenFile) }
+        if let value = ProcessInfo.processInfo.environment["ASPIRE_ENROLL_TOKEN"], !value.isEmpty { return value }
+        throw ValidationError("no enrollment token: pass --token-file FILE (the server's enroll.token)")
+    }
+}
