@@ -75,7 +75,9 @@ public struct BashExecutor: Sendable {
             let outcome = try await Subprocess.run(
                 .path(FilePath(self.configuration.shell)),
                 arguments: ["-c", cmd],
-                environment: .custom(identity.environment.map { Array("\($0.key)=\($0.value)".utf8) }),
+                environment: .custom(
+                    Dictionary(uniqueKeysWithValues: identity.environment.map { (Environment.Key(stringLiteral: $0.key), $0.value) })
+                ),
                 workingDirectory: FilePath(workingDirectory),
                 platformOptions: options,
                 input: .none,

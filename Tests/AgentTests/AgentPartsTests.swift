@@ -1,0 +1,136 @@
+import Foundation
+import Logging
+import RPC
+import Testing
+
+@testable import Agent
+
+@Suite("Head and tail buffer")
+struct HeadTailBufferTests {
+    @Test("Keeps everything below the cap")
+    func underCap() {
+        var buffer = HeadTailBuffer(capacity: 10)
+        buffer.append(Array("abcdef".utf8))
+        #expect(buffer.bytes == Array("abcdef".utf8))
+        #expect(!buffer.isTruncated)
+        #expect(buffer.totalBytes == 6)
+    }
+
+    @Test("Keeps the first and last halves when over the cap, in any chunking")
+    func overCap() {
+        let text = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)
+        for chunk in [1, 3, 7, 36] {
+            var buffer = HeadTailBuffer(capacity: 10)
+            var index = 0
+            while index < text.count {
+                buffer.append(Array(text[index ..< min(index + chunk, text.count)]))
+                index += chunk
+            }
+            let kept = String(decoding: buffer.bytes, as: UTF8.self)
+            #expect(kept.hasPrefix("01234"), "chunk \(chunk): \(kept)")
+            #expect(kept.hasSuffix("vwxyz"), "chunk \(chunk): \(kept)")
+            #expect(kept.contains("[26 bytes omitted]"))
+            #expect(buffer.totalBytes == 36)
+        }
+    }
+}
+
+@Suite("Agent state and outbox")
+struct AgentStateTests {
+    @Test("A command runs once; its stored result is re-sent until acknowledged")
+    func admission() throws {
+        let directory = "/tmp/aspire-state-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let state = try AgentState(directory: directory)
+        guard case .run = try state.admit("c1") else { Issue.record("first admission must run"); return }
+        guard case .running = try state.admit("c1") else { Issue.record("second admission while running"); return }
+        var result = Aspire_V1_CommandResult()
+        result.id = "c1"
+        result.resp = .success
+        try state.finish(result)
+        #expect(state.pendingResults().map(\.id) == ["c1"])
+        guard case .resend(let stored) = try state.admit("c1") else { Issue.record("finished command must be re-sent"); return }
+        #expect(stored.id == "c1")
+        state.acknowledge(["c1"])
+        #expect(state.pendingResults().isEmpty)
+        guard case .acknowledged = try state.admit("c1") else { Issue.record("acknowledged command must not run"); return }
+    }
+
+    @Test("A command that was running when the agent died is reported interrupted, not run again")
+    func interrupted() throws {
+        let directory = "/tmp/aspire-state-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        guard case .run = try AgentState(directory: directory).admit("c2") else { Issue.record("must run"); return }
+        let restarted = try AgentState(directory: directory)
+        guard case .interrupted = try restarted.admit("c2") else { Issue.record("must be interrupted"); return }
+    }
+
+    @Test("Command ids never become paths: traversal stays inside the data directory")
+    func traversal() throws {
+        let directory = "/tmp/aspire-state-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let state = try AgentState(directory: directory)
+        let id = "../../../../tmp/aspire-escape-\(UUID().uuidString.prefix(8))"
+        _ = try state.admit(id)
+        var result = Aspire_V1_CommandResult()
+        result.id = id
+        try state.finish(result)
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/\(id.split(separator: "/").last!)"))
+        #expect(state.pendingResults().map(\.id) == [id])
+    }
+
+    @Test("The AgentSN is made once and kept")
+    func agentSN() throws {
+        let directory = "/tmp/aspire-state-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let first = try AgentState(directory: directory).agentSN()
+        let second = try AgentState(directory: directory).agentSN()
+        #expect(first == second)
+        #expect(UUID(uuidString: first) != nil)
+    }
+}
+
+@Suite("Resolver and backoff")
+struct ResolverTests {
+    @Test("--resolve entries parse as curl's and replace DNS for that name and port only")
+    func overrides() async throws {
+        let entry = try ResolveOverride(parsing: "aspire.test:8443:127.0.0.2,[::1],127.0.0.3")
+        #expect(entry.addresses == ["127.0.0.2", "::1", "127.0.0.3"])
+        let resolver = SystemResolver(overrides: [entry])
+        let resolved = try await resolver.resolve(HostPort(host: "aspire.test", port: 8443))
+        #expect(resolved.map(\.host) == ["127.0.0.2", "::1", "127.0.0.3"])
+        #expect(throws: AspireError.self) { try ResolveOverride(parsing: "aspire.test:8443") }
+        #expect(throws: AspireError.self) { try ResolveOverride(parsing: "aspire.test:x:127.0.0.1") }
+        #expect(throws: AspireError.self) { try ResolveOverride(parsing: "aspire.test:8443:not-an-ip") }
+    }
+
+    @Test("A name listed on several /etc/hosts lines resolves to all its addresses, in order")
+    func etcHosts() async throws {
+        try #require(access("/etc/hosts", W_OK) == 0, "needs a writable /etc/hosts")
+        let name = "multi-\(UUID().uuidString.prefix(8).lowercased()).aspire.test"
+        let original = try String(contentsOfFile: "/etc/hosts", encoding: .utf8)
+        defer { try? original.write(toFile: "/etc/hosts", atomically: false, encoding: .utf8) }
+        let lines = ["127.0.0.21", "127.0.0.22", "127.0.0.23"].map { "\($0) \(name)" }.joined(separator: "\n")
+        try (original + (original.hasSuffix("\n") ? "" : "\n") + lines + "\n").write(toFile: "/etc/hosts", atomically: false, encoding: .utf8)
+        let resolved = try await SystemResolver().resolve(HostPort(host: name, port: 1))
+        #expect(resolved.map(\.host) == ["127.0.0.21", "127.0.0.22", "127.0.0.23"])
+    }
+
+    @Test("An unknown name is an error naming it")
+    func unknownName() async {
+        await #expect(throws: AspireError.self) {
+            try await SystemResolver().resolve(HostPort(host: "no-such-host.invalid", port: 1))
+        }
+    }
+
+    @Test("Full-jitter backoff stays within [0, min(cap, base·2^n)]")
+    func backoff() {
+        for attempt in 1 ... 12 {
+            let ceiling = min(10_000, 500 * (1 << (attempt - 1)))
+            for _ in 0 ..< 50 {
+                let delay = Backoff.fullJitter(attempt: attempt, base: .milliseconds(500), cap: .seconds(10))
+                #expect(delay >= .zero && delay <= .milliseconds(ceiling))
+            }
+        }
+    }
+}

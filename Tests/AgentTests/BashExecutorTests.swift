@@ -1,0 +1,154 @@
+import Foundation
+import Logging
+import RPC
+import Testing
+
+@testable import Agent
+
+@Suite("sync.bash executor")
+struct BashExecutorTests {
+    let executor = BashExecutor(logger: Logger(label: "test"))
+
+    func run(_ cmd: String, timeout: Int32 = 0, user: String = "", group: String = "", executor: BashExecutor? = nil)
+        async -> Aspire_V1_CommandResult
+    {
+        var params = Aspire_V1_BashParams()
+        params.cmd = cmd
+        params.timeout = timeout
+        params.user = user
+        params.group = group
+        return await (executor ?? self.executor).run(id: "t-\(UUID().uuidString)", params: params)
+    }
+
+    @Test("A command that succeeds reports success, exit 0 and its output")
+    func success() async {
+        let result = await self.run("echo hello; echo oops >&2")
+        #expect(result.resp == .success)
+        #expect(result.retcode == 0)
+        #expect(result.message == "Normal termination")
+        #expect(String(decoding: result.data, as: UTF8.self) == "hello\n")
+        #expect(String(decoding: result.stderr, as: UTF8.self) == "oops\n")
+        #expect(result.stdoutBytes == 6)
+        #expect(!result.truncated)
+        #expect(result.finishedUnixMs >= result.startedUnixMs)
+    }
+
+    @Test("A non-zero exit is reported as the retcode of a normal termination")
+    func nonZeroExit() async {
+        let result = await self.run("echo partial; exit 7")
+        #expect(result.resp == .success)
+        #expect(result.retcode == 7)
+        #expect(String(decoding: result.data, as: UTF8.self) == "partial\n")
+    }
+
+    @Test("A command killed by a signal is failed with 128+signal")
+    func killedBySignal() async {
+        let result = await self.run("kill -SEGV $$")
+        #expect(result.resp == .failed)
+        #expect(result.retcode == 128 + SIGSEGV)
+        #expect(result.message.contains("SIGSEGV"))
+    }
+
+    @Test("Timeout kills the whole process group, including a grandchild holding stdout")
+    func timeoutKillsGrandchild() async throws {
+        let marker = "1234.\(Int.random(in: 100_000 ... 999_999))"
+        let result = await self.run("sleep \(marker) & echo started; sleep \(marker)", timeout: 1)
+        #expect(result.resp == .failed)
+        #expect(result.retcode == ErrorCode.timeout.rawValue)
+        #expect(result.message.contains("Timed out after 1 s"))
+        #expect(String(decoding: result.data, as: UTF8.self) == "started\n")
+        #expect(Self.processes(withArgument: marker).isEmpty, "a sleep \(marker) survived the timeout")
+    }
+
+    @Test("A grandchild that ignores SIGTERM is killed after the grace period")
+    func timeoutKillsTermIgnoringChild() async throws {
+        let marker = "4321.\(Int.random(in: 100_000 ... 999_999))"
+        var configuration = BashExecutor.Configuration()
+        configuration.killGrace = .milliseconds(300)
+        let executor = BashExecutor(configuration: configuration, logger: Logger(label: "test"))
+        let result = await self.run("trap '' TERM; (trap '' TERM; sleep \(marker)) & sleep \(marker)", timeout: 1, executor: executor)
+        #expect(result.retcode == ErrorCode.timeout.rawValue)
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(Self.processes(withArgument: marker).isEmpty)
+    }
+
+    @Test("50 MiB of output stays bounded: head and tail kept, truncated, total counted")
+    func boundedOutput() async {
+        var configuration = BashExecutor.Configuration()
+        configuration.outputCap = 1 << 20
+        let executor = BashExecutor(configuration: configuration, logger: Logger(label: "test"))
+        let result = await self.run(
+            "printf 'BEGIN'; head -c 52428800 /dev/zero | tr '\\0' 'x'; printf 'END'; head -c 3000000 /dev/zero >&2",
+            executor: executor
+        )
+        #expect(result.resp == .success)
+        #expect(result.truncated)
+        #expect(result.stdoutBytes == 52_428_800 + 8)
+        #expect(result.stderrBytes == 3_000_000)
+        #expect(result.data.count < (1 << 20) + 200)
+        #expect(result.stderr.count < (1 << 20) + 200)
+        let text = String(decoding: result.data, as: UTF8.self)
+        #expect(text.hasPrefix("BEGINxxx"))
+        #expect(text.hasSuffix("xxxEND"))
+        #expect(text.contains("bytes omitted"))
+    }
+
+    @Test("Runs as the given user with that user's clean environment")
+    func runsAsNobody() async throws {
+        try #require(getuid() == 0, "needs root to switch users")
+        let nobody = try #require(Account.user(named: "nobody"))
+        let result = await self.run("id -u; id -g; echo \"$HOME|$USER|$LOGNAME|$PATH\"; env | wc -l", user: "nobody")
+        #expect(result.resp == .success)
+        let lines = String(decoding: result.data, as: UTF8.self).split(separator: "\n").map(String.init)
+        #expect(lines[0] == "\(nobody.uid)")
+        #expect(lines[1] == "\(nobody.gid)")
+        #expect(lines[2] == "\(nobody.home)|nobody|nobody|/usr/local/bin:/usr/bin:/bin")
+        // HOME USER LOGNAME SHELL PATH, plus what bash itself sets (PWD, SHLVL, _).
+        #expect(Int(lines[3]) ?? 99 <= 8, "environment leaked: \(lines[3]) variables")
+    }
+
+    @Test("An explicit group and the user's supplementary groups are applied")
+    func groups() async throws {
+        try #require(getuid() == 0)
+        let result = await self.run("id -g; id -G", user: "nobody", group: "daemon")
+        let lines = String(decoding: result.data, as: UTF8.self).split(separator: "\n")
+        let daemon = try #require(Account.group(named: "daemon"))
+        #expect(lines.first.map(String.init) == "\(daemon)")
+        #expect(lines.last?.split(separator: " ").contains(Substring("\(daemon)")) == true)
+    }
+
+    @Test("Unknown users and groups are clear errors, never a fallback")
+    func unknownUser() async {
+        let user = await self.run("id", user: "no-such-user-\(Int.random(in: 1000 ... 9999))")
+        #expect(user.resp == .failed)
+        #expect(user.retcode == ErrorCode.unknownUser.rawValue)
+        #expect(user.message.contains("does not exist"))
+        let group = await self.run("id", group: "no-such-group-\(Int.random(in: 1000 ... 9999))")
+        #expect(group.resp == .failed)
+        #expect(group.retcode == ErrorCode.unknownUser.rawValue)
+    }
+
+    @Test("Bad parameters are refused with 3021")
+    func invalidParams() async {
+        let empty = await self.run("   ")
+        #expect(empty.retcode == ErrorCode.invalidParams.rawValue)
+        let negative = await self.run("true", timeout: -5)
+        #expect(negative.retcode == ErrorCode.invalidParams.rawValue)
+    }
+
+    @Test("stdin is /dev/null and the command leads its own session")
+    func isolation() async {
+        let result = await self.run("cat; echo \"$(ps -o sid= -p $$ | tr -d ' ') $$\"")
+        let line = String(decoding: result.data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let parts = line.split(separator: " ")
+        #expect(parts.count == 2 && parts[0] == parts[1], "not a session leader: \(line)")
+    }
+
+    static func processes(withArgument argument: String) -> [String] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.filter { Int($0) != nil }.filter { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            return data.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == argument }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import RPC
+import Testing
+
+/// Real `aspire-server` and `boot` processes over TLS on loopback addresses.
+@Suite("End to end: server node and BootAgent")
+struct EndToEndTests {
+    @Test("Commands run through the Admin service on a real agent over TLS, after a dead first address")
+    func commandsOverTLS() async throws {
+        let directory = try makeTemporaryDirectory("e2e-tls")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.2")
+        defer { Task { await node.process.stop() } }
+        let port = node.address.port
+        // aspire.test resolves to a dead address first, then to the node.
+        let agent = try TestAgent.start(
+            in: directory,
+            servers: ["aspire.test:\(port)"],
+            caFile: node.caFile,
+            tokenFile: node.enrollTokenFile,
+            arguments: ["--resolve", "aspire.test:\(port):127.0.0.9,127.0.0.2", "--tag", "svc=ecs"]
+        )
+        defer { Task { await agent.process.stop() } }
+        try await node.waitForAgent(agent.agentSN)
+        #expect(agent.process.log.contains("127.0.0.9"), "the dead address was not tried first")
+
+        let listed = try #require(try await node.connectedAgents().first { $0.agentSn == agent.agentSN })
+        #expect(listed.tags == ["svc": "ecs"])
+        #expect(listed.version == AspireVersion.current)
+        #expect(listed.peer.contains("127.0.0.1") || listed.peer.contains("127.0.0.2"))
+
+        let echo = try await node.run("echo hello; echo to-stderr >&2", on: agent.agentSN)
+        #expect(echo.resp == .success)
+        #expect(echo.retcode == 0)
+        #expect(String(decoding: echo.data, as: UTF8.self) == "hello\n")
+        #expect(String(decoding: echo.stderr, as: UTF8.self) == "to-stderr\n")
+
+        let exit = try await node.run("exit 5", on: agent.agentSN)
+        #expect(exit.resp == .success && exit.retcode == 5)
+
+        let nobody = try await node.run("id -un", on: agent.agentSN, user: "nobody")
+        #expect(String(decoding: nobody.data, as: UTF8.self) == "nobody\n")
+
+        let timeout = try await node.run("sleep 30", on: agent.agentSN, timeout: 1)
+        #expect(timeout.resp == .failed && timeout.retcode == ErrorCode.timeout.rawValue)
+
+        var info = Aspire_V1_RunCommandRequest()
+        info.agentSn = agent.agentSN
+        info.command.method = "getinfo.users"
+        info.command.getinfo.args = "-U root"
+        let users = try await node.admin { try await $0.runCommand(info).result }
+        #expect(users.resp == .success)
+        let document = try JSONSerialization.jsonObject(with: users.data) as? [String: Any]
+        #expect((document?["users"] as? [[String: Any]])?.first?["uid"] as? Int == 0)
+
+        info.command.method = "getinfo.nothing"
+        let unknown = try await node.admin { try await $0.runCommand(info).result }
+        #expect(unknown.resp == .failed && unknown.retcode == ErrorCode.unknownMethod.rawValue)
+
+        // An agent that is not connected is a clear error, not a hang.
+        let error = await #expect(throws: RPCError.self) { try await node.run("true", on: "no-such-agent") }
+        #expect(error?.code == .unavailable)
+        #expect(error.map { ErrorCode(rpcError: $0) } == .agentOffline)
+    }
+
+    @Test("The agent reconnects after the server node restarts")
+    func reconnectsAfterRestart() async throws {
+        let directory = try makeTemporaryDirectory("e2e-restart")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let first = try await TestNode.start(in: directory, host: "127.0.0.3")
+        let agent = try TestAgent.start(
+            in: directory,
+            servers: ["127.0.0.3:\(first.address.port)"],
+            caFile: first.caFile,
+            tokenFile: first.enrollTokenFile
+        )
+        defer { Task { await agent.process.stop() } }
+        try await first.waitForAgent(agent.agentSN)
+        await first.process.stop()
+        #expect(first.process.log.contains("shutting down"))
+
+        let second = try await TestNode.start(in: directory, host: "127.0.0.3", port: first.address.port)
+        defer { Task { await second.process.stop() } }
+        try await second.waitForAgent(agent.agentSN)
+        let result = try await second.run("echo back", on: agent.agentSN)
+        #expect(String(decoding: result.data, as: UTF8.self) == "back\n")
+    }
+
+    @Test("Init redirects are followed to the node that holds the agent")
+    func followsRedirect() async throws {
+        let directory = try makeTemporaryDirectory("e2e-redirect")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let holder = try await TestNode.start(in: directory, name: "holder", host: "127.0.0.4")
+        defer { Task { await holder.process.stop() } }
+        let redirector = try await TestNode.start(
+            in: directory,
+            name: "redirector",
+            host: "127.0.0.5",
+            arguments: ["--redirect-to", "127.0.0.4:\(holder.address.port)"],
+            sharingSecretsOf: holder
+        )
+        defer { Task { await redirector.process.stop() } }
+        let agent = try TestAgent.start(
+            in: directory,
+            servers: ["127.0.0.5:\(redirector.address.port)"],
+            caFile: holder.caFile,
+            tokenFile: holder.enrollTokenFile
+        )
+        defer { Task { await agent.process.stop() } }
+        try await holder.waitForAgent(agent.agentSN)
+        #expect(try await redirector.connectedAgents().isEmpty)
+        #expect(agent.process.log.contains("redirected"))
+        let result = try await holder.run("echo via-redirect", on: agent.agentSN)
+        #expect(String(decoding: result.data, as: UTF8.self) == "via-redirect\n")
+    }
+
+    @Test("Calls without the right token are refused before any handler")
+    func authentication() async throws {
+        let directory = try makeTemporaryDirectory("e2e-auth")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.6")
+        defer { Task { await node.process.stop() } }
+
+        // Admin calls with the enrollment token, a wrong token, and none at all.
+        for token in [try node.enrollToken, "wrong"] {
+            let error = await #expect(throws: RPCError.self) {
+                try await node.withClient(token: token) { client in
+                    try await Aspire_V1_Admin.Client(wrapping: client).listAgents(Aspire_V1_ListAgentsRequest())
+                }
+            }
+            #expect(error?.code == .unauthenticated)
+        }
+        let transport = try Transports.client(address: node.address, security: .tls(caFile: node.caFile))
+        let missing = await #expect(throws: RPCError.self) {
+            try await withGRPCClient(transport: transport) { client in
+                try await Aspire_V1_Admin.Client(wrapping: client).listAgents(Aspire_V1_ListAgentsRequest())
+            }
+        }
+        #expect(missing?.code == .unauthenticated)
+
+        // Agent calls with the admin token.
+        let initError = await #expect(throws: RPCError.self) {
+            try await node.withClient(token: try node.adminToken) { client in
+                var request = Aspire_V1_InitRequest()
+                request.agentSn = "x"
+                return try await Aspire_V1_Bootstrap.Client(wrapping: client).`init`(request)
+            }
+        }
+        #expect(initError?.code == .unauthenticated)
+
+        // An agent with a wrong enrollment token never gets listed.
+        try "not-the-token\n".write(toFile: "\(directory)/bad.token", atomically: true, encoding: .utf8)
+        let agent = try TestAgent.start(
+            in: directory,
+            servers: ["127.0.0.6:\(node.address.port)"],
+            caFile: node.caFile,
+            tokenFile: "\(directory)/bad.token"
+        )
+        defer { Task { await agent.process.stop() } }
+        try await eventually("the agent to be refused\n\(agent.process.log)") {
+            agent.process.log.contains("wrong enrollment token")
+        }
+        #expect(try await node.connectedAgents().isEmpty)
+    }
+
+    @Test("A silent stream is dropped within three ping intervals, and the agent comes back")
+    func deadStreamDetected() async throws {
+        let directory = try makeTemporaryDirectory("e2e-silent")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.7", arguments: ["--ping-interval", "1"])
+        defer { Task { await node.process.stop() } }
+        let agent = try TestAgent.start(
+            in: directory,
+            servers: ["127.0.0.7:\(node.address.port)"],
+            caFile: node.caFile,
+            tokenFile: node.enrollTokenFile
+        )
+        defer { Task { await agent.process.stop() } }
+        try await node.waitForAgent(agent.agentSN)
+        agent.process.signal(SIGSTOP)
+        try await eventually(timeout: .seconds(30), "the frozen agent to be dropped\n\(node.process.log)") {
+            try await node.connectedAgents().isEmpty
+        }
+        agent.process.signal(SIGCONT)
+        try await node.waitForAgent(agent.agentSN)
+    }
+
+    @Test("A second stream of the same AgentSN replaces the first")
+    func replacesSession() async throws {
+        let directory = try makeTemporaryDirectory("e2e-replace")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.8")
+        defer { Task { await node.process.stop() } }
+        let first = try TestAgent.start(
+            in: directory, name: "first",
+            servers: ["127.0.0.8:\(node.address.port)"], caFile: node.caFile, tokenFile: node.enrollTokenFile,
+            agentSN: "same-sn"
+        )
+        defer { Task { await first.process.stop() } }
+        try await node.waitForAgent("same-sn")
+        // Freeze the first agent so it cannot reconnect, then connect a second with the same SN.
+        first.process.signal(SIGSTOP)
+        let second = try TestAgent.start(
+            in: directory, name: "second",
+            servers: ["127.0.0.8:\(node.address.port)"], caFile: node.caFile, tokenFile: node.enrollTokenFile,
+            agentSN: "same-sn"
+        )
+        defer { Task { await second.process.stop() } }
+        try await eventually("the second stream to replace the first\n\(node.process.log)") {
+            node.process.log.contains("replacing its old stream")
+        }
+        let agents = try await node.connectedAgents().filter { $0.agentSn == "same-sn" }
+        #expect(agents.count == 1)
+        // Commands now reach the second agent, whose data directory is its own.
+        let result = try await node.run("echo $$ > /dev/null; echo second-ok", on: "same-sn")
+        #expect(String(decoding: result.data, as: UTF8.self) == "second-ok\n")
+        first.process.signal(SIGCONT)
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import RPC
+
+/// A real `aspire-server` process with its data directory.
+struct TestNode {
+    let process: TestProcess
+    let dataDirectory: String
+    let address: HostPort
+
+    /// Starts a node on `host` (port 0 unless given) and waits until it listens.
+    static func start(
+        in directory: String,
+        name: String = "node",
+        host: String,
+        port: Int = 0,
+        arguments: [String] = [],
+        sharingSecretsOf other: TestNode? = nil
+    ) async throws -> TestNode {
+        let data = "\(directory)/\(name)"
+        try FileManager.default.createDirectory(atPath: "\(data)/tls", withIntermediateDirectories: true)
+        if let other {
+            // Nodes of one cluster share the CA and the tokens; each issues its own certificate.
+            for file in ["admin.token", "enroll.token", "tls/ca.pem", "tls/ca.key"] {
+                try? FileManager.default.removeItem(atPath: "\(data)/\(file)")
+                try FileManager.default.copyItem(atPath: "\(other.dataDirectory)/\(file)", toPath: "\(data)/\(file)")
+            }
+        }
+        try? FileManager.default.removeItem(atPath: "\(data)/grpc.addr")
+        let process = try TestProcess(
+            "aspire-server",
+            ["--data-dir", data, "--listen", "\(host):\(port)", "--node-name", name, "--tls-name", "aspire.test", "--log-level", "debug"]
+                + arguments,
+            log: "\(directory)/\(name).log"
+        )
+        let addressFile = "\(data)/grpc.addr"
+        try await eventually("\(name) to listen\n\(process.log)") {
+            guard process.isRunning else { throw TestFailure("\(name) exited:\n\(process.log)") }
+            return FileManager.default.fileExists(atPath: addressFile)
+        }
+        let text = try String(contentsOfFile: addressFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        return TestNode(process: process, dataDirectory: data, address: try HostPort(parsing: text))
+    }
+
+    var caFile: String { "\(self.dataDirectory)/tls/ca.pem" }
+    var enrollTokenFile: String { "\(self.dataDirectory)/enroll.token" }
+    var adminToken: String { get throws { try Secret.read("\(self.dataDirectory)/admin.token") } }
+    var enrollToken: String { get throws { try Secret.read(self.enrollTokenFile) } }
+
+    /// Runs `body` with a gRPC client of this node carrying `token` (the admin token by default).
+    func withClient<Result: Sendable>(
+        token: String? = nil,
+        _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
+    ) async throws -> Result {
+        let transport = try Transports.client(address: self.address, security: .tls(caFile: self.caFile))
+        let interceptors: [any ClientInterceptor] = try [BearerTokenInterceptor(token: token ?? self.adminToken)]
+        return try await withGRPCClient(transport: transport, interceptors: interceptors, handleClient: body)
+    }
+
+    func admin<Result: Sendable>(
+        _ body: (Aspire_V1_Admin.Client<HTTP2ClientTransport.Posix>) async throws -> Result
+    ) async throws -> Result {
+        try await self.withClient { try await body(Aspire_V1_Admin.Client(wrapping: $0)) }
+    }
+
+    func connectedAgents() async throws -> [Aspire_V1_ConnectedAgent] {
+        try await self.admin { try await $0.listAgents(Aspire_V1_ListAgentsRequest()).agents }
+    }
+
+    func waitForAgent(_ sn: String, timeout: Duration = .seconds(30)) async throws {
+        try await eventually(timeout: timeout, "agent \(sn) on \(self.address)\n\(self.process.log)") {
+            try await self.connectedAgents().contains { $0.agentSn == sn }
+        }
+    }
+
+    func run(_ cmd: String, on sn: String, timeout: Int32 = 0, user: String = "") async throws -> Aspire_V1_CommandResult {
+        var request = Aspire_V1_RunCommandRequest()
+        request.agentSn = sn
+        request.command.method = "sync.bash"
+        request.command.bash.cmd = cmd
+        request.command.bash.timeout = timeout
+        request.command.bash.user = user
+        return try await self.admin { try await $0.runCommand(request).result }
+    }
+}
+
+/// A real `boot` agent process.
+struct TestAgent {
+    let process: TestProcess
+    let dataDirectory: String
+    let agentSN: String
+
+    static func start(
+        in directory: String,
+        name: String = "agent",
+        servers: [String],
+        caFile: String,
+        tokenFile: String,
+        arguments: [String] = [],
+        agentSN: String? = nil
+    ) throws -> TestAgent {
+        let data = "\(directory)/\(name)"
+        let sn = agentSN ?? "sn-\(name)-\(UUID().uuidString.prefix(8).lowercased())"
+        let process = try TestProcess(
+            "boot",
+            ["-f", "--data-dir", data, "--ca", caFile, "--token-file", tokenFile, "--agent-sn", sn, "--backoff-cap", "1", "--log-level", "debug"]
+                + servers.flatMap { ["--server", $0] } + arguments,
+            log: "\(directory)/\(name).log"
+        )
+        return TestAgent(process: process, dataDirectory: data, agentSN: sn)
+    }
+}
