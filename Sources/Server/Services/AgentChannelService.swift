@@ -91,12 +91,20 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                 return .serverClosed
             }
             group.addTask {
-                try await Task.sleep(for: configuration.helloTimeout)
-                guard let session = connection.session else {
-                    throw RPCError(code: .deadlineExceeded, message: "no Hello within \(configuration.helloTimeout)")
+                // Wait for Hello (no longer than helloTimeout), then ping every interval and
+                // drop a stream that stays silent for three of them.
+                let opened = ContinuousClock.now
+                var session = connection.session
+                while session == nil {
+                    guard ContinuousClock.now - opened < configuration.helloTimeout else {
+                        throw RPCError(code: .deadlineExceeded, message: "no Hello within \(configuration.helloTimeout)")
+                    }
+                    try await Task.sleep(for: .milliseconds(100))
+                    session = connection.session
                 }
                 var nonce: UInt64 = 0
-                while true {
+                while let session {
+                    try await Task.sleep(for: configuration.pingInterval)
                     if Date().timeIntervalSince(session.lastSeen) > 3 * configuration.pingInterval.seconds {
                         return .silent
                     }
@@ -104,8 +112,8 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                     var ping = Aspire_V1_ServerMessage()
                     ping.ping.nonce = nonce
                     session.send(ping)
-                    try await Task.sleep(for: configuration.pingInterval)
                 }
+                return .serverClosed
             }
             defer { group.cancelAll() }
             return try await group.next() ?? .agentClosed
