@@ -99,6 +99,7 @@ let package = Package(
             dependencies: ["RPC", .product(name: "ArgumentParser", package: "swift-argument-parser")] + grpc + lifecycle,
             swiftSettings: upcoming
         ),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "RPC"], swiftSettings: upcoming),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "RPC"] + grpc, swiftSettings: upcoming),
         .testTarget(name: "ServerTests", dependencies: ["Server", "Agent", "RPC"] + grpc + lifecycle, swiftSettings: upcoming),
     ]

@@ -49,15 +49,19 @@ public final class AgentRuntime: Service {
                 "agent.data": "\(self.configuration.dataDirectory)",
             ]
         )
-        try await cancelWhenGracefulShutdown {
-            try await withThrowingDiscardingTaskGroup { group in
-                group.addTask {
-                    try await Connector(runtime: self).run()
-                }
-                for await command in self.commands {
-                    group.addTask { await self.execute(command) }
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await withThrowingDiscardingTaskGroup { group in
+                    group.addTask {
+                        try await Connector(runtime: self).run()
+                    }
+                    for await command in self.commands {
+                        group.addTask { await self.execute(command) }
+                    }
                 }
             }
+        } catch is CancellationError {
+            // A graceful stop cancels the connector and running commands: not an error.
         }
         self.logger.notice("agent stopped", metadata: ["agent.sn": "\(self.agentSN)"])
     }

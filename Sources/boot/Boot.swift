@@ -82,20 +82,27 @@ struct Boot: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Errors an operator must see (another agent running, bad log path) are reported on
+        // the terminal, before detaching and before output goes to the log file.
+        if let pidFile {
+            try Daemon.PIDFile.checkFree(path: pidFile)
+        }
+        if let logFile {
+            try Daemon.checkWritable(logFile)
+        }
         if !self.foreground {
             try Daemon.detach()
         }
-        if let logFile {
-            try Daemon.redirectOutput(to: logFile)
-        }
-        LogSetup.bootstrap(level: Logger.Level(name: self.logLevel) ?? .info)
-        let logger = Logger(label: "aspire.boot")
-
         var pidLock: Daemon.PIDFile?
         if let pidFile {
             pidLock = try Daemon.PIDFile(path: pidFile)
         }
         defer { pidLock?.remove() }
+        if let logFile {
+            try Daemon.redirectOutput(to: logFile)
+        }
+        LogSetup.bootstrap(level: Logger.Level(name: self.logLevel) ?? .info)
+        let logger = Logger(label: "aspire.boot")
 
         var configuration = AgentConfiguration()
         configuration.servers = try self.servers.flatMap { try HostPort.parseList($0, defaultPort: 8443) }

@@ -46,12 +46,27 @@ enum Daemon {
         close(fd)
     }
 
+    /// Fails when `path` cannot be opened for appending.
+    static func checkWritable(_ path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+        guard fd >= 0 else {
+            throw DaemonError("cannot open log file \(path): \(String(cString: strerror(errno)))")
+        }
+        close(fd)
+    }
+
     /// A PID file held under an exclusive lock for the life of the process.
     final class PIDFile {
+        /// Fails when another process holds the lock on `path`.
+        static func checkFree(path: String) throws {
+            let file = try PIDFile(path: path, write: false)
+            file.release()
+        }
+
         let path: String
         private let fd: Int32
 
-        init(path: String) throws {
+        init(path: String, write: Bool = true) throws {
             self.path = path
             self.fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
             guard self.fd >= 0 else {
@@ -62,9 +77,15 @@ enum Daemon {
                 close(self.fd)
                 throw DaemonError("another agent holds \(path) (pid \(other)); not starting a second one")
             }
+            guard write else { return }
             ftruncate(self.fd, 0)
             let text = "\(getpid())\n"
-            _ = text.withCString { write(self.fd, $0, strlen($0)) }
+            _ = text.withCString { Glibc.write(self.fd, $0, strlen($0)) }
+        }
+
+        /// Unlocks without removing the file.
+        func release() {
+            close(self.fd)
         }
 
         func remove() {

@@ -35,6 +35,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         case agentClosed
         case serverClosed
         case silent
+        case failed
     }
 
     public func connect(
@@ -49,7 +50,20 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         let logger = self.logger
         let peer = context.remotePeer
 
-        let ended: Ended = try await withThrowingTaskGroup(of: Ended.self) { group in
+        var ended = Ended.failed
+        // Whatever ends the stream (the agent, the server, silence, an error), the session
+        // leaves the registry.
+        defer {
+            continuation.finish()
+            if let session = connection.session {
+                registry.unregister(session)
+                logger.info(
+                    "agent disconnected",
+                    metadata: ["agent.sn": "\(session.agentSN)", "agent.peer": "\(peer)", "reason": "\(ended)"]
+                )
+            }
+        }
+        ended = try await withThrowingTaskGroup(of: Ended.self) { group in
             group.addTask {
                 for try await message in request {
                     if let session = connection.session {
@@ -117,14 +131,6 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
             }
             defer { group.cancelAll() }
             return try await group.next() ?? .agentClosed
-        }
-        continuation.finish()
-        if let session = connection.session {
-            registry.unregister(session)
-            logger.info(
-                "agent disconnected",
-                metadata: ["agent.sn": "\(session.agentSN)", "agent.peer": "\(peer)", "reason": "\(ended)"]
-            )
         }
         if ended == .silent {
             throw RPCError(code: .unavailable, message: "no message from the agent for three ping intervals")

@@ -1,0 +1,149 @@
+import Foundation
+import RPC
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The binaries as operators run them: their output and exit codes.
+@Suite("Command-line tools")
+struct CommandLineTests {
+    /// Runs a binary to completion; returns its exit code and output.
+    func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:], in directory: String)
+        async throws -> (status: Int32, output: String)
+    {
+        let log = "\(directory)/\(executable)-\(UUID().uuidString.prefix(6)).out"
+        let process = try TestProcess(executable, arguments, log: log, environment: environment)
+        let status = try await process.wait(timeout: .seconds(60))
+        let code = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        return (code, process.log)
+    }
+
+    @Test("BasicAgentCtl prints the seed's JSON and exits with the method's outcome")
+    func basicAgentCtl() async throws {
+        let directory = try makeTemporaryDirectory("cli-basic")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+
+        let users = try await self.run("BasicAgentCtl", ["-c", "getinfo.users", "-a", "-U root"], in: directory)
+        #expect(users.status == 0)
+        let object = try JSONSerialization.jsonObject(with: Data(users.output.utf8)) as? [String: Any]
+        #expect(object?["resp"] as? String == "success")
+        #expect(object?["retcode"] as? Int == 0)
+        let data = object?["data"] as? [String: Any]
+        #expect((data?["users"] as? [[String: Any]])?.first?["name"] as? String == "root")
+
+        let exit3 = try await self.run("BasicAgentCtl", ["-c", "sync.bash", "-a", "echo out; exit 3"], in: directory)
+        #expect(exit3.status == 3)
+        #expect(exit3.output.contains("\"data\":\"out\\n\""))
+
+        let unknown = try await self.run("BasicAgentCtl", ["-c", "getinfo.nothing"], in: directory)
+        #expect(unknown.status == 1)
+        #expect(unknown.output.contains("\"retcode\":3022"))
+
+        let usage = try await self.run("BasicAgentCtl", [], in: directory)
+        #expect(usage.status == 64)
+    }
+
+    @Test("aspirectl exits 0 on success, 2 on a non-zero exit, 3 on timeout or offline agents")
+    func aspirectlExitCodes() async throws {
+        let directory = try makeTemporaryDirectory("cli-ctl")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.13")
+        defer { Task { await node.process.stop() } }
+        let agent = try TestAgent.start(
+            in: directory, servers: ["127.0.0.13:\(node.address.port)"], caFile: node.caFile, tokenFile: node.enrollTokenFile
+        )
+        defer { Task { await agent.process.stop() } }
+        try await node.waitForAgent(agent.agentSN)
+        let environment = ["ASPIRE_SERVER": node.address.description, "ASPIRE_SERVER_DATA": node.dataDirectory]
+        let sn = agent.agentSN
+
+        let ok = try await self.run("aspirectl", ["run", "--agent", sn, "--", "echo", "hi"], environment: environment, in: directory)
+        #expect(ok.status == 0, "\(ok.output)")
+        #expect(ok.output.contains("hi\n"))
+        #expect(ok.output.contains("[\(sn)] ok"))
+
+        let failed = try await self.run("aspirectl", ["run", "--agent", sn, "--", "exit 2"], environment: environment, in: directory)
+        #expect(failed.status == 2, "\(failed.output)")
+        #expect(failed.output.contains("[\(sn)] exit 2"))
+
+        let timeout = try await self.run(
+            "aspirectl", ["run", "--agent", sn, "--timeout", "1", "--", "sleep 30"], environment: environment, in: directory
+        )
+        #expect(timeout.status == 3, "\(timeout.output)")
+
+        let many = try await self.run(
+            "aspirectl", ["run", "--agent", sn, "--agent", "offline-sn", "--", "echo line"], environment: environment, in: directory
+        )
+        #expect(many.status == 3, "\(many.output)")
+        #expect(many.output.contains("[\(sn)] line"))
+        #expect(many.output.contains("[offline-sn] offline"))
+        #expect(many.output.contains("1 succeeded, 0 failed, 1 did not answer"))
+
+        let json = try await self.run("aspirectl", ["run", "--agent", sn, "-o", "json", "--", "printf x"], environment: environment, in: directory)
+        let line = try #require(json.output.split(separator: "\n").first { $0.hasPrefix("{") })
+        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        #expect(object?["data"] as? String == "x")
+        #expect(object?["agentsn"] as? String == sn)
+
+        let agents = try await self.run("aspirectl", ["agents"], environment: environment, in: directory)
+        #expect(agents.status == 0)
+        #expect(agents.output.contains(sn))
+
+        let badToken = try await self.run(
+            "aspirectl", ["agents"], environment: environment.merging(["ASPIRE_TOKEN": "wrong"]) { $1 }, in: directory
+        )
+        #expect(badToken.status == 1)
+        #expect(badToken.output.contains("unauthenticated"))
+    }
+
+    @Test("The node drops an agent killed with SIGKILL")
+    func killedAgentGoesOffline() async throws {
+        let directory = try makeTemporaryDirectory("cli-kill")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.14")
+        defer { Task { await node.process.stop() } }
+        let agent = try TestAgent.start(
+            in: directory, servers: ["127.0.0.14:\(node.address.port)"], caFile: node.caFile, tokenFile: node.enrollTokenFile
+        )
+        try await node.waitForAgent(agent.agentSN)
+        agent.process.signal(SIGKILL)
+        try await agent.process.wait()
+        try await eventually("the killed agent to be dropped\n\(node.process.log)") {
+            try await node.connectedAgents().isEmpty
+        }
+        #expect(node.process.log.contains("agent disconnected"))
+    }
+
+    @Test("boot without -f detaches, holds its PID file, refuses a second copy, and stops on SIGTERM")
+    func bootDaemon() async throws {
+        let directory = try makeTemporaryDirectory("cli-daemon")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.15")
+        defer { Task { await node.process.stop() } }
+        let pidFile = "\(directory)/booter.pid"
+        let logFile = "\(directory)/booter.log"
+        let arguments = [
+            "-L", logFile, "-P", pidFile, "--server", "127.0.0.15:\(node.address.port)", "--ca", node.caFile,
+            "--token-file", node.enrollTokenFile, "--data-dir", "\(directory)/agent", "--agent-sn", "daemon-sn",
+        ]
+        let parent = try await self.run("boot", arguments, in: directory)
+        #expect(parent.status == 0, "\(parent.output)")
+        #expect(parent.output.contains("running in the background"))
+        try await node.waitForAgent("daemon-sn")
+        let pid = try #require(Int32(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(kill(pid, 0) == 0)
+        #expect(getsid(pid) == pid, "the daemon must lead its own session")
+        #expect(try String(contentsOfFile: logFile, encoding: .utf8).contains("agent starting"))
+
+        let second = try await self.run("boot", ["-f"] + arguments, in: directory)
+        #expect(second.status != 0)
+        #expect(second.output.contains("another agent holds"))
+
+        kill(pid, SIGTERM)
+        try await eventually("the daemon to stop") { kill(pid, 0) != 0 }
+        #expect(!FileManager.default.fileExists(atPath: pidFile))
+        #expect(try String(contentsOfFile: logFile, encoding: .utf8).contains("agent stopped"))
+    }
+}
