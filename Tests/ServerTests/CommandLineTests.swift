@@ -52,7 +52,7 @@ struct CommandLineTests {
         let node = try await TestNode.start(in: directory, host: "127.0.0.13")
         defer { Task { await node.process.stop() } }
         let agent = try TestAgent.start(
-            in: directory, servers: ["127.0.0.13:\(node.address.port)"], caFile: node.caFile, tokenFile: node.enrollTokenFile
+            in: directory, connectingTo: node
         )
         defer { Task { await agent.process.stop() } }
         try await node.waitForAgent(agent.agentSN)
@@ -105,7 +105,7 @@ struct CommandLineTests {
         let node = try await TestNode.start(in: directory, host: "127.0.0.14")
         defer { Task { await node.process.stop() } }
         let agent = try TestAgent.start(
-            in: directory, servers: ["127.0.0.14:\(node.address.port)"], caFile: node.caFile, tokenFile: node.enrollTokenFile
+            in: directory, connectingTo: node
         )
         try await node.waitForAgent(agent.agentSN)
         agent.process.signal(SIGKILL)

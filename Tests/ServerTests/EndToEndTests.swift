@@ -72,9 +72,7 @@ struct EndToEndTests {
         let first = try await TestNode.start(in: directory, host: "127.0.0.3")
         let agent = try TestAgent.start(
             in: directory,
-            servers: ["127.0.0.3:\(first.address.port)"],
-            caFile: first.caFile,
-            tokenFile: first.enrollTokenFile
+            connectingTo: first
         )
         defer { Task { await agent.process.stop() } }
         try await first.waitForAgent(agent.agentSN)
@@ -173,9 +171,7 @@ struct EndToEndTests {
         defer { Task { await node.process.stop() } }
         let agent = try TestAgent.start(
             in: directory,
-            servers: ["127.0.0.7:\(node.address.port)"],
-            caFile: node.caFile,
-            tokenFile: node.enrollTokenFile
+            connectingTo: node
         )
         defer { Task { await agent.process.stop() } }
         try await node.waitForAgent(agent.agentSN)
@@ -195,7 +191,7 @@ struct EndToEndTests {
         defer { Task { await node.process.stop() } }
         let first = try TestAgent.start(
             in: directory, name: "first",
-            servers: ["127.0.0.8:\(node.address.port)"], caFile: node.caFile, tokenFile: node.enrollTokenFile,
+            connectingTo: node,
             agentSN: "same-sn"
         )
         defer { Task { await first.process.stop() } }
@@ -204,7 +200,7 @@ struct EndToEndTests {
         first.process.signal(SIGSTOP)
         let second = try TestAgent.start(
             in: directory, name: "second",
-            servers: ["127.0.0.8:\(node.address.port)"], caFile: node.caFile, tokenFile: node.enrollTokenFile,
+            connectingTo: node,
             agentSN: "same-sn"
         )
         defer { Task { await second.process.stop() } }

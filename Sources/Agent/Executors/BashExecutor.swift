@@ -87,20 +87,10 @@ public struct BashExecutor: Sendable {
                 let pgid = execution.processIdentifier.value
                 return try await withThrowingTaskGroup(of: Drained.self) { group in
                     group.addTask {
-                        var buffer = HeadTailBuffer(capacity: cap)
-                        for try await chunk in execution.standardOutput {
-                            chunk.withUnsafeBytes { buffer.append($0) }
-                            if let onOutput { await onOutput(.stdout, chunk.withUnsafeBytes { Array($0) }) }
-                        }
-                        return .stdout(buffer)
+                        .stdout(try await Self.drain(execution.standardOutput, .stdout, capacity: cap, onOutput: onOutput))
                     }
                     group.addTask {
-                        var buffer = HeadTailBuffer(capacity: cap)
-                        for try await chunk in execution.standardError {
-                            chunk.withUnsafeBytes { buffer.append($0) }
-                            if let onOutput { await onOutput(.stderr, chunk.withUnsafeBytes { Array($0) }) }
-                        }
-                        return .stderr(buffer)
+                        .stderr(try await Self.drain(execution.standardError, .stderr, capacity: cap, onOutput: onOutput))
                     }
                     group.addTask {
                         try await Task.sleep(for: .seconds(timeoutSeconds))
@@ -172,6 +162,21 @@ public struct BashExecutor: Sendable {
         var stdout: HeadTailBuffer
         var stderr: HeadTailBuffer
         var timedOut: Bool
+    }
+
+    /// Reads a pipe to its end into a head+tail buffer, passing chunks on when asked to.
+    private static func drain(
+        _ sequence: SubprocessOutputSequence,
+        _ stream: Aspire_V1_CommandOutput.Stream,
+        capacity: Int,
+        onOutput: OutputHandler?
+    ) async throws -> HeadTailBuffer {
+        var buffer = HeadTailBuffer(capacity: capacity)
+        for try await chunk in sequence {
+            chunk.withUnsafeBytes { buffer.append($0) }
+            if let onOutput { await onOutput(stream, chunk.withUnsafeBytes { Array($0) }) }
+        }
+        return buffer
     }
 
     /// SIGTERM to the whole process group, up to `grace` for it to go, then SIGKILL.

@@ -87,6 +87,20 @@ struct TestNode {
 
 /// A real `boot` agent process.
 struct TestAgent {
+    /// An agent of `node`, dialing its address directly.
+    static func start(
+        in directory: String,
+        name: String = "agent",
+        connectingTo node: TestNode,
+        arguments: [String] = [],
+        agentSN: String? = nil
+    ) throws -> TestAgent {
+        try self.start(
+            in: directory, name: name, servers: [node.address.description], caFile: node.caFile,
+            tokenFile: node.enrollTokenFile, arguments: arguments, agentSN: agentSN
+        )
+    }
+
     let process: TestProcess
     let dataDirectory: String
     let agentSN: String
