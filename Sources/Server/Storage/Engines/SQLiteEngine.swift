@@ -1,0 +1,39 @@
+public import Logging
+import NIOCore
+import NIOPosix
+public import SQLKit
+import SQLiteKit
+import SQLiteNIO
+
+/// The embedded default: one SQLite file in WAL mode, one connection, calls taken in turn
+/// (SQLite has one writer anyway; batching, not more connections, is what makes it fast).
+public final class SQLiteEngine: SQLEngine {
+    public let kind = SQLEngineKind.sqlite
+    public let path: String
+    private let connection: SQLiteConnection
+    private let lock = AsyncLock()
+
+    private init(path: String, connection: SQLiteConnection) {
+        self.path = path
+        self.connection = connection
+    }
+
+    /// Opens (creating when missing) the database file at `path`.
+    public static func open(path: String, logger: Logger) async throws -> SQLiteEngine {
+        let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        let database = connection.sql()
+        try await database.raw("PRAGMA journal_mode=WAL").run()
+        try await database.raw("PRAGMA synchronous=NORMAL").run()
+        try await database.raw("PRAGMA foreign_keys=ON").run()
+        try await database.raw("PRAGMA busy_timeout=5000").run()
+        return SQLiteEngine(path: path, connection: connection)
+    }
+
+    public func withConnection<Result: Sendable>(_ body: (any SQLDatabase) async throws -> Result) async throws -> Result {
+        try await self.lock.withLock { try await body(self.connection.sql()) }
+    }
+
+    public func shutdown() async {
+        try? await self.connection.close()
+    }
+}

@@ -1,0 +1,475 @@
+import Foundation
+public import Logging
+public import RPC
+import SQLKit
+
+/// The store of a server node: one set of SQLKit queries over SQLite or PostgreSQL.
+public final class SQLStore: Sendable {
+    public let engine: any SQLEngine
+    let logger: Logger
+
+    public init(engine: any SQLEngine, logger: Logger) {
+        self.engine = engine
+        self.logger = logger
+    }
+
+    /// Applies pending schema migrations.
+    public func migrate() async throws {
+        try await Migrations.apply(on: self.engine, logger: self.logger)
+    }
+
+    /// Versions of the applied migrations.
+    public func appliedMigrations() async throws -> [Int] {
+        try await self.engine.withConnection { database in
+            try await database.raw("SELECT version FROM schema_migrations ORDER BY version").all()
+                .map { try $0.decode(column: "version", as: Int.self) }
+        }
+    }
+
+    /// Runs `body` in one transaction on one connection.
+    func transaction<Result: Sendable>(_ body: (any SQLDatabase) async throws -> Result) async throws -> Result {
+        try await self.engine.withConnection { database in
+            try await database.raw(self.engine.kind == .sqlite ? "BEGIN IMMEDIATE" : "BEGIN").run()
+            do {
+                let result = try await body(database)
+                try await database.raw("COMMIT").run()
+                return result
+            } catch {
+                try? await database.raw("ROLLBACK").run()
+                throw error
+            }
+        }
+    }
+
+    static var now: Int64 { Date().unixMilliseconds }
+}
+
+// MARK: - Hosts
+
+extension SQLStore {
+    /// Records an agent that connected: creates its host or updates it (online, on `node`;
+    /// the previous version kept as prevers when the version changed).
+    @discardableResult
+    public func registerHost(_ registration: HostRegistration) async throws -> HostRecord {
+        let now = Self.now
+        try await self.engine.withConnection { database in
+            try await database.raw(
+                """
+                INSERT INTO hosts (agentsn, hostname, ipaddr, status, curvers, os, arch, node, last_seen, gmt_create, gmt_modify)
+                VALUES (\(bind: registration.agentSN), \(bind: registration.hostname), \(bind: registration.ipaddr),
+                        \(bind: HostStatus.online.rawValue), \(bind: registration.version), \(bind: registration.os),
+                        \(bind: registration.arch), \(bind: registration.node), \(bind: now), \(bind: now), \(bind: now))
+                ON CONFLICT (agentsn) DO UPDATE SET
+                    hostname = excluded.hostname,
+                    ipaddr = excluded.ipaddr,
+                    status = excluded.status,
+                    prevers = CASE WHEN hosts.curvers <> excluded.curvers AND hosts.curvers <> '' THEN hosts.curvers ELSE hosts.prevers END,
+                    curvers = excluded.curvers,
+                    os = excluded.os,
+                    arch = excluded.arch,
+                    node = excluded.node,
+                    last_seen = excluded.last_seen,
+                    gmt_modify = excluded.gmt_modify
+                """
+            ).run()
+        }
+        guard let host = try await self.host(agentSN: registration.agentSN) else {
+            throw AspireError(.internalError, "host \(registration.agentSN) vanished while being registered")
+        }
+        return host
+    }
+
+    /// Sets a host's status. With `node`, only when that node still holds it (an agent that
+    /// already reconnected to another node is not marked offline by the old one).
+    @discardableResult
+    public func setHostStatus(agentSN: String, _ status: HostStatus, ifNode node: String? = nil) async throws -> Bool {
+        let now = Self.now
+        return try await self.engine.withConnection { database in
+            let rows: [any SQLRow]
+            if let node {
+                rows = try await database.raw(
+                    """
+                    UPDATE hosts SET status = \(bind: status.rawValue), gmt_modify = \(bind: now)
+                    WHERE agentsn = \(bind: agentSN) AND node = \(bind: node) RETURNING id
+                    """
+                ).all()
+            } else {
+                rows = try await database.raw(
+                    "UPDATE hosts SET status = \(bind: status.rawValue), gmt_modify = \(bind: now) WHERE agentsn = \(bind: agentSN) RETURNING id"
+                ).all()
+            }
+            return !rows.isEmpty
+        }
+    }
+
+    /// Marks every host held by `node` offline (a node starting again holds none yet).
+    public func releaseHosts(of node: String) async throws {
+        let now = Self.now
+        try await self.engine.withConnection { database in
+            try await database.raw(
+                """
+                UPDATE hosts SET status = \(bind: HostStatus.offline.rawValue), gmt_modify = \(bind: now)
+                WHERE node = \(bind: node) AND status = \(bind: HostStatus.online.rawValue)
+                """
+            ).run()
+        }
+    }
+
+    public func host(agentSN: String) async throws -> HostRecord? {
+        try await self.engine.withConnection { database in
+            guard let row = try await database.raw("SELECT * FROM hosts WHERE agentsn = \(bind: agentSN)").first() else {
+                return nil
+            }
+            var host = try Self.host(from: row)
+            host.tags = try await Self.tags(ofHostID: host.id, on: database)
+            return host
+        }
+    }
+
+    public func hosts(_ query: HostQuery) async throws -> Listing<HostRecord> {
+        try await self.engine.withConnection { database in
+            var conditions: [SQLQueryString] = []
+            if let status = query.status { conditions.append("status = \(bind: status.rawValue)") }
+            if let region = query.region { conditions.append("region = \(bind: region)") }
+            if let prefix = query.hostnamePrefix, !prefix.isEmpty {
+                conditions.append("substr(hostname, 1, CAST(\(bind: prefix.count) AS INTEGER)) = \(bind: prefix)")
+            }
+            for (name, value) in query.tags.sorted(by: { $0.key < $1.key }) {
+                conditions.append(
+                    """
+                    id IN (SELECT ht.hostid FROM hosts_tags ht JOIN tags t ON t.id = ht.tagid
+                           WHERE t.name = \(bind: name) AND t.value = \(bind: value))
+                    """
+                )
+            }
+            let filter = Self.whereClause(conditions)
+            let count = try await database.raw("SELECT COUNT(*) AS n FROM hosts \(filter)").first()?
+                .decode(column: "n", as: Int.self) ?? 0
+            let order: SQLQueryString = query.page.ascending ? "ASC" : "DESC"
+            let rows = try await database.raw(
+                "SELECT * FROM hosts \(filter) ORDER BY id \(order) LIMIT \(bind: query.page.limit) OFFSET \(bind: query.page.offset)"
+            ).all()
+            var hosts: [HostRecord] = []
+            for row in rows {
+                var host = try Self.host(from: row)
+                host.tags = try await Self.tags(ofHostID: host.id, on: database)
+                hosts.append(host)
+            }
+            return Listing(count: count, items: hosts)
+        }
+    }
+
+    /// Counts of hosts by status (the dashboard).
+    public func hostCounts() async throws -> [HostStatus: Int] {
+        try await self.engine.withConnection { database in
+            var counts: [HostStatus: Int] = [:]
+            for row in try await database.raw("SELECT status, COUNT(*) AS n FROM hosts GROUP BY status").all() {
+                if let status = HostStatus(rawValue: try row.decode(column: "status", as: Int.self)) {
+                    counts[status] = try row.decode(column: "n", as: Int.self)
+                }
+            }
+            return counts
+        }
+    }
+
+    static func host(from row: any SQLRow) throws -> HostRecord {
+        HostRecord(
+            id: try row.decode(column: "id", as: Int.self),
+            agentSN: try row.decode(column: "agentsn", as: String.self),
+            hostname: try row.decode(column: "hostname", as: String.self),
+            ipaddr: try row.decode(column: "ipaddr", as: String.self),
+            region: try row.decode(column: "region", as: Int.self),
+            status: HostStatus(rawValue: try row.decode(column: "status", as: Int.self)) ?? .unknown,
+            feature: try row.decode(column: "feature", as: Int.self),
+            step: try row.decode(column: "step", as: Int.self),
+            prevers: try row.decode(column: "prevers", as: String.self),
+            curvers: try row.decode(column: "curvers", as: String.self),
+            os: try row.decode(column: "os", as: String.self),
+            arch: try row.decode(column: "arch", as: String.self),
+            node: try row.decode(column: "node", as: String.self),
+            lastSeen: try row.decode(column: "last_seen", as: Int64.self),
+            created: try row.decode(column: "gmt_create", as: Int64.self),
+            modified: try row.decode(column: "gmt_modify", as: Int64.self)
+        )
+    }
+
+    static func whereClause(_ conditions: [SQLQueryString]) -> SQLQueryString {
+        guard var clause = conditions.first.map({ "WHERE " + $0 }) else { return "" }
+        for condition in conditions.dropFirst() {
+            clause = clause + " AND " + condition
+        }
+        return clause
+    }
+}
+
+// MARK: - Tags and regions
+
+extension SQLStore {
+    /// Creates a tag; a tag with the same name and value is a conflict.
+    public func createTag(name: String, value: String) async throws -> TagRecord {
+        try Self.validateTag(name: name, value: value)
+        let now = Self.now
+        return try await self.engine.withConnection { database in
+            let row = try await database.raw(
+                """
+                INSERT INTO tags (name, value, gmt_create, gmt_modify) VALUES (\(bind: name), \(bind: value), \(bind: now), \(bind: now))
+                ON CONFLICT (name, value) DO NOTHING RETURNING id
+                """
+            ).first()
+            guard let row else { throw AspireError(.conflict, "tag \(name)=\(value) already exists") }
+            return TagRecord(id: try row.decode(column: "id", as: Int.self), name: name, value: value, created: now, modified: now)
+        }
+    }
+
+    /// Every tag with the number of hosts bound to it.
+    public func tags() async throws -> [TagRecord] {
+        try await self.engine.withConnection { database in
+            try await database.raw(
+                """
+                SELECT t.id, t.name, t.value, t.gmt_create, t.gmt_modify, COUNT(ht.hostid) AS hosts
+                FROM tags t LEFT JOIN hosts_tags ht ON ht.tagid = t.id
+                GROUP BY t.id, t.name, t.value, t.gmt_create, t.gmt_modify ORDER BY t.name, t.value
+                """
+            ).all().map { row in
+                var tag = try Self.tag(from: row)
+                tag.hosts = try row.decode(column: "hosts", as: Int.self)
+                return tag
+            }
+        }
+    }
+
+    /// Deletes a tag and its bindings; false when there was none.
+    @discardableResult
+    public func deleteTag(id: Int) async throws -> Bool {
+        try await self.engine.withConnection { database in
+            try await !database.raw("DELETE FROM tags WHERE id = \(bind: id) RETURNING id").all().isEmpty
+        }
+    }
+
+    /// Binds `name=value` to a host, creating the tag when it does not exist yet.
+    public func bindTag(name: String, value: String, to agentSN: String) async throws {
+        try Self.validateTag(name: name, value: value)
+        let now = Self.now
+        try await self.transaction { database in
+            guard let host = try await database.raw("SELECT id FROM hosts WHERE agentsn = \(bind: agentSN)").first() else {
+                throw AspireError(.notFound, "no host with AgentSN \(agentSN)")
+            }
+            let hostID = try host.decode(column: "id", as: Int.self)
+            try await database.raw(
+                """
+                INSERT INTO tags (name, value, gmt_create, gmt_modify) VALUES (\(bind: name), \(bind: value), \(bind: now), \(bind: now))
+                ON CONFLICT (name, value) DO NOTHING
+                """
+            ).run()
+            try await database.raw(
+                """
+                INSERT INTO hosts_tags (hostid, tagid)
+                SELECT \(bind: hostID), id FROM tags WHERE name = \(bind: name) AND value = \(bind: value)
+                ON CONFLICT (hostid, tagid) DO NOTHING
+                """
+            ).run()
+        }
+    }
+
+    /// Unbinds `name=value` from a host; false when it was not bound.
+    @discardableResult
+    public func unbindTag(name: String, value: String, from agentSN: String) async throws -> Bool {
+        try await self.engine.withConnection { database in
+            try await !database.raw(
+                """
+                DELETE FROM hosts_tags
+                WHERE hostid = (SELECT id FROM hosts WHERE agentsn = \(bind: agentSN))
+                  AND tagid = (SELECT id FROM tags WHERE name = \(bind: name) AND value = \(bind: value))
+                RETURNING tagid
+                """
+            ).all().isEmpty
+        }
+    }
+
+    /// AgentSNs of the hosts carrying every tag in `selector`.
+    public func agentSNs(matching selector: [String: String]) async throws -> [String] {
+        var query = HostQuery()
+        query.tags = selector
+        query.page = Page(offset: 0, limit: Int(Int32.max))
+        return try await self.hosts(query).items.map(\.agentSN)
+    }
+
+    public func regions() async throws -> [RegionRecord] {
+        try await self.engine.withConnection { database in
+            try await database.raw("SELECT id, name FROM regions ORDER BY id").all().map {
+                RegionRecord(id: try $0.decode(column: "id", as: Int.self), name: try $0.decode(column: "name", as: String.self))
+            }
+        }
+    }
+
+    public func createRegion(name: String) async throws -> RegionRecord {
+        guard !name.isEmpty, name.count <= 64 else { throw AspireError(.badRequest, "a region name is 1 to 64 characters") }
+        let now = Self.now
+        return try await self.engine.withConnection { database in
+            let row = try await database.raw(
+                "INSERT INTO regions (name, gmt_create, gmt_modify) VALUES (\(bind: name), \(bind: now), \(bind: now)) ON CONFLICT (name) DO NOTHING RETURNING id"
+            ).first()
+            guard let row else { throw AspireError(.conflict, "region \(name) already exists") }
+            return RegionRecord(id: try row.decode(column: "id", as: Int.self), name: name)
+        }
+    }
+
+    static func tags(ofHostID id: Int, on database: any SQLDatabase) async throws -> [TagRecord] {
+        try await database.raw(
+            """
+            SELECT t.id, t.name, t.value, t.gmt_create, t.gmt_modify FROM tags t JOIN hosts_tags ht ON ht.tagid = t.id
+            WHERE ht.hostid = \(bind: id) ORDER BY t.name, t.value
+            """
+        ).all().map(Self.tag(from:))
+    }
+
+    static func tag(from row: any SQLRow) throws -> TagRecord {
+        TagRecord(
+            id: try row.decode(column: "id", as: Int.self),
+            name: try row.decode(column: "name", as: String.self),
+            value: try row.decode(column: "value", as: String.self),
+            created: try row.decode(column: "gmt_create", as: Int64.self),
+            modified: try row.decode(column: "gmt_modify", as: Int64.self)
+        )
+    }
+
+    static func validateTag(name: String, value: String) throws(AspireError) {
+        guard !name.isEmpty, name.count <= 64, value.count <= 64 else {
+            throw AspireError(.badRequest, "a tag name is 1 to 64 characters and its value at most 64")
+        }
+    }
+}
+
+// MARK: - Packages
+
+extension SQLStore {
+    /// Records a package version; the same name, os, arch and version twice is a conflict.
+    public func addPackage(_ package: PackageRecord) async throws -> PackageRecord {
+        let now = Self.now
+        return try await self.engine.withConnection { database in
+            let row = try await database.raw(
+                """
+                INSERT INTO agents (name, os, arch, version, file, path, sha256, size, gmt_create, gmt_modify)
+                VALUES (\(bind: package.name), \(bind: package.os), \(bind: package.arch), \(bind: package.version),
+                        \(bind: package.file), \(bind: package.path), \(bind: package.sha256), \(bind: package.size),
+                        \(bind: now), \(bind: now))
+                ON CONFLICT (name, os, arch, version) DO NOTHING RETURNING id
+                """
+            ).first()
+            guard let row else {
+                throw AspireError(
+                    .conflict,
+                    "package \(package.name) \(package.version) for \(package.os)/\(package.arch) already exists"
+                )
+            }
+            var stored = package
+            stored.id = try row.decode(column: "id", as: Int.self)
+            stored.created = now
+            stored.modified = now
+            return stored
+        }
+    }
+
+    public func packages(_ query: PackageQuery) async throws -> Listing<PackageRecord> {
+        let sortable = ["id", "name", "version", "os", "arch", "gmt_create", "gmt_modify"]
+        guard sortable.contains(query.sortBy) else {
+            throw AspireError(.badRequest, "sortby must be one of \(sortable.joined(separator: ", "))")
+        }
+        return try await self.engine.withConnection { database in
+            let filter = Self.whereClause(Self.packageConditions(query))
+            let count = try await database.raw("SELECT COUNT(*) AS n FROM agents \(filter)").first()?
+                .decode(column: "n", as: Int.self) ?? 0
+            let order: SQLQueryString = query.page.ascending ? "ASC" : "DESC"
+            let rows = try await database.raw(
+                """
+                SELECT * FROM agents \(filter) ORDER BY \(unsafeRaw: query.sortBy) \(order), id \(order)
+                LIMIT \(bind: query.page.limit) OFFSET \(bind: query.page.offset)
+                """
+            ).all()
+            return Listing(count: count, items: try rows.map(Self.package(from:)))
+        }
+    }
+
+    /// Deletes the package versions matching `query` (at least a name or an id is required by
+    /// callers); returns what was deleted so its files can go too.
+    public func deletePackages(_ query: PackageQuery, id: Int? = nil) async throws -> [PackageRecord] {
+        var conditions = Self.packageConditions(query)
+        if let id { conditions.append("id = \(bind: id)") }
+        guard !conditions.isEmpty else {
+            throw AspireError(.badRequest, "say which package to delete: id, or name (and version, os, arch)")
+        }
+        let filter = Self.whereClause(conditions)
+        return try await self.engine.withConnection { database in
+            try await database.raw("DELETE FROM agents \(filter) RETURNING *").all().map(Self.package(from:))
+        }
+    }
+
+    static func packageConditions(_ query: PackageQuery) -> [SQLQueryString] {
+        var conditions: [SQLQueryString] = []
+        if let name = query.name { conditions.append("name = \(bind: name)") }
+        if let version = query.version { conditions.append("version = \(bind: version)") }
+        if let os = query.os { conditions.append("os = \(bind: os)") }
+        if let arch = query.arch { conditions.append("arch = \(bind: arch)") }
+        return conditions
+    }
+
+    static func package(from row: any SQLRow) throws -> PackageRecord {
+        PackageRecord(
+            id: try row.decode(column: "id", as: Int.self),
+            name: try row.decode(column: "name", as: String.self),
+            os: try row.decode(column: "os", as: String.self),
+            arch: try row.decode(column: "arch", as: String.self),
+            version: try row.decode(column: "version", as: String.self),
+            file: try row.decode(column: "file", as: String.self),
+            path: try row.decode(column: "path", as: String.self),
+            sha256: try row.decode(column: "sha256", as: String.self),
+            size: try row.decode(column: "size", as: Int64.self),
+            created: try row.decode(column: "gmt_create", as: Int64.self),
+            modified: try row.decode(column: "gmt_modify", as: Int64.self)
+        )
+    }
+}
+
+// MARK: - Events
+
+extension SQLStore {
+    /// Records an event once: the same agent, local id and time again is ignored (false).
+    @discardableResult
+    public func recordEvent(_ event: EventRecord) async throws -> Bool {
+        let now = Self.now
+        return try await self.engine.withConnection { database in
+            try await !database.raw(
+                """
+                INSERT INTO events (agentsn, category, localid, occured, message, gmt_create)
+                VALUES (\(bind: event.agentSN), \(bind: event.category), \(bind: event.localID), \(bind: event.occurred),
+                        \(bind: event.message), \(bind: now))
+                ON CONFLICT (agentsn, localid, occured) DO NOTHING RETURNING id
+                """
+            ).all().isEmpty
+        }
+    }
+
+    /// Events, newest first, optionally of one agent.
+    public func events(agentSN: String? = nil, page: Page = Page()) async throws -> Listing<EventRecord> {
+        try await self.engine.withConnection { database in
+            let filter: SQLQueryString = agentSN.map { "WHERE agentsn = \(bind: $0)" } ?? ""
+            let count = try await database.raw("SELECT COUNT(*) AS n FROM events \(filter)").first()?
+                .decode(column: "n", as: Int.self) ?? 0
+            let rows = try await database.raw(
+                "SELECT * FROM events \(filter) ORDER BY occured DESC, id DESC LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)"
+            ).all()
+            let events = try rows.map { row in
+                EventRecord(
+                    id: try row.decode(column: "id", as: Int.self),
+                    agentSN: try row.decode(column: "agentsn", as: String.self),
+                    category: try row.decode(column: "category", as: String.self),
+                    localID: try row.decode(column: "localid", as: Int64.self),
+                    occurred: try row.decode(column: "occured", as: Int64.self),
+                    message: try row.decode(column: "message", as: String.self),
+                    created: try row.decode(column: "gmt_create", as: Int64.self)
+                )
+            }
+            return Listing(count: count, items: events)
+        }
+    }
+}

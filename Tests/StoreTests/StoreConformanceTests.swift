@@ -1,0 +1,222 @@
+import Foundation
+import RPC
+import Server
+import Testing
+
+/// Every store behaviour, checked on SQLite and on a real PostgreSQL server.
+@Suite("Store conformance")
+struct StoreConformanceTests {
+    static func registration(_ sn: String, hostname: String = "web-1", version: String = "1.0", node: String = "n1") -> HostRegistration {
+        HostRegistration(agentSN: sn, hostname: hostname, ipaddr: "10.0.0.1", os: "linux", arch: "x86_64", version: version, node: node)
+    }
+
+    @Test("PostgreSQL is part of the run in CI", .enabled(if: ProcessInfo.processInfo.environment["CI"] != nil))
+    func postgresInCI() {
+        #expect(StoreHarness.postgresURL != nil, "CI must run the store suite on PostgreSQL: set ASPIRE_TEST_POSTGRES_URL")
+    }
+
+    @Test("Migrations apply once and again as a no-op", arguments: StoreHarness.engines)
+    func migrations(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            #expect(try await store.appliedMigrations() == [1])
+            try await store.migrate()
+            #expect(try await store.appliedMigrations() == [1])
+            #expect(try await store.regions() == [RegionRecord(id: 0, name: "global")])
+        }
+    }
+
+    @Test("Registering a host creates it online; again updates it and keeps the previous version", arguments: StoreHarness.engines)
+    func registerHost(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            let first = try await store.registerHost(Self.registration("sn-1", version: "1.0"))
+            #expect(first.status == .online)
+            #expect(first.curvers == "1.0" && first.prevers == "")
+            #expect(first.region == 0)
+            #expect(first.created > 0 && first.lastSeen > 0)
+
+            let again = try await store.registerHost(Self.registration("sn-1", hostname: "web-1b", version: "1.1", node: "n2"))
+            #expect(again.id == first.id)
+            #expect(again.hostname == "web-1b")
+            #expect(again.curvers == "1.1" && again.prevers == "1.0")
+            #expect(again.node == "n2")
+            let same = try await store.registerHost(Self.registration("sn-1", version: "1.1", node: "n2"))
+            #expect(same.prevers == "1.0", "prevers must not be overwritten by the same version")
+            #expect(try await store.host(agentSN: "nope") == nil)
+        }
+    }
+
+    @Test("Status changes respect the node that holds the host", arguments: StoreHarness.engines)
+    func hostStatus(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            try await store.registerHost(Self.registration("sn-1", node: "n2"))
+            #expect(try await store.setHostStatus(agentSN: "sn-1", .offline, ifNode: "n1") == false)
+            #expect(try await store.host(agentSN: "sn-1")?.status == .online)
+            #expect(try await store.setHostStatus(agentSN: "sn-1", .offline, ifNode: "n2"))
+            #expect(try await store.host(agentSN: "sn-1")?.status == .offline)
+            #expect(try await store.setHostStatus(agentSN: "missing", .offline) == false)
+
+            try await store.registerHost(Self.registration("sn-2", node: "n3"))
+            try await store.registerHost(Self.registration("sn-3", node: "n3"))
+            try await store.releaseHosts(of: "n3")
+            let counts = try await store.hostCounts()
+            #expect(counts[.offline] == 3)
+            #expect(counts[.online] == nil)
+        }
+    }
+
+    @Test("Host lists filter by status, tag and hostname prefix, with counts and paging", arguments: StoreHarness.engines)
+    func hostList(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            for index in 1 ... 12 {
+                try await store.registerHost(Self.registration("sn-\(index)", hostname: index <= 5 ? "db-\(index)" : "web-\(index)"))
+            }
+            try await store.setHostStatus(agentSN: "sn-1", .offline)
+            try await store.bindTag(name: "svc", value: "ecs", to: "sn-2")
+            try await store.bindTag(name: "svc", value: "ecs", to: "sn-3")
+            try await store.bindTag(name: "zone", value: "a", to: "sn-3")
+
+            var query = HostQuery()
+            query.page = Page(offset: 0, limit: 5)
+            let first = try await store.hosts(query)
+            #expect(first.count == 12)
+            #expect(first.items.map(\.agentSN) == ["sn-1", "sn-2", "sn-3", "sn-4", "sn-5"])
+            query.page = Page(offset: 10, limit: 5)
+            #expect(try await store.hosts(query).items.map(\.agentSN) == ["sn-11", "sn-12"])
+            query.page = Page(offset: 0, limit: 2, ascending: false)
+            #expect(try await store.hosts(query).items.map(\.agentSN) == ["sn-12", "sn-11"])
+
+            var offline = HostQuery()
+            offline.status = .offline
+            #expect(try await store.hosts(offline).items.map(\.agentSN) == ["sn-1"])
+
+            var tagged = HostQuery()
+            tagged.tags = ["svc": "ecs"]
+            let ecs = try await store.hosts(tagged)
+            #expect(ecs.count == 2)
+            #expect(ecs.items.first { $0.agentSN == "sn-3" }?.tags.map { "\($0.name)=\($0.value)" } == ["svc=ecs", "zone=a"])
+            tagged.tags = ["svc": "ecs", "zone": "a"]
+            #expect(try await store.hosts(tagged).items.map(\.agentSN) == ["sn-3"])
+            #expect(try await store.agentSNs(matching: ["svc": "ecs"]).sorted() == ["sn-2", "sn-3"])
+
+            var prefix = HostQuery()
+            prefix.hostnamePrefix = "db-"
+            #expect(try await store.hosts(prefix).count == 5)
+            prefix.hostnamePrefix = "db-%"
+            #expect(try await store.hosts(prefix).count == 0, "a prefix is matched literally, not as a LIKE pattern")
+        }
+    }
+
+    @Test("Tags: create once, list with host counts, bind, unbind, delete", arguments: StoreHarness.engines)
+    func tags(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            let tag = try await store.createTag(name: "svc", value: "ecs")
+            await #expect(throws: AspireError.self) { try await store.createTag(name: "svc", value: "ecs") }
+            await #expect(throws: AspireError.self) { try await store.createTag(name: "", value: "x") }
+            try await store.registerHost(Self.registration("sn-1"))
+            try await store.bindTag(name: "svc", value: "ecs", to: "sn-1")
+            try await store.bindTag(name: "svc", value: "ecs", to: "sn-1")
+            try await store.bindTag(name: "svc", value: "rds", to: "sn-1")
+            let error = await #expect(throws: AspireError.self) { try await store.bindTag(name: "svc", value: "ecs", to: "nobody") }
+            #expect(error?.code == .notFound)
+
+            let listed = try await store.tags()
+            #expect(listed.map { "\($0.name)=\($0.value):\($0.hosts)" } == ["svc=ecs:1", "svc=rds:1"])
+            #expect(try await store.unbindTag(name: "svc", value: "rds", from: "sn-1"))
+            #expect(try await store.unbindTag(name: "svc", value: "rds", from: "sn-1") == false)
+            #expect(try await store.deleteTag(id: tag.id))
+            #expect(try await store.deleteTag(id: tag.id) == false)
+            #expect(try await store.host(agentSN: "sn-1")?.tags.isEmpty == true)
+        }
+    }
+
+    @Test("Regions: global exists; names are unique", arguments: StoreHarness.engines)
+    func regions(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            let east = try await store.createRegion(name: "east")
+            #expect(east.id > 0)
+            await #expect(throws: AspireError.self) { try await store.createRegion(name: "east") }
+            #expect(try await store.regions().map(\.name) == ["global", "east"])
+        }
+    }
+
+    @Test("Packages: unique per name, os, arch and version; filtered, sorted and paged; deleted", arguments: StoreHarness.engines)
+    func packages(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            func package(_ name: String, _ version: String, arch: String = "x86_64") -> PackageRecord {
+                let file = "\(name)-\(version).\(arch).rpm"
+                return PackageRecord(
+                    name: name, os: "linux", arch: arch, version: version, file: file, path: "packages/linux/\(arch)/\(file)",
+                    sha256: String(repeating: "a", count: 64), size: 1024
+                )
+            }
+            let first = try await store.addPackage(package("FoobarAgent", "1.2.3-rc1"))
+            #expect(first.id > 0 && first.created > 0)
+            let conflict = await #expect(throws: AspireError.self) { try await store.addPackage(package("FoobarAgent", "1.2.3-rc1")) }
+            #expect(conflict?.code == .conflict)
+            try await store.addPackage(package("FoobarAgent", "1.2.3-rc1", arch: "aarch64"))
+            try await store.addPackage(package("FoobarAgent", "1.2.4"))
+            try await store.addPackage(package("BasicAgent", "0.1.1-1"))
+
+            var query = PackageQuery()
+            query.name = "FoobarAgent"
+            query.page = Page(offset: 0, limit: 10)
+            let foobar = try await store.packages(query)
+            #expect(foobar.count == 3)
+            query.version = "1.2.3-rc1"
+            #expect(try await store.packages(query).count == 2)
+
+            var sorted = PackageQuery()
+            sorted.sortBy = "name"
+            sorted.page = Page(offset: 0, limit: 2, ascending: false)
+            let page = try await store.packages(sorted)
+            #expect(page.count == 4)
+            #expect(page.items.map(\.name) == ["FoobarAgent", "FoobarAgent"])
+            sorted.sortBy = "name; DROP TABLE agents"
+            await #expect(throws: AspireError.self) { try await store.packages(sorted) }
+
+            var victim = PackageQuery()
+            victim.name = "FoobarAgent"
+            victim.version = "1.2.3-rc1"
+            victim.arch = "aarch64"
+            let deleted = try await store.deletePackages(victim)
+            #expect(deleted.map(\.arch) == ["aarch64"])
+            #expect(try await store.packages(PackageQuery()).count == 3)
+            await #expect(throws: AspireError.self) { try await store.deletePackages(PackageQuery()) }
+        }
+    }
+
+    @Test("Events are stored once per agent, local id and time", arguments: StoreHarness.engines)
+    func events(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            let event = EventRecord(agentSN: "sn-1", category: "agent", localID: 7, occurred: 1_700_000_000_000, message: "started")
+            #expect(try await store.recordEvent(event))
+            #expect(try await store.recordEvent(event) == false)
+            var later = event
+            later.occurred += 1000
+            later.message = "restarted"
+            #expect(try await store.recordEvent(later))
+            try await store.recordEvent(EventRecord(agentSN: "sn-2", category: "server", localID: 1, occurred: 1, message: "x"))
+            let mine = try await store.events(agentSN: "sn-1")
+            #expect(mine.count == 2)
+            #expect(mine.items.map(\.message) == ["restarted", "started"])
+            #expect(try await store.events().count == 3)
+        }
+    }
+
+    @Test("Concurrent registrations and bindings do not lose or duplicate rows", arguments: StoreHarness.engines)
+    func concurrency(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0 ..< 40 {
+                    group.addTask {
+                        try await store.registerHost(Self.registration("sn-\(index % 20)", version: "v\(index)"))
+                        try await store.bindTag(name: "batch", value: "\(index % 3)", to: "sn-\(index % 20)")
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await store.hosts(HostQuery()).count == 20)
+            #expect(try await store.tags().count == 3)
+        }
+    }
+}
