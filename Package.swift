@@ -113,7 +113,11 @@ let package = Package(
         ),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "RPC"], swiftSettings: upcoming),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "RPC"] + grpc, swiftSettings: upcoming),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "Agent", "RPC"] + grpc + lifecycle, swiftSettings: upcoming),
+        .testTarget(
+            name: "ServerTests",
+            dependencies: ["Server", "Agent", "RPC", .product(name: "SQLKit", package: "sql-kit")] + grpc + lifecycle,
+            swiftSettings: upcoming
+        ),
         .testTarget(
             name: "StoreTests",
             dependencies: ["Server", "RPC", .product(name: "SQLKit", package: "sql-kit")] + grpc + lifecycle,

@@ -5,6 +5,9 @@ public import RPC
 public struct ServerConfiguration: Sendable {
     /// Holds the tokens, the CA and TLS files, and (later) the embedded database.
     public var dataDirectory: String = "/var/lib/aspire"
+    /// `postgres://user:password@host:5432/db` for a cluster; nil for the embedded SQLite file
+    /// `<data>/aspire.db`.
+    public var databaseURL: String?
     /// gRPC listener for agents and Admin calls: an IP literal and a port (0 picks a free one).
     public var listen = HostPort(host: "0.0.0.0", port: 8443)
     /// Plaintext gRPC instead of TLS; only behind an explicit `--insecure`.
@@ -32,6 +35,11 @@ public struct ServerConfiguration: Sendable {
     /// The CA files live in `<data>/tls`.
     public var certificateAuthority: CertificateAuthority {
         CertificateAuthority(directory: "\(self.dataDirectory)/tls")
+    }
+
+    /// The embedded database file.
+    public var sqlitePath: String {
+        "\(self.dataDirectory)/aspire.db"
     }
 
     /// Where the node writes the address it listens on, once bound.

@@ -44,6 +44,14 @@ public final class ServerNode: Service {
             self.logger.notice("agents verify this node with the CA", metadata: ["path": "\(authority.paths.caCertificate)"])
         }
 
+        let engine: any SQLEngine
+        if let url = configuration.databaseURL {
+            engine = try PostgresEngine(url: url, logger: self.logger)
+        } else {
+            engine = try await SQLiteEngine.open(path: configuration.sqlitePath, logger: self.logger)
+        }
+        let store = SQLStore(engine: engine, logger: self.logger)
+
         let transport = try Transports.server(
             listen: configuration.listen,
             tls: tls,
@@ -56,7 +64,7 @@ public final class ServerNode: Service {
             transport: transport,
             services: [
                 BootstrapService(nodeName: configuration.nodeName, policy: configuration.redirect, logger: self.logger),
-                AgentChannelService(configuration: channelConfiguration, registry: self.registry, logger: self.logger),
+                AgentChannelService(configuration: channelConfiguration, registry: self.registry, store: store, logger: self.logger),
                 AdminService(nodeName: configuration.nodeName, registry: self.registry, logger: self.logger),
             ],
             interceptors: [AuthInterceptor(adminToken: admin.token, enrollmentToken: enrollment.token)]
@@ -66,6 +74,16 @@ public final class ServerNode: Service {
         let logger = self.logger
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
+                if let postgres = engine as? PostgresEngine {
+                    group.addTask { try await postgres.run() }
+                }
+                try await store.migrate()
+                // Hosts this node held before it stopped are not held any more.
+                try await store.releaseHosts(of: configuration.nodeName)
+                logger.notice(
+                    "store ready",
+                    metadata: ["store.engine": "\(engine.kind)", "store.location": "\(configuration.databaseURL.map(Self.redacted) ?? configuration.sqlitePath)"]
+                )
                 group.addTask { try await server.serve() }
                 group.addTask {
                     let address = try await transport.listeningAddress
@@ -89,5 +107,13 @@ public final class ServerNode: Service {
             server.beginGracefulShutdown()
             registry.closeAll()
         }
+        await engine.shutdown()
+    }
+
+    /// A database URL without its password, for logs.
+    static func redacted(_ url: String) -> String {
+        guard var components = URLComponents(string: url), components.password != nil else { return url }
+        components.password = "***"
+        return components.string ?? "postgres://***"
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Logging
 import RPC
 import Server
@@ -23,6 +24,14 @@ struct AspireServer: AsyncParsableCommand {
 
     @Option(name: .customLong("data-dir"), help: "Directory for tokens, TLS files and state.")
     var dataDirectory = "/var/lib/aspire"
+
+    @Option(
+        help: """
+            postgres://user:password@host:5432/database[?sslmode=disable|prefer|require] for a cluster on \
+            one PostgreSQL (env ASPIRE_DATABASE). Default: the SQLite file aspire.db in the data directory.
+            """
+    )
+    var database: String?
 
     @Option(help: "gRPC listen address for agents and admin calls (IP:PORT; port 0 picks a free one).")
     var listen = "0.0.0.0:8443"
@@ -72,6 +81,7 @@ struct AspireServer: AsyncParsableCommand {
         var configuration = ServerConfiguration()
         configuration.dataDirectory = self.dataDirectory
         configuration.listen = try HostPort(parsing: self.listen, allowPortZero: true)
+        configuration.databaseURL = self.database ?? ProcessInfo.processInfo.environment["ASPIRE_DATABASE"].flatMap { $0.isEmpty ? nil : $0 }
         configuration.insecure = self.insecure
         configuration.tlsNames = self.tlsNames
         if let nodeName { configuration.nodeName = nodeName }

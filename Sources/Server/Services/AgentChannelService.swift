@@ -23,15 +23,17 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
 
     let configuration: Configuration
     let registry: SessionRegistry
+    let store: SQLStore
     let logger: Logger
 
-    public init(configuration: Configuration, registry: SessionRegistry, logger: Logger) {
+    public init(configuration: Configuration, registry: SessionRegistry, store: SQLStore, logger: Logger) {
         self.configuration = configuration
         self.registry = registry
+        self.store = store
         self.logger = logger
     }
 
-    private enum Ended: Sendable {
+    enum Ended: Sendable {
         case agentClosed
         case serverClosed
         case silent
@@ -47,23 +49,50 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         let connection = Connection()
         let configuration = self.configuration
         let registry = self.registry
+        let store = self.store
         let logger = self.logger
         let peer = context.remotePeer
 
         var ended = Ended.failed
-        // Whatever ends the stream (the agent, the server, silence, an error), the session
-        // leaves the registry.
-        defer {
-            continuation.finish()
-            if let session = connection.session {
-                registry.unregister(session)
-                logger.info(
-                    "agent disconnected",
-                    metadata: ["agent.sn": "\(session.agentSN)", "agent.peer": "\(peer)", "reason": "\(ended)"]
-                )
-            }
+        var failure: (any Error)?
+        do {
+            ended = try await Self.serve(
+                request: request, response: response, outbound: outbound, continuation: continuation,
+                connection: connection, peer: peer, configuration: configuration, registry: registry, store: store, logger: logger
+            )
+        } catch {
+            failure = error
         }
-        ended = try await withThrowingTaskGroup(of: Ended.self) { group in
+        // Whatever ended the stream (the agent, the server, silence, an error), the session
+        // leaves the registry and the host goes offline unless it already came back.
+        continuation.finish()
+        if let session = connection.session {
+            registry.unregister(session)
+            logger.info(
+                "agent disconnected",
+                metadata: ["agent.sn": "\(session.agentSN)", "agent.peer": "\(peer)", "reason": "\(failure.map { "\($0)" } ?? "\(ended)")"]
+            )
+            await Self.recordOffline(session, node: configuration.nodeName, registry: registry, store: store, logger: logger)
+        }
+        if let failure { throw failure }
+        if ended == .silent {
+            throw RPCError(code: .unavailable, message: "no message from the agent for three ping intervals")
+        }
+    }
+
+    private static func serve(
+        request: RPCAsyncSequence<Aspire_V1_AgentMessage, any Error>,
+        response: RPCWriter<Aspire_V1_ServerMessage>,
+        outbound: AsyncStream<Aspire_V1_ServerMessage>,
+        continuation: AsyncStream<Aspire_V1_ServerMessage>.Continuation,
+        connection: Connection,
+        peer: String,
+        configuration: Configuration,
+        registry: SessionRegistry,
+        store: SQLStore,
+        logger: Logger
+    ) async throws -> Ended {
+        try await withThrowingTaskGroup(of: Ended.self) { group in
             group.addTask {
                 for try await message in request {
                     if let session = connection.session {
@@ -81,6 +110,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                         peer: peer,
                         outbound: continuation
                     )
+                    try await Self.recordOnline(hello, peer: peer, node: configuration.nodeName, store: store, logger: logger)
                     connection.session = session
                     registry.register(session)
                     var welcome = Aspire_V1_ServerMessage()
@@ -132,9 +162,51 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
             defer { group.cancelAll() }
             return try await group.next() ?? .agentClosed
         }
-        if ended == .silent {
-            throw RPCError(code: .unavailable, message: "no message from the agent for three ping intervals")
+    }
+
+    /// Stores the host as online on this node, with the tags the agent reports.
+    static func recordOnline(_ hello: Aspire_V1_Hello, peer: String, node: String, store: SQLStore, logger: Logger) async throws {
+        do {
+            try await store.registerHost(
+                HostRegistration(
+                    agentSN: hello.agentSn, hostname: hello.hostname, ipaddr: Self.address(of: peer), os: hello.os,
+                    arch: hello.arch, version: hello.version, node: node
+                )
+            )
+            for (name, value) in hello.tags.sorted(by: { $0.key < $1.key }) {
+                try await store.bindTag(name: name, value: value, to: hello.agentSn)
+            }
+        } catch let error as AspireError {
+            throw RPCError(code: .invalidArgument, message: error.cause)
+        } catch {
+            logger.error("cannot record the host", metadata: ["agent.sn": "\(hello.agentSn)", "error": "\(String(reflecting: error))"])
+            throw RPCError(code: .unavailable, message: "the server cannot record the host now; try again")
         }
+    }
+
+    /// Marks the host offline unless it already has a new stream (here or on another node).
+    static func recordOffline(_ session: AgentSession, node: String, registry: SessionRegistry, store: SQLStore, logger: Logger) async {
+        guard registry.session(for: session.agentSN) == nil else { return }
+        do {
+            try await store.setHostStatus(agentSN: session.agentSN, .offline, ifNode: node)
+        } catch {
+            logger.error("cannot record the host offline", metadata: ["agent.sn": "\(session.agentSN)", "error": "\(String(reflecting: error))"])
+        }
+    }
+
+    /// The IP address in a gRPC peer string such as `ipv4:127.0.0.1:5000` or `ipv6:[::1]:5000`.
+    static func address(of peer: String) -> String {
+        var text = Substring(peer)
+        for prefix in ["ipv4:", "ipv6:"] where text.hasPrefix(prefix) {
+            text = text.dropFirst(prefix.count)
+        }
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            return String(text[text.index(after: text.startIndex) ..< close])
+        }
+        if let colon = text.lastIndex(of: ":") {
+            return String(text[..<colon])
+        }
+        return String(text)
     }
 
     private static func handle(
@@ -172,7 +244,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
 
 /// What one stream knows once its agent said Hello. Written by the reader only, read by the
 /// keepalive task.
-private final class Connection: Sendable {
+final class Connection: Sendable {
     private let state = Mutex<AgentSession?>(nil)
 
     var session: AgentSession? {

@@ -1,0 +1,67 @@
+import Foundation
+import Logging
+import RPC
+import Server
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The node keeps its hosts in the store as agents come and go.
+@Suite("Hosts in the store")
+struct HostRecordTests {
+    /// Reads the node's own SQLite file (WAL lets a second reader in while the node runs).
+    func host(_ sn: String, of node: TestNode) async throws -> HostRecord? {
+        let engine = try await SQLiteEngine.open(path: "\(node.dataDirectory)/aspire.db", logger: Logger(label: "test"))
+        defer { Task { await engine.shutdown() } }
+        return try await SQLStore(engine: engine, logger: Logger(label: "test")).host(agentSN: sn)
+    }
+
+    @Test("An agent's host is online with its facts and tags while connected, offline after it goes")
+    func onlineOffline() async throws {
+        let directory = try makeTemporaryDirectory("hosts")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.16")
+        defer { Task { await node.process.stop() } }
+        let agent = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "svc=ecs", "--tag", "zone=b"])
+        try await node.waitForAgent(agent.agentSN)
+
+        let online = try #require(try await self.host(agent.agentSN, of: node))
+        #expect(online.status == .online)
+        #expect(online.hostname == ProcessInfo.processInfo.hostName)
+        #expect(online.ipaddr == "127.0.0.1")
+        #expect(online.curvers == AspireVersion.current)
+        #expect(online.os == "linux" && !online.arch.isEmpty)
+        #expect(online.node == "node")
+        #expect(online.tags.map { "\($0.name)=\($0.value)" } == ["svc=ecs", "zone=b"])
+
+        agent.process.signal(SIGKILL)
+        try await agent.process.wait()
+        try await eventually("the host to be recorded offline") {
+            try await self.host(agent.agentSN, of: node)?.status == .offline
+        }
+    }
+
+    @Test("A node that restarts releases the hosts it held, and they come back online")
+    func restartReleases() async throws {
+        let directory = try makeTemporaryDirectory("hosts-restart")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let first = try await TestNode.start(in: directory, host: "127.0.0.17")
+        let agent = try TestAgent.start(in: directory, connectingTo: first)
+        defer { Task { await agent.process.stop() } }
+        try await first.waitForAgent(agent.agentSN)
+        // A crash: no chance to mark anything offline.
+        first.process.signal(SIGKILL)
+        try await first.process.wait()
+        agent.process.signal(SIGSTOP)
+        let second = try await TestNode.start(in: directory, host: "127.0.0.17", port: first.address.port)
+        defer { Task { await second.process.stop() } }
+        #expect(try await self.host(agent.agentSN, of: second)?.status == .offline)
+        agent.process.signal(SIGCONT)
+        try await second.waitForAgent(agent.agentSN)
+        try await eventually("the host to be online again") {
+            try await self.host(agent.agentSN, of: second)?.status == .online
+        }
+    }
+}
