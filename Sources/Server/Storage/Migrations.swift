@@ -151,7 +151,10 @@ enum Migrations {
                     UNIQUE (agentsn, localid, occured))
                 """,
             ]
-        }
+        },
+        Step(version: 2, name: "one subtask per task and host") { _ in
+            ["CREATE UNIQUE INDEX subtasks_task_agent ON subtasks (taskid, agentsn)"]
+        },
     ]
 
     /// Applies the steps not applied yet, each in its own transaction. On PostgreSQL an advisory

@@ -1,0 +1,320 @@
+import Foundation
+public import RPC
+import SQLKit
+
+extension SQLStore {
+    /// Creates a task with one subtask (and one pending delivery) per host in `agents`.
+    public func createTask(_ task: NewTask, agents: [String]) async throws -> (task: TaskRecord, subtasks: [SubtaskRecord]) {
+        let now = Self.now
+        var seen = Set<String>()
+        let hosts = agents.filter { seen.insert($0).inserted }
+        let selector = task.selector.isEmpty ? "" : try Self.encodeSelector(task.selector)
+        return try await self.transaction { database in
+            guard let row = try await database.raw(
+                """
+                INSERT INTO tasks (status, "user", command, body, selector, window_start, window_end, max_concurrency, max_errors,
+                                   count, complete, failed, gmt_create, gmt_modify)
+                VALUES (\(bind: TaskStatus.pending.rawValue), \(bind: task.user), \(bind: task.command), \(bind: task.body),
+                        \(bind: selector), \(bind: task.windowStart), \(bind: task.windowEnd), \(bind: task.maxConcurrency),
+                        \(bind: task.maxErrors), \(bind: hosts.count), 0, 0, \(bind: now), \(bind: now))
+                RETURNING id
+                """
+            ).first() else {
+                throw AspireError(.internalError, "the task was not stored")
+            }
+            let taskID = try row.decode(column: "id", as: Int.self)
+            var subtasks: [SubtaskRecord] = []
+            for agent in hosts {
+                subtasks.append(try await Self.insertSubtask(taskID: taskID, agentSN: agent, now: now, on: database))
+            }
+            guard let stored = try await Self.task(id: taskID, on: database) else {
+                throw AspireError(.internalError, "the task vanished while being stored")
+            }
+            return (stored, subtasks)
+        }
+    }
+
+    /// Adds the subtask of a tag task for a host that matched it; nil when it already has one
+    /// or the task no longer takes hosts.
+    public func addSubtask(taskID: Int, agentSN: String) async throws -> SubtaskRecord? {
+        let now = Self.now
+        return try await self.transaction { database in
+            guard let task = try await Self.task(id: taskID, on: database), task.status == .pending || task.status == .running else {
+                return nil
+            }
+            let exists = try await database.raw(
+                "SELECT id FROM subtasks WHERE taskid = \(bind: taskID) AND agentsn = \(bind: agentSN)"
+            ).first()
+            guard exists == nil else { return nil }
+            let subtask = try await Self.insertSubtask(taskID: taskID, agentSN: agentSN, now: now, on: database)
+            try await database.raw("UPDATE tasks SET count = count + 1, gmt_modify = \(bind: now) WHERE id = \(bind: taskID)").run()
+            return subtask
+        }
+    }
+
+    /// Subtasks of `agentSN` due for delivery now, oldest first.
+    public func dueSubtasks(agentSN: String, limit: Int = 100) async throws -> [SubtaskRecord] {
+        let now = Self.now
+        return try await self.engine.withConnection { database in
+            try await database.raw(
+                """
+                SELECT s.* FROM pendings p JOIN subtasks s ON s.id = p.subtaskid
+                WHERE p.agentsn = \(bind: agentSN) AND p.gmt_schedule <= \(bind: now)
+                ORDER BY p.gmt_create, s.id LIMIT \(bind: limit)
+                """
+            ).all().map(Self.subtask(from:))
+        }
+    }
+
+    /// AgentSNs that have deliveries due now (the sweep of a node looks for the ones it holds).
+    public func agentsWithDueSubtasks(limit: Int = 1000) async throws -> [String] {
+        let now = Self.now
+        return try await self.engine.withConnection { database in
+            try await database.raw(
+                "SELECT DISTINCT agentsn FROM pendings WHERE gmt_schedule <= \(bind: now) ORDER BY agentsn LIMIT \(bind: limit)"
+            ).all().map { try $0.decode(column: "agentsn", as: String.self) }
+        }
+    }
+
+    /// Records that subtasks were sent; they are due again after `retryAfter` milliseconds if
+    /// no result came (the agent runs a command id once, so a repeat only fetches its result).
+    public func markDispatched(_ ids: [String], retryAfter: Int64) async throws {
+        guard !ids.isEmpty else { return }
+        let now = Self.now
+        try await self.transaction { database in
+            for id in ids {
+                let row = try await database.raw(
+                    """
+                    UPDATE subtasks SET status = \(bind: SubtaskStatus.dispatched.rawValue), gmt_modify = \(bind: now)
+                    WHERE id = \(bind: id) AND status <= \(bind: SubtaskStatus.dispatched.rawValue) RETURNING taskid
+                    """
+                ).first()
+                try await database.raw(
+                    "UPDATE pendings SET status = 1, gmt_schedule = \(bind: now + retryAfter) WHERE subtaskid = \(bind: id)"
+                ).run()
+                if let row {
+                    try await database.raw(
+                        """
+                        UPDATE tasks SET status = \(bind: TaskStatus.running.rawValue), gmt_modify = \(bind: now)
+                        WHERE id = \(bind: try row.decode(column: "taskid", as: Int.self)) AND status = \(bind: TaskStatus.pending.rawValue)
+                        """
+                    ).run()
+                }
+            }
+        }
+    }
+
+    /// Stores a result once: the first result of a subtask finishes it and counts in its task;
+    /// any later copy (the agent re-sends until acknowledged) changes nothing and returns nil.
+    @discardableResult
+    public func recordResult(_ result: Aspire_V1_CommandResult, agentSN: String) async throws -> TaskRecord? {
+        let now = Self.now
+        let succeeded = result.resp == .success && result.retcode == 0
+        let status: SubtaskStatus = succeeded ? .succeeded : .failed
+        return try await self.transaction { database in
+            guard let row = try await database.raw(
+                """
+                UPDATE subtasks SET status = \(bind: status.rawValue), resp = \(bind: result.resp.rawValue),
+                    retcode = \(bind: Int(result.retcode)), message = \(bind: result.message), data = \(bind: result.data),
+                    stderr = \(bind: result.stderr), truncated = \(bind: result.truncated ? 1 : 0),
+                    started = \(bind: result.startedUnixMs), finished = \(bind: result.finishedUnixMs), gmt_modify = \(bind: now)
+                WHERE id = \(bind: result.id) AND agentsn = \(bind: agentSN) AND status < \(bind: SubtaskStatus.succeeded.rawValue)
+                RETURNING taskid
+                """
+            ).first() else {
+                return nil
+            }
+            let taskID = try row.decode(column: "taskid", as: Int.self)
+            try await database.raw("DELETE FROM pendings WHERE subtaskid = \(bind: result.id)").run()
+            return try await Self.countFinished(taskID: taskID, failed: succeeded ? 0 : 1, finished: 1, now: now, on: database)
+        }
+    }
+
+    /// Subtasks still waiting for their host since before `cutoff` become undeliverable.
+    /// Returns how many.
+    @discardableResult
+    public func expireUndeliverable(createdBefore cutoff: Int64) async throws -> Int {
+        let now = Self.now
+        return try await self.transaction { database in
+            let rows = try await database.raw(
+                """
+                UPDATE subtasks SET status = \(bind: SubtaskStatus.undeliverable.rawValue),
+                    message = 'the host did not connect within the delivery time', gmt_modify = \(bind: now)
+                WHERE status = \(bind: SubtaskStatus.pending.rawValue) AND gmt_create < \(bind: cutoff)
+                RETURNING id, taskid
+                """
+            ).all()
+            var perTask: [Int: Int] = [:]
+            for row in rows {
+                try await database.raw("DELETE FROM pendings WHERE subtaskid = \(bind: try row.decode(column: "id", as: String.self))").run()
+                perTask[try row.decode(column: "taskid", as: Int.self), default: 0] += 1
+            }
+            for (taskID, count) in perTask {
+                _ = try await Self.countFinished(taskID: taskID, failed: count, finished: count, now: now, on: database)
+            }
+            return rows.count
+        }
+    }
+
+    /// Cancels a task: subtasks not finished are cancelled and no longer delivered.
+    public func cancelTask(id: Int) async throws -> TaskRecord {
+        let now = Self.now
+        return try await self.transaction { database in
+            guard let task = try await Self.task(id: id, on: database) else {
+                throw AspireError(.notFound, "no task \(id)")
+            }
+            guard task.status == .pending || task.status == .running else {
+                throw AspireError(.conflict, "task \(id) is already \(task.status.name)")
+            }
+            try await database.raw(
+                """
+                UPDATE subtasks SET status = \(bind: SubtaskStatus.cancelled.rawValue), gmt_modify = \(bind: now)
+                WHERE taskid = \(bind: id) AND status < \(bind: SubtaskStatus.succeeded.rawValue)
+                """
+            ).run()
+            try await database.raw("DELETE FROM pendings WHERE taskid = \(bind: id)").run()
+            try await database.raw(
+                "UPDATE tasks SET status = \(bind: TaskStatus.cancelled.rawValue), gmt_modify = \(bind: now) WHERE id = \(bind: id)"
+            ).run()
+            return try await Self.task(id: id, on: database) ?? task
+        }
+    }
+
+    public func task(id: Int) async throws -> TaskRecord? {
+        try await self.engine.withConnection { try await Self.task(id: id, on: $0) }
+    }
+
+    public func subtasks(taskID: Int) async throws -> [SubtaskRecord] {
+        try await self.engine.withConnection { database in
+            try await database.raw("SELECT * FROM subtasks WHERE taskid = \(bind: taskID) ORDER BY agentsn").all()
+                .map(Self.subtask(from:))
+        }
+    }
+
+    /// Tasks, newest first.
+    public func tasks(page: Page = Page(ascending: false)) async throws -> Listing<TaskRecord> {
+        try await self.engine.withConnection { database in
+            let count = try await database.raw("SELECT COUNT(*) AS n FROM tasks").first()?.decode(column: "n", as: Int.self) ?? 0
+            let order: SQLQueryString = page.ascending ? "ASC" : "DESC"
+            let rows = try await database.raw(
+                "SELECT * FROM tasks ORDER BY id \(order) LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)"
+            ).all()
+            return Listing(count: count, items: try rows.map(Self.task(from:)))
+        }
+    }
+
+    /// Open tag tasks whose window contains `now` (matched against hosts that connect).
+    public func openTagTasks(at now: Int64) async throws -> [TaskRecord] {
+        try await self.engine.withConnection { database in
+            try await database.raw(
+                """
+                SELECT * FROM tasks WHERE selector <> '' AND status IN (\(bind: TaskStatus.pending.rawValue), \(bind: TaskStatus.running.rawValue))
+                  AND window_start <= \(bind: now) AND (window_end = 0 OR window_end > \(bind: now))
+                ORDER BY id
+                """
+            ).all().map(Self.task(from:))
+        }
+    }
+
+    /// Tag tasks whose window has closed are finished with what they have.
+    public func closeTagTasks(endedBefore now: Int64) async throws {
+        try await self.engine.withConnection { database in
+            try await database.raw(
+                """
+                UPDATE tasks SET status = CASE WHEN failed > 0 THEN \(bind: TaskStatus.failed.rawValue) ELSE \(bind: TaskStatus.done.rawValue) END,
+                    gmt_modify = \(bind: now)
+                WHERE selector <> '' AND window_end > 0 AND window_end <= \(bind: now) AND complete >= count
+                  AND status IN (\(bind: TaskStatus.pending.rawValue), \(bind: TaskStatus.running.rawValue))
+                """
+            ).run()
+        }
+    }
+
+    // MARK: Rows
+
+    static func insertSubtask(taskID: Int, agentSN: String, now: Int64, on database: any SQLDatabase) async throws -> SubtaskRecord {
+        let id = UUID().uuidString.lowercased()
+        try await database.raw(
+            """
+            INSERT INTO subtasks (id, taskid, agentsn, status, gmt_create, gmt_modify)
+            VALUES (\(bind: id), \(bind: taskID), \(bind: agentSN), \(bind: SubtaskStatus.pending.rawValue), \(bind: now), \(bind: now))
+            """
+        ).run()
+        try await database.raw(
+            """
+            INSERT INTO pendings (subtaskid, taskid, agentsn, status, gmt_schedule, gmt_create)
+            VALUES (\(bind: id), \(bind: taskID), \(bind: agentSN), 0, \(bind: now), \(bind: now))
+            """
+        ).run()
+        return SubtaskRecord(
+            id: id, taskID: taskID, agentSN: agentSN, status: .pending, resp: 0, retcode: 0, message: "", data: [], stderr: [],
+            truncated: false, started: 0, finished: 0, created: now, modified: now
+        )
+    }
+
+    /// Counts finished subtasks into their task and settles its status when all are in.
+    static func countFinished(taskID: Int, failed: Int, finished: Int, now: Int64, on database: any SQLDatabase) async throws -> TaskRecord? {
+        try await database.raw(
+            """
+            UPDATE tasks SET complete = complete + \(bind: finished), failed = failed + \(bind: failed), gmt_modify = \(bind: now),
+                status = CASE
+                    WHEN status = \(bind: TaskStatus.cancelled.rawValue) THEN status
+                    WHEN selector = '' AND complete + \(bind: finished) >= count THEN
+                        CASE WHEN failed + \(bind: failed) > 0 THEN \(bind: TaskStatus.failed.rawValue) ELSE \(bind: TaskStatus.done.rawValue) END
+                    ELSE \(bind: TaskStatus.running.rawValue) END
+            WHERE id = \(bind: taskID)
+            """
+        ).run()
+        return try await Self.task(id: taskID, on: database)
+    }
+
+    static func task(id: Int, on database: any SQLDatabase) async throws -> TaskRecord? {
+        try await database.raw("SELECT * FROM tasks WHERE id = \(bind: id)").first().map(Self.task(from:))
+    }
+
+    static func task(from row: any SQLRow) throws -> TaskRecord {
+        let selector = try row.decode(column: "selector", as: String.self)
+        return TaskRecord(
+            id: try row.decode(column: "id", as: Int.self),
+            status: TaskStatus(rawValue: try row.decode(column: "status", as: Int.self)) ?? .pending,
+            user: try row.decode(column: "user", as: String.self),
+            command: try row.decode(column: "command", as: String.self),
+            body: try row.decode(column: "body", as: String.self),
+            selector: selector.isEmpty ? [:] : (try? JSONDecoder().decode([String: String].self, from: Data(selector.utf8))) ?? [:],
+            windowStart: try row.decode(column: "window_start", as: Int64.self),
+            windowEnd: try row.decode(column: "window_end", as: Int64.self),
+            maxConcurrency: try row.decode(column: "max_concurrency", as: String.self),
+            maxErrors: try row.decode(column: "max_errors", as: String.self),
+            count: try row.decode(column: "count", as: Int.self),
+            complete: try row.decode(column: "complete", as: Int.self),
+            failed: try row.decode(column: "failed", as: Int.self),
+            created: try row.decode(column: "gmt_create", as: Int64.self),
+            modified: try row.decode(column: "gmt_modify", as: Int64.self)
+        )
+    }
+
+    static func subtask(from row: any SQLRow) throws -> SubtaskRecord {
+        SubtaskRecord(
+            id: try row.decode(column: "id", as: String.self),
+            taskID: try row.decode(column: "taskid", as: Int.self),
+            agentSN: try row.decode(column: "agentsn", as: String.self),
+            status: SubtaskStatus(rawValue: try row.decode(column: "status", as: Int.self)) ?? .pending,
+            resp: try row.decode(column: "resp", as: Int.self),
+            retcode: try row.decode(column: "retcode", as: Int.self),
+            message: try row.decode(column: "message", as: String.self),
+            data: Array(try row.decode(column: "data", as: Data?.self) ?? Data()),
+            stderr: Array(try row.decode(column: "stderr", as: Data?.self) ?? Data()),
+            truncated: try row.decode(column: "truncated", as: Int.self) != 0,
+            started: try row.decode(column: "started", as: Int64.self),
+            finished: try row.decode(column: "finished", as: Int64.self),
+            created: try row.decode(column: "gmt_create", as: Int64.self),
+            modified: try row.decode(column: "gmt_modify", as: Int64.self)
+        )
+    }
+
+    static func encodeSelector(_ selector: [String: String]) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return String(decoding: try encoder.encode(selector), as: UTF8.self)
+    }
+}

@@ -1,0 +1,178 @@
+import Foundation
+import RPC
+import Server
+import Testing
+
+/// Tasks, subtasks and deliveries, on SQLite and on a real PostgreSQL server.
+@Suite("Store conformance: tasks")
+struct StoreTaskTests {
+    static func result(_ id: String, retcode: Int32 = 0, resp: Aspire_V1_CommandResult.Resp = .success, data: String = "out") -> Aspire_V1_CommandResult {
+        var result = Aspire_V1_CommandResult()
+        result.id = id
+        result.resp = resp
+        result.retcode = retcode
+        result.message = "Normal termination"
+        result.data = Data(data.utf8)
+        result.stderr = Data([0, 1, 2, 255])
+        result.startedUnixMs = 1000
+        result.finishedUnixMs = 2000
+        return result
+    }
+
+    @Test("A task by host list makes one subtask and one delivery per distinct host", arguments: StoreHarness.engines)
+    func createByHosts(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            let (task, subtasks) = try await store.createTask(
+                NewTask(user: "ops", command: "sync.bash", body: #"{"cmd":"uptime"}"#),
+                agents: ["a", "b", "a"]
+            )
+            #expect(task.count == 2 && task.complete == 0 && task.status == .pending)
+            #expect(task.user == "ops" && task.command == "sync.bash" && task.body == #"{"cmd":"uptime"}"#)
+            #expect(Set(subtasks.map(\.agentSN)) == ["a", "b"])
+            #expect(Set(subtasks.map(\.id)).count == 2)
+            #expect(try await store.dueSubtasks(agentSN: "a").map(\.id) == subtasks.filter { $0.agentSN == "a" }.map(\.id))
+            #expect(try await store.agentsWithDueSubtasks() == ["a", "b"])
+        }
+    }
+
+    @Test("Dispatch moves a task to running and delays redelivery", arguments: StoreHarness.engines)
+    func dispatch(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            let (task, subtasks) = try await store.createTask(NewTask(command: "sync.bash"), agents: ["a"])
+            try await store.markDispatched(subtasks.map(\.id), retryAfter: 60_000)
+            #expect(try await store.task(id: task.id)?.status == .running)
+            #expect(try await store.subtasks(taskID: task.id).first?.status == .dispatched)
+            #expect(try await store.dueSubtasks(agentSN: "a").isEmpty, "not due again before retryAfter")
+            try await store.markDispatched(subtasks.map(\.id), retryAfter: -1)
+            #expect(try await store.dueSubtasks(agentSN: "a").count == 1, "due again once retryAfter passed")
+        }
+    }
+
+    @Test("Results are stored once by command id; counts and status follow", arguments: StoreHarness.engines)
+    func results(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            let (task, subtasks) = try await store.createTask(NewTask(command: "sync.bash"), agents: ["a", "b"])
+            let a = try #require(subtasks.first { $0.agentSN == "a" })
+            let b = try #require(subtasks.first { $0.agentSN == "b" })
+
+            #expect(try await store.recordResult(Self.result(a.id), agentSN: "b") == nil, "a result from the wrong host is ignored")
+            let afterA = try #require(try await store.recordResult(Self.result(a.id), agentSN: "a"))
+            #expect(afterA.complete == 1 && afterA.failed == 0 && afterA.status == .running)
+            #expect(try await store.recordResult(Self.result(a.id, data: "second copy"), agentSN: "a") == nil)
+            #expect(try await store.dueSubtasks(agentSN: "a").isEmpty)
+
+            let afterB = try #require(try await store.recordResult(Self.result(b.id, retcode: 2), agentSN: "b"))
+            #expect(afterB.complete == 2 && afterB.failed == 1 && afterB.status == .failed)
+
+            let stored = try await store.subtasks(taskID: task.id)
+            let storedA = try #require(stored.first { $0.id == a.id })
+            #expect(storedA.status == .succeeded)
+            #expect(String(decoding: storedA.data, as: UTF8.self) == "out", "the first result is kept")
+            #expect(storedA.stderr == [0, 1, 2, 255], "bytes survive the round trip")
+            #expect(storedA.started == 1000 && storedA.finished == 2000)
+            #expect(stored.first { $0.id == b.id }?.status == .failed)
+            #expect(try await store.recordResult(Self.result("unknown-id"), agentSN: "a") == nil)
+        }
+    }
+
+    @Test("A task whose hosts all succeed is done", arguments: StoreHarness.engines)
+    func done(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            let (task, subtasks) = try await store.createTask(NewTask(command: "getinfo.kernel"), agents: ["a"])
+            try await store.recordResult(Self.result(subtasks[0].id), agentSN: "a")
+            #expect(try await store.task(id: task.id)?.status == .done)
+        }
+    }
+
+    @Test("Concurrent results and duplicates keep the counts exact", arguments: StoreHarness.engines)
+    func concurrentResults(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            let hosts = (0 ..< 30).map { "h\($0)" }
+            let (task, subtasks) = try await store.createTask(NewTask(command: "sync.bash"), agents: hosts)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for subtask in subtasks {
+                    for copy in 0 ..< 3 {
+                        group.addTask {
+                            let failed = subtask.agentSN.hasSuffix("7")
+                            try await store.recordResult(Self.result(subtask.id, retcode: failed ? 1 : 0, data: "\(copy)"), agentSN: subtask.agentSN)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let final = try #require(try await store.task(id: task.id))
+            #expect(final.complete == 30)
+            #expect(final.failed == hosts.filter { $0.hasSuffix("7") }.count)
+            #expect(final.status == .failed)
+        }
+    }
+
+    @Test("Hosts that never come make their subtasks undeliverable", arguments: StoreHarness.engines)
+    func undeliverable(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            let (task, subtasks) = try await store.createTask(NewTask(command: "sync.bash"), agents: ["here", "gone"])
+            try await store.markDispatched([subtasks.first { $0.agentSN == "here" }!.id], retryAfter: 60_000)
+            #expect(try await store.expireUndeliverable(createdBefore: Date().unixMilliseconds + 1) == 1)
+            let stored = try await store.subtasks(taskID: task.id)
+            #expect(stored.first { $0.agentSN == "gone" }?.status == .undeliverable)
+            #expect(stored.first { $0.agentSN == "here" }?.status == .dispatched)
+            let counted = try #require(try await store.task(id: task.id))
+            #expect(counted.complete == 1 && counted.failed == 1 && counted.status == .running)
+            #expect(try await store.dueSubtasks(agentSN: "gone").isEmpty)
+        }
+    }
+
+    @Test("Cancelling stops deliveries and keeps finished results", arguments: StoreHarness.engines)
+    func cancel(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            let (task, subtasks) = try await store.createTask(NewTask(command: "sync.bash"), agents: ["a", "b"])
+            try await store.recordResult(Self.result(subtasks.first { $0.agentSN == "a" }!.id), agentSN: "a")
+            let cancelled = try await store.cancelTask(id: task.id)
+            #expect(cancelled.status == .cancelled)
+            let again = await #expect(throws: AspireError.self) { try await store.cancelTask(id: task.id) }
+            #expect(again?.code == .conflict)
+            let missing = await #expect(throws: AspireError.self) { try await store.cancelTask(id: 999_999) }
+            #expect(missing?.code == .notFound)
+            #expect(try await store.dueSubtasks(agentSN: "b").isEmpty)
+            let stored = try await store.subtasks(taskID: task.id)
+            #expect(stored.first { $0.agentSN == "a" }?.status == .succeeded)
+            #expect(stored.first { $0.agentSN == "b" }?.status == .cancelled)
+            #expect(try await store.recordResult(Self.result(subtasks.first { $0.agentSN == "b" }!.id), agentSN: "b") == nil)
+        }
+    }
+
+    @Test("Tag tasks take matching hosts once, within their window, and close when it ends", arguments: StoreHarness.engines)
+    func tagTasks(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            let now = Date().unixMilliseconds
+            let (task, subtasks) = try await store.createTask(
+                NewTask(command: "sync.bash", selector: ["svc": "ecs"], windowStart: now - 1000, windowEnd: now + 60_000),
+                agents: []
+            )
+            #expect(subtasks.isEmpty && task.selector == ["svc": "ecs"])
+            #expect(try await store.openTagTasks(at: now).map(\.id) == [task.id])
+            #expect(try await store.openTagTasks(at: now + 120_000).isEmpty)
+            let added = try #require(try await store.addSubtask(taskID: task.id, agentSN: "tagged"))
+            #expect(try await store.addSubtask(taskID: task.id, agentSN: "tagged") == nil)
+            #expect(try await store.task(id: task.id)?.count == 1)
+            try await store.recordResult(Self.result(added.id), agentSN: "tagged")
+            #expect(try await store.task(id: task.id)?.status == .running, "a tag task stays open through its window")
+            try await store.closeTagTasks(endedBefore: now + 120_000)
+            #expect(try await store.task(id: task.id)?.status == .done)
+            #expect(try await store.addSubtask(taskID: task.id, agentSN: "late") == nil)
+        }
+    }
+
+    @Test("Task lists are newest first with a total count", arguments: StoreHarness.engines)
+    func list(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            for index in 0 ..< 5 {
+                _ = try await store.createTask(NewTask(command: "c\(index)"), agents: ["a"])
+            }
+            let page = try await store.tasks(page: Page(offset: 0, limit: 2, ascending: false))
+            #expect(page.count == 5)
+            #expect(page.items.map(\.command) == ["c4", "c3"])
+            #expect(try await store.appliedMigrations() == [1, 2])
+        }
+    }
+}
