@@ -26,6 +26,9 @@ public struct ServerConfiguration: Sendable {
     /// HTTP/2 keepalive pings, which find dead TCP connections.
     public var transportKeepalive: Duration = .seconds(30)
 
+    /// Task delivery: redelivery, delivery timeout, sweep interval, default tag window.
+    public var tasks = TaskEngine.Configuration()
+
     public init() {}
 
     public var tokenPaths: (admin: String, enrollment: String) {

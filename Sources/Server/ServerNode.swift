@@ -52,6 +52,8 @@ public final class ServerNode: Service {
         }
         let store = SQLStore(engine: engine, logger: self.logger)
 
+        let engineTasks = TaskEngine(configuration: configuration.tasks, store: store, registry: self.registry, logger: self.logger)
+
         let transport = try Transports.server(
             listen: configuration.listen,
             tls: tls,
@@ -64,8 +66,10 @@ public final class ServerNode: Service {
             transport: transport,
             services: [
                 BootstrapService(nodeName: configuration.nodeName, policy: configuration.redirect, logger: self.logger),
-                AgentChannelService(configuration: channelConfiguration, registry: self.registry, store: store, logger: self.logger),
-                AdminService(nodeName: configuration.nodeName, registry: self.registry, logger: self.logger),
+                AgentChannelService(
+                    configuration: channelConfiguration, registry: self.registry, store: store, engine: engineTasks, logger: self.logger
+                ),
+                AdminService(nodeName: configuration.nodeName, registry: self.registry, store: store, engine: engineTasks, logger: self.logger),
             ],
             interceptors: [AuthInterceptor(adminToken: admin.token, enrollmentToken: enrollment.token)]
         )
@@ -73,7 +77,7 @@ public final class ServerNode: Service {
         let registry = self.registry
         let logger = self.logger
         try await withGracefulShutdownHandler {
-            try await withThrowingDiscardingTaskGroup { group in
+            try await withThrowingTaskGroup(of: Void.self) { group in
                 if let postgres = engine as? PostgresEngine {
                     group.addTask { try await postgres.run() }
                 }
@@ -84,7 +88,7 @@ public final class ServerNode: Service {
                     "store ready",
                     metadata: ["store.engine": "\(engine.kind)", "store.location": "\(configuration.databaseURL.map(Self.redacted) ?? configuration.sqlitePath)"]
                 )
-                group.addTask { try await server.serve() }
+                group.addTask { try await engineTasks.run() }
                 group.addTask {
                     let address = try await transport.listeningAddress
                     let text: String
@@ -100,6 +104,14 @@ public final class ServerNode: Service {
                         "listening for agents and admin calls",
                         metadata: ["grpc.address": "\(text)", "grpc.tls": "\(!configuration.insecure)"]
                     )
+                }
+                // The node runs while the gRPC server serves; then the pool and the sweep stop.
+                try await server.serve()
+                group.cancelAll()
+                while let next = await group.nextResult() {
+                    if case .failure(let error) = next, !(error is CancellationError) {
+                        logger.debug("background work ended", metadata: ["error": "\(error)"])
+                    }
                 }
             }
         } onGracefulShutdown: {

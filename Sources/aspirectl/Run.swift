@@ -2,6 +2,11 @@ import ArgumentParser
 import Foundation
 import GRPCCore
 import RPC
+import SwiftProtobuf
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -19,6 +24,9 @@ struct Run: AsyncParsableCommand {
 
     @Option(name: .customLong("agent"), help: "AgentSN to run on (repeatable).")
     var agents: [String] = []
+
+    @Option(name: .customLong("tag"), help: "Run on every online host carrying KEY=VALUE (repeatable: all must match); creates a task.")
+    var tags: [String] = []
 
     @Option(help: "Seconds before the command's process group is killed (default 120).")
     var timeout: Int32 = 0
@@ -38,11 +46,18 @@ struct Run: AsyncParsableCommand {
     mutating func validate() throws {
         if self.command.first == "--" { self.command.removeFirst() }
         guard !self.command.isEmpty else { throw ValidationError("give the command after --, e.g. aspirectl run --agent SN -- uptime") }
-        guard !self.agents.isEmpty else { throw ValidationError("name at least one --agent") }
+        guard self.agents.isEmpty != self.tags.isEmpty else { throw ValidationError("name --agent SN or --tag KEY=VALUE (not both)") }
+        for tag in self.tags where !tag.contains("=") || tag.hasPrefix("=") {
+            throw ValidationError("--tag '\(tag)': expected KEY=VALUE")
+        }
         guard self.timeout >= 0 else { throw ValidationError("--timeout must not be negative") }
     }
 
     func run() async throws {
+        if !self.tags.isEmpty {
+            try await self.runTagTask()
+            return
+        }
         var params = Aspire_V1_BashParams()
         params.cmd = self.command.joined(separator: " ")
         params.timeout = self.timeout
@@ -164,5 +179,62 @@ struct Run: AsyncParsableCommand {
         if silent > 0 { return Exit.timeoutOrOffline }
         if failed > 0 { return Exit.nonZero }
         return .success
+    }
+
+    /// `--tag`: a tag task over the hosts online now, followed until every one answered.
+    private func runTagTask() async throws {
+        var request = Aspire_V1_CreateTaskRequest()
+        request.command = "sync.bash"
+        for tag in self.tags {
+            let parts = tag.split(separator: "=", maxSplits: 1)
+            request.tags[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+        }
+        var parameters = Google_Protobuf_Struct()
+        parameters.fields["cmd"] = Google_Protobuf_Value(stringValue: self.command.joined(separator: " "))
+        if self.timeout > 0 { parameters.fields["timeout"] = Google_Protobuf_Value(numberValue: Double(self.timeout)) }
+        if !self.user.isEmpty { parameters.fields["user"] = Google_Protobuf_Value(stringValue: self.user) }
+        if !self.group.isEmpty { parameters.fields["group"] = Google_Protobuf_Value(stringValue: self.group) }
+        request.parameters = parameters
+        let timeout = Int64(self.timeout > 0 ? self.timeout : 120)
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        request.window.startUnixMs = now
+        request.window.endUnixMs = now + (timeout + 30) * 1000
+        request.user = ProcessInfo.processInfo.environment["USER"] ?? ""
+
+        let interactive = isatty(STDERR_FILENO) == 1
+        let detail: Aspire_V1_TaskDetail
+        do {
+            detail = try await self.connection.withAdmin { admin in
+                var detail = try await admin.createTask(request)
+                if interactive { FileHandle.standardError.write("task \(detail.task.id): \(detail.task.count) hosts\n") }
+                var get = Aspire_V1_GetTaskRequest()
+                get.id = detail.task.id
+                let deadline = Date().addingTimeInterval(Double(timeout + 30))
+                while detail.task.count > 0, detail.task.complete < detail.task.count, Date() < deadline {
+                    try await Task.sleep(for: .milliseconds(200))
+                    detail = try await admin.getTask(get)
+                    if interactive {
+                        let pending = detail.task.count - detail.task.complete
+                        FileHandle.standardError.write(
+                            "\r\(detail.task.complete - detail.task.failed) done, \(detail.task.failed) failed, \(pending) pending "
+                        )
+                    }
+                }
+                if interactive { FileHandle.standardError.write("\r\u{1B}[K") }
+                return detail
+            }
+        } catch {
+            throw report(error, prefix: "aspirectl: ")
+        }
+        if detail.subtasks.isEmpty {
+            FileHandle.standardError.write("no online host carries \(self.tags.joined(separator: ", "))\n")
+            throw Exit.noMatch
+        }
+        if self.output == .json {
+            FileHandle.standardOutput.write(try detail.jsonUTF8Data() + Data("\n".utf8))
+        } else {
+            printTaskResults(detail)
+        }
+        throw taskExitCode(for: detail)
     }
 }

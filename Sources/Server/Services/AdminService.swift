@@ -7,11 +7,15 @@ public import RPC
 public struct AdminService: Aspire_V1_Admin.SimpleServiceProtocol {
     let nodeName: String
     let registry: SessionRegistry
+    let store: SQLStore
+    let engine: TaskEngine
     let logger: Logger
 
-    public init(nodeName: String, registry: SessionRegistry, logger: Logger) {
+    public init(nodeName: String, registry: SessionRegistry, store: SQLStore, engine: TaskEngine, logger: Logger) {
         self.nodeName = nodeName
         self.registry = registry
+        self.store = store
+        self.engine = engine
         self.logger = logger
     }
 
@@ -64,5 +68,35 @@ public struct AdminService: Aspire_V1_Admin.SimpleServiceProtocol {
             return agent
         }
         return response
+    }
+
+    public func createTask(request: Aspire_V1_CreateTaskRequest, context: ServerContext) async throws -> Aspire_V1_TaskDetail {
+        let (task, subtasks) = try await self.engine.create(request)
+        return Aspire_V1_TaskDetail(task: task, subtasks: subtasks)
+    }
+
+    public func getTask(request: Aspire_V1_GetTaskRequest, context: ServerContext) async throws -> Aspire_V1_TaskDetail {
+        guard let task = try await self.store.task(id: Int(request.id)) else {
+            throw AspireError(.notFound, "no task \(request.id)")
+        }
+        return Aspire_V1_TaskDetail(task: task, subtasks: try await self.store.subtasks(taskID: task.id))
+    }
+
+    public func listTasks(request: Aspire_V1_ListTasksRequest, context: ServerContext) async throws -> Aspire_V1_ListTasksResponse {
+        guard request.offset >= 0, request.limit >= 0, request.limit <= 1000 else {
+            throw AspireError(.badRequest, "offset must not be negative and limit must be from 0 to 1000")
+        }
+        let page = Page(offset: Int(request.offset), limit: request.limit == 0 ? 50 : Int(request.limit), ascending: false)
+        let listing = try await self.store.tasks(page: page)
+        var response = Aspire_V1_ListTasksResponse()
+        response.count = Int32(listing.count)
+        response.tasks = listing.items.map(Aspire_V1_Task.init(_:))
+        return response
+    }
+
+    public func cancelTask(request: Aspire_V1_CancelTaskRequest, context: ServerContext) async throws -> Aspire_V1_TaskDetail {
+        let task = try await self.store.cancelTask(id: Int(request.id))
+        self.logger.info("task cancelled", metadata: ["task.id": "\(task.id)"])
+        return Aspire_V1_TaskDetail(task: task, subtasks: try await self.store.subtasks(taskID: task.id))
     }
 }

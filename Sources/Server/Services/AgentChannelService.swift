@@ -24,12 +24,14 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
     let configuration: Configuration
     let registry: SessionRegistry
     let store: SQLStore
+    let engine: TaskEngine
     let logger: Logger
 
-    public init(configuration: Configuration, registry: SessionRegistry, store: SQLStore, logger: Logger) {
+    public init(configuration: Configuration, registry: SessionRegistry, store: SQLStore, engine: TaskEngine, logger: Logger) {
         self.configuration = configuration
         self.registry = registry
         self.store = store
+        self.engine = engine
         self.logger = logger
     }
 
@@ -50,6 +52,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         let configuration = self.configuration
         let registry = self.registry
         let store = self.store
+        let engine = self.engine
         let logger = self.logger
         let peer = context.remotePeer
 
@@ -58,7 +61,8 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         do {
             ended = try await Self.serve(
                 request: request, response: response, outbound: outbound, continuation: continuation,
-                connection: connection, peer: peer, configuration: configuration, registry: registry, store: store, logger: logger
+                connection: connection, peer: peer, configuration: configuration, registry: registry, store: store, engine: engine,
+                logger: logger
             )
         } catch {
             failure = error
@@ -90,6 +94,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         configuration: Configuration,
         registry: SessionRegistry,
         store: SQLStore,
+        engine: TaskEngine,
         logger: Logger
     ) async throws -> Ended {
         try await withThrowingTaskGroup(of: Ended.self) { group in
@@ -97,7 +102,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                 for try await message in request {
                     if let session = connection.session {
                         session.touch()
-                        Self.handle(message, from: session, registry: registry, logger: logger)
+                        await Self.handle(message, from: session, registry: registry, engine: engine, logger: logger)
                         continue
                     }
                     guard case .hello(let hello) = message.body else {
@@ -118,6 +123,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                     welcome.welcome.step = configuration.statusStep
                     welcome.welcome.pingInterval = Int32(configuration.pingInterval.components.seconds)
                     session.send(welcome)
+                    await engine.agentConnected(hello.agentSn)
                     logger.info(
                         "agent connected",
                         metadata: [
@@ -213,10 +219,13 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         _ message: Aspire_V1_AgentMessage,
         from session: AgentSession,
         registry: SessionRegistry,
+        engine: TaskEngine,
         logger: Logger
-    ) {
+    ) async {
         switch message.body {
         case .result(let result):
+            // Stored before it is acknowledged: a result the store refused comes again.
+            let stored = await engine.resultArrived(result, from: session.agentSN)
             let waited = registry.complete(result)
             logger.debug(
                 "command result",
@@ -225,9 +234,11 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                     "command.retcode": "\(result.retcode)", "command.waited": "\(waited)",
                 ]
             )
-            var ack = Aspire_V1_ServerMessage()
-            ack.ack.ids = [result.id]
-            session.send(ack)
+            if stored {
+                var ack = Aspire_V1_ServerMessage()
+                ack.ack.ids = [result.id]
+                session.send(ack)
+            }
         case .ping(let ping):
             var pong = Aspire_V1_ServerMessage()
             pong.pong.nonce = ping.nonce

@@ -180,6 +180,48 @@ extension SQLStore {
         }
     }
 
+    /// Subtasks of a task sent and not answered yet.
+    public func inFlight(taskID: Int) async throws -> Int {
+        try await self.engine.withConnection { database in
+            try await database.raw(
+                "SELECT COUNT(*) AS n FROM subtasks WHERE taskid = \(bind: taskID) AND status = \(bind: SubtaskStatus.dispatched.rawValue)"
+            ).first()?.decode(column: "n", as: Int.self) ?? 0
+        }
+    }
+
+    /// Hosts of a task whose subtask waits to be sent.
+    public func waitingAgents(taskID: Int) async throws -> [String] {
+        try await self.engine.withConnection { database in
+            try await database.raw(
+                "SELECT agentsn FROM subtasks WHERE taskid = \(bind: taskID) AND status = \(bind: SubtaskStatus.pending.rawValue) ORDER BY agentsn"
+            ).all().map { try $0.decode(column: "agentsn", as: String.self) }
+        }
+    }
+
+    /// Stops a task that failed too often: what was not sent yet is cancelled, what is running
+    /// still reports, and the task ends failed.
+    public func stopTask(id: Int) async throws {
+        let now = Self.now
+        try await self.transaction { database in
+            try await database.raw(
+                """
+                UPDATE subtasks SET status = \(bind: SubtaskStatus.cancelled.rawValue),
+                    message = 'not sent: the task exceeded max_errors', gmt_modify = \(bind: now)
+                WHERE taskid = \(bind: id) AND status = \(bind: SubtaskStatus.pending.rawValue)
+                """
+            ).run()
+            try await database.raw(
+                """
+                DELETE FROM pendings WHERE taskid = \(bind: id)
+                  AND subtaskid IN (SELECT id FROM subtasks WHERE taskid = \(bind: id) AND status = \(bind: SubtaskStatus.cancelled.rawValue))
+                """
+            ).run()
+            try await database.raw(
+                "UPDATE tasks SET status = \(bind: TaskStatus.failed.rawValue), gmt_modify = \(bind: now) WHERE id = \(bind: id)"
+            ).run()
+        }
+    }
+
     public func task(id: Int) async throws -> TaskRecord? {
         try await self.engine.withConnection { try await Self.task(id: id, on: $0) }
     }
@@ -258,7 +300,7 @@ extension SQLStore {
             """
             UPDATE tasks SET complete = complete + \(bind: finished), failed = failed + \(bind: failed), gmt_modify = \(bind: now),
                 status = CASE
-                    WHEN status = \(bind: TaskStatus.cancelled.rawValue) THEN status
+                    WHEN status IN (\(bind: TaskStatus.done.rawValue), \(bind: TaskStatus.failed.rawValue), \(bind: TaskStatus.cancelled.rawValue)) THEN status
                     WHEN selector = '' AND complete + \(bind: finished) >= count THEN
                         CASE WHEN failed + \(bind: failed) > 0 THEN \(bind: TaskStatus.failed.rawValue) ELSE \(bind: TaskStatus.done.rawValue) END
                     ELSE \(bind: TaskStatus.running.rawValue) END

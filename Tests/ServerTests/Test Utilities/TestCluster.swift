@@ -74,6 +74,26 @@ struct TestNode {
         }
     }
 
+    func createTask(_ request: Aspire_V1_CreateTaskRequest) async throws -> Aspire_V1_TaskDetail {
+        try await self.admin { try await $0.createTask(request) }
+    }
+
+    func task(_ id: Int64) async throws -> Aspire_V1_TaskDetail {
+        var request = Aspire_V1_GetTaskRequest()
+        request.id = id
+        return try await self.admin { try await $0.getTask(request) }
+    }
+
+    /// Waits until every subtask of the task has an outcome.
+    func waitForTask(_ id: Int64, timeout: Duration = .seconds(30)) async throws -> Aspire_V1_TaskDetail {
+        var detail = try await self.task(id)
+        try await eventually(timeout: timeout, "task \(id) to finish: \(detail)") {
+            detail = try await self.task(id)
+            return detail.task.count > 0 && detail.task.complete >= detail.task.count
+        }
+        return detail
+    }
+
     func run(_ cmd: String, on sn: String, timeout: Int32 = 0, user: String = "") async throws -> Aspire_V1_CommandResult {
         var request = Aspire_V1_RunCommandRequest()
         request.agentSn = sn

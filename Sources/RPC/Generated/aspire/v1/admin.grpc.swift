@@ -48,10 +48,66 @@ public enum Aspire_V1_Admin: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "CreateTask" metadata.
+        public enum CreateTask: Sendable {
+            /// Request type for "CreateTask".
+            public typealias Input = Aspire_V1_CreateTaskRequest
+            /// Response type for "CreateTask".
+            public typealias Output = Aspire_V1_TaskDetail
+            /// Descriptor for "CreateTask".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "CreateTask",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetTask" metadata.
+        public enum GetTask: Sendable {
+            /// Request type for "GetTask".
+            public typealias Input = Aspire_V1_GetTaskRequest
+            /// Response type for "GetTask".
+            public typealias Output = Aspire_V1_TaskDetail
+            /// Descriptor for "GetTask".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "GetTask",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListTasks" metadata.
+        public enum ListTasks: Sendable {
+            /// Request type for "ListTasks".
+            public typealias Input = Aspire_V1_ListTasksRequest
+            /// Response type for "ListTasks".
+            public typealias Output = Aspire_V1_ListTasksResponse
+            /// Descriptor for "ListTasks".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "ListTasks",
+                type: .unary
+            )
+        }
+        /// Namespace for "CancelTask" metadata.
+        public enum CancelTask: Sendable {
+            /// Request type for "CancelTask".
+            public typealias Input = Aspire_V1_CancelTaskRequest
+            /// Response type for "CancelTask".
+            public typealias Output = Aspire_V1_TaskDetail
+            /// Descriptor for "CancelTask".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "CancelTask",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "aspire.v1.Admin" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             RunCommand.descriptor,
-            ListAgents.descriptor
+            ListAgents.descriptor,
+            CreateTask.descriptor,
+            GetTask.descriptor,
+            ListTasks.descriptor,
+            CancelTask.descriptor
         ]
     }
 }
@@ -113,6 +169,80 @@ extension Aspire_V1_Admin {
             request: GRPCCore.StreamingServerRequest<Aspire_V1_ListAgentsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListAgentsResponse>
+
+        /// Handle the "CreateTask" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a task: a command for a list of hosts (one subtask each), or for the hosts that carry
+        /// > some tags within a time window. Subtasks reach connected agents at once, the others when
+        /// > they connect.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_CreateTaskRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_TaskDetail` messages.
+        func createTask(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_CreateTaskRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_TaskDetail>
+
+        /// Handle the "GetTask" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A task with every subtask and its result.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_GetTaskRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_TaskDetail` messages.
+        func getTask(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_GetTaskRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_TaskDetail>
+
+        /// Handle the "ListTasks" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Tasks, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_ListTasksRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_ListTasksResponse` messages.
+        func listTasks(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_ListTasksRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListTasksResponse>
+
+        /// Handle the "CancelTask" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stops delivering a task's remaining subtasks.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_CancelTaskRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_TaskDetail` messages.
+        func cancelTask(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_CancelTaskRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_TaskDetail>
     }
 
     /// Service protocol for the "aspire.v1.Admin" service.
@@ -158,6 +288,80 @@ extension Aspire_V1_Admin {
             request: GRPCCore.ServerRequest<Aspire_V1_ListAgentsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListAgentsResponse>
+
+        /// Handle the "CreateTask" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a task: a command for a list of hosts (one subtask each), or for the hosts that carry
+        /// > some tags within a time window. Subtasks reach connected agents at once, the others when
+        /// > they connect.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreateTaskRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_TaskDetail` message.
+        func createTask(
+            request: GRPCCore.ServerRequest<Aspire_V1_CreateTaskRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_TaskDetail>
+
+        /// Handle the "GetTask" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A task with every subtask and its result.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_GetTaskRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_TaskDetail` message.
+        func getTask(
+            request: GRPCCore.ServerRequest<Aspire_V1_GetTaskRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_TaskDetail>
+
+        /// Handle the "ListTasks" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Tasks, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListTasksRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_ListTasksResponse` message.
+        func listTasks(
+            request: GRPCCore.ServerRequest<Aspire_V1_ListTasksRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListTasksResponse>
+
+        /// Handle the "CancelTask" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stops delivering a task's remaining subtasks.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CancelTaskRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_TaskDetail` message.
+        func cancelTask(
+            request: GRPCCore.ServerRequest<Aspire_V1_CancelTaskRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_TaskDetail>
     }
 
     /// Simple service protocol for the "aspire.v1.Admin" service.
@@ -201,6 +405,80 @@ extension Aspire_V1_Admin {
             request: Aspire_V1_ListAgentsRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Aspire_V1_ListAgentsResponse
+
+        /// Handle the "CreateTask" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a task: a command for a list of hosts (one subtask each), or for the hosts that carry
+        /// > some tags within a time window. Subtasks reach connected agents at once, the others when
+        /// > they connect.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_CreateTaskRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_TaskDetail` to respond with.
+        func createTask(
+            request: Aspire_V1_CreateTaskRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_TaskDetail
+
+        /// Handle the "GetTask" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A task with every subtask and its result.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_GetTaskRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_TaskDetail` to respond with.
+        func getTask(
+            request: Aspire_V1_GetTaskRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_TaskDetail
+
+        /// Handle the "ListTasks" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Tasks, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_ListTasksRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_ListTasksResponse` to respond with.
+        func listTasks(
+            request: Aspire_V1_ListTasksRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_ListTasksResponse
+
+        /// Handle the "CancelTask" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stops delivering a task's remaining subtasks.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_CancelTaskRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_TaskDetail` to respond with.
+        func cancelTask(
+            request: Aspire_V1_CancelTaskRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_TaskDetail
     }
 }
 
@@ -225,6 +503,50 @@ extension Aspire_V1_Admin.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListAgentsResponse>(),
             handler: { request, context in
                 try await self.listAgents(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.CreateTask.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_CreateTaskRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_TaskDetail>(),
+            handler: { request, context in
+                try await self.createTask(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.GetTask.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_GetTaskRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_TaskDetail>(),
+            handler: { request, context in
+                try await self.getTask(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.ListTasks.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListTasksRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListTasksResponse>(),
+            handler: { request, context in
+                try await self.listTasks(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.CancelTask.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_CancelTaskRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_TaskDetail>(),
+            handler: { request, context in
+                try await self.cancelTask(
                     request: request,
                     context: context
                 )
@@ -257,6 +579,50 @@ extension Aspire_V1_Admin.ServiceProtocol {
         )
         return GRPCCore.StreamingServerResponse(single: response)
     }
+
+    public func createTask(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_CreateTaskRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_TaskDetail> {
+        let response = try await self.createTask(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getTask(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_GetTaskRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_TaskDetail> {
+        let response = try await self.getTask(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listTasks(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_ListTasksRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListTasksResponse> {
+        let response = try await self.listTasks(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func cancelTask(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_CancelTaskRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_TaskDetail> {
+        let response = try await self.cancelTask(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
@@ -281,6 +647,58 @@ extension Aspire_V1_Admin.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListAgentsResponse> {
         return GRPCCore.ServerResponse<Aspire_V1_ListAgentsResponse>(
             message: try await self.listAgents(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createTask(
+        request: GRPCCore.ServerRequest<Aspire_V1_CreateTaskRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_TaskDetail> {
+        return GRPCCore.ServerResponse<Aspire_V1_TaskDetail>(
+            message: try await self.createTask(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getTask(
+        request: GRPCCore.ServerRequest<Aspire_V1_GetTaskRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_TaskDetail> {
+        return GRPCCore.ServerResponse<Aspire_V1_TaskDetail>(
+            message: try await self.getTask(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listTasks(
+        request: GRPCCore.ServerRequest<Aspire_V1_ListTasksRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListTasksResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_ListTasksResponse>(
+            message: try await self.listTasks(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func cancelTask(
+        request: GRPCCore.ServerRequest<Aspire_V1_CancelTaskRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_TaskDetail> {
+        return GRPCCore.ServerResponse<Aspire_V1_TaskDetail>(
+            message: try await self.cancelTask(
                 request: request.message,
                 context: context
             ),
@@ -342,6 +760,100 @@ extension Aspire_V1_Admin {
             deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListAgentsResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListAgentsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateTask" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a task: a command for a list of hosts (one subtask each), or for the hosts that carry
+        /// > some tags within a time window. Subtasks reach connected agents at once, the others when
+        /// > they connect.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreateTaskRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_CreateTaskRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_TaskDetail` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createTask<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_CreateTaskRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_CreateTaskRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_TaskDetail>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_TaskDetail>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetTask" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A task with every subtask and its result.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_GetTaskRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_GetTaskRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_TaskDetail` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getTask<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_GetTaskRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_GetTaskRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_TaskDetail>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_TaskDetail>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListTasks" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Tasks, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListTasksRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListTasksRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListTasksResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listTasks<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListTasksRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListTasksRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListTasksResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListTasksResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CancelTask" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stops delivering a task's remaining subtasks.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CancelTaskRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_CancelTaskRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_TaskDetail` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func cancelTask<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_CancelTaskRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_CancelTaskRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_TaskDetail>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_TaskDetail>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -428,6 +940,144 @@ extension Aspire_V1_Admin {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "CreateTask" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a task: a command for a list of hosts (one subtask each), or for the hosts that carry
+        /// > some tags within a time window. Subtasks reach connected agents at once, the others when
+        /// > they connect.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreateTaskRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_CreateTaskRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_TaskDetail` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createTask<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_CreateTaskRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_CreateTaskRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_TaskDetail>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_TaskDetail>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.CreateTask.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetTask" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A task with every subtask and its result.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_GetTaskRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_GetTaskRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_TaskDetail` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getTask<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_GetTaskRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_GetTaskRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_TaskDetail>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_TaskDetail>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.GetTask.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListTasks" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Tasks, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListTasksRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListTasksRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListTasksResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listTasks<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListTasksRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListTasksRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListTasksResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListTasksResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.ListTasks.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CancelTask" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stops delivering a task's remaining subtasks.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CancelTaskRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_CancelTaskRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_TaskDetail` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func cancelTask<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_CancelTaskRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_CancelTaskRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_TaskDetail>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_TaskDetail>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.CancelTask.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -487,6 +1137,124 @@ extension Aspire_V1_Admin.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListAgentsRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListAgentsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateTask" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates a task: a command for a list of hosts (one subtask each), or for the hosts that carry
+    /// > some tags within a time window. Subtasks reach connected agents at once, the others when
+    /// > they connect.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_CreateTaskRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createTask<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_CreateTaskRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_TaskDetail>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createTask(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_CreateTaskRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_TaskDetail>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetTask" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A task with every subtask and its result.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_GetTaskRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getTask<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_GetTaskRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_TaskDetail>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getTask(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_GetTaskRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_TaskDetail>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListTasks" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Tasks, newest first.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_ListTasksRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listTasks<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_ListTasksRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListTasksResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listTasks(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListTasksRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListTasksResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CancelTask" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Stops delivering a task's remaining subtasks.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_CancelTaskRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func cancelTask<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_CancelTaskRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_TaskDetail>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.cancelTask(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_CancelTaskRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_TaskDetail>(),
             options: options,
             onResponse: handleResponse
         )
@@ -556,6 +1324,140 @@ extension Aspire_V1_Admin.ClientProtocol {
             metadata: metadata
         )
         return try await self.listAgents(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateTask" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates a task: a command for a list of hosts (one subtask each), or for the hosts that carry
+    /// > some tags within a time window. Subtasks reach connected agents at once, the others when
+    /// > they connect.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createTask<Result>(
+        _ message: Aspire_V1_CreateTaskRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_TaskDetail>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_CreateTaskRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createTask(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetTask" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A task with every subtask and its result.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getTask<Result>(
+        _ message: Aspire_V1_GetTaskRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_TaskDetail>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_GetTaskRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getTask(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListTasks" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Tasks, newest first.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listTasks<Result>(
+        _ message: Aspire_V1_ListTasksRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListTasksResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_ListTasksRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listTasks(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CancelTask" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Stops delivering a task's remaining subtasks.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func cancelTask<Result>(
+        _ message: Aspire_V1_CancelTaskRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_TaskDetail>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_CancelTaskRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.cancelTask(
             request: request,
             options: options,
             onResponse: handleResponse

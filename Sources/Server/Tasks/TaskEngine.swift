@@ -1,0 +1,253 @@
+import Foundation
+public import Logging
+public import RPC
+public import ServiceLifecycle
+import SwiftProtobuf
+
+/// Drives tasks on this node: creates them, pushes their subtasks to the agents this node holds
+/// (at once, when an agent connects, and on a sweep), honours rate control, and stores results.
+///
+/// Everything it decides is in the store first, so a node that stops loses nothing: another
+/// node (or this one, restarted) picks the deliveries up on its sweep.
+public final class TaskEngine: Service {
+    public struct Configuration: Sendable {
+        /// A dispatched subtask with no result is sent again after this (the agent runs a
+        /// command id once; a repeat only fetches the result).
+        public var redeliverAfter: Duration = .seconds(60)
+        /// A subtask whose host never connects becomes undeliverable after this.
+        public var deliveryTimeout: Duration = .seconds(24 * 3600)
+        /// How often the node looks for due deliveries of its agents.
+        public var sweepInterval: Duration = .seconds(2)
+        /// Window of a tag task that names none.
+        public var defaultWindow: Duration = .seconds(3600)
+
+        public init() {}
+    }
+
+    let configuration: Configuration
+    let store: SQLStore
+    let registry: SessionRegistry
+    let logger: Logger
+
+    public init(configuration: Configuration = .init(), store: SQLStore, registry: SessionRegistry, logger: Logger) {
+        self.configuration = configuration
+        self.store = store
+        self.registry = registry
+        self.logger = logger
+    }
+
+    // MARK: Creating
+
+    /// Validates and stores a task, then sends what can be sent now.
+    public func create(_ request: Aspire_V1_CreateTaskRequest) async throws -> (TaskRecord, [SubtaskRecord]) {
+        // Refuse bad parameters before anything is stored or sent.
+        _ = try CommandParameters.command(method: request.command, parameters: request.parameters)
+        let byHosts = !request.agents.isEmpty
+        let byTags = !request.tags.isEmpty
+        guard byHosts != byTags else {
+            throw AspireError(.badRequest, "target either agents (a list of AgentSNs) or tags, not \(byHosts ? "both" : "neither")")
+        }
+        for agent in request.agents {
+            try AgentIdentity.validate(agentSN: agent)
+        }
+        _ = try RateLimit(parsing: request.maxConcurrency, field: "max_concurrency")
+        _ = try RateLimit(parsing: request.maxErrors, field: "max_errors")
+        let now = Date().unixMilliseconds
+        var start: Int64 = 0
+        var end: Int64 = 0
+        if byTags {
+            start = request.window.startUnixMs > 0 ? request.window.startUnixMs : now
+            end = request.window.endUnixMs > 0 ? request.window.endUnixMs : start + self.configuration.defaultWindow.milliseconds
+            guard end > start else { throw AspireError(.badRequest, "the window must end after it starts") }
+        }
+        let body = try request.parameters.jsonString()
+        var (task, subtasks) = try await self.store.createTask(
+            NewTask(
+                user: request.user, command: request.command, body: body, selector: request.tags, windowStart: start,
+                windowEnd: end, maxConcurrency: request.maxConcurrency, maxErrors: request.maxErrors
+            ),
+            agents: request.agents
+        )
+        if byTags, start <= now {
+            // Hosts online now that carry the tags join at once; the others when they connect.
+            var query = HostQuery()
+            query.tags = request.tags
+            query.status = .online
+            query.page = Page(offset: 0, limit: Int(Int32.max))
+            for host in try await self.store.hosts(query).items {
+                if let subtask = try await self.store.addSubtask(taskID: task.id, agentSN: host.agentSN) {
+                    subtasks.append(subtask)
+                }
+            }
+            task = try await self.store.task(id: task.id) ?? task
+        }
+        self.logger.info(
+            "task created",
+            metadata: ["task.id": "\(task.id)", "task.command": "\(task.command)", "task.hosts": "\(subtasks.count)"]
+        )
+        for agent in Set(subtasks.map(\.agentSN)) {
+            await self.dispatch(to: agent)
+        }
+        return (task, subtasks)
+    }
+
+    // MARK: Delivering
+
+    /// Sends the due subtasks of an agent this node holds.
+    public func dispatch(to agentSN: String) async {
+        guard let session = self.registry.session(for: agentSN) else { return }
+        do {
+            var tasks: [Int: TaskRecord] = [:]
+            var inFlight: [Int: Int] = [:]
+            var sent: [String] = []
+            for subtask in try await self.store.dueSubtasks(agentSN: agentSN) {
+                if tasks[subtask.taskID] == nil {
+                    tasks[subtask.taskID] = try await self.store.task(id: subtask.taskID)
+                }
+                guard let task = tasks[subtask.taskID], task.status == .pending || task.status == .running else { continue }
+                if try await self.stopIfTooManyErrors(task) { continue }
+                if let limit = try RateLimit(parsing: task.maxConcurrency, field: "max_concurrency")?.value(of: task.count),
+                    subtask.status == .pending
+                {
+                    if inFlight[task.id] == nil {
+                        inFlight[task.id] = try await self.store.inFlight(taskID: task.id)
+                    }
+                    guard inFlight[task.id, default: 0] < limit else { continue }
+                    inFlight[task.id, default: 0] += 1
+                }
+                var command = try CommandParameters.command(
+                    method: task.command,
+                    parameters: try Google_Protobuf_Struct(jsonString: task.body)
+                )
+                command.id = subtask.id
+                var message = Aspire_V1_ServerMessage()
+                message.command = command
+                if session.send(message) { sent.append(subtask.id) }
+            }
+            try await self.store.markDispatched(sent, retryAfter: self.configuration.redeliverAfter.milliseconds)
+            if !sent.isEmpty {
+                self.logger.debug("subtasks sent", metadata: ["agent.sn": "\(agentSN)", "count": "\(sent.count)"])
+            }
+        } catch {
+            self.logger.error("cannot send subtasks", metadata: ["agent.sn": "\(agentSN)", "error": "\(String(reflecting: error))"])
+        }
+    }
+
+    /// Past `max_errors`, a task sends nothing more: its undelivered subtasks are cancelled.
+    private func stopIfTooManyErrors(_ task: TaskRecord) async throws -> Bool {
+        guard let limit = try RateLimit(parsing: task.maxErrors, field: "max_errors")?.value(of: task.count),
+            task.failed > limit
+        else { return false }
+        try await self.store.stopTask(id: task.id)
+        self.logger.notice("task stopped: too many errors", metadata: ["task.id": "\(task.id)", "task.failed": "\(task.failed)"])
+        return true
+    }
+
+    /// An agent connected here: it joins the open tag tasks it matches, and gets what is due.
+    public func agentConnected(_ agentSN: String) async {
+        do {
+            if let host = try await self.store.host(agentSN: agentSN) {
+                let tags = Dictionary(host.tags.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first })
+                for task in try await self.store.openTagTasks(at: Date().unixMilliseconds)
+                where task.selector.allSatisfy({ tags[$0.key] == $0.value }) {
+                    _ = try await self.store.addSubtask(taskID: task.id, agentSN: agentSN)
+                }
+            }
+        } catch {
+            self.logger.error("cannot match tag tasks", metadata: ["agent.sn": "\(agentSN)", "error": "\(String(reflecting: error))"])
+        }
+        await self.dispatch(to: agentSN)
+    }
+
+    /// Stores a result from an agent (once); true when it may be acknowledged.
+    public func resultArrived(_ result: Aspire_V1_CommandResult, from agentSN: String) async -> Bool {
+        do {
+            if let task = try await self.store.recordResult(result, agentSN: agentSN) {
+                if task.complete >= task.count, task.selector.isEmpty {
+                    self.logger.info(
+                        "task finished",
+                        metadata: ["task.id": "\(task.id)", "task.status": "\(task.status.name)", "task.failed": "\(task.failed)"]
+                    )
+                } else if !task.maxConcurrency.isEmpty {
+                    // A slot is free: send the next subtasks of this task that wait for one.
+                    for agent in try await self.store.waitingAgents(taskID: task.id) {
+                        await self.dispatch(to: agent)
+                    }
+                }
+            }
+            return true
+        } catch {
+            self.logger.error("cannot store a result", metadata: ["agent.sn": "\(agentSN)", "command.id": "\(result.id)", "error": "\(String(reflecting: error))"])
+            return false
+        }
+    }
+
+    // MARK: Sweeping
+
+    public func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try await Task.sleep(for: self.configuration.sweepInterval)
+                await self.sweep()
+            }
+        }
+    }
+
+    /// One pass: due deliveries of agents held here, undeliverable subtasks, ended tag windows.
+    public func sweep() async {
+        do {
+            for agent in try await self.store.agentsWithDueSubtasks() where self.registry.session(for: agent) != nil {
+                await self.dispatch(to: agent)
+            }
+            let now = Date().unixMilliseconds
+            let expired = try await self.store.expireUndeliverable(createdBefore: now - self.configuration.deliveryTimeout.milliseconds)
+            if expired > 0 {
+                self.logger.notice("subtasks undeliverable", metadata: ["count": "\(expired)"])
+            }
+            try await self.store.closeTagTasks(endedBefore: now)
+        } catch is CancellationError {
+        } catch {
+            self.logger.error("task sweep failed", metadata: ["error": "\(String(reflecting: error))"])
+        }
+    }
+}
+
+/// `max_concurrency` / `max_errors`: a number ("10") or a share of the task's hosts ("25%").
+struct RateLimit: Hashable {
+    enum Kind: Hashable {
+        case count(Int)
+        case percent(Double)
+    }
+
+    var kind: Kind
+
+    init?(parsing text: String, field: String) throws(AspireError) {
+        let text = text.trimmingCharacters(in: .whitespaces)
+        if text.isEmpty { return nil }
+        if text.hasSuffix("%") {
+            guard let value = Double(text.dropLast()), value > 0, value <= 100 else {
+                throw AspireError(.badRequest, "\(field) '\(text)': a share must be from 1% to 100%")
+            }
+            self.kind = .percent(value)
+        } else {
+            guard let value = Int(text), value >= 0 else {
+                throw AspireError(.badRequest, "\(field) '\(text)': expected a number or a share like 25%")
+            }
+            self.kind = .count(value)
+        }
+    }
+
+    /// The limit for a task of `hosts` hosts (a share rounds up, and is at least 1).
+    func value(of hosts: Int) -> Int {
+        switch self.kind {
+        case .count(let value): value
+        case .percent(let share): max(1, Int((Double(hosts) * share / 100).rounded(.up)))
+        }
+    }
+}
+
+extension Duration {
+    var milliseconds: Int64 {
+        self.components.seconds * 1000 + self.components.attoseconds / 1_000_000_000_000_000
+    }
+}
