@@ -219,4 +219,26 @@ struct StoreConformanceTests {
             #expect(try await store.tags().count == 3)
         }
     }
+
+    @Test("Status reports replace a host's sub-agents; deployments count hosts and running ones", arguments: StoreHarness.engines)
+    func subAgents(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            #expect(try await store.recordStatus(agentSN: "ghost", step: 60, subAgents: []) == false)
+            try await store.registerHost(Self.registration("sn-1"))
+            try await store.registerHost(Self.registration("sn-2"))
+            try await store.recordStatus(agentSN: "sn-1", step: 120, subAgents: [
+                SubAgentRecord(name: "Monitor", version: "1.0", status: "running", pid: 10),
+                SubAgentRecord(name: "Basic", version: "0.1", status: "fatal", restarts: 4),
+            ])
+            try await store.recordStatus(agentSN: "sn-2", step: 0, subAgents: [
+                SubAgentRecord(name: "Monitor", version: "1.0", status: "stoped"),
+            ])
+            #expect(try await store.host(agentSN: "sn-1")?.step == 120)
+            #expect(try await store.host(agentSN: "sn-2")?.step == 600, "step 0 keeps the previous step")
+            #expect(try await store.subAgents(agentSN: "sn-1").map(\.name) == ["Basic", "Monitor"])
+            #expect(try await store.deployments().map { "\($0.name) \($0.version) \($0.hosts)/\($0.running)" } == ["Basic 0.1 1/0", "Monitor 1.0 2/1"])
+            try await store.recordStatus(agentSN: "sn-1", step: 120, subAgents: [])
+            #expect(try await store.subAgents(agentSN: "sn-1").isEmpty, "a report replaces the previous list")
+        }
+    }
 }

@@ -243,7 +243,33 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
             var pong = Aspire_V1_ServerMessage()
             pong.pong.nonce = ping.nonce
             session.send(pong)
-        case .pong, .status, .output, .event:
+        case .status(let report):
+            do {
+                try await engine.store.recordStatus(
+                    agentSN: session.agentSN,
+                    step: Int(report.step),
+                    subAgents: report.agents.map {
+                        SubAgentRecord(
+                            name: $0.name, version: $0.version, status: $0.status, pid: Int($0.pid),
+                            restarts: Int($0.restarts), uptime: $0.uptime
+                        )
+                    }
+                )
+            } catch {
+                logger.error("cannot record a status report", metadata: ["agent.sn": "\(session.agentSN)", "error": "\(String(reflecting: error))"])
+            }
+        case .event(let event):
+            do {
+                try await engine.store.recordEvent(
+                    EventRecord(
+                        agentSN: session.agentSN, category: event.category, localID: event.localID,
+                        occurred: event.occurredUnixMs, message: event.message
+                    )
+                )
+            } catch {
+                logger.error("cannot record an event", metadata: ["agent.sn": "\(session.agentSN)", "error": "\(String(reflecting: error))"])
+            }
+        case .pong, .output:
             break
         case .hello:
             logger.warning("second Hello on a stream ignored", metadata: ["agent.sn": "\(session.agentSN)"])

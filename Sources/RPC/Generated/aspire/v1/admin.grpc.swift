@@ -100,6 +100,136 @@ public enum Aspire_V1_Admin: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ListHosts" metadata.
+        public enum ListHosts: Sendable {
+            /// Request type for "ListHosts".
+            public typealias Input = Aspire_V1_ListHostsRequest
+            /// Response type for "ListHosts".
+            public typealias Output = Aspire_V1_ListHostsResponse
+            /// Descriptor for "ListHosts".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "ListHosts",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetHost" metadata.
+        public enum GetHost: Sendable {
+            /// Request type for "GetHost".
+            public typealias Input = Aspire_V1_GetHostRequest
+            /// Response type for "GetHost".
+            public typealias Output = Aspire_V1_Host
+            /// Descriptor for "GetHost".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "GetHost",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListTags" metadata.
+        public enum ListTags: Sendable {
+            /// Request type for "ListTags".
+            public typealias Input = Aspire_V1_ListTagsRequest
+            /// Response type for "ListTags".
+            public typealias Output = Aspire_V1_ListTagsResponse
+            /// Descriptor for "ListTags".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "ListTags",
+                type: .unary
+            )
+        }
+        /// Namespace for "CreateTag" metadata.
+        public enum CreateTag: Sendable {
+            /// Request type for "CreateTag".
+            public typealias Input = Aspire_V1_CreateTagRequest
+            /// Response type for "CreateTag".
+            public typealias Output = Aspire_V1_Tag
+            /// Descriptor for "CreateTag".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "CreateTag",
+                type: .unary
+            )
+        }
+        /// Namespace for "DeleteTag" metadata.
+        public enum DeleteTag: Sendable {
+            /// Request type for "DeleteTag".
+            public typealias Input = Aspire_V1_DeleteTagRequest
+            /// Response type for "DeleteTag".
+            public typealias Output = Aspire_V1_DeleteTagResponse
+            /// Descriptor for "DeleteTag".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "DeleteTag",
+                type: .unary
+            )
+        }
+        /// Namespace for "BindTag" metadata.
+        public enum BindTag: Sendable {
+            /// Request type for "BindTag".
+            public typealias Input = Aspire_V1_BindTagRequest
+            /// Response type for "BindTag".
+            public typealias Output = Aspire_V1_BindTagResponse
+            /// Descriptor for "BindTag".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "BindTag",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListRegions" metadata.
+        public enum ListRegions: Sendable {
+            /// Request type for "ListRegions".
+            public typealias Input = Aspire_V1_ListRegionsRequest
+            /// Response type for "ListRegions".
+            public typealias Output = Aspire_V1_ListRegionsResponse
+            /// Descriptor for "ListRegions".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "ListRegions",
+                type: .unary
+            )
+        }
+        /// Namespace for "CreateRegion" metadata.
+        public enum CreateRegion: Sendable {
+            /// Request type for "CreateRegion".
+            public typealias Input = Aspire_V1_CreateRegionRequest
+            /// Response type for "CreateRegion".
+            public typealias Output = Aspire_V1_Region
+            /// Descriptor for "CreateRegion".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "CreateRegion",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListEvents" metadata.
+        public enum ListEvents: Sendable {
+            /// Request type for "ListEvents".
+            public typealias Input = Aspire_V1_ListEventsRequest
+            /// Response type for "ListEvents".
+            public typealias Output = Aspire_V1_ListEventsResponse
+            /// Descriptor for "ListEvents".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "ListEvents",
+                type: .unary
+            )
+        }
+        /// Namespace for "Dashboard" metadata.
+        public enum Dashboard: Sendable {
+            /// Request type for "Dashboard".
+            public typealias Input = Aspire_V1_DashboardRequest
+            /// Response type for "Dashboard".
+            public typealias Output = Aspire_V1_DashboardResponse
+            /// Descriptor for "Dashboard".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "Dashboard",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "aspire.v1.Admin" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             RunCommand.descriptor,
@@ -107,7 +237,17 @@ public enum Aspire_V1_Admin: Sendable {
             CreateTask.descriptor,
             GetTask.descriptor,
             ListTasks.descriptor,
-            CancelTask.descriptor
+            CancelTask.descriptor,
+            ListHosts.descriptor,
+            GetHost.descriptor,
+            ListTags.descriptor,
+            CreateTag.descriptor,
+            DeleteTag.descriptor,
+            BindTag.descriptor,
+            ListRegions.descriptor,
+            CreateRegion.descriptor,
+            ListEvents.descriptor,
+            Dashboard.descriptor
         ]
     }
 }
@@ -243,6 +383,170 @@ extension Aspire_V1_Admin {
             request: GRPCCore.StreamingServerRequest<Aspire_V1_CancelTaskRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_TaskDetail>
+
+        /// Handle the "ListHosts" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Hosts known to the cluster, filtered and paged.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_ListHostsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_ListHostsResponse` messages.
+        func listHosts(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_ListHostsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListHostsResponse>
+
+        /// Handle the "GetHost" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One host by AgentSN.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_GetHostRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_Host` messages.
+        func getHost(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_GetHostRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_Host>
+
+        /// Handle the "ListTags" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Tags with the number of hosts bound to each.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_ListTagsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_ListTagsResponse` messages.
+        func listTags(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_ListTagsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListTagsResponse>
+
+        /// Handle the "CreateTag" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_CreateTagRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_Tag` messages.
+        func createTag(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_CreateTagRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_Tag>
+
+        /// Handle the "DeleteTag" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_DeleteTagRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_DeleteTagResponse` messages.
+        func deleteTag(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_DeleteTagRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DeleteTagResponse>
+
+        /// Handle the "BindTag" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Binds a tag (made when missing) to hosts, or unbinds it.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_BindTagRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_BindTagResponse` messages.
+        func bindTag(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_BindTagRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_BindTagResponse>
+
+        /// Handle the "ListRegions" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_ListRegionsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_ListRegionsResponse` messages.
+        func listRegions(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_ListRegionsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListRegionsResponse>
+
+        /// Handle the "CreateRegion" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_CreateRegionRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_Region` messages.
+        func createRegion(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_CreateRegionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_Region>
+
+        /// Handle the "ListEvents" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Events, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_ListEventsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_ListEventsResponse` messages.
+        func listEvents(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_ListEventsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListEventsResponse>
+
+        /// Handle the "Dashboard" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Host counts and sub-agent deployments.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_DashboardRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_DashboardResponse` messages.
+        func dashboard(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_DashboardRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DashboardResponse>
     }
 
     /// Service protocol for the "aspire.v1.Admin" service.
@@ -362,6 +666,170 @@ extension Aspire_V1_Admin {
             request: GRPCCore.ServerRequest<Aspire_V1_CancelTaskRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Aspire_V1_TaskDetail>
+
+        /// Handle the "ListHosts" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Hosts known to the cluster, filtered and paged.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListHostsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_ListHostsResponse` message.
+        func listHosts(
+            request: GRPCCore.ServerRequest<Aspire_V1_ListHostsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListHostsResponse>
+
+        /// Handle the "GetHost" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One host by AgentSN.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_GetHostRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_Host` message.
+        func getHost(
+            request: GRPCCore.ServerRequest<Aspire_V1_GetHostRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_Host>
+
+        /// Handle the "ListTags" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Tags with the number of hosts bound to each.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListTagsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_ListTagsResponse` message.
+        func listTags(
+            request: GRPCCore.ServerRequest<Aspire_V1_ListTagsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListTagsResponse>
+
+        /// Handle the "CreateTag" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreateTagRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_Tag` message.
+        func createTag(
+            request: GRPCCore.ServerRequest<Aspire_V1_CreateTagRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_Tag>
+
+        /// Handle the "DeleteTag" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DeleteTagRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_DeleteTagResponse` message.
+        func deleteTag(
+            request: GRPCCore.ServerRequest<Aspire_V1_DeleteTagRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_DeleteTagResponse>
+
+        /// Handle the "BindTag" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Binds a tag (made when missing) to hosts, or unbinds it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_BindTagRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_BindTagResponse` message.
+        func bindTag(
+            request: GRPCCore.ServerRequest<Aspire_V1_BindTagRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_BindTagResponse>
+
+        /// Handle the "ListRegions" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListRegionsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_ListRegionsResponse` message.
+        func listRegions(
+            request: GRPCCore.ServerRequest<Aspire_V1_ListRegionsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListRegionsResponse>
+
+        /// Handle the "CreateRegion" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreateRegionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_Region` message.
+        func createRegion(
+            request: GRPCCore.ServerRequest<Aspire_V1_CreateRegionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_Region>
+
+        /// Handle the "ListEvents" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Events, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListEventsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_ListEventsResponse` message.
+        func listEvents(
+            request: GRPCCore.ServerRequest<Aspire_V1_ListEventsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListEventsResponse>
+
+        /// Handle the "Dashboard" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Host counts and sub-agent deployments.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DashboardRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_DashboardResponse` message.
+        func dashboard(
+            request: GRPCCore.ServerRequest<Aspire_V1_DashboardRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_DashboardResponse>
     }
 
     /// Simple service protocol for the "aspire.v1.Admin" service.
@@ -479,6 +947,170 @@ extension Aspire_V1_Admin {
             request: Aspire_V1_CancelTaskRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Aspire_V1_TaskDetail
+
+        /// Handle the "ListHosts" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Hosts known to the cluster, filtered and paged.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_ListHostsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_ListHostsResponse` to respond with.
+        func listHosts(
+            request: Aspire_V1_ListHostsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_ListHostsResponse
+
+        /// Handle the "GetHost" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One host by AgentSN.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_GetHostRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_Host` to respond with.
+        func getHost(
+            request: Aspire_V1_GetHostRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_Host
+
+        /// Handle the "ListTags" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Tags with the number of hosts bound to each.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_ListTagsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_ListTagsResponse` to respond with.
+        func listTags(
+            request: Aspire_V1_ListTagsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_ListTagsResponse
+
+        /// Handle the "CreateTag" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_CreateTagRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_Tag` to respond with.
+        func createTag(
+            request: Aspire_V1_CreateTagRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_Tag
+
+        /// Handle the "DeleteTag" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_DeleteTagRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_DeleteTagResponse` to respond with.
+        func deleteTag(
+            request: Aspire_V1_DeleteTagRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_DeleteTagResponse
+
+        /// Handle the "BindTag" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Binds a tag (made when missing) to hosts, or unbinds it.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_BindTagRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_BindTagResponse` to respond with.
+        func bindTag(
+            request: Aspire_V1_BindTagRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_BindTagResponse
+
+        /// Handle the "ListRegions" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_ListRegionsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_ListRegionsResponse` to respond with.
+        func listRegions(
+            request: Aspire_V1_ListRegionsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_ListRegionsResponse
+
+        /// Handle the "CreateRegion" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_CreateRegionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_Region` to respond with.
+        func createRegion(
+            request: Aspire_V1_CreateRegionRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_Region
+
+        /// Handle the "ListEvents" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Events, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_ListEventsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_ListEventsResponse` to respond with.
+        func listEvents(
+            request: Aspire_V1_ListEventsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_ListEventsResponse
+
+        /// Handle the "Dashboard" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Host counts and sub-agent deployments.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_DashboardRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_DashboardResponse` to respond with.
+        func dashboard(
+            request: Aspire_V1_DashboardRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_DashboardResponse
     }
 }
 
@@ -552,6 +1184,116 @@ extension Aspire_V1_Admin.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.ListHosts.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListHostsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListHostsResponse>(),
+            handler: { request, context in
+                try await self.listHosts(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.GetHost.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_GetHostRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_Host>(),
+            handler: { request, context in
+                try await self.getHost(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.ListTags.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListTagsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListTagsResponse>(),
+            handler: { request, context in
+                try await self.listTags(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.CreateTag.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_CreateTagRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_Tag>(),
+            handler: { request, context in
+                try await self.createTag(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.DeleteTag.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_DeleteTagRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_DeleteTagResponse>(),
+            handler: { request, context in
+                try await self.deleteTag(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.BindTag.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_BindTagRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_BindTagResponse>(),
+            handler: { request, context in
+                try await self.bindTag(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.ListRegions.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListRegionsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListRegionsResponse>(),
+            handler: { request, context in
+                try await self.listRegions(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.CreateRegion.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_CreateRegionRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_Region>(),
+            handler: { request, context in
+                try await self.createRegion(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.ListEvents.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListEventsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListEventsResponse>(),
+            handler: { request, context in
+                try await self.listEvents(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.Dashboard.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_DashboardRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_DashboardResponse>(),
+            handler: { request, context in
+                try await self.dashboard(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -618,6 +1360,116 @@ extension Aspire_V1_Admin.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_TaskDetail> {
         let response = try await self.cancelTask(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listHosts(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_ListHostsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListHostsResponse> {
+        let response = try await self.listHosts(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getHost(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_GetHostRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_Host> {
+        let response = try await self.getHost(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listTags(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_ListTagsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListTagsResponse> {
+        let response = try await self.listTags(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createTag(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_CreateTagRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_Tag> {
+        let response = try await self.createTag(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func deleteTag(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_DeleteTagRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DeleteTagResponse> {
+        let response = try await self.deleteTag(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func bindTag(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_BindTagRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_BindTagResponse> {
+        let response = try await self.bindTag(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listRegions(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_ListRegionsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListRegionsResponse> {
+        let response = try await self.listRegions(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createRegion(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_CreateRegionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_Region> {
+        let response = try await self.createRegion(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listEvents(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_ListEventsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListEventsResponse> {
+        let response = try await self.listEvents(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func dashboard(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_DashboardRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DashboardResponse> {
+        let response = try await self.dashboard(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -699,6 +1551,136 @@ extension Aspire_V1_Admin.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Aspire_V1_TaskDetail> {
         return GRPCCore.ServerResponse<Aspire_V1_TaskDetail>(
             message: try await self.cancelTask(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listHosts(
+        request: GRPCCore.ServerRequest<Aspire_V1_ListHostsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListHostsResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_ListHostsResponse>(
+            message: try await self.listHosts(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getHost(
+        request: GRPCCore.ServerRequest<Aspire_V1_GetHostRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_Host> {
+        return GRPCCore.ServerResponse<Aspire_V1_Host>(
+            message: try await self.getHost(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listTags(
+        request: GRPCCore.ServerRequest<Aspire_V1_ListTagsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListTagsResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_ListTagsResponse>(
+            message: try await self.listTags(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createTag(
+        request: GRPCCore.ServerRequest<Aspire_V1_CreateTagRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_Tag> {
+        return GRPCCore.ServerResponse<Aspire_V1_Tag>(
+            message: try await self.createTag(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func deleteTag(
+        request: GRPCCore.ServerRequest<Aspire_V1_DeleteTagRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_DeleteTagResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_DeleteTagResponse>(
+            message: try await self.deleteTag(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func bindTag(
+        request: GRPCCore.ServerRequest<Aspire_V1_BindTagRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_BindTagResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_BindTagResponse>(
+            message: try await self.bindTag(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listRegions(
+        request: GRPCCore.ServerRequest<Aspire_V1_ListRegionsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListRegionsResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_ListRegionsResponse>(
+            message: try await self.listRegions(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createRegion(
+        request: GRPCCore.ServerRequest<Aspire_V1_CreateRegionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_Region> {
+        return GRPCCore.ServerResponse<Aspire_V1_Region>(
+            message: try await self.createRegion(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listEvents(
+        request: GRPCCore.ServerRequest<Aspire_V1_ListEventsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListEventsResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_ListEventsResponse>(
+            message: try await self.listEvents(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func dashboard(
+        request: GRPCCore.ServerRequest<Aspire_V1_DashboardRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_DashboardResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_DashboardResponse>(
+            message: try await self.dashboard(
                 request: request.message,
                 context: context
             ),
@@ -854,6 +1836,220 @@ extension Aspire_V1_Admin {
             deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_TaskDetail>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_TaskDetail>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListHosts" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Hosts known to the cluster, filtered and paged.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListHostsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListHostsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListHostsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listHosts<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListHostsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListHostsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListHostsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListHostsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetHost" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One host by AgentSN.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_GetHostRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_GetHostRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_Host` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getHost<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_GetHostRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_GetHostRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_Host>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Host>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListTags" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Tags with the number of hosts bound to each.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListTagsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListTagsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListTagsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listTags<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListTagsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListTagsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListTagsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListTagsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateTag" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreateTagRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_CreateTagRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_Tag` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createTag<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_CreateTagRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_CreateTagRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_Tag>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Tag>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "DeleteTag" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DeleteTagRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_DeleteTagRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_DeleteTagResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func deleteTag<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_DeleteTagRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_DeleteTagRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_DeleteTagResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeleteTagResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "BindTag" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Binds a tag (made when missing) to hosts, or unbinds it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_BindTagRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_BindTagRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_BindTagResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func bindTag<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_BindTagRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_BindTagRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_BindTagResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_BindTagResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListRegions" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListRegionsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListRegionsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListRegionsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listRegions<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListRegionsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListRegionsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListRegionsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListRegionsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateRegion" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreateRegionRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_CreateRegionRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_Region` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createRegion<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_CreateRegionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_CreateRegionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_Region>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Region>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListEvents" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Events, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListEventsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListEventsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListEventsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listEvents<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListEventsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListEventsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListEventsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListEventsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Dashboard" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Host counts and sub-agent deployments.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DashboardRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_DashboardRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_DashboardResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func dashboard<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_DashboardRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_DashboardRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_DashboardResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DashboardResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1078,6 +2274,330 @@ extension Aspire_V1_Admin {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "ListHosts" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Hosts known to the cluster, filtered and paged.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListHostsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListHostsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListHostsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listHosts<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListHostsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListHostsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListHostsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListHostsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.ListHosts.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetHost" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One host by AgentSN.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_GetHostRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_GetHostRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_Host` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getHost<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_GetHostRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_GetHostRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_Host>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Host>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.GetHost.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListTags" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Tags with the number of hosts bound to each.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListTagsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListTagsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListTagsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listTags<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListTagsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListTagsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListTagsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListTagsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.ListTags.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CreateTag" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreateTagRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_CreateTagRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_Tag` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createTag<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_CreateTagRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_CreateTagRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_Tag>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Tag>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.CreateTag.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "DeleteTag" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DeleteTagRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_DeleteTagRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_DeleteTagResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func deleteTag<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_DeleteTagRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_DeleteTagRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_DeleteTagResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeleteTagResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.DeleteTag.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "BindTag" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Binds a tag (made when missing) to hosts, or unbinds it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_BindTagRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_BindTagRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_BindTagResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func bindTag<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_BindTagRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_BindTagRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_BindTagResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_BindTagResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.BindTag.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListRegions" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListRegionsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListRegionsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListRegionsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listRegions<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListRegionsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListRegionsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListRegionsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListRegionsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.ListRegions.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CreateRegion" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreateRegionRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_CreateRegionRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_Region` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createRegion<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_CreateRegionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_CreateRegionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_Region>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Region>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.CreateRegion.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListEvents" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Events, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListEventsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListEventsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListEventsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listEvents<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListEventsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListEventsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListEventsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListEventsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.ListEvents.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Dashboard" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Host counts and sub-agent deployments.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DashboardRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_DashboardRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_DashboardResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func dashboard<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_DashboardRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_DashboardRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_DashboardResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DashboardResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.Dashboard.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1255,6 +2775,280 @@ extension Aspire_V1_Admin.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_CancelTaskRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_TaskDetail>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListHosts" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Hosts known to the cluster, filtered and paged.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_ListHostsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listHosts<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_ListHostsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListHostsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listHosts(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListHostsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListHostsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetHost" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > One host by AgentSN.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_GetHostRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getHost<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_GetHostRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Host>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getHost(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_GetHostRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_Host>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListTags" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Tags with the number of hosts bound to each.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_ListTagsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listTags<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_ListTagsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListTagsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listTags(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListTagsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListTagsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateTag" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_CreateTagRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createTag<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_CreateTagRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Tag>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createTag(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_CreateTagRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_Tag>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeleteTag" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_DeleteTagRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deleteTag<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_DeleteTagRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeleteTagResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.deleteTag(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_DeleteTagRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_DeleteTagResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "BindTag" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Binds a tag (made when missing) to hosts, or unbinds it.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_BindTagRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func bindTag<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_BindTagRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_BindTagResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.bindTag(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_BindTagRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_BindTagResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListRegions" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_ListRegionsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listRegions<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_ListRegionsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListRegionsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listRegions(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListRegionsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListRegionsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateRegion" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_CreateRegionRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createRegion<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_CreateRegionRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Region>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createRegion(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_CreateRegionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_Region>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListEvents" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Events, newest first.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_ListEventsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listEvents<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_ListEventsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListEventsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listEvents(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListEventsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListEventsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Dashboard" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Host counts and sub-agent deployments.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_DashboardRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func dashboard<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_DashboardRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DashboardResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.dashboard(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_DashboardRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_DashboardResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1458,6 +3252,320 @@ extension Aspire_V1_Admin.ClientProtocol {
             metadata: metadata
         )
         return try await self.cancelTask(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListHosts" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Hosts known to the cluster, filtered and paged.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listHosts<Result>(
+        _ message: Aspire_V1_ListHostsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListHostsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_ListHostsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listHosts(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetHost" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > One host by AgentSN.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getHost<Result>(
+        _ message: Aspire_V1_GetHostRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Host>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_GetHostRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getHost(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListTags" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Tags with the number of hosts bound to each.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listTags<Result>(
+        _ message: Aspire_V1_ListTagsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListTagsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_ListTagsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listTags(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateTag" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createTag<Result>(
+        _ message: Aspire_V1_CreateTagRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Tag>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_CreateTagRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createTag(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeleteTag" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deleteTag<Result>(
+        _ message: Aspire_V1_DeleteTagRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeleteTagResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_DeleteTagRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.deleteTag(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "BindTag" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Binds a tag (made when missing) to hosts, or unbinds it.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func bindTag<Result>(
+        _ message: Aspire_V1_BindTagRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_BindTagResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_BindTagRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.bindTag(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListRegions" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listRegions<Result>(
+        _ message: Aspire_V1_ListRegionsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListRegionsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_ListRegionsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listRegions(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateRegion" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createRegion<Result>(
+        _ message: Aspire_V1_CreateRegionRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Region>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_CreateRegionRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createRegion(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListEvents" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Events, newest first.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listEvents<Result>(
+        _ message: Aspire_V1_ListEventsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListEventsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_ListEventsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listEvents(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Dashboard" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Host counts and sub-agent deployments.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func dashboard<Result>(
+        _ message: Aspire_V1_DashboardRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DashboardResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_DashboardRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.dashboard(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -1,0 +1,163 @@
+import Foundation
+public import GRPCCore
+public import RPC
+
+/// Hosts, tags, regions, events and the dashboard.
+extension AdminService {
+    public func listHosts(request: Aspire_V1_ListHostsRequest, context: ServerContext) async throws -> Aspire_V1_ListHostsResponse {
+        var query = HostQuery()
+        if !request.status.isEmpty {
+            guard let status = HostStatus(name: request.status) else {
+                throw AspireError(.badRequest, "status must be one of \(HostStatus.allCases.map(\.name).joined(separator: ", "))")
+            }
+            query.status = status
+        }
+        if request.hasRegion { query.region = Int(request.region) }
+        query.tags = request.tags
+        query.hostnamePrefix = request.hostnamePrefix.isEmpty ? nil : request.hostnamePrefix
+        query.page = try Self.page(offset: request.offset, limit: request.limit, descending: request.descending)
+        let listing = try await self.store.hosts(query)
+        var response = Aspire_V1_ListHostsResponse()
+        response.count = Int32(listing.count)
+        response.offset = Int32(query.page.offset)
+        response.limit = Int32(query.page.limit)
+        response.hosts = listing.items.map(Aspire_V1_Host.init(_:))
+        return response
+    }
+
+    public func getHost(request: Aspire_V1_GetHostRequest, context: ServerContext) async throws -> Aspire_V1_Host {
+        guard let host = try await self.store.host(agentSN: request.agentSn) else {
+            throw AspireError(.notFound, "no host with AgentSN \(request.agentSn)")
+        }
+        return Aspire_V1_Host(host)
+    }
+
+    public func listTags(request: Aspire_V1_ListTagsRequest, context: ServerContext) async throws -> Aspire_V1_ListTagsResponse {
+        var response = Aspire_V1_ListTagsResponse()
+        response.tags = try await self.store.tags().map(Aspire_V1_Tag.init(_:))
+        return response
+    }
+
+    public func createTag(request: Aspire_V1_CreateTagRequest, context: ServerContext) async throws -> Aspire_V1_Tag {
+        Aspire_V1_Tag(try await self.store.createTag(name: request.name, value: request.value))
+    }
+
+    public func deleteTag(request: Aspire_V1_DeleteTagRequest, context: ServerContext) async throws -> Aspire_V1_DeleteTagResponse {
+        guard try await self.store.deleteTag(id: Int(request.id)) else {
+            throw AspireError(.notFound, "no tag \(request.id)")
+        }
+        return Aspire_V1_DeleteTagResponse()
+    }
+
+    public func bindTag(request: Aspire_V1_BindTagRequest, context: ServerContext) async throws -> Aspire_V1_BindTagResponse {
+        guard !request.agentSns.isEmpty else { throw AspireError(.badRequest, "name the hosts (agent_sns)") }
+        var response = Aspire_V1_BindTagResponse()
+        for agent in request.agentSns {
+            if request.unbind {
+                if try await self.store.unbindTag(name: request.name, value: request.value, from: agent) { response.changed += 1 }
+            } else {
+                try await self.store.bindTag(name: request.name, value: request.value, to: agent)
+                response.changed += 1
+            }
+        }
+        return response
+    }
+
+    public func listRegions(request: Aspire_V1_ListRegionsRequest, context: ServerContext) async throws -> Aspire_V1_ListRegionsResponse {
+        var response = Aspire_V1_ListRegionsResponse()
+        response.regions = try await self.store.regions().map { region in
+            var message = Aspire_V1_Region()
+            message.id = Int64(region.id)
+            message.name = region.name
+            return message
+        }
+        return response
+    }
+
+    public func createRegion(request: Aspire_V1_CreateRegionRequest, context: ServerContext) async throws -> Aspire_V1_Region {
+        let region = try await self.store.createRegion(name: request.name)
+        var message = Aspire_V1_Region()
+        message.id = Int64(region.id)
+        message.name = region.name
+        return message
+    }
+
+    public func listEvents(request: Aspire_V1_ListEventsRequest, context: ServerContext) async throws -> Aspire_V1_ListEventsResponse {
+        let page = try Self.page(offset: request.offset, limit: request.limit, descending: true)
+        let listing = try await self.store.events(agentSN: request.agentSn.isEmpty ? nil : request.agentSn, page: page)
+        var response = Aspire_V1_ListEventsResponse()
+        response.count = Int32(listing.count)
+        response.events = listing.items.map { event in
+            var entry = Aspire_V1_EventEntry()
+            entry.id = Int64(event.id)
+            entry.agentSn = event.agentSN
+            entry.category = event.category
+            entry.localID = event.localID
+            entry.occurredUnixMs = event.occurred
+            entry.message = event.message
+            entry.createdUnixMs = event.created
+            return entry
+        }
+        return response
+    }
+
+    public func dashboard(request: Aspire_V1_DashboardRequest, context: ServerContext) async throws -> Aspire_V1_DashboardResponse {
+        let counts = try await self.store.hostCounts()
+        var response = Aspire_V1_DashboardResponse()
+        response.hostsTotal = Int32(counts.values.reduce(0, +))
+        response.hostsOnline = Int32(counts[.online] ?? 0)
+        response.hostsOffline = Int32(counts[.offline] ?? 0)
+        response.connectedHere = Int32(self.registry.sessions.count)
+        response.deployments = try await self.store.deployments().map { record in
+            var deployment = Aspire_V1_Deployment()
+            deployment.name = record.name
+            deployment.version = record.version
+            deployment.hosts = Int32(record.hosts)
+            deployment.running = Int32(record.running)
+            return deployment
+        }
+        return response
+    }
+
+    static func page(offset: Int32, limit: Int32, descending: Bool) throws(AspireError) -> Page {
+        guard offset >= 0, limit >= 0, limit <= 1000 else {
+            throw AspireError(.badRequest, "offset must not be negative and limit must be from 0 to 1000")
+        }
+        return Page(offset: Int(offset), limit: limit == 0 ? 50 : Int(limit), ascending: !descending)
+    }
+}
+
+extension Aspire_V1_Host {
+    init(_ record: HostRecord) {
+        self.init()
+        self.id = Int64(record.id)
+        self.agentSn = record.agentSN
+        self.hostname = record.hostname
+        self.ipaddr = record.ipaddr
+        self.region = Int64(record.region)
+        self.status = record.status.name
+        self.feature = Int32(record.feature)
+        self.step = Int32(record.step)
+        self.prevers = record.prevers
+        self.curvers = record.curvers
+        self.os = record.os
+        self.arch = record.arch
+        self.node = record.node
+        self.lastSeenUnixMs = record.lastSeen
+        self.createdUnixMs = record.created
+        self.modifiedUnixMs = record.modified
+        self.tags = record.tags.map(Aspire_V1_Tag.init(_:))
+    }
+}
+
+extension Aspire_V1_Tag {
+    init(_ record: TagRecord) {
+        self.init()
+        self.id = Int64(record.id)
+        self.name = record.name
+        self.value = record.value
+        self.hosts = Int32(record.hosts)
+        self.createdUnixMs = record.created
+        self.modifiedUnixMs = record.modified
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import SQLKit
+
+/// A sub-agent of a host as its BootAgent reports it.
+public struct SubAgentRecord: Sendable, Hashable {
+    public var name: String
+    public var version: String
+    /// stoped, running, fatal or killed (the seed's states).
+    public var status: String
+    public var pid: Int
+    public var restarts: Int
+    public var uptime: Int64
+
+    public init(name: String, version: String, status: String, pid: Int = 0, restarts: Int = 0, uptime: Int64 = 0) {
+        self.name = name
+        self.version = version
+        self.status = status
+        self.pid = pid
+        self.restarts = restarts
+        self.uptime = uptime
+    }
+}
+
+/// How many hosts run a version of a sub-agent.
+public struct DeploymentRecord: Sendable, Hashable {
+    public var name: String
+    public var version: String
+    public var hosts: Int
+    public var running: Int
+}
+
+extension SQLStore {
+    /// Records a status report: the host was seen now, reports every `step` seconds, and runs
+    /// exactly these sub-agents. False when the host is unknown.
+    @discardableResult
+    public func recordStatus(agentSN: String, step: Int, subAgents: [SubAgentRecord]) async throws -> Bool {
+        let now = Self.now
+        return try await self.transaction { database in
+            guard let row = try await database.raw(
+                """
+                UPDATE hosts SET last_seen = \(bind: now), step = CASE WHEN \(bind: step) > 0 THEN \(bind: step) ELSE step END
+                WHERE agentsn = \(bind: agentSN) RETURNING id
+                """
+            ).first() else {
+                return false
+            }
+            let hostID = try row.decode(column: "id", as: Int.self)
+            try await database.raw("DELETE FROM hosts_agents WHERE hostid = \(bind: hostID)").run()
+            for agent in subAgents {
+                try await database.raw(
+                    """
+                    INSERT INTO hosts_agents (hostid, name, version, agentid, status, pid, restarts, uptime, gmt_modify)
+                    VALUES (\(bind: hostID), \(bind: agent.name), \(bind: agent.version),
+                            (SELECT MIN(id) FROM agents WHERE name = \(bind: agent.name) AND version = \(bind: agent.version)),
+                            \(bind: agent.status), \(bind: agent.pid), \(bind: agent.restarts), \(bind: agent.uptime), \(bind: now))
+                    ON CONFLICT (hostid, name) DO NOTHING
+                    """
+                ).run()
+            }
+            return true
+        }
+    }
+
+    /// The sub-agents a host last reported.
+    public func subAgents(agentSN: String) async throws -> [SubAgentRecord] {
+        try await self.engine.withConnection { database in
+            try await database.raw(
+                """
+                SELECT ha.* FROM hosts_agents ha JOIN hosts h ON h.id = ha.hostid
+                WHERE h.agentsn = \(bind: agentSN) ORDER BY ha.name
+                """
+            ).all().map { row in
+                SubAgentRecord(
+                    name: try row.decode(column: "name", as: String.self),
+                    version: try row.decode(column: "version", as: String.self),
+                    status: try row.decode(column: "status", as: String.self),
+                    pid: try row.decode(column: "pid", as: Int.self),
+                    restarts: try row.decode(column: "restarts", as: Int.self),
+                    uptime: try row.decode(column: "uptime", as: Int64.self)
+                )
+            }
+        }
+    }
+
+    /// Hosts per sub-agent name and version, and how many of them run it.
+    public func deployments() async throws -> [DeploymentRecord] {
+        try await self.engine.withConnection { database in
+            try await database.raw(
+                """
+                SELECT name, version, COUNT(*) AS hosts,
+                       SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END) AS running
+                FROM hosts_agents GROUP BY name, version ORDER BY name, version
+                """
+            ).all().map { row in
+                DeploymentRecord(
+                    name: try row.decode(column: "name", as: String.self),
+                    version: try row.decode(column: "version", as: String.self),
+                    hosts: try row.decode(column: "hosts", as: Int.self),
+                    running: try row.decode(column: "running", as: Int.self)
+                )
+            }
+        }
+    }
+}

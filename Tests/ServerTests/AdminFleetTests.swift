@@ -1,0 +1,145 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import RPC
+import Testing
+
+/// Hosts, tags, regions, events and the dashboard through the Admin service of a real node.
+@Suite("Admin: fleet")
+struct AdminFleetTests {
+    @Test("Hosts are listed with filters and tags; one host by AgentSN; unknown is not found")
+    func hosts() async throws {
+        let directory = try makeTemporaryDirectory("admin-hosts")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.23")
+        defer { Task { await node.process.stop() } }
+        let web = try TestAgent.start(in: directory, name: "web", connectingTo: node, arguments: ["--tag", "svc=ecs"], agentSN: "web-1")
+        let db = try TestAgent.start(in: directory, name: "db", connectingTo: node, arguments: ["--tag", "svc=rds"], agentSN: "db-1")
+        defer { Task { await web.process.stop(); await db.process.stop() } }
+        try await node.waitForAgent("web-1")
+        try await node.waitForAgent("db-1")
+
+        let all = try await node.admin { try await $0.listHosts(Aspire_V1_ListHostsRequest()) }
+        #expect(all.count == 2 && all.limit == 50)
+        var byTag = Aspire_V1_ListHostsRequest()
+        byTag.tags = ["svc": "ecs"]
+        let ecs = try await node.admin { try await $0.listHosts(byTag) }
+        #expect(ecs.hosts.map(\.agentSn) == ["web-1"])
+        #expect(ecs.hosts.first?.tags.map(\.name) == ["svc"])
+        #expect(ecs.hosts.first?.status == "online")
+        var bad = Aspire_V1_ListHostsRequest()
+        bad.status = "sleeping"
+        let error = await #expect(throws: RPCError.self) { try await node.admin { try await $0.listHosts(bad) } }
+        #expect(error?.code == .invalidArgument)
+
+        var get = Aspire_V1_GetHostRequest()
+        get.agentSn = "db-1"
+        let host = try await node.admin { try await $0.getHost(get) }
+        #expect(host.agentSn == "db-1" && host.curvers == AspireVersion.current && host.ipaddr == "127.0.0.1")
+        get.agentSn = "nobody"
+        let missing = await #expect(throws: RPCError.self) { try await node.admin { try await $0.getHost(get) } }
+        #expect(missing?.code == .notFound)
+    }
+
+    @Test("Tags and regions: create, list with host counts, bind, unbind, delete")
+    func tagsAndRegions() async throws {
+        let directory = try makeTemporaryDirectory("admin-tags")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.24")
+        defer { Task { await node.process.stop() } }
+        let agent = try TestAgent.start(in: directory, connectingTo: node, agentSN: "tagged-1")
+        defer { Task { await agent.process.stop() } }
+        try await node.waitForAgent("tagged-1")
+
+        var create = Aspire_V1_CreateTagRequest()
+        create.name = "env"
+        create.value = "prod"
+        let tag = try await node.admin { try await $0.createTag(create) }
+        let duplicate = await #expect(throws: RPCError.self) { try await node.admin { try await $0.createTag(create) } }
+        #expect(duplicate?.code == .failedPrecondition)
+        #expect(duplicate.map { ErrorCode(rpcError: $0) } == .conflict)
+
+        var bind = Aspire_V1_BindTagRequest()
+        bind.name = "env"
+        bind.value = "prod"
+        bind.agentSns = ["tagged-1"]
+        #expect(try await node.admin { try await $0.bindTag(bind) }.changed == 1)
+        let listed = try await node.admin { try await $0.listTags(Aspire_V1_ListTagsRequest()) }
+        #expect(listed.tags.first { $0.name == "env" }?.hosts == 1)
+        bind.unbind = true
+        #expect(try await node.admin { try await $0.bindTag(bind) }.changed == 1)
+        #expect(try await node.admin { try await $0.bindTag(bind) }.changed == 0)
+        bind.unbind = false
+        bind.agentSns = ["ghost"]
+        let ghost = await #expect(throws: RPCError.self) { try await node.admin { try await $0.bindTag(bind) } }
+        #expect(ghost?.code == .notFound)
+
+        var delete = Aspire_V1_DeleteTagRequest()
+        delete.id = tag.id
+        _ = try await node.admin { try await $0.deleteTag(delete) }
+        let gone = await #expect(throws: RPCError.self) { try await node.admin { try await $0.deleteTag(delete) } }
+        #expect(gone?.code == .notFound)
+
+        var region = Aspire_V1_CreateRegionRequest()
+        region.name = "east"
+        _ = try await node.admin { try await $0.createRegion(region) }
+        let regions = try await node.admin { try await $0.listRegions(Aspire_V1_ListRegionsRequest()) }
+        #expect(regions.regions.map(\.name) == ["global", "east"])
+    }
+
+    @Test("Status reports and events from the stream reach the store, the host view and the dashboard")
+    func statusAndEvents() async throws {
+        let directory = try makeTemporaryDirectory("admin-status")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.25")
+        defer { Task { await node.process.stop() } }
+
+        // An agent speaking the protocol by hand: Hello, then a status report and an event.
+        try await node.withClient(token: try node.enrollToken) { client in
+            let channel = Aspire_V1_AgentChannel.Client(wrapping: client)
+            try await channel.connect(
+                requestProducer: { writer in
+                    var hello = Aspire_V1_AgentMessage()
+                    hello.hello.agentSn = "reporter-1"
+                    hello.hello.hostname = "reporter"
+                    hello.hello.version = "9.9.9"
+                    try await writer.write(hello)
+                    try await Task.sleep(for: .milliseconds(300))
+                    var status = Aspire_V1_AgentMessage()
+                    status.status.step = 120
+                    status.status.agents = [
+                        { var a = Aspire_V1_SubAgentStatus(); a.name = "MonitorAgent"; a.version = "0.1.2-1"; a.status = "running"; a.pid = 42; return a }(),
+                        { var a = Aspire_V1_SubAgentStatus(); a.name = "BasicAgent"; a.version = "0.1.1-1"; a.status = "fatal"; a.restarts = 4; return a }(),
+                    ]
+                    try await writer.write(status)
+                    var event = Aspire_V1_AgentMessage()
+                    event.event.localID = 1
+                    event.event.occurredUnixMs = 1_700_000_000_000
+                    event.event.category = "subagent"
+                    event.event.message = "BasicAgent is fatal"
+                    try await writer.write(event)
+                    try await writer.write(event)
+                    try await Task.sleep(for: .milliseconds(500))
+                },
+                onResponse: { response in
+                    for try await _ in response.messages {}
+                }
+            )
+        }
+
+        var get = Aspire_V1_GetHostRequest()
+        get.agentSn = "reporter-1"
+        let host = try await node.admin { try await $0.getHost(get) }
+        #expect(host.step == 120)
+        #expect(host.lastSeenUnixMs > 0)
+        let dashboard = try await node.admin { try await $0.dashboard(Aspire_V1_DashboardRequest()) }
+        #expect(dashboard.hostsTotal == 1)
+        #expect(dashboard.deployments.map { "\($0.name) \($0.version) \($0.hosts)/\($0.running)" }
+            == ["BasicAgent 0.1.1-1 1/0", "MonitorAgent 0.1.2-1 1/1"])
+        var events = Aspire_V1_ListEventsRequest()
+        events.agentSn = "reporter-1"
+        let listed = try await node.admin { try await $0.listEvents(events) }
+        #expect(listed.count == 1, "the same event twice is stored once")
+        #expect(listed.events.first?.message == "BasicAgent is fatal")
+    }
+}
