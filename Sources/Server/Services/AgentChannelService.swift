@@ -49,20 +49,15 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
     ) async throws {
         let (outbound, continuation) = AsyncStream.makeStream(of: Aspire_V1_ServerMessage.self)
         let connection = Connection()
-        let configuration = self.configuration
-        let registry = self.registry
-        let store = self.store
-        let engine = self.engine
-        let logger = self.logger
         let peer = context.remotePeer
+        let (configuration, registry, store, logger) = (self.configuration, self.registry, self.store, self.logger)
 
         var ended = Ended.failed
         var failure: (any Error)?
         do {
-            ended = try await Self.serve(
+            ended = try await self.serve(
                 request: request, response: response, outbound: outbound, continuation: continuation,
-                connection: connection, peer: peer, configuration: configuration, registry: registry, store: store, engine: engine,
-                logger: logger
+                connection: connection, peer: peer
             )
         } catch {
             failure = error
@@ -84,25 +79,23 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         }
     }
 
-    private static func serve(
+    /// Reads the agent's messages, writes the session's queue and keeps the stream alive, until
+    /// one of the three ends.
+    private func serve(
         request: RPCAsyncSequence<Aspire_V1_AgentMessage, any Error>,
         response: RPCWriter<Aspire_V1_ServerMessage>,
         outbound: AsyncStream<Aspire_V1_ServerMessage>,
         continuation: AsyncStream<Aspire_V1_ServerMessage>.Continuation,
         connection: Connection,
-        peer: String,
-        configuration: Configuration,
-        registry: SessionRegistry,
-        store: SQLStore,
-        engine: TaskEngine,
-        logger: Logger
+        peer: String
     ) async throws -> Ended {
-        try await withThrowingTaskGroup(of: Ended.self) { group in
+        let (configuration, registry, store, engine, logger) = (self.configuration, self.registry, self.store, self.engine, self.logger)
+        return try await withThrowingTaskGroup(of: Ended.self) { group in
             group.addTask {
                 for try await message in request {
                     if let session = connection.session {
                         session.touch()
-                        await Self.handle(message, from: session, registry: registry, engine: engine, logger: logger)
+                        await self.handle(message, from: session)
                         continue
                     }
                     guard case .hello(let hello) = message.body else {
@@ -215,13 +208,8 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         return String(text)
     }
 
-    private static func handle(
-        _ message: Aspire_V1_AgentMessage,
-        from session: AgentSession,
-        registry: SessionRegistry,
-        engine: TaskEngine,
-        logger: Logger
-    ) async {
+    private func handle(_ message: Aspire_V1_AgentMessage, from session: AgentSession) async {
+        let (registry, engine, store, logger) = (self.registry, self.engine, self.store, self.logger)
         switch message.body {
         case .result(let result):
             // Stored before it is acknowledged: a result the store refused comes again.
@@ -245,7 +233,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
             session.send(pong)
         case .status(let report):
             do {
-                try await engine.store.recordStatus(
+                try await store.recordStatus(
                     agentSN: session.agentSN,
                     step: Int(report.step),
                     subAgents: report.agents.map {
@@ -260,7 +248,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
             }
         case .event(let event):
             do {
-                try await engine.store.recordEvent(
+                try await store.recordEvent(
                     EventRecord(
                         agentSN: session.agentSN, category: event.category, localID: event.localID,
                         occurred: event.occurredUnixMs, message: event.message
