@@ -58,10 +58,3 @@ public struct ServerConfiguration: Sendable {
         return names.uniqued()
     }
 }
-
-extension Array where Element: Hashable {
-    func uniqued() -> [Element] {
-        var seen = Set<Element>()
-        return self.filter { seen.insert($0).inserted }
-    }
-}

@@ -25,7 +25,7 @@ struct Connector {
         var failedRounds = 0
         var preferred: [HostPort] = []
         while !Task.isCancelled {
-            let servers = (preferred + self.configuration.servers).uniquedHostPorts()
+            let servers = (preferred + self.configuration.servers).uniqued()
             preferred = []
             var outcome = Outcome.failed
             for server in servers {
@@ -159,18 +159,5 @@ enum Backoff {
 
     static func uniform(_ maximum: Duration) -> Duration {
         .milliseconds(Int64.random(in: 0 ... max(maximum.milliseconds, 0)))
-    }
-}
-
-extension Duration {
-    var milliseconds: Int64 {
-        self.components.seconds * 1000 + self.components.attoseconds / 1_000_000_000_000_000
-    }
-}
-
-extension Array where Element == HostPort {
-    func uniquedHostPorts() -> [HostPort] {
-        var seen = Set<HostPort>()
-        return self.filter { seen.insert($0).inserted }
     }
 }

@@ -277,9 +277,3 @@ final class Connection: Sendable {
         set { self.state.withLock { $0 = newValue } }
     }
 }
-
-extension Duration {
-    var seconds: Double {
-        Double(self.components.seconds) + Double(self.components.attoseconds) / 1e18
-    }
-}

@@ -245,9 +245,3 @@ struct RateLimit: Hashable {
         }
     }
 }
-
-extension Duration {
-    var milliseconds: Int64 {
-        self.components.seconds * 1000 + self.components.attoseconds / 1_000_000_000_000_000
-    }
-}

@@ -4,7 +4,7 @@ public import RPC
 /// The `getinfo.*` methods: facts about the host read from /proc, /sys and /etc, as JSON.
 public struct GetInfo: Sendable {
     /// The method names after `getinfo.`.
-    public static let methods = ["users", "kernel", "os", "cpu", "memory", "disk", "network", "processes"]
+    public static var methods: [String] { CommandParameters.getInfoMethods }
 
     /// Root of the file system the facts are read from (tests may point it elsewhere).
     public var root: String

@@ -1,0 +1,19 @@
+extension Duration {
+    /// Whole milliseconds, as the protocol and the store carry times.
+    public var milliseconds: Int64 {
+        self.components.seconds * 1000 + self.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    /// Seconds with their fraction.
+    public var seconds: Double {
+        Double(self.components.seconds) + Double(self.components.attoseconds) / 1e18
+    }
+}
+
+extension Array where Element: Hashable {
+    /// The elements in order, each first occurrence only.
+    public func uniqued() -> [Element] {
+        var seen = Set<Element>()
+        return self.filter { seen.insert($0).inserted }
+    }
+}
