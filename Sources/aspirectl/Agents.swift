@@ -33,11 +33,7 @@ struct Agents: AsyncParsableCommand {
             for agent in agents {
                 rows.append([agent.agentSn, agent.hostname, agent.version, agent.peer, Self.since(agent.connectedUnixMs)])
             }
-            let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
-            for row in rows {
-                let line = zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
-                FileHandle.standardOutput.write(line.trimmingCharacters(in: .whitespaces) + "\n")
-            }
+            printTable(rows)
             if agents.isEmpty {
                 FileHandle.standardError.write("no agent is connected\n")
                 throw Exit.noMatch

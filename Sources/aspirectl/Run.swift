@@ -96,7 +96,15 @@ struct Run: AsyncParsableCommand {
         } catch {
             throw report(error, prefix: "aspirectl: ")
         }
-        throw Self.summarize(outcomes, many: agents.count > 1)
+        throw summarize(
+            outcomes.map { agent, result in
+                switch result {
+                case .success(let value): (agent, HostOutcome(result: value))
+                case .failure(let error): (agent, HostOutcome(error: error))
+                }
+            },
+            totals: agents.count > 1
+        )
     }
 
     private func print(_ outcome: (String, Result<Aspire_V1_CommandResult, any Error>), many: Bool) {
@@ -141,45 +149,6 @@ struct Run: AsyncParsableCommand {
         return "\(error)"
     }
 
-    /// Prints one line per host and the totals; returns the exit code.
-    static func summarize(_ outcomes: [(String, Result<Aspire_V1_CommandResult, any Error>)], many: Bool) -> ExitCode {
-        var succeeded = 0
-        var failed = 0
-        var silent = 0
-        for (agent, outcome) in outcomes.sorted(by: { $0.0 < $1.0 }) {
-            let line: String
-            switch outcome {
-            case .success(let result) where result.resp == .success && result.retcode == 0:
-                succeeded += 1
-                line = "ok"
-            case .success(let result) where result.resp == .success:
-                failed += 1
-                line = "exit \(result.retcode)"
-            case .success(let result) where result.retcode == ErrorCode.timeout.rawValue:
-                silent += 1
-                line = "timeout: \(result.message)"
-            case .success(let result):
-                failed += 1
-                line = "failed (\(result.retcode)): \(result.message)"
-            case .failure(let error):
-                let code = (error as? RPCError).map { ErrorCode(rpcError: $0) } ?? .internalError
-                if code == .agentOffline || code == .agentTimeout {
-                    silent += 1
-                    line = code == .agentOffline ? "offline: \(describe(error))" : "timeout: \(describe(error))"
-                } else {
-                    failed += 1
-                    line = "error: \(describe(error))"
-                }
-            }
-            FileHandle.standardError.write("[\(agent)] \(line)\n")
-        }
-        if many {
-            FileHandle.standardError.write("\(succeeded) succeeded, \(failed) failed, \(silent) did not answer\n")
-        }
-        if silent > 0 { return Exit.timeoutOrOffline }
-        if failed > 0 { return Exit.nonZero }
-        return .success
-    }
 
     /// `--tag`: a tag task over the hosts online now, followed until every one answered.
     private func runTagTask() async throws {
@@ -232,9 +201,8 @@ struct Run: AsyncParsableCommand {
         }
         if self.output == .json {
             FileHandle.standardOutput.write(try detail.jsonUTF8Data() + Data("\n".utf8))
-        } else {
-            printTaskResults(detail)
+            throw taskExitCode(for: detail)
         }
-        throw taskExitCode(for: detail)
+        throw printTaskResults(detail)
     }
 }

@@ -76,8 +76,7 @@ struct TaskCommand: AsyncParsableCommand {
                 FileHandle.standardOutput.write(try detail.jsonUTF8Data() + Data("\n".utf8))
                 return
             }
-            printTaskResults(detail)
-            throw taskExitCode(for: detail)
+            throw printTaskResults(detail)
         }
     }
 
@@ -102,50 +101,23 @@ struct TaskCommand: AsyncParsableCommand {
     }
 }
 
-/// Each host's output prefixed with its AgentSN, a line per host, and the totals.
-func printTaskResults(_ detail: Aspire_V1_TaskDetail) {
+/// Each host's output prefixed with its AgentSN, a line per host and the totals; returns the
+/// documented exit code.
+func printTaskResults(_ detail: Aspire_V1_TaskDetail) -> ExitCode {
     for subtask in detail.subtasks.sorted(by: { $0.agentSn < $1.agentSn }) where subtask.hasResult {
         Run.prefixed(subtask.result.data, agent: subtask.agentSn, to: .standardOutput)
         Run.prefixed(subtask.result.stderr, agent: subtask.agentSn, to: .standardError)
     }
-    var succeeded = 0
-    var failed = 0
-    var silent = 0
-    for subtask in detail.subtasks.sorted(by: { $0.agentSn < $1.agentSn }) {
-        let line: String
-        switch subtask.status {
-        case "succeeded":
-            succeeded += 1
-            line = "ok"
-        case "failed" where subtask.result.resp == .success:
-            failed += 1
-            line = "exit \(subtask.result.retcode)"
-        case "failed" where subtask.result.retcode == ErrorCode.timeout.rawValue:
-            silent += 1
-            line = "timeout"
-        case "failed":
-            failed += 1
-            line = "failed (\(subtask.result.retcode)): \(subtask.result.message)"
-        case "undeliverable", "pending", "dispatched":
-            silent += 1
-            line = subtask.status == "undeliverable" ? "offline" : subtask.status
-        default:
-            line = subtask.status
-        }
-        FileHandle.standardError.write("[\(subtask.agentSn)] \(line)\n")
-    }
-    FileHandle.standardError.write("\(succeeded) succeeded, \(failed) failed, \(silent) did not answer\n")
+    if detail.subtasks.isEmpty { return Exit.noMatch }
+    return summarize(detail.subtasks.map { ($0.agentSn, HostOutcome(subtask: $0)) }, totals: true)
 }
 
-/// The documented exit code of a task's outcome.
+/// The documented exit code of a task's outcome, without printing.
 func taskExitCode(for detail: Aspire_V1_TaskDetail) -> ExitCode {
     if detail.subtasks.isEmpty { return Exit.noMatch }
-    if detail.subtasks.contains(where: {
-        ["pending", "dispatched", "undeliverable"].contains($0.status) || $0.result.retcode == ErrorCode.timeout.rawValue
-    }) {
-        return Exit.timeoutOrOffline
-    }
-    if detail.subtasks.contains(where: { $0.status != "succeeded" && $0.status != "cancelled" }) { return Exit.nonZero }
+    let kinds = detail.subtasks.map { HostOutcome(subtask: $0).kind }
+    if kinds.contains(.silent) { return Exit.timeoutOrOffline }
+    if kinds.contains(.failed) { return Exit.nonZero }
     return .success
 }
 
