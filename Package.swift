@@ -47,6 +47,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
         .package(url: "https://github.com/vapor/postgres-kit.git", from: "2.17.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         .target(
@@ -74,12 +76,24 @@ let package = Package(
             ] + grpc,
             swiftSettings: upcoming
         ),
-        .target(name: "Gateway", dependencies: ["RPC"] + grpc, swiftSettings: upcoming),
+        .target(
+            name: "Gateway",
+            dependencies: [
+                "RPC",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ] + grpc,
+            swiftSettings: upcoming
+        ),
         .target(
             name: "Server",
             dependencies: [
                 "RPC", "Gateway",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "SQLiteKit", package: "sqlite-kit"),
@@ -115,7 +129,11 @@ let package = Package(
         .testTarget(name: "AgentTests", dependencies: ["Agent", "RPC"] + grpc, swiftSettings: upcoming),
         .testTarget(
             name: "ServerTests",
-            dependencies: ["Server", "Agent", "RPC", .product(name: "SQLKit", package: "sql-kit")] + grpc + lifecycle,
+            dependencies: [
+                "Server", "Agent", "RPC", "Gateway",
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ] + grpc + lifecycle,
             swiftSettings: upcoming
         ),
         .testTarget(

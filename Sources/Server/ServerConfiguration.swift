@@ -10,6 +10,13 @@ public struct ServerConfiguration: Sendable {
     public var databaseURL: String?
     /// gRPC listener for agents and Admin calls: an IP literal and a port (0 picks a free one).
     public var listen = HostPort(host: "0.0.0.0", port: 8443)
+    /// REST gateway (plain HTTP/1.1): an IP literal and a port (0 picks a free one); nil for none.
+    /// Loopback by default: put a TLS proxy in front to reach it from elsewhere.
+    public var httpListen: HostPort? = HostPort(host: "127.0.0.1", port: 8180)
+    /// Largest JSON body the gateway accepts.
+    public var maxBodyBytes = 1 << 20
+    /// Largest package upload.
+    public var maxPackageBytes: Int64 = 1 << 30
     /// Plaintext gRPC instead of TLS; only behind an explicit `--insecure`.
     public var insecure = false
     /// Names and addresses the TLS certificate must be valid for, besides localhost, the host
@@ -48,6 +55,11 @@ public struct ServerConfiguration: Sendable {
     /// Where the node writes the address it listens on, once bound.
     public var listenAddressFile: String {
         "\(self.dataDirectory)/grpc.addr"
+    }
+
+    /// Where the node writes the address of its REST gateway, once bound.
+    public var httpAddressFile: String {
+        "\(self.dataDirectory)/http.addr"
     }
 
     /// The names the server certificate covers.

@@ -1,6 +1,9 @@
 import Foundation
+import Gateway
 import GRPCCore
+import GRPCInProcessTransport
 import GRPCNIOTransportHTTP2
+import Hummingbird
 public import Logging
 import RPC
 public import ServiceLifecycle
@@ -62,17 +65,47 @@ public final class ServerNode: Service {
         var channelConfiguration = AgentChannelService.Configuration(nodeName: configuration.nodeName)
         channelConfiguration.statusStep = configuration.statusStep
         channelConfiguration.pingInterval = configuration.pingInterval
-        let server = GRPCServer(
-            transport: transport,
-            services: [
-                BootstrapService(nodeName: configuration.nodeName, policy: configuration.redirect, logger: self.logger),
-                AgentChannelService(
-                    configuration: channelConfiguration, registry: self.registry, store: store, engine: engineTasks, logger: self.logger
-                ),
-                AdminService(nodeName: configuration.nodeName, registry: self.registry, store: store, engine: engineTasks, logger: self.logger),
-            ],
-            interceptors: [AuthInterceptor(adminToken: admin.token, enrollmentToken: enrollment.token)]
-        )
+        let packages = PackageFiles(dataDirectory: configuration.dataDirectory, maxBytes: configuration.maxPackageBytes)
+        let services: [any RegistrableRPCService] = [
+            BootstrapService(nodeName: configuration.nodeName, policy: configuration.redirect, logger: self.logger),
+            AgentChannelService(
+                configuration: channelConfiguration, registry: self.registry, store: store, engine: engineTasks, logger: self.logger
+            ),
+            AgentPollService(store: store, engine: engineTasks, logger: self.logger),
+            AdminService(
+                nodeName: configuration.nodeName, registry: self.registry, store: store, engine: engineTasks, packages: packages,
+                logger: self.logger
+            ),
+        ]
+        let interceptors = [AuthInterceptor(adminToken: admin.token, enrollmentToken: enrollment.token)]
+        let server = GRPCServer(transport: transport, services: services, interceptors: interceptors)
+
+        // The REST gateway calls the same services, in-process, through the same interceptor.
+        let inProcess = InProcessTransport()
+        let localServer = GRPCServer(transport: inProcess.server, services: services, interceptors: interceptors)
+        let localClient = GRPCClient(transport: inProcess.client)
+        var gatewayConfiguration = Gateway<InProcessTransport.Client>.Configuration()
+        gatewayConfiguration.maxBodyBytes = configuration.maxBodyBytes
+        gatewayConfiguration.adminToken = admin.token
+        gatewayConfiguration.agentToken = enrollment.token
+        let gateway = Gateway(client: localClient, configuration: gatewayConfiguration, logger: self.logger)
+        let application = configuration.httpListen.map { listen in
+            Application(
+                router: gateway.router(),
+                configuration: ApplicationConfiguration(address: .hostname(listen.host, port: listen.port), serverName: "aspire"),
+                onServerRunning: { [logger = self.logger] channel in
+                    let port = channel.localAddress?.port ?? listen.port
+                    let text = HostPort(host: listen.host, port: port).description
+                    do {
+                        try AtomicFile.write(text + "\n", to: configuration.httpAddressFile)
+                    } catch {
+                        logger.error("cannot write the gateway address", metadata: ["path": "\(configuration.httpAddressFile)", "error": "\(error)"])
+                    }
+                    logger.notice("REST gateway listening", metadata: ["http.address": "\(text)"])
+                },
+                logger: self.logger
+            )
+        }
 
         let registry = self.registry
         let logger = self.logger
@@ -89,6 +122,11 @@ public final class ServerNode: Service {
                     metadata: ["store.engine": "\(engine.kind)", "store.location": "\(configuration.databaseURL.map(Self.redacted) ?? configuration.sqlitePath)"]
                 )
                 group.addTask { try await engineTasks.run() }
+                group.addTask { try await localServer.serve() }
+                group.addTask { try await localClient.runConnections() }
+                if let application {
+                    group.addTask { try await application.run() }
+                }
                 group.addTask {
                     let address = try await transport.listeningAddress
                     let text: String
@@ -117,6 +155,7 @@ public final class ServerNode: Service {
         } onGracefulShutdown: {
             logger.notice("shutting down: closing agent streams")
             server.beginGracefulShutdown()
+            localServer.beginGracefulShutdown()
             registry.closeAll()
         }
         await engine.shutdown()

@@ -17,6 +17,10 @@ struct AspireServer: AsyncParsableCommand {
             (tls/ca.pem, tls/server.pem). Give agents tls/ca.pem and enroll.token; give operators \
             admin.token. The address it listens on is written to grpc.addr once bound.
 
+            The REST gateway (/api/v1/server/..., the seed's /agent/status and /agent/job/result, \
+            /api/v1/openapi.json) listens on --http-listen, loopback by default; its address is \
+            written to http.addr. Every /api route needs 'Authorization: Bearer <admin token>'.
+
             SIGTERM or SIGINT stops it gracefully: agent streams are closed and agents reconnect \
             to another node.
             """
@@ -35,6 +39,18 @@ struct AspireServer: AsyncParsableCommand {
 
     @Option(help: "gRPC listen address for agents and admin calls (IP:PORT; port 0 picks a free one).")
     var listen = "0.0.0.0:8443"
+
+    @Option(
+        name: .customLong("http-listen"),
+        help: "REST gateway listen address (IP:PORT; port 0 picks a free one; 'off' for none). Plain HTTP: keep it on loopback or behind a TLS proxy."
+    )
+    var httpListen = "127.0.0.1:8180"
+
+    @Option(name: .customLong("max-body-size"), help: "Largest JSON body the REST gateway accepts, in bytes.")
+    var maxBodySize = 1 << 20
+
+    @Option(name: .customLong("max-package-size"), help: "Largest package upload, in bytes.")
+    var maxPackageSize: Int64 = 1 << 30
 
     @Flag(help: "Serve plaintext gRPC instead of TLS. Never on a real network.")
     var insecure = false
@@ -83,6 +99,11 @@ struct AspireServer: AsyncParsableCommand {
         configuration.listen = try HostPort(parsing: self.listen, allowPortZero: true)
         configuration.databaseURL = self.database ?? ProcessInfo.processInfo.environment["ASPIRE_DATABASE"].flatMap { $0.isEmpty ? nil : $0 }
         configuration.insecure = self.insecure
+        configuration.httpListen = self.httpListen == "off" ? nil : try HostPort(parsing: self.httpListen, allowPortZero: true)
+        guard self.maxBodySize >= 1024 else { throw ValidationError("--max-body-size must be at least 1024") }
+        configuration.maxBodyBytes = self.maxBodySize
+        guard self.maxPackageSize >= 1 else { throw ValidationError("--max-package-size must be positive") }
+        configuration.maxPackageBytes = self.maxPackageSize
         configuration.tlsNames = self.tlsNames
         if let nodeName { configuration.nodeName = nodeName }
         configuration.statusStep = self.statusStep

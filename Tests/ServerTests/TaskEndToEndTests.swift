@@ -158,7 +158,7 @@ struct TaskEndToEndTests {
         await refused(request, "'cmd' is required")
         request.parameters = Self.bash("true")
         request.parameters.fields["cmdd"] = Google_Protobuf_Value(stringValue: "typo")
-        await refused(request, "unknown parameter 'cmdd'")
+        await refused(request, "unknown field 'cmdd'")
         request.parameters = Self.bash("true", timeout: 1.5)
         await refused(request, "whole number")
         request.parameters = Self.bash("true")

@@ -16,7 +16,7 @@ public enum CommandParameters {
 
     public static func command(method: String, parameters: Google_Protobuf_Struct) throws(AspireError) -> Aspire_V1_Command {
         var command = Aspire_V1_Command()
-        let fields = Fields(method: method, fields: parameters.fields)
+        let fields = JSONFields(parameters.fields, context: method, code: .invalidParams)
         switch method {
         case "sync.bash":
             try fields.allow(["cmd", "timeout", "user", "group"])
@@ -74,75 +74,5 @@ public enum CommandParameters {
         guard text.hasPrefix("SHA256:") else { return false }
         let hex = text.dropFirst("SHA256:".count)
         return hex.count == 64 && hex.allSatisfy(\.isHexDigit)
-    }
-
-    /// Typed access to the parameters of one method, with errors naming the method and the key.
-    struct Fields {
-        var method: String
-        var fields: [String: Google_Protobuf_Value]
-
-        func allow(_ keys: Set<String>) throws(AspireError) {
-            if let unknown = self.fields.keys.sorted().first(where: { !keys.contains($0) }) {
-                throw AspireError(
-                    .invalidParams,
-                    "\(self.method): unknown parameter '\(unknown)' (it takes \(keys.sorted().joined(separator: ", ")))"
-                )
-            }
-        }
-
-        func string(_ key: String, required: Bool = false) throws(AspireError) -> String {
-            guard let value = self.fields[key], !Self.isNull(value) else {
-                if required { throw AspireError(.invalidParams, "\(self.method): '\(key)' is required") }
-                return ""
-            }
-            guard case .stringValue(let text)? = value.kind else {
-                throw AspireError(.invalidParams, "\(self.method): '\(key)' must be a string")
-            }
-            if required, text.isEmpty { throw AspireError(.invalidParams, "\(self.method): '\(key)' must not be empty") }
-            return text
-        }
-
-        func integer(_ key: String, range: ClosedRange<Int>) throws(AspireError) -> Int? {
-            guard let value = self.fields[key], !Self.isNull(value) else { return nil }
-            let number: Double
-            switch value.kind {
-            case .numberValue(let double)?: number = double
-            case .stringValue(let text)?:
-                // Seeds and shell users write "10" as often as 10.
-                guard let double = Double(text) else {
-                    throw AspireError(.invalidParams, "\(self.method): '\(key)' must be a number")
-                }
-                number = double
-            default:
-                throw AspireError(.invalidParams, "\(self.method): '\(key)' must be a number")
-            }
-            guard number.rounded() == number, number >= Double(range.lowerBound), number <= Double(range.upperBound) else {
-                throw AspireError(.invalidParams, "\(self.method): '\(key)' must be a whole number from \(range.lowerBound) to \(range.upperBound)")
-            }
-            return Int(number)
-        }
-
-        func stringMap(_ key: String) throws(AspireError) -> [String: String] {
-            guard let value = self.fields[key], !Self.isNull(value) else { return [:] }
-            guard case .structValue(let object)? = value.kind else {
-                throw AspireError(.invalidParams, "\(self.method): '\(key)' must be an object of strings")
-            }
-            var result: [String: String] = [:]
-            for (name, item) in object.fields {
-                switch item.kind {
-                case .stringValue(let text)?: result[name] = text
-                case .numberValue(let number)?:
-                    result[name] = number.rounded() == number ? String(Int(number)) : String(number)
-                default:
-                    throw AspireError(.invalidParams, "\(self.method): '\(key).\(name)' must be a string")
-                }
-            }
-            return result
-        }
-
-        static func isNull(_ value: Google_Protobuf_Value) -> Bool {
-            if case .nullValue? = value.kind { return true }
-            return value.kind == nil
-        }
     }
 }

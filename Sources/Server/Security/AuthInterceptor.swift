@@ -20,6 +20,7 @@ public struct AuthInterceptor: ServerInterceptor {
             "aspire.v1.Admin": .admin,
             "aspire.v1.Bootstrap": .agent,
             "aspire.v1.AgentChannel": .agent,
+            "aspire.v1.AgentPoll": .agent,
         ]
     }
 

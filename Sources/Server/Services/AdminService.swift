@@ -1,6 +1,6 @@
 import Foundation
 public import GRPCCore
-public import Logging
+import Logging
 public import RPC
 
 /// The operator-facing Admin service: run a command on an agent, list connected agents.
@@ -9,10 +9,12 @@ public struct AdminService: Aspire_V1_Admin.SimpleServiceProtocol {
     let registry: SessionRegistry
     let store: SQLStore
     let engine: TaskEngine
+    let packages: PackageFiles
     let logger: Logger
 
-    public init(nodeName: String, registry: SessionRegistry, store: SQLStore, engine: TaskEngine, logger: Logger) {
+    init(nodeName: String, registry: SessionRegistry, store: SQLStore, engine: TaskEngine, packages: PackageFiles, logger: Logger) {
         self.nodeName = nodeName
+        self.packages = packages
         self.registry = registry
         self.store = store
         self.engine = engine

@@ -153,6 +153,7 @@ public struct PackageQuery: Sendable, Hashable {
     public var version: String?
     public var os: String?
     public var arch: String?
+    public var file: String?
     /// id, name, version, gmt_create or gmt_modify.
     public var sortBy = "id"
     public var page = Page()

@@ -115,6 +115,21 @@ extension SQLStore {
         }
     }
 
+    /// Hosts of `node` not seen for three of their `step`s go offline; returns how many.
+    @discardableResult
+    public func expireSilentHosts(of node: String, now: Int64) async throws -> Int {
+        try await self.engine.withConnection { database in
+            try await database.raw(
+                """
+                UPDATE hosts SET status = \(bind: HostStatus.offline.rawValue), gmt_modify = \(bind: now)
+                WHERE node = \(bind: node) AND status = \(bind: HostStatus.online.rawValue)
+                  AND last_seen + 3000 * step < \(bind: now)
+                RETURNING id
+                """
+            ).all().count
+        }
+    }
+
     public func host(agentSN: String) async throws -> HostRecord? {
         try await self.engine.withConnection { database in
             guard let row = try await database.raw("SELECT * FROM hosts WHERE agentsn = \(bind: agentSN)").first() else {
@@ -410,6 +425,7 @@ extension SQLStore {
         if let version = query.version { conditions.append("version = \(bind: version)") }
         if let os = query.os { conditions.append("os = \(bind: os)") }
         if let arch = query.arch { conditions.append("arch = \(bind: arch)") }
+        if let file = query.file { conditions.append("file = \(bind: file)") }
         return conditions
     }
 

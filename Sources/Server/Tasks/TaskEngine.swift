@@ -97,39 +97,59 @@ public final class TaskEngine: Service {
     public func dispatch(to agentSN: String) async {
         guard let session = self.registry.session(for: agentSN) else { return }
         do {
-            var tasks: [Int: TaskRecord] = [:]
-            var inFlight: [Int: Int] = [:]
-            var sent: [String] = []
-            for subtask in try await self.store.dueSubtasks(agentSN: agentSN) {
-                if tasks[subtask.taskID] == nil {
-                    tasks[subtask.taskID] = try await self.store.task(id: subtask.taskID)
-                }
-                guard let task = tasks[subtask.taskID], task.status == .pending || task.status == .running else { continue }
-                if try await self.stopIfTooManyErrors(task) { continue }
-                if let limit = try RateLimit(parsing: task.maxConcurrency, field: "max_concurrency")?.value(of: task.count),
-                    subtask.status == .pending
-                {
-                    if inFlight[task.id] == nil {
-                        inFlight[task.id] = try await self.store.inFlight(taskID: task.id)
-                    }
-                    guard inFlight[task.id, default: 0] < limit else { continue }
-                    inFlight[task.id, default: 0] += 1
-                }
-                var command = try CommandParameters.command(
-                    method: task.command,
-                    parameters: try Google_Protobuf_Struct(jsonString: task.body)
-                )
-                command.id = subtask.id
+            try await self.deliver(to: agentSN) { command in
                 var message = Aspire_V1_ServerMessage()
                 message.command = command
-                if session.send(message) { sent.append(subtask.id) }
-            }
-            try await self.store.markDispatched(sent, retryAfter: self.configuration.redeliverAfter.milliseconds)
-            if !sent.isEmpty {
-                self.logger.debug("subtasks sent", metadata: ["agent.sn": "\(agentSN)", "count": "\(sent.count)"])
+                return session.send(message)
             }
         } catch {
             self.logger.error("cannot send subtasks", metadata: ["agent.sn": "\(agentSN)", "error": "\(String(reflecting: error))"])
+        }
+    }
+
+    /// The commands due for an agent that polls (the seed's plain-HTTP agents): it joins the
+    /// open tag tasks it matches, and what is due counts as delivered once answered.
+    public func poll(for agentSN: String) async throws -> [Aspire_V1_Command] {
+        try await self.joinTagTasks(agentSN)
+        var commands: [Aspire_V1_Command] = []
+        try await self.deliver(to: agentSN) { command in
+            commands.append(command)
+            return true
+        }
+        return commands
+    }
+
+    /// Hands each due subtask of `agentSN` that rate control lets through to `send`, and
+    /// records the ones it took as dispatched.
+    private func deliver(to agentSN: String, send: (Aspire_V1_Command) -> Bool) async throws {
+        var tasks: [Int: TaskRecord] = [:]
+        var inFlight: [Int: Int] = [:]
+        var sent: [String] = []
+        for subtask in try await self.store.dueSubtasks(agentSN: agentSN) {
+            if tasks[subtask.taskID] == nil {
+                tasks[subtask.taskID] = try await self.store.task(id: subtask.taskID)
+            }
+            guard let task = tasks[subtask.taskID], task.status == .pending || task.status == .running else { continue }
+            if try await self.stopIfTooManyErrors(task) { continue }
+            if let limit = try RateLimit(parsing: task.maxConcurrency, field: "max_concurrency")?.value(of: task.count),
+                subtask.status == .pending
+            {
+                if inFlight[task.id] == nil {
+                    inFlight[task.id] = try await self.store.inFlight(taskID: task.id)
+                }
+                guard inFlight[task.id, default: 0] < limit else { continue }
+                inFlight[task.id, default: 0] += 1
+            }
+            var command = try CommandParameters.command(
+                method: task.command,
+                parameters: try Google_Protobuf_Struct(jsonString: task.body)
+            )
+            command.id = subtask.id
+            if send(command) { sent.append(subtask.id) }
+        }
+        try await self.store.markDispatched(sent, retryAfter: self.configuration.redeliverAfter.milliseconds)
+        if !sent.isEmpty {
+            self.logger.debug("subtasks sent", metadata: ["agent.sn": "\(agentSN)", "count": "\(sent.count)"])
         }
     }
 
@@ -146,17 +166,21 @@ public final class TaskEngine: Service {
     /// An agent connected here: it joins the open tag tasks it matches, and gets what is due.
     public func agentConnected(_ agentSN: String) async {
         do {
-            if let host = try await self.store.host(agentSN: agentSN) {
-                let tags = Dictionary(host.tags.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first })
-                for task in try await self.store.openTagTasks(at: Date().unixMilliseconds)
-                where task.selector.allSatisfy({ tags[$0.key] == $0.value }) {
-                    _ = try await self.store.addSubtask(taskID: task.id, agentSN: agentSN)
-                }
-            }
+            try await self.joinTagTasks(agentSN)
         } catch {
             self.logger.error("cannot match tag tasks", metadata: ["agent.sn": "\(agentSN)", "error": "\(String(reflecting: error))"])
         }
         await self.dispatch(to: agentSN)
+    }
+
+    /// Adds the agent to the open tag tasks whose tags its host carries.
+    private func joinTagTasks(_ agentSN: String) async throws {
+        guard let host = try await self.store.host(agentSN: agentSN) else { return }
+        let tags = Dictionary(host.tags.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first })
+        for task in try await self.store.openTagTasks(at: Date().unixMilliseconds)
+        where task.selector.allSatisfy({ tags[$0.key] == $0.value }) {
+            _ = try await self.store.addSubtask(taskID: task.id, agentSN: agentSN)
+        }
     }
 
     /// Stores a result from an agent (once); true when it may be acknowledged.
@@ -205,6 +229,10 @@ public final class TaskEngine: Service {
                 self.logger.notice("subtasks undeliverable", metadata: ["count": "\(expired)"])
             }
             try await self.store.closeTagTasks(endedBefore: now)
+            let silent = try await self.store.expireSilentHosts(of: AgentPollService.polledNode, now: now)
+            if silent > 0 {
+                self.logger.notice("polling agents went silent: offline", metadata: ["count": "\(silent)"])
+            }
         } catch is CancellationError {
         } catch {
             self.logger.error("task sweep failed", metadata: ["error": "\(String(reflecting: error))"])

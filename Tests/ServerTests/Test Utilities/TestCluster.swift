@@ -8,6 +8,8 @@ struct TestNode {
     let process: TestProcess
     let dataDirectory: String
     let address: HostPort
+    /// The REST gateway.
+    let httpAddress: HostPort
 
     /// Starts a node on `host` (port 0 unless given) and waits until it listens.
     static func start(
@@ -28,19 +30,23 @@ struct TestNode {
             }
         }
         try? FileManager.default.removeItem(atPath: "\(data)/grpc.addr")
+        try? FileManager.default.removeItem(atPath: "\(data)/http.addr")
         let process = try TestProcess(
             "aspire-server",
-            ["--data-dir", data, "--listen", "\(host):\(port)", "--node-name", name, "--tls-name", "aspire.test", "--log-level", "debug"]
+            ["--data-dir", data, "--listen", "\(host):\(port)", "--http-listen", "\(host):0", "--node-name", name, "--tls-name", "aspire.test", "--log-level", "debug"]
                 + arguments,
             log: "\(directory)/\(name).log"
         )
         let addressFile = "\(data)/grpc.addr"
+        let httpAddressFile = "\(data)/http.addr"
         try await eventually("\(name) to listen\n\(process.log)") {
             guard process.isRunning else { throw TestFailure("\(name) exited:\n\(process.log)") }
-            return FileManager.default.fileExists(atPath: addressFile)
+            return FileManager.default.fileExists(atPath: addressFile) && FileManager.default.fileExists(atPath: httpAddressFile)
         }
-        let text = try String(contentsOfFile: addressFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        return TestNode(process: process, dataDirectory: data, address: try HostPort(parsing: text))
+        func read(_ path: String) throws -> HostPort {
+            try HostPort(parsing: String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        return TestNode(process: process, dataDirectory: data, address: try read(addressFile), httpAddress: try read(httpAddressFile))
     }
 
     var caFile: String { "\(self.dataDirectory)/tls/ca.pem" }

@@ -230,6 +230,45 @@ public enum Aspire_V1_Admin: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "UploadPackage" metadata.
+        public enum UploadPackage: Sendable {
+            /// Request type for "UploadPackage".
+            public typealias Input = Aspire_V1_UploadPackageRequest
+            /// Response type for "UploadPackage".
+            public typealias Output = Aspire_V1_Package
+            /// Descriptor for "UploadPackage".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "UploadPackage",
+                type: .clientStreaming
+            )
+        }
+        /// Namespace for "ListPackages" metadata.
+        public enum ListPackages: Sendable {
+            /// Request type for "ListPackages".
+            public typealias Input = Aspire_V1_ListPackagesRequest
+            /// Response type for "ListPackages".
+            public typealias Output = Aspire_V1_ListPackagesResponse
+            /// Descriptor for "ListPackages".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "ListPackages",
+                type: .unary
+            )
+        }
+        /// Namespace for "DeletePackages" metadata.
+        public enum DeletePackages: Sendable {
+            /// Request type for "DeletePackages".
+            public typealias Input = Aspire_V1_DeletePackagesRequest
+            /// Response type for "DeletePackages".
+            public typealias Output = Aspire_V1_DeletePackagesResponse
+            /// Descriptor for "DeletePackages".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "DeletePackages",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "aspire.v1.Admin" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             RunCommand.descriptor,
@@ -247,7 +286,10 @@ public enum Aspire_V1_Admin: Sendable {
             ListRegions.descriptor,
             CreateRegion.descriptor,
             ListEvents.descriptor,
-            Dashboard.descriptor
+            Dashboard.descriptor,
+            UploadPackage.descriptor,
+            ListPackages.descriptor,
+            DeletePackages.descriptor
         ]
     }
 }
@@ -547,6 +589,61 @@ extension Aspire_V1_Admin {
             request: GRPCCore.StreamingServerRequest<Aspire_V1_DashboardRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DashboardResponse>
+
+        /// Handle the "UploadPackage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a package version: the first message names it, the next ones carry the file's bytes.
+        /// > The server computes the SHA256 and keeps the file under packages/{os}/{arch}/{file}.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_UploadPackageRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_Package` messages.
+        func uploadPackage(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_UploadPackageRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_Package>
+
+        /// Handle the "ListPackages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Package versions, filtered and paged.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_ListPackagesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_ListPackagesResponse` messages.
+        func listPackages(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_ListPackagesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListPackagesResponse>
+
+        /// Handle the "DeletePackages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Deletes package versions (by id, or by name with optional version, os, arch) and their files.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_DeletePackagesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_DeletePackagesResponse` messages.
+        func deletePackages(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_DeletePackagesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DeletePackagesResponse>
     }
 
     /// Service protocol for the "aspire.v1.Admin" service.
@@ -830,6 +927,61 @@ extension Aspire_V1_Admin {
             request: GRPCCore.ServerRequest<Aspire_V1_DashboardRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Aspire_V1_DashboardResponse>
+
+        /// Handle the "UploadPackage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a package version: the first message names it, the next ones carry the file's bytes.
+        /// > The server computes the SHA256 and keeps the file under packages/{os}/{arch}/{file}.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_UploadPackageRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_Package` message.
+        func uploadPackage(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_UploadPackageRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_Package>
+
+        /// Handle the "ListPackages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Package versions, filtered and paged.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListPackagesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_ListPackagesResponse` message.
+        func listPackages(
+            request: GRPCCore.ServerRequest<Aspire_V1_ListPackagesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListPackagesResponse>
+
+        /// Handle the "DeletePackages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Deletes package versions (by id, or by name with optional version, os, arch) and their files.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DeletePackagesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_DeletePackagesResponse` message.
+        func deletePackages(
+            request: GRPCCore.ServerRequest<Aspire_V1_DeletePackagesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_DeletePackagesResponse>
     }
 
     /// Simple service protocol for the "aspire.v1.Admin" service.
@@ -1111,6 +1263,61 @@ extension Aspire_V1_Admin {
             request: Aspire_V1_DashboardRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Aspire_V1_DashboardResponse
+
+        /// Handle the "UploadPackage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a package version: the first message names it, the next ones carry the file's bytes.
+        /// > The server computes the SHA256 and keeps the file under packages/{os}/{arch}/{file}.
+        ///
+        /// - Parameters:
+        ///   - request: A stream of `Aspire_V1_UploadPackageRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_Package` to respond with.
+        func uploadPackage(
+            request: GRPCCore.RPCAsyncSequence<Aspire_V1_UploadPackageRequest, any Swift.Error>,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_Package
+
+        /// Handle the "ListPackages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Package versions, filtered and paged.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_ListPackagesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_ListPackagesResponse` to respond with.
+        func listPackages(
+            request: Aspire_V1_ListPackagesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_ListPackagesResponse
+
+        /// Handle the "DeletePackages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Deletes package versions (by id, or by name with optional version, os, arch) and their files.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_DeletePackagesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_DeletePackagesResponse` to respond with.
+        func deletePackages(
+            request: Aspire_V1_DeletePackagesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_DeletePackagesResponse
     }
 }
 
@@ -1294,6 +1501,39 @@ extension Aspire_V1_Admin.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.UploadPackage.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_UploadPackageRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_Package>(),
+            handler: { request, context in
+                try await self.uploadPackage(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.ListPackages.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListPackagesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListPackagesResponse>(),
+            handler: { request, context in
+                try await self.listPackages(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.DeletePackages.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_DeletePackagesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_DeletePackagesResponse>(),
+            handler: { request, context in
+                try await self.deletePackages(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -1470,6 +1710,39 @@ extension Aspire_V1_Admin.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DashboardResponse> {
         let response = try await self.dashboard(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func uploadPackage(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_UploadPackageRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_Package> {
+        let response = try await self.uploadPackage(
+            request: request,
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listPackages(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_ListPackagesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListPackagesResponse> {
+        let response = try await self.listPackages(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func deletePackages(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_DeletePackagesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DeletePackagesResponse> {
+        let response = try await self.deletePackages(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1681,6 +1954,45 @@ extension Aspire_V1_Admin.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Aspire_V1_DashboardResponse> {
         return GRPCCore.ServerResponse<Aspire_V1_DashboardResponse>(
             message: try await self.dashboard(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func uploadPackage(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_UploadPackageRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_Package> {
+        return GRPCCore.ServerResponse<Aspire_V1_Package>(
+            message: try await self.uploadPackage(
+                request: request.messages,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listPackages(
+        request: GRPCCore.ServerRequest<Aspire_V1_ListPackagesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListPackagesResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_ListPackagesResponse>(
+            message: try await self.listPackages(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func deletePackages(
+        request: GRPCCore.ServerRequest<Aspire_V1_DeletePackagesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_DeletePackagesResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_DeletePackagesResponse>(
+            message: try await self.deletePackages(
                 request: request.message,
                 context: context
             ),
@@ -2050,6 +2362,76 @@ extension Aspire_V1_Admin {
             deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_DashboardResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DashboardResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UploadPackage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a package version: the first message names it, the next ones carry the file's bytes.
+        /// > The server computes the SHA256 and keeps the file under packages/{os}/{arch}/{file}.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Aspire_V1_UploadPackageRequest` messages.
+        ///   - serializer: A serializer for `Aspire_V1_UploadPackageRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_Package` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func uploadPackage<Result>(
+            request: GRPCCore.StreamingClientRequest<Aspire_V1_UploadPackageRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_UploadPackageRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_Package>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Package>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListPackages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Package versions, filtered and paged.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListPackagesRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListPackagesRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListPackagesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listPackages<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListPackagesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListPackagesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListPackagesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListPackagesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "DeletePackages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Deletes package versions (by id, or by name with optional version, os, arch) and their files.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DeletePackagesRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_DeletePackagesRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_DeletePackagesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func deletePackages<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_DeletePackagesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_DeletePackagesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_DeletePackagesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeletePackagesResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -2598,6 +2980,109 @@ extension Aspire_V1_Admin {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "UploadPackage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a package version: the first message names it, the next ones carry the file's bytes.
+        /// > The server computes the SHA256 and keeps the file under packages/{os}/{arch}/{file}.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Aspire_V1_UploadPackageRequest` messages.
+        ///   - serializer: A serializer for `Aspire_V1_UploadPackageRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_Package` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func uploadPackage<Result>(
+            request: GRPCCore.StreamingClientRequest<Aspire_V1_UploadPackageRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_UploadPackageRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_Package>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Package>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.clientStreaming(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.UploadPackage.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListPackages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Package versions, filtered and paged.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListPackagesRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListPackagesRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListPackagesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listPackages<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListPackagesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListPackagesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListPackagesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListPackagesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.ListPackages.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "DeletePackages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Deletes package versions (by id, or by name with optional version, os, arch) and their files.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DeletePackagesRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_DeletePackagesRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_DeletePackagesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func deletePackages<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_DeletePackagesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_DeletePackagesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_DeletePackagesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeletePackagesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.DeletePackages.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -3049,6 +3534,94 @@ extension Aspire_V1_Admin.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_DashboardRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_DashboardResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UploadPackage" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Stores a package version: the first message names it, the next ones carry the file's bytes.
+    /// > The server computes the SHA256 and keeps the file under packages/{os}/{arch}/{file}.
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request producing `Aspire_V1_UploadPackageRequest` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func uploadPackage<Result>(
+        request: GRPCCore.StreamingClientRequest<Aspire_V1_UploadPackageRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Package>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.uploadPackage(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_UploadPackageRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_Package>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListPackages" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Package versions, filtered and paged.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_ListPackagesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listPackages<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_ListPackagesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListPackagesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listPackages(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListPackagesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListPackagesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeletePackages" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Deletes package versions (by id, or by name with optional version, os, arch) and their files.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_DeletePackagesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deletePackages<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_DeletePackagesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeletePackagesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.deletePackages(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_DeletePackagesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_DeletePackagesResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -3566,6 +4139,107 @@ extension Aspire_V1_Admin.ClientProtocol {
             metadata: metadata
         )
         return try await self.dashboard(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UploadPackage" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Stores a package version: the first message names it, the next ones carry the file's bytes.
+    /// > The server computes the SHA256 and keeps the file under packages/{os}/{arch}/{file}.
+    ///
+    /// - Parameters:
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - producer: A closure producing request messages to send to the server. Returning
+    ///       from the closure closes the request stream.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func uploadPackage<Result>(
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        requestProducer producer: @Sendable @escaping (GRPCCore.RPCWriter<Aspire_V1_UploadPackageRequest>) async throws -> Void,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Package>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.StreamingClientRequest<Aspire_V1_UploadPackageRequest>(
+            metadata: metadata,
+            producer: producer
+        )
+        return try await self.uploadPackage(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListPackages" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Package versions, filtered and paged.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listPackages<Result>(
+        _ message: Aspire_V1_ListPackagesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListPackagesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_ListPackagesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listPackages(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeletePackages" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Deletes package versions (by id, or by name with optional version, os, arch) and their files.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deletePackages<Result>(
+        _ message: Aspire_V1_DeletePackagesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeletePackagesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_DeletePackagesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.deletePackages(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -677,3 +677,578 @@ extension Aspire_V1_AgentChannel.ClientProtocol {
         )
     }
 }
+
+// MARK: - aspire.v1.AgentPoll
+
+/// Namespace containing generated types for the "aspire.v1.AgentPoll" service.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+public enum Aspire_V1_AgentPoll: Sendable {
+    /// Service descriptor for the "aspire.v1.AgentPoll" service.
+    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.AgentPoll")
+    /// Namespace for method metadata.
+    public enum Method: Sendable {
+        /// Namespace for "Report" metadata.
+        public enum Report: Sendable {
+            /// Request type for "Report".
+            public typealias Input = Aspire_V1_PollRequest
+            /// Response type for "Report".
+            public typealias Output = Aspire_V1_PollResponse
+            /// Descriptor for "Report".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.AgentPoll"),
+                method: "Report",
+                type: .unary
+            )
+        }
+        /// Namespace for "SubmitResults" metadata.
+        public enum SubmitResults: Sendable {
+            /// Request type for "SubmitResults".
+            public typealias Input = Aspire_V1_SubmitResultsRequest
+            /// Response type for "SubmitResults".
+            public typealias Output = Aspire_V1_SubmitResultsResponse
+            /// Descriptor for "SubmitResults".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.AgentPoll"),
+                method: "SubmitResults",
+                type: .unary
+            )
+        }
+        /// Descriptors for all methods in the "aspire.v1.AgentPoll" service.
+        public static let descriptors: [GRPCCore.MethodDescriptor] = [
+            Report.descriptor,
+            SubmitResults.descriptor
+        ]
+    }
+}
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension GRPCCore.ServiceDescriptor {
+    /// Service descriptor for the "aspire.v1.AgentPoll" service.
+    public static let aspire_v1_AgentPoll = GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.AgentPoll")
+}
+
+// MARK: aspire.v1.AgentPoll (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Aspire_V1_AgentPoll {
+    /// Streaming variant of the service protocol for the "aspire.v1.AgentPoll" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > For agents that cannot hold a stream: the seed's plain-HTTP protocol (`POST /agent/status`,
+    /// > `POST /agent/job/result`), which the gateway maps onto this service. Same enrollment token.
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "Report" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records the agent's status and answers the commands due for it.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_PollRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_PollResponse` messages.
+        func report(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_PollRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_PollResponse>
+
+        /// Handle the "SubmitResults" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores results; answers the ids stored (the agent re-sends the others).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_SubmitResultsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_SubmitResultsResponse` messages.
+        func submitResults(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_SubmitResultsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_SubmitResultsResponse>
+    }
+
+    /// Service protocol for the "aspire.v1.AgentPoll" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > For agents that cannot hold a stream: the seed's plain-HTTP protocol (`POST /agent/status`,
+    /// > `POST /agent/job/result`), which the gateway maps onto this service. Same enrollment token.
+    public protocol ServiceProtocol: Aspire_V1_AgentPoll.StreamingServiceProtocol {
+        /// Handle the "Report" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records the agent's status and answers the commands due for it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_PollRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_PollResponse` message.
+        func report(
+            request: GRPCCore.ServerRequest<Aspire_V1_PollRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_PollResponse>
+
+        /// Handle the "SubmitResults" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores results; answers the ids stored (the agent re-sends the others).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_SubmitResultsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_SubmitResultsResponse` message.
+        func submitResults(
+            request: GRPCCore.ServerRequest<Aspire_V1_SubmitResultsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_SubmitResultsResponse>
+    }
+
+    /// Simple service protocol for the "aspire.v1.AgentPoll" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > For agents that cannot hold a stream: the seed's plain-HTTP protocol (`POST /agent/status`,
+    /// > `POST /agent/job/result`), which the gateway maps onto this service. Same enrollment token.
+    public protocol SimpleServiceProtocol: Aspire_V1_AgentPoll.ServiceProtocol {
+        /// Handle the "Report" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records the agent's status and answers the commands due for it.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_PollRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_PollResponse` to respond with.
+        func report(
+            request: Aspire_V1_PollRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_PollResponse
+
+        /// Handle the "SubmitResults" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores results; answers the ids stored (the agent re-sends the others).
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_SubmitResultsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_SubmitResultsResponse` to respond with.
+        func submitResults(
+            request: Aspire_V1_SubmitResultsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_SubmitResultsResponse
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Aspire_V1_AgentPoll.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Aspire_V1_AgentPoll.Method.Report.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_PollRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_PollResponse>(),
+            handler: { request, context in
+                try await self.report(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_AgentPoll.Method.SubmitResults.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_SubmitResultsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_SubmitResultsResponse>(),
+            handler: { request, context in
+                try await self.submitResults(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Aspire_V1_AgentPoll.ServiceProtocol {
+    public func report(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_PollRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_PollResponse> {
+        let response = try await self.report(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func submitResults(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_SubmitResultsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_SubmitResultsResponse> {
+        let response = try await self.submitResults(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Aspire_V1_AgentPoll.SimpleServiceProtocol {
+    public func report(
+        request: GRPCCore.ServerRequest<Aspire_V1_PollRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_PollResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_PollResponse>(
+            message: try await self.report(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func submitResults(
+        request: GRPCCore.ServerRequest<Aspire_V1_SubmitResultsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_SubmitResultsResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_SubmitResultsResponse>(
+            message: try await self.submitResults(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+}
+
+// MARK: aspire.v1.AgentPoll (client)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Aspire_V1_AgentPoll {
+    /// Generated client protocol for the "aspire.v1.AgentPoll" service.
+    ///
+    /// You don't need to implement this protocol directly, use the generated
+    /// implementation, ``Client``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > For agents that cannot hold a stream: the seed's plain-HTTP protocol (`POST /agent/status`,
+    /// > `POST /agent/job/result`), which the gateway maps onto this service. Same enrollment token.
+    public protocol ClientProtocol: Sendable {
+        /// Call the "Report" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records the agent's status and answers the commands due for it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_PollRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_PollRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_PollResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func report<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_PollRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_PollRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_PollResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_PollResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SubmitResults" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores results; answers the ids stored (the agent re-sends the others).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_SubmitResultsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_SubmitResultsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_SubmitResultsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func submitResults<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_SubmitResultsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_SubmitResultsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_SubmitResultsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_SubmitResultsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+    }
+
+    /// Generated client for the "aspire.v1.AgentPoll" service.
+    ///
+    /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
+    /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
+    /// means of communication with the remote peer.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > For agents that cannot hold a stream: the seed's plain-HTTP protocol (`POST /agent/status`,
+    /// > `POST /agent/job/result`), which the gateway maps onto this service. Same enrollment token.
+    public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
+        private let client: GRPCCore.GRPCClient<Transport>
+
+        /// Creates a new client wrapping the provided `GRPCCore.GRPCClient`.
+        ///
+        /// - Parameters:
+        ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
+        public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
+            self.client = client
+        }
+
+        /// Call the "Report" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records the agent's status and answers the commands due for it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_PollRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_PollRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_PollResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func report<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_PollRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_PollRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_PollResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_PollResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_AgentPoll.Method.Report.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SubmitResults" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores results; answers the ids stored (the agent re-sends the others).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_SubmitResultsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_SubmitResultsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_SubmitResultsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func submitResults<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_SubmitResultsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_SubmitResultsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_SubmitResultsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_SubmitResultsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_AgentPoll.Method.SubmitResults.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+    }
+}
+
+// Helpers providing default arguments to 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Aspire_V1_AgentPoll.ClientProtocol {
+    /// Call the "Report" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records the agent's status and answers the commands due for it.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_PollRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func report<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_PollRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_PollResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.report(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_PollRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_PollResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SubmitResults" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Stores results; answers the ids stored (the agent re-sends the others).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_SubmitResultsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func submitResults<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_SubmitResultsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_SubmitResultsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.submitResults(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_SubmitResultsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_SubmitResultsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// Helpers providing sugared APIs for 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Aspire_V1_AgentPoll.ClientProtocol {
+    /// Call the "Report" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records the agent's status and answers the commands due for it.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func report<Result>(
+        _ message: Aspire_V1_PollRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_PollResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_PollRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.report(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SubmitResults" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Stores results; answers the ids stored (the agent re-sends the others).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func submitResults<Result>(
+        _ message: Aspire_V1_SubmitResultsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_SubmitResultsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_SubmitResultsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.submitResults(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}

@@ -1,0 +1,241 @@
+import Foundation
+public import GRPCCore
+public import Hummingbird
+public import Logging
+import NIOCore
+public import RPC
+import SwiftProtobuf
+
+/// The request context of the gateway: Hummingbird's, plus the caller's address (the seed's
+/// agents are recorded with it).
+public struct GatewayContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let remoteAddress: String
+
+    public init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.remoteAddress = source.channel.remoteAddress?.ipAddress ?? ""
+    }
+}
+
+/// REST/JSON in front of the Admin and AgentPoll services. It holds no state and no logic of
+/// its own: each route parses its request, calls the service through a gRPC client (in-process
+/// on a server node, or over HTTP/2 to a remote node) with the caller's bearer token, and
+/// writes the answer in the seed's envelope. So REST and gRPC share one set of handlers, one
+/// authentication and one error table.
+public struct Gateway<Transport: ClientTransport>: Sendable {
+    public struct Configuration: Sendable {
+        /// Largest JSON body accepted (413 beyond it).
+        public var maxBodyBytes = 1 << 20
+        /// When set, admin routes check the bearer token before reading a body (an in-process
+        /// gateway knows the token); the service checks it again in any case.
+        public var adminToken: String?
+        /// The enrollment token presented for the seed's plain-HTTP agents, which send none.
+        public var agentToken: String?
+        /// Reported in the OpenAPI document.
+        public var version = AspireVersion.current
+
+        public init() {}
+    }
+
+    let admin: Aspire_V1_Admin.Client<Transport>
+    let poll: Aspire_V1_AgentPoll.Client<Transport>
+    let configuration: Configuration
+    let logger: Logger
+
+    public init(client: GRPCClient<Transport>, configuration: Configuration, logger: Logger) {
+        self.admin = Aspire_V1_Admin.Client(wrapping: client)
+        self.poll = Aspire_V1_AgentPoll.Client(wrapping: client)
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// A router with every ``Route``; unknown paths and methods answer the error envelope too.
+    public func router() -> Router<GatewayContext> {
+        let router = Router(context: GatewayContext.self)
+        router.add(middleware: ErrorMiddleware(logger: self.logger))
+        for route in Route.allCases {
+            let spec = route.spec
+            router.on(RouterPath(spec.path), method: HTTPRequest.Method(rawValue: spec.method)!) { request, context in
+                try await self.respond(route, to: request, context: context)
+            }
+        }
+        return router
+    }
+
+    func respond(_ route: Route, to request: Request, context: GatewayContext) async throws -> Response {
+        switch route.spec.access {
+        case .admin:
+            let metadata = try self.adminMetadata(request)
+            return try await self.handleAdmin(route, request: request, context: context, metadata: metadata)
+        case .agent:
+            do {
+                return try await self.handleAgent(route, request: request, context: context)
+            } catch {
+                // The seed's agents read `errcode`; anything but 0 makes them send again.
+                let failure = ErrorMiddleware.aspireError(error)
+                return Answer.json(["errcode": Int(failure.code.rawValue), "message": failure.cause], status: failure.code.httpStatus)
+            }
+        }
+    }
+
+    /// The caller's bearer token, forwarded to the service.
+    func adminMetadata(_ request: Request) throws -> Metadata {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            throw AspireError(.unauthenticated, "send 'Authorization: Bearer <admin token>' (the token is in the server's data directory)")
+        }
+        if let expected = self.configuration.adminToken, !Secret.matches(String(header.dropFirst("Bearer ".count)), expected) {
+            throw AspireError(.unauthenticated, "wrong admin token")
+        }
+        return ["authorization": .string(header)]
+    }
+
+    // MARK: Bodies and queries
+
+    /// The body parsed as JSON, at most `maxBodyBytes`.
+    func jsonBody(_ request: Request, route: Route) async throws -> Google_Protobuf_Value {
+        let context = "\(route.spec.method) \(route.spec.path)"
+        var request = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: self.configuration.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw AspireError(.payloadTooLarge, "\(context): the body is larger than \(self.configuration.maxBodyBytes) bytes")
+        }
+        guard buffer.readableBytes > 0 else {
+            throw AspireError(.badRequest, "\(context): a JSON body is required")
+        }
+        do {
+            return try Google_Protobuf_Value(jsonUTF8Bytes: Array(buffer.readableBytesView))
+        } catch {
+            throw AspireError(.badRequest, "\(context): malformed JSON (\(error))")
+        }
+    }
+
+    /// The body as a JSON object, with checked access to its fields.
+    func objectBody(_ request: Request, route: Route) async throws -> JSONFields {
+        let value = try await self.jsonBody(request, route: route)
+        let context = "\(route.spec.method) \(route.spec.path)"
+        guard case .structValue(let object)? = value.kind else {
+            throw AspireError(.badRequest, "\(context): the body must be a JSON object")
+        }
+        return JSONFields(object.fields, context: context, code: .badRequest)
+    }
+}
+
+/// JSON answers.
+enum Answer {
+    /// The success envelope with a payload beside it.
+    static func success(_ payload: [String: Any] = [:]) -> Response {
+        var object = payload
+        object["status"] = 0
+        object["message"] = "success"
+        return Self.json(object, status: 200)
+    }
+
+    static func json(_ object: Any, status: Int) -> Response {
+        let data =
+            (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+            ?? Data(#"{"status":130000,"message":"internal error","cause":"the answer could not be encoded"}"#.utf8)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json; charset=utf-8"
+        return Response(
+            status: HTTPResponse.Status(code: status),
+            headers: headers,
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data))
+        )
+    }
+}
+
+/// Typed access to query parameters, with errors naming the parameter.
+struct Query {
+    let parameters: [String: [String]]
+
+    init(_ request: Request) {
+        var parameters: [String: [String]] = [:]
+        for (key, value) in request.uri.queryParameters {
+            parameters[String(key), default: []].append(String(value))
+        }
+        self.parameters = parameters
+    }
+
+    func string(_ name: String) -> String {
+        self.parameters[name]?.last ?? ""
+    }
+
+    func all(_ name: String) -> [String] {
+        self.parameters[name] ?? []
+    }
+
+    func integer(_ name: String, range: ClosedRange<Int64> = 0 ... Int64.max) throws(AspireError) -> Int64? {
+        let text = self.string(name)
+        guard !text.isEmpty else { return nil }
+        guard let value = Int64(text), range.contains(value) else {
+            throw AspireError(.badRequest, "query parameter '\(name)' must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return value
+    }
+
+    /// `order=asc|desc`; true for descending.
+    func descending(default value: Bool = false) throws(AspireError) -> Bool {
+        switch self.string("order").lowercased() {
+        case "": return value
+        case "asc": return false
+        case "desc": return true
+        default: throw AspireError(.badRequest, "query parameter 'order' must be asc or desc")
+        }
+    }
+
+    /// offset and limit.
+    func page() throws(AspireError) -> (offset: Int32, limit: Int32) {
+        (
+            Int32(try self.integer("offset", range: 0 ... Int64(Int32.max)) ?? 0),
+            Int32(try self.integer("limit", range: 1 ... 1000) ?? 0)
+        )
+    }
+}
+
+/// Turns every failure into the seed's envelope with the HTTP status of its code; nothing
+/// escapes as a bare 500.
+struct ErrorMiddleware: RouterMiddleware {
+    typealias Context = GatewayContext
+    let logger: Logger
+
+    func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError {
+            // Hummingbird's own: no route (404), wrong method (405), ...
+            let code: ErrorCode =
+                switch error.status.code {
+                case 404: .notFound
+                case 413: .payloadTooLarge
+                default: .badRequest
+                }
+            let cause = error.status.code == 404 ? "no route \(request.method) \(request.uri.path)" : (error.body ?? error.status.reasonPhrase)
+            return Answer.json(
+                ["status": Int(code.rawValue), "message": code.message, "cause": cause],
+                status: error.status.code
+            )
+        } catch {
+            let failure = Self.aspireError(error)
+            if failure.code == .internalError {
+                self.logger.error("request failed", metadata: ["http.path": "\(request.uri.path)", "error": "\(String(reflecting: error))"])
+            }
+            let envelope = ErrorEnvelope(failure)
+            return Answer.json(
+                ["status": Int(envelope.status), "message": envelope.message, "cause": envelope.cause ?? ""],
+                status: envelope.httpStatus
+            )
+        }
+    }
+
+    static func aspireError(_ error: any Error) -> AspireError {
+        switch error {
+        case let error as AspireError: return error
+        case let error as RPCError: return AspireError(rpcError: error)
+        case is NIOTooManyBytesError: return AspireError(.payloadTooLarge, "the body is too large")
+        default: return AspireError(.internalError, "\(error)")
+        }
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import RPC
+import SwiftProtobuf
+
+/// The REST shapes of the Admin messages: the seed's field names (`agentsn`, `gmt_create`,
+/// `occured`, ...), integers as JSON numbers and times as RFC 3339.
+enum RESTJSON {
+    typealias Object = [String: Any]
+
+    /// RFC 3339 in UTC, or null for "never".
+    static func time(_ unixMilliseconds: Int64) -> Any {
+        guard unixMilliseconds > 0 else { return NSNull() }
+        let date = Date(timeIntervalSince1970: Double(unixMilliseconds) / 1000)
+        return date.formatted(.iso8601)
+    }
+
+    static func package(_ package: Aspire_V1_Package) -> Object {
+        [
+            "id": Int(package.id), "name": package.name, "os": package.os, "arch": package.arch,
+            "version": package.version, "file": package.file, "path": package.path, "sha256": package.sha256,
+            "size": Int(package.size), "gmt_create": time(package.createdUnixMs), "gmt_modify": time(package.modifiedUnixMs),
+        ]
+    }
+
+    static func tag(_ tag: Aspire_V1_Tag) -> Object {
+        [
+            "id": Int(tag.id), "name": tag.name, "value": tag.value, "hosts": Int(tag.hosts),
+            "gmt_create": time(tag.createdUnixMs), "gmt_modify": time(tag.modifiedUnixMs),
+        ]
+    }
+
+    static func host(_ host: Aspire_V1_Host) -> Object {
+        [
+            "id": Int(host.id), "agentsn": host.agentSn, "hostname": host.hostname, "ipaddr": host.ipaddr,
+            "region": Int(host.region), "status": host.status, "feature": Int(host.feature), "step": Int(host.step),
+            "prevers": host.prevers, "curvers": host.curvers, "os": host.os, "arch": host.arch, "node": host.node,
+            "last_seen": time(host.lastSeenUnixMs), "gmt_create": time(host.createdUnixMs),
+            "gmt_modify": time(host.modifiedUnixMs), "tags": host.tags.map(tag),
+        ]
+    }
+
+    static func connected(_ agent: Aspire_V1_ConnectedAgent) -> Object {
+        [
+            "agentsn": agent.agentSn, "hostname": agent.hostname, "version": agent.version, "os": agent.os,
+            "arch": agent.arch, "tags": agent.tags, "peer": agent.peer, "connected": time(agent.connectedUnixMs),
+            "last_seen": time(agent.lastSeenUnixMs), "node": agent.node,
+        ]
+    }
+
+    static func region(_ region: Aspire_V1_Region) -> Object {
+        ["id": Int(region.id), "name": region.name]
+    }
+
+    static func event(_ event: Aspire_V1_EventEntry) -> Object {
+        [
+            "id": Int(event.id), "agentsn": event.agentSn, "category": event.category, "localid": Int(event.localID),
+            "occured": time(event.occurredUnixMs), "message": event.message, "gmt_create": time(event.createdUnixMs),
+        ]
+    }
+
+    static func task(_ task: Aspire_V1_Task) -> Object {
+        var object: Object = [
+            "id": Int(task.id), "status": task.status, "user": task.user, "command": task.command,
+            "parameters": structObject(task.parameters), "tags": task.tags, "max_concurrency": task.maxConcurrency,
+            "max_errors": task.maxErrors, "count": Int(task.count), "complete": Int(task.complete),
+            "failed": Int(task.failed), "gmt_create": time(task.createdUnixMs), "gmt_modify": time(task.modifiedUnixMs),
+        ]
+        if task.hasWindow {
+            object["window"] = ["start": time(task.window.startUnixMs), "end": time(task.window.endUnixMs)]
+        }
+        return object
+    }
+
+    static func subtask(_ subtask: Aspire_V1_Subtask) -> Object {
+        var object: Object = [
+            "id": subtask.id, "agentsn": subtask.agentSn, "status": subtask.status,
+            "gmt_create": time(subtask.createdUnixMs), "gmt_modify": time(subtask.modifiedUnixMs),
+        ]
+        if subtask.hasResult {
+            object["result"] = subtask.result.seedJSONObject()
+        }
+        return object
+    }
+
+    static func taskDetail(_ detail: Aspire_V1_TaskDetail) -> Object {
+        ["task": task(detail.task), "subtasks": detail.subtasks.map(subtask)]
+    }
+
+    /// A seed job (`/agent/status` answer) for a command.
+    static func job(_ command: Aspire_V1_Command) -> Object {
+        var job: Object = ["id": command.id, "method": command.method]
+        switch command.params {
+        case .subagent(let params)?:
+            job["action"] = String(command.method.dropFirst("agent.".count))
+            job["name"] = params.name
+            if !params.version.isEmpty { job["version"] = params.version }
+            if !params.url.isEmpty { job["url"] = params.url }
+            if !params.checksum.isEmpty { job["checksum"] = params.checksum }
+            if !params.envs.isEmpty { job["envs"] = params.envs }
+            var limits: [String: String] = [:]
+            if !params.limits.cpu.isEmpty { limits["CPU"] = params.limits.cpu }
+            if !params.limits.memory.isEmpty { limits["memory"] = params.limits.memory }
+            if !limits.isEmpty { job["limits"] = limits }
+        case .config(let params)?:
+            job["action"] = "config"
+            if !params.svrlist.isEmpty { job["svrlist"] = params.svrlist }
+            if params.step > 0 { job["step"] = Int(params.step) }
+            if !params.tags.isEmpty { job["tags"] = params.tags }
+        case .bash(let params)?:
+            job["action"] = command.method
+            job["cmd"] = params.cmd
+            if params.timeout > 0 { job["timeout"] = Int(params.timeout) }
+            if !params.user.isEmpty { job["user"] = params.user }
+            if !params.group.isEmpty { job["group"] = params.group }
+        case .getinfo(let params)?:
+            job["action"] = command.method
+            if !params.args.isEmpty { job["args"] = params.args }
+        case nil:
+            job["action"] = command.method
+        }
+        return job
+    }
+
+    /// A `google.protobuf.Struct` as a plain JSON object.
+    static func structObject(_ value: Google_Protobuf_Struct) -> Any {
+        guard let data = try? value.jsonUTF8Data(),
+            let object = try? JSONSerialization.jsonObject(with: data)
+        else { return Object() }
+        return object
+    }
+}

@@ -1,0 +1,143 @@
+import Crypto
+import Foundation
+import RPC
+
+/// The package files of one node: `<data>/packages/{os}/{arch}/{file}`.
+///
+/// Names come from the network, so every one that becomes a path component is checked first
+/// (``validate(_:)``): a safe alphabet, no separators, no `..`, nothing hidden. An upload is
+/// written to `<data>/packages/.incoming/` and hashed on the way; it takes its place only once
+/// the store accepted the record, so a refused or broken upload leaves nothing behind.
+struct PackageFiles: Sendable {
+    let dataDirectory: String
+    /// Uploads larger than this are refused (payload too large).
+    let maxBytes: Int64
+
+    static let directoryName = "packages"
+
+    /// `packages/{os}/{arch}/{file}`, relative to the data directory (the seed's `path`).
+    static func relativePath(os: String, arch: String, file: String) -> String {
+        "\(Self.directoryName)/\(os)/\(arch)/\(file)"
+    }
+
+    func absolute(_ relativePath: String) -> String {
+        "\(self.dataDirectory)/\(relativePath)"
+    }
+
+    /// Checks every name of a package; the error names the field and what is wrong with it.
+    static func validate(_ info: Aspire_V1_PackageInfo) throws(AspireError) {
+        try Self.check(info.name, field: "name", maxLength: 64)
+        try Self.check(info.version, field: "version", maxLength: 64)
+        try Self.check(info.os, field: "os", maxLength: 64)
+        try Self.check(info.arch, field: "arch", maxLength: 16)
+        try Self.check(info.file, field: "file", maxLength: 255)
+        if !info.sha256.isEmpty {
+            guard info.sha256.count == 64, info.sha256.allSatisfy(\.isHexDigit) else {
+                throw AspireError(.unprocessable, "sha256 must be 64 hexadecimal digits")
+            }
+        }
+    }
+
+    /// A name that may become one path component.
+    static func check(_ value: String, field: String, maxLength: Int) throws(AspireError) {
+        guard !value.isEmpty else {
+            throw AspireError(.unprocessable, "\(field) is required")
+        }
+        guard value.utf8.count <= maxLength else {
+            throw AspireError(.unprocessable, "\(field) is longer than \(maxLength) bytes")
+        }
+        guard !value.contains("/"), !value.contains("\\") else {
+            throw AspireError(.unprocessable, "\(field) '\(value)' must not contain path separators")
+        }
+        guard !value.contains("..") else {
+            throw AspireError(.unprocessable, "\(field) '\(value)' must not contain '..'")
+        }
+        guard !value.hasPrefix(".") else {
+            throw AspireError(.unprocessable, "\(field) '\(value)' must not start with '.'")
+        }
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+~@:")
+        guard value.allSatisfy({ allowed.contains($0) }) else {
+            throw AspireError(.unprocessable, "\(field) '\(value)' may hold only letters, digits and . _ - + ~ @ :")
+        }
+    }
+
+    /// An upload on its way to disk.
+    final class Incoming {
+        let path: String
+        private let handle: FileHandle
+        private var hasher = SHA256()
+        private(set) var size: Int64 = 0
+        private let maxBytes: Int64
+
+        init(directory: String, maxBytes: Int64) throws {
+            try AtomicFile.makeDirectory(directory, mode: 0o700)
+            self.path = "\(directory)/\(UUID().uuidString.lowercased()).part"
+            guard FileManager.default.createFile(atPath: self.path, contents: nil, attributes: [.posixPermissions: 0o600]),
+                let handle = FileHandle(forWritingAtPath: self.path)
+            else {
+                throw AspireError(.internalError, "cannot create \(self.path)")
+            }
+            self.handle = handle
+            self.maxBytes = maxBytes
+        }
+
+        func append(_ bytes: Data) throws {
+            self.size += Int64(bytes.count)
+            guard self.size <= self.maxBytes else {
+                throw AspireError(.payloadTooLarge, "the package is larger than the limit of \(self.maxBytes) bytes")
+            }
+            self.hasher.update(data: bytes)
+            try self.handle.write(contentsOf: bytes)
+        }
+
+        /// Flushes the file to disk and answers its SHA256 (hex).
+        func finish() throws -> String {
+            try self.handle.synchronize()
+            try self.handle.close()
+            return self.hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        }
+
+        func discard() {
+            try? self.handle.close()
+            unlink(self.path)
+        }
+    }
+
+    func incoming() throws -> Incoming {
+        try Incoming(directory: self.absolute("\(Self.directoryName)/.incoming"), maxBytes: self.maxBytes)
+    }
+
+    /// Moves a finished upload to its place (replacing nothing: the caller made sure no record
+    /// owns the path).
+    func install(_ incoming: Incoming, at relativePath: String) throws {
+        let target = self.absolute(relativePath)
+        try AtomicFile.makeDirectory((target as NSString).deletingLastPathComponent, mode: 0o755)
+        chmod(incoming.path, 0o644)
+        guard rename(incoming.path, target) == 0 else {
+            throw AspireError(.internalError, "cannot move the upload to \(target): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// SHA256 and size of a file already in the store (the seed's JSON registration).
+    func hashExisting(_ relativePath: String) throws -> (sha256: String, size: Int64) {
+        let path = self.absolute(relativePath)
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw AspireError(
+                .unprocessable,
+                "no file \(relativePath) in the package store: upload its bytes (the raw body, or base64 in the JSON field content), or copy it there first"
+            )
+        }
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        var size: Int64 = 0
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+            hasher.update(data: chunk)
+            size += Int64(chunk.count)
+        }
+        return (hasher.finalize().map { String(format: "%02x", $0) }.joined(), size)
+    }
+
+    func remove(_ relativePath: String) {
+        unlink(self.absolute(relativePath))
+    }
+}

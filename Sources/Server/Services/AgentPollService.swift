@@ -1,0 +1,64 @@
+import Foundation
+public import GRPCCore
+public import Logging
+public import RPC
+
+/// `AgentPoll`: the seed's plain-HTTP agents, which report their status now and then and pick
+/// up due commands in the answer. The gateway maps `POST /agent/status` and
+/// `POST /agent/job/result` onto it; the same task engine and store serve both kinds of agent.
+///
+/// Such hosts are recorded on the node name ``polledNode``; they are online while they report
+/// and go offline after three missed `step`s (the task engine's sweep).
+struct AgentPollService: Aspire_V1_AgentPoll.SimpleServiceProtocol {
+    /// The `node` of hosts that poll instead of holding a stream.
+    static let polledNode = "http"
+
+    let store: SQLStore
+    let engine: TaskEngine
+    let logger: Logger
+
+    func report(request: Aspire_V1_PollRequest, context: ServerContext) async throws -> Aspire_V1_PollResponse {
+        try AgentIdentity.validate(agentSN: request.agentSn)
+        let status = request.status
+        let known = try await self.store.host(agentSN: request.agentSn)
+        if known == nil || known?.status != .online || known?.curvers != status.version || known?.hostname != status.hostname {
+            var registration = HostRegistration(
+                agentSN: request.agentSn, hostname: status.hostname, ipaddr: request.ipaddr, os: known?.os ?? "",
+                arch: known?.arch ?? "", version: status.version, node: Self.polledNode
+            )
+            if registration.hostname.isEmpty { registration.hostname = known?.hostname ?? "" }
+            try await self.store.registerHost(registration)
+            self.logger.info(
+                "polling agent online",
+                metadata: ["agent.sn": "\(request.agentSn)", "agent.hostname": "\(status.hostname)", "agent.address": "\(request.ipaddr)"]
+            )
+        }
+        try await self.store.recordStatus(
+            agentSN: request.agentSn,
+            step: Int(status.step),
+            subAgents: status.agents.map {
+                SubAgentRecord(
+                    name: $0.name, version: $0.version, status: $0.status, pid: Int($0.pid), restarts: Int($0.restarts),
+                    uptime: $0.uptime
+                )
+            }
+        )
+        var response = Aspire_V1_PollResponse()
+        response.commands = try await self.engine.poll(for: request.agentSn)
+        return response
+    }
+
+    func submitResults(request: Aspire_V1_SubmitResultsRequest, context: ServerContext) async throws -> Aspire_V1_SubmitResultsResponse {
+        try AgentIdentity.validate(agentSN: request.agentSn)
+        var response = Aspire_V1_SubmitResultsResponse()
+        for result in request.results {
+            guard !result.id.isEmpty else {
+                throw AspireError(.badRequest, "every result needs the id of its job")
+            }
+            if await self.engine.resultArrived(result, from: request.agentSn) {
+                response.stored.append(result.id)
+            }
+        }
+        return response
+    }
+}

@@ -1,0 +1,321 @@
+import Crypto
+import Foundation
+import Gateway
+import RPC
+import Testing
+
+/// The REST gateway of a real node, over real HTTP: every route, its envelope and its errors.
+@Suite("Gateway: REST over HTTP")
+struct GatewayTests {
+    @Test("Every /api route needs the admin bearer token; the seed's agent routes refuse a wrong one")
+    func authentication() async throws {
+        let directory = try makeTemporaryDirectory("gateway-auth")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.26")
+        defer { Task { await node.process.stop() } }
+
+        var anonymous = try RESTClient(node)
+        anonymous.token = nil
+        var wrong = try RESTClient(node)
+        wrong.token = "not-the-token"
+        let routes = Route.allCases.map(\.spec)
+        #expect(routes.count >= 20)
+        for spec in routes where spec.access == .admin {
+            let body: [String: Any]? = spec.body.isEmpty ? nil : [:]
+            try await anonymous.fails(spec.method, spec.path, json: body, http: 401, code: .unauthenticated)
+            try await wrong.fails(spec.method, spec.path, json: body, http: 401, code: .unauthenticated)
+        }
+        // Nothing was created by the refused calls.
+        let tasks = try await RESTClient(node).ok("GET", "/api/v1/server/task")
+        #expect(tasks["count"] as? Int == 0)
+
+        let agent = try await wrong.call("POST", "/agent/status", json: ["hostname": "h1"])
+        #expect(agent.status == 401)
+        #expect((try agent.object)["errcode"] as? Int == Int(ErrorCode.unauthenticated.rawValue))
+        // Unknown paths answer the envelope, not a bare 404 page.
+        try await RESTClient(node).fails("GET", "/api/v1/server/nothing", http: 404, code: .notFound)
+    }
+
+    @Test("Bad bodies get the envelope (400, 413) and change nothing; the node keeps serving")
+    func badBodies() async throws {
+        let directory = try makeTemporaryDirectory("gateway-bodies")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.27", arguments: ["--max-body-size", "4096"])
+        defer { Task { await node.process.stop() } }
+        let rest = try RESTClient(node)
+        let task = "/api/v1/server/task"
+        let json = "application/json"
+
+        try await rest.fails("POST", task, body: Data(#"{"command": "sync.bash", "agents": ["#.utf8), contentType: json, http: 400, code: .badRequest)
+        try await rest.fails("POST", task, body: Data([0xFF, 0xFE, 0x00]), contentType: json, http: 400, code: .badRequest)
+        try await rest.fails("POST", task, body: Data(), contentType: json, http: 400, code: .badRequest)
+        try await rest.fails("POST", task, json: ["sync.bash"], http: 400, code: .badRequest)
+        var cause = try await rest.fails("POST", task, json: ["command": "sync.bash", "agents": "web-1", "parameters": ["cmd": "true"]], http: 400, code: .badRequest)
+        #expect(cause.contains("'agents' must be an array"))
+        cause = try await rest.fails("POST", task, json: ["command": 7, "agents": ["web-1"]], http: 400, code: .badRequest)
+        #expect(cause.contains("'command' must be a string"))
+        cause = try await rest.fails("POST", task, json: ["command": "sync.bash", "agent": ["web-1"]], http: 400, code: .badRequest)
+        #expect(cause.contains("unknown field 'agent'"))
+        cause = try await rest.fails("POST", task, json: ["command": "sync.bash", "agents": ["web-1"], "parameters": ["cmd": 5]], http: 400, code: .invalidParams)
+        #expect(cause.contains("'cmd' must be a string"))
+        try await rest.fails("POST", task, json: ["command": "reboot.now", "agents": ["web-1"]], http: 400, code: .invalidParams)
+        try await rest.fails("POST", task, json: ["command": "sync.bash", "agents": ["../etc"], "parameters": ["cmd": "true"]], http: 400, code: .badRequest)
+        try await rest.fails(
+            "POST", task, json: ["command": "sync.bash", "tags": ["svc": "ecs"], "window": ["start": "yesterday"], "parameters": ["cmd": "true"]],
+            http: 400, code: .badRequest
+        )
+        let big = ["command": "sync.bash", "agents": ["web-1"], "parameters": ["cmd": String(repeating: "x", count: 8000)]] as [String: Any]
+        try await rest.fails("POST", task, json: big, http: 413, code: .payloadTooLarge)
+        try await rest.fails("GET", "/api/v1/server/hosts?limit=5000", http: 400, code: .badRequest)
+        try await rest.fails("GET", "/api/v1/server/hosts?offset=-1", http: 400, code: .badRequest)
+        try await rest.fails("GET", "/api/v1/server/hosts?status=sleeping", http: 400, code: .badRequest)
+        try await rest.fails("GET", "/api/v1/server/hosts?tag=svc", http: 400, code: .badRequest)
+        try await rest.fails("GET", "/api/v1/server/package?order=sideways", http: 400, code: .badRequest)
+        try await rest.fails("GET", "/api/v1/server/package?sortby=password", http: 400, code: .badRequest)
+        try await rest.fails("GET", "\(task)?id=abc", http: 400, code: .badRequest)
+        try await rest.fails("GET", "\(task)?id=999", http: 404, code: .notFound)
+        try await rest.fails("DELETE", task, http: 400, code: .badRequest)
+        let agent = try await rest.call("POST", "/agent/status", body: Data("{".utf8), contentType: json)
+        let refusal = try agent.object
+        #expect(agent.status == 400 && refusal["errcode"] as? Int == Int(ErrorCode.badRequest.rawValue))
+
+        // Nothing above was stored, and the node still answers.
+        let tasks = try await rest.ok("GET", task)
+        #expect(tasks["count"] as? Int == 0)
+        let hosts = try await rest.ok("GET", "/api/v1/server/hosts")
+        #expect(hosts["count"] as? Int == 0)
+        #expect(node.process.isRunning)
+    }
+
+    @Test("Packages: raw upload hashed and stored, listing with the seed's paging, conflicts, traversal refused, delete")
+    func packages() async throws {
+        let directory = try makeTemporaryDirectory("gateway-packages")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.28", arguments: ["--max-package-size", "2000000"])
+        defer { Task { await node.process.stop() } }
+        let rest = try RESTClient(node)
+        let route = "/api/v1/server/package"
+        let bytes = Data((0 ..< 1_500_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 7) })
+        let sha256 = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        let octets = "application/octet-stream"
+
+        let uploaded = try await rest.ok(
+            "POST", "\(route)?name=FoobarAgent&version=1.2.3-rc1&os=linux&arch=x86_64&file=FoobarAgent-1.2.3-rc1.x86_64.rpm&sha256=\(sha256)",
+            body: bytes, contentType: octets
+        )
+        let package = try #require(uploaded["package"] as? [String: Any])
+        #expect(package["sha256"] as? String == sha256)
+        #expect(package["size"] as? Int == bytes.count)
+        #expect(package["path"] as? String == "packages/linux/x86_64/FoobarAgent-1.2.3-rc1.x86_64.rpm")
+        #expect((package["gmt_create"] as? String)?.hasSuffix("Z") == true)
+        let stored = try Data(contentsOf: URL(fileURLWithPath: "\(node.dataDirectory)/packages/linux/x86_64/FoobarAgent-1.2.3-rc1.x86_64.rpm"))
+        #expect(stored == bytes)
+
+        // The seed's JSON: base64 content, or a file already in the store.
+        _ = try await rest.ok(
+            "POST", route,
+            json: ["name": "FoobarAgent", "version": "1.2.4", "arch": "x86_64", "os": "linux", "file": "FoobarAgent-1.2.4.x86_64.rpm", "content": Data("small".utf8).base64EncodedString()]
+        )
+        let seed: [String: Any] = ["name": "BasicAgent", "version": "0.1.1-1", "arch": "x86_64", "os": "linux", "file": "BasicAgent-0.1.1-1.x86_64.rpm"]
+        var cause = try await rest.fails("POST", route, json: seed, http: 422, code: .unprocessable)
+        #expect(cause.contains("no file packages/linux/x86_64/BasicAgent-0.1.1-1.x86_64.rpm"))
+        try Data("rpm".utf8).write(to: URL(fileURLWithPath: "\(node.dataDirectory)/packages/linux/x86_64/BasicAgent-0.1.1-1.x86_64.rpm"))
+        let registered = try await rest.ok("POST", route, json: seed)
+        #expect((registered["package"] as? [String: Any])?["sha256"] as? String == SHA256.hash(data: Data("rpm".utf8)).map { String(format: "%02x", $0) }.joined())
+
+        // Refusals leave nothing behind: no record, no file, nothing in the incoming directory.
+        try await rest.fails("POST", "\(route)?name=FoobarAgent&version=1.2.3-rc1&os=linux&arch=x86_64&file=other.rpm", body: bytes, contentType: octets, http: 409, code: .conflict)
+        try await rest.fails("POST", "\(route)?name=Other&version=1&os=linux&arch=x86_64&file=FoobarAgent-1.2.3-rc1.x86_64.rpm", body: bytes, contentType: octets, http: 409, code: .conflict)
+        for (field, value) in [("file", "..%2F..%2Fetc%2Fpasswd"), ("file", ".."), ("file", ".hidden"), ("os", "..%2Fetc"), ("arch", "x86%5C64"), ("name", "a%00b")] {
+            var query = ["name": "Evil", "version": "1", "os": "linux", "arch": "x86_64", "file": "evil.rpm"]
+            query[field] = value
+            let text = query.map { "\($0.key)=\($0.value)" }.joined(separator: "&")
+            try await rest.fails("POST", "\(route)?\(text)", body: Data("x".utf8), contentType: octets, http: 422, code: .unprocessable)
+        }
+        try await rest.fails("POST", "\(route)?name=Evil&version=1&os=linux&arch=x86_64&file=evil.rpm&sha256=\(String(repeating: "0", count: 64))", body: Data("x".utf8), contentType: octets, http: 422, code: .unprocessable)
+        try await rest.fails("POST", "\(route)?name=Huge&version=1&os=linux&arch=x86_64&file=huge.rpm", body: Data(count: 2_500_000), contentType: octets, http: 413, code: .payloadTooLarge)
+        try await rest.fails("POST", "\(route)?name=NoFile", body: Data("x".utf8), contentType: octets, http: 400, code: .badRequest)
+        try await rest.fails("POST", route, json: ["name": "X", "version": "1", "arch": "x86_64", "os": "linux", "file": "x.rpm", "content": "%%%"], http: 400, code: .badRequest)
+        let incoming = try FileManager.default.contentsOfDirectory(atPath: "\(node.dataDirectory)/packages/.incoming")
+        #expect(incoming.isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: "\(node.dataDirectory)/packages/linux/x86_64/evil.rpm"))
+        #expect(!FileManager.default.fileExists(atPath: "\(node.dataDirectory)/packages/linux/x86_64/huge.rpm"))
+        #expect(!FileManager.default.fileExists(atPath: "\(node.dataDirectory)/etc"))
+
+        // The seed's listing: count, offset, limit, packages, with filters, order and sortby.
+        let all = try await rest.ok("GET", "\(route)?offset=0&limit=10&order=asc&sortby=id")
+        #expect(all["count"] as? Int == 3 && all["offset"] as? Int == 0 && all["limit"] as? Int == 10)
+        #expect((all["packages"] as? [[String: Any]])?.compactMap { $0["version"] as? String } == ["1.2.3-rc1", "1.2.4", "0.1.1-1"])
+        let foobar = try await rest.ok("GET", "\(route)?name=FoobarAgent&order=desc&sortby=version&limit=1")
+        #expect(foobar["count"] as? Int == 2)
+        #expect((foobar["packages"] as? [[String: Any]])?.compactMap { $0["version"] as? String } == ["1.2.4"])
+        let none = try await rest.ok("GET", "\(route)?name=FoobarAgent&version=9")
+        #expect(none["count"] as? Int == 0)
+
+        // Delete removes the record and the file; again is not found.
+        let deleted = try await rest.ok("DELETE", "\(route)?name=FoobarAgent&version=1.2.3-rc1")
+        #expect(deleted["count"] as? Int == 1)
+        #expect(!FileManager.default.fileExists(atPath: "\(node.dataDirectory)/packages/linux/x86_64/FoobarAgent-1.2.3-rc1.x86_64.rpm"))
+        cause = try await rest.fails("DELETE", "\(route)?name=FoobarAgent&version=1.2.3-rc1", http: 404, code: .notFound)
+        #expect(cause == "no agent package found")
+        try await rest.fails("DELETE", route, http: 400, code: .badRequest)
+        let left = try await rest.ok("GET", route)
+        #expect(left["count"] as? Int == 2)
+    }
+
+    @Test("The seed's plain-HTTP agent: status registers the host, jobs come in the answer, results are stored once")
+    func seedAgent() async throws {
+        let directory = try makeTemporaryDirectory("gateway-seed-agent")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.29")
+        defer { Task { await node.process.stop() } }
+        let rest = try RESTClient(node)
+        var agent = try RESTClient(node)
+        agent.token = nil
+
+        // The seed's report, as written there, plus the host's AgentSN in a header.
+        let report: [String: Any] = [
+            "hostname": "web-7", "version": "bootagent-1.2.4-x86_64", "uptime": 1234, "timestamp": 1232, "step": 600,
+            "agents": [["name": "BasicAgent", "version": "1.2.3", "status": "stoped", "uptime": 123]],
+        ]
+        var answer = try await agent.call("POST", "/agent/status", json: report, headers: ["X-Agent-SN": "9b62aabb-eda4-4d62-b036-b605d887bde3"])
+        #expect(answer.status == 200)
+        #expect(try answer.object["errcode"] as? Int == 0)
+        #expect((try answer.object["jobs"] as? [Any])?.isEmpty == true)
+
+        let host = try await rest.ok("GET", "/api/v1/server/agent?agentsn=\"9b62aabb-eda4-4d62-b036-b605d887bde3\"")
+        let record = try #require(host["host"] as? [String: Any])
+        #expect(record["status"] as? String == "online" && record["hostname"] as? String == "web-7")
+        #expect(record["curvers"] as? String == "bootagent-1.2.4-x86_64" && record["ipaddr"] as? String == "127.0.0.1")
+        let dashboard = try await rest.ok("GET", "/api/v1/server/dashboard")
+        #expect((dashboard["hosts"] as? [String: Any])?["online"] as? Int == 1)
+        let deployments = try #require(dashboard["deployments"] as? [[String: Any]])
+        #expect(deployments.count == 1 && deployments[0]["name"] as? String == "BasicAgent" && deployments[0]["version"] as? String == "1.2.3")
+
+        // The seed's task body; the job comes back in the seed's job form.
+        let created = try await rest.ok(
+            "POST", "/api/v1/server/task",
+            json: [
+                "command": "install", "agents": ["9b62aabb-eda4-4d62-b036-b605d887bde3"],
+                "parameters": [
+                    "name": "BasicAgent", "version": "1.5.6", "url": "http://repo/BasicAgent-1.5.6.rpm",
+                    "checksum": "SHA256:4a34b8d7d3009bb9ef9475fbf33e7bbe4a1e8db003aefc578a241c2f51c2c2f2",
+                    "envs": ["PATH": "/usr/bin;/usr/local/bin"], "limits": ["CPU": "10%", "memory": "20M"],
+                ],
+            ]
+        )
+        let taskID = try #require(created["id"] as? Int)
+        #expect((created["results"] as? [[String: Any]])?.first?["AgentSN"] as? String == "9b62aabb-eda4-4d62-b036-b605d887bde3")
+        answer = try await agent.call("POST", "/agent/status", json: report.merging(["agentsn": "9b62aabb-eda4-4d62-b036-b605d887bde3"]) { $1 })
+        let jobs = try #require(try answer.object["jobs"] as? [[String: Any]])
+        #expect(jobs.count == 1)
+        let job = jobs[0]
+        #expect(job["action"] as? String == "install" && job["name"] as? String == "BasicAgent")
+        #expect(job["checksum"] as? String == "SHA256:4a34b8d7d3009bb9ef9475fbf33e7bbe4a1e8db003aefc578a241c2f51c2c2f2")
+        #expect((job["limits"] as? [String: String]) == ["CPU": "10%", "memory": "20M"])
+        let jobID = try #require(job["id"] as? String)
+        let running = try await rest.ok("GET", "/api/v1/server/task?id=\(taskID)")
+        #expect((running["task"] as? [String: Any])?["status"] as? String == "running")
+
+        // The result, twice (the seed re-sends until errcode 0): stored once.
+        for _ in 0 ..< 2 {
+            answer = try await agent.call(
+                "POST", "/agent/job/result", json: [["id": jobID, "errcode": 0, "message": "success"]],
+                headers: ["X-Agent-SN": "9b62aabb-eda4-4d62-b036-b605d887bde3"]
+            )
+            #expect(try answer.object["errcode"] as? Int == 0)
+        }
+        let done = try await rest.ok("GET", "/api/v1/server/task?id=\(taskID)")
+        let task = try #require(done["task"] as? [String: Any])
+        #expect(task["status"] as? String == "done" && task["complete"] as? Int == 1 && task["count"] as? Int == 1 && task["failed"] as? Int == 0)
+        let subtask = try #require((done["subtasks"] as? [[String: Any]])?.first)
+        #expect(subtask["status"] as? String == "succeeded")
+        #expect((subtask["result"] as? [String: Any])?["message"] as? String == "success")
+
+        // Another host cannot answer for this one's jobs.
+        let second = try await rest.ok("POST", "/api/v1/server/task", json: ["command": "getinfo.kernel", "agents": ["9b62aabb-eda4-4d62-b036-b605d887bde3"]])
+        answer = try await agent.call("POST", "/agent/status", json: report, headers: ["X-Agent-SN": "9b62aabb-eda4-4d62-b036-b605d887bde3"])
+        let other = try #require((try answer.object["jobs"] as? [[String: Any]])?.first?["id"] as? String)
+        _ = try await agent.call("POST", "/agent/job/result?agentsn=intruder", json: [["id": other, "errcode": 0]])
+        let untouched = try await rest.ok("GET", "/api/v1/server/task?id=\(second["id"] as? Int ?? 0)")
+        #expect((untouched["task"] as? [String: Any])?["complete"] as? Int == 0)
+        // A bad result body is refused with the seed's errcode.
+        answer = try await agent.call("POST", "/agent/job/result", json: [["errcode": 0]], headers: ["X-Agent-SN": "9b62aabb-eda4-4d62-b036-b605d887bde3"])
+        let refusal = try answer.object
+        #expect(answer.status == 400 && refusal["errcode"] as? Int == Int(ErrorCode.badRequest.rawValue))
+    }
+
+    @Test("Hosts, tags, regions, events, connected agents and the sync command route, with a real agent")
+    func fleetRoutes() async throws {
+        let directory = try makeTemporaryDirectory("gateway-fleet")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.30")
+        defer { Task { await node.process.stop() } }
+        let agent = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "svc=ecs"], agentSN: "rest-1")
+        defer { Task { await agent.process.stop() } }
+        try await node.waitForAgent("rest-1")
+        let rest = try RESTClient(node)
+
+        // The seed's sync form plus agentsn, answered in the seed's result form.
+        let result = try await rest.call(
+            "POST", "/api/v1/server/command",
+            json: ["id": "rest-cmd-1", "method": "sync.bash", "cmd": "echo hello; exit 3", "timeout": 10, "user": "root", "agentsn": "rest-1"]
+        )
+        #expect(result.status == 200)
+        let seed = try result.object
+        #expect(seed["id"] as? String == "rest-cmd-1" && seed["resp"] as? String == "success")
+        #expect(seed["retcode"] as? Int == 3 && seed["data"] as? String == "hello\n")
+        try await rest.fails("POST", "/api/v1/server/command", json: ["method": "sync.bash", "cmd": "true", "agentsn": "gone-1"], http: 409, code: .agentOffline)
+        try await rest.fails("POST", "/api/v1/server/command", json: ["method": "sync.bash", "agentsn": "rest-1"], http: 400, code: .invalidParams)
+
+        let connected = try await rest.ok("GET", "/api/v1/server/agents")
+        #expect((connected["agents"] as? [[String: Any]])?.compactMap { $0["agentsn"] as? String } == ["rest-1"])
+        var hosts = try await rest.ok("GET", "/api/v1/server/hosts?status=online&tag=svc=ecs&hostname=\(ProcessInfo.processInfo.hostName.prefix(3))")
+        #expect(hosts["count"] as? Int == 1)
+        hosts = try await rest.ok("GET", "/api/v1/server/hosts?status=offline")
+        #expect(hosts["count"] as? Int == 0)
+        try await rest.fails("GET", "/api/v1/server/agent?agentsn=nobody", http: 404, code: .notFound)
+        try await rest.fails("GET", "/api/v1/server/agent", http: 400, code: .badRequest)
+
+        let tag = try await rest.ok("POST", "/api/v1/server/tags", json: ["name": "env", "value": "prod"])
+        let tagID = try #require((tag["tag"] as? [String: Any])?["id"] as? Int)
+        try await rest.fails("POST", "/api/v1/server/tags", json: ["name": "env", "value": "prod"], http: 409, code: .conflict)
+        let bound = try await rest.ok("POST", "/api/v1/server/tags/bind", json: ["name": "env", "value": "prod", "agents": ["rest-1"]])
+        #expect(bound["changed"] as? Int == 1)
+        hosts = try await rest.ok("GET", "/api/v1/server/hosts?tag=env=prod&tag=svc=ecs")
+        #expect(hosts["count"] as? Int == 1)
+        var tags = try await rest.ok("GET", "/api/v1/server/tags")
+        #expect((tags["tags"] as? [[String: Any]])?.first { $0["id"] as? Int == tagID }?["hosts"] as? Int == 1)
+        let unbound = try await rest.ok("POST", "/api/v1/server/tags/unbind", json: ["name": "env", "value": "prod", "agents": ["rest-1"]])
+        #expect(unbound["changed"] as? Int == 1)
+        _ = try await rest.ok("DELETE", "/api/v1/server/tags?id=\(tagID)")
+        try await rest.fails("DELETE", "/api/v1/server/tags?id=\(tagID)", http: 404, code: .notFound)
+        tags = try await rest.ok("GET", "/api/v1/server/tags")
+        #expect((tags["tags"] as? [[String: Any]])?.contains { $0["id"] as? Int == tagID } == false)
+
+        let region = try await rest.ok("POST", "/api/v1/server/regions", json: ["name": "eu-west"])
+        #expect((region["region"] as? [String: Any])?["name"] as? String == "eu-west")
+        let regions = try await rest.ok("GET", "/api/v1/server/regions")
+        #expect((regions["regions"] as? [[String: Any]])?.compactMap { $0["name"] as? String }.sorted() == ["eu-west", "global"])
+        try await rest.fails("POST", "/api/v1/server/regions", json: ["name": ""], http: 400, code: .badRequest)
+
+        let events = try await rest.ok("GET", "/api/v1/server/events?agentsn=rest-1&limit=10")
+        #expect(events["count"] is Int)
+
+        // A task by tag reaches the tagged, connected agent; cancel answers the task.
+        let created = try await rest.ok(
+            "POST", "/api/v1/server/task",
+            json: ["command": "sync.bash", "tags": ["svc": "ecs"], "window": ["start": Int(Date().timeIntervalSince1970), "end": "2099-01-01T00:00:00Z"], "parameters": ["cmd": "true"]]
+        )
+        let taskID = try #require(created["id"] as? Int)
+        #expect((created["results"] as? [[String: Any]])?.compactMap { $0["AgentSN"] as? String } == ["rest-1"])
+        try await eventually("tag task subtask to succeed") {
+            let detail = try await rest.ok("GET", "/api/v1/server/task?id=\(taskID)")
+            return (detail["subtasks"] as? [[String: Any]])?.first?["status"] as? String == "succeeded"
+        }
+        let cancelled = try await rest.ok("DELETE", "/api/v1/server/task?id=\(taskID)")
+        #expect((cancelled["task"] as? [String: Any])?["status"] as? String == "cancelled")
+        let list = try await rest.ok("GET", "/api/v1/server/task?limit=5")
+        #expect(list["count"] as? Int == 1 && list["limit"] as? Int == 5)
+    }
+}
