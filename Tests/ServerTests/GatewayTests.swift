@@ -319,3 +319,155 @@ struct GatewayTests {
         #expect(list["count"] as? Int == 1 && list["limit"] as? Int == 5)
     }
 }
+
+/// The OpenAPI document against the routes the node really serves and the answers it gives.
+@Suite("Gateway: OpenAPI document")
+struct OpenAPIDocumentTests {
+    /// Written here, not taken from the gateway's table, so a route dropped from either fails.
+    static let routes: Set<String> = [
+        "GET /api/v1/server/package", "POST /api/v1/server/package", "DELETE /api/v1/server/package",
+        "POST /api/v1/server/task", "GET /api/v1/server/task", "DELETE /api/v1/server/task",
+        "GET /api/v1/server/agent", "GET /api/v1/server/hosts", "GET /api/v1/server/agents",
+        "GET /api/v1/server/tags", "POST /api/v1/server/tags", "DELETE /api/v1/server/tags",
+        "POST /api/v1/server/tags/bind", "POST /api/v1/server/tags/unbind",
+        "GET /api/v1/server/regions", "POST /api/v1/server/regions", "GET /api/v1/server/events",
+        "GET /api/v1/server/dashboard", "POST /api/v1/server/command",
+        "POST /agent/status", "POST /agent/job/result", "GET /api/v1/openapi.json",
+    ]
+
+    @Test("It lists every route with request and response schemas, and the node serves each one")
+    func document() async throws {
+        let directory = try makeTemporaryDirectory("gateway-openapi")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.31")
+        defer { Task { await node.process.stop() } }
+        let rest = try RESTClient(node)
+
+        let document = try await rest.call("GET", "/api/v1/openapi.json").object
+        #expect((document["openapi"] as? String)?.hasPrefix("3.") == true)
+        let paths = try #require(document["paths"] as? [String: [String: Any]])
+        var listed: Set<String> = []
+        for (path, operations) in paths {
+            for (method, value) in operations {
+                let operation = try #require(value as? [String: Any])
+                let name = "\(method.uppercased()) \(path)"
+                listed.insert(name)
+                let responses = try #require(operation["responses"] as? [String: Any], "\(name)")
+                let ok = try #require(responses["200"] as? [String: Any], "\(name)")
+                #expect(Self.schema(of: ok) != nil, "\(name) has no response schema")
+                if ["POST"].contains(method.uppercased()) || name == "POST /api/v1/server/package" {
+                    let body = try #require(operation["requestBody"] as? [String: Any], "\(name) has no request body")
+                    #expect(Self.schema(of: body) != nil, "\(name) has no request schema")
+                }
+                // Served: never the router's "no route" answer.
+                let answer = try await rest.call(method.uppercased(), path, json: method == "get" || method == "delete" ? nil : [String: Any]())
+                #expect(!(answer.status == 404 && answer.text.contains("no route")), "\(name) is not served")
+            }
+        }
+        #expect(listed == Self.routes)
+
+        // Every reference resolves.
+        let components = try #require((document["components"] as? [String: Any])?["schemas"] as? [String: Any])
+        let text = String(decoding: try JSONSerialization.data(withJSONObject: document), as: UTF8.self)
+        let references = text.matches(of: /#\\?\/components\\?\/schemas\\?\/([A-Za-z]+)/).map { String($0.1) }
+        #expect(!references.isEmpty)
+        for name in Set(references) {
+            #expect(components[name] != nil, "unresolved reference \(name)")
+        }
+
+        // Real answers match their documented schemas.
+        let validator = SchemaValidator(components: components)
+        _ = try await rest.ok("POST", "/api/v1/server/tags", json: ["name": "svc", "value": "ecs"])
+        _ = try await rest.ok("POST", "/api/v1/server/package?name=A&version=1&os=linux&arch=x86_64&file=a.rpm", body: Data("a".utf8), contentType: "application/octet-stream")
+        _ = try await rest.ok("POST", "/api/v1/server/task", json: ["command": "getinfo.os", "agents": ["h-1"]])
+        var agent = try RESTClient(node)
+        agent.token = nil
+        let first = try await agent.call("POST", "/agent/status", json: ["hostname": "h-1", "version": "1", "step": 60, "agents": [["name": "A", "version": "1", "status": "running"]]])
+        // The host is known by its name when the report gives no AgentSN; its job comes at once.
+        #expect((try first.object["jobs"] as? [Any])?.count == 1)
+        for (method, path) in [
+            ("GET", "/api/v1/server/package"), ("GET", "/api/v1/server/task"), ("GET", "/api/v1/server/task?id=1"),
+            ("GET", "/api/v1/server/hosts"), ("GET", "/api/v1/server/agent?agentsn=h-1"), ("GET", "/api/v1/server/tags"),
+            ("GET", "/api/v1/server/regions"), ("GET", "/api/v1/server/events"), ("GET", "/api/v1/server/dashboard"),
+            ("GET", "/api/v1/server/agents"),
+        ] {
+            let answer = try await rest.call(method, path)
+            let bare = String(path.split(separator: "?")[0])
+            let operation = try #require(paths[bare]?[method.lowercased()] as? [String: Any])
+            let schema = try #require(Self.okSchema(operation))
+            #expect(validator.problems(answer.json as Any, schema).isEmpty, "\(method) \(path): \(validator.problems(answer.json as Any, schema))")
+        }
+        let status = try await agent.call("POST", "/agent/status", json: ["hostname": "h-1", "version": "1"], headers: ["X-Agent-SN": "h-1"])
+        let statusSchema = try #require(Self.okSchema(paths["/agent/status"]?["post"] as? [String: Any] ?? [:]))
+        #expect(validator.problems(status.json as Any, statusSchema).isEmpty)
+        // Sent already: not again before the redelivery time.
+        #expect((try status.object["jobs"] as? [Any])?.count == 0)
+        // The validator itself notices a wrong answer.
+        #expect(!validator.problems(["status": "zero"], ["$ref": "#/components/schemas/Error"]).isEmpty)
+    }
+
+    /// The schema of an operation's 200 answer.
+    static func okSchema(_ operation: [String: Any]) -> [String: Any]? {
+        ((operation["responses"] as? [String: Any])?["200"] as? [String: Any]).flatMap(Self.schema(of:))
+    }
+
+    static func schema(of object: [String: Any]) -> [String: Any]? {
+        guard let content = object["content"] as? [String: Any], let first = content.values.first as? [String: Any] else { return nil }
+        return first["schema"] as? [String: Any]
+    }
+}
+
+/// Enough JSON Schema to check answers: type, required, properties, items, enum, oneOf, $ref.
+struct SchemaValidator {
+    let components: [String: Any]
+
+    func problems(_ value: Any, _ schema: [String: Any], at path: String = "$") -> [String] {
+        if let reference = schema["$ref"] as? String {
+            let name = String(reference.split(separator: "/").last ?? "")
+            guard let target = self.components[name] as? [String: Any] else { return ["\(path): unresolved \(reference)"] }
+            return self.problems(value, target, at: path)
+        }
+        if let choices = schema["oneOf"] as? [[String: Any]] {
+            return choices.contains { self.problems(value, $0, at: path).isEmpty } ? [] : ["\(path): matches none of oneOf"]
+        }
+        if value is NSNull { return [] }
+        switch schema["type"] as? String {
+        case "string"?:
+            guard let text = value as? String else { return ["\(path): expected a string, got \(value)"] }
+            if let values = schema["enum"] as? [String], !values.contains(text) { return ["\(path): '\(text)' not in \(values)"] }
+            return []
+        case "integer"?:
+            guard type(of: value) != Bool.self, let number = value as? NSNumber, number.doubleValue.rounded() == number.doubleValue else {
+                return ["\(path): expected an integer, got \(value)"]
+            }
+            return []
+        case "number"?:
+            return value is NSNumber ? [] : ["\(path): expected a number"]
+        case "boolean"?:
+            return value is Bool ? [] : ["\(path): expected a boolean"]
+        case "array"?:
+            guard let items = value as? [Any] else { return ["\(path): expected an array"] }
+            let itemSchema = schema["items"] as? [String: Any] ?? [:]
+            return items.enumerated().flatMap { self.problems($0.element, itemSchema, at: "\(path)[\($0.offset)]") }
+        case "object"?:
+            guard let object = value as? [String: Any] else { return ["\(path): expected an object"] }
+            var found: [String] = []
+            for key in schema["required"] as? [String] ?? [] where object[key] == nil {
+                found.append("\(path): missing \(key)")
+            }
+            let properties = schema["properties"] as? [String: Any] ?? [:]
+            for (key, item) in object {
+                if let property = properties[key] as? [String: Any] {
+                    found += self.problems(item, property, at: "\(path).\(key)")
+                } else if let additional = schema["additionalProperties"] as? [String: Any] {
+                    found += self.problems(item, additional, at: "\(path).\(key)")
+                } else if !properties.isEmpty {
+                    found.append("\(path): undocumented field \(key)")
+                }
+            }
+            return found
+        default:
+            return []
+        }
+    }
+}
