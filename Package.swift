@@ -122,7 +122,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "aspirectl",
-            dependencies: ["RPC", .product(name: "ArgumentParser", package: "swift-argument-parser")] + grpc + lifecycle,
+            dependencies: [
+                "RPC",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ] + grpc + lifecycle,
             swiftSettings: upcoming
         ),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "RPC"], swiftSettings: upcoming),

@@ -47,9 +47,7 @@ struct Run: AsyncParsableCommand {
         if self.command.first == "--" { self.command.removeFirst() }
         guard !self.command.isEmpty else { throw ValidationError("give the command after --, e.g. aspirectl run --agent SN -- uptime") }
         guard self.agents.isEmpty != self.tags.isEmpty else { throw ValidationError("name --agent SN or --tag KEY=VALUE (not both)") }
-        for tag in self.tags where !tag.contains("=") || tag.hasPrefix("=") {
-            throw ValidationError("--tag '\(tag)': expected KEY=VALUE")
-        }
+        _ = try Self.parseTags(self.tags)
         guard self.timeout >= 0 else { throw ValidationError("--timeout must not be negative") }
     }
 
@@ -154,10 +152,7 @@ struct Run: AsyncParsableCommand {
     private func runTagTask() async throws {
         var request = Aspire_V1_CreateTaskRequest()
         request.command = "sync.bash"
-        for tag in self.tags {
-            let parts = tag.split(separator: "=", maxSplits: 1)
-            request.tags[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
-        }
+        request.tags = try Self.parseTags(self.tags)
         var parameters = Google_Protobuf_Struct()
         parameters.fields["cmd"] = Google_Protobuf_Value(stringValue: self.command.joined(separator: " "))
         if self.timeout > 0 { parameters.fields["timeout"] = Google_Protobuf_Value(numberValue: Double(self.timeout)) }
@@ -204,5 +199,18 @@ struct Run: AsyncParsableCommand {
             throw taskExitCode(for: detail)
         }
         throw printTaskResults(detail)
+    }
+}
+
+extension Run {
+    /// `--tag KEY=VALUE` options as a map.
+    static func parseTags(_ options: [String]) throws -> [String: String] {
+        var tags: [String: String] = [:]
+        for option in options {
+            let parts = option.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("--tag '\(option)': expected KEY=VALUE") }
+            tags[String(parts[0])] = String(parts[1])
+        }
+        return tags
     }
 }

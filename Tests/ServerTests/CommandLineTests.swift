@@ -98,6 +98,54 @@ struct CommandLineTests {
         #expect(badToken.output.contains("unauthenticated"))
     }
 
+    @Test("aspirectl hosts lists with filters; packages upload, list and delete")
+    func aspirectlHostsAndPackages() async throws {
+        let directory = try makeTemporaryDirectory("cli-fleet")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.32")
+        defer { Task { await node.process.stop() } }
+        let agent = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "svc=ecs"], agentSN: "cli-host-1")
+        defer { Task { await agent.process.stop() } }
+        try await node.waitForAgent("cli-host-1")
+        let environment = ["ASPIRE_SERVER": node.address.description, "ASPIRE_SERVER_DATA": node.dataDirectory]
+
+        let hosts = try await self.run("aspirectl", ["hosts", "--status", "online", "--tag", "svc=ecs"], environment: environment, in: directory)
+        #expect(hosts.status == 0, "\(hosts.output)")
+        #expect(hosts.output.contains("cli-host-1") && hosts.output.contains("svc=ecs") && hosts.output.contains("1 of 1 hosts"))
+        let none = try await self.run("aspirectl", ["hosts", "--tag", "svc=rds"], environment: environment, in: directory)
+        #expect(none.status == 0 && none.output.contains("0 of 0 hosts") && !none.output.contains("cli-host-1"))
+        let bad = try await self.run("aspirectl", ["hosts", "--status", "asleep"], environment: environment, in: directory)
+        #expect(bad.status == 1 && bad.output.contains("status must be one of"))
+
+        let file = "\(directory)/MonitorAgent-0.1.2-1.x86_64.rpm"
+        try Data(repeating: 7, count: 3_000_000).write(to: URL(fileURLWithPath: file))
+        let upload = try await self.run(
+            "aspirectl", ["packages", "upload", file, "--name", "MonitorAgent", "--version", "0.1.2-1", "--arch", "x86_64"],
+            environment: environment, in: directory
+        )
+        #expect(upload.status == 0, "\(upload.output)")
+        #expect(upload.output.contains("packages/linux/x86_64/MonitorAgent-0.1.2-1.x86_64.rpm"))
+        let stored = try Data(contentsOf: URL(fileURLWithPath: "\(node.dataDirectory)/packages/linux/x86_64/MonitorAgent-0.1.2-1.x86_64.rpm"))
+        #expect(stored.count == 3_000_000)
+        let again = try await self.run(
+            "aspirectl", ["packages", "upload", file, "--name", "MonitorAgent", "--version", "0.1.2-1", "--arch", "x86_64"],
+            environment: environment, in: directory
+        )
+        #expect(again.status == 1 && again.output.contains("already"))
+        let traversal = try await self.run(
+            "aspirectl", ["packages", "upload", file, "--name", "../x", "--version", "1", "--arch", "x86_64"],
+            environment: environment, in: directory
+        )
+        #expect(traversal.status == 1 && traversal.output.contains("path separators"))
+
+        let list = try await self.run("aspirectl", ["packages", "list", "--name", "MonitorAgent"], environment: environment, in: directory)
+        #expect(list.status == 0 && list.output.contains("0.1.2-1") && list.output.contains("1 of 1 packages"))
+        let delete = try await self.run("aspirectl", ["packages", "delete", "--name", "MonitorAgent", "--version", "0.1.2-1"], environment: environment, in: directory)
+        #expect(delete.status == 0 && delete.output.contains("deleted MonitorAgent 0.1.2-1"))
+        let gone = try await self.run("aspirectl", ["packages", "delete", "--name", "MonitorAgent"], environment: environment, in: directory)
+        #expect(gone.status == 4 && gone.output.contains("no agent package found"))
+    }
+
     @Test("The node drops an agent killed with SIGKILL")
     func killedAgentGoesOffline() async throws {
         let directory = try makeTemporaryDirectory("cli-kill")
