@@ -28,6 +28,8 @@ public final class AgentRuntime: Service {
     private let commandInput: AsyncStream<Aspire_V1_Command>.Continuation
     /// Seconds between status reports; the server's Welcome and `config` may change it.
     let step = Atomic<Int32>(600)
+    /// What `config` commands set (saved in the data directory).
+    private let settings: Mutex<AgentSettings>
 
     public init(configuration: AgentConfiguration, logger: Logger, resolver: (any AddressResolver)? = nil) throws {
         self.configuration = configuration
@@ -37,6 +39,74 @@ public final class AgentRuntime: Service {
         self.runner = CommandRunner(bash: BashExecutor(configuration: configuration.bash, logger: logger))
         self.resolver = resolver ?? SystemResolver(overrides: configuration.resolveOverrides)
         (self.commands, self.commandInput) = AsyncStream.makeStream(of: Aspire_V1_Command.self)
+        let settings = AgentSettings.load(from: configuration.dataDirectory)
+        if settings.step > 0 { self.step.store(settings.step, ordering: .relaxed) }
+        self.settings = Mutex(settings)
+    }
+
+    /// Servers to try: the configured ones, then those a `config` command added.
+    var servers: [HostPort] {
+        let extra = self.settings.withLock { $0.servers }.compactMap { try? HostPort(parsing: $0) }
+        return (self.configuration.servers + extra).uniqued()
+    }
+
+    /// Tags: the configured ones, with those of `config` commands over them.
+    var tags: [String: String] {
+        self.configuration.tags.merging(self.settings.withLock { $0.tags }) { $1 }
+    }
+
+    /// The server's step from Welcome, unless a `config` command set this host's own.
+    func welcomed(step: Int32) {
+        guard step > 0, self.settings.withLock({ $0.step }) == 0 else { return }
+        self.step.store(step, ordering: .relaxed)
+    }
+
+    /// Carries out a `config` command: saves the new settings, applies them, and reports at once.
+    func configure(_ command: Aspire_V1_Command) -> Aspire_V1_CommandResult {
+        guard case .config(let config)? = command.params else {
+            return .failed(id: command.id, .invalidParams, "config needs config parameters (svrlist, step, tags)")
+        }
+        let applied: AgentSettings
+        do {
+            applied = try self.settings.withLock { settings throws(AspireError) in
+                let next = try settings.applying(config)
+                do {
+                    try next.save(in: self.configuration.dataDirectory)
+                } catch {
+                    throw AspireError(.agentInternal, "cannot save \(AgentSettings.path(in: self.configuration.dataDirectory)): \(error)")
+                }
+                settings = next
+                return next
+            }
+        } catch {
+            return .failed(id: command.id, error.code, error.cause)
+        }
+        if applied.step > 0 { self.step.store(applied.step, ordering: .relaxed) }
+        self.logger.notice(
+            "configuration changed",
+            metadata: ["config.step": "\(applied.step)", "config.servers": "\(applied.servers)", "config.tags": "\(applied.tags)"]
+        )
+        var event = Aspire_V1_Event()
+        event.localID = Date().unixMilliseconds
+        event.occurredUnixMs = event.localID
+        event.category = "config"
+        event.message = "configuration changed: step \(self.step.load(ordering: .relaxed)) s, extra servers \(applied.servers), tags \(self.tags)"
+        self.send(.event(event))
+        self.send(.status(self.statusReport))
+        var result = Aspire_V1_CommandResult()
+        result.id = command.id
+        result.resp = .success
+        result.message = "success"
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        result.data = (try? encoder.encode(AppliedConfig(step: self.step.load(ordering: .relaxed), svrlist: applied.servers.joined(separator: ","), tags: self.tags))) ?? Data()
+        return result
+    }
+
+    private struct AppliedConfig: Encodable {
+        var step: Int32
+        var svrlist: String
+        var tags: [String: String]
     }
 
     public func run() async throws {
@@ -92,6 +162,10 @@ public final class AgentRuntime: Service {
         case .run:
             logger.info("running command")
             let sequence = Atomic<UInt64>(0)
+            if command.method == "config" {
+                result = self.configure(command)
+                break
+            }
             result = await self.runner.run(command) { stream, chunk in
                 var output = Aspire_V1_CommandOutput()
                 output.id = command.id
@@ -159,7 +233,7 @@ public final class AgentRuntime: Service {
         hello.version = AspireVersion.current
         hello.os = "linux"
         hello.arch = GetInfo.uname().machine
-        hello.tags = self.configuration.tags
+        hello.tags = self.tags
         hello.uptime = Int64(Date().timeIntervalSince(self.startedAt))
         return hello
     }
@@ -171,6 +245,7 @@ public final class AgentRuntime: Service {
         report.uptime = Int64(Date().timeIntervalSince(self.startedAt))
         report.timestamp = Int64(Date().timeIntervalSince1970)
         report.step = self.step.load(ordering: .relaxed)
+        report.tags = self.tags
         return report
     }
 }

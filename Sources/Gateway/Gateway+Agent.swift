@@ -24,6 +24,7 @@ extension Gateway {
             message.status.uptime = Int64(try body.integer("uptime", range: 0 ... Int(Int32.max) * 1000) ?? 0)
             message.status.timestamp = Int64(try body.integer("timestamp", range: 0 ... Int(Int32.max) * 1000) ?? 0)
             message.status.step = Int32(try body.integer("step", range: 0 ... 86400) ?? 0)
+            message.status.tags = try body.stringMap("tags")
             for agent in try self.subAgents(body) {
                 message.status.agents.append(agent)
             }

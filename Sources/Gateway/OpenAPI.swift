@@ -152,7 +152,7 @@ public enum OpenAPI {
         "AgentStatus": .object(
             [
                 "agentsn": .string, "hostname": .string, "version": .string, "uptime": .integer, "timestamp": .integer,
-                "step": .integer,
+                "step": .integer, "tags": .object([:], additional: .string),
                 "agents": .array(
                     .object(["name": .string, "version": .string, "status": .string, "uptime": .integer], required: ["name"])
                 ),

@@ -136,3 +136,42 @@ struct ResolverTests {
         }
     }
 }
+
+@Suite("Agent settings from config commands")
+struct AgentSettingsTests {
+    @Test("A config applies step, servers and tags, is saved, and loads back")
+    func applyAndSave() throws {
+        let directory = NSTemporaryDirectory() + "aspire-settings-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var config = Aspire_V1_ConfigParams()
+        config.step = 1200
+        config.svrlist = "192.168.9.1:1234,"
+        config.tags = ["svc": "ecs"]
+        let settings = try AgentSettings().applying(config)
+        #expect(settings.step == 1200 && settings.servers == ["192.168.9.1:1234"] && settings.tags == ["svc": "ecs"])
+        try settings.save(in: directory)
+        #expect(AgentSettings.load(from: directory) == settings)
+
+        // Only what a config names changes.
+        var tagsOnly = Aspire_V1_ConfigParams()
+        tagsOnly.tags = ["env": "prod"]
+        let next = try settings.applying(tagsOnly)
+        #expect(next.step == 1200 && next.servers == ["192.168.9.1:1234"] && next.tags == ["svc": "ecs", "env": "prod"])
+        #expect(AgentSettings.load(from: "\(directory)/missing") == AgentSettings())
+    }
+
+    @Test("Bad values are refused with 3021 and change nothing")
+    func refusals() {
+        var config = Aspire_V1_ConfigParams()
+        config.step = 5
+        #expect(throws: AspireError.self) { try AgentSettings().applying(config) }
+        config = Aspire_V1_ConfigParams()
+        config.svrlist = "no port here"
+        let error = #expect(throws: AspireError.self) { try AgentSettings().applying(config) }
+        #expect(error?.code == .invalidParams)
+        config = Aspire_V1_ConfigParams()
+        config.tags = ["": "x"]
+        #expect(throws: AspireError.self) { try AgentSettings().applying(config) }
+    }
+}

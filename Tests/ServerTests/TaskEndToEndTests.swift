@@ -45,6 +45,55 @@ struct TaskEndToEndTests {
         #expect(detail.task.status == "running", "a tag task stays open through its window")
     }
 
+    @Test("config changes the agent's step, servers and tags; they reach the host record and survive a restart")
+    func configCommand() async throws {
+        let directory = try makeTemporaryDirectory("task-config")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.33")
+        defer { Task { await node.process.stop() } }
+        let agent = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "svc=ecs"], agentSN: "config-1")
+        try await node.waitForAgent("config-1")
+
+        var request = Aspire_V1_CreateTaskRequest()
+        request.command = "config"
+        request.agents = ["config-1"]
+        request.parameters = try Google_Protobuf_Struct(jsonString: #"{"step": 45, "svrlist": "127.0.0.99:8443,", "tags": {"env": "prod"}}"#)
+        let created = try await node.createTask(request)
+        let detail = try await node.waitForTask(created.task.id)
+        let result = try #require(detail.subtasks.first?.result)
+        #expect(result.resp == .success, "\(result)")
+        let applied = try JSONSerialization.jsonObject(with: result.data) as? [String: Any]
+        #expect(applied?["step"] as? Int == 45)
+        #expect(applied?["svrlist"] as? String == "127.0.0.99:8443")
+        #expect(applied?["tags"] as? [String: String] == ["env": "prod", "svc": "ecs"])
+
+        // The report that follows at once carries the new step and tags to the host record.
+        var query = Aspire_V1_ListHostsRequest()
+        query.tags = ["env": "prod", "svc": "ecs"]
+        try await eventually("host record with the new step and tag") {
+            let hosts = try await node.admin { try await $0.listHosts(query) }.hosts
+            return hosts.first?.agentSn == "config-1" && hosts.first?.step == 45
+        }
+        var events = Aspire_V1_ListEventsRequest()
+        events.agentSn = "config-1"
+        let recorded = try await node.admin { try await $0.listEvents(events) }
+        #expect(recorded.events.contains { $0.category == "config" && $0.message.contains("step 45") })
+
+        // Saved in the data directory: a restarted agent keeps them.
+        await agent.process.stop()
+        let saved = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(agent.dataDirectory)/config.json"))) as? [String: Any]
+        #expect(saved?["step"] as? Int == 45)
+        let restarted = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "svc=ecs"], agentSN: "config-1")
+        defer { Task { await restarted.process.stop() } }
+        try await node.waitForAgent("config-1")
+        let connected = try await node.connectedAgents().first { $0.agentSn == "config-1" }
+        #expect(connected?.tags == ["env": "prod", "svc": "ecs"])
+
+        // A bad value never reaches the agent.
+        request.parameters = try Google_Protobuf_Struct(jsonString: #"{"step": 1}"#)
+        await #expect(throws: RPCError.self) { try await node.createTask(request) }
+    }
+
     @Test("A task created while a host is offline completes when it connects")
     func offlineHost() async throws {
         let directory = try makeTemporaryDirectory("task-offline")

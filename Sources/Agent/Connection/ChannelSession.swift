@@ -47,7 +47,7 @@ struct ChannelSession {
                             lastHeard.touch()
                             switch message.body {
                             case .welcome(let welcome):
-                                if welcome.step > 0 { runtime.step.store(welcome.step, ordering: .relaxed) }
+                                runtime.welcomed(step: welcome.step)
                                 if welcome.pingInterval > 0 { pingInterval.seconds = Int(welcome.pingInterval) }
                                 logger.notice("connected", metadata: ["node": "\(welcome.node)", "agent.sn": "\(runtime.agentSN)"])
                                 runtime.attach(continuation)

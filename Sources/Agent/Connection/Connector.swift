@@ -25,7 +25,7 @@ struct Connector {
         var failedRounds = 0
         var preferred: [HostPort] = []
         while !Task.isCancelled {
-            let servers = (preferred + self.configuration.servers).uniqued()
+            let servers = (preferred + self.runtime.servers).uniqued()
             preferred = []
             var outcome = Outcome.failed
             for server in servers {

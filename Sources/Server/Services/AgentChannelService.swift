@@ -243,6 +243,9 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                         )
                     }
                 )
+                for (name, value) in report.tags.sorted(by: { $0.key < $1.key }) {
+                    try await store.bindTag(name: name, value: value, to: session.agentSN)
+                }
             } catch {
                 logger.error("cannot record a status report", metadata: ["agent.sn": "\(session.agentSN)", "error": "\(String(reflecting: error))"])
             }

@@ -43,6 +43,9 @@ struct AgentPollService: Aspire_V1_AgentPoll.SimpleServiceProtocol {
                 )
             }
         )
+        for (name, value) in status.tags.sorted(by: { $0.key < $1.key }) {
+            try await self.store.bindTag(name: name, value: value, to: request.agentSn)
+        }
         var response = Aspire_V1_PollResponse()
         response.commands = try await self.engine.poll(for: request.agentSn)
         return response

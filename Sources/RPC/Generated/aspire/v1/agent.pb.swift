@@ -386,6 +386,9 @@ public nonisolated struct Aspire_V1_StatusReport: Sendable {
 
   public var agents: [Aspire_V1_SubAgentStatus] = []
 
+  /// The agent's tags (the --tag ones and those `config` set); the server binds them to the host.
+  public var tags: Dictionary<String,String> = [:]
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1420,7 +1423,7 @@ nonisolated extension Aspire_V1_Welcome: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Aspire_V1_StatusReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusReport"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hostname\0\u{1}version\0\u{1}uptime\0\u{1}timestamp\0\u{1}step\0\u{1}agents\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hostname\0\u{1}version\0\u{1}uptime\0\u{1}timestamp\0\u{1}step\0\u{1}agents\0\u{1}tags\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1434,6 +1437,7 @@ nonisolated extension Aspire_V1_StatusReport: SwiftProtobuf.Message, SwiftProtob
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.timestamp) }()
       case 5: try { try decoder.decodeSingularInt32Field(value: &self.step) }()
       case 6: try { try decoder.decodeRepeatedMessageField(value: &self.agents) }()
+      case 7: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.tags) }()
       default: break
       }
     }
@@ -1458,6 +1462,9 @@ nonisolated extension Aspire_V1_StatusReport: SwiftProtobuf.Message, SwiftProtob
     if !self.agents.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.agents, fieldNumber: 6)
     }
+    if !self.tags.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.tags, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1468,6 +1475,7 @@ nonisolated extension Aspire_V1_StatusReport: SwiftProtobuf.Message, SwiftProtob
     if lhs.timestamp != rhs.timestamp {return false}
     if lhs.step != rhs.step {return false}
     if lhs.agents != rhs.agents {return false}
+    if lhs.tags != rhs.tags {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
