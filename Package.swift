@@ -107,7 +107,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "aspire-server",
-            dependencies: ["Server", .product(name: "ArgumentParser", package: "swift-argument-parser")] + grpc + lifecycle,
+            dependencies: [
+                "Server", "Gateway",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ] + grpc + lifecycle,
             swiftSettings: upcoming
         ),
         .executableTarget(

@@ -6,11 +6,13 @@
 #
 #   ASPIRE_HOME   where state goes (default: .aspire in the repository)
 #   ASPIRE_PORT   gRPC port (default 8443)
+#   ASPIRE_HTTP_PORT   REST gateway port (default 8180)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 home="${ASPIRE_HOME:-$PWD/.aspire}"
 port="${ASPIRE_PORT:-8443}"
+http_port="${ASPIRE_HTTP_PORT:-8180}"
 mkdir -p "$home"
 
 echo "== Building (debug)"
@@ -25,7 +27,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 rm -f "$home/server/grpc.addr"
-"$bin/aspire-server" --data-dir "$home/server" --listen "127.0.0.1:$port" >>"$home/server.log" 2>&1 &
+"$bin/aspire-server" --data-dir "$home/server" --listen "127.0.0.1:$port" --http-listen "127.0.0.1:$http_port" >>"$home/server.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do
     [ -f "$home/server/grpc.addr" ] && break
@@ -54,11 +56,17 @@ In another shell:
   $bin/aspirectl agents
   $bin/aspirectl run --agent $sn -- 'uname -a; uptime'
   $bin/aspirectl info --agent $sn users -U root
+  $bin/aspirectl hosts
+  curl -s -H "Authorization: Bearer \$(cat $home/server/admin.token)" http://127.0.0.1:$http_port/api/v1/server/dashboard
 
 First command, run now:
 \$ aspirectl run --agent $sn -- 'echo hello from \$(hostname); id -un'
 EOT
 "$bin/aspirectl" run --agent "$sn" -- 'echo hello from $(hostname); id -un' || true
+echo
+echo "\$ curl -s -H 'Authorization: Bearer ...' http://127.0.0.1:$http_port/api/v1/server/dashboard"
+curl -s -H "Authorization: Bearer $(cat "$home/server/admin.token")" "http://127.0.0.1:$http_port/api/v1/server/dashboard" || true
+echo
 echo
 echo "Ctrl-C stops the server and the agent."
 wait

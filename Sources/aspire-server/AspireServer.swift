@@ -10,7 +10,16 @@ import UnixSignals
 struct AspireServer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "aspire-server",
-        abstract: "Run one Aspire server node.",
+        abstract: "An Aspire server node, or a REST gateway in front of one.",
+        subcommands: [Serve.self, GatewayCommand.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run one Aspire server node (the default).",
         discussion: """
             On first start the node creates, in its data directory, an admin token (admin.token), \
             an agent enrollment token (enroll.token), and its own CA with a server certificate \

@@ -36,6 +36,47 @@ struct GatewayTests {
         try await RESTClient(node).fails("GET", "/api/v1/server/nothing", http: 404, code: .notFound)
     }
 
+    @Test("aspire-server gateway serves the same routes in front of a remote node, over TLS gRPC")
+    func remoteGateway() async throws {
+        let directory = try makeTemporaryDirectory("gateway-remote")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.34")
+        defer { Task { await node.process.stop() } }
+        let addressFile = "\(directory)/gateway.addr"
+        let process = try TestProcess(
+            "aspire-server",
+            [
+                "gateway", "--upstream", node.address.description, "--ca", node.caFile, "--http-listen", "127.0.0.35:0",
+                "--address-file", addressFile, "--enroll-token-file", node.enrollTokenFile, "--log-level", "debug",
+            ],
+            log: "\(directory)/gateway.log"
+        )
+        defer { Task { await process.stop() } }
+        try await eventually("the gateway to listen\n\(process.log)") {
+            guard process.isRunning else { throw TestFailure("gateway exited:\n\(process.log)") }
+            return FileManager.default.fileExists(atPath: addressFile)
+        }
+        let address = try String(contentsOfFile: addressFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let rest = RESTClient(base: "http://\(address)", token: try node.adminToken)
+
+        let uploaded = try await rest.ok(
+            "POST", "/api/v1/server/package?name=Remote&version=1&os=linux&arch=x86_64&file=remote.rpm",
+            body: Data(repeating: 1, count: 200_000), contentType: "application/octet-stream"
+        )
+        #expect((uploaded["package"] as? [String: Any])?["size"] as? Int == 200_000)
+        #expect(FileManager.default.fileExists(atPath: "\(node.dataDirectory)/packages/linux/x86_64/remote.rpm"))
+        var agent = rest
+        agent.token = nil
+        let status = try await agent.call("POST", "/agent/status", json: ["hostname": "remote-host", "version": "1"])
+        #expect(status.status == 200)
+        let dashboard = try await rest.ok("GET", "/api/v1/server/dashboard")
+        #expect((dashboard["hosts"] as? [String: Any])?["total"] as? Int == 1)
+        // The node, not the gateway, judges the token.
+        var wrong = rest
+        wrong.token = "nope"
+        try await wrong.fails("GET", "/api/v1/server/dashboard", http: 401, code: .unauthenticated)
+    }
+
     @Test("Bad bodies get the envelope (400, 413) and change nothing; the node keeps serving")
     func badBodies() async throws {
         let directory = try makeTemporaryDirectory("gateway-bodies")

@@ -12,6 +12,11 @@ struct RESTClient {
     /// Sent as `Authorization: Bearer <token>` unless nil.
     var token: String?
 
+    init(base: String, token: String?) {
+        self.base = base
+        self.token = token
+    }
+
     init(_ node: TestNode, token: String? = nil) throws {
         self.base = "http://\(node.httpAddress)"
         self.token = try token ?? node.adminToken
