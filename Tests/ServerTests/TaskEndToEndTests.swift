@@ -54,6 +54,14 @@ struct TaskEndToEndTests {
         let agent = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "svc=ecs"], agentSN: "config-1")
         try await node.waitForAgent("config-1")
 
+        // A tag task for a tag the host does not carry yet.
+        var tagged = Aspire_V1_CreateTaskRequest()
+        tagged.command = "sync.bash"
+        tagged.tags = ["env": "prod"]
+        tagged.parameters = Self.bash("echo joined")
+        let tagTask = try await node.createTask(tagged)
+        #expect(tagTask.subtasks.isEmpty)
+
         var request = Aspire_V1_CreateTaskRequest()
         request.command = "config"
         request.agents = ["config-1"]
@@ -73,6 +81,11 @@ struct TaskEndToEndTests {
         try await eventually("host record with the new step and tag") {
             let hosts = try await node.admin { try await $0.listHosts(query) }.hosts
             return hosts.first?.agentSn == "config-1" && hosts.first?.step == 45
+        }
+        // The report that carried the new tag also joined the host to the open tag task.
+        try await eventually("the tag task to reach the newly tagged host") {
+            let detail = try await node.task(tagTask.task.id)
+            return detail.subtasks.first?.agentSn == "config-1" && detail.subtasks.first?.status == "succeeded"
         }
         var events = Aspire_V1_ListEventsRequest()
         events.agentSn = "config-1"

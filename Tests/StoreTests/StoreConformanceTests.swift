@@ -64,6 +64,24 @@ struct StoreConformanceTests {
         }
     }
 
+    @Test("Polling hosts silent for three steps go offline; others stay", arguments: StoreHarness.engines)
+    func silentHosts(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            try await store.registerHost(Self.registration("poll-1", node: "http"))
+            try await store.registerHost(Self.registration("poll-2", node: "http"))
+            try await store.registerHost(Self.registration("stream-1", node: "n1"))
+            #expect(try await store.recordStatus(agentSN: "poll-1", step: 60, subAgents: []))
+            #expect(try await store.recordStatus(agentSN: "poll-2", step: 600, subAgents: []))
+            let now = Date().unixMilliseconds
+            // 3 x 60 s later poll-1 is silent; poll-2 reports every 600 s and is not.
+            #expect(try await store.expireSilentHosts(of: "http", now: now + 181_000) == 1)
+            #expect(try await store.host(agentSN: "poll-1")?.status == .offline)
+            #expect(try await store.host(agentSN: "poll-2")?.status == .online)
+            #expect(try await store.host(agentSN: "stream-1")?.status == .online)
+            #expect(try await store.expireSilentHosts(of: "http", now: now + 181_000) == 0)
+        }
+    }
+
     @Test("Host lists filter by status, tag and hostname prefix, with counts and paging", arguments: StoreHarness.engines)
     func hostList(_ kind: SQLEngineKind) async throws {
         try await StoreHarness.withStore(kind) { store in

@@ -249,6 +249,8 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
             } catch {
                 logger.error("cannot record a status report", metadata: ["agent.sn": "\(session.agentSN)", "error": "\(String(reflecting: error))"])
             }
+            // Tag tasks match hosts when they connect and when they report (tags may have changed).
+            await engine.agentConnected(session.agentSN)
         case .event(let event):
             do {
                 try await store.recordEvent(
