@@ -44,7 +44,7 @@ def server():
     data = tempfile.mkdtemp(prefix="aspire-wire-")
     log = open(os.path.join(data, "server.log"), "wb")
     process = subprocess.Popen(
-        [os.path.join(BIN, "aspire-server"), "--data-dir", data, "--listen", f"{HOST}:0", "--ping-interval", "1"],
+        [os.path.join(BIN, "aspire-server"), "--data-dir", data, "--listen", f"{HOST}:0", "--http-listen", f"{HOST}:0", "--ping-interval", "1"],
         stdout=log, stderr=subprocess.STDOUT,
     )
     address_file = os.path.join(data, "grpc.addr")
@@ -179,3 +179,56 @@ def test_connect_stream_carries_commands_and_results(stubs, server):
         assert seen["command"].id in seen["acked"]
         outgoing.put(None)
         stream.cancel()
+
+
+def test_upload_package_streams_and_is_hashed(stubs, server):
+    import hashlib
+
+    _, _, admin_pb2, admin_pb2_grpc = stubs
+    content = bytes(range(256)) * 4096  # 1 MiB in several chunks
+    info = admin_pb2.PackageInfo(name="PyAgent", version="1.0", os="linux", arch="x86_64", file="PyAgent-1.0.rpm")
+
+    def parts():
+        yield admin_pb2.UploadPackageRequest(info=info)
+        for offset in range(0, len(content), 300_000):
+            yield admin_pb2.UploadPackageRequest(chunk=content[offset:offset + 300_000])
+
+    with channel(server) as ch:
+        admin = admin_pb2_grpc.AdminStub(ch)
+        package = admin.UploadPackage(parts(), metadata=bearer(server["admin"]), timeout=30)
+        assert package.sha256 == hashlib.sha256(content).hexdigest()
+        assert package.size == len(content)
+        assert package.path == "packages/linux/x86_64/PyAgent-1.0.rpm"
+        listing = admin.ListPackages(admin_pb2.ListPackagesRequest(name="PyAgent"), metadata=bearer(server["admin"]), timeout=10)
+        assert [p.version for p in listing.packages] == ["1.0"]
+
+        evil = admin_pb2.PackageInfo(name="x", version="1", os="linux", arch="x86_64", file="../../x")
+        with pytest.raises(grpc.RpcError) as error:
+            admin.UploadPackage(iter([admin_pb2.UploadPackageRequest(info=evil)]), metadata=bearer(server["admin"]), timeout=10)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert dict(error.value.trailing_metadata()).get("aspire-error-code") == "130005"
+
+
+def test_agent_poll_reports_and_gets_jobs(stubs, server):
+    agent_pb2, agent_pb2_grpc, admin_pb2, admin_pb2_grpc = stubs
+    with channel(server) as ch:
+        poll = agent_pb2_grpc.AgentPollStub(ch)
+        report = agent_pb2.PollRequest(agent_sn="py-poll", status=agent_pb2.StatusReport(hostname="py-poll-host", version="1", step=60))
+        assert list(poll.Report(report, metadata=bearer(server["enroll"]), timeout=10).commands) == []
+        admin = admin_pb2_grpc.AdminStub(ch)
+        task = admin.CreateTask(
+            admin_pb2.CreateTaskRequest(command="getinfo.kernel", agents=["py-poll"]), metadata=bearer(server["admin"]), timeout=10
+        )
+        commands = poll.Report(report, metadata=bearer(server["enroll"]), timeout=10).commands
+        assert [c.method for c in commands] == ["getinfo.kernel"]
+        stored = poll.SubmitResults(
+            agent_pb2.SubmitResultsRequest(agent_sn="py-poll", results=[agent_pb2.CommandResult(
+                id=commands[0].id, resp=agent_pb2.CommandResult.RESP_SUCCESS, data=b"{}")]),
+            metadata=bearer(server["enroll"]), timeout=10,
+        )
+        assert list(stored.stored) == [commands[0].id]
+        detail = admin.GetTask(admin_pb2.GetTaskRequest(id=task.task.id), metadata=bearer(server["admin"]), timeout=10)
+        assert detail.task.status == "done" and detail.task.complete == 1
+        with pytest.raises(grpc.RpcError) as error:
+            poll.Report(report, metadata=bearer(server["admin"]), timeout=10)
+        assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
