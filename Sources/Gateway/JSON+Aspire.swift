@@ -36,6 +36,12 @@ enum RESTJSON {
             "prevers": host.prevers, "curvers": host.curvers, "os": host.os, "arch": host.arch, "node": host.node,
             "last_seen": time(host.lastSeenUnixMs), "gmt_create": time(host.createdUnixMs),
             "gmt_modify": time(host.modifiedUnixMs), "tags": host.tags.map(tag),
+            "agents": host.agents.map { agent in
+                [
+                    "name": agent.name, "version": agent.version, "status": agent.status, "uptime": Int(agent.uptime),
+                    "pid": Int(agent.pid), "restarts": Int(agent.restarts),
+                ] as Object
+            },
         ]
     }
 

@@ -122,6 +122,7 @@ public enum OpenAPI {
                 "status": .enumeration(["unknown", "register", "online", "offline"]), "feature": .integer,
                 "step": .integer, "prevers": .string, "curvers": .string, "os": .string, "arch": .string, "node": .string,
                 "last_seen": time, "gmt_create": time, "gmt_modify": time, "tags": .array(.ref("Tag")),
+                "agents": .array(.ref("SubAgent")),
             ],
             required: ["id", "agentsn", "hostname", "status", "gmt_create", "gmt_modify"]
         ),
@@ -136,6 +137,13 @@ public enum OpenAPI {
         "Tag": .object(
             ["id": .integer, "name": .string, "value": .string, "hosts": .integer, "gmt_create": time, "gmt_modify": time],
             required: ["id", "name", "value"]
+        ),
+        "SubAgent": .object(
+            [
+                "name": .string, "version": .string, "status": .enumeration(["stoped", "running", "fatal", "killed", ""]),
+                "uptime": .integer, "pid": .integer, "restarts": .integer,
+            ],
+            required: ["name", "version", "status"]
         ),
         "Region": .object(["id": .integer, "name": .string], required: ["id", "name"]),
         "Event": .object(

@@ -228,6 +228,8 @@ struct GatewayTests {
         let record = try #require(host["host"] as? [String: Any])
         #expect(record["status"] as? String == "online" && record["hostname"] as? String == "web-7")
         #expect(record["curvers"] as? String == "bootagent-1.2.4-x86_64" && record["ipaddr"] as? String == "127.0.0.1")
+        let subAgents = try #require(record["agents"] as? [[String: Any]])
+        #expect(subAgents.count == 1 && subAgents[0]["name"] as? String == "BasicAgent" && subAgents[0]["status"] as? String == "stoped")
         let dashboard = try await rest.ok("GET", "/api/v1/server/dashboard")
         #expect((dashboard["hosts"] as? [String: Any])?["online"] as? Int == 1)
         let deployments = try #require(dashboard["deployments"] as? [[String: Any]])

@@ -29,7 +29,18 @@ extension AdminService {
         guard let host = try await self.store.host(agentSN: request.agentSn) else {
             throw AspireError(.notFound, "no host with AgentSN \(request.agentSn)")
         }
-        return Aspire_V1_Host(host)
+        var message = Aspire_V1_Host(host)
+        message.agents = try await self.store.subAgents(agentSN: host.agentSN).map { record in
+            var agent = Aspire_V1_SubAgentStatus()
+            agent.name = record.name
+            agent.version = record.version
+            agent.status = record.status
+            agent.pid = Int32(record.pid)
+            agent.restarts = Int32(record.restarts)
+            agent.uptime = record.uptime
+            return agent
+        }
+        return message
     }
 
     public func listTags(request: Aspire_V1_ListTagsRequest, context: ServerContext) async throws -> Aspire_V1_ListTagsResponse {

@@ -453,6 +453,12 @@ public nonisolated struct Aspire_V1_Host: @unchecked Sendable {
     set {_uniqueStorage()._tags = newValue}
   }
 
+  /// Sub-agents as the host last reported them (GetHost only).
+  public var agents: [Aspire_V1_SubAgentStatus] {
+    get {_storage._agents}
+    set {_uniqueStorage()._agents = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1606,7 +1612,7 @@ nonisolated extension Aspire_V1_CancelTaskRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Host"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}agent_sn\0\u{1}hostname\0\u{1}ipaddr\0\u{1}region\0\u{1}status\0\u{1}feature\0\u{1}step\0\u{1}prevers\0\u{1}curvers\0\u{1}os\0\u{1}arch\0\u{1}node\0\u{3}last_seen_unix_ms\0\u{3}created_unix_ms\0\u{3}modified_unix_ms\0\u{1}tags\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}agent_sn\0\u{1}hostname\0\u{1}ipaddr\0\u{1}region\0\u{1}status\0\u{1}feature\0\u{1}step\0\u{1}prevers\0\u{1}curvers\0\u{1}os\0\u{1}arch\0\u{1}node\0\u{3}last_seen_unix_ms\0\u{3}created_unix_ms\0\u{3}modified_unix_ms\0\u{1}tags\0\u{1}agents\0")
 
   fileprivate class _StorageClass {
     var _id: Int64 = 0
@@ -1626,6 +1632,7 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
     var _createdUnixMs: Int64 = 0
     var _modifiedUnixMs: Int64 = 0
     var _tags: [Aspire_V1_Tag] = []
+    var _agents: [Aspire_V1_SubAgentStatus] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1653,6 +1660,7 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
       _createdUnixMs = source._createdUnixMs
       _modifiedUnixMs = source._modifiedUnixMs
       _tags = source._tags
+      _agents = source._agents
     }
   }
 
@@ -1688,6 +1696,7 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
         case 15: try { try decoder.decodeSingularInt64Field(value: &_storage._createdUnixMs) }()
         case 16: try { try decoder.decodeSingularInt64Field(value: &_storage._modifiedUnixMs) }()
         case 17: try { try decoder.decodeRepeatedMessageField(value: &_storage._tags) }()
+        case 18: try { try decoder.decodeRepeatedMessageField(value: &_storage._agents) }()
         default: break
         }
       }
@@ -1747,6 +1756,9 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
       if !_storage._tags.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._tags, fieldNumber: 17)
       }
+      if !_storage._agents.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._agents, fieldNumber: 18)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1773,6 +1785,7 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
         if _storage._createdUnixMs != rhs_storage._createdUnixMs {return false}
         if _storage._modifiedUnixMs != rhs_storage._modifiedUnixMs {return false}
         if _storage._tags != rhs_storage._tags {return false}
+        if _storage._agents != rhs_storage._agents {return false}
         return true
       }
       if !storagesAreEqual {return false}
