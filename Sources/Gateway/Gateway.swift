@@ -204,15 +204,29 @@ struct ErrorMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
+        } catch let error as HTTPError where error.status.code == 404 {
+            // No route: a known path with another method is 405, with the methods it has.
+            let methods = Route.allCases.map(\.spec).filter { $0.path == request.uri.path }.map(\.method)
+            guard !methods.isEmpty else {
+                let code = ErrorCode.notFound
+                return Answer.json(
+                    ["status": Int(code.rawValue), "message": code.message, "cause": "no route \(request.method) \(request.uri.path)"],
+                    status: 404
+                )
+            }
+            var response = Answer.json(
+                [
+                    "status": Int(ErrorCode.badRequest.rawValue), "message": ErrorCode.badRequest.message,
+                    "cause": "\(request.method) is not allowed on \(request.uri.path); use \(methods.joined(separator: ", "))",
+                ],
+                status: 405
+            )
+            response.headers[.allow] = methods.joined(separator: ", ")
+            return response
         } catch let error as HTTPError {
-            // Hummingbird's own: no route (404), wrong method (405), ...
-            let code: ErrorCode =
-                switch error.status.code {
-                case 404: .notFound
-                case 413: .payloadTooLarge
-                default: .badRequest
-                }
-            let cause = error.status.code == 404 ? "no route \(request.method) \(request.uri.path)" : (error.body ?? error.status.reasonPhrase)
+            // Hummingbird's own: too large, bad request, ...
+            let code: ErrorCode = error.status.code == 413 ? .payloadTooLarge : .badRequest
+            let cause = error.body ?? error.status.reasonPhrase
             return Answer.json(
                 ["status": Int(code.rawValue), "message": code.message, "cause": cause],
                 status: error.status.code

@@ -34,6 +34,8 @@ struct GatewayTests {
         #expect((try agent.object)["errcode"] as? Int == Int(ErrorCode.unauthenticated.rawValue))
         // Unknown paths answer the envelope, not a bare 404 page.
         try await RESTClient(node).fails("GET", "/api/v1/server/nothing", http: 404, code: .notFound)
+        let put = try await RESTClient(node).call("PUT", "/api/v1/server/package", json: [:])
+        #expect(put.status == 405 && put.code == Int(ErrorCode.badRequest.rawValue) && put.text.contains("use GET, POST, DELETE"))
     }
 
     @Test("aspire-server gateway serves the same routes in front of a remote node, over TLS gRPC")
