@@ -272,6 +272,12 @@ extension Gateway {
                 try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.info = info })
             }
         }
+        if contentType.hasPrefix("multipart/form-data") {
+            // The boundary is case-sensitive: read it from the header as sent.
+            let boundary = Self.dispositionParameters(request.headers[.contentType] ?? "")["boundary"] ?? ""
+            guard !boundary.isEmpty else { throw AspireError(.badRequest, "multipart/form-data without a boundary") }
+            return try await self.multipartUpload(request, boundary: boundary, query: query, metadata: metadata)
+        }
         for (key, value) in [("name", query.string("name")), ("version", query.string("version")), ("os", query.string("os")), ("arch", query.string("arch")), ("file", query.string("file"))]
         where value.isEmpty {
             throw AspireError(

@@ -69,6 +69,10 @@ public enum OpenAPI {
             ],
             required: ["name", "version", "os", "arch", "file"]
         ),
+        "PackageForm": .object(
+            ["name": .string, "version": .string, "os": .string, "arch": .string, "sha256": .string, "file": .binary],
+            required: ["name", "version", "os", "arch", "file"]
+        ),
         "TaskRequest": .object(
             [
                 "command": .string,

@@ -69,8 +69,9 @@ public enum Route: String, CaseIterable, Sendable {
                 method: "POST", path: "/api/v1/server/package",
                 summary: """
                     Stores a package version under packages/{os}/{arch}/{file} and computes its SHA256. The bytes come \
-                    as the raw body (names in the query) or base64 in the JSON body's "content"; the seed's JSON \
-                    without content registers a file already in the package store.
+                    as the raw body (names in the query), as multipart/form-data (text fields first, then the file \
+                    part), or base64 in the JSON body's "content"; the seed's JSON without content registers a file \
+                    already in the package store.
                     """,
                 query: [
                     Self.query("name", .string, "Package name (raw-body uploads)."),
@@ -83,6 +84,7 @@ public enum Route: String, CaseIterable, Sendable {
                 body: [
                     (json, .ref("PackageUpload")),
                     ("application/octet-stream", .binary),
+                    ("multipart/form-data", .ref("PackageForm")),
                 ],
                 response: .envelope(["package": .ref("Package")])
             )

@@ -166,6 +166,32 @@ struct GatewayTests {
         let registered = try await rest.ok("POST", route, json: seed)
         #expect((registered["package"] as? [String: Any])?["sha256"] as? String == SHA256.hash(data: Data("rpm".utf8)).map { String(format: "%02x", $0) }.joined())
 
+        // multipart/form-data as curl -F sends it: text fields, then the file part.
+        func form(_ fields: [(String, String)], file: (name: String, bytes: Data)?) -> Data {
+            var body = Data()
+            for (name, value) in fields {
+                body += Data("--XyZ\r\nContent-Disposition: form-data; name=\"\(name)\"\r\n\r\n\(value)\r\n".utf8)
+            }
+            if let file {
+                body += Data("--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\(file.name)\"\r\nContent-Type: application/octet-stream\r\n\r\n".utf8)
+                body += file.bytes + Data("\r\n".utf8)
+            }
+            return body + Data("--XyZ--\r\n".utf8)
+        }
+        let multipart = "multipart/form-data; boundary=XyZ"
+        let formBytes = Data(bytes.prefix(700_000))
+        let formed = try await rest.ok(
+            "POST", route, body: form([("name", "FormAgent"), ("version", "2.0"), ("os", "linux"), ("arch", "aarch64")], file: ("FormAgent-2.0.rpm", formBytes)),
+            contentType: multipart
+        )
+        #expect((formed["package"] as? [String: Any])?["path"] as? String == "packages/linux/aarch64/FormAgent-2.0.rpm")
+        #expect((formed["package"] as? [String: Any])?["sha256"] as? String == SHA256.hash(data: formBytes).map { String(format: "%02x", $0) }.joined())
+        cause = try await rest.fails("POST", route, body: form([("name", "FormAgent")], file: ("x.rpm", Data("x".utf8))), contentType: multipart, http: 400, code: .badRequest)
+        #expect(cause.contains("'version' is required"))
+        try await rest.fails("POST", route, body: form([("name", "A"), ("version", "1"), ("os", "linux"), ("arch", "x86_64")], file: ("../../evil.rpm", Data("x".utf8))), contentType: multipart, http: 422, code: .unprocessable)
+        try await rest.fails("POST", route, body: form([("name", "A"), ("version", "1"), ("os", "linux"), ("arch", "x86_64")], file: nil), contentType: multipart, http: 400, code: .badRequest)
+        _ = try await rest.ok("DELETE", "\(route)?name=FormAgent")
+
         // Refusals leave nothing behind: no record, no file, nothing in the incoming directory.
         try await rest.fails("POST", "\(route)?name=FoobarAgent&version=1.2.3-rc1&os=linux&arch=x86_64&file=other.rpm", body: bytes, contentType: octets, http: 409, code: .conflict)
         try await rest.fails("POST", "\(route)?name=Other&version=1&os=linux&arch=x86_64&file=FoobarAgent-1.2.3-rc1.x86_64.rpm", body: bytes, contentType: octets, http: 409, code: .conflict)
