@@ -175,3 +175,41 @@ struct AgentSettingsTests {
         #expect(throws: AspireError.self) { try AgentSettings().applying(config) }
     }
 }
+
+@Suite("Agent state: admission under duplicates")
+struct AdmissionRaceTests {
+    @Test("The same command id delivered many times at once runs once and is never taken for an interrupted one")
+    func concurrentDuplicates() async throws {
+        let directory = NSTemporaryDirectory() + "aspire-admit-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let state = try AgentState(directory: directory)
+        for round in 0 ..< 20 {
+            let id = "dup-\(round)"
+            let outcomes = try await withThrowingTaskGroup(of: String.self) { group in
+                for _ in 0 ..< 16 {
+                    group.addTask {
+                        switch try state.admit(id) {
+                        case .run: return "run"
+                        case .running: return "running"
+                        case .resend: return "resend"
+                        case .acknowledged: return "acknowledged"
+                        case .interrupted: return "interrupted"
+                        }
+                    }
+                }
+                return try await group.reduce(into: [String]()) { $0.append($1) }
+            }
+            #expect(outcomes.filter { $0 == "run" }.count == 1, "\(outcomes)")
+            #expect(!outcomes.contains("interrupted"), "\(outcomes)")
+            var result = Aspire_V1_CommandResult()
+            result.id = id
+            result.resp = .success
+            try state.finish(result)
+            if case .resend(let stored) = try state.admit(id) {
+                #expect(stored.id == id)
+            } else {
+                Issue.record("a finished id must be answered from the outbox")
+            }
+        }
+    }
+}

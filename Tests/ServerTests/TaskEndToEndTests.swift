@@ -83,9 +83,13 @@ struct TaskEndToEndTests {
             return hosts.first?.agentSn == "config-1" && hosts.first?.step == 45
         }
         // The report that carried the new tag also joined the host to the open tag task.
-        try await eventually("the tag task to reach the newly tagged host") {
-            let detail = try await node.task(tagTask.task.id)
-            return detail.subtasks.first?.agentSn == "config-1" && detail.subtasks.first?.status == "succeeded"
+        var joined = try await node.task(tagTask.task.id)
+        try await eventually(
+            timeout: .seconds(45),
+            "the tag task to reach the newly tagged host: \(joined)\nnode log:\n\(node.process.log.suffix(6000))\nagent log:\n\(agent.process.log.suffix(3000))"
+        ) {
+            joined = try await node.task(tagTask.task.id)
+            return joined.subtasks.first?.agentSn == "config-1" && joined.subtasks.first?.status == "succeeded"
         }
         var events = Aspire_V1_ListEventsRequest()
         events.agentSn = "config-1"

@@ -55,23 +55,29 @@ public final class AgentState: Sendable {
     /// Decides about a command, and marks it running when it should run.
     public func admit(_ id: String) throws -> Admission {
         if self.acknowledged.withLock({ $0[id] != nil }) { return .acknowledged }
-        if let stored = self.storedResult(id) { return .resend(stored) }
-        let marker = self.runningPath(id)
-        if FileManager.default.fileExists(atPath: marker) {
-            return self.inFlight.withLock { $0.contains(id) } ? .running : .interrupted
+        // One lock over the whole decision and over `finish`: the same id delivered twice at
+        // once (a redelivery racing the first copy) must see either "running here" or the
+        // stored result, never a marker without its owner (which means an earlier life died).
+        return try self.inFlight.withLock { inFlight throws -> Admission in
+            if inFlight.contains(id) { return .running }
+            if let stored = self.storedResult(id) { return .resend(stored) }
+            let marker = self.runningPath(id)
+            if FileManager.default.fileExists(atPath: marker) { return .interrupted }
+            try AtomicFile.write(id, to: marker, mode: 0o600)
+            inFlight.insert(id)
+            return .run
         }
-        try AtomicFile.write(id, to: marker, mode: 0o600)
-        self.inFlight.withLock { _ = $0.insert(id) }
-        return .run
     }
 
     private let inFlight = Mutex<Set<String>>([])
 
     /// Stores a finished command's result in the outbox and clears its running marker.
     public func finish(_ result: Aspire_V1_CommandResult) throws {
-        try AtomicFile.write(try result.serializedBytes() as [UInt8], to: self.outboxPath(result.id), mode: 0o600)
-        try? FileManager.default.removeItem(atPath: self.runningPath(result.id))
-        self.inFlight.withLock { _ = $0.remove(result.id) }
+        try self.inFlight.withLock { inFlight in
+            defer { inFlight.remove(result.id) }
+            try AtomicFile.write(try result.serializedBytes() as [UInt8], to: self.outboxPath(result.id), mode: 0o600)
+            try? FileManager.default.removeItem(atPath: self.runningPath(result.id))
+        }
     }
 
     /// Removes acknowledged results from the outbox.
