@@ -172,9 +172,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                     arch: hello.arch, version: hello.version, node: node
                 )
             )
-            for (name, value) in hello.tags.sorted(by: { $0.key < $1.key }) {
-                try await store.bindTag(name: name, value: value, to: hello.agentSn)
-            }
+            try await store.bindTags(hello.tags, to: hello.agentSn)
         } catch let error as AspireError {
             throw RPCError(code: .invalidArgument, message: error.cause)
         } catch {
@@ -233,19 +231,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
             session.send(pong)
         case .status(let report):
             do {
-                try await store.recordStatus(
-                    agentSN: session.agentSN,
-                    step: Int(report.step),
-                    subAgents: report.agents.map {
-                        SubAgentRecord(
-                            name: $0.name, version: $0.version, status: $0.status, pid: Int($0.pid),
-                            restarts: Int($0.restarts), uptime: $0.uptime
-                        )
-                    }
-                )
-                for (name, value) in report.tags.sorted(by: { $0.key < $1.key }) {
-                    try await store.bindTag(name: name, value: value, to: session.agentSN)
-                }
+                try await store.recordStatus(report, agentSN: session.agentSN)
             } catch {
                 logger.error("cannot record a status report", metadata: ["agent.sn": "\(session.agentSN)", "error": "\(String(reflecting: error))"])
             }

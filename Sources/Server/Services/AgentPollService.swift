@@ -33,19 +33,7 @@ struct AgentPollService: Aspire_V1_AgentPoll.SimpleServiceProtocol {
                 metadata: ["agent.sn": "\(request.agentSn)", "agent.hostname": "\(status.hostname)", "agent.address": "\(request.ipaddr)"]
             )
         }
-        try await self.store.recordStatus(
-            agentSN: request.agentSn,
-            step: Int(status.step),
-            subAgents: status.agents.map {
-                SubAgentRecord(
-                    name: $0.name, version: $0.version, status: $0.status, pid: Int($0.pid), restarts: Int($0.restarts),
-                    uptime: $0.uptime
-                )
-            }
-        )
-        for (name, value) in status.tags.sorted(by: { $0.key < $1.key }) {
-            try await self.store.bindTag(name: name, value: value, to: request.agentSn)
-        }
+        try await self.store.recordStatus(status, agentSN: request.agentSn)
         var response = Aspire_V1_PollResponse()
         response.commands = try await self.engine.poll(for: request.agentSn)
         return response

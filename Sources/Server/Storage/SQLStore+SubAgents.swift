@@ -1,4 +1,5 @@
 import Foundation
+import RPC
 import SQLKit
 
 /// A sub-agent of a host as its BootAgent reports it.
@@ -59,6 +60,22 @@ extension SQLStore {
             }
             return true
         }
+    }
+
+    /// Records a status report as an agent sends it (on its stream or by HTTP): seen now, its
+    /// step, its sub-agents, and the tags it carries bound to its host.
+    func recordStatus(_ report: Aspire_V1_StatusReport, agentSN: String) async throws {
+        try await self.recordStatus(
+            agentSN: agentSN,
+            step: Int(report.step),
+            subAgents: report.agents.map {
+                SubAgentRecord(
+                    name: $0.name, version: $0.version, status: $0.status, pid: Int($0.pid), restarts: Int($0.restarts),
+                    uptime: $0.uptime
+                )
+            }
+        )
+        try await self.bindTags(report.tags, to: agentSN)
     }
 
     /// The sub-agents a host last reported.

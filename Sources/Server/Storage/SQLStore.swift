@@ -261,6 +261,13 @@ extension SQLStore {
         }
     }
 
+    /// Binds every `name=value` to a host (in name order), creating tags that do not exist yet.
+    public func bindTags(_ tags: [String: String], to agentSN: String) async throws {
+        for (name, value) in tags.sorted(by: { $0.key < $1.key }) {
+            try await self.bindTag(name: name, value: value, to: agentSN)
+        }
+    }
+
     /// Binds `name=value` to a host, creating the tag when it does not exist yet.
     public func bindTag(name: String, value: String, to agentSN: String) async throws {
         try Self.validateTag(name: name, value: value)
