@@ -128,11 +128,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "aspirectl",
-            dependencies: [
-                "RPC",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Crypto", package: "swift-crypto"),
-            ] + grpc + lifecycle,
+            dependencies: ["RPC", .product(name: "ArgumentParser", package: "swift-argument-parser")] + grpc + lifecycle,
             swiftSettings: upcoming
         ),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "RPC"], swiftSettings: upcoming),

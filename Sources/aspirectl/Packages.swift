@@ -1,5 +1,4 @@
 import ArgumentParser
-import Crypto
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -53,8 +52,7 @@ struct Packages: AsyncParsableCommand {
             }
             defer { try? handle.close() }
             // Hash locally first: the server refuses the upload if what arrives differs.
-            var hasher = SHA256()
-            while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
+            let digest = try FileDigest.sha256(of: handle)
             try handle.seek(toOffset: 0)
             var info = Aspire_V1_PackageInfo()
             info.name = self.name
@@ -62,7 +60,7 @@ struct Packages: AsyncParsableCommand {
             info.os = self.os
             info.arch = self.arch
             info.file = self.fileName ?? URL(fileURLWithPath: self.path).lastPathComponent
-            info.sha256 = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+            info.sha256 = digest.sha256
             let request = info
             let package: Aspire_V1_Package
             do {

@@ -111,7 +111,7 @@ public final class AgentState: Sendable {
 
     // Command ids come from the network: they never become paths as they are.
     private func fileName(_ id: String) -> String {
-        SHA256.hash(data: Data(id.utf8)).map { String(format: "%02x", $0) }.joined()
+        SHA256.hash(data: Data(id.utf8)).hexString
     }
 
     private func outboxPath(_ id: String) -> String { "\(self.outboxDirectory)/\(self.fileName(id)).result" }

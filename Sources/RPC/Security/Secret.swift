@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 import Crypto
 
 /// A bearer token kept in a file of the data directory (admin token, enrollment token).
@@ -11,7 +11,7 @@ public enum Secret {
         }
         var generator = SystemRandomNumberGenerator()
         let bytes = (0 ..< 32).map { _ in UInt8.random(in: 0 ... 255, using: &generator) }
-        let token = bytes.map { String(format: "%02x", $0) }.joined()
+        let token = bytes.hexString
         try AtomicFile.write(token + "\n", to: path, mode: 0o600)
         return (token, true)
     }

@@ -94,7 +94,7 @@ struct PackageFiles: Sendable {
         func finish() throws -> String {
             try self.handle.synchronize()
             try self.handle.close()
-            return self.hasher.finalize().map { String(format: "%02x", $0) }.joined()
+            return self.hasher.finalize().hexString
         }
 
         func discard() {
@@ -128,13 +128,7 @@ struct PackageFiles: Sendable {
             )
         }
         defer { try? handle.close() }
-        var hasher = SHA256()
-        var size: Int64 = 0
-        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
-            hasher.update(data: chunk)
-            size += Int64(chunk.count)
-        }
-        return (hasher.finalize().map { String(format: "%02x", $0) }.joined(), size)
+        return try FileDigest.sha256(of: handle)
     }
 
     func remove(_ relativePath: String) {
