@@ -39,7 +39,7 @@ extension Gateway {
 
         case .agentJobResult:
             let value = try await self.jsonBody(request, route: route)
-            let context = "\(route.spec.method) \(route.spec.path)"
+            let context = route.spec.name
             let items: [Google_Protobuf_Value]
             switch value.kind {
             case .listValue(let list)?: items = list.values

@@ -55,7 +55,8 @@ extension Gateway {
 
         var fields = defaults
         var partName = ""
-        var partFile: String?
+        // The part being read is the file (its bytes go to the service as they come).
+        var inFile = false
         var fieldBytes: [UInt8] = []
         var sentInfo = false
         var fileDone = false
@@ -73,29 +74,26 @@ extension Gateway {
                     guard name.lowercased() == "content-disposition" else { continue }
                     let parameters = Self.dispositionParameters(value)
                     partName = parameters["name"] ?? ""
-                    partFile = parameters["filename"]
                     fieldBytes = []
+                    inFile = false
+                    if let file = parameters["filename"], partName == "file" || partName == "content" {
+                        guard !sentInfo else { throw AspireError(.badRequest, "multipart upload carries more than one file part") }
+                        // The text fields came first: the package is named before its bytes.
+                        if (fields["file"] ?? "").isEmpty { fields["file"] = file }
+                        try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.info = try Self.info(fields) })
+                        sentInfo = true
+                        inFile = true
+                    }
                 case .body(var chunk):
-                    if partFile != nil, partName == "file" || partName == "content" {
-                        guard !fileDone else { throw AspireError(.badRequest, "multipart upload carries more than one file part") }
-                        if !sentInfo {
-                            if (fields["file"] ?? "").isEmpty { fields["file"] = partFile }
-                            try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.info = try Self.info(fields) })
-                            sentInfo = true
-                        }
-                        try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.chunk = Data(chunk.readBytes(length: chunk.readableBytes) ?? []) })
+                    let bytes = chunk.readBytes(length: chunk.readableBytes) ?? []
+                    if inFile {
+                        try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.chunk = Data(bytes) })
                     } else {
-                        fieldBytes += chunk.readBytes(length: chunk.readableBytes) ?? []
+                        fieldBytes += bytes
                         guard fieldBytes.count <= 4096 else { throw AspireError(.badRequest, "multipart field '\(partName)' is longer than 4096 bytes") }
                     }
                 case .partEnd:
-                    if partFile != nil, partName == "file" || partName == "content" {
-                        if !sentInfo {
-                            // An empty file: still name it.
-                            if (fields["file"] ?? "").isEmpty { fields["file"] = partFile }
-                            try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.info = try Self.info(fields) })
-                            sentInfo = true
-                        }
+                    if inFile {
                         fileDone = true
                     } else if !partName.isEmpty {
                         guard !sentInfo else {
@@ -104,7 +102,7 @@ extension Gateway {
                         fields[partName] = String(decoding: fieldBytes, as: UTF8.self)
                     }
                     partName = ""
-                    partFile = nil
+                    inFile = false
                 }
             }
         }

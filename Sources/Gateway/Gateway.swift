@@ -94,7 +94,7 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
 
     /// The body parsed as JSON, at most `maxBodyBytes`.
     func jsonBody(_ request: Request, route: Route) async throws -> Google_Protobuf_Value {
-        let context = "\(route.spec.method) \(route.spec.path)"
+        let context = route.spec.name
         var request = request
         let buffer: ByteBuffer
         do {
@@ -115,7 +115,7 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
     /// The body as a JSON object, with checked access to its fields.
     func objectBody(_ request: Request, route: Route) async throws -> JSONFields {
         let value = try await self.jsonBody(request, route: route)
-        let context = "\(route.spec.method) \(route.spec.path)"
+        let context = route.spec.name
         guard case .structValue(let object)? = value.kind else {
             throw AspireError(.badRequest, "\(context): the body must be a JSON object")
         }
@@ -131,6 +131,15 @@ enum Answer {
         object["status"] = 0
         object["message"] = "success"
         return Self.json(object, status: 200)
+    }
+
+    /// The failure envelope, with the HTTP status of its code unless `status` says otherwise.
+    static func failure(_ error: AspireError, status: Int? = nil) -> Response {
+        let envelope = ErrorEnvelope(error)
+        return Self.json(
+            ["status": Int(envelope.status), "message": envelope.message, "cause": envelope.cause ?? ""],
+            status: status ?? envelope.httpStatus
+        )
     }
 
     static func json(_ object: Any, status: Int) -> Response {
@@ -208,39 +217,25 @@ struct ErrorMiddleware: RouterMiddleware {
             // No route: a known path with another method is 405, with the methods it has.
             let methods = Route.allCases.map(\.spec).filter { $0.path == request.uri.path }.map(\.method)
             guard !methods.isEmpty else {
-                let code = ErrorCode.notFound
-                return Answer.json(
-                    ["status": Int(code.rawValue), "message": code.message, "cause": "no route \(request.method) \(request.uri.path)"],
-                    status: 404
-                )
+                return Answer.failure(AspireError(.notFound, "no route \(request.method) \(request.uri.path)"))
             }
-            var response = Answer.json(
-                [
-                    "status": Int(ErrorCode.badRequest.rawValue), "message": ErrorCode.badRequest.message,
-                    "cause": "\(request.method) is not allowed on \(request.uri.path); use \(methods.joined(separator: ", "))",
-                ],
+            let allowed = methods.joined(separator: ", ")
+            var response = Answer.failure(
+                AspireError(.badRequest, "\(request.method) is not allowed on \(request.uri.path); use \(allowed)"),
                 status: 405
             )
-            response.headers[.allow] = methods.joined(separator: ", ")
+            response.headers[.allow] = allowed
             return response
         } catch let error as HTTPError {
             // Hummingbird's own: too large, bad request, ...
             let code: ErrorCode = error.status.code == 413 ? .payloadTooLarge : .badRequest
-            let cause = error.body ?? error.status.reasonPhrase
-            return Answer.json(
-                ["status": Int(code.rawValue), "message": code.message, "cause": cause],
-                status: error.status.code
-            )
+            return Answer.failure(AspireError(code, error.body ?? error.status.reasonPhrase), status: error.status.code)
         } catch {
             let failure = Self.aspireError(error)
             if failure.code == .internalError {
                 self.logger.error("request failed", metadata: ["http.path": "\(request.uri.path)", "error": "\(String(reflecting: error))"])
             }
-            let envelope = ErrorEnvelope(failure)
-            return Answer.json(
-                ["status": Int(envelope.status), "message": envelope.message, "cause": envelope.cause ?? ""],
-                status: envelope.httpStatus
-            )
+            return Answer.failure(failure)
         }
     }
 
@@ -251,5 +246,33 @@ struct ErrorMiddleware: RouterMiddleware {
         case is NIOTooManyBytesError: return AspireError(.payloadTooLarge, "the body is too large")
         default: return AspireError(.internalError, "\(error)")
         }
+    }
+}
+
+extension Gateway {
+    /// The HTTP server of this gateway on `listen` (port 0 picks one). Once bound, it writes the
+    /// address to `addressFile` (when given) and logs it.
+    public func application(
+        listen: HostPort,
+        serverName: String,
+        addressFile: String?
+    ) -> Application<RouterResponder<GatewayContext>> {
+        let logger = self.logger
+        return Application(
+            router: self.router(),
+            configuration: ApplicationConfiguration(address: .hostname(listen.host, port: listen.port), serverName: serverName),
+            onServerRunning: { channel in
+                let text = HostPort(host: listen.host, port: channel.localAddress?.port ?? listen.port).description
+                if let addressFile {
+                    do {
+                        try AtomicFile.write(text + "\n", to: addressFile)
+                    } catch {
+                        logger.error("cannot write the gateway address", metadata: ["path": "\(addressFile)", "error": "\(error)"])
+                    }
+                }
+                logger.notice("REST gateway listening", metadata: ["http.address": "\(text)"])
+            },
+            logger: logger
+        )
     }
 }

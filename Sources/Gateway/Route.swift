@@ -36,6 +36,9 @@ public enum Route: String, CaseIterable, Sendable {
         public var body: [(contentType: String, schema: Schema)] = []
         /// Schema of the 200 answer.
         public var response: Schema
+
+        /// "POST /api/v1/server/task": how errors about the request name it.
+        public var name: String { "\(self.method) \(self.path)" }
     }
 
     static func query(_ name: String, _ schema: Schema, _ summary: String, required: Bool = false) -> Parameter {

@@ -90,21 +90,7 @@ public final class ServerNode: Service {
         gatewayConfiguration.agentToken = enrollment.token
         let gateway = Gateway(client: localClient, configuration: gatewayConfiguration, logger: self.logger)
         let application = configuration.httpListen.map { listen in
-            Application(
-                router: gateway.router(),
-                configuration: ApplicationConfiguration(address: .hostname(listen.host, port: listen.port), serverName: "aspire"),
-                onServerRunning: { [logger = self.logger] channel in
-                    let port = channel.localAddress?.port ?? listen.port
-                    let text = HostPort(host: listen.host, port: port).description
-                    do {
-                        try AtomicFile.write(text + "\n", to: configuration.httpAddressFile)
-                    } catch {
-                        logger.error("cannot write the gateway address", metadata: ["path": "\(configuration.httpAddressFile)", "error": "\(error)"])
-                    }
-                    logger.notice("REST gateway listening", metadata: ["http.address": "\(text)"])
-                },
-                logger: self.logger
-            )
+            gateway.application(listen: listen, serverName: "aspire", addressFile: configuration.httpAddressFile)
         }
 
         let registry = self.registry

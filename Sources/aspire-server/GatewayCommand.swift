@@ -69,17 +69,8 @@ struct GatewayCommand: AsyncParsableCommand {
 
         let client = GRPCClient(transport: try Transports.client(address: upstream, security: security))
         let gateway = Gateway(client: client, configuration: configuration, logger: logger)
-        let addressFile = self.addressFile
-        let application = Application(
-            router: gateway.router(),
-            configuration: ApplicationConfiguration(address: .hostname(listen.host, port: listen.port), serverName: "aspire-gateway"),
-            onServerRunning: { channel in
-                let text = HostPort(host: listen.host, port: channel.localAddress?.port ?? listen.port).description
-                if let addressFile { try? AtomicFile.write(text + "\n", to: addressFile) }
-                logger.notice("REST gateway listening", metadata: ["http.address": "\(text)", "upstream": "\(upstream)"])
-            },
-            logger: logger
-        )
+        let application = gateway.application(listen: listen, serverName: "aspire-gateway", addressFile: self.addressFile)
+        logger.notice("REST gateway calls its node", metadata: ["upstream": "\(upstream)"])
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: GRPCClientService(client: client)), .init(service: application)],
