@@ -81,10 +81,10 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
 
     /// The caller's bearer token, forwarded to the service.
     func adminMetadata(_ request: Request) throws -> Metadata {
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+        guard let header = request.headers[.authorization], let token = Secret.bearerToken(header) else {
             throw AspireError(.unauthenticated, "send 'Authorization: Bearer <admin token>' (the token is in the server's data directory)")
         }
-        if let expected = self.configuration.adminToken, !Secret.matches(String(header.dropFirst("Bearer ".count)), expected) {
+        if let expected = self.configuration.adminToken, !Secret.matches(token, expected) {
             throw AspireError(.unauthenticated, "wrong admin token")
         }
         return ["authorization": .string(header)]

@@ -93,15 +93,10 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("ping-interval"), help: "Seconds between pings on each agent stream; three silent intervals drop it.")
     var pingInterval: Int = 15
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
-    var logLevel = "info"
+    @OptionGroup var log: LogOptions
 
     func run() async throws {
-        guard let level = Logger.Level(name: self.logLevel) else {
-            throw ValidationError("unknown log level '\(self.logLevel)'")
-        }
-        LogSetup.bootstrap(level: level)
-        let logger = Logger(label: "aspire.server")
+        let logger = self.log.bootstrap(label: "aspire.server")
 
         var configuration = ServerConfiguration()
         configuration.dataDirectory = self.dataDirectory

@@ -45,15 +45,10 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-body-size"), help: "Largest JSON body accepted, in bytes.")
     var maxBodySize = 1 << 20
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
-    var logLevel = "info"
+    @OptionGroup var log: LogOptions
 
     func run() async throws {
-        guard let level = Logger.Level(name: self.logLevel) else {
-            throw ValidationError("unknown log level '\(self.logLevel)'")
-        }
-        LogSetup.bootstrap(level: level)
-        let logger = Logger(label: "aspire.gateway")
+        let logger = self.log.bootstrap(label: "aspire.gateway")
         let upstream = try HostPort(parsing: self.upstream)
         let listen = try HostPort(parsing: self.httpListen, allowPortZero: true)
         let security: ClientSecurity

@@ -16,6 +16,13 @@ public enum Secret {
         return (token, true)
     }
 
+    /// The token of an `authorization: Bearer <token>` value, or nil for any other form.
+    public static func bearerToken(_ header: String) -> String? {
+        let prefix = "Bearer "
+        guard header.hasPrefix(prefix) else { return nil }
+        return String(header.dropFirst(prefix.count))
+    }
+
     /// Reads a token file, trimming white space; fails on an empty file.
     public static func read(_ path: String) throws -> String {
         let text = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)

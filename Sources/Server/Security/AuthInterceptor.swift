@@ -38,8 +38,7 @@ public struct AuthInterceptor: ServerInterceptor {
                 error: RPCError(code: .unauthenticated, message: "missing 'authorization: Bearer <token>' metadata")
             )
         }
-        let prefix = "Bearer "
-        guard header.hasPrefix(prefix), Secret.matches(String(header.dropFirst(prefix.count)), expected) else {
+        guard let token = Secret.bearerToken(header), Secret.matches(token, expected) else {
             return StreamingServerResponse(
                 error: RPCError(
                     code: .unauthenticated,
