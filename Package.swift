@@ -27,6 +27,7 @@ let package = Package(
         .executable(name: "boot", targets: ["boot"]),
         .executable(name: "BasicAgentCtl", targets: ["BasicAgentCtl"]),
         .executable(name: "aspirectl", targets: ["aspirectl"]),
+        .executable(name: "aspire-bench", targets: ["aspire-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -131,12 +132,26 @@ let package = Package(
             dependencies: ["RPC", .product(name: "ArgumentParser", package: "swift-argument-parser")] + grpc + lifecycle,
             swiftSettings: upcoming
         ),
+        .target(
+            name: "Fleet",
+            dependencies: ["RPC", "Agent", "Server", .product(name: "SQLKit", package: "sql-kit")] + grpc,
+            swiftSettings: upcoming
+        ),
+        .executableTarget(
+            name: "aspire-bench",
+            dependencies: [
+                "Fleet", "RPC", "Server",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SQLKit", package: "sql-kit"),
+            ] + grpc + lifecycle,
+            swiftSettings: upcoming
+        ),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "RPC"], swiftSettings: upcoming),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "RPC"] + grpc, swiftSettings: upcoming),
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "Server", "Agent", "RPC", "Gateway",
+                "Server", "Agent", "RPC", "Gateway", "Fleet",
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ] + grpc + lifecycle,
@@ -144,7 +159,7 @@ let package = Package(
         ),
         .testTarget(
             name: "StoreTests",
-            dependencies: ["Server", "RPC", .product(name: "SQLKit", package: "sql-kit")] + grpc + lifecycle,
+            dependencies: ["Server", "RPC", "Fleet", .product(name: "SQLKit", package: "sql-kit")] + grpc + lifecycle,
             swiftSettings: upcoming
         ),
     ]

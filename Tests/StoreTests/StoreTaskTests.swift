@@ -75,6 +75,47 @@ struct StoreTaskTests {
         }
     }
 
+    @Test("One batch stores many results: first copy wins, strangers and copies are ignored, counts per task", arguments: StoreHarness.engines)
+    func batchedResults(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            let hosts = (0 ..< 1500).map { "h\($0)" }
+            let (big, subtasks) = try await store.createTask(NewTask(command: "sync.bash"), agents: hosts)
+            #expect(subtasks.count == 1500 && Set(subtasks.map(\.id)).count == 1500, "multi-row inserts keep every host")
+            let (small, other) = try await store.createTask(NewTask(command: "sync.bash"), agents: ["x"])
+            var batch = subtasks.map { AgentResult(result: Self.result($0.id, retcode: $0.agentSN.hasSuffix("7") ? 3 : 0), agentSN: $0.agentSN) }
+            batch.append(AgentResult(result: Self.result(subtasks[0].id, data: "copy in the same batch"), agentSN: "h0"))
+            batch.append(AgentResult(result: Self.result(other[0].id), agentSN: "not-x"))
+            batch.append(AgentResult(result: Self.result(other[0].id), agentSN: "x"))
+            let answers = try await store.recordResults(batch)
+            #expect(answers.count == batch.count)
+            #expect(answers[0]?.id == big.id && answers[1499]?.id == big.id)
+            #expect(answers[1500] == nil, "a second copy in one batch is not new")
+            #expect(answers[1501] == nil, "a result from the wrong host is ignored")
+            #expect(answers[1502]?.id == small.id)
+            let final = try #require(try await store.task(id: big.id))
+            #expect(final.complete == 1500)
+            #expect(final.failed == hosts.filter { $0.hasSuffix("7") }.count)
+            #expect(final.status == .failed)
+            #expect(try await store.task(id: small.id)?.status == .done)
+            #expect(try await store.agentsWithDueSubtasks().isEmpty, "every delivery is settled")
+            let first = try #require(try await store.subtasks(taskID: big.id).first { $0.id == subtasks[0].id })
+            #expect(String(decoding: first.data, as: UTF8.self) == "out", "the first copy is kept")
+            #expect(try await store.recordResults(Array(batch.prefix(10))).allSatisfy { $0 == nil }, "copies in a later batch change nothing")
+        }
+    }
+
+    @Test("A new stream gets again what was sent and not answered", arguments: StoreHarness.engines)
+    func inFlightRedelivery(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            let (_, subtasks) = try await store.createTask(NewTask(command: "sync.bash"), agents: ["a"])
+            try await store.markDispatched(subtasks.map(\.id), retryAfter: 60_000)
+            #expect(try await store.dueSubtasks(agentSN: "a").isEmpty)
+            #expect(try await store.dueSubtasks(agentSN: "a", inFlight: true).map(\.id) == subtasks.map(\.id))
+            try await store.recordResult(Self.result(subtasks[0].id), agentSN: "a")
+            #expect(try await store.dueSubtasks(agentSN: "a", inFlight: true).isEmpty, "answered: nothing to send again")
+        }
+    }
+
     @Test("A task whose hosts all succeed is done", arguments: StoreHarness.engines)
     func done(_ kind: SQLEngineKind) async throws {
         try await StoreHarness.withStore(kind) { store in

@@ -148,16 +148,16 @@ struct Connector {
     }
 }
 
-/// Delays between tries.
-enum Backoff {
+/// Delays between tries (the fleet simulator uses the same, so its storms have the agent's shape).
+public enum Backoff {
     /// Full jitter: a uniform delay in [0, min(cap, base·2^attempt)].
-    static func fullJitter(attempt: Int, base: Duration, cap: Duration) -> Duration {
+    public static func fullJitter(attempt: Int, base: Duration, cap: Duration) -> Duration {
         let exponent = min(max(attempt - 1, 0), 30)
         let ceiling = min(cap.milliseconds, base.milliseconds * (1 << exponent))
         return .milliseconds(Int64.random(in: 0 ... max(ceiling, 1)))
     }
 
-    static func uniform(_ maximum: Duration) -> Duration {
+    public static func uniform(_ maximum: Duration) -> Duration {
         .milliseconds(Int64.random(in: 0 ... max(maximum.milliseconds, 0)))
     }
 }

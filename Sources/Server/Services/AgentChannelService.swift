@@ -116,7 +116,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                     welcome.welcome.step = configuration.statusStep
                     welcome.welcome.pingInterval = Int32(configuration.pingInterval.components.seconds)
                     session.send(welcome)
-                    await engine.agentConnected(hello.agentSn)
+                    await engine.agentConnected(hello.agentSn, newStream: true)
                     logger.info(
                         "agent connected",
                         metadata: [

@@ -23,10 +23,7 @@ extension SQLStore {
                 throw AspireError(.internalError, "the task was not stored")
             }
             let taskID = try row.decode(column: "id", as: Int.self)
-            var subtasks: [SubtaskRecord] = []
-            for agent in hosts {
-                subtasks.append(try await Self.insertSubtask(taskID: taskID, agentSN: agent, now: now, on: database))
-            }
+            let subtasks = try await Self.insertSubtasks(taskID: taskID, agentSNs: hosts, now: now, on: database)
             guard let stored = try await Self.task(id: taskID, on: database) else {
                 throw AspireError(.internalError, "the task vanished while being stored")
             }
@@ -52,14 +49,15 @@ extension SQLStore {
         }
     }
 
-    /// Subtasks of `agentSN` due for delivery now, oldest first.
-    public func dueSubtasks(agentSN: String, limit: Int = 100) async throws -> [SubtaskRecord] {
+    /// Subtasks of `agentSN` due for delivery now, oldest first; with `inFlight`, also those
+    /// sent and not answered yet (for a new stream: the old one may have lost them).
+    public func dueSubtasks(agentSN: String, inFlight: Bool = false, limit: Int = 100) async throws -> [SubtaskRecord] {
         let now = Self.now
         return try await self.engine.withConnection { database in
             try await database.raw(
                 """
                 SELECT s.* FROM pendings p JOIN subtasks s ON s.id = p.subtaskid
-                WHERE p.agentsn = \(bind: agentSN) AND p.gmt_schedule <= \(bind: now)
+                WHERE p.agentsn = \(bind: agentSN) AND (p.gmt_schedule <= \(bind: now) OR \(bind: inFlight ? 1 : 0) = 1)
                 ORDER BY p.gmt_create, s.id LIMIT \(bind: limit)
                 """
             ).all().map(Self.subtask(from:))
@@ -82,24 +80,27 @@ extension SQLStore {
         guard !ids.isEmpty else { return }
         let now = Self.now
         try await self.transaction { database in
-            for id in ids {
-                let row = try await database.raw(
+            var start = 0
+            while start < ids.count {
+                let chunk = Array(ids[start ..< min(start + 1000, ids.count)])
+                start += chunk.count
+                let tasks = try await database.raw(
                     """
                     UPDATE subtasks SET status = \(bind: SubtaskStatus.dispatched.rawValue), gmt_modify = \(bind: now)
-                    WHERE id = \(bind: id) AND status <= \(bind: SubtaskStatus.dispatched.rawValue) RETURNING taskid
+                    WHERE id IN (\(binds: chunk)) AND status <= \(bind: SubtaskStatus.dispatched.rawValue) RETURNING taskid
                     """
-                ).first()
+                ).all().map { try $0.decode(column: "taskid", as: Int.self) }
                 try await database.raw(
-                    "UPDATE pendings SET status = 1, gmt_schedule = \(bind: now + retryAfter) WHERE subtaskid = \(bind: id)"
+                    "UPDATE pendings SET status = 1, gmt_schedule = \(bind: now + retryAfter) WHERE subtaskid IN (\(binds: chunk))"
                 ).run()
-                if let row {
-                    try await database.raw(
-                        """
-                        UPDATE tasks SET status = \(bind: TaskStatus.running.rawValue), gmt_modify = \(bind: now)
-                        WHERE id = \(bind: try row.decode(column: "taskid", as: Int.self)) AND status = \(bind: TaskStatus.pending.rawValue)
-                        """
-                    ).run()
-                }
+                let started = Set(tasks).sorted()
+                guard !started.isEmpty else { continue }
+                try await database.raw(
+                    """
+                    UPDATE tasks SET status = \(bind: TaskStatus.running.rawValue), gmt_modify = \(bind: now)
+                    WHERE id IN (\(binds: started)) AND status = \(bind: TaskStatus.pending.rawValue)
+                    """
+                ).run()
             }
         }
     }
@@ -108,25 +109,67 @@ extension SQLStore {
     /// any later copy (the agent re-sends until acknowledged) changes nothing and returns nil.
     @discardableResult
     public func recordResult(_ result: Aspire_V1_CommandResult, agentSN: String) async throws -> TaskRecord? {
+        try await self.recordResults([AgentResult(result: result, agentSN: agentSN)])[0]
+    }
+
+    /// Stores many results in one transaction and a handful of statements (one multi-row
+    /// UPDATE, one DELETE, one UPDATE per task), whatever their number: what makes ten thousand
+    /// answers a matter of milliseconds. Each answer is the result's task when the result was
+    /// new, nil for a copy or a result that matches no subtask of that agent.
+    public func recordResults(_ results: [AgentResult]) async throws -> [TaskRecord?] {
+        guard !results.isEmpty else { return [] }
         let now = Self.now
-        let succeeded = result.resp == .success && result.retcode == 0
-        let status: SubtaskStatus = succeeded ? .succeeded : .failed
+        var answers = [TaskRecord?](repeating: nil, count: results.count)
+        // A subtask's first copy from its own agent wins, as it would one at a time.
+        struct Key: Hashable {
+            var id: String
+            var agentSN: String
+        }
+        var positions: [Key: Int] = [:]
+        for (index, incoming) in results.enumerated() {
+            let key = Key(id: incoming.result.id, agentSN: incoming.agentSN)
+            if positions[key] == nil { positions[key] = index }
+        }
+        let rows: [SQLQueryString] = positions.values.sorted().map { index in
+            let (result, agentSN) = (results[index].result, results[index].agentSN)
+            return """
+                (\(bind: result.id), \(bind: agentSN), \(bind: result.resp.rawValue), \(bind: Int(result.retcode)), \(bind: result.message),
+                 \(bind: result.data), \(bind: result.stderr), \(bind: result.truncated ? 1 : 0), \(bind: result.startedUnixMs), \(bind: result.finishedUnixMs))
+                """
+        }
+        let succeeded = Aspire_V1_CommandResult.Resp.success.rawValue
         return try await self.transaction { database in
-            guard let row = try await database.raw(
+            let stored = try await database.raw(
                 """
-                UPDATE subtasks SET status = \(bind: status.rawValue), resp = \(bind: result.resp.rawValue),
-                    retcode = \(bind: Int(result.retcode)), message = \(bind: result.message), data = \(bind: result.data),
-                    stderr = \(bind: result.stderr), truncated = \(bind: result.truncated ? 1 : 0),
-                    started = \(bind: result.startedUnixMs), finished = \(bind: result.finishedUnixMs), gmt_modify = \(bind: now)
-                WHERE id = \(bind: result.id) AND agentsn = \(bind: agentSN) AND status < \(bind: SubtaskStatus.succeeded.rawValue)
-                RETURNING taskid
+                WITH v (id, agentsn, resp, retcode, message, data, stderr, truncated, started, finished) AS (VALUES \(rows.joined(separator: ", ")))
+                UPDATE subtasks SET
+                    status = CASE WHEN v.resp = \(bind: succeeded) AND v.retcode = 0 THEN \(bind: SubtaskStatus.succeeded.rawValue) ELSE \(bind: SubtaskStatus.failed.rawValue) END,
+                    resp = v.resp, retcode = v.retcode, message = v.message, data = v.data,
+                    stderr = v.stderr, truncated = v.truncated, started = v.started, finished = v.finished, gmt_modify = \(bind: now)
+                FROM v
+                WHERE subtasks.id = v.id AND subtasks.agentsn = v.agentsn AND subtasks.status < \(bind: SubtaskStatus.succeeded.rawValue)
+                RETURNING subtasks.id AS id, subtasks.agentsn AS agentsn, subtasks.taskid AS taskid
                 """
-            ).first() else {
-                return nil
+            ).all()
+            guard !stored.isEmpty else { return answers }
+            var perTask: [Int: (finished: Int, failed: Int, indices: [Int])] = [:]
+            var ids: [String] = []
+            for row in stored {
+                let key = Key(id: try row.decode(column: "id", as: String.self), agentSN: try row.decode(column: "agentsn", as: String.self))
+                let taskID = try row.decode(column: "taskid", as: Int.self)
+                guard let index = positions[key] else { continue }
+                let result = results[index].result
+                ids.append(key.id)
+                perTask[taskID, default: (0, 0, [])].finished += 1
+                perTask[taskID, default: (0, 0, [])].failed += result.resp == .success && result.retcode == 0 ? 0 : 1
+                perTask[taskID, default: (0, 0, [])].indices.append(index)
             }
-            let taskID = try row.decode(column: "taskid", as: Int.self)
-            try await database.raw("DELETE FROM pendings WHERE subtaskid = \(bind: result.id)").run()
-            return try await Self.countFinished(taskID: taskID, failed: succeeded ? 0 : 1, finished: 1, now: now, on: database)
+            try await database.raw("DELETE FROM pendings WHERE subtaskid IN (\(binds: ids))").run()
+            for (taskID, counts) in perTask.sorted(by: { $0.key < $1.key }) {
+                let task = try await Self.countFinished(taskID: taskID, failed: counts.failed, finished: counts.finished, now: now, on: database)
+                for index in counts.indices { answers[index] = task }
+            }
+            return answers
         }
     }
 
@@ -275,23 +318,35 @@ extension SQLStore {
     // MARK: Rows
 
     static func insertSubtask(taskID: Int, agentSN: String, now: Int64, on database: any SQLDatabase) async throws -> SubtaskRecord {
-        let id = UUID().uuidString.lowercased()
-        try await database.raw(
-            """
-            INSERT INTO subtasks (id, taskid, agentsn, status, gmt_create, gmt_modify)
-            VALUES (\(bind: id), \(bind: taskID), \(bind: agentSN), \(bind: SubtaskStatus.pending.rawValue), \(bind: now), \(bind: now))
-            """
-        ).run()
-        try await database.raw(
-            """
-            INSERT INTO pendings (subtaskid, taskid, agentsn, status, gmt_schedule, gmt_create)
-            VALUES (\(bind: id), \(bind: taskID), \(bind: agentSN), 0, \(bind: now), \(bind: now))
-            """
-        ).run()
-        return SubtaskRecord(
-            id: id, taskID: taskID, agentSN: agentSN, status: .pending, resp: 0, retcode: 0, message: "", data: [], stderr: [],
-            truncated: false, started: 0, finished: 0, created: now, modified: now
-        )
+        try await self.insertSubtasks(taskID: taskID, agentSNs: [agentSN], now: now, on: database)[0]
+    }
+
+    /// Inserts one subtask and one pending delivery per host, a few hundred rows a statement.
+    static func insertSubtasks(taskID: Int, agentSNs: [String], now: Int64, on database: any SQLDatabase) async throws -> [SubtaskRecord] {
+        let subtasks = agentSNs.map { agentSN in
+            SubtaskRecord(
+                id: UUID().uuidString.lowercased(), taskID: taskID, agentSN: agentSN, status: .pending, resp: 0, retcode: 0,
+                message: "", data: [], stderr: [], truncated: false, started: 0, finished: 0, created: now, modified: now
+            )
+        }
+        var start = 0
+        while start < subtasks.count {
+            let chunk = subtasks[start ..< min(start + 500, subtasks.count)]
+            start += chunk.count
+            let subtaskRows: [SQLQueryString] = chunk.map {
+                "(\(bind: $0.id), \(bind: taskID), \(bind: $0.agentSN), \(bind: SubtaskStatus.pending.rawValue), \(bind: now), \(bind: now))"
+            }
+            try await database.raw(
+                "INSERT INTO subtasks (id, taskid, agentsn, status, gmt_create, gmt_modify) VALUES \(subtaskRows.joined(separator: ", "))"
+            ).run()
+            let pendingRows: [SQLQueryString] = chunk.map {
+                "(\(bind: $0.id), \(bind: taskID), \(bind: $0.agentSN), 0, \(bind: now), \(bind: now))"
+            }
+            try await database.raw(
+                "INSERT INTO pendings (subtaskid, taskid, agentsn, status, gmt_schedule, gmt_create) VALUES \(pendingRows.joined(separator: ", "))"
+            ).run()
+        }
+        return subtasks
     }
 
     /// Counts finished subtasks into their task and settles its status when all are in.

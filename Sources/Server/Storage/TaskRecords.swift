@@ -1,3 +1,5 @@
+public import RPC
+
 /// A task as stored: a command for a list of hosts, or for the hosts carrying some tags within
 /// a time window, with its counts.
 public struct TaskRecord: Sendable, Hashable {
@@ -109,5 +111,16 @@ public struct NewTask: Sendable, Hashable {
         self.windowEnd = windowEnd
         self.maxConcurrency = maxConcurrency
         self.maxErrors = maxErrors
+    }
+}
+
+/// A command result as an agent sent it.
+public struct AgentResult: Sendable {
+    public var result: Aspire_V1_CommandResult
+    public var agentSN: String
+
+    public init(result: Aspire_V1_CommandResult, agentSN: String) {
+        self.result = result
+        self.agentSN = agentSN
     }
 }

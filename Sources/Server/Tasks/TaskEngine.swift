@@ -28,12 +28,21 @@ public final class TaskEngine: Service {
     let store: SQLStore
     let registry: SessionRegistry
     let logger: Logger
+    /// Results from every stream, stored in shared transactions.
+    private let results: GroupCommit<AgentResult, Result<TaskRecord?, any Error>>
 
     public init(configuration: Configuration = .init(), store: SQLStore, registry: SessionRegistry, logger: Logger) {
         self.configuration = configuration
         self.store = store
         self.registry = registry
         self.logger = logger
+        self.results = GroupCommit(maxBatch: 2000) { batch in
+            do {
+                return try await store.recordResults(batch).map { .success($0) }
+            } catch {
+                return Array(repeating: .failure(error), count: batch.count)
+            }
+        }
     }
 
     // MARK: Creating
@@ -85,19 +94,38 @@ public final class TaskEngine: Service {
             "task created",
             metadata: ["task.id": "\(task.id)", "task.command": "\(task.command)", "task.hosts": "\(subtasks.count)"]
         )
-        for agent in Set(subtasks.map(\.agentSN)) {
-            await self.dispatch(to: agent)
-        }
+        try await self.sendNew(task, subtasks)
         return (task, subtasks)
     }
 
     // MARK: Delivering
 
-    /// Sends the due subtasks of an agent this node holds.
-    public func dispatch(to agentSN: String) async {
+    /// Sends the subtasks of a task just created to the agents held here, as far as rate
+    /// control lets them go, and records them dispatched in one transaction. (The rest, and
+    /// hosts held elsewhere, go by the usual paths: connect, result, sweep.)
+    private func sendNew(_ task: TaskRecord, _ subtasks: [SubtaskRecord]) async throws {
+        var command = try CommandParameters.command(method: task.command, parameters: try Google_Protobuf_Struct(jsonString: task.body))
+        let limit = try RateLimit(parsing: task.maxConcurrency, field: "max_concurrency")?.value(of: task.count) ?? Int.max
+        var sent: [String] = []
+        for subtask in subtasks where sent.count < limit {
+            guard let session = self.registry.session(for: subtask.agentSN) else { continue }
+            command.id = subtask.id
+            var message = Aspire_V1_ServerMessage()
+            message.command = command
+            if session.send(message) { sent.append(subtask.id) }
+        }
+        try await self.store.markDispatched(sent, retryAfter: self.configuration.redeliverAfter.milliseconds)
+        if !sent.isEmpty {
+            self.logger.debug("subtasks sent", metadata: ["task.id": "\(task.id)", "count": "\(sent.count)"])
+        }
+    }
+
+    /// Sends the due subtasks of an agent this node holds; `inFlight` sends again those sent
+    /// and not answered (the agent runs a command id once: a repeat only fetches its result).
+    public func dispatch(to agentSN: String, inFlight: Bool = false) async {
         guard let session = self.registry.session(for: agentSN) else { return }
         do {
-            try await self.deliver(to: agentSN) { command in
+            try await self.deliver(to: agentSN, inFlight: inFlight) { command in
                 var message = Aspire_V1_ServerMessage()
                 message.command = command
                 return session.send(message)
@@ -121,11 +149,11 @@ public final class TaskEngine: Service {
 
     /// Hands each due subtask of `agentSN` that rate control lets through to `send`, and
     /// records the ones it took as dispatched.
-    private func deliver(to agentSN: String, send: (Aspire_V1_Command) -> Bool) async throws {
+    private func deliver(to agentSN: String, inFlight resend: Bool = false, send: (Aspire_V1_Command) -> Bool) async throws {
         var tasks: [Int: TaskRecord] = [:]
         var inFlight: [Int: Int] = [:]
         var sent: [String] = []
-        for subtask in try await self.store.dueSubtasks(agentSN: agentSN) {
+        for subtask in try await self.store.dueSubtasks(agentSN: agentSN, inFlight: resend) {
             if tasks[subtask.taskID] == nil {
                 tasks[subtask.taskID] = try await self.store.task(id: subtask.taskID)
             }
@@ -163,14 +191,16 @@ public final class TaskEngine: Service {
         return true
     }
 
-    /// An agent connected here: it joins the open tag tasks it matches, and gets what is due.
-    public func agentConnected(_ agentSN: String) async {
+    /// An agent connected here or reported: it joins the open tag tasks it
+    /// matches, and gets what is due. A new stream also gets again what the agent was sent and
+    /// did not answer: a node that died, or a connection that broke, may have lost it.
+    public func agentConnected(_ agentSN: String, newStream: Bool = false) async {
         do {
             try await self.joinTagTasks(agentSN)
         } catch {
             self.logger.error("cannot match tag tasks", metadata: ["agent.sn": "\(agentSN)", "error": "\(String(reflecting: error))"])
         }
-        await self.dispatch(to: agentSN)
+        await self.dispatch(to: agentSN, inFlight: newStream)
     }
 
     /// Adds the agent to the open tag tasks whose tags its host carries.
@@ -183,10 +213,11 @@ public final class TaskEngine: Service {
         }
     }
 
-    /// Stores a result from an agent (once); true when it may be acknowledged.
+    /// Stores a result from an agent (once, in a transaction shared with the results arriving
+    /// at the same time); true when it may be acknowledged.
     public func resultArrived(_ result: Aspire_V1_CommandResult, from agentSN: String) async -> Bool {
         do {
-            if let task = try await self.store.recordResult(result, agentSN: agentSN) {
+            if let task = try await self.results.submit(AgentResult(result: result, agentSN: agentSN)).get() {
                 if task.complete >= task.count, task.selector.isEmpty {
                     self.logger.info(
                         "task finished",

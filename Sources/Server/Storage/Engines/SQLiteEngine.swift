@@ -26,6 +26,10 @@ public final class SQLiteEngine: SQLEngine {
         try await database.raw("PRAGMA synchronous=NORMAL").run()
         try await database.raw("PRAGMA foreign_keys=ON").run()
         try await database.raw("PRAGMA busy_timeout=5000").run()
+        // A 64 MiB page cache and in-memory statement journals: batched writes touch many
+        // pages, and the default 2 MiB cache sends each batch back to the file.
+        try await database.raw("PRAGMA cache_size=-65536").run()
+        try await database.raw("PRAGMA temp_store=MEMORY").run()
         return SQLiteEngine(path: path, connection: connection)
     }
 

@@ -1,0 +1,163 @@
+public import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+public import Glibc
+#endif
+
+/// A real child process (server node, agent, CLI, peer tool) with its output in a log file,
+/// in its own process group so it and everything it started can be signalled together.
+public final class ChildProcess: Sendable {
+    public let pid: pid_t
+    public let logPath: String
+    private let exitStatus = Mutex<Int32?>(nil)
+
+    public init(_ path: String, _ arguments: [String], log: String, environment: [String: String] = [:]) throws {
+        self.logPath = log
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var env = ProcessInfo.processInfo.environment
+        for (key, value) in environment { env[key] = value }
+        var argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+        var envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let status = posix_spawn(&pid, path, &actions, &attributes, &argv, &envp)
+        guard status == 0 else {
+            throw FleetError("cannot start \(path): \(String(cString: strerror(status)))")
+        }
+        self.pid = pid
+    }
+
+    public func signal(_ signal: Int32) {
+        Glibc.kill(self.pid, signal)
+    }
+
+    /// Reaps the process if it has exited; returns its wait status.
+    public func poll() -> Int32? {
+        self.exitStatus.withLock { exitStatus in
+            if exitStatus == nil {
+                var status: Int32 = 0
+                if waitpid(self.pid, &status, WNOHANG) == self.pid { exitStatus = status }
+            }
+            return exitStatus
+        }
+    }
+
+    public var isRunning: Bool { self.poll() == nil }
+
+    /// Waits up to `timeout` for the process to exit; returns its wait status.
+    @discardableResult
+    public func wait(timeout: Duration = .seconds(20)) async throws -> Int32 {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            if let status = self.poll() { return status }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        throw FleetError("process \(self.pid) did not exit within \(timeout)\n\(self.log)")
+    }
+
+    /// SIGTERM, then SIGKILL to the whole group if it does not go.
+    public func stop(grace: Duration = .seconds(10)) async {
+        guard self.isRunning else { return }
+        self.signal(SIGTERM)
+        if (try? await self.wait(timeout: grace)) == nil {
+            Glibc.kill(-self.pid, SIGKILL)
+            _ = try? await self.wait(timeout: .seconds(5))
+        }
+    }
+
+    /// SIGKILL to the whole group, and reap.
+    public func kill() async {
+        guard self.isRunning else { return }
+        Glibc.kill(-self.pid, SIGKILL)
+        _ = try? await self.wait(timeout: .seconds(5))
+    }
+
+    public var log: String {
+        (try? String(contentsOfFile: self.logPath, encoding: .utf8)) ?? ""
+    }
+
+    /// Memory and CPU time now, from /proc.
+    public var usage: ProcessUsage? { ProcessUsage(pid: self.pid) }
+
+    deinit {
+        if self.poll() == nil {
+            Glibc.kill(-self.pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(self.pid, &status, 0)
+        }
+    }
+}
+
+/// A process's resident memory and CPU time, read from /proc/PID/status and /proc/PID/stat.
+public struct ProcessUsage: Sendable {
+    public var residentBytes: Int
+    /// User plus system CPU time.
+    public var cpuSeconds: Double
+
+    public init?(pid: pid_t) {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let kib = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }),
+            let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        // Fields after "(comm)": state is field 3, utime 14, stime 15.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        self.residentBytes = kib * 1024
+        self.cpuSeconds = (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// This process.
+    public static var current: ProcessUsage? { ProcessUsage(pid: getpid()) }
+}
+
+/// What went wrong in the fleet harness, said plainly.
+public struct FleetError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Polls `condition` every `interval` until it holds or `timeout` passes.
+public func eventually(
+    timeout: Duration = .seconds(20),
+    interval: Duration = .milliseconds(50),
+    _ what: @autoclosure () -> String,
+    _ condition: () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now.advanced(by: timeout)
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: interval)
+    }
+    throw FleetError("timed out after \(timeout) waiting for: \(what())")
+}
+
+/// Raises this process's open-file limit as far as it may go (root may raise the hard limit);
+/// children started afterwards inherit it. Returns the soft limit now in force.
+@discardableResult
+public func raiseOpenFileLimit(to wanted: rlim_t = 1 << 20) -> UInt64 {
+    var limit = rlimit()
+    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    var raised = rlimit(rlim_cur: max(limit.rlim_cur, wanted), rlim_max: max(limit.rlim_max, wanted))
+    if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) != 0 {
+        raised = rlimit(rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max)
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised)
+    }
+    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    return UInt64(limit.rlim_cur)
+}

@@ -1,0 +1,195 @@
+import Agent
+public import Foundation
+import Logging
+public import RPC
+public import Synchronization
+
+/// Many simulated agents in one process, each with its own connection to a server node.
+///
+/// grpc-swift-nio-transport cannot bind a client's source address, so the fleet spreads the
+/// addresses it dials instead: agent i dials 127.x.y.z (a node listening on 0.0.0.0 answers
+/// on all of 127.0.0.0/8), which spreads the connections' address pairs the same way and keeps
+/// each pair far below the 28k ephemeral ports.
+public final class Fleet: Sendable {
+    public struct Configuration: Sendable {
+        /// The node: its port, and its host when not spreading.
+        public var server: HostPort
+        /// Dial 127.1.0.1, 127.1.0.2, ... (the node must listen on 0.0.0.0) instead of `server.host`.
+        public var spread = true
+        /// The name the server certificate is checked against (SNI).
+        public var authority = "localhost"
+        public var security: ClientSecurity
+        /// The enrollment token.
+        public var token: String
+        public var prefix = "sim"
+        public var version = "sim-1.0"
+        public var tags: [String: String] = [:]
+        /// Run commands for real (sync.bash, getinfo.*) instead of answering at once.
+        public var execute = false
+
+        public init(server: HostPort, security: ClientSecurity, token: String) {
+            self.server = server
+            self.security = security
+            self.token = token
+        }
+    }
+
+    /// What the fleet saw, for the benchmarks to read.
+    public final class Counters: Sendable {
+        /// Agents whose stream is open and welcomed now.
+        public let online = Atomic<Int>(0)
+        public let welcomes = Atomic<Int>(0)
+        /// Init or Connect attempts that failed.
+        public let failures = Atomic<Int>(0)
+        public let commands = Atomic<Int>(0)
+        public let results = Atomic<Int>(0)
+        public let acks = Atomic<Int>(0)
+    }
+
+    /// What every agent of the fleet shares.
+    final class Shared: Sendable {
+        let configuration: Configuration
+        let counters = Counters()
+        /// When each Welcome arrived (milliseconds since 1970), in order.
+        let welcomeTimes = Mutex<[Int64]>([])
+        let runner: CommandRunner
+        let pongs = Mutex<[UInt64: CheckedContinuation<Bool, Never>]>([:])
+        let nonces = Atomic<UInt64>(0)
+
+        init(configuration: Configuration) {
+            self.configuration = configuration
+            var logger = Logger(label: "aspire.fleet")
+            logger.logLevel = .error
+            self.runner = CommandRunner(logger: logger)
+        }
+
+        func welcomed() {
+            self.counters.online.add(1, ordering: .relaxed)
+            self.counters.welcomes.add(1, ordering: .relaxed)
+            let now = Date().unixMilliseconds
+            self.welcomeTimes.withLock { $0.append(now) }
+        }
+
+        /// The result of a command: a canned success at once, or the real executors' answer.
+        func answer(_ command: Aspire_V1_Command) async -> Aspire_V1_CommandResult {
+            if self.configuration.execute {
+                return await self.runner.run(command)
+            }
+            let now = Date().unixMilliseconds
+            var result = Aspire_V1_CommandResult()
+            result.id = command.id
+            result.resp = .success
+            result.message = "success"
+            result.startedUnixMs = now
+            result.finishedUnixMs = now
+            return result
+        }
+
+        func pongArrived(_ nonce: UInt64, answered: Bool) {
+            self.pongs.withLock { $0.removeValue(forKey: nonce) }?.resume(returning: answered)
+        }
+    }
+
+    let shared: Shared
+    let agents: [SimulatedAgent]
+
+    /// A fleet of `count` agents named `<prefix>-000001`, ...
+    public init(configuration: Configuration, count: Int) {
+        let shared = Shared(configuration: configuration)
+        self.shared = shared
+        self.agents = (0 ..< count).map { index in
+            SimulatedAgent(agentSN: Self.agentSN(configuration.prefix, index), address: Self.dialAddress(configuration, index), shared: shared)
+        }
+    }
+
+    public var configuration: Configuration { self.shared.configuration }
+    public var counters: Counters { self.shared.counters }
+    public var count: Int { self.agents.count }
+    public var online: Int { self.counters.online.load(ordering: .relaxed) }
+
+    public static func agentSN(_ prefix: String, _ index: Int) -> String {
+        "\(prefix)-\(String(format: "%06d", index + 1))"
+    }
+
+    /// The AgentSNs of the fleet, in order.
+    public var agentSNs: [String] { self.agents.map(\.agentSN) }
+
+    static func dialAddress(_ configuration: Configuration, _ index: Int) -> HostPort {
+        guard configuration.spread else { return configuration.server }
+        let host = "127.\(1 + index / 62_500 % 254).\(index / 250 % 250).\(1 + index % 250)"
+        return HostPort(host: host, port: configuration.server.port)
+    }
+
+    /// Welcome times (milliseconds since 1970) from `since` on.
+    public func welcomes(since: Int64) -> [Int64] {
+        self.shared.welcomeTimes.withLock { $0.filter { $0 >= since } }
+    }
+
+    /// Runs the fleet while `body` runs: agents start with at most `window` of them connecting
+    /// at a time (a real fleet's arrival is spread too), then `body` gets the fleet; when it
+    /// returns, every agent disconnects.
+    public func run<Result: Sendable>(window: Int = 256, _ body: @escaping @Sendable (Fleet) async throws -> Result) async throws -> Result {
+        try await withThrowingTaskGroup(of: Result?.self) { group in
+            defer { group.cancelAll() }
+            for (launched, agent) in self.agents.enumerated() {
+                while launched - self.counters.welcomes.load(ordering: .relaxed) >= window {
+                    try await Task.sleep(for: .milliseconds(2))
+                }
+                group.addTask {
+                    await agent.run()
+                    return nil
+                }
+            }
+            group.addTask { try await body(self) }
+            while let next = try await group.next() {
+                if let result = next { return result }
+            }
+            throw CancellationError()
+        }
+    }
+
+    /// Waits until `count` agents (all by default) are online.
+    public func waitOnline(_ count: Int? = nil, timeout: Duration) async throws {
+        let wanted = count ?? self.count
+        try await eventually(timeout: timeout, interval: .milliseconds(10), "\(wanted) agents online (\(self.online) are)") {
+            self.online >= wanted
+        }
+    }
+
+    /// Every online agent sends a status report now; returns how many did.
+    @discardableResult
+    public func reportAll() -> Int {
+        self.agents.reduce(0) { $0 + ($1.send($1.statusReport) ? 1 : 0) }
+    }
+
+    /// Every online agent pings the node; returns when all pongs are back. A node handles a
+    /// stream's messages in order, so everything an agent sent before has been handled then.
+    public func pingAll() async {
+        await withDiscardingTaskGroup { group in
+            for index in self.agents.indices {
+                group.addTask { _ = await self.ping(from: index) }
+            }
+        }
+    }
+
+    /// One application ping from agent `index` to the node and back (the stream's round
+    /// trip); nil when the agent has no stream open.
+    @discardableResult
+    public func ping(from index: Int = 0) async -> Duration? {
+        let agent = self.agents[index]
+        let nonce = self.shared.nonces.add(1, ordering: .relaxed).newValue
+        var message = Aspire_V1_AgentMessage()
+        message.ping.nonce = nonce
+        let clock = ContinuousClock()
+        let started = clock.now
+        let sent = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            self.shared.pongs.withLock { $0[nonce] = continuation }
+            agent.unansweredPings.withLock { _ = $0.insert(nonce) }
+            if !agent.send(message) {
+                agent.unansweredPings.withLock { _ = $0.remove(nonce) }
+                self.shared.pongs.withLock { $0.removeValue(forKey: nonce) }?.resume(returning: false)
+            }
+        }
+        return sent ? clock.now - started : nil
+    }
+}

@@ -1,0 +1,69 @@
+public import Foundation
+public import Logging
+import SQLKit
+public import Server
+
+/// Throw-away stores for tests and benchmarks: a temporary SQLite file, or a new database on
+/// a PostgreSQL server, migrated, and removed afterwards whatever happens.
+public enum ScratchStore {
+    /// Runs `body` with a migrated store of `kind`; PostgreSQL needs `postgresURL`, a server
+    /// whose user may create databases (`postgres://user@host:port/postgres?sslmode=disable`).
+    public static func with<Result: Sendable>(
+        _ kind: SQLEngineKind,
+        postgresURL: String?,
+        logger: Logger,
+        _ body: (SQLStore) async throws -> Result
+    ) async throws -> Result {
+        switch kind {
+        case .sqlite:
+            let path = "/tmp/aspire-store-\(UUID().uuidString.prefix(8)).sqlite"
+            defer {
+                for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+            }
+            let engine = try await SQLiteEngine.open(path: path, logger: logger)
+            defer { Task { await engine.shutdown() } }
+            let store = SQLStore(engine: engine, logger: logger)
+            try await store.migrate()
+            return try await body(store)
+        case .postgres:
+            guard let url = postgresURL else { throw FleetError("no PostgreSQL server given") }
+            let name = "aspire_t_\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: ""))"
+            try await self.withPostgres(url: url, logger: logger) { admin in
+                try await admin.withConnection { try await $0.raw("CREATE DATABASE \(unsafeRaw: name)").run() }
+            }
+            let drop = {
+                try? await self.withPostgres(url: url, logger: logger) { admin in
+                    try await admin.withConnection { try await $0.raw("DROP DATABASE IF EXISTS \(unsafeRaw: name) WITH (FORCE)").run() }
+                }
+            }
+            guard var components = URLComponents(string: url) else { throw FleetError("bad PostgreSQL URL \(url)") }
+            components.path = "/\(name)"
+            do {
+                let result = try await self.withPostgres(url: components.string ?? url, logger: logger) { engine in
+                    let store = SQLStore(engine: engine, logger: logger)
+                    try await store.migrate()
+                    return try await body(store)
+                }
+                await drop()
+                return result
+            } catch {
+                await drop()
+                throw error
+            }
+        }
+    }
+
+    /// Runs `body` with a PostgreSQL engine whose pool runs meanwhile.
+    public static func withPostgres<Result: Sendable>(
+        url: String,
+        logger: Logger,
+        _ body: (PostgresEngine) async throws -> Result
+    ) async throws -> Result {
+        let engine = try PostgresEngine(url: url, logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await engine.run() }
+            defer { group.cancelAll() }
+            return try await body(engine)
+        }
+    }
+}

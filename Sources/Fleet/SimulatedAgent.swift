@@ -1,0 +1,218 @@
+import Agent
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+public import RPC
+import Synchronization
+
+/// One simulated agent: its own HTTP/2 connection and TLS session, the real protocol (Init
+/// with redirects, the Connect stream, Hello, status reports, pings, results until acked),
+/// and the real agent's reconnect delays. Commands are answered at once with a canned success,
+/// or run for real by the agent's own executors.
+final class SimulatedAgent: Sendable {
+    let agentSN: String
+    /// Where this agent dials first (the fleet spreads these over 127.0.0.0/8).
+    let address: HostPort
+    let shared: Fleet.Shared
+    /// The open stream's outbound queue, so the fleet can make every agent report at once.
+    private let sink = Mutex<AsyncStream<Aspire_V1_AgentMessage>.Continuation?>(nil)
+    private let startedAt = Date()
+    /// Results sent and not acknowledged, by command id: sent again on the next stream, and
+    /// instead of running a command again (the real agent's outbox, in memory).
+    private let unacked = Mutex<[String: Aspire_V1_CommandResult]>([:])
+    /// Pings this agent sent on the open stream and not yet answered.
+    let unansweredPings = Mutex<Set<UInt64>>([])
+
+    init(agentSN: String, address: HostPort, shared: Fleet.Shared) {
+        self.agentSN = agentSN
+        self.address = address
+        self.shared = shared
+    }
+
+    private enum Outcome {
+        case ended(Aspire_V1_Redirect?)
+        case redirect(HostPort)
+        case failed
+    }
+
+    /// Connects, holds the stream, reconnects; until cancelled.
+    func run() async {
+        var failures = 0
+        var hops = 0
+        var next = self.address
+        while !Task.isCancelled {
+            let outcome = await self.attempt(next)
+            next = self.address
+            do {
+                switch outcome {
+                case .ended(let redirect):
+                    failures = 0
+                    hops = 0
+                    var maxDelay = Duration.seconds(1)
+                    if let redirect, let first = redirect.servers.first, let target = try? HostPort(parsing: first) {
+                        next = target
+                        maxDelay = .milliseconds(Int(max(redirect.maxDelayMs, 0)))
+                    }
+                    try await Task.sleep(for: Backoff.uniform(maxDelay))
+                case .redirect(let target) where hops < 4:
+                    hops += 1
+                    next = target
+                case .redirect, .failed:
+                    hops = 0
+                    failures += 1
+                    self.shared.counters.failures.add(1, ordering: .relaxed)
+                    try await Task.sleep(for: Backoff.fullJitter(attempt: failures, base: .milliseconds(500), cap: .seconds(60)))
+                }
+            } catch {
+                return
+            }
+        }
+    }
+
+    private func attempt(_ address: HostPort) async -> Outcome {
+        let settings = self.shared.configuration
+        do {
+            let transport = try Transports.client(
+                address: address,
+                authority: settings.authority,
+                security: settings.security,
+                keepalive: .seconds(30)
+            )
+            return try await withGRPCClient(transport: transport, interceptors: [BearerTokenInterceptor(token: settings.token)]) { client in
+                var request = Aspire_V1_InitRequest()
+                request.agentSn = self.agentSN
+                request.hostname = self.agentSN
+                request.version = settings.version
+                request.os = "linux"
+                request.arch = "x86_64"
+                request.tags = settings.tags
+                let answer = try await Aspire_V1_Bootstrap.Client(wrapping: client).`init`(request, options: .failFast(timeout: .seconds(30)))
+                switch answer.action {
+                case .accept:
+                    return .ended(try await self.stream(client))
+                case .redirect:
+                    guard let first = answer.servers.first else { return .failed }
+                    return .redirect(try HostPort(parsing: first))
+                case .unspecified, .UNRECOGNIZED:
+                    return .failed
+                }
+            }
+        } catch {
+            return .failed
+        }
+    }
+
+    /// The Connect stream, until it ends; returns the server's Redirect when it sent one.
+    private func stream(_ client: GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Aspire_V1_Redirect? {
+        let (outbound, continuation) = AsyncStream.makeStream(of: Aspire_V1_AgentMessage.self)
+        var hello = Aspire_V1_AgentMessage()
+        hello.hello.agentSn = self.agentSN
+        hello.hello.hostname = self.agentSN
+        hello.hello.version = self.shared.configuration.version
+        hello.hello.os = "linux"
+        hello.hello.arch = "x86_64"
+        hello.hello.tags = self.shared.configuration.tags
+        continuation.yield(hello)
+        let online = Atomic<Bool>(false)
+        defer {
+            self.sink.withLock { $0 = nil }
+            continuation.finish()
+            for nonce in self.unansweredPings.withLock({ pending in defer { pending.removeAll() }; return pending }) {
+                self.shared.pongArrived(nonce, answered: false)
+            }
+            if online.load(ordering: .relaxed) { self.shared.counters.online.subtract(1, ordering: .relaxed) }
+        }
+        return try await Aspire_V1_AgentChannel.Client(wrapping: client).connect(
+            options: .failFast(timeout: nil),
+            requestProducer: { writer in
+                for await message in outbound {
+                    try await writer.write(message)
+                }
+            },
+            onResponse: { response in
+                // The reader runs in the group's body, so it can start a task per command;
+                // the children never throw, so cancelling them at the end returns cleanly.
+                try await withThrowingDiscardingTaskGroup(returning: Aspire_V1_Redirect?.self) { group in
+                    defer { group.cancelAll() }
+                    for try await message in response.messages {
+                        switch message.body {
+                        case .welcome(let welcome):
+                            online.store(true, ordering: .relaxed)
+                            self.sink.withLock { $0 = continuation }
+                            self.shared.welcomed()
+                            for result in self.unacked.withLock({ Array($0.values) }) {
+                                var answer = Aspire_V1_AgentMessage()
+                                answer.result = result
+                                continuation.yield(answer)
+                            }
+                            let step = Int64(max(welcome.step, 1))
+                            group.addTask { await self.report(every: step, into: continuation) }
+                        case .command(let command):
+                            self.shared.counters.commands.add(1, ordering: .relaxed)
+                            if let stored = self.unacked.withLock({ $0[command.id] }) {
+                                var answer = Aspire_V1_AgentMessage()
+                                answer.result = stored
+                                continuation.yield(answer)
+                                break
+                            }
+                            let shared = self.shared
+                            group.addTask {
+                                var answer = Aspire_V1_AgentMessage()
+                                answer.result = await shared.answer(command)
+                                self.unacked.withLock { $0[command.id] = answer.result }
+                                continuation.yield(answer)
+                                shared.counters.results.add(1, ordering: .relaxed)
+                            }
+                        case .ack(let ack):
+                            self.unacked.withLock { unacked in
+                                for id in ack.ids { unacked[id] = nil }
+                            }
+                            self.shared.counters.acks.add(ack.ids.count, ordering: .relaxed)
+                        case .ping(let ping):
+                            var pong = Aspire_V1_AgentMessage()
+                            pong.pong.nonce = ping.nonce
+                            continuation.yield(pong)
+                        case .redirect(let redirect):
+                            return redirect
+                        case .pong(let pong):
+                            self.unansweredPings.withLock { _ = $0.remove(pong.nonce) }
+                            self.shared.pongArrived(pong.nonce, answered: true)
+                        case nil:
+                            break
+                        }
+                    }
+                    return nil
+                }
+            }
+        )
+    }
+
+    /// Status reports like the real agent's: the first after a random part of the step.
+    private func report(every step: Int64, into continuation: AsyncStream<Aspire_V1_AgentMessage>.Continuation) async {
+        var delay = Duration.milliseconds(Int64.random(in: 0 ... step * 1000))
+        while (try? await Task.sleep(for: delay)) != nil {
+            continuation.yield(self.statusReport)
+            delay = .seconds(step)
+        }
+    }
+
+    var statusReport: Aspire_V1_AgentMessage {
+        var message = Aspire_V1_AgentMessage()
+        message.status.hostname = self.agentSN
+        message.status.version = self.shared.configuration.version
+        message.status.uptime = Int64(Date().timeIntervalSince(self.startedAt))
+        message.status.timestamp = Int64(Date().timeIntervalSince1970)
+        message.status.tags = self.shared.configuration.tags
+        return message
+    }
+
+    /// Queues `message` on the open stream; false when none is open.
+    @discardableResult
+    func send(_ message: Aspire_V1_AgentMessage) -> Bool {
+        self.sink.withLock { sink in
+            guard let sink else { return false }
+            if case .enqueued = sink.yield(message) { return true }
+            return false
+        }
+    }
+}

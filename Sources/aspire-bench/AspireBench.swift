@@ -1,0 +1,47 @@
+import ArgumentParser
+
+@main
+struct AspireBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "aspire-bench",
+        abstract: "Fleet simulator and benchmarks: real aspire-server and boot processes on loopback.",
+        discussion: """
+            Each benchmark starts what it measures for real (server nodes, boot agents, simulated \
+            agents with their own TLS connections), prints a table and one JSON line, and asserts \
+            nothing about speed. --quick sizes finish in under a minute each. Large fleets need \
+            root (or a high 'ulimit -n'): every simulated agent holds a connection.
+
+            Build in release mode for figures worth comparing: swift build -c release, then \
+            .build/release/aspire-bench all.
+            """,
+        subcommands: [
+            All.self, FleetCommand.self, IdleBench.self, FanOutBench.self, RoundTripBench.self, OfflineBench.self,
+            StormBench.self, IngestBench.self, CommandsBench.self,
+        ]
+    )
+}
+
+/// Every benchmark, in order.
+struct All: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run every benchmark.")
+
+    @OptionGroup var options: BenchOptions
+
+    func run() async throws {
+        let options = self.options
+        let benchmarks: [@Sendable () async throws -> [Report]] = [
+            { [try await IdleBench.measure(options)] },
+            { try await FanOutBench.measure(options) },
+            { [try await RoundTripBench.measure(options)] },
+            { [try await OfflineBench.measure(options)] },
+            { [try await StormBench.measure(options)] },
+            { try await IngestBench.measure(options) },
+            { [try await CommandsBench.measure(options)] },
+        ]
+        for benchmark in benchmarks {
+            for report in try await benchmark() {
+                report.print(jsonOnly: options.jsonOnly)
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+import ArgumentParser
+import Fleet
+import Foundation
+import RPC
+
+/// Options every benchmark takes.
+struct BenchOptions: ParsableArguments {
+    @Flag(help: "Small sizes that finish in under a minute (what CI runs).")
+    var quick = false
+
+    @Option(name: .customLong("bin-dir"), help: "Where aspire-server and boot are (default: next to aspire-bench).")
+    var binDirectory: String?
+
+    @Option(name: .customLong("work-dir"), help: "Scratch directory for data and logs (default: a new one under /tmp).")
+    var workDirectory: String?
+
+    @Flag(help: "Keep the scratch directory (logs, databases) afterwards.")
+    var keep = false
+
+    @Flag(name: .customLong("json-only"), help: "Print only the JSON line of each benchmark.")
+    var jsonOnly = false
+}
+
+/// Starts real processes for one benchmark in a scratch directory, and removes it afterwards.
+struct Harness {
+    let options: BenchOptions
+    let work: String
+    let bin: String
+
+    init(_ options: BenchOptions, name: String) throws {
+        self.options = options
+        self.work = options.workDirectory.map { "\($0)/\(name)" } ?? "/tmp/aspire-bench-\(name)-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: self.work, withIntermediateDirectories: true)
+        self.bin = options.binDirectory ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
+        // Thousands of connections: this process and the nodes it starts need the descriptors.
+        let limit = raiseOpenFileLimit()
+        if limit < 4096 {
+            FileHandle.standardError.write(Data("warning: open-file limit is \(limit); large fleets need root or a higher ulimit -n\n".utf8))
+        }
+    }
+
+    func executable(_ name: String) throws -> String {
+        let path = "\(self.bin)/\(name)"
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw ValidationError("\(path) is not there: build with 'swift build -c release' or pass --bin-dir")
+        }
+        return path
+    }
+
+    /// A node listening on `listen` (all addresses by default, so a spread fleet reaches it).
+    func startNode(
+        _ name: String = "node",
+        listen: String = "0.0.0.0:0",
+        http: Bool = false,
+        database: String? = nil,
+        arguments: [String] = []
+    ) async throws -> NodeProcess {
+        try await NodeProcess.start(
+            binary: try self.executable("aspire-server"),
+            dataDirectory: "\(self.work)/\(name)",
+            listen: try HostPort(parsing: listen, allowPortZero: true),
+            httpListen: http ? HostPort(host: "127.0.0.1", port: 0) : nil,
+            name: name,
+            arguments: ["--log-level", "warning"] + (database.map { ["--database", $0] } ?? []) + arguments,
+            log: "\(self.work)/\(name).log"
+        )
+    }
+
+    /// A fleet of `count` simulated agents for `node`.
+    func fleet(of node: NodeProcess, count: Int, prefix: String = "sim", execute: Bool = false) throws -> Fleet {
+        var configuration = Fleet.Configuration(server: node.dialAddress, security: .tls(caFile: node.caFile), token: try node.enrollToken)
+        configuration.spread = node.address.host == "0.0.0.0"
+        configuration.prefix = prefix
+        configuration.execute = execute
+        return Fleet(configuration: configuration, count: count)
+    }
+
+    /// A real `boot` agent of `node`, with its own data directory.
+    func startAgent(_ name: String, of node: NodeProcess, agentSN: String? = nil) throws -> (process: ChildProcess, agentSN: String) {
+        let sn = agentSN ?? "bench-\(name)"
+        let process = try ChildProcess(
+            try self.executable("boot"),
+            ["-f", "--data-dir", "\(self.work)/\(name)", "--ca", node.caFile, "--token-file", node.enrollTokenFile, "--agent-sn", sn,
+             "--backoff-cap", "1", "--log-level", "warning", "--server", "\(node.dialAddress)"],
+            log: "\(self.work)/\(name).log"
+        )
+        return (process, sn)
+    }
+
+    func finish() {
+        if !self.options.keep {
+            try? FileManager.default.removeItem(atPath: self.work)
+        }
+    }
+}
+
+/// Runs `body` with a harness and removes its scratch directory after, whatever happens.
+func withHarness<Result>(_ options: BenchOptions, name: String, _ body: (Harness) async throws -> Result) async throws -> Result {
+    let harness = try Harness(options, name: name)
+    do {
+        let result = try await body(harness)
+        harness.finish()
+        return result
+    } catch {
+        FileManager.default.fileExists(atPath: harness.work) ? print("scratch directory kept: \(harness.work)") : ()
+        throw error
+    }
+}

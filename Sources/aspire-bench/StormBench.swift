@@ -1,0 +1,91 @@
+import ArgumentParser
+import Fleet
+import Foundation
+import GRPCCore
+import RPC
+import SwiftProtobuf
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// P5: a node dies with its fleet connected and a task in flight, and comes back.
+struct StormBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "storm",
+        abstract: "P5 reconnect storm: kill and restart a node holding N agents; time until all are back, connect rate, lost commands."
+    )
+
+    @OptionGroup var options: BenchOptions
+
+    @Option(name: .shortAndLong, help: "Agents (default 10000; 1000 with --quick).")
+    var agents: Int?
+
+    func run() async throws {
+        try await Self.measure(self.options, agents: self.agents).print(jsonOnly: self.options.jsonOnly)
+    }
+
+    static func measure(_ options: BenchOptions, agents: Int? = nil) async throws -> Report {
+        let count = agents ?? (options.quick ? 1000 : 10000)
+        return try await withHarness(options, name: "storm") { harness in
+            let first = try await harness.startNode()
+            let port = first.address.port
+            let fleet = try harness.fleet(of: first, count: count)
+            let report = try await fleet.run { fleet in
+                try await fleet.waitOnline(timeout: .seconds(Int64(60 + count / 100)))
+                // A task goes out to everyone, and the node dies under it (SIGKILL: no
+                // goodbye to the agents, results in flight lost on the wire).
+                var request = Aspire_V1_CreateTaskRequest()
+                request.command = "sync.bash"
+                request.agents = fleet.agentSNs
+                request.parameters = try Google_Protobuf_Struct(jsonString: #"{"cmd": "true"}"#)
+                let taskID = try await first.withAdmin { try await $0.createTask(request).task.id }
+                let clock = ContinuousClock()
+                let killedAt = Date().unixMilliseconds
+                let killed = clock.now
+                await first.process.kill()
+                let node = try await harness.startNode(listen: "0.0.0.0:\(port)")
+                let restarted = clock.now
+                try await eventually(timeout: .seconds(Int64(120 + count / 50)), interval: .milliseconds(10), "\(count) agents back (\(fleet.online))") {
+                    fleet.online >= count * 99 / 100
+                }
+                let back99 = clock.now - restarted
+                try await fleet.waitOnline(timeout: .seconds(Int64(120 + count / 50)))
+                let back100 = clock.now - restarted
+                // Nothing lost: every subtask of the task ends with a result.
+                var task = Aspire_V1_Task()
+                try? await node.withAdmin { admin in
+                    var get = Aspire_V1_ListTasksRequest()
+                    get.limit = 1
+                    try await eventually(timeout: .seconds(60), interval: .milliseconds(50), "task \(taskID) complete") {
+                        task = try await admin.listTasks(get).tasks.first ?? task
+                        return task.complete >= task.count
+                    }
+                }
+                let welcomes = fleet.welcomes(since: killedAt).sorted()
+                let rates = Self.bucketCounts(welcomes, width: 100)
+                let mean = Double(rates.reduce(0, +)) / Double(max(rates.count, 1))
+                await node.process.stop()
+                var report = Report("P5", "reconnect storm (\(count) agents, node SIGKILLed and restarted)", quick: options.quick)
+                report.add("agents", "agents", Double(count), digits: 0)
+                report.add("node_restart_s", "node down (kill → listening again)", (restarted - killed).seconds, unit: "s")
+                report.add("back_99_s", "99 % back after restart", back99.seconds, unit: "s", target: "≤ 30 s")
+                report.add("back_100_s", "all back after restart", back100.seconds, unit: "s")
+                report.add("peak_per_100ms", "connects per 100 ms, peak", Double(rates.max() ?? 0), digits: 0)
+                report.add("mean_per_100ms", "connects per 100 ms, mean", mean)
+                report.add("peak_over_mean", "peak / mean", Double(rates.max() ?? 0) / mean, unit: "×", digits: 2, target: "< 3×")
+                report.add("lost", "subtasks without a result", Double(task.count - task.complete), digits: 0, target: "0")
+                return report
+            }
+            return report
+        }
+    }
+
+    /// Events per `width` ms, from the first event to the last.
+    static func bucketCounts(_ times: [Int64], width: Int64) -> [Int] {
+        guard let first = times.first, let last = times.last else { return [] }
+        var buckets = [Int](repeating: 0, count: Int((last - first) / width) + 1)
+        for time in times { buckets[Int((time - first) / width)] += 1 }
+        return buckets
+    }
+}

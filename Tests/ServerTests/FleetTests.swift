@@ -1,0 +1,64 @@
+import Fleet
+import Foundation
+import GRPCCore
+import RPC
+import SwiftProtobuf
+import Synchronization
+import Testing
+
+/// The fleet simulator against a real node: it holds its agents, answers a task, and after the
+/// node dies under a task and comes back, every agent returns and no subtask is lost.
+@Suite("Fleet simulator", .serialized)
+struct FleetTests {
+    @Test("Simulated agents connect, answer a task, and come back after a node restart without losing a subtask")
+    func fleetSurvivesRestart() async throws {
+        let directory = try makeTemporaryDirectory("aspire-fleet")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let binary = "\(TestProcess.binDirectory)/aspire-server"
+        let first = try await NodeProcess.start(
+            binary: binary, dataDirectory: "\(directory)/node", listen: HostPort(host: "127.0.0.36", port: 0), log: "\(directory)/node.log"
+        )
+        var configuration = Fleet.Configuration(server: first.address, security: .tls(caFile: first.caFile), token: try first.enrollToken)
+        configuration.spread = false
+        configuration.prefix = "fleet"
+        let fleet = Fleet(configuration: configuration, count: 40)
+        let node = try await fleet.run(window: 8) { fleet in
+            try await fleet.waitOnline(timeout: .seconds(60))
+            #expect(try await first.withAdmin { try await $0.listAgents(.init()).agents.count } == 40)
+
+            var request = Aspire_V1_CreateTaskRequest()
+            request.command = "sync.bash"
+            request.agents = fleet.agentSNs
+            request.parameters = try Google_Protobuf_Struct(jsonString: #"{"cmd": "true"}"#)
+            let done = try await first.withAdmin { admin in
+                let id = try await admin.createTask(request).task.id
+                return try await Self.waitForTask(id, admin)
+            }
+            #expect(done.status == "done" && done.complete == 40)
+            #expect(fleet.counters.results.load(ordering: .relaxed) == 40)
+
+            // The node dies just after sending a task; a new one starts on its port and data.
+            let second = try await first.withAdmin { try await $0.createTask(request).task.id }
+            await first.process.kill()
+            let node = try await NodeProcess.start(
+                binary: binary, dataDirectory: "\(directory)/node", listen: first.address, log: "\(directory)/node2.log"
+            )
+            try await fleet.waitOnline(timeout: .seconds(60))
+            let task = try await node.withAdmin { try await Self.waitForTask(second, $0) }
+            #expect(task.complete == 40 && task.failed == 0, "every subtask of the interrupted task finished")
+            return node
+        }
+        await node.process.stop()
+    }
+
+    static func waitForTask(_ id: Int64, _ admin: Aspire_V1_Admin.Client<some ClientTransport>) async throws -> Aspire_V1_Task {
+        var request = Aspire_V1_GetTaskRequest()
+        request.id = id
+        var task = Aspire_V1_Task()
+        try await eventually(timeout: .seconds(60), "task \(id) to finish: \(task)") {
+            task = try await admin.getTask(request).task
+            return task.count > 0 && task.complete >= task.count
+        }
+        return task
+    }
+}
