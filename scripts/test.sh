@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: the Swift suites (unit tests, and end-to-end tests that
-# start real aspire-server and boot processes on 127.0.0.x) and the Python grpcio wire test.
+# start real aspire-server and boot processes on 127.0.0.x), the Python grpcio wire test, and
+# every benchmark in --quick mode (so none can rot; their figures are printed, never asserted).
 # Some tests need root (running commands as other users, editing /etc/hosts, installing and
 # starting PostgreSQL for the store suite); as another user they are skipped with the reason
 # printed, or point ASPIRE_TEST_POSTGRES_URL at a server whose user may create databases.
@@ -24,6 +25,12 @@ if [ -z "${ASPIRE_TEST_POSTGRES_URL:-}" ]; then
 fi
 echo "store tests on PostgreSQL: ${ASPIRE_TEST_POSTGRES_URL:-no}"
 
+if [ "$(id -u)" = 0 ] && ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ]; then
+    echo "== openssh-server for the round-trip benchmark's ssh figures"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null \
+        || echo "openssh-server did not install: the benchmark prints no ssh figures" >&2
+fi
+
 echo "== Build (debug, with tests)"
 swift build --build-tests
 
@@ -32,3 +39,6 @@ swift test --skip-build
 
 echo "== Wire test: Python grpcio client against a real server"
 ASPIRE_BIN_DIR="$(swift build --show-bin-path)" python3 -m pytest -q Tests/wire
+
+echo "== Benchmarks, --quick (debug build: the figures only show they still run)"
+"$(swift build --show-bin-path)/aspire-bench" all --quick
