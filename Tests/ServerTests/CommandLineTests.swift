@@ -1,3 +1,4 @@
+import Fleet
 import Foundation
 import RPC
 import Testing
@@ -14,7 +15,7 @@ struct CommandLineTests {
         async throws -> (status: Int32, output: String)
     {
         let log = "\(directory)/\(executable)-\(UUID().uuidString.prefix(6)).out"
-        let process = try TestProcess(executable, arguments, log: log, environment: environment)
+        let process = try TestProcess.start(executable, arguments, log: log, environment: environment)
         let status = try await process.wait(timeout: .seconds(60))
         let code = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
         return (code, process.log)

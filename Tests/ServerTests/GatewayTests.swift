@@ -1,3 +1,4 @@
+import Fleet
 import Crypto
 import Foundation
 import Gateway
@@ -45,7 +46,7 @@ struct GatewayTests {
         let node = try await TestNode.start(in: directory, host: "127.0.0.34")
         defer { Task { await node.process.stop() } }
         let addressFile = "\(directory)/gateway.addr"
-        let process = try TestProcess(
+        let process = try TestProcess.start(
             "aspire-server",
             [
                 "gateway", "--upstream", node.address.description, "--ca", node.caFile, "--http-listen", "127.0.0.35:0",

@@ -1,3 +1,4 @@
+import Fleet
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -29,24 +30,18 @@ struct TestNode {
                 try FileManager.default.copyItem(atPath: "\(other.dataDirectory)/\(file)", toPath: "\(data)/\(file)")
             }
         }
-        try? FileManager.default.removeItem(atPath: "\(data)/grpc.addr")
-        try? FileManager.default.removeItem(atPath: "\(data)/http.addr")
-        let process = try TestProcess(
-            "aspire-server",
-            ["--data-dir", data, "--listen", "\(host):\(port)", "--http-listen", "\(host):0", "--node-name", name, "--tls-name", "aspire.test", "--log-level", "debug"]
-                + arguments,
-            log: "\(directory)/\(name).log"
+        let node = try await NodeProcess.start(
+            binary: "\(TestProcess.binDirectory)/aspire-server",
+            dataDirectory: data,
+            listen: HostPort(host: host, port: port),
+            httpListen: HostPort(host: host, port: 0),
+            name: name,
+            arguments: ["--tls-name", "aspire.test", "--log-level", "debug"] + arguments,
+            log: "\(directory)/\(name).log",
+            timeout: .seconds(20)
         )
-        let addressFile = "\(data)/grpc.addr"
-        let httpAddressFile = "\(data)/http.addr"
-        try await eventually("\(name) to listen\n\(process.log)") {
-            guard process.isRunning else { throw TestFailure("\(name) exited:\n\(process.log)") }
-            return FileManager.default.fileExists(atPath: addressFile) && FileManager.default.fileExists(atPath: httpAddressFile)
-        }
-        func read(_ path: String) throws -> HostPort {
-            try HostPort(parsing: String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
-        }
-        return TestNode(process: process, dataDirectory: data, address: try read(addressFile), httpAddress: try read(httpAddressFile))
+        guard let httpAddress = node.httpAddress else { throw TestFailure("\(name) wrote no http.addr") }
+        return TestNode(process: node.process, dataDirectory: data, address: node.address, httpAddress: httpAddress)
     }
 
     var caFile: String { "\(self.dataDirectory)/tls/ca.pem" }
@@ -142,7 +137,7 @@ struct TestAgent {
     ) throws -> TestAgent {
         let data = "\(directory)/\(name)"
         let sn = agentSN ?? "sn-\(name)-\(UUID().uuidString.prefix(8).lowercased())"
-        let process = try TestProcess(
+        let process = try TestProcess.start(
             "boot",
             ["-f", "--data-dir", data, "--ca", caFile, "--token-file", tokenFile, "--agent-sn", sn, "--backoff-cap", "1", "--log-level", "debug"]
                 + servers.flatMap { ["--server", $0] } + arguments,
