@@ -102,7 +102,8 @@ func withHarness<Result>(_ options: BenchOptions, name: String, _ body: (Harness
         harness.finish()
         return result
     } catch {
-        FileManager.default.fileExists(atPath: harness.work) ? print("scratch directory kept: \(harness.work)") : ()
+        // Left in place: the logs say what went wrong.
+        FileHandle.standardError.write(Data("\(name) failed; its logs are in \(harness.work)\n".utf8))
         throw error
     }
 }

@@ -27,7 +27,6 @@ struct IdleBench: AsyncParsableCommand {
         let idle = idleSeconds ?? (options.quick ? 5 : 20)
         return try await withHarness(options, name: "idle") { harness in
             let node = try await harness.startNode()
-            defer { Task { await node.process.stop() } }
             try await Task.sleep(for: .seconds(1))
             guard let empty = node.process.usage, let ownEmpty = ProcessUsage.current else { throw FleetError("cannot read /proc") }
             let fleet = try harness.fleet(of: node, count: count)

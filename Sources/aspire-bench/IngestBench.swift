@@ -59,13 +59,17 @@ struct IngestBench: AsyncParsableCommand {
             }
             try await ScratchStore.with(kind, postgresURL: url, logger: logger) { store in
                 let engine = TaskEngine(store: store, registry: SessionRegistry(logger: logger), logger: logger)
-                let batched = try await self.ingest(count, concurrency: concurrency, into: store, prefix: "batched") { result, agentSN in
-                    _ = await engine.resultArrived(result, from: agentSN)
+                let batched = try await self.ingest(count, into: store, prefix: "batched") { work in
+                    try await self.lanes(work, concurrency: concurrency) { _ = await engine.resultArrived($0.result, from: $0.agentSN) }
                 }
-                let separate = try await self.ingest(single, concurrency: concurrency, into: store, prefix: "single") { result, agentSN in
-                    _ = try? await store.recordResults([AgentResult(result: result, agentSN: agentSN)])
+                let separate = try await self.ingest(single, into: store, prefix: "single") { work in
+                    try await self.lanes(work, concurrency: concurrency) { _ = try? await store.recordResults([$0]) }
                 }
-                let direct = try await self.ingest(count, concurrency: 1, into: store, prefix: "direct", batch: 1000) { _, _ in }
+                let direct = try await self.ingest(count, into: store, prefix: "direct") { work in
+                    for start in stride(from: 0, to: work.count, by: 1000) {
+                        _ = try await store.recordResults(Array(work[start ..< min(start + 1000, work.count)]))
+                    }
+                }
                 let target = kind == .sqlite ? "≥ 100000/s" : "≥ 25000/s"
                 report.add("results", "results stored", Double(count), digits: 0)
                 report.add("results_per_s", "results/s (group commit)", batched, unit: "/s", digits: 0, target: target)
@@ -78,22 +82,18 @@ struct IngestBench: AsyncParsableCommand {
         return reports
     }
 
-    /// Stores `count` results of one task from `concurrency` submitters; returns results/s.
+    /// Makes a task of `count` subtasks and times `store` storing one result for each; returns
+    /// results/s (and fails unless every result was counted).
     static func ingest(
         _ count: Int,
-        concurrency: Int,
         into store: SQLStore,
         prefix: String,
-        batch: Int = 0,
-        submit: @escaping @Sendable (Aspire_V1_CommandResult, String) async throws -> Void
+        _ body: @Sendable ([AgentResult]) async throws -> Void
     ) async throws -> Double {
         let agents = (0 ..< count).map { Fleet.agentSN(prefix, $0) }
-        let (_, subtasks) = try await store.createTask(
-            NewTask(user: "bench", command: "sync.bash", body: #"{"cmd":"true"}"#, selector: [:], windowStart: 0, windowEnd: 0, maxConcurrency: "", maxErrors: ""),
-            agents: agents
-        )
+        let (_, subtasks) = try await store.createTask(NewTask(user: "bench", command: "sync.bash", body: #"{"cmd":"true"}"#), agents: agents)
         let now = Date().unixMilliseconds
-        let work: [(Aspire_V1_CommandResult, String)] = subtasks.map { subtask in
+        let work = subtasks.map { subtask in
             var result = Aspire_V1_CommandResult()
             result.id = subtask.id
             result.resp = .success
@@ -101,27 +101,26 @@ struct IngestBench: AsyncParsableCommand {
             result.data = Data("ok\n".utf8)
             result.startedUnixMs = now
             result.finishedUnixMs = now
-            return (result, subtask.agentSN)
+            return AgentResult(result: result, agentSN: subtask.agentSN)
         }
-        let clock = ContinuousClock()
-        let started = clock.now
-        if batch > 0 {
-            for start in stride(from: 0, to: work.count, by: batch) {
-                _ = try await store.recordResults(work[start ..< min(start + batch, work.count)].map { AgentResult(result: $0.0, agentSN: $0.1) })
-            }
-        } else { try await withThrowingDiscardingTaskGroup { group in
-            for lane in 0 ..< min(concurrency, work.count) {
-                group.addTask {
-                    for index in stride(from: lane, to: work.count, by: concurrency) {
-                        try await submit(work[index].0, work[index].1)
-                    }
-                }
-            }
-        } }
-        let elapsed = clock.now - started
+        let elapsed = try await ContinuousClock().measure { try await body(work) }
         guard let task = try await store.task(id: subtasks[0].taskID), task.complete == count else {
             throw FleetError("not every result was stored")
         }
         return Double(count) / elapsed.seconds
+    }
+
+    /// Hands `work` to `submit` one item at a time from `concurrency` lanes, as that many agent
+    /// streams would.
+    static func lanes(_ work: [AgentResult], concurrency: Int, _ submit: @escaping @Sendable (AgentResult) async throws -> Void) async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            for lane in 0 ..< min(concurrency, work.count) {
+                group.addTask {
+                    for index in stride(from: lane, to: work.count, by: concurrency) {
+                        try await submit(work[index])
+                    }
+                }
+            }
+        }
     }
 }

@@ -52,15 +52,17 @@ struct StormBench: AsyncParsableCommand {
                 let back99 = clock.now - restarted
                 try await fleet.waitOnline(timeout: .seconds(Int64(120 + count / 50)))
                 let back100 = clock.now - restarted
-                // Nothing lost: every subtask of the task ends with a result.
-                var task = Aspire_V1_Task()
-                try? await node.withAdmin { admin in
-                    var get = Aspire_V1_ListTasksRequest()
-                    get.limit = 1
-                    try await eventually(timeout: .seconds(60), interval: .milliseconds(50), "task \(taskID) complete") {
-                        task = try await admin.listTasks(get).tasks.first ?? task
+                // Nothing lost: every subtask of the task ends with a result (what is still
+                // missing after a minute counts as lost).
+                let task = try await node.withAdmin { admin in
+                    var get = Aspire_V1_GetTaskRequest()
+                    get.id = taskID
+                    var task = try await admin.getTask(get).task
+                    try? await eventually(timeout: .seconds(60), interval: .milliseconds(50), "task \(taskID) complete") {
+                        task = try await admin.getTask(get).task
                         return task.complete >= task.count
                     }
+                    return task
                 }
                 let welcomes = fleet.welcomes(since: killedAt).sorted()
                 let rates = Self.bucketCounts(welcomes, width: 100)
