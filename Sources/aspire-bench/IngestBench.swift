@@ -66,8 +66,8 @@ struct IngestBench: AsyncParsableCommand {
                     try await self.lanes(work, concurrency: concurrency) { _ = try? await store.recordResults([$0]) }
                 }
                 let direct = try await self.ingest(count, into: store, prefix: "direct") { work in
-                    for start in stride(from: 0, to: work.count, by: 1000) {
-                        _ = try await store.recordResults(Array(work[start ..< min(start + 1000, work.count)]))
+                    for chunk in work.chunks(of: 1000) {
+                        _ = try await store.recordResults(Array(chunk))
                     }
                 }
                 let target = kind == .sqlite ? "≥ 100000/s" : "≥ 25000/s"

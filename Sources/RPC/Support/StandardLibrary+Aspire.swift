@@ -10,6 +10,14 @@ extension Duration {
     }
 }
 
+extension Array {
+    /// Consecutive slices of at most `size` elements (batched statements, bounded bind counts).
+    public func chunks(of size: Int) -> [ArraySlice<Element>] {
+        precondition(size > 0)
+        return stride(from: 0, to: self.count, by: size).map { self[$0 ..< Swift.min($0 + size, self.count)] }
+    }
+}
+
 extension Array where Element: Hashable {
     /// The elements in order, each first occurrence only.
     public func uniqued() -> [Element] {

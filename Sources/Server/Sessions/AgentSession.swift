@@ -35,6 +35,14 @@ public final class AgentSession: Sendable {
         return false
     }
 
+    /// Queues a command for the agent; false when the stream is already closed.
+    @discardableResult
+    public func send(command: Aspire_V1_Command) -> Bool {
+        var message = Aspire_V1_ServerMessage()
+        message.command = command
+        return self.send(message)
+    }
+
     /// Ends the stream from the server side (replaced, shutting down, dead).
     public func close() {
         self.outbound.finish()

@@ -72,9 +72,7 @@ public final class SessionRegistry: Sendable {
             throw AspireError(.agentOffline, "agent \(agentSN) is not connected to this node")
         }
         return try await self.waiters.wait(for: command.id, timeout: wait) {
-            var message = Aspire_V1_ServerMessage()
-            message.command = command
-            guard session.send(message) else {
+            guard session.send(command: command) else {
                 throw AspireError(.agentOffline, "the stream of agent \(agentSN) closed before the command was sent")
             }
         } onTimeout: {

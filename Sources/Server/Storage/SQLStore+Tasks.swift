@@ -80,10 +80,8 @@ extension SQLStore {
         guard !ids.isEmpty else { return }
         let now = Self.now
         try await self.transaction { database in
-            var start = 0
-            while start < ids.count {
-                let chunk = Array(ids[start ..< min(start + 1000, ids.count)])
-                start += chunk.count
+            for slice in ids.chunks(of: 1000) {
+                let chunk = Array(slice)
                 let tasks = try await database.raw(
                     """
                     UPDATE subtasks SET status = \(bind: SubtaskStatus.dispatched.rawValue), gmt_modify = \(bind: now)
@@ -329,10 +327,7 @@ extension SQLStore {
                 message: "", data: [], stderr: [], truncated: false, started: 0, finished: 0, created: now, modified: now
             )
         }
-        var start = 0
-        while start < subtasks.count {
-            let chunk = subtasks[start ..< min(start + 500, subtasks.count)]
-            start += chunk.count
+        for chunk in subtasks.chunks(of: 500) {
             let subtaskRows: [SQLQueryString] = chunk.map {
                 "(\(bind: $0.id), \(bind: taskID), \(bind: $0.agentSN), \(bind: SubtaskStatus.pending.rawValue), \(bind: now), \(bind: now))"
             }

@@ -104,15 +104,13 @@ public final class TaskEngine: Service {
     /// control lets them go, and records them dispatched in one transaction. (The rest, and
     /// hosts held elsewhere, go by the usual paths: connect, result, sweep.)
     private func sendNew(_ task: TaskRecord, _ subtasks: [SubtaskRecord]) async throws {
-        var command = try CommandParameters.command(method: task.command, parameters: try Google_Protobuf_Struct(jsonString: task.body))
+        var command = try Self.command(of: task)
         let limit = try RateLimit(parsing: task.maxConcurrency, field: "max_concurrency")?.value(of: task.count) ?? Int.max
         var sent: [String] = []
         for subtask in subtasks where sent.count < limit {
             guard let session = self.registry.session(for: subtask.agentSN) else { continue }
             command.id = subtask.id
-            var message = Aspire_V1_ServerMessage()
-            message.command = command
-            if session.send(message) { sent.append(subtask.id) }
+            if session.send(command: command) { sent.append(subtask.id) }
         }
         try await self.store.markDispatched(sent, retryAfter: self.configuration.redeliverAfter.milliseconds)
         if !sent.isEmpty {
@@ -125,11 +123,7 @@ public final class TaskEngine: Service {
     public func dispatch(to agentSN: String, inFlight: Bool = false) async {
         guard let session = self.registry.session(for: agentSN) else { return }
         do {
-            try await self.deliver(to: agentSN, inFlight: inFlight) { command in
-                var message = Aspire_V1_ServerMessage()
-                message.command = command
-                return session.send(message)
-            }
+            try await self.deliver(to: agentSN, inFlight: inFlight) { session.send(command: $0) }
         } catch {
             self.logger.error("cannot send subtasks", metadata: ["agent.sn": "\(agentSN)", "error": "\(String(reflecting: error))"])
         }
@@ -151,6 +145,7 @@ public final class TaskEngine: Service {
     /// records the ones it took as dispatched.
     private func deliver(to agentSN: String, inFlight resend: Bool = false, send: (Aspire_V1_Command) -> Bool) async throws {
         var tasks: [Int: TaskRecord] = [:]
+        var commands: [Int: Aspire_V1_Command] = [:]
         var inFlight: [Int: Int] = [:]
         var sent: [String] = []
         for subtask in try await self.store.dueSubtasks(agentSN: agentSN, inFlight: resend) {
@@ -168,10 +163,10 @@ public final class TaskEngine: Service {
                 guard inFlight[task.id, default: 0] < limit else { continue }
                 inFlight[task.id, default: 0] += 1
             }
-            var command = try CommandParameters.command(
-                method: task.command,
-                parameters: try Google_Protobuf_Struct(jsonString: task.body)
-            )
+            if commands[task.id] == nil {
+                commands[task.id] = try Self.command(of: task)
+            }
+            guard var command = commands[task.id] else { continue }
             command.id = subtask.id
             if send(command) { sent.append(subtask.id) }
         }
@@ -179,6 +174,11 @@ public final class TaskEngine: Service {
         if !sent.isEmpty {
             self.logger.debug("subtasks sent", metadata: ["agent.sn": "\(agentSN)", "count": "\(sent.count)"])
         }
+    }
+
+    /// The command a task sends to each of its hosts (its id is the subtask's).
+    private static func command(of task: TaskRecord) throws -> Aspire_V1_Command {
+        try CommandParameters.command(method: task.command, parameters: try Google_Protobuf_Struct(jsonString: task.body))
     }
 
     /// Past `max_errors`, a task sends nothing more: its undelivered subtasks are cancelled.
@@ -191,9 +191,9 @@ public final class TaskEngine: Service {
         return true
     }
 
-    /// An agent connected here or reported: it joins the open tag tasks it
-    /// matches, and gets what is due. A new stream also gets again what the agent was sent and
-    /// did not answer: a node that died, or a connection that broke, may have lost it.
+    /// An agent connected here or reported: it joins the open tag tasks it matches, and gets
+    /// what is due. A new stream also gets again what the agent was sent and did not answer: a
+    /// node that died, or a connection that broke, may have lost it.
     public func agentConnected(_ agentSN: String, newStream: Bool = false) async {
         do {
             try await self.joinTagTasks(agentSN)
