@@ -26,6 +26,9 @@ public final class Fleet: Sendable {
         public var tags: [String: String] = [:]
         /// Run commands for real (sync.bash, getinfo.*) instead of answering at once.
         public var execute = false
+        /// How long a canned answer takes; a stream that ends meanwhile loses the command, as
+        /// a command in flight on a broken connection is lost.
+        public var answerDelay: Duration = .zero
 
         public init(server: HostPort, security: ClientSecurity, token: String) {
             self.server = server
@@ -70,10 +73,14 @@ public final class Fleet: Sendable {
             self.welcomeTimes.withLock { $0.append(now) }
         }
 
-        /// The result of a command: a canned success at once, or the real executors' answer.
-        func answer(_ command: Aspire_V1_Command) async -> Aspire_V1_CommandResult {
+        /// The result of a command: a canned success (after `answerDelay`), or the real
+        /// executors' answer; nil when the stream ended first.
+        func answer(_ command: Aspire_V1_Command) async -> Aspire_V1_CommandResult? {
             if self.configuration.execute {
                 return await self.runner.run(command)
+            }
+            if self.configuration.answerDelay > .zero {
+                guard (try? await Task.sleep(for: self.configuration.answerDelay)) != nil else { return nil }
             }
             let now = Date().unixMilliseconds
             var result = Aspire_V1_CommandResult()

@@ -157,8 +157,9 @@ final class SimulatedAgent: Sendable {
                             }
                             let shared = self.shared
                             group.addTask {
+                                guard let result = await shared.answer(command) else { return }
                                 var answer = Aspire_V1_AgentMessage()
-                                answer.result = await shared.answer(command)
+                                answer.result = result
                                 self.unacked.withLock { $0[command.id] = answer.result }
                                 continuation.yield(answer)
                                 shared.counters.results.add(1, ordering: .relaxed)

@@ -21,6 +21,9 @@ struct FleetTests {
         var configuration = Fleet.Configuration(server: first.address, security: .tls(caFile: first.caFile), token: try first.enrollToken)
         configuration.spread = false
         configuration.prefix = "fleet"
+        // Answers take a second, so the node can die with every command received and none
+        // answered: the commands die with their streams, as on a broken connection.
+        configuration.answerDelay = .seconds(1)
         let fleet = Fleet(configuration: configuration, count: 40)
         let node = try await fleet.run(window: 8) { fleet in
             try await fleet.waitOnline(timeout: .seconds(60))
@@ -37,25 +40,35 @@ struct FleetTests {
             #expect(done.status == "done" && done.complete == 40)
             #expect(fleet.counters.results.load(ordering: .relaxed) == 40)
 
-            // The node dies just after sending a task; a new one starts on its port and data.
+            // The node dies once every agent holds a command of a second task, before any
+            // answer; a new node starts on its port and data. Redelivery on the new streams
+            // must bring every command back well before the 60 s redelivery timer would.
+            let received = fleet.counters.commands.load(ordering: .relaxed)
             let second = try await first.withAdmin { try await $0.createTask(request).task.id }
+            try await eventually(timeout: .seconds(20), "every agent to receive the second task") {
+                fleet.counters.commands.load(ordering: .relaxed) >= received + 40
+            }
             await first.process.kill()
             let node = try await NodeProcess.start(
                 binary: binary, dataDirectory: "\(directory)/node", listen: first.address, log: "\(directory)/node2.log"
             )
             try await fleet.waitOnline(timeout: .seconds(60))
-            let task = try await node.withAdmin { try await Self.waitForTask(second, $0) }
+            let task = try await node.withAdmin { try await Self.waitForTask(second, $0, timeout: .seconds(30)) }
             #expect(task.complete == 40 && task.failed == 0, "every subtask of the interrupted task finished")
             return node
         }
         await node.process.stop()
     }
 
-    static func waitForTask(_ id: Int64, _ admin: Aspire_V1_Admin.Client<some ClientTransport>) async throws -> Aspire_V1_Task {
+    static func waitForTask(
+        _ id: Int64,
+        _ admin: Aspire_V1_Admin.Client<some ClientTransport>,
+        timeout: Duration = .seconds(60)
+    ) async throws -> Aspire_V1_Task {
         var request = Aspire_V1_GetTaskRequest()
         request.id = id
         var task = Aspire_V1_Task()
-        try await eventually(timeout: .seconds(60), "task \(id) to finish: \(task)") {
+        try await eventually(timeout: timeout, "task \(id) to finish: \(task)") {
             task = try await admin.getTask(request).task
             return task.count > 0 && task.complete >= task.count
         }
