@@ -146,7 +146,11 @@ let package = Package(
             ] + grpc + lifecycle,
             swiftSettings: upcoming
         ),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "RPC"], swiftSettings: upcoming),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: ["Gateway", "RPC", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: upcoming
+        ),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "RPC"] + grpc, swiftSettings: upcoming),
         .testTarget(
             name: "ServerTests",

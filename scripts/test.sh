@@ -25,10 +25,11 @@ if [ -z "${ASPIRE_TEST_POSTGRES_URL:-}" ]; then
 fi
 echo "store tests on PostgreSQL: ${ASPIRE_TEST_POSTGRES_URL:-no}"
 
-if [ "$(id -u)" = 0 ] && ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ]; then
-    echo "== openssh-server for the round-trip benchmark's ssh figures"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null \
-        || echo "openssh-server did not install: the benchmark prints no ssh figures" >&2
+# The benchmarks' peers and load generators: sshd (P3) and h2load (P6).
+if [ "$(id -u)" = 0 ] && { [ ! -x /usr/sbin/sshd ] || ! command -v h2load >/dev/null 2>&1; }; then
+    echo "== openssh-server and nghttp2-client for the benchmarks' ssh and h2load figures"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client nghttp2-client >/dev/null \
+        || echo "openssh-server or nghttp2-client did not install: the benchmarks skip those figures" >&2
 fi
 
 echo "== Build (debug, with tests)"

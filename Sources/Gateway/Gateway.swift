@@ -143,15 +143,15 @@ enum Answer {
     }
 
     static func json(_ object: Any, status: Int) -> Response {
-        let data =
-            (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
-            ?? Data(#"{"status":130000,"message":"internal error","cause":"the answer could not be encoded"}"#.utf8)
+        let body =
+            (try? JSONWriter.encode(object))
+            ?? ByteBuffer(string: #"{"status":130000,"message":"internal error","cause":"the answer could not be encoded"}"#)
         var headers = HTTPFields()
         headers[.contentType] = "application/json; charset=utf-8"
         return Response(
             status: HTTPResponse.Status(code: status),
             headers: headers,
-            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data))
+            body: ResponseBody(byteBuffer: body)
         )
     }
 }

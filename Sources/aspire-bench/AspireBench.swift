@@ -16,7 +16,7 @@ struct AspireBench: AsyncParsableCommand {
             """,
         subcommands: [
             All.self, FleetCommand.self, IdleBench.self, FanOutBench.self, RoundTripBench.self, OfflineBench.self,
-            StormBench.self, IngestBench.self, CommandsBench.self,
+            StormBench.self, RestBench.self, IngestBench.self, CommandsBench.self,
         ]
     )
 }
@@ -35,6 +35,7 @@ struct All: AsyncParsableCommand {
             { [try await RoundTripBench.measure(options)] },
             { [try await OfflineBench.measure(options)] },
             { [try await StormBench.measure(options)] },
+            { [try await RestBench.measure(options)] },
             { try await IngestBench.measure(options) },
             { [try await CommandsBench.measure(options)] },
         ]

@@ -54,6 +54,7 @@ struct FanOutBench: AsyncParsableCommand {
     }
 
     struct Outcome: Sendable {
+        var taskID: Int64
         var created: Duration
         var total: Duration
         var p50: Double
@@ -85,7 +86,7 @@ struct FanOutBench: AsyncParsableCommand {
         let subtasks = try await admin.getTask(get).subtasks
         let latencies = subtasks.map { Double($0.modifiedUnixMs - detail.task.createdUnixMs) }
         return Outcome(
-            created: created, total: total, p50: Stats.percentile(latencies, 50), p99: Stats.percentile(latencies, 99),
+            taskID: detail.task.id, created: created, total: total, p50: Stats.percentile(latencies, 50), p99: Stats.percentile(latencies, 99),
             failed: subtasks.filter { $0.status != "succeeded" }.count
         )
     }

@@ -44,6 +44,23 @@ enum Peers {
         return (status >> 8) & 0xFF
     }
 
+    /// Runs `argv` and answers what it printed (stdout and stderr); throws when it fails.
+    static func output(_ argv: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: argv[0])
+        process.arguments = Array(argv.dropFirst())
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw FleetError("\(argv[0]) exited with \(process.terminationStatus):\n\(output)")
+        }
+        return output
+    }
+
     /// An sshd of its own on loopback with key auth, for `ssh localhost true` figures; nil
     /// (with the reason) when openssh is not installed or this is not root.
     final class SSH: Sendable {

@@ -136,7 +136,7 @@ extension SQLStore {
                 return nil
             }
             var host = try Self.host(from: row)
-            host.tags = try await Self.tags(ofHostID: host.id, on: database)
+            host.tags = try await Self.tags(ofHostIDs: [host.id], on: database)[host.id] ?? []
             return host
         }
     }
@@ -164,11 +164,11 @@ extension SQLStore {
             let rows = try await database.raw(
                 "SELECT * FROM hosts \(filter) ORDER BY id \(order) LIMIT \(bind: query.page.limit) OFFSET \(bind: query.page.offset)"
             ).all()
-            var hosts: [HostRecord] = []
-            for row in rows {
-                var host = try Self.host(from: row)
-                host.tags = try await Self.tags(ofHostID: host.id, on: database)
-                hosts.append(host)
+            var hosts = try rows.map(Self.host(from:))
+            // One query for the tags of the whole page, not one per host.
+            let tags = try await Self.tags(ofHostIDs: hosts.map(\.id), on: database)
+            for index in hosts.indices {
+                hosts[index].tags = tags[hosts[index].id] ?? []
             }
             return Listing(count: count, items: hosts)
         }
@@ -336,13 +336,21 @@ extension SQLStore {
         }
     }
 
-    static func tags(ofHostID id: Int, on database: any SQLDatabase) async throws -> [TagRecord] {
-        try await database.raw(
-            """
-            SELECT t.id, t.name, t.value, t.gmt_create, t.gmt_modify FROM tags t JOIN hosts_tags ht ON ht.tagid = t.id
-            WHERE ht.hostid = \(bind: id) ORDER BY t.name, t.value
-            """
-        ).all().map(Self.tag(from:))
+    /// The tags of each of `ids`, by host id, ordered by name and value.
+    static func tags(ofHostIDs ids: [Int], on database: any SQLDatabase) async throws -> [Int: [TagRecord]] {
+        var tags: [Int: [TagRecord]] = [:]
+        for chunk in ids.chunks(of: 500) {
+            let rows = try await database.raw(
+                """
+                SELECT ht.hostid, t.id, t.name, t.value, t.gmt_create, t.gmt_modify FROM tags t JOIN hosts_tags ht ON ht.tagid = t.id
+                WHERE ht.hostid IN (\(binds: Array(chunk))) ORDER BY t.name, t.value
+                """
+            ).all()
+            for row in rows {
+                tags[try row.decode(column: "hostid", as: Int.self), default: []].append(try Self.tag(from: row))
+            }
+        }
+        return tags
     }
 
     static func tag(from row: any SQLRow) throws -> TagRecord {

@@ -1,0 +1,44 @@
+import Foundation
+import NIOCore
+import Testing
+
+@testable import Gateway
+
+@Suite("REST JSON writer")
+struct JSONWriterTests {
+    func text(_ value: Any) throws -> String {
+        String(buffer: try JSONWriter.encode(value))
+    }
+
+    @Test("Objects come out compact, with keys sorted, at every depth")
+    func objects() throws {
+        let value: [String: Any] = ["b": 1, "a": ["d": true, "c": NSNull()], "list": [3, "x", false, 1.5, Int64(-7), Int32(2)]]
+        #expect(try self.text(value) == #"{"a":{"c":null,"d":true},"b":1,"list":[3,"x",false,1.5,-7,2]}"#)
+        #expect(try self.text([String: Any]()) == "{}")
+        #expect(try self.text([Any]()) == "[]")
+    }
+
+    @Test("Strings escape quotes, backslashes and control characters and keep the rest as UTF-8")
+    func strings() throws {
+        let tricky = "say \"hi\"\\ /path\n\t\r\u{01}\u{1F} é 中文 🚀 \u{2028}"
+        let json = try self.text(["s": tricky])
+        #expect(json == #"{"s":"say \"hi\"\\ /path\n\t\r\u0001\u001f é 中文 🚀 "# + "\u{2028}" + #""}"#)
+        // Whatever it writes, a standard parser reads back the same string.
+        let parsed = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+        #expect(parsed?["s"] as? String == tricky)
+    }
+
+    @Test("Numbers: integral doubles without a fraction, non-finite as null, parsed documents as they came")
+    func numbers() throws {
+        #expect(try self.text([3.0, 0.1, 1e300, Double.nan, -Double.infinity]) == "[3,0.1,1e+300,null,null]")
+        // What JSONSerialization parses (NSNumber booleans and numbers) is written back unchanged.
+        let parsed = try JSONSerialization.jsonObject(with: Data(#"{"ok":true,"n":42,"f":2.5,"no":false,"s":"x"}"#.utf8))
+        #expect(try self.text(parsed) == #"{"f":2.5,"n":42,"no":false,"ok":true,"s":"x"}"#)
+    }
+
+    @Test("A value it does not know goes through JSONSerialization; one nothing can write throws")
+    func fallback() throws {
+        #expect(try self.text(["u": UInt64(9)]) == #"{"u":9}"#)
+        #expect(throws: (any Error).self) { try JSONWriter.encode(["date": Date()]) }
+    }
+}
