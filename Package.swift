@@ -140,7 +140,7 @@ let package = Package(
         .executableTarget(
             name: "aspire-bench",
             dependencies: [
-                "Fleet", "RPC", "Server",
+                "Fleet", "RPC", "Server", "Agent",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SQLKit", package: "sql-kit"),
             ] + grpc + lifecycle,

@@ -125,6 +125,13 @@ public final class AgentRuntime: Service {
                     group.addTask {
                         try await Connector(runtime: self).run()
                     }
+                    group.addTask {
+                        // Outbox writes reach the disk in batches, off the commands' path.
+                        for await _ in self.state.flushRequests {
+                            try await Task.sleep(for: .milliseconds(20))
+                            self.state.flush()
+                        }
+                    }
                     for await command in self.commands {
                         group.addTask { await self.execute(command) }
                     }
@@ -133,6 +140,7 @@ public final class AgentRuntime: Service {
         } catch is CancellationError {
             // A graceful stop cancels the connector and running commands: not an error.
         }
+        self.state.flush()
         self.logger.notice("agent stopped", metadata: ["agent.sn": "\(self.agentSN)"])
     }
 

@@ -15,7 +15,7 @@ struct AspireBench: AsyncParsableCommand {
             .build/release/aspire-bench all.
             """,
         subcommands: [
-            All.self, FleetCommand.self, IdleBench.self, FanOutBench.self, RoundTripBench.self, OfflineBench.self,
+            All.self, FleetCommand.self, IdleBench.self, FanOutBench.self, SaltBench.self, RoundTripBench.self, OfflineBench.self,
             StormBench.self, RestBench.self, IngestBench.self, CommandsBench.self,
         ]
     )
@@ -32,6 +32,7 @@ struct All: AsyncParsableCommand {
         let benchmarks: [@Sendable () async throws -> [Report]] = [
             { [try await IdleBench.measure(options)] },
             { try await FanOutBench.measure(options) },
+            { [try await SaltBench.measure(options)] },
             { [try await RoundTripBench.measure(options)] },
             { [try await OfflineBench.measure(options)] },
             { [try await StormBench.measure(options)] },

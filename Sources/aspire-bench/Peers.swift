@@ -44,8 +44,9 @@ enum Peers {
         return (status >> 8) & 0xFF
     }
 
-    /// Runs `argv` and answers what it printed (stdout and stderr); throws when it fails.
-    static func output(_ argv: [String]) throws -> String {
+    /// Runs `argv` and answers what it printed (stdout and stderr); throws when it fails,
+    /// unless `check` is false.
+    static func output(_ argv: [String], check: Bool = true) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: argv[0])
         process.arguments = Array(argv.dropFirst())
@@ -55,7 +56,7 @@ enum Peers {
         try process.run()
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
+        guard !check || process.terminationStatus == 0 else {
             throw FleetError("\(argv[0]) exited with \(process.terminationStatus):\n\(output)")
         }
         return output

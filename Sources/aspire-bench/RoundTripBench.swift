@@ -1,6 +1,8 @@
+import Agent
 import ArgumentParser
 import Fleet
 import Foundation
+import Logging
 import RPC
 
 /// P3: one command on one real agent, end to end, next to its floor and to ssh.
@@ -23,6 +25,31 @@ struct RoundTripBench: AsyncParsableCommand {
 
     func run() async throws {
         try await Self.measure(self.options, samples: self.samples).print(jsonOnly: self.options.jsonOnly)
+    }
+
+    /// The agent's own parts of a command, in this process: BashExecutor running 'true', and
+    /// the outbox's bookkeeping of one command (admit, finish, acknowledge).
+    static func agentParts(count: Int, directory: String) async throws -> (executor: [Double], state: [Double]) {
+        let executor = BashExecutor(logger: Logger(label: "bench"))
+        let state = try AgentState(directory: directory)
+        let clock = ContinuousClock()
+        var parameters = Aspire_V1_BashParams()
+        parameters.cmd = "true"
+        var executorTimes: [Double] = []
+        var stateTimes: [Double] = []
+        for index in 0 ..< count {
+            let started = clock.now
+            let result = await executor.run(id: "\(index)", params: parameters)
+            guard result.retcode == 0 else { throw FleetError("BashExecutor 'true' failed: \(result.message)") }
+            executorTimes.append((clock.now - started).millis)
+            let bookkeeping = try clock.measure {
+                _ = try state.admit(result.id)
+                try state.finish(result)
+                state.acknowledge([result.id])
+            }
+            stateTimes.append(bookkeeping.millis)
+        }
+        return (executorTimes, stateTimes)
     }
 
     static func measure(_ options: BenchOptions, samples: Int? = nil) async throws -> Report {
@@ -58,6 +85,7 @@ struct RoundTripBench: AsyncParsableCommand {
             await node.process.stop()
             let bash = Peers.spawn(["/bin/bash", "-c", "true"], count: count)
             let sh = Peers.spawn(["/bin/sh", "-c", "true"], count: count)
+            let local = try await Self.agentParts(count: count, directory: "\(harness.work)/parts")
             let floor = Stats.median(bash.latencies) + Stats.median(pings)
             let p50 = Stats.median(latencies)
             report.add("p50_ms", "RunCommand p50", p50, unit: "ms", digits: 2, target: "≤ 3 ms")
@@ -67,6 +95,8 @@ struct RoundTripBench: AsyncParsableCommand {
             report.add("stream_rtt_ms", "stream round trip p50", Stats.median(pings), unit: "ms", digits: 3)
             report.add("floor_ms", "floor (spawn + stream)", floor, unit: "ms", digits: 2)
             report.add("over_floor", "p50 / floor", p50 / floor, unit: "×", digits: 2, target: "≤ 1.6×")
+            report.add("executor_ms", "agent's BashExecutor alone p50", Stats.median(local.executor), unit: "ms", digits: 2)
+            report.add("state_ms", "agent's outbox writes alone p50", Stats.median(local.state), unit: "ms", digits: 2)
             if let ssh = try await Peers.SSH.start(in: "\(harness.work)/ssh") {
                 let fresh = Peers.spawn(ssh.command(["true"], multiplexed: false), count: options.quick ? 10 : 50)
                 _ = Peers.runOnce(ssh.command(["true"], multiplexed: true))

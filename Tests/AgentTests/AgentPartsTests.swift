@@ -65,6 +65,29 @@ struct AgentStateTests {
         guard case .interrupted = try restarted.admit("c2") else { Issue.record("must be interrupted"); return }
     }
 
+    @Test("A finished command keeps its marker until its result is flushed; before that a restart re-sends the result")
+    func flushOrder() throws {
+        let directory = "/tmp/aspire-state-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let state = try AgentState(directory: directory)
+        let markers = { try FileManager.default.contentsOfDirectory(atPath: "\(directory)/running") }
+        guard case .run = try state.admit("c3") else { Issue.record("must run"); return }
+        var result = Aspire_V1_CommandResult()
+        result.id = "c3"
+        result.resp = .success
+        try state.finish(result)
+        #expect(try markers().count == 1)
+        // The agent dies before the flush: the stored result wins over the marker.
+        guard case .resend(let stored) = try AgentState(directory: directory).admit("c3") else {
+            Issue.record("a result in the outbox must be re-sent, not reported interrupted")
+            return
+        }
+        #expect(stored.resp == .success)
+        state.flush()
+        #expect(try markers().isEmpty)
+        #expect(state.pendingResults().map(\.id) == ["c3"])
+    }
+
     @Test("Command ids never become paths: traversal stays inside the data directory")
     func traversal() throws {
         let directory = "/tmp/aspire-state-\(UUID().uuidString.prefix(8))"

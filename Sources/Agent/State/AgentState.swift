@@ -10,17 +10,31 @@ import Synchronization
 /// acknowledges it, so results survive lost streams and agent restarts. A marker is written
 /// before a command starts, so a command whose agent died while it ran is reported as
 /// interrupted instead of being run again.
+///
+/// Those writes do not wait for the disk: a file written survives a crash of the agent the
+/// moment it is written. Surviving a crash of the machine is `flush()`'s job, which the
+/// runtime calls off the command path, for every file written since the last flush at once
+/// (one fsync per batch instead of two per command, which were 1.2 ms of every command's
+/// round trip). A finished command's running marker is removed only after its result is on
+/// disk, so after a power loss the agent finds one or the other: the result (sent again) or
+/// the marker (reported as interrupted), never neither.
 public final class AgentState: Sendable {
     public let directory: String
     private let outboxDirectory: String
     private let runningDirectory: String
     /// Ids acknowledged in this process's life, so a re-sent command is not run again.
     private let acknowledged = Mutex<[String: Date]>([:])
+    /// Written since the last flush: files to sync, and markers to remove once they are.
+    private let unsynced = Mutex<(files: [String], markers: [String])>(([], []))
+    private let flushInput: AsyncStream<Void>.Continuation
+    /// Yields whenever something was written that `flush()` should make durable.
+    public let flushRequests: AsyncStream<Void>
 
     public init(directory: String) throws {
         self.directory = directory
         self.outboxDirectory = "\(directory)/outbox"
         self.runningDirectory = "\(directory)/running"
+        (self.flushRequests, self.flushInput) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         try AtomicFile.makeDirectory(directory, mode: 0o700)
         try AtomicFile.makeDirectory(self.outboxDirectory, mode: 0o700)
         try AtomicFile.makeDirectory(self.runningDirectory, mode: 0o700)
@@ -63,21 +77,44 @@ public final class AgentState: Sendable {
             if let stored = self.storedResult(id) { return .resend(stored) }
             let marker = self.runningPath(id)
             if FileManager.default.fileExists(atPath: marker) { return .interrupted }
-            try AtomicFile.write(id, to: marker, mode: 0o600)
+            try AtomicFile.write(id, to: marker, mode: 0o600, durable: false)
             inFlight.insert(id)
+            self.unsynced.withLock { $0.files.append(marker) }
+            self.flushInput.yield()
             return .run
         }
     }
 
     private let inFlight = Mutex<Set<String>>([])
 
-    /// Stores a finished command's result in the outbox and clears its running marker.
+    /// Stores a finished command's result in the outbox; its running marker goes once the
+    /// result is on disk (`flush()`).
     public func finish(_ result: Aspire_V1_CommandResult) throws {
         try self.inFlight.withLock { inFlight in
             defer { inFlight.remove(result.id) }
-            try AtomicFile.write(try result.serializedBytes() as [UInt8], to: self.outboxPath(result.id), mode: 0o600)
-            try? FileManager.default.removeItem(atPath: self.runningPath(result.id))
+            let path = self.outboxPath(result.id)
+            try AtomicFile.write(try result.serializedBytes() as [UInt8], to: path, mode: 0o600, durable: false)
+            self.unsynced.withLock {
+                $0.files.append(path)
+                $0.markers.append(self.runningPath(result.id))
+            }
         }
+        self.flushInput.yield()
+    }
+
+    /// Puts every file written since the last flush on disk, then removes the running markers
+    /// of the commands whose results now are.
+    public func flush() {
+        let (files, markers) = self.unsynced.withLock { unsynced in
+            defer { unsynced = ([], []) }
+            return unsynced
+        }
+        guard !files.isEmpty else { return }
+        // A file acknowledged and removed meanwhile needs no sync.
+        for file in files { AtomicFile.sync(file) }
+        AtomicFile.sync(self.outboxDirectory)
+        AtomicFile.sync(self.runningDirectory)
+        for marker in markers { try? FileManager.default.removeItem(atPath: marker) }
     }
 
     /// Removes acknowledged results from the outbox.

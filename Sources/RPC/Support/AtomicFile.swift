@@ -7,8 +7,11 @@ import Glibc
 /// Whole-file writes that never leave a half-written file behind: temp file, fsync, rename,
 /// fsync of the directory.
 public enum AtomicFile {
-    /// Writes `bytes` to `path` atomically with the given permissions.
-    public static func write(_ bytes: some Collection<UInt8>, to path: String, mode: mode_t = 0o644) throws {
+    /// Writes `bytes` to `path` atomically with the given permissions: readers see the old
+    /// contents or the new, never part. `durable` also waits for the disk (fsync of the file
+    /// and its directory); without it the file survives a crash of this process but not
+    /// necessarily of the machine until `sync(_:)` or the kernel's own writeback.
+    public static func write(_ bytes: some Collection<UInt8>, to path: String, mode: mode_t = 0o644, durable: Bool = true) throws {
         let directory = (path as NSString).deletingLastPathComponent
         let temporary = "\(path).tmp.\(getpid()).\(UInt32.random(in: 0 ... .max))"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
@@ -33,7 +36,7 @@ public enum AtomicFile {
         }
         // The mode given to open is filtered by the umask; secrets must end up exactly as asked.
         fchmod(fd, mode)
-        guard fsync(fd) == 0 else {
+        guard !durable || fsync(fd) == 0 else {
             let failure = POSIXFailure(call: "fsync", path: temporary)
             unlink(temporary)
             throw failure
@@ -45,16 +48,24 @@ public enum AtomicFile {
             unlink(temporary)
             throw failure
         }
-        let dirfd = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dirfd >= 0 {
-            fsync(dirfd)
-            close(dirfd)
+        if durable {
+            self.sync(directory.isEmpty ? "." : directory)
         }
     }
 
+    /// Waits until `path` (a file or a directory) is on disk; false when it cannot be opened or
+    /// synced (a file removed meanwhile, for one).
+    @discardableResult
+    public static func sync(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return fsync(fd) == 0
+    }
+
     /// Writes a string as UTF-8.
-    public static func write(_ text: String, to path: String, mode: mode_t = 0o644) throws {
-        try self.write(Array(text.utf8), to: path, mode: mode)
+    public static func write(_ text: String, to path: String, mode: mode_t = 0o644, durable: Bool = true) throws {
+        try self.write(Array(text.utf8), to: path, mode: mode, durable: durable)
     }
 
     /// Creates `path` and its parents with the given mode when missing.

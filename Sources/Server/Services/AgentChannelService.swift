@@ -210,9 +210,10 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         let (registry, engine, store, logger) = (self.registry, self.engine, self.store, self.logger)
         switch message.body {
         case .result(let result):
-            // Stored before it is acknowledged: a result the store refused comes again.
-            let stored = await engine.resultArrived(result, from: session.agentSN)
+            // A RunCommand caller waiting for it has it at once; the store (a subtask's result)
+            // is written before the acknowledgement: a result the store refused comes again.
             let waited = registry.complete(result)
+            let stored = await engine.resultArrived(result, from: session.agentSN)
             logger.debug(
                 "command result",
                 metadata: [
