@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 venv="${1:-.build/peers/salt}"
 if [ ! -x "$venv/bin/salt-master" ]; then
     python3 -m venv "$venv" >&2 || {
-        [ "$(id -u)" = 0 ] && apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$venv" >&2
+        [ "$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$venv" >&2
     }
     "$venv/bin/pip" install -q --disable-pip-version-check \
         salt==3007.8 Jinja2 jmespath "msgpack>=1.0.0" PyYAML MarkupSafe requests distro psutil packaging looseversion \

@@ -96,14 +96,15 @@ struct JSONWriter {
                 case UInt8(ascii: "\r"): self.bytes.append(contentsOf: #"\r"#.utf8)
                 case UInt8(ascii: "\t"): self.bytes.append(contentsOf: #"\t"#.utf8)
                 default:
-                    let hex = Array("0123456789abcdef".utf8)
                     self.bytes.append(contentsOf: #"\u00"#.utf8)
-                    self.bytes.append(contentsOf: [hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+                    self.bytes.append(contentsOf: [Self.hex[Int(byte >> 4)], Self.hex[Int(byte & 0xF)]])
                 }
             }
         }
         self.bytes.append(UInt8(ascii: "\""))
     }
+
+    private static let hex = Array("0123456789abcdef".utf8)
 
     private mutating func append(text: String) {
         self.bytes.append(contentsOf: text.utf8)

@@ -40,6 +40,8 @@ struct RestBench: AsyncParsableCommand {
     static func measure(_ options: BenchOptions, hosts: Int? = nil, connections: Int = 16, seconds: Int? = nil) async throws -> Report {
         let count = hosts ?? (options.quick ? 200 : 1000)
         let seconds = seconds ?? (options.quick ? 2 : 5)
+        let page = 50
+        let taskSize = min(100, count)
         var report = Report("P6", "REST reads (\(count) hosts, \(connections) connections)", quick: options.quick)
         guard FileManager.default.isExecutableFile(atPath: Self.h2load) else {
             report.note("h2load", "h2load", "skipped: install nghttp2-client")
@@ -52,11 +54,11 @@ struct RestBench: AsyncParsableCommand {
             let taskID = try await fleet.run { fleet in
                 try await fleet.waitOnline(timeout: .seconds(Int64(60 + count / 100)))
                 return try await node.withAdmin { admin in
-                    try await FanOutBench.fanOut(admin, to: Array(fleet.agentSNs.prefix(100))).taskID
+                    try await FanOutBench.fanOut(admin, to: Array(fleet.agentSNs.prefix(taskSize))).taskID
                 }
             }
             var listHosts = Aspire_V1_ListHostsRequest()
-            listHosts.limit = 50
+            listHosts.limit = Int32(page)
             var getTask = Aspire_V1_GetTaskRequest()
             getTask.id = taskID
             // What a whole gRPC answer weighs, to tell answers from errors (h2load sees status 200 either way).
@@ -69,9 +71,9 @@ struct RestBench: AsyncParsableCommand {
             let grpc = "https://\(node.dialAddress)/\(Aspire_V1_Admin.descriptor.fullyQualifiedService)"
             let rest = "http://\(http)/api/v1/server"
             let runs = [
-                ("hosts", "host list (50 a page)", try load.rest("\(rest)/hosts?limit=50"),
+                ("hosts", "host list (\(page) a page)", try load.rest("\(rest)/hosts?limit=\(page)"),
                  try load.grpc("\(grpc)/ListHosts", listHosts, answerBytes: hostsBytes)),
-                ("task", "task status (100 subtasks)", try load.rest("\(rest)/task?id=\(taskID)"),
+                ("task", "task status (\(taskSize) subtasks)", try load.rest("\(rest)/task?id=\(taskID)"),
                  try load.grpc("\(grpc)/GetTask", getTask, answerBytes: taskBytes)),
             ]
             await node.process.stop()

@@ -86,7 +86,8 @@ struct SaltBench: AsyncParsableCommand {
 /// A Salt master and its minions on loopback, each with its own config and state directory.
 struct SaltCluster {
     let bin: String
-    let directory: String
+    /// The master's config directory, which the `salt` CLI reads too.
+    let masterConfig: String
     let processes: [ChildProcess]
     let minions: Int
 
@@ -113,7 +114,7 @@ struct SaltCluster {
             ] + state("\(directory)/\(name)/root"))
             processes.append(try ChildProcess("\(bin)/salt-minion", ["-c", config, "-l", "error"], log: "\(directory)/\(name).log"))
         }
-        let cluster = SaltCluster(bin: bin, directory: master, processes: processes, minions: minions)
+        let cluster = SaltCluster(bin: bin, masterConfig: master, processes: processes, minions: minions)
         // Minions start, send their keys (accepted by the master) and answer a ping.
         try await eventually(timeout: .seconds(Int64(120 + minions * 2)), interval: .seconds(2), "\(minions) Salt minions to answer test.ping") {
             guard processes.allSatisfy(\.isRunning) else { throw FleetError("a Salt process exited; logs in \(directory)") }
@@ -127,7 +128,7 @@ struct SaltCluster {
         // One JSON object of every minion's return once all are in (--static); stderr may
         // carry warnings around it.
         let output = try Peers.output(
-            ["\(self.bin)/salt", "-c", self.directory, "--out=json", "--static", "--timeout", "\(timeout)", "*"] + function, check: false
+            ["\(self.bin)/salt", "-c", self.masterConfig, "--out=json", "--static", "--timeout", "\(timeout)", "*"] + function, check: false
         )
         guard let start = output.firstIndex(of: "{"), let end = output.lastIndex(of: "}"),
             let returns = try? JSONSerialization.jsonObject(with: Data(output[start ... end].utf8)) as? [String: Any]
