@@ -39,6 +39,7 @@ public final class ChildProcess: Sendable {
             throw FleetError("cannot start \(path): \(String(cString: strerror(status)))")
         }
         self.pid = pid
+        Lifeline.shared.watch(pid)
     }
 
     public func signal(_ signal: Int32) {
@@ -50,7 +51,10 @@ public final class ChildProcess: Sendable {
         self.exitStatus.withLock { exitStatus in
             if exitStatus == nil {
                 var status: Int32 = 0
-                if waitpid(self.pid, &status, WNOHANG) == self.pid { exitStatus = status }
+                if waitpid(self.pid, &status, WNOHANG) == self.pid {
+                    exitStatus = status
+                    Lifeline.shared.forget(self.pid)
+                }
             }
             return exitStatus
         }
@@ -98,7 +102,78 @@ public final class ChildProcess: Sendable {
             Glibc.kill(-self.pid, SIGKILL)
             var status: Int32 = 0
             waitpid(self.pid, &status, 0)
+            Lifeline.shared.forget(self.pid)
         }
+    }
+}
+
+/// Makes every child die with this process, however it ends (a crash, SIGKILL, a watchdog's
+/// `_exit`): a `sh` guardian reads the children's process groups from a pipe whose only writer is
+/// this process; when this process is gone the pipe reaches end of file and the guardian kills
+/// every group it was told about. (PR_SET_PDEATHSIG cannot be set through posix_spawn, and it
+/// follows the spawning thread, which a thread pool may retire.)
+final class Lifeline: Sendable {
+    static let shared = Lifeline()
+
+    private let writer: Int32?
+
+    private init() {
+        // A guardian that is gone must not take this process with it on the next write.
+        Glibc.signal(SIGPIPE, SIG_IGN)
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else {
+            self.writer = nil
+            return
+        }
+        // Close-on-exec both ends: no other child may hold the pipe open.
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        // dup2 onto 0 clears close-on-exec there; the write end stays closed in the guardian.
+        posix_spawn_file_actions_adddup2(&actions, fds[0], 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // Its own group, so killing a child's group never reaches it; SIGINT from a terminal neither.
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        // "+PID" adds a group, "-PID" drops a reaped one (so a reused pid is never hit).
+        let script = """
+            groups=' '
+            while read -r line; do
+                case $line in
+                    +*) groups="$groups${line#+} " ;;
+                    -*) groups=$(printf '%s' "$groups" | sed "s/ ${line#-} / /") ;;
+                esac
+            done
+            for g in $groups; do kill -KILL "-$g" 2>/dev/null; done
+            """
+        var argv: [UnsafeMutablePointer<CChar>?] = (["/bin/sh", "-c", script, "aspire-lifeline"] as [String]).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let status = posix_spawn(&pid, "/bin/sh", &actions, &attributes, &argv, environ)
+        close(fds[0])
+        if status == 0 {
+            self.writer = fds[1]
+        } else {
+            close(fds[1])
+            self.writer = nil
+        }
+    }
+
+    /// Tells the guardian about a child (its own process group leader).
+    func watch(_ pid: pid_t) { self.tell("+\(pid)\n") }
+
+    /// Tells the guardian a child has been reaped.
+    func forget(_ pid: pid_t) { self.tell("-\(pid)\n") }
+
+    private func tell(_ message: String) {
+        guard let writer = self.writer else { return }
+        let line = Array(message.utf8)
+        _ = line.withUnsafeBytes { Glibc.write(writer, $0.baseAddress, $0.count) }
     }
 }
 

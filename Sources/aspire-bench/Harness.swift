@@ -2,6 +2,7 @@ import ArgumentParser
 import Fleet
 import Foundation
 import RPC
+import Synchronization
 
 /// Options every benchmark takes.
 struct BenchOptions: ParsableArguments {
@@ -19,6 +20,14 @@ struct BenchOptions: ParsableArguments {
 
     @Flag(name: .customLong("json-only"), help: "Print only the JSON line of each benchmark.")
     var jsonOnly = false
+
+    @Option(
+        name: .customLong("time-limit"),
+        help: "Seconds one benchmark may take before aspire-bench gives up and exits, killing what it started (default 300 with --quick, 3600 otherwise)."
+    )
+    var timeLimit: Int?
+
+    var effectiveTimeLimit: Duration { .seconds(self.timeLimit ?? (self.quick ? 300 : 3600)) }
 }
 
 /// Starts real processes for one benchmark in a scratch directory, and removes it afterwards.
@@ -95,8 +104,15 @@ struct Harness {
 }
 
 /// Runs `body` with a harness and removes its scratch directory after, whatever happens.
+/// A hang fails the run instead of stalling it: past the time limit a watchdog thread exits the
+/// process (its children die with it), naming the benchmark and where its logs are.
 func withHarness<Result>(_ options: BenchOptions, name: String, _ body: (Harness) async throws -> Result) async throws -> Result {
     let harness = try Harness(options, name: name)
+    let watchdog = Watchdog(
+        limit: options.effectiveTimeLimit,
+        message: "\(name) did not finish within \(options.effectiveTimeLimit) (--time-limit); its logs are in \(harness.work)"
+    )
+    defer { watchdog.disarm() }
     do {
         let result = try await body(harness)
         harness.finish()
@@ -106,4 +122,28 @@ func withHarness<Result>(_ options: BenchOptions, name: String, _ body: (Harness
         FileHandle.standardError.write(Data("\(name) failed; its logs are in \(harness.work)\n".utf8))
         throw error
     }
+}
+
+/// Exits the process with status 3 unless disarmed within `limit`. A thread of its own, so a
+/// stuck cooperative pool or event loop cannot hold it up.
+final class Watchdog: Sendable {
+    private let armed = Mutex(true)
+
+    init(limit: Duration, message: String) {
+        let deadline = ContinuousClock.now.advanced(by: limit)
+        let thread = Thread { [self] in
+            while ContinuousClock.now < deadline {
+                Thread.sleep(forTimeInterval: 0.5)
+                if !self.isArmed { return }
+            }
+            guard self.isArmed else { return }
+            FileHandle.standardError.write(Data("aspire-bench: \(message)\n".utf8))
+            _exit(3)
+        }
+        thread.start()
+    }
+
+    private var isArmed: Bool { self.armed.withLock { $0 } }
+
+    func disarm() { self.armed.withLock { $0 = false } }
 }

@@ -60,6 +60,46 @@ struct FleetTests {
         await node.process.stop()
     }
 
+    @Test("A benchmark past its time limit exits with status 3, and the nodes it started die with it, as they do when it is SIGKILLed")
+    func benchmarkChildrenDieWithIt() async throws {
+        let directory = try makeTemporaryDirectory("aspire-bench-lifeline")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+
+        // The idle benchmark holds its node for seconds; a 2 s limit stops it partway.
+        let limited = try TestProcess.start(
+            "aspire-bench", ["idle", "--quick", "--time-limit", "2", "--work-dir", "\(directory)/limited", "--keep"],
+            log: "\(directory)/limited.log"
+        )
+        let status = try await limited.wait(timeout: .seconds(60))
+        #expect(status >> 8 == 3, "exit status 3, got wait status \(status)")
+        #expect(limited.log.contains("did not finish within"), "says why: \(limited.log)")
+        try await eventually(timeout: .seconds(10), "the limited run's node to die") {
+            Self.processes(mentioning: "\(directory)/limited/idle/node").isEmpty
+        }
+
+        let killed = try TestProcess.start(
+            "aspire-bench", ["idle", "--quick", "--work-dir", "\(directory)/killed", "--keep"], log: "\(directory)/killed.log"
+        )
+        // The node's data directory is on its command line; the benchmark's own is not.
+        let node = "\(directory)/killed/idle/node"
+        try await eventually(timeout: .seconds(30), "the benchmark's node to start") {
+            !Self.processes(mentioning: node).isEmpty
+        }
+        await killed.kill()
+        try await eventually(timeout: .seconds(10), "the SIGKILLed run's node to die") {
+            Self.processes(mentioning: node).isEmpty
+        }
+    }
+
+    /// Live processes whose command line mentions `text` (a zombie's is empty).
+    static func processes(mentioning text: String) -> [String] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.filter { $0.allSatisfy(\.isNumber) }.filter { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            return String(decoding: data, as: UTF8.self).contains(text)
+        }
+    }
+
     static func waitForTask(
         _ id: Int64,
         _ admin: Aspire_V1_Admin.Client<some ClientTransport>,
