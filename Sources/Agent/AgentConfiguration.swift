@@ -25,8 +25,9 @@ public struct AgentConfiguration: Sendable {
     public var maxRedirects = 4
     /// Time for one Init call, connection included.
     public var connectTimeout: Duration = .seconds(5)
-    /// HTTP/2 keepalive pings to the server.
-    public var keepalive: Duration = .seconds(30)
+    /// HTTP/2 keepalive pings to the server after this much silence. Longer than the node's
+    /// own (120 s), whose pings reset it: on a healthy connection only one side pings.
+    public var keepalive: Duration = .seconds(180)
     public var bash = BashExecutor.Configuration()
 
     public init() {}

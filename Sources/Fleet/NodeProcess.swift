@@ -12,6 +12,8 @@ public struct NodeProcess: Sendable {
     public let address: HostPort
     /// The REST gateway, unless it was turned off.
     public let httpAddress: HostPort?
+    /// Started with --insecure: plaintext gRPC.
+    public var plaintext = false
 
     /// Starts `binary serve` on `listen` with data in `dataDirectory`; `arguments` are added
     /// to the command line.
@@ -48,7 +50,8 @@ public struct NodeProcess: Sendable {
             process: process,
             dataDirectory: dataDirectory,
             address: try read(addressFile),
-            httpAddress: httpListen == nil ? nil : try read(httpAddressFile)
+            httpAddress: httpListen == nil ? nil : try read(httpAddressFile),
+            plaintext: arguments.contains("--insecure")
         )
     }
 
@@ -70,7 +73,9 @@ public struct NodeProcess: Sendable {
     public func withAdmin<Result: Sendable>(
         _ body: (Aspire_V1_Admin.Client<HTTP2ClientTransport.Posix>) async throws -> Result
     ) async throws -> Result {
-        let transport = try Transports.client(address: self.dialAddress, authority: "localhost", security: .tls(caFile: self.caFile))
+        let transport = try Transports.client(
+            address: self.dialAddress, authority: "localhost", security: self.plaintext ? .plaintext : .tls(caFile: self.caFile)
+        )
         let interceptors: [any ClientInterceptor] = try [BearerTokenInterceptor(token: self.adminToken)]
         return try await withGRPCClient(transport: transport, interceptors: interceptors) { client in
             try await body(Aspire_V1_Admin.Client(wrapping: client))

@@ -76,7 +76,7 @@ final class SimulatedAgent: Sendable {
                 address: address,
                 authority: settings.authority,
                 security: settings.security,
-                keepalive: .seconds(30)
+                keepalive: AgentConfiguration().keepalive
             )
             return try await withGRPCClient(transport: transport, interceptors: [BearerTokenInterceptor(token: settings.token)]) { client in
                 var request = Aspire_V1_InitRequest()

@@ -47,6 +47,17 @@ public final class ServerNode: Service {
             self.logger.notice("agents verify this node with the CA", metadata: ["path": "\(authority.paths.caCertificate)"])
         }
 
+        // Every agent holds a descriptor: raise the soft limit as far as the hard one allows
+        // (systemd's default soft limit is 1024), and hold no more agents than the rest fits.
+        let openFiles = OpenFiles.raiseSoftLimit()
+        let maxAgents = configuration.maxAgents ?? OpenFiles.agentCapacity(limit: openFiles)
+        self.logger.notice("open-file limit", metadata: ["files.limit": "\(openFiles)", "node.max_agents": "\(maxAgents)"])
+        if maxAgents < 10_000 && configuration.maxAgents == nil {
+            self.logger.warning(
+                "this node holds at most \(maxAgents) agents: raise its open-file limit (LimitNOFILE= in its systemd unit, ulimit -Hn) for more"
+            )
+        }
+
         let engine: any SQLEngine
         if let url = configuration.databaseURL {
             engine = try PostgresEngine(url: url, logger: self.logger)
@@ -67,7 +78,10 @@ public final class ServerNode: Service {
         channelConfiguration.pingInterval = configuration.pingInterval
         let packages = PackageFiles(dataDirectory: configuration.dataDirectory, maxBytes: configuration.maxPackageBytes)
         let services: [any RegistrableRPCService] = [
-            BootstrapService(nodeName: configuration.nodeName, policy: configuration.redirect, logger: self.logger),
+            BootstrapService(
+                nodeName: configuration.nodeName, policy: configuration.redirect, registry: self.registry, maxAgents: maxAgents,
+                logger: self.logger
+            ),
             AgentChannelService(
                 configuration: channelConfiguration, registry: self.registry, store: store, engine: engineTasks, logger: self.logger
             ),

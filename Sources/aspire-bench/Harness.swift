@@ -76,12 +76,25 @@ struct Harness {
     }
 
     /// A fleet of `count` simulated agents for `node`.
-    func fleet(of node: NodeProcess, count: Int, prefix: String = "sim", execute: Bool = false) throws -> Fleet {
-        var configuration = Fleet.Configuration(server: node.dialAddress, security: .tls(caFile: node.caFile), token: try node.enrollToken)
+    func fleet(of node: NodeProcess, count: Int, prefix: String = "sim", execute: Bool = false, plaintext: Bool = false) throws -> Fleet {
+        var configuration = Fleet.Configuration(
+            server: node.dialAddress, security: plaintext ? .plaintext : .tls(caFile: node.caFile), token: try node.enrollToken
+        )
         configuration.spread = node.address.host == "0.0.0.0"
         configuration.prefix = prefix
         configuration.execute = execute
         return Fleet(configuration: configuration, count: count)
+    }
+
+    /// `count` simulated agents of `node` in another `aspire-bench fleet` process: one process
+    /// holds about 10,000 TLS clients before libdispatch's pool monitor gives out.
+    func startSimulator(_ name: String, of node: NodeProcess, count: Int) throws -> ChildProcess {
+        try ChildProcess(
+            try self.executable("aspire-bench"),
+            ["fleet", "--server", "\(node.dialAddress)", "--ca", node.caFile, "--enroll-token-file", node.enrollTokenFile,
+             "--count", "\(count)", "--prefix", name, "--spread"],
+            log: "\(self.work)/\(name).log"
+        )
     }
 
     /// A real `boot` agent of `node`, with its own data directory.

@@ -15,28 +15,68 @@ struct IdleBench: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Agents (default 20000; 2000 with --quick).")
     var agents: Int?
 
-    @Option(help: "Seconds of idle CPU measurement (default 20; 5 with --quick).")
+    @Option(help: "Seconds of idle CPU measurement (default 300, a whole stream-ping interval, so every periodic cost falls in it; 5 with --quick).")
     var idleSeconds: Int?
 
+    @Option(help: "Agents one simulator process holds; the rest run in further 'aspire-bench fleet' processes.")
+    var perSimulator = 10000
+
+    @Flag(help: "Plaintext gRPC (the node runs --insecure): shows what TLS costs per agent. Single simulator process only.")
+    var plaintext = false
+
+    @Option(
+        name: .customLong("node-options"), parsing: .unconditional,
+        help: "More aspire-server options, space-separated (e.g. \"--ping-interval 60 --event-loops 8\"), to compare settings."
+    )
+    var nodeOptions = ""
+
     func run() async throws {
-        try await Self.measure(self.options, agents: self.agents, idleSeconds: self.idleSeconds).print(jsonOnly: self.options.jsonOnly)
+        try await Self.measure(
+            self.options, agents: self.agents, idleSeconds: self.idleSeconds, perSimulator: self.perSimulator, plaintext: self.plaintext,
+            nodeOptions: self.nodeOptions.split(separator: " ").map(String.init)
+        ).print(jsonOnly: self.options.jsonOnly)
     }
 
-    static func measure(_ options: BenchOptions, agents: Int? = nil, idleSeconds: Int? = nil) async throws -> Report {
+    static func measure(
+        _ options: BenchOptions,
+        agents: Int? = nil,
+        idleSeconds: Int? = nil,
+        perSimulator: Int = 10000,
+        plaintext: Bool = false,
+        nodeOptions: [String] = []
+    ) async throws -> Report {
         let count = agents ?? (options.quick ? 2000 : 20000)
-        let idle = idleSeconds ?? (options.quick ? 5 : 20)
+        let idle = idleSeconds ?? (options.quick ? 5 : 300)
+        guard perSimulator >= 1 else { throw ValidationError("--per-simulator must be at least 1") }
+        guard !plaintext || count <= perSimulator else { throw ValidationError("--plaintext runs one simulator process: at most --per-simulator agents") }
         return try await withHarness(options, name: "idle") { harness in
-            let node = try await harness.startNode()
+            let node = try await harness.startNode(arguments: (plaintext ? ["--insecure"] : []) + nodeOptions)
             try await Task.sleep(for: .seconds(1))
             guard let empty = node.process.usage, let ownEmpty = ProcessUsage.current else { throw FleetError("cannot read /proc") }
-            let fleet = try harness.fleet(of: node, count: count)
+            // This process holds the first share (its agents measure ping and report costs);
+            // other simulator processes hold the rest.
+            let own = min(count, perSimulator)
+            let fleet = try harness.fleet(of: node, count: own, plaintext: plaintext)
             let clock = ContinuousClock()
             let started = clock.now
+            let simulators = try stride(from: own, to: count, by: perSimulator).enumerated().map { index, first in
+                try harness.startSimulator("sim\(index + 2)", of: node, count: min(perSimulator, count - first))
+            }
             let report = try await fleet.run { fleet in
-                var report = Report("P1", "idle capacity (\(count) TLS agents on one node)", quick: options.quick)
+                var report = Report("P1", "idle capacity (\(count) \(plaintext ? "plaintext" : "TLS") agents on one node)", quick: options.quick)
                 try await fleet.waitOnline(timeout: .seconds(Int64(60 + count / 100)))
+                var held = own
+                if !simulators.isEmpty {
+                    try await eventually(timeout: .seconds(Int64(60 + count / 100)), interval: .seconds(1), "\(count) agents on the node (\(held) are)") {
+                        if let exited = simulators.first(where: { !$0.isRunning }) {
+                            throw FleetError("a simulator process exited; its log \(exited.logPath):\n\(exited.log.suffix(2000))")
+                        }
+                        held = try await node.withAdmin { try await $0.listAgents(.init()).agents.count }
+                        return held >= count
+                    }
+                }
                 let connected = clock.now - started
-                let held = try await node.withAdmin { try await $0.listAgents(.init()).agents.count }
+                held = try await node.withAdmin { try await $0.listAgents(.init()).agents.count }
                 // Let connection set-up garbage settle before reading memory.
                 try await Task.sleep(for: .seconds(2))
                 guard let loaded = node.process.usage, let ownLoaded = ProcessUsage.current else { throw FleetError("cannot read /proc") }
@@ -65,10 +105,12 @@ struct IdleBench: AsyncParsableCommand {
                 report.add("ping_cpu_us", "CPU per ping round trip", pingCost / Double(max(reported, 1)) * 1e6, unit: "µs")
                 report.add(
                     "sim_rss_per_agent_kib", "simulator RSS per agent",
-                    Double(ownLoaded.residentBytes - ownEmpty.residentBytes) / Double(count) / 1024, unit: "KiB"
+                    Double(ownLoaded.residentBytes - ownEmpty.residentBytes) / Double(own) / 1024, unit: "KiB"
                 )
+                report.add("simulators", "simulator processes", Double(1 + simulators.count), digits: 0)
                 return report
             }
+            for simulator in simulators { await simulator.stop(grace: .seconds(5)) }
             await node.process.stop()
             return report
         }

@@ -90,8 +90,20 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("status-step"), help: "Seconds between agents' status reports.")
     var statusStep: Int32 = 600
 
-    @Option(name: .customLong("ping-interval"), help: "Seconds between pings on each agent stream; three silent intervals drop it.")
-    var pingInterval: Int = 15
+    @Option(
+        name: .customLong("ping-interval"),
+        help: "Seconds between application pings on each agent stream; three silent intervals drop it (dead connections are found sooner by --keepalive)."
+    )
+    var pingInterval: Int = 300
+
+    @Option(help: "Seconds of silence on a connection before the node sends an HTTP/2 keepalive ping; no answer within 10 s closes it.")
+    var keepalive: Int = 120
+
+    @Option(
+        name: .customLong("max-agents"),
+        help: "Agents this node holds at most; more are refused and try another node (default: its open-file limit less 512)."
+    )
+    var maxAgents: Int?
 
     @OptionGroup var log: LogOptions
 
@@ -113,6 +125,12 @@ struct Serve: AsyncParsableCommand {
         configuration.statusStep = self.statusStep
         guard self.pingInterval >= 1 else { throw ValidationError("--ping-interval must be at least 1") }
         configuration.pingInterval = .seconds(self.pingInterval)
+        guard self.keepalive >= 1 else { throw ValidationError("--keepalive must be at least 1") }
+        configuration.transportKeepalive = .seconds(self.keepalive)
+        if let maxAgents {
+            guard maxAgents >= 1 else { throw ValidationError("--max-agents must be at least 1") }
+            configuration.maxAgents = maxAgents
+        }
 
         switch (self.redirectTo, self.peers) {
         case (.some, .some):

@@ -62,6 +62,42 @@ struct RedirectTests {
         let calls = Atomic<Int>(0)
     }
 
+    @Test("A full node (--max-agents) refuses new agents with RESOURCE_EXHAUSTED, keeps the ones it holds, and takes the waiting one when a place frees")
+    func fullNodeRefuses() async throws {
+        let directory = try makeTemporaryDirectory("aspire-full")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.37", arguments: ["--max-agents", "1"])
+        defer { Task { await node.process.stop() } }
+        let first = try TestAgent.start(in: directory, name: "first", connectingTo: node)
+        try await node.waitForAgent(first.agentSN)
+
+        let second = try TestAgent.start(in: directory, name: "second", connectingTo: node)
+        try await eventually("the node to refuse the second agent\n\(node.process.log)") {
+            node.process.log.contains("node full, agent refused") && node.process.log.contains(second.agentSN)
+        }
+        let refused = await #expect(throws: RPCError.self) {
+            try await node.withClient(token: try node.enrollToken) { client in
+                var request = Aspire_V1_InitRequest()
+                request.agentSn = "third"
+                return try await Aspire_V1_Bootstrap.Client(wrapping: client).`init`(request)
+            }
+        }
+        #expect(refused?.code == .resourceExhausted)
+        #expect(refused?.message.contains("maximum of 1 agents") == true, "says why: \(String(describing: refused))")
+        // The agent it holds may come back (a reconnect is not a newcomer).
+        let again = try await node.withClient(token: try node.enrollToken) { client in
+            var request = Aspire_V1_InitRequest()
+            request.agentSn = first.agentSN
+            return try await Aspire_V1_Bootstrap.Client(wrapping: client).`init`(request)
+        }
+        #expect(again.action == .accept)
+        #expect(try await node.connectedAgents().map(\.agentSn) == [first.agentSN])
+
+        await first.process.stop()
+        try await node.waitForAgent(second.agentSN)
+        await second.process.stop()
+    }
+
     @Test("The agent refuses a redirect loop between two nodes instead of bouncing forever")
     func loopRefused() async throws {
         let a = Box()

@@ -12,7 +12,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         /// Seconds between status reports the node asks of agents.
         public var statusStep: Int32 = 600
         /// Application pings; a stream silent for three intervals is dropped.
-        public var pingInterval: Duration = .seconds(15)
+        public var pingInterval: Duration = .seconds(300)
         /// Time an agent has to send Hello after opening the stream.
         public var helloTimeout: Duration = .seconds(10)
 

@@ -3,14 +3,20 @@ public import Logging
 public import RPC
 
 /// `Bootstrap.Init`: accepts the agent on this node or redirects it, by the redirect policy.
+/// A node that holds `maxAgents` streams refuses new agents (RESOURCE_EXHAUSTED), so they try
+/// their next address or come back later, instead of the node running out of descriptors.
 public struct BootstrapService: Aspire_V1_Bootstrap.SimpleServiceProtocol {
     let nodeName: String
     let policy: RedirectPolicy
+    let registry: SessionRegistry
+    let maxAgents: Int
     let logger: Logger
 
-    public init(nodeName: String, policy: RedirectPolicy, logger: Logger) {
+    public init(nodeName: String, policy: RedirectPolicy, registry: SessionRegistry, maxAgents: Int = .max, logger: Logger) {
         self.nodeName = nodeName
         self.policy = policy
+        self.registry = registry
+        self.maxAgents = maxAgents
         self.logger = logger
     }
 
@@ -20,6 +26,17 @@ public struct BootstrapService: Aspire_V1_Bootstrap.SimpleServiceProtocol {
         response.node = self.nodeName
         switch self.policy.decide(agentSN: request.agentSn, visited: Set(request.visited)) {
         case .accept:
+            // An agent already held here is reconnecting: its old stream's place is its own.
+            if self.registry.count >= self.maxAgents && self.registry.session(for: request.agentSn) == nil {
+                self.logger.warning(
+                    "node full, agent refused",
+                    metadata: ["agent.sn": "\(request.agentSn)", "node.max_agents": "\(self.maxAgents)"]
+                )
+                throw RPCError(
+                    code: .resourceExhausted,
+                    message: "node \(self.nodeName) holds its maximum of \(self.maxAgents) agents (--max-agents); try another node or later"
+                )
+            }
             response.action = .accept
         case .redirect(let servers):
             response.action = .redirect

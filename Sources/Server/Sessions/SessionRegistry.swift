@@ -50,6 +50,9 @@ public final class SessionRegistry: Sendable {
         }
     }
 
+    /// How many agents hold a stream here now.
+    public var count: Int { self.state.withLock { $0.sessions.count } }
+
     public func session(for agentSN: String) -> AgentSession? {
         self.state.withLock { $0.sessions[agentSN] }
     }
