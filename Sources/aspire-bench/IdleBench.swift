@@ -2,6 +2,7 @@ import ArgumentParser
 import Fleet
 import Foundation
 import RPC
+import Server
 
 /// P1: how many idle agents one node holds, and what they cost it.
 struct IdleBench: AsyncParsableCommand {
@@ -45,7 +46,16 @@ struct IdleBench: AsyncParsableCommand {
         plaintext: Bool = false,
         nodeOptions: [String] = []
     ) async throws -> Report {
-        let count = agents ?? (options.quick ? 2000 : 20000)
+        let wanted = agents ?? (options.quick ? 2000 : 20000)
+        // A node holds no more agents than its open-file limit leaves room for (it refuses the
+        // rest); the nodes started here inherit this process's limit.
+        let capacity = OpenFiles.agentCapacity(limit: Int(clamping: raiseOpenFileLimit()))
+        if wanted > capacity {
+            FileHandle.standardError.write(
+                Data("P1: the open-file limit here lets one node hold \(capacity) agents, not \(wanted); measuring \(capacity)\n".utf8)
+            )
+        }
+        let count = min(wanted, capacity)
         let idle = idleSeconds ?? (options.quick ? 5 : 300)
         guard perSimulator >= 1 else { throw ValidationError("--per-simulator must be at least 1") }
         guard !plaintext || count <= perSimulator else { throw ValidationError("--plaintext runs one simulator process: at most --per-simulator agents") }
