@@ -86,8 +86,8 @@ struct Harness {
         return Fleet(configuration: configuration, count: count)
     }
 
-    /// `count` simulated agents of `node` in another `aspire-bench fleet` process: one process
-    /// holds about 10,000 TLS clients before libdispatch's pool monitor gives out.
+    /// `count` simulated agents of `node` in another `aspire-bench fleet` process: a fleet larger
+    /// than one process's open-file limit (or than one process should hold) is split over several.
     func startSimulator(_ name: String, of node: NodeProcess, count: Int) throws -> ChildProcess {
         try ChildProcess(
             try self.executable("aspire-bench"),
