@@ -29,6 +29,7 @@ public struct AgentConfiguration: Sendable {
     /// own (120 s), whose pings reset it: on a healthy connection only one side pings.
     public var keepalive: Duration = .seconds(180)
     public var bash = BashExecutor.Configuration()
+    public var supervisor = SupervisorConfiguration()
 
     public init() {}
 

@@ -1,4 +1,6 @@
 import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
 public import Logging
 public import RPC
 public import ServiceLifecycle
@@ -18,12 +20,15 @@ public final class AgentRuntime: Service {
     public let agentSN: String
     let state: AgentState
     let runner: CommandRunner
+    public let supervisor: Supervisor
     let resolver: any AddressResolver
     let logger: Logger
     let startedAt = Date()
 
     /// The stream now open, if any: where results and status reports go.
     private let sink = Mutex<AsyncStream<Aspire_V1_AgentMessage>.Continuation?>(nil)
+    /// The connection of the open stream: packages of the server's store come over it.
+    private let client = Mutex<GRPCClient<HTTP2ClientTransport.Posix>?>(nil)
     private let commands: AsyncStream<Aspire_V1_Command>
     private let commandInput: AsyncStream<Aspire_V1_Command>.Continuation
     /// Seconds between status reports; the server's Welcome and `config` may change it.
@@ -42,6 +47,41 @@ public final class AgentRuntime: Service {
         let settings = AgentSettings.load(from: configuration.dataDirectory)
         if settings.step > 0 { self.step.store(settings.step, ordering: .relaxed) }
         self.settings = Mutex(settings)
+        self.supervisor = try Supervisor(configuration: configuration.supervisor, dataDirectory: configuration.dataDirectory, logger: logger)
+        self.supervisor.setDownloads(
+            store: { [weak self] path, handle throws(AspireError) in
+                try await Self.download(path, into: handle, client: self?.client.withLock { $0 })
+            },
+            web: nil
+        )
+        // A sub-agent changed: the server hears of it at once, not at the next step.
+        self.supervisor.setObserver { [weak self] event in
+            guard let self else { return }
+            if let event { self.send(.event(event)) }
+            self.send(.status(self.statusReport))
+        }
+    }
+
+    /// Fetches a file of the server's package store over the open connection.
+    private static func download(
+        _ path: String,
+        into handle: FileHandle,
+        client: GRPCClient<HTTP2ClientTransport.Posix>?
+    ) async throws(AspireError) {
+        guard let client else { throw AspireError(.downloadFailed, "not connected to a server: cannot fetch aspire://package/\(path)") }
+        var request = Aspire_V1_DownloadRequest()
+        request.path = path
+        do {
+            try await Aspire_V1_PackageStore.Client(wrapping: client).download(request) { response in
+                for try await chunk in response.messages {
+                    try handle.write(contentsOf: chunk.data)
+                }
+            }
+        } catch let error as RPCError {
+            throw AspireError(.downloadFailed, "cannot fetch aspire://package/\(path) from the server: \(error.message)")
+        } catch {
+            throw AspireError(.downloadFailed, "cannot fetch aspire://package/\(path) from the server: \(error)")
+        }
     }
 
     /// Servers to try: the configured ones, then those a `config` command added.
@@ -126,6 +166,9 @@ public final class AgentRuntime: Service {
                         try await Connector(runtime: self).run()
                     }
                     group.addTask {
+                        await self.supervisor.run()
+                    }
+                    group.addTask {
                         // Outbox writes reach the disk in batches, off the commands' path.
                         for await _ in self.state.flushRequests {
                             try await Task.sleep(for: .milliseconds(20))
@@ -174,6 +217,10 @@ public final class AgentRuntime: Service {
                 result = self.configure(command)
                 break
             }
+            if Supervisor.methods.contains(command.method) {
+                result = await self.supervisor.perform(command)
+                break
+            }
             result = await self.runner.run(command) { stream, chunk in
                 var output = Aspire_V1_CommandOutput()
                 output.id = command.id
@@ -213,8 +260,9 @@ public final class AgentRuntime: Service {
     }
 
     /// Makes `continuation` the stream results go to, and re-sends every unacknowledged result.
-    func attach(_ continuation: AsyncStream<Aspire_V1_AgentMessage>.Continuation) {
+    func attach(_ continuation: AsyncStream<Aspire_V1_AgentMessage>.Continuation, client: GRPCClient<HTTP2ClientTransport.Posix>) {
         self.sink.withLock { $0 = continuation }
+        self.client.withLock { $0 = client }
         let pending = self.state.pendingResults()
         if !pending.isEmpty {
             self.logger.info("re-sending unacknowledged results", metadata: ["count": "\(pending.count)"])
@@ -228,6 +276,7 @@ public final class AgentRuntime: Service {
 
     func detach() {
         self.sink.withLock { $0 = nil }
+        self.client.withLock { $0 = nil }
     }
 
     func acknowledge(_ ids: [String]) {
@@ -254,6 +303,7 @@ public final class AgentRuntime: Service {
         report.timestamp = Int64(Date().timeIntervalSince1970)
         report.step = self.step.load(ordering: .relaxed)
         report.tags = self.tags
+        report.agents = self.supervisor.statuses
         return report
     }
 }

@@ -50,7 +50,7 @@ struct ChannelSession {
                                 runtime.welcomed(step: welcome.step)
                                 if welcome.pingInterval > 0 { pingInterval.seconds = Int(welcome.pingInterval) }
                                 logger.notice("connected", metadata: ["node": "\(welcome.node)", "agent.sn": "\(runtime.agentSN)"])
-                                runtime.attach(continuation)
+                                runtime.attach(continuation, client: self.client)
                             case .command(let command):
                                 runtime.submit(command)
                             case .ack(let ack):

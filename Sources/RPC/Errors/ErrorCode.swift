@@ -31,6 +31,25 @@ public struct ErrorCode: Hashable, Sendable, CustomStringConvertible {
     /// The agent failed for a reason of its own.
     public static let agentInternal = Self(rawValue: 3029)
 
+    // MARK: Sub-agent errors (303x), carried in CommandResult.retcode.
+
+    /// The package could not be fetched (download failed, file missing, install command failed).
+    public static let downloadFailed = Self(rawValue: 3031)
+    /// The package's SHA256 is not the one the command names; nothing was unpacked.
+    public static let checksumMismatch = Self(rawValue: 3032)
+    /// The package is unusable: unsafe entries, no `control` script, unknown format.
+    public static let badPackage = Self(rawValue: 3033)
+    /// `control start` failed, or no process of the sub-agent was running after it.
+    public static let startFailed = Self(rawValue: 3034)
+    /// The new version failed; the previous one was put back and is running.
+    public static let rolledBack = Self(rawValue: 3035)
+    /// The sub-agent is not installed on this host.
+    public static let notInstalled = Self(rawValue: 3036)
+    /// Another action on the same sub-agent is under way.
+    public static let busy = Self(rawValue: 3037)
+    /// A tool the action needs (tar, dpkg, rpm) is not on this host.
+    public static let toolMissing = Self(rawValue: 3038)
+
     // MARK: Server errors (130xxx), carried in RPC errors and the REST envelope.
 
     /// The server failed for a reason of its own.
@@ -111,6 +130,14 @@ public struct ErrorCode: Hashable, Sendable, CustomStringConvertible {
         3025: Entry(message: "Could not start the command", rpc: .internalError, http: 500),
         3026: Entry(message: "Interrupted by an agent restart", rpc: .aborted, http: 409),
         3029: Entry(message: "Agent internal error", rpc: .internalError, http: 500),
+        3031: Entry(message: "Package download failed", rpc: .unavailable, http: 502),
+        3032: Entry(message: "Checksum mismatch", rpc: .dataLoss, http: 422),
+        3033: Entry(message: "Bad package", rpc: .invalidArgument, http: 422),
+        3034: Entry(message: "Sub-agent failed to start", rpc: .failedPrecondition, http: 500),
+        3035: Entry(message: "Rolled back", rpc: .aborted, http: 409),
+        3036: Entry(message: "Sub-agent not installed", rpc: .notFound, http: 404),
+        3037: Entry(message: "Sub-agent busy", rpc: .aborted, http: 409),
+        3038: Entry(message: "Required tool missing", rpc: .failedPrecondition, http: 500),
         130_000: Entry(message: "internal error", rpc: .internalError, http: 500),
         130_001: Entry(message: "unauthenticated", rpc: .unauthenticated, http: 401),
         130_002: Entry(message: "permission denied", rpc: .permissionDenied, http: 403),

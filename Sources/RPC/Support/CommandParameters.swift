@@ -70,7 +70,7 @@ public enum CommandParameters {
         return command
     }
 
-    static func isSHA256(_ text: String) -> Bool {
+    public static func isSHA256(_ text: String) -> Bool {
         guard text.hasPrefix("SHA256:") else { return false }
         let hex = text.dropFirst("SHA256:".count)
         return hex.count == 64 && hex.allSatisfy(\.isHexDigit)

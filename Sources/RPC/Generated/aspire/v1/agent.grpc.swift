@@ -1252,3 +1252,360 @@ extension Aspire_V1_AgentPoll.ClientProtocol {
         )
     }
 }
+
+// MARK: - aspire.v1.PackageStore
+
+/// Namespace containing generated types for the "aspire.v1.PackageStore" service.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+public enum Aspire_V1_PackageStore: Sendable {
+    /// Service descriptor for the "aspire.v1.PackageStore" service.
+    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.PackageStore")
+    /// Namespace for method metadata.
+    public enum Method: Sendable {
+        /// Namespace for "Download" metadata.
+        public enum Download: Sendable {
+            /// Request type for "Download".
+            public typealias Input = Aspire_V1_DownloadRequest
+            /// Response type for "Download".
+            public typealias Output = Aspire_V1_DownloadChunk
+            /// Descriptor for "Download".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.PackageStore"),
+                method: "Download",
+                type: .serverStreaming
+            )
+        }
+        /// Descriptors for all methods in the "aspire.v1.PackageStore" service.
+        public static let descriptors: [GRPCCore.MethodDescriptor] = [
+            Download.descriptor
+        ]
+    }
+}
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension GRPCCore.ServiceDescriptor {
+    /// Service descriptor for the "aspire.v1.PackageStore" service.
+    public static let aspire_v1_PackageStore = GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.PackageStore")
+}
+
+// MARK: aspire.v1.PackageStore (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Aspire_V1_PackageStore {
+    /// Streaming variant of the service protocol for the "aspire.v1.PackageStore" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Packages of the server's store, fetched by agents over their own authenticated TLS connection
+    /// > (a sub-agent command's url `aspire://package/OS/ARCH/FILE`). The REST gateway is plain HTTP on
+    /// > loopback by default, so it is not where agents get what they will run as root.
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "Download" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The file's bytes in order, in chunks of up to 64 KiB.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_DownloadRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_DownloadChunk` messages.
+        func download(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_DownloadRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DownloadChunk>
+    }
+
+    /// Service protocol for the "aspire.v1.PackageStore" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Packages of the server's store, fetched by agents over their own authenticated TLS connection
+    /// > (a sub-agent command's url `aspire://package/OS/ARCH/FILE`). The REST gateway is plain HTTP on
+    /// > loopback by default, so it is not where agents get what they will run as root.
+    public protocol ServiceProtocol: Aspire_V1_PackageStore.StreamingServiceProtocol {
+        /// Handle the "Download" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The file's bytes in order, in chunks of up to 64 KiB.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DownloadRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_DownloadChunk` messages.
+        func download(
+            request: GRPCCore.ServerRequest<Aspire_V1_DownloadRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DownloadChunk>
+    }
+
+    /// Simple service protocol for the "aspire.v1.PackageStore" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Packages of the server's store, fetched by agents over their own authenticated TLS connection
+    /// > (a sub-agent command's url `aspire://package/OS/ARCH/FILE`). The REST gateway is plain HTTP on
+    /// > loopback by default, so it is not where agents get what they will run as root.
+    public protocol SimpleServiceProtocol: Aspire_V1_PackageStore.ServiceProtocol {
+        /// Handle the "Download" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The file's bytes in order, in chunks of up to 64 KiB.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_DownloadRequest` message.
+        ///   - response: A response stream of `Aspire_V1_DownloadChunk` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func download(
+            request: Aspire_V1_DownloadRequest,
+            response: GRPCCore.RPCWriter<Aspire_V1_DownloadChunk>,
+            context: GRPCCore.ServerContext
+        ) async throws
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Aspire_V1_PackageStore.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Aspire_V1_PackageStore.Method.Download.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_DownloadRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_DownloadChunk>(),
+            handler: { request, context in
+                try await self.download(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Aspire_V1_PackageStore.ServiceProtocol {
+    public func download(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_DownloadRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DownloadChunk> {
+        let response = try await self.download(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return response
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Aspire_V1_PackageStore.SimpleServiceProtocol {
+    public func download(
+        request: GRPCCore.ServerRequest<Aspire_V1_DownloadRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DownloadChunk> {
+        return GRPCCore.StreamingServerResponse<Aspire_V1_DownloadChunk>(
+            metadata: [:],
+            producer: { writer in
+                try await self.download(
+                    request: request.message,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
+}
+
+// MARK: aspire.v1.PackageStore (client)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Aspire_V1_PackageStore {
+    /// Generated client protocol for the "aspire.v1.PackageStore" service.
+    ///
+    /// You don't need to implement this protocol directly, use the generated
+    /// implementation, ``Client``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Packages of the server's store, fetched by agents over their own authenticated TLS connection
+    /// > (a sub-agent command's url `aspire://package/OS/ARCH/FILE`). The REST gateway is plain HTTP on
+    /// > loopback by default, so it is not where agents get what they will run as root.
+    public protocol ClientProtocol: Sendable {
+        /// Call the "Download" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The file's bytes in order, in chunks of up to 64 KiB.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DownloadRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_DownloadRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_DownloadChunk` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func download<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_DownloadRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_DownloadRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_DownloadChunk>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Aspire_V1_DownloadChunk>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+    }
+
+    /// Generated client for the "aspire.v1.PackageStore" service.
+    ///
+    /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
+    /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
+    /// means of communication with the remote peer.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Packages of the server's store, fetched by agents over their own authenticated TLS connection
+    /// > (a sub-agent command's url `aspire://package/OS/ARCH/FILE`). The REST gateway is plain HTTP on
+    /// > loopback by default, so it is not where agents get what they will run as root.
+    public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
+        private let client: GRPCCore.GRPCClient<Transport>
+
+        /// Creates a new client wrapping the provided `GRPCCore.GRPCClient`.
+        ///
+        /// - Parameters:
+        ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
+        public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
+            self.client = client
+        }
+
+        /// Call the "Download" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The file's bytes in order, in chunks of up to 64 KiB.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DownloadRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_DownloadRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_DownloadChunk` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func download<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_DownloadRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_DownloadRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_DownloadChunk>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Aspire_V1_DownloadChunk>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.serverStreaming(
+                request: request,
+                descriptor: Aspire_V1_PackageStore.Method.Download.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+    }
+}
+
+// Helpers providing default arguments to 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Aspire_V1_PackageStore.ClientProtocol {
+    /// Call the "Download" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The file's bytes in order, in chunks of up to 64 KiB.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_DownloadRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func download<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_DownloadRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Aspire_V1_DownloadChunk>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.download(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_DownloadRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_DownloadChunk>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// Helpers providing sugared APIs for 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Aspire_V1_PackageStore.ClientProtocol {
+    /// Call the "Download" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The file's bytes in order, in chunks of up to 64 KiB.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func download<Result>(
+        _ message: Aspire_V1_DownloadRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Aspire_V1_DownloadChunk>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_DownloadRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.download(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}

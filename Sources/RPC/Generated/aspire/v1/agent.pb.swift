@@ -29,6 +29,34 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+public nonisolated struct Aspire_V1_DownloadRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// OS/ARCH/FILE, as in the url after aspire://package/.
+  public var path: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_DownloadChunk: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var data: Data = Data()
+
+  /// In the first chunk: the file's size in bytes.
+  public var size: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Aspire_V1_PollRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -412,6 +440,13 @@ public nonisolated struct Aspire_V1_SubAgentStatus: Sendable {
 
   public var restarts: Int32 = 0
 
+  /// What happened last, in words: "exited 40 s after start; restart in 140 s", "killed by its
+  /// memory limit (cgroup v1)", "rolled back from 2.0: control start exited with status 1".
+  public var message: String = String()
+
+  /// The version kept on disk for rollback (the seed's prevers).
+  public var previousVersion: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -539,6 +574,11 @@ public nonisolated struct Aspire_V1_SubAgentParams: Sendable {
   /// Clears the value of `limits`. Subsequent reads from it will return its default value.
   public mutating func clearLimits() {self._limits = nil}
 
+  /// Who the sub-agent runs as (default root) and its group (default: the user's primary group).
+  public var user: String = String()
+
+  public var group: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -556,6 +596,9 @@ public nonisolated struct Aspire_V1_ResourceLimits: Sendable {
 
   /// e.g. "20M".
   public var memory: String = String()
+
+  /// Most processes at once, e.g. "64" (cgroups only).
+  public var pids: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -790,6 +833,71 @@ public nonisolated struct Aspire_V1_Pong: Sendable {
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "aspire.v1"
+
+nonisolated extension Aspire_V1_DownloadRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DownloadRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.path) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.path.isEmpty {
+      try visitor.visitSingularStringField(value: self.path, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_DownloadRequest, rhs: Aspire_V1_DownloadRequest) -> Bool {
+    if lhs.path != rhs.path {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_DownloadChunk: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DownloadChunk"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}data\0\u{1}size\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.data) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.size) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.data.isEmpty {
+      try visitor.visitSingularBytesField(value: self.data, fieldNumber: 1)
+    }
+    if self.size != 0 {
+      try visitor.visitSingularInt64Field(value: self.size, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_DownloadChunk, rhs: Aspire_V1_DownloadChunk) -> Bool {
+    if lhs.data != rhs.data {return false}
+    if lhs.size != rhs.size {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
 
 nonisolated extension Aspire_V1_PollRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PollRequest"
@@ -1483,7 +1591,7 @@ nonisolated extension Aspire_V1_StatusReport: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Aspire_V1_SubAgentStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SubAgentStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}version\0\u{1}status\0\u{1}uptime\0\u{1}pid\0\u{1}restarts\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}version\0\u{1}status\0\u{1}uptime\0\u{1}pid\0\u{1}restarts\0\u{1}message\0\u{3}previous_version\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1497,6 +1605,8 @@ nonisolated extension Aspire_V1_SubAgentStatus: SwiftProtobuf.Message, SwiftProt
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.uptime) }()
       case 5: try { try decoder.decodeSingularInt32Field(value: &self.pid) }()
       case 6: try { try decoder.decodeSingularInt32Field(value: &self.restarts) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.previousVersion) }()
       default: break
       }
     }
@@ -1521,6 +1631,12 @@ nonisolated extension Aspire_V1_SubAgentStatus: SwiftProtobuf.Message, SwiftProt
     if self.restarts != 0 {
       try visitor.visitSingularInt32Field(value: self.restarts, fieldNumber: 6)
     }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 7)
+    }
+    if !self.previousVersion.isEmpty {
+      try visitor.visitSingularStringField(value: self.previousVersion, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1531,6 +1647,8 @@ nonisolated extension Aspire_V1_SubAgentStatus: SwiftProtobuf.Message, SwiftProt
     if lhs.uptime != rhs.uptime {return false}
     if lhs.pid != rhs.pid {return false}
     if lhs.restarts != rhs.restarts {return false}
+    if lhs.message != rhs.message {return false}
+    if lhs.previousVersion != rhs.previousVersion {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1729,7 +1847,7 @@ nonisolated extension Aspire_V1_GetInfoParams: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Aspire_V1_SubAgentParams: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SubAgentParams"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}version\0\u{1}url\0\u{1}checksum\0\u{1}envs\0\u{1}limits\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}version\0\u{1}url\0\u{1}checksum\0\u{1}envs\0\u{1}limits\0\u{1}user\0\u{1}group\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1743,6 +1861,8 @@ nonisolated extension Aspire_V1_SubAgentParams: SwiftProtobuf.Message, SwiftProt
       case 4: try { try decoder.decodeSingularStringField(value: &self.checksum) }()
       case 5: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.envs) }()
       case 6: try { try decoder.decodeSingularMessageField(value: &self._limits) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.user) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.group) }()
       default: break
       }
     }
@@ -1771,6 +1891,12 @@ nonisolated extension Aspire_V1_SubAgentParams: SwiftProtobuf.Message, SwiftProt
     try { if let v = self._limits {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     } }()
+    if !self.user.isEmpty {
+      try visitor.visitSingularStringField(value: self.user, fieldNumber: 7)
+    }
+    if !self.group.isEmpty {
+      try visitor.visitSingularStringField(value: self.group, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1781,6 +1907,8 @@ nonisolated extension Aspire_V1_SubAgentParams: SwiftProtobuf.Message, SwiftProt
     if lhs.checksum != rhs.checksum {return false}
     if lhs.envs != rhs.envs {return false}
     if lhs._limits != rhs._limits {return false}
+    if lhs.user != rhs.user {return false}
+    if lhs.group != rhs.group {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1788,7 +1916,7 @@ nonisolated extension Aspire_V1_SubAgentParams: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Aspire_V1_ResourceLimits: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ResourceLimits"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cpu\0\u{1}memory\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cpu\0\u{1}memory\0\u{1}pids\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1798,6 +1926,7 @@ nonisolated extension Aspire_V1_ResourceLimits: SwiftProtobuf.Message, SwiftProt
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.cpu) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.memory) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.pids) }()
       default: break
       }
     }
@@ -1810,12 +1939,16 @@ nonisolated extension Aspire_V1_ResourceLimits: SwiftProtobuf.Message, SwiftProt
     if !self.memory.isEmpty {
       try visitor.visitSingularStringField(value: self.memory, fieldNumber: 2)
     }
+    if !self.pids.isEmpty {
+      try visitor.visitSingularStringField(value: self.pids, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Aspire_V1_ResourceLimits, rhs: Aspire_V1_ResourceLimits) -> Bool {
     if lhs.cpu != rhs.cpu {return false}
     if lhs.memory != rhs.memory {return false}
+    if lhs.pids != rhs.pids {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,216 @@
+import Foundation
+import RPC
+import Subprocess
+import Synchronization
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starts the programs the supervisor runs — `control start|stop|status`, tar, install commands —
+/// in a session of their own, as a given user, with stdin from /dev/null and both outputs
+/// appended to a file (never a pipe: a daemon that keeps a pipe open would make its reader wait
+/// forever).
+///
+/// The program does not run at once: `/bin/sh` waits on a gate (its stdin) until the launcher
+/// has put its pid in the sub-agent's cgroup, then execs it. So everything it starts, even what
+/// it forks first, is in the group — as the agent's own root, before any switch of user takes
+/// the right to write the cgroup away.
+struct Launcher {
+    struct Request: Sendable {
+        var executable: String
+        var arguments: [String] = []
+        var environment: [String: String] = [:]
+        var directory: String = "/"
+        /// Run as this identity (nil: as the agent).
+        var identity: Identity?
+        /// Shell lines run before the exec (rlimits).
+        var prologue: [String] = []
+        /// Both outputs are appended here.
+        var outputPath: String
+        /// Standard error apart, when set.
+        var errorPath: String?
+        /// Called with the pid before the program runs (cgroup entry); a throw kills it.
+        var enter: (@Sendable (pid_t) throws(AspireError) -> Void)?
+    }
+
+    /// How a program ended.
+    enum Termination: Sendable, Equatable {
+        case exited(Int32)
+        case signaled(Int32)
+
+        var succeeded: Bool { self == .exited(0) }
+
+        var description: String {
+            switch self {
+            case .exited(let code): "exited with status \(code)"
+            case .signaled(let signal): "was killed by \(BashExecutor.signalName(signal))"
+            }
+        }
+    }
+
+    /// What `start` saw within its wait.
+    enum Outcome: Sendable {
+        case ended(Termination)
+        /// Still running when the wait ran out; it goes on, `finished` tells when it ends.
+        case running
+    }
+
+    /// A started program.
+    struct Started: Sendable {
+        let pid: pid_t
+        let outcome: Outcome
+        /// Yields the termination once, when the program ends.
+        let finished: Task<Termination?, Never>
+    }
+
+    private enum Event: Sendable {
+        case spawned(pid_t)
+        case failed(AspireError)
+        case ended(Termination)
+    }
+
+    /// Starts `request` and waits up to `wait` for it to end.
+    static func start(_ request: Request, wait: Duration) async throws(AspireError) -> Started {
+        var gate: [Int32] = [0, 0]
+        guard pipe(&gate) == 0, fcntl(gate[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(gate[1], F_SETFD, FD_CLOEXEC) == 0 else {
+            throw AspireError(.spawnFailed, "cannot make a pipe: \(String(cString: strerror(errno)))")
+        }
+        let output = open(request.outputPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+        guard output >= 0 else {
+            close(gate[0])
+            close(gate[1])
+            throw AspireError(.spawnFailed, "cannot open \(request.outputPath): \(String(cString: strerror(errno)))")
+        }
+        let errorOutput = request.errorPath.map { open($0, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640) } ?? fcntl(output, F_DUPFD_CLOEXEC, 0)
+        guard errorOutput >= 0 else {
+            close(gate[0])
+            close(gate[1])
+            close(output)
+            throw AspireError(.spawnFailed, "cannot open \(request.errorPath ?? request.outputPath): \(String(cString: strerror(errno)))")
+        }
+
+        var options = PlatformOptions()
+        options.createSession = true
+        var environment = request.environment
+        if let identity = request.identity {
+            if identity.needsSwitch {
+                options.userID = identity.account.uid
+                options.groupID = identity.gid
+                options.supplementaryGroups = identity.groups
+            }
+            environment = identity.environment.merging(environment) { $1 }
+        }
+        let script = (request.prologue + ["read _gate", "exec \"$0\" \"$@\" </dev/null"]).joined(separator: "\n")
+        let gateWrite = gate[1]
+        let gateClosed = Mutex(false)
+        @Sendable func openGate() {
+            gateClosed.withLock { closed in
+                if !closed { close(gateWrite) }
+                closed = true
+            }
+        }
+        let (events, sink) = AsyncStream.makeStream(of: Event.self)
+        let finished = Task<Termination?, Never> {
+            defer { openGate() }
+            do {
+                let result = try await Subprocess.run(
+                    .path(FilePath("/bin/sh")),
+                    arguments: Subprocess.Arguments(["-c", script, request.executable] + request.arguments),
+                    environment: .custom(Dictionary(uniqueKeysWithValues: environment.map { (Environment.Key(stringLiteral: $0.key), $0.value) })),
+                    workingDirectory: FilePath(request.directory),
+                    platformOptions: options,
+                    input: .fileDescriptor(FileDescriptor(rawValue: gate[0]), closeAfterSpawningProcess: true),
+                    output: .fileDescriptor(FileDescriptor(rawValue: output), closeAfterSpawningProcess: true),
+                    error: .fileDescriptor(FileDescriptor(rawValue: errorOutput), closeAfterSpawningProcess: true)
+                ) { execution in
+                    let pid = execution.processIdentifier.value
+                    do {
+                        try request.enter?(pid)
+                        sink.yield(.spawned(pid))
+                    } catch {
+                        kill(-pid, SIGKILL)
+                        sink.yield(.failed(error as? AspireError ?? AspireError(.spawnFailed, "\(error)")))
+                    }
+                    openGate()
+                }
+                let termination: Termination =
+                    switch result.terminationStatus {
+                    case .exited(let code): .exited(code)
+                    case .signaled(let signal): .signaled(signal)
+                    }
+                sink.yield(.ended(termination))
+                sink.finish()
+                return termination
+            } catch {
+                sink.yield(.failed(AspireError(.spawnFailed, "cannot start \(request.executable): \(error)")))
+                sink.finish()
+                return nil
+            }
+        }
+
+        var pid: pid_t = 0
+        var iterator = events.makeAsyncIterator()
+        // The first event says whether it started at all.
+        switch await iterator.next() {
+        case .spawned(let spawned)?:
+            pid = spawned
+        case .failed(let error)?:
+            _ = await finished.result
+            throw error
+        case .ended, nil:
+            throw AspireError(.spawnFailed, "cannot start \(request.executable)")
+        }
+        let ended = await withTaskGroup(of: Termination?.self) { group in
+            group.addTask { await finished.value }
+            group.addTask {
+                try? await Task.sleep(for: wait)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        return Started(pid: pid, outcome: ended.map { Outcome.ended($0) } ?? .running, finished: finished)
+    }
+
+    /// Runs `request` to its end, killing its whole session after `timeout`.
+    static func run(_ request: Request, timeout: Duration) async throws(AspireError) -> Termination {
+        let started = try await self.start(request, wait: timeout)
+        switch started.outcome {
+        case .ended(let termination):
+            return termination
+        case .running:
+            Self.killSession(started.pid)
+            _ = await started.finished.value
+            throw AspireError(.timeout, "\(request.executable) \(request.arguments.joined(separator: " ")) did not finish within \(timeout.seconds) s; killed")
+        }
+    }
+
+    /// SIGKILL to every process of a session (the launcher's pid is its id).
+    static func killSession(_ sid: pid_t) {
+        for entry in ProcessTable.session(sid) { kill(entry.pid, SIGKILL) }
+        kill(-sid, SIGKILL)
+    }
+
+    /// The last `limit` bytes of a file, from `offset` on, as text for a message.
+    static func tail(_ path: String, from offset: UInt64 = 0, limit: Int = 600) -> String {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return "" }
+        defer { try? handle.close() }
+        let end = (try? handle.seekToEnd()) ?? 0
+        let start = max(offset, end > UInt64(limit) ? end - UInt64(limit) : 0)
+        try? handle.seek(toOffset: start)
+        let data = (try? handle.readToEnd()) ?? Data()
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func size(_ path: String) -> UInt64 {
+        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.uint64Value ?? 0
+    }
+}
+
+extension Duration {
+    /// Whole seconds, for messages.
+    var seconds: Int64 { self.components.seconds }
+}

@@ -1,0 +1,334 @@
+import Crypto
+import Foundation
+import RPC
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where a package comes from: the `url` of a sub-agent command.
+enum PackageSource: Sendable, Equatable {
+    /// `file:///path`
+    case file(String)
+    /// `http://` or `https://`
+    case web(URL)
+    /// `aspire://package/OS/ARCH/FILE`: the server's package store, over the agent's own channel.
+    case store(String)
+    /// `command://yum install MiniAgent -y`: runs the command instead of fetching anything.
+    case command(String)
+
+    init(_ url: String) throws(AspireError) {
+        if url.hasPrefix("command://") {
+            let command = String(url.dropFirst("command://".count)).trimmingCharacters(in: .whitespaces)
+            guard !command.isEmpty else { throw AspireError(.invalidParams, "url 'command://' names no command") }
+            self = .command(command)
+            return
+        }
+        guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased() else {
+            throw AspireError(.invalidParams, "url '\(url)' is not a URL (use http(s)://, file://, aspire://package/ or command://)")
+        }
+        switch scheme {
+        case "file":
+            guard parsed.host == nil || parsed.host == "" || parsed.host == "localhost", parsed.path.hasPrefix("/") else {
+                throw AspireError(.invalidParams, "url '\(url)': file URLs name a local absolute path (file:///path)")
+            }
+            self = .file(parsed.path)
+        case "http", "https":
+            guard parsed.host?.isEmpty == false else { throw AspireError(.invalidParams, "url '\(url)' names no host") }
+            self = .web(parsed)
+        case "aspire":
+            guard parsed.host == "package" else {
+                throw AspireError(.invalidParams, "url '\(url)': the server's store is aspire://package/OS/ARCH/FILE")
+            }
+            let path = String(parsed.path.drop { $0 == "/" })
+            let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+            guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) else {
+                throw AspireError(.invalidParams, "url '\(url)': the server's store is aspire://package/OS/ARCH/FILE")
+            }
+            self = .store(path)
+        default:
+            throw AspireError(.invalidParams, "url '\(url)': scheme '\(scheme)' is not supported (use http(s)://, file://, aspire://package/ or command://)")
+        }
+    }
+}
+
+/// Fetches a package into a staging file and checks its SHA256 before anything reads it.
+struct PackageFetcher: Sendable {
+    /// Writes the store file at a path (OS/ARCH/FILE) to a handle; the runtime provides it over
+    /// its current connection.
+    typealias StoreDownload = @Sendable (_ path: String, _ into: FileHandle) async throws(AspireError) -> Void
+    /// Fetches an http(s) URL into a handle.
+    typealias WebDownload = @Sendable (_ url: URL, _ into: FileHandle) async throws(AspireError) -> Void
+
+    var store: StoreDownload?
+    var web: WebDownload?
+
+    /// Fetches `source` to `destination`, then verifies `checksum` ("SHA256:<hex>") over the
+    /// bytes written there.
+    func fetch(_ source: PackageSource, checksum: String, to destination: String) async throws(AspireError) {
+        guard FileManager.default.createFile(atPath: destination, contents: nil, attributes: [.posixPermissions: 0o600]),
+            let handle = FileHandle(forWritingAtPath: destination)
+        else {
+            throw AspireError(.agentInternal, "cannot create \(destination)")
+        }
+        do {
+            defer { try? handle.close() }
+            switch source {
+            case .file(let path):
+                try Self.copy(path, into: handle)
+            case .web(let url):
+                guard let web else { throw AspireError(.downloadFailed, "this agent cannot fetch \(url.scheme ?? "http") URLs") }
+                try await web(url, handle)
+            case .store(let path):
+                guard let store else { throw AspireError(.downloadFailed, "not connected to a server: cannot fetch aspire://package/\(path)") }
+                try await store(path, handle)
+            case .command:
+                throw AspireError(.agentInternal, "command:// has nothing to fetch")
+            }
+            try? handle.synchronize()
+        }
+        try Self.verify(destination, checksum: checksum)
+    }
+
+    private static func copy(_ path: String, into handle: FileHandle) throws(AspireError) {
+        guard let source = FileHandle(forReadingAtPath: path) else {
+            throw AspireError(.downloadFailed, "cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { try? source.close() }
+        do {
+            while let chunk = try source.read(upToCount: 1 << 20), !chunk.isEmpty {
+                try handle.write(contentsOf: chunk)
+            }
+        } catch {
+            throw AspireError(.downloadFailed, "cannot copy \(path): \(error.localizedDescription)")
+        }
+    }
+
+    /// Compares the file's SHA256 with `checksum`.
+    static func verify(_ path: String, checksum: String) throws(AspireError) {
+        let expected = String(checksum.dropFirst("SHA256:".count)).lowercased()
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw AspireError(.agentInternal, "cannot read \(path)") }
+        defer { try? handle.close() }
+        let actual: String
+        let size: Int64
+        do {
+            (actual, size) = try FileDigest.sha256(of: handle)
+        } catch {
+            throw AspireError(.agentInternal, "cannot read \(path): \(error.localizedDescription)")
+        }
+        guard actual == expected else {
+            throw AspireError(.checksumMismatch, "checksum mismatch: the package (\(size) bytes) has SHA256:\(actual), the command expects SHA256:\(expected); nothing was unpacked")
+        }
+    }
+}
+
+/// What kind of file a package is, from its first bytes.
+enum PackageFormat: Sendable, Equatable {
+    /// A tar archive, compressed or not (tar finds out which).
+    case tarball
+    case deb
+    case rpm
+
+    init(path: String) throws(AspireError) {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw AspireError(.agentInternal, "cannot read \(path)") }
+        defer { try? handle.close() }
+        let head = [UInt8]((try? handle.read(upToCount: 512)) ?? Data())
+        func starts(_ magic: [UInt8]) -> Bool { head.starts(with: magic) }
+        if starts(Array("!<arch>\ndebian-binary".utf8)) {
+            self = .deb
+        } else if starts([0xED, 0xAB, 0xEE, 0xDB]) {
+            self = .rpm
+        } else if starts([0x1F, 0x8B]) || starts([0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]) || starts(Array("BZh".utf8))
+            || starts([0x28, 0xB5, 0x2F, 0xFD]) || (head.count >= 262 && Array(head[257 ..< 262]) == Array("ustar".utf8))
+        {
+            self = .tarball
+        } else {
+            throw AspireError(.badPackage, "the package is neither a tar archive (.tar.gz, .tar.xz, ...) nor a .deb or .rpm")
+        }
+    }
+}
+
+/// Reads a tarball's table of contents with GNU tar and refuses anything that could write
+/// outside the directory it is unpacked in — before a single byte is unpacked.
+enum Tarball {
+    struct Entry: Sendable, Equatable {
+        /// '-' file, 'd' directory, 'l' symbolic link, 'h' hard link, and tar's other letters.
+        var type: Character
+        var mode: String
+        var name: String
+        var target: String?
+    }
+
+    /// Lists the archive: `tar -tv` with C-quoted names, so no name can fake a line or an
+    /// arrow, and `--absolute-names`, so tar shows names as they are instead of quietly
+    /// stripping a leading `/` or `../` (which extraction would do too, but such a package is
+    /// refused, not repaired).
+    static func list(_ archive: String, scratch: String) async throws(AspireError) -> [Entry] {
+        let listing = "\(scratch)/listing"
+        let errors = "\(scratch)/listing.err"
+        let termination = try await Launcher.run(
+            Launcher.Request(
+                executable: "tar",
+                arguments: ["-tv", "--quoting-style=c", "--numeric-owner", "--absolute-names", "-f", archive],
+                environment: ["LC_ALL": "C", "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"],
+                outputPath: listing,
+                errorPath: errors
+            ),
+            timeout: .seconds(300)
+        )
+        guard termination.succeeded else {
+            throw AspireError(.badPackage, "tar cannot read the package (\(termination.description)): \(Launcher.tail(errors))")
+        }
+        let text = (try? String(contentsOfFile: listing, encoding: .utf8)) ?? ""
+        try? FileManager.default.removeItem(atPath: listing)
+        var entries: [Entry] = []
+        for line in text.split(separator: "\n") where !line.isEmpty {
+            guard let entry = self.parse(line) else {
+                throw AspireError(.badPackage, "cannot read tar's listing line '\(line.prefix(200))'")
+            }
+            entries.append(entry)
+        }
+        return entries
+    }
+
+    /// One `tar -tv --quoting-style=c` line: `MODE OWNER SIZE DATE TIME "NAME"[ -> "TARGET"| link to "TARGET"]`.
+    static func parse(_ line: Substring) -> Entry? {
+        guard let type = line.first, let quote = line.firstIndex(of: "\"") else { return nil }
+        let mode = String(line.prefix { $0 != " " })
+        guard let (name, afterName) = self.unquote(line[quote...]) else { return nil }
+        var rest = line[afterName...]
+        var target: String?
+        for separator in [" -> ", " link to "] where rest.hasPrefix(separator) {
+            rest = rest.dropFirst(separator.count)
+            guard let (value, end) = self.unquote(rest) else { return nil }
+            target = value
+            rest = rest[end...]
+        }
+        guard rest.isEmpty else { return nil }
+        return Entry(type: type, mode: mode, name: name, target: target)
+    }
+
+    /// A C-quoted string at the start of `text`: the value and the index after the closing quote.
+    static func unquote(_ text: Substring) -> (String, Substring.Index)? {
+        guard text.first == "\"" else { return nil }
+        var bytes: [UInt8] = []
+        var index = text.index(after: text.startIndex)
+        while index < text.endIndex {
+            let character = text[index]
+            if character == "\"" { return (String(decoding: bytes, as: UTF8.self), text.index(after: index)) }
+            if character == "\\" {
+                index = text.index(after: index)
+                guard index < text.endIndex else { return nil }
+                let escaped = text[index]
+                switch escaped {
+                case "n": bytes.append(0x0A)
+                case "t": bytes.append(0x09)
+                case "r": bytes.append(0x0D)
+                case "a": bytes.append(0x07)
+                case "b": bytes.append(0x08)
+                case "f": bytes.append(0x0C)
+                case "v": bytes.append(0x0B)
+                case "\\", "\"", "?", "'": bytes.append(UInt8(escaped.asciiValue ?? 0))
+                case "0" ... "7":
+                    var value = 0
+                    var digits = 0
+                    while digits < 3, index < text.endIndex, let digit = text[index].wholeNumberValue, digit < 8 {
+                        value = value * 8 + digit
+                        digits += 1
+                        index = text.index(after: index)
+                    }
+                    bytes.append(UInt8(truncatingIfNeeded: value))
+                    continue
+                default: return nil
+                }
+            } else {
+                bytes.append(contentsOf: Array(String(character).utf8))
+            }
+            index = text.index(after: index)
+        }
+        return nil
+    }
+
+    /// Refuses entries with an absolute path or `..`, links whose target leaves the archive's
+    /// root, entries under a symbolic link of the archive, devices and set-id files.
+    static func validate(_ entries: [Entry]) throws(AspireError) {
+        var links = Set<[String]>()
+        for entry in entries {
+            let name = entry.name
+            guard !name.hasPrefix("/") else { throw self.unsafe(entry, "an absolute path") }
+            let parts = self.components(name)
+            guard !parts.contains("..") else { throw self.unsafe(entry, "'..' in its path") }
+            for length in 1 ..< max(parts.count, 1) where links.contains(Array(parts.prefix(length))) {
+                throw self.unsafe(entry, "a path through the archive's own symbolic link '\(parts.prefix(length).joined(separator: "/"))'")
+            }
+            guard !entry.mode.contains("s"), !entry.mode.contains("S") else { throw self.unsafe(entry, "set-user-ID or set-group-ID mode \(entry.mode)") }
+            switch entry.type {
+            case "-", "d":
+                break
+            case "l":
+                guard let target = entry.target, !target.isEmpty else { throw self.unsafe(entry, "a link without a target") }
+                guard !target.hasPrefix("/") else { throw self.unsafe(entry, "a link to the absolute path '\(target)'") }
+                // Resolved from the link's directory, the target must stay inside the root.
+                var resolved = Array(parts.dropLast())
+                for part in self.components(target) {
+                    if part == ".." {
+                        guard !resolved.isEmpty else { throw self.unsafe(entry, "a link to '\(target)', outside the package") }
+                        resolved.removeLast()
+                    } else {
+                        resolved.append(part)
+                    }
+                }
+                links.insert(parts)
+            case "h":
+                guard let target = entry.target, !target.hasPrefix("/"), !self.components(target).contains("..") else {
+                    throw self.unsafe(entry, "a hard link to '\(entry.target ?? "")', outside the package")
+                }
+            default:
+                throw self.unsafe(entry, "type '\(entry.type)' (only files, directories and links are unpacked)")
+            }
+        }
+    }
+
+    private static func components(_ path: String) -> [String] {
+        path.split(separator: "/").map(String.init).filter { $0 != "." }
+    }
+
+    private static func unsafe(_ entry: Entry, _ why: String) -> AspireError {
+        AspireError(.badPackage, "package refused: entry '\(entry.name)' has \(why); nothing was unpacked")
+    }
+
+    /// Unpacks a validated archive into `directory` (owned by root; modes kept without set-id bits).
+    static func extract(_ archive: String, into directory: String, scratch: String) async throws(AspireError) {
+        let log = "\(scratch)/extract.log"
+        let termination = try await Launcher.run(
+            Launcher.Request(
+                executable: "tar",
+                arguments: ["-x", "--no-same-owner", "--no-overwrite-dir", "-f", archive, "-C", directory],
+                environment: ["LC_ALL": "C", "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"],
+                outputPath: log
+            ),
+            timeout: .seconds(600)
+        )
+        guard termination.succeeded else {
+            throw AspireError(.badPackage, "tar could not unpack the package (\(termination.description)): \(Launcher.tail(log))")
+        }
+    }
+}
+
+/// Tools the supervisor needs, checked at start and before each use.
+enum Tools {
+    /// The path of `name` on the standard PATH, or nil.
+    static func find(_ name: String) -> String? {
+        for directory in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+            let path = "\(directory)/\(name)"
+            if access(path, X_OK) == 0 { return path }
+        }
+        return nil
+    }
+
+    static func require(_ name: String, for purpose: String) throws(AspireError) {
+        guard self.find(name) != nil else {
+            throw AspireError(.toolMissing, "'\(name)' is not installed on this host; it is needed \(purpose)")
+        }
+    }
+}
