@@ -39,7 +39,8 @@ enum RESTJSON {
             "agents": host.agents.map { agent in
                 [
                     "name": agent.name, "version": agent.version, "status": agent.status, "uptime": Int(agent.uptime),
-                    "pid": Int(agent.pid), "restarts": Int(agent.restarts),
+                    "pid": Int(agent.pid), "restarts": Int(agent.restarts), "message": agent.message,
+                    "prevers": agent.previousVersion,
                 ] as Object
             },
         ]

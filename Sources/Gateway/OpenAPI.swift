@@ -145,7 +145,7 @@ public enum OpenAPI {
         "SubAgent": .object(
             [
                 "name": .string, "version": .string, "status": .enumeration(["stoped", "running", "fatal", "killed", ""]),
-                "uptime": .integer, "pid": .integer, "restarts": .integer,
+                "uptime": .integer, "pid": .integer, "restarts": .integer, "message": .string, "prevers": .string,
             ],
             required: ["name", "version", "status"]
         ),

@@ -86,6 +86,7 @@ public final class ServerNode: Service {
                 configuration: channelConfiguration, registry: self.registry, store: store, engine: engineTasks, logger: self.logger
             ),
             AgentPollService(store: store, engine: engineTasks, logger: self.logger),
+            PackageStoreService(store: store, packages: packages, logger: self.logger),
             AdminService(
                 nodeName: configuration.nodeName, registry: self.registry, store: store, engine: engineTasks, packages: packages,
                 logger: self.logger

@@ -24,6 +24,12 @@ struct Boot: AsyncParsableCommand {
                        --server config.cargo.com:8443 --ca /etc/aspire/ca.pem --token-file /etc/aspire/enroll.token
 
             Without -f the agent detaches and runs in the background.
+
+            Sub-agents (install, upgrade, ... commands) live under --agents-root, each started by \
+            its package's control script in a group of its own (a cgroup where the host has one) \
+            and restarted by the seed's policy. They keep running when the agent stops or dies, \
+            and the agent adopts them when it starts again: under systemd, give the agent's unit \
+            KillMode=process.
             """
     )
 
@@ -72,10 +78,52 @@ struct Boot: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel = "info"
 
+    @Option(name: .customLong("agents-root"), help: "Where sub-agents are installed: ROOT/NAME/VERSION/ with ROOT/NAME/.version.")
+    var agentsRoot = "/opt/aspire/agents"
+
+    @Option(
+        help: "How sub-agents' limits are enforced: auto (cgroup v2, else cgroup v1, else rlimits), cgroup2, cgroup1 or rlimits."
+    )
+    var limits: String = "auto"
+
+    @Option(name: .customLong("cgroup-parent"), help: "The cgroup under which each sub-agent gets its own (e.g. /sys/fs/cgroup/memory/aspire/NAME).")
+    var cgroupParent = "aspire"
+
+    @Option(name: .customLong("check-interval"), help: "Seconds between checks of the sub-agents (the seed's 60).")
+    var checkInterval = 60
+
+    @Option(
+        name: .customLong("restart-holdoff"),
+        help: "A sub-agent that exits sooner than this many seconds after its start is restarted only once they have passed (the seed's 180)."
+    )
+    var restartHoldoff = 180
+
+    @Option(name: .customLong("anomaly-window"), help: "An exit sooner than this many seconds after start is an anomaly (the seed's 900).")
+    var anomalyWindow = 900
+
+    @Option(name: .customLong("max-anomalies"), help: "More anomalies in a row than this make a sub-agent fatal: no more restarts (the seed's 3).")
+    var maxAnomalies = 3
+
+    @Option(
+        name: .customLong("health-window"),
+        help: "Seconds a sub-agent must keep running after install, upgrade or start; an upgrade that fails it is rolled back."
+    )
+    var healthWindow = 10
+
     mutating func validate() throws {
         guard Logger.Level(name: self.logLevel) != nil else { throw ValidationError("unknown log level '\(self.logLevel)'") }
         guard self.backoffCap >= 1 else { throw ValidationError("--backoff-cap must be at least 1") }
         guard self.outputCap >= 1024 else { throw ValidationError("--output-cap must be at least 1024") }
+        guard ResourceControlMode(rawValue: self.limits) != nil else {
+            throw ValidationError("--limits must be one of \(ResourceControlMode.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard self.checkInterval >= 1, self.restartHoldoff >= 0, self.anomalyWindow >= 1, self.maxAnomalies >= 0, self.healthWindow >= 0 else {
+            throw ValidationError("--check-interval and --anomaly-window must be at least 1; --restart-holdoff, --max-anomalies and --health-window not negative")
+        }
+        guard (try? Supervisor.checkName(self.cgroupParent, field: "--cgroup-parent")) != nil else {
+            throw ValidationError("--cgroup-parent must be one path component of letters, digits and . _ + -")
+        }
+        guard self.agentsRoot.hasPrefix("/") else { throw ValidationError("--agents-root must be an absolute path") }
         if !self.insecure, self.ca == nil {
             throw ValidationError("give the server's CA with --ca FILE (or --insecure for plaintext)")
         }
@@ -114,6 +162,14 @@ struct Boot: AsyncParsableCommand {
         configuration.agentSN = self.agentSN
         configuration.backoffCap = .seconds(self.backoffCap)
         configuration.bash.outputCap = self.outputCap
+        configuration.supervisor.root = self.agentsRoot
+        configuration.supervisor.resourceControl = ResourceControlMode(rawValue: self.limits) ?? .auto
+        configuration.supervisor.cgroupParent = self.cgroupParent
+        configuration.supervisor.checkInterval = .seconds(self.checkInterval)
+        configuration.supervisor.holdoff = .seconds(self.restartHoldoff)
+        configuration.supervisor.anomalyWindow = .seconds(self.anomalyWindow)
+        configuration.supervisor.maxAnomalies = self.maxAnomalies
+        configuration.supervisor.healthWindow = .seconds(self.healthWindow)
         configuration.enrollmentToken = try self.enrollmentToken()
         for tag in self.tags {
             guard let equals = tag.firstIndex(of: "="), equals != tag.startIndex else {

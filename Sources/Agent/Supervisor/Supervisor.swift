@@ -62,6 +62,11 @@ public final class Supervisor: Sendable {
 
     public static let methods = CommandParameters.subAgentActions.map { "agent.\($0)" }
 
+    /// Checks a name that becomes one path component (sub-agent names, versions, cgroups).
+    public static func checkName(_ value: String, field: String) throws(AspireError) {
+        try SubAgentRecord.checkPathComponent(value, field: field)
+    }
+
     public init(
         configuration: SupervisorConfiguration,
         dataDirectory: String,
@@ -138,9 +143,25 @@ public final class Supervisor: Sendable {
             ]
         )
         if let unusable { self.logger.error("\(unusable)") }
+        self.adopt()
         while !Task.isCancelled {
             await self.checkAll()
             try? await Task.sleep(for: self.configuration.checkInterval)
+        }
+    }
+
+    /// Says which sub-agents an earlier life of the agent left running: they are supervised
+    /// from here on as they are, not started again.
+    private func adopt() {
+        for record in self.state.withLock({ Array($0.values) }) where record.desired == .running {
+            if let main = self.main(of: record, self.processes(of: record)) {
+                self.logger.notice(
+                    "adopted a running sub-agent",
+                    metadata: ["subagent": "\(record.name)", "subagent.version": "\(record.version)", "subagent.pid": "\(main.pid)"]
+                )
+            } else {
+                self.logger.notice("sub-agent not running; the next check handles it", metadata: ["subagent": "\(record.name)"])
+            }
         }
     }
 

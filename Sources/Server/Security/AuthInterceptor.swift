@@ -2,7 +2,7 @@ public import GRPCCore
 import RPC
 
 /// Checks the bearer token of every call before any handler sees it: Admin calls need the
-/// admin token, agent calls (Bootstrap, AgentChannel) the enrollment token. Calls to any other
+/// admin token, agent calls (Bootstrap, AgentChannel, AgentPoll, PackageStore) the enrollment token. Calls to any other
 /// service are refused. One place, so per-agent certificates can join it later.
 public struct AuthInterceptor: ServerInterceptor {
     /// Which token a service wants.
@@ -21,6 +21,7 @@ public struct AuthInterceptor: ServerInterceptor {
             "aspire.v1.Bootstrap": .agent,
             "aspire.v1.AgentChannel": .agent,
             "aspire.v1.AgentPoll": .agent,
+            "aspire.v1.PackageStore": .agent,
         ]
     }
 

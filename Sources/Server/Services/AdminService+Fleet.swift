@@ -38,6 +38,8 @@ extension AdminService {
             agent.pid = Int32(record.pid)
             agent.restarts = Int32(record.restarts)
             agent.uptime = record.uptime
+            agent.message = record.message
+            agent.previousVersion = record.previousVersion
             return agent
         }
         return message

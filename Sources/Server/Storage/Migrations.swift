@@ -155,6 +155,12 @@ enum Migrations {
         Step(version: 2, name: "one subtask per task and host") { _ in
             ["CREATE UNIQUE INDEX subtasks_task_agent ON subtasks (taskid, agentsn)"]
         },
+        Step(version: 3, name: "sub-agents' last message and previous version") { _ in
+            [
+                "ALTER TABLE hosts_agents ADD COLUMN message TEXT NOT NULL DEFAULT ''",
+                "ALTER TABLE hosts_agents ADD COLUMN prevers TEXT NOT NULL DEFAULT ''",
+            ]
+        },
     ]
 
     /// Applies the steps not applied yet, each in its own transaction. On PostgreSQL an advisory

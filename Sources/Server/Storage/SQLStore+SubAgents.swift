@@ -11,14 +11,23 @@ public struct SubAgentRecord: Sendable, Hashable {
     public var pid: Int
     public var restarts: Int
     public var uptime: Int64
+    /// What happened last, in the agent's words.
+    public var message: String
+    /// The version kept for rollback (the seed's prevers).
+    public var previousVersion: String
 
-    public init(name: String, version: String, status: String, pid: Int = 0, restarts: Int = 0, uptime: Int64 = 0) {
+    public init(
+        name: String, version: String, status: String, pid: Int = 0, restarts: Int = 0, uptime: Int64 = 0, message: String = "",
+        previousVersion: String = ""
+    ) {
         self.name = name
         self.version = version
         self.status = status
         self.pid = pid
         self.restarts = restarts
         self.uptime = uptime
+        self.message = message
+        self.previousVersion = previousVersion
     }
 }
 
@@ -50,10 +59,11 @@ extension SQLStore {
             for agent in subAgents {
                 try await database.raw(
                     """
-                    INSERT INTO hosts_agents (hostid, name, version, agentid, status, pid, restarts, uptime, gmt_modify)
+                    INSERT INTO hosts_agents (hostid, name, version, agentid, status, pid, restarts, uptime, message, prevers, gmt_modify)
                     VALUES (\(bind: hostID), \(bind: agent.name), \(bind: agent.version),
                             (SELECT MIN(id) FROM agents WHERE name = \(bind: agent.name) AND version = \(bind: agent.version)),
-                            \(bind: agent.status), \(bind: agent.pid), \(bind: agent.restarts), \(bind: agent.uptime), \(bind: now))
+                            \(bind: agent.status), \(bind: agent.pid), \(bind: agent.restarts), \(bind: agent.uptime),
+                            \(bind: String(agent.message.prefix(1000))), \(bind: agent.previousVersion), \(bind: now))
                     ON CONFLICT (hostid, name) DO NOTHING
                     """
                 ).run()
@@ -71,7 +81,7 @@ extension SQLStore {
             subAgents: report.agents.map {
                 SubAgentRecord(
                     name: $0.name, version: $0.version, status: $0.status, pid: Int($0.pid), restarts: Int($0.restarts),
-                    uptime: $0.uptime
+                    uptime: $0.uptime, message: $0.message, previousVersion: $0.previousVersion
                 )
             }
         )
@@ -93,7 +103,9 @@ extension SQLStore {
                     status: try row.decode(column: "status", as: String.self),
                     pid: try row.decode(column: "pid", as: Int.self),
                     restarts: try row.decode(column: "restarts", as: Int.self),
-                    uptime: try row.decode(column: "uptime", as: Int64.self)
+                    uptime: try row.decode(column: "uptime", as: Int64.self),
+                    message: try row.decode(column: "message", as: String.self),
+                    previousVersion: try row.decode(column: "prevers", as: String.self)
                 )
             }
         }

@@ -49,8 +49,12 @@ public final class TaskEngine: Service {
 
     /// Validates and stores a task, then sends what can be sent now.
     public func create(_ request: Aspire_V1_CreateTaskRequest) async throws -> (TaskRecord, [SubtaskRecord]) {
+        var request = request
         // Refuse bad parameters before anything is stored or sent.
         _ = try CommandParameters.command(method: request.command, parameters: request.parameters)
+        if ["install", "upgrade"].contains(request.command) {
+            request.parameters = try await self.resolvePackage(request.parameters, command: request.command)
+        }
         let byHosts = !request.agents.isEmpty
         let byTags = !request.tags.isEmpty
         guard byHosts != byTags else {
@@ -96,6 +100,53 @@ public final class TaskEngine: Service {
         )
         try await self.sendNew(task, subtasks)
         return (task, subtasks)
+    }
+
+    /// An install or upgrade without a url installs a package of the store: its url
+    /// (`aspire://package/OS/ARCH/FILE`, fetched over the agent's own connection) and checksum
+    /// are filled in from the store, and kept in the task as sent.
+    func resolvePackage(_ parameters: Google_Protobuf_Struct, command: String) async throws -> Google_Protobuf_Struct {
+        func string(_ key: String) -> String {
+            if case .stringValue(let value)? = parameters.fields[key]?.kind { return value }
+            return ""
+        }
+        let name = string("name")
+        let version = string("version")
+        let url = string("url")
+        let checksum = string("checksum")
+        let storePrefix = "aspire://package/"
+        guard url.isEmpty || (url.hasPrefix(storePrefix) && checksum.isEmpty) else { return parameters }
+        var query = PackageQuery()
+        if url.isEmpty {
+            guard !version.isEmpty else {
+                throw AspireError(.badRequest, "\(command) \(name): give a version (of a package in the store) or a url")
+            }
+            query.name = name
+            query.version = version
+        } else {
+            let parts = url.dropFirst(storePrefix.count).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 3 else { throw AspireError(.badRequest, "\(command): url '\(url)' must be aspire://package/OS/ARCH/FILE") }
+            (query.os, query.arch, query.file) = (parts[0], parts[1], parts[2])
+        }
+        query.page = Page(offset: 0, limit: 10)
+        let found = try await self.store.packages(query).items
+        guard let package = found.first else {
+            throw AspireError(
+                .notFound,
+                url.isEmpty
+                    ? "no package \(name) \(version) in the store: upload it first (aspirectl deploy --file, POST /api/v1/server/package) or give a url"
+                    : "no package \(url.dropFirst(storePrefix.count)) in the store"
+            )
+        }
+        guard found.count == 1 else {
+            let builds = found.map { "\($0.os)/\($0.arch)" }.joined(separator: ", ")
+            throw AspireError(.badRequest, "\(name) \(version) has several packages in the store (\(builds)); pick one with url aspire://package/OS/ARCH/FILE")
+        }
+        var resolved = parameters
+        resolved.fields["url"] = Google_Protobuf_Value(stringValue: "\(storePrefix)\(package.os)/\(package.arch)/\(package.file)")
+        resolved.fields["checksum"] = Google_Protobuf_Value(stringValue: "SHA256:\(package.sha256)")
+        if version.isEmpty { resolved.fields["version"] = Google_Protobuf_Value(stringValue: package.version) }
+        return resolved
     }
 
     // MARK: Delivering

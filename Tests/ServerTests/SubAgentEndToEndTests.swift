@@ -1,0 +1,167 @@
+import Crypto
+import Fleet
+import Foundation
+import RPC
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Sub-agents deployed through a real node's REST gateway to real boot agents.
+@Suite("End to end: sub-agents")
+struct SubAgentEndToEndTests {
+    static let control = """
+        #!/bin/sh
+        cd "$(dirname "$0")"
+        case "$1" in
+        start) nohup ./agent.sh >> agent.out 2>&1 & echo $! > agent.pid; echo started ;;
+        stop) [ -f agent.pid ] && kill "$(cat agent.pid)" 2>/dev/null; rm -f agent.pid; echo stoped ;;
+        status) if [ -f agent.pid ] && kill -0 "$(cat agent.pid)" 2>/dev/null; then echo started; else echo stoped; fi ;;
+        esac
+        """
+
+    /// A MiniAgent tarball built with tar, as bytes.
+    static func tarball(in directory: String, version: String) throws -> Data {
+        let tree = "\(directory)/src-\(version)"
+        try FileManager.default.createDirectory(atPath: tree, withIntermediateDirectories: true)
+        try Self.control.write(toFile: "\(tree)/control", atomically: true, encoding: .utf8)
+        try "#!/bin/sh\nexec sleep 100000\n".write(toFile: "\(tree)/agent.sh", atomically: true, encoding: .utf8)
+        chmod("\(tree)/control", 0o755)
+        chmod("\(tree)/agent.sh", 0o755)
+        let archive = "\(directory)/MiniAgent-\(version).tar.gz"
+        let tar = Process()
+        tar.executableURL = URL(fileURLWithPath: "/usr/bin/tar")
+        tar.arguments = ["-czf", archive, "-C", tree, "control", "agent.sh"]
+        try tar.run()
+        tar.waitUntilExit()
+        return try Data(contentsOf: URL(fileURLWithPath: archive))
+    }
+
+    /// Kills every process left in the agents' cgroups (or, without cgroups, nothing is left
+    /// to find but by name) and removes the groups.
+    static func cleanUp(cgroupParents: [String]) {
+        for parent in cgroupParents {
+            for hierarchy in ["memory", "cpu", "pids"] {
+                let base = "/sys/fs/cgroup/\(hierarchy)/\(parent)"
+                for group in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [] {
+                    let path = "\(base)/\(group)"
+                    guard FileManager.default.fileExists(atPath: "\(path)/cgroup.procs") else { continue }
+                    for _ in 0 ..< 100 {
+                        let pids = ((try? String(contentsOfFile: "\(path)/cgroup.procs", encoding: .utf8)) ?? "").split(separator: "\n").compactMap { pid_t($0) }
+                        for pid in pids { kill(pid, SIGKILL) }
+                        if rmdir(path) == 0 { break }
+                        usleep(20_000)
+                    }
+                }
+                rmdir(base)
+            }
+        }
+    }
+
+    /// Running, not a zombie (one whose parent is gone may wait a while to be reaped).
+    static func isAlive(_ pid: Int) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(after: close)...].drop { $0 == " " }.first
+        return state != "Z" && state != "X"
+    }
+
+    /// The sub-agent as the REST host view shows it.
+    static func subAgent(_ rest: RESTClient, _ sn: String, _ name: String) async throws -> [String: Any]? {
+        let host = try await rest.ok("GET", "/api/v1/server/agent?agentsn=\(sn)")
+        let agents = (host["host"] as? [String: Any])?["agents"] as? [[String: Any]] ?? []
+        return agents.first { $0["name"] as? String == name }
+    }
+
+    @Test("deploy through REST to two real agents; the host view shows them running; a SIGKILLed agent's sub-agent runs on and is adopted")
+    func deployThroughREST() async throws {
+        let directory = try makeTemporaryDirectory("subagents-e2e")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.38")
+        defer { Task { await node.process.stop() } }
+        let suffix = UUID().uuidString.prefix(8).lowercased()
+        let parents = (0 ..< 2).map { "aspire-e2e-\(suffix)-\($0)" }
+        defer { Self.cleanUp(cgroupParents: parents) }
+        func agentArguments(_ index: Int) -> [String] {
+            [
+                "--agents-root", "\(directory)/agent\(index)/agents", "--cgroup-parent", parents[index],
+                "--check-interval", "1", "--restart-holdoff", "0", "--health-window", "1",
+            ]
+        }
+        var agents = try (0 ..< 2).map { index in
+            try TestAgent.start(in: directory, name: "agent\(index)", connectingTo: node, arguments: agentArguments(index), agentSN: "sub-\(index)-\(suffix)")
+        }
+        defer { for agent in agents { Task { await agent.process.stop() } } }
+        for agent in agents { try await node.waitForAgent(agent.agentSN) }
+
+        let rest = try RESTClient(node)
+        let bytes = try Self.tarball(in: directory, version: "1.0")
+        _ = try await rest.ok(
+            "POST", "/api/v1/server/package?name=MiniAgent&version=1.0&os=linux&arch=x86_64&file=MiniAgent-1.0.tar.gz",
+            body: bytes, contentType: "application/octet-stream"
+        )
+        // The seed's task body without url or checksum: the store's package is meant.
+        let created = try await rest.ok(
+            "POST", "/api/v1/server/task",
+            json: [
+                "command": "install", "agents": agents.map(\.agentSN),
+                "parameters": ["name": "MiniAgent", "version": "1.0", "envs": ["GREETING": "hi"], "limits": ["memory": "64M"]],
+            ]
+        )
+        let taskID = try #require(created["id"] as? Int)
+        let detail = try await node.waitForTask(Int64(taskID), timeout: .seconds(60))
+        for subtask in detail.subtasks {
+            #expect(subtask.status == "succeeded", "\(subtask.agentSn): \(subtask.result.message)")
+            #expect(subtask.result.message.contains("installed MiniAgent 1.0: running"), "\(subtask.result.message)")
+        }
+        let body = try #require(try await rest.ok("GET", "/api/v1/server/task?id=\(taskID)")["task"] as? [String: Any])
+        #expect(String(describing: body).contains("aspire://package/linux/x86_64/MiniAgent-1.0.tar.gz"), "the task keeps the url it sent: \(body)")
+
+        // The host view shows both running, from the reports the agents sent on the change.
+        var pid = 0
+        try await eventually(timeout: .seconds(20), "sub-agents in the host view") {
+            for agent in agents {
+                guard let shown = try await Self.subAgent(rest, agent.agentSN, "MiniAgent"), shown["status"] as? String == "running",
+                    shown["version"] as? String == "1.0", (shown["pid"] as? Int ?? 0) > 0
+                else { return false }
+            }
+            pid = try await Self.subAgent(rest, agents[0].agentSN, "MiniAgent")?["pid"] as? Int ?? 0
+            return true
+        }
+        let dashboard = try await rest.ok("GET", "/api/v1/server/dashboard")
+        let deployments = try #require(dashboard["deployments"] as? [[String: Any]])
+        #expect(deployments.contains { $0["name"] as? String == "MiniAgent" && $0["hosts"] as? Int == 2 && $0["running"] as? Int == 2 })
+
+        // SIGKILL the first agent (its whole process group): the sub-agent, in its own session
+        // and cgroup, runs on; the agent started again adopts it.
+        await agents[0].process.kill()
+        #expect(Self.isAlive(pid), "the sub-agent outlives its agent")
+        agents[0] = try TestAgent.start(in: directory, name: "agent0", connectingTo: node, arguments: agentArguments(0), agentSN: agents[0].agentSN)
+        try await node.waitForAgent(agents[0].agentSN)
+        let restarted = agents[0].process
+        try await eventually(timeout: .seconds(20), "the restarted agent to adopt the sub-agent\n\(restarted.log)") {
+            restarted.log.contains("adopted a running sub-agent")
+        }
+        #expect(restarted.log.contains("subagent.pid=\(pid)"), "\(restarted.log)")
+        // Checks that follow keep the same process: no restart, no second instance.
+        try await Task.sleep(for: .seconds(2))
+        let data = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/agent0/subagents/MiniAgent.json"))
+        let record = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(record["pid"] as? Int == pid, "\(record)")
+        #expect(record["restarts"] as? Int == 0, "\(record)")
+        #expect(record["status"] as? String == "running", "\(record)")
+
+        // Uninstall through REST removes it from both hosts.
+        let removal = try await rest.ok(
+            "POST", "/api/v1/server/task",
+            json: ["command": "uninstall", "agents": agents.map(\.agentSN), "parameters": ["name": "MiniAgent"]]
+        )
+        let removed = try await node.waitForTask(Int64(try #require(removal["id"] as? Int)), timeout: .seconds(60))
+        #expect(removed.subtasks.allSatisfy { $0.status == "succeeded" && $0.result.message.contains("uninstalled MiniAgent 1.0") })
+        #expect(!Self.isAlive(pid), "uninstall stopped it")
+        #expect(!FileManager.default.fileExists(atPath: "\(directory)/agent0/agents/MiniAgent"))
+        try await eventually(timeout: .seconds(20), "the host view without the sub-agent") {
+            try await Self.subAgent(rest, agents[1].agentSN, "MiniAgent") == nil
+        }
+    }
+}
