@@ -164,4 +164,68 @@ struct SubAgentEndToEndTests {
             try await Self.subAgent(rest, agents[1].agentSN, "MiniAgent") == nil
         }
     }
+
+    @Test("aspirectl deploy uploads the file, installs by tag, upgrades with rollback on a broken version; subagents lists them")
+    func aspirectlDeploy() async throws {
+        let directory = try makeTemporaryDirectory("subagents-ctl")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.39")
+        defer { Task { await node.process.stop() } }
+        let parent = "aspire-ctl-\(UUID().uuidString.prefix(8).lowercased())"
+        defer { Self.cleanUp(cgroupParents: [parent]) }
+        let agent = try TestAgent.start(
+            in: directory, connectingTo: node,
+            arguments: ["--tag", "role=web", "--agents-root", "\(directory)/agents", "--cgroup-parent", parent, "--health-window", "1"],
+            agentSN: "ctl-sub-1"
+        )
+        defer { Task { await agent.process.stop() } }
+        try await node.waitForAgent("ctl-sub-1")
+        let environment = ["ASPIRE_SERVER": node.address.description, "ASPIRE_SERVER_DATA": node.dataDirectory]
+        func aspirectl(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+            let log = "\(directory)/aspirectl-\(UUID().uuidString.prefix(6)).out"
+            let process = try TestProcess.start("aspirectl", arguments, log: log, environment: environment)
+            let status = try await process.wait(timeout: .seconds(90))
+            return ((status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F), process.log)
+        }
+
+        let first = "\(directory)/MiniAgent-1.0.tar.gz"
+        try Self.tarball(in: directory, version: "1.0").write(to: URL(fileURLWithPath: first))
+        let installed = try await aspirectl(["deploy", "MiniAgent", "1.0", "--file", first, "--agent", "ctl-sub-1", "--memory", "64M"])
+        #expect(installed.status == 0, "\(installed.output)")
+        #expect(installed.output.contains("uploaded MiniAgent 1.0"), "\(installed.output)")
+        #expect(installed.output.contains("[ctl-sub-1] ok: installed MiniAgent 1.0: running"), "\(installed.output)")
+        #expect(installed.output.contains("1 succeeded, 0 failed"), "\(installed.output)")
+
+        // A version whose control start fails: exit 2, rolled back, 1.0 still running.
+        let brokenTree = "\(directory)/broken"
+        try FileManager.default.createDirectory(atPath: brokenTree, withIntermediateDirectories: true)
+        try "#!/bin/sh\necho 'config file missing' >&2\nexit 1\n".write(toFile: "\(brokenTree)/control", atomically: true, encoding: .utf8)
+        chmod("\(brokenTree)/control", 0o755)
+        let broken = "\(directory)/MiniAgent-2.0.tar.gz"
+        let tar = Process()
+        tar.executableURL = URL(fileURLWithPath: "/usr/bin/tar")
+        tar.arguments = ["-czf", broken, "-C", brokenTree, "control"]
+        try tar.run()
+        tar.waitUntilExit()
+        let rolled = try await aspirectl(["deploy", "MiniAgent", "2.0", "--file", broken, "--tag", "role=web", "--window", "10"])
+        #expect(rolled.status == 2, "\(rolled.output)")
+        #expect(rolled.output.contains("rolled back to 1.0"), "\(rolled.output)")
+        #expect(rolled.output.contains("config file missing"), "\(rolled.output)")
+
+        try await eventually(timeout: .seconds(20), "subagents to show 1.0 running") {
+            let listed = try await aspirectl(["subagents", "--agent", "ctl-sub-1"])
+            return listed.status == 0 && listed.output.contains("MiniAgent") && listed.output.contains("1.0")
+                && listed.output.contains("running") && listed.output.contains("rolled back from 2.0")
+        }
+        let json = try await aspirectl(["subagents", "--agent", "ctl-sub-1", "-o", "json"])
+        let list = try #require(try JSONSerialization.jsonObject(with: Data(json.output.split(separator: "\n").first.map(String.init)?.utf8 ?? "".utf8)) as? [[String: Any]])
+        #expect(list.first?["name"] as? String == "MiniAgent")
+        #expect(list.first?["status"] as? String == "running")
+
+        let nobody = try await aspirectl(["deploy", "MiniAgent", "1.0", "--tag", "role=nobody", "--window", "10"])
+        #expect(nobody.status == 4, "\(nobody.output)")
+        let missing = try await aspirectl(["deploy", "Ghost", "9.9", "--agent", "ctl-sub-1"])
+        #expect(missing.status == 1, "\(missing.output)")
+        #expect(missing.output.contains("no package Ghost 9.9 in the store"), "\(missing.output)")
+    }
 }

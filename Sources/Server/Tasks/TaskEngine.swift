@@ -131,8 +131,10 @@ public final class TaskEngine: Service {
         query.page = Page(offset: 0, limit: 10)
         let found = try await self.store.packages(query).items
         guard let package = found.first else {
+            // The task names something that is not there: its values are wrong (422), not a
+            // target that matched nothing.
             throw AspireError(
-                .notFound,
+                .unprocessable,
                 url.isEmpty
                     ? "no package \(name) \(version) in the store: upload it first (aspirectl deploy --file, POST /api/v1/server/package) or give a url"
                     : "no package \(url.dropFirst(storePrefix.count)) in the store"

@@ -1,0 +1,266 @@
+import ArgumentParser
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import RPC
+import SwiftProtobuf
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `deploy NAME VERSION`: puts a sub-agent version on hosts (installing or upgrading it, with
+/// rollback on the agents), and follows the task until every host answered.
+struct Deploy: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Install or upgrade a sub-agent version on hosts and follow the task.",
+        discussion: """
+            The package comes from the server's store (upload it here with --file, or beforehand \
+            with 'aspirectl packages upload'), or from --url with --checksum. Each agent fetches it, \
+            checks its SHA256, unpacks it under its agents root, starts it with its control script \
+            and holds it to a health window; an upgrade that fails is rolled back on that host.
+
+            Examples:
+              aspirectl deploy MiniAgent 1.2.0 --file ./MiniAgent-1.2.0.tar.gz --tag role=web
+              aspirectl deploy MiniAgent 1.2.0 --agent 9b62aabb-... --memory 20M --cpu 10% --env LOG=info
+
+            Exit codes: 0 every host succeeded; 2 a host failed (refused, rolled back); 3 a host \
+            did not answer in time or was offline; 4 nothing matched the target; 1 usage or connection error.
+            """
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Argument(help: "Sub-agent name.")
+    var name: String
+
+    @Argument(help: "Version to put in place.")
+    var version: String
+
+    @Option(name: .customLong("agent"), help: "AgentSN of a host (repeatable).")
+    var agents: [String] = []
+
+    @Option(name: .customLong("tag"), help: "Every host carrying KEY=VALUE (repeatable: all must match), online now or within --window.")
+    var tags: [String] = []
+
+    @Option(help: "Upload this package file to the store first (skipped when the store already has it).")
+    var file: String?
+
+    @Option(help: "Fetch from this URL (http(s)://, file://, aspire://package/..., command://...) instead of the store.")
+    var url: String?
+
+    @Option(help: "SHA256:<hex> of the file at --url.")
+    var checksum: String?
+
+    @Option(name: .customLong("env"), help: "KEY=VALUE in the sub-agent's environment (repeatable).")
+    var envs: [String] = []
+
+    @Option(help: "CPU limit, a percent of one CPU, e.g. 10%.")
+    var cpu: String?
+
+    @Option(help: "Memory limit, e.g. 20M.")
+    var memory: String?
+
+    @Option(help: "Run it as this user (default root).")
+    var user: String?
+
+    @Option(help: "Run it with this group (default: the user's primary group).")
+    var group: String?
+
+    @Option(help: "Architecture of --file (default: this machine's).")
+    var arch: String = Packages.machine
+
+    @Option(help: "Seconds hosts may join a --tag deploy, and the longest wait for answers.")
+    var window: Int = 600
+
+    @Option(name: .customLong("max-concurrency"), help: "Hosts at once: a number or a percent (e.g. 10%).")
+    var maxConcurrency: String?
+
+    @Option(name: .customLong("max-errors"), help: "Stop after this many failed hosts: a number or a percent.")
+    var maxErrors: String?
+
+    @Flag(name: .customLong("async"), help: "Print the task id and return; 'aspirectl task show ID' shows the outcome.")
+    var async = false
+
+    @Option(name: .shortAndLong, help: "table or json.")
+    var output: OutputFormat = .table
+
+    mutating func validate() throws {
+        guard self.agents.isEmpty != self.tags.isEmpty else {
+            throw ValidationError("target hosts with --agent SN ... or with --tag KEY=VALUE, not both")
+        }
+        guard self.file == nil || self.url == nil else { throw ValidationError("--file and --url exclude each other") }
+        if self.url != nil, self.checksum == nil, self.url?.hasPrefix("command://") == false, self.url?.hasPrefix("aspire://") == false {
+            throw ValidationError("--url needs --checksum SHA256:<hex>: agents do not install unchecked packages")
+        }
+        guard self.window >= 10 else { throw ValidationError("--window must be at least 10 seconds") }
+    }
+
+    func run() async throws {
+        var parameters = Google_Protobuf_Struct()
+        parameters.fields["name"] = Google_Protobuf_Value(stringValue: self.name)
+        parameters.fields["version"] = Google_Protobuf_Value(stringValue: self.version)
+        if let url { parameters.fields["url"] = Google_Protobuf_Value(stringValue: url) }
+        if let checksum { parameters.fields["checksum"] = Google_Protobuf_Value(stringValue: checksum) }
+        if !self.envs.isEmpty {
+            var envs = Google_Protobuf_Struct()
+            for (key, value) in try Run.parseTags(self.envs.map { $0 }) { envs.fields[key] = Google_Protobuf_Value(stringValue: value) }
+            parameters.fields["envs"] = Google_Protobuf_Value(structValue: envs)
+        }
+        var limits = Google_Protobuf_Struct()
+        if let cpu { limits.fields["CPU"] = Google_Protobuf_Value(stringValue: cpu) }
+        if let memory { limits.fields["memory"] = Google_Protobuf_Value(stringValue: memory) }
+        if !limits.fields.isEmpty { parameters.fields["limits"] = Google_Protobuf_Value(structValue: limits) }
+        if let user { parameters.fields["user"] = Google_Protobuf_Value(stringValue: user) }
+        if let group { parameters.fields["group"] = Google_Protobuf_Value(stringValue: group) }
+
+        var request = Aspire_V1_CreateTaskRequest()
+        request.command = "install"
+        request.parameters = parameters
+        request.agents = self.agents
+        request.tags = try Run.parseTags(self.tags)
+        if !request.tags.isEmpty {
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            request.window.startUnixMs = now
+            request.window.endUnixMs = now + Int64(self.window) * 1000
+        }
+        if let maxConcurrency { request.maxConcurrency = maxConcurrency }
+        if let maxErrors { request.maxErrors = maxErrors }
+        request.user = ProcessInfo.processInfo.environment["USER"] ?? ""
+
+        let interactive = isatty(STDERR_FILENO) == 1
+        let detail: Aspire_V1_TaskDetail
+        do {
+            detail = try await self.connection.withAdmin { admin in
+                if let file { try await self.upload(file, admin: admin) }
+                var detail = try await admin.createTask(request)
+                if self.async { return detail }
+                if interactive { FileHandle.standardError.write("task \(detail.task.id): \(detail.task.count) hosts\n") }
+                var get = Aspire_V1_GetTaskRequest()
+                get.id = detail.task.id
+                let deadline = Date().addingTimeInterval(Double(self.window))
+                // A tag deploy stays open through its window; it is done when every host that
+                // joined answered and the window is over, or when the wait runs out.
+                while Date() < deadline {
+                    let answered = detail.task.count > 0 && detail.task.complete >= detail.task.count
+                    if answered, request.tags.isEmpty || detail.task.status != "running" { break }
+                    if answered, !request.tags.isEmpty, Date().timeIntervalSince1970 * 1000 >= Double(request.window.endUnixMs) { break }
+                    try await Task.sleep(for: .milliseconds(300))
+                    detail = try await admin.getTask(get)
+                    if interactive {
+                        let pending = detail.task.count - detail.task.complete
+                        FileHandle.standardError.write(
+                            "\r\(detail.task.complete - detail.task.failed) done, \(detail.task.failed) failed, \(pending) pending "
+                        )
+                    }
+                }
+                if interactive { FileHandle.standardError.write("\r\u{1B}[K") }
+                return detail
+            }
+        } catch {
+            throw report(error, prefix: "aspirectl: ")
+        }
+        if self.async {
+            print(detail.task.id)
+            return
+        }
+        if self.output == .json {
+            FileHandle.standardOutput.write(try detail.jsonUTF8Data() + Data("\n".utf8))
+            throw taskExitCode(for: detail)
+        }
+        if detail.subtasks.isEmpty {
+            FileHandle.standardError.write("no host matched \((self.agents + self.tags).joined(separator: ", "))\n")
+            throw Exit.noMatch
+        }
+        throw summarize(
+            detail.subtasks.map { subtask in
+                var outcome = HostOutcome(subtask: subtask)
+                // The agent's own words say what happened: installed, upgraded from, rolled back.
+                if subtask.hasResult, !subtask.result.message.isEmpty, outcome.kind == .succeeded {
+                    outcome.line = "ok: \(subtask.result.message)"
+                }
+                return (subtask.agentSn, outcome)
+            },
+            totals: true
+        )
+    }
+
+    /// Uploads `path` as NAME VERSION unless the store already has it with the same bytes.
+    private func upload(_ path: String, admin: Aspire_V1_Admin.Client<HTTP2ClientTransport.Posix>) async throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw ValidationError("cannot read \(path)") }
+        defer { try? handle.close() }
+        let digest = try FileDigest.sha256(of: handle)
+        try handle.seek(toOffset: 0)
+        var list = Aspire_V1_ListPackagesRequest()
+        list.name = self.name
+        list.version = self.version
+        for package in try await admin.listPackages(list).packages where package.arch == self.arch {
+            guard package.sha256 == digest.sha256 else {
+                throw ValidationError(
+                    "the store already has \(self.name) \(self.version) for \(package.arch) with other bytes (sha256 \(package.sha256.prefix(16))…); delete it or pick another version"
+                )
+            }
+            FileHandle.standardError.write("\(self.name) \(self.version) is already in the store (\(package.path))\n")
+            return
+        }
+        var info = Aspire_V1_PackageInfo()
+        info.name = self.name
+        info.version = self.version
+        info.os = "linux"
+        info.arch = self.arch
+        info.file = URL(fileURLWithPath: path).lastPathComponent
+        info.sha256 = digest.sha256
+        let first = Aspire_V1_UploadPackageRequest.with { $0.info = info }
+        let stored = try await admin.uploadPackage { writer in
+            try await writer.write(first)
+            while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+                try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.chunk = chunk })
+            }
+        }
+        FileHandle.standardError.write("uploaded \(stored.name) \(stored.version) as \(stored.path) (\(stored.size) bytes)\n")
+    }
+}
+
+/// `subagents --agent SN`: the sub-agents a host last reported.
+struct SubAgents: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "subagents",
+        abstract: "The sub-agents of a host, as its agent last reported them."
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Option(name: .customLong("agent"), help: "The host's AgentSN.")
+    var agent: String
+
+    @Option(name: .shortAndLong, help: "table or json.")
+    var output: OutputFormat = .table
+
+    func run() async throws {
+        var request = Aspire_V1_GetHostRequest()
+        request.agentSn = self.agent
+        let host: Aspire_V1_Host
+        do {
+            host = try await self.connection.withAdmin { try await $0.getHost(request) }
+        } catch {
+            throw report(error, prefix: "aspirectl: ")
+        }
+        if self.output == .json {
+            var list = Google_Protobuf_ListValue()
+            for agent in host.agents {
+                list.values.append(Google_Protobuf_Value(structValue: try Google_Protobuf_Struct(jsonUTF8Data: try agent.jsonUTF8Data())))
+            }
+            FileHandle.standardOutput.write(Data(try list.jsonString().utf8) + Data("\n".utf8))
+            return
+        }
+        var rows = [["NAME", "VERSION", "STATUS", "PID", "UPTIME", "RESTARTS", "PREVIOUS", "MESSAGE"]]
+        for agent in host.agents {
+            rows.append([
+                agent.name, agent.version, agent.status, agent.pid > 0 ? "\(agent.pid)" : "-", "\(agent.uptime)s", "\(agent.restarts)",
+                agent.previousVersion.isEmpty ? "-" : agent.previousVersion, agent.message,
+            ])
+        }
+        printTable(rows)
+        FileHandle.standardError.write("\(host.agents.count) sub-agents on \(host.hostname.isEmpty ? self.agent : host.hostname)\n")
+    }
+}
