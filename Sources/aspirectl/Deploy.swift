@@ -133,29 +133,16 @@ struct Deploy: AsyncParsableCommand {
         do {
             detail = try await self.connection.withAdmin { admin in
                 if let file { try await self.upload(file, admin: admin) }
-                var detail = try await admin.createTask(request)
-                if self.async { return detail }
-                if interactive { FileHandle.standardError.write("task \(detail.task.id): \(detail.task.count) hosts\n") }
-                var get = Aspire_V1_GetTaskRequest()
-                get.id = detail.task.id
-                let deadline = Date().addingTimeInterval(Double(self.window))
-                // A tag deploy stays open through its window; it is done when every host that
+                let created = try await admin.createTask(request)
+                if self.async { return created }
+                if interactive { FileHandle.standardError.write("task \(created.task.id): \(created.task.count) hosts\n") }
+                // A tag deploy stays open through its window: it is done when every host that
                 // joined answered and the window is over, or when the wait runs out.
-                while Date() < deadline {
+                let windowEnd = Double(request.window.endUnixMs) / 1000
+                return try await follow(created, admin: admin, until: Date().addingTimeInterval(Double(self.window))) { detail in
                     let answered = detail.task.count > 0 && detail.task.complete >= detail.task.count
-                    if answered, request.tags.isEmpty || detail.task.status != "running" { break }
-                    if answered, !request.tags.isEmpty, Date().timeIntervalSince1970 * 1000 >= Double(request.window.endUnixMs) { break }
-                    try await Task.sleep(for: .milliseconds(300))
-                    detail = try await admin.getTask(get)
-                    if interactive {
-                        let pending = detail.task.count - detail.task.complete
-                        FileHandle.standardError.write(
-                            "\r\(detail.task.complete - detail.task.failed) done, \(detail.task.failed) failed, \(pending) pending "
-                        )
-                    }
+                    return answered && (request.tags.isEmpty || detail.task.status != "running" || Date().timeIntervalSince1970 >= windowEnd)
                 }
-                if interactive { FileHandle.standardError.write("\r\u{1B}[K") }
-                return detail
             }
         } catch {
             throw report(error, prefix: "aspirectl: ")

@@ -169,23 +169,11 @@ struct Run: AsyncParsableCommand {
         let detail: Aspire_V1_TaskDetail
         do {
             detail = try await self.connection.withAdmin { admin in
-                var detail = try await admin.createTask(request)
-                if interactive { FileHandle.standardError.write("task \(detail.task.id): \(detail.task.count) hosts\n") }
-                var get = Aspire_V1_GetTaskRequest()
-                get.id = detail.task.id
-                let deadline = Date().addingTimeInterval(Double(timeout + 30))
-                while detail.task.count > 0, detail.task.complete < detail.task.count, Date() < deadline {
-                    try await Task.sleep(for: .milliseconds(200))
-                    detail = try await admin.getTask(get)
-                    if interactive {
-                        let pending = detail.task.count - detail.task.complete
-                        FileHandle.standardError.write(
-                            "\r\(detail.task.complete - detail.task.failed) done, \(detail.task.failed) failed, \(pending) pending "
-                        )
-                    }
+                let created = try await admin.createTask(request)
+                if interactive { FileHandle.standardError.write("task \(created.task.id): \(created.task.count) hosts\n") }
+                return try await follow(created, admin: admin, until: Date().addingTimeInterval(Double(timeout + 30))) { detail in
+                    detail.task.count == 0 || detail.task.complete >= detail.task.count
                 }
-                if interactive { FileHandle.standardError.write("\r\u{1B}[K") }
-                return detail
             }
         } catch {
             throw report(error, prefix: "aspirectl: ")

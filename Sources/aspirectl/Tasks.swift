@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GRPCCore
+import GRPCNIOTransportHTTP2
 import RPC
 import SwiftProtobuf
 
@@ -119,6 +120,30 @@ func taskExitCode(for detail: Aspire_V1_TaskDetail) -> ExitCode {
     if kinds.contains(.silent) { return Exit.timeoutOrOffline }
     if kinds.contains(.failed) { return Exit.nonZero }
     return .success
+}
+
+/// Polls a task until `finished` says so or `deadline` passes; on a terminal, a live
+/// done/failed/pending line on standard error.
+func follow(
+    _ created: Aspire_V1_TaskDetail,
+    admin: Aspire_V1_Admin.Client<HTTP2ClientTransport.Posix>,
+    until deadline: Date,
+    finished: (Aspire_V1_TaskDetail) -> Bool
+) async throws -> Aspire_V1_TaskDetail {
+    let interactive = isatty(STDERR_FILENO) == 1
+    var detail = created
+    var get = Aspire_V1_GetTaskRequest()
+    get.id = created.task.id
+    while !finished(detail), Date() < deadline {
+        try await Task.sleep(for: .milliseconds(200))
+        detail = try await admin.getTask(get)
+        if interactive {
+            let pending = detail.task.count - detail.task.complete
+            FileHandle.standardError.write("\r\(detail.task.complete - detail.task.failed) done, \(detail.task.failed) failed, \(pending) pending ")
+        }
+    }
+    if interactive { FileHandle.standardError.write("\r\u{1B}[K") }
+    return detail
 }
 
 func printTable(_ rows: [[String]]) {
