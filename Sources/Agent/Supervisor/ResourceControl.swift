@@ -175,23 +175,26 @@ enum ControlFile {
 struct CgroupV2: ResourceControl {
     let name = "cgroup v2"
     let tracksProcesses = true
+    let root: String
     let base: String
 
+    /// Only looks: nothing of the host's hierarchy changes until a sub-agent is started.
     init(root: String, parent: String) throws(AspireError) {
         let controllers = ControlFile.read("\(root)/cgroup.controllers")?.split(whereSeparator: \.isWhitespace).map(String.init) ?? []
-        guard Set(["memory", "cpu", "pids"]).isSubset(of: Set(controllers)) else {
-            throw AspireError(.agentInternal, "no cgroup v2 hierarchy with memory, cpu and pids controllers at \(root)")
+        guard Set(["memory", "cpu", "pids"]).isSubset(of: Set(controllers)), ControlFile.isWritableDirectory(root) else {
+            throw AspireError(.agentInternal, "no writable cgroup v2 hierarchy with memory, cpu and pids controllers at \(root)")
         }
+        self.root = root
         self.base = "\(root)/\(parent)"
-        try ControlFile.makeDirectory(self.base)
-        // A child group gets controllers only when its parent hands them down.
-        try ControlFile.write("+memory +cpu +pids", to: "\(root)/cgroup.subtree_control")
-        try ControlFile.write("+memory +cpu +pids", to: "\(self.base)/cgroup.subtree_control")
     }
 
     private func path(_ group: String) -> String { "\(self.base)/\(group)" }
 
     func prepare(_ group: String, limits: ResourceLimits) throws(AspireError) {
+        try ControlFile.makeDirectory(self.base)
+        // A child group gets controllers only when its parent hands them down.
+        try ControlFile.write("+memory +cpu +pids", to: "\(self.root)/cgroup.subtree_control")
+        try ControlFile.write("+memory +cpu +pids", to: "\(self.base)/cgroup.subtree_control")
         let path = self.path(group)
         try ControlFile.makeDirectory(path)
         try ControlFile.write(limits.memoryBytes.map { "\($0)" } ?? "max", to: "\(path)/memory.max")
@@ -231,25 +234,28 @@ struct CgroupV1: ResourceControl {
     let cpu: String?
     let pids: String?
 
+    /// Only looks: the parent groups are made when a sub-agent is first started.
     init(root: String, parent: String) throws(AspireError) {
-        guard FileManager.default.fileExists(atPath: "\(root)/memory/cgroup.procs"), ControlFile.isWritableDirectory("\(root)/memory") else {
-            throw AspireError(.agentInternal, "no writable cgroup v1 memory hierarchy at \(root)/memory")
-        }
-        self.memory = "\(root)/memory/\(parent)"
-        try ControlFile.makeDirectory(self.memory)
-        func optional(_ controller: String) -> String? {
+        func writable(_ controller: String) -> String? {
             let base = "\(root)/\(controller)"
             guard FileManager.default.fileExists(atPath: "\(base)/cgroup.procs"), ControlFile.isWritableDirectory(base) else { return nil }
-            return (try? ControlFile.makeDirectory("\(base)/\(parent)")).map { "\(base)/\(parent)" }
+            return "\(base)/\(parent)"
         }
-        self.cpu = optional("cpu")
-        self.pids = optional("pids")
+        guard let memory = writable("memory") else {
+            throw AspireError(.agentInternal, "no writable cgroup v1 memory hierarchy at \(root)/memory")
+        }
+        self.memory = memory
+        self.cpu = writable("cpu")
+        self.pids = writable("pids")
     }
 
     private var hierarchies: [String] { [self.memory] + [self.cpu, self.pids].compactMap(\.self) }
 
     func prepare(_ group: String, limits: ResourceLimits) throws(AspireError) {
-        for hierarchy in self.hierarchies { try ControlFile.makeDirectory("\(hierarchy)/\(group)") }
+        for hierarchy in self.hierarchies {
+            try ControlFile.makeDirectory(hierarchy)
+            try ControlFile.makeDirectory("\(hierarchy)/\(group)")
+        }
         let memory = "\(self.memory)/\(group)"
         let memsw = FileManager.default.fileExists(atPath: "\(memory)/memory.memsw.limit_in_bytes")
         let bytes = limits.memoryBytes.map { "\($0)" } ?? "-1"
