@@ -104,7 +104,7 @@ struct Deploy: AsyncParsableCommand {
         if let checksum { parameters.fields["checksum"] = Google_Protobuf_Value(stringValue: checksum) }
         if !self.envs.isEmpty {
             var envs = Google_Protobuf_Struct()
-            for (key, value) in try Run.parseTags(self.envs.map { $0 }) { envs.fields[key] = Google_Protobuf_Value(stringValue: value) }
+            for (key, value) in try Run.parsePairs(self.envs, option: "--env") { envs.fields[key] = Google_Protobuf_Value(stringValue: value) }
             parameters.fields["envs"] = Google_Protobuf_Value(structValue: envs)
         }
         var limits = Google_Protobuf_Struct()
@@ -233,11 +233,8 @@ struct SubAgents: AsyncParsableCommand {
             throw report(error, prefix: "aspirectl: ")
         }
         if self.output == .json {
-            var list = Google_Protobuf_ListValue()
-            for agent in host.agents {
-                list.values.append(Google_Protobuf_Value(structValue: try Google_Protobuf_Struct(jsonUTF8Data: try agent.jsonUTF8Data())))
-            }
-            FileHandle.standardOutput.write(Data(try list.jsonString().utf8) + Data("\n".utf8))
+            let items = try host.agents.map { try $0.jsonString() }
+            FileHandle.standardOutput.write(Data("[\(items.joined(separator: ","))]\n".utf8))
             return
         }
         var rows = [["NAME", "VERSION", "STATUS", "PID", "UPTIME", "RESTARTS", "PREVIOUS", "MESSAGE"]]

@@ -193,12 +193,17 @@ struct Run: AsyncParsableCommand {
 extension Run {
     /// `--tag KEY=VALUE` options as a map.
     static func parseTags(_ options: [String]) throws -> [String: String] {
-        var tags: [String: String] = [:]
+        try self.parsePairs(options, option: "--tag")
+    }
+
+    /// `KEY=VALUE` options (`--tag`, `--env`) as a map; an error names the option.
+    static func parsePairs(_ options: [String], option name: String) throws -> [String: String] {
+        var pairs: [String: String] = [:]
         for option in options {
             let parts = option.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("--tag '\(option)': expected KEY=VALUE") }
-            tags[String(parts[0])] = String(parts[1])
+            guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("\(name) '\(option)': expected KEY=VALUE") }
+            pairs[String(parts[0])] = String(parts[1])
         }
-        return tags
+        return pairs
     }
 }

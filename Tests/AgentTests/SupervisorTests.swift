@@ -432,8 +432,6 @@ struct SupervisorTests {
         #expect(removed.resp == .success, "\(removed.message)")
         #expect(!FileManager.default.fileExists(atPath: "\(world.root)/Svc"))
         #expect(world.status(supervisor, "Svc") == nil)
-        let current = try #require(world.status(supervisor, "Svc") == nil ? Optional(true) : nil)
-        #expect(current)
     }
 
     @Test("Bad commands are refused with a clear error and change nothing")

@@ -315,7 +315,7 @@ enum Tarball {
     }
 }
 
-/// Tools the supervisor needs, checked at start and before each use.
+/// Tools the supervisor needs, checked at start.
 enum Tools {
     /// The path of `name` on the standard PATH, or nil.
     static func find(_ name: String) -> String? {
@@ -324,11 +324,5 @@ enum Tools {
             if access(path, X_OK) == 0 { return path }
         }
         return nil
-    }
-
-    static func require(_ name: String, for purpose: String) throws(AspireError) {
-        guard self.find(name) != nil else {
-            throw AspireError(.toolMissing, "'\(name)' is not installed on this host; it is needed \(purpose)")
-        }
     }
 }

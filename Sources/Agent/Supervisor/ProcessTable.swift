@@ -56,13 +56,4 @@ enum ProcessTable {
     static func alive(_ pids: [pid_t]) -> [Entry] {
         pids.compactMap { self.entry($0) }.filter(\.isAlive).sorted { ($0.startTicks, $0.pid) < ($1.startTicks, $1.pid) }
     }
-
-    /// Seconds a process has run, from its start ticks.
-    static func uptime(startTicks: UInt64) -> Int64 {
-        let hertz = UInt64(max(sysconf(Int32(_SC_CLK_TCK)), 1))
-        guard let text = try? String(contentsOfFile: "/proc/uptime", encoding: .utf8),
-            let seconds = Double(text.split(separator: " ").first ?? "")
-        else { return 0 }
-        return max(0, Int64(seconds) - Int64(startTicks / hertz))
-    }
 }

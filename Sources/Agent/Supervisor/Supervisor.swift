@@ -56,7 +56,7 @@ public final class Supervisor: Sendable {
     let unusable: String?
 
     private enum Holder: Equatable {
-        case action(String)
+        case action
         case check
     }
 
@@ -276,7 +276,7 @@ public final class Supervisor: Sendable {
         } catch {
             return .failed(id: command.id, error.code, error.cause, started: started)
         }
-        guard await self.claim(params.name, for: command.id) else {
+        guard await self.claim(params.name) else {
             return .failed(id: command.id, .busy, "another action on \(params.name) is under way; try again when it ends", started: started)
         }
         defer { self.release(params.name) }
@@ -291,14 +291,8 @@ public final class Supervisor: Sendable {
             default:
                 throw AspireError(.unknownMethod, "unknown method '\(command.method)'; sub-agent methods are \(Self.methods.joined(separator: ", "))")
             }
-            var result = Aspire_V1_CommandResult()
-            result.id = command.id
-            result.resp = .success
-            result.message = message
-            result.startedUnixMs = started.unixMilliseconds
-            result.finishedUnixMs = Date().unixMilliseconds
             self.logger.notice("sub-agent action done", metadata: ["subagent": "\(params.name)", "command.method": "\(command.method)", "result": "\(message)"])
-            return result
+            return .success(id: command.id, message: message, started: started)
         } catch {
             self.logger.warning("sub-agent action failed", metadata: ["subagent": "\(params.name)", "command.method": "\(command.method)", "error": "\(error.cause)"])
             return .failed(id: command.id, error.code, error.cause, started: started)
@@ -306,11 +300,11 @@ public final class Supervisor: Sendable {
     }
 
     /// Waits out a check of `name`; false when another action holds it.
-    private func claim(_ name: String, for id: String) async -> Bool {
+    private func claim(_ name: String) async -> Bool {
         while true {
             let holder = self.holders.withLock { holders -> Holder? in
                 if let holder = holders[name] { return holder }
-                holders[name] = .action(id)
+                holders[name] = .action
                 return nil
             }
             switch holder {

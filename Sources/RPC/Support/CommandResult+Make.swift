@@ -13,13 +13,13 @@ extension Aspire_V1_CommandResult {
         return result
     }
 
-    /// A `success` result carrying a document (getinfo.*).
-    public static func success(id: String, data: Data, started: Date) -> Self {
+    /// A `success` result: a document (getinfo.*), or what was done in words (sub-agents, config).
+    public static func success(id: String, data: Data = Data(), message: String = "Normal termination", started: Date) -> Self {
         var result = Self()
         result.id = id
         result.resp = .success
         result.retcode = 0
-        result.message = "Normal termination"
+        result.message = message
         result.data = data
         result.startedUnixMs = started.unixMilliseconds
         result.finishedUnixMs = Date().unixMilliseconds

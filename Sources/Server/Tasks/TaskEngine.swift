@@ -106,14 +106,11 @@ public final class TaskEngine: Service {
     /// (`aspire://package/OS/ARCH/FILE`, fetched over the agent's own connection) and checksum
     /// are filled in from the store, and kept in the task as sent.
     func resolvePackage(_ parameters: Google_Protobuf_Struct, command: String) async throws -> Google_Protobuf_Struct {
-        func string(_ key: String) -> String {
-            if case .stringValue(let value)? = parameters.fields[key]?.kind { return value }
-            return ""
-        }
-        let name = string("name")
-        let version = string("version")
-        let url = string("url")
-        let checksum = string("checksum")
+        let fields = JSONFields(parameters.fields, context: command, code: .badRequest)
+        let name = try fields.string("name")
+        let version = try fields.string("version")
+        let url = try fields.string("url")
+        let checksum = try fields.string("checksum")
         let storePrefix = "aspire://package/"
         guard url.isEmpty || (url.hasPrefix(storePrefix) && checksum.isEmpty) else { return parameters }
         var query = PackageQuery()
