@@ -52,7 +52,10 @@ public final class AgentRuntime: Service {
             store: { [weak self] path, handle throws(AspireError) in
                 try await Self.download(path, into: handle, client: self?.client.withLock { $0 })
             },
-            web: nil
+            web: { [weak self] url, handle throws(AspireError) in
+                guard let self else { throw AspireError(.downloadFailed, "the agent is stopping") }
+                try await self.web(url, into: handle)
+            }
         )
         // A sub-agent changed: the server hears of it at once, not at the next step.
         self.supervisor.setObserver { [weak self] event in
@@ -60,6 +63,16 @@ public final class AgentRuntime: Service {
             if let event { self.send(.event(event)) }
             self.send(.status(self.statusReport))
         }
+    }
+
+    /// Fetches an http(s) package; the enrollment token goes only to the agent's own servers.
+    private var web: WebDownload {
+        WebDownload(
+            caFile: self.configuration.caFile,
+            enrollmentToken: self.configuration.enrollmentToken,
+            serverHosts: { [weak self] in Set(self?.servers.map { $0.host.lowercased() } ?? []) },
+            logger: self.logger
+        )
     }
 
     /// Fetches a file of the server's package store over the open connection.

@@ -170,7 +170,7 @@ extension Gateway {
         case .openAPI:
             return Answer.json(OpenAPI.document(version: self.configuration.version), status: 200)
 
-        case .agentStatus, .agentJobResult:
+        case .agentStatus, .agentJobResult, .downloadPackage:
             throw AspireError(.internalError, "\(route) is not an admin route")
         }
     }

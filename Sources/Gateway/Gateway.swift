@@ -40,12 +40,14 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
 
     let admin: Aspire_V1_Admin.Client<Transport>
     let poll: Aspire_V1_AgentPoll.Client<Transport>
+    let packages: Aspire_V1_PackageStore.Client<Transport>
     let configuration: Configuration
     let logger: Logger
 
     public init(client: GRPCClient<Transport>, configuration: Configuration, logger: Logger) {
         self.admin = Aspire_V1_Admin.Client(wrapping: client)
         self.poll = Aspire_V1_AgentPoll.Client(wrapping: client)
+        self.packages = Aspire_V1_PackageStore.Client(wrapping: client)
         self.configuration = configuration
         self.logger = logger
     }
@@ -68,6 +70,11 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
         case .admin:
             let metadata = try self.adminMetadata(request)
             return try await self.handleAdmin(route, request: request, context: context, metadata: metadata)
+        case .adminOrAgent:
+            guard let header = request.headers[.authorization], Secret.bearerToken(header) != nil else {
+                throw AspireError(.unauthenticated, "send 'Authorization: Bearer <enrollment token or admin token>'")
+            }
+            return try await self.handleDownload(request, metadata: ["authorization": .string(header)])
         case .agent:
             do {
                 return try await self.handleAgent(route, request: request, context: context)

@@ -196,13 +196,13 @@ public enum OpenAPI {
                 "operationId": route.rawValue,
                 "summary": spec.summary,
                 "responses": [
-                    "200": ["description": "Success.", "content": ["application/json": ["schema": spec.response.json]]],
+                    "200": ["description": "Success.", "content": [spec.responseType: ["schema": spec.response.json]]],
                     "default": [
                         "description": "The error envelope, with the HTTP status of its code (400, 401, 404, 409, 413, 422, 500, ...).",
                         "content": ["application/json": ["schema": Schema.ref("Error").json]],
                     ],
                 ],
-                "security": spec.access == .admin ? [["bearer": [String]()]] : [[String: [String]]](),
+                "security": spec.access == .agent ? [[String: [String]]]() : [["bearer": [String]()]],
             ]
             if !spec.query.isEmpty {
                 operation["parameters"] = spec.query.map { parameter in

@@ -1,7 +1,7 @@
 /// Every REST route of the gateway, in one table: the router registers these, and the OpenAPI
 /// document is written from them, so the two cannot drift apart.
 public enum Route: String, CaseIterable, Sendable {
-    case listPackages, uploadPackage, deletePackages
+    case listPackages, uploadPackage, deletePackages, downloadPackage
     case createTask, getTasks, cancelTask
     case getAgent, listHosts, listConnected
     case listTags, createTag, deleteTag, bindTag, unbindTag
@@ -14,6 +14,8 @@ public enum Route: String, CaseIterable, Sendable {
     public enum Access: Sendable {
         /// `Authorization: Bearer <admin token>`.
         case admin
+        /// `Authorization: Bearer <admin token or enrollment token>`: agents fetch packages.
+        case adminOrAgent
         /// The seed's plain-HTTP agents: no bearer token needed (an enrollment token, when sent,
         /// must be right). They can only touch their own host and the jobs given to them.
         case agent
@@ -36,6 +38,12 @@ public enum Route: String, CaseIterable, Sendable {
         public var body: [(contentType: String, schema: Schema)] = []
         /// Schema of the 200 answer.
         public var response: Schema
+
+        /// The content type of the 200 answer.
+        public var responseType: String {
+            if case .binary = self.response { return "application/octet-stream" }
+            return "application/json"
+        }
 
         /// "POST /api/v1/server/task": how errors about the request name it.
         public var name: String { "\(self.method) \(self.path)" }
@@ -103,6 +111,21 @@ public enum Route: String, CaseIterable, Sendable {
                     Self.query("arch", .string, "Architecture."),
                 ],
                 response: .envelope(["count": .integer, "packages": .array(.ref("Package"))])
+            )
+        case .downloadPackage:
+            return Spec(
+                method: "GET", path: "/api/v1/server/package/download",
+                summary: """
+                    The file of a stored package version, as application/octet-stream with its length. Agents give this \
+                    URL as a sub-agent's http(s) url and send their enrollment token; operators may use the admin token.
+                    """,
+                access: .adminOrAgent,
+                query: [
+                    Self.query("os", .string, "OS, e.g. linux.", required: true),
+                    Self.query("arch", .string, "Architecture, e.g. x86_64.", required: true),
+                    Self.query("file", .string, "File name in the store.", required: true),
+                ],
+                response: .binary
             )
         case .createTask:
             return Spec(

@@ -405,6 +405,7 @@ struct OpenAPIDocumentTests {
         "GET /api/v1/server/regions", "POST /api/v1/server/regions", "GET /api/v1/server/events",
         "GET /api/v1/server/dashboard", "POST /api/v1/server/command",
         "POST /agent/status", "POST /agent/job/result", "GET /api/v1/openapi.json",
+        "GET /api/v1/server/package/download",
     ]
 
     @Test("It lists every route with request and response schemas, and the node serves each one")

@@ -151,13 +151,44 @@ struct SubAgentEndToEndTests {
         #expect(record["restarts"] as? Int == 0, "\(record)")
         #expect(record["status"] as? String == "running", "\(record)")
 
+        // The gateway serves the store over HTTP to the enrollment token or the admin token;
+        // an upgrade whose url is that route reaches both agents (they send their token to
+        // their own server's host only).
+        let newer = try Self.tarball(in: directory, version: "1.1")
+        let uploaded = try await rest.ok(
+            "POST", "/api/v1/server/package?name=MiniAgent&version=1.1&os=linux&arch=x86_64&file=MiniAgent-1.1.tar.gz",
+            body: newer, contentType: "application/octet-stream"
+        )
+        let sha256 = try #require((uploaded["package"] as? [String: Any])?["sha256"] as? String)
+        let route = "/api/v1/server/package/download?os=linux&arch=x86_64&file=MiniAgent-1.1.tar.gz"
+        let fetched = try await rest.call("GET", route)
+        #expect(fetched.status == 200 && fetched.data == newer, "the admin token downloads the file: \(fetched.status)")
+        let enrolled = try await RESTClient(base: rest.base, token: try node.enrollToken).call("GET", route)
+        #expect(enrolled.status == 200 && enrolled.data == newer, "the enrollment token downloads the file: \(enrolled.status)")
+        try await RESTClient(base: rest.base, token: nil).fails("GET", route, http: 401, code: .unauthenticated)
+        try await RESTClient(base: rest.base, token: "wrong").fails("GET", route, http: 401, code: .unauthenticated)
+        try await rest.fails("GET", "/api/v1/server/package/download?os=linux&arch=x86_64&file=Nothing.tar.gz", http: 404, code: .notFound)
+        try await rest.fails("GET", "/api/v1/server/package/download?os=linux&arch=x86_64&file=..", http: 422, code: .unprocessable)
+        let upgrade = try await rest.ok(
+            "POST", "/api/v1/server/task",
+            json: [
+                "command": "upgrade", "agents": agents.map(\.agentSN),
+                "parameters": ["name": "MiniAgent", "version": "1.1", "url": rest.base + route, "checksum": "SHA256:\(sha256)"],
+            ]
+        )
+        let upgraded = try await node.waitForTask(Int64(try #require(upgrade["id"] as? Int)), timeout: .seconds(60))
+        for subtask in upgraded.subtasks {
+            #expect(subtask.status == "succeeded", "\(subtask.agentSn): \(subtask.result.message)")
+            #expect(subtask.result.message.contains("upgraded MiniAgent from 1.0 to 1.1"), "\(subtask.result.message)")
+        }
+
         // Uninstall through REST removes it from both hosts.
         let removal = try await rest.ok(
             "POST", "/api/v1/server/task",
             json: ["command": "uninstall", "agents": agents.map(\.agentSN), "parameters": ["name": "MiniAgent"]]
         )
         let removed = try await node.waitForTask(Int64(try #require(removal["id"] as? Int)), timeout: .seconds(60))
-        #expect(removed.subtasks.allSatisfy { $0.status == "succeeded" && $0.result.message.contains("uninstalled MiniAgent 1.0") })
+        #expect(removed.subtasks.allSatisfy { $0.status == "succeeded" && $0.result.message.contains("uninstalled MiniAgent 1.1") })
         #expect(!Self.isAlive(pid), "uninstall stopped it")
         #expect(!FileManager.default.fileExists(atPath: "\(directory)/agent0/agents/MiniAgent"))
         try await eventually(timeout: .seconds(20), "the host view without the sub-agent") {

@@ -29,6 +29,8 @@ struct SubAgentRecord: Codable, Sendable, Equatable {
     var limits: ResourceLimits = .init()
     var user: String = ""
     var group: String = ""
+    /// Set when the version in use came as a .deb or .rpm.
+    var package: SystemPackage?
 
     /// The launcher's pid: the id of the session the sub-agent was started in.
     var session: pid_t = 0

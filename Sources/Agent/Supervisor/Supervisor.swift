@@ -355,17 +355,19 @@ public final class Supervisor: Sendable {
             return "\(name) \(params.version) was already installed; \(settingsChanged ? "restarted with the new settings" : "started"): running (pid \(record.pid))\(self.limitsNote(record))"
         }
 
-        try await self.unpack(source, checksum: params.checksum, name: name, version: params.version)
+        record.package = try await self.unpack(source, checksum: params.checksum, name: name, version: params.version)
         if let current {
             return try await self.upgrade(from: current, to: record)
         }
         record.desired = .running
         do {
+            if let package = record.package { try await self.install(package, for: record) }
             try self.switchVersion(name, to: params.version)
             record = try await self.startChecked(record, before: nil)
         } catch {
             _ = await self.stopProcesses(record)
             self.forget(name)
+            if let package = record.package { try? await package.remove(log: self.logPath(name), timeout: self.configuration.commandTimeout) }
             try? FileManager.default.removeItem(atPath: self.directory(name))
             throw AspireError(error.code, "install of \(name) \(params.version) failed: \(error.cause); nothing is left installed")
         }
@@ -381,6 +383,7 @@ public final class Supervisor: Sendable {
         record.restarts = 0
         record.anomalies = 0
         do {
+            if let package = new.package { try await self.install(package, for: new) }
             try self.switchVersion(name, to: new.version)
             record = try await self.startChecked(record, before: old)
         } catch {
@@ -389,6 +392,14 @@ public final class Supervisor: Sendable {
             var back = old
             back.desired = .running
             back.anomalies = 0
+            do {
+                try await self.restorePackages(from: new, to: old)
+            } catch {
+                back.status = .stoped
+                back.message = "upgrade to \(new.version) failed (\(reason)); \(old.version) could not be put back: \(error.cause)"
+                self.commit(back, changedFrom: nil, event: back.message)
+                throw AspireError(.rolledBack, "upgrade of \(name) to \(new.version) failed: \(reason); putting \(old.version) back failed too: \(error.cause)")
+            }
             try? FileManager.default.removeItem(atPath: self.versionDirectory(new))
             do {
                 try self.switchVersion(name, to: old.version)
@@ -402,6 +413,10 @@ public final class Supervisor: Sendable {
                 throw AspireError(.rolledBack, "upgrade of \(name) to \(new.version) failed: \(reason); rolled back to \(old.version), which did not start again: \(error.cause)")
             }
             throw AspireError(.rolledBack, "upgrade of \(name) from \(old.version) to \(new.version) failed: \(reason); rolled back to \(old.version): running (pid \(back.pid))")
+        }
+        if let previous = old.package, previous.name != new.package?.name {
+            // Another package (or a tarball) replaced it: the package manager would keep it forever.
+            try? await previous.remove(log: self.logPath(name), timeout: self.configuration.commandTimeout)
         }
         self.pruneVersions(record)
         let note = stopped.isEmpty ? "" : " (\(stopped))"
@@ -417,6 +432,18 @@ public final class Supervisor: Sendable {
             return "\(name) is not installed; nothing to do"
         }
         let stopped = await self.stopProcesses(record)
+        if let package = record.package {
+            do {
+                try await package.remove(log: self.logPath(name), timeout: self.configuration.commandTimeout)
+            } catch {
+                var kept = record
+                kept.desired = .stopped
+                kept.status = .stoped
+                kept.message = "uninstall failed: \(error.cause)"
+                self.commit(kept, changedFrom: record)
+                throw AspireError(error.code, "stopped \(name), but \(error.cause); its files are still there")
+            }
+        }
         self.forget(name)
         do {
             try FileManager.default.removeItem(atPath: self.directory(name))
@@ -496,6 +523,9 @@ public final class Supervisor: Sendable {
 
     private func logPath(_ name: String) -> String { "\(self.records.directory)/\(name).log" }
 
+    /// Where .deb and .rpm files are kept for rollback: `<root>/<name>/.packages/<version>.deb`.
+    private func packagesDirectory(_ name: String) -> String { "\(self.directory(name))/.packages" }
+
     /// Writes `<root>/<name>/.version` atomically (temp file, fsync, rename).
     private func switchVersion(_ name: String, to version: String) throws(AspireError) {
         do {
@@ -512,11 +542,18 @@ public final class Supervisor: Sendable {
         for entry in entries where !entry.hasPrefix(".") && !keep.contains(entry) {
             try? FileManager.default.removeItem(atPath: "\(self.directory(record.name))/\(entry)")
         }
+        let kept = self.packagesDirectory(record.name)
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: kept)) ?? [] {
+            let version = (entry as NSString).deletingPathExtension
+            if !keep.contains(version) { try? FileManager.default.removeItem(atPath: "\(kept)/\(entry)") }
+        }
     }
 
     /// Fetches, verifies and unpacks a package into `<root>/<name>/<version>/`; what was there
-    /// under that version is replaced only once the new tree is complete.
-    private func unpack(_ source: PackageSource, checksum: String, name: String, version: String) async throws(AspireError) {
+    /// under that version is replaced only once the new tree is complete. A .deb or .rpm is
+    /// fetched, verified and kept, and answered to be installed by the package manager once the
+    /// version in use has stopped.
+    private func unpack(_ source: PackageSource, checksum: String, name: String, version: String) async throws(AspireError) -> SystemPackage? {
         let directory = self.directory(name)
         do {
             try AtomicFile.makeDirectory(self.configuration.root, mode: 0o755)
@@ -541,7 +578,7 @@ public final class Supervisor: Sendable {
                 throw AspireError(.downloadFailed, "install command '\(command)' \(termination.description): \(Launcher.tail(log, from: offset))")
             }
             try self.checkControl(in: target, origin: "the install command ran but")
-            return
+            return nil
         }
         let staging = "\(directory)/.staging-\(UUID().uuidString.lowercased())"
         do {
@@ -552,7 +589,8 @@ public final class Supervisor: Sendable {
         defer { try? FileManager.default.removeItem(atPath: staging) }
         let package = "\(staging)/package"
         try await self.fetcher.withLock { $0 }.fetch(source, checksum: checksum, to: package)
-        switch try PackageFormat(path: package) {
+        let format = try PackageFormat(path: package)
+        switch format {
         case .tarball:
             let entries = try await Tarball.list(package, scratch: staging)
             try Tarball.validate(entries)
@@ -573,9 +611,42 @@ public final class Supervisor: Sendable {
             }
             chmod(target, 0o755)
             AtomicFile.sync(directory)
+            return nil
         case .deb, .rpm:
-            throw AspireError(.badPackage, ".deb and .rpm packages are not supported by this agent yet; use a .tar.gz with a control script")
+            let manager: SystemPackage.Manager = format == .deb ? .dpkg : .rpm
+            let packageName = try await SystemPackage.inspect(package, manager: manager, scratch: staging, timeout: self.configuration.controlTimeout)
+            let kept = "\(self.packagesDirectory(name))/\(version).\(manager.fileExtension)"
+            do {
+                try AtomicFile.makeDirectory(self.packagesDirectory(name), mode: 0o700)
+            } catch {
+                throw AspireError(.agentInternal, "cannot create \(self.packagesDirectory(name)): \(error)")
+            }
+            guard rename(package, kept) == 0 else {
+                throw AspireError(.agentInternal, "cannot keep the package as \(kept): \(String(cString: strerror(errno)))")
+            }
+            AtomicFile.sync(self.packagesDirectory(name))
+            return SystemPackage(manager: manager, name: packageName, file: kept)
         }
+    }
+
+    /// Installs a .deb or .rpm with the package manager; it must leave the version's control script.
+    private func install(_ package: SystemPackage, for record: SubAgentRecord) async throws(AspireError) {
+        try await package.install(log: self.logPath(record.name), timeout: self.configuration.commandTimeout)
+        try self.checkControl(in: self.versionDirectory(record), origin: "\(package.manager.rawValue) installed \(package.name) but it has")
+    }
+
+    /// After a failed upgrade: what the package manager changed goes back to the old version —
+    /// its package reinstalled, or the new package removed when the old version was a tarball.
+    private func restorePackages(from new: SubAgentRecord, to old: SubAgentRecord) async throws(AspireError) {
+        let log = self.logPath(old.name)
+        guard let package = new.package else { return }
+        if old.package?.name != package.name {
+            try await package.remove(log: log, timeout: self.configuration.commandTimeout)
+        }
+        if let previous = old.package {
+            try await previous.install(log: log, timeout: self.configuration.commandTimeout)
+        }
+        try? FileManager.default.removeItem(atPath: package.file)
     }
 
     /// The directory holding `control`: the archive's root, or its one top directory when the
