@@ -37,7 +37,10 @@ struct Deploy: AsyncParsableCommand {
     @Argument(help: "Version to put in place.")
     var version: String
 
-    @Option(name: .customLong("agent"), help: "AgentSN of a host (repeatable).")
+    @Option(
+        name: [.customLong("agent"), .customLong("agents")],
+        help: "AgentSN of a host (repeatable; a comma-separated list works too: --agents SN1,SN2)."
+    )
     var agents: [String] = []
 
     @Option(name: .customLong("tag"), help: "Every host carrying KEY=VALUE (repeatable: all must match), online now or within --window.")
@@ -86,6 +89,7 @@ struct Deploy: AsyncParsableCommand {
     var output: OutputFormat = .table
 
     mutating func validate() throws {
+        self.agents = Run.hostList(self.agents)
         guard self.agents.isEmpty != self.tags.isEmpty else {
             throw ValidationError("target hosts with --agent SN ... or with --tag KEY=VALUE, not both")
         }

@@ -22,7 +22,10 @@ struct Run: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(name: .customLong("agent"), help: "AgentSN to run on (repeatable).")
+    @Option(
+        name: [.customLong("agent"), .customLong("agents")],
+        help: "AgentSN of a host (repeatable; a comma-separated list works too: --agents SN1,SN2)."
+    )
     var agents: [String] = []
 
     @Option(name: .customLong("tag"), help: "Run on every online host carrying KEY=VALUE (repeatable: all must match); creates a task.")
@@ -46,6 +49,7 @@ struct Run: AsyncParsableCommand {
     mutating func validate() throws {
         if self.command.first == "--" { self.command.removeFirst() }
         guard !self.command.isEmpty else { throw ValidationError("give the command after --, e.g. aspirectl run --agent SN -- uptime") }
+        self.agents = Self.hostList(self.agents)
         guard self.agents.isEmpty != self.tags.isEmpty else { throw ValidationError("name --agent SN or --tag KEY=VALUE (not both)") }
         _ = try Self.parseTags(self.tags)
         guard self.timeout >= 0 else { throw ValidationError("--timeout must not be negative") }
@@ -191,6 +195,14 @@ struct Run: AsyncParsableCommand {
 }
 
 extension Run {
+    /// `--agent` options, each one AgentSN or a comma-separated list, in order, each once.
+    static func hostList(_ options: [String]) -> [String] {
+        var seen: Set<String> = []
+        return options.flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && seen.insert($0).inserted }
+    }
+
     /// `--tag KEY=VALUE` options as a map.
     static func parseTags(_ options: [String]) throws -> [String: String] {
         try self.parsePairs(options, option: "--tag")

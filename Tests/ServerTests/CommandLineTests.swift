@@ -75,7 +75,7 @@ struct CommandLineTests {
         #expect(timeout.status == 3, "\(timeout.output)")
 
         let many = try await self.run(
-            "aspirectl", ["run", "--agent", sn, "--agent", "offline-sn", "--", "echo line"], environment: environment, in: directory
+            "aspirectl", ["run", "--agents", "\(sn),offline-sn", "--agent", sn, "--", "echo line"], environment: environment, in: directory
         )
         #expect(many.status == 3, "\(many.output)")
         #expect(many.output.contains("[\(sn)] line"))
