@@ -70,6 +70,7 @@ let package = Package(
             ],
             swiftSettings: upcoming
         ),
+        .target(name: "Cron", swiftSettings: upcoming),
         .target(
             name: "Agent",
             dependencies: [
@@ -136,7 +137,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "aspirectl",
-            dependencies: ["RPC", .product(name: "ArgumentParser", package: "swift-argument-parser")] + grpc + lifecycle,
+            dependencies: ["RPC", "Cron", .product(name: "ArgumentParser", package: "swift-argument-parser")] + grpc + lifecycle,
             swiftSettings: upcoming
         ),
         .target(
@@ -158,6 +159,7 @@ let package = Package(
             dependencies: ["Gateway", "RPC", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: upcoming
         ),
+        .testTarget(name: "CronTests", dependencies: ["Cron"], swiftSettings: upcoming),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "RPC"] + grpc, swiftSettings: upcoming),
         .testTarget(
             name: "ServerTests",
