@@ -208,3 +208,51 @@ struct CronTests {
         #expect(never.next(after: Date()) == nil)
     }
 }
+
+@Suite("Crontab files")
+struct CrontabTests {
+    static let seed = """
+        # the seed's lines, and a few of ours
+        SHELL=/bin/bash
+        */10 * * * * echo "Ten minutes ago." >> /tmp/foo.txt
+        0 23-7/2,8 * * * echo "Have a good dream." >> /tmp/foo.txt
+
+        0 11 4 * 1-3 echo "Just kidding." >> /tmp/foo.txt
+        0 0 9-17 * * MON-FRI root   /usr/bin/report   --daily
+        GREETING="hello world"
+        @daily nobody echo "$GREETING"
+        */5 * * * * * nosuchuser echo x
+        """
+
+    @Test("Five and six fields, optional user, environment lines, comments and blank lines")
+    func seedLines() throws {
+        let entries = try Crontab.parse(Self.seed) { ["root", "nobody"].contains($0) }
+        #expect(entries.count == 6)
+        #expect(entries[0].line == 3 && entries[0].expression.text == "*/10 * * * *" && entries[0].user == nil)
+        #expect(entries[0].command == "echo \"Ten minutes ago.\" >> /tmp/foo.txt")
+        #expect(entries[0].environment == ["SHELL": "/bin/bash"])
+        #expect(entries[1].expression.text == "0 23-7/2,8 * * *")
+        #expect(entries[2].line == 6 && entries[2].command == "echo \"Just kidding.\" >> /tmp/foo.txt")
+        #expect(entries[3].expression.text == "0 0 9-17 * * MON-FRI" && entries[3].user == "root" && entries[3].command == "/usr/bin/report   --daily")
+        #expect(entries[4].expression.text == "@daily" && entries[4].user == "nobody" && entries[4].command == "echo \"$GREETING\"")
+        #expect(entries[4].environment == ["SHELL": "/bin/bash", "GREETING": "hello world"])
+        // Not a user of this host: the word is the command's.
+        #expect(entries[5].user == nil && entries[5].command == "nosuchuser echo x")
+    }
+
+    @Test("Bad lines name their number and the field at fault")
+    func badLines() {
+        func error(_ text: String, fields: Int? = nil) -> String {
+            do {
+                _ = try Crontab.parse(text, fields: fields) { _ in false }
+                return "no error"
+            } catch {
+                return error.description
+            }
+        }
+        #expect(error("# ok\n61 * * * * echo") == "line 2 ('61 * * * * echo'): minute field: '61' is out of range: minute is 0-59")
+        #expect(error("0 6 * * *") == "line 1 ('0 6 * * *'): has no command after the time fields")
+        #expect(error("0 0 12 * * FOO echo", fields: 6).hasPrefix("line 1 ('0 0 12 * * FOO echo'): day-of-week field: 'FOO'"))
+        #expect(error("BAD-NAME=1") == "line 1 ('BAD-NAME=1'): is neither a schedule nor NAME=value")
+    }
+}
