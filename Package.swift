@@ -74,7 +74,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "RPC",
+                "RPC", "Cron",
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -21,6 +21,8 @@ public final class AgentRuntime: Service {
     let state: AgentState
     let runner: CommandRunner
     public let supervisor: Supervisor
+    /// Scheduled commands; their results go through the outbox like any other.
+    public let scheduler: Scheduler
     let resolver: any AddressResolver
     let logger: Logger
     let startedAt = Date()
@@ -48,6 +50,7 @@ public final class AgentRuntime: Service {
         if settings.step > 0 { self.step.store(settings.step, ordering: .relaxed) }
         self.settings = Mutex(settings)
         self.supervisor = try Supervisor(configuration: configuration.supervisor, dataDirectory: configuration.dataDirectory, logger: logger)
+        self.scheduler = Scheduler(dataDirectory: configuration.dataDirectory, bash: BashExecutor(configuration: configuration.bash, logger: logger), logger: logger)
         self.supervisor.setDownloads(
             store: { [weak self] path, handle throws(AspireError) in
                 try await Self.download(path, into: handle, client: self?.client.withLock { $0 })
@@ -58,6 +61,16 @@ public final class AgentRuntime: Service {
             }
         )
         // A sub-agent changed: the server hears of it at once, not at the next step.
+        // A scheduled run's result waits in the outbox until the server acknowledges it.
+        self.scheduler.setDelivery { [weak self] result in
+            guard let self else { return }
+            do {
+                try self.state.finish(result)
+            } catch {
+                self.logger.error("cannot store a scheduled run's result in the outbox", metadata: ["command.id": "\(result.id)", "error": "\(error)"])
+            }
+            self.send(.result(result))
+        }
         self.supervisor.setObserver { [weak self] event in
             guard let self else { return }
             if let event { self.send(.event(event)) }
@@ -180,6 +193,9 @@ public final class AgentRuntime: Service {
                     }
                     group.addTask {
                         await self.supervisor.run()
+                    }
+                    group.addTask {
+                        await self.scheduler.run()
                     }
                     group.addTask {
                         // Outbox writes reach the disk in batches, off the commands' path.

@@ -49,6 +49,8 @@ public struct ErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let busy = Self(rawValue: 3037)
     /// A tool the action needs (tar, dpkg, rpm) is not on this host.
     public static let toolMissing = Self(rawValue: 3038)
+    /// A scheduled run was skipped: the schedule's previous run was still going.
+    public static let skipped = Self(rawValue: 3039)
 
     // MARK: Server errors (130xxx), carried in RPC errors and the REST envelope.
 
@@ -138,6 +140,7 @@ public struct ErrorCode: Hashable, Sendable, CustomStringConvertible {
         3036: Entry(message: "Sub-agent not installed", rpc: .notFound, http: 404),
         3037: Entry(message: "Sub-agent busy", rpc: .aborted, http: 409),
         3038: Entry(message: "Required tool missing", rpc: .failedPrecondition, http: 500),
+        3039: Entry(message: "Skipped: the previous run is still going", rpc: .aborted, http: 409),
         130_000: Entry(message: "internal error", rpc: .internalError, http: 500),
         130_001: Entry(message: "unauthenticated", rpc: .unauthenticated, http: 401),
         130_002: Entry(message: "permission denied", rpc: .permissionDenied, http: 403),

@@ -1,0 +1,198 @@
+import Cron
+import Foundation
+public import Logging
+public import RPC
+import Synchronization
+
+/// A command the agent runs on a cron schedule.
+public struct ScheduledCommand: Codable, Sendable, Hashable {
+    public var name: String
+    /// A cron expression (see ``CronExpression``).
+    public var expression: String
+    /// IANA zone name; empty is the host's.
+    public var timeZone: String = ""
+    public var user: String
+    public var group: String = ""
+    public var command: String
+    /// Seconds; 0 is the bash executor's default.
+    public var timeout: Int32 = 0
+    public var enabled: Bool = true
+
+    public init(name: String, expression: String, timeZone: String = "", user: String, group: String = "", command: String, timeout: Int32 = 0, enabled: Bool = true) {
+        self.name = name
+        self.expression = expression
+        self.timeZone = timeZone
+        self.user = user
+        self.group = group
+        self.command = command
+        self.timeout = timeout
+        self.enabled = enabled
+    }
+
+    /// The id of the run due at `time`: `schedule:<name>:<unix seconds>`, the same in every life
+    /// of the agent, so the outbox can tell a run it already made.
+    func runID(at time: Date) -> String { "schedule:\(self.name):\(Int64(time.timeIntervalSince1970))" }
+}
+
+/// Runs scheduled commands at their times — connected or not — with the bash executor, as the
+/// schedule's user. A run still going when the schedule is due again is not doubled: the due
+/// run is skipped and reported (3039). Runs missed while the agent was not running are not made
+/// up, as with cron. Results go to the delivery handler (the runtime's outbox). The schedules
+/// are kept in `<data>/schedules.json`, written atomically.
+public final class Scheduler: Sendable {
+    struct Entry: Sendable {
+        var command: ScheduledCommand
+        var schedule: CronSchedule
+        var next: Date?
+    }
+
+    struct State: Sendable {
+        var entries: [String: Entry] = [:]
+        /// Name → when its running run was due.
+        var running: [String: Date] = [:]
+    }
+
+    public typealias Delivery = @Sendable (Aspire_V1_CommandResult) -> Void
+
+    let path: String
+    private let bash: BashExecutor
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let delivery = Mutex<Delivery?>(nil)
+
+    public init(dataDirectory: String, bash: BashExecutor, logger: Logger) {
+        self.path = "\(dataDirectory)/schedules.json"
+        self.bash = bash
+        self.logger = logger
+        if let data = FileManager.default.contents(atPath: self.path) {
+            do {
+                let saved = try JSONDecoder().decode([ScheduledCommand].self, from: data)
+                try self.install(saved, save: false)
+                logger.info("schedules loaded", metadata: ["schedules": "\(saved.count)"])
+            } catch {
+                logger.error("cannot read the saved schedules; none will run until the server sends them", metadata: ["path": "\(self.path)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Where results go.
+    public func setDelivery(_ delivery: @escaping Delivery) {
+        self.delivery.withLock { $0 = delivery }
+    }
+
+    /// The schedules, by name.
+    public var schedules: [ScheduledCommand] {
+        self.state.withLock { $0.entries.values.map(\.command) }.sorted { $0.name < $1.name }
+    }
+
+    /// Replaces every schedule after checking them all (names, expressions, zones, users): one bad
+    /// schedule changes nothing.
+    public func replace(_ commands: [ScheduledCommand]) throws(AspireError) {
+        try self.install(commands, save: true)
+    }
+
+    private func install(_ commands: [ScheduledCommand], save: Bool) throws(AspireError) {
+        var entries: [String: Entry] = [:]
+        let now = Date()
+        for command in commands {
+            try SubAgentRecord.checkPathComponent(command.name, field: "schedule name")
+            guard entries[command.name] == nil else { throw AspireError(.invalidParams, "two schedules are named '\(command.name)'") }
+            let schedule: CronSchedule
+            do {
+                schedule = try CronSchedule(command.expression, timeZone: command.timeZone)
+            } catch {
+                throw AspireError(.invalidParams, "schedule '\(command.name)': \(error)")
+            }
+            guard !command.command.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                throw AspireError(.invalidParams, "schedule '\(command.name)' has no command")
+            }
+            guard !command.user.isEmpty else { throw AspireError(.invalidParams, "schedule '\(command.name)' names no user to run as") }
+            do {
+                _ = try Identity.resolve(user: command.user, group: command.group)
+            } catch {
+                throw AspireError(error.code, "schedule '\(command.name)': \(error.cause)")
+            }
+            entries[command.name] = Entry(command: command, schedule: schedule, next: schedule.next(after: now))
+        }
+        if save {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            do {
+                try AtomicFile.write(Array(try encoder.encode(commands)), to: self.path, mode: 0o600)
+            } catch {
+                throw AspireError(.agentInternal, "cannot save the schedules in \(self.path): \(error)")
+            }
+        }
+        self.state.withLock { $0.entries = entries }
+    }
+
+    /// Runs due schedules until cancelled.
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            while !Task.isCancelled {
+                let now = Date()
+                let due = self.takeDue(now: now)
+                for (command, time) in due {
+                    group.addTask { await self.fire(command, dueAt: time) }
+                }
+                // Sleep to the next fire time, but look again within a second: schedules may
+                // change, and the wall clock may be set.
+                let earliest = self.state.withLock { $0.entries.values.compactMap(\.next).min() }
+                let wait = min(max((earliest ?? now.addingTimeInterval(1)).timeIntervalSince(Date()), 0.005), 1)
+                try? await Task.sleep(for: .seconds(wait))
+            }
+        }
+    }
+
+    /// The enabled schedules due at `now`, each moved on to its next time after `now`.
+    private func takeDue(now: Date) -> [(ScheduledCommand, Date)] {
+        self.state.withLock { state in
+            var due: [(ScheduledCommand, Date)] = []
+            for (name, entry) in state.entries {
+                guard let next = entry.next, next <= now else { continue }
+                state.entries[name]?.next = entry.schedule.next(after: now)
+                if entry.command.enabled { due.append((entry.command, next)) }
+            }
+            return due
+        }
+    }
+
+    private func fire(_ command: ScheduledCommand, dueAt time: Date) async {
+        let id = command.runID(at: time)
+        let busySince: Date? = self.state.withLock { state in
+            if let since = state.running[command.name] { return since }
+            state.running[command.name] = time
+            return nil
+        }
+        if let busySince {
+            let stamp = Self.stamp
+            self.logger.warning("scheduled run skipped: the previous one is still going", metadata: ["schedule": "\(command.name)"])
+            self.deliver(
+                .failed(
+                    id: id, .skipped,
+                    "skipped the \(stamp.string(from: time)) run of '\(command.name)': the run due at \(stamp.string(from: busySince)) is still going"
+                )
+            )
+            return
+        }
+        var params = Aspire_V1_BashParams()
+        params.cmd = command.command
+        params.user = command.user
+        params.group = command.group
+        params.timeout = command.timeout
+        self.logger.info("scheduled run", metadata: ["schedule": "\(command.name)", "run.id": "\(id)"])
+        let result = await self.bash.run(id: id, params: params)
+        _ = self.state.withLock { $0.running.removeValue(forKey: command.name) }
+        self.deliver(result)
+    }
+
+    private func deliver(_ result: Aspire_V1_CommandResult) {
+        self.delivery.withLock { $0 }?(result)
+    }
+
+    private static var stamp: ISO8601DateFormatter {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import Logging
+import RPC
+import Synchronization
+import Testing
+
+@testable import Agent
+
+@Suite("Scheduled commands", .serialized)
+struct SchedulerTests {
+    static func directory() throws -> String {
+        let path = NSTemporaryDirectory() + "aspire-sched-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// Runs the scheduler for `seconds`, collecting what it delivers.
+    static func run(_ scheduler: Scheduler, seconds: Double) async -> [Aspire_V1_CommandResult] {
+        let results = Mutex<[Aspire_V1_CommandResult]>([])
+        scheduler.setDelivery { result in results.withLock { $0.append(result) } }
+        let task = Task { await scheduler.run() }
+        try? await Task.sleep(for: .seconds(seconds))
+        task.cancel()
+        await task.value
+        return results.withLock { $0 }
+    }
+
+    @Test("A schedule runs at its times as its user; results carry the schedule and the due time")
+    func runsOnTime() async throws {
+        let directory = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let scheduler = Scheduler(dataDirectory: directory, bash: BashExecutor(logger: Logger(label: "test")), logger: Logger(label: "test.scheduler"))
+        try scheduler.replace([ScheduledCommand(name: "tick", expression: "* * * * * *", user: "nobody", command: "id -un")])
+        let results = await Self.run(scheduler, seconds: 3.5)
+        #expect(results.count >= 2, "\(results.map(\.id))")
+        // On a loaded machine a run can outlast its second: that due time is skipped, not doubled.
+        let ran = results.filter { $0.retcode != ErrorCode.skipped.rawValue }
+        #expect(!ran.isEmpty)
+        for result in ran {
+            #expect(result.resp == .success, "\(result.message)")
+            #expect(String(decoding: result.data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "nobody")
+        }
+        // Each due second once, named in the id.
+        #expect(results.allSatisfy { $0.id.hasPrefix("schedule:tick:") })
+        let seconds = results.compactMap { Int64($0.id.split(separator: ":").last ?? "") }
+        #expect(seconds.count == results.count && Set(seconds).count == seconds.count)
+    }
+
+    @Test("A run still going when the schedule is due again is not doubled: the due run is skipped and reported")
+    func overlapIsSkipped() async throws {
+        let directory = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let scheduler = Scheduler(dataDirectory: directory, bash: BashExecutor(logger: Logger(label: "test")), logger: Logger(label: "test.scheduler"))
+        try scheduler.replace([ScheduledCommand(name: "slow", expression: "* * * * * *", user: "root", command: "sleep 2.5; echo done")])
+        let results = await Self.run(scheduler, seconds: 4.2)
+        let skipped = results.filter { $0.retcode == ErrorCode.skipped.rawValue }
+        let finished = results.filter { $0.resp == .success }
+        #expect(!skipped.isEmpty, "\(results.map { ($0.id, $0.message) })")
+        #expect(skipped.allSatisfy { $0.message.contains("run of 'slow'") && $0.message.contains("is still going") })
+        #expect(finished.count <= 2, "never two runs of one schedule at once")
+    }
+
+    @Test("Schedules are kept on disk; a bad schedule (expression, zone, user, name) changes nothing")
+    func persistenceAndValidation() throws {
+        let directory = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let bash = BashExecutor(logger: Logger(label: "test"))
+        let scheduler = Scheduler(dataDirectory: directory, bash: bash, logger: Logger(label: "test.scheduler"))
+        let good = ScheduledCommand(name: "backup", expression: "0 30 2 * * *", timeZone: "Europe/Berlin", user: "root", command: "true", timeout: 600)
+        try scheduler.replace([good])
+        #expect(Scheduler(dataDirectory: directory, bash: bash, logger: Logger(label: "test")).schedules == [good], "read back by the next agent")
+
+        func refused(_ commands: [ScheduledCommand]) -> AspireError? {
+            do {
+                try scheduler.replace(commands)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        var bad = good
+        bad.expression = "0 61 * * * *"
+        #expect(refused([bad])?.cause == "schedule 'backup': minute field: '61' is out of range: minute is 0-59")
+        bad = good
+        bad.timeZone = "Mars/Olympus"
+        #expect(refused([bad])?.cause.contains("'Mars/Olympus' is not a time zone name") == true)
+        bad = good
+        bad.user = "no-such-user-here"
+        #expect(refused([bad])?.code == .unknownUser)
+        bad = good
+        bad.name = "../etc"
+        #expect(refused([bad])?.code == .invalidParams)
+        #expect(refused([good, good])?.cause == "two schedules are named 'backup'")
+        #expect(scheduler.schedules == [good], "nothing changed")
+    }
+}
