@@ -64,12 +64,9 @@ public final class AgentRuntime: Service {
         // A scheduled run's result waits in the outbox until the server acknowledges it.
         self.scheduler.setDelivery { [weak self] result in
             guard let self else { return }
-            do {
-                try self.state.finish(result)
-            } catch {
-                self.logger.error("cannot store a scheduled run's result in the outbox", metadata: ["command.id": "\(result.id)", "error": "\(error)"])
-            }
-            self.send(.result(result))
+            var logger = self.logger
+            logger[metadataKey: "command.id"] = "\(result.id)"
+            self.deliver(result, logger: logger)
         }
         self.supervisor.setObserver { [weak self] event in
             guard let self else { return }
@@ -273,6 +270,12 @@ public final class AgentRuntime: Service {
             logger.warning("command was running when the agent stopped; not running it again")
             result = .failed(id: command.id, .interrupted, "the agent restarted while the command ran; it was not run again")
         }
+        self.deliver(result, logger: logger)
+    }
+
+    /// Puts a result in the outbox (where it waits for the server's acknowledgement), then
+    /// sends it on the open stream, if any.
+    private func deliver(_ result: Aspire_V1_CommandResult, logger: Logger) {
         do {
             try self.state.finish(result)
         } catch {

@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import Logging
 import RPC
@@ -155,8 +154,7 @@ struct SupervisorPackageTests {
         chmod("\(directory)/agent.sh", 0o755)
         let file = "\(world.base)/\(package)_\(version)_all.deb"
         try SupervisorWorld.shell("dpkg-deb", ["--root-owner-group", "--build", tree, file])
-        let digest = SHA256.hash(data: try Data(contentsOf: URL(fileURLWithPath: file)))
-        return (file, "SHA256:" + digest.map { String(format: "%02x", $0) }.joined())
+        return (file, try SupervisorWorld.checksum(of: file))
     }
 
     /// The version dpkg has installed, or nil.
@@ -188,19 +186,19 @@ struct SupervisorPackageTests {
         let two = try Self.debian(world, package: package, name: "Deb", version: "2.0", control: SupervisorWorld.control)
         let three = try Self.debian(world, package: package, name: "Deb", version: "3.0", control: failing)
 
-        let installed = await Self.install(supervisor, "Deb", "1.0", url: "file://\(one.path)", checksum: one.checksum)
+        let installed = await world.install(supervisor, "Deb", "1.0", package: one)
         #expect(installed.resp == .success, "\(installed.message)")
         #expect(Self.installedVersion(package) == "1.0")
         #expect(world.status(supervisor, "Deb")?.status == "running")
 
-        let upgraded = await Self.install(supervisor, "Deb", "2.0", url: "file://\(two.path)", checksum: two.checksum, method: "agent.upgrade")
+        let upgraded = await world.install(supervisor, "Deb", "2.0", package: two, method: "agent.upgrade")
         #expect(upgraded.resp == .success, "\(upgraded.message)")
         #expect(Self.installedVersion(package) == "2.0")
         #expect(world.currentVersion("Deb") == "2.0")
         #expect(!FileManager.default.fileExists(atPath: "\(world.root)/Deb/1.0/control"), "dpkg replaced 1.0's files")
         let pid = try #require(world.status(supervisor, "Deb")).pid
 
-        let rolledBack = await Self.install(supervisor, "Deb", "3.0", url: "file://\(three.path)", checksum: three.checksum, method: "agent.upgrade")
+        let rolledBack = await world.install(supervisor, "Deb", "3.0", package: three, method: "agent.upgrade")
         #expect(rolledBack.retcode == ErrorCode.rolledBack.rawValue, "\(rolledBack.message)")
         #expect(rolledBack.message.contains("rolled back to 2.0"), "\(rolledBack.message)")
         #expect(Self.installedVersion(package) == "2.0", "dpkg put the kept 2.0 package back")
@@ -227,8 +225,7 @@ struct SupervisorPackageTests {
         var bytes: [UInt8] = [0xED, 0xAB, 0xEE, 0xDB, 0x03, 0x00]
         bytes += Array(repeating: 0, count: 200)
         try Data(bytes).write(to: URL(fileURLWithPath: file))
-        let checksum = "SHA256:" + SHA256.hash(data: Data(bytes)).map { String(format: "%02x", $0) }.joined()
-        let result = await Self.install(supervisor, "Fake", "1.0", url: "file://\(file)", checksum: checksum)
+        let result = await world.install(supervisor, "Fake", "1.0", package: (file, try SupervisorWorld.checksum(of: file)))
         #expect(result.retcode == ErrorCode.toolMissing.rawValue, "\(result.message)")
         #expect(result.message.contains("no rpm"), "\(result.message)")
         #expect(world.status(supervisor, "Fake") == nil)

@@ -108,8 +108,12 @@ final class SupervisorWorld {
         }
         let archive = "\(self.base)/\(name)-\(version)-\(UUID().uuidString.prefix(4)).tar.gz"
         try Self.shell("tar", ["-czf", archive, "-C", tree] + extraTarArguments + files.keys.sorted())
-        let digest = SHA256.hash(data: try Data(contentsOf: URL(fileURLWithPath: archive)))
-        return (archive, "SHA256:" + digest.map { String(format: "%02x", $0) }.joined())
+        return (archive, try Self.checksum(of: archive))
+    }
+
+    /// The command's form of a file's SHA256: `SHA256:<hex>`.
+    static func checksum(of path: String) throws -> String {
+        "SHA256:" + SHA256.hash(data: try Data(contentsOf: URL(fileURLWithPath: path))).hexString
     }
 
     func standardPackage(_ name: String, _ version: String) throws -> (path: String, checksum: String) {
@@ -278,9 +282,7 @@ struct SupervisorTests {
         try SupervisorWorld.shell("tar", ["-czf", linked, "control", "etc"], in: linkSource)
 
         for (archive, expected) in [(traversal, "'..'"), (linked, "absolute path '/etc'")] {
-            let digest = SHA256.hash(data: try Data(contentsOf: URL(fileURLWithPath: archive)))
-            let checksum = "SHA256:" + digest.map { String(format: "%02x", $0) }.joined()
-            let result = await world.install(supervisor, "Evil", "1.0", package: (archive, checksum))
+            let result = await world.install(supervisor, "Evil", "1.0", package: (archive, try SupervisorWorld.checksum(of: archive)))
             #expect(result.resp == .failed)
             #expect(result.retcode == ErrorCode.badPackage.rawValue, "\(result.message)")
             #expect(result.message.contains(expected), "\(result.message)")

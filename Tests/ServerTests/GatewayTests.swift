@@ -140,7 +140,7 @@ struct GatewayTests {
         let rest = try RESTClient(node)
         let route = "/api/v1/server/package"
         let bytes = Data((0 ..< 1_500_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 7) })
-        let sha256 = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        let sha256 = SHA256.hash(data: bytes).hexString
         let octets = "application/octet-stream"
 
         let uploaded = try await rest.ok(
@@ -165,7 +165,7 @@ struct GatewayTests {
         #expect(cause.contains("no file packages/linux/x86_64/BasicAgent-0.1.1-1.x86_64.rpm"))
         try Data("rpm".utf8).write(to: URL(fileURLWithPath: "\(node.dataDirectory)/packages/linux/x86_64/BasicAgent-0.1.1-1.x86_64.rpm"))
         let registered = try await rest.ok("POST", route, json: seed)
-        #expect((registered["package"] as? [String: Any])?["sha256"] as? String == SHA256.hash(data: Data("rpm".utf8)).map { String(format: "%02x", $0) }.joined())
+        #expect((registered["package"] as? [String: Any])?["sha256"] as? String == SHA256.hash(data: Data("rpm".utf8)).hexString)
 
         // multipart/form-data as curl -F sends it: text fields, then the file part.
         func form(_ fields: [(String, String)], file: (name: String, bytes: Data)?) -> Data {
@@ -186,7 +186,7 @@ struct GatewayTests {
             contentType: multipart
         )
         #expect((formed["package"] as? [String: Any])?["path"] as? String == "packages/linux/aarch64/FormAgent-2.0.rpm")
-        #expect((formed["package"] as? [String: Any])?["sha256"] as? String == SHA256.hash(data: formBytes).map { String(format: "%02x", $0) }.joined())
+        #expect((formed["package"] as? [String: Any])?["sha256"] as? String == SHA256.hash(data: formBytes).hexString)
         cause = try await rest.fails("POST", route, body: form([("name", "FormAgent")], file: ("x.rpm", Data("x".utf8))), contentType: multipart, http: 400, code: .badRequest)
         #expect(cause.contains("'version' is required"))
         try await rest.fails("POST", route, body: form([("name", "A"), ("version", "1"), ("os", "linux"), ("arch", "x86_64")], file: ("../../evil.rpm", Data("x".utf8))), contentType: multipart, http: 422, code: .unprocessable)

@@ -229,9 +229,7 @@ struct Identity {
             "USER": self.account.name,
             "LOGNAME": self.account.name,
             "SHELL": self.account.shell.isEmpty ? "/bin/sh" : self.account.shell,
-            "PATH": self.account.uid == 0
-                ? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-                : "/usr/local/bin:/usr/bin:/bin",
+            "PATH": self.account.uid == 0 ? Tools.rootPath : "/usr/local/bin:/usr/bin:/bin",
         ]
     }
 

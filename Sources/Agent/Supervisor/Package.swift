@@ -317,9 +317,15 @@ enum Tarball {
 
 /// Tools the supervisor needs, checked at start.
 enum Tools {
-    /// The path of `name` on the standard PATH, or nil.
+    /// The PATH of what the agent runs as root, and where it looks for its tools.
+    static let rootPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    /// The environment of install commands and package managers, run as root.
+    static let rootEnvironment = ["PATH": rootPath, "HOME": "/root", "LC_ALL": "C"]
+
+    /// The path of `name` on ``rootPath``, or nil.
     static func find(_ name: String) -> String? {
-        for directory in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+        for directory in rootPath.split(separator: ":") {
             let path = "\(directory)/\(name)"
             if access(path, X_OK) == 0 { return path }
         }

@@ -569,7 +569,7 @@ public final class Supervisor: Sendable {
                 Launcher.Request(
                     executable: "/bin/sh",
                     arguments: ["-c", command],
-                    environment: ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LC_ALL": "C"],
+                    environment: Tools.rootEnvironment,
                     outputPath: log
                 ),
                 timeout: self.configuration.commandTimeout

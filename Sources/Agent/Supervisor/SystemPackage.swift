@@ -23,12 +23,7 @@ struct SystemPackage: Codable, Sendable, Equatable {
     /// The kept package file.
     var file: String
 
-    static let environment = [
-        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "LC_ALL": "C",
-        "DEBIAN_FRONTEND": "noninteractive",
-        "HOME": "/root",
-    ]
+    static let environment = Tools.rootEnvironment.merging(["DEBIAN_FRONTEND": "noninteractive"]) { $1 }
 
     /// Checks that the host has the manager's tools, then reads the package's name from the file.
     static func inspect(_ path: String, manager: Manager, scratch: String, timeout: Duration) async throws(AspireError) -> String {
