@@ -160,7 +160,7 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .testTarget(name: "CronTests", dependencies: ["Cron"], swiftSettings: upcoming),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "RPC"] + grpc, swiftSettings: upcoming),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "RPC", "Fleet"] + grpc, swiftSettings: upcoming),
         .testTarget(
             name: "ServerTests",
             dependencies: [

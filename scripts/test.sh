@@ -36,7 +36,21 @@ echo "== Build (debug, with tests)"
 swift build --build-tests
 
 echo "== Swift tests"
-swift test --skip-build
+# A test that hangs must fail the run with its name, not eat CI's 90 minutes: past the limit
+# the whole run is killed (SIGKILL: the test process blocks SIGTERM) and the tests that started
+# and never finished are listed.
+log="$(mktemp)"
+status=0
+timeout --kill-after=20s "${ASPIRE_TEST_TIMEOUT:-1200}" swift test --skip-build 2>&1 | tee "$log" || status=$?
+if [ "$status" -ne 0 ]; then
+    if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+        echo "== swift test did not finish within ${ASPIRE_TEST_TIMEOUT:-1200} s; started and never finished:" >&2
+        sed -n 's/.*Test \("[^"]*"\).* started\..*/\1/p' "$log" | sort > "$log.started"
+        sed -n 's/.*Test \("[^"]*"\).* \(passed\|failed\|skipped\).*/\1/p' "$log" | sort -u > "$log.ended"
+        comm -23 "$log.started" "$log.ended" >&2
+    fi
+    exit "$status"
+fi
 
 echo "== Wire test: Python grpcio client against a real server"
 ASPIRE_BIN_DIR="$(swift build --show-bin-path)" python3 -m pytest -q Tests/wire

@@ -20,6 +20,10 @@ public final class ChildProcess: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Nothing else of this process: a pipe another thread is reading to its end must not
+        // stay open in a server or agent that outlives the read (the "hangs on inherited
+        // pipes" of Foundation.Process).
+        closeInheritedDescriptors(&actions)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -94,6 +98,29 @@ public final class ChildProcess: Sendable {
         (try? String(contentsOfFile: self.logPath, encoding: .utf8)) ?? ""
     }
 
+    /// Runs a tool to its end (found on PATH, stdin /dev/null, stdout and stderr together) and
+    /// answers its exit status and output. Never blocks a thread: tests run in the cooperative
+    /// pool, where two blocked threads stop everything. A tool still going after `timeout` is
+    /// killed and the call throws.
+    public static func run(
+        _ tool: String,
+        _ arguments: [String],
+        directory: String? = nil,
+        timeout: Duration = .seconds(60)
+    ) async throws -> (status: Int32, output: String) {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("aspire-run-\(UUID().uuidString).log").path
+        defer { unlink(log) }
+        let child = try ChildProcess("/usr/bin/env", (directory.map { ["--chdir=\($0)"] } ?? []) + [tool] + arguments, log: log)
+        do {
+            let status = try await child.wait(timeout: timeout)
+            let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            return (code, child.log)
+        } catch {
+            await child.kill()
+            throw error
+        }
+    }
+
     /// Memory and CPU time now, from /proc.
     public var usage: ProcessUsage? { ProcessUsage(pid: self.pid) }
 
@@ -105,6 +132,14 @@ public final class ChildProcess: Sendable {
             Lifeline.shared.forget(self.pid)
         }
     }
+}
+
+/// `posix_spawn_file_actions_addclosefrom_np` (glibc 2.34), which Swift's Glibc module does not
+/// declare: found at run time, as swift-subprocess does.
+private func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return }
+    _ = unsafeBitCast(symbol, to: AddCloseFrom.self)(&actions, 3)
 }
 
 /// Makes every child die with this process, however it ends (a crash, SIGKILL, a watchdog's

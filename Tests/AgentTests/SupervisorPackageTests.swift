@@ -1,3 +1,4 @@
+import Fleet
 import Foundation
 import Logging
 import RPC
@@ -12,7 +13,7 @@ import Glibc
 /// A web server for packages: Python's http.server on a loopback address, HTTPS when given a
 /// certificate, and answering 401 without the bearer token when given one.
 final class PackageWebServer {
-    let process = Process()
+    let process: ChildProcess
     let port: Int
     let scheme: String
     let host: String
@@ -37,19 +38,23 @@ final class PackageWebServer {
         server.serve_forever()
         """
 
-    init(host: String, directory: String, token: String = "", certificate: (cert: String, key: String)? = nil) throws {
-        let output = Pipe()
-        self.process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        self.process.arguments = ["python3", "-c", Self.script, host, directory, token, certificate?.cert ?? "", certificate?.key ?? ""]
-        self.process.standardOutput = output
-        try self.process.run()
-        var line = Data()
-        while let byte = try output.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) {
-            line.append(byte)
+    /// Starts the server and reads the port it prints (waiting without blocking a thread).
+    init(host: String, directory: String, token: String = "", certificate: (cert: String, key: String)? = nil) async throws {
+        let log = "\(directory)/../web-\(host).log"
+        self.process = try ChildProcess(
+            "/usr/bin/env",
+            ["python3", "-c", Self.script, host, directory, token, certificate?.cert ?? "", certificate?.key ?? ""],
+            log: log
+        )
+        let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+        var port: Int?
+        while port == nil, self.process.isRunning, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+            let text = self.process.log
+            if let newline = text.firstIndex(of: "\n") { port = Int(text[..<newline]) }
         }
-        guard let port = Int(String(decoding: line, as: UTF8.self)) else {
-            self.process.terminate()
-            throw AspireError(.agentInternal, "the package web server did not start")
+        guard let port else {
+            throw AspireError(.agentInternal, "the package web server did not start: \(self.process.log)")
         }
         self.port = port
         self.host = host
@@ -57,12 +62,6 @@ final class PackageWebServer {
     }
 
     func url(_ file: String) -> String { "\(self.scheme)://\(self.host):\(self.port)/\(file)" }
-
-    /// SIGKILL: the test process blocks SIGTERM in its threads, and a child inherits that mask.
-    deinit {
-        kill(self.process.processIdentifier, SIGKILL)
-        self.process.waitUntilExit()
-    }
 }
 
 @Suite("Sub-agent packages: http(s) and the host's package manager", .serialized)
@@ -88,13 +87,13 @@ struct SupervisorPackageTests {
         let supervisor = try world.supervisor()
         let served = "\(world.base)/served"
         try FileManager.default.createDirectory(atPath: served, withIntermediateDirectories: true)
-        let one = try world.standardPackage("Web", "1.0")
-        let two = try world.standardPackage("Web", "2.0")
+        let one = try await world.standardPackage("Web", "1.0")
+        let two = try await world.standardPackage("Web", "2.0")
         try FileManager.default.copyItem(atPath: one.path, toPath: "\(served)/Web-1.0.tar.gz")
         try FileManager.default.copyItem(atPath: two.path, toPath: "\(served)/Web-2.0.tar.gz")
 
         // Plain HTTP, with a token the server demands: sent because 127.0.0.40 is our server.
-        let plain = try PackageWebServer(host: "127.0.0.40", directory: served, token: "enroll-secret")
+        let plain = try await PackageWebServer(host: "127.0.0.40", directory: served, token: "enroll-secret")
         supervisor.setDownloads(store: nil, web: Self.web(token: "enroll-secret", servers: ["127.0.0.40"]).callAsFunction)
         let installed = await Self.install(supervisor, "Web", "1.0", url: plain.url("Web-1.0.tar.gz"), checksum: one.checksum)
         #expect(installed.resp == .success, "\(installed.message)")
@@ -115,7 +114,7 @@ struct SupervisorPackageTests {
         // HTTPS with a certificate of our own CA: trusted with the agent's --ca, refused without.
         let authority = CertificateAuthority(directory: "\(world.base)/tls")
         try authority.prepare(names: ["127.0.0.41"], logger: Logger(label: "test.ca"))
-        let secure = try PackageWebServer(
+        let secure = try await PackageWebServer(
             host: "127.0.0.41",
             directory: served,
             certificate: (authority.paths.serverCertificate, authority.paths.serverKey)
@@ -135,7 +134,7 @@ struct SupervisorPackageTests {
     }
 
     /// Builds a .deb with dpkg-deb whose files are `<root>/<name>/<version>/{control,agent.sh}`.
-    static func debian(_ world: SupervisorWorld, package: String, name: String, version: String, control: String) throws -> (path: String, checksum: String) {
+    static func debian(_ world: SupervisorWorld, package: String, name: String, version: String, control: String) async throws -> (path: String, checksum: String) {
         let tree = "\(world.base)/deb-\(version)"
         let directory = "\(tree)\(world.root)/\(name)/\(version)"
         try FileManager.default.createDirectory(atPath: "\(tree)/DEBIAN", withIntermediateDirectories: true)
@@ -153,22 +152,14 @@ struct SupervisorPackageTests {
         chmod("\(directory)/control", 0o755)
         chmod("\(directory)/agent.sh", 0o755)
         let file = "\(world.base)/\(package)_\(version)_all.deb"
-        try SupervisorWorld.shell("dpkg-deb", ["--root-owner-group", "--build", tree, file])
+        try await SupervisorWorld.shell("dpkg-deb", ["--root-owner-group", "--build", tree, file])
         return (file, try SupervisorWorld.checksum(of: file))
     }
 
     /// The version dpkg has installed, or nil.
-    static func installedVersion(_ package: String) -> String? {
-        let process = Process()
-        let output = Pipe()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["dpkg-query", "--show", "--showformat=${db:Status-Status} ${Version}", package]
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return nil }
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0, text.hasPrefix("installed ") else { return nil }
+    static func installedVersion(_ package: String) async throws -> String? {
+        let (status, text) = try await ChildProcess.run("dpkg-query", ["--show", "--showformat=${db:Status-Status} ${Version}", package])
+        guard status == 0, text.hasPrefix("installed ") else { return nil }
         return String(text.dropFirst("installed ".count))
     }
 
@@ -180,20 +171,30 @@ struct SupervisorPackageTests {
         let world = try SupervisorWorld("deb")
         let supervisor = try world.supervisor()
         let package = "aspire-test-\(UUID().uuidString.prefix(8).lowercased())"
-        defer { try? SupervisorWorld.shell("dpkg", ["--purge", package]) }
+        // However the test ends, the host's package database does not keep the test package.
+        do {
+            try await Self.debianSteps(world, supervisor, package)
+        } catch {
+            _ = try? await ChildProcess.run("dpkg", ["--purge", package])
+            throw error
+        }
+        _ = try? await ChildProcess.run("dpkg", ["--purge", package])
+    }
+
+    static func debianSteps(_ world: SupervisorWorld, _ supervisor: Supervisor, _ package: String) async throws {
         let failing = SupervisorWorld.control.replacingOccurrences(of: "start)\n", with: "start)\n    echo cannot start >&2; exit 3\n")
-        let one = try Self.debian(world, package: package, name: "Deb", version: "1.0", control: SupervisorWorld.control)
-        let two = try Self.debian(world, package: package, name: "Deb", version: "2.0", control: SupervisorWorld.control)
-        let three = try Self.debian(world, package: package, name: "Deb", version: "3.0", control: failing)
+        let one = try await Self.debian(world, package: package, name: "Deb", version: "1.0", control: SupervisorWorld.control)
+        let two = try await Self.debian(world, package: package, name: "Deb", version: "2.0", control: SupervisorWorld.control)
+        let three = try await Self.debian(world, package: package, name: "Deb", version: "3.0", control: failing)
 
         let installed = await world.install(supervisor, "Deb", "1.0", package: one)
         #expect(installed.resp == .success, "\(installed.message)")
-        #expect(Self.installedVersion(package) == "1.0")
+        #expect(try await Self.installedVersion(package) == "1.0")
         #expect(world.status(supervisor, "Deb")?.status == "running")
 
         let upgraded = await world.install(supervisor, "Deb", "2.0", package: two, method: "agent.upgrade")
         #expect(upgraded.resp == .success, "\(upgraded.message)")
-        #expect(Self.installedVersion(package) == "2.0")
+        #expect(try await Self.installedVersion(package) == "2.0")
         #expect(world.currentVersion("Deb") == "2.0")
         #expect(!FileManager.default.fileExists(atPath: "\(world.root)/Deb/1.0/control"), "dpkg replaced 1.0's files")
         let pid = try #require(world.status(supervisor, "Deb")).pid
@@ -201,7 +202,7 @@ struct SupervisorPackageTests {
         let rolledBack = await world.install(supervisor, "Deb", "3.0", package: three, method: "agent.upgrade")
         #expect(rolledBack.retcode == ErrorCode.rolledBack.rawValue, "\(rolledBack.message)")
         #expect(rolledBack.message.contains("rolled back to 2.0"), "\(rolledBack.message)")
-        #expect(Self.installedVersion(package) == "2.0", "dpkg put the kept 2.0 package back")
+        #expect(try await Self.installedVersion(package) == "2.0", "dpkg put the kept 2.0 package back")
         #expect(world.currentVersion("Deb") == "2.0")
         let back = try #require(world.status(supervisor, "Deb"))
         #expect(back.status == "running")
@@ -209,7 +210,7 @@ struct SupervisorPackageTests {
 
         let removed = await supervisor.perform(SupervisorWorld.command("agent.uninstall", name: "Deb"))
         #expect(removed.resp == .success, "\(removed.message)")
-        #expect(Self.installedVersion(package) == nil)
+        #expect(try await Self.installedVersion(package) == nil)
         #expect(!FileManager.default.fileExists(atPath: "\(world.root)/Deb"))
         #expect(!SupervisorWorld.alive(back.pid))
     }

@@ -1,4 +1,5 @@
 import Crypto
+import Fleet
 import Foundation
 import Logging
 import RPC
@@ -98,7 +99,7 @@ final class SupervisorWorld {
         files: [String: String],
         executables: Set<String> = ["control", "agent.sh"],
         extraTarArguments: [String] = []
-    ) throws -> (path: String, checksum: String) {
+    ) async throws -> (path: String, checksum: String) {
         let tree = "\(self.base)/src-\(name)-\(version)-\(UUID().uuidString.prefix(4))"
         for (path, content) in files {
             let full = "\(tree)/\(path)"
@@ -107,7 +108,7 @@ final class SupervisorWorld {
             chmod(full, executables.contains(path) ? 0o755 : 0o644)
         }
         let archive = "\(self.base)/\(name)-\(version)-\(UUID().uuidString.prefix(4)).tar.gz"
-        try Self.shell("tar", ["-czf", archive, "-C", tree] + extraTarArguments + files.keys.sorted())
+        try await Self.shell("tar", ["-czf", archive, "-C", tree] + extraTarArguments + files.keys.sorted())
         return (archive, try Self.checksum(of: archive))
     }
 
@@ -116,19 +117,16 @@ final class SupervisorWorld {
         "SHA256:" + SHA256.hash(data: try Data(contentsOf: URL(fileURLWithPath: path))).hexString
     }
 
-    func standardPackage(_ name: String, _ version: String) throws -> (path: String, checksum: String) {
-        try self.package(name, version, files: ["control": Self.control, "agent.sh": Self.sleeper])
+    func standardPackage(_ name: String, _ version: String) async throws -> (path: String, checksum: String) {
+        try await self.package(name, version, files: ["control": Self.control, "agent.sh": Self.sleeper])
     }
 
-    static func shell(_ tool: String, _ arguments: [String], in directory: String? = nil) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [tool] + arguments
-        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw AspireError(.agentInternal, "\(tool) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
+    /// Runs a tool to its end (off the cooperative threads, with nothing inherited); throws
+    /// on a non-zero exit, with its output.
+    static func shell(_ tool: String, _ arguments: [String], in directory: String? = nil) async throws {
+        let (status, output) = try await ChildProcess.run(tool, arguments, directory: directory)
+        guard status == 0 else {
+            throw AspireError(.agentInternal, "\(tool) \(arguments.joined(separator: " ")) exited with \(status): \(output)")
         }
     }
 
@@ -201,7 +199,7 @@ struct SupervisorTests {
         let world = try SupervisorWorld("upgrade")
         let supervisor = try world.supervisor()
 
-        let installed = await world.install(supervisor, "MiniAgent", "1.0", package: try world.standardPackage("MiniAgent", "1.0"), envs: ["GREETING": "hello"])
+        let installed = await world.install(supervisor, "MiniAgent", "1.0", package: try await world.standardPackage("MiniAgent", "1.0"), envs: ["GREETING": "hello"])
         #expect(installed.resp == .success, "\(installed.message)")
         #expect(installed.message.contains("installed MiniAgent 1.0: running"))
         let first = try #require(world.status(supervisor, "MiniAgent"))
@@ -212,7 +210,7 @@ struct SupervisorTests {
         let environment = try String(contentsOfFile: "\(world.root)/MiniAgent/1.0/env.out", encoding: .utf8)
         #expect(environment.trimmingCharacters(in: .whitespacesAndNewlines) == "1.0 hello")
 
-        let upgraded = await world.install(supervisor, "MiniAgent", "2.0", package: try world.standardPackage("MiniAgent", "2.0"), method: "agent.upgrade")
+        let upgraded = await world.install(supervisor, "MiniAgent", "2.0", package: try await world.standardPackage("MiniAgent", "2.0"), method: "agent.upgrade")
         #expect(upgraded.resp == .success, "\(upgraded.message)")
         #expect(upgraded.message.contains("upgraded MiniAgent from 1.0 to 2.0"))
         let second = try #require(world.status(supervisor, "MiniAgent"))
@@ -226,7 +224,7 @@ struct SupervisorTests {
         #expect(FileManager.default.fileExists(atPath: "\(world.root)/MiniAgent/1.0/control"), "the previous version stays for rollback")
 
         // 3.0's control start fails: back to 2.0, running again.
-        let broken = try world.package(
+        let broken = try await world.package(
             "MiniAgent", "3.0",
             files: ["control": "#!/bin/sh\ncase \"$1\" in start) echo 'cannot bind port 9999' >&2; exit 1;; *) echo stoped;; esac\n"],
             executables: ["control"]
@@ -244,7 +242,7 @@ struct SupervisorTests {
         #expect(!FileManager.default.fileExists(atPath: "\(world.root)/MiniAgent/3.0"))
 
         // A wrong checksum: refused before anything is unpacked; the same process runs on.
-        let good = try world.standardPackage("MiniAgent", "4.0")
+        let good = try await world.standardPackage("MiniAgent", "4.0")
         let wrong = (path: good.path, checksum: "SHA256:" + String(repeating: "0", count: 64))
         let refused = await world.install(supervisor, "MiniAgent", "4.0", package: wrong, method: "agent.upgrade")
         #expect(refused.resp == .failed)
@@ -271,7 +269,7 @@ struct SupervisorTests {
         chmod("\(source)/control", 0o755)
         try "pwned".write(toFile: "\(world.base)/evil-src/evil", atomically: true, encoding: .utf8)
         let traversal = "\(world.base)/traversal.tar.gz"
-        try SupervisorWorld.shell("tar", ["--absolute-names", "-czf", traversal, "control", "../evil"], in: source)
+        try await SupervisorWorld.shell("tar", ["--absolute-names", "-czf", traversal, "control", "../evil"], in: source)
         // A symbolic link to /etc and a file written through it.
         let linkSource = "\(world.base)/link-src"
         try FileManager.default.createDirectory(atPath: linkSource, withIntermediateDirectories: true)
@@ -279,7 +277,7 @@ struct SupervisorTests {
         chmod("\(linkSource)/control", 0o755)
         try FileManager.default.createSymbolicLink(atPath: "\(linkSource)/etc", withDestinationPath: "/etc")
         let linked = "\(world.base)/link.tar.gz"
-        try SupervisorWorld.shell("tar", ["-czf", linked, "control", "etc"], in: linkSource)
+        try await SupervisorWorld.shell("tar", ["-czf", linked, "control", "etc"], in: linkSource)
 
         for (archive, expected) in [(traversal, "'..'"), (linked, "absolute path '/etc'")] {
             let result = await world.install(supervisor, "Evil", "1.0", package: (archive, try SupervisorWorld.checksum(of: archive)))
@@ -321,7 +319,7 @@ struct SupervisorTests {
     func crashLoopIsFatal() async throws {
         let world = try SupervisorWorld("crash")
         let supervisor = try world.supervisor()
-        let crasher = try world.package(
+        let crasher = try await world.package(
             "Crasher", "1.0",
             files: ["control": SupervisorWorld.control, "agent.sh": "#!/bin/sh\nsleep 1.2\nexit 3\n"]
         )
@@ -352,7 +350,7 @@ struct SupervisorTests {
         world.configuration.holdoff = .seconds(4)
         world.configuration.healthWindow = .milliseconds(300)
         let supervisor = try world.supervisor()
-        let package = try world.package("Flaky", "1.0", files: ["control": SupervisorWorld.control, "agent.sh": "#!/bin/sh\nsleep 0.8\nexit 1\n"])
+        let package = try await world.package("Flaky", "1.0", files: ["control": SupervisorWorld.control, "agent.sh": "#!/bin/sh\nsleep 0.8\nexit 1\n"])
         let installed = await world.install(supervisor, "Flaky", "1.0", package: package)
         #expect(installed.resp == .success, "\(installed.message)")
         let started = Date()
@@ -374,7 +372,7 @@ struct SupervisorTests {
             return
         }
         // Grows without bound a second after start: `tail` keeps a line of /dev/zero that never ends.
-        let hog = try world.package("Hog", "1.0", files: ["control": SupervisorWorld.control, "agent.sh": "#!/bin/sh\nsleep 1.5\nexec tail /dev/zero\n"])
+        let hog = try await world.package("Hog", "1.0", files: ["control": SupervisorWorld.control, "agent.sh": "#!/bin/sh\nsleep 1.5\nexec tail /dev/zero\n"])
         let installed = await world.install(supervisor, "Hog", "1.0", package: hog, memory: "20M")
         #expect(installed.resp == .success, "\(installed.message)")
         #expect(installed.message.contains("memory 20 MiB via \(supervisor.resourceControlName)"), "\(installed.message)")
@@ -387,7 +385,7 @@ struct SupervisorTests {
     func adoption() async throws {
         let world = try SupervisorWorld("adopt")
         let first = try world.supervisor()
-        let installed = await world.install(first, "Keeper", "1.0", package: try world.standardPackage("Keeper", "1.0"))
+        let installed = await world.install(first, "Keeper", "1.0", package: try await world.standardPackage("Keeper", "1.0"))
         #expect(installed.resp == .success, "\(installed.message)")
         let pid = try #require(world.status(first, "Keeper")).pid
 
@@ -404,7 +402,7 @@ struct SupervisorTests {
     func stopStartUninstall() async throws {
         let world = try SupervisorWorld("stop")
         let supervisor = try world.supervisor()
-        let installed = await world.install(supervisor, "Svc", "1.0", package: try world.standardPackage("Svc", "1.0"))
+        let installed = await world.install(supervisor, "Svc", "1.0", package: try await world.standardPackage("Svc", "1.0"))
         #expect(installed.resp == .success, "\(installed.message)")
         let pid = try #require(world.status(supervisor, "Svc")).pid
 
@@ -440,7 +438,7 @@ struct SupervisorTests {
     func badCommands() async throws {
         let world = try SupervisorWorld("bad")
         let supervisor = try world.supervisor()
-        let package = try world.standardPackage("Good", "1.0")
+        let package = try await world.standardPackage("Good", "1.0")
         let cases: [(Aspire_V1_Command, ErrorCode, String)] = [
             (SupervisorWorld.command("agent.install", name: "../etc", version: "1.0", url: "file://\(package.path)", checksum: package.checksum), .invalidParams, "name"),
             (SupervisorWorld.command("agent.install", name: "Good", version: "../1", url: "file://\(package.path)", checksum: package.checksum), .invalidParams, "version"),
@@ -461,7 +459,7 @@ struct SupervisorTests {
         #expect((try? FileManager.default.contentsOfDirectory(atPath: "\(world.root)/Good"))?.filter { !$0.hasPrefix(".") }.isEmpty ?? true)
 
         // A package without a control script.
-        let bare = try world.package("Bare", "1.0", files: ["agent.sh": SupervisorWorld.sleeper])
+        let bare = try await world.package("Bare", "1.0", files: ["agent.sh": SupervisorWorld.sleeper])
         let result = await world.install(supervisor, "Bare", "1.0", package: bare)
         #expect(result.retcode == ErrorCode.badPackage.rawValue)
         #expect(result.message.contains("no control script"), "\(result.message)")
@@ -471,7 +469,7 @@ struct SupervisorTests {
     func commandInstall() async throws {
         let world = try SupervisorWorld("command")
         let supervisor = try world.supervisor()
-        let package = try world.standardPackage("Cmd", "1.0")
+        let package = try await world.standardPackage("Cmd", "1.0")
         let target = "\(world.root)/Cmd/1.0"
         var command = SupervisorWorld.command("agent.install", name: "Cmd", version: "1.0", url: "command://mkdir -p \(target) && tar -xzf \(package.path) -C \(target)")
         command.subagent.checksum = ""

@@ -22,7 +22,7 @@ struct SubAgentEndToEndTests {
         """
 
     /// A MiniAgent tarball built with tar, as bytes.
-    static func tarball(in directory: String, version: String) throws -> Data {
+    static func tarball(in directory: String, version: String) async throws -> Data {
         let tree = "\(directory)/src-\(version)"
         try FileManager.default.createDirectory(atPath: tree, withIntermediateDirectories: true)
         try Self.control.write(toFile: "\(tree)/control", atomically: true, encoding: .utf8)
@@ -30,11 +30,8 @@ struct SubAgentEndToEndTests {
         chmod("\(tree)/control", 0o755)
         chmod("\(tree)/agent.sh", 0o755)
         let archive = "\(directory)/MiniAgent-\(version).tar.gz"
-        let tar = Process()
-        tar.executableURL = URL(fileURLWithPath: "/usr/bin/tar")
-        tar.arguments = ["-czf", archive, "-C", tree, "control", "agent.sh"]
-        try tar.run()
-        tar.waitUntilExit()
+        let (status, output) = try await ChildProcess.run("tar", ["-czf", archive, "-C", tree, "control", "agent.sh"])
+        guard status == 0 else { throw FleetError("tar: \(output)") }
         return try Data(contentsOf: URL(fileURLWithPath: archive))
     }
 
@@ -95,7 +92,7 @@ struct SubAgentEndToEndTests {
         for agent in agents { try await node.waitForAgent(agent.agentSN) }
 
         let rest = try RESTClient(node)
-        let bytes = try Self.tarball(in: directory, version: "1.0")
+        let bytes = try await Self.tarball(in: directory, version: "1.0")
         _ = try await rest.ok(
             "POST", "/api/v1/server/package?name=MiniAgent&version=1.0&os=linux&arch=x86_64&file=MiniAgent-1.0.tar.gz",
             body: bytes, contentType: "application/octet-stream"
@@ -154,7 +151,7 @@ struct SubAgentEndToEndTests {
         // The gateway serves the store over HTTP to the enrollment token or the admin token;
         // an upgrade whose url is that route reaches both agents (they send their token to
         // their own server's host only).
-        let newer = try Self.tarball(in: directory, version: "1.1")
+        let newer = try await Self.tarball(in: directory, version: "1.1")
         let uploaded = try await rest.ok(
             "POST", "/api/v1/server/package?name=MiniAgent&version=1.1&os=linux&arch=x86_64&file=MiniAgent-1.1.tar.gz",
             body: newer, contentType: "application/octet-stream"
@@ -220,7 +217,7 @@ struct SubAgentEndToEndTests {
         }
 
         let first = "\(directory)/MiniAgent-1.0.tar.gz"
-        try Self.tarball(in: directory, version: "1.0").write(to: URL(fileURLWithPath: first))
+        try await Self.tarball(in: directory, version: "1.0").write(to: URL(fileURLWithPath: first))
         let installed = try await aspirectl(["deploy", "MiniAgent", "1.0", "--file", first, "--agent", "ctl-sub-1", "--memory", "64M"])
         #expect(installed.status == 0, "\(installed.output)")
         #expect(installed.output.contains("uploaded MiniAgent 1.0"), "\(installed.output)")
@@ -233,11 +230,7 @@ struct SubAgentEndToEndTests {
         try "#!/bin/sh\necho 'config file missing' >&2\nexit 1\n".write(toFile: "\(brokenTree)/control", atomically: true, encoding: .utf8)
         chmod("\(brokenTree)/control", 0o755)
         let broken = "\(directory)/MiniAgent-2.0.tar.gz"
-        let tar = Process()
-        tar.executableURL = URL(fileURLWithPath: "/usr/bin/tar")
-        tar.arguments = ["-czf", broken, "-C", brokenTree, "control"]
-        try tar.run()
-        tar.waitUntilExit()
+        #expect(try await ChildProcess.run("tar", ["-czf", broken, "-C", brokenTree, "control"]).status == 0)
         let rolled = try await aspirectl(["deploy", "MiniAgent", "2.0", "--file", broken, "--tag", "role=web", "--window", "10"])
         #expect(rolled.status == 2, "\(rolled.output)")
         #expect(rolled.output.contains("rolled back to 1.0"), "\(rolled.output)")
