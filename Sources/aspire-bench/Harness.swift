@@ -23,11 +23,11 @@ struct BenchOptions: ParsableArguments {
 
     @Option(
         name: .customLong("time-limit"),
-        help: "Seconds one benchmark may take before aspire-bench gives up and exits, killing what it started (default 300 with --quick, 3600 otherwise)."
+        help: "Seconds one benchmark may take before aspire-bench gives up and exits, killing what it started (default 600 with --quick: more than any of their own waits, which name what they waited for, 3600 otherwise)."
     )
     var timeLimit: Int?
 
-    var effectiveTimeLimit: Duration { .seconds(self.timeLimit ?? (self.quick ? 300 : 3600)) }
+    var effectiveTimeLimit: Duration { .seconds(self.timeLimit ?? (self.quick ? 600 : 3600)) }
 }
 
 /// Starts real processes for one benchmark in a scratch directory, and removes it afterwards.
