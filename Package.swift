@@ -101,7 +101,7 @@ let package = Package(
         .target(
             name: "Server",
             dependencies: [
-                "RPC", "Gateway",
+                "RPC", "Gateway", "Cron",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -166,6 +166,48 @@ public final class AgentRuntime: Service {
         return result
     }
 
+    /// Carries out `schedule.set`: the server's schedules for this host replace the agent's.
+    /// Those this host cannot run (an unknown user, say) are refused one by one, reported in
+    /// the result and as an event; the others run.
+    func setSchedules(_ command: Aspire_V1_Command) -> Aspire_V1_CommandResult {
+        guard case .schedules(let params)? = command.params else {
+            return .failed(id: command.id, .invalidParams, "schedule.set needs the schedules")
+        }
+        let commands = params.schedules.map { schedule in
+            ScheduledCommand(
+                name: schedule.name, expression: schedule.expr, timeZone: schedule.tz, user: schedule.user, group: schedule.group,
+                command: schedule.command, timeout: schedule.timeout, enabled: !schedule.disabled
+            )
+        }
+        let refused: [(name: String, error: AspireError)]
+        do {
+            refused = try self.scheduler.replace(commands)
+        } catch {
+            return .failed(id: command.id, error.code, error.cause)
+        }
+        self.logger.notice("schedules set", metadata: ["schedules": "\(commands.count - refused.count)", "refused": "\(refused.count)"])
+        var result = Aspire_V1_CommandResult()
+        result.id = command.id
+        let names = commands.map(\.name).filter { name in !refused.contains { $0.name == name } }
+        result.data = Data((try? JSONSerialization.data(withJSONObject: ["schedules": names], options: [.sortedKeys])) ?? Data())
+        guard let first = refused.first else {
+            result.resp = .success
+            result.message = "success"
+            return result
+        }
+        let reasons = refused.map(\.error.cause).joined(separator: "; ")
+        var event = Aspire_V1_Event()
+        event.localID = Date().unixMilliseconds
+        event.occurredUnixMs = event.localID
+        event.category = "schedule"
+        event.message = "\(refused.count) schedule\(refused.count == 1 ? "" : "s") refused: \(reasons)"
+        self.send(.event(event))
+        result.resp = .failed
+        result.retcode = first.error.code.rawValue
+        result.message = event.message
+        return result
+    }
+
     private struct AppliedConfig: Encodable {
         var step: Int32
         var svrlist: String
@@ -241,6 +283,10 @@ public final class AgentRuntime: Service {
             let sequence = Atomic<UInt64>(0)
             if command.method == "config" {
                 result = self.configure(command)
+                break
+            }
+            if command.method == "schedule.set" {
+                result = self.setSchedules(command)
                 break
             }
             if Supervisor.methods.contains(command.method) {

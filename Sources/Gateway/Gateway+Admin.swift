@@ -167,6 +167,74 @@ extension Gateway {
             let answer = try await self.admin.runCommand(message, metadata: metadata)
             return Answer.json(answer.result.seedJSONObject(), status: 200)
 
+        case .listSchedules:
+            var message = Aspire_V1_ListSchedulesRequest()
+            message.name = query.string("name")
+            message.agentSn = query.string("agentsn")
+            message.next = Int32(try query.integer("next", range: 1 ... 100) ?? 1)
+            let answer = try await self.admin.listSchedules(message, metadata: metadata)
+            return Answer.success(["schedules": answer.schedules.map(RESTJSON.schedule)])
+
+        case .createSchedule:
+            let body = try await self.objectBody(request, route: route)
+            try body.allow(["name", "expr", "tz", "user", "group", "command", "timeout", "agents", "tags", "enabled", "replace"])
+            var message = Aspire_V1_CreateScheduleRequest()
+            message.schedule.name = try body.string("name", required: true)
+            message.schedule.expr = try body.string("expr", required: true)
+            message.schedule.tz = try body.string("tz")
+            message.schedule.user = try body.string("user")
+            message.schedule.group = try body.string("group")
+            message.schedule.command = try body.string("command", required: true)
+            message.schedule.timeout = Int32(try body.integer("timeout", range: 0 ... 86400 * 7) ?? 0)
+            message.schedule.disabled = !(try body.bool("enabled") ?? true)
+            message.agents = try body.stringArray("agents")
+            message.tags = try body.stringMap("tags")
+            message.replace = try body.bool("replace") ?? false
+            let answer = try await self.admin.createSchedule(message, metadata: metadata)
+            return Answer.success(["schedule": RESTJSON.schedule(answer)])
+
+        case .deleteSchedule:
+            var message = Aspire_V1_DeleteScheduleRequest()
+            message.name = query.string("name")
+            guard !message.name.isEmpty else { throw AspireError(.badRequest, "query parameter 'name' (the schedule) is required") }
+            let answer = try await self.admin.deleteSchedule(message, metadata: metadata)
+            return Answer.success(["schedule": RESTJSON.schedule(answer)])
+
+        case .enableSchedule:
+            let body = try await self.objectBody(request, route: route)
+            try body.allow(["name", "enabled"])
+            var message = Aspire_V1_SetScheduleEnabledRequest()
+            message.name = try body.string("name", required: true)
+            guard let enabled = try body.bool("enabled") else { throw AspireError(.badRequest, "\(body.context): 'enabled' (true or false) is required") }
+            message.enabled = enabled
+            let answer = try await self.admin.setScheduleEnabled(message, metadata: metadata)
+            return Answer.success(["schedule": RESTJSON.schedule(answer)])
+
+        case .importCrontab:
+            let body = try await self.objectBody(request, route: route)
+            try body.allow(["crontab", "prefix", "agents", "tags", "tz", "user", "timeout", "fields", "with_user", "replace"])
+            var message = Aspire_V1_ImportCrontabRequest()
+            message.crontab = try body.string("crontab", required: true)
+            message.prefix = try body.string("prefix")
+            message.agents = try body.stringArray("agents")
+            message.tags = try body.stringMap("tags")
+            message.tz = try body.string("tz")
+            message.user = try body.string("user")
+            message.timeout = Int32(try body.integer("timeout", range: 0 ... 86400 * 7) ?? 0)
+            message.fields = Int32(try body.integer("fields", range: 0 ... 6) ?? 0)
+            message.withUser = try body.bool("with_user") ?? false
+            message.replace = try body.bool("replace") ?? false
+            let answer = try await self.admin.importCrontab(message, metadata: metadata)
+            return Answer.success(["schedules": answer.schedules.map(RESTJSON.schedule)])
+
+        case .listScheduleRuns:
+            var message = Aspire_V1_ListScheduleRunsRequest()
+            message.name = query.string("name")
+            message.agentSn = query.string("agentsn")
+            (message.offset, message.limit) = try query.page()
+            let answer = try await self.admin.listScheduleRuns(message, metadata: metadata)
+            return Answer.success(["count": Int(answer.count), "runs": answer.runs.map(RESTJSON.scheduleRun)])
+
         case .openAPI:
             return Answer.json(OpenAPI.document(version: self.configuration.version), status: 200)
 

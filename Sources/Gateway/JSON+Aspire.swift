@@ -93,6 +93,27 @@ enum RESTJSON {
         ["task": task(detail.task), "subtasks": detail.subtasks.map(subtask)]
     }
 
+    static func schedule(_ info: Aspire_V1_ScheduleInfo) -> Object {
+        var object = schedule(info.schedule)
+        object["agents"] = info.agents
+        object["tags"] = info.tags
+        object["next"] = info.nextUnixMs.map(time)
+        object["gmt_create"] = time(info.createdUnixMs)
+        object["gmt_modify"] = time(info.modifiedUnixMs)
+        return object
+    }
+
+    static func scheduleRun(_ run: Aspire_V1_ScheduleRun) -> Object {
+        ["name": run.name, "agentsn": run.agentSn, "due": time(run.dueUnixMs), "result": run.result.seedJSONObject()]
+    }
+
+    static func schedule(_ schedule: Aspire_V1_Schedule) -> Object {
+        [
+            "name": schedule.name, "expr": schedule.expr, "tz": schedule.tz, "user": schedule.user, "group": schedule.group,
+            "command": schedule.command, "timeout": Int(schedule.timeout), "enabled": !schedule.disabled,
+        ]
+    }
+
     /// A seed job (`/agent/status` answer) for a command.
     static func job(_ command: Aspire_V1_Command) -> Object {
         var job: Object = ["id": command.id, "method": command.method]
@@ -122,6 +143,9 @@ enum RESTJSON {
         case .getinfo(let params)?:
             job["action"] = command.method
             if !params.args.isEmpty { job["args"] = params.args }
+        case .schedules(let params)?:
+            job["action"] = command.method
+            job["schedules"] = params.schedules.map(schedule)
         case nil:
             job["action"] = command.method
         }

@@ -86,6 +86,33 @@ public enum OpenAPI {
             ],
             required: ["command"]
         ),
+        "ScheduleRequest": .object(
+            [
+                "name": .string, "expr": .string, "tz": .string, "user": .string, "group": .string, "command": .string,
+                "timeout": .integer, "agents": .array(.string), "tags": .object([:], additional: .string), "enabled": .boolean,
+                "replace": .boolean,
+            ],
+            required: ["name", "expr", "command"]
+        ),
+        "Schedule": .object(
+            [
+                "name": .string, "expr": .string, "tz": .string, "user": .string, "group": .string, "command": .string,
+                "timeout": .integer, "agents": .array(.string), "tags": .object([:], additional: .string), "enabled": .boolean,
+                "next": .array(time), "gmt_create": time, "gmt_modify": time,
+            ],
+            required: ["name", "expr", "user", "command", "enabled", "agents", "tags", "next"]
+        ),
+        "CrontabImport": .object(
+            [
+                "crontab": .string, "prefix": .string, "agents": .array(.string), "tags": .object([:], additional: .string),
+                "tz": .string, "user": .string, "timeout": .integer, "fields": .integer, "with_user": .boolean, "replace": .boolean,
+            ],
+            required: ["crontab"]
+        ),
+        "ScheduleRun": .object(
+            ["name": .string, "agentsn": .string, "due": time, "result": .ref("CommandResult")],
+            required: ["name", "agentsn", "due", "result"]
+        ),
         "Task": .object(
             [
                 "id": .integer, "status": .enumeration(["pending", "running", "done", "failed", "cancelled"]),

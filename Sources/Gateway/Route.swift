@@ -7,6 +7,7 @@ public enum Route: String, CaseIterable, Sendable {
     case listTags, createTag, deleteTag, bindTag, unbindTag
     case listRegions, createRegion
     case listEvents, dashboard, runCommand
+    case listSchedules, createSchedule, deleteSchedule, enableSchedule, importCrontab, listScheduleRuns
     case agentStatus, agentJobResult
     case openAPI
 
@@ -232,6 +233,60 @@ public enum Route: String, CaseIterable, Sendable {
                 summary: "Runs one command on one connected agent and answers the seed's result form once it answers.",
                 body: [(json, .ref("CommandRequest"))],
                 response: .ref("CommandResult")
+            )
+        case .listSchedules:
+            return Spec(
+                method: "GET", path: "/api/v1/server/schedule",
+                summary: "Scheduled commands by name, each with its next fire times; with name, that one (404 when none).",
+                query: [
+                    Self.query("name", .string, "Only this schedule."),
+                    Self.query("agentsn", .string, "Only the schedules that target this host (by AgentSN or its tags)."),
+                    Self.query("next", .integer, "Next fire times per schedule, 1 to 100 (default 1)."),
+                ],
+                response: .envelope(["schedules": .array(.ref("Schedule"))])
+            )
+        case .createSchedule:
+            return Spec(
+                method: "POST", path: "/api/v1/server/schedule",
+                summary: """
+                    Stores a scheduled command for agents (by AgentSN) and/or the hosts carrying tags. They get it at once \
+                    if connected, otherwise when they connect, keep it on disk and run it connected or not. 409 when the \
+                    name is taken, unless replace is true.
+                    """,
+                body: [(json, .ref("ScheduleRequest"))],
+                response: .envelope(["schedule": .ref("Schedule")])
+            )
+        case .deleteSchedule:
+            return Spec(
+                method: "DELETE", path: "/api/v1/server/schedule", summary: "Deletes a schedule; the agents drop it.",
+                query: [Self.query("name", .string, "The schedule.", required: true)],
+                response: .envelope(["schedule": .ref("Schedule")])
+            )
+        case .enableSchedule:
+            return Spec(
+                method: "POST", path: "/api/v1/server/schedule/enable",
+                summary: "Enables or disables a schedule (a disabled one stays on the agents and does not run).",
+                body: [(json, .object(["name": .string, "enabled": .boolean], required: ["name", "enabled"]))],
+                response: .envelope(["schedule": .ref("Schedule")])
+            )
+        case .importCrontab:
+            return Spec(
+                method: "POST", path: "/api/v1/server/schedule/import",
+                summary: """
+                    One schedule per crontab line (6 or 5 time fields, an optional user with with_user, the command), named \
+                    <prefix>-<line number>; nothing is stored when a line is wrong, and the error names it.
+                    """,
+                body: [(json, .ref("CrontabImport"))],
+                response: .envelope(["schedules": .array(.ref("Schedule"))])
+            )
+        case .listScheduleRuns:
+            return Spec(
+                method: "GET", path: "/api/v1/server/schedule/runs", summary: "Runs the agents reported, newest first.",
+                query: [
+                    Self.query("name", .string, "Only this schedule's runs."),
+                    Self.query("agentsn", .string, "Only this host's runs."),
+                ] + Self.paging,
+                response: .envelope(["count": .integer, "runs": .array(.ref("ScheduleRun"))])
             )
         case .agentStatus:
             return Spec(

@@ -60,37 +60,39 @@ struct SchedulerTests {
         #expect(finished.count <= 2, "never two runs of one schedule at once")
     }
 
-    @Test("Schedules are kept on disk; a bad schedule (expression, zone, user, name) changes nothing")
+    @Test("Schedules are kept on disk; a bad schedule (expression, zone, user, name) is refused with its reason and the others stay")
     func persistenceAndValidation() throws {
         let directory = try Self.directory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let bash = BashExecutor(logger: Logger(label: "test"))
         let scheduler = Scheduler(dataDirectory: directory, bash: bash, logger: Logger(label: "test.scheduler"))
         let good = ScheduledCommand(name: "backup", expression: "0 30 2 * * *", timeZone: "Europe/Berlin", user: "root", command: "true", timeout: 600)
-        try scheduler.replace([good])
+        #expect(try scheduler.replace([good]).isEmpty)
         #expect(Scheduler(dataDirectory: directory, bash: bash, logger: Logger(label: "test")).schedules == [good], "read back by the next agent")
 
-        func refused(_ commands: [ScheduledCommand]) -> AspireError? {
-            do {
-                try scheduler.replace(commands)
-                return nil
-            } catch {
-                return error
-            }
+        /// Replaces the schedules with `good` and one bad one; answers why the bad one was refused.
+        func refused(_ bad: ScheduledCommand) throws -> AspireError? {
+            let refusals = try scheduler.replace([good, bad])
+            #expect(refusals.map(\.name) == [bad.name])
+            #expect(scheduler.schedules == [good], "the good one stays")
+            return refusals.first?.error
         }
         var bad = good
+        bad.name = "hourly"
         bad.expression = "0 61 * * * *"
-        #expect(refused([bad])?.cause == "schedule 'backup': minute field: '61' is out of range: minute is 0-59")
+        #expect(try refused(bad)?.cause == "schedule 'hourly': minute field: '61' is out of range: minute is 0-59")
         bad = good
+        bad.name = "mars"
         bad.timeZone = "Mars/Olympus"
-        #expect(refused([bad])?.cause.contains("'Mars/Olympus' is not a time zone name") == true)
+        #expect(try refused(bad)?.cause.contains("'Mars/Olympus' is not a time zone name") == true)
         bad = good
+        bad.name = "nobody-here"
         bad.user = "no-such-user-here"
-        #expect(refused([bad])?.code == .unknownUser)
+        #expect(try refused(bad)?.code == .unknownUser)
         bad = good
         bad.name = "../etc"
-        #expect(refused([bad])?.code == .invalidParams)
-        #expect(refused([good, good])?.cause == "two schedules are named 'backup'")
-        #expect(scheduler.schedules == [good], "nothing changed")
+        #expect(try refused(bad)?.code == .invalidParams)
+        #expect(try refused(good)?.cause == "two schedules are named 'backup'")
+        #expect(Scheduler(dataDirectory: directory, bash: bash, logger: Logger(label: "test")).schedules == [good], "only the good one was saved")
     }
 }

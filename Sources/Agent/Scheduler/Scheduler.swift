@@ -67,7 +67,7 @@ public final class Scheduler: Sendable {
         if let data = FileManager.default.contents(atPath: self.path) {
             do {
                 let saved = try JSONDecoder().decode([ScheduledCommand].self, from: data)
-                try self.install(saved, save: false)
+                _ = try self.install(saved, save: false)
                 logger.info("schedules loaded", metadata: ["schedules": "\(saved.count)"])
             } catch {
                 logger.error("cannot read the saved schedules; none will run until the server sends them", metadata: ["path": "\(self.path)", "error": "\(error)"])
@@ -85,45 +85,63 @@ public final class Scheduler: Sendable {
         self.state.withLock { $0.entries.values.map(\.command) }.sorted { $0.name < $1.name }
     }
 
-    /// Replaces every schedule after checking them all (names, expressions, zones, users): one bad
-    /// schedule changes nothing.
-    public func replace(_ commands: [ScheduledCommand]) throws(AspireError) {
+    /// Replaces every schedule with those of `commands` that pass the checks (name, expression,
+    /// zone, command, user and group on this host); answers the refused ones with the reason.
+    /// One schedule this host cannot run does not stop the others.
+    @discardableResult
+    public func replace(_ commands: [ScheduledCommand]) throws(AspireError) -> [(name: String, error: AspireError)] {
         try self.install(commands, save: true)
     }
 
-    private func install(_ commands: [ScheduledCommand], save: Bool) throws(AspireError) {
+    private func install(_ commands: [ScheduledCommand], save: Bool) throws(AspireError) -> [(name: String, error: AspireError)] {
         var entries: [String: Entry] = [:]
+        var accepted: [ScheduledCommand] = []
+        var refused: [(name: String, error: AspireError)] = []
         let now = Date()
         for command in commands {
-            try SubAgentRecord.checkPathComponent(command.name, field: "schedule name")
-            guard entries[command.name] == nil else { throw AspireError(.invalidParams, "two schedules are named '\(command.name)'") }
-            let schedule: CronSchedule
-            do {
-                schedule = try CronSchedule(command.expression, timeZone: command.timeZone)
+            do throws(AspireError) {
+                let schedule = try Self.check(command, taken: entries[command.name] != nil)
+                entries[command.name] = Entry(command: command, schedule: schedule, next: schedule.next(after: now))
+                accepted.append(command)
             } catch {
-                throw AspireError(.invalidParams, "schedule '\(command.name)': \(error)")
+                refused.append((command.name, error))
             }
-            guard !command.command.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
-                throw AspireError(.invalidParams, "schedule '\(command.name)' has no command")
-            }
-            guard !command.user.isEmpty else { throw AspireError(.invalidParams, "schedule '\(command.name)' names no user to run as") }
-            do {
-                _ = try Identity.resolve(user: command.user, group: command.group)
-            } catch {
-                throw AspireError(error.code, "schedule '\(command.name)': \(error.cause)")
-            }
-            entries[command.name] = Entry(command: command, schedule: schedule, next: schedule.next(after: now))
         }
         if save {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             do {
-                try AtomicFile.write(Array(try encoder.encode(commands)), to: self.path, mode: 0o600)
+                try AtomicFile.write(Array(try encoder.encode(accepted)), to: self.path, mode: 0o600)
             } catch {
                 throw AspireError(.agentInternal, "cannot save the schedules in \(self.path): \(error)")
             }
         }
         self.state.withLock { $0.entries = entries }
+        for (name, error) in refused {
+            self.logger.error("schedule refused", metadata: ["schedule": "\(name)", "reason": "\(error.cause)"])
+        }
+        return refused
+    }
+
+    private static func check(_ command: ScheduledCommand, taken: Bool) throws(AspireError) -> CronSchedule {
+        try SubAgentRecord.checkPathComponent(command.name, field: "schedule name")
+        guard !taken else { throw AspireError(.invalidParams, "two schedules are named '\(command.name)'") }
+        let schedule: CronSchedule
+        do {
+            schedule = try CronSchedule(command.expression, timeZone: command.timeZone)
+        } catch {
+            throw AspireError(.invalidParams, "schedule '\(command.name)': \(error)")
+        }
+        guard !command.command.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw AspireError(.invalidParams, "schedule '\(command.name)' has no command")
+        }
+        guard !command.user.isEmpty else { throw AspireError(.invalidParams, "schedule '\(command.name)' names no user to run as") }
+        do {
+            _ = try Identity.resolve(user: command.user, group: command.group)
+        } catch {
+            throw AspireError(error.code, "schedule '\(command.name)': \(error.cause)")
+        }
+        return schedule
     }
 
     /// Runs due schedules until cancelled.

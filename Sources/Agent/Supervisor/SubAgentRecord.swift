@@ -48,19 +48,9 @@ struct SubAgentRecord: Codable, Sendable, Equatable {
     /// OOM kills of its group when it was started: more at exit means a limit killed it.
     var oomKillsAtStart: Int = 0
 
-    /// Names and versions become paths: letters, digits and `._+-`, not starting with a dot or
-    /// dash, at most 128 characters.
+    /// Names and versions become paths (see ``PathName``).
     static func checkPathComponent(_ value: String, field: String) throws(AspireError) {
-        let allowed = value.utf8.allSatisfy { byte in
-            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-                || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "+") || byte == UInt8(ascii: "-")
-        }
-        guard !value.isEmpty, value.utf8.count <= 128, allowed, !value.hasPrefix("."), !value.hasPrefix("-") else {
-            throw AspireError(
-                .invalidParams,
-                "\(field) '\(value.prefix(160))' must be 1 to 128 letters, digits and . _ + -, not starting with '.' or '-'"
-            )
-        }
+        try PathName.check(value, field: field)
     }
 }
 

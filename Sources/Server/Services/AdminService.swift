@@ -3,17 +3,22 @@ public import GRPCCore
 import Logging
 public import RPC
 
-/// The operator-facing Admin service: run a command on an agent, list connected agents.
+/// The operator-facing Admin service: commands, tasks, hosts, packages and schedules.
 public struct AdminService: Aspire_V1_Admin.SimpleServiceProtocol {
     let nodeName: String
     let registry: SessionRegistry
     let store: SQLStore
     let engine: TaskEngine
     let packages: PackageFiles
+    let schedules: ScheduleDistributor
     let logger: Logger
 
-    init(nodeName: String, registry: SessionRegistry, store: SQLStore, engine: TaskEngine, packages: PackageFiles, logger: Logger) {
+    init(
+        nodeName: String, registry: SessionRegistry, store: SQLStore, engine: TaskEngine, packages: PackageFiles,
+        schedules: ScheduleDistributor, logger: Logger
+    ) {
         self.nodeName = nodeName
+        self.schedules = schedules
         self.packages = packages
         self.registry = registry
         self.store = store

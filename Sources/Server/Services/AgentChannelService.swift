@@ -25,10 +25,15 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
     let registry: SessionRegistry
     let store: SQLStore
     let engine: TaskEngine
+    let schedules: ScheduleDistributor
     let logger: Logger
 
-    public init(configuration: Configuration, registry: SessionRegistry, store: SQLStore, engine: TaskEngine, logger: Logger) {
+    public init(
+        configuration: Configuration, registry: SessionRegistry, store: SQLStore, engine: TaskEngine, schedules: ScheduleDistributor,
+        logger: Logger
+    ) {
         self.configuration = configuration
+        self.schedules = schedules
         self.registry = registry
         self.store = store
         self.engine = engine
@@ -116,6 +121,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                     welcome.welcome.step = configuration.statusStep
                     welcome.welcome.pingInterval = Int32(configuration.pingInterval.components.seconds)
                     session.send(welcome)
+                    await self.schedules.refresh(agentSN: hello.agentSn)
                     await engine.agentConnected(hello.agentSn, newStream: true)
                     logger.info(
                         "agent connected",
@@ -236,7 +242,9 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
             } catch {
                 logger.error("cannot record a status report", metadata: ["agent.sn": "\(session.agentSN)", "error": "\(String(reflecting: error))"])
             }
-            // Tag tasks match hosts when they connect and when they report (tags may have changed).
+            // Tag tasks and schedules match hosts when they connect and when they report (tags
+            // may have changed).
+            await self.schedules.refresh(agentSN: session.agentSN)
             await engine.agentConnected(session.agentSN)
         case .event(let event):
             do {

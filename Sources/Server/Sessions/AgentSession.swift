@@ -11,6 +11,8 @@ public final class AgentSession: Sendable {
     public let connectedAt: Date
     private let outbound: AsyncStream<Aspire_V1_ServerMessage>.Continuation
     private let lastSeenMillis: Atomic<Int64>
+    /// The schedule set last sent on this stream.
+    private let sentSchedules = Mutex<Aspire_V1_ScheduleParams?>(nil)
 
     public var agentSN: String { self.hello.agentSn }
 
@@ -41,6 +43,15 @@ public final class AgentSession: Sendable {
         var message = Aspire_V1_ServerMessage()
         message.command = command
         return self.send(message)
+    }
+
+    /// Records `schedules` as the set this stream has; false when it already had them.
+    func schedulesChanged(to schedules: Aspire_V1_ScheduleParams) -> Bool {
+        self.sentSchedules.withLock { sent in
+            guard sent != schedules else { return false }
+            sent = schedules
+            return true
+        }
     }
 
     /// Ends the stream from the server side (replaced, shutting down, dead).

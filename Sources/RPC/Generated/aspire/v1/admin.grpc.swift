@@ -269,6 +269,84 @@ public enum Aspire_V1_Admin: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "CreateSchedule" metadata.
+        public enum CreateSchedule: Sendable {
+            /// Request type for "CreateSchedule".
+            public typealias Input = Aspire_V1_CreateScheduleRequest
+            /// Response type for "CreateSchedule".
+            public typealias Output = Aspire_V1_ScheduleInfo
+            /// Descriptor for "CreateSchedule".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "CreateSchedule",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListSchedules" metadata.
+        public enum ListSchedules: Sendable {
+            /// Request type for "ListSchedules".
+            public typealias Input = Aspire_V1_ListSchedulesRequest
+            /// Response type for "ListSchedules".
+            public typealias Output = Aspire_V1_ListSchedulesResponse
+            /// Descriptor for "ListSchedules".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "ListSchedules",
+                type: .unary
+            )
+        }
+        /// Namespace for "DeleteSchedule" metadata.
+        public enum DeleteSchedule: Sendable {
+            /// Request type for "DeleteSchedule".
+            public typealias Input = Aspire_V1_DeleteScheduleRequest
+            /// Response type for "DeleteSchedule".
+            public typealias Output = Aspire_V1_ScheduleInfo
+            /// Descriptor for "DeleteSchedule".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "DeleteSchedule",
+                type: .unary
+            )
+        }
+        /// Namespace for "SetScheduleEnabled" metadata.
+        public enum SetScheduleEnabled: Sendable {
+            /// Request type for "SetScheduleEnabled".
+            public typealias Input = Aspire_V1_SetScheduleEnabledRequest
+            /// Response type for "SetScheduleEnabled".
+            public typealias Output = Aspire_V1_ScheduleInfo
+            /// Descriptor for "SetScheduleEnabled".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "SetScheduleEnabled",
+                type: .unary
+            )
+        }
+        /// Namespace for "ImportCrontab" metadata.
+        public enum ImportCrontab: Sendable {
+            /// Request type for "ImportCrontab".
+            public typealias Input = Aspire_V1_ImportCrontabRequest
+            /// Response type for "ImportCrontab".
+            public typealias Output = Aspire_V1_ListSchedulesResponse
+            /// Descriptor for "ImportCrontab".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "ImportCrontab",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListScheduleRuns" metadata.
+        public enum ListScheduleRuns: Sendable {
+            /// Request type for "ListScheduleRuns".
+            public typealias Input = Aspire_V1_ListScheduleRunsRequest
+            /// Response type for "ListScheduleRuns".
+            public typealias Output = Aspire_V1_ListScheduleRunsResponse
+            /// Descriptor for "ListScheduleRuns".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "ListScheduleRuns",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "aspire.v1.Admin" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             RunCommand.descriptor,
@@ -289,7 +367,13 @@ public enum Aspire_V1_Admin: Sendable {
             Dashboard.descriptor,
             UploadPackage.descriptor,
             ListPackages.descriptor,
-            DeletePackages.descriptor
+            DeletePackages.descriptor,
+            CreateSchedule.descriptor,
+            ListSchedules.descriptor,
+            DeleteSchedule.descriptor,
+            SetScheduleEnabled.descriptor,
+            ImportCrontab.descriptor,
+            ListScheduleRuns.descriptor
         ]
     }
 }
@@ -644,6 +728,108 @@ extension Aspire_V1_Admin {
             request: GRPCCore.StreamingServerRequest<Aspire_V1_DeletePackagesRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DeletePackagesResponse>
+
+        /// Handle the "CreateSchedule" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a scheduled command (or replaces one of the same name when asked to); the agents it
+        /// > targets get it at once if connected, otherwise when they connect.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_CreateScheduleRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_ScheduleInfo` messages.
+        func createSchedule(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_CreateScheduleRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ScheduleInfo>
+
+        /// Handle the "ListSchedules" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Schedules by name, each with its next fire times.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_ListSchedulesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_ListSchedulesResponse` messages.
+        func listSchedules(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_ListSchedulesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListSchedulesResponse>
+
+        /// Handle the "DeleteSchedule" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_DeleteScheduleRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_ScheduleInfo` messages.
+        func deleteSchedule(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_DeleteScheduleRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ScheduleInfo>
+
+        /// Handle the "SetScheduleEnabled" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_SetScheduleEnabledRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_ScheduleInfo` messages.
+        func setScheduleEnabled(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_SetScheduleEnabledRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ScheduleInfo>
+
+        /// Handle the "ImportCrontab" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates one schedule per line of a crontab file (6 or 5 time fields, an optional user,
+        /// > the command); nothing is stored when a line is wrong.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_ImportCrontabRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_ListSchedulesResponse` messages.
+        func importCrontab(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_ImportCrontabRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListSchedulesResponse>
+
+        /// Handle the "ListScheduleRuns" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Runs agents reported, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_ListScheduleRunsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_ListScheduleRunsResponse` messages.
+        func listScheduleRuns(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_ListScheduleRunsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListScheduleRunsResponse>
     }
 
     /// Service protocol for the "aspire.v1.Admin" service.
@@ -982,6 +1168,108 @@ extension Aspire_V1_Admin {
             request: GRPCCore.ServerRequest<Aspire_V1_DeletePackagesRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Aspire_V1_DeletePackagesResponse>
+
+        /// Handle the "CreateSchedule" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a scheduled command (or replaces one of the same name when asked to); the agents it
+        /// > targets get it at once if connected, otherwise when they connect.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreateScheduleRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_ScheduleInfo` message.
+        func createSchedule(
+            request: GRPCCore.ServerRequest<Aspire_V1_CreateScheduleRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ScheduleInfo>
+
+        /// Handle the "ListSchedules" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Schedules by name, each with its next fire times.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListSchedulesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_ListSchedulesResponse` message.
+        func listSchedules(
+            request: GRPCCore.ServerRequest<Aspire_V1_ListSchedulesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListSchedulesResponse>
+
+        /// Handle the "DeleteSchedule" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DeleteScheduleRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_ScheduleInfo` message.
+        func deleteSchedule(
+            request: GRPCCore.ServerRequest<Aspire_V1_DeleteScheduleRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ScheduleInfo>
+
+        /// Handle the "SetScheduleEnabled" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_SetScheduleEnabledRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_ScheduleInfo` message.
+        func setScheduleEnabled(
+            request: GRPCCore.ServerRequest<Aspire_V1_SetScheduleEnabledRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ScheduleInfo>
+
+        /// Handle the "ImportCrontab" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates one schedule per line of a crontab file (6 or 5 time fields, an optional user,
+        /// > the command); nothing is stored when a line is wrong.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ImportCrontabRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_ListSchedulesResponse` message.
+        func importCrontab(
+            request: GRPCCore.ServerRequest<Aspire_V1_ImportCrontabRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListSchedulesResponse>
+
+        /// Handle the "ListScheduleRuns" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Runs agents reported, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListScheduleRunsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_ListScheduleRunsResponse` message.
+        func listScheduleRuns(
+            request: GRPCCore.ServerRequest<Aspire_V1_ListScheduleRunsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListScheduleRunsResponse>
     }
 
     /// Simple service protocol for the "aspire.v1.Admin" service.
@@ -1318,6 +1606,108 @@ extension Aspire_V1_Admin {
             request: Aspire_V1_DeletePackagesRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Aspire_V1_DeletePackagesResponse
+
+        /// Handle the "CreateSchedule" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a scheduled command (or replaces one of the same name when asked to); the agents it
+        /// > targets get it at once if connected, otherwise when they connect.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_CreateScheduleRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_ScheduleInfo` to respond with.
+        func createSchedule(
+            request: Aspire_V1_CreateScheduleRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_ScheduleInfo
+
+        /// Handle the "ListSchedules" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Schedules by name, each with its next fire times.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_ListSchedulesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_ListSchedulesResponse` to respond with.
+        func listSchedules(
+            request: Aspire_V1_ListSchedulesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_ListSchedulesResponse
+
+        /// Handle the "DeleteSchedule" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_DeleteScheduleRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_ScheduleInfo` to respond with.
+        func deleteSchedule(
+            request: Aspire_V1_DeleteScheduleRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_ScheduleInfo
+
+        /// Handle the "SetScheduleEnabled" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_SetScheduleEnabledRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_ScheduleInfo` to respond with.
+        func setScheduleEnabled(
+            request: Aspire_V1_SetScheduleEnabledRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_ScheduleInfo
+
+        /// Handle the "ImportCrontab" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates one schedule per line of a crontab file (6 or 5 time fields, an optional user,
+        /// > the command); nothing is stored when a line is wrong.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_ImportCrontabRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_ListSchedulesResponse` to respond with.
+        func importCrontab(
+            request: Aspire_V1_ImportCrontabRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_ListSchedulesResponse
+
+        /// Handle the "ListScheduleRuns" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Runs agents reported, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_ListScheduleRunsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_ListScheduleRunsResponse` to respond with.
+        func listScheduleRuns(
+            request: Aspire_V1_ListScheduleRunsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_ListScheduleRunsResponse
     }
 }
 
@@ -1534,6 +1924,72 @@ extension Aspire_V1_Admin.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.CreateSchedule.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_CreateScheduleRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ScheduleInfo>(),
+            handler: { request, context in
+                try await self.createSchedule(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.ListSchedules.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListSchedulesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListSchedulesResponse>(),
+            handler: { request, context in
+                try await self.listSchedules(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.DeleteSchedule.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_DeleteScheduleRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ScheduleInfo>(),
+            handler: { request, context in
+                try await self.deleteSchedule(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.SetScheduleEnabled.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_SetScheduleEnabledRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ScheduleInfo>(),
+            handler: { request, context in
+                try await self.setScheduleEnabled(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.ImportCrontab.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ImportCrontabRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListSchedulesResponse>(),
+            handler: { request, context in
+                try await self.importCrontab(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.ListScheduleRuns.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListScheduleRunsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListScheduleRunsResponse>(),
+            handler: { request, context in
+                try await self.listScheduleRuns(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -1743,6 +2199,72 @@ extension Aspire_V1_Admin.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DeletePackagesResponse> {
         let response = try await self.deletePackages(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createSchedule(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_CreateScheduleRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ScheduleInfo> {
+        let response = try await self.createSchedule(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listSchedules(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_ListSchedulesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListSchedulesResponse> {
+        let response = try await self.listSchedules(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func deleteSchedule(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_DeleteScheduleRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ScheduleInfo> {
+        let response = try await self.deleteSchedule(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func setScheduleEnabled(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_SetScheduleEnabledRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ScheduleInfo> {
+        let response = try await self.setScheduleEnabled(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func importCrontab(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_ImportCrontabRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListSchedulesResponse> {
+        let response = try await self.importCrontab(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listScheduleRuns(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_ListScheduleRunsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListScheduleRunsResponse> {
+        let response = try await self.listScheduleRuns(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1993,6 +2515,84 @@ extension Aspire_V1_Admin.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Aspire_V1_DeletePackagesResponse> {
         return GRPCCore.ServerResponse<Aspire_V1_DeletePackagesResponse>(
             message: try await self.deletePackages(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createSchedule(
+        request: GRPCCore.ServerRequest<Aspire_V1_CreateScheduleRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ScheduleInfo> {
+        return GRPCCore.ServerResponse<Aspire_V1_ScheduleInfo>(
+            message: try await self.createSchedule(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listSchedules(
+        request: GRPCCore.ServerRequest<Aspire_V1_ListSchedulesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListSchedulesResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_ListSchedulesResponse>(
+            message: try await self.listSchedules(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func deleteSchedule(
+        request: GRPCCore.ServerRequest<Aspire_V1_DeleteScheduleRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ScheduleInfo> {
+        return GRPCCore.ServerResponse<Aspire_V1_ScheduleInfo>(
+            message: try await self.deleteSchedule(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func setScheduleEnabled(
+        request: GRPCCore.ServerRequest<Aspire_V1_SetScheduleEnabledRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ScheduleInfo> {
+        return GRPCCore.ServerResponse<Aspire_V1_ScheduleInfo>(
+            message: try await self.setScheduleEnabled(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func importCrontab(
+        request: GRPCCore.ServerRequest<Aspire_V1_ImportCrontabRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListSchedulesResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_ListSchedulesResponse>(
+            message: try await self.importCrontab(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listScheduleRuns(
+        request: GRPCCore.ServerRequest<Aspire_V1_ListScheduleRunsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListScheduleRunsResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_ListScheduleRunsResponse>(
+            message: try await self.listScheduleRuns(
                 request: request.message,
                 context: context
             ),
@@ -2432,6 +3032,138 @@ extension Aspire_V1_Admin {
             deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_DeletePackagesResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeletePackagesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateSchedule" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a scheduled command (or replaces one of the same name when asked to); the agents it
+        /// > targets get it at once if connected, otherwise when they connect.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreateScheduleRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_CreateScheduleRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ScheduleInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createSchedule<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_CreateScheduleRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_CreateScheduleRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ScheduleInfo>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ScheduleInfo>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListSchedules" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Schedules by name, each with its next fire times.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListSchedulesRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListSchedulesRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListSchedulesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listSchedules<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListSchedulesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListSchedulesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListSchedulesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListSchedulesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "DeleteSchedule" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DeleteScheduleRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_DeleteScheduleRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ScheduleInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func deleteSchedule<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_DeleteScheduleRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_DeleteScheduleRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ScheduleInfo>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ScheduleInfo>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SetScheduleEnabled" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_SetScheduleEnabledRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_SetScheduleEnabledRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ScheduleInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func setScheduleEnabled<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_SetScheduleEnabledRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_SetScheduleEnabledRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ScheduleInfo>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ScheduleInfo>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ImportCrontab" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates one schedule per line of a crontab file (6 or 5 time fields, an optional user,
+        /// > the command); nothing is stored when a line is wrong.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ImportCrontabRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ImportCrontabRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListSchedulesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func importCrontab<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ImportCrontabRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ImportCrontabRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListSchedulesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListSchedulesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListScheduleRuns" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Runs agents reported, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListScheduleRunsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListScheduleRunsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListScheduleRunsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listScheduleRuns<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListScheduleRunsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListScheduleRunsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListScheduleRunsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListScheduleRunsResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -3083,6 +3815,204 @@ extension Aspire_V1_Admin {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "CreateSchedule" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a scheduled command (or replaces one of the same name when asked to); the agents it
+        /// > targets get it at once if connected, otherwise when they connect.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreateScheduleRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_CreateScheduleRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ScheduleInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createSchedule<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_CreateScheduleRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_CreateScheduleRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ScheduleInfo>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ScheduleInfo>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.CreateSchedule.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListSchedules" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Schedules by name, each with its next fire times.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListSchedulesRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListSchedulesRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListSchedulesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listSchedules<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListSchedulesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListSchedulesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListSchedulesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListSchedulesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.ListSchedules.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "DeleteSchedule" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DeleteScheduleRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_DeleteScheduleRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ScheduleInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func deleteSchedule<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_DeleteScheduleRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_DeleteScheduleRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ScheduleInfo>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ScheduleInfo>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.DeleteSchedule.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SetScheduleEnabled" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_SetScheduleEnabledRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_SetScheduleEnabledRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ScheduleInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func setScheduleEnabled<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_SetScheduleEnabledRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_SetScheduleEnabledRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ScheduleInfo>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ScheduleInfo>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.SetScheduleEnabled.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ImportCrontab" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates one schedule per line of a crontab file (6 or 5 time fields, an optional user,
+        /// > the command); nothing is stored when a line is wrong.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ImportCrontabRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ImportCrontabRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListSchedulesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func importCrontab<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ImportCrontabRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ImportCrontabRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListSchedulesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListSchedulesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.ImportCrontab.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListScheduleRuns" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Runs agents reported, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListScheduleRunsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListScheduleRunsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListScheduleRunsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listScheduleRuns<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListScheduleRunsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListScheduleRunsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListScheduleRunsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListScheduleRunsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.ListScheduleRuns.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -3622,6 +4552,174 @@ extension Aspire_V1_Admin.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_DeletePackagesRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_DeletePackagesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateSchedule" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates a scheduled command (or replaces one of the same name when asked to); the agents it
+    /// > targets get it at once if connected, otherwise when they connect.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_CreateScheduleRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createSchedule<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_CreateScheduleRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ScheduleInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createSchedule(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_CreateScheduleRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ScheduleInfo>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListSchedules" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Schedules by name, each with its next fire times.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_ListSchedulesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listSchedules<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_ListSchedulesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListSchedulesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listSchedules(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListSchedulesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListSchedulesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeleteSchedule" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_DeleteScheduleRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deleteSchedule<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_DeleteScheduleRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ScheduleInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.deleteSchedule(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_DeleteScheduleRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ScheduleInfo>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetScheduleEnabled" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_SetScheduleEnabledRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setScheduleEnabled<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_SetScheduleEnabledRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ScheduleInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.setScheduleEnabled(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_SetScheduleEnabledRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ScheduleInfo>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ImportCrontab" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates one schedule per line of a crontab file (6 or 5 time fields, an optional user,
+    /// > the command); nothing is stored when a line is wrong.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_ImportCrontabRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func importCrontab<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_ImportCrontabRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListSchedulesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.importCrontab(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ImportCrontabRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListSchedulesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListScheduleRuns" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Runs agents reported, newest first.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_ListScheduleRunsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listScheduleRuns<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_ListScheduleRunsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListScheduleRunsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listScheduleRuns(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListScheduleRunsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListScheduleRunsResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -4240,6 +5338,198 @@ extension Aspire_V1_Admin.ClientProtocol {
             metadata: metadata
         )
         return try await self.deletePackages(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateSchedule" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates a scheduled command (or replaces one of the same name when asked to); the agents it
+    /// > targets get it at once if connected, otherwise when they connect.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createSchedule<Result>(
+        _ message: Aspire_V1_CreateScheduleRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ScheduleInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_CreateScheduleRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createSchedule(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListSchedules" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Schedules by name, each with its next fire times.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listSchedules<Result>(
+        _ message: Aspire_V1_ListSchedulesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListSchedulesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_ListSchedulesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listSchedules(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeleteSchedule" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deleteSchedule<Result>(
+        _ message: Aspire_V1_DeleteScheduleRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ScheduleInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_DeleteScheduleRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.deleteSchedule(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetScheduleEnabled" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setScheduleEnabled<Result>(
+        _ message: Aspire_V1_SetScheduleEnabledRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ScheduleInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_SetScheduleEnabledRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.setScheduleEnabled(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ImportCrontab" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates one schedule per line of a crontab file (6 or 5 time fields, an optional user,
+    /// > the command); nothing is stored when a line is wrong.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func importCrontab<Result>(
+        _ message: Aspire_V1_ImportCrontabRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListSchedulesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_ImportCrontabRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.importCrontab(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListScheduleRuns" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Runs agents reported, newest first.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listScheduleRuns<Result>(
+        _ message: Aspire_V1_ListScheduleRunsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListScheduleRunsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_ListScheduleRunsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listScheduleRuns(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -500,6 +500,14 @@ public nonisolated struct Aspire_V1_Command: Sendable {
     set {params = .config(newValue)}
   }
 
+  public var schedules: Aspire_V1_ScheduleParams {
+    get {
+      if case .schedules(let v)? = params {return v}
+      return Aspire_V1_ScheduleParams()
+    }
+    set {params = .schedules(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Params: Equatable, Sendable {
@@ -507,6 +515,7 @@ public nonisolated struct Aspire_V1_Command: Sendable {
     case getinfo(Aspire_V1_GetInfoParams)
     case subagent(Aspire_V1_SubAgentParams)
     case config(Aspire_V1_ConfigParams)
+    case schedules(Aspire_V1_ScheduleParams)
 
   }
 
@@ -754,6 +763,56 @@ public nonisolated struct Aspire_V1_CommandResult: Sendable {
     ]
 
   }
+
+  public init() {}
+}
+
+/// Parameters of `schedule.set`, which only the server sends: every schedule that targets the
+/// agent (by AgentSN or by tags), enabled or not. The agent replaces its own with them, keeps
+/// them on disk and runs them connected or not; each run's result has the id
+/// `schedule:<name>:<unix seconds it was due>`.
+public nonisolated struct Aspire_V1_ScheduleParams: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var schedules: [Aspire_V1_Schedule] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_Schedule: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Letters, digits, '.', '_' and '-'.
+  public var name: String = String()
+
+  /// Cron: 6 fields (seconds first) or 5, with names, ? L W # and @daily-style macros.
+  public var expr: String = String()
+
+  /// IANA time zone, e.g. "Asia/Shanghai"; empty is the host's.
+  public var tz: String = String()
+
+  public var user: String = String()
+
+  /// Default: the user's primary group.
+  public var group: String = String()
+
+  /// Run by bash -c.
+  public var command: String = String()
+
+  /// Seconds; 0 means the bash default (120).
+  public var timeout: Int32 = 0
+
+  /// Kept but not run (REST and aspirectl show it as enabled: false). Named so that a schedule
+  /// that says nothing runs.
+  public var disabled: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -1656,7 +1715,7 @@ nonisolated extension Aspire_V1_SubAgentStatus: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Aspire_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Command"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}method\0\u{3}stream_output\0\u{2}\u{7}bash\0\u{1}getinfo\0\u{1}subagent\0\u{1}config\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}method\0\u{3}stream_output\0\u{2}\u{7}bash\0\u{1}getinfo\0\u{1}subagent\0\u{1}config\0\u{1}schedules\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1719,6 +1778,19 @@ nonisolated extension Aspire_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._M
           self.params = .config(v)
         }
       }()
+      case 14: try {
+        var v: Aspire_V1_ScheduleParams?
+        var hadOneofValue = false
+        if let current = self.params {
+          hadOneofValue = true
+          if case .schedules(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.params = .schedules(v)
+        }
+      }()
       default: break
       }
     }
@@ -1754,6 +1826,10 @@ nonisolated extension Aspire_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._M
     case .config?: try {
       guard case .config(let v)? = self.params else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+    }()
+    case .schedules?: try {
+      guard case .schedules(let v)? = self.params else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
     }()
     case nil: break
     }
@@ -2125,6 +2201,101 @@ nonisolated extension Aspire_V1_CommandResult: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Aspire_V1_CommandResult.Resp: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0RESP_UNSPECIFIED\0\u{1}RESP_SUCCESS\0\u{1}RESP_FAILED\0")
+}
+
+nonisolated extension Aspire_V1_ScheduleParams: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ScheduleParams"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}schedules\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.schedules) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.schedules.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.schedules, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_ScheduleParams, rhs: Aspire_V1_ScheduleParams) -> Bool {
+    if lhs.schedules != rhs.schedules {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_Schedule: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Schedule"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}expr\0\u{1}tz\0\u{1}user\0\u{1}group\0\u{1}command\0\u{1}timeout\0\u{1}disabled\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.expr) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.tz) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.user) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.group) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.command) }()
+      case 7: try { try decoder.decodeSingularInt32Field(value: &self.timeout) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.disabled) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.expr.isEmpty {
+      try visitor.visitSingularStringField(value: self.expr, fieldNumber: 2)
+    }
+    if !self.tz.isEmpty {
+      try visitor.visitSingularStringField(value: self.tz, fieldNumber: 3)
+    }
+    if !self.user.isEmpty {
+      try visitor.visitSingularStringField(value: self.user, fieldNumber: 4)
+    }
+    if !self.group.isEmpty {
+      try visitor.visitSingularStringField(value: self.group, fieldNumber: 5)
+    }
+    if !self.command.isEmpty {
+      try visitor.visitSingularStringField(value: self.command, fieldNumber: 6)
+    }
+    if self.timeout != 0 {
+      try visitor.visitSingularInt32Field(value: self.timeout, fieldNumber: 7)
+    }
+    if self.disabled != false {
+      try visitor.visitSingularBoolField(value: self.disabled, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_Schedule, rhs: Aspire_V1_Schedule) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.expr != rhs.expr {return false}
+    if lhs.tz != rhs.tz {return false}
+    if lhs.user != rhs.user {return false}
+    if lhs.group != rhs.group {return false}
+    if lhs.command != rhs.command {return false}
+    if lhs.timeout != rhs.timeout {return false}
+    if lhs.disabled != rhs.disabled {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
 }
 
 nonisolated extension Aspire_V1_ResultAck: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -1,0 +1,14 @@
+/// Names from the network that become paths or parts of ids (sub-agent names and versions,
+/// schedule names): letters, digits and `._+-`, not starting with a dot or dash, at most 128
+/// characters — so never `..`, a separator, a colon or an option.
+public enum PathName {
+    public static func check(_ value: String, field: String, code: ErrorCode = .invalidParams) throws(AspireError) {
+        let allowed = value.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "+") || byte == UInt8(ascii: "-")
+        }
+        guard !value.isEmpty, value.utf8.count <= 128, allowed, !value.hasPrefix("."), !value.hasPrefix("-") else {
+            throw AspireError(code, "\(field) '\(value.prefix(160))' must be 1 to 128 letters, digits and . _ + -, not starting with '.' or '-'")
+        }
+    }
+}

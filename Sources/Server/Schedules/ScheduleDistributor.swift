@@ -1,0 +1,112 @@
+import Foundation
+public import Logging
+import RPC
+public import ServiceLifecycle
+import Synchronization
+
+/// Keeps every agent held by this node running the schedules that target it. An agent gets the
+/// whole set (`schedule.set`) when its stream opens, when it reports (its tags may have
+/// changed), and whenever the schedules change — here at once, on other nodes within a sweep,
+/// which sees the store's schedule revision move. A stream is sent a set only when it differs
+/// from the last one it was sent; the agent keeps it on disk and runs it connected or not.
+public final class ScheduleDistributor: Service {
+    /// How often the node looks at the store's schedule revision.
+    let interval: Duration
+    let store: SQLStore
+    let registry: SessionRegistry
+    let logger: Logger
+    private let cache = Mutex<(revision: String?, schedules: [ScheduleRecord])>((nil, []))
+    /// The revision every session here was last checked against (a `refresh` may load a new
+    /// revision for one agent before the sweep takes it to all).
+    private let swept = Mutex<String?>(nil)
+
+    public init(store: SQLStore, registry: SessionRegistry, interval: Duration = .seconds(2), logger: Logger) {
+        self.store = store
+        self.registry = registry
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try await Task.sleep(for: self.interval)
+                await self.sweep()
+            }
+        }
+    }
+
+    /// Sends every agent held here its schedules when they changed in the store.
+    public func sweep() async {
+        do {
+            try await self.reload()
+            let revision = self.cache.withLock { $0.revision }
+            guard self.swept.withLock({ $0 }) != revision else { return }
+            self.swept.withLock { $0 = revision }
+            let sessions = self.registry.sessions
+            let tags = try await self.store.tags(ofAgents: sessions.map(\.agentSN))
+            var sent = 0
+            for session in sessions where self.send(to: session, tags: tags[session.agentSN] ?? [:]) {
+                sent += 1
+            }
+            if sent > 0 {
+                self.logger.info("schedules sent", metadata: ["agents": "\(sent)"])
+            }
+        } catch is CancellationError {
+        } catch {
+            self.logger.error("cannot send schedules", metadata: ["error": "\(String(reflecting: error))"])
+        }
+    }
+
+    /// Sends one agent its schedules if they differ from what its stream last got.
+    public func refresh(agentSN: String) async {
+        guard let session = self.registry.session(for: agentSN) else { return }
+        do {
+            try await self.reload()
+            let tags = try await self.store.tags(ofAgents: [agentSN])[agentSN] ?? [:]
+            if self.send(to: session, tags: tags) {
+                self.logger.debug("schedules sent", metadata: ["agent.sn": "\(agentSN)"])
+            }
+        } catch {
+            self.logger.error("cannot send schedules", metadata: ["agent.sn": "\(agentSN)", "error": "\(String(reflecting: error))"])
+        }
+    }
+
+    /// Reads the schedules again when the store's revision moved; true when it did.
+    @discardableResult
+    private func reload() async throws -> Bool {
+        let revision = try await self.store.scheduleRevision()
+        guard self.cache.withLock({ $0.revision }) != revision else { return false }
+        let schedules = try await self.store.schedules()
+        self.cache.withLock { $0 = (revision, schedules) }
+        return true
+    }
+
+    private func send(to session: AgentSession, tags: [String: String]) -> Bool {
+        let schedules = self.cache.withLock { $0.schedules }
+        var params = Aspire_V1_ScheduleParams()
+        params.schedules = schedules.filter { $0.targets(agentSN: session.agentSN, tags: tags) }.map(Aspire_V1_Schedule.init(_:))
+        guard session.schedulesChanged(to: params) else { return false }
+        var command = Aspire_V1_Command()
+        // A fresh id every time: the agent runs an id once, and a set may come back to an
+        // earlier one.
+        command.id = "schedules:\(UUID().uuidString.lowercased())"
+        command.method = "schedule.set"
+        command.schedules = params
+        return session.send(command: command)
+    }
+}
+
+extension Aspire_V1_Schedule {
+    init(_ record: ScheduleRecord) {
+        self.init()
+        self.name = record.name
+        self.expr = record.expression
+        self.tz = record.timeZone
+        self.user = record.user
+        self.group = record.group
+        self.command = record.command
+        self.timeout = Int32(clamping: record.timeout)
+        self.disabled = !record.enabled
+    }
+}
