@@ -181,7 +181,7 @@ public final class AgentRuntime: Service {
         }
         let refused: [(name: String, error: AspireError)]
         do {
-            refused = try self.scheduler.replace(commands)
+            refused = try self.scheduler.replace(commands, digest: params.digest)
         } catch {
             return .failed(id: command.id, error.code, error.cause)
         }
@@ -370,6 +370,7 @@ public final class AgentRuntime: Service {
         hello.arch = GetInfo.uname().machine
         hello.tags = self.tags
         hello.uptime = Int64(Date().timeIntervalSince(self.startedAt))
+        hello.schedulesDigest = self.scheduler.digest
         return hello
     }
 

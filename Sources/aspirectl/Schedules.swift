@@ -64,11 +64,11 @@ struct ScheduleCommand: AsyncParsableCommand {
         @Flag(help: "Store it disabled: the agents keep it and do not run it.")
         var disabled = false
 
-        @Argument(parsing: .captureForPassthrough, help: "The command line, after --.")
+        @Argument(parsing: .postTerminator, help: "The command line, after --.")
         var command: [String] = []
 
         func run() async throws {
-            let words = self.command.first == "--" ? Array(self.command.dropFirst()) : self.command
+            let words = self.command
             guard !words.isEmpty else { throw ValidationError("give the command after --") }
             var request = Aspire_V1_CreateScheduleRequest()
             request.schedule.name = self.name

@@ -406,6 +406,8 @@ struct OpenAPIDocumentTests {
         "GET /api/v1/server/dashboard", "POST /api/v1/server/command",
         "POST /agent/status", "POST /agent/job/result", "GET /api/v1/openapi.json",
         "GET /api/v1/server/package/download",
+        "GET /api/v1/server/schedule", "POST /api/v1/server/schedule", "DELETE /api/v1/server/schedule",
+        "POST /api/v1/server/schedule/enable", "POST /api/v1/server/schedule/import", "GET /api/v1/server/schedule/runs",
     ]
 
     @Test("It lists every route with request and response schemas, and the node serves each one")

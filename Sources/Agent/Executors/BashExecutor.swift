@@ -58,13 +58,7 @@ public struct BashExecutor: Sendable {
             return .failed(id: id, error.code, error.cause, started: started)
         }
 
-        var options = PlatformOptions()
-        options.createSession = true
-        if identity.needsSwitch {
-            options.userID = identity.account.uid
-            options.groupID = identity.gid
-            options.supplementaryGroups = identity.groups
-        }
+        let spawn = identity.spawn(self.configuration.shell, ["-c", cmd])
         let home = identity.account.home
         let workingDirectory = FileManager.default.fileExists(atPath: home) ? home : "/"
         let cap = self.configuration.outputCap
@@ -73,13 +67,13 @@ public struct BashExecutor: Sendable {
 
         do {
             let outcome = try await Subprocess.run(
-                .path(FilePath(self.configuration.shell)),
-                arguments: ["-c", cmd],
+                .path(FilePath(spawn.executable)),
+                arguments: Subprocess.Arguments(spawn.arguments),
                 environment: .custom(
                     Dictionary(uniqueKeysWithValues: identity.environment.map { (Environment.Key(stringLiteral: $0.key), $0.value) })
                 ),
                 workingDirectory: FilePath(workingDirectory),
-                platformOptions: options,
+                platformOptions: spawn.options,
                 input: .none,
                 output: .sequence,
                 error: .sequence
@@ -222,6 +216,34 @@ struct Identity {
     var groups: [gid_t]
     /// False when the agent already is this user and group (nothing to switch).
     var needsSwitch: Bool
+
+    /// util-linux's setpriv, which every Debian, Ubuntu and RHEL host has.
+    static let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    /// `executable arguments` as a command line that runs as this identity, and the spawn
+    /// options that go with it (always a new session).
+    ///
+    /// swift-subprocess switches users in a child made by a raw clone(), where glibc's
+    /// setgroups, setgid and setuid wait forever for threads that existed only in the parent
+    /// (seen here: a command as nobody stuck in setgroups while other threads were busy). So the
+    /// switch is made by setpriv, exec'd in that child: a fresh single-threaded process, which
+    /// sets the real, effective and saved ids and the groups, and so drops root's capabilities.
+    /// Without setpriv the library switches, as before.
+    func spawn(_ executable: String, _ arguments: [String]) -> (executable: String, arguments: [String], options: PlatformOptions) {
+        var options = PlatformOptions()
+        options.createSession = true
+        guard self.needsSwitch else { return (executable, arguments, options) }
+        guard let setpriv = Self.setpriv else {
+            options.userID = self.account.uid
+            options.groupID = self.gid
+            options.supplementaryGroups = self.groups
+            return (executable, arguments, options)
+        }
+        let ids = [
+            "--reuid=\(self.account.uid)", "--regid=\(self.gid)", "--groups=\(self.groups.map(String.init).joined(separator: ","))", "--",
+        ]
+        return (setpriv, ids + [executable] + arguments, options)
+    }
 
     var environment: [String: String] {
         [

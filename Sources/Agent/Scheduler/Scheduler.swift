@@ -55,6 +55,9 @@ public final class Scheduler: Sendable {
     public typealias Delivery = @Sendable (Aspire_V1_CommandResult) -> Void
 
     let path: String
+    /// The digest of the set the server last sent (``Aspire_V1_ScheduleParams/digest``),
+    /// reported in Hello so that a node sends a set only when it differs.
+    var digestPath: String { self.path + ".digest" }
     private let bash: BashExecutor
     private let logger: Logger
     private let state = Mutex(State())
@@ -80,6 +83,11 @@ public final class Scheduler: Sendable {
         self.delivery.withLock { $0 = delivery }
     }
 
+    /// The digest of the set last received from the server; empty when none was.
+    public var digest: String {
+        ((try? String(contentsOfFile: self.digestPath, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     /// The schedules, by name.
     public var schedules: [ScheduledCommand] {
         self.state.withLock { $0.entries.values.map(\.command) }.sorted { $0.name < $1.name }
@@ -88,9 +96,16 @@ public final class Scheduler: Sendable {
     /// Replaces every schedule with those of `commands` that pass the checks (name, expression,
     /// zone, command, user and group on this host); answers the refused ones with the reason.
     /// One schedule this host cannot run does not stop the others.
+    /// `digest` identifies the set as the server sent it (refusals included), for Hello.
     @discardableResult
-    public func replace(_ commands: [ScheduledCommand]) throws(AspireError) -> [(name: String, error: AspireError)] {
-        try self.install(commands, save: true)
+    public func replace(_ commands: [ScheduledCommand], digest: String = "") throws(AspireError) -> [(name: String, error: AspireError)] {
+        let refused = try self.install(commands, save: true)
+        do {
+            try AtomicFile.write(digest + "\n", to: self.digestPath)
+        } catch {
+            throw AspireError(.agentInternal, "cannot save \(self.digestPath): \(error)")
+        }
+        return refused
     }
 
     private func install(_ commands: [ScheduledCommand], save: Bool) throws(AspireError) -> [(name: String, error: AspireError)] {
@@ -199,8 +214,13 @@ public final class Scheduler: Sendable {
         params.group = command.group
         params.timeout = command.timeout
         self.logger.info("scheduled run", metadata: ["schedule": "\(command.name)", "run.id": "\(id)"])
-        let result = await self.bash.run(id: id, params: params)
+        var result = await self.bash.run(id: id, params: params)
         _ = self.state.withLock { $0.running.removeValue(forKey: command.name) }
+        if Task.isCancelled {
+            // The agent is stopping: what the killed run says (a signal, a broken pipe) is not
+            // the command's doing.
+            result = .failed(id: id, .interrupted, "the agent stopped while this run was going", started: Date(timeIntervalSince1970: Double(result.startedUnixMs) / 1000))
+        }
         self.deliver(result)
     }
 

@@ -91,15 +91,9 @@ struct Launcher {
             throw AspireError(.spawnFailed, "cannot open \(request.errorPath ?? request.outputPath): \(String(cString: strerror(errno)))")
         }
 
-        var options = PlatformOptions()
-        options.createSession = true
         var environment = request.environment
-        if let identity = request.identity {
-            if identity.needsSwitch {
-                options.userID = identity.account.uid
-                options.groupID = identity.gid
-                options.supplementaryGroups = identity.groups
-            }
+        let identity = request.identity
+        if let identity {
             environment = identity.environment.merging(environment) { $1 }
         }
         let script = (request.prologue + ["read _gate", "exec \"$0\" \"$@\" </dev/null"]).joined(separator: "\n")
@@ -111,16 +105,20 @@ struct Launcher {
                 closed = true
             }
         }
+        let command = ["-c", script, request.executable] + request.arguments
+        var spawn = (executable: "/bin/sh", arguments: command, options: PlatformOptions())
+        spawn.options.createSession = true
+        if let identity { spawn = identity.spawn("/bin/sh", command) }
         let (events, sink) = AsyncStream.makeStream(of: Event.self)
         let finished = Task<Termination?, Never> {
             defer { openGate() }
             do {
                 let result = try await Subprocess.run(
-                    .path(FilePath("/bin/sh")),
-                    arguments: Subprocess.Arguments(["-c", script, request.executable] + request.arguments),
+                    .path(FilePath(spawn.executable)),
+                    arguments: Subprocess.Arguments(spawn.arguments),
                     environment: .custom(Dictionary(uniqueKeysWithValues: environment.map { (Environment.Key(stringLiteral: $0.key), $0.value) })),
                     workingDirectory: FilePath(request.directory),
-                    platformOptions: options,
+                    platformOptions: spawn.options,
                     input: .fileDescriptor(FileDescriptor(rawValue: gate[0]), closeAfterSpawningProcess: true),
                     output: .fileDescriptor(FileDescriptor(rawValue: output), closeAfterSpawningProcess: true),
                     error: .fileDescriptor(FileDescriptor(rawValue: errorOutput), closeAfterSpawningProcess: true)

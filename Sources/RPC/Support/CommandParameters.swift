@@ -1,3 +1,4 @@
+import Crypto
 public import SwiftProtobuf
 
 /// Turns a task's method and the seed's free-form `parameters` object into a typed command,
@@ -74,5 +75,14 @@ public enum CommandParameters {
         guard text.hasPrefix("SHA256:") else { return false }
         let hex = text.dropFirst("SHA256:".count)
         return hex.count == 64 && hex.allSatisfy(\.isHexDigit)
+    }
+}
+
+extension Aspire_V1_ScheduleParams {
+    /// What an agent reports in Hello and a node compares before sending a set: the lowercase
+    /// hex SHA256 of the serialized set, empty for no schedules.
+    public var digest: String {
+        guard !self.schedules.isEmpty, let bytes = try? self.serializedBytes() as [UInt8] else { return "" }
+        return SHA256.hash(data: bytes).hexString
     }
 }

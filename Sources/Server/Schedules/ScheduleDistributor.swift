@@ -7,8 +7,10 @@ import Synchronization
 /// Keeps every agent held by this node running the schedules that target it. An agent gets the
 /// whole set (`schedule.set`) when its stream opens, when it reports (its tags may have
 /// changed), and whenever the schedules change — here at once, on other nodes within a sweep,
-/// which sees the store's schedule revision move. A stream is sent a set only when it differs
-/// from the last one it was sent; the agent keeps it on disk and runs it connected or not.
+/// which sees the store's schedule revision move. A set goes only when its digest differs from
+/// the one the agent has (said in Hello, then the last one sent): a reconnecting fleet whose
+/// schedules did not change is sent nothing. The agent keeps it on disk and runs it connected
+/// or not.
 public final class ScheduleDistributor: Service {
     /// How often the node looks at the store's schedule revision.
     let interval: Duration
@@ -86,7 +88,7 @@ public final class ScheduleDistributor: Service {
         let schedules = self.cache.withLock { $0.schedules }
         var params = Aspire_V1_ScheduleParams()
         params.schedules = schedules.filter { $0.targets(agentSN: session.agentSN, tags: tags) }.map(Aspire_V1_Schedule.init(_:))
-        guard session.schedulesChanged(to: params) else { return false }
+        guard session.schedulesChanged(to: params.digest) else { return false }
         var command = Aspire_V1_Command()
         // A fresh id every time: the agent runs an id once, and a set may come back to an
         // earlier one.

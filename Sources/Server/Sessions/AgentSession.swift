@@ -11,8 +11,9 @@ public final class AgentSession: Sendable {
     public let connectedAt: Date
     private let outbound: AsyncStream<Aspire_V1_ServerMessage>.Continuation
     private let lastSeenMillis: Atomic<Int64>
-    /// The schedule set last sent on this stream.
-    private let sentSchedules = Mutex<Aspire_V1_ScheduleParams?>(nil)
+    /// The digest of the schedule set the agent has: what it said in Hello, then what this
+    /// stream sent it.
+    private let schedulesDigest: Mutex<String>
 
     public var agentSN: String { self.hello.agentSn }
 
@@ -28,6 +29,7 @@ public final class AgentSession: Sendable {
         self.connectedAt = Date()
         self.outbound = outbound
         self.lastSeenMillis = Atomic(Date().unixMilliseconds)
+        self.schedulesDigest = Mutex(hello.schedulesDigest)
     }
 
     /// Queues a message for the agent; false when the stream is already closed.
@@ -45,11 +47,11 @@ public final class AgentSession: Sendable {
         return self.send(message)
     }
 
-    /// Records `schedules` as the set this stream has; false when it already had them.
-    func schedulesChanged(to schedules: Aspire_V1_ScheduleParams) -> Bool {
-        self.sentSchedules.withLock { sent in
-            guard sent != schedules else { return false }
-            sent = schedules
+    /// Records the set of `digest` as the one the agent has; false when it already had it.
+    func schedulesChanged(to digest: String) -> Bool {
+        self.schedulesDigest.withLock { current in
+            guard current != digest else { return false }
+            current = digest
             return true
         }
     }

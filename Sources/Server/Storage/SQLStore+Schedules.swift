@@ -141,7 +141,7 @@ extension SQLStore {
     /// the sum of modification times, which only move forward.
     public func scheduleRevision() async throws -> String {
         try await self.engine.withConnection { database in
-            guard let row = try await database.raw("SELECT COUNT(*) AS n, COALESCE(SUM(gmt_modify), 0) AS total FROM schedules").first() else {
+            guard let row = try await database.raw("SELECT COUNT(*) AS n, CAST(COALESCE(SUM(gmt_modify), 0) AS BIGINT) AS total FROM schedules").first() else {
                 return "0:0"
             }
             return "\(try row.decode(column: "n", as: Int64.self)):\(try row.decode(column: "total", as: Int64.self))"

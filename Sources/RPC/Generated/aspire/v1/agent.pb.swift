@@ -372,6 +372,10 @@ public nonisolated struct Aspire_V1_Hello: Sendable {
   /// Seconds since the agent process started.
   public var uptime: Int64 = 0
 
+  /// The digest of the schedule set the agent last received (see ScheduleParams); empty when it
+  /// has none. The node sends a set only when its own differs.
+  public var schedulesDigest: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -768,7 +772,8 @@ public nonisolated struct Aspire_V1_CommandResult: Sendable {
 }
 
 /// Parameters of `schedule.set`, which only the server sends: every schedule that targets the
-/// agent (by AgentSN or by tags), enabled or not. The agent replaces its own with them, keeps
+/// agent (by AgentSN or by tags), enabled or not. Its digest is the lowercase hex SHA256 of its
+/// serialized bytes, or empty for no schedules. The agent replaces its own with them, keeps
 /// them on disk and runs them connected or not; each run's result has the id
 /// `schedule:<name>:<unix seconds it was due>`.
 public nonisolated struct Aspire_V1_ScheduleParams: Sendable {
@@ -1490,7 +1495,7 @@ nonisolated extension Aspire_V1_ServerMessage: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Aspire_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Hello"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_sn\0\u{1}hostname\0\u{1}version\0\u{1}os\0\u{1}arch\0\u{1}tags\0\u{1}uptime\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_sn\0\u{1}hostname\0\u{1}version\0\u{1}os\0\u{1}arch\0\u{1}tags\0\u{1}uptime\0\u{3}schedules_digest\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1505,6 +1510,7 @@ nonisolated extension Aspire_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 5: try { try decoder.decodeSingularStringField(value: &self.arch) }()
       case 6: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.tags) }()
       case 7: try { try decoder.decodeSingularInt64Field(value: &self.uptime) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.schedulesDigest) }()
       default: break
       }
     }
@@ -1532,6 +1538,9 @@ nonisolated extension Aspire_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if self.uptime != 0 {
       try visitor.visitSingularInt64Field(value: self.uptime, fieldNumber: 7)
     }
+    if !self.schedulesDigest.isEmpty {
+      try visitor.visitSingularStringField(value: self.schedulesDigest, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1543,6 +1552,7 @@ nonisolated extension Aspire_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.arch != rhs.arch {return false}
     if lhs.tags != rhs.tags {return false}
     if lhs.uptime != rhs.uptime {return false}
+    if lhs.schedulesDigest != rhs.schedulesDigest {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
