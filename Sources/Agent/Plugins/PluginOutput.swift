@@ -1,0 +1,113 @@
+public import Foundation
+public import RPC
+
+/// One metric of a plugin run, as the agent ships it: renamed `plugin.<plugin>.<metric>`, with
+/// the host tag, in whole seconds.
+public struct PluginMetric: Sendable, Hashable {
+    public var name: String
+    /// Unix seconds.
+    public var timestamp: Int64
+    public var tags: [String: String]
+    public var value: Double
+
+    public init(name: String, timestamp: Int64, tags: [String: String], value: Double) {
+        self.name = name
+        self.timestamp = timestamp
+        self.tags = tags
+        self.value = value
+    }
+}
+
+/// Reads what a `plugin.sh` prints: a JSON list of `{"name", "timestamp", "tags", "value"}` (the
+/// seed's Metric). Each metric is renamed `plugin.<plugin>.<name>` and gets the `host` tag; a
+/// timestamp of 0, or one not in seconds (milliseconds and finer), becomes now. Values are
+/// numbers (booleans count 1 and 0, numeric strings are read); a metric that cannot be used is
+/// left out and named in `problems`, the others go. Output that is not a JSON list is an error.
+public enum PluginOutput {
+    public struct Parsed: Sendable {
+        public var metrics: [PluginMetric]
+        public var problems: [String]
+    }
+
+    /// More metrics than this from one run is a plugin gone wrong.
+    public static let maxMetrics = 10_000
+
+    /// Timestamps at or above this are milliseconds or finer (1e11 s is the year 5138).
+    static let secondsLimit: Double = 100_000_000_000
+
+    public static func parse(_ data: Data, plugin: String, host: String, now: Date) throws(AspireError) -> Parsed {
+        let nowSeconds = Int64(now.timeIntervalSince1970)
+        let document: Any
+        do {
+            document = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+        } catch {
+            throw AspireError(.invalidParams, "plugin \(plugin) printed no JSON list of metrics: \(Self.excerpt(data))")
+        }
+        guard let list = document as? [Any] else {
+            throw AspireError(.invalidParams, "plugin \(plugin) printed JSON that is not a list of metrics: \(Self.excerpt(data))")
+        }
+        guard list.count <= Self.maxMetrics else {
+            throw AspireError(.invalidParams, "plugin \(plugin) printed \(list.count) metrics; at most \(Self.maxMetrics) are taken from one run")
+        }
+        var parsed = Parsed(metrics: [], problems: [])
+        for (index, element) in list.enumerated() {
+            guard let object = element as? [String: Any] else {
+                parsed.problems.append("metric \(index + 1) is not an object")
+                continue
+            }
+            guard let name = object["name"] as? String, Self.isMetricName(name) else {
+                parsed.problems.append("metric \(index + 1) has no usable name (letters, digits and _ . : -)")
+                continue
+            }
+            guard let value = Self.number(object["value"]) else {
+                parsed.problems.append("metric \(name) has no numeric value")
+                continue
+            }
+            var tags: [String: String] = [:]
+            if let given = object["tags"] as? [String: Any] {
+                for (key, tag) in given {
+                    switch tag {
+                    case let text as String: tags[key] = text
+                    case let number as NSNumber: tags[key] = number.stringValue
+                    default: parsed.problems.append("metric \(name): tag \(key) is not a string; left out")
+                    }
+                }
+            } else if object["tags"] != nil, !(object["tags"] is NSNull) {
+                parsed.problems.append("metric \(name): tags is not an object; left out")
+            }
+            tags["host"] = host
+            var timestamp = nowSeconds
+            if let given = Self.number(object["timestamp"]), given >= 1, given < Self.secondsLimit {
+                timestamp = Int64(given.rounded(.down))
+            }
+            parsed.metrics.append(PluginMetric(name: "plugin.\(plugin).\(name)", timestamp: timestamp, tags: tags, value: value))
+        }
+        return parsed
+    }
+
+    static func number(_ value: Any?) -> Double? {
+        switch value {
+        case let number as NSNumber:
+            // JSONSerialization gives booleans as NSNumber too: true is 1, false 0.
+            let double = number.doubleValue
+            return double.isFinite ? double : nil
+        case let text as String:
+            return Double(text.trimmingCharacters(in: .whitespaces)).flatMap { $0.isFinite ? $0 : nil }
+        default:
+            return nil
+        }
+    }
+
+    static func isMetricName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 200
+            && name.utf8.allSatisfy { byte in
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                    || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: ":") || byte == UInt8(ascii: "-")
+            }
+    }
+
+    static func excerpt(_ data: Data) -> String {
+        let text = String(decoding: data.prefix(200), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return text.isEmpty ? "(nothing)" : "'\(text)\(data.count > 200 ? "…" : "")'"
+    }
+}
