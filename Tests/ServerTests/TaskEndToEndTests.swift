@@ -154,12 +154,16 @@ struct TaskEndToEndTests {
         var request = Aspire_V1_CreateTaskRequest()
         request.command = "sync.bash"
         request.agents = [agent.agentSN]
-        request.parameters = Self.bash("echo run >> \(counter); sleep 1; echo finished")
+        // The command finishes only once the test says so (the file `go`), after the node is frozen:
+        // however slow the machine, its result cannot be acknowledged before.
+        let go = "\(directory)/go"
+        request.parameters = Self.bash("echo run >> \(counter); while [ ! -e \(go) ]; do sleep 0.05; done; echo finished")
         let created = try await node.createTask(request)
         try await eventually("the command to start") { FileManager.default.fileExists(atPath: counter) }
 
         // Freeze the node: the result reaches the agent's outbox but no acknowledgement comes.
         node.process.signal(SIGSTOP)
+        FileManager.default.createFile(atPath: go, contents: nil)
         let outbox = "\(agent.dataDirectory)/outbox"
         try await eventually("the result to wait in the outbox") {
             ((try? FileManager.default.contentsOfDirectory(atPath: outbox)) ?? []).contains { $0.hasSuffix(".result") }
