@@ -321,7 +321,8 @@ struct SupervisorTests {
         let supervisor = try world.supervisor()
         let crasher = try await world.package(
             "Crasher", "1.0",
-            files: ["control": SupervisorWorld.control, "agent.sh": "#!/bin/sh\nsleep 1.2\nexit 3\n"]
+            // Alive well past the 0.8 s health window, even on a loaded machine; dead soon after.
+            files: ["control": SupervisorWorld.control, "agent.sh": "#!/bin/sh\nsleep 2.5\nexit 3\n"]
         )
         let installed = await world.install(supervisor, "Crasher", "1.0", package: crasher)
         #expect(installed.resp == .success, "\(installed.message)")
@@ -350,7 +351,7 @@ struct SupervisorTests {
         world.configuration.holdoff = .seconds(4)
         world.configuration.healthWindow = .milliseconds(300)
         let supervisor = try world.supervisor()
-        let package = try await world.package("Flaky", "1.0", files: ["control": SupervisorWorld.control, "agent.sh": "#!/bin/sh\nsleep 0.8\nexit 1\n"])
+        let package = try await world.package("Flaky", "1.0", files: ["control": SupervisorWorld.control, "agent.sh": "#!/bin/sh\nsleep 1.5\nexit 1\n"])
         let installed = await world.install(supervisor, "Flaky", "1.0", package: package)
         #expect(installed.resp == .success, "\(installed.message)")
         let started = Date()
@@ -372,7 +373,7 @@ struct SupervisorTests {
             return
         }
         // Grows without bound a second after start: `tail` keeps a line of /dev/zero that never ends.
-        let hog = try await world.package("Hog", "1.0", files: ["control": SupervisorWorld.control, "agent.sh": "#!/bin/sh\nsleep 1.5\nexec tail /dev/zero\n"])
+        let hog = try await world.package("Hog", "1.0", files: ["control": SupervisorWorld.control, "agent.sh": "#!/bin/sh\nsleep 2.5\nexec tail /dev/zero\n"])
         let installed = await world.install(supervisor, "Hog", "1.0", package: hog, memory: "20M")
         #expect(installed.resp == .success, "\(installed.message)")
         #expect(installed.message.contains("memory 20 MiB via \(supervisor.resourceControlName)"), "\(installed.message)")
