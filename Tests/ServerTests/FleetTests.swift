@@ -82,8 +82,10 @@ struct FleetTests {
         )
         // The node's data directory is on its command line; the benchmark's own is not.
         let node = "\(directory)/killed/idle/node"
-        try await eventually(timeout: .seconds(30), "the benchmark's node to start") {
-            !Self.processes(mentioning: node).isEmpty
+        // Listening, not just spawned: between posix_spawn and telling the guardian about the
+        // child there is a moment a SIGKILL would leave the node unknown to it.
+        try await eventually(timeout: .seconds(30), "the benchmark's node to listen") {
+            !Self.processes(mentioning: node).isEmpty && FileManager.default.fileExists(atPath: "\(node)/grpc.addr")
         }
         await killed.kill()
         try await eventually(timeout: .seconds(10), "the SIGKILLed run's node to die") {
