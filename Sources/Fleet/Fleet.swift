@@ -149,36 +149,33 @@ public final class Fleet: Sendable {
         defer {
             for task in tasks { task.cancel() }
         }
+        let stopped = Counter()
         let outcome: Swift.Result<Result, any Error>
         do {
             for (launched, agent) in self.agents.enumerated() {
                 while launched - self.counters.welcomes.load(ordering: .relaxed) >= window {
                     try await Task.sleep(for: .milliseconds(2))
                 }
-                tasks.append(Task { await agent.run() })
+                tasks.append(
+                    Task {
+                        await agent.run()
+                        stopped.add()
+                    }
+                )
             }
             outcome = .success(try await body(self))
         } catch {
             outcome = .failure(error)
         }
-        let started = tasks
-        for task in started { task.cancel() }
+        for task in tasks { task.cancel() }
+        // Polled, not awaited: awaiting a task that never ends cannot be given up.
         let deadline = ContinuousClock.now.advanced(by: settle)
-        let stopped = Counter()
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for task in started {
-                    await task.value
-                    stopped.add()
-                }
-            }
-            group.addTask { try? await Task.sleep(until: deadline) }
-            await group.next()
-            group.cancelAll()
+        while stopped.value < tasks.count, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
         }
-        let left = started.count - stopped.value
+        let left = tasks.count - stopped.value
         if left > 0 {
-            FileHandle.standardError.write(Data("fleet: \(left) of \(started.count) simulated agents had not stopped \(settle) after the end; left behind, cancelled\n".utf8))
+            FileHandle.standardError.write(Data("fleet: \(left) of \(tasks.count) simulated agents had not stopped \(settle) after the end; left behind, cancelled\n".utf8))
         }
         return try outcome.get()
     }
