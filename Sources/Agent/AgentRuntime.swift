@@ -149,12 +149,14 @@ public final class AgentRuntime: Service {
             "configuration changed",
             metadata: ["config.step": "\(applied.step)", "config.servers": "\(applied.servers)", "config.tags": "\(applied.tags)"]
         )
-        var event = Aspire_V1_Event()
-        event.localID = Date().unixMilliseconds
-        event.occurredUnixMs = event.localID
-        event.category = "config"
-        event.message = "configuration changed: step \(self.step.load(ordering: .relaxed)) s, extra servers \(applied.servers), tags \(self.tags)"
-        self.send(.event(event))
+        self.send(
+            .event(
+                Aspire_V1_Event(
+                    category: "config",
+                    message: "configuration changed: step \(self.step.load(ordering: .relaxed)) s, extra servers \(applied.servers), tags \(self.tags)"
+                )
+            )
+        )
         self.send(.status(self.statusReport))
         var result = Aspire_V1_CommandResult()
         result.id = command.id
@@ -196,11 +198,7 @@ public final class AgentRuntime: Service {
             return result
         }
         let reasons = refused.map(\.error.cause).joined(separator: "; ")
-        var event = Aspire_V1_Event()
-        event.localID = Date().unixMilliseconds
-        event.occurredUnixMs = event.localID
-        event.category = "schedule"
-        event.message = "\(refused.count) schedule\(refused.count == 1 ? "" : "s") refused: \(reasons)"
+        let event = Aspire_V1_Event(category: "schedule", message: "\(refused.count) schedule\(refused.count == 1 ? "" : "s") refused: \(reasons)")
         self.send(.event(event))
         result.resp = .failed
         result.retcode = first.error.code.rawValue

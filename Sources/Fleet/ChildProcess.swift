@@ -112,13 +112,16 @@ public final class ChildProcess: Sendable {
         defer { unlink(log) }
         let child = try ChildProcess("/usr/bin/env", (directory.map { ["--chdir=\($0)"] } ?? []) + [tool] + arguments, log: log)
         do {
-            let status = try await child.wait(timeout: timeout)
-            let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-            return (code, child.log)
+            return (Self.exitCode(try await child.wait(timeout: timeout)), child.log)
         } catch {
             await child.kill()
             throw error
         }
+    }
+
+    /// A wait status as a shell says it: the exit status, or 128 + the signal that killed it.
+    public static func exitCode(_ status: Int32) -> Int32 {
+        (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 
     /// Memory and CPU time now, from /proc.

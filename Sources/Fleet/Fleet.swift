@@ -146,9 +146,6 @@ public final class Fleet: Sendable {
         _ body: @escaping @Sendable (Fleet) async throws -> Result
     ) async throws -> Result {
         var tasks: [Task<Void, Never>] = []
-        defer {
-            for task in tasks { task.cancel() }
-        }
         let stopped = Counter()
         let outcome: Swift.Result<Result, any Error>
         do {

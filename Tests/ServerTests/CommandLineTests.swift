@@ -16,9 +16,7 @@ struct CommandLineTests {
     {
         let log = "\(directory)/\(executable)-\(UUID().uuidString.prefix(6)).out"
         let process = try TestProcess.start(executable, arguments, log: log, environment: environment)
-        let status = try await process.wait(timeout: .seconds(60))
-        let code = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
-        return (code, process.log)
+        return (ChildProcess.exitCode(try await process.wait(timeout: .seconds(60))), process.log)
     }
 
     @Test("BasicAgentCtl prints the seed's JSON and exits with the method's outcome")

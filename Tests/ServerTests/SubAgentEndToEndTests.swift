@@ -212,8 +212,7 @@ struct SubAgentEndToEndTests {
         func aspirectl(_ arguments: [String]) async throws -> (status: Int32, output: String) {
             let log = "\(directory)/aspirectl-\(UUID().uuidString.prefix(6)).out"
             let process = try TestProcess.start("aspirectl", arguments, log: log, environment: environment)
-            let status = try await process.wait(timeout: .seconds(90))
-            return ((status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F), process.log)
+            return (ChildProcess.exitCode(try await process.wait(timeout: .seconds(90))), process.log)
         }
 
         let first = "\(directory)/MiniAgent-1.0.tar.gz"

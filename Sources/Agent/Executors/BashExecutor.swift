@@ -58,7 +58,7 @@ public struct BashExecutor: Sendable {
             return .failed(id: id, error.code, error.cause, started: started)
         }
 
-        let spawn = identity.spawn(self.configuration.shell, ["-c", cmd])
+        let spawn = Identity.spawn(as: identity, self.configuration.shell, ["-c", cmd])
         let home = identity.account.home
         let workingDirectory = FileManager.default.fileExists(atPath: home) ? home : "/"
         let cap = self.configuration.outputCap
@@ -220,8 +220,8 @@ struct Identity {
     /// util-linux's setpriv, which every Debian, Ubuntu and RHEL host has.
     static let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
-    /// `executable arguments` as a command line that runs as this identity, and the spawn
-    /// options that go with it (always a new session).
+    /// `executable arguments` as a command line that runs as `identity` (nil: as the agent
+    /// itself), and the spawn options that go with it (always a new session).
     ///
     /// swift-subprocess switches users in a child made by a raw clone(), where glibc's
     /// setgroups, setgid and setuid wait forever for threads that existed only in the parent
@@ -229,18 +229,23 @@ struct Identity {
     /// switch is made by setpriv, exec'd in that child: a fresh single-threaded process, which
     /// sets the real, effective and saved ids and the groups, and so drops root's capabilities.
     /// Without setpriv the library switches, as before.
-    func spawn(_ executable: String, _ arguments: [String]) -> (executable: String, arguments: [String], options: PlatformOptions) {
+    static func spawn(
+        as identity: Identity?,
+        _ executable: String,
+        _ arguments: [String]
+    ) -> (executable: String, arguments: [String], options: PlatformOptions) {
         var options = PlatformOptions()
         options.createSession = true
-        guard self.needsSwitch else { return (executable, arguments, options) }
+        guard let identity, identity.needsSwitch else { return (executable, arguments, options) }
         guard let setpriv = Self.setpriv else {
-            options.userID = self.account.uid
-            options.groupID = self.gid
-            options.supplementaryGroups = self.groups
+            options.userID = identity.account.uid
+            options.groupID = identity.gid
+            options.supplementaryGroups = identity.groups
             return (executable, arguments, options)
         }
         let ids = [
-            "--reuid=\(self.account.uid)", "--regid=\(self.gid)", "--groups=\(self.groups.map(String.init).joined(separator: ","))", "--",
+            "--reuid=\(identity.account.uid)", "--regid=\(identity.gid)", "--groups=\(identity.groups.map(String.init).joined(separator: ","))",
+            "--",
         ]
         return (setpriv, ids + [executable] + arguments, options)
     }

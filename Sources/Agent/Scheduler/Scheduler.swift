@@ -29,9 +29,8 @@ public struct ScheduledCommand: Codable, Sendable, Hashable {
         self.enabled = enabled
     }
 
-    /// The id of the run due at `time`: `schedule:<name>:<unix seconds>`, the same in every life
-    /// of the agent, so the outbox can tell a run it already made.
-    func runID(at time: Date) -> String { "schedule:\(self.name):\(Int64(time.timeIntervalSince1970))" }
+    /// The id of the run due at `time` (see ``ScheduleRunID``).
+    func runID(at time: Date) -> String { ScheduleRunID(name: self.name, due: Int64(time.timeIntervalSince1970)).id }
 }
 
 /// Runs scheduled commands at their times — connected or not — with the bash executor, as the

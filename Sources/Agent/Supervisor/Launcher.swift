@@ -92,8 +92,7 @@ struct Launcher {
         }
 
         var environment = request.environment
-        let identity = request.identity
-        if let identity {
+        if let identity = request.identity {
             environment = identity.environment.merging(environment) { $1 }
         }
         let script = (request.prologue + ["read _gate", "exec \"$0\" \"$@\" </dev/null"]).joined(separator: "\n")
@@ -105,10 +104,7 @@ struct Launcher {
                 closed = true
             }
         }
-        let command = ["-c", script, request.executable] + request.arguments
-        var spawn = (executable: "/bin/sh", arguments: command, options: PlatformOptions())
-        spawn.options.createSession = true
-        if let identity { spawn = identity.spawn("/bin/sh", command) }
+        let spawn = Identity.spawn(as: request.identity, "/bin/sh", ["-c", script, request.executable] + request.arguments)
         let (events, sink) = AsyncStream.makeStream(of: Event.self)
         let finished = Task<Termination?, Never> {
             defer { openGate() }

@@ -254,13 +254,10 @@ public final class Supervisor: Sendable {
     }
 
     private func event(_ message: String, _ record: SubAgentRecord) -> Aspire_V1_Event {
-        var event = Aspire_V1_Event()
-        event.localID = Date().unixMilliseconds
-        event.occurredUnixMs = event.localID
-        event.category = "subagent"
-        event.message = message
-        event.attributes = ["name": record.name, "version": record.version, "status": record.status.rawValue]
-        return event
+        Aspire_V1_Event(
+            category: "subagent", message: message,
+            attributes: ["name": record.name, "version": record.version, "status": record.status.rawValue]
+        )
     }
 
     // MARK: Actions

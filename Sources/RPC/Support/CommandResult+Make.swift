@@ -33,3 +33,15 @@ extension Date {
         Int64((self.timeIntervalSince1970 * 1000).rounded())
     }
 }
+
+extension Aspire_V1_Event {
+    /// An event that happened now; its local id is the time in milliseconds.
+    public init(category: String, message: String, attributes: [String: String] = [:]) {
+        self.init()
+        self.localID = Date().unixMilliseconds
+        self.occurredUnixMs = self.localID
+        self.category = category
+        self.message = message
+        self.attributes = attributes
+    }
+}

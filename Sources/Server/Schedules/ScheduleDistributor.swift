@@ -60,11 +60,13 @@ public final class ScheduleDistributor: Service {
         }
     }
 
-    /// Sends one agent its schedules if they differ from what its stream last got.
+    /// Sends one agent its schedules if they differ from what it has. Called on every connect
+    /// and status report, so it reads the cached set (the sweep keeps it within an interval of
+    /// the store, and sends any newer set to every agent here) and only its host's tags.
     public func refresh(agentSN: String) async {
         guard let session = self.registry.session(for: agentSN) else { return }
         do {
-            try await self.reload()
+            if self.cache.withLock({ $0.revision }) == nil { try await self.reload() }
             let tags = try await self.store.tags(ofAgents: [agentSN])[agentSN] ?? [:]
             if self.send(to: session, tags: tags) {
                 self.logger.debug("schedules sent", metadata: ["agent.sn": "\(agentSN)"])

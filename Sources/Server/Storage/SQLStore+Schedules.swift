@@ -170,16 +170,16 @@ extension SQLStore {
 
     // MARK: Runs
 
-    /// Stores the runs among `results` (ids `schedule:<name>:<unix seconds>`); a copy of a run
+    /// Stores the runs among `results` (``ScheduleRunID``s); a copy of a run
     /// already stored changes nothing. Answers how many were new.
     @discardableResult
     public func recordScheduleRuns(_ results: [AgentResult]) async throws -> Int {
         let now = Self.now
         let rows: [SQLQueryString] = results.compactMap { incoming in
-            guard let (name, due) = Self.scheduleRun(id: incoming.result.id) else { return nil }
+            guard let run = ScheduleRunID(incoming.result.id) else { return nil }
             let result = incoming.result
             return """
-                (\(bind: incoming.agentSN), \(bind: name), \(bind: due), \(bind: result.resp.rawValue), \(bind: Int(result.retcode)),
+                (\(bind: incoming.agentSN), \(bind: run.name), \(bind: run.due * 1000), \(bind: result.resp.rawValue), \(bind: Int(result.retcode)),
                  \(bind: result.message), \(bind: result.data), \(bind: result.stderr), \(bind: result.truncated ? 1 : 0),
                  \(bind: result.startedUnixMs), \(bind: result.finishedUnixMs), \(bind: now))
                 """
@@ -194,13 +194,6 @@ extension SQLStore {
                 """
             ).all().count
         }
-    }
-
-    /// The name and due time (unix ms) of a run id `schedule:<name>:<unix seconds>`.
-    static func scheduleRun(id: String) -> (name: String, due: Int64)? {
-        let parts = id.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0] == "schedule", !parts[1].isEmpty, let seconds = Int64(parts[2]) else { return nil }
-        return (String(parts[1]), seconds * 1000)
     }
 
     /// Runs, newest first, of one schedule and/or one host.
@@ -218,7 +211,7 @@ extension SQLStore {
                 let name = try row.decode(column: "name", as: String.self)
                 let due = try row.decode(column: "due", as: Int64.self)
                 var result = Aspire_V1_CommandResult()
-                result.id = "schedule:\(name):\(due / 1000)"
+                result.id = ScheduleRunID(name: name, due: due / 1000).id
                 result.resp = Aspire_V1_CommandResult.Resp(rawValue: try row.decode(column: "resp", as: Int.self)) ?? .failed
                 result.retcode = Int32(try row.decode(column: "retcode", as: Int.self))
                 result.message = try row.decode(column: "message", as: String.self)

@@ -38,8 +38,8 @@ public final class TaskEngine: Service {
         self.logger = logger
         self.results = GroupCommit(maxBatch: 2000) { batch in
             do {
-                // Scheduled runs (`schedule:<name>:<due>`) are kept beside the tasks' results.
-                let runs = batch.filter { $0.result.id.hasPrefix("schedule:") }
+                // Scheduled runs (``ScheduleRunID``) are kept beside the tasks' results.
+                let runs = batch.filter { $0.result.id.hasPrefix(ScheduleRunID.prefix) }
                 if !runs.isEmpty { try await store.recordScheduleRuns(runs) }
                 return try await store.recordResults(batch).map { .success($0) }
             } catch {
