@@ -9,6 +9,9 @@ public struct AgentConfiguration: Sendable {
     public var resolveOverrides: [ResolveOverride] = []
     /// Holds the AgentSN, the outbox and the agent's state.
     public var dataDirectory: String = "/var/lib/aspire-boot"
+    /// Plugins are fetched into `<plugins>/<name>/`: outside the data directory (which only
+    /// root may enter), because plugins run as nobody by default and must reach their files.
+    public var pluginsDirectory: String = "/var/lib/aspire-plugins"
     /// CA that signed the server's certificate; required unless `insecure`.
     public var caFile: String?
     /// Plaintext gRPC, only behind an explicit `--insecure`.

@@ -23,6 +23,9 @@ public final class AgentRuntime: Service {
     public let supervisor: Supervisor
     /// Scheduled commands; their results go through the outbox like any other.
     public let scheduler: Scheduler
+    /// Plugins: fetched, run on their periods or on demand; their metrics go out in batches.
+    public let plugins: PluginManager
+    let metrics = MetricQueue()
     let resolver: any AddressResolver
     let logger: Logger
     let startedAt = Date()
@@ -51,13 +54,15 @@ public final class AgentRuntime: Service {
         self.settings = Mutex(settings)
         self.supervisor = try Supervisor(configuration: configuration.supervisor, dataDirectory: configuration.dataDirectory, logger: logger)
         self.scheduler = Scheduler(dataDirectory: configuration.dataDirectory, bash: BashExecutor(configuration: configuration.bash, logger: logger), logger: logger)
-        self.supervisor.setDownloads(
-            store: { [weak self] path, handle throws(AspireError) in
-                try await Self.download(path, into: handle, client: self?.client.withLock { $0 })
-            },
-            web: { [weak self] url, handle throws(AspireError) in
-                guard let self else { throw AspireError(.downloadFailed, "the agent is stopping") }
-                try await self.web(url, into: handle)
+        self.plugins = PluginManager(
+            directory: configuration.pluginsDirectory, dataDirectory: configuration.dataDirectory, host: ProcessInfo.processInfo.hostName,
+            bash: BashExecutor(configuration: configuration.bash, logger: logger), logger: logger
+        )
+        self.supervisor.setDownloads(store: self.storeDownload, web: self.webDownload)
+        self.plugins.runner.setHandlers(
+            metrics: { [weak self] metrics in self?.metrics.append(metrics) },
+            events: { [weak self] plugin, message in
+                self?.send(.event(Aspire_V1_Event(category: "plugin", message: message, attributes: ["plugin": plugin])))
             }
         )
         // A sub-agent changed: the server hears of it at once, not at the next step.
@@ -72,6 +77,20 @@ public final class AgentRuntime: Service {
             guard let self else { return }
             if let event { self.send(.event(event)) }
             self.send(.status(self.statusReport))
+        }
+    }
+
+    /// Fetches a file of the server's package store over the open connection.
+    private var storeDownload: PackageFetcher.StoreDownload {
+        { [weak self] path, handle throws(AspireError) in
+            try await Self.download(path, into: handle, client: self?.client.withLock { $0 })
+        }
+    }
+
+    private var webDownload: PackageFetcher.WebDownload {
+        { [weak self] url, handle throws(AspireError) in
+            guard let self else { throw AspireError(.downloadFailed, "the agent is stopping") }
+            try await self.web(url, into: handle)
         }
     }
 
@@ -234,6 +253,13 @@ public final class AgentRuntime: Service {
                     group.addTask {
                         await self.scheduler.run()
                     }
+                    await self.plugins.setDownloads(store: self.storeDownload, web: self.webDownload)
+                    group.addTask {
+                        await self.plugins.run()
+                    }
+                    group.addTask {
+                        await self.shipMetrics()
+                    }
                     group.addTask {
                         // Outbox writes reach the disk in batches, off the commands' path.
                         for await _ in self.state.flushRequests {
@@ -287,6 +313,10 @@ public final class AgentRuntime: Service {
                 result = self.setSchedules(command)
                 break
             }
+            if PluginManager.methods.contains(command.method) {
+                result = await self.plugins.perform(command)
+                break
+            }
             if Supervisor.methods.contains(command.method) {
                 result = await self.supervisor.perform(command)
                 break
@@ -328,11 +358,36 @@ public final class AgentRuntime: Service {
         self.send(.result(result))
     }
 
-    /// Sends a message on the open stream; dropped when none is open (results stay in the outbox).
-    func send(_ body: Aspire_V1_AgentMessage.OneOf_Body) {
+    /// Sends a message on the open stream; dropped when none is open (results stay in the
+    /// outbox). False when it was dropped.
+    @discardableResult
+    func send(_ body: Aspire_V1_AgentMessage.OneOf_Body) -> Bool {
         var message = Aspire_V1_AgentMessage()
         message.body = body
-        self.sink.withLock { _ = $0?.yield(message) }
+        return self.sink.withLock { sink in
+            guard let sink, case .enqueued = sink.yield(message) else { return false }
+            return true
+        }
+    }
+
+    /// Sends queued plugin metrics every second while a stream is open.
+    private func shipMetrics() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            while true {
+                let (batch, dropped) = self.metrics.take()
+                if dropped > 0 {
+                    self.logger.warning("plugin metrics dropped: too many waiting for a connection", metadata: ["count": "\(dropped)"])
+                }
+                guard !batch.isEmpty else { break }
+                var metrics = Aspire_V1_MetricBatch()
+                metrics.metrics = batch
+                guard self.send(.metrics(metrics)) else {
+                    self.metrics.putBack(batch)
+                    break
+                }
+            }
+        }
     }
 
     /// Makes `continuation` the stream results go to, and re-sends every unacknowledged result.
@@ -369,6 +424,7 @@ public final class AgentRuntime: Service {
         hello.tags = self.tags
         hello.uptime = Int64(Date().timeIntervalSince(self.startedAt))
         hello.schedulesDigest = self.scheduler.digest
+        hello.pluginsDigest = self.plugins.digest
         return hello
     }
 

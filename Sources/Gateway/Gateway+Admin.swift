@@ -235,6 +235,56 @@ extension Gateway {
             let answer = try await self.admin.listScheduleRuns(message, metadata: metadata)
             return Answer.success(["count": Int(answer.count), "runs": answer.runs.map(RESTJSON.scheduleRun)])
 
+        case .listPlugins:
+            var message = Aspire_V1_ListPluginsRequest()
+            message.name = query.string("name")
+            message.agentSn = query.string("agentsn")
+            let answer = try await self.admin.listPlugins(message, metadata: metadata)
+            return Answer.success(["plugins": answer.plugins.map(RESTJSON.pluginInfo)])
+
+        case .createPlugin:
+            let body = try await self.objectBody(request, route: route)
+            try body.allow(["name", "url", "checksum", "package", "version", "git", "ref", "period", "user", "timeout", "param", "agents", "tags", "replace"])
+            var message = Aspire_V1_CreatePluginRequest()
+            message.plugin.name = try body.string("name", required: true)
+            message.plugin.url = try body.string("url")
+            message.plugin.checksum = try body.string("checksum")
+            message.package = try body.string("package")
+            message.version = try body.string("version")
+            message.plugin.git = try body.string("git")
+            message.plugin.ref = try body.string("ref")
+            message.plugin.period = Int32(try body.integer("period", range: 0 ... 86400 * 7) ?? 0)
+            message.plugin.user = try body.string("user")
+            message.plugin.timeout = Int32(try body.integer("timeout", range: 0 ... 86400) ?? 0)
+            message.plugin.param = try body.string("param")
+            message.agents = try body.stringArray("agents")
+            message.tags = try body.stringMap("tags")
+            message.replace = try body.bool("replace") ?? false
+            let answer = try await self.admin.createPlugin(message, metadata: metadata)
+            return Answer.success(["plugin": RESTJSON.pluginInfo(answer)])
+
+        case .deletePlugin:
+            var message = Aspire_V1_DeletePluginRequest()
+            message.name = query.string("name")
+            guard !message.name.isEmpty else { throw AspireError(.badRequest, "query parameter 'name' (the plugin) is required") }
+            let answer = try await self.admin.deletePlugin(message, metadata: metadata)
+            return Answer.success(["plugin": RESTJSON.pluginInfo(answer)])
+
+        case .queryMetrics:
+            var message = Aspire_V1_QueryMetricsRequest()
+            message.agentSn = query.string("agentsn")
+            message.prefix = query.string("prefix")
+            message.offset = Int32(try query.integer("offset", range: 0 ... Int64(Int32.max)) ?? 0)
+            message.limit = Int32(try query.integer("limit", range: 1 ... 10_000) ?? 0)
+            let answer = try await self.admin.queryMetrics(message, metadata: metadata)
+            return Answer.success(["count": Int(answer.count), "metrics": answer.metrics.map(RESTJSON.metric)])
+
+        case .prometheus:
+            let answer = try await self.admin.exportMetrics(Aspire_V1_ExportMetricsRequest(), metadata: metadata)
+            var headers = HTTPFields()
+            headers[.contentType] = route.spec.responseType
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: answer.text)))
+
         case .openAPI:
             return Answer.json(OpenAPI.document(version: self.configuration.version), status: 200)
 

@@ -114,6 +114,31 @@ enum RESTJSON {
         ]
     }
 
+    static func pluginInfo(_ info: Aspire_V1_PluginInfo) -> Object {
+        var object = Self.plugin(info.plugin)
+        object["agents"] = info.agents
+        object["tags"] = info.tags
+        object["gmt_create"] = time(info.createdUnixMs)
+        object["gmt_modify"] = time(info.modifiedUnixMs)
+        return object
+    }
+
+    static func metric(_ metric: Aspire_V1_MetricValue) -> Object {
+        [
+            "agentsn": metric.agentSn, "name": metric.name, "tags": metric.tags, "value": metric.value,
+            "timestamp": Int(metric.timestamp), "received": time(metric.receivedUnixMs),
+        ]
+    }
+
+    static func plugin(_ plugin: Aspire_V1_Plugin) -> Object {
+        var object: Object = ["name": plugin.name, "period": Int(plugin.period), "user": plugin.user, "timeout": Int(plugin.timeout), "param": plugin.param]
+        if !plugin.url.isEmpty { object["url"] = plugin.url }
+        if !plugin.checksum.isEmpty { object["checksum"] = plugin.checksum }
+        if !plugin.git.isEmpty { object["git"] = plugin.git }
+        if !plugin.ref.isEmpty { object["ref"] = plugin.ref }
+        return object
+    }
+
     /// A seed job (`/agent/status` answer) for a command.
     static func job(_ command: Aspire_V1_Command) -> Object {
         var job: Object = ["id": command.id, "method": command.method]
@@ -146,6 +171,13 @@ enum RESTJSON {
         case .schedules(let params)?:
             job["action"] = command.method
             job["schedules"] = params.schedules.map(schedule)
+        case .plugins(let params)?:
+            job["action"] = command.method
+            if !params.name.isEmpty { job["name"] = params.name }
+            if params.timeout > 0 { job["timeout"] = Int(params.timeout) }
+            if !params.param.isEmpty { job["param"] = params.param }
+            if params.disableSeconds > 0 { job["seconds"] = Int(params.disableSeconds) }
+            if command.method == "plugin.set" { job["plugins"] = params.plugins.map(plugin) }
         case nil:
             job["action"] = command.method
         }

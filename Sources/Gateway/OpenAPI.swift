@@ -109,6 +109,29 @@ public enum OpenAPI {
             ],
             required: ["crontab"]
         ),
+        "PluginRequest": .object(
+            [
+                "name": .string, "url": .string, "checksum": .string, "package": .string, "version": .string, "git": .string,
+                "ref": .string, "period": .integer, "user": .string, "timeout": .integer, "param": .string,
+                "agents": .array(.string), "tags": .object([:], additional: .string), "replace": .boolean,
+            ],
+            required: ["name"]
+        ),
+        "Plugin": .object(
+            [
+                "name": .string, "url": .string, "checksum": .string, "git": .string, "ref": .string, "period": .integer,
+                "user": .string, "timeout": .integer, "param": .string, "agents": .array(.string),
+                "tags": .object([:], additional: .string), "gmt_create": time, "gmt_modify": time,
+            ],
+            required: ["name", "period", "user", "timeout", "agents", "tags"]
+        ),
+        "Metric": .object(
+            [
+                "agentsn": .string, "name": .string, "tags": .object([:], additional: .string), "value": .number,
+                "timestamp": .integer, "received": time,
+            ],
+            required: ["agentsn", "name", "tags", "value", "timestamp"]
+        ),
         "ScheduleRun": .object(
             ["name": .string, "agentsn": .string, "due": time, "result": .ref("CommandResult")],
             required: ["name", "agentsn", "due", "result"]

@@ -8,6 +8,7 @@ public enum Route: String, CaseIterable, Sendable {
     case listRegions, createRegion
     case listEvents, dashboard, runCommand
     case listSchedules, createSchedule, deleteSchedule, enableSchedule, importCrontab, listScheduleRuns
+    case listPlugins, createPlugin, deletePlugin, queryMetrics, prometheus
     case agentStatus, agentJobResult
     case openAPI
 
@@ -39,9 +40,12 @@ public enum Route: String, CaseIterable, Sendable {
         public var body: [(contentType: String, schema: Schema)] = []
         /// Schema of the 200 answer.
         public var response: Schema
+        /// Its content type, when not JSON or bytes.
+        public var text: String?
 
         /// The content type of the 200 answer.
         public var responseType: String {
+            if let text = self.text { return text }
             if case .binary = self.response { return "application/octet-stream" }
             return "application/json"
         }
@@ -278,6 +282,52 @@ public enum Route: String, CaseIterable, Sendable {
                     """,
                 body: [(json, .ref("CrontabImport"))],
                 response: .envelope(["schedules": .array(.ref("Schedule"))])
+            )
+        case .listPlugins:
+            return Spec(
+                method: "GET", path: "/api/v1/server/plugin",
+                summary: "Plugins by name; with name, that one (404 when none). Their state on hosts: a plugin.list task.",
+                query: [
+                    Self.query("name", .string, "Only this plugin."),
+                    Self.query("agentsn", .string, "Only the plugins that target this host (by AgentSN or its tags)."),
+                ],
+                response: .envelope(["plugins": .array(.ref("Plugin"))])
+            )
+        case .createPlugin:
+            return Spec(
+                method: "POST", path: "/api/v1/server/plugin",
+                summary: """
+                    Stores a plugin for agents (by AgentSN) and/or the hosts carrying tags: a tar archive with plugin.sh                     (url and checksum, or a package and version of the store) or a git repository (git, ref). The agents                     fetch it and run it every period seconds (0: only on demand), as user (nobody by default). Run, enable,                     disable, update and list it on hosts with tasks: command plugin.run {name, timeout, param},                     plugin.enable {name}, plugin.disable {name, seconds}, plugin.update {name}, plugin.list.
+                    """,
+                body: [(json, .ref("PluginRequest"))],
+                response: .envelope(["plugin": .ref("Plugin")])
+            )
+        case .deletePlugin:
+            return Spec(
+                method: "DELETE", path: "/api/v1/server/plugin", summary: "Deletes a plugin; the agents stop it and remove its files.",
+                query: [Self.query("name", .string, "The plugin.", required: true)],
+                response: .envelope(["plugin": .ref("Plugin")])
+            )
+        case .queryMetrics:
+            return Spec(
+                method: "GET", path: "/api/v1/server/metric",
+                summary: "The latest value of each metric of each host (one per tag set), by name.",
+                query: [
+                    Self.query("agentsn", .string, "Only this host's metrics."),
+                    Self.query("prefix", .string, "Only metrics whose name starts with this, e.g. plugin.load."),
+                    Self.query("offset", .integer, "Rows to skip (default 0)."),
+                    Self.query("limit", .integer, "Rows to answer, 1 to 10000 (default 1000)."),
+                ],
+                response: .envelope(["count": .integer, "metrics": .array(.ref("Metric"))])
+            )
+        case .prometheus:
+            return Spec(
+                method: "GET", path: "/metrics",
+                summary: """
+                    Prometheus text format: each host's latest plugin metrics (gauges named as the metric with '.' as '_',                     labelled agentsn and the metric's tags; values no agent sent within the node's --metrics-max-age are                     left out), then the node's own metrics. Scrape it with the admin token as bearer token.
+                    """,
+                response: .string,
+                text: "text/plain; version=0.0.4; charset=utf-8"
             )
         case .listScheduleRuns:
             return Spec(

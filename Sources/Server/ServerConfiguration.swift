@@ -41,6 +41,8 @@ public struct ServerConfiguration: Sendable {
 
     /// Task delivery: redelivery, delivery timeout, sweep interval, default tag window.
     public var tasks = TaskEngine.Configuration()
+    /// Plugin metrics: how they are stored, exported and forwarded.
+    public var metrics = MetricIngest.Configuration()
 
     public init() {}
 

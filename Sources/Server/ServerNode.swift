@@ -67,7 +67,8 @@ public final class ServerNode: Service {
         let store = SQLStore(engine: engine, logger: self.logger)
 
         let engineTasks = TaskEngine(configuration: configuration.tasks, store: store, registry: self.registry, logger: self.logger)
-        let schedules = ScheduleDistributor(store: store, registry: self.registry, interval: configuration.tasks.sweepInterval, logger: self.logger)
+        let distributor = ConfigDistributor(store: store, registry: self.registry, interval: configuration.tasks.sweepInterval, logger: self.logger)
+        let metrics = MetricIngest(configuration: configuration.metrics, store: store, sessions: self.registry, logger: self.logger)
 
         let transport = try Transports.server(
             listen: configuration.listen,
@@ -84,14 +85,14 @@ public final class ServerNode: Service {
                 logger: self.logger
             ),
             AgentChannelService(
-                configuration: channelConfiguration, registry: self.registry, store: store, engine: engineTasks, schedules: schedules,
-                logger: self.logger
+                configuration: channelConfiguration, registry: self.registry, store: store, engine: engineTasks, distributor: distributor,
+                metrics: metrics, logger: self.logger
             ),
             AgentPollService(store: store, engine: engineTasks, logger: self.logger),
             PackageStoreService(store: store, packages: packages, logger: self.logger),
             AdminService(
                 nodeName: configuration.nodeName, registry: self.registry, store: store, engine: engineTasks, packages: packages,
-                schedules: schedules, logger: self.logger
+                distributor: distributor, metrics: metrics, logger: self.logger
             ),
         ]
         let interceptors = [AuthInterceptor(adminToken: admin.token, enrollmentToken: enrollment.token)]
@@ -125,7 +126,8 @@ public final class ServerNode: Service {
                     metadata: ["store.engine": "\(engine.kind)", "store.location": "\(configuration.databaseURL.map(Self.redacted) ?? configuration.sqlitePath)"]
                 )
                 group.addTask { try await engineTasks.run() }
-                group.addTask { try await schedules.run() }
+                group.addTask { try await distributor.run() }
+                group.addTask { try await metrics.run() }
                 group.addTask { try await localServer.serve() }
                 group.addTask { try await localClient.runConnections() }
                 if let application {

@@ -105,6 +105,24 @@ struct Serve: AsyncParsableCommand {
     )
     var maxAgents: Int?
 
+    @Option(
+        name: .customLong("metrics-max-age"),
+        help: "Seconds a host's plugin metric stays in /metrics after the agent last sent it."
+    )
+    var metricsMaxAge: Int = 3600
+
+    @Option(
+        name: .customLong("influx-url"),
+        help: """
+            Also forward plugin metrics to InfluxDB, in line protocol at second precision: its write URL, e.g. \
+            http://influx:8086/write?db=aspire (1.x) or http://influx:8086/api/v2/write?org=ORG&bucket=aspire (2.x).
+            """
+    )
+    var influxURL: String?
+
+    @Option(name: .customLong("influx-token-file"), help: "File holding the InfluxDB 2.x API token (sent as 'Authorization: Token ...').")
+    var influxTokenFile: String?
+
     @OptionGroup var log: LogOptions
 
     func run() async throws {
@@ -130,6 +148,23 @@ struct Serve: AsyncParsableCommand {
         if let maxAgents {
             guard maxAgents >= 1 else { throw ValidationError("--max-agents must be at least 1") }
             configuration.maxAgents = maxAgents
+        }
+        guard self.metricsMaxAge >= 1 else { throw ValidationError("--metrics-max-age must be at least 1") }
+        configuration.metrics.maxAge = .seconds(self.metricsMaxAge)
+        if let influxURL {
+            guard let url = URL(string: influxURL), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host?.isEmpty == false else {
+                throw ValidationError("--influx-url must be an http(s) URL, e.g. http://influx:8086/write?db=aspire")
+            }
+            var influx = InfluxForwarder.Configuration(url: url)
+            if let influxTokenFile {
+                guard let token = try? String(contentsOfFile: influxTokenFile, encoding: .utf8) else {
+                    throw ValidationError("cannot read --influx-token-file \(influxTokenFile)")
+                }
+                influx.token = token.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            configuration.metrics.influx = influx
+        } else if self.influxTokenFile != nil {
+            throw ValidationError("--influx-token-file needs --influx-url")
         }
 
         switch (self.redirectTo, self.peers) {

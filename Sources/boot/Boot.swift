@@ -51,6 +51,9 @@ struct Boot: AsyncParsableCommand {
     @Option(name: .customLong("data-dir"), help: "Directory for the AgentSN, the result outbox and state.")
     var dataDirectory = "/var/lib/aspire-boot"
 
+    @Option(name: .customLong("plugins-dir"), help: "Where plugins are fetched, one directory each (must be reachable by the plugins' users).")
+    var pluginsDirectory = "/var/lib/aspire-plugins"
+
     @Option(help: "CA certificate (PEM) that signed the server's certificate, e.g. the server's tls/ca.pem.")
     var ca: String?
 
@@ -157,6 +160,7 @@ struct Boot: AsyncParsableCommand {
         guard !configuration.servers.isEmpty else { throw ValidationError("--server names no server") }
         configuration.resolveOverrides = try self.resolve.map { try ResolveOverride(parsing: $0) }
         configuration.dataDirectory = self.dataDirectory
+        configuration.pluginsDirectory = self.pluginsDirectory
         configuration.caFile = self.ca
         configuration.insecure = self.insecure
         configuration.agentSN = self.agentSN

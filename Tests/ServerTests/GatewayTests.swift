@@ -408,6 +408,8 @@ struct OpenAPIDocumentTests {
         "GET /api/v1/server/package/download",
         "GET /api/v1/server/schedule", "POST /api/v1/server/schedule", "DELETE /api/v1/server/schedule",
         "POST /api/v1/server/schedule/enable", "POST /api/v1/server/schedule/import", "GET /api/v1/server/schedule/runs",
+        "GET /api/v1/server/plugin", "POST /api/v1/server/plugin", "DELETE /api/v1/server/plugin", "GET /api/v1/server/metric",
+        "GET /metrics",
     ]
 
     @Test("It lists every route with request and response schemas, and the node serves each one")
@@ -455,6 +457,7 @@ struct OpenAPIDocumentTests {
         _ = try await rest.ok("POST", "/api/v1/server/tags", json: ["name": "svc", "value": "ecs"])
         _ = try await rest.ok("POST", "/api/v1/server/package?name=A&version=1&os=linux&arch=x86_64&file=a.rpm", body: Data("a".utf8), contentType: "application/octet-stream")
         _ = try await rest.ok("POST", "/api/v1/server/task", json: ["command": "getinfo.os", "agents": ["h-1"]])
+        _ = try await rest.ok("POST", "/api/v1/server/plugin", json: ["name": "p", "git": "https://example.com/p.git", "agents": ["h-1"], "period": 60])
         var agent = try RESTClient(node)
         agent.token = nil
         let first = try await agent.call("POST", "/agent/status", json: ["hostname": "h-1", "version": "1", "step": 60, "agents": [["name": "A", "version": "1", "status": "running"]]])
@@ -464,7 +467,7 @@ struct OpenAPIDocumentTests {
             ("GET", "/api/v1/server/package"), ("GET", "/api/v1/server/task"), ("GET", "/api/v1/server/task?id=1"),
             ("GET", "/api/v1/server/hosts"), ("GET", "/api/v1/server/agent?agentsn=h-1"), ("GET", "/api/v1/server/tags"),
             ("GET", "/api/v1/server/regions"), ("GET", "/api/v1/server/events"), ("GET", "/api/v1/server/dashboard"),
-            ("GET", "/api/v1/server/agents"),
+            ("GET", "/api/v1/server/agents"), ("GET", "/api/v1/server/plugin"), ("GET", "/api/v1/server/metric"),
         ] {
             let answer = try await rest.call(method, path)
             let bare = String(path.split(separator: "?")[0])

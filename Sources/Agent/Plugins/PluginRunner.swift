@@ -14,6 +14,8 @@ public struct PluginConfig: Codable, Sendable, Hashable {
     public var timeout: Int32 = 10
     /// Given to plugin.sh as its first argument on periodic runs.
     public var param: String = ""
+    /// Where its files came from (kept to tell when the server changed it).
+    public var source = PluginSource()
 
     public init(name: String, period: Int, user: String = "nobody", timeout: Int32 = 10, param: String = "") {
         self.name = name
@@ -64,6 +66,8 @@ public final class PluginRunner: Sendable {
         var lastRun: Date?
         var lastStatus: Int32?
         var lastMessage = ""
+        /// The problem last reported as an event, and when: the same one again goes at most hourly.
+        var reported: (problem: String, at: Date)?
     }
 
     public let directory: String
@@ -122,11 +126,32 @@ public final class PluginRunner: Sendable {
         }.sorted { $0.config.name < $1.config.name }
     }
 
-    /// Disables a plugin until `enable`, or until `reenableAfter` has passed.
-    public func disable(_ name: String) throws(AspireError) {
-        let until = Date().addingTimeInterval(Double(self.reenableAfter.components.seconds) + Double(self.reenableAfter.components.attoseconds) / 1e18)
+    /// Disables a plugin until `enable`, or until `duration` (by default `reenableAfter`) has
+    /// passed; answers when it enables itself again.
+    @discardableResult
+    public func disable(_ name: String, for duration: Duration? = nil) throws(AspireError) -> Date {
+        let duration = duration ?? self.reenableAfter
+        let until = Date().addingTimeInterval(Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
         try self.update(name) { $0.disabledUntil = until }
         self.logger.notice("plugin disabled", metadata: ["plugin": "\(name)", "plugin.reenable": "\(until)"])
+        return until
+    }
+
+    /// Disabled plugins and when each enables itself again: what the agent keeps across restarts.
+    public var disabled: [String: Date] {
+        let now = Date()
+        return self.entries.withLock { entries in
+            entries.compactMapValues { entry in entry.disabledUntil.flatMap { $0 > now ? $0 : nil } }
+        }
+    }
+
+    /// Disables plugins again as they were before a restart (unknown names are ignored).
+    public func restore(disabled: [String: Date]) {
+        self.entries.withLock { entries in
+            for (name, until) in disabled where entries[name] != nil {
+                entries[name]?.disabledUntil = until
+            }
+        }
     }
 
     public func enable(_ name: String) throws(AspireError) {
@@ -193,9 +218,18 @@ public final class PluginRunner: Sendable {
         }
         let (metrics, events) = self.handlers.withLock { $0 }
         metrics?(run.metrics)
-        if !run.problems.isEmpty {
-            events?(name, "plugin \(name): " + run.problems.prefix(10).joined(separator: "; ") + (run.problems.count > 10 ? "; …" : ""))
+        let problem = run.problems.isEmpty ? nil : "plugin \(name): " + run.problems.prefix(10).joined(separator: "; ") + (run.problems.count > 10 ? "; …" : "")
+        // A plugin failing the same way every few seconds says so once an hour, not each run.
+        let report = self.entries.withLock { entries -> Bool in
+            guard let problem else {
+                entries[name]?.reported = nil
+                return false
+            }
+            if let last = entries[name]?.reported, last.problem == problem, now.timeIntervalSince(last.at) < 3600 { return false }
+            entries[name]?.reported = (problem, now)
+            return true
         }
+        if report, let problem { events?(name, problem) }
         self.logger.debug(
             "plugin ran",
             metadata: ["plugin": "\(name)", "plugin.periodic": "\(periodic)", "plugin.metrics": "\(run.metrics.count)", "plugin.status": "\(run.result.retcode)"]

@@ -297,6 +297,18 @@ enum Tarball {
         AspireError(.badPackage, "package refused: entry '\(entry.name)' has \(why); nothing was unpacked")
     }
 
+    /// Where an unpacked package's files are: `tree`, or its one directory when the archive
+    /// wraps everything in one (and `marker`, the file a package must have, is not at the top).
+    static func root(of tree: String, marker: String) -> String {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: tree)) ?? []
+        if !entries.contains(marker), entries.count == 1 {
+            var isDirectory: ObjCBool = false
+            let only = "\(tree)/\(entries[0])"
+            if FileManager.default.fileExists(atPath: only, isDirectory: &isDirectory), isDirectory.boolValue { return only }
+        }
+        return tree
+    }
+
     /// Unpacks a validated archive into `directory` (owned by root; modes kept without set-id bits).
     static func extract(_ archive: String, into directory: String, scratch: String) async throws(AspireError) {
         let log = "\(scratch)/extract.log"

@@ -598,7 +598,7 @@ public final class Supervisor: Sendable {
                 throw AspireError(.agentInternal, "cannot create \(tree): \(error)")
             }
             try await Tarball.extract(package, into: tree, scratch: staging)
-            let root = self.packageRoot(tree)
+            let root = Tarball.root(of: tree, marker: "control")
             try self.checkControl(in: root, origin: "the package has")
             if FileManager.default.fileExists(atPath: target) {
                 try? FileManager.default.moveItem(atPath: target, toPath: "\(staging)/replaced")
@@ -648,16 +648,6 @@ public final class Supervisor: Sendable {
 
     /// The directory holding `control`: the archive's root, or its one top directory when the
     /// archive wraps everything in one (`name-1.0/control`).
-    private func packageRoot(_ tree: String) -> String {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: tree)) ?? []
-        if !entries.contains("control"), entries.count == 1 {
-            var isDirectory: ObjCBool = false
-            let only = "\(tree)/\(entries[0])"
-            if FileManager.default.fileExists(atPath: only, isDirectory: &isDirectory), isDirectory.boolValue { return only }
-        }
-        return tree
-    }
-
     private func checkControl(in directory: String, origin: String) throws(AspireError) {
         let path = "\(directory)/control"
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else {

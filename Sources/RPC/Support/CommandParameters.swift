@@ -10,9 +10,12 @@ public enum CommandParameters {
     /// Sub-agent actions, as tasks name them (`install`) and as agents receive them (`agent.install`).
     public static let subAgentActions = ["install", "upgrade", "uninstall", "start", "stop", "restart"]
 
+    /// Plugin methods a task may carry (`plugin.set` is the server's alone).
+    public static let pluginMethods = ["plugin.run", "plugin.enable", "plugin.disable", "plugin.list", "plugin.update"]
+
     /// Every method a task may carry.
     public static var methods: [String] {
-        ["sync.bash", "config"] + self.getInfoMethods.map { "getinfo.\($0)" } + self.subAgentActions
+        ["sync.bash", "config"] + self.getInfoMethods.map { "getinfo.\($0)" } + self.subAgentActions + self.pluginMethods
     }
 
     public static func command(method: String, parameters: Google_Protobuf_Struct) throws(AspireError) -> Aspire_V1_Command {
@@ -65,6 +68,27 @@ public enum CommandParameters {
             config.tags = try fields.stringMap("tags")
             command.config = config
             command.method = method
+        case let name where self.pluginMethods.contains(name):
+            var params = Aspire_V1_PluginParams()
+            switch name {
+            case "plugin.list":
+                try fields.allow([])
+            case "plugin.run":
+                try fields.allow(["name", "timeout", "param"])
+                params.timeout = Int32(try fields.integer("timeout", range: 0 ... 86400) ?? 0)
+                params.param = try fields.string("param")
+            case "plugin.disable":
+                try fields.allow(["name", "seconds"])
+                params.disableSeconds = Int32(try fields.integer("seconds", range: 0 ... 86400 * 365) ?? 0)
+            default:
+                try fields.allow(["name"])
+            }
+            if name != "plugin.list" {
+                params.name = try fields.string("name", required: true)
+                try PathName.check(params.name, field: "plugin name")
+            }
+            command.plugins = params
+            command.method = method
         default:
             throw AspireError(.invalidParams, "unknown command '\(method)'; use one of \(self.methods.joined(separator: ", "))")
         }
@@ -83,6 +107,17 @@ extension Aspire_V1_ScheduleParams {
     /// hex SHA256 of the serialized set, empty for no schedules.
     public var digest: String {
         guard !self.schedules.isEmpty, let bytes = try? self.serializedBytes() as [UInt8] else { return "" }
+        return SHA256.hash(data: bytes).hexString
+    }
+}
+
+extension Aspire_V1_PluginParams {
+    /// What an agent reports in Hello as the plugin set it has, as ``Aspire_V1_ScheduleParams/digest``.
+    public var digest: String {
+        guard !self.plugins.isEmpty else { return "" }
+        var set = Aspire_V1_PluginParams()
+        set.plugins = self.plugins
+        guard let bytes = try? set.serializedBytes() as [UInt8] else { return "" }
         return SHA256.hash(data: bytes).hexString
     }
 }

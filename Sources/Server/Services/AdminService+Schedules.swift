@@ -13,7 +13,7 @@ extension AdminService {
             "schedule stored",
             metadata: ["schedule": "\(stored.name)", "schedule.expr": "\(stored.expression)", "schedule.enabled": "\(stored.enabled)"]
         )
-        await self.schedules.sweep()
+        await self.distributor.sweep()
         return Aspire_V1_ScheduleInfo(stored, next: 1)
     }
 
@@ -37,7 +37,7 @@ extension AdminService {
             throw AspireError(.notFound, "no schedule named '\(request.name)'")
         }
         self.logger.info("schedule deleted", metadata: ["schedule": "\(deleted.name)"])
-        await self.schedules.sweep()
+        await self.distributor.sweep()
         return Aspire_V1_ScheduleInfo(deleted, next: 0)
     }
 
@@ -46,7 +46,7 @@ extension AdminService {
             throw AspireError(.notFound, "no schedule named '\(request.name)'")
         }
         self.logger.info("schedule \(request.enabled ? "enabled" : "disabled")", metadata: ["schedule": "\(changed.name)"])
-        await self.schedules.sweep()
+        await self.distributor.sweep()
         return Aspire_V1_ScheduleInfo(changed, next: 1)
     }
 
@@ -73,7 +73,7 @@ extension AdminService {
         }
         let stored = try await self.store.createSchedules(records, replace: request.replace)
         self.logger.info("crontab imported", metadata: ["schedules": "\(stored.count)", "schedule.prefix": "\(prefix)"])
-        await self.schedules.sweep()
+        await self.distributor.sweep()
         var response = Aspire_V1_ListSchedulesResponse()
         response.schedules = stored.map { Aspire_V1_ScheduleInfo($0, next: 1) }
         return response
@@ -115,13 +115,29 @@ extension AdminService {
         }
         guard schedule.timeout >= 0 else { throw AspireError(.badRequest, "schedule '\(schedule.name)': timeout must not be negative") }
         let user = schedule.user.isEmpty ? "root" : schedule.user
-        for name in [user, schedule.group] where !name.isEmpty {
+        try Self.checkAccountNames([user, schedule.group], owner: "schedule '\(schedule.name)'")
+        try Self.checkTargets(agents: agents, tags: tags, owner: "schedule '\(schedule.name)'")
+        return ScheduleRecord(
+            name: schedule.name, expression: schedule.expr, timeZone: schedule.tz, user: user, group: schedule.group,
+            command: schedule.command, timeout: Int(schedule.timeout), agents: Array(Set(agents)).sorted(), selector: tags,
+            enabled: !schedule.disabled
+        )
+    }
+
+    /// User and group names a schedule or plugin runs as (empty ones are skipped): whether the
+    /// host has them is the agent's to say, but they must be names.
+    static func checkAccountNames(_ names: [String], owner: String) throws(AspireError) {
+        for name in names where !name.isEmpty {
             guard name.utf8.count <= 64, !name.hasPrefix("-"), name.allSatisfy({ $0.isLetter || $0.isNumber || "._-$".contains($0) }) else {
-                throw AspireError(.badRequest, "schedule '\(schedule.name)': '\(name.prefix(80))' is not a user or group name")
+                throw AspireError(.badRequest, "\(owner): '\(name.prefix(80))' is not a user or group name")
             }
         }
+    }
+
+    /// The hosts a schedule or plugin is for: AgentSNs and/or tags, at least one.
+    static func checkTargets(agents: [String], tags: [String: String], owner: String) throws(AspireError) {
         guard !agents.isEmpty || !tags.isEmpty else {
-            throw AspireError(.badRequest, "schedule '\(schedule.name)' targets nothing: give agents (AgentSNs) or tags")
+            throw AspireError(.badRequest, "\(owner) targets nothing: give agents (AgentSNs) or tags")
         }
         for agent in agents {
             try AgentIdentity.validate(agentSN: agent)
@@ -129,11 +145,6 @@ extension AdminService {
         for (name, value) in tags {
             try SQLStore.validateTag(name: name, value: value)
         }
-        return ScheduleRecord(
-            name: schedule.name, expression: schedule.expr, timeZone: schedule.tz, user: user, group: schedule.group,
-            command: schedule.command, timeout: Int(schedule.timeout), agents: Array(Set(agents)).sorted(), selector: tags,
-            enabled: !schedule.disabled
-        )
     }
 
     /// A crontab line's command with the `NAME=value` lines above it exported first.

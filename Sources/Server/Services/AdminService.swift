@@ -3,22 +3,25 @@ public import GRPCCore
 import Logging
 public import RPC
 
-/// The operator-facing Admin service: commands, tasks, hosts, packages and schedules.
+/// The operator-facing Admin service: commands, tasks, hosts, packages, schedules,
+/// plugins and metrics.
 public struct AdminService: Aspire_V1_Admin.SimpleServiceProtocol {
     let nodeName: String
     let registry: SessionRegistry
     let store: SQLStore
     let engine: TaskEngine
     let packages: PackageFiles
-    let schedules: ScheduleDistributor
+    let distributor: ConfigDistributor
+    let metrics: MetricIngest
     let logger: Logger
 
     init(
         nodeName: String, registry: SessionRegistry, store: SQLStore, engine: TaskEngine, packages: PackageFiles,
-        schedules: ScheduleDistributor, logger: Logger
+        distributor: ConfigDistributor, metrics: MetricIngest, logger: Logger
     ) {
         self.nodeName = nodeName
-        self.schedules = schedules
+        self.metrics = metrics
+        self.distributor = distributor
         self.packages = packages
         self.registry = registry
         self.store = store

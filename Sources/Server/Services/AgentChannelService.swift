@@ -25,15 +25,17 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
     let registry: SessionRegistry
     let store: SQLStore
     let engine: TaskEngine
-    let schedules: ScheduleDistributor
+    let distributor: ConfigDistributor
+    let metrics: MetricIngest
     let logger: Logger
 
     public init(
-        configuration: Configuration, registry: SessionRegistry, store: SQLStore, engine: TaskEngine, schedules: ScheduleDistributor,
+        configuration: Configuration, registry: SessionRegistry, store: SQLStore, engine: TaskEngine, distributor: ConfigDistributor, metrics: MetricIngest,
         logger: Logger
     ) {
         self.configuration = configuration
-        self.schedules = schedules
+        self.distributor = distributor
+        self.metrics = metrics
         self.registry = registry
         self.store = store
         self.engine = engine
@@ -121,7 +123,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                     welcome.welcome.step = configuration.statusStep
                     welcome.welcome.pingInterval = Int32(configuration.pingInterval.components.seconds)
                     session.send(welcome)
-                    await self.schedules.refresh(agentSN: hello.agentSn)
+                    await self.distributor.refresh(agentSN: hello.agentSn)
                     await engine.agentConnected(hello.agentSn, newStream: true)
                     logger.info(
                         "agent connected",
@@ -244,7 +246,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
             }
             // Tag tasks and schedules match hosts when they connect and when they report (tags
             // may have changed).
-            await self.schedules.refresh(agentSN: session.agentSN)
+            await self.distributor.refresh(agentSN: session.agentSN)
             await engine.agentConnected(session.agentSN)
         case .event(let event):
             do {
@@ -257,6 +259,8 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
             } catch {
                 logger.error("cannot record an event", metadata: ["agent.sn": "\(session.agentSN)", "error": "\(String(reflecting: error))"])
             }
+        case .metrics(let batch):
+            self.metrics.receive(batch, from: session.agentSN)
         case .pong, .output:
             break
         case .hello:

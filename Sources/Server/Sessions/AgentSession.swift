@@ -11,9 +11,14 @@ public final class AgentSession: Sendable {
     public let connectedAt: Date
     private let outbound: AsyncStream<Aspire_V1_ServerMessage>.Continuation
     private let lastSeenMillis: Atomic<Int64>
-    /// The digest of the schedule set the agent has: what it said in Hello, then what this
-    /// stream sent it.
-    private let schedulesDigest: Mutex<String>
+    /// The digests of the sets the agent has: what it said in Hello, then what this stream
+    /// sent it.
+    private let digests: Mutex<[ConfigSet: String]>
+
+    /// What a node keeps an agent's copy of (see ``ConfigDistributor``).
+    enum ConfigSet: Hashable {
+        case schedules, plugins
+    }
 
     public var agentSN: String { self.hello.agentSn }
 
@@ -29,7 +34,7 @@ public final class AgentSession: Sendable {
         self.connectedAt = Date()
         self.outbound = outbound
         self.lastSeenMillis = Atomic(Date().unixMilliseconds)
-        self.schedulesDigest = Mutex(hello.schedulesDigest)
+        self.digests = Mutex([.schedules: hello.schedulesDigest, .plugins: hello.pluginsDigest])
     }
 
     /// Queues a message for the agent; false when the stream is already closed.
@@ -48,10 +53,10 @@ public final class AgentSession: Sendable {
     }
 
     /// Records the set of `digest` as the one the agent has; false when it already had it.
-    func schedulesChanged(to digest: String) -> Bool {
-        self.schedulesDigest.withLock { current in
-            guard current != digest else { return false }
-            current = digest
+    func digestChanged(_ set: ConfigSet, to digest: String) -> Bool {
+        self.digests.withLock { digests in
+            guard digests[set] != digest else { return false }
+            digests[set] = digest
             return true
         }
     }

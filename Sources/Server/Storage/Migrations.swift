@@ -199,6 +199,32 @@ enum Migrations {
                 "CREATE INDEX schedule_runs_due ON schedule_runs (due)",
             ]
         },
+        Step(version: 5, name: "plugins and the hosts' latest metrics") { kind in
+            [
+                """
+                CREATE TABLE plugins (
+                    id \(Self.idColumn(kind)),
+                    name TEXT NOT NULL UNIQUE,
+                    definition TEXT NOT NULL,
+                    agents TEXT NOT NULL DEFAULT '[]',
+                    selector TEXT NOT NULL DEFAULT '{}',
+                    gmt_create BIGINT NOT NULL,
+                    gmt_modify BIGINT NOT NULL)
+                """,
+                // One row per host, metric name and tag set: its latest value.
+                """
+                CREATE TABLE metrics (
+                    agentsn TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    tags TEXT NOT NULL,
+                    value DOUBLE PRECISION NOT NULL,
+                    ts BIGINT NOT NULL,
+                    gmt_receive BIGINT NOT NULL,
+                    PRIMARY KEY (agentsn, name, tags))
+                """,
+                "CREATE INDEX metrics_name ON metrics (name)",
+            ]
+        },
     ]
 
     /// An auto-numbered primary key.

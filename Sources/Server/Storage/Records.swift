@@ -130,6 +130,9 @@ public struct PackageRecord: Sendable, Hashable {
     public var created: Int64
     public var modified: Int64
 
+    /// Where agents fetch it: `aspire://package/OS/ARCH/FILE`, over their own connection.
+    public var url: String { "\(SQLStore.packageURLPrefix)\(self.os)/\(self.arch)/\(self.file)" }
+
     public init(
         id: Int = 0, name: String, os: String, arch: String, version: String, file: String, path: String, sha256: String,
         size: Int64, created: Int64 = 0, modified: Int64 = 0

@@ -39,8 +39,7 @@ public struct ScheduleRecord: Sendable, Hashable {
 
     /// True when the schedule is for this host: named by AgentSN, or carrying every tag.
     public func targets(agentSN: String, tags: [String: String]) -> Bool {
-        if self.agents.contains(agentSN) { return true }
-        return !self.selector.isEmpty && self.selector.allSatisfy { tags[$0.key] == $0.value }
+        HostTargets.match(agents: self.agents, selector: self.selector, agentSN: agentSN, tags: tags)
     }
 }
 

@@ -400,6 +400,44 @@ extension SQLStore {
         }
     }
 
+    /// How agents name a file of the store.
+    public static let packageURLPrefix = "aspire://package/"
+
+    /// The one package of the store a command or plugin names: by `name` and `version`, or by
+    /// its `aspire://package/OS/ARCH/FILE` url. Errors say what to give instead.
+    public func storedPackage(name: String, version: String, url: String, context: String) async throws -> PackageRecord {
+        var query = PackageQuery()
+        if url.isEmpty {
+            guard !version.isEmpty else {
+                throw AspireError(.badRequest, "\(context): give a version (of a package in the store) or a url")
+            }
+            query.name = name
+            query.version = version
+        } else {
+            let parts = url.dropFirst(Self.packageURLPrefix.count).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+            guard url.hasPrefix(Self.packageURLPrefix), parts.count == 3 else {
+                throw AspireError(.badRequest, "\(context): url '\(url)' must be aspire://package/OS/ARCH/FILE")
+            }
+            (query.os, query.arch, query.file) = (parts[0], parts[1], parts[2])
+        }
+        query.page = Page(offset: 0, limit: 10)
+        let found = try await self.packages(query).items
+        guard let package = found.first else {
+            // The request names something that is not there: its values are wrong (422).
+            throw AspireError(
+                .unprocessable,
+                url.isEmpty
+                    ? "no package \(name) \(version) in the store: upload it first (aspirectl deploy --file, POST /api/v1/server/package) or give a url"
+                    : "no package \(url.dropFirst(Self.packageURLPrefix.count)) in the store"
+            )
+        }
+        guard found.count == 1 else {
+            let builds = found.map { "\($0.os)/\($0.arch)" }.joined(separator: ", ")
+            throw AspireError(.badRequest, "\(name) \(version) has several packages in the store (\(builds)); pick one with url aspire://package/OS/ARCH/FILE")
+        }
+        return package
+    }
+
     public func packages(_ query: PackageQuery) async throws -> Listing<PackageRecord> {
         let sortable = ["id", "name", "version", "os", "arch", "gmt_create", "gmt_modify"]
         guard sortable.contains(query.sortBy) else {

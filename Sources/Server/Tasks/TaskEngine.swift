@@ -114,38 +114,10 @@ public final class TaskEngine: Service {
         let version = try fields.string("version")
         let url = try fields.string("url")
         let checksum = try fields.string("checksum")
-        let storePrefix = "aspire://package/"
-        guard url.isEmpty || (url.hasPrefix(storePrefix) && checksum.isEmpty) else { return parameters }
-        var query = PackageQuery()
-        if url.isEmpty {
-            guard !version.isEmpty else {
-                throw AspireError(.badRequest, "\(command) \(name): give a version (of a package in the store) or a url")
-            }
-            query.name = name
-            query.version = version
-        } else {
-            let parts = url.dropFirst(storePrefix.count).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-            guard parts.count == 3 else { throw AspireError(.badRequest, "\(command): url '\(url)' must be aspire://package/OS/ARCH/FILE") }
-            (query.os, query.arch, query.file) = (parts[0], parts[1], parts[2])
-        }
-        query.page = Page(offset: 0, limit: 10)
-        let found = try await self.store.packages(query).items
-        guard let package = found.first else {
-            // The task names something that is not there: its values are wrong (422), not a
-            // target that matched nothing.
-            throw AspireError(
-                .unprocessable,
-                url.isEmpty
-                    ? "no package \(name) \(version) in the store: upload it first (aspirectl deploy --file, POST /api/v1/server/package) or give a url"
-                    : "no package \(url.dropFirst(storePrefix.count)) in the store"
-            )
-        }
-        guard found.count == 1 else {
-            let builds = found.map { "\($0.os)/\($0.arch)" }.joined(separator: ", ")
-            throw AspireError(.badRequest, "\(name) \(version) has several packages in the store (\(builds)); pick one with url aspire://package/OS/ARCH/FILE")
-        }
+        guard url.isEmpty || (url.hasPrefix(SQLStore.packageURLPrefix) && checksum.isEmpty) else { return parameters }
+        let package = try await self.store.storedPackage(name: name, version: version, url: url, context: "\(command) \(name)")
         var resolved = parameters
-        resolved.fields["url"] = Google_Protobuf_Value(stringValue: "\(storePrefix)\(package.os)/\(package.arch)/\(package.file)")
+        resolved.fields["url"] = Google_Protobuf_Value(stringValue: package.url)
         resolved.fields["checksum"] = Google_Protobuf_Value(stringValue: "SHA256:\(package.sha256)")
         if version.isEmpty { resolved.fields["version"] = Google_Protobuf_Value(stringValue: package.version) }
         return resolved

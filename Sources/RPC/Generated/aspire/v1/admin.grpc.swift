@@ -347,6 +347,71 @@ public enum Aspire_V1_Admin: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "CreatePlugin" metadata.
+        public enum CreatePlugin: Sendable {
+            /// Request type for "CreatePlugin".
+            public typealias Input = Aspire_V1_CreatePluginRequest
+            /// Response type for "CreatePlugin".
+            public typealias Output = Aspire_V1_PluginInfo
+            /// Descriptor for "CreatePlugin".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "CreatePlugin",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListPlugins" metadata.
+        public enum ListPlugins: Sendable {
+            /// Request type for "ListPlugins".
+            public typealias Input = Aspire_V1_ListPluginsRequest
+            /// Response type for "ListPlugins".
+            public typealias Output = Aspire_V1_ListPluginsResponse
+            /// Descriptor for "ListPlugins".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "ListPlugins",
+                type: .unary
+            )
+        }
+        /// Namespace for "DeletePlugin" metadata.
+        public enum DeletePlugin: Sendable {
+            /// Request type for "DeletePlugin".
+            public typealias Input = Aspire_V1_DeletePluginRequest
+            /// Response type for "DeletePlugin".
+            public typealias Output = Aspire_V1_PluginInfo
+            /// Descriptor for "DeletePlugin".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "DeletePlugin",
+                type: .unary
+            )
+        }
+        /// Namespace for "QueryMetrics" metadata.
+        public enum QueryMetrics: Sendable {
+            /// Request type for "QueryMetrics".
+            public typealias Input = Aspire_V1_QueryMetricsRequest
+            /// Response type for "QueryMetrics".
+            public typealias Output = Aspire_V1_QueryMetricsResponse
+            /// Descriptor for "QueryMetrics".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "QueryMetrics",
+                type: .unary
+            )
+        }
+        /// Namespace for "ExportMetrics" metadata.
+        public enum ExportMetrics: Sendable {
+            /// Request type for "ExportMetrics".
+            public typealias Input = Aspire_V1_ExportMetricsRequest
+            /// Response type for "ExportMetrics".
+            public typealias Output = Aspire_V1_ExportMetricsResponse
+            /// Descriptor for "ExportMetrics".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "ExportMetrics",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "aspire.v1.Admin" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             RunCommand.descriptor,
@@ -373,7 +438,12 @@ public enum Aspire_V1_Admin: Sendable {
             DeleteSchedule.descriptor,
             SetScheduleEnabled.descriptor,
             ImportCrontab.descriptor,
-            ListScheduleRuns.descriptor
+            ListScheduleRuns.descriptor,
+            CreatePlugin.descriptor,
+            ListPlugins.descriptor,
+            DeletePlugin.descriptor,
+            QueryMetrics.descriptor,
+            ExportMetrics.descriptor
         ]
     }
 }
@@ -830,6 +900,91 @@ extension Aspire_V1_Admin {
             request: GRPCCore.StreamingServerRequest<Aspire_V1_ListScheduleRunsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListScheduleRunsResponse>
+
+        /// Handle the "CreatePlugin" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a plugin (or replaces one of the same name when asked to); the agents it targets
+        /// > fetch it and run it on its period. Run, enable, disable and list it on hosts with tasks
+        /// > (commands plugin.run, plugin.enable, plugin.disable, plugin.list, plugin.update).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_CreatePluginRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_PluginInfo` messages.
+        func createPlugin(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_CreatePluginRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_PluginInfo>
+
+        /// Handle the "ListPlugins" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_ListPluginsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_ListPluginsResponse` messages.
+        func listPlugins(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_ListPluginsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListPluginsResponse>
+
+        /// Handle the "DeletePlugin" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_DeletePluginRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_PluginInfo` messages.
+        func deletePlugin(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_DeletePluginRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_PluginInfo>
+
+        /// Handle the "QueryMetrics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The latest value of each metric of each host.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_QueryMetricsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_QueryMetricsResponse` messages.
+        func queryMetrics(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_QueryMetricsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_QueryMetricsResponse>
+
+        /// Handle the "ExportMetrics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The hosts' latest metrics and the server's own, in Prometheus text format (what GET /metrics
+        /// > answers).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_ExportMetricsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_ExportMetricsResponse` messages.
+        func exportMetrics(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_ExportMetricsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ExportMetricsResponse>
     }
 
     /// Service protocol for the "aspire.v1.Admin" service.
@@ -1270,6 +1425,91 @@ extension Aspire_V1_Admin {
             request: GRPCCore.ServerRequest<Aspire_V1_ListScheduleRunsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListScheduleRunsResponse>
+
+        /// Handle the "CreatePlugin" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a plugin (or replaces one of the same name when asked to); the agents it targets
+        /// > fetch it and run it on its period. Run, enable, disable and list it on hosts with tasks
+        /// > (commands plugin.run, plugin.enable, plugin.disable, plugin.list, plugin.update).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreatePluginRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_PluginInfo` message.
+        func createPlugin(
+            request: GRPCCore.ServerRequest<Aspire_V1_CreatePluginRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_PluginInfo>
+
+        /// Handle the "ListPlugins" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListPluginsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_ListPluginsResponse` message.
+        func listPlugins(
+            request: GRPCCore.ServerRequest<Aspire_V1_ListPluginsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListPluginsResponse>
+
+        /// Handle the "DeletePlugin" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DeletePluginRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_PluginInfo` message.
+        func deletePlugin(
+            request: GRPCCore.ServerRequest<Aspire_V1_DeletePluginRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_PluginInfo>
+
+        /// Handle the "QueryMetrics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The latest value of each metric of each host.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_QueryMetricsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_QueryMetricsResponse` message.
+        func queryMetrics(
+            request: GRPCCore.ServerRequest<Aspire_V1_QueryMetricsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_QueryMetricsResponse>
+
+        /// Handle the "ExportMetrics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The hosts' latest metrics and the server's own, in Prometheus text format (what GET /metrics
+        /// > answers).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ExportMetricsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_ExportMetricsResponse` message.
+        func exportMetrics(
+            request: GRPCCore.ServerRequest<Aspire_V1_ExportMetricsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ExportMetricsResponse>
     }
 
     /// Simple service protocol for the "aspire.v1.Admin" service.
@@ -1708,6 +1948,91 @@ extension Aspire_V1_Admin {
             request: Aspire_V1_ListScheduleRunsRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Aspire_V1_ListScheduleRunsResponse
+
+        /// Handle the "CreatePlugin" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a plugin (or replaces one of the same name when asked to); the agents it targets
+        /// > fetch it and run it on its period. Run, enable, disable and list it on hosts with tasks
+        /// > (commands plugin.run, plugin.enable, plugin.disable, plugin.list, plugin.update).
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_CreatePluginRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_PluginInfo` to respond with.
+        func createPlugin(
+            request: Aspire_V1_CreatePluginRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_PluginInfo
+
+        /// Handle the "ListPlugins" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_ListPluginsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_ListPluginsResponse` to respond with.
+        func listPlugins(
+            request: Aspire_V1_ListPluginsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_ListPluginsResponse
+
+        /// Handle the "DeletePlugin" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_DeletePluginRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_PluginInfo` to respond with.
+        func deletePlugin(
+            request: Aspire_V1_DeletePluginRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_PluginInfo
+
+        /// Handle the "QueryMetrics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The latest value of each metric of each host.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_QueryMetricsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_QueryMetricsResponse` to respond with.
+        func queryMetrics(
+            request: Aspire_V1_QueryMetricsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_QueryMetricsResponse
+
+        /// Handle the "ExportMetrics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The hosts' latest metrics and the server's own, in Prometheus text format (what GET /metrics
+        /// > answers).
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_ExportMetricsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_ExportMetricsResponse` to respond with.
+        func exportMetrics(
+            request: Aspire_V1_ExportMetricsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_ExportMetricsResponse
     }
 }
 
@@ -1990,6 +2315,61 @@ extension Aspire_V1_Admin.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.CreatePlugin.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_CreatePluginRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_PluginInfo>(),
+            handler: { request, context in
+                try await self.createPlugin(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.ListPlugins.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListPluginsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListPluginsResponse>(),
+            handler: { request, context in
+                try await self.listPlugins(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.DeletePlugin.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_DeletePluginRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_PluginInfo>(),
+            handler: { request, context in
+                try await self.deletePlugin(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.QueryMetrics.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_QueryMetricsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_QueryMetricsResponse>(),
+            handler: { request, context in
+                try await self.queryMetrics(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.ExportMetrics.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ExportMetricsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ExportMetricsResponse>(),
+            handler: { request, context in
+                try await self.exportMetrics(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -2265,6 +2645,61 @@ extension Aspire_V1_Admin.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListScheduleRunsResponse> {
         let response = try await self.listScheduleRuns(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createPlugin(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_CreatePluginRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_PluginInfo> {
+        let response = try await self.createPlugin(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listPlugins(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_ListPluginsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListPluginsResponse> {
+        let response = try await self.listPlugins(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func deletePlugin(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_DeletePluginRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_PluginInfo> {
+        let response = try await self.deletePlugin(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func queryMetrics(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_QueryMetricsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_QueryMetricsResponse> {
+        let response = try await self.queryMetrics(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func exportMetrics(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_ExportMetricsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ExportMetricsResponse> {
+        let response = try await self.exportMetrics(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2593,6 +3028,71 @@ extension Aspire_V1_Admin.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListScheduleRunsResponse> {
         return GRPCCore.ServerResponse<Aspire_V1_ListScheduleRunsResponse>(
             message: try await self.listScheduleRuns(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createPlugin(
+        request: GRPCCore.ServerRequest<Aspire_V1_CreatePluginRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_PluginInfo> {
+        return GRPCCore.ServerResponse<Aspire_V1_PluginInfo>(
+            message: try await self.createPlugin(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listPlugins(
+        request: GRPCCore.ServerRequest<Aspire_V1_ListPluginsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListPluginsResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_ListPluginsResponse>(
+            message: try await self.listPlugins(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func deletePlugin(
+        request: GRPCCore.ServerRequest<Aspire_V1_DeletePluginRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_PluginInfo> {
+        return GRPCCore.ServerResponse<Aspire_V1_PluginInfo>(
+            message: try await self.deletePlugin(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func queryMetrics(
+        request: GRPCCore.ServerRequest<Aspire_V1_QueryMetricsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_QueryMetricsResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_QueryMetricsResponse>(
+            message: try await self.queryMetrics(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func exportMetrics(
+        request: GRPCCore.ServerRequest<Aspire_V1_ExportMetricsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ExportMetricsResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_ExportMetricsResponse>(
+            message: try await self.exportMetrics(
                 request: request.message,
                 context: context
             ),
@@ -3164,6 +3664,116 @@ extension Aspire_V1_Admin {
             deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListScheduleRunsResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListScheduleRunsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreatePlugin" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a plugin (or replaces one of the same name when asked to); the agents it targets
+        /// > fetch it and run it on its period. Run, enable, disable and list it on hosts with tasks
+        /// > (commands plugin.run, plugin.enable, plugin.disable, plugin.list, plugin.update).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreatePluginRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_CreatePluginRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_PluginInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createPlugin<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_CreatePluginRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_CreatePluginRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_PluginInfo>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_PluginInfo>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListPlugins" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListPluginsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListPluginsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListPluginsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listPlugins<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListPluginsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListPluginsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListPluginsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListPluginsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "DeletePlugin" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DeletePluginRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_DeletePluginRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_PluginInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func deletePlugin<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_DeletePluginRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_DeletePluginRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_PluginInfo>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_PluginInfo>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "QueryMetrics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The latest value of each metric of each host.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_QueryMetricsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_QueryMetricsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_QueryMetricsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func queryMetrics<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_QueryMetricsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_QueryMetricsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_QueryMetricsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_QueryMetricsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ExportMetrics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The hosts' latest metrics and the server's own, in Prometheus text format (what GET /metrics
+        /// > answers).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ExportMetricsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ExportMetricsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ExportMetricsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func exportMetrics<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ExportMetricsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ExportMetricsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ExportMetricsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ExportMetricsResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -4013,6 +4623,171 @@ extension Aspire_V1_Admin {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "CreatePlugin" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a plugin (or replaces one of the same name when asked to); the agents it targets
+        /// > fetch it and run it on its period. Run, enable, disable and list it on hosts with tasks
+        /// > (commands plugin.run, plugin.enable, plugin.disable, plugin.list, plugin.update).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreatePluginRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_CreatePluginRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_PluginInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createPlugin<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_CreatePluginRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_CreatePluginRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_PluginInfo>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_PluginInfo>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.CreatePlugin.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListPlugins" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListPluginsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListPluginsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListPluginsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listPlugins<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListPluginsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListPluginsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListPluginsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListPluginsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.ListPlugins.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "DeletePlugin" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DeletePluginRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_DeletePluginRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_PluginInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func deletePlugin<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_DeletePluginRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_DeletePluginRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_PluginInfo>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_PluginInfo>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.DeletePlugin.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "QueryMetrics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The latest value of each metric of each host.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_QueryMetricsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_QueryMetricsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_QueryMetricsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func queryMetrics<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_QueryMetricsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_QueryMetricsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_QueryMetricsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_QueryMetricsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.QueryMetrics.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ExportMetrics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The hosts' latest metrics and the server's own, in Prometheus text format (what GET /metrics
+        /// > answers).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ExportMetricsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ExportMetricsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ExportMetricsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func exportMetrics<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ExportMetricsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ExportMetricsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ExportMetricsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ExportMetricsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.ExportMetrics.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -4720,6 +5495,146 @@ extension Aspire_V1_Admin.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListScheduleRunsRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListScheduleRunsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreatePlugin" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates a plugin (or replaces one of the same name when asked to); the agents it targets
+    /// > fetch it and run it on its period. Run, enable, disable and list it on hosts with tasks
+    /// > (commands plugin.run, plugin.enable, plugin.disable, plugin.list, plugin.update).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_CreatePluginRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createPlugin<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_CreatePluginRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_PluginInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createPlugin(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_CreatePluginRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_PluginInfo>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListPlugins" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_ListPluginsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listPlugins<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_ListPluginsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListPluginsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listPlugins(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListPluginsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListPluginsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeletePlugin" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_DeletePluginRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deletePlugin<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_DeletePluginRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_PluginInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.deletePlugin(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_DeletePluginRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_PluginInfo>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "QueryMetrics" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The latest value of each metric of each host.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_QueryMetricsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func queryMetrics<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_QueryMetricsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_QueryMetricsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.queryMetrics(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_QueryMetricsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_QueryMetricsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ExportMetrics" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The hosts' latest metrics and the server's own, in Prometheus text format (what GET /metrics
+    /// > answers).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_ExportMetricsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func exportMetrics<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_ExportMetricsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ExportMetricsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.exportMetrics(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ExportMetricsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ExportMetricsResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -5530,6 +6445,166 @@ extension Aspire_V1_Admin.ClientProtocol {
             metadata: metadata
         )
         return try await self.listScheduleRuns(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreatePlugin" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates a plugin (or replaces one of the same name when asked to); the agents it targets
+    /// > fetch it and run it on its period. Run, enable, disable and list it on hosts with tasks
+    /// > (commands plugin.run, plugin.enable, plugin.disable, plugin.list, plugin.update).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createPlugin<Result>(
+        _ message: Aspire_V1_CreatePluginRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_PluginInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_CreatePluginRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createPlugin(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListPlugins" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listPlugins<Result>(
+        _ message: Aspire_V1_ListPluginsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListPluginsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_ListPluginsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listPlugins(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeletePlugin" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deletePlugin<Result>(
+        _ message: Aspire_V1_DeletePluginRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_PluginInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_DeletePluginRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.deletePlugin(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "QueryMetrics" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The latest value of each metric of each host.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func queryMetrics<Result>(
+        _ message: Aspire_V1_QueryMetricsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_QueryMetricsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_QueryMetricsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.queryMetrics(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ExportMetrics" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The hosts' latest metrics and the server's own, in Prometheus text format (what GET /metrics
+    /// > answers).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func exportMetrics<Result>(
+        _ message: Aspire_V1_ExportMetricsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ExportMetricsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_ExportMetricsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.exportMetrics(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -266,6 +266,15 @@ public nonisolated struct Aspire_V1_AgentMessage: Sendable {
     set {body = .pong(newValue)}
   }
 
+  /// Plugin metrics, in batches (not acknowledged: a batch lost with a stream is lost).
+  public var metrics: Aspire_V1_MetricBatch {
+    get {
+      if case .metrics(let v)? = body {return v}
+      return Aspire_V1_MetricBatch()
+    }
+    set {body = .metrics(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -276,6 +285,8 @@ public nonisolated struct Aspire_V1_AgentMessage: Sendable {
     case event(Aspire_V1_Event)
     case ping(Aspire_V1_Ping)
     case pong(Aspire_V1_Pong)
+    /// Plugin metrics, in batches (not acknowledged: a batch lost with a stream is lost).
+    case metrics(Aspire_V1_MetricBatch)
 
   }
 
@@ -375,6 +386,10 @@ public nonisolated struct Aspire_V1_Hello: Sendable {
   /// The digest of the schedule set the agent last received (see ScheduleParams); empty when it
   /// has none. The node sends a set only when its own differs.
   public var schedulesDigest: String = String()
+
+  /// The digest of the plugin set the agent has (PluginParams.plugins of its last plugin.set),
+  /// empty for none.
+  public var pluginsDigest: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -512,6 +527,14 @@ public nonisolated struct Aspire_V1_Command: Sendable {
     set {params = .schedules(newValue)}
   }
 
+  public var plugins: Aspire_V1_PluginParams {
+    get {
+      if case .plugins(let v)? = params {return v}
+      return Aspire_V1_PluginParams()
+    }
+    set {params = .plugins(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Params: Equatable, Sendable {
@@ -520,6 +543,7 @@ public nonisolated struct Aspire_V1_Command: Sendable {
     case subagent(Aspire_V1_SubAgentParams)
     case config(Aspire_V1_ConfigParams)
     case schedules(Aspire_V1_ScheduleParams)
+    case plugins(Aspire_V1_PluginParams)
 
   }
 
@@ -816,6 +840,99 @@ public nonisolated struct Aspire_V1_Schedule: Sendable {
   /// Kept but not run (REST and aspirectl show it as enabled: false). Named so that a schedule
   /// that says nothing runs.
   public var disabled: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// plugin.set{plugins}: the whole set of plugins this host runs (it replaces the agent's).
+/// plugin.run{name, timeout, param}, plugin.enable{name}, plugin.disable{name, disable_seconds},
+/// plugin.update{name} (fetch its source again), plugin.list{}.
+public nonisolated struct Aspire_V1_PluginParams: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var plugins: [Aspire_V1_Plugin] = []
+
+  public var name: String = String()
+
+  /// Seconds a run on demand may take (0: the plugin's own).
+  public var timeout: Int32 = 0
+
+  /// Argument of a run on demand (empty: the plugin's own).
+  public var param: String = String()
+
+  /// How long plugin.disable lasts before the plugin enables itself again (0: a day).
+  public var disableSeconds: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A plugin: a directory with an executable plugin.sh, from a package or a git repository.
+public nonisolated struct Aspire_V1_Plugin: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// A tar archive with plugin.sh at its top (or in its one top directory): http(s)://,
+  /// aspire://package/OS/ARCH/FILE or file:// — with checksum.
+  public var url: String = String()
+
+  /// SHA256:<hex> of the archive at url.
+  public var checksum: String = String()
+
+  /// Or a git repository (cloned with git, when the host has it) and a branch or tag.
+  public var git: String = String()
+
+  public var ref: String = String()
+
+  /// Seconds between runs; 0 runs it only on demand.
+  public var period: Int32 = 0
+
+  /// Who runs it (default nobody).
+  public var user: String = String()
+
+  /// Seconds a run may take (default 10).
+  public var timeout: Int32 = 0
+
+  public var param: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_MetricBatch: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var metrics: [Aspire_V1_Metric] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One point: plugin.<plugin>.<metric>, tagged with its host, at Unix seconds.
+public nonisolated struct Aspire_V1_Metric: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var timestamp: Int64 = 0
+
+  public var tags: Dictionary<String,String> = [:]
+
+  public var value: Double = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1208,7 +1325,7 @@ nonisolated extension Aspire_V1_InitResponse.Action: SwiftProtobuf._ProtoNamePro
 
 nonisolated extension Aspire_V1_AgentMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{1}status\0\u{1}output\0\u{1}result\0\u{1}event\0\u{1}ping\0\u{1}pong\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{1}status\0\u{1}output\0\u{1}result\0\u{1}event\0\u{1}ping\0\u{1}pong\0\u{1}metrics\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1307,6 +1424,19 @@ nonisolated extension Aspire_V1_AgentMessage: SwiftProtobuf.Message, SwiftProtob
           self.body = .pong(v)
         }
       }()
+      case 8: try {
+        var v: Aspire_V1_MetricBatch?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .metrics(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .metrics(v)
+        }
+      }()
       default: break
       }
     }
@@ -1345,6 +1475,10 @@ nonisolated extension Aspire_V1_AgentMessage: SwiftProtobuf.Message, SwiftProtob
     case .pong?: try {
       guard case .pong(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    }()
+    case .metrics?: try {
+      guard case .metrics(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
     }()
     case nil: break
     }
@@ -1495,7 +1629,7 @@ nonisolated extension Aspire_V1_ServerMessage: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Aspire_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Hello"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_sn\0\u{1}hostname\0\u{1}version\0\u{1}os\0\u{1}arch\0\u{1}tags\0\u{1}uptime\0\u{3}schedules_digest\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_sn\0\u{1}hostname\0\u{1}version\0\u{1}os\0\u{1}arch\0\u{1}tags\0\u{1}uptime\0\u{3}schedules_digest\0\u{3}plugins_digest\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1511,6 +1645,7 @@ nonisolated extension Aspire_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 6: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.tags) }()
       case 7: try { try decoder.decodeSingularInt64Field(value: &self.uptime) }()
       case 8: try { try decoder.decodeSingularStringField(value: &self.schedulesDigest) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.pluginsDigest) }()
       default: break
       }
     }
@@ -1541,6 +1676,9 @@ nonisolated extension Aspire_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if !self.schedulesDigest.isEmpty {
       try visitor.visitSingularStringField(value: self.schedulesDigest, fieldNumber: 8)
     }
+    if !self.pluginsDigest.isEmpty {
+      try visitor.visitSingularStringField(value: self.pluginsDigest, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1553,6 +1691,7 @@ nonisolated extension Aspire_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.tags != rhs.tags {return false}
     if lhs.uptime != rhs.uptime {return false}
     if lhs.schedulesDigest != rhs.schedulesDigest {return false}
+    if lhs.pluginsDigest != rhs.pluginsDigest {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1725,7 +1864,7 @@ nonisolated extension Aspire_V1_SubAgentStatus: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Aspire_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Command"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}method\0\u{3}stream_output\0\u{2}\u{7}bash\0\u{1}getinfo\0\u{1}subagent\0\u{1}config\0\u{1}schedules\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}method\0\u{3}stream_output\0\u{2}\u{7}bash\0\u{1}getinfo\0\u{1}subagent\0\u{1}config\0\u{1}schedules\0\u{1}plugins\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1801,6 +1940,19 @@ nonisolated extension Aspire_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._M
           self.params = .schedules(v)
         }
       }()
+      case 15: try {
+        var v: Aspire_V1_PluginParams?
+        var hadOneofValue = false
+        if let current = self.params {
+          hadOneofValue = true
+          if case .plugins(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.params = .plugins(v)
+        }
+      }()
       default: break
       }
     }
@@ -1840,6 +1992,10 @@ nonisolated extension Aspire_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._M
     case .schedules?: try {
       guard case .schedules(let v)? = self.params else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+    }()
+    case .plugins?: try {
+      guard case .plugins(let v)? = self.params else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
     }()
     case nil: break
     }
@@ -2303,6 +2459,201 @@ nonisolated extension Aspire_V1_Schedule: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.command != rhs.command {return false}
     if lhs.timeout != rhs.timeout {return false}
     if lhs.disabled != rhs.disabled {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_PluginParams: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PluginParams"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plugins\0\u{1}name\0\u{1}timeout\0\u{1}param\0\u{3}disable_seconds\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.plugins) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.timeout) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.param) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.disableSeconds) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.plugins.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.plugins, fieldNumber: 1)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
+    }
+    if self.timeout != 0 {
+      try visitor.visitSingularInt32Field(value: self.timeout, fieldNumber: 3)
+    }
+    if !self.param.isEmpty {
+      try visitor.visitSingularStringField(value: self.param, fieldNumber: 4)
+    }
+    if self.disableSeconds != 0 {
+      try visitor.visitSingularInt32Field(value: self.disableSeconds, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_PluginParams, rhs: Aspire_V1_PluginParams) -> Bool {
+    if lhs.plugins != rhs.plugins {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.timeout != rhs.timeout {return false}
+    if lhs.param != rhs.param {return false}
+    if lhs.disableSeconds != rhs.disableSeconds {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_Plugin: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Plugin"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}url\0\u{1}checksum\0\u{1}git\0\u{1}ref\0\u{1}period\0\u{1}user\0\u{1}timeout\0\u{1}param\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.url) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.checksum) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.git) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.ref) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.period) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.user) }()
+      case 8: try { try decoder.decodeSingularInt32Field(value: &self.timeout) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.param) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.url.isEmpty {
+      try visitor.visitSingularStringField(value: self.url, fieldNumber: 2)
+    }
+    if !self.checksum.isEmpty {
+      try visitor.visitSingularStringField(value: self.checksum, fieldNumber: 3)
+    }
+    if !self.git.isEmpty {
+      try visitor.visitSingularStringField(value: self.git, fieldNumber: 4)
+    }
+    if !self.ref.isEmpty {
+      try visitor.visitSingularStringField(value: self.ref, fieldNumber: 5)
+    }
+    if self.period != 0 {
+      try visitor.visitSingularInt32Field(value: self.period, fieldNumber: 6)
+    }
+    if !self.user.isEmpty {
+      try visitor.visitSingularStringField(value: self.user, fieldNumber: 7)
+    }
+    if self.timeout != 0 {
+      try visitor.visitSingularInt32Field(value: self.timeout, fieldNumber: 8)
+    }
+    if !self.param.isEmpty {
+      try visitor.visitSingularStringField(value: self.param, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_Plugin, rhs: Aspire_V1_Plugin) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.url != rhs.url {return false}
+    if lhs.checksum != rhs.checksum {return false}
+    if lhs.git != rhs.git {return false}
+    if lhs.ref != rhs.ref {return false}
+    if lhs.period != rhs.period {return false}
+    if lhs.user != rhs.user {return false}
+    if lhs.timeout != rhs.timeout {return false}
+    if lhs.param != rhs.param {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_MetricBatch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MetricBatch"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}metrics\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.metrics) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.metrics.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.metrics, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_MetricBatch, rhs: Aspire_V1_MetricBatch) -> Bool {
+    if lhs.metrics != rhs.metrics {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_Metric: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Metric"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}timestamp\0\u{1}tags\0\u{1}value\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.timestamp) }()
+      case 3: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.tags) }()
+      case 4: try { try decoder.decodeSingularDoubleField(value: &self.value) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.timestamp != 0 {
+      try visitor.visitSingularInt64Field(value: self.timestamp, fieldNumber: 2)
+    }
+    if !self.tags.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.tags, fieldNumber: 3)
+    }
+    if self.value.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.value, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_Metric, rhs: Aspire_V1_Metric) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.timestamp != rhs.timestamp {return false}
+    if lhs.tags != rhs.tags {return false}
+    if lhs.value != rhs.value {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -4,20 +4,20 @@ import RPC
 public import ServiceLifecycle
 import Synchronization
 
-/// Keeps every agent held by this node running the schedules that target it. An agent gets the
-/// whole set (`schedule.set`) when its stream opens, when it reports (its tags may have
-/// changed), and whenever the schedules change — here at once, on other nodes within a sweep,
-/// which sees the store's schedule revision move. A set goes only when its digest differs from
-/// the one the agent has (said in Hello, then the last one sent): a reconnecting fleet whose
-/// schedules did not change is sent nothing. The agent keeps it on disk and runs it connected
-/// or not.
-public final class ScheduleDistributor: Service {
-    /// How often the node looks at the store's schedule revision.
+/// Keeps every agent held by this node running the schedules and plugins that target it. An
+/// agent gets each whole set (`schedule.set`, `plugin.set`) when its stream opens, when it
+/// reports (its tags may have changed), and whenever the sets change — here at once, on other
+/// nodes within a sweep, which sees the store's revisions move. A set goes only when its digest
+/// differs from the one the agent has (said in Hello, then the last one sent): a reconnecting
+/// fleet whose sets did not change is sent nothing. The agent keeps them on disk and runs them
+/// connected or not.
+public final class ConfigDistributor: Service {
+    /// How often the node looks at the store's revisions.
     let interval: Duration
     let store: SQLStore
     let registry: SessionRegistry
     let logger: Logger
-    private let cache = Mutex<(revision: String?, schedules: [ScheduleRecord])>((nil, []))
+    private let cache = Mutex<(revision: String?, schedules: [ScheduleRecord], plugins: [PluginRecord])>((nil, [], []))
     /// The revision every session here was last checked against (a `refresh` may load a new
     /// revision for one agent before the sweep takes it to all).
     private let swept = Mutex<String?>(nil)
@@ -38,7 +38,7 @@ public final class ScheduleDistributor: Service {
         }
     }
 
-    /// Sends every agent held here its schedules when they changed in the store.
+    /// Sends every agent held here its sets when they changed in the store.
     public func sweep() async {
         do {
             try await self.reload()
@@ -52,15 +52,15 @@ public final class ScheduleDistributor: Service {
                 sent += 1
             }
             if sent > 0 {
-                self.logger.info("schedules sent", metadata: ["agents": "\(sent)"])
+                self.logger.info("schedules and plugins sent", metadata: ["agents": "\(sent)"])
             }
         } catch is CancellationError {
         } catch {
-            self.logger.error("cannot send schedules", metadata: ["error": "\(String(reflecting: error))"])
+            self.logger.error("cannot send schedules and plugins", metadata: ["error": "\(String(reflecting: error))"])
         }
     }
 
-    /// Sends one agent its schedules if they differ from what it has. Called on every connect
+    /// Sends one agent its sets where they differ from what it has. Called on every connect
     /// and status report, so it reads the cached set (the sweep keeps it within an interval of
     /// the store, and sends any newer set to every agent here) and only its host's tags.
     public func refresh(agentSN: String) async {
@@ -69,35 +69,52 @@ public final class ScheduleDistributor: Service {
             if self.cache.withLock({ $0.revision }) == nil { try await self.reload() }
             let tags = try await self.store.tags(ofAgents: [agentSN])[agentSN] ?? [:]
             if self.send(to: session, tags: tags) {
-                self.logger.debug("schedules sent", metadata: ["agent.sn": "\(agentSN)"])
+                self.logger.debug("schedules or plugins sent", metadata: ["agent.sn": "\(agentSN)"])
             }
         } catch {
-            self.logger.error("cannot send schedules", metadata: ["agent.sn": "\(agentSN)", "error": "\(String(reflecting: error))"])
+            self.logger.error("cannot send schedules and plugins", metadata: ["agent.sn": "\(agentSN)", "error": "\(String(reflecting: error))"])
         }
     }
 
-    /// Reads the schedules again when the store's revision moved; true when it did.
+    /// Reads the sets again when the store's revisions moved; true when they did.
     @discardableResult
     private func reload() async throws -> Bool {
-        let revision = try await self.store.scheduleRevision()
+        let revision = "\(try await self.store.scheduleRevision())/\(try await self.store.pluginRevision())"
         guard self.cache.withLock({ $0.revision }) != revision else { return false }
         let schedules = try await self.store.schedules()
-        self.cache.withLock { $0 = (revision, schedules) }
+        let plugins = try await self.store.plugins()
+        self.cache.withLock { $0 = (revision, schedules, plugins) }
         return true
     }
 
+    /// Sends the agent each set that changed; true when one was sent.
     private func send(to session: AgentSession, tags: [String: String]) -> Bool {
-        let schedules = self.cache.withLock { $0.schedules }
-        var params = Aspire_V1_ScheduleParams()
-        params.schedules = schedules.filter { $0.targets(agentSN: session.agentSN, tags: tags) }.map(Aspire_V1_Schedule.init(_:))
-        guard session.schedulesChanged(to: params.digest) else { return false }
+        let (schedules, plugins) = self.cache.withLock { ($0.schedules, $0.plugins) }
+        var sent = false
+        var scheduleSet = Aspire_V1_ScheduleParams()
+        scheduleSet.schedules = schedules.filter { $0.targets(agentSN: session.agentSN, tags: tags) }.map(Aspire_V1_Schedule.init(_:))
+        if session.digestChanged(.schedules, to: scheduleSet.digest) {
+            var command = Self.command("schedule.set")
+            command.schedules = scheduleSet
+            sent = session.send(command: command) || sent
+        }
+        var pluginSet = Aspire_V1_PluginParams()
+        pluginSet.plugins = plugins.filter { $0.targets(agentSN: session.agentSN, tags: tags) }.map(\.plugin)
+        if session.digestChanged(.plugins, to: pluginSet.digest) {
+            var command = Self.command("plugin.set")
+            command.plugins = pluginSet
+            sent = session.send(command: command) || sent
+        }
+        return sent
+    }
+
+    private static func command(_ method: String) -> Aspire_V1_Command {
         var command = Aspire_V1_Command()
         // A fresh id every time: the agent runs an id once, and a set may come back to an
         // earlier one.
-        command.id = "schedules:\(UUID().uuidString.lowercased())"
-        command.method = "schedule.set"
-        command.schedules = params
-        return session.send(command: command)
+        command.id = "\(method == "schedule.set" ? "schedules" : "plugins"):\(UUID().uuidString.lowercased())"
+        command.method = method
+        return command
     }
 }
 
