@@ -83,6 +83,8 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ] + grpc,
             swiftSettings: upcoming
         ),
@@ -136,7 +138,12 @@ let package = Package(
         ),
         .executableTarget(
             name: "BasicAgentCtl",
-            dependencies: ["Agent", .product(name: "ArgumentParser", package: "swift-argument-parser")] + grpc + lifecycle,
+            dependencies: [
+                "Agent", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ] + grpc + lifecycle,
             swiftSettings: upcoming
         ),
         .executableTarget(

@@ -12,6 +12,8 @@ public struct AgentConfiguration: Sendable {
     /// Plugins are fetched into `<plugins>/<name>/`: outside the data directory (which only
     /// root may enter), because plugins run as nobody by default and must reach their files.
     public var pluginsDirectory: String = "/var/lib/aspire-plugins"
+    /// The local control interface's Unix socket (`boot` uses /run/aspire-boot.sock); none when nil.
+    public var controlSocket: String?
     /// CA that signed the server's certificate; required unless `insecure`.
     public var caFile: String?
     /// Plaintext gRPC, only behind an explicit `--insecure`.

@@ -260,6 +260,17 @@ public final class AgentRuntime: Service {
                     group.addTask {
                         await self.shipMetrics()
                     }
+                    if let socket = self.configuration.controlSocket {
+                        group.addTask {
+                            // Without it the agent still does its work: said loudly, not fatal.
+                            do {
+                                try await LocalControl(path: socket, runtime: self, logger: self.logger).run()
+                            } catch is CancellationError {
+                            } catch {
+                                self.logger.error("local control interface not available", metadata: ["control.socket": "\(socket)", "error": "\(error)"])
+                            }
+                        }
+                    }
                     group.addTask {
                         // Outbox writes reach the disk in batches, off the commands' path.
                         for await _ in self.state.flushRequests {
@@ -426,6 +437,17 @@ public final class AgentRuntime: Service {
         hello.schedulesDigest = self.scheduler.digest
         hello.pluginsDigest = self.plugins.digest
         return hello
+    }
+
+    /// What `/me/status` of the local interface answers.
+    var localStatus: [String: Any] {
+        [
+            "agentsn": self.agentSN, "version": AspireVersion.current, "hostname": ProcessInfo.processInfo.hostName,
+            "uptime": Int(Date().timeIntervalSince(self.startedAt)), "servers": self.servers.map(\.description),
+            "connected": self.sink.withLock { $0 != nil }, "tags": self.tags, "step": Int(self.step.load(ordering: .relaxed)),
+            "plugins": self.plugins.runner.states.count, "schedules_digest": self.scheduler.digest, "plugins_digest": self.plugins.digest,
+            "metrics_waiting": self.metrics.count,
+        ]
     }
 
     var statusReport: Aspire_V1_StatusReport {

@@ -1,6 +1,10 @@
 import Agent
 import ArgumentParser
+import AsyncHTTPClient
 import Foundation
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
 import Logging
 import RPC
 
@@ -14,11 +18,16 @@ struct BasicAgentCtl: AsyncParsableCommand {
         commandName: "BasicAgentCtl",
         abstract: "Run one agent method on this host and print the JSON result the agent would send.",
         discussion: """
-            Methods: \(CommandRunner.methods.joined(separator: ", ")).
+            Methods run here: \(CommandRunner.methods.joined(separator: ", ")).
+            Methods the running agent answers, on its local control socket (--socket): \(Self.agentMethods.joined(separator: ", ")).
 
               BasicAgentCtl -c getinfo.users -a "-U root"     one user (-A all, -u normal, -S system)
               BasicAgentCtl -c getinfo.kernel --pretty
               BasicAgentCtl -c sync.bash -a "ls /" --user nobody --timeout 10
+              BasicAgentCtl -c me.status
+              BasicAgentCtl -c plugin.list
+              BasicAgentCtl -c plugin.run -a load --param eth0 --timeout 20
+              BasicAgentCtl -c plugin.disable -a load --seconds 3600   (until enabled, or a day by default)
 
             Exit status: 0 when the method succeeded (for sync.bash: the command's own exit status), \
             1 when it failed (bad arguments, unknown user, timeout, ...), 64 for usage errors.
@@ -40,11 +49,31 @@ struct BasicAgentCtl: AsyncParsableCommand {
     @Option(help: "sync.bash: seconds before the command's process group is killed (default 120).")
     var timeout: Int32 = 0
 
+    @Option(help: "plugin.run: the plugin's argument (default: its own).")
+    var param: String?
+
+    @Option(help: "plugin.disable: seconds before it enables itself again (default a day).")
+    var seconds: Int?
+
+    @Option(help: "The running agent's control socket (boot --control-socket).")
+    var socket = "/run/aspire-boot.sock"
+
     @Flag(help: "Indent the JSON.")
     var pretty = false
 
+    /// Methods of the running agent, and the local interface's path of each.
+    static let agentPaths = [
+        "me.status": "/me/status", "plugin.list": "/plugins/list", "plugin.run": "/plugins/run", "plugin.enable": "/plugins/enable",
+        "plugin.disable": "/plugins/disable", "plugin.update": "/plugins/update",
+    ]
+    static var agentMethods: [String] { self.agentPaths.keys.sorted() }
+
     func run() async throws {
         LogSetup.bootstrap(level: .warning)
+        if let path = Self.agentPaths[self.method] {
+            try await self.callAgent(path)
+            return
+        }
         var command = Aspire_V1_Command()
         command.id = UUID().uuidString.lowercased()
         command.method = self.method
@@ -70,6 +99,51 @@ struct BasicAgentCtl: AsyncParsableCommand {
         }
         if result.retcode != 0 {
             throw ExitCode(result.retcode & 0xFF == 0 ? 1 : result.retcode & 0xFF)
+        }
+    }
+}
+
+extension BasicAgentCtl {
+    /// Calls the running agent's local interface and prints its answer; exit 1 when it refused.
+    func callAgent(_ path: String) async throws {
+        var query: [URLQueryItem] = []
+        if self.method.hasPrefix("plugin."), self.method != "plugin.list" {
+            guard !self.arguments.isEmpty else { throw ValidationError("\(self.method) needs the plugin's name: -a NAME") }
+            query.append(URLQueryItem(name: "name", value: self.arguments))
+        }
+        if self.timeout > 0 { query.append(URLQueryItem(name: "timeout", value: "\(self.timeout)")) }
+        if let param { query.append(URLQueryItem(name: "param", value: param)) }
+        if let seconds { query.append(URLQueryItem(name: "seconds", value: "\(seconds)")) }
+        var components = URLComponents()
+        components.path = path
+        components.queryItems = query.isEmpty ? nil : query
+        let uri = components.string ?? path
+        guard let url = URL(httpURLWithSocketPath: self.socket, uri: uri) else { throw ValidationError("bad socket path \(self.socket)") }
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        defer { _ = client.shutdown() }
+        var request = HTTPClientRequest(url: url.absoluteString)
+        request.method = ["me.status", "plugin.list"].contains(self.method) ? .GET : .POST
+        let status: UInt
+        let body: ByteBuffer
+        do {
+            let response = try await client.execute(request, timeout: .seconds(Int64(max(self.timeout, 10)) + 30))
+            status = response.status.code
+            body = try await response.body.collect(upTo: 16 << 20)
+        } catch {
+            FileHandle.standardError.write(Data("BasicAgentCtl: cannot reach the agent at \(self.socket): \(error) (is boot running, and are you root?)\n".utf8))
+            throw ExitCode(1)
+        }
+        var data = Data(buffer: body)
+        if self.pretty, let object = try? JSONSerialization.jsonObject(with: data),
+            let indented = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        {
+            data = indented + Data("\n".utf8)
+        }
+        FileHandle.standardOutput.write(data)
+        guard status == 200 else {
+            let message = ((try? JSONSerialization.jsonObject(with: data)) as? [String: Any])?["message"] as? String ?? "HTTP \(status)"
+            FileHandle.standardError.write(Data("BasicAgentCtl: \(message)\n".utf8))
+            throw ExitCode(1)
         }
     }
 }

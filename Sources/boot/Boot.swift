@@ -54,6 +54,12 @@ struct Boot: AsyncParsableCommand {
     @Option(name: .customLong("plugins-dir"), help: "Where plugins are fetched, one directory each (must be reachable by the plugins' users).")
     var pluginsDirectory = "/var/lib/aspire-plugins"
 
+    @Option(
+        name: .customLong("control-socket"),
+        help: "Unix socket of the local control interface (BasicAgentCtl, curl --unix-socket), root only; 'off' for none."
+    )
+    var controlSocket = "/run/aspire-boot.sock"
+
     @Option(help: "CA certificate (PEM) that signed the server's certificate, e.g. the server's tls/ca.pem.")
     var ca: String?
 
@@ -161,6 +167,7 @@ struct Boot: AsyncParsableCommand {
         configuration.resolveOverrides = try self.resolve.map { try ResolveOverride(parsing: $0) }
         configuration.dataDirectory = self.dataDirectory
         configuration.pluginsDirectory = self.pluginsDirectory
+        configuration.controlSocket = self.controlSocket == "off" ? nil : self.controlSocket
         configuration.caFile = self.ca
         configuration.insecure = self.insecure
         configuration.agentSN = self.agentSN

@@ -143,6 +143,26 @@ struct PluginEndToEndTests {
         #expect(states["load"]?["enabled"] as? Bool == true)
         #expect(states["load"]?["last_status"] as? Int == 0)
 
+        // Locally, through BasicAgentCtl and the agent's control socket (root only).
+        func ctl(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+            try await CommandLineTests().run("BasicAgentCtl", ["--socket", "\(agent.dataDirectory).sock"] + arguments, in: directory)
+        }
+        let socket = try FileManager.default.attributesOfItem(atPath: "\(agent.dataDirectory).sock")
+        #expect(socket[.type] as? FileAttributeType == .typeSocket && (socket[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        let status = try await ctl(["-c", "me.status"])
+        #expect(status.status == 0 && status.output.contains("\"agentsn\":\"\(agent.agentSN)\"") && status.output.contains("\"connected\":true"), "\(status.output)")
+        let local = try await ctl(["-c", "plugin.run", "-a", "probe", "--param", "7", "--timeout", "20"])
+        #expect(local.status == 0 && local.output.contains(#""name":"plugin.probe.param""#) && local.output.contains(#""value":7}"#), "\(local.output)")
+        let listedLocally = try await ctl(["-c", "plugin.list"])
+        #expect(listedLocally.status == 0 && listedLocally.output.contains("\"name\":\"probe\""), "\(listedLocally.output)")
+        let unknown = try await ctl(["-c", "plugin.run", "-a", "nothing"])
+        #expect(unknown.status == 1 && unknown.output.contains("no plugin named 'nothing'"), "\(unknown.output)")
+        let traversal = try await ctl(["-c", "plugin.enable", "-a", "../x"])
+        #expect(traversal.status == 1 && traversal.output.contains("plugin name"), "\(traversal.output)")
+        try await eventually(timeout: .seconds(20), "the locally run metric to reach the server") {
+            try await Self.metrics(rest, "prefix=plugin.probe.param").contains { $0["value"] as? Double == 7 }
+        }
+
         // Disabled for an hour: it says until when, does not run, and runs again once enabled.
         let disabled = try await Self.task(node, rest, "plugin.disable", ["name": "load", "seconds": 3600], on: agent)
         #expect(disabled.result.resp == .success, "\(disabled.result)")
@@ -151,6 +171,10 @@ struct PluginEndToEndTests {
         #expect(try await Self.states(node, rest, on: agent)["load"]?["enabled"] as? Bool == false)
         let refused = try await Self.task(node, rest, "plugin.run", ["name": "load"], on: agent)
         #expect(refused.result.resp == .failed && refused.result.retcode == ErrorCode.busy.rawValue, "\(refused.result)")
+        let disabledLocally = try await ctl(["-c", "plugin.list"])
+        #expect(disabledLocally.output.contains("\"disabled_until\""), "\(disabledLocally.output)")
+        #expect(try await ctl(["-c", "plugin.enable", "-a", "load"]).status == 0)
+        #expect(try await Self.states(node, rest, on: agent)["load"]?["enabled"] as? Bool == true)
         #expect(try await Self.task(node, rest, "plugin.enable", ["name": "load"], on: agent).result.resp == .success)
         let again = try await Self.task(node, rest, "plugin.run", ["name": "load", "timeout": 15], on: agent)
         #expect(again.result.resp == .success || again.result.retcode == ErrorCode.busy.rawValue, "running now or already, not refused as disabled: \(again.result)")

@@ -159,7 +159,7 @@ public actor PluginManager {
     }
 
     /// What `plugin.list` answers: each plugin with its state.
-    public func list() -> [[String: Any]] {
+    public nonisolated func list() -> [[String: Any]] {
         self.runner.states.map { state in
             var entry: [String: Any] = [
                 "name": state.config.name, "period": state.config.period, "user": state.config.user, "timeout": state.config.timeout,
