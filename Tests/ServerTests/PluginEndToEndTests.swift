@@ -204,6 +204,22 @@ struct PluginEndToEndTests {
             #expect(answer.status == 400 && answer.text.contains(cause), "\(answer.text)")
         }
 
+        // The same through aspirectl.
+        let environment = ["ASPIRE_SERVER": node.address.description, "ASPIRE_SERVER_DATA": node.dataDirectory]
+        func aspirectl(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+            try await CommandLineTests().run("aspirectl", arguments, environment: environment, in: directory)
+        }
+        let listedByCLI = try await aspirectl(["plugin", "list"])
+        #expect(listedByCLI.status == 0 && listedByCLI.output.contains("probe") && listedByCLI.output.contains("on demand"), "\(listedByCLI.output)")
+        let ranByCLI = try await aspirectl(["plugin", "run", "probe", "--agents", agent.agentSN, "--param", "9"])
+        #expect(ranByCLI.status == 0 && ranByCLI.output.contains(#""value":9}"#), "\(ranByCLI.output)")
+        try await eventually(timeout: .seconds(20), "aspirectl metrics to show the run") {
+            let shown = try await aspirectl(["metrics", "--agent", agent.agentSN, "--prefix", "plugin.probe.param"])
+            return shown.status == 0 && shown.output.contains("plugin.probe.param") && shown.output.contains("via=git") && shown.output.contains(" 9.0 ")
+        }
+        let missing = try await aspirectl(["plugin", "create", "nothing", "--period", "5", "--agents", agent.agentSN])
+        #expect(missing.status == 1 && missing.output.contains("has no source"), "\(missing.output)")
+
         // Deleted: the agent stops it and removes its files.
         _ = try await rest.ok("DELETE", "/api/v1/server/plugin?name=load")
         try await eventually(timeout: .seconds(30), "the agent to remove the load plugin") {

@@ -128,6 +128,9 @@ struct RedirectTests {
             configuration.insecure = true
             configuration.dataDirectory = directory
             configuration.servers = [HostPort(host: "127.0.0.10", port: addressA.port)]
+            // A loaded machine (the whole suite runs in parallel) can take seconds to answer an
+            // Init: the loop, not a timeout, must end this round.
+            configuration.connectTimeout = .seconds(60)
             let runtime = try AgentRuntime(configuration: configuration, logger: Logger(label: "test"))
             let outcome = await Connector(runtime: runtime).tryServer(configuration.servers[0], hops: 0, visited: [])
             guard case .failed = outcome else {
