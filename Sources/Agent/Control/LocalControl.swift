@@ -27,9 +27,9 @@ struct LocalControl {
 
     func run() async throws {
         // A socket left by an agent that died is in the way; anything else at the path is not ours.
-        var info = stat()
-        if lstat(self.path, &info) == 0 {
-            guard info.st_mode & S_IFMT == S_IFSOCK else {
+        // attributesOfItem does not follow a symbolic link.
+        if let existing = try? FileManager.default.attributesOfItem(atPath: self.path) {
+            guard existing[.type] as? FileAttributeType == .typeSocket else {
                 throw AspireError(.agentInternal, "\(self.path) exists and is not a socket: not replacing it")
             }
             unlink(self.path)
