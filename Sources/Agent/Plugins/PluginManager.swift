@@ -21,39 +21,6 @@ public struct PluginSource: Codable, Sendable, Hashable {
         self.ref = ref
     }
 
-    /// Refuses a source the agent cannot or must not fetch, before anything is fetched.
-    func check(plugin: String) throws(AspireError) {
-        switch (self.url.isEmpty, self.git.isEmpty) {
-        case (false, true):
-            guard CommandParameters.isSHA256(self.checksum) else {
-                throw AspireError(.invalidParams, "plugin \(plugin): url needs checksum SHA256:<64 hex digits>")
-            }
-            if case .command = try PackageSource(self.url) {
-                throw AspireError(.invalidParams, "plugin \(plugin): a plugin comes from an archive or a git repository, not a command://")
-            }
-        case (true, false):
-            try Self.checkGit(self.git, ref: self.ref, plugin: plugin)
-        case (true, true):
-            throw AspireError(.invalidParams, "plugin \(plugin): give url and checksum, or git")
-        case (false, false):
-            throw AspireError(.invalidParams, "plugin \(plugin): give url or git, not both")
-        }
-    }
-
-    /// git URLs git itself would read as options, or that run commands (ext::), are refused.
-    static func checkGit(_ url: String, ref: String, plugin: String) throws(AspireError) {
-        let lowered = url.lowercased()
-        let schemes = ["https://", "http://", "ssh://", "git://", "file://"]
-        // scp-like user@host:path, as in the seed's git@git.example.com:team/plugin.git
-        let scpLike = url.range(of: #"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^:]"#, options: .regularExpression) != nil
-        guard schemes.contains(where: lowered.hasPrefix) || scpLike, !url.contains(where: \.isWhitespace) else {
-            throw AspireError(.invalidParams, "plugin \(plugin): git '\(url)' is not a git URL (https://, ssh://, git://, file:// or user@host:path)")
-        }
-        guard ref.isEmpty || (!ref.hasPrefix("-") && !ref.contains("..") && ref.allSatisfy { $0.isLetter || $0.isNumber || "._/-+".contains($0) }) else {
-            throw AspireError(.invalidParams, "plugin \(plugin): ref '\(ref)' is not a branch or tag name")
-        }
-    }
-
     var description: String { self.git.isEmpty ? "\(self.url) (\(self.checksum))" : "\(self.git)\(self.ref.isEmpty ? "" : " @ \(self.ref)")" }
 }
 
@@ -72,9 +39,21 @@ public actor PluginManager {
         /// Name → the source its files came from.
         var installed: [String: PluginSource] = [:]
         var disabled: [String: Date] = [:]
+
+        /// What runs: each plugin of the set whose files are there, with the settings of the
+        /// set and the source its files came from (an older one when the newest could not be
+        /// fetched).
+        var runnable: [PluginConfig] {
+            self.plugins.compactMap { config in
+                guard let source = self.installed[config.name] else { return nil }
+                var config = config
+                config.source = source
+                return config
+            }
+        }
     }
 
-    public let runner: PluginRunner
+    public nonisolated let runner: PluginRunner
     public let directory: String
     let statePath: String
     let logger: Logger
@@ -95,7 +74,7 @@ public actor PluginManager {
         }
         let runner = PluginRunner(directory: directory, host: host, bash: bash, logger: logger)
         do {
-            try runner.configure(saved.plugins.filter { saved.installed[$0.name] == $0.source })
+            try runner.configure(saved.runnable)
             runner.restore(disabled: saved.disabled)
         } catch {
             logger.error("saved plugins refused", metadata: ["error": "\(error.cause)"])
@@ -186,9 +165,9 @@ public actor PluginManager {
         for plugin in params.plugins {
             let config = PluginConfig(plugin)
             do throws(AspireError) {
-                try PathName.check(config.name, field: "plugin name")
+                try plugin.check(code: .invalidParams)
                 guard names.insert(config.name).inserted else { throw AspireError(.invalidParams, "two plugins are named '\(config.name)'") }
-                try config.source.check(plugin: config.name)
+                if !plugin.url.isEmpty { _ = try PackageSource(plugin.url) }
                 guard Account.user(named: config.user) != nil else {
                     throw AspireError(.unknownUser, "plugin \(config.name): no user '\(config.user)' on this host")
                 }
@@ -211,15 +190,11 @@ public actor PluginManager {
             installed[name] = nil
             try? FileManager.default.removeItem(atPath: "\(self.directory)/\(name)")
         }
-        // What runs: each plugin whose files are there, with its new settings.
-        let running = configs.filter { installed[$0.name] != nil }.map { config in
-            var config = config
-            config.source = installed[config.name] ?? config.source
-            return config
-        }
+        self.saved = Saved(digest: params.digest, plugins: configs, installed: installed)
+        let running = self.saved.runnable
         try self.runner.configure(running)
-        self.saved = Saved(digest: params.digest, plugins: configs, installed: installed, disabled: self.runner.disabled)
-        try self.save()
+        // Saved with what stays disabled (a plugin gone from the set is forgotten).
+        try self.saveDisabled()
         self.savedDigest.withLock { $0 = params.digest }
         self.logger.notice("plugins set", metadata: ["plugins": "\(running.count)", "refused": "\(refused.count)"])
         let data = Self.json(["plugins": running.map(\.name)])
@@ -240,7 +215,7 @@ public actor PluginManager {
         }
         try await self.install(config)
         self.saved.installed[name] = config.source
-        try self.runner.configure(self.saved.plugins.filter { self.saved.installed[$0.name] != nil })
+        try self.runner.configure(self.saved.runnable)
         try self.save()
         return .success(id: id, data: Self.json(["plugin": name, "source": config.source.description]), message: "plugin \(name) updated", started: started)
     }
