@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import RPC
+import SwiftProtobuf
 
 #if canImport(Glibc)
 import Glibc
@@ -69,31 +70,25 @@ struct LocalControl {
 
     private func plugin(_ action: String, _ query: Parameters) async -> Response {
         let id = "local:\(UUID().uuidString.lowercased())"
-        var params = Aspire_V1_PluginParams()
-        params.name = query.get("name") ?? ""
+        let method = "plugin.\(action)"
+        // Read as a task's parameters are, by the same code: the keys the action takes (the
+        // seed's callers also send ns and repo, which mean nothing here).
+        let keys = ["run": ["name", "timeout", "param"], "disable": ["name", "seconds"]][action] ?? ["name"]
+        var parameters = Google_Protobuf_Struct()
+        for key in keys {
+            if let value = query.get(key) { parameters.fields[key] = Google_Protobuf_Value(stringValue: value) }
+        }
         let result: Aspire_V1_CommandResult
         do throws(AspireError) {
-            try PathName.check(params.name, field: "plugin name")
-            func number(_ key: String, _ range: ClosedRange<Int32>) throws(AspireError) -> Int32 {
-                guard let text = query.get(key) else { return 0 }
-                guard let value = Int32(text), range.contains(value) else {
-                    throw AspireError(.invalidParams, "\(key) must be a whole number from \(range.lowerBound) to \(range.upperBound)")
-                }
-                return value
-            }
-            params.timeout = try number("timeout", 0...86400)
-            params.param = query.get("param") ?? ""
-            params.disableSeconds = try number("seconds", 0...(86400 * 365))
-            var command = Aspire_V1_Command()
+            var command = try CommandParameters.command(method: method, parameters: parameters)
             command.id = id
-            command.method = "plugin.\(action)"
-            command.plugins = params
             result = await self.runtime.plugins.perform(command)
         } catch {
             result = .failed(id: id, error.code, error.cause)
         }
+        let name = query.get("name") ?? ""
         self.logger.info(
-            "local control", metadata: ["control.action": "plugin.\(action)", "plugin": "\(params.name)", "command.retcode": "\(result.retcode)"]
+            "local control", metadata: ["control.action": "\(method)", "plugin": "\(name)", "command.retcode": "\(result.retcode)"]
         )
         let status: HTTPResponse.Status =
             switch (result.resp, ErrorCode(rawValue: result.retcode)) {

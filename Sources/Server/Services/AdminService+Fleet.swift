@@ -132,11 +132,12 @@ extension AdminService {
         return response
     }
 
-    static func page(offset: Int32, limit: Int32, descending: Bool) throws(AspireError) -> Page {
-        guard offset >= 0, limit >= 0, limit <= 1000 else {
-            throw AspireError(.badRequest, "offset must not be negative and limit must be from 0 to 1000")
+    /// A request's paging: a limit of 0 is `defaultLimit`.
+    static func page(offset: Int32, limit: Int32, descending: Bool, defaultLimit: Int = 50, maxLimit: Int32 = 1000) throws(AspireError) -> Page {
+        guard offset >= 0, limit >= 0, limit <= maxLimit else {
+            throw AspireError(.badRequest, "offset must not be negative and limit must be from 0 to \(maxLimit)")
         }
-        return Page(offset: Int(offset), limit: limit == 0 ? 50 : Int(limit), ascending: !descending)
+        return Page(offset: Int(offset), limit: limit == 0 ? defaultLimit : Int(limit), ascending: !descending)
     }
 }
 

@@ -8,6 +8,7 @@ public import RPC
 extension AdminService {
     public func createPlugin(request: Aspire_V1_CreatePluginRequest, context: ServerContext) async throws -> Aspire_V1_PluginInfo {
         var plugin = request.plugin
+        // Before the store is asked for its package: the name is part of what it is asked.
         try PathName.check(plugin.name, field: "plugin name", code: .badRequest)
         if !request.package.isEmpty || (plugin.url.hasPrefix(SQLStore.packageURLPrefix) && plugin.checksum.isEmpty) {
             guard plugin.git.isEmpty else { throw AspireError(.badRequest, "plugin '\(plugin.name)': give a package or git, not both") }
@@ -51,9 +52,7 @@ extension AdminService {
     }
 
     public func queryMetrics(request: Aspire_V1_QueryMetricsRequest, context: ServerContext) async throws -> Aspire_V1_QueryMetricsResponse {
-        guard request.offset >= 0 else { throw AspireError(.badRequest, "offset must not be negative") }
-        guard (0...10_000).contains(request.limit) else { throw AspireError(.badRequest, "limit must be from 1 to 10000") }
-        let page = Page(offset: Int(request.offset), limit: request.limit == 0 ? 1000 : Int(request.limit))
+        let page = try Self.page(offset: request.offset, limit: request.limit, descending: false, defaultLimit: 1000, maxLimit: 10_000)
         let listing = try await self.store.metrics(
             agentSN: request.agentSn.isEmpty ? nil : request.agentSn, prefix: request.prefix.isEmpty ? nil : request.prefix, page: page
         )
@@ -79,31 +78,12 @@ extension AdminService {
     }
 
     static func pluginRecord(_ plugin: Aspire_V1_Plugin, agents: [String], tags: [String: String]) throws(AspireError) -> PluginRecord {
-        let name = plugin.name
-        switch (plugin.url.isEmpty, plugin.git.isEmpty) {
-        case (false, true):
-            guard CommandParameters.isSHA256(plugin.checksum) else {
-                throw AspireError(.badRequest, "plugin '\(name)': url needs checksum SHA256:<64 hex digits> (or name a package of the store)")
-            }
-            let scheme = URL(string: plugin.url)?.scheme?.lowercased() ?? ""
-            guard ["http", "https", "file", "aspire"].contains(scheme) else {
-                throw AspireError(.badRequest, "plugin '\(name)': url '\(plugin.url)' must be http(s)://, file:// or aspire://package/OS/ARCH/FILE")
-            }
-        case (true, false):
-            guard plugin.checksum.isEmpty else { throw AspireError(.badRequest, "plugin '\(name)': a git plugin has no checksum (pin it with ref)") }
-        case (true, true):
-            throw AspireError(.badRequest, "plugin '\(name)' has no source: give url and checksum, a package and version, or git")
-        case (false, false):
-            throw AspireError(.badRequest, "plugin '\(name)': give url or git, not both")
-        }
-        guard plugin.period >= 0, plugin.timeout >= 0 else {
-            throw AspireError(.badRequest, "plugin '\(name)': period and timeout must not be negative")
-        }
+        try plugin.check(code: .badRequest)
         var plugin = plugin
         if plugin.user.isEmpty { plugin.user = "nobody" }
         if plugin.timeout == 0 { plugin.timeout = 10 }
-        try Self.checkAccountNames([plugin.user], owner: "plugin '\(name)'")
-        try Self.checkTargets(agents: agents, tags: tags, owner: "plugin '\(name)'")
+        try Self.checkAccountNames([plugin.user], owner: "plugin '\(plugin.name)'")
+        try Self.checkTargets(agents: agents, tags: tags, owner: "plugin '\(plugin.name)'")
         return PluginRecord(plugin: plugin, agents: Array(Set(agents)).sorted(), selector: tags)
     }
 }

@@ -112,19 +112,14 @@ extension SQLStore {
 
     /// Changes whenever a plugin is created, changed or deleted, on any node.
     public func pluginRevision() async throws -> String {
-        try await self.engine.withConnection { database in
-            guard let row = try await database.raw("SELECT COUNT(*) AS n, CAST(COALESCE(SUM(gmt_modify), 0) AS BIGINT) AS total FROM plugins").first() else {
-                return "0:0"
-            }
-            return "\(try row.decode(column: "n", as: Int64.self)):\(try row.decode(column: "total", as: Int64.self))"
-        }
+        try await self.revision(of: "plugins")
     }
 
     static func plugin(from row: any SQLRow) throws -> PluginRecord {
         var record = PluginRecord(
             plugin: try Aspire_V1_Plugin(jsonString: try row.decode(column: "definition", as: String.self)),
-            agents: (try? JSONDecoder().decode([String].self, from: Data(try row.decode(column: "agents", as: String.self).utf8))) ?? [],
-            selector: (try? JSONDecoder().decode([String: String].self, from: Data(try row.decode(column: "selector", as: String.self).utf8))) ?? [:]
+            agents: Self.jsonColumn(row, "agents", default: []),
+            selector: Self.jsonColumn(row, "selector", default: [:])
         )
         record.created = try row.decode(column: "gmt_create", as: Int64.self)
         record.modified = try row.decode(column: "gmt_modify", as: Int64.self)
@@ -186,7 +181,7 @@ extension SQLStore {
                 MetricRecord(
                     agentSN: try row.decode(column: "agentsn", as: String.self),
                     name: try row.decode(column: "name", as: String.self),
-                    tags: (try? JSONDecoder().decode([String: String].self, from: Data(try row.decode(column: "tags", as: String.self).utf8))) ?? [:],
+                    tags: Self.jsonColumn(row, "tags", default: [:]),
                     value: try row.decode(column: "value", as: Double.self),
                     timestamp: try row.decode(column: "ts", as: Int64.self),
                     received: try row.decode(column: "gmt_receive", as: Int64.self)

@@ -136,11 +136,20 @@ extension SQLStore {
         }
     }
 
-    /// Changes whenever a schedule is created, changed or deleted (on any node): the count and
-    /// the sum of modification times, which only move forward.
+    /// Changes whenever a schedule is created, changed or deleted (on any node).
     public func scheduleRevision() async throws -> String {
+        try await self.revision(of: "schedules")
+    }
+
+    /// A table's revision: the count of its rows and the sum of their modification times, which
+    /// only move forward — so it changes with every insert, update and delete, on any node.
+    func revision(of table: String) async throws -> String {
         try await self.engine.withConnection { database in
-            guard let row = try await database.raw("SELECT COUNT(*) AS n, CAST(COALESCE(SUM(gmt_modify), 0) AS BIGINT) AS total FROM schedules").first() else {
+            guard
+                let row = try await database.raw(
+                    "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(gmt_modify), 0) AS BIGINT) AS total FROM \(unsafeRaw: table)"
+                ).first()
+            else {
                 return "0:0"
             }
             return "\(try row.decode(column: "n", as: Int64.self)):\(try row.decode(column: "total", as: Int64.self))"
@@ -236,14 +245,19 @@ extension SQLStore {
             group: try row.decode(column: "group", as: String.self),
             command: try row.decode(column: "command", as: String.self),
             timeout: try row.decode(column: "timeout", as: Int.self),
-            agents: (try? JSONDecoder().decode([String].self, from: Data(try row.decode(column: "agents", as: String.self).utf8))) ?? [],
-            selector: (try? JSONDecoder().decode([String: String].self, from: Data(try row.decode(column: "selector", as: String.self).utf8))) ?? [:],
+            agents: Self.jsonColumn(row, "agents", default: []),
+            selector: Self.jsonColumn(row, "selector", default: [:]),
             enabled: try row.decode(column: "enabled", as: Int.self) != 0
         )
         record.id = try row.decode(column: "id", as: Int.self)
         record.created = try row.decode(column: "gmt_create", as: Int64.self)
         record.modified = try row.decode(column: "gmt_modify", as: Int64.self)
         return record
+    }
+
+    /// A column holding JSON (a list of AgentSNs, a tag map); `default` when it cannot be read.
+    static func jsonColumn<Value: Decodable>(_ row: any SQLRow, _ column: String, default value: Value) -> Value {
+        (try? JSONDecoder().decode(Value.self, from: Data(try row.decode(column: column, as: String.self).utf8))) ?? value
     }
 
     static func encodeJSON(_ value: some Encodable) throws -> String {

@@ -1,0 +1,44 @@
+public import Foundation
+
+extension Aspire_V1_Plugin {
+    /// The checks a plugin's definition must pass, the same on the server (when it is stored,
+    /// `code` 130003) and on the agent (when a set arrives, 3021): its name is a path name, its
+    /// source is an archive URL with a SHA256 checksum or a git URL with an optional ref (never
+    /// both, never a URL git would read as an option), and its period and timeout are not negative.
+    public func check(code: ErrorCode) throws(AspireError) {
+        try PathName.check(self.name, field: "plugin name", code: code)
+        let owner = "plugin '\(self.name)'"
+        switch (self.url.isEmpty, self.git.isEmpty) {
+        case (false, true):
+            guard CommandParameters.isSHA256(self.checksum) else {
+                throw AspireError(code, "\(owner): url needs checksum SHA256:<64 hex digits> (or name a package of the store)")
+            }
+            let scheme = URL(string: self.url)?.scheme?.lowercased() ?? ""
+            guard ["http", "https", "file", "aspire"].contains(scheme) else {
+                throw AspireError(code, "\(owner): url '\(self.url)' must be http(s)://, file:// or aspire://package/OS/ARCH/FILE")
+            }
+        case (true, false):
+            guard self.checksum.isEmpty else { throw AspireError(code, "\(owner): a git plugin has no checksum (pin it with ref)") }
+            let lowered = self.git.lowercased()
+            // scp-like user@host:path, as in the seed's git@git.example.com:team/plugin.git
+            let scpLike = self.git.range(of: #"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^:]"#, options: .regularExpression) != nil
+            guard ["https://", "http://", "ssh://", "git://", "file://"].contains(where: lowered.hasPrefix) || scpLike,
+                !self.git.contains(where: \.isWhitespace)
+            else {
+                throw AspireError(code, "\(owner): git '\(self.git)' is not a git URL (https://, ssh://, git://, file:// or user@host:path)")
+            }
+            guard self.ref.isEmpty
+                || (!self.ref.hasPrefix("-") && !self.ref.contains("..") && self.ref.allSatisfy { $0.isLetter || $0.isNumber || "._/-+".contains($0) })
+            else {
+                throw AspireError(code, "\(owner): ref '\(self.ref)' is not a branch or tag name")
+            }
+        case (true, true):
+            throw AspireError(code, "\(owner) has no source: give url and checksum, a package and version, or git")
+        case (false, false):
+            throw AspireError(code, "\(owner): give url or git, not both")
+        }
+        guard self.period >= 0, self.timeout >= 0 else {
+            throw AspireError(code, "\(owner): period and timeout must not be negative")
+        }
+    }
+}
