@@ -167,7 +167,10 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayTests",
-            dependencies: ["Gateway", "RPC", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "Gateway", "RPC", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             swiftSettings: upcoming
         ),
         .testTarget(name: "CronTests", dependencies: ["Cron"], swiftSettings: upcoming),

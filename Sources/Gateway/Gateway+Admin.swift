@@ -158,7 +158,11 @@ extension Gateway {
                 "hosts": ["total": Int(answer.hostsTotal), "online": Int(answer.hostsOnline), "offline": Int(answer.hostsOffline)],
                 "connected_here": Int(answer.connectedHere),
                 "deployments": answer.deployments.map { deployment in
-                    ["name": deployment.name, "version": deployment.version, "hosts": Int(deployment.hosts), "running": Int(deployment.running)]
+                    [
+                        "name": deployment.name, "version": deployment.version, "hosts": Int(deployment.hosts),
+                        "running": Int(deployment.running), "stoped": Int(deployment.stopped), "fatal": Int(deployment.fatal),
+                        "killed": Int(deployment.killed),
+                    ]
                 },
             ])
 

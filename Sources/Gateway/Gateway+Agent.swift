@@ -35,7 +35,14 @@ extension Gateway {
                 throw AspireError(.badRequest, "name the host: agentsn, X-Agent-SN or hostname")
             }
             let answer = try await self.poll.report(message, metadata: metadata)
-            return Answer.json(["errcode": 0, "jobs": answer.commands.map(RESTJSON.job)], status: 200)
+            let jobs = answer.commands.map { command in
+                var job = RESTJSON.job(command)
+                if case .subagent(let params)? = command.params, let link = self.downloadURL(for: params.url, request: request) {
+                    job["url"] = link
+                }
+                return job
+            }
+            return Answer.json(["errcode": 0, "jobs": jobs], status: 200)
 
         case .agentJobResult:
             let value = try await self.jsonBody(request, route: route)

@@ -63,3 +63,47 @@ extension Gateway {
         return Response(status: .ok, headers: headers, body: body)
     }
 }
+
+/// Links for the seed's plain-HTTP agents: they cannot fetch `aspire://package/...`, so their
+/// jobs name this gateway's download route instead, signed with the enrollment token when the
+/// gateway holds it (see ``DownloadLink``).
+extension Gateway {
+    /// The http(s) url on the host and port the agent reached for a store url; nil for any
+    /// other url, or when the request names no host.
+    func downloadURL(for url: String, request: Request) -> String? {
+        let expires = Int64(Date().timeIntervalSince1970) + DownloadLink.lifetime
+        guard let link = DownloadLink(storeURL: url, expires: expires),
+            let authority = request.head.authority, !authority.isEmpty
+        else { return nil }
+        let scheme = request.headers[HTTPField.Name("X-Forwarded-Proto")!]?.lowercased() == "https" ? "https" : "http"
+        let parts = link.path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        var query = zip(["os", "arch", "file"], parts).map { "\($0)=\(Self.queryEncoded($1))" }
+        if let key = self.configuration.agentToken {
+            query += ["expires=\(link.expires)", "sig=\(link.signature(key: key))"]
+        }
+        return "\(scheme)://\(authority)/api/v1/server/package/download?\(query.joined(separator: "&"))"
+    }
+
+    /// The enrollment token's metadata for a download by a valid link; nil when the request
+    /// carries no link (then it needs a bearer token).
+    func downloadLinkMetadata(_ request: Request) throws -> Metadata? {
+        let query = Query(request)
+        let signature = query.string("sig")
+        guard !signature.isEmpty else { return nil }
+        guard let key = self.configuration.agentToken else {
+            throw AspireError(.unauthenticated, "this gateway does not hand out download links; send 'Authorization: Bearer <enrollment token>'")
+        }
+        let path = ["os", "arch", "file"].map { query.string($0) }.joined(separator: "/")
+        let link = DownloadLink(path: path, expires: try query.integer("expires") ?? 0)
+        guard link.isValid(signature: signature, key: key) else {
+            throw AspireError(.unauthenticated, "the download link is not valid or has expired; the agent's next status report brings a new one")
+        }
+        return ["authorization": .string("Bearer \(key)")]
+    }
+
+    /// Percent-encodes all but RFC 3986's unreserved characters (a `+` would read as a space).
+    private static func queryEncoded(_ value: String) -> String {
+        let unreserved = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
+        return value.addingPercentEncoding(withAllowedCharacters: unreserved) ?? value
+    }
+}

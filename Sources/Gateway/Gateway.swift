@@ -71,6 +71,9 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
             let metadata = try self.adminMetadata(request)
             return try await self.handleAdmin(route, request: request, context: context, metadata: metadata)
         case .adminOrAgent:
+            if let metadata = try self.downloadLinkMetadata(request) {
+                return try await self.handleDownload(request, metadata: metadata)
+            }
             guard let header = request.headers[.authorization], Secret.bearerToken(header) != nil else {
                 throw AspireError(.unauthenticated, "send 'Authorization: Bearer <enrollment token or admin token>'")
             }

@@ -153,7 +153,10 @@ enum RESTJSON {
             var limits: [String: String] = [:]
             if !params.limits.cpu.isEmpty { limits["CPU"] = params.limits.cpu }
             if !params.limits.memory.isEmpty { limits["memory"] = params.limits.memory }
+            if !params.limits.pids.isEmpty { limits["pids"] = params.limits.pids }
             if !limits.isEmpty { job["limits"] = limits }
+            if !params.user.isEmpty { job["user"] = params.user }
+            if !params.group.isEmpty { job["group"] = params.group }
         case .config(let params)?:
             job["action"] = "config"
             if !params.svrlist.isEmpty { job["svrlist"] = params.svrlist }

@@ -208,8 +208,11 @@ public enum OpenAPI {
             required: ["id", "agentsn", "localid", "occured"]
         ),
         "Deployment": .object(
-            ["name": .string, "version": .string, "hosts": .integer, "running": .integer],
-            required: ["name", "version", "hosts", "running"]
+            [
+                "name": .string, "version": .string, "hosts": .integer, "running": .integer, "stoped": .integer, "fatal": .integer,
+                "killed": .integer,
+            ],
+            required: ["name", "version", "hosts", "running", "stoped", "fatal", "killed"]
         ),
         "AgentStatus": .object(
             [

@@ -122,13 +122,17 @@ public enum Route: String, CaseIterable, Sendable {
                 method: "GET", path: "/api/v1/server/package/download",
                 summary: """
                     The file of a stored package version, as application/octet-stream with its length. Agents give this \
-                    URL as a sub-agent's http(s) url and send their enrollment token; operators may use the admin token.
+                    URL as a sub-agent's http(s) url and send their enrollment token; operators may use the admin token. \
+                    The seed's plain-HTTP agents, which send no token, get this URL in their install and upgrade jobs \
+                    with expires and sig: such a link opens that one file for a day without a token.
                     """,
                 access: .adminOrAgent,
                 query: [
                     Self.query("os", .string, "OS, e.g. linux.", required: true),
                     Self.query("arch", .string, "Architecture, e.g. x86_64.", required: true),
                     Self.query("file", .string, "File name in the store.", required: true),
+                    Self.query("expires", .integer, "A job's link: when it stops working (seconds since 1970)."),
+                    Self.query("sig", .string, "A job's link: its signature (no bearer token needed with it)."),
                 ],
                 response: .binary
             )

@@ -64,6 +64,9 @@ struct Deploy: AsyncParsableCommand {
     @Option(help: "Memory limit, e.g. 20M.")
     var memory: String?
 
+    @Option(help: "Most processes at once, e.g. 64 (enforced where cgroups are).")
+    var pids: String?
+
     @Option(help: "Run it as this user (default root).")
     var user: String?
 
@@ -114,6 +117,7 @@ struct Deploy: AsyncParsableCommand {
         var limits = Google_Protobuf_Struct()
         if let cpu { limits.fields["CPU"] = Google_Protobuf_Value(stringValue: cpu) }
         if let memory { limits.fields["memory"] = Google_Protobuf_Value(stringValue: memory) }
+        if let pids { limits.fields["pids"] = Google_Protobuf_Value(stringValue: pids) }
         if !limits.fields.isEmpty { parameters.fields["limits"] = Google_Protobuf_Value(structValue: limits) }
         if let user { parameters.fields["user"] = Google_Protobuf_Value(stringValue: user) }
         if let group { parameters.fields["group"] = Google_Protobuf_Value(stringValue: group) }

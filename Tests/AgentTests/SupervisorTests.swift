@@ -464,6 +464,16 @@ struct SupervisorTests {
         let result = await world.install(supervisor, "Bare", "1.0", package: bare)
         #expect(result.retcode == ErrorCode.badPackage.rawValue)
         #expect(result.message.contains("no control script"), "\(result.message)")
+
+        // A user that may not enter the agents root: said in words, nothing left installed.
+        chmod(world.base, 0o700)
+        defer { chmod(world.base, 0o755) }
+        var asNobody = SupervisorWorld.command("agent.install", name: "Good", version: "1.0", url: "file://\(package.path)", checksum: package.checksum)
+        asNobody.subagent.user = "nobody"
+        let refused = await supervisor.perform(asNobody)
+        #expect(refused.retcode == ErrorCode.startFailed.rawValue, "\(refused.message)")
+        #expect(refused.message.contains("cannot run as nobody: it may not enter \(world.base);"), "\(refused.message)")
+        #expect(supervisor.statuses.isEmpty)
     }
 
     @Test("command:// runs the install command, which lays the version out itself")

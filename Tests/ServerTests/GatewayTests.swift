@@ -1,6 +1,9 @@
 import Fleet
 import Crypto
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Gateway
 import RPC
 import Testing
@@ -315,6 +318,83 @@ struct GatewayTests {
         answer = try await agent.call("POST", "/agent/job/result", json: [["errcode": 0]], headers: ["X-Agent-SN": "9b62aabb-eda4-4d62-b036-b605d887bde3"])
         let refusal = try answer.object
         #expect(answer.status == 400 && refusal["errcode"] as? Int == Int(ErrorCode.badRequest.rawValue))
+    }
+
+    @Test("The seed's plain-HTTP agent gets store packages as signed links it can fetch without a token; a job without a version takes its file name's")
+    func seedAgentPackages() async throws {
+        let directory = try makeTemporaryDirectory("gateway-seed-packages")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.47")
+        defer { Task { await node.process.stop() } }
+        let rest = try RESTClient(node)
+        var agent = try RESTClient(node)
+        agent.token = nil
+        let sn = "5c0ffee0-1111-4222-8333-944445555666"
+        let bytes = Data((0 ..< 300_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) })
+        let sha256 = SHA256.hash(data: bytes).hexString
+        _ = try await rest.ok(
+            "POST", "/api/v1/server/package?name=MiniAgent&version=1.0&os=linux&arch=x86_64&file=MiniAgent%2B1.0.tar.gz&sha256=\(sha256)",
+            body: bytes, contentType: "application/octet-stream"
+        )
+        // The host reports sub-agents in every state; the dashboard counts them.
+        let report: [String: Any] = [
+            "hostname": "seed-7", "version": "bootagent-1.2.4",
+            "agents": [
+                ["name": "A", "version": "1", "status": "running"], ["name": "B", "version": "1", "status": "fatal"],
+                ["name": "C", "version": "2", "status": "killed"], ["name": "D", "version": "1", "status": "stoped"],
+            ],
+        ]
+        _ = try await agent.call("POST", "/agent/status", json: report, headers: ["X-Agent-SN": sn])
+        let dashboard = try await rest.ok("GET", "/api/v1/server/dashboard")
+        let counts = try #require(dashboard["deployments"] as? [[String: Any]]).map { deployment in
+            ["running", "stoped", "fatal", "killed"].map { deployment[$0] as? Int ?? -1 }
+        }
+        #expect(counts == [[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0, 1, 0, 0]])
+
+        // An install from the store: the job names this gateway's download route, signed.
+        _ = try await rest.ok("POST", "/api/v1/server/task", json: ["command": "install", "agents": [sn], "parameters": ["name": "MiniAgent", "version": "1.0"]])
+        var answer = try await agent.call("POST", "/agent/status", json: report, headers: ["X-Agent-SN": sn])
+        let job = try #require((try answer.object["jobs"] as? [[String: Any]])?.first)
+        let link = try #require(job["url"] as? String)
+        #expect(link.hasPrefix("http://\(node.httpAddress)/api/v1/server/package/download?os=linux&arch=x86_64&file=MiniAgent%2B1.0.tar.gz&expires="))
+        #expect(job["checksum"] as? String == "SHA256:\(sha256)" && job["version"] as? String == "1.0")
+        func fetch(_ url: String) async throws -> (Int, Data) {
+            let (data, response) = try await URLSession.shared.data(from: URL(string: url)!)
+            return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
+        }
+        let (status, fetched) = try await fetch(link)
+        #expect(status == 200 && SHA256.hash(data: fetched).hexString == sha256)
+        // A changed signature, another file under the same signature, or no signature: refused.
+        let signature = try #require(link.split(separator: "sig=").last)
+        let forged = link.dropLast() + (signature.last == "0" ? "1" : "0")
+        let other = link.replacingOccurrences(of: "MiniAgent%2B1.0.tar.gz", with: "Other-1.0.tar.gz")
+        let unsigned = link.components(separatedBy: "&expires=")[0]
+        for url in [String(forged), other, unsigned] {
+            let (refused, body) = try await fetch(url)
+            #expect(refused == 401, "\(url): \(String(decoding: body, as: UTF8.self))")
+            #expect(!body.contains(bytes.prefix(64)))
+        }
+
+        // The seed's own job body names no version: its package file name gives it.
+        _ = try await rest.ok(
+            "POST", "/api/v1/server/task",
+            json: [
+                "command": "upgrade", "agents": [sn],
+                "parameters": [
+                    "name": "BasicAgent", "url": "ftp://server:21/BasicAgent/BasicAgent-1.5.6..rpm",
+                    "checksum": "SHA256:4a34b8d7d3009bb9ef9475fbf33e7bbe4a1e8db003aefc578a241c2f51c2c2f2",
+                ],
+            ]
+        )
+        answer = try await agent.call("POST", "/agent/status", json: report, headers: ["X-Agent-SN": sn])
+        let upgrade = try #require((try answer.object["jobs"] as? [[String: Any]])?.first { $0["action"] as? String == "upgrade" })
+        #expect(upgrade["version"] as? String == "1.5.6" && upgrade["url"] as? String == "ftp://server:21/BasicAgent/BasicAgent-1.5.6..rpm")
+        let cause = try await rest.fails(
+            "POST", "/api/v1/server/task",
+            json: ["command": "install", "agents": [sn], "parameters": ["name": "BasicAgent", "url": "http://repo/latest.rpm", "checksum": "SHA256:" + sha256]],
+            http: 400, code: .badRequest
+        )
+        #expect(cause.contains("give a version"))
     }
 
     @Test("Hosts, tags, regions, events, connected agents and the sync command route, with a real agent")

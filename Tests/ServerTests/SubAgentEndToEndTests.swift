@@ -81,7 +81,7 @@ struct SubAgentEndToEndTests {
         defer { Self.cleanUp(cgroupParents: parents) }
         func agentArguments(_ index: Int) -> [String] {
             [
-                "--agents-root", "\(directory)/agent\(index)/agents", "--cgroup-parent", parents[index],
+                "--agents-root", "\(directory)/agents\(index)", "--cgroup-parent", parents[index],
                 "--check-interval", "1", "--restart-holdoff", "0", "--health-window", "1",
             ]
         }
@@ -170,13 +170,29 @@ struct SubAgentEndToEndTests {
             "POST", "/api/v1/server/task",
             json: [
                 "command": "upgrade", "agents": agents.map(\.agentSN),
-                "parameters": ["name": "MiniAgent", "version": "1.1", "url": rest.base + route, "checksum": "SHA256:\(sha256)"],
+                "parameters": [
+                    "name": "MiniAgent", "version": "1.1", "url": rest.base + route, "checksum": "SHA256:\(sha256)",
+                    "user": "nobody", "limits": ["memory": "64M", "pids": "32"],
+                ],
             ]
         )
         let upgraded = try await node.waitForTask(Int64(try #require(upgrade["id"] as? Int)), timeout: .seconds(60))
         for subtask in upgraded.subtasks {
             #expect(subtask.status == "succeeded", "\(subtask.agentSn): \(subtask.result.message)")
             #expect(subtask.result.message.contains("upgraded MiniAgent from 1.0 to 1.1"), "\(subtask.result.message)")
+        }
+        // The task's user reached the hosts: the new version runs as nobody.
+        let nobody = try #require(getpwnam("nobody")).pointee.pw_uid
+        for agent in agents {
+            var upgradedPID = 0
+            try await eventually(timeout: .seconds(20), "\(agent.agentSN) reporting 1.1") {
+                let shown = try await Self.subAgent(rest, agent.agentSN, "MiniAgent")
+                upgradedPID = shown?["version"] as? String == "1.1" ? shown?["pid"] as? Int ?? 0 : 0
+                return upgradedPID > 0
+            }
+            let status = try String(contentsOfFile: "/proc/\(upgradedPID)/status", encoding: .utf8)
+            let uid = status.split(separator: "\n").first { $0.hasPrefix("Uid:") }?.split(separator: "\t").dropFirst().first
+            #expect(uid.map(String.init) == String(nobody), "\(agent.agentSN): \(status.prefix(400))")
         }
 
         // Uninstall through REST removes it from both hosts.
@@ -187,7 +203,7 @@ struct SubAgentEndToEndTests {
         let removed = try await node.waitForTask(Int64(try #require(removal["id"] as? Int)), timeout: .seconds(60))
         #expect(removed.subtasks.allSatisfy { $0.status == "succeeded" && $0.result.message.contains("uninstalled MiniAgent 1.1") })
         #expect(!Self.isAlive(pid), "uninstall stopped it")
-        #expect(!FileManager.default.fileExists(atPath: "\(directory)/agent0/agents/MiniAgent"))
+        #expect(!FileManager.default.fileExists(atPath: "\(directory)/agents0/MiniAgent"))
         try await eventually(timeout: .seconds(20), "the host view without the sub-agent") {
             try await Self.subAgent(rest, agents[1].agentSN, "MiniAgent") == nil
         }

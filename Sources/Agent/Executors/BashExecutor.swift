@@ -250,6 +250,26 @@ struct Identity {
         return (setpriv, ids + [executable] + arguments, options)
     }
 
+    /// The first directory on the way to `path` (itself included) that this identity may not
+    /// enter, or nil when it reaches it: a sub-agent as `nobody` under a 0700 directory fails
+    /// with a bare "Permission denied" otherwise.
+    func firstUnsearchable(on path: String) -> String? {
+        guard self.account.uid != 0 else { return nil }
+        var prefix = ""
+        for component in path.split(separator: "/") {
+            prefix += "/\(component)"
+            guard let attributes = try? FileManager.default.attributesOfItem(atPath: prefix),
+                attributes[.type] as? FileAttributeType == .typeDirectory,
+                let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue,
+                let owner = (attributes[.ownerAccountID] as? NSNumber)?.uint32Value,
+                let group = (attributes[.groupOwnerAccountID] as? NSNumber)?.uint32Value
+            else { continue }
+            let bit = owner == self.account.uid ? 0o100 : (group == self.gid || self.groups.contains(group)) ? 0o010 : 0o001
+            if mode & bit == 0 { return prefix }
+        }
+        return nil
+    }
+
     var environment: [String: String] {
         [
             "HOME": self.account.home,

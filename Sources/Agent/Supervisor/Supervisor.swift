@@ -717,7 +717,15 @@ public final class Supervisor: Sendable {
         let directory = self.versionDirectory(record)
         try self.checkControl(in: directory, origin: "\(record.name) \(record.version) has")
         let identity = try Identity.resolve(user: record.user, group: record.group)
-        if identity.needsSwitch { Self.chown(directory, to: identity) }
+        if identity.needsSwitch {
+            if let blocked = identity.firstUnsearchable(on: directory) {
+                throw AspireError(
+                    .startFailed,
+                    "\(record.name) cannot run as \(identity.account.name): it may not enter \(blocked); the agents root and the directories above it must be searchable by it (chmod o+x)"
+                )
+            }
+            Self.chown(directory, to: identity)
+        }
         try self.control.prepare(record.name, limits: record.limits)
         let oomKills = self.control.oomKills(of: record.name)
         let log = self.logPath(record.name)

@@ -29,6 +29,7 @@ public enum CommandParameters {
             bash.timeout = Int32(try fields.integer("timeout", range: 0 ... 86400 * 7) ?? 0)
             bash.user = try fields.string("user")
             bash.group = try fields.string("group")
+            try AccountName.check([bash.user, bash.group], owner: method, code: .invalidParams)
             command.bash = bash
             command.method = method
         case let name where name.hasPrefix("getinfo."):
@@ -41,10 +42,12 @@ public enum CommandParameters {
             command.getinfo = getinfo
             command.method = method
         case let action where self.subAgentActions.contains(action):
-            try fields.allow(["name", "version", "url", "checksum", "envs", "limits"])
+            try fields.allow(["name", "version", "url", "checksum", "envs", "limits", "user", "group"])
             var params = Aspire_V1_SubAgentParams()
             params.name = try fields.string("name", required: true)
+            try PathName.check(params.name, field: "\(method): name")
             params.version = try fields.string("version")
+            if !params.version.isEmpty { try PathName.check(params.version, field: "\(method): version") }
             params.url = try fields.string("url")
             params.checksum = try fields.string("checksum")
             if !params.checksum.isEmpty, !Self.isSHA256(params.checksum) {
@@ -52,11 +55,15 @@ public enum CommandParameters {
             }
             params.envs = try fields.stringMap("envs")
             let limits = try fields.stringMap("limits")
-            for key in limits.keys where !["cpu", "memory"].contains(key.lowercased()) {
-                throw AspireError(.invalidParams, "\(method): unknown limit '\(key)' (use CPU and memory)")
+            for key in limits.keys where !["cpu", "memory", "pids"].contains(key.lowercased()) {
+                throw AspireError(.invalidParams, "\(method): unknown limit '\(key)' (use CPU, memory and pids)")
             }
             params.limits.cpu = limits.first { $0.key.lowercased() == "cpu" }?.value ?? ""
             params.limits.memory = limits.first { $0.key.lowercased() == "memory" }?.value ?? ""
+            params.limits.pids = limits.first { $0.key.lowercased() == "pids" }?.value ?? ""
+            params.user = try fields.string("user")
+            params.group = try fields.string("group")
+            try AccountName.check([params.user, params.group], owner: method, code: .invalidParams)
             command.subagent = params
             command.method = "agent.\(action)"
         case "config":

@@ -12,3 +12,16 @@ public enum PathName {
         }
     }
 }
+
+/// User and group names that commands, sub-agents, schedules and plugins run as. Whether the
+/// host has them is the agent's to say; the server checks that they are names at all.
+public enum AccountName {
+    /// Empty names are skipped (they mean the default).
+    public static func check(_ names: [String], owner: String, code: ErrorCode = .badRequest) throws(AspireError) {
+        for name in names where !name.isEmpty {
+            guard name.utf8.count <= 64, !name.hasPrefix("-"), name.allSatisfy({ $0.isLetter || $0.isNumber || "._-$".contains($0) }) else {
+                throw AspireError(code, "\(owner): '\(name.prefix(80))' is not a user or group name")
+            }
+        }
+    }
+}

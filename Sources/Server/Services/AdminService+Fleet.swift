@@ -127,6 +127,9 @@ extension AdminService {
             deployment.version = record.version
             deployment.hosts = Int32(record.hosts)
             deployment.running = Int32(record.running)
+            deployment.stopped = Int32(record.stopped)
+            deployment.fatal = Int32(record.fatal)
+            deployment.killed = Int32(record.killed)
             return deployment
         }
         return response

@@ -82,7 +82,7 @@ extension AdminService {
         var plugin = plugin
         if plugin.user.isEmpty { plugin.user = "nobody" }
         if plugin.timeout == 0 { plugin.timeout = 10 }
-        try Self.checkAccountNames([plugin.user], owner: "plugin '\(plugin.name)'")
+        try AccountName.check([plugin.user], owner: "plugin '\(plugin.name)'")
         try Self.checkTargets(agents: agents, tags: tags, owner: "plugin '\(plugin.name)'")
         return PluginRecord(plugin: plugin, agents: Array(Set(agents)).sorted(), selector: tags)
     }

@@ -115,23 +115,13 @@ extension AdminService {
         }
         guard schedule.timeout >= 0 else { throw AspireError(.badRequest, "schedule '\(schedule.name)': timeout must not be negative") }
         let user = schedule.user.isEmpty ? "root" : schedule.user
-        try Self.checkAccountNames([user, schedule.group], owner: "schedule '\(schedule.name)'")
+        try AccountName.check([user, schedule.group], owner: "schedule '\(schedule.name)'")
         try Self.checkTargets(agents: agents, tags: tags, owner: "schedule '\(schedule.name)'")
         return ScheduleRecord(
             name: schedule.name, expression: schedule.expr, timeZone: schedule.tz, user: user, group: schedule.group,
             command: schedule.command, timeout: Int(schedule.timeout), agents: Array(Set(agents)).sorted(), selector: tags,
             enabled: !schedule.disabled
         )
-    }
-
-    /// User and group names a schedule or plugin runs as (empty ones are skipped): whether the
-    /// host has them is the agent's to say, but they must be names.
-    static func checkAccountNames(_ names: [String], owner: String) throws(AspireError) {
-        for name in names where !name.isEmpty {
-            guard name.utf8.count <= 64, !name.hasPrefix("-"), name.allSatisfy({ $0.isLetter || $0.isNumber || "._-$".contains($0) }) else {
-                throw AspireError(.badRequest, "\(owner): '\(name.prefix(80))' is not a user or group name")
-            }
-        }
     }
 
     /// The hosts a schedule or plugin is for: AgentSNs and/or tags, at least one.

@@ -37,6 +37,9 @@ public struct DeploymentRecord: Sendable, Hashable {
     public var version: String
     public var hosts: Int
     public var running: Int
+    public var stopped = 0
+    public var fatal = 0
+    public var killed = 0
 }
 
 extension SQLStore {
@@ -111,13 +114,16 @@ extension SQLStore {
         }
     }
 
-    /// Hosts per sub-agent name and version, and how many of them run it.
+    /// Hosts per sub-agent name and version, and how many of them are in each state.
     public func deployments() async throws -> [DeploymentRecord] {
         try await self.engine.withConnection { database in
             try await database.raw(
                 """
                 SELECT name, version, COUNT(*) AS hosts,
-                       SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END) AS running
+                       SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END) AS running,
+                       SUM(CASE WHEN status = 'stoped' THEN 1 ELSE 0 END) AS stopped,
+                       SUM(CASE WHEN status = 'fatal' THEN 1 ELSE 0 END) AS fatal,
+                       SUM(CASE WHEN status = 'killed' THEN 1 ELSE 0 END) AS killed
                 FROM hosts_agents GROUP BY name, version ORDER BY name, version
                 """
             ).all().map { row in
@@ -125,7 +131,10 @@ extension SQLStore {
                     name: try row.decode(column: "name", as: String.self),
                     version: try row.decode(column: "version", as: String.self),
                     hosts: try row.decode(column: "hosts", as: Int.self),
-                    running: try row.decode(column: "running", as: Int.self)
+                    running: try row.decode(column: "running", as: Int.self),
+                    stopped: try row.decode(column: "stopped", as: Int.self),
+                    fatal: try row.decode(column: "fatal", as: Int.self),
+                    killed: try row.decode(column: "killed", as: Int.self)
                 )
             }
         }

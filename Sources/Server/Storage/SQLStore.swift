@@ -401,7 +401,7 @@ extension SQLStore {
     }
 
     /// How agents name a file of the store.
-    public static let packageURLPrefix = "aspire://package/"
+    public static let packageURLPrefix = DownloadLink.storeURLPrefix
 
     /// The one package of the store a command or plugin names: by `name` and `version`, or by
     /// its `aspire://package/OS/ARCH/FILE` url. Errors say what to give instead.

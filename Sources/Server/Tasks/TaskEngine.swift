@@ -107,14 +107,26 @@ public final class TaskEngine: Service {
 
     /// An install or upgrade without a url installs a package of the store: its url
     /// (`aspire://package/OS/ARCH/FILE`, fetched over the agent's own connection) and checksum
-    /// are filled in from the store, and kept in the task as sent.
+    /// are filled in from the store, and kept in the task as sent. One with a url but no version
+    /// (the seed's jobs carry none) takes the version its file name gives.
     func resolvePackage(_ parameters: Google_Protobuf_Struct, command: String) async throws -> Google_Protobuf_Struct {
         let fields = JSONFields(parameters.fields, context: command, code: .badRequest)
         let name = try fields.string("name")
         let version = try fields.string("version")
         let url = try fields.string("url")
         let checksum = try fields.string("checksum")
-        guard url.isEmpty || (url.hasPrefix(SQLStore.packageURLPrefix) && checksum.isEmpty) else { return parameters }
+        guard url.isEmpty || (url.hasPrefix(SQLStore.packageURLPrefix) && checksum.isEmpty) else {
+            guard version.isEmpty else { return parameters }
+            guard let named = PackageFileName.version(inURL: url, name: name) else {
+                throw AspireError(
+                    .badRequest,
+                    "\(command) \(name): give a version; the url's file name does not carry one (\(name)-VERSION.tar.gz, .rpm or .deb)"
+                )
+            }
+            var resolved = parameters
+            resolved.fields["version"] = Google_Protobuf_Value(stringValue: named)
+            return resolved
+        }
         let package = try await self.store.storedPackage(name: name, version: version, url: url, context: "\(command) \(name)")
         var resolved = parameters
         resolved.fields["url"] = Google_Protobuf_Value(stringValue: package.url)

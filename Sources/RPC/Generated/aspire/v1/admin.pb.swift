@@ -770,6 +770,15 @@ public nonisolated struct Aspire_V1_Deployment: Sendable {
 
   public var running: Int32 = 0
 
+  /// Stopped by an operator (the seed's "stoped").
+  public var stopped: Int32 = 0
+
+  /// Given up after repeated crashes: no restarts until an operator acts.
+  public var fatal: Int32 = 0
+
+  /// Killed by a resource limit.
+  public var killed: Int32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2866,7 +2875,7 @@ nonisolated extension Aspire_V1_DashboardRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Aspire_V1_Deployment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Deployment"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}version\0\u{1}hosts\0\u{1}running\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}version\0\u{1}hosts\0\u{1}running\0\u{1}stopped\0\u{1}fatal\0\u{1}killed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2878,6 +2887,9 @@ nonisolated extension Aspire_V1_Deployment: SwiftProtobuf.Message, SwiftProtobuf
       case 2: try { try decoder.decodeSingularStringField(value: &self.version) }()
       case 3: try { try decoder.decodeSingularInt32Field(value: &self.hosts) }()
       case 4: try { try decoder.decodeSingularInt32Field(value: &self.running) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.stopped) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.fatal) }()
+      case 7: try { try decoder.decodeSingularInt32Field(value: &self.killed) }()
       default: break
       }
     }
@@ -2896,6 +2908,15 @@ nonisolated extension Aspire_V1_Deployment: SwiftProtobuf.Message, SwiftProtobuf
     if self.running != 0 {
       try visitor.visitSingularInt32Field(value: self.running, fieldNumber: 4)
     }
+    if self.stopped != 0 {
+      try visitor.visitSingularInt32Field(value: self.stopped, fieldNumber: 5)
+    }
+    if self.fatal != 0 {
+      try visitor.visitSingularInt32Field(value: self.fatal, fieldNumber: 6)
+    }
+    if self.killed != 0 {
+      try visitor.visitSingularInt32Field(value: self.killed, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2904,6 +2925,9 @@ nonisolated extension Aspire_V1_Deployment: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.version != rhs.version {return false}
     if lhs.hosts != rhs.hosts {return false}
     if lhs.running != rhs.running {return false}
+    if lhs.stopped != rhs.stopped {return false}
+    if lhs.fatal != rhs.fatal {return false}
+    if lhs.killed != rhs.killed {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
