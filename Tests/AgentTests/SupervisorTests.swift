@@ -253,6 +253,22 @@ struct SupervisorTests {
         #expect(fourth.pid == third.pid, "the running version was not touched")
         #expect(SupervisorWorld.alive(third.pid))
         #expect(world.currentVersion("MiniAgent") == "2.0")
+        // 3.1 starts, then dies inside the health window: back to 2.0 as well.
+        let crashing = try await world.package(
+            "MiniAgent", "3.1",
+            files: ["control": "#!/bin/sh\ncase \"$1\" in start) sh -c 'sleep 0.3; exit 3' >/dev/null 2>&1 & exit 0;; *) echo stoped;; esac\n"],
+            executables: ["control"]
+        )
+        let crashed = await world.install(supervisor, "MiniAgent", "3.1", package: crashing, method: "agent.upgrade")
+        #expect(crashed.retcode == ErrorCode.rolledBack.rawValue, "\(crashed.message)")
+        #expect(crashed.message.contains("rolled back to 2.0"), "\(crashed.message)")
+        // (On a loaded machine it may be gone before the first look: then no process of it runs.)
+        #expect(crashed.message.contains("inside its 0.8 s health window") || crashed.message.contains("no process of MiniAgent"), "\(crashed.message)")
+        let back = try #require(world.status(supervisor, "MiniAgent"))
+        #expect(back.version == "2.0" && back.status == "running", "\(back)")
+        #expect(SupervisorWorld.alive(back.pid))
+        #expect(world.currentVersion("MiniAgent") == "2.0")
+
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: "\(world.root)/MiniAgent").filter { $0.hasPrefix(".staging") }
         #expect(leftovers.isEmpty, "staging directories are removed: \(leftovers)")
     }

@@ -178,7 +178,7 @@ struct Launcher {
         case .running:
             Self.killSession(started.pid)
             _ = await started.finished.value
-            throw AspireError(.timeout, "\(request.executable) \(request.arguments.joined(separator: " ")) did not finish within \(timeout.seconds) s; killed")
+            throw AspireError(.timeout, "\(request.executable) \(request.arguments.joined(separator: " ")) did not finish within \(timeout.words); killed")
         }
     }
 
@@ -207,4 +207,10 @@ struct Launcher {
 extension Duration {
     /// Whole seconds, for messages.
     var seconds: Int64 { self.components.seconds }
+
+    /// For messages: "0.8 s" under ten seconds, "42 s" above.
+    var words: String {
+        let value = self.secondsDouble
+        return value < 10 ? "\((value * 10).rounded() / 10) s" : "\(Int64(value.rounded())) s"
+    }
 }

@@ -682,7 +682,8 @@ public final class Supervisor: Sendable {
         self.commit(record, changedFrom: before)
         let window = self.configuration.healthWindow
         let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: window)
+        let started = clock.now
+        let deadline = started.advanced(by: window)
         let poll = Duration.milliseconds(min(500, max(50, window.milliseconds / 10)))
         while clock.now < deadline {
             try? await Task.sleep(for: poll)
@@ -691,8 +692,8 @@ public final class Supervisor: Sendable {
                 record.status = killed ? .killed : .stoped
                 record.exitHandled = true
                 record.message = killed
-                    ? "killed by its memory limit (\(self.control.name)) within \(window.seconds) s of start"
-                    : "exited within \(window.seconds) s of start"
+                    ? "killed by its memory limit (\(self.control.name)) \((clock.now - started).words) after start, inside its \(window.words) health window"
+                    : "exited \((clock.now - started).words) after start, inside its \(window.words) health window"
                 self.commit(record, changedFrom: nil)
                 throw AspireError(.startFailed, "\(record.name) \(record.version) \(record.message)\(self.logNote(record.name))")
             }
@@ -797,7 +798,7 @@ public final class Supervisor: Sendable {
         if await self.waitGone(record, for: self.configuration.stopGrace) { return note }
         for entry in self.processes(of: record) { Glibc.kill(entry.pid, SIGTERM) }
         if await self.waitGone(record, for: .seconds(2)) {
-            return [note, "terminated with SIGTERM after \(self.configuration.stopGrace.seconds) s"].filter { !$0.isEmpty }.joined(separator: "; ")
+            return [note, "terminated with SIGTERM after \(self.configuration.stopGrace.words)"].filter { !$0.isEmpty }.joined(separator: "; ")
         }
         await self.kill(record)
         return [note, "killed with SIGKILL"].filter { !$0.isEmpty }.joined(separator: "; ")
