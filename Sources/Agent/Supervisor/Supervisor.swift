@@ -210,7 +210,7 @@ public final class Supervisor: Sendable {
             let how = killed ? "killed by its memory limit (\(self.control.name))" : "exited"
             if record.anomalies > self.configuration.maxAnomalies {
                 record.status = .fatal
-                record.message = "fatal: \(how) \(Int(ranFor)) s after start, the \(record.anomalies)th abnormal exit in a row; not restarted until an operator starts it"
+                record.message = "fatal: \(how) \(Int(ranFor)) s after start, \(record.anomalies) abnormal exits in a row; not restarted until an operator starts it"
                 self.logger.error("sub-agent is fatal", metadata: ["subagent": "\(name)", "subagent.anomalies": "\(record.anomalies)"])
                 self.commit(record, changedFrom: before, event: record.message)
                 return
