@@ -209,6 +209,61 @@ struct SubAgentEndToEndTests {
         }
     }
 
+    @Test("A package with builds for several platforms: each host gets the build for its own os and arch, a host of none fails saying so")
+    func buildPerPlatform() async throws {
+        let directory = try makeTemporaryDirectory("subagents-arch")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.48")
+        defer { Task { await node.process.stop() } }
+        let suffix = UUID().uuidString.prefix(8).lowercased()
+        let parent = "aspire-arch-\(suffix)"
+        defer { Self.cleanUp(cgroupParents: [parent]) }
+        let agent = try TestAgent.start(
+            in: directory, name: "agent", connectingTo: node,
+            arguments: ["--agents-root", "\(directory)/agents", "--cgroup-parent", parent, "--health-window", "1"],
+            agentSN: "arch-\(suffix)"
+        )
+        defer { Task { await agent.process.stop() } }
+        try await node.waitForAgent(agent.agentSN)
+        let rest = try RESTClient(node)
+        // A seed agent: it reports no os or arch.
+        var seed = try RESTClient(node)
+        seed.token = nil
+        _ = try await seed.call("POST", "/agent/status", json: ["hostname": "seed-\(suffix)"], headers: ["X-Agent-SN": "seed-\(suffix)"])
+
+        // This machine's build is real; the other platform's is not a package at all, so an
+        // agent given it would fail.
+        var names = utsname()
+        uname(&names)
+        let machine = withUnsafeBytes(of: &names.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let other = machine == "aarch64" ? "x86_64" : "aarch64"
+        let real = try await Self.tarball(in: directory, version: "1.0")
+        for (arch, bytes) in [(machine, real), (other, Data("not a tarball".utf8))] {
+            _ = try await rest.ok(
+                "POST", "/api/v1/server/package?name=MiniAgent&version=1.0&os=linux&arch=\(arch)&file=MiniAgent-1.0.tar.gz",
+                body: bytes, contentType: "application/octet-stream"
+            )
+        }
+        let created = try await rest.ok(
+            "POST", "/api/v1/server/task",
+            json: ["command": "install", "agents": [agent.agentSN, "seed-\(suffix)"], "parameters": ["name": "MiniAgent", "version": "1.0"]]
+        )
+        let taskID = Int64(try #require(created["id"] as? Int))
+        // The seed agent's next report takes no job: there is no build for it.
+        let polled = try await seed.call("POST", "/agent/status", json: ["hostname": "seed-\(suffix)"], headers: ["X-Agent-SN": "seed-\(suffix)"])
+        #expect((try polled.object["jobs"] as? [Any])?.isEmpty == true, "\(polled.text)")
+        let detail = try await node.waitForTask(taskID, timeout: .seconds(60))
+        let byHost = Dictionary(uniqueKeysWithValues: detail.subtasks.map { ($0.agentSn, $0) })
+        let installed = try #require(byHost[agent.agentSN])
+        #expect(installed.status == "succeeded", "\(installed.result.message)")
+        #expect(installed.result.message.contains("installed MiniAgent 1.0: running"), "\(installed.result.message)")
+        let refused = try #require(byHost["seed-\(suffix)"])
+        #expect(refused.status == "failed")
+        #expect(refused.result.message.contains("for linux/\(machine), linux/\(other)") || refused.result.message.contains("for linux/\(other), linux/\(machine)"), "\(refused.result.message)")
+        #expect(refused.result.message.contains("this host has not reported its os and arch"), "\(refused.result.message)")
+        #expect(detail.task.failed == 1 && detail.task.complete == 2, "\(detail.task)")
+    }
+
     @Test("aspirectl deploy uploads the file, installs by tag, upgrades with rollback on a broken version; subagents lists them")
     func aspirectlDeploy() async throws {
         let directory = try makeTemporaryDirectory("subagents-ctl")

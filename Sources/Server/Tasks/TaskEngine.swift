@@ -107,8 +107,10 @@ public final class TaskEngine: Service {
 
     /// An install or upgrade without a url installs a package of the store: its url
     /// (`aspire://package/OS/ARCH/FILE`, fetched over the agent's own connection) and checksum
-    /// are filled in from the store, and kept in the task as sent. One with a url but no version
-    /// (the seed's jobs carry none) takes the version its file name gives.
+    /// are filled in from the store, and kept in the task as sent — or, when the store has
+    /// builds of it for several platforms, chosen for each host as it is sent (see
+    /// ``command(_:for:builds:)``). One with a url but no version (the seed's jobs carry none)
+    /// takes the version its file name gives.
     func resolvePackage(_ parameters: Google_Protobuf_Struct, command: String) async throws -> Google_Protobuf_Struct {
         let fields = JSONFields(parameters.fields, context: command, code: .badRequest)
         let name = try fields.string("name")
@@ -127,6 +129,9 @@ public final class TaskEngine: Service {
             resolved.fields["version"] = Google_Protobuf_Value(stringValue: named)
             return resolved
         }
+        if url.isEmpty, !version.isEmpty, try await self.buildCount(name: name, version: version) > 1 {
+            return parameters
+        }
         let package = try await self.store.storedPackage(name: name, version: version, url: url, context: "\(command) \(name)")
         var resolved = parameters
         resolved.fields["url"] = Google_Protobuf_Value(stringValue: package.url)
@@ -144,12 +149,18 @@ public final class TaskEngine: Service {
         var command = try Self.command(of: task)
         let limit = try RateLimit(parsing: task.maxConcurrency, field: "max_concurrency")?.value(of: task.count) ?? Int.max
         var sent: [String] = []
+        var builds = Builds()
+        var refused: [(Aspire_V1_CommandResult, String)] = []
         for subtask in subtasks where sent.count < limit {
             guard let session = self.registry.session(for: subtask.agentSN) else { continue }
             command.id = subtask.id
-            if session.send(command: command) { sent.append(subtask.id) }
+            switch try await self.command(command, for: subtask.agentSN, builds: &builds) {
+            case .send(let resolved): if session.send(command: resolved) { sent.append(subtask.id) }
+            case .refuse(let result): refused.append((result, subtask.agentSN))
+            }
         }
         try await self.store.markDispatched(sent, retryAfter: self.configuration.redeliverAfter.milliseconds)
+        for (result, agentSN) in refused { _ = await self.resultArrived(result, from: agentSN) }
         if !sent.isEmpty {
             self.logger.debug("subtasks sent", metadata: ["task.id": "\(task.id)", "count": "\(sent.count)"])
         }
@@ -185,6 +196,8 @@ public final class TaskEngine: Service {
         var commands: [Int: Aspire_V1_Command] = [:]
         var inFlight: [Int: Int] = [:]
         var sent: [String] = []
+        var builds = Builds()
+        var refused: [Aspire_V1_CommandResult] = []
         for subtask in try await self.store.dueSubtasks(agentSN: agentSN, inFlight: resend) {
             if tasks[subtask.taskID] == nil {
                 tasks[subtask.taskID] = try await self.store.task(id: subtask.taskID)
@@ -205,9 +218,13 @@ public final class TaskEngine: Service {
             }
             guard var command = commands[task.id] else { continue }
             command.id = subtask.id
-            if send(command) { sent.append(subtask.id) }
+            switch try await self.command(command, for: agentSN, builds: &builds) {
+            case .send(let resolved): if send(resolved) { sent.append(subtask.id) }
+            case .refuse(let result): refused.append(result)
+            }
         }
         try await self.store.markDispatched(sent, retryAfter: self.configuration.redeliverAfter.milliseconds)
+        for result in refused { _ = await self.resultArrived(result, from: agentSN) }
         if !sent.isEmpty {
             self.logger.debug("subtasks sent", metadata: ["agent.sn": "\(agentSN)", "count": "\(sent.count)"])
         }
