@@ -71,13 +71,10 @@ extension Gateway {
     /// The http(s) url on the host and port the agent reached for a store url; nil for any
     /// other url, or when the request names no host.
     func downloadURL(for url: String, request: Request) -> String? {
-        let expires = Int64(Date().timeIntervalSince1970) + DownloadLink.lifetime
-        guard let link = DownloadLink(storeURL: url, expires: expires),
-            let authority = request.head.authority, !authority.isEmpty
-        else { return nil }
+        guard let file = StoreFile(url: url), let authority = request.head.authority, !authority.isEmpty else { return nil }
+        let link = DownloadLink(file: file, expires: Int64(Date().timeIntervalSince1970) + DownloadLink.lifetime)
         let scheme = request.headers[HTTPField.Name("X-Forwarded-Proto")!]?.lowercased() == "https" ? "https" : "http"
-        let parts = link.path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        var query = zip(["os", "arch", "file"], parts).map { "\($0)=\(Self.queryEncoded($1))" }
+        var query = [("os", file.os), ("arch", file.arch), ("file", file.file)].map { "\($0)=\(Self.queryEncoded($1))" }
         if let key = self.configuration.agentToken {
             query += ["expires=\(link.expires)", "sig=\(link.signature(key: key))"]
         }
@@ -93,8 +90,8 @@ extension Gateway {
         guard let key = self.configuration.agentToken else {
             throw AspireError(.unauthenticated, "this gateway does not hand out download links; send 'Authorization: Bearer <enrollment token>'")
         }
-        let path = ["os", "arch", "file"].map { query.string($0) }.joined(separator: "/")
-        let link = DownloadLink(path: path, expires: try query.integer("expires") ?? 0)
+        let file = StoreFile(os: query.string("os"), arch: query.string("arch"), file: query.string("file"))
+        let link = DownloadLink(file: file, expires: try query.integer("expires") ?? 0)
         guard link.isValid(signature: signature, key: key) else {
             throw AspireError(.unauthenticated, "the download link is not valid or has expired; the agent's next status report brings a new one")
         }

@@ -68,16 +68,19 @@ struct SubAgentParametersTests {
     func downloadLink() throws {
         let now = Date()
         let expires = Int64(now.timeIntervalSince1970) + 60
-        let link = try #require(DownloadLink(storeURL: "aspire://package/linux/x86_64/MiniAgent-1.0.tar.gz", expires: expires))
-        #expect(link.path == "linux/x86_64/MiniAgent-1.0.tar.gz")
+        let file = try #require(StoreFile(url: "aspire://package/linux/x86_64/MiniAgent-1.0.tar.gz"))
+        #expect(file == StoreFile(os: "linux", arch: "x86_64", file: "MiniAgent-1.0.tar.gz") && file.path == "linux/x86_64/MiniAgent-1.0.tar.gz")
+        #expect(file.url == "aspire://package/linux/x86_64/MiniAgent-1.0.tar.gz")
+        let link = DownloadLink(file: file, expires: expires)
         let signature = link.signature(key: "enroll-token")
         #expect(signature.count == 64)
         #expect(link.isValid(signature: signature, key: "enroll-token", now: now))
         #expect(!link.isValid(signature: signature, key: "another-token", now: now))
         #expect(!link.isValid(signature: signature, key: "enroll-token", now: now.addingTimeInterval(61)))
-        #expect(!DownloadLink(path: "linux/x86_64/Other-1.0.tar.gz", expires: expires).isValid(signature: signature, key: "enroll-token", now: now))
-        #expect(!DownloadLink(path: link.path, expires: expires + 3600).isValid(signature: signature, key: "enroll-token", now: now))
-        #expect(DownloadLink(storeURL: "http://repo/MiniAgent-1.0.tar.gz", expires: expires) == nil)
-        #expect(DownloadLink(storeURL: "aspire://package/linux/MiniAgent-1.0.tar.gz", expires: expires) == nil)
+        let other = StoreFile(os: "linux", arch: "x86_64", file: "Other-1.0.tar.gz")
+        #expect(!DownloadLink(file: other, expires: expires).isValid(signature: signature, key: "enroll-token", now: now))
+        #expect(!DownloadLink(file: file, expires: expires + 3600).isValid(signature: signature, key: "enroll-token", now: now))
+        #expect(StoreFile(url: "http://repo/MiniAgent-1.0.tar.gz") == nil)
+        #expect(StoreFile(url: "aspire://package/linux/MiniAgent-1.0.tar.gz") == nil)
     }
 }

@@ -208,6 +208,10 @@ extension Duration {
     /// Whole seconds, for messages.
     var seconds: Int64 { self.components.seconds }
 
+    var secondsDouble: Double {
+        Double(self.components.seconds) + Double(self.components.attoseconds) / 1e18
+    }
+
     /// For messages: "0.8 s" under ten seconds, "42 s" above.
     var words: String {
         let value = self.secondsDouble

@@ -861,9 +861,3 @@ public final class Supervisor: Sendable {
         if Launcher.size(path) > 1 << 20 { truncate(path, 0) }
     }
 }
-
-extension Duration {
-    var secondsDouble: Double {
-        Double(self.components.seconds) + Double(self.components.attoseconds) / 1e18
-    }
-}

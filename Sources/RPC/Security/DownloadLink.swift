@@ -7,8 +7,7 @@ public import Foundation
 /// checks it on download; the key is the enrollment token, so only a node's gateway can make
 /// one, and a link opens that one file and nothing else.
 public struct DownloadLink: Sendable, Equatable {
-    /// `OS/ARCH/FILE`, as in the url after `aspire://package/`.
-    public var path: String
+    public var file: StoreFile
     /// Seconds since 1970 after which the link no longer works.
     public var expires: Int64
 
@@ -16,25 +15,14 @@ public struct DownloadLink: Sendable, Equatable {
     /// re-sent later comes with a new link.
     public static let lifetime: Int64 = 24 * 3600
 
-    /// How commands and plugins name a file of the store: `aspire://package/OS/ARCH/FILE`.
-    public static let storeURLPrefix = "aspire://package/"
-
-    /// The link to the store file an `aspire://package/OS/ARCH/FILE` url names; nil for other urls.
-    public init?(storeURL url: String, expires: Int64) {
-        guard url.hasPrefix(Self.storeURLPrefix) else { return nil }
-        let path = String(url.dropFirst(Self.storeURLPrefix.count))
-        guard path.split(separator: "/", omittingEmptySubsequences: false).count == 3 else { return nil }
-        self.init(path: path, expires: expires)
-    }
-
-    public init(path: String, expires: Int64) {
-        self.path = path
+    public init(file: StoreFile, expires: Int64) {
+        self.file = file
         self.expires = expires
     }
 
     /// The lowercase hex HMAC-SHA256 of path and expiry under `key`.
     public func signature(key: String) -> String {
-        let message = Data("aspire-download\n\(self.path)\n\(self.expires)".utf8)
+        let message = Data("aspire-download\n\(self.file.path)\n\(self.expires)".utf8)
         let code = HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: Data(key.utf8)))
         return Array(code).hexString
     }

@@ -1,3 +1,5 @@
+import RPC
+
 /// A host as the store keeps it (the seed's `hosts` row, with its tags).
 public struct HostRecord: Sendable, Hashable {
     public var id: Int
@@ -131,7 +133,7 @@ public struct PackageRecord: Sendable, Hashable {
     public var modified: Int64
 
     /// Where agents fetch it: `aspire://package/OS/ARCH/FILE`, over their own connection.
-    public var url: String { "\(SQLStore.packageURLPrefix)\(self.os)/\(self.arch)/\(self.file)" }
+    public var url: String { StoreFile(os: self.os, arch: self.arch, file: self.file).url }
 
     public init(
         id: Int = 0, name: String, os: String, arch: String, version: String, file: String, path: String, sha256: String,

@@ -400,9 +400,6 @@ extension SQLStore {
         }
     }
 
-    /// How agents name a file of the store.
-    public static let packageURLPrefix = DownloadLink.storeURLPrefix
-
     /// The one package of the store a command or plugin names: by `name` and `version`, or by
     /// its `aspire://package/OS/ARCH/FILE` url. Errors say what to give instead.
     public func storedPackage(name: String, version: String, url: String, context: String) async throws -> PackageRecord {
@@ -414,11 +411,10 @@ extension SQLStore {
             query.name = name
             query.version = version
         } else {
-            let parts = url.dropFirst(Self.packageURLPrefix.count).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-            guard url.hasPrefix(Self.packageURLPrefix), parts.count == 3 else {
+            guard let named = StoreFile(url: url) else {
                 throw AspireError(.badRequest, "\(context): url '\(url)' must be aspire://package/OS/ARCH/FILE")
             }
-            (query.os, query.arch, query.file) = (parts[0], parts[1], parts[2])
+            (query.os, query.arch, query.file) = (named.os, named.arch, named.file)
         }
         query.page = Page(offset: 0, limit: 10)
         let found = try await self.packages(query).items
@@ -428,7 +424,7 @@ extension SQLStore {
                 .unprocessable,
                 url.isEmpty
                     ? "no package \(name) \(version) in the store: upload it first (aspirectl deploy --file, POST /api/v1/server/package) or give a url"
-                    : "no package \(url.dropFirst(Self.packageURLPrefix.count)) in the store"
+                    : "no package \(url.dropFirst(StoreFile.urlPrefix.count)) in the store"
             )
         }
         guard found.count == 1 else {

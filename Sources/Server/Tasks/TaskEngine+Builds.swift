@@ -9,14 +9,10 @@ extension TaskEngine {
     struct Builds {
         private var known: [String: [PackageRecord]] = [:]
 
-        mutating func of(name: String, version: String, in store: SQLStore) async throws -> [PackageRecord] {
+        mutating func of(name: String, version: String, in engine: TaskEngine) async throws -> [PackageRecord] {
             let key = "\(name)\u{0}\(version)"
             if let builds = self.known[key] { return builds }
-            var query = PackageQuery()
-            query.name = name
-            query.version = version
-            query.page = Page(offset: 0, limit: 1000)
-            let builds = try await store.packages(query).items
+            let builds = try await engine.builds(name: name, version: version)
             self.known[key] = builds
             return builds
         }
@@ -28,10 +24,13 @@ extension TaskEngine {
         case refuse(Aspire_V1_CommandResult)
     }
 
-    /// How many builds of `name` `version` the store has (for a task being created).
-    func buildCount(name: String, version: String) async throws -> Int {
-        var builds = Builds()
-        return try await builds.of(name: name, version: version, in: self.store).count
+    /// Every build (os, arch) of `name` `version` in the store.
+    func builds(name: String, version: String) async throws -> [PackageRecord] {
+        var query = PackageQuery()
+        query.name = name
+        query.version = version
+        query.page = Page(offset: 0, limit: 1000)
+        return try await self.store.packages(query).items
     }
 
     /// `command` as `agentSN` gets it: unchanged unless it waits for a build, else with the url
@@ -53,7 +52,7 @@ extension TaskEngine {
         } else {
             platform = ("", "")
         }
-        let available = try await builds.of(name: params.name, version: params.version, in: self.store)
+        let available = try await builds.of(name: params.name, version: params.version, in: self)
         guard let build = available.first(where: { $0.os == platform.os && $0.arch == platform.arch }) else {
             let have = available.map { "\($0.os)/\($0.arch)" }.sorted().joined(separator: ", ")
             let host = platform.arch.isEmpty ? "this host has not reported its os and arch" : "none for \(platform.os)/\(platform.arch)"

@@ -117,7 +117,7 @@ public final class TaskEngine: Service {
         let version = try fields.string("version")
         let url = try fields.string("url")
         let checksum = try fields.string("checksum")
-        guard url.isEmpty || (url.hasPrefix(SQLStore.packageURLPrefix) && checksum.isEmpty) else {
+        guard url.isEmpty || (url.hasPrefix(StoreFile.urlPrefix) && checksum.isEmpty) else {
             guard version.isEmpty else { return parameters }
             guard let named = PackageFileName.version(inURL: url, name: name) else {
                 throw AspireError(
@@ -129,7 +129,7 @@ public final class TaskEngine: Service {
             resolved.fields["version"] = Google_Protobuf_Value(stringValue: named)
             return resolved
         }
-        if url.isEmpty, !version.isEmpty, try await self.buildCount(name: name, version: version) > 1 {
+        if url.isEmpty, !version.isEmpty, try await self.builds(name: name, version: version).count > 1 {
             return parameters
         }
         let package = try await self.store.storedPackage(name: name, version: version, url: url, context: "\(command) \(name)")

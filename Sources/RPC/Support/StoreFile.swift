@@ -1,0 +1,28 @@
+/// A file of the server's package store as commands and plugins name it:
+/// `aspire://package/OS/ARCH/FILE` (fetched over the agent's own connection).
+public struct StoreFile: Sendable, Hashable {
+    public static let urlPrefix = "aspire://package/"
+
+    public var os: String
+    public var arch: String
+    public var file: String
+
+    public init(os: String, arch: String, file: String) {
+        self.os = os
+        self.arch = arch
+        self.file = file
+    }
+
+    /// The file an `aspire://package/OS/ARCH/FILE` url names; nil for any other url.
+    public init?(url: String) {
+        guard url.hasPrefix(Self.urlPrefix) else { return nil }
+        let parts = url.dropFirst(Self.urlPrefix.count).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 3 else { return nil }
+        self.init(os: parts[0], arch: parts[1], file: parts[2])
+    }
+
+    /// `OS/ARCH/FILE`: where it lies under the store's `packages/`.
+    public var path: String { "\(self.os)/\(self.arch)/\(self.file)" }
+
+    public var url: String { Self.urlPrefix + self.path }
+}
