@@ -72,6 +72,9 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .target(name: "Cron", swiftSettings: upcoming),
+        // Child processes, waiting, loopback addresses and scratch directories for tests and
+        // benchmarks; nothing of the product, so agent tests need not link the server.
+        .target(name: "TestSupport", swiftSettings: upcoming),
         .target(
             name: "Agent",
             dependencies: [
@@ -106,6 +109,7 @@ let package = Package(
             dependencies: [
                 "RPC", "Gateway", "Cron",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -153,13 +157,13 @@ let package = Package(
         ),
         .target(
             name: "Fleet",
-            dependencies: ["RPC", "Agent", "Server", .product(name: "SQLKit", package: "sql-kit")] + grpc,
+            dependencies: ["RPC", "Agent", "Server", "TestSupport", .product(name: "SQLKit", package: "sql-kit")] + grpc,
             swiftSettings: upcoming
         ),
         .executableTarget(
             name: "aspire-bench",
             dependencies: [
-                "Fleet", "RPC", "Server", "Agent",
+                "Fleet", "TestSupport", "RPC", "Server", "Agent",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SQLKit", package: "sql-kit"),
             ] + grpc + lifecycle,
@@ -174,20 +178,23 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .testTarget(name: "CronTests", dependencies: ["Cron"], swiftSettings: upcoming),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "RPC", "Fleet"] + grpc, swiftSettings: upcoming),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "RPC", "TestSupport"] + grpc, swiftSettings: upcoming),
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "Server", "Agent", "RPC", "Gateway", "Fleet",
+                "Server", "Agent", "RPC", "Gateway", "Fleet", "TestSupport",
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ] + grpc + lifecycle,
             swiftSettings: upcoming
         ),
         .testTarget(
             name: "StoreTests",
-            dependencies: ["Server", "RPC", "Fleet", .product(name: "SQLKit", package: "sql-kit")] + grpc + lifecycle,
+            dependencies: ["Server", "RPC", "Fleet", "TestSupport", .product(name: "SQLKit", package: "sql-kit")] + grpc + lifecycle,
             swiftSettings: upcoming
         ),
     ]

@@ -3,6 +3,7 @@ public import Foundation
 import Logging
 public import RPC
 public import Synchronization
+import TestSupport
 
 /// Many simulated agents in one process, each with its own connection to a server node.
 ///

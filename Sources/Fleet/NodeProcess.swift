@@ -2,6 +2,7 @@ public import Foundation
 public import GRPCCore
 public import GRPCNIOTransportHTTP2
 public import RPC
+public import TestSupport
 
 /// A real `aspire-server` process with its data directory, started and waited for until it
 /// listens (its grpc.addr and http.addr files appear).
@@ -39,7 +40,7 @@ public struct NodeProcess: Sendable {
             log: log
         )
         try await eventually(timeout: timeout, "\(name) to listen (log \(log))") {
-            guard process.isRunning else { throw FleetError("\(name) exited; its log \(log):\n\(process.log.suffix(4000))") }
+            guard process.isRunning else { throw HarnessError("\(name) exited; its log \(log):\n\(process.log.suffix(4000))") }
             return FileManager.default.fileExists(atPath: addressFile)
                 && (httpListen == nil || FileManager.default.fileExists(atPath: httpAddressFile))
         }

@@ -2,6 +2,7 @@ public import Foundation
 public import Logging
 import SQLKit
 public import Server
+import TestSupport
 
 /// Throw-away stores for tests and benchmarks: a temporary SQLite file, or a new database on
 /// a PostgreSQL server, migrated, and removed afterwards whatever happens.
@@ -26,7 +27,7 @@ public enum ScratchStore {
             try await store.migrate()
             return try await body(store)
         case .postgres:
-            guard let url = postgresURL else { throw FleetError("no PostgreSQL server given") }
+            guard let url = postgresURL else { throw HarnessError("no PostgreSQL server given") }
             let name = "aspire_t_\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: ""))"
             try await self.withPostgres(url: url, logger: logger) { admin in
                 try await admin.withConnection { try await $0.raw("CREATE DATABASE \(unsafeRaw: name)").run() }
@@ -36,7 +37,7 @@ public enum ScratchStore {
                     try await admin.withConnection { try await $0.raw("DROP DATABASE IF EXISTS \(unsafeRaw: name) WITH (FORCE)").run() }
                 }
             }
-            guard var components = URLComponents(string: url) else { throw FleetError("bad PostgreSQL URL \(url)") }
+            guard var components = URLComponents(string: url) else { throw HarnessError("bad PostgreSQL URL \(url)") }
             components.path = "/\(name)"
             do {
                 let result = try await self.withPostgres(url: components.string ?? url, logger: logger) { engine in

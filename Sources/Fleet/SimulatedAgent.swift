@@ -4,6 +4,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 public import RPC
 import Synchronization
+import TestSupport
 
 /// One simulated agent: its own HTTP/2 connection and TLS session, the real protocol (Init
 /// with redirects, the Connect stream, Hello, status reports, pings, results until acked),

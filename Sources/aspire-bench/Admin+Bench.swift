@@ -1,6 +1,7 @@
 import Fleet
 import GRPCCore
 import RPC
+import TestSupport
 
 extension Aspire_V1_Admin.Client {
     /// The host's status as the store has it ("online", "offline", ...), or nil for no host.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Fleet
 import Foundation
 import RPC
+import TestSupport
 
 /// P8: commands per second one real agent carries out, next to the raw spawn rate.
 struct CommandsBench: AsyncParsableCommand {
@@ -37,7 +38,7 @@ struct CommandsBench: AsyncParsableCommand {
                         group.addTask {
                             for _ in stride(from: lane, to: count, by: concurrency) {
                                 let result = try await admin.run("true", on: agent.agentSN)
-                                guard result.retcode == 0 else { throw FleetError("'true' failed: \(result)") }
+                                guard result.retcode == 0 else { throw HarnessError("'true' failed: \(result)") }
                             }
                         }
                     }

@@ -4,6 +4,7 @@ import Foundation
 import GRPCCore
 import RPC
 import SwiftProtobuf
+import TestSupport
 
 /// P2: one task to every connected agent; how long until every result is stored.
 struct FanOutBench: AsyncParsableCommand {

@@ -3,6 +3,7 @@ import Fleet
 import Foundation
 import RPC
 import Synchronization
+import TestSupport
 
 /// The simulator on its own, against a node someone else runs.
 struct FleetCommand: AsyncParsableCommand {

@@ -3,6 +3,7 @@ import Fleet
 import Foundation
 import RPC
 import Synchronization
+import TestSupport
 
 /// Options every benchmark takes.
 struct BenchOptions: ParsableArguments {

@@ -3,6 +3,7 @@ import Fleet
 import Foundation
 import RPC
 import Server
+import TestSupport
 
 /// P1: how many idle agents one node holds, and what they cost it.
 struct IdleBench: AsyncParsableCommand {
@@ -62,7 +63,7 @@ struct IdleBench: AsyncParsableCommand {
         return try await withHarness(options, name: "idle") { harness in
             let node = try await harness.startNode(arguments: (plaintext ? ["--insecure"] : []) + nodeOptions)
             try await Task.sleep(for: .seconds(1))
-            guard let empty = node.process.usage, let ownEmpty = ProcessUsage.current else { throw FleetError("cannot read /proc") }
+            guard let empty = node.process.usage, let ownEmpty = ProcessUsage.current else { throw HarnessError("cannot read /proc") }
             // This process holds the first share (its agents measure ping and report costs);
             // other simulator processes hold the rest.
             let own = min(count, perSimulator)
@@ -79,7 +80,7 @@ struct IdleBench: AsyncParsableCommand {
                 var held = 0
                 try await eventually(timeout: .seconds(Int64(60 + count / 100)), interval: .seconds(1), "\(count) agents on the node (\(held) are)") {
                     if let exited = simulators.first(where: { !$0.isRunning }) {
-                        throw FleetError("a simulator process exited; its log \(exited.logPath):\n\(exited.log.suffix(2000))")
+                        throw HarnessError("a simulator process exited; its log \(exited.logPath):\n\(exited.log.suffix(2000))")
                     }
                     held = try await node.withAdmin { try await $0.listAgents(.init()).agents.count }
                     return held >= count
@@ -87,7 +88,7 @@ struct IdleBench: AsyncParsableCommand {
                 let connected = clock.now - started
                 // Let connection set-up garbage settle before reading memory.
                 try await Task.sleep(for: .seconds(2))
-                guard let loaded = node.process.usage, let ownLoaded = ProcessUsage.current else { throw FleetError("cannot read /proc") }
+                guard let loaded = node.process.usage, let ownLoaded = ProcessUsage.current else { throw HarnessError("cannot read /proc") }
 
                 let before = node.process.usage?.cpuSeconds ?? 0
                 try await Task.sleep(for: .seconds(idle))

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import RPC
 import Server
+import TestSupport
 
 /// P7: how fast a node stores results, on SQLite and on PostgreSQL.
 struct IngestBench: AsyncParsableCommand {
@@ -105,7 +106,7 @@ struct IngestBench: AsyncParsableCommand {
         }
         let elapsed = try await ContinuousClock().measure { try await body(work) }
         guard let task = try await store.task(id: subtasks[0].taskID), task.complete == count else {
-            throw FleetError("not every result was stored")
+            throw HarnessError("not every result was stored")
         }
         return Double(count) / elapsed.seconds
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Fleet
 import Foundation
 import RPC
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc

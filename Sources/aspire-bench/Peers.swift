@@ -1,6 +1,7 @@
 import Fleet
 import Foundation
 import Synchronization
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -57,7 +58,7 @@ enum Peers {
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         guard !check || process.terminationStatus == 0 else {
-            throw FleetError("\(argv[0]) exited with \(process.terminationStatus):\n\(output)")
+            throw HarnessError("\(argv[0]) exited with \(process.terminationStatus):\n\(output)")
         }
         return output
     }
@@ -78,7 +79,7 @@ enum Peers {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             try FileManager.default.createDirectory(atPath: "/run/sshd", withIntermediateDirectories: true)
             for key in ["host_key", "user_key"] where Peers.runOnce(["/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", "\(directory)/\(key)"]) != 0 {
-                throw FleetError("ssh-keygen failed")
+                throw HarnessError("ssh-keygen failed")
             }
             try FileManager.default.copyItem(atPath: "\(directory)/user_key.pub", toPath: "\(directory)/authorized_keys")
             let port = Int.random(in: 20000 ..< 30000)
@@ -98,7 +99,7 @@ enum Peers {
             let daemon = try ChildProcess(sshd, ["-D", "-e", "-f", "\(directory)/sshd_config"], log: "\(directory)/sshd.log")
             let ssh = SSH(port: port, directory: directory, daemon: daemon)
             try await eventually(timeout: .seconds(10), "sshd to answer (\(directory)/sshd.log)") {
-                guard daemon.isRunning else { throw FleetError("sshd exited: \(daemon.log)") }
+                guard daemon.isRunning else { throw HarnessError("sshd exited: \(daemon.log)") }
                 return Peers.runOnce(ssh.command(["true"], multiplexed: false)) == 0
             }
             return ssh

@@ -4,6 +4,7 @@ import Foundation
 import GRPCCore
 import RPC
 import SwiftProtobuf
+import TestSupport
 
 /// P6: REST reads against the gRPC rate of the same Admin handler, both driven by h2load.
 struct RestBench: AsyncParsableCommand {
@@ -49,7 +50,7 @@ struct RestBench: AsyncParsableCommand {
         }
         return try await withHarness(options, name: "rest") { harness in
             let node = try await harness.startNode(http: true)
-            guard let http = node.httpAddress else { throw FleetError("the node has no REST listener") }
+            guard let http = node.httpAddress else { throw HarnessError("the node has no REST listener") }
             let fleet = try harness.fleet(of: node, count: count)
             let taskID = try await fleet.run { fleet in
                 try await fleet.waitOnline(timeout: .seconds(Int64(60 + count / 100)))
@@ -104,7 +105,7 @@ struct RestBench: AsyncParsableCommand {
         /// GETs of `url` over HTTP/1.1; every answer must be a 2xx.
         func rest(_ url: String) throws -> Figures {
             let (output, figures, done) = try self.run(url, ["--h1"])
-            guard output.contains("status codes: \(done) 2xx") else { throw FleetError("REST answers were not all 2xx:\n\(output)") }
+            guard output.contains("status codes: \(done) 2xx") else { throw HarnessError("REST answers were not all 2xx:\n\(output)") }
             return figures
         }
 
@@ -119,7 +120,7 @@ struct RestBench: AsyncParsableCommand {
             let (output, figures, done) = try self.run(url, ["-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers"])
             let data = Self.dataBytes(output) ?? 0
             guard done > 0, data / done >= answerBytes + 5 else {
-                throw FleetError("gRPC answers were \(done > 0 ? data / done : 0) bytes, not \(answerBytes + 5): an error status?\n\(output)")
+                throw HarnessError("gRPC answers were \(done > 0 ? data / done : 0) bytes, not \(answerBytes + 5): an error status?\n\(output)")
             }
             return figures
         }
@@ -133,7 +134,7 @@ struct RestBench: AsyncParsableCommand {
             let output = try Peers.output(argv)
             guard let perSecond = Self.number(after: "s, ", in: output, line: "finished in"),
                 let done = Self.number(after: "started, ", in: output, line: "requests:").map(Int.init), done > 0
-            else { throw FleetError("h2load did not finish:\n\(output)") }
+            else { throw HarnessError("h2load did not finish:\n\(output)") }
             // Each line: start (µs since the epoch), status, microseconds to the end of the answer.
             let latencies = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").compactMap { line in
                 line.split(separator: "\t").last.flatMap { Double($0) }.map { $0 / 1000 }

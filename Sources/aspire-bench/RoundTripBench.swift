@@ -4,6 +4,7 @@ import Fleet
 import Foundation
 import Logging
 import RPC
+import TestSupport
 
 /// P3: one command on one real agent, end to end, next to its floor and to ssh.
 struct RoundTripBench: AsyncParsableCommand {
@@ -40,7 +41,7 @@ struct RoundTripBench: AsyncParsableCommand {
         for index in 0 ..< count {
             let started = clock.now
             let result = await executor.run(id: "\(index)", params: parameters)
-            guard result.retcode == 0 else { throw FleetError("BashExecutor 'true' failed: \(result.message)") }
+            guard result.retcode == 0 else { throw HarnessError("BashExecutor 'true' failed: \(result.message)") }
             executorTimes.append((clock.now - started).millis)
             let bookkeeping = try clock.measure {
                 _ = try state.admit(result.id)
@@ -66,7 +67,7 @@ struct RoundTripBench: AsyncParsableCommand {
                 for _ in 0 ..< count {
                     let started = clock.now
                     let result = try await admin.run("true", on: agent.agentSN)
-                    guard result.resp == .success, result.retcode == 0 else { throw FleetError("'true' failed: \(result)") }
+                    guard result.resp == .success, result.retcode == 0 else { throw HarnessError("'true' failed: \(result)") }
                     latencies.append((clock.now - started).millis)
                 }
                 return latencies

@@ -2,6 +2,7 @@ import ArgumentParser
 import Fleet
 import Foundation
 import RPC
+import TestSupport
 
 /// P2 next to Salt: one `true` on N real boot agents and on N Salt minions, same machine, same run.
 struct SaltBench: AsyncParsableCommand {
@@ -50,7 +51,7 @@ struct SaltBench: AsyncParsableCommand {
                 var times: [Double] = []
                 for _ in 0 ..< rounds {
                     let outcome = try await FanOutBench.fanOut(admin, to: agents.map(\.agentSN))
-                    guard outcome.failed == 0 else { throw FleetError("\(outcome.failed) agents did not run 'true'") }
+                    guard outcome.failed == 0 else { throw HarnessError("\(outcome.failed) agents did not run 'true'") }
                     times.append(outcome.total.millis)
                 }
                 return Stats.median(times)
@@ -70,7 +71,7 @@ struct SaltBench: AsyncParsableCommand {
                     let clock = ContinuousClock()
                     let started = clock.now
                     let answered = try cluster.run(["cmd.run", "/bin/true"])
-                    guard answered == count else { throw FleetError("salt cmd.run: \(answered) of \(count) minions answered") }
+                    guard answered == count else { throw HarnessError("salt cmd.run: \(answered) of \(count) minions answered") }
                     times.append((clock.now - started).millis)
                 }
                 return times
@@ -117,7 +118,7 @@ struct SaltCluster {
         let cluster = SaltCluster(bin: bin, masterConfig: master, processes: processes, minions: minions)
         // Minions start, send their keys (accepted by the master) and answer a ping.
         try await eventually(timeout: .seconds(Int64(120 + minions * 2)), interval: .seconds(2), "\(minions) Salt minions to answer test.ping") {
-            guard processes.allSatisfy(\.isRunning) else { throw FleetError("a Salt process exited; logs in \(directory)") }
+            guard processes.allSatisfy(\.isRunning) else { throw HarnessError("a Salt process exited; logs in \(directory)") }
             return try cluster.run(["test.ping"], timeout: 5) == minions
         }
         return cluster

@@ -5,6 +5,7 @@ import GRPCCore
 import RPC
 import Synchronization
 import SwiftProtobuf
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc

@@ -183,14 +183,8 @@ struct Serve: AsyncParsableCommand {
             configuration.redirect = .acceptAll
         }
 
-        let node = ServerNode(configuration: configuration, logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: node)],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger
-            )
-        )
+        let node = try await buildNode(configuration: configuration, logger: logger)
+        let group = node.serviceGroup(gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
     }
 }

@@ -6,6 +6,7 @@ import GRPCNIOTransportHTTP2
 import Hummingbird
 import Logging
 import RPC
+import Server
 import ServiceLifecycle
 import UnixSignals
 
@@ -74,18 +75,5 @@ struct GatewayCommand: AsyncParsableCommand {
             )
         )
         try await group.run()
-    }
-}
-
-/// Runs a gRPC client's connections for as long as the service group runs.
-struct GRPCClientService<Transport: ClientTransport>: Service {
-    let client: GRPCClient<Transport>
-
-    func run() async throws {
-        try await withGracefulShutdownHandler {
-            try await self.client.runConnections()
-        } onGracefulShutdown: {
-            self.client.beginGracefulShutdown()
-        }
     }
 }

@@ -1,10 +1,10 @@
 import Crypto
-import Fleet
 import Foundation
 import Logging
 import RPC
 import SwiftProtobuf
 import Testing
+import TestSupport
 
 @testable import Agent
 

@@ -1,9 +1,9 @@
-import Fleet
 import Foundation
 import Logging
 import RPC
 import Synchronization
 import Testing
+import TestSupport
 
 @testable import Agent
 

@@ -1,8 +1,8 @@
-import Fleet
 import Foundation
 import Logging
 import RPC
 import Testing
+import TestSupport
 
 @testable import Agent
 

@@ -1,9 +1,9 @@
 import Crypto
-import Fleet
 import Foundation
 import Logging
 import RPC
 import Testing
+import TestSupport
 
 @testable import Agent
 

@@ -4,6 +4,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import RPC
 import Testing
+import TestSupport
 
 /// Hosts, tags, regions, events and the dashboard through the Admin service of a real node.
 @Suite("Admin: fleet")

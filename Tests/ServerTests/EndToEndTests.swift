@@ -4,6 +4,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import RPC
 import Testing
+import TestSupport
 
 /// Real `aspire-server` and `boot` processes over TLS on loopback addresses.
 @Suite("End to end: server node and BootAgent")
@@ -184,35 +185,28 @@ struct EndToEndTests {
         try await node.waitForAgent(agent.agentSN)
     }
 
-    @Test("A second stream of the same AgentSN replaces the first")
-    func replacesSession() async throws {
-        let directory = try makeTemporaryDirectory("e2e-replace")
+    @Test("SIGTERM stops the node's services in order: the agent listener first, the store last; the agent comes back to a new node")
+    func orderedShutdown() async throws {
+        let directory = try makeTemporaryDirectory("e2e-sigterm")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.8")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
         defer { Task { await node.process.stop() } }
-        let first = try TestAgent.start(
-            in: directory, name: "first",
-            connectingTo: node,
-            agentSN: "same-sn"
-        )
-        defer { Task { await first.process.stop() } }
-        try await node.waitForAgent("same-sn")
-        // Freeze the first agent so it cannot reconnect, then connect a second with the same SN.
-        first.process.signal(SIGSTOP)
-        let second = try TestAgent.start(
-            in: directory, name: "second",
-            connectingTo: node,
-            agentSN: "same-sn"
-        )
-        defer { Task { await second.process.stop() } }
-        try await eventually("the second stream to replace the first\n\(node.process.log)") {
-            node.process.log.contains("replacing its old stream")
-        }
-        let agents = try await node.connectedAgents().filter { $0.agentSn == "same-sn" }
-        #expect(agents.count == 1)
-        // Commands now reach the second agent, whose data directory is its own.
-        let result = try await node.run("echo $$ > /dev/null; echo second-ok", on: "same-sn")
-        #expect(String(decoding: result.data, as: UTF8.self) == "second-ok\n")
-        first.process.signal(SIGCONT)
+        let agent = try TestAgent.start(in: directory, connectingTo: node)
+        defer { Task { await agent.process.stop() } }
+        try await node.waitForAgent(agent.agentSN)
+
+        node.process.signal(SIGTERM)
+        #expect(try await node.process.wait(timeout: .seconds(30)) == 0, "\(node.process.log)")
+        let stopped = node.process.log.split(separator: "\n").filter { $0.contains("node service stopped") }
+        let order = ["agent listener", "gateway", "admin client (in-process)", "admin (in-process)", "metric ingest", "config distributor", "task engine", "store"]
+        let positions = order.map { name in stopped.firstIndex { $0.contains("node.service=\(name)") } }
+        #expect(positions.allSatisfy { $0 != nil }, "every service says it stopped: \(stopped)")
+        #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted(), "stopped out of order: \(stopped)")
+        #expect(node.process.log.contains("closing agent streams"))
+
+        // The agent outlives its node and holds a stream to the next one on the same address.
+        let next = try await TestNode.start(in: directory, host: node.address.host, port: node.address.port)
+        defer { Task { await next.process.stop() } }
+        try await next.waitForAgent(agent.agentSN)
     }
 }

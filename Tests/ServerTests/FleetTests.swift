@@ -5,6 +5,7 @@ import RPC
 import SwiftProtobuf
 import Synchronization
 import Testing
+import TestSupport
 
 /// The fleet simulator against a real node: it holds its agents, answers a task, and after the
 /// node dies under a task and comes back, every agent returns and no subtask is lost.

@@ -4,6 +4,7 @@ import Logging
 import RPC
 import Server
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc

@@ -5,6 +5,7 @@ import Hummingbird
 import RPC
 import Synchronization
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -25,7 +26,7 @@ struct PluginEndToEndTests {
         chmod("\(tree)/plugin.sh", 0o755)
         let archive = "\(directory)/\(name).tar.gz"
         let (status, output) = try await ChildProcess.run("tar", ["-czf", archive, "-C", directory, "\(name)-src"])
-        guard status == 0 else { throw FleetError("tar: \(output)") }
+        guard status == 0 else { throw HarnessError("tar: \(output)") }
         return archive
     }
 

@@ -7,6 +7,7 @@ import RPC
 import Server
 import Synchronization
 import Testing
+import TestSupport
 
 @testable import Agent
 

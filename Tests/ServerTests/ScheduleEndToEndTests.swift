@@ -2,6 +2,7 @@ import Fleet
 import Foundation
 import RPC
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc

@@ -3,6 +3,7 @@ import Fleet
 import Foundation
 import RPC
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -31,7 +32,7 @@ struct SubAgentEndToEndTests {
         chmod("\(tree)/agent.sh", 0o755)
         let archive = "\(directory)/MiniAgent-\(version).tar.gz"
         let (status, output) = try await ChildProcess.run("tar", ["-czf", archive, "-C", tree, "control", "agent.sh"])
-        guard status == 0 else { throw FleetError("tar: \(output)") }
+        guard status == 0 else { throw HarnessError("tar: \(output)") }
         return try Data(contentsOf: URL(fileURLWithPath: archive))
     }
 

@@ -4,6 +4,7 @@ import GRPCCore
 import RPC
 import SwiftProtobuf
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -17,33 +18,6 @@ struct TaskEndToEndTests {
         parameters.fields["cmd"] = Google_Protobuf_Value(stringValue: cmd)
         if let timeout { parameters.fields["timeout"] = Google_Protobuf_Value(numberValue: timeout) }
         return parameters
-    }
-
-    @Test("A tag task reaches exactly the tagged hosts")
-    func tagTask() async throws {
-        let directory = try makeTemporaryDirectory("task-tags")
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.18")
-        defer { Task { await node.process.stop() } }
-        let agents = try (0 ..< 3).map { index in
-            try TestAgent.start(
-                in: directory, name: "agent\(index)", connectingTo: node,
-                arguments: index < 2 ? ["--tag", "svc=ecs"] : ["--tag", "svc=rds"]
-            )
-        }
-        defer { for agent in agents { Task { await agent.process.stop() } } }
-        for agent in agents { try await node.waitForAgent(agent.agentSN) }
-
-        var request = Aspire_V1_CreateTaskRequest()
-        request.command = "sync.bash"
-        request.tags = ["svc": "ecs"]
-        request.parameters = Self.bash("cat agent.sn 2>/dev/null || echo $HOSTNAME")
-        let created = try await node.createTask(request)
-        #expect(created.task.tags == ["svc": "ecs"])
-        let detail = try await node.waitForTask(created.task.id)
-        #expect(Set(detail.subtasks.map(\.agentSn)) == Set(agents.prefix(2).map(\.agentSN)))
-        #expect(detail.subtasks.allSatisfy { $0.status == "succeeded" && $0.result.resp == .success })
-        #expect(detail.task.status == "running", "a tag task stays open through its window")
     }
 
     @Test("config changes the agent's step, servers and tags; they reach the host record and survive a restart")
@@ -112,35 +86,6 @@ struct TaskEndToEndTests {
         await #expect(throws: RPCError.self) { try await node.createTask(request) }
     }
 
-    @Test("A task created while a host is offline completes when it connects")
-    func offlineHost() async throws {
-        let directory = try makeTemporaryDirectory("task-offline")
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.19")
-        defer { Task { await node.process.stop() } }
-        let online = try TestAgent.start(in: directory, name: "online", connectingTo: node)
-        defer { Task { await online.process.stop() } }
-        try await node.waitForAgent(online.agentSN)
-
-        var request = Aspire_V1_CreateTaskRequest()
-        request.command = "sync.bash"
-        request.agents = [online.agentSN, "late-agent"]
-        request.parameters = Self.bash("echo hi")
-        let created = try await node.createTask(request)
-        try await eventually("the online host to answer") {
-            try await node.task(created.task.id).task.complete == 1
-        }
-        let halfway = try await node.task(created.task.id)
-        #expect(halfway.task.status == "running")
-        #expect(halfway.subtasks.first { $0.agentSn == "late-agent" }?.status == "pending")
-
-        let late = try TestAgent.start(in: directory, name: "late", connectingTo: node, agentSN: "late-agent")
-        defer { Task { await late.process.stop() } }
-        let done = try await node.waitForTask(created.task.id)
-        #expect(done.task.status == "done")
-        #expect(done.subtasks.allSatisfy { $0.status == "succeeded" && String(decoding: $0.result.data, as: UTF8.self) == "hi\n" })
-    }
-
     @Test("A result held back by a crash is delivered once after restart, and the command is not run twice")
     func exactlyOnce() async throws {
         let directory = try makeTemporaryDirectory("task-once")
@@ -181,72 +126,5 @@ struct TaskEndToEndTests {
             ((try? FileManager.default.contentsOfDirectory(atPath: outbox)) ?? []).isEmpty
         }
         #expect(try String(contentsOfFile: counter, encoding: .utf8) == "run\n", "the command ran more than once")
-    }
-
-    @Test("max_concurrency keeps at most that many hosts busy at once")
-    func concurrency() async throws {
-        let directory = try makeTemporaryDirectory("task-rate")
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.21")
-        defer { Task { await node.process.stop() } }
-        let agents = try (0 ..< 3).map { try TestAgent.start(in: directory, name: "agent\($0)", connectingTo: node) }
-        defer { for agent in agents { Task { await agent.process.stop() } } }
-        for agent in agents { try await node.waitForAgent(agent.agentSN) }
-
-        // Each run records its start and end; with max_concurrency 1 the intervals never overlap.
-        let log = "\(directory)/intervals"
-        var request = Aspire_V1_CreateTaskRequest()
-        request.command = "sync.bash"
-        request.agents = agents.map(\.agentSN)
-        request.maxConcurrency = "1"
-        request.parameters = Self.bash("echo \"start $(date +%s%N)\" >> \(log); sleep 0.3; echo \"end $(date +%s%N)\" >> \(log)")
-        let created = try await node.createTask(request)
-        let done = try await node.waitForTask(created.task.id)
-        #expect(done.task.status == "done")
-        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
-        #expect(lines.count == 6)
-        var running = 0
-        for line in lines {
-            running += line.hasPrefix("start") ? 1 : -1
-            #expect(running <= 1, "two hosts ran at once: \(lines)")
-        }
-    }
-
-    @Test("Bad task requests are refused with a clear reason")
-    func badRequests() async throws {
-        let directory = try makeTemporaryDirectory("task-bad")
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.22")
-        defer { Task { await node.process.stop() } }
-        func refused(_ request: Aspire_V1_CreateTaskRequest, _ fragment: String) async {
-            let error = await #expect(throws: RPCError.self) { try await node.createTask(request) }
-            #expect(error?.code == .invalidArgument)
-            #expect(error?.message.contains(fragment) == true, "\(error?.message ?? "") lacks \(fragment)")
-        }
-        var request = Aspire_V1_CreateTaskRequest()
-        request.command = "sync.bash"
-        request.agents = ["a"]
-        await refused(request, "'cmd' is required")
-        request.parameters = Self.bash("true")
-        request.parameters.fields["cmdd"] = Google_Protobuf_Value(stringValue: "typo")
-        await refused(request, "unknown field 'cmdd'")
-        request.parameters = Self.bash("true", timeout: 1.5)
-        await refused(request, "whole number")
-        request.parameters = Self.bash("true")
-        request.command = "rm.everything"
-        await refused(request, "unknown command")
-        request.command = "sync.bash"
-        request.tags = ["svc": "ecs"]
-        await refused(request, "not both")
-        request.tags = [:]
-        request.agents = ["../etc"]
-        await refused(request, "agent_sn")
-        request.agents = ["a"]
-        request.maxConcurrency = "lots"
-        await refused(request, "max_concurrency")
-        var missing = Aspire_V1_GetTaskRequest()
-        missing.id = 4242
-        let notFound = await #expect(throws: RPCError.self) { try await node.admin { try await $0.getTask(missing) } }
-        #expect(notFound?.code == .notFound)
     }
 }

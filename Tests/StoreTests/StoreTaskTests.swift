@@ -48,6 +48,33 @@ struct StoreTaskTests {
         }
     }
 
+    @Test("Claims for places under max_concurrency never pass the limit, however many run at once; released ones wait again", arguments: StoreHarness.engines)
+    func claims(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            let hosts = (0 ..< 12).map { "h\($0)" }
+            let (task, subtasks) = try await store.createTask(NewTask(command: "sync.bash"), agents: hosts)
+            // Every host's delivery claims its own subtask at once, as results and the sweep do.
+            let claimed = try await withThrowingTaskGroup(of: [String].self) { group in
+                for subtask in subtasks {
+                    group.addTask { try await store.claimDispatch(taskID: task.id, ids: [subtask.id], limit: 3, retryAfter: 60_000) }
+                }
+                return try await group.reduce(into: []) { $0 += $1 }
+            }
+            #expect(claimed.count == 3)
+            #expect(try await store.subtasks(taskID: task.id).filter { $0.status == .dispatched }.count == 3)
+            #expect(try await store.task(id: task.id)?.status == .running)
+            // Full: nothing more, even for a whole list.
+            #expect(try await store.claimDispatch(taskID: task.id, ids: subtasks.map(\.id), limit: 3, retryAfter: 60_000).isEmpty)
+            // A claim that could not be sent gives its place back, and its host's delivery is due again.
+            let back = claimed[0]
+            try await store.releaseDispatch([back])
+            let host = try #require(subtasks.first { $0.id == back }).agentSN
+            #expect(try await store.dueSubtasks(agentSN: host).map(\.id) == [back])
+            let again = try await store.claimDispatch(taskID: task.id, ids: subtasks.map(\.id), limit: 3, retryAfter: 60_000)
+            #expect(again.count == 1)
+        }
+    }
+
     @Test("Results are stored once by command id; counts and status follow", arguments: StoreHarness.engines)
     func results(_ kind: SQLEngineKind) async throws {
         try await StoreHarness.withStore(kind) { store in

@@ -84,11 +84,15 @@ public final class MetricIngest: Service {
     }
 
     public func run() async throws {
-        try await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                try await Task.sleep(for: self.configuration.flushInterval)
-                await self.flush()
+        do {
+            try await cancelWhenGracefulShutdown {
+                while !Task.isCancelled {
+                    try await Task.sleep(for: self.configuration.flushInterval)
+                    await self.flush()
+                }
             }
+        } catch is CancellationError {
+            // Stopping: what is queued is still written below.
         }
         await self.flush()
         try? await self.influx?.shutdown()

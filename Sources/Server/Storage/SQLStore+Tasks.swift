@@ -88,19 +88,72 @@ extension SQLStore {
                     WHERE id IN (\(binds: chunk)) AND status <= \(bind: SubtaskStatus.dispatched.rawValue) RETURNING taskid
                     """
                 ).all().map { try $0.decode(column: "taskid", as: Int.self) }
-                try await database.raw(
-                    "UPDATE pendings SET status = 1, gmt_schedule = \(bind: now + retryAfter) WHERE subtaskid IN (\(binds: chunk))"
-                ).run()
-                let started = Set(tasks).sorted()
-                guard !started.isEmpty else { continue }
-                try await database.raw(
-                    """
-                    UPDATE tasks SET status = \(bind: TaskStatus.running.rawValue), gmt_modify = \(bind: now)
-                    WHERE id IN (\(binds: started)) AND status = \(bind: TaskStatus.pending.rawValue)
-                    """
-                ).run()
+                try await Self.dispatched(chunk, of: Set(tasks), at: now, retryAfter: retryAfter, in: database)
             }
         }
+    }
+
+    /// Marks as dispatched as many of `ids` (subtasks of task `taskID` waiting to be sent) as fit
+    /// under `limit` subtasks in flight, and returns those it marked: the caller sends exactly
+    /// these. The task's row stays locked until the transaction ends (SQLite's write lock does
+    /// the same), so deliveries running at once (results freeing places, the sweep, another node)
+    /// never pass the limit together.
+    public func claimDispatch(taskID: Int, ids: [String], limit: Int, retryAfter: Int64) async throws -> [String] {
+        guard !ids.isEmpty, limit > 0 else { return [] }
+        let now = Self.now
+        return try await self.transaction { database in
+            try await database.raw("UPDATE tasks SET gmt_modify = gmt_modify WHERE id = \(bind: taskID)").run()
+            let inFlight =
+                try await database.raw(
+                    "SELECT COUNT(*) AS n FROM subtasks WHERE taskid = \(bind: taskID) AND status = \(bind: SubtaskStatus.dispatched.rawValue)"
+                ).first()?.decode(column: "n", as: Int.self) ?? 0
+            var claimed: [String] = []
+            for slice in ids.chunks(of: 1000) where claimed.count < limit - inFlight {
+                let chunk = Array(slice.prefix(limit - inFlight - claimed.count))
+                claimed += try await database.raw(
+                    """
+                    UPDATE subtasks SET status = \(bind: SubtaskStatus.dispatched.rawValue), gmt_modify = \(bind: now)
+                    WHERE id IN (\(binds: chunk)) AND taskid = \(bind: taskID) AND status = \(bind: SubtaskStatus.pending.rawValue)
+                    RETURNING id
+                    """
+                ).all().map { try $0.decode(column: "id", as: String.self) }
+            }
+            try await Self.dispatched(claimed, of: claimed.isEmpty ? [] : [taskID], at: now, retryAfter: retryAfter, in: database)
+            return claimed
+        }
+    }
+
+    /// Gives back claimed subtasks that could not be sent after all (the stream closed): they
+    /// wait again, and free their places.
+    public func releaseDispatch(_ ids: [String]) async throws {
+        guard !ids.isEmpty else { return }
+        let now = Self.now
+        try await self.transaction { database in
+            for slice in ids.chunks(of: 1000) {
+                let chunk = Array(slice)
+                try await database.raw(
+                    """
+                    UPDATE subtasks SET status = \(bind: SubtaskStatus.pending.rawValue), gmt_modify = \(bind: now)
+                    WHERE id IN (\(binds: chunk)) AND status = \(bind: SubtaskStatus.dispatched.rawValue)
+                    """
+                ).run()
+                try await database.raw("UPDATE pendings SET status = 0, gmt_schedule = \(bind: now) WHERE subtaskid IN (\(binds: chunk))").run()
+            }
+        }
+    }
+
+    /// The rest of marking subtasks dispatched: their deliveries are due again after
+    /// `retryAfter`, and their tasks are running.
+    private static func dispatched(_ ids: [String], of tasks: Set<Int>, at now: Int64, retryAfter: Int64, in database: any SQLDatabase) async throws {
+        guard !ids.isEmpty else { return }
+        try await database.raw("UPDATE pendings SET status = 1, gmt_schedule = \(bind: now + retryAfter) WHERE subtaskid IN (\(binds: ids))").run()
+        guard !tasks.isEmpty else { return }
+        try await database.raw(
+            """
+            UPDATE tasks SET status = \(bind: TaskStatus.running.rawValue), gmt_modify = \(bind: now)
+            WHERE id IN (\(binds: tasks.sorted())) AND status = \(bind: TaskStatus.pending.rawValue)
+            """
+        ).run()
     }
 
     /// Stores a result once: the first result of a subtask finishes it and counts in its task;
@@ -218,15 +271,6 @@ extension SQLStore {
                 "UPDATE tasks SET status = \(bind: TaskStatus.cancelled.rawValue), gmt_modify = \(bind: now) WHERE id = \(bind: id)"
             ).run()
             return try await Self.task(id: id, on: database) ?? task
-        }
-    }
-
-    /// Subtasks of a task sent and not answered yet.
-    public func inFlight(taskID: Int) async throws -> Int {
-        try await self.engine.withConnection { database in
-            try await database.raw(
-                "SELECT COUNT(*) AS n FROM subtasks WHERE taskid = \(bind: taskID) AND status = \(bind: SubtaskStatus.dispatched.rawValue)"
-            ).first()?.decode(column: "n", as: Int.self) ?? 0
         }
     }
 

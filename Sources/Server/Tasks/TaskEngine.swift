@@ -145,24 +145,16 @@ public final class TaskEngine: Service {
     /// Sends the subtasks of a task just created to the agents held here, as far as rate
     /// control lets them go, and records them dispatched in one transaction. (The rest, and
     /// hosts held elsewhere, go by the usual paths: connect, result, sweep.)
+    /// Sends a new task's subtasks to the hosts this node holds now; the others get theirs when
+    /// they connect, or from the node that holds them.
     private func sendNew(_ task: TaskRecord, _ subtasks: [SubtaskRecord]) async throws {
-        var command = try Self.command(of: task)
-        let limit = try RateLimit(parsing: task.maxConcurrency, field: "max_concurrency")?.value(of: task.count) ?? Int.max
-        var sent: [String] = []
+        let here = subtasks.filter { self.registry.session(for: $0.agentSN) != nil }
         var builds = Builds()
-        var refused: [(Aspire_V1_CommandResult, String)] = []
-        for subtask in subtasks where sent.count < limit {
-            guard let session = self.registry.session(for: subtask.agentSN) else { continue }
-            command.id = subtask.id
-            switch try await self.command(command, for: subtask.agentSN, builds: &builds) {
-            case .send(let resolved): if session.send(command: resolved) { sent.append(subtask.id) }
-            case .refuse(let result): refused.append((result, subtask.agentSN))
-            }
+        let sent = try await self.send(here, of: task, builds: &builds) { subtask, command in
+            self.registry.session(for: subtask.agentSN)?.send(command: command) ?? false
         }
-        try await self.store.markDispatched(sent, retryAfter: self.configuration.redeliverAfter.milliseconds)
-        for (result, agentSN) in refused { _ = await self.resultArrived(result, from: agentSN) }
-        if !sent.isEmpty {
-            self.logger.debug("subtasks sent", metadata: ["task.id": "\(task.id)", "count": "\(sent.count)"])
+        if sent > 0 {
+            self.logger.debug("subtasks sent", metadata: ["task.id": "\(task.id)", "count": "\(sent)"])
         }
     }
 
@@ -189,46 +181,66 @@ public final class TaskEngine: Service {
         return commands
     }
 
-    /// Hands each due subtask of `agentSN` that rate control lets through to `send`, and
-    /// records the ones it took as dispatched.
+    /// Hands each due subtask of `agentSN` that rate control lets through to `send`.
     private func deliver(to agentSN: String, inFlight resend: Bool = false, send: (Aspire_V1_Command) -> Bool) async throws {
         var tasks: [Int: TaskRecord] = [:]
-        var commands: [Int: Aspire_V1_Command] = [:]
-        var inFlight: [Int: Int] = [:]
-        var sent: [String] = []
-        var builds = Builds()
-        var refused: [Aspire_V1_CommandResult] = []
+        var due: [Int: [SubtaskRecord]] = [:]
         for subtask in try await self.store.dueSubtasks(agentSN: agentSN, inFlight: resend) {
             if tasks[subtask.taskID] == nil {
                 tasks[subtask.taskID] = try await self.store.task(id: subtask.taskID)
             }
-            guard let task = tasks[subtask.taskID], task.status == .pending || task.status == .running else { continue }
-            if try await self.stopIfTooManyErrors(task) { continue }
-            if let limit = try RateLimit(parsing: task.maxConcurrency, field: "max_concurrency")?.value(of: task.count),
-                subtask.status == .pending
-            {
-                if inFlight[task.id] == nil {
-                    inFlight[task.id] = try await self.store.inFlight(taskID: task.id)
-                }
-                guard inFlight[task.id, default: 0] < limit else { continue }
-                inFlight[task.id, default: 0] += 1
-            }
-            if commands[task.id] == nil {
-                commands[task.id] = try Self.command(of: task)
-            }
-            guard var command = commands[task.id] else { continue }
-            command.id = subtask.id
-            switch try await self.command(command, for: agentSN, builds: &builds) {
-            case .send(let resolved): if send(resolved) { sent.append(subtask.id) }
-            case .refuse(let result): refused.append(result)
-            }
+            due[subtask.taskID, default: []].append(subtask)
         }
-        try await self.store.markDispatched(sent, retryAfter: self.configuration.redeliverAfter.milliseconds)
-        for result in refused { _ = await self.resultArrived(result, from: agentSN) }
-        if !sent.isEmpty {
-            self.logger.debug("subtasks sent", metadata: ["agent.sn": "\(agentSN)", "count": "\(sent.count)"])
+        var builds = Builds()
+        var sent = 0
+        for (id, subtasks) in due.sorted(by: { $0.key < $1.key }) {
+            guard let task = tasks[id], task.status == .pending || task.status == .running else { continue }
+            if try await self.stopIfTooManyErrors(task) { continue }
+            sent += try await self.send(subtasks, of: task, builds: &builds) { _, command in send(command) }
+        }
+        if sent > 0 {
+            self.logger.debug("subtasks sent", metadata: ["agent.sn": "\(agentSN)", "count": "\(sent)"])
         }
     }
+
+    /// The one way subtasks go out, whoever sends them (task creation, a connecting or polling
+    /// agent, a freed place, the sweep): a rate-limited task's waiting subtasks go only as far as
+    /// the store grants places (``SQLStore/claimDispatch(taskID:ids:limit:retryAfter:)``), then
+    /// each gets its command through `transmit`. Returns how many were sent.
+    private func send(
+        _ subtasks: [SubtaskRecord],
+        of task: TaskRecord,
+        builds: inout Builds,
+        transmit: (SubtaskRecord, Aspire_V1_Command) -> Bool
+    ) async throws -> Int {
+        guard !subtasks.isEmpty else { return 0 }
+        var going = subtasks
+        var claimed: Set<String> = []
+        if let limit = try RateLimit(parsing: task.maxConcurrency, field: "max_concurrency")?.value(of: task.count) {
+            let waiting = subtasks.filter { $0.status == .pending }.map(\.id)
+            claimed = Set(try await self.store.claimDispatch(taskID: task.id, ids: waiting, limit: limit, retryAfter: self.retryAfter))
+            going = subtasks.filter { $0.status != .pending || claimed.contains($0.id) }
+        }
+        var command = try Self.command(of: task)
+        var sent: [String] = []
+        var unsent: [String] = []
+        var refused: [(Aspire_V1_CommandResult, String)] = []
+        for subtask in going {
+            command.id = subtask.id
+            switch try await self.command(command, for: subtask.agentSN, builds: &builds) {
+            case .send(let resolved):
+                if transmit(subtask, resolved) { sent.append(subtask.id) } else { unsent.append(subtask.id) }
+            case .refuse(let result):
+                refused.append((result, subtask.agentSN))
+            }
+        }
+        try await self.store.markDispatched(sent, retryAfter: self.retryAfter)
+        try await self.store.releaseDispatch(unsent.filter(claimed.contains))
+        for (result, agentSN) in refused { _ = await self.resultArrived(result, from: agentSN) }
+        return sent.count
+    }
+
+    private var retryAfter: Int64 { self.configuration.redeliverAfter.milliseconds }
 
     /// The command a task sends to each of its hosts (its id is the subtask's).
     private static func command(of task: TaskRecord) throws -> Aspire_V1_Command {

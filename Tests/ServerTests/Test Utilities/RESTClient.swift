@@ -1,25 +1,47 @@
 import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
 import RPC
 import Testing
+import TestSupport
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
 
-/// Real HTTP against a node's REST gateway (URLSession, i.e. libcurl).
-struct RESTClient {
-    let base: String
+/// Calls a node's REST gateway: over real HTTP (URLSession, i.e. libcurl), or through
+/// Hummingbird's test client straight into the router of a node built in-process.
+struct RESTClient: Sendable {
+    enum Target: Sendable {
+        case http(base: String)
+        case router(any TestClientProtocol)
+    }
+
+    let target: Target
     /// Sent as `Authorization: Bearer <token>` unless nil.
     var token: String?
 
     init(base: String, token: String?) {
-        self.base = base
+        self.target = .http(base: base)
         self.token = token
     }
 
     init(_ node: TestNode, token: String? = nil) throws {
-        self.base = "http://\(node.httpAddress)"
+        self.target = .http(base: "http://\(node.httpAddress)")
         self.token = try token ?? node.adminToken
+    }
+
+    /// The base URL of a client over real HTTP.
+    var base: String {
+        guard case .http(let base) = self.target else { preconditionFailure("a router client has no base URL") }
+        return base
+    }
+
+    /// The router of an in-process node, with its admin token.
+    init(router client: any TestClientProtocol, token: String?) {
+        self.target = .router(client)
+        self.token = token
     }
 
     struct Answer {
@@ -31,7 +53,7 @@ struct RESTClient {
         var object: [String: Any] {
             get throws {
                 guard let object = self.json as? [String: Any] else {
-                    throw TestFailure("not a JSON object (HTTP \(self.status)): \(String(decoding: self.data, as: UTF8.self))")
+                    throw HarnessError("not a JSON object (HTTP \(self.status)): \(String(decoding: self.data, as: UTF8.self))")
                 }
                 return object
             }
@@ -51,27 +73,44 @@ struct RESTClient {
         contentType: String? = nil,
         headers: [String: String] = [:]
     ) async throws -> Answer {
-        var request = URLRequest(url: URL(string: self.base + path)!)
+        var payload = body
+        var fields = headers
+        if let token { fields["Authorization"] = "Bearer \(token)" }
+        if let json {
+            payload = try JSONSerialization.data(withJSONObject: json)
+            fields["Content-Type"] = "application/json"
+        }
+        if let contentType { fields["Content-Type"] = contentType }
+        let (status, data): (Int, Data)
+        switch self.target {
+        case .http(let base):
+            (status, data) = try await Self.http(method, base + path, body: payload, headers: fields)
+        case .router(let client):
+            var httpFields = HTTPFields()
+            for (name, value) in fields { httpFields[HTTPField.Name(name)!] = value }
+            let response = try await client.executeRequest(
+                uri: path, method: HTTPRequest.Method(method)!, headers: httpFields, body: payload.map { ByteBuffer(bytes: $0) }
+            )
+            (status, data) = (response.status.code, Data(Array(response.body.readableBytesView)))
+        }
+        return Answer(status: status, data: data, json: try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]))
+    }
+
+    private static func http(_ method: String, _ url: String, body: Data?, headers: [String: String]) async throws -> (Int, Data) {
+        var request = URLRequest(url: URL(string: url)!)
         request.httpMethod = method
         request.timeoutInterval = 60
-        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        if let json {
-            request.httpBody = try JSONSerialization.data(withJSONObject: json)
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        }
-        if let body { request.httpBody = body }
-        if let contentType { request.setValue(contentType, forHTTPHeaderField: "Content-Type") }
+        request.httpBody = body
         for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         let (data, response) = try await URLSession.shared.data(for: request)
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        return Answer(status: status, data: data, json: try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]))
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
     }
 
     /// A call that must succeed with the envelope's status 0; answers the body.
     func ok(_ method: String, _ path: String, json: Any? = nil, body: Data? = nil, contentType: String? = nil) async throws -> [String: Any] {
         let answer = try await self.call(method, path, json: json, body: body, contentType: contentType)
         guard answer.status == 200, answer.code == 0 else {
-            throw TestFailure("\(method) \(path) → HTTP \(answer.status): \(answer.text)")
+            throw HarnessError("\(method) \(path) → HTTP \(answer.status): \(answer.text)")
         }
         return try answer.object
     }

@@ -3,6 +3,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import RPC
+import TestSupport
 
 /// A real `aspire-server` process with its data directory.
 struct TestNode {
@@ -40,7 +41,7 @@ struct TestNode {
             log: "\(directory)/\(name).log",
             timeout: .seconds(20)
         )
-        guard let httpAddress = node.httpAddress else { throw TestFailure("\(name) wrote no http.addr") }
+        guard let httpAddress = node.httpAddress else { throw HarnessError("\(name) wrote no http.addr") }
         return TestNode(process: node.process, dataDirectory: data, address: node.address, httpAddress: httpAddress)
     }
 

@@ -2,6 +2,7 @@ import Fleet
 import Foundation
 import Logging
 import Server
+import TestSupport
 
 /// Fresh stores for tests: a temporary SQLite file, or a new database on the PostgreSQL server
 /// named by ASPIRE_TEST_POSTGRES_URL (scripts/postgres-for-tests.sh starts one).

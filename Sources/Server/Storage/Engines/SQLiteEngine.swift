@@ -37,7 +37,10 @@ public final class SQLiteEngine: SQLEngine {
         try await self.lock.withLock { try await body(self.connection.sql()) }
     }
 
+    /// Closes the database; also from a cancelled task (the async `close()` gives up when
+    /// cancelled, and a connection left open traps when it is freed).
     public func shutdown() async {
-        try? await self.connection.close()
+        let closed: EventLoopFuture<Void> = self.connection.close()
+        try? await closed.get()
     }
 }

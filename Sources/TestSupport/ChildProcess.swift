@@ -40,7 +40,7 @@ public final class ChildProcess: Sendable {
         var pid: pid_t = 0
         let status = posix_spawn(&pid, path, &actions, &attributes, &argv, &envp)
         guard status == 0 else {
-            throw FleetError("cannot start \(path): \(String(cString: strerror(status)))")
+            throw HarnessError("cannot start \(path): \(String(cString: strerror(status)))")
         }
         self.pid = pid
         Lifeline.shared.watch(pid)
@@ -74,7 +74,7 @@ public final class ChildProcess: Sendable {
             if let status = self.poll() { return status }
             try await Task.sleep(for: .milliseconds(5))
         }
-        throw FleetError("process \(self.pid) did not exit within \(timeout)\n\(self.log)")
+        throw HarnessError("process \(self.pid) did not exit within \(timeout)\n\(self.log)")
     }
 
     /// SIGTERM, then SIGKILL to the whole group if it does not go.
@@ -237,27 +237,6 @@ public struct ProcessUsage: Sendable {
 
     /// This process.
     public static var current: ProcessUsage? { ProcessUsage(pid: getpid()) }
-}
-
-/// What went wrong in the fleet harness, said plainly.
-public struct FleetError: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
-}
-
-/// Polls `condition` every `interval` until it holds or `timeout` passes.
-public func eventually(
-    timeout: Duration = .seconds(20),
-    interval: Duration = .milliseconds(50),
-    _ what: @autoclosure () -> String,
-    _ condition: () async throws -> Bool
-) async throws {
-    let deadline = ContinuousClock.now.advanced(by: timeout)
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: interval)
-    }
-    throw FleetError("timed out after \(timeout) waiting for: \(what())")
 }
 
 /// Raises this process's open-file limit as far as it may go (root may raise the hard limit);

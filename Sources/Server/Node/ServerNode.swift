@@ -1,0 +1,233 @@
+import Foundation
+public import Gateway
+public import GRPCCore
+public import GRPCInProcessTransport
+public import GRPCNIOTransportHTTP2
+public import Hummingbird
+public import Logging
+public import RPC
+public import ServiceLifecycle
+public import UnixSignals
+
+/// One Aspire server node, built and not yet running: its parts, and the services that run
+/// them in dependency order. `aspire-server` runs ``services`` in one ServiceGroup; tests build
+/// the same node in-process and run the same group.
+///
+/// A graceful shutdown stops the services in reverse order: the agent listener first (agents
+/// are told to go elsewhere), then the REST gateway and the in-process Admin server, then the
+/// metric ingest (which writes what it holds), the distributor and the task engine, and the
+/// store last.
+public struct ServerNode: Sendable {
+    public let configuration: ServerConfiguration
+    public let store: SQLStore
+    public let registry: SessionRegistry
+    public let tasks: TaskEngine
+    public let distributor: ConfigDistributor
+    public let metrics: MetricIngest
+    /// The operators' token and the agents' enrollment token, made on first start.
+    public let adminToken: String
+    public let enrollmentToken: String
+    /// The REST gateway, calling the node's own services in-process.
+    public let gateway: Gateway<InProcessTransport.Client>
+    /// Every long-lived part, in the order they start; they stop in the reverse order.
+    public let services: [ServiceGroupConfiguration.ServiceConfiguration]
+    let listener: HTTP2ServerTransport.Posix
+
+    /// The address the agent listener is bound to, once it is.
+    public var address: HostPort {
+        get async throws { try await boundAddress(of: self.listener) }
+    }
+
+    /// The CA agents verify this node with (nil with TLS off).
+    public var caFile: String? {
+        self.configuration.insecure ? nil : self.configuration.certificateAuthority.paths.caCertificate
+    }
+
+    /// A ServiceGroup of every part of the node.
+    public func serviceGroup(gracefulShutdownSignals: [UnixSignal] = [], logger: Logger) -> ServiceGroup {
+        ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: self.services,
+                gracefulShutdownSignals: gracefulShutdownSignals,
+                logger: logger
+            )
+        )
+    }
+}
+
+/// Builds a node from its configuration: makes its tokens and TLS files on first start, opens
+/// its store, and wires its parts together. Nothing listens and nothing is migrated until its
+/// ``ServerNode/services`` run.
+public func buildNode(configuration: ServerConfiguration, logger: Logger) async throws -> ServerNode {
+    try AtomicFile.makeDirectory(configuration.dataDirectory, mode: 0o700)
+
+    let paths = configuration.tokenPaths
+    let admin = try Secret.loadOrCreate(at: paths.admin)
+    let enrollment = try Secret.loadOrCreate(at: paths.enrollment)
+    logger.notice(admin.created ? "created admin token" : "admin token", metadata: ["path": "\(paths.admin)"])
+    logger.notice(enrollment.created ? "created agent enrollment token" : "agent enrollment token", metadata: ["path": "\(paths.enrollment)"])
+
+    var tls: ServerTLSFiles?
+    if configuration.insecure {
+        logger.warning("TLS is off (--insecure): agent and admin traffic is plaintext")
+    } else {
+        let authority = configuration.certificateAuthority
+        try authority.prepare(names: configuration.allTLSNames, logger: logger)
+        tls = ServerTLSFiles(certificateChain: authority.paths.serverCertificate, privateKey: authority.paths.serverKey)
+        logger.notice("agents verify this node with the CA", metadata: ["path": "\(authority.paths.caCertificate)"])
+    }
+
+    // Every agent holds a descriptor: raise the soft limit as far as the hard one allows
+    // (systemd's default soft limit is 1024), and hold no more agents than the rest fits.
+    let openFiles = OpenFiles.raiseSoftLimit()
+    let maxAgents = configuration.maxAgents ?? OpenFiles.agentCapacity(limit: openFiles)
+    logger.notice("open-file limit", metadata: ["files.limit": "\(openFiles)", "node.max_agents": "\(maxAgents)"])
+    if maxAgents < 10_000 && configuration.maxAgents == nil {
+        logger.warning(
+            "this node holds at most \(maxAgents) agents: raise its open-file limit (LimitNOFILE= in its systemd unit, ulimit -Hn) for more"
+        )
+    }
+
+    let engine: any SQLEngine
+    if let url = configuration.databaseURL {
+        engine = try PostgresEngine(url: url, logger: logger)
+    } else {
+        engine = try await SQLiteEngine.open(path: configuration.sqlitePath, logger: logger)
+    }
+    let store = SQLStore(engine: engine, logger: logger)
+    let registry = SessionRegistry(logger: logger)
+    let tasks = TaskEngine(configuration: configuration.tasks, store: store, registry: registry, logger: logger)
+    let distributor = ConfigDistributor(store: store, registry: registry, interval: configuration.tasks.sweepInterval, logger: logger)
+    let metrics = MetricIngest(configuration: configuration.metrics, store: store, sessions: registry, logger: logger)
+    let packages = PackageFiles(dataDirectory: configuration.dataDirectory, maxBytes: configuration.maxPackageBytes)
+
+    var channelConfiguration = AgentChannelService.Configuration(nodeName: configuration.nodeName)
+    channelConfiguration.statusStep = configuration.statusStep
+    channelConfiguration.pingInterval = configuration.pingInterval
+    let handlers: [any RegistrableRPCService] = [
+        BootstrapService(nodeName: configuration.nodeName, policy: configuration.redirect, registry: registry, maxAgents: maxAgents, logger: logger),
+        AgentChannelService(
+            configuration: channelConfiguration, registry: registry, store: store, engine: tasks, distributor: distributor, metrics: metrics,
+            logger: logger
+        ),
+        AgentPollService(store: store, engine: tasks, logger: logger),
+        PackageStoreService(store: store, packages: packages, logger: logger),
+        AdminService(
+            nodeName: configuration.nodeName, registry: registry, store: store, engine: tasks, packages: packages, distributor: distributor,
+            metrics: metrics, logger: logger
+        ),
+    ]
+    let interceptors = [AuthInterceptor(adminToken: admin.token, enrollmentToken: enrollment.token)]
+    let listener = try Transports.server(listen: configuration.listen, tls: tls, keepalive: configuration.transportKeepalive)
+    let server = GRPCServer(transport: listener, services: handlers, interceptors: interceptors)
+
+    // The REST gateway calls the same services, in-process, through the same interceptor.
+    let inProcess = InProcessTransport()
+    let localServer = GRPCServer(transport: inProcess.server, services: handlers, interceptors: interceptors)
+    let localClient = GRPCClient(transport: inProcess.client)
+    var gatewayConfiguration = Gateway<InProcessTransport.Client>.Configuration()
+    gatewayConfiguration.maxBodyBytes = configuration.maxBodyBytes
+    gatewayConfiguration.adminToken = admin.token
+    gatewayConfiguration.agentToken = enrollment.token
+    let gateway = Gateway(client: localClient, configuration: gatewayConfiguration, logger: logger)
+
+    let ready = StartGate()
+    var services: [NodeService] = [
+        NodeService("store", logger: logger) {
+            try await runStore(engine: engine, store: store, configuration: configuration, ready: ready, logger: logger)
+        },
+        NodeService("task engine", after: ready, logger: logger) { try await tasks.run() },
+        NodeService("config distributor", after: ready, logger: logger) { try await distributor.run() },
+        NodeService("metric ingest", after: ready, logger: logger) { try await metrics.run() },
+        NodeService("admin (in-process)", after: ready, logger: logger) { try await GRPCServerService(server: localServer).run() },
+        NodeService("admin client (in-process)", logger: logger) { try await GRPCClientService(client: localClient).run() },
+    ]
+    if let listen = configuration.httpListen {
+        let application = gateway.application(listen: listen, serverName: "aspire", addressFile: configuration.httpAddressFile)
+        services.append(NodeService("gateway", after: ready, logger: logger) { try await application.run() })
+    }
+    services.append(
+        NodeService("agent listener", after: ready, logger: logger) {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask {
+                    await announce(listener, insecure: configuration.insecure, file: configuration.listenAddressFile, logger: logger)
+                }
+                try await GRPCServerService(server: server) {
+                    logger.notice("shutting down: closing agent streams")
+                    registry.closeAll()
+                }.run()
+            }
+        }
+    )
+
+    return ServerNode(
+        configuration: configuration, store: store, registry: registry, tasks: tasks, distributor: distributor, metrics: metrics,
+        adminToken: admin.token, enrollmentToken: enrollment.token, gateway: gateway,
+        services: services.map { .init(service: $0) }, listener: listener
+    )
+}
+
+/// Runs the database for as long as the node runs: the pool (PostgreSQL), the migrations, and
+/// the release of hosts this node held before it stopped; then opens `ready`.
+private func runStore(
+    engine: any SQLEngine,
+    store: SQLStore,
+    configuration: ServerConfiguration,
+    ready: StartGate,
+    logger: Logger
+) async throws {
+    do {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            if let postgres = engine as? PostgresEngine {
+                group.addTask { try await postgres.run() }
+            }
+            do {
+                try await store.migrate()
+                // Hosts this node held before it stopped are not held any more.
+                try await store.releaseHosts(of: configuration.nodeName)
+            } catch {
+                ready.fail(error)
+                throw error
+            }
+            logger.notice(
+                "store ready",
+                metadata: ["store.engine": "\(engine.kind)", "store.location": "\(configuration.databaseURL.map(redacted) ?? configuration.sqlitePath)"]
+            )
+            ready.open()
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+    } catch {
+        await engine.shutdown()
+        throw error
+    }
+    await engine.shutdown()
+}
+
+/// Writes the agent listener's address to `file` once it is bound, and logs it.
+private func announce(_ listener: HTTP2ServerTransport.Posix, insecure: Bool, file: String, logger: Logger) async {
+    let text: String
+    do {
+        text = try await boundAddress(of: listener).description
+        try AtomicFile.write(text + "\n", to: file)
+    } catch {
+        logger.error("agent listener address unknown", metadata: ["path": "\(file)", "error": "\(error)"])
+        return
+    }
+    logger.notice("listening for agents and admin calls", metadata: ["grpc.address": "\(text)", "grpc.tls": "\(!insecure)"])
+}
+
+/// The IP address and port `listener` is bound to, once it is.
+private func boundAddress(of listener: HTTP2ServerTransport.Posix) async throws -> HostPort {
+    let address = try await listener.listeningAddress
+    if let v4 = address.ipv4 { return HostPort(host: v4.host, port: v4.port) }
+    if let v6 = address.ipv6 { return HostPort(host: v6.host, port: v6.port) }
+    throw AspireError(.internalError, "the agent listener is bound to \(address), not an IP address")
+}
+
+/// A database URL without its password, for logs.
+func redacted(_ url: String) -> String {
+    guard var components = URLComponents(string: url), components.password != nil else { return url }
+    components.password = "***"
+    return components.string ?? "postgres://***"
+}

@@ -1,0 +1,196 @@
+import Foundation
+import GRPCCore
+import RPC
+import Server
+import SwiftProtobuf
+import Testing
+import TestSupport
+
+/// The task engine, the session registry and rate control, on a node built in this process,
+/// with agents the tests answer by hand over the real protocol.
+@Suite("Task engine (in-process node)")
+struct TaskEngineTests {
+    static func bashTask(_ cmd: String, agents: [String] = [], tags: [String: String] = [:]) -> Aspire_V1_CreateTaskRequest {
+        var request = Aspire_V1_CreateTaskRequest()
+        request.command = "sync.bash"
+        request.agents = agents
+        request.tags = tags
+        request.parameters.fields["cmd"] = Google_Protobuf_Value(stringValue: cmd)
+        return request
+    }
+
+    @Test("A host-list task sends each host its command once; results complete it, are acknowledged, and one failure fails it")
+    func hostList() async throws {
+        try await withLocalNode { node in
+            try await ScriptedAgent.connect("web-1", to: node) { first in
+                try await ScriptedAgent.connect("web-2", to: node) { second in
+                    let created = try await node.createTask(Self.bashTask("uptime", agents: ["web-1", "web-2"]))
+                    #expect(created.task.count == 2)
+                    let one = try await first.waitForCommands(1).first!
+                    let two = try await second.waitForCommands(1).first!
+                    #expect(one.method == "sync.bash" && one.bash.cmd == "uptime")
+                    #expect(one.id != two.id)
+                    first.answer(one, data: "up 1 day")
+                    second.answer(two, success: false, retcode: 2)
+                    try await first.waitForAck(one.id)
+                    try await second.waitForAck(two.id)
+                    let detail = try await node.task(created.task.id)
+                    #expect(detail.task.complete == 2 && detail.task.failed == 1)
+                    #expect(detail.task.status == "failed", "a task with a failed host ends failed")
+                    let bySN = Dictionary(uniqueKeysWithValues: detail.subtasks.map { ($0.agentSn, $0) })
+                    #expect(bySN["web-1"]?.status == "succeeded" && bySN["web-1"]?.result.data == Data("up 1 day".utf8))
+                    #expect(bySN["web-2"]?.status == "failed" && bySN["web-2"]?.result.retcode == 2)
+                    #expect(first.commands.count == 1 && second.commands.count == 1)
+                }
+            }
+        }
+    }
+
+    @Test("A host offline when its task is created gets the command when it connects")
+    func offlineHost() async throws {
+        try await withLocalNode { node in
+            let created = try await node.createTask(Self.bashTask("hostname", agents: ["late-1"]))
+            #expect(try await node.task(created.task.id).subtasks.first?.status == "pending")
+            try await ScriptedAgent.connect("late-1", to: node) { agent in
+                let command = try await agent.waitForCommands(1).first!
+                agent.answer(command)
+                try await agent.waitForAck(command.id)
+            }
+            #expect(try await node.task(created.task.id).task.status == "done")
+        }
+    }
+
+    @Test("A tag task reaches exactly the hosts whose tags match, those that join later in its window too")
+    func tagTask() async throws {
+        try await withLocalNode { node in
+            try await ScriptedAgent.connect("ecs-1", tags: ["svc": "ecs"], to: node) { ecs in
+                try await ScriptedAgent.connect("rds-1", tags: ["svc": "rds"], to: node) { rds in
+                    let created = try await node.createTask(Self.bashTask("true", tags: ["svc": "ecs"]))
+                    try await ecs.waitForCommands(1)
+                    try await ScriptedAgent.connect("ecs-2", tags: ["svc": "ecs", "zone": "b"], to: node) { late in
+                        try await late.waitForCommands(1)
+                        // Both ecs hosts have theirs; the engine had its chance at rds-1 too.
+                        #expect(rds.commands.isEmpty)
+                        let detail = try await node.task(created.task.id)
+                        #expect(Set(detail.subtasks.map(\.agentSn)) == ["ecs-1", "ecs-2"])
+                        #expect(detail.task.status == "running", "a tag task stays open through its window")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("max_concurrency 1: one host holds the command at a time; each result frees the place for the next")
+    func concurrency() async throws {
+        try await withLocalNode { node in
+            try await ScriptedAgent.connect("r-1", to: node) { a in
+                try await ScriptedAgent.connect("r-2", to: node) { b in
+                    try await ScriptedAgent.connect("r-3", to: node) { c in
+                        let agents = [a, b, c]
+                        var request = Self.bashTask("true", agents: agents.map(\.agentSN))
+                        request.maxConcurrency = "1"
+                        let created = try await node.createTask(request)
+                        var served: Set<String> = []
+                        for round in 1 ... 3 {
+                            try await eventually("round \(round): one more host has its command") {
+                                agents.filter { !$0.commands.isEmpty }.count == round
+                            }
+                            let holders = agents.filter { !$0.commands.isEmpty && !served.contains($0.agentSN) }
+                            #expect(holders.count == 1, "round \(round): \(holders.map(\.agentSN)) hold commands at once")
+                            #expect(agents.map(\.commands.count).reduce(0, +) == round)
+                            for holder in holders {
+                                holder.answer(holder.commands[0])
+                                try await holder.waitForAck(holder.commands[0].id)
+                                served.insert(holder.agentSN)
+                            }
+                        }
+                        #expect(try await node.task(created.task.id).task.status == "done")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("max_errors 0: after the first failure no new host gets the command, and the task fails")
+    func errorThreshold() async throws {
+        try await withLocalNode { node in
+            try await ScriptedAgent.connect("e-1", to: node) { a in
+                try await ScriptedAgent.connect("e-2", to: node) { b in
+                    var request = Self.bashTask("false", agents: ["e-1", "e-2"])
+                    request.maxConcurrency = "1"
+                    request.maxErrors = "0"
+                    let created = try await node.createTask(request)
+                    try await eventually("one host has the command") { a.commands.count + b.commands.count == 1 }
+                    let (failing, other) = a.commands.isEmpty ? (b, a) : (a, b)
+                    failing.answer(failing.commands[0], success: false, retcode: 1)
+                    var detail = try await node.task(created.task.id)
+                    try await eventually("the task to fail: \(detail.task)") {
+                        detail = try await node.task(created.task.id)
+                        return detail.task.status == "failed"
+                    }
+                    #expect(other.commands.isEmpty, "a host got the command after the error threshold was passed")
+                    #expect(detail.subtasks.first { $0.agentSn == other.agentSN }?.status == "cancelled")
+                }
+            }
+        }
+    }
+
+    @Test("A second stream of the same AgentSN replaces the first; commands go to the new one; the host is offline once it leaves")
+    func sessionReplaced() async throws {
+        try await withLocalNode { node in
+            try await ScriptedAgent.connect("twin", to: node) { old in
+                try await ScriptedAgent.connect("twin", to: node) { new in
+                    try await eventually("the node to close the first stream") { old.ended }
+                    #expect(node.node.registry.count == 1)
+                    _ = try await node.createTask(Self.bashTask("true", agents: ["twin"]))
+                    let command = try await new.waitForCommands(1).first!
+                    new.answer(command)
+                    try await new.waitForAck(command.id)
+                    #expect(old.commands.isEmpty)
+                }
+            }
+            try await eventually("the host to go offline") {
+                var request = Aspire_V1_GetHostRequest()
+                request.agentSn = "twin"
+                return try await node.admin { try await $0.getHost(request) }.status == "offline"
+            }
+            #expect(node.node.registry.count == 0)
+        }
+    }
+
+    @Test("Bad task requests are refused with a clear reason")
+    func badRequests() async throws {
+        try await withLocalNode { node in
+            func refused(_ request: Aspire_V1_CreateTaskRequest, _ fragment: String) async {
+                let error = await #expect(throws: RPCError.self) { try await node.createTask(request) }
+                #expect(error?.code == .invalidArgument)
+                #expect(error?.message.contains(fragment) == true, "\(error?.message ?? "") lacks \(fragment)")
+            }
+            var request = Self.bashTask("true", agents: ["a"])
+            request.parameters = Google_Protobuf_Struct()
+            await refused(request, "'cmd' is required")
+            request.parameters = Self.bashTask("true").parameters
+            request.parameters.fields["cmdd"] = Google_Protobuf_Value(stringValue: "typo")
+            await refused(request, "unknown field 'cmdd'")
+            request.parameters = Self.bashTask("true").parameters
+            request.parameters.fields["timeout"] = Google_Protobuf_Value(numberValue: 1.5)
+            await refused(request, "whole number")
+            request.parameters = Self.bashTask("true").parameters
+            request.command = "rm.everything"
+            await refused(request, "unknown command")
+            request.command = "sync.bash"
+            request.tags = ["svc": "ecs"]
+            await refused(request, "not both")
+            request.tags = [:]
+            request.agents = ["../etc"]
+            await refused(request, "agent_sn")
+            request.agents = ["a"]
+            request.maxConcurrency = "lots"
+            await refused(request, "max_concurrency")
+            var missing = Aspire_V1_GetTaskRequest()
+            missing.id = 4242
+            let notFound = await #expect(throws: RPCError.self) { try await node.admin { try await $0.getTask(missing) } }
+            #expect(notFound?.code == .notFound)
+        }
+    }
+}

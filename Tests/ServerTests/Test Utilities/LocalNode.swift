@@ -1,0 +1,148 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Gateway
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import RPC
+import Server
+import ServiceLifecycle
+import Synchronization
+import TestSupport
+
+/// A server node built in this process by `buildNode`, its services running in a ServiceGroup,
+/// its agent listener on a loopback address of its own (TLS, as in production).
+struct LocalNode: Sendable {
+    let node: ServerNode
+    let address: HostPort
+    let logPath: String
+
+    var caFile: String { self.node.configuration.certificateAuthority.paths.caCertificate }
+    var store: SQLStore { self.node.store }
+
+    /// Runs `body` with one gRPC client of this node carrying `token` (the admin token by default).
+    func withClient<Result: Sendable>(
+        token: String? = nil,
+        _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
+    ) async throws -> Result {
+        let transport = try Transports.client(address: self.address, authority: "aspire.test", security: .tls(caFile: self.caFile))
+        return try await withGRPCClient(
+            transport: transport, interceptors: [BearerTokenInterceptor(token: token ?? self.node.adminToken)], handleClient: body
+        )
+    }
+
+    func admin<Result: Sendable>(_ body: (Aspire_V1_Admin.Client<HTTP2ClientTransport.Posix>) async throws -> Result) async throws -> Result {
+        try await self.withClient { try await body(Aspire_V1_Admin.Client(wrapping: $0)) }
+    }
+
+    func createTask(_ request: Aspire_V1_CreateTaskRequest) async throws -> Aspire_V1_TaskDetail {
+        try await self.admin { try await $0.createTask(request) }
+    }
+
+    func task(_ id: Int64) async throws -> Aspire_V1_TaskDetail {
+        var request = Aspire_V1_GetTaskRequest()
+        request.id = id
+        return try await self.admin { try await $0.getTask(request) }
+    }
+
+    /// Runs `body` with Hummingbird's test client on the node's REST gateway (no socket).
+    func withREST<Result: Sendable>(_ body: @Sendable (any TestClientProtocol) async throws -> Result) async throws -> Result {
+        try await Application(router: self.node.gateway.router()).test(.router, body)
+    }
+
+    /// The admin token as a request header.
+    var bearer: HTTPFields { [.authorization: "Bearer \(self.node.adminToken)"] }
+}
+
+/// Builds a node in-process on a fresh data directory and a SQLite file (`configure` may change
+/// any setting, a PostgreSQL URL among them), runs its services, runs `body`, then shuts the node
+/// down gracefully and removes its directory, however `body` ends.
+func withLocalNode<Result: Sendable>(
+    name: String = "node",
+    configure: (inout ServerConfiguration) -> Void = { _ in },
+    _ body: (LocalNode) async throws -> Result
+) async throws -> Result {
+    try await withTemporaryDirectory("aspire-node") { directory in
+        var configuration = ServerConfiguration()
+        configuration.dataDirectory = "\(directory)/\(name)"
+        configuration.nodeName = name
+        configuration.listen = HostPort(host: Loopback.address(), port: 0)
+        configuration.httpListen = nil
+        configuration.tlsNames = ["aspire.test"]
+        configuration.maxAgents = 10_000
+        configuration.tasks.sweepInterval = .milliseconds(200)
+        configure(&configuration)
+        let logPath = "\(directory)/\(name).log"
+        let log = LogFile(logPath)
+        let logger = Logger(label: "aspire.\(name)") { label in FileLogHandler(file: log, label: label) }
+        let node = try await buildNode(configuration: configuration, logger: logger)
+        let group = node.serviceGroup(logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let result: Result
+            do {
+                let local = LocalNode(node: node, address: try await node.address, logPath: logPath)
+                result = try await body(local)
+            } catch {
+                await group.triggerGracefulShutdown()
+                try? await tasks.waitForAll()
+                throw AnnotatedError(error, log: logPath)
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return result
+        }
+    }
+}
+
+/// A failure with the tail of the node's log, which the temporary directory takes with it.
+struct AnnotatedError: Error, CustomStringConvertible {
+    let description: String
+
+    init(_ error: any Error, log: String) {
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        self.description = "\(error)\n-- node log (last lines):\n\(text.suffix(6000))"
+    }
+}
+
+/// swift-log to a file, for nodes that live inside the test process.
+struct FileLogHandler: LogHandler {
+    let file: LogFile
+    let label: String
+    var logLevel: Logger.Level = .debug
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { self.metadata[key] }
+        set { self.metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let all = self.metadata.merging(event.metadata ?? [:]) { $1 }
+        let fields = all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        self.file.append("\(Date()) \(event.level) \(self.label): \(event.message) \(fields)\n")
+    }
+}
+
+/// One log file that every logger of a node writes to.
+final class LogFile: Sendable {
+    let path: String
+    private let handle: Mutex<FileHandle?>
+
+    init(_ path: String) {
+        self.path = path
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
+        self.handle = Mutex(FileHandle(forWritingAtPath: path))
+    }
+
+    func append(_ line: String) {
+        self.handle.withLock { handle in
+            try? handle?.write(contentsOf: Data(line.utf8))
+        }
+    }
+
+    deinit {
+        self.handle.withLock { try? $0?.close() }
+    }
+}
