@@ -18,7 +18,7 @@ struct BasicAgentCtl: AsyncParsableCommand {
         commandName: "BasicAgentCtl",
         abstract: "Run one agent method on this host and print the JSON result the agent would send.",
         discussion: """
-            Methods run here: \(CommandRunner.methods.joined(separator: ", ")).
+            Methods run here: \(Self.handlers.methods.map(\.name).joined(separator: ", ")).
             Methods the running agent answers, on its local control socket (--socket): \(Self.agentMethods.joined(separator: ", ")).
 
               BasicAgentCtl -c getinfo.users -a "-U root"     one user (-A all, -u normal, -S system)
@@ -68,6 +68,11 @@ struct BasicAgentCtl: AsyncParsableCommand {
     ]
     static var agentMethods: [String] { self.agentPaths.keys.sorted() }
 
+    /// The methods that run in this process, as the agent runs them.
+    static var handlers: CommandHandlers {
+        CommandHandlers.local(bash: BashExecutor(logger: Logger(label: "aspire.basicagentctl")))
+    }
+
     func run() async throws {
         LogSetup.bootstrap(level: .warning)
         if let path = Self.agentPaths[self.method] {
@@ -77,7 +82,7 @@ struct BasicAgentCtl: AsyncParsableCommand {
         var command = Aspire_V1_Command()
         command.id = UUID().uuidString.lowercased()
         command.method = self.method
-        if self.method == "sync.bash" {
+        if CommandMethod(name: self.method) == .bash {
             var bash = Aspire_V1_BashParams()
             bash.cmd = self.arguments
             bash.user = self.user
@@ -89,8 +94,7 @@ struct BasicAgentCtl: AsyncParsableCommand {
             params.args = self.arguments
             command.getinfo = params
         }
-        let runner = CommandRunner(logger: Logger(label: "aspire.basicagentctl"))
-        let result = await runner.run(command)
+        let result = await Self.handlers.run(command)
         FileHandle.standardOutput.write(result.seedJSON(pretty: self.pretty))
         FileHandle.standardOutput.write(Data("\n".utf8))
         if result.resp != .success {

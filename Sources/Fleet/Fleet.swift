@@ -56,7 +56,7 @@ public final class Fleet: Sendable {
         let counters = Counters()
         /// When each Welcome arrived (milliseconds since 1970), in order.
         let welcomeTimes = Mutex<[Int64]>([])
-        let runner: CommandRunner
+        let handlers: CommandHandlers
         let pongs = Mutex<[UInt64: CheckedContinuation<Bool, Never>]>([:])
         let nonces = Atomic<UInt64>(0)
 
@@ -64,7 +64,7 @@ public final class Fleet: Sendable {
             self.configuration = configuration
             var logger = Logger(label: "aspire.fleet")
             logger.logLevel = .error
-            self.runner = CommandRunner(logger: logger)
+            self.handlers = CommandHandlers.local(bash: BashExecutor(logger: logger))
         }
 
         func welcomed() {
@@ -78,7 +78,7 @@ public final class Fleet: Sendable {
         /// executors' answer; nil when the stream ended first.
         func answer(_ command: Aspire_V1_Command) async -> Aspire_V1_CommandResult? {
             if self.configuration.execute {
-                return await self.runner.run(command)
+                return await self.handlers.run(command)
             }
             if self.configuration.answerDelay > .zero {
                 guard (try? await Task.sleep(for: self.configuration.answerDelay)) != nil else { return nil }

@@ -142,9 +142,11 @@ enum RESTJSON {
     /// A seed job (`/agent/status` answer) for a command.
     static func job(_ command: Aspire_V1_Command) -> Object {
         var job: Object = ["id": command.id, "method": command.method]
+        let method = CommandMethod(name: command.method)
+        // The seed's jobs name sub-agent actions without their `agent.` prefix.
+        job["action"] = method?.taskName ?? command.method
         switch command.params {
         case .subagent(let params)?:
-            job["action"] = String(command.method.dropFirst("agent.".count))
             job["name"] = params.name
             if !params.version.isEmpty { job["version"] = params.version }
             if !params.url.isEmpty { job["url"] = params.url }
@@ -158,31 +160,26 @@ enum RESTJSON {
             if !params.user.isEmpty { job["user"] = params.user }
             if !params.group.isEmpty { job["group"] = params.group }
         case .config(let params)?:
-            job["action"] = "config"
             if !params.svrlist.isEmpty { job["svrlist"] = params.svrlist }
             if params.step > 0 { job["step"] = Int(params.step) }
             if !params.tags.isEmpty { job["tags"] = params.tags }
         case .bash(let params)?:
-            job["action"] = command.method
             job["cmd"] = params.cmd
             if params.timeout > 0 { job["timeout"] = Int(params.timeout) }
             if !params.user.isEmpty { job["user"] = params.user }
             if !params.group.isEmpty { job["group"] = params.group }
         case .getinfo(let params)?:
-            job["action"] = command.method
             if !params.args.isEmpty { job["args"] = params.args }
         case .schedules(let params)?:
-            job["action"] = command.method
             job["schedules"] = params.schedules.map(schedule)
         case .plugins(let params)?:
-            job["action"] = command.method
             if !params.name.isEmpty { job["name"] = params.name }
             if params.timeout > 0 { job["timeout"] = Int(params.timeout) }
             if !params.param.isEmpty { job["param"] = params.param }
             if params.disableSeconds > 0 { job["seconds"] = Int(params.disableSeconds) }
-            if command.method == "plugin.set" { job["plugins"] = params.plugins.map(plugin) }
+            if method == .plugin(.set) { job["plugins"] = params.plugins.map(plugin) }
         case nil:
-            job["action"] = command.method
+            break
         }
         return job
     }

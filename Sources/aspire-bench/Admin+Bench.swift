@@ -26,7 +26,7 @@ extension Aspire_V1_Admin.Client {
     func run(_ cmd: String, on agentSN: String) async throws -> Aspire_V1_CommandResult {
         var request = Aspire_V1_RunCommandRequest()
         request.agentSn = agentSN
-        request.command.method = "sync.bash"
+        request.command.method = CommandMethod.bash.name
         request.command.bash.cmd = cmd
         request.waitSeconds = 30
         return try await self.runCommand(request).result

@@ -92,7 +92,7 @@ struct IngestBench: AsyncParsableCommand {
         _ body: @Sendable ([AgentResult]) async throws -> Void
     ) async throws -> Double {
         let agents = (0 ..< count).map { Fleet.agentSN(prefix, $0) }
-        let (_, subtasks) = try await store.createTask(NewTask(user: "bench", command: "sync.bash", body: #"{"cmd":"true"}"#), agents: agents)
+        let (_, subtasks) = try await store.createTask(NewTask(user: "bench", command: CommandMethod.bash.taskName, body: #"{"cmd":"true"}"#), agents: agents)
         let now = Date().unixMilliseconds
         let work = subtasks.map { subtask in
             var result = Aspire_V1_CommandResult()

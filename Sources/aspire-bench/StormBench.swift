@@ -38,7 +38,7 @@ struct StormBench: AsyncParsableCommand {
                 // A task goes out to everyone, and the node dies under it (SIGKILL: no
                 // goodbye to the agents, results in flight lost on the wire).
                 var request = Aspire_V1_CreateTaskRequest()
-                request.command = "sync.bash"
+                request.command = CommandMethod.bash.taskName
                 request.agents = fleet.agentSNs
                 request.parameters = try Google_Protobuf_Struct(jsonString: #"{"cmd": "true"}"#)
                 let taskID = try await first.withAdmin { try await $0.createTask(request).task.id }

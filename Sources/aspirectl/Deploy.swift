@@ -123,7 +123,7 @@ struct Deploy: AsyncParsableCommand {
         if let group { parameters.fields["group"] = Google_Protobuf_Value(stringValue: group) }
 
         var request = Aspire_V1_CreateTaskRequest()
-        request.command = "install"
+        request.command = CommandMethod.subAgent(.install).taskName
         request.parameters = parameters
         request.agents = self.agents
         request.tags = try Run.parseTags(self.tags)

@@ -197,7 +197,7 @@ struct PluginCommand: AsyncParsableCommand {
             var parameters: [String: Google_Protobuf_Value] = ["name": .init(stringValue: self.name)]
             if self.timeout > 0 { parameters["timeout"] = .init(numberValue: Double(self.timeout)) }
             if let param { parameters["param"] = .init(stringValue: param) }
-            try await PluginCommand.task("plugin.run", parameters, hosts: self.hosts, connection: self.connection, output: self.output, wait: Int(max(self.timeout, 10)))
+            try await PluginCommand.task(.run, parameters, hosts: self.hosts, connection: self.connection, output: self.output, wait: Int(max(self.timeout, 10)))
         }
     }
 
@@ -211,7 +211,7 @@ struct PluginCommand: AsyncParsableCommand {
         var name: String
 
         func run() async throws {
-            try await PluginCommand.task("plugin.enable", ["name": .init(stringValue: self.name)], hosts: self.hosts, connection: self.connection)
+            try await PluginCommand.task(.enable, ["name": .init(stringValue: self.name)], hosts: self.hosts, connection: self.connection)
         }
     }
 
@@ -230,7 +230,7 @@ struct PluginCommand: AsyncParsableCommand {
         func run() async throws {
             var parameters: [String: Google_Protobuf_Value] = ["name": .init(stringValue: self.name)]
             if self.seconds > 0 { parameters["seconds"] = .init(numberValue: Double(self.seconds)) }
-            try await PluginCommand.task("plugin.disable", parameters, hosts: self.hosts, connection: self.connection)
+            try await PluginCommand.task(.disable, parameters, hosts: self.hosts, connection: self.connection)
         }
     }
 
@@ -244,7 +244,7 @@ struct PluginCommand: AsyncParsableCommand {
         var name: String
 
         func run() async throws {
-            try await PluginCommand.task("plugin.update", ["name": .init(stringValue: self.name)], hosts: self.hosts, connection: self.connection, wait: 600)
+            try await PluginCommand.task(.update, ["name": .init(stringValue: self.name)], hosts: self.hosts, connection: self.connection, wait: 600)
         }
     }
 
@@ -258,15 +258,16 @@ struct PluginCommand: AsyncParsableCommand {
         var output: OutputFormat = .table
 
         func run() async throws {
-            try await PluginCommand.task("plugin.list", [:], hosts: self.hosts, connection: self.connection, output: self.output)
+            try await PluginCommand.task(.list, [:], hosts: self.hosts, connection: self.connection, output: self.output)
         }
     }
 
     /// Sends a plugin method to hosts as a task, waits, and prints each host's result.
     static func task(
-        _ method: String, _ parameters: [String: Google_Protobuf_Value], hosts: Hosts, connection: ConnectionOptions,
+        _ action: CommandMethod.PluginAction, _ parameters: [String: Google_Protobuf_Value], hosts: Hosts, connection: ConnectionOptions,
         output: OutputFormat = .table, wait: Int = 10
     ) async throws {
+        let method = CommandMethod.plugin(action).taskName
         var request = Aspire_V1_CreateTaskRequest()
         request.command = method
         request.agents = Run.hostList(hosts.agents)

@@ -66,7 +66,7 @@ struct Run: AsyncParsableCommand {
         params.user = self.user
         params.group = self.group
         var command = Aspire_V1_Command()
-        command.method = "sync.bash"
+        command.method = CommandMethod.bash.name
         command.bash = params
 
         let agents = self.agents
@@ -155,7 +155,7 @@ struct Run: AsyncParsableCommand {
     /// `--tag`: a tag task over the hosts online now, followed until every one answered.
     private func runTagTask() async throws {
         var request = Aspire_V1_CreateTaskRequest()
-        request.command = "sync.bash"
+        request.command = CommandMethod.bash.taskName
         request.tags = try Self.parseTags(self.tags)
         var parameters = Google_Protobuf_Struct()
         parameters.fields["cmd"] = Google_Protobuf_Value(stringValue: self.command.joined(separator: " "))

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import RPC
 import Testing
 
@@ -6,22 +7,33 @@ import Testing
 
 @Suite("getinfo executors against this machine")
 struct GetInfoTests {
-    let getInfo = GetInfo()
+    let handlers = CommandHandlers.local(bash: BashExecutor(logger: Logger(label: "test")))
 
-    func document(_ method: String, _ args: String = "") throws -> Any {
-        let result = self.getInfo.run(id: "g", method: method, args: args)
+    /// Runs a getinfo method as the agent would: through its handler table.
+    func run(_ method: String, _ args: String) async -> Aspire_V1_CommandResult {
+        var params = Aspire_V1_GetInfoParams()
+        params.args = args
+        var command = Aspire_V1_Command()
+        command.id = "g"
+        command.method = method
+        command.getinfo = params
+        return await self.handlers.run(command)
+    }
+
+    func document(_ method: String, _ args: String = "") async throws -> Any {
+        let result = await self.run(method, args)
         try #require(result.resp == .success, "\(method) \(args): \(result.message)")
         return try JSONSerialization.jsonObject(with: result.data)
     }
 
-    func users(_ args: String) throws -> [[String: Any]] {
-        let object = try #require(try self.document("getinfo.users", args) as? [String: Any])
+    func users(_ args: String) async throws -> [[String: Any]] {
+        let object = try #require(try await self.document("getinfo.users", args) as? [String: Any])
         return try #require(object["users"] as? [[String: Any]])
     }
 
     @Test("users -U root names root with uid 0, its groups, home and shell")
-    func oneUser() throws {
-        let users = try self.users("-U root")
+    func oneUser() async throws {
+        let users = try await self.users("-U root")
         #expect(users.count == 1)
         let root = try #require(users.first)
         #expect(root["name"] as? String == "root")
@@ -36,13 +48,13 @@ struct GetInfoTests {
     }
 
     @Test("users -A lists every /etc/passwd entry; -u and -S split them by UID_MIN")
-    func allUsers() throws {
+    func allUsers() async throws {
         let passwd = try String(contentsOfFile: "/etc/passwd", encoding: .utf8).split(separator: "\n")
             .filter { !$0.hasPrefix("#") && !$0.isEmpty }
-        let all = try self.users("-A")
+        let all = try await self.users("-A")
         #expect(all.count == passwd.count)
-        let normal = try self.users("-u")
-        let system = try self.users("-S")
+        let normal = try await self.users("-u")
+        let system = try await self.users("-S")
         #expect(normal.count + system.count == all.count)
         #expect(normal.allSatisfy { $0["kind"] as? String == "normal" })
         #expect(system.contains { $0["name"] as? String == "root" })
@@ -50,20 +62,20 @@ struct GetInfoTests {
     }
 
     @Test("users with an unknown user or flag is a clear failure")
-    func badUsers() {
-        let unknown = self.getInfo.run(id: "g", method: "getinfo.users", args: "-U nobody-here-\(Int.random(in: 1 ... 9999))")
+    func badUsers() async {
+        let unknown = await self.run("getinfo.users", "-U nobody-here-\(Int.random(in: 1 ... 9999))")
         #expect(unknown.resp == .failed)
         #expect(unknown.retcode == ErrorCode.unknownUser.rawValue)
-        let flag = self.getInfo.run(id: "g", method: "getinfo.users", args: "-X")
+        let flag = await self.run("getinfo.users", "-X")
         #expect(flag.retcode == ErrorCode.invalidParams.rawValue)
         #expect(flag.message.contains("-X"))
-        let missing = self.getInfo.run(id: "g", method: "getinfo.users", args: "-U")
+        let missing = await self.run("getinfo.users", "-U")
         #expect(missing.retcode == ErrorCode.invalidParams.rawValue)
     }
 
     @Test("kernel matches uname, /proc/stat and /proc/cmdline")
-    func kernel() throws {
-        let kernel = try #require(try self.document("getinfo.kernel") as? [String: Any])
+    func kernel() async throws {
+        let kernel = try #require(try await self.document("getinfo.kernel") as? [String: Any])
         var names = utsname()
         uname(&names)
         let release = withUnsafeBytes(of: &names.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
@@ -76,8 +88,8 @@ struct GetInfoTests {
     }
 
     @Test("os reads /etc/os-release")
-    func os() throws {
-        let os = try #require(try self.document("getinfo.os") as? [String: Any])
+    func os() async throws {
+        let os = try #require(try await self.document("getinfo.os") as? [String: Any])
         let release = GetInfo.parseEnvFile(try String(contentsOfFile: "/etc/os-release", encoding: .utf8))
         #expect(os["id"] as? String == release["ID"])
         #expect(os["pretty_name"] as? String == release["PRETTY_NAME"])
@@ -85,15 +97,15 @@ struct GetInfoTests {
     }
 
     @Test("cpu counts the online processors")
-    func cpu() throws {
-        let cpu = try #require(try self.document("getinfo.cpu") as? [String: Any])
+    func cpu() async throws {
+        let cpu = try #require(try await self.document("getinfo.cpu") as? [String: Any])
         #expect(cpu["logical_cpus"] as? Int == Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         #expect((cpu["times"] as? [String: Any])?["idle"] != nil)
     }
 
     @Test("memory matches MemTotal of /proc/meminfo, in bytes")
-    func memory() throws {
-        let memory = try #require(try self.document("getinfo.memory") as? [String: Any])
+    func memory() async throws {
+        let memory = try #require(try await self.document("getinfo.memory") as? [String: Any])
         let line = try String(contentsOfFile: "/proc/meminfo", encoding: .utf8).split(separator: "\n").first { $0.hasPrefix("MemTotal:") }
         let kib = try #require(line?.split(separator: " ").dropFirst().first.flatMap { Int($0) })
         #expect(memory["total_bytes"] as? Int == kib * 1024)
@@ -101,8 +113,8 @@ struct GetInfoTests {
     }
 
     @Test("disk lists the root file system with sizes from statvfs")
-    func disk() throws {
-        let disks = try #require(try self.document("getinfo.disk") as? [[String: Any]])
+    func disk() async throws {
+        let disks = try #require(try await self.document("getinfo.disk") as? [[String: Any]])
         let root = try #require(disks.first { $0["mountpoint"] as? String == "/" })
         var stats = statvfs()
         statvfs("/", &stats)
@@ -111,32 +123,32 @@ struct GetInfoTests {
     }
 
     @Test("network shows the loopback interface with 127.0.0.1/8")
-    func network() throws {
-        let interfaces = try #require(try self.document("getinfo.network") as? [[String: Any]])
+    func network() async throws {
+        let interfaces = try #require(try await self.document("getinfo.network") as? [[String: Any]])
         let lo = try #require(interfaces.first { $0["name"] as? String == "lo" })
         #expect((lo["addresses"] as? [String])?.contains("127.0.0.1/8") == true)
         #expect(lo["rx_bytes"] is Int)
     }
 
     @Test("processes includes this test process; -n limits the list")
-    func processes() throws {
-        let processes = try #require(try self.document("getinfo.processes") as? [[String: Any]])
+    func processes() async throws {
+        let processes = try #require(try await self.document("getinfo.processes") as? [[String: Any]])
         let me = try #require(processes.first { $0["pid"] as? Int == Int(getpid()) })
         #expect(me["ppid"] as? Int == Int(getppid()))
         #expect((me["rss_bytes"] as? Int ?? 0) > 0)
-        let top = try #require(try self.document("getinfo.processes", "-n 3") as? [[String: Any]])
+        let top = try #require(try await self.document("getinfo.processes", "-n 3") as? [[String: Any]])
         #expect(top.count == 3)
-        let bad = self.getInfo.run(id: "g", method: "getinfo.processes", args: "-n zero")
+        let bad = await self.run("getinfo.processes", "-n zero")
         #expect(bad.retcode == ErrorCode.invalidParams.rawValue)
     }
 
     @Test("Unknown methods and arguments to argument-less methods fail with a clear message")
-    func unknown() {
-        let method = self.getInfo.run(id: "g", method: "getinfo.bogus", args: "")
+    func unknown() async {
+        let method = await self.run("getinfo.bogus", "")
         #expect(method.resp == .failed)
         #expect(method.retcode == ErrorCode.unknownMethod.rawValue)
         #expect(method.message.contains("getinfo.users"))
-        let args = self.getInfo.run(id: "g", method: "getinfo.kernel", args: "-A")
+        let args = await self.run("getinfo.kernel", "-A")
         #expect(args.retcode == ErrorCode.invalidParams.rawValue)
     }
 }

@@ -31,14 +31,12 @@ struct PluginRunnerTests {
             chmod("\(directory)/\(name)", 0o755)
         }
         chmod(directory, 0o755)
+        let collected = Collected()
         let runner = PluginRunner(
             directory: directory, host: "web-1", bash: BashExecutor(logger: Logger(label: "test")), reenableAfter: reenableAfter,
-            logger: Logger(label: "test.plugins")
-        )
-        let collected = Collected()
-        runner.setHandlers(
             metrics: { batch in collected.metrics.withLock { $0 += batch } },
-            events: { _, message in collected.events.withLock { $0.append(message) } }
+            events: { _, message in collected.events.withLock { $0.append(message) } },
+            logger: Logger(label: "test.plugins")
         )
         return (runner, collected, directory)
     }

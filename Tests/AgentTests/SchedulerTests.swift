@@ -14,37 +14,47 @@ struct SchedulerTests {
         return path
     }
 
+    /// What a scheduler delivered (the agent's outbox, in a test).
+    final class Delivered: Sendable {
+        let results = Mutex<[Aspire_V1_CommandResult]>([])
+    }
+
+    /// A scheduler on `directory` whose results go to `delivered`.
+    static func scheduler(_ directory: String, bash: BashExecutor = BashExecutor(logger: Logger(label: "test")), delivered: Delivered = Delivered()) -> Scheduler {
+        Scheduler(dataDirectory: directory, bash: bash, delivery: { result in delivered.results.withLock { $0.append(result) } }, logger: Logger(label: "test.scheduler"))
+    }
+
     /// Runs the scheduler for `seconds`, collecting what it delivers.
-    static func run(_ scheduler: Scheduler, seconds: Double) async -> [Aspire_V1_CommandResult] {
-        await self.run(scheduler, timeout: seconds) { _ in false }
+    static func run(_ scheduler: Scheduler, _ delivered: Delivered, seconds: Double) async -> [Aspire_V1_CommandResult] {
+        await self.run(scheduler, delivered, timeout: seconds) { _ in false }
     }
 
     /// Runs the scheduler until `enough` says so of what it delivered (or `timeout` seconds).
     static func run(
         _ scheduler: Scheduler,
+        _ delivered: Delivered,
         timeout: Double,
         until enough: @escaping @Sendable ([Aspire_V1_CommandResult]) -> Bool
     ) async -> [Aspire_V1_CommandResult] {
-        let results = Mutex<[Aspire_V1_CommandResult]>([])
-        scheduler.setDelivery { result in results.withLock { $0.append(result) } }
         let task = Task { await scheduler.run() }
         let deadline = ContinuousClock.now.advanced(by: .seconds(timeout))
-        while ContinuousClock.now < deadline, !enough(results.withLock { $0 }) {
+        while ContinuousClock.now < deadline, !enough(delivered.results.withLock { $0 }) {
             try? await Task.sleep(for: .milliseconds(50))
         }
         task.cancel()
         await task.value
-        return results.withLock { $0 }
+        return delivered.results.withLock { $0 }
     }
 
     @Test("A schedule runs at its times as its user; results carry the schedule and the due time")
     func runsOnTime() async throws {
         let directory = try Self.directory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let scheduler = Scheduler(dataDirectory: directory, bash: BashExecutor(logger: Logger(label: "test")), logger: Logger(label: "test.scheduler"))
+        let delivered = Delivered()
+        let scheduler = Self.scheduler(directory, delivered: delivered)
         try scheduler.replace([ScheduledCommand(name: "tick", expression: "* * * * * *", user: "nobody", command: "id -un")])
         // Until two runs completed: on a loaded machine a run as another user can take seconds.
-        let results = await Self.run(scheduler, timeout: 60) { results in
+        let results = await Self.run(scheduler, delivered, timeout: 60) { results in
             results.filter { $0.resp == .success }.count >= 2
         }
         #expect(results.count >= 2, "\(results.map(\.id))")
@@ -66,9 +76,10 @@ struct SchedulerTests {
     func overlapIsSkipped() async throws {
         let directory = try Self.directory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let scheduler = Scheduler(dataDirectory: directory, bash: BashExecutor(logger: Logger(label: "test")), logger: Logger(label: "test.scheduler"))
+        let delivered = Delivered()
+        let scheduler = Self.scheduler(directory, delivered: delivered)
         try scheduler.replace([ScheduledCommand(name: "slow", expression: "* * * * * *", user: "root", command: "sleep 2.5; echo done")])
-        let results = await Self.run(scheduler, seconds: 4.2)
+        let results = await Self.run(scheduler, delivered, seconds: 4.2)
         let skipped = results.filter { $0.retcode == ErrorCode.skipped.rawValue }
         let finished = results.filter { $0.resp == .success }
         #expect(!skipped.isEmpty, "\(results.map { ($0.id, $0.message) })")
@@ -81,10 +92,10 @@ struct SchedulerTests {
         let directory = try Self.directory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let bash = BashExecutor(logger: Logger(label: "test"))
-        let scheduler = Scheduler(dataDirectory: directory, bash: bash, logger: Logger(label: "test.scheduler"))
+        let scheduler = Self.scheduler(directory, bash: bash)
         let good = ScheduledCommand(name: "backup", expression: "0 30 2 * * *", timeZone: "Europe/Berlin", user: "root", command: "true", timeout: 600)
         #expect(try scheduler.replace([good]).isEmpty)
-        #expect(Scheduler(dataDirectory: directory, bash: bash, logger: Logger(label: "test")).schedules == [good], "read back by the next agent")
+        #expect(Self.scheduler(directory, bash: bash).schedules == [good], "read back by the next agent")
 
         /// Replaces the schedules with `good` and one bad one; answers why the bad one was refused.
         func refused(_ bad: ScheduledCommand) throws -> AspireError? {
@@ -109,6 +120,6 @@ struct SchedulerTests {
         bad.name = "../etc"
         #expect(try refused(bad)?.code == .invalidParams)
         #expect(try refused(good)?.cause == "two schedules are named 'backup'")
-        #expect(Scheduler(dataDirectory: directory, bash: bash, logger: Logger(label: "test")).schedules == [good], "only the good one was saved")
+        #expect(Self.scheduler(directory, bash: bash).schedules == [good], "only the good one was saved")
     }
 }

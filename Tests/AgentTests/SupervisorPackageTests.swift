@@ -84,7 +84,7 @@ struct SupervisorPackageTests {
     @Test("http:// and https:// packages install; 404, an untrusted certificate and a missing token fail with the reason; the token goes only to the agent's servers")
     func webDownloads() async throws {
         let world = try SupervisorWorld("web")
-        let supervisor = try world.supervisor()
+        var supervisor = try world.supervisor()
         let served = "\(world.base)/served"
         try FileManager.default.createDirectory(atPath: served, withIntermediateDirectories: true)
         let one = try await world.standardPackage("Web", "1.0")
@@ -94,7 +94,7 @@ struct SupervisorPackageTests {
 
         // Plain HTTP, with a token the server demands: sent because 127.0.0.40 is our server.
         let plain = try await PackageWebServer(host: "127.0.0.40", directory: served, token: "enroll-secret")
-        supervisor.setDownloads(store: nil, web: Self.web(token: "enroll-secret", servers: ["127.0.0.40"]).callAsFunction)
+        supervisor = try world.supervisor(downloads: PackageFetcher(web: Self.web(token: "enroll-secret", servers: ["127.0.0.40"]).callAsFunction))
         let installed = await Self.install(supervisor, "Web", "1.0", url: plain.url("Web-1.0.tar.gz"), checksum: one.checksum)
         #expect(installed.resp == .success, "\(installed.message)")
         #expect(world.status(supervisor, "Web")?.status == "running")
@@ -105,7 +105,7 @@ struct SupervisorPackageTests {
         #expect(!FileManager.default.fileExists(atPath: "\(world.root)/Web2/1.0"))
 
         // The same web server is not one of the agent's servers: no token, so 401.
-        supervisor.setDownloads(store: nil, web: Self.web(token: "enroll-secret", servers: ["127.0.0.99"]).callAsFunction)
+        supervisor = try world.supervisor(downloads: PackageFetcher(web: Self.web(token: "enroll-secret", servers: ["127.0.0.99"]).callAsFunction))
         let refused = await Self.install(supervisor, "Web", "2.0", url: plain.url("Web-2.0.tar.gz"), checksum: two.checksum, method: "agent.upgrade")
         #expect(refused.retcode == ErrorCode.downloadFailed.rawValue)
         #expect(refused.message.contains("HTTP 401"), "\(refused.message)")
@@ -119,13 +119,13 @@ struct SupervisorPackageTests {
             directory: served,
             certificate: (authority.paths.serverCertificate, authority.paths.serverKey)
         )
-        supervisor.setDownloads(store: nil, web: Self.web().callAsFunction)
+        supervisor = try world.supervisor(downloads: PackageFetcher(web: Self.web().callAsFunction))
         let untrusted = await Self.install(supervisor, "Web", "2.0", url: secure.url("Web-2.0.tar.gz"), checksum: two.checksum, method: "agent.upgrade")
         #expect(untrusted.retcode == ErrorCode.downloadFailed.rawValue)
         #expect(untrusted.message.contains("TLS"), "\(untrusted.message)")
         #expect(world.currentVersion("Web") == "1.0")
 
-        supervisor.setDownloads(store: nil, web: Self.web(ca: authority.paths.caCertificate).callAsFunction)
+        supervisor = try world.supervisor(downloads: PackageFetcher(web: Self.web(ca: authority.paths.caCertificate).callAsFunction))
         let upgraded = await Self.install(supervisor, "Web", "2.0", url: secure.url("Web-2.0.tar.gz"), checksum: two.checksum, method: "agent.upgrade")
         #expect(upgraded.resp == .success, "\(upgraded.message)")
         #expect(world.currentVersion("Web") == "2.0")

@@ -38,8 +38,10 @@ final class SupervisorWorld {
         self.configuration.cgroupParent = self.cgroupParent
     }
 
-    func supervisor() throws -> Supervisor {
-        try Supervisor(configuration: self.configuration, dataDirectory: self.data, logger: Logger(label: "test.supervisor"))
+    /// A supervisor of this world; one made later takes over the sub-agents an earlier one left,
+    /// as a restarted agent does.
+    func supervisor(downloads: PackageFetcher = PackageFetcher()) throws -> Supervisor {
+        try Supervisor(configuration: self.configuration, dataDirectory: self.data, downloads: downloads, logger: Logger(label: "test.supervisor"))
     }
 
     /// Kills whatever a test left running (by cgroup and by session) and removes its files

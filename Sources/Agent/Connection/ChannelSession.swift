@@ -26,7 +26,7 @@ struct ChannelSession {
         let runtime = self.runtime
         let logger = self.logger
         defer {
-            runtime.detach()
+            runtime.uplink.detach()
             continuation.finish()
         }
         let channel = Aspire_V1_AgentChannel.Client(wrapping: self.client)
@@ -47,10 +47,10 @@ struct ChannelSession {
                             lastHeard.touch()
                             switch message.body {
                             case .welcome(let welcome):
-                                runtime.welcomed(step: welcome.step)
+                                runtime.settings.welcomed(step: welcome.step)
                                 if welcome.pingInterval > 0 { pingInterval.seconds = Int(welcome.pingInterval) }
                                 logger.notice("connected", metadata: ["node": "\(welcome.node)", "agent.sn": "\(runtime.agentSN)"])
-                                runtime.attach(continuation, client: self.client)
+                                runtime.uplink.attach(continuation, client: self.client)
                             case .command(let command):
                                 runtime.submit(command)
                             case .ack(let ack):
@@ -80,13 +80,13 @@ struct ChannelSession {
                     group.addTask {
                         // The first report comes after a random part of the step, so a fleet
                         // that reconnects at once does not report at once.
-                        var delay = Duration.milliseconds(Int64.random(in: 0 ... Int64(runtime.step.load(ordering: .relaxed)) * 1000))
+                        var delay = Duration.milliseconds(Int64.random(in: 0 ... Int64(runtime.settings.step.load(ordering: .relaxed)) * 1000))
                         while true {
                             try await Task.sleep(for: delay)
                             var report = Aspire_V1_AgentMessage()
                             report.status = runtime.statusReport
                             continuation.yield(report)
-                            delay = .seconds(Int(runtime.step.load(ordering: .relaxed)))
+                            delay = .seconds(Int(runtime.settings.step.load(ordering: .relaxed)))
                         }
                     }
                     defer { group.cancelAll() }

@@ -25,7 +25,7 @@ struct Connector {
         var failedRounds = 0
         var preferred: [HostPort] = []
         while !Task.isCancelled {
-            let servers = (preferred + self.runtime.servers).uniqued()
+            let servers = (preferred + self.runtime.settings.servers).uniqued()
             preferred = []
             var outcome = Outcome.failed
             for server in servers {

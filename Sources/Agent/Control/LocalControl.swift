@@ -58,22 +58,27 @@ struct LocalControl {
         router.get("/plugins/list") { _, _ in
             Self.json(self.runtime.plugins.list(), status: .ok)
         }
-        for action in ["run", "enable", "disable", "update"] {
+        for action in [CommandMethod.PluginAction.run, .enable, .disable, .update] {
             let handler: @Sendable (Request, BasicRequestContext) async throws -> Response = { request, _ in
                 await self.plugin(action, request.uri.queryParameters)
             }
-            router.post("/plugins/\(action)", use: handler)
-            router.get("/plugins/\(action)", use: handler)
+            router.post("/plugins/\(action.rawValue)", use: handler)
+            router.get("/plugins/\(action.rawValue)", use: handler)
         }
         return router
     }
 
-    private func plugin(_ action: String, _ query: Parameters) async -> Response {
+    private func plugin(_ action: CommandMethod.PluginAction, _ query: Parameters) async -> Response {
         let id = "local:\(UUID().uuidString.lowercased())"
-        let method = "plugin.\(action)"
+        let method = CommandMethod.plugin(action).name
         // Read as a task's parameters are, by the same code: the keys the action takes (the
         // seed's callers also send ns and repo, which mean nothing here).
-        let keys = ["run": ["name", "timeout", "param"], "disable": ["name", "seconds"]][action] ?? ["name"]
+        let keys: [String] =
+            switch action {
+            case .run: ["name", "timeout", "param"]
+            case .disable: ["name", "seconds"]
+            default: ["name"]
+            }
         var parameters = Google_Protobuf_Struct()
         for key in keys {
             if let value = query.get(key) { parameters.fields[key] = Google_Protobuf_Value(stringValue: value) }
@@ -82,7 +87,7 @@ struct LocalControl {
         do throws(AspireError) {
             var command = try CommandParameters.command(method: method, parameters: parameters)
             command.id = id
-            result = await self.runtime.plugins.perform(command)
+            result = await self.runtime.handlers.run(command)
         } catch {
             result = .failed(id: id, error.code, error.cause)
         }

@@ -307,3 +307,9 @@ struct Identity {
         return Identity(account: account, gid: gid, groups: groups, needsSwitch: needsSwitch)
     }
 }
+
+extension BashExecutor: CommandHandler {
+    public func handle(_ command: Aspire_V1_Command, as method: CommandMethod, output: OutputHandler?) async -> Aspire_V1_CommandResult {
+        await self.run(id: command.id, params: command.bash, onOutput: output)
+    }
+}

@@ -57,12 +57,23 @@ public actor PluginManager {
     public let directory: String
     let statePath: String
     let logger: Logger
-    private var fetcher = PackageFetcher()
+    private let fetcher: PackageFetcher
     private var saved: Saved
     /// Installs run one at a time (a `plugin.set` and a `plugin.update` must not interleave).
     private var installs: Task<Void, Never>?
 
-    public init(directory: String, dataDirectory: String, host: String, bash: BashExecutor, logger: Logger) {
+    /// Plugins come from `downloads` (the server's store over the agent's connection, or the
+    /// web); their metrics go to `metrics` and their problems to `events`.
+    init(
+        directory: String,
+        dataDirectory: String,
+        host: String,
+        bash: BashExecutor,
+        downloads: PackageFetcher = PackageFetcher(),
+        metrics: @escaping PluginRunner.MetricsHandler = { _ in },
+        events: @escaping PluginRunner.EventHandler = { _, _ in },
+        logger: Logger
+    ) {
         let statePath = "\(dataDirectory)/plugins.json"
         var saved = Saved()
         if let data = FileManager.default.contents(atPath: statePath) {
@@ -72,7 +83,7 @@ public actor PluginManager {
                 logger.error("cannot read the saved plugins; none run until the server sends them", metadata: ["path": "\(statePath)", "error": "\(error)"])
             }
         }
-        let runner = PluginRunner(directory: directory, host: host, bash: bash, logger: logger)
+        let runner = PluginRunner(directory: directory, host: host, bash: bash, metrics: metrics, events: events, logger: logger)
         do {
             try runner.configure(saved.runnable)
             runner.restore(disabled: saved.disabled)
@@ -80,15 +91,12 @@ public actor PluginManager {
             logger.error("saved plugins refused", metadata: ["error": "\(error.cause)"])
         }
         self.directory = directory
+        self.fetcher = downloads
         self.statePath = statePath
         self.logger = logger
         self.runner = runner
         self.saved = saved
         self.savedDigest = Mutex(saved.digest)
-    }
-
-    func setDownloads(store: PackageFetcher.StoreDownload?, web: PackageFetcher.WebDownload?) {
-        self.fetcher = PackageFetcher(store: store, web: web)
     }
 
     /// The digest of the set last received (empty when none was): said in Hello.
@@ -99,41 +107,37 @@ public actor PluginManager {
         await self.runner.run()
     }
 
-    public static let methods: Set<String> = Set(["plugin.set"] + CommandParameters.pluginMethods)
+    /// The methods it answers: `plugin.set` from the server, the others from tasks and the local interface.
+    public static var methods: [CommandMethod] { CommandMethod.PluginAction.allCases.map(CommandMethod.plugin) }
 
     /// Carries out a plugin command; every outcome is a result.
-    public func perform(_ command: Aspire_V1_Command) async -> Aspire_V1_CommandResult {
+    public func perform(_ action: CommandMethod.PluginAction, _ params: Aspire_V1_PluginParams, id: String) async -> Aspire_V1_CommandResult {
         let started = Date()
-        guard case .plugins(let params)? = command.params else {
-            return .failed(id: command.id, .invalidParams, "\(command.method) needs plugin parameters")
-        }
         do throws(AspireError) {
-            switch command.method {
-            case "plugin.set":
-                return try await self.serialized { () throws(AspireError) in try await self.set(params, id: command.id, started: started) }
-            case "plugin.list":
-                return .success(id: command.id, data: Self.json(self.list()), message: "success", started: started)
-            case "plugin.run":
+            switch action {
+            case .set:
+                return try await self.serialized { () throws(AspireError) in try await self.set(params, id: id, started: started) }
+            case .list:
+                return .success(id: id, data: Self.json(self.list()), message: "success", started: started)
+            case .run:
                 let run = try await self.runner.runNow(
                     params.name, timeout: params.timeout > 0 ? params.timeout : nil, param: params.param.isEmpty ? nil : params.param
                 )
-                return Self.result(of: run, id: command.id, started: started)
-            case "plugin.enable":
+                return Self.result(of: run, id: id, started: started)
+            case .enable:
                 try self.runner.enable(params.name)
                 try self.saveDisabled()
-                return .success(id: command.id, data: Self.json(["plugin": params.name, "enabled": true]), message: "plugin \(params.name) enabled", started: started)
-            case "plugin.disable":
+                return .success(id: id, data: Self.json(["plugin": params.name, "enabled": true]), message: "plugin \(params.name) enabled", started: started)
+            case .disable:
                 let until = try self.runner.disable(params.name, for: params.disableSeconds > 0 ? .seconds(Int(params.disableSeconds)) : nil)
                 try self.saveDisabled()
                 let data = Self.json(["plugin": params.name, "enabled": false, "disabled_until": until.formatted(.iso8601)] as [String: Any])
-                return .success(id: command.id, data: data, message: "plugin \(params.name) disabled until \(until.formatted(.iso8601))", started: started)
-            case "plugin.update":
-                return try await self.serialized { () throws(AspireError) in try await self.update(params.name, id: command.id, started: started) }
-            default:
-                return .failed(id: command.id, .unknownMethod, "unknown method '\(command.method)'")
+                return .success(id: id, data: data, message: "plugin \(params.name) disabled until \(until.formatted(.iso8601))", started: started)
+            case .update:
+                return try await self.serialized { () throws(AspireError) in try await self.update(params.name, id: id, started: started) }
             }
         } catch {
-            return .failed(id: command.id, error.code, error.cause, started: started)
+            return .failed(id: id, error.code, error.cause, started: started)
         }
     }
 
@@ -347,5 +351,12 @@ extension PluginConfig {
             timeout: plugin.timeout > 0 ? plugin.timeout : 10, param: plugin.param
         )
         self.source = PluginSource(url: plugin.url, checksum: plugin.checksum, git: plugin.git, ref: plugin.ref)
+    }
+}
+
+extension PluginManager: CommandHandler {
+    public func handle(_ command: Aspire_V1_Command, as method: CommandMethod, output: BashExecutor.OutputHandler?) async -> Aspire_V1_CommandResult {
+        guard case .plugin(let action) = method else { return CommandHandlers.misrouted(command, to: "plugin manager") }
+        return await self.perform(action, command.plugins, id: command.id)
     }
 }

@@ -76,18 +76,27 @@ public final class PluginRunner: Sendable {
     private let bash: BashExecutor
     private let logger: Logger
     private let entries = Mutex<[String: Entry]>([:])
-    private let handlers = Mutex<(metrics: MetricsHandler?, events: EventHandler?)>((nil, nil))
+    private let metrics: MetricsHandler
+    private let events: EventHandler
 
-    public init(directory: String, host: String, bash: BashExecutor, reenableAfter: Duration = .seconds(86_400), logger: Logger) {
+    /// `metrics` gets each run's metrics, `events` a plugin's problems (once an hour while they
+    /// stay the same).
+    public init(
+        directory: String,
+        host: String,
+        bash: BashExecutor,
+        reenableAfter: Duration = .seconds(86_400),
+        metrics: @escaping MetricsHandler = { _ in },
+        events: @escaping EventHandler = { _, _ in },
+        logger: Logger
+    ) {
+        self.metrics = metrics
+        self.events = events
         self.directory = directory
         self.host = host
         self.bash = bash
         self.reenableAfter = reenableAfter
         self.logger = logger
-    }
-
-    public func setHandlers(metrics: @escaping MetricsHandler, events: @escaping EventHandler) {
-        self.handlers.withLock { $0 = (metrics, events) }
     }
 
     /// Replaces the plugins; those already known keep their state (enabled or not, last run).
@@ -216,8 +225,7 @@ public final class PluginRunner: Sendable {
             entries[name]?.lastStatus = run.result.retcode
             entries[name]?.lastMessage = run.problems.first ?? run.result.message
         }
-        let (metrics, events) = self.handlers.withLock { $0 }
-        metrics?(run.metrics)
+        self.metrics(run.metrics)
         let problem = run.problems.isEmpty ? nil : "plugin \(name): " + run.problems.prefix(10).joined(separator: "; ") + (run.problems.count > 10 ? "; …" : "")
         // A plugin failing the same way every few seconds says so once an hour, not each run.
         let report = self.entries.withLock { entries -> Bool in
@@ -229,7 +237,7 @@ public final class PluginRunner: Sendable {
             entries[name]?.reported = (problem, now)
             return true
         }
-        if report, let problem { events?(name, problem) }
+        if report, let problem { self.events(name, problem) }
         self.logger.debug(
             "plugin ran",
             metadata: ["plugin": "\(name)", "plugin.periodic": "\(periodic)", "plugin.metrics": "\(run.metrics.count)", "plugin.status": "\(run.result.retcode)"]

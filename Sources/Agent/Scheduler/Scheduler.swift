@@ -52,6 +52,7 @@ public final class Scheduler: Sendable {
     }
 
     public typealias Delivery = @Sendable (Aspire_V1_CommandResult) -> Void
+    public typealias Events = @Sendable (Aspire_V1_Event) -> Void
 
     let path: String
     /// The digest of the set the server last sent (``Aspire_V1_ScheduleParams/digest``),
@@ -60,11 +61,16 @@ public final class Scheduler: Sendable {
     private let bash: BashExecutor
     private let logger: Logger
     private let state = Mutex(State())
-    private let delivery = Mutex<Delivery?>(nil)
+    private let delivery: Delivery
+    private let events: Events
 
-    public init(dataDirectory: String, bash: BashExecutor, logger: Logger) {
+    /// `delivery` gets each run's result (the agent's outbox), `events` what the server should
+    /// hear of (schedules refused).
+    public init(dataDirectory: String, bash: BashExecutor, delivery: @escaping Delivery, events: @escaping Events = { _ in }, logger: Logger) {
         self.path = "\(dataDirectory)/schedules.json"
         self.bash = bash
+        self.delivery = delivery
+        self.events = events
         self.logger = logger
         if let data = FileManager.default.contents(atPath: self.path) {
             do {
@@ -75,11 +81,6 @@ public final class Scheduler: Sendable {
                 logger.error("cannot read the saved schedules; none will run until the server sends them", metadata: ["path": "\(self.path)", "error": "\(error)"])
             }
         }
-    }
-
-    /// Where results go.
-    public func setDelivery(_ delivery: @escaping Delivery) {
-        self.delivery.withLock { $0 = delivery }
     }
 
     /// The digest of the set last received from the server; empty when none was.
@@ -224,12 +225,50 @@ public final class Scheduler: Sendable {
     }
 
     private func deliver(_ result: Aspire_V1_CommandResult) {
-        self.delivery.withLock { $0 }?(result)
+        self.delivery(result)
     }
 
     private static var stamp: ISO8601DateFormatter {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime]
         return formatter
+    }
+}
+
+extension Scheduler: CommandHandler {
+    /// `schedule.set`: the server's schedules for this host replace the agent's. Those this host
+    /// cannot run (an unknown user, say) are refused one by one, reported in the result and as an
+    /// event; the others run.
+    public func handle(_ command: Aspire_V1_Command, as method: CommandMethod, output: BashExecutor.OutputHandler?) async -> Aspire_V1_CommandResult {
+        let params = command.schedules
+        let commands = params.schedules.map { schedule in
+            ScheduledCommand(
+                name: schedule.name, expression: schedule.expr, timeZone: schedule.tz, user: schedule.user, group: schedule.group,
+                command: schedule.command, timeout: schedule.timeout, enabled: !schedule.disabled
+            )
+        }
+        let refused: [(name: String, error: AspireError)]
+        do {
+            refused = try self.replace(commands, digest: params.digest)
+        } catch {
+            return .failed(id: command.id, error.code, error.cause)
+        }
+        self.logger.notice("schedules set", metadata: ["schedules": "\(commands.count - refused.count)", "refused": "\(refused.count)"])
+        var result = Aspire_V1_CommandResult()
+        result.id = command.id
+        let names = commands.map(\.name).filter { name in !refused.contains { $0.name == name } }
+        result.data = Data((try? JSONSerialization.data(withJSONObject: ["schedules": names], options: [.sortedKeys])) ?? Data())
+        guard let first = refused.first else {
+            result.resp = .success
+            result.message = "success"
+            return result
+        }
+        let reasons = refused.map(\.error.cause).joined(separator: "; ")
+        let event = Aspire_V1_Event(category: "schedule", message: "\(refused.count) schedule\(refused.count == 1 ? "" : "s") refused: \(reasons)")
+        self.events(event)
+        result.resp = .failed
+        result.retcode = first.error.code.rawValue
+        result.message = event.message
+        return result
     }
 }

@@ -1,6 +1,6 @@
 import Crypto
-import Foundation
-import RPC
+public import Foundation
+public import RPC
 
 #if canImport(Glibc)
 import Glibc
@@ -53,15 +53,21 @@ enum PackageSource: Sendable, Equatable {
 }
 
 /// Fetches a package into a staging file and checks its SHA256 before anything reads it.
-struct PackageFetcher: Sendable {
+public struct PackageFetcher: Sendable {
     /// Writes the store file at a path (OS/ARCH/FILE) to a handle; the runtime provides it over
     /// its current connection.
-    typealias StoreDownload = @Sendable (_ path: String, _ into: FileHandle) async throws(AspireError) -> Void
+    public typealias StoreDownload = @Sendable (_ path: String, _ into: FileHandle) async throws(AspireError) -> Void
     /// Fetches an http(s) URL into a handle.
-    typealias WebDownload = @Sendable (_ url: URL, _ into: FileHandle) async throws(AspireError) -> Void
+    public typealias WebDownload = @Sendable (_ url: URL, _ into: FileHandle) async throws(AspireError) -> Void
 
     var store: StoreDownload?
     var web: WebDownload?
+
+    /// Without `store`, `aspire://package/` URLs cannot be fetched; without `web`, http(s) ones.
+    public init(store: StoreDownload? = nil, web: WebDownload? = nil) {
+        self.store = store
+        self.web = web
+    }
 
     /// Fetches `source` to `destination`, then verifies `checksum` ("SHA256:<hex>") over the
     /// bytes written there.

@@ -49,9 +49,9 @@ public final class Supervisor: Sendable {
     let logger: Logger
     private let state = Mutex<[String: SubAgentRecord]>([:])
     private let holders = Mutex<[String: Holder]>([:])
-    private let fetcher = Mutex(PackageFetcher())
+    private let fetcher: PackageFetcher
     /// Called when a sub-agent's state changes, with an event to report when there is one.
-    private let observer = Mutex<(@Sendable (_ event: Aspire_V1_Event?) -> Void)?>(nil)
+    private let onChange: @Sendable (_ event: Aspire_V1_Event?) -> Void
     /// Why sub-agent actions cannot work on this host (a missing tool), said at start.
     let unusable: String?
 
@@ -60,19 +60,26 @@ public final class Supervisor: Sendable {
         case check
     }
 
-    public static let methods = CommandParameters.subAgentActions.map { "agent.\($0)" }
+    /// The methods it answers: `agent.install`, `agent.upgrade`, ...
+    public static var methods: [CommandMethod] { CommandMethod.SubAgentAction.allCases.map(CommandMethod.subAgent) }
 
     /// Checks a name that becomes one path component (sub-agent names, versions, cgroups).
     public static func checkName(_ value: String, field: String) throws(AspireError) {
         try SubAgentRecord.checkPathComponent(value, field: field)
     }
 
+    /// Packages come from `downloads` (the server's store over the agent's connection, or the
+    /// web); `onChange` hears of every change of a sub-agent's state.
     public init(
         configuration: SupervisorConfiguration,
         dataDirectory: String,
+        downloads: PackageFetcher = PackageFetcher(),
+        onChange: @escaping @Sendable (_ event: Aspire_V1_Event?) -> Void = { _ in },
         logger: Logger
     ) throws {
         self.configuration = configuration
+        self.fetcher = downloads
+        self.onChange = onChange
         self.logger = logger
         self.records = try SubAgentRecords(directory: "\(dataDirectory)/subagents")
         self.control = try ResourceControls.make(mode: configuration.resourceControl, parent: configuration.cgroupParent)
@@ -84,23 +91,6 @@ public final class Supervisor: Sendable {
         }
         self.state.withLock { state in
             for record in loaded { state[record.name] = record }
-        }
-    }
-
-    /// Called when a sub-agent's state changes, with an event to report when there is one.
-    public func setObserver(_ observer: @escaping @Sendable (_ event: Aspire_V1_Event?) -> Void) {
-        self.observer.withLock { $0 = observer }
-    }
-
-    private func onChange(_ event: Aspire_V1_Event?) {
-        self.observer.withLock { $0 }?(event)
-    }
-
-    /// Lets the supervisor fetch `aspire://package/` and http(s) URLs.
-    func setDownloads(store: PackageFetcher.StoreDownload?, web: PackageFetcher.WebDownload?) {
-        self.fetcher.withLock {
-            $0.store = store
-            $0.web = web
         }
     }
 
@@ -262,37 +252,33 @@ public final class Supervisor: Sendable {
 
     // MARK: Actions
 
-    /// Carries out one sub-agent command; the result says what happened in words.
-    public func perform(_ command: Aspire_V1_Command) async -> Aspire_V1_CommandResult {
+    /// Carries out one sub-agent action; the result says what happened in words.
+    public func perform(_ action: CommandMethod.SubAgentAction, _ params: Aspire_V1_SubAgentParams, id: String) async -> Aspire_V1_CommandResult {
         let started = Date()
-        guard case .subagent(let params)? = command.params else {
-            return .failed(id: command.id, .invalidParams, "\(command.method) needs sub-agent parameters (name, version, url, checksum, ...)", started: started)
-        }
+        let method = CommandMethod.subAgent(action)
         do {
             try SubAgentRecord.checkPathComponent(params.name, field: "name")
         } catch {
-            return .failed(id: command.id, error.code, error.cause, started: started)
+            return .failed(id: id, error.code, error.cause, started: started)
         }
         guard await self.claim(params.name) else {
-            return .failed(id: command.id, .busy, "another action on \(params.name) is under way; try again when it ends", started: started)
+            return .failed(id: id, .busy, "another action on \(params.name) is under way; try again when it ends", started: started)
         }
         defer { self.release(params.name) }
         do throws(AspireError) {
             let message: String
-            switch command.method {
-            case "agent.install", "agent.upgrade": message = try await self.deploy(params)
-            case "agent.uninstall": message = try await self.uninstall(params.name)
-            case "agent.start": message = try await self.start(params, restart: false)
-            case "agent.restart": message = try await self.start(params, restart: true)
-            case "agent.stop": message = try await self.stop(params.name)
-            default:
-                throw AspireError(.unknownMethod, "unknown method '\(command.method)'; sub-agent methods are \(Self.methods.joined(separator: ", "))")
+            switch action {
+            case .install, .upgrade: message = try await self.deploy(params)
+            case .uninstall: message = try await self.uninstall(params.name)
+            case .start: message = try await self.start(params, restart: false)
+            case .restart: message = try await self.start(params, restart: true)
+            case .stop: message = try await self.stop(params.name)
             }
-            self.logger.notice("sub-agent action done", metadata: ["subagent": "\(params.name)", "command.method": "\(command.method)", "result": "\(message)"])
-            return .success(id: command.id, message: message, started: started)
+            self.logger.notice("sub-agent action done", metadata: ["subagent": "\(params.name)", "command.method": "\(method)", "result": "\(message)"])
+            return .success(id: id, message: message, started: started)
         } catch {
-            self.logger.warning("sub-agent action failed", metadata: ["subagent": "\(params.name)", "command.method": "\(command.method)", "error": "\(error.cause)"])
-            return .failed(id: command.id, error.code, error.cause, started: started)
+            self.logger.warning("sub-agent action failed", metadata: ["subagent": "\(params.name)", "command.method": "\(method)", "error": "\(error.cause)"])
+            return .failed(id: id, error.code, error.cause, started: started)
         }
     }
 
@@ -585,7 +571,7 @@ public final class Supervisor: Sendable {
         }
         defer { try? FileManager.default.removeItem(atPath: staging) }
         let package = "\(staging)/package"
-        try await self.fetcher.withLock { $0 }.fetch(source, checksum: checksum, to: package)
+        try await self.fetcher.fetch(source, checksum: checksum, to: package)
         let format = try PackageFormat(path: package)
         switch format {
         case .tarball:
@@ -859,5 +845,12 @@ public final class Supervisor: Sendable {
     /// Keeps a sub-agent's control log under 1 MiB: past that, it starts again.
     private static func trim(_ path: String) {
         if Launcher.size(path) > 1 << 20 { truncate(path, 0) }
+    }
+}
+
+extension Supervisor: CommandHandler {
+    public func handle(_ command: Aspire_V1_Command, as method: CommandMethod, output: BashExecutor.OutputHandler?) async -> Aspire_V1_CommandResult {
+        guard case .subAgent(let action) = method else { return CommandHandlers.misrouted(command, to: "supervisor") }
+        return await self.perform(action, command.subagent, id: command.id)
     }
 }

@@ -4,7 +4,7 @@ public import SwiftProtobuf
 /// `google.protobuf.Struct`): task parameters, REST bodies. Every error names the context and
 /// the key, so the operator sees exactly what to fix.
 public struct JSONFields: Sendable {
-    /// Names the object in errors: a method ("sync.bash") or a route ("POST /api/v1/server/task").
+    /// Names the object in errors: a method or a route ("POST /api/v1/server/task").
     public var context: String
     public var fields: [String: Google_Protobuf_Value]
     /// The code of the errors (task parameters: 3021; REST bodies: bad request).

@@ -94,27 +94,20 @@ public final class ConfigDistributor: Service {
         var scheduleSet = Aspire_V1_ScheduleParams()
         scheduleSet.schedules = schedules.filter { $0.targets(agentSN: session.agentSN, tags: tags) }.map(Aspire_V1_Schedule.init(_:))
         if session.digestChanged(.schedules, to: scheduleSet.digest) {
-            var command = Self.command("schedule.set")
-            command.schedules = scheduleSet
-            sent = session.send(command: command) || sent
+            sent = session.send(command: Self.command(.scheduleSet, .schedules(scheduleSet), id: "schedules")) || sent
         }
         var pluginSet = Aspire_V1_PluginParams()
         pluginSet.plugins = plugins.filter { $0.targets(agentSN: session.agentSN, tags: tags) }.map(\.plugin)
         if session.digestChanged(.plugins, to: pluginSet.digest) {
-            var command = Self.command("plugin.set")
-            command.plugins = pluginSet
-            sent = session.send(command: command) || sent
+            sent = session.send(command: Self.command(.plugin(.set), .plugins(pluginSet), id: "plugins")) || sent
         }
         return sent
     }
 
-    private static func command(_ method: String) -> Aspire_V1_Command {
-        var command = Aspire_V1_Command()
-        // A fresh id every time: the agent runs an id once, and a set may come back to an
-        // earlier one.
-        command.id = "\(method == "schedule.set" ? "schedules" : "plugins"):\(UUID().uuidString.lowercased())"
-        command.method = method
-        return command
+    /// A set to send: a fresh id every time (`kind:UUID`), since the agent runs an id once and a
+    /// set may come back to an earlier one.
+    private static func command(_ method: CommandMethod, _ params: Aspire_V1_Command.OneOf_Params, id kind: String) -> Aspire_V1_Command {
+        Aspire_V1_Command(id: "\(kind):\(UUID().uuidString.lowercased())", method, params)
     }
 }
 

@@ -41,8 +41,8 @@ extension TaskEngine {
         for agentSN: String,
         builds: inout Builds
     ) async throws -> Delivery {
-        guard case .subagent(let params)? = command.params, params.url.isEmpty,
-            command.method == "agent.install" || command.method == "agent.upgrade"
+        let method = CommandMethod(name: command.method)
+        guard case .subagent(let params)? = command.params, params.url.isEmpty, method == .subAgent(.install) || method == .subAgent(.upgrade)
         else { return .send(command) }
         let platform: (os: String, arch: String)
         if let hello = self.registry.session(for: agentSN)?.hello {

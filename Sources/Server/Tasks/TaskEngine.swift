@@ -54,8 +54,8 @@ public final class TaskEngine: Service {
     public func create(_ request: Aspire_V1_CreateTaskRequest) async throws -> (TaskRecord, [SubtaskRecord]) {
         var request = request
         // Refuse bad parameters before anything is stored or sent.
-        _ = try CommandParameters.command(method: request.command, parameters: request.parameters)
-        if ["install", "upgrade"].contains(request.command) {
+        let method = try CommandParameters.command(method: request.command, parameters: request.parameters).checkedMethod()
+        if method == .subAgent(.install) || method == .subAgent(.upgrade) {
             request.parameters = try await self.resolvePackage(request.parameters, command: request.command)
         }
         let byHosts = !request.agents.isEmpty

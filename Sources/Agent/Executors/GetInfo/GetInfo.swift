@@ -3,8 +3,8 @@ public import RPC
 
 /// The `getinfo.*` methods: facts about the host read from /proc, /sys and /etc, as JSON.
 public struct GetInfo: Sendable {
-    /// The method names after `getinfo.`.
-    public static var methods: [String] { CommandParameters.getInfoMethods }
+    /// The methods it answers: `getinfo.users`, `getinfo.kernel`, ...
+    public static var methods: [CommandMethod] { CommandMethod.GetInfoTopic.allCases.map(CommandMethod.getInfo) }
 
     /// Root of the file system the facts are read from (tests may point it elsewhere).
     public var root: String
@@ -13,28 +13,21 @@ public struct GetInfo: Sendable {
         self.root = root
     }
 
-    public func run(id: String, method: String, args: String) -> Aspire_V1_CommandResult {
+    public func run(id: String, topic: CommandMethod.GetInfoTopic, args: String) -> Aspire_V1_CommandResult {
         let started = Date()
-        let name = method.hasPrefix("getinfo.") ? String(method.dropFirst("getinfo.".count)) : method
+        let method = CommandMethod.getInfo(topic)
         do {
             let arguments = try Arguments(args)
             let document: any Encodable
-            switch name {
-            case "users": document = try self.users(arguments)
-            case "kernel": try arguments.expectNone(for: method); document = try self.kernel()
-            case "os": try arguments.expectNone(for: method); document = try self.os()
-            case "cpu": try arguments.expectNone(for: method); document = try self.cpu()
-            case "memory": try arguments.expectNone(for: method); document = try self.memory()
-            case "disk": try arguments.expectNone(for: method); document = try self.disks()
-            case "network": try arguments.expectNone(for: method); document = try self.network()
-            case "processes": document = try self.processes(arguments)
-            default:
-                return .failed(
-                    id: id,
-                    .unknownMethod,
-                    "unknown method '\(method)'; getinfo has: \(Self.methods.map { "getinfo.\($0)" }.joined(separator: ", "))",
-                    started: started
-                )
+            switch topic {
+            case .users: document = try self.users(arguments)
+            case .kernel: try arguments.expectNone(for: method.name); document = try self.kernel()
+            case .os: try arguments.expectNone(for: method.name); document = try self.os()
+            case .cpu: try arguments.expectNone(for: method.name); document = try self.cpu()
+            case .memory: try arguments.expectNone(for: method.name); document = try self.memory()
+            case .disk: try arguments.expectNone(for: method.name); document = try self.disks()
+            case .network: try arguments.expectNone(for: method.name); document = try self.network()
+            case .processes: document = try self.processes(arguments)
             }
             return .success(id: id, data: try Self.encode(document), started: started)
         } catch let error as AspireError {
@@ -103,5 +96,12 @@ struct Arguments {
         if quote != nil { throw AspireError(.invalidParams, "unterminated quote in arguments '\(text)'") }
         if inToken { tokens.append(current) }
         return tokens
+    }
+}
+
+extension GetInfo: CommandHandler {
+    public func handle(_ command: Aspire_V1_Command, as method: CommandMethod, output: BashExecutor.OutputHandler?) async -> Aspire_V1_CommandResult {
+        guard case .getInfo(let topic) = method else { return CommandHandlers.misrouted(command, to: "getinfo executor") }
+        return self.run(id: command.id, topic: topic, args: command.getinfo.args)
     }
 }

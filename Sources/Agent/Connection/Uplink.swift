@@ -1,0 +1,126 @@
+import Foundation
+public import GRPCCore
+public import GRPCNIOTransportHTTP2
+public import Logging
+public import RPC
+import Synchronization
+
+/// Where the agent's parts send what the server must hear, made before them and handed to each
+/// at init: messages on the open stream (dropped while none is open), results through the
+/// outbox (kept until acknowledged), plugin metrics in batches, a fresh status report when
+/// something changed, and the connection store packages come over.
+public final class Uplink: Sendable {
+    let state: AgentState
+    let metrics = MetricQueue()
+    private let logger: Logger
+    /// The stream now open, if any.
+    private let sink = Mutex<AsyncStream<Aspire_V1_AgentMessage>.Continuation?>(nil)
+    /// The connection of the open stream.
+    private let client = Mutex<GRPCClient<HTTP2ClientTransport.Posix>?>(nil)
+    /// Asks for a status report; many asks before it is sent make one report.
+    let statusWanted: AsyncStream<Void>
+    private let statusInput: AsyncStream<Void>.Continuation
+
+    init(state: AgentState, logger: Logger) {
+        self.state = state
+        self.logger = logger
+        (self.statusWanted, self.statusInput) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Sends a message on the open stream; false when none is open and it was dropped.
+    @discardableResult
+    func send(_ body: Aspire_V1_AgentMessage.OneOf_Body) -> Bool {
+        var message = Aspire_V1_AgentMessage()
+        message.body = body
+        return self.sink.withLock { sink in
+            guard let sink, case .enqueued = sink.yield(message) else { return false }
+            return true
+        }
+    }
+
+    func event(_ event: Aspire_V1_Event) {
+        self.send(.event(event))
+    }
+
+    /// Something the status report shows changed: the server hears of it now, not at the next step.
+    func statusChanged() {
+        self.statusInput.yield()
+    }
+
+    /// Puts a result in the outbox (where it waits for the server's acknowledgement), then sends
+    /// it on the open stream, if any.
+    func deliver(_ result: Aspire_V1_CommandResult, logger: Logger) {
+        do {
+            try self.state.finish(result)
+        } catch {
+            logger.error("cannot store the result in the outbox", metadata: ["error": "\(error)"])
+        }
+        self.send(.result(result))
+    }
+
+    var isConnected: Bool { self.sink.withLock { $0 != nil } }
+
+    /// Makes `continuation` the stream messages go to, and re-sends every unacknowledged result.
+    func attach(_ continuation: AsyncStream<Aspire_V1_AgentMessage>.Continuation, client: GRPCClient<HTTP2ClientTransport.Posix>) {
+        self.sink.withLock { $0 = continuation }
+        self.client.withLock { $0 = client }
+        let pending = self.state.pendingResults()
+        if !pending.isEmpty {
+            self.logger.info("re-sending unacknowledged results", metadata: ["count": "\(pending.count)"])
+        }
+        for result in pending {
+            var message = Aspire_V1_AgentMessage()
+            message.result = result
+            continuation.yield(message)
+        }
+    }
+
+    func detach() {
+        self.sink.withLock { $0 = nil }
+        self.client.withLock { $0 = nil }
+    }
+
+    /// Fetches a file of the server's package store (OS/ARCH/FILE) over the open connection.
+    var storeDownload: PackageFetcher.StoreDownload {
+        { path, handle throws(AspireError) in try await self.download(path, into: handle) }
+    }
+
+    private func download(_ path: String, into handle: FileHandle) async throws(AspireError) {
+        guard let client = self.client.withLock({ $0 }) else {
+            throw AspireError(.downloadFailed, "not connected to a server: cannot fetch aspire://package/\(path)")
+        }
+        var request = Aspire_V1_DownloadRequest()
+        request.path = path
+        do {
+            try await Aspire_V1_PackageStore.Client(wrapping: client).download(request) { response in
+                for try await chunk in response.messages {
+                    try handle.write(contentsOf: chunk.data)
+                }
+            }
+        } catch let error as RPCError {
+            throw AspireError(.downloadFailed, "cannot fetch aspire://package/\(path) from the server: \(error.message)")
+        } catch {
+            throw AspireError(.downloadFailed, "cannot fetch aspire://package/\(path) from the server: \(error)")
+        }
+    }
+
+    /// Sends queued plugin metrics every second while a stream is open.
+    func shipMetrics() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            while true {
+                let (batch, dropped) = self.metrics.take()
+                if dropped > 0 {
+                    self.logger.warning("plugin metrics dropped: too many waiting for a connection", metadata: ["count": "\(dropped)"])
+                }
+                guard !batch.isEmpty else { break }
+                var metrics = Aspire_V1_MetricBatch()
+                metrics.metrics = batch
+                guard self.send(.metrics(metrics)) else {
+                    self.metrics.putBack(batch)
+                    break
+                }
+            }
+        }
+    }
+}
