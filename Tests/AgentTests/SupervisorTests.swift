@@ -40,8 +40,10 @@ final class SupervisorWorld {
 
     /// A supervisor of this world; one made later takes over the sub-agents an earlier one left,
     /// as a restarted agent does.
-    func supervisor(downloads: PackageFetcher = PackageFetcher()) throws -> Supervisor {
-        try Supervisor(configuration: self.configuration, dataDirectory: self.data, downloads: downloads, logger: Logger(label: "test.supervisor"))
+    func supervisor(downloads: PackageFetcher = PackageFetcher(), clock: any WallClock = SystemWallClock()) throws -> Supervisor {
+        try Supervisor(
+            configuration: self.configuration, dataDirectory: self.data, downloads: downloads, clock: clock, logger: Logger(label: "test.supervisor")
+        )
     }
 
     /// Kills whatever a test left running (by cgroup and by session) and removes its files
@@ -363,22 +365,41 @@ struct SupervisorTests {
         #expect(world.status(supervisor, "Crasher")?.status == "running")
     }
 
-    @Test("An exit soon after start is not restarted before the hold-off has passed")
+    @Test("On a test clock: a killed sub-agent is reported down and not restarted before the hold-off since its start, then restarted by the next check")
     func holdoff() async throws {
         let world = try SupervisorWorld("holdoff")
-        world.configuration.holdoff = .seconds(4)
+        world.configuration.holdoff = .seconds(180)
         world.configuration.healthWindow = .milliseconds(300)
-        let supervisor = try world.supervisor()
-        let package = try await world.package("Flaky", "1.0", files: ["control": SupervisorWorld.control, "agent.sh": "#!/bin/sh\nsleep 1.5\nexit 1\n"])
-        let installed = await world.install(supervisor, "Flaky", "1.0", package: package)
+        let clock = ManualWallClock()
+        let supervisor = try world.supervisor(clock: clock)
+        let package = try await world.package("Steady", "1.0", files: ["control": SupervisorWorld.control, "agent.sh": "#!/bin/sh\nexec sleep 600\n"])
+        let installed = await world.install(supervisor, "Steady", "1.0", package: package)
         #expect(installed.resp == .success, "\(installed.message)")
-        let started = Date()
-        let down = await world.supervise(supervisor, seconds: 5) { world.status(supervisor, "Flaky")?.status == "stoped" }
-        #expect(down)
-        #expect(world.status(supervisor, "Flaky")?.restarts == 0, "not restarted at once")
-        let restarted = await world.supervise(supervisor, seconds: 10) { (world.status(supervisor, "Flaky")?.restarts ?? 0) >= 1 }
-        #expect(restarted)
-        #expect(Date().timeIntervalSince(started) >= 3.5, "restarted only once the hold-off since its start had passed")
+        let record = try #require(supervisor.record("Steady"))
+        #expect(record.phase == .running(since: clock.now))
+
+        let processes = supervisor.processes(of: record)
+        #expect(!processes.isEmpty)
+        for entry in processes { kill(entry.pid, SIGKILL) }
+        // Gone and reaped: `control status` must not see a zombie as running.
+        try await eventually("its processes to be gone") { processes.allSatisfy { kill($0.pid, 0) != 0 } }
+        clock.advance(by: .seconds(30))
+        await supervisor.checkAll()
+        let down = try #require(world.status(supervisor, "Steady"))
+        #expect(down.status == "stoped" && down.restarts == 0, "\(down)")
+        #expect(down.message.contains("exited 30 s after start (1 abnormal exit in a row)"), "\(down.message)")
+
+        clock.advance(by: .seconds(150) - .milliseconds(1))
+        await supervisor.checkAll()
+        #expect(world.status(supervisor, "Steady")?.restarts == 0, "1 ms before the hold-off ends")
+        #expect(supervisor.processes(of: record).isEmpty)
+
+        clock.advance(by: .milliseconds(1))
+        await supervisor.checkAll()
+        let back = try #require(world.status(supervisor, "Steady"))
+        #expect(back.status == "running" && back.restarts == 1, "\(back)")
+        #expect(supervisor.record("Steady")?.phase == .running(since: clock.now))
+        #expect(!supervisor.processes(of: try #require(supervisor.record("Steady"))).isEmpty)
     }
 
     @Test("A memory hog under memory: 20M is killed by its cgroup and reported killed")

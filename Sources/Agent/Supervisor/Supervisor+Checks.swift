@@ -1,0 +1,124 @@
+import Foundation
+public import RPC
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The checks: every `checkInterval`, each sub-agent that should run is looked at, and the
+/// restart policy says what follows from what is found.
+extension Supervisor {
+    /// Adopts what an earlier life of the agent left running, then checks every sub-agent
+    /// every `checkInterval` until cancelled.
+    public func run() async {
+        self.logger.notice(
+            "supervisor started",
+            metadata: [
+                "supervisor.root": "\(self.configuration.root)", "supervisor.limits": "\(self.control.name)",
+                "supervisor.subagents": "\(self.records(where: { _ in true }).count)",
+            ]
+        )
+        if let unusable { self.logger.error("\(unusable)") }
+        self.adopt()
+        while !Task.isCancelled {
+            await self.checkAll()
+            try? await Task.sleep(for: self.configuration.checkInterval)
+        }
+    }
+
+    /// Says which sub-agents an earlier life of the agent left running: they are supervised
+    /// from here on as they are, not started again.
+    private func adopt() {
+        for record in self.records(where: { $0.phase != .stopped }) {
+            if let main = self.main(of: record, self.processes(of: record)) {
+                self.logger.notice(
+                    "adopted a running sub-agent",
+                    metadata: ["subagent": "\(record.name)", "subagent.version": "\(record.version)", "subagent.pid": "\(main.pid)"]
+                )
+            } else {
+                self.logger.notice("sub-agent not running; the next check handles it", metadata: ["subagent": "\(record.name)"])
+            }
+        }
+    }
+
+    /// One check of every sub-agent not busy with an operator's action.
+    func checkAll() async {
+        for record in self.records(where: { _ in true }) {
+            guard self.hold(record.name, .check) else { continue }
+            await self.check(record.name)
+            self.release(record.name)
+        }
+    }
+
+    private func check(_ name: String) async {
+        guard var record = self.record(name) else { return }
+        switch record.phase {
+        case .running, .exited: break
+        case .stopped, .fatal: return
+        }
+        let before = record
+        let now = self.clock.now
+        if let main = self.main(of: record, self.processes(of: record)) {
+            if record.phase.runningSince == nil {
+                self.logger.notice("sub-agent is running; adopted", metadata: ["subagent": "\(name)", "subagent.pid": "\(main.pid)"])
+                record.message = "running (pid \(main.pid)); adopted"
+            }
+            record.life = self.policy.onFoundRunning(record.life)
+            record.pid = main.pid
+            record.pidStartTicks = main.startTicks
+            self.commit(record, changedFrom: before)
+            return
+        }
+        if case .running(let since) = record.phase {
+            if await self.controlSaysStarted(record) {
+                if record.message != Self.outsideMessage {
+                    self.logger.warning("sub-agent runs outside its process group", metadata: ["subagent": "\(name)"])
+                    record.message = Self.outsideMessage
+                }
+                record.pid = 0
+                self.commit(record, changedFrom: before)
+                return
+            }
+            let killed = self.control.oomKills(of: name) > record.oomKillsAtStart
+            record.life = self.policy.onExit(record.life, at: now, killed: killed)
+            let how = killed ? "killed by its memory limit (\(self.control.name))" : "exited"
+            let exit = "\(how) \(Int(now.timeIntervalSince(since))) s after start"
+            if record.phase == .fatal {
+                self.fatal(&record, exit, changedFrom: before)
+                return
+            }
+            record.message = "\(exit) (\(record.anomalies) abnormal exit\(record.anomalies == 1 ? "" : "s") in a row)"
+            self.logger.warning("sub-agent \(how)", metadata: ["subagent": "\(name)", "subagent.ran_s": "\(Int(now.timeIntervalSince(since)))"])
+            self.commit(record, changedFrom: before, event: "\(name) \(record.version) \(record.message)")
+        }
+        guard self.policy.onCheck(record.life, at: now) == .restart else {
+            self.commit(record, changedFrom: before)
+            return
+        }
+        do {
+            record = try await self.launch(record)
+            record.life = self.policy.onRestart(record.life, at: now, succeeded: true)
+            record.message = "restarted (restart \(record.restarts)); pid \(record.pid)"
+            self.logger.notice("sub-agent restarted", metadata: ["subagent": "\(name)", "subagent.pid": "\(record.pid)"])
+        } catch {
+            record.life = self.policy.onRestart(record.life, at: now, succeeded: false)
+            self.logger.warning("sub-agent restart failed", metadata: ["subagent": "\(name)", "error": "\(error.cause)"])
+            if record.phase == .fatal {
+                self.fatal(&record, "restart failed (\(error.cause))", changedFrom: before)
+                return
+            }
+            record.message = "restart failed: \(error.cause)"
+        }
+        self.commit(record, changedFrom: before)
+    }
+
+    /// Says, logs and reports that a sub-agent is fatal.
+    private func fatal(_ record: inout SubAgentRecord, _ what: String, changedFrom before: SubAgentRecord) {
+        record.message = "fatal: \(what), \(record.anomalies) abnormal exits in a row; not restarted until an operator starts it"
+        self.logger.error("sub-agent is fatal", metadata: ["subagent": "\(record.name)", "subagent.anomalies": "\(record.anomalies)"])
+        self.commit(record, changedFrom: before, event: record.message)
+    }
+
+    static let outsideMessage = "control status says started, but not in the group the agent started it in (started by hand?)"
+}
