@@ -1,90 +1,9 @@
-import Foundation
 import GRPCCore
 import HTTPTypes
 import Hummingbird
 import RPC
-import SwiftProtobuf
 
-/// The seed's plain-HTTP agent protocol, onto the AgentPoll service.
-///
-/// The seed's bodies do not name the host: it is the body's `agentsn`, the `X-Agent-SN` header
-/// or the `agentsn` query parameter, and for status reports the host name as the last resort.
 extension Gateway {
-    func handleAgent(_ route: Route, request: Request, context: GatewayContext) async throws -> Response {
-        let metadata = try self.agentMetadata(request)
-        let query = Query(request)
-        let headerSN = request.headers[HTTPField.Name("X-Agent-SN")!] ?? query.string("agentsn")
-        switch route {
-        case .agentStatus:
-            let body = try await self.objectBody(request, route: route)
-            var message = Aspire_V1_PollRequest()
-            message.ipaddr = context.remoteAddress
-            message.status.hostname = try body.string("hostname")
-            message.status.version = try body.string("version")
-            message.status.uptime = Int64(try body.integer("uptime", range: 0 ... Int(Int32.max) * 1000) ?? 0)
-            message.status.timestamp = Int64(try body.integer("timestamp", range: 0 ... Int(Int32.max) * 1000) ?? 0)
-            message.status.step = Int32(try body.integer("step", range: 0 ... 86400) ?? 0)
-            message.status.tags = try body.stringMap("tags")
-            for agent in try self.subAgents(body) {
-                message.status.agents.append(agent)
-            }
-            message.agentSn = try body.string("agentsn")
-            if message.agentSn.isEmpty { message.agentSn = headerSN }
-            if message.agentSn.isEmpty { message.agentSn = message.status.hostname }
-            guard !message.agentSn.isEmpty else {
-                throw AspireError(.badRequest, "name the host: agentsn, X-Agent-SN or hostname")
-            }
-            let answer = try await self.poll.report(message, metadata: metadata)
-            let jobs = answer.commands.map { command in
-                var job = RESTJSON.job(command)
-                if case .subagent(let params)? = command.params, let link = self.downloadURL(for: params.url, request: request) {
-                    job["url"] = link
-                }
-                return job
-            }
-            return Answer.json(["errcode": 0, "jobs": jobs], status: 200)
-
-        case .agentJobResult:
-            let value = try await self.jsonBody(request, route: route)
-            let context = route.spec.name
-            let items: [Google_Protobuf_Value]
-            switch value.kind {
-            case .listValue(let list)?: items = list.values
-            case .structValue?: items = [value]
-            default: throw AspireError(.badRequest, "\(context): the body must be an array of results")
-            }
-            var message = Aspire_V1_SubmitResultsRequest()
-            message.agentSn = headerSN
-            for (index, item) in items.enumerated() {
-                guard case .structValue(let object)? = item.kind else {
-                    throw AspireError(.badRequest, "\(context): result \(index) must be an object")
-                }
-                let fields = JSONFields(object.fields, context: "\(context) [\(index)]", code: .badRequest)
-                var result = Aspire_V1_CommandResult()
-                result.id = try fields.string("id", required: true)
-                result.retcode = Int32(try fields.integer("errcode", range: Int(Int32.min) ... Int(Int32.max)) ?? 0)
-                result.resp = result.retcode == 0 ? .success : .failed
-                result.message = try fields.string("message")
-                result.data = Data(try fields.string("data").utf8)
-                if message.agentSn.isEmpty { message.agentSn = try fields.string("agentsn") }
-                message.results.append(result)
-            }
-            guard !message.agentSn.isEmpty else {
-                throw AspireError(.badRequest, "name the host: X-Agent-SN header, ?agentsn= or each result's agentsn")
-            }
-            let answer = try await self.poll.submitResults(message, metadata: metadata)
-            let missing = Set(message.results.map(\.id)).subtracting(answer.stored)
-            // A result the store could not take is sent again by the agent (errcode != 0).
-            return Answer.json(
-                ["errcode": missing.isEmpty ? 0 : Int(ErrorCode.internalError.rawValue), "stored": answer.stored],
-                status: 200
-            )
-
-        default:
-            throw AspireError(.internalError, "\(route) is not an agent route")
-        }
-    }
-
     /// The enrollment token: the caller's, when it sends one (then it must be right), or the
     /// gateway's own for the seed's agents, which send none.
     func agentMetadata(_ request: Request) throws -> Metadata {
@@ -95,26 +14,5 @@ extension Gateway {
             throw AspireError(.unauthenticated, "send 'Authorization: Bearer <enrollment token>'")
         }
         return ["authorization": .string("Bearer \(token)")]
-    }
-
-    func subAgents(_ body: JSONFields) throws -> [Aspire_V1_SubAgentStatus] {
-        guard let value = body.fields["agents"], !JSONFields.isNull(value) else { return [] }
-        guard case .listValue(let list)? = value.kind else {
-            throw AspireError(.badRequest, "\(body.context): 'agents' must be an array")
-        }
-        return try list.values.enumerated().map { index, item in
-            guard case .structValue(let object)? = item.kind else {
-                throw AspireError(.badRequest, "\(body.context): agents[\(index)] must be an object")
-            }
-            let fields = JSONFields(object.fields, context: "\(body.context) agents[\(index)]", code: .badRequest)
-            var agent = Aspire_V1_SubAgentStatus()
-            agent.name = try fields.string("name", required: true)
-            agent.version = try fields.string("version")
-            agent.status = try fields.string("status")
-            agent.uptime = Int64(try fields.integer("uptime", range: 0 ... Int(Int32.max) * 1000) ?? 0)
-            agent.pid = Int32(try fields.integer("pid", range: 0 ... Int(Int32.max)) ?? 0)
-            agent.restarts = Int32(try fields.integer("restarts", range: 0 ... Int(Int32.max)) ?? 0)
-            return agent
-        }
     }
 }

@@ -12,7 +12,7 @@ import RPC
 /// after that a channel with back-pressure carries the chunks, so a slow client holds the
 /// service's reads back instead of filling memory.
 extension Gateway {
-    func handleDownload(_ request: Request, metadata: Metadata) async throws -> Response {
+    func download(_ request: Request, metadata: Metadata) async throws -> Response {
         let query = Query(request)
         var message = Aspire_V1_DownloadRequest()
         var parts: [String] = []

@@ -52,35 +52,55 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
         self.logger = logger
     }
 
-    /// A router with every ``Route``; unknown paths and methods answer the error envelope too.
+    /// Every route, grouped by the resource it belongs to.
+    var controllers: [any GatewayController] {
+        [
+            HostsController(gateway: self), TasksController(gateway: self), PackagesController(gateway: self),
+            TagsController(gateway: self), SchedulesController(gateway: self), PluginsController(gateway: self),
+            MetricsController(gateway: self), AgentsController(gateway: self), OpenAPIController(gateway: self),
+        ]
+    }
+
+    var endpoints: [Endpoint] { self.controllers.flatMap(\.endpoints) }
+
+    /// Every route the gateway serves.
+    public var routes: [Route] { self.endpoints.map(\.route) }
+
+    /// The named schemas of every resource.
+    var schemas: [String: Schema] {
+        self.controllers.reduce(into: [:]) { all, controller in all.merge(controller.schemas) { first, _ in first } }
+    }
+
+    /// A router with every route; unknown paths and methods answer the error envelope too.
     public func router() -> Router<GatewayContext> {
         let router = Router(context: GatewayContext.self)
-        router.add(middleware: ErrorMiddleware(logger: self.logger))
-        for route in Route.allCases {
-            let spec = route.spec
-            router.on(RouterPath(spec.path), method: HTTPRequest.Method(rawValue: spec.method)!) { request, context in
-                try await self.respond(route, to: request, context: context)
+        let endpoints = self.endpoints
+        router.add(middleware: ErrorMiddleware(routes: endpoints.map(\.route), logger: self.logger))
+        for endpoint in endpoints {
+            router.on(RouterPath(endpoint.route.path), method: HTTPRequest.Method(rawValue: endpoint.route.method)!) { request, context in
+                try await self.respond(endpoint, to: request, context: context)
             }
         }
         return router
     }
 
-    func respond(_ route: Route, to request: Request, context: GatewayContext) async throws -> Response {
-        switch route.spec.access {
+    /// Checks the caller for the route's access, then runs its handler.
+    func respond(_ endpoint: Endpoint, to request: Request, context: GatewayContext) async throws -> Response {
+        let route = endpoint.route
+        switch route.access {
         case .admin:
-            let metadata = try self.adminMetadata(request)
-            return try await self.handleAdmin(route, request: request, context: context, metadata: metadata)
+            return try await endpoint.handle(route, request, context, try self.adminMetadata(request))
         case .adminOrAgent:
             if let metadata = try self.downloadLinkMetadata(request) {
-                return try await self.handleDownload(request, metadata: metadata)
+                return try await endpoint.handle(route, request, context, metadata)
             }
             guard let header = request.headers[.authorization], Secret.bearerToken(header) != nil else {
                 throw AspireError(.unauthenticated, "send 'Authorization: Bearer <enrollment token or admin token>'")
             }
-            return try await self.handleDownload(request, metadata: ["authorization": .string(header)])
+            return try await endpoint.handle(route, request, context, ["authorization": .string(header)])
         case .agent:
             do {
-                return try await self.handleAgent(route, request: request, context: context)
+                return try await endpoint.handle(route, request, context, try self.agentMetadata(request))
             } catch {
                 // The seed's agents read `errcode`; anything but 0 makes them send again.
                 let failure = ErrorMiddleware.aspireError(error)
@@ -104,7 +124,7 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
 
     /// The body parsed as JSON, at most `maxBodyBytes`.
     func jsonBody(_ request: Request, route: Route) async throws -> Google_Protobuf_Value {
-        let context = route.spec.name
+        let context = route.name
         var request = request
         let buffer: ByteBuffer
         do {
@@ -125,7 +145,7 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
     /// The body as a JSON object, with checked access to its fields.
     func objectBody(_ request: Request, route: Route) async throws -> JSONFields {
         let value = try await self.jsonBody(request, route: route)
-        let context = route.spec.name
+        let context = route.name
         guard case .structValue(let object)? = value.kind else {
             throw AspireError(.badRequest, "\(context): the body must be a JSON object")
         }
@@ -218,6 +238,8 @@ struct Query {
 /// escapes as a bare 500.
 struct ErrorMiddleware: RouterMiddleware {
     typealias Context = GatewayContext
+    /// Every route, to name the methods a known path has.
+    let routes: [Route]
     let logger: Logger
 
     func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
@@ -225,7 +247,7 @@ struct ErrorMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch let error as HTTPError where error.status.code == 404 {
             // No route: a known path with another method is 405, with the methods it has.
-            let methods = Route.allCases.map(\.spec).filter { $0.path == request.uri.path }.map(\.method)
+            let methods = self.routes.filter { $0.path == request.uri.path }.map(\.method)
             guard !methods.isEmpty else {
                 return Answer.failure(AspireError(.notFound, "no route \(request.method) \(request.uri.path)"))
             }

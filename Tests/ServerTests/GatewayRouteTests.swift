@@ -18,7 +18,7 @@ struct GatewayRouteTests {
                 anonymous.token = nil
                 var wrong = rest
                 wrong.token = "not-the-token"
-                let routes = Route.allCases.map(\.spec)
+                let routes = node.node.gateway.routes
                 #expect(routes.count >= 20)
                 for spec in routes where spec.access == .admin {
                     let body: [String: Any]? = spec.body.isEmpty ? nil : [:]
@@ -86,6 +86,41 @@ struct GatewayRouteTests {
                 #expect(tasks["count"] as? Int == 0)
                 let hosts = try await rest.ok("GET", "/api/v1/server/hosts")
                 #expect(hosts["count"] as? Int == 0)
+            }
+        }
+    }
+
+    @Test("The OpenAPI document describes exactly the routes the router serves, each once, from the controllers' own descriptions")
+    func document() async throws {
+        try await withLocalNode { node in
+            let routes = node.node.gateway.routes
+            #expect(Set(routes.map(\.id)).count == routes.count, "operation ids are unique")
+            #expect(Set(routes.map(\.name)).count == routes.count, "no method and path twice")
+            try await node.withREST { client in
+                let rest = RESTClient(router: client, token: node.node.adminToken)
+                let document = try await rest.call("GET", "/api/v1/openapi.json")
+                let paths = try #require((try document.object)["paths"] as? [String: [String: Any]])
+                let described = Set(paths.flatMap { path, operations in operations.keys.map { "\($0.uppercased()) \(path)" } })
+                // Every schema a route or a schema refers to is in the document (controllers bring their own).
+                let schemas = try #require(((try document.object)["components"] as? [String: Any])?["schemas"] as? [String: Any])
+                func references(_ value: Any) -> [String] {
+                    switch value {
+                    case let object as [String: Any]: (object["$ref"] as? String).map { [$0] } ?? object.values.flatMap(references)
+                    case let array as [Any]: array.flatMap(references)
+                    default: []
+                    }
+                }
+                let referenced = Set(references(paths) + references(schemas)).map { String($0.split(separator: "/").last ?? "") }
+                #expect(!referenced.isEmpty)
+                for name in referenced { #expect(schemas[name] != nil, "unresolved schema \(name)") }
+                #expect(described == Set(routes.map(\.name)))
+                for route in routes {
+                    let operation = paths[route.path]?[route.method.lowercased()] as? [String: Any]
+                    #expect(operation?["operationId"] as? String == route.id && operation?["summary"] as? String == route.summary)
+                    // Every route is served: whatever it answers, it is not "no route".
+                    let answer = try await rest.call(route.method, route.path)
+                    #expect(answer.code != Int(ErrorCode.notFound.rawValue) || !answer.text.contains("no route"), "\(route.name): \(answer.text)")
+                }
             }
         }
     }

@@ -1,0 +1,160 @@
+import Foundation
+import GRPCCore
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import RPC
+import SwiftProtobuf
+
+/// Hosts: one, many, those connected here, their events, and the dashboard.
+struct HostsController<Transport: ClientTransport>: GatewayController {
+    let gateway: Gateway<Transport>
+
+    /// The schemas its routes refer to, for the OpenAPI document.
+    var schemas: [String: Schema] {
+        [
+            "Host": .object(
+                [
+                    "id": .integer, "agentsn": .string, "hostname": .string, "ipaddr": .string, "region": .integer,
+                    "status": .enumeration(["unknown", "register", "online", "offline"]), "feature": .integer,
+                    "step": .integer, "prevers": .string, "curvers": .string, "os": .string, "arch": .string, "node": .string,
+                    "last_seen": OpenAPI.time, "gmt_create": OpenAPI.time, "gmt_modify": OpenAPI.time, "tags": .array(.ref("Tag")),
+                    "agents": .array(.ref("SubAgent")),
+                ],
+                required: ["id", "agentsn", "hostname", "status", "gmt_create", "gmt_modify"]
+            ),
+            "ConnectedAgent": .object(
+                [
+                    "agentsn": .string, "hostname": .string, "version": .string, "os": .string, "arch": .string,
+                    "tags": .object([:], additional: .string), "peer": .string, "connected": OpenAPI.time, "last_seen": OpenAPI.time,
+                    "node": .string,
+                ],
+                required: ["agentsn", "hostname", "node"]
+            ),
+            "SubAgent": .object(
+                [
+                    "name": .string, "version": .string, "status": .enumeration(["stoped", "running", "fatal", "killed", ""]),
+                    "uptime": .integer, "pid": .integer, "restarts": .integer, "message": .string, "prevers": .string,
+                ],
+                required: ["name", "version", "status"]
+            ),
+            "Event": .object(
+                [
+                    "id": .integer, "agentsn": .string, "category": .string, "localid": .integer, "occured": OpenAPI.time,
+                    "message": .string, "gmt_create": OpenAPI.time,
+                ],
+                required: ["id", "agentsn", "localid", "occured"]
+            ),
+            "Deployment": .object(
+                [
+                    "name": .string, "version": .string, "hosts": .integer, "running": .integer, "stoped": .integer, "fatal": .integer,
+                    "killed": .integer,
+                ],
+                required: ["name", "version", "hosts", "running", "stoped", "fatal", "killed"]
+            ),
+        ]
+    }
+
+    var endpoints: [Endpoint] {
+        [
+            Endpoint(
+                Route(
+                    id: "getAgent",
+                    method: "GET", path: "/api/v1/server/agent", summary: "One host by AgentSN, with tags and sub-agents.",
+                    query: [Route.query("agentsn", .string, "The host's AgentSN (quotes around it are ignored).", required: true)],
+                    response: .envelope(["host": .ref("Host")])
+                )
+            ) { _, request, _, metadata in
+                let query = Query(request)
+                var message = Aspire_V1_GetHostRequest()
+                // The seed writes ?agentsn="845d..." with the quotes.
+                message.agentSn = query.string("agentsn").trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
+                guard !message.agentSn.isEmpty else {
+                    throw AspireError(.badRequest, "query parameter 'agentsn' is required")
+                }
+                return Answer.success(["host": RESTJSON.host(try await self.gateway.admin.getHost(message, metadata: metadata))])
+            },
+            Endpoint(
+                Route(
+                    id: "listHosts",
+                    method: "GET", path: "/api/v1/server/hosts", summary: "Hosts, filtered and paged.",
+                    query: [
+                        Route.query("status", .enumeration(["unknown", "register", "online", "offline"]), "Only hosts in this state."),
+                        Route.query("region", .integer, "Only this region id."),
+                        Route.query("tag", .string, "name=value; repeat for hosts carrying every one."),
+                        Route.query("hostname", .string, "Host name prefix."),
+                    ] + Route.paging + [Route.query("order", .enumeration(["asc", "desc"]), "By id (default asc).")],
+                    response: .envelope(["count": .integer, "offset": .integer, "limit": .integer, "hosts": .array(.ref("Host"))])
+                )
+            ) { _, request, _, metadata in
+                let query = Query(request)
+                var message = Aspire_V1_ListHostsRequest()
+                message.status = query.string("status")
+                if let region = try query.integer("region") { message.region = region }
+                for pair in query.all("tag") {
+                    guard let separator = pair.firstIndex(where: { $0 == "=" || $0 == ":" }) else {
+                        throw AspireError(.badRequest, "query parameter 'tag' must be name=value, not '\(pair)'")
+                    }
+                    message.tags[String(pair[..<separator])] = String(pair[pair.index(after: separator)...])
+                }
+                message.hostnamePrefix = query.string("hostname")
+                (message.offset, message.limit) = try query.page()
+                message.descending = try query.descending()
+                let answer = try await self.gateway.admin.listHosts(message, metadata: metadata)
+                return Answer.success([
+                    "count": Int(answer.count), "offset": Int(answer.offset), "limit": Int(answer.limit),
+                    "hosts": answer.hosts.map(RESTJSON.host),
+                ])
+            },
+            Endpoint(
+                Route(
+                    id: "listConnected",
+                    method: "GET", path: "/api/v1/server/agents", summary: "Agents holding a stream to the node that answers.",
+                    response: .envelope(["agents": .array(.ref("ConnectedAgent"))])
+                )
+            ) { _, _, _, metadata in
+                let answer = try await self.gateway.admin.listAgents(Aspire_V1_ListAgentsRequest(), metadata: metadata)
+                return Answer.success(["agents": answer.agents.map(RESTJSON.connected)])
+            },
+            Endpoint(
+                Route(
+                    id: "listEvents",
+                    method: "GET", path: "/api/v1/server/events", summary: "Events, newest first.",
+                    query: [Route.query("agentsn", .string, "Only this host's events.")] + Route.paging,
+                    response: .envelope(["count": .integer, "events": .array(.ref("Event"))])
+                )
+            ) { _, request, _, metadata in
+                let query = Query(request)
+                var message = Aspire_V1_ListEventsRequest()
+                message.agentSn = query.string("agentsn")
+                (message.offset, message.limit) = try query.page()
+                let answer = try await self.gateway.admin.listEvents(message, metadata: metadata)
+                return Answer.success(["count": Int(answer.count), "events": answer.events.map(RESTJSON.event)])
+            },
+            Endpoint(
+                Route(
+                    id: "dashboard",
+                    method: "GET", path: "/api/v1/server/dashboard", summary: "Host counts and sub-agent deployments per name and version.",
+                    response: .envelope([
+                        "hosts": .object(["total": .integer, "online": .integer, "offline": .integer]),
+                        "connected_here": .integer,
+                        "deployments": .array(.ref("Deployment")),
+                    ])
+                )
+            ) { _, _, _, metadata in
+                let answer = try await self.gateway.admin.dashboard(Aspire_V1_DashboardRequest(), metadata: metadata)
+                return Answer.success([
+                    "hosts": ["total": Int(answer.hostsTotal), "online": Int(answer.hostsOnline), "offline": Int(answer.hostsOffline)],
+                    "connected_here": Int(answer.connectedHere),
+                    "deployments": answer.deployments.map { deployment in
+                        [
+                            "name": deployment.name, "version": deployment.version, "hosts": Int(deployment.hosts),
+                            "running": Int(deployment.running), "stoped": Int(deployment.stopped), "fatal": Int(deployment.fatal),
+                            "killed": Int(deployment.killed),
+                        ]
+                    },
+                ])
+            },
+        ]
+    }
+}

@@ -1,0 +1,211 @@
+import Foundation
+import GRPCCore
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import RPC
+import SwiftProtobuf
+
+/// The package store: versions listed, uploaded, deleted, and their files downloaded.
+struct PackagesController<Transport: ClientTransport>: GatewayController {
+    let gateway: Gateway<Transport>
+
+    /// The schemas its routes refer to, for the OpenAPI document.
+    var schemas: [String: Schema] {
+        [
+            "Package": .object(
+                [
+                    "id": .integer, "name": .string, "os": .string, "arch": .string, "version": .string, "file": .string,
+                    "path": .string, "sha256": .string, "size": .integer, "gmt_create": OpenAPI.time, "gmt_modify": OpenAPI.time,
+                ],
+                required: ["id", "name", "os", "arch", "version", "file", "path", "sha256", "size", "gmt_create", "gmt_modify"]
+            ),
+            "PackageUpload": .object(
+                [
+                    "name": .string, "version": .string, "os": .string, "arch": .string, "file": .string, "sha256": .string,
+                    "content": .string,
+                ],
+                required: ["name", "version", "os", "arch", "file"]
+            ),
+            "PackageForm": .object(
+                ["name": .string, "version": .string, "os": .string, "arch": .string, "sha256": .string, "file": .binary],
+                required: ["name", "version", "os", "arch", "file"]
+            ),
+        ]
+    }
+
+    var endpoints: [Endpoint] {
+        [
+            Endpoint(
+                Route(
+                    id: "listPackages",
+                    method: "GET", path: "/api/v1/server/package", summary: "Package versions, filtered and paged.",
+                    query: [
+                        Route.query("name", .string, "Only this package name."),
+                        Route.query("version", .string, "Only this version."),
+                        Route.query("os", .string, "Only this OS."),
+                        Route.query("arch", .string, "Only this architecture."),
+                    ] + Route.paging + [
+                        Route.query("order", .enumeration(["asc", "desc"]), "Sort direction (default asc)."),
+                        Route.query("sortby", .enumeration(["id", "name", "version", "os", "arch", "gmt_create", "gmt_modify"]), "Sort key (default id)."),
+                    ],
+                    response: .envelope(["count": .integer, "offset": .integer, "limit": .integer, "packages": .array(.ref("Package"))])
+                )
+            ) { _, request, _, metadata in
+                let query = Query(request)
+                var message = Aspire_V1_ListPackagesRequest()
+                message.name = query.string("name")
+                message.version = query.string("version")
+                message.os = query.string("os")
+                message.arch = query.string("arch")
+                (message.offset, message.limit) = try query.page()
+                message.descending = try query.descending()
+                message.sortBy = query.string("sortby")
+                let answer = try await self.gateway.admin.listPackages(message, metadata: metadata)
+                return Answer.success([
+                    "count": Int(answer.count), "offset": Int(answer.offset), "limit": Int(answer.limit),
+                    "packages": answer.packages.map(RESTJSON.package),
+                ])
+            },
+            Endpoint(
+                Route(
+                    id: "uploadPackage",
+                    method: "POST", path: "/api/v1/server/package",
+                    summary: """
+                        Stores a package version under packages/{os}/{arch}/{file} and computes its SHA256. The bytes come \
+                        as the raw body (names in the query), as multipart/form-data (text fields first, then the file \
+                        part), or base64 in the JSON body's "content"; the seed's JSON without content registers a file \
+                        already in the package store.
+                        """,
+                    query: [
+                        Route.query("name", .string, "Package name (raw-body uploads)."),
+                        Route.query("version", .string, "Version (raw-body uploads)."),
+                        Route.query("os", .string, "OS, e.g. linux (raw-body uploads)."),
+                        Route.query("arch", .string, "Architecture, e.g. x86_64 (raw-body uploads)."),
+                        Route.query("file", .string, "File name: no separators, no '..' (raw-body uploads)."),
+                        Route.query("sha256", .string, "Expected SHA256 in hex; the upload is refused when it differs."),
+                    ],
+                    body: [
+                        (Route.json, .ref("PackageUpload")),
+                        ("application/octet-stream", .binary),
+                        ("multipart/form-data", .ref("PackageForm")),
+                    ],
+                    response: .envelope(["package": .ref("Package")])
+                )
+            ) { route, request, _, metadata in
+                let package = try await self.upload(request, route: route, query: Query(request), metadata: metadata)
+                return Answer.success(["package": RESTJSON.package(package)])
+            },
+            Endpoint(
+                Route(
+                    id: "deletePackages",
+                    method: "DELETE", path: "/api/v1/server/package",
+                    summary: "Deletes package versions and their files: by id, or by name (version, os, arch narrow it).",
+                    query: [
+                        Route.query("id", .integer, "Package id."),
+                        Route.query("name", .string, "Package name."),
+                        Route.query("version", .string, "Version."),
+                        Route.query("os", .string, "OS."),
+                        Route.query("arch", .string, "Architecture."),
+                    ],
+                    response: .envelope(["count": .integer, "packages": .array(.ref("Package"))])
+                )
+            ) { _, request, _, metadata in
+                let query = Query(request)
+                var message = Aspire_V1_DeletePackagesRequest()
+                message.id = try query.integer("id", range: 1 ... Int64.max) ?? 0
+                message.name = query.string("name")
+                message.version = query.string("version")
+                message.os = query.string("os")
+                message.arch = query.string("arch")
+                let answer = try await self.gateway.admin.deletePackages(message, metadata: metadata)
+                return Answer.success(["count": answer.packages.count, "packages": answer.packages.map(RESTJSON.package)])
+            },
+            Endpoint(
+                Route(
+                    id: "downloadPackage",
+                    method: "GET", path: "/api/v1/server/package/download",
+                    summary: """
+                        The file of a stored package version, as application/octet-stream with its length. Agents give this \
+                        URL as a sub-agent's http(s) url and send their enrollment token; operators may use the admin token. \
+                        The seed's plain-HTTP agents, which send no token, get this URL in their install and upgrade jobs \
+                        with expires and sig: such a link opens that one file for a day without a token.
+                        """,
+                    access: .adminOrAgent,
+                    query: [
+                        Route.query("os", .string, "OS, e.g. linux.", required: true),
+                        Route.query("arch", .string, "Architecture, e.g. x86_64.", required: true),
+                        Route.query("file", .string, "File name in the store.", required: true),
+                        Route.query("expires", .integer, "A job's link: when it stops working (seconds since 1970)."),
+                        Route.query("sig", .string, "A job's link: its signature (no bearer token needed with it)."),
+                    ],
+                    response: .binary
+                )
+            ) { _, request, _, metadata in
+                try await self.gateway.download(request, metadata: metadata)
+            },
+        ]
+    }
+
+    /// Streams an upload to the service: the raw body with names in the query, or the seed's
+    /// JSON (with base64 `content`, or naming a file already in the store).
+    func upload(_ request: Request, route: Route, query: Query, metadata: Metadata) async throws -> Aspire_V1_Package {
+        let contentType = request.headers[.contentType]?.lowercased() ?? ""
+        var info = Aspire_V1_PackageInfo()
+        if contentType.hasPrefix("application/json") {
+            let body = try await self.gateway.objectBody(request, route: route)
+            try body.allow(["name", "version", "os", "arch", "file", "sha256", "content"])
+            info.name = try body.string("name", required: true)
+            info.version = try body.string("version", required: true)
+            info.os = try body.string("os", required: true)
+            info.arch = try body.string("arch", required: true)
+            info.file = try body.string("file", required: true)
+            info.sha256 = try body.string("sha256")
+            let content = try body.string("content")
+            if body.has("content") {
+                guard let bytes = Data(base64Encoded: content) else {
+                    throw AspireError(.badRequest, "\(body.context): 'content' must be base64")
+                }
+                return try await self.gateway.admin.uploadPackage(metadata: metadata) { [info] writer in
+                    try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.info = info })
+                    var offset = 0
+                    repeat {
+                        let end = min(offset + (1 << 20), bytes.count)
+                        try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.chunk = bytes[offset ..< end] })
+                        offset = end
+                    } while offset < bytes.count
+                }
+            }
+            info.existingFile = true
+            return try await self.gateway.admin.uploadPackage(metadata: metadata) { [info] writer in
+                try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.info = info })
+            }
+        }
+        if contentType.hasPrefix("multipart/form-data") {
+            // The boundary is case-sensitive: read it from the header as sent.
+            let boundary = Gateway<Transport>.dispositionParameters(request.headers[.contentType] ?? "")["boundary"] ?? ""
+            guard !boundary.isEmpty else { throw AspireError(.badRequest, "multipart/form-data without a boundary") }
+            return try await self.gateway.multipartUpload(request, boundary: boundary, query: query, metadata: metadata)
+        }
+        for (key, value) in [("name", query.string("name")), ("version", query.string("version")), ("os", query.string("os")), ("arch", query.string("arch")), ("file", query.string("file"))]
+        where value.isEmpty {
+            throw AspireError(
+                .badRequest,
+                "query parameter '\(key)' is required with a raw body (name, version, os, arch and file name the package)"
+            )
+        }
+        info.name = query.string("name")
+        info.version = query.string("version")
+        info.os = query.string("os")
+        info.arch = query.string("arch")
+        info.file = query.string("file")
+        info.sha256 = query.string("sha256")
+        let body = request.body
+        return try await self.gateway.admin.uploadPackage(metadata: metadata) { [info] writer in
+            try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.info = info })
+            for try await buffer in body {
+                try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.chunk = Data(buffer.readableBytesView) })
+            }
+        }
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import GRPCCore
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import RPC
+import SwiftProtobuf
+
+/// Plugins: stored, listed, deleted (their runs on hosts are tasks).
+struct PluginsController<Transport: ClientTransport>: GatewayController {
+    let gateway: Gateway<Transport>
+
+    /// The schemas its routes refer to, for the OpenAPI document.
+    var schemas: [String: Schema] {
+        [
+            "PluginRequest": .object(
+                [
+                    "name": .string, "url": .string, "checksum": .string, "package": .string, "version": .string, "git": .string,
+                    "ref": .string, "period": .integer, "user": .string, "timeout": .integer, "param": .string,
+                    "agents": .array(.string), "tags": .object([:], additional: .string), "replace": .boolean,
+                ],
+                required: ["name"]
+            ),
+            "Plugin": .object(
+                [
+                    "name": .string, "url": .string, "checksum": .string, "git": .string, "ref": .string, "period": .integer,
+                    "user": .string, "timeout": .integer, "param": .string, "agents": .array(.string),
+                    "tags": .object([:], additional: .string), "gmt_create": OpenAPI.time, "gmt_modify": OpenAPI.time,
+                ],
+                required: ["name", "period", "user", "timeout", "agents", "tags"]
+            ),
+        ]
+    }
+
+    var endpoints: [Endpoint] {
+        [
+            Endpoint(
+                Route(
+                    id: "listPlugins",
+                    method: "GET", path: "/api/v1/server/plugin",
+                    summary: "Plugins by name; with name, that one (404 when none). Their state on hosts: a plugin.list task.",
+                    query: [
+                        Route.query("name", .string, "Only this plugin."),
+                        Route.query("agentsn", .string, "Only the plugins that target this host (by AgentSN or its tags)."),
+                    ],
+                    response: .envelope(["plugins": .array(.ref("Plugin"))])
+                )
+            ) { _, request, _, metadata in
+                let query = Query(request)
+                var message = Aspire_V1_ListPluginsRequest()
+                message.name = query.string("name")
+                message.agentSn = query.string("agentsn")
+                let answer = try await self.gateway.admin.listPlugins(message, metadata: metadata)
+                return Answer.success(["plugins": answer.plugins.map(RESTJSON.pluginInfo)])
+            },
+            Endpoint(
+                Route(
+                    id: "createPlugin",
+                    method: "POST", path: "/api/v1/server/plugin",
+                    summary: """
+                        Stores a plugin for agents (by AgentSN) and/or the hosts carrying tags: a tar archive with plugin.sh                     (url and checksum, or a package and version of the store) or a git repository (git, ref). The agents                     fetch it and run it every period seconds (0: only on demand), as user (nobody by default). Run, enable,                     disable, update and list it on hosts with tasks: command plugin.run {name, timeout, param},                     plugin.enable {name}, plugin.disable {name, seconds}, plugin.update {name}, plugin.list.
+                        """,
+                    body: [(Route.json, .ref("PluginRequest"))],
+                    response: .envelope(["plugin": .ref("Plugin")])
+                )
+            ) { route, request, _, metadata in
+                let body = try await self.gateway.objectBody(request, route: route)
+                try body.allow(["name", "url", "checksum", "package", "version", "git", "ref", "period", "user", "timeout", "param", "agents", "tags", "replace"])
+                var message = Aspire_V1_CreatePluginRequest()
+                message.plugin.name = try body.string("name", required: true)
+                message.plugin.url = try body.string("url")
+                message.plugin.checksum = try body.string("checksum")
+                message.package = try body.string("package")
+                message.version = try body.string("version")
+                message.plugin.git = try body.string("git")
+                message.plugin.ref = try body.string("ref")
+                message.plugin.period = Int32(try body.integer("period", range: 0 ... 86400 * 7) ?? 0)
+                message.plugin.user = try body.string("user")
+                message.plugin.timeout = Int32(try body.integer("timeout", range: 0 ... 86400) ?? 0)
+                message.plugin.param = try body.string("param")
+                message.agents = try body.stringArray("agents")
+                message.tags = try body.stringMap("tags")
+                message.replace = try body.bool("replace") ?? false
+                let answer = try await self.gateway.admin.createPlugin(message, metadata: metadata)
+                return Answer.success(["plugin": RESTJSON.pluginInfo(answer)])
+            },
+            Endpoint(
+                Route(
+                    id: "deletePlugin",
+                    method: "DELETE", path: "/api/v1/server/plugin", summary: "Deletes a plugin; the agents stop it and remove its files.",
+                    query: [Route.query("name", .string, "The plugin.", required: true)],
+                    response: .envelope(["plugin": .ref("Plugin")])
+                )
+            ) { _, request, _, metadata in
+                let query = Query(request)
+                var message = Aspire_V1_DeletePluginRequest()
+                message.name = query.string("name")
+                guard !message.name.isEmpty else { throw AspireError(.badRequest, "query parameter 'name' (the plugin) is required") }
+                let answer = try await self.gateway.admin.deletePlugin(message, metadata: metadata)
+                return Answer.success(["plugin": RESTJSON.pluginInfo(answer)])
+            },
+        ]
+    }
+}

@@ -1,0 +1,203 @@
+import Foundation
+import GRPCCore
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import RPC
+import SwiftProtobuf
+
+/// Tasks (by host list or by tags in a window, with rate control) and one-off commands.
+struct TasksController<Transport: ClientTransport>: GatewayController {
+    let gateway: Gateway<Transport>
+
+    /// The schemas its routes refer to, for the OpenAPI document.
+    var schemas: [String: Schema] {
+        [
+            "TaskRequest": .object(
+                [
+                    "command": .string,
+                    "agents": .array(.string),
+                    "tags": .object([:], additional: .string),
+                    "window": .object(["start": .oneOf([.integer, .string]), "end": .oneOf([.integer, .string])]),
+                    "parameters": .object([:], additional: .any),
+                    "max_concurrency": .oneOf([.integer, .string]),
+                    "max_errors": .oneOf([.integer, .string]),
+                    "user": .string,
+                ],
+                required: ["command"]
+            ),
+            "Task": .object(
+                [
+                    "id": .integer, "status": .enumeration(["pending", "running", "done", "failed", "cancelled"]),
+                    "user": .string, "command": .string, "parameters": .object([:], additional: .any),
+                    "tags": .object([:], additional: .string),
+                    "window": .object(["start": OpenAPI.time, "end": OpenAPI.time]),
+                    "max_concurrency": .string, "max_errors": .string,
+                    "count": .integer, "complete": .integer, "failed": .integer, "gmt_create": OpenAPI.time, "gmt_modify": OpenAPI.time,
+                ],
+                required: ["id", "status", "command", "count", "complete", "failed", "gmt_create", "gmt_modify"]
+            ),
+            "Subtask": .object(
+                [
+                    "id": .string, "agentsn": .string,
+                    "status": .enumeration(["pending", "dispatched", "succeeded", "failed", "undeliverable", "cancelled"]),
+                    "result": .ref("CommandResult"), "gmt_create": OpenAPI.time, "gmt_modify": OpenAPI.time,
+                ],
+                required: ["id", "agentsn", "status", "gmt_create", "gmt_modify"]
+            ),
+            "CommandRequest": .object(
+                [
+                    "agentsn": .string, "id": .string, "method": .string, "cmd": .string, "timeout": .integer, "user": .string,
+                    "group": .string, "args": .string, "wait": .integer,
+                ],
+                required: ["agentsn", "method"]
+            ),
+            "CommandResult": .object(
+                [
+                    "id": .string, "resp": .enumeration(["success", "failed"]), "retcode": .integer, "message": .string,
+                    "data": .any, "data_encoding": .string, "stderr": .string, "truncated": .boolean,
+                    "stdout_bytes": .integer, "stderr_bytes": .integer, "started": .integer, "finished": .integer,
+                ],
+                required: ["id", "resp", "retcode", "message"]
+            ),
+        ]
+    }
+
+    var endpoints: [Endpoint] {
+        [
+            Endpoint(
+                Route(
+                    id: "createTask",
+                    method: "POST", path: "/api/v1/server/task",
+                    summary: "Creates a task for a list of AgentSNs (one subtask each) or for the hosts carrying tags within a window.",
+                    body: [(Route.json, .ref("TaskRequest"))],
+                    response: .envelope([
+                        "id": .integer, "results": .array(.object(["AgentSN": .string], required: ["AgentSN"])),
+                        "task": .ref("Task"), "subtasks": .array(.ref("Subtask")),
+                    ])
+                )
+            ) { route, request, _, metadata in
+                let message = try await self.taskRequest(request, route: route)
+                let detail = try await self.gateway.admin.createTask(message, metadata: metadata)
+                var payload = RESTJSON.taskDetail(detail)
+                payload["id"] = Int(detail.task.id)
+                payload["results"] = detail.subtasks.map { ["AgentSN": $0.agentSn] }
+                return Answer.success(payload)
+            },
+            Endpoint(
+                Route(
+                    id: "getTasks",
+                    method: "GET", path: "/api/v1/server/task",
+                    summary: "With id: one task, its counts and every subtask with its result. Without: tasks, newest first.",
+                    query: [Route.query("id", .integer, "Task id.")] + Route.paging,
+                    response: .envelope([
+                        "task": .ref("Task"), "subtasks": .array(.ref("Subtask")),
+                        "count": .integer, "offset": .integer, "limit": .integer, "tasks": .array(.ref("Task")),
+                    ])
+                )
+            ) { _, request, _, metadata in
+                let query = Query(request)
+                if let id = try query.integer("id", range: 1 ... Int64.max) {
+                    var message = Aspire_V1_GetTaskRequest()
+                    message.id = id
+                    return Answer.success(RESTJSON.taskDetail(try await self.gateway.admin.getTask(message, metadata: metadata)))
+                }
+                var message = Aspire_V1_ListTasksRequest()
+                (message.offset, message.limit) = try query.page()
+                let answer = try await self.gateway.admin.listTasks(message, metadata: metadata)
+                return Answer.success([
+                    "count": Int(answer.count), "offset": Int(message.offset), "limit": Int(message.limit == 0 ? 50 : message.limit),
+                    "tasks": answer.tasks.map(RESTJSON.task),
+                ])
+            },
+            Endpoint(
+                Route(
+                    id: "cancelTask",
+                    method: "DELETE", path: "/api/v1/server/task", summary: "Cancels a task's undelivered subtasks.",
+                    query: [Route.query("id", .integer, "Task id.", required: true)],
+                    response: .envelope(["task": .ref("Task"), "subtasks": .array(.ref("Subtask"))])
+                )
+            ) { _, request, _, metadata in
+                let query = Query(request)
+                var message = Aspire_V1_CancelTaskRequest()
+                guard let id = try query.integer("id", range: 1 ... Int64.max) else {
+                    throw AspireError(.badRequest, "query parameter 'id' (the task) is required")
+                }
+                message.id = id
+                return Answer.success(RESTJSON.taskDetail(try await self.gateway.admin.cancelTask(message, metadata: metadata)))
+            },
+            Endpoint(
+                Route(
+                    id: "runCommand",
+                    method: "POST", path: "/api/v1/server/command",
+                    summary: "Runs one command on one connected agent and answers the seed's result form once it answers.",
+                    body: [(Route.json, .ref("CommandRequest"))],
+                    response: .ref("CommandResult")
+                )
+            ) { route, request, _, metadata in
+                let message = try await self.commandRequest(request, route: route)
+                let answer = try await self.gateway.admin.runCommand(message, metadata: metadata)
+                return Answer.json(answer.result.seedJSONObject(), status: 200)
+            },
+        ]
+    }
+
+    /// `{"command", "agents" | "tags", "window", "parameters", "max_concurrency", "max_errors", "user"}`.
+    func taskRequest(_ request: Request, route: Route) async throws -> Aspire_V1_CreateTaskRequest {
+        let body = try await self.gateway.objectBody(request, route: route)
+        try body.allow(["command", "agents", "tags", "window", "parameters", "max_concurrency", "max_errors", "user"])
+        var message = Aspire_V1_CreateTaskRequest()
+        message.command = try body.string("command", required: true)
+        message.agents = try body.stringArray("agents")
+        message.tags = try body.stringMap("tags")
+        if let window = try body.object("window") {
+            let fields = JSONFields(window.fields, context: body.context + " window", code: .badRequest)
+            try fields.allow(["start", "end"])
+            message.window.startUnixMs = try Self.time(fields, "start")
+            message.window.endUnixMs = try Self.time(fields, "end")
+        }
+        if let parameters = try body.object("parameters") {
+            message.parameters = parameters
+        }
+        message.maxConcurrency = try body.numberOrString("max_concurrency")
+        message.maxErrors = try body.numberOrString("max_errors")
+        message.user = try body.string("user")
+        return message
+    }
+
+    /// A time as Unix seconds or RFC 3339; 0 when absent.
+    static func time(_ fields: JSONFields, _ key: String) throws(AspireError) -> Int64 {
+        guard let value = fields.fields[key], !JSONFields.isNull(value) else { return 0 }
+        switch value.kind {
+        case .numberValue(let seconds)? where seconds >= 0 && seconds < 1e11:
+            return Int64(seconds * 1000)
+        case .stringValue(let text)?:
+            if let date = try? Date(text, strategy: .iso8601) {
+                return Int64(date.timeIntervalSince1970 * 1000)
+            }
+            if let seconds = Double(text), seconds >= 0, seconds < 1e11 {
+                return Int64(seconds * 1000)
+            }
+        default:
+            break
+        }
+        throw AspireError(.badRequest, "\(fields.context): '\(key)' must be Unix seconds or an RFC 3339 time")
+    }
+
+    /// The seed's sync form plus `agentsn` (and an optional `wait` in seconds).
+    func commandRequest(_ request: Request, route: Route) async throws -> Aspire_V1_RunCommandRequest {
+        let body = try await self.gateway.objectBody(request, route: route)
+        try body.allow(["agentsn", "id", "method", "cmd", "timeout", "user", "group", "args", "wait"])
+        var message = Aspire_V1_RunCommandRequest()
+        message.agentSn = try body.string("agentsn", required: true)
+        message.waitSeconds = Int32(try body.integer("wait", range: 0 ... 86400) ?? 0)
+        let method = try body.string("method", required: true)
+        var parameters = Google_Protobuf_Struct()
+        for key in ["cmd", "timeout", "user", "group", "args"] {
+            if let value = body.fields[key] { parameters.fields[key] = value }
+        }
+        message.command = try CommandParameters.command(method: method, parameters: parameters)
+        message.command.id = try body.string("id")
+        return message
+    }
+}
