@@ -37,6 +37,8 @@ struct TaskEngineTests {
                     let detail = try await node.task(created.task.id)
                     #expect(detail.task.complete == 2 && detail.task.failed == 1)
                     #expect(detail.task.status == "failed", "a task with a failed host ends failed")
+                    #expect(detail.task.state == .failed)
+                    #expect(Set(detail.subtasks.map(\.state)) == [.succeeded, .failed])
                     let bySN = Dictionary(uniqueKeysWithValues: detail.subtasks.map { ($0.agentSn, $0) })
                     #expect(bySN["web-1"]?.status == "succeeded" && bySN["web-1"]?.result.data == Data("up 1 day".utf8))
                     #expect(bySN["web-2"]?.status == "failed" && bySN["web-2"]?.result.retcode == 2)
@@ -191,6 +193,31 @@ struct TaskEngineTests {
             missing.id = 4242
             let notFound = await #expect(throws: RPCError.self) { try await node.admin { try await $0.getTask(missing) } }
             #expect(notFound?.code == .notFound)
+        }
+    }
+
+    @Test("A task stored before typed commands were kept is still delivered, translated from its JSON body")
+    func storedWithoutTypedCommand() async throws {
+        try await withLocalNode { node in
+            let (task, _) = try await node.store.createTask(NewTask(command: "sync.bash", body: #"{"cmd":"echo old","user":"nobody"}"#), agents: ["old-1"])
+            #expect(task.typed == nil)
+            try await ScriptedAgent.connect("old-1", to: node) { agent in
+                let command = try await agent.waitForCommands(1).first!
+                #expect(command.method == "sync.bash" && command.bash.cmd == "echo old" && command.bash.user == "nobody")
+                #expect(command.id == (try await node.task(Int64(task.id))).subtasks.first?.id)
+            }
+        }
+    }
+
+    @Test("A task keeps the typed command it was made with, and the Admin API gives task and subtask states as enums")
+    func typedCommandStored() async throws {
+        try await withLocalNode { node in
+            var request = Self.bashTask("uptime", agents: ["t-1"])
+            request.parameters.fields["timeout"] = Google_Protobuf_Value(numberValue: 30)
+            let created = try await node.createTask(request)
+            let stored = try #require(try await node.store.task(id: Int(created.task.id)))
+            #expect(stored.typed?.method == "sync.bash" && stored.typed?.bash.cmd == "uptime" && stored.typed?.bash.timeout == 30)
+            #expect(created.task.state == .pending && created.subtasks.first?.state == .pending)
         }
     }
 }

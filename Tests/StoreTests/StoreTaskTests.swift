@@ -48,6 +48,21 @@ struct StoreTaskTests {
         }
     }
 
+    @Test("A task keeps the typed command it was made with; one stored without has none", arguments: StoreHarness.engines)
+    func typedCommand(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            var bash = Aspire_V1_BashParams()
+            bash.cmd = "uptime"
+            bash.user = "nobody"
+            let typed = Aspire_V1_Command(.bash, .bash(bash))
+            let (task, _) = try await store.createTask(NewTask(command: "sync.bash", body: #"{"cmd":"uptime","user":"nobody"}"#, typed: typed), agents: ["a"])
+            #expect(try await store.task(id: task.id)?.typed == typed)
+            #expect(try await store.openTagTasks(at: 0).isEmpty)
+            let (old, _) = try await store.createTask(NewTask(command: "sync.bash", body: #"{"cmd":"uptime"}"#), agents: ["a"])
+            #expect(try await store.task(id: old.id)?.typed == nil)
+        }
+    }
+
     @Test("Claims for places under max_concurrency never pass the limit, however many run at once; released ones wait again", arguments: StoreHarness.engines)
     func claims(_ kind: SQLEngineKind) async throws {
         try await StoreHarness.withStore(kind) { store in
@@ -240,7 +255,7 @@ struct StoreTaskTests {
             let page = try await store.tasks(page: Page(offset: 0, limit: 2, ascending: false))
             #expect(page.count == 5)
             #expect(page.items.map(\.command) == ["c4", "c3"])
-            #expect(try await store.appliedMigrations() == [1, 2, 3, 4, 5])
+            #expect(try await store.appliedMigrations() == [1, 2, 3, 4, 5, 6])
         }
     }
 }

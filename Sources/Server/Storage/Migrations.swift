@@ -225,6 +225,12 @@ enum Migrations {
                 "CREATE INDEX metrics_name ON metrics (name)",
             ]
         },
+        Step(version: 6, name: "tasks keep their typed command") { kind in
+            // The command as the task engine made it (serialized Aspire_V1_Command): deliveries
+            // send it as it is instead of translating the JSON body again. NULL in tasks stored
+            // before; those are still translated from their body.
+            ["ALTER TABLE tasks ADD COLUMN command_pb \(Self.bytesColumn(kind))"]
+        },
     ]
 
     /// An auto-numbered primary key.

@@ -1,6 +1,32 @@
 import Foundation
 public import RPC
 import SQLKit
+import SwiftProtobuf
+
+// Tasks, subtasks and deliveries (`pendings`). Every change of status is one of these, each made
+// by the function named, in one transaction:
+//
+// Subtask (SubtaskStatus)
+//   pending     → dispatched     markDispatched (sent), claimDispatch (a place under max_concurrency
+//                                taken before sending; the task row is locked meanwhile)
+//   dispatched  → pending        releaseDispatch (claimed, then the stream closed before it went)
+//   dispatched  → dispatched     markDispatched again (re-sent on a new stream or after redeliverAfter)
+//   pending/dispatched → succeeded | failed    recordResults (the first result from its own host)
+//   pending     → undeliverable  expireUndeliverable (its host never came within the delivery time)
+//   pending/dispatched → cancelled  cancelTask; stopTask cancels only the pending ones
+//   succeeded, failed, undeliverable, cancelled: final (`isFinal`).
+//
+// Task (TaskStatus)
+//   pending     → running        markDispatched / claimDispatch (its first subtask went out), or
+//                                recordResults (its first result came)
+//   pending/running → done | failed   recordResults when the last subtask of a host-list task
+//                                ends (failed when any failed); closeTagTasks when a tag task's
+//                                window has ended
+//   pending/running → cancelled  cancelTask
+//   pending/running → failed     stopTask (more failures than max_errors)
+//
+// A delivery row (`pendings`) lives while its subtask is not final: gmt_schedule says when it is
+// due (again); status 1 once sent.
 
 extension SQLStore {
     /// Creates a task with one subtask (and one pending delivery) per host in `agents`.
@@ -9,14 +35,15 @@ extension SQLStore {
         var seen = Set<String>()
         let hosts = agents.filter { seen.insert($0).inserted }
         let selector = task.selector.isEmpty ? "" : try Self.encodeSelector(task.selector)
+        let typed: Data? = try task.typed.map { try $0.serializedBytes() }
         return try await self.transaction { database in
             guard let row = try await database.raw(
                 """
-                INSERT INTO tasks (status, "user", command, body, selector, window_start, window_end, max_concurrency, max_errors,
-                                   count, complete, failed, gmt_create, gmt_modify)
+                INSERT INTO tasks (status, "user", command, body, command_pb, selector, window_start, window_end, max_concurrency,
+                                   max_errors, count, complete, failed, gmt_create, gmt_modify)
                 VALUES (\(bind: TaskStatus.pending.rawValue), \(bind: task.user), \(bind: task.command), \(bind: task.body),
-                        \(bind: selector), \(bind: task.windowStart), \(bind: task.windowEnd), \(bind: task.maxConcurrency),
-                        \(bind: task.maxErrors), \(bind: hosts.count), 0, 0, \(bind: now), \(bind: now))
+                        \(bind: typed), \(bind: selector), \(bind: task.windowStart), \(bind: task.windowEnd),
+                        \(bind: task.maxConcurrency), \(bind: task.maxErrors), \(bind: hosts.count), 0, 0, \(bind: now), \(bind: now))
                 RETURNING id
                 """
             ).first() else {
@@ -36,7 +63,7 @@ extension SQLStore {
     public func addSubtask(taskID: Int, agentSN: String) async throws -> SubtaskRecord? {
         let now = Self.now
         return try await self.transaction { database in
-            guard let task = try await Self.task(id: taskID, on: database), task.status == .pending || task.status == .running else {
+            guard let task = try await Self.task(id: taskID, on: database), task.status.isOpen else {
                 return nil
             }
             let exists = try await database.raw(
@@ -257,7 +284,7 @@ extension SQLStore {
             guard let task = try await Self.task(id: id, on: database) else {
                 throw AspireError(.notFound, "no task \(id)")
             }
-            guard task.status == .pending || task.status == .running else {
+            guard task.status.isOpen else {
                 throw AspireError(.conflict, "task \(id) is already \(task.status.name)")
             }
             try await database.raw(
@@ -416,6 +443,7 @@ extension SQLStore {
             user: try row.decode(column: "user", as: String.self),
             command: try row.decode(column: "command", as: String.self),
             body: try row.decode(column: "body", as: String.self),
+            typed: try row.decode(column: "command_pb", as: Data?.self).flatMap { try? Aspire_V1_Command(serializedBytes: $0) },
             selector: selector.isEmpty ? [:] : (try? JSONDecoder().decode([String: String].self, from: Data(selector.utf8))) ?? [:],
             windowStart: try row.decode(column: "window_start", as: Int64.self),
             windowEnd: try row.decode(column: "window_end", as: Int64.self),

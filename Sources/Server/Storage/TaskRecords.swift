@@ -10,6 +10,9 @@ public struct TaskRecord: Sendable, Hashable {
     public var command: String
     /// The command's parameters, as the JSON the operator sent.
     public var body: String
+    /// The command as the task engine made it from `command` and `body` when the task was
+    /// created; nil for tasks stored before it was kept.
+    public var typed: Aspire_V1_Command?
     /// Tag selector (`{"svc":"ecs"}`) of a tag task; empty for a task by host list.
     public var selector: [String: String]
     public var windowStart: Int64
@@ -23,13 +26,11 @@ public struct TaskRecord: Sendable, Hashable {
     public var modified: Int64
 }
 
-public enum TaskStatus: Int, Sendable, Hashable, CaseIterable {
-    case pending = 0
-    case running = 1
-    case done = 2
-    case failed = 3
-    case cancelled = 4
+/// Where a task is: the Admin API's enum, kept in the store by its number.
+public typealias TaskStatus = Aspire_V1_TaskStatus
 
+extension Aspire_V1_TaskStatus {
+    /// The word the seed's clients read (the Admin API's `status`, the REST `status`).
     public var name: String {
         switch self {
         case .pending: "pending"
@@ -37,8 +38,12 @@ public enum TaskStatus: Int, Sendable, Hashable, CaseIterable {
         case .done: "done"
         case .failed: "failed"
         case .cancelled: "cancelled"
+        case .UNRECOGNIZED(let value): "unknown(\(value))"
         }
     }
+
+    /// A task that still sends to hosts and takes new ones.
+    public var isOpen: Bool { self == .pending || self == .running }
 }
 
 /// One host's part of a task; its id is the command id the agent sees.
@@ -60,19 +65,12 @@ public struct SubtaskRecord: Sendable, Hashable {
     public var modified: Int64
 }
 
-public enum SubtaskStatus: Int, Sendable, Hashable, CaseIterable {
-    /// Waiting for its host to be reachable.
-    case pending = 0
-    /// Sent to the agent; no result yet.
-    case dispatched = 1
-    /// The command ran and exited 0.
-    case succeeded = 2
-    /// The command failed, exited non-zero or timed out.
-    case failed = 3
-    /// Its host never came within the delivery time.
-    case undeliverable = 4
-    case cancelled = 5
+/// Where one host's part of a task is: the Admin API's enum, kept in the store by its number.
+/// The transitions and the SQL that makes each are listed at the top of `SQLStore+Tasks.swift`.
+public typealias SubtaskStatus = Aspire_V1_SubtaskStatus
 
+extension Aspire_V1_SubtaskStatus {
+    /// The word the seed's clients read.
     public var name: String {
         switch self {
         case .pending: "pending"
@@ -81,6 +79,7 @@ public enum SubtaskStatus: Int, Sendable, Hashable, CaseIterable {
         case .failed: "failed"
         case .undeliverable: "undeliverable"
         case .cancelled: "cancelled"
+        case .UNRECOGNIZED(let value): "unknown(\(value))"
         }
     }
 
@@ -98,14 +97,17 @@ public struct NewTask: Sendable, Hashable {
     public var windowEnd: Int64
     public var maxConcurrency: String
     public var maxErrors: String
+    /// The command as it will be sent (without an id).
+    public var typed: Aspire_V1_Command?
 
     public init(
-        user: String = "", command: String, body: String = "{}", selector: [String: String] = [:], windowStart: Int64 = 0,
-        windowEnd: Int64 = 0, maxConcurrency: String = "", maxErrors: String = ""
+        user: String = "", command: String, body: String = "{}", typed: Aspire_V1_Command? = nil, selector: [String: String] = [:],
+        windowStart: Int64 = 0, windowEnd: Int64 = 0, maxConcurrency: String = "", maxErrors: String = ""
     ) {
         self.user = user
         self.command = command
         self.body = body
+        self.typed = typed
         self.selector = selector
         self.windowStart = windowStart
         self.windowEnd = windowEnd

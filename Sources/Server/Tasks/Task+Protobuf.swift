@@ -7,6 +7,7 @@ extension Aspire_V1_Task {
     public init(_ record: TaskRecord) {
         self.init()
         self.id = Int64(record.id)
+        self.state = record.status
         self.status = record.status.name
         self.user = record.user
         self.command = record.command
@@ -32,6 +33,7 @@ extension Aspire_V1_Subtask {
         self.init()
         self.id = record.id
         self.agentSn = record.agentSN
+        self.state = record.status
         self.status = record.status.name
         self.createdUnixMs = record.created
         self.modifiedUnixMs = record.modified

@@ -54,9 +54,11 @@ public final class TaskEngine: Service {
     public func create(_ request: Aspire_V1_CreateTaskRequest) async throws -> (TaskRecord, [SubtaskRecord]) {
         var request = request
         // Refuse bad parameters before anything is stored or sent.
-        let method = try CommandParameters.command(method: request.command, parameters: request.parameters).checkedMethod()
+        var typed = try CommandParameters.command(method: request.command, parameters: request.parameters)
+        let method = try typed.checkedMethod()
         if method == .subAgent(.install) || method == .subAgent(.upgrade) {
             request.parameters = try await self.resolvePackage(request.parameters, command: request.command)
+            typed = try CommandParameters.command(method: request.command, parameters: request.parameters)
         }
         let byHosts = !request.agents.isEmpty
         let byTags = !request.tags.isEmpty
@@ -79,7 +81,7 @@ public final class TaskEngine: Service {
         let body = try request.parameters.jsonString()
         var (task, subtasks) = try await self.store.createTask(
             NewTask(
-                user: request.user, command: request.command, body: body, selector: request.tags, windowStart: start,
+                user: request.user, command: request.command, body: body, typed: typed, selector: request.tags, windowStart: start,
                 windowEnd: end, maxConcurrency: request.maxConcurrency, maxErrors: request.maxErrors
             ),
             agents: request.agents
@@ -194,7 +196,7 @@ public final class TaskEngine: Service {
         var builds = Builds()
         var sent = 0
         for (id, subtasks) in due.sorted(by: { $0.key < $1.key }) {
-            guard let task = tasks[id], task.status == .pending || task.status == .running else { continue }
+            guard let task = tasks[id], task.status.isOpen else { continue }
             if try await self.stopIfTooManyErrors(task) { continue }
             sent += try await self.send(subtasks, of: task, builds: &builds) { _, command in send(command) }
         }
@@ -242,9 +244,11 @@ public final class TaskEngine: Service {
 
     private var retryAfter: Int64 { self.configuration.redeliverAfter.milliseconds }
 
-    /// The command a task sends to each of its hosts (its id is the subtask's).
+    /// The command a task sends to each of its hosts (its id is the subtask's): as made when the
+    /// task was created; a task stored before commands were kept is translated from its body.
     private static func command(of task: TaskRecord) throws -> Aspire_V1_Command {
-        try CommandParameters.command(method: task.command, parameters: try Google_Protobuf_Struct(jsonString: task.body))
+        if let typed = task.typed { return typed }
+        return try CommandParameters.command(method: task.command, parameters: try Google_Protobuf_Struct(jsonString: task.body))
     }
 
     /// Past `max_errors`, a task sends nothing more: its undelivered subtasks are cancelled.

@@ -27,6 +27,105 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+/// Where a task is. The numbers are the ones the store keeps.
+public nonisolated enum Aspire_V1_TaskStatus: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case pending // = 0
+  case running // = 1
+  case done // = 2
+  case failed // = 3
+  case cancelled // = 4
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .pending
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .pending
+    case 1: self = .running
+    case 2: self = .done
+    case 3: self = .failed
+    case 4: self = .cancelled
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .pending: return 0
+    case .running: return 1
+    case .done: return 2
+    case .failed: return 3
+    case .cancelled: return 4
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Aspire_V1_TaskStatus] = [
+    .pending,
+    .running,
+    .done,
+    .failed,
+    .cancelled,
+  ]
+
+}
+
+/// Where one host's part of a task is. The numbers are the ones the store keeps; from
+/// SUCCEEDED on, nothing changes it any more.
+public nonisolated enum Aspire_V1_SubtaskStatus: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case pending // = 0
+  case dispatched // = 1
+  case succeeded // = 2
+  case failed // = 3
+  case undeliverable // = 4
+  case cancelled // = 5
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .pending
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .pending
+    case 1: self = .dispatched
+    case 2: self = .succeeded
+    case 3: self = .failed
+    case 4: self = .undeliverable
+    case 5: self = .cancelled
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .pending: return 0
+    case .dispatched: return 1
+    case .succeeded: return 2
+    case .failed: return 3
+    case .undeliverable: return 4
+    case .cancelled: return 5
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Aspire_V1_SubtaskStatus] = [
+    .pending,
+    .dispatched,
+    .succeeded,
+    .failed,
+    .undeliverable,
+    .cancelled,
+  ]
+
+}
+
 public nonisolated struct Aspire_V1_RunCommandRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -202,7 +301,7 @@ public nonisolated struct Aspire_V1_Task: Sendable {
 
   public var id: Int64 = 0
 
-  /// pending, running, done, failed, cancelled.
+  /// `state` as a word (pending, running, done, failed, cancelled), as the seed's clients read it.
   public var status: String = String()
 
   public var user: String = String()
@@ -243,6 +342,8 @@ public nonisolated struct Aspire_V1_Task: Sendable {
 
   public var modifiedUnixMs: Int64 = 0
 
+  public var state: Aspire_V1_TaskStatus = .pending
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -251,61 +352,84 @@ public nonisolated struct Aspire_V1_Task: Sendable {
   fileprivate var _window: Aspire_V1_TaskWindow? = nil
 }
 
-public nonisolated struct Aspire_V1_Subtask: Sendable {
+public nonisolated struct Aspire_V1_Subtask: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// The command id the agent sees.
-  public var id: String = String()
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
 
-  public var agentSn: String = String()
+  public var agentSn: String {
+    get {_storage._agentSn}
+    set {_uniqueStorage()._agentSn = newValue}
+  }
 
-  /// pending, dispatched, succeeded, failed, undeliverable, cancelled.
-  public var status: String = String()
+  /// `state` as a word (pending, dispatched, succeeded, failed, undeliverable, cancelled).
+  public var status: String {
+    get {_storage._status}
+    set {_uniqueStorage()._status = newValue}
+  }
 
   /// Set once the agent answered.
   public var result: Aspire_V1_CommandResult {
-    get {_result ?? Aspire_V1_CommandResult()}
-    set {_result = newValue}
+    get {_storage._result ?? Aspire_V1_CommandResult()}
+    set {_uniqueStorage()._result = newValue}
   }
   /// Returns true if `result` has been explicitly set.
-  public var hasResult: Bool {self._result != nil}
+  public var hasResult: Bool {_storage._result != nil}
   /// Clears the value of `result`. Subsequent reads from it will return its default value.
-  public mutating func clearResult() {self._result = nil}
+  public mutating func clearResult() {_uniqueStorage()._result = nil}
 
-  public var createdUnixMs: Int64 = 0
+  public var createdUnixMs: Int64 {
+    get {_storage._createdUnixMs}
+    set {_uniqueStorage()._createdUnixMs = newValue}
+  }
 
-  public var modifiedUnixMs: Int64 = 0
+  public var modifiedUnixMs: Int64 {
+    get {_storage._modifiedUnixMs}
+    set {_uniqueStorage()._modifiedUnixMs = newValue}
+  }
+
+  public var state: Aspire_V1_SubtaskStatus {
+    get {_storage._state}
+    set {_uniqueStorage()._state = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _result: Aspire_V1_CommandResult? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
-public nonisolated struct Aspire_V1_TaskDetail: Sendable {
+public nonisolated struct Aspire_V1_TaskDetail: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var task: Aspire_V1_Task {
-    get {_task ?? Aspire_V1_Task()}
-    set {_task = newValue}
+    get {_storage._task ?? Aspire_V1_Task()}
+    set {_uniqueStorage()._task = newValue}
   }
   /// Returns true if `task` has been explicitly set.
-  public var hasTask: Bool {self._task != nil}
+  public var hasTask: Bool {_storage._task != nil}
   /// Clears the value of `task`. Subsequent reads from it will return its default value.
-  public mutating func clearTask() {self._task = nil}
+  public mutating func clearTask() {_uniqueStorage()._task = nil}
 
-  public var subtasks: [Aspire_V1_Subtask] = []
+  public var subtasks: [Aspire_V1_Subtask] {
+    get {_storage._subtasks}
+    set {_uniqueStorage()._subtasks = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _task: Aspire_V1_Task? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Aspire_V1_GetTaskRequest: Sendable {
@@ -1380,6 +1504,14 @@ public nonisolated struct Aspire_V1_ExportMetricsResponse: Sendable {
 
 fileprivate nonisolated let _protobuf_package = "aspire.v1"
 
+nonisolated extension Aspire_V1_TaskStatus: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TASK_STATUS_PENDING\0\u{1}TASK_STATUS_RUNNING\0\u{1}TASK_STATUS_DONE\0\u{1}TASK_STATUS_FAILED\0\u{1}TASK_STATUS_CANCELLED\0")
+}
+
+nonisolated extension Aspire_V1_SubtaskStatus: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0SUBTASK_STATUS_PENDING\0\u{1}SUBTASK_STATUS_DISPATCHED\0\u{1}SUBTASK_STATUS_SUCCEEDED\0\u{1}SUBTASK_STATUS_FAILED\0\u{1}SUBTASK_STATUS_UNDELIVERABLE\0\u{1}SUBTASK_STATUS_CANCELLED\0")
+}
+
 nonisolated extension Aspire_V1_RunCommandRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RunCommandRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_sn\0\u{1}command\0\u{3}wait_seconds\0")
@@ -1693,7 +1825,7 @@ nonisolated extension Aspire_V1_CreateTaskRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Aspire_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}status\0\u{1}user\0\u{1}command\0\u{1}parameters\0\u{1}tags\0\u{1}window\0\u{3}max_concurrency\0\u{3}max_errors\0\u{1}count\0\u{1}complete\0\u{1}failed\0\u{3}created_unix_ms\0\u{3}modified_unix_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}status\0\u{1}user\0\u{1}command\0\u{1}parameters\0\u{1}tags\0\u{1}window\0\u{3}max_concurrency\0\u{3}max_errors\0\u{1}count\0\u{1}complete\0\u{1}failed\0\u{3}created_unix_ms\0\u{3}modified_unix_ms\0\u{1}state\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1715,6 +1847,7 @@ nonisolated extension Aspire_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._Mess
       case 12: try { try decoder.decodeSingularInt32Field(value: &self.failed) }()
       case 13: try { try decoder.decodeSingularInt64Field(value: &self.createdUnixMs) }()
       case 14: try { try decoder.decodeSingularInt64Field(value: &self.modifiedUnixMs) }()
+      case 15: try { try decoder.decodeSingularEnumField(value: &self.state) }()
       default: break
       }
     }
@@ -1767,6 +1900,9 @@ nonisolated extension Aspire_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if self.modifiedUnixMs != 0 {
       try visitor.visitSingularInt64Field(value: self.modifiedUnixMs, fieldNumber: 14)
     }
+    if self.state != .pending {
+      try visitor.visitSingularEnumField(value: self.state, fieldNumber: 15)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1785,6 +1921,7 @@ nonisolated extension Aspire_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs.failed != rhs.failed {return false}
     if lhs.createdUnixMs != rhs.createdUnixMs {return false}
     if lhs.modifiedUnixMs != rhs.modifiedUnixMs {return false}
+    if lhs.state != rhs.state {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1792,58 +1929,111 @@ nonisolated extension Aspire_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension Aspire_V1_Subtask: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Subtask"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}agent_sn\0\u{1}status\0\u{1}result\0\u{3}created_unix_ms\0\u{3}modified_unix_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}agent_sn\0\u{1}status\0\u{1}result\0\u{3}created_unix_ms\0\u{3}modified_unix_ms\0\u{1}state\0")
+
+  fileprivate class _StorageClass {
+    var _id: String = String()
+    var _agentSn: String = String()
+    var _status: String = String()
+    var _result: Aspire_V1_CommandResult? = nil
+    var _createdUnixMs: Int64 = 0
+    var _modifiedUnixMs: Int64 = 0
+    var _state: Aspire_V1_SubtaskStatus = .pending
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _agentSn = source._agentSn
+      _status = source._status
+      _result = source._result
+      _createdUnixMs = source._createdUnixMs
+      _modifiedUnixMs = source._modifiedUnixMs
+      _state = source._state
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.agentSn) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.status) }()
-      case 4: try { try decoder.decodeSingularMessageField(value: &self._result) }()
-      case 5: try { try decoder.decodeSingularInt64Field(value: &self.createdUnixMs) }()
-      case 6: try { try decoder.decodeSingularInt64Field(value: &self.modifiedUnixMs) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._agentSn) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._status) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._result) }()
+        case 5: try { try decoder.decodeSingularInt64Field(value: &_storage._createdUnixMs) }()
+        case 6: try { try decoder.decodeSingularInt64Field(value: &_storage._modifiedUnixMs) }()
+        case 7: try { try decoder.decodeSingularEnumField(value: &_storage._state) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.id.isEmpty {
-      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
-    }
-    if !self.agentSn.isEmpty {
-      try visitor.visitSingularStringField(value: self.agentSn, fieldNumber: 2)
-    }
-    if !self.status.isEmpty {
-      try visitor.visitSingularStringField(value: self.status, fieldNumber: 3)
-    }
-    try { if let v = self._result {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
-    } }()
-    if self.createdUnixMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.createdUnixMs, fieldNumber: 5)
-    }
-    if self.modifiedUnixMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.modifiedUnixMs, fieldNumber: 6)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 1)
+      }
+      if !_storage._agentSn.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._agentSn, fieldNumber: 2)
+      }
+      if !_storage._status.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._status, fieldNumber: 3)
+      }
+      try { if let v = _storage._result {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      if _storage._createdUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._createdUnixMs, fieldNumber: 5)
+      }
+      if _storage._modifiedUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._modifiedUnixMs, fieldNumber: 6)
+      }
+      if _storage._state != .pending {
+        try visitor.visitSingularEnumField(value: _storage._state, fieldNumber: 7)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Aspire_V1_Subtask, rhs: Aspire_V1_Subtask) -> Bool {
-    if lhs.id != rhs.id {return false}
-    if lhs.agentSn != rhs.agentSn {return false}
-    if lhs.status != rhs.status {return false}
-    if lhs._result != rhs._result {return false}
-    if lhs.createdUnixMs != rhs.createdUnixMs {return false}
-    if lhs.modifiedUnixMs != rhs.modifiedUnixMs {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._agentSn != rhs_storage._agentSn {return false}
+        if _storage._status != rhs_storage._status {return false}
+        if _storage._result != rhs_storage._result {return false}
+        if _storage._createdUnixMs != rhs_storage._createdUnixMs {return false}
+        if _storage._modifiedUnixMs != rhs_storage._modifiedUnixMs {return false}
+        if _storage._state != rhs_storage._state {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1853,36 +2043,74 @@ nonisolated extension Aspire_V1_TaskDetail: SwiftProtobuf.Message, SwiftProtobuf
   public static let protoMessageName: String = _protobuf_package + ".TaskDetail"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}task\0\u{1}subtasks\0")
 
+  fileprivate class _StorageClass {
+    var _task: Aspire_V1_Task? = nil
+    var _subtasks: [Aspire_V1_Subtask] = []
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _task = source._task
+      _subtasks = source._subtasks
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularMessageField(value: &self._task) }()
-      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.subtasks) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._task) }()
+        case 2: try { try decoder.decodeRepeatedMessageField(value: &_storage._subtasks) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._task {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    } }()
-    if !self.subtasks.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.subtasks, fieldNumber: 2)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._task {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      if !_storage._subtasks.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._subtasks, fieldNumber: 2)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Aspire_V1_TaskDetail, rhs: Aspire_V1_TaskDetail) -> Bool {
-    if lhs._task != rhs._task {return false}
-    if lhs.subtasks != rhs.subtasks {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._task != rhs_storage._task {return false}
+        if _storage._subtasks != rhs_storage._subtasks {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
