@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import RPC
 import Testing
+import TestSupport
 
 @testable import Agent
 
@@ -68,8 +69,9 @@ struct BashExecutorTests {
         let executor = BashExecutor(configuration: configuration, logger: Logger(label: "test"))
         let result = await self.run("trap '' TERM; (trap '' TERM; sleep \(marker)) & sleep \(marker)", timeout: 1, executor: executor)
         #expect(result.retcode == ErrorCode.timeout.rawValue)
-        try await Task.sleep(for: .milliseconds(200))
-        #expect(Self.processes(withArgument: marker).isEmpty)
+        try await eventually(timeout: .seconds(5), "the grandchild that ignores SIGTERM to be killed") {
+            Self.processes(withArgument: marker).isEmpty
+        }
     }
 
     @Test("50 MiB of output stays bounded: head and tail kept, truncated, total counted")

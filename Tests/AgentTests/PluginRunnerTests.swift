@@ -75,9 +75,8 @@ struct PluginRunnerTests {
         ])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try runner.configure([PluginConfig(name: "probe", period: 0, user: Self.runUser), PluginConfig(name: "slow", period: 0, user: Self.runUser)])
+        #expect(runner.takeDue(now: Date().addingTimeInterval(86_400)).isEmpty, "period 0: never by itself, not even a day later")
         let task = Task { await runner.run() }
-        try await Task.sleep(for: .milliseconds(600))
-        #expect(collected.metrics.withLock { $0 }.isEmpty, "period 0: never by itself")
 
         let run = try await runner.runNow("probe", timeout: 5, param: "7")
         #expect(run.metrics.first { $0.name == "plugin.probe.got" }?.value == 7)
@@ -132,9 +131,10 @@ struct PluginRunnerTests {
         let refused = await #expect(throws: AspireError.self) { try await runner.runNow("load") }
         #expect(refused?.cause.contains("disabled until") == true)
 
+        let until = try #require(state.disabledUntil)
+        #expect(runner.takeDue(now: until.addingTimeInterval(-0.001)).isEmpty, "not while disabled, up to the last millisecond")
+        #expect(runner.states.first?.enabled == false)
         let task = Task { await runner.run() }
-        try await Task.sleep(for: .milliseconds(1200))
-        #expect(collected.metrics.withLock { $0 }.isEmpty, "not while disabled")
         try await eventually(timeout: .seconds(15), "the plugin to run again by itself") {
             collected.metrics.withLock { $0.contains { $0.name == "plugin.load.one" } }
         }

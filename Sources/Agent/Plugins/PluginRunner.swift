@@ -190,7 +190,9 @@ public final class PluginRunner: Sendable {
         }
     }
 
-    private func takeDue(now: Date) -> [String] {
+    /// The plugins due at `now`, each taken (its next run moved a period on); a disabled one is
+    /// skipped until its time is up, then enabled again.
+    func takeDue(now: Date) -> [String] {
         self.entries.withLock { entries in
             var due: [String] = []
             for (name, entry) in entries {
