@@ -13,38 +13,14 @@ import TestSupport
 
 /// A server node built in this process by `buildNode`, its services running in a ServiceGroup,
 /// its agent listener on a loopback address of its own (TLS, as in production).
-struct LocalNode: Sendable {
+struct LocalNode: NodeUnderTest {
     let node: ServerNode
     let address: HostPort
     let logPath: String
 
     var caFile: String { self.node.configuration.certificateAuthority.paths.caCertificate }
+    var adminToken: String { self.node.adminToken }
     var store: SQLStore { self.node.store }
-
-    /// Runs `body` with one gRPC client of this node carrying `token` (the admin token by default).
-    func withClient<Result: Sendable>(
-        token: String? = nil,
-        _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
-    ) async throws -> Result {
-        let transport = try Transports.client(address: self.address, authority: "aspire.test", security: .tls(caFile: self.caFile))
-        return try await withGRPCClient(
-            transport: transport, interceptors: [BearerTokenInterceptor(token: token ?? self.node.adminToken)], handleClient: body
-        )
-    }
-
-    func admin<Result: Sendable>(_ body: (Aspire_V1_Admin.Client<HTTP2ClientTransport.Posix>) async throws -> Result) async throws -> Result {
-        try await self.withClient { try await body(Aspire_V1_Admin.Client(wrapping: $0)) }
-    }
-
-    func createTask(_ request: Aspire_V1_CreateTaskRequest) async throws -> Aspire_V1_TaskDetail {
-        try await self.admin { try await $0.createTask(request) }
-    }
-
-    func task(_ id: Int64) async throws -> Aspire_V1_TaskDetail {
-        var request = Aspire_V1_GetTaskRequest()
-        request.id = id
-        return try await self.admin { try await $0.getTask(request) }
-    }
 
     /// Runs `body` with Hummingbird's test client on the node's REST gateway (no socket).
     func withREST<Result: Sendable>(_ body: @Sendable (any TestClientProtocol) async throws -> Result) async throws -> Result {

@@ -6,7 +6,7 @@ import RPC
 import TestSupport
 
 /// A real `aspire-server` process with its data directory.
-struct TestNode {
+struct TestNode: NodeUnderTest {
     let process: TestProcess
     let dataDirectory: String
     let address: HostPort
@@ -50,22 +50,6 @@ struct TestNode {
     var adminToken: String { get throws { try Secret.read("\(self.dataDirectory)/admin.token") } }
     var enrollToken: String { get throws { try Secret.read(self.enrollTokenFile) } }
 
-    /// Runs `body` with a gRPC client of this node carrying `token` (the admin token by default).
-    func withClient<Result: Sendable>(
-        token: String? = nil,
-        _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
-    ) async throws -> Result {
-        let transport = try Transports.client(address: self.address, security: .tls(caFile: self.caFile))
-        let interceptors: [any ClientInterceptor] = try [BearerTokenInterceptor(token: token ?? self.adminToken)]
-        return try await withGRPCClient(transport: transport, interceptors: interceptors, handleClient: body)
-    }
-
-    func admin<Result: Sendable>(
-        _ body: (Aspire_V1_Admin.Client<HTTP2ClientTransport.Posix>) async throws -> Result
-    ) async throws -> Result {
-        try await self.withClient { try await body(Aspire_V1_Admin.Client(wrapping: $0)) }
-    }
-
     func connectedAgents() async throws -> [Aspire_V1_ConnectedAgent] {
         try await self.admin { try await $0.listAgents(Aspire_V1_ListAgentsRequest()).agents }
     }
@@ -74,16 +58,6 @@ struct TestNode {
         try await eventually(timeout: timeout, "agent \(sn) on \(self.address)\n\(self.process.log)") {
             try await self.connectedAgents().contains { $0.agentSn == sn }
         }
-    }
-
-    func createTask(_ request: Aspire_V1_CreateTaskRequest) async throws -> Aspire_V1_TaskDetail {
-        try await self.admin { try await $0.createTask(request) }
-    }
-
-    func task(_ id: Int64) async throws -> Aspire_V1_TaskDetail {
-        var request = Aspire_V1_GetTaskRequest()
-        request.id = id
-        return try await self.admin { try await $0.getTask(request) }
     }
 
     /// Waits until every subtask of the task has an outcome.
