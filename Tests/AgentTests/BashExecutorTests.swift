@@ -61,6 +61,17 @@ struct BashExecutorTests {
         #expect(Self.processes(withArgument: marker).isEmpty, "a sleep \(marker) survived the timeout")
     }
 
+    @Test("A command whose caller is cancelled (the agent stopping) is reported interrupted, and its whole process group is killed")
+    func cancelled() async throws {
+        let marker = "7788.\(Int.random(in: 100_000 ... 999_999))"
+        let task = Task { await self.run("sleep \(marker) & sleep \(marker); true", timeout: 120) }
+        try await eventually(timeout: .seconds(20), "both sleeps to start") { Self.processes(withArgument: marker).count == 2 }
+        task.cancel()
+        let result = await task.value
+        #expect(result.resp == .failed && result.retcode == ErrorCode.interrupted.rawValue, "\(result.message)")
+        try await eventually(timeout: .seconds(10), "the command's group to be gone") { Self.processes(withArgument: marker).isEmpty }
+    }
+
     @Test("A grandchild that ignores SIGTERM is killed after the grace period")
     func timeoutKillsTermIgnoringChild() async throws {
         let marker = "4321.\(Int.random(in: 100_000 ... 999_999))"

@@ -79,7 +79,10 @@ public struct BashExecutor: Sendable {
                 error: .sequence
             ) { execution in
                 let pgid = execution.processIdentifier.value
-                return try await withThrowingTaskGroup(of: Drained.self) { group in
+                // Cancelled (the agent is stopping): the command's whole group goes with it, not
+                // only the shell, so nothing it started runs on unsupervised.
+                return try await withTaskCancellationHandler {
+                    try await withThrowingTaskGroup(of: Drained.self) { group in
                     group.addTask {
                         .stdout(try await Self.drain(execution.standardOutput, .stdout, capacity: cap, onOutput: onOutput))
                     }
@@ -112,8 +115,12 @@ public struct BashExecutor: Sendable {
                         stderr: stderr ?? HeadTailBuffer(capacity: cap),
                         timedOut: timedOut
                     )
+                    }
+                } onCancel: {
+                    kill(-pgid, SIGKILL)
                 }
             }
+            if Task.isCancelled { return Self.interrupted(id, started: started) }
             let captured = outcome.closureResult
             var result = Aspire_V1_CommandResult()
             result.id = id
@@ -141,9 +148,15 @@ public struct BashExecutor: Sendable {
                 }
             }
             return result
+        } catch where Task.isCancelled {
+            return Self.interrupted(id, started: started)
         } catch {
             return .failed(id: id, .spawnFailed, "could not start \(self.configuration.shell): \(error)", started: started)
         }
+    }
+
+    private static func interrupted(_ id: String, started: Date) -> Aspire_V1_CommandResult {
+        .failed(id: id, .interrupted, "the agent stopped while the command ran; its process group was killed", started: started)
     }
 
     private enum Drained: Sendable {

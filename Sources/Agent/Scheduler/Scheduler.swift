@@ -63,14 +63,24 @@ public final class Scheduler: Sendable {
     private let state = Mutex(State())
     private let delivery: Delivery
     private let events: Events
+    /// When schedules are due.
+    private let clock: any WallClock
 
     /// `delivery` gets each run's result (the agent's outbox), `events` what the server should
     /// hear of (schedules refused).
-    public init(dataDirectory: String, bash: BashExecutor, delivery: @escaping Delivery, events: @escaping Events = { _ in }, logger: Logger) {
+    public init(
+        dataDirectory: String,
+        bash: BashExecutor,
+        delivery: @escaping Delivery,
+        events: @escaping Events = { _ in },
+        clock: any WallClock = SystemWallClock(),
+        logger: Logger
+    ) {
         self.path = "\(dataDirectory)/schedules.json"
         self.bash = bash
         self.delivery = delivery
         self.events = events
+        self.clock = clock
         self.logger = logger
         if let data = FileManager.default.contents(atPath: self.path) {
             do {
@@ -112,7 +122,7 @@ public final class Scheduler: Sendable {
         var entries: [String: Entry] = [:]
         var accepted: [ScheduledCommand] = []
         var refused: [(name: String, error: AspireError)] = []
-        let now = Date()
+        let now = self.clock.now
         for command in commands {
             do throws(AspireError) {
                 let schedule = try Self.check(command, taken: entries[command.name] != nil)
@@ -163,16 +173,16 @@ public final class Scheduler: Sendable {
     public func run() async {
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled {
-                let now = Date()
+                let now = self.clock.now
                 let due = self.takeDue(now: now)
                 for (command, time) in due {
                     group.addTask { await self.fire(command, dueAt: time) }
                 }
-                // Sleep to the next fire time, but look again within a second: schedules may
-                // change, and the wall clock may be set.
+                // Sleep to the next fire time (each due one was moved past now), but look again
+                // within a second: schedules may change, and the wall clock may be set.
                 let earliest = self.state.withLock { $0.entries.values.compactMap(\.next).min() }
-                let wait = min(max((earliest ?? now.addingTimeInterval(1)).timeIntervalSince(Date()), 0.005), 1)
-                try? await Task.sleep(for: .seconds(wait))
+                let deadline = min(earliest ?? now.addingTimeInterval(1), now.addingTimeInterval(1))
+                try? await self.clock.sleep(until: max(deadline, now.addingTimeInterval(0.005)))
             }
         }
     }
@@ -214,13 +224,9 @@ public final class Scheduler: Sendable {
         params.group = command.group
         params.timeout = command.timeout
         self.logger.info("scheduled run", metadata: ["schedule": "\(command.name)", "run.id": "\(id)"])
-        var result = await self.bash.run(id: id, params: params)
+        // Cut short by the agent stopping, the executor says interrupted (and killed the run's group).
+        let result = await self.bash.run(id: id, params: params)
         _ = self.state.withLock { $0.running.removeValue(forKey: command.name) }
-        if Task.isCancelled {
-            // The agent is stopping: what the killed run says (a signal, a broken pipe) is not
-            // the command's doing.
-            result = .failed(id: id, .interrupted, "the agent stopped while this run was going", started: Date(timeIntervalSince1970: Double(result.startedUnixMs) / 1000))
-        }
         self.deliver(result)
     }
 
