@@ -15,12 +15,8 @@ extension Gateway {
     func download(_ request: Request, metadata: Metadata) async throws -> Response {
         let query = Query(request)
         var message = Aspire_V1_DownloadRequest()
-        var parts: [String] = []
-        for field in ["os", "arch", "file"] {
-            let value = query.string(field)
-            guard !value.isEmpty else { throw AspireError(.badRequest, "GET /api/v1/server/package/download needs os, arch and file") }
-            parts.append(value)
-        }
+        // The route requires all three (checked before this runs).
+        let parts = ["os", "arch", "file"].map(query.string)
         message.path = parts.joined(separator: "/")
         let chunks = AsyncThrowingChannel<Aspire_V1_DownloadChunk, any Error>()
         let call = Task {

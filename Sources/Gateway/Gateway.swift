@@ -84,23 +84,31 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
         return router
     }
 
-    /// Checks the caller for the route's access, then runs its handler.
+    /// Checks the caller for the route's access and the query parameters the route requires, then
+    /// runs its handler.
     func respond(_ endpoint: Endpoint, to request: Request, context: GatewayContext) async throws -> Response {
         let route = endpoint.route
+        let handle = { (metadata: Metadata) async throws -> Response in
+            let query = Query(request)
+            for parameter in route.query where parameter.required && query.string(parameter.name).isEmpty {
+                throw AspireError(.badRequest, "\(route.name): query parameter '\(parameter.name)' is required (\(parameter.summary))")
+            }
+            return try await endpoint.handle(route, request, context, metadata)
+        }
         switch route.access {
         case .admin:
-            return try await endpoint.handle(route, request, context, try self.adminMetadata(request))
+            return try await handle(try self.adminMetadata(request))
         case .adminOrAgent:
             if let metadata = try self.downloadLinkMetadata(request) {
-                return try await endpoint.handle(route, request, context, metadata)
+                return try await handle(metadata)
             }
             guard let header = request.headers[.authorization], Secret.bearerToken(header) != nil else {
                 throw AspireError(.unauthenticated, "send 'Authorization: Bearer <enrollment token or admin token>'")
             }
-            return try await endpoint.handle(route, request, context, ["authorization": .string(header)])
+            return try await handle(["authorization": .string(header)])
         case .agent:
             do {
-                return try await endpoint.handle(route, request, context, try self.agentMetadata(request))
+                return try await handle(try self.agentMetadata(request))
             } catch {
                 // The seed's agents read `errcode`; anything but 0 makes them send again.
                 let failure = ErrorMiddleware.aspireError(error)

@@ -67,6 +67,21 @@ struct PluginRunnerTests {
         #expect(state.enabled && !state.running && state.lastStatus == 0 && state.lastRun != nil)
     }
 
+    @Test("A run the stopping agent cuts short is not the plugin's failure: no event, no metric, not marked running")
+    func stoppedMidRun() async throws {
+        let marker = "31.\(Int.random(in: 100_000 ... 999_999))"
+        let (runner, collected, directory) = try Self.runner(["slow": "#!/bin/sh\nsleep \(marker)\necho '[]'\n"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try runner.configure([PluginConfig(name: "slow", period: 1, user: Self.runUser, timeout: 60)])
+        let task = Task { await runner.run() }
+        try await eventually(timeout: .seconds(15), "the run to start") { runner.states.first?.running == true }
+        task.cancel()
+        await task.value
+        #expect(collected.events.withLock { $0 }.isEmpty, "\(collected.events.withLock { $0 })")
+        #expect(collected.metrics.withLock { $0 }.isEmpty)
+        #expect(runner.states.first?.running == false)
+    }
+
     @Test("An on-demand plugin runs only when asked, with the param and timeout given; a second run while one goes is refused")
     func onDemand() async throws {
         let (runner, collected, directory) = try Self.runner([

@@ -77,6 +77,15 @@ struct GatewayRouteTests {
                 try await rest.fails("GET", "\(task)?id=abc", http: 400, code: .badRequest)
                 try await rest.fails("GET", "\(task)?id=999", http: 404, code: .notFound)
                 try await rest.fails("DELETE", task, http: 400, code: .badRequest)
+                // Every route refuses a call without a query parameter it requires, naming it.
+                var checked = 0
+                for route in node.node.gateway.routes where route.access != .agent {
+                    guard let required = route.query.first(where: \.required) else { continue }
+                    let cause = try await rest.fails(route.method, route.path, http: 400, code: .badRequest)
+                    #expect(cause.contains("query parameter '\(required.name)' is required"), "\(route.name): \(cause)")
+                    checked += 1
+                }
+                #expect(checked >= 6)
                 let agent = try await rest.call("POST", "/agent/status", body: Data("{".utf8), contentType: json)
                 let refusal = try agent.object
                 #expect(agent.status == 400 && refusal["errcode"] as? Int == Int(ErrorCode.badRequest.rawValue))

@@ -221,6 +221,11 @@ public final class PluginRunner: Sendable {
             return entry.config
         }
         let run = await self.execute(config, timeout: timeout ?? config.timeout, param: param ?? config.param)
+        if Task.isCancelled {
+            // The agent is stopping and ended the run: not the plugin's doing, nothing to report.
+            self.entries.withLock { $0[name]?.running = false }
+            return run
+        }
         self.entries.withLock { entries in
             entries[name]?.running = false
             entries[name]?.lastRun = now

@@ -95,7 +95,6 @@ struct PluginsController<Transport: ClientTransport>: GatewayController {
                 let query = Query(request)
                 var message = Aspire_V1_DeletePluginRequest()
                 message.name = query.string("name")
-                guard !message.name.isEmpty else { throw AspireError(.badRequest, "query parameter 'name' (the plugin) is required") }
                 let answer = try await self.gateway.admin.deletePlugin(message, metadata: metadata)
                 return Answer.success(["plugin": RESTJSON.pluginInfo(answer)])
             },

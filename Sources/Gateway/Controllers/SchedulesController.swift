@@ -107,7 +107,6 @@ struct SchedulesController<Transport: ClientTransport>: GatewayController {
                 let query = Query(request)
                 var message = Aspire_V1_DeleteScheduleRequest()
                 message.name = query.string("name")
-                guard !message.name.isEmpty else { throw AspireError(.badRequest, "query parameter 'name' (the schedule) is required") }
                 let answer = try await self.gateway.admin.deleteSchedule(message, metadata: metadata)
                 return Answer.success(["schedule": RESTJSON.schedule(answer)])
             },

@@ -58,10 +58,7 @@ struct TagsController<Transport: ClientTransport>: GatewayController {
             ) { _, request, _, metadata in
                 let query = Query(request)
                 var message = Aspire_V1_DeleteTagRequest()
-                guard let id = try query.integer("id", range: 1 ... Int64.max) else {
-                    throw AspireError(.badRequest, "query parameter 'id' (the tag) is required")
-                }
-                message.id = id
+                message.id = try query.integer("id", range: 1 ... Int64.max) ?? 0
                 _ = try await self.gateway.admin.deleteTag(message, metadata: metadata)
                 return Answer.success()
             },

@@ -120,10 +120,7 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
             ) { _, request, _, metadata in
                 let query = Query(request)
                 var message = Aspire_V1_CancelTaskRequest()
-                guard let id = try query.integer("id", range: 1 ... Int64.max) else {
-                    throw AspireError(.badRequest, "query parameter 'id' (the task) is required")
-                }
-                message.id = id
+                message.id = try query.integer("id", range: 1 ... Int64.max) ?? 0
                 return Answer.success(RESTJSON.taskDetail(try await self.gateway.admin.cancelTask(message, metadata: metadata)))
             },
             Endpoint(
