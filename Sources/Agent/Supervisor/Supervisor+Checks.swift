@@ -16,7 +16,7 @@ extension Supervisor {
             "supervisor started",
             metadata: [
                 "supervisor.root": "\(self.configuration.root)", "supervisor.limits": "\(self.control.name)",
-                "supervisor.subagents": "\(self.records(where: { _ in true }).count)",
+                "supervisor.subagents": "\(self.allRecords.count)",
             ]
         )
         if let unusable { self.logger.error("\(unusable)") }
@@ -30,7 +30,7 @@ extension Supervisor {
     /// Says which sub-agents an earlier life of the agent left running: they are supervised
     /// from here on as they are, not started again.
     private func adopt() {
-        for record in self.records(where: { $0.phase != .stopped }) {
+        for record in self.allRecords.filter({ $0.phase != .stopped }) {
             if let main = self.main(of: record, self.processes(of: record)) {
                 self.logger.notice(
                     "adopted a running sub-agent",
@@ -44,7 +44,7 @@ extension Supervisor {
 
     /// One check of every sub-agent not busy with an operator's action.
     func checkAll() async {
-        for record in self.records(where: { _ in true }) {
+        for record in self.allRecords {
             guard self.hold(record.name, .check) else { continue }
             await self.check(record.name)
             self.release(record.name)

@@ -106,7 +106,7 @@ public final class Supervisor: Sendable {
     /// Every sub-agent as the status report carries it.
     public var statuses: [Aspire_V1_SubAgentStatus] {
         let now = self.clock.now
-        return self.state.withLock { Array($0.values) }.sorted { $0.name < $1.name }.map { record in
+        return self.allRecords.map { record in
             var status = Aspire_V1_SubAgentStatus()
             status.name = record.name
             status.version = record.version
@@ -132,9 +132,9 @@ public final class Supervisor: Sendable {
         self.control.remove(name)
     }
 
-    /// The records that match, by name.
-    func records(where matches: (SubAgentRecord) -> Bool) -> [SubAgentRecord] {
-        self.state.withLock { Array($0.values) }.filter(matches).sorted { $0.name < $1.name }
+    /// Every record, by name.
+    var allRecords: [SubAgentRecord] {
+        self.state.withLock { Array($0.values) }.sorted { $0.name < $1.name }
     }
 
     /// Describes how limits are enforced here, for the agent's start log.
