@@ -22,35 +22,53 @@ public enum ScratchStore {
                 for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
             }
             let engine = try await SQLiteEngine.open(path: path, logger: logger)
-            defer { Task { await engine.shutdown() } }
             let store = SQLStore(engine: engine, logger: logger)
-            try await store.migrate()
-            return try await body(store)
+            do {
+                try await store.migrate()
+                let result = try await body(store)
+                await engine.shutdown()
+                return result
+            } catch {
+                await engine.shutdown()
+                throw error
+            }
         case .postgres:
             guard let url = postgresURL else { throw HarnessError("no PostgreSQL server given") }
-            let name = "aspire_t_\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: ""))"
-            try await self.withPostgres(url: url, logger: logger) { admin in
-                try await admin.withConnection { try await $0.raw("CREATE DATABASE \(unsafeRaw: name)").run() }
-            }
-            let drop = {
-                try? await self.withPostgres(url: url, logger: logger) { admin in
-                    try await admin.withConnection { try await $0.raw("DROP DATABASE IF EXISTS \(unsafeRaw: name) WITH (FORCE)").run() }
-                }
-            }
-            guard var components = URLComponents(string: url) else { throw HarnessError("bad PostgreSQL URL \(url)") }
-            components.path = "/\(name)"
-            do {
-                let result = try await self.withPostgres(url: components.string ?? url, logger: logger) { engine in
+            return try await self.withPostgresDatabase(server: url, logger: logger) { database in
+                try await self.withPostgres(url: database, logger: logger) { engine in
                     let store = SQLStore(engine: engine, logger: logger)
                     try await store.migrate()
                     return try await body(store)
                 }
-                await drop()
-                return result
-            } catch {
-                await drop()
-                throw error
             }
+        }
+    }
+
+    /// Runs `body` with the URL of a new, empty database on the PostgreSQL server at `server`
+    /// (whose user may create databases), and drops it afterwards, whatever happens.
+    public static func withPostgresDatabase<Result: Sendable>(
+        server: String,
+        logger: Logger,
+        _ body: (String) async throws -> Result
+    ) async throws -> Result {
+        let name = "aspire_t_\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: ""))"
+        guard var components = URLComponents(string: server) else { throw HarnessError("bad PostgreSQL URL \(server)") }
+        try await self.withPostgres(url: server, logger: logger) { admin in
+            try await admin.withConnection { try await $0.raw("CREATE DATABASE \(unsafeRaw: name)").run() }
+        }
+        let drop = {
+            try? await self.withPostgres(url: server, logger: logger) { admin in
+                try await admin.withConnection { try await $0.raw("DROP DATABASE IF EXISTS \(unsafeRaw: name) WITH (FORCE)").run() }
+            }
+        }
+        components.path = "/\(name)"
+        do {
+            let result = try await body(components.string ?? server)
+            await drop()
+            return result
+        } catch {
+            await drop()
+            throw error
         }
     }
 

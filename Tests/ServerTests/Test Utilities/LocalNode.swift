@@ -1,3 +1,4 @@
+import Fleet
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -36,12 +37,21 @@ struct LocalNode: NodeUnderTest {
 /// down gracefully and removes its directory, however `body` ends.
 func withLocalNode<Result: Sendable>(
     name: String = "node",
+    sharingSecretsOf other: LocalNode? = nil,
     configure: (inout ServerConfiguration) -> Void = { _ in },
     _ body: (LocalNode) async throws -> Result
 ) async throws -> Result {
     try await withTemporaryDirectory("aspire-node") { directory in
         var configuration = ServerConfiguration()
         configuration.dataDirectory = "\(directory)/\(name)"
+        if let other {
+            // Nodes of one cluster share the CA and the tokens; each issues its own certificate.
+            let from = other.node.configuration.dataDirectory
+            try FileManager.default.createDirectory(atPath: "\(configuration.dataDirectory)/tls", withIntermediateDirectories: true)
+            for file in ["admin.token", "enroll.token", "tls/ca.pem", "tls/ca.key"] {
+                try FileManager.default.copyItem(atPath: "\(from)/\(file)", toPath: "\(configuration.dataDirectory)/\(file)")
+            }
+        }
         configuration.nodeName = name
         configuration.listen = HostPort(host: Loopback.address(), port: 0)
         configuration.httpListen = nil
@@ -120,5 +130,24 @@ final class LogFile: Sendable {
 
     deinit {
         self.handle.withLock { try? $0?.close() }
+    }
+}
+
+/// Runs `body` with `count` nodes built in this process on one new PostgreSQL database (at
+/// `server`), sharing their CA and tokens as a cluster's nodes do; all are torn down and the
+/// database dropped afterwards.
+func withLocalCluster<Result: Sendable>(
+    nodes count: Int,
+    postgres server: String,
+    _ body: ([LocalNode]) async throws -> Result
+) async throws -> Result {
+    try await ScratchStore.withPostgresDatabase(server: server, logger: Logger(label: "cluster-test")) { database in
+        func start(_ built: [LocalNode]) async throws -> Result {
+            guard built.count < count else { return try await body(built) }
+            return try await withLocalNode(name: "node\(built.count + 1)", sharingSecretsOf: built.first, configure: { $0.databaseURL = database }) {
+                try await start(built + [$0])
+            }
+        }
+        return try await start([])
     }
 }
