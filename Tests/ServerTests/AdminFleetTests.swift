@@ -7,17 +7,15 @@ import Testing
 import TestSupport
 
 /// Hosts, tags, regions, events and the dashboard through the Admin service of a real node.
-@Suite("Admin: fleet")
+@Suite("Admin: fleet", .stopsChildProcesses)
 struct AdminFleetTests {
     @Test("Hosts are listed with filters and tags; one host by AgentSN; unknown is not found")
     func hosts() async throws {
         let directory = try makeTemporaryDirectory("admin-hosts")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.23")
-        defer { Task { await node.process.stop() } }
-        let web = try TestAgent.start(in: directory, name: "web", connectingTo: node, arguments: ["--tag", "svc=ecs"], agentSN: "web-1")
-        let db = try TestAgent.start(in: directory, name: "db", connectingTo: node, arguments: ["--tag", "svc=rds"], agentSN: "db-1")
-        defer { Task { await web.process.stop(); await db.process.stop() } }
+        _ = try TestAgent.start(in: directory, name: "web", connectingTo: node, arguments: ["--tag", "svc=ecs"], agentSN: "web-1")
+        _ = try TestAgent.start(in: directory, name: "db", connectingTo: node, arguments: ["--tag", "svc=rds"], agentSN: "db-1")
         try await node.waitForAgent("web-1")
         try await node.waitForAgent("db-1")
 
@@ -48,9 +46,7 @@ struct AdminFleetTests {
         let directory = try makeTemporaryDirectory("admin-tags")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.24")
-        defer { Task { await node.process.stop() } }
-        let agent = try TestAgent.start(in: directory, connectingTo: node, agentSN: "tagged-1")
-        defer { Task { await agent.process.stop() } }
+        _ = try TestAgent.start(in: directory, connectingTo: node, agentSN: "tagged-1")
         try await node.waitForAgent("tagged-1")
 
         var create = Aspire_V1_CreateTagRequest()
@@ -94,7 +90,6 @@ struct AdminFleetTests {
         let directory = try makeTemporaryDirectory("admin-status")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.25")
-        defer { Task { await node.process.stop() } }
 
         // An agent speaking the protocol by hand: Hello, then a status report and an event.
         try await node.withClient(token: try node.enrollToken) { client in

@@ -9,7 +9,7 @@ import Glibc
 #endif
 
 /// The binaries as operators run them: their output and exit codes.
-@Suite("Command-line tools")
+@Suite("Command-line tools", .stopsChildProcesses)
 struct CommandLineTests {
     /// Runs a binary to completion; returns its exit code and output.
     func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:], in directory: String)
@@ -50,11 +50,9 @@ struct CommandLineTests {
         let directory = try makeTemporaryDirectory("cli-ctl")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.13")
-        defer { Task { await node.process.stop() } }
         let agent = try TestAgent.start(
             in: directory, connectingTo: node
         )
-        defer { Task { await agent.process.stop() } }
         try await node.waitForAgent(agent.agentSN)
         let environment = ["ASPIRE_SERVER": node.address.description, "ASPIRE_SERVER_DATA": node.dataDirectory]
         let sn = agent.agentSN
@@ -103,9 +101,7 @@ struct CommandLineTests {
         let directory = try makeTemporaryDirectory("cli-fleet")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.32")
-        defer { Task { await node.process.stop() } }
-        let agent = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "svc=ecs"], agentSN: "cli-host-1")
-        defer { Task { await agent.process.stop() } }
+        _ = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "svc=ecs"], agentSN: "cli-host-1")
         try await node.waitForAgent("cli-host-1")
         let environment = ["ASPIRE_SERVER": node.address.description, "ASPIRE_SERVER_DATA": node.dataDirectory]
 
@@ -151,7 +147,6 @@ struct CommandLineTests {
         let directory = try makeTemporaryDirectory("cli-kill")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.14")
-        defer { Task { await node.process.stop() } }
         let agent = try TestAgent.start(
             in: directory, connectingTo: node
         )
@@ -169,7 +164,6 @@ struct CommandLineTests {
         let directory = try makeTemporaryDirectory("cli-daemon")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.15")
-        defer { Task { await node.process.stop() } }
         let pidFile = "\(directory)/booter.pid"
         let logFile = "\(directory)/booter.log"
         let arguments = [

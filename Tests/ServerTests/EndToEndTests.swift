@@ -7,14 +7,13 @@ import Testing
 import TestSupport
 
 /// Real `aspire-server` and `boot` processes over TLS on loopback addresses.
-@Suite("End to end: server node and BootAgent")
+@Suite("End to end: server node and BootAgent", .stopsChildProcesses)
 struct EndToEndTests {
     @Test("Commands run through the Admin service on a real agent over TLS, after a dead first address")
     func commandsOverTLS() async throws {
         let directory = try makeTemporaryDirectory("e2e-tls")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.2")
-        defer { Task { await node.process.stop() } }
         let port = node.address.port
         // aspire.test resolves to a dead address first, then to the node.
         let agent = try TestAgent.start(
@@ -24,7 +23,6 @@ struct EndToEndTests {
             tokenFile: node.enrollTokenFile,
             arguments: ["--resolve", "aspire.test:\(port):127.0.0.9,127.0.0.2", "--tag", "svc=ecs"]
         )
-        defer { Task { await agent.process.stop() } }
         try await node.waitForAgent(agent.agentSN)
         #expect(agent.process.log.contains("127.0.0.9"), "the dead address was not tried first")
 
@@ -76,13 +74,11 @@ struct EndToEndTests {
             in: directory,
             connectingTo: first
         )
-        defer { Task { await agent.process.stop() } }
         try await first.waitForAgent(agent.agentSN)
         await first.process.stop()
         #expect(first.process.log.contains("shutting down"))
 
         let second = try await TestNode.start(in: directory, host: "127.0.0.3", port: first.address.port)
-        defer { Task { await second.process.stop() } }
         try await second.waitForAgent(agent.agentSN)
         let result = try await second.run("echo back", on: agent.agentSN)
         #expect(String(decoding: result.data, as: UTF8.self) == "back\n")
@@ -93,7 +89,6 @@ struct EndToEndTests {
         let directory = try makeTemporaryDirectory("e2e-redirect")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let holder = try await TestNode.start(in: directory, name: "holder", host: "127.0.0.4")
-        defer { Task { await holder.process.stop() } }
         let redirector = try await TestNode.start(
             in: directory,
             name: "redirector",
@@ -101,14 +96,12 @@ struct EndToEndTests {
             arguments: ["--redirect-to", "127.0.0.4:\(holder.address.port)"],
             sharingSecretsOf: holder
         )
-        defer { Task { await redirector.process.stop() } }
         let agent = try TestAgent.start(
             in: directory,
             servers: ["127.0.0.5:\(redirector.address.port)"],
             caFile: holder.caFile,
             tokenFile: holder.enrollTokenFile
         )
-        defer { Task { await agent.process.stop() } }
         try await holder.waitForAgent(agent.agentSN)
         #expect(try await redirector.connectedAgents().isEmpty)
         #expect(agent.process.log.contains("redirected"))
@@ -121,7 +114,6 @@ struct EndToEndTests {
         let directory = try makeTemporaryDirectory("e2e-auth")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.6")
-        defer { Task { await node.process.stop() } }
 
         // Admin calls with the enrollment token, a wrong token, and none at all.
         for token in [try node.enrollToken, "wrong"] {
@@ -158,7 +150,6 @@ struct EndToEndTests {
             caFile: node.caFile,
             tokenFile: "\(directory)/bad.token"
         )
-        defer { Task { await agent.process.stop() } }
         try await eventually("the agent to be refused\n\(agent.process.log)") {
             agent.process.log.contains("wrong enrollment token")
         }
@@ -170,12 +161,10 @@ struct EndToEndTests {
         let directory = try makeTemporaryDirectory("e2e-silent")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.7", arguments: ["--ping-interval", "1"])
-        defer { Task { await node.process.stop() } }
         let agent = try TestAgent.start(
             in: directory,
             connectingTo: node
         )
-        defer { Task { await agent.process.stop() } }
         try await node.waitForAgent(agent.agentSN)
         agent.process.signal(SIGSTOP)
         try await eventually(timeout: .seconds(30), "the frozen agent to be dropped\n\(node.process.log)") {
@@ -190,9 +179,7 @@ struct EndToEndTests {
         let directory = try makeTemporaryDirectory("e2e-sigterm")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: Loopback.address())
-        defer { Task { await node.process.stop() } }
         let agent = try TestAgent.start(in: directory, connectingTo: node)
-        defer { Task { await agent.process.stop() } }
         try await node.waitForAgent(agent.agentSN)
 
         node.process.signal(SIGTERM)
@@ -206,7 +193,6 @@ struct EndToEndTests {
 
         // The agent outlives its node and holds a stream to the next one on the same address.
         let next = try await TestNode.start(in: directory, host: node.address.host, port: node.address.port)
-        defer { Task { await next.process.stop() } }
         try await next.waitForAgent(agent.agentSN)
     }
 }

@@ -9,7 +9,7 @@ import TestSupport
 
 /// The fleet simulator against a real node: it holds its agents, answers a task, and after the
 /// node dies under a task and comes back, every agent returns and no subtask is lost.
-@Suite("Fleet simulator", .serialized)
+@Suite("Fleet simulator", .serialized, .stopsChildProcesses)
 struct FleetTests {
     @Test("Simulated agents connect, answer a task, and come back after a node restart without losing a subtask")
     func fleetSurvivesRestart() async throws {

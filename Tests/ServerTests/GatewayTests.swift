@@ -10,14 +10,13 @@ import RPC
 import Testing
 
 /// The REST gateway of a real node, over real HTTP: every route, its envelope and its errors.
-@Suite("Gateway: REST over HTTP")
+@Suite("Gateway: REST over HTTP", .stopsChildProcesses)
 struct GatewayTests {
     @Test("aspire-server gateway serves the same routes in front of a remote node, over TLS gRPC")
     func remoteGateway() async throws {
         let directory = try makeTemporaryDirectory("gateway-remote")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.34")
-        defer { Task { await node.process.stop() } }
         let addressFile = "\(directory)/gateway.addr"
         let process = try TestProcess.start(
             "aspire-server",
@@ -27,7 +26,6 @@ struct GatewayTests {
             ],
             log: "\(directory)/gateway.log"
         )
-        defer { Task { await process.stop() } }
         try await eventually("the gateway to listen\n\(process.log)") {
             guard process.isRunning else { throw HarnessError("gateway exited:\n\(process.log)") }
             return FileManager.default.fileExists(atPath: addressFile)
@@ -58,7 +56,6 @@ struct GatewayTests {
         let directory = try makeTemporaryDirectory("gateway-packages")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.28", arguments: ["--max-package-size", "2000000"])
-        defer { Task { await node.process.stop() } }
         let rest = try RESTClient(node)
         let route = "/api/v1/server/package"
         let bytes = Data((0 ..< 1_500_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 7) })
@@ -160,7 +157,6 @@ struct GatewayTests {
         let directory = try makeTemporaryDirectory("gateway-seed-agent")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.29")
-        defer { Task { await node.process.stop() } }
         let rest = try RESTClient(node)
         var agent = try RESTClient(node)
         agent.token = nil
@@ -244,7 +240,6 @@ struct GatewayTests {
         let directory = try makeTemporaryDirectory("gateway-seed-packages")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.47")
-        defer { Task { await node.process.stop() } }
         let rest = try RESTClient(node)
         var agent = try RESTClient(node)
         agent.token = nil
@@ -321,9 +316,7 @@ struct GatewayTests {
         let directory = try makeTemporaryDirectory("gateway-fleet")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.30")
-        defer { Task { await node.process.stop() } }
-        let agent = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "svc=ecs"], agentSN: "rest-1")
-        defer { Task { await agent.process.stop() } }
+        _ = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "svc=ecs"], agentSN: "rest-1")
         try await node.waitForAgent("rest-1")
         let rest = try RESTClient(node)
 
@@ -392,7 +385,7 @@ struct GatewayTests {
 }
 
 /// The OpenAPI document against the routes the node really serves and the answers it gives.
-@Suite("Gateway: OpenAPI document")
+@Suite("Gateway: OpenAPI document", .stopsChildProcesses)
 struct OpenAPIDocumentTests {
     /// Written here, not taken from the gateway's table, so a route dropped from either fails.
     static let routes: Set<String> = [
@@ -416,7 +409,6 @@ struct OpenAPIDocumentTests {
         let directory = try makeTemporaryDirectory("gateway-openapi")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.31")
-        defer { Task { await node.process.stop() } }
         let rest = try RESTClient(node)
 
         let document = try await rest.call("GET", "/api/v1/openapi.json").object

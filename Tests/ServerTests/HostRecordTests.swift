@@ -11,13 +11,19 @@ import Glibc
 #endif
 
 /// The node keeps its hosts in the store as agents come and go.
-@Suite("Hosts in the store")
+@Suite("Hosts in the store", .stopsChildProcesses)
 struct HostRecordTests {
     /// Reads the node's own SQLite file (WAL lets a second reader in while the node runs).
     func host(_ sn: String, of node: TestNode) async throws -> HostRecord? {
         let engine = try await SQLiteEngine.open(path: "\(node.dataDirectory)/aspire.db", logger: Logger(label: "test"))
-        defer { Task { await engine.shutdown() } }
-        return try await SQLStore(engine: engine, logger: Logger(label: "test")).host(agentSN: sn)
+        do {
+            let host = try await SQLStore(engine: engine, logger: Logger(label: "test")).host(agentSN: sn)
+            await engine.shutdown()
+            return host
+        } catch {
+            await engine.shutdown()
+            throw error
+        }
     }
 
     @Test("An agent's host is online with its facts and tags while connected, offline after it goes")
@@ -25,7 +31,6 @@ struct HostRecordTests {
         let directory = try makeTemporaryDirectory("hosts")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.16")
-        defer { Task { await node.process.stop() } }
         let agent = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "svc=ecs", "--tag", "zone=b"])
         try await node.waitForAgent(agent.agentSN)
 
@@ -51,14 +56,12 @@ struct HostRecordTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let first = try await TestNode.start(in: directory, host: "127.0.0.17")
         let agent = try TestAgent.start(in: directory, connectingTo: first)
-        defer { Task { await agent.process.stop() } }
         try await first.waitForAgent(agent.agentSN)
         // A crash: no chance to mark anything offline.
         first.process.signal(SIGKILL)
         try await first.process.wait()
         agent.process.signal(SIGSTOP)
         let second = try await TestNode.start(in: directory, host: "127.0.0.17", port: first.address.port)
-        defer { Task { await second.process.stop() } }
         #expect(try await self.host(agent.agentSN, of: second)?.status == .offline)
         agent.process.signal(SIGCONT)
         try await second.waitForAgent(agent.agentSN)

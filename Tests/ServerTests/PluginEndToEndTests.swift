@@ -14,7 +14,7 @@ import Glibc
 /// Plugins through a real node and a real agent: stored by REST, fetched by the agent (from
 /// the server's package store, a file URL with its checksum, a git repository), run on their
 /// period and on demand, their metrics visible through REST and `/metrics`.
-@Suite("End to end: plugins and metrics")
+@Suite("End to end: plugins and metrics", .stopsChildProcesses)
 struct PluginEndToEndTests {
     static var runUser: String { ScheduleEndToEndTests.runUser }
 
@@ -59,9 +59,7 @@ struct PluginEndToEndTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         chmod(directory, 0o755)  // nobody reaches the plugins below it
         let node = try await TestNode.start(in: directory, host: "127.0.0.45")
-        defer { Task { await node.process.stop() } }
         let agent = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "role=metrics"])
-        defer { Task { await agent.process.stop() } }
         try await node.waitForAgent(agent.agentSN)
         let rest = try RESTClient(node)
 
@@ -232,7 +230,7 @@ struct PluginEndToEndTests {
 }
 
 /// Forwarding to InfluxDB: a real HTTP server takes the writes, as InfluxDB's write endpoint.
-@Suite("End to end: metrics to InfluxDB")
+@Suite("End to end: metrics to InfluxDB", .stopsChildProcesses)
 struct InfluxEndToEndTests {
     @Test("--influx-url: a plugin's points arrive in line protocol at second precision, with the host's AgentSN and tags, escaped")
     func forwardsLineProtocol() async throws {
@@ -257,9 +255,7 @@ struct InfluxEndToEndTests {
         let port = try #require(bound.withLock { $0 })
 
         let node = try await TestNode.start(in: directory, host: "127.0.0.46", arguments: ["--influx-url", "http://127.0.0.46:\(port)/write?db=aspire"])
-        defer { Task { await node.process.stop() } }
         let agent = try TestAgent.start(in: directory, connectingTo: node)
-        defer { Task { await agent.process.stop() } }
         try await node.waitForAgent(agent.agentSN)
         let archive = try await PluginEndToEndTests.archive(
             #"#!/bin/sh\#nprintf '[{"name":"disk_free","timestamp":1700000000,"tags":{"mount":"/var,log x"},"value":7.5}]'\#n"#,

@@ -11,7 +11,7 @@ import TestSupport
 
 @testable import Agent
 
-@Suite("Redirects")
+@Suite("Redirects", .stopsChildProcesses)
 struct RedirectTests {
     @Test("A redirect-to policy sends agents to its servers, skipping visited ones")
     func redirectAll() {
@@ -68,7 +68,6 @@ struct RedirectTests {
         let directory = try makeTemporaryDirectory("aspire-full")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.37", arguments: ["--max-agents", "1"])
-        defer { Task { await node.process.stop() } }
         let first = try TestAgent.start(in: directory, name: "first", connectingTo: node)
         try await node.waitForAgent(first.agentSN)
 

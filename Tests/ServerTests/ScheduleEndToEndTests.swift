@@ -10,7 +10,7 @@ import Glibc
 
 /// Scheduled commands through a real node and a real agent: stored by REST and aspirectl, sent
 /// to the agents they target, run on time, connected or not, and their runs reported.
-@Suite("End to end: scheduled commands")
+@Suite("End to end: scheduled commands", .stopsChildProcesses)
 struct ScheduleEndToEndTests {
     /// The user the runs are made as: nobody when the tests can switch users, else ourselves.
     static var runUser: String {
@@ -39,7 +39,6 @@ struct ScheduleEndToEndTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let first = try await TestNode.start(in: directory, host: "127.0.0.42")
         let agent = try TestAgent.start(in: directory, connectingTo: first, arguments: ["--tag", "role=cron"])
-        defer { Task { await agent.process.stop() } }
         try await first.waitForAgent(agent.agentSN)
         let rest = try RESTClient(first)
 
@@ -71,7 +70,6 @@ struct ScheduleEndToEndTests {
         let down = Date()
         try await Task.sleep(for: .seconds(3))
         let second = try await TestNode.start(in: directory, host: "127.0.0.42", port: first.address.port)
-        defer { Task { await second.process.stop() } }
         let up = Date()
         try await second.waitForAgent(agent.agentSN)
         let again = try RESTClient(second)
@@ -97,9 +95,7 @@ struct ScheduleEndToEndTests {
         let directory = try makeTemporaryDirectory("e2e-schedule-bad")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.43")
-        defer { Task { await node.process.stop() } }
         let agent = try TestAgent.start(in: directory, connectingTo: node)
-        defer { Task { await agent.process.stop() } }
         try await node.waitForAgent(agent.agentSN)
         let rest = try RESTClient(node)
         let base: [String: Any] = ["name": "nightly", "expr": "0 0 2 * * *", "command": "true", "agents": [agent.agentSN]]
@@ -149,7 +145,6 @@ struct ScheduleEndToEndTests {
         let directory = try makeTemporaryDirectory("e2e-schedule-cli")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.44")
-        defer { Task { await node.process.stop() } }
         let environment = ["ASPIRE_SERVER": node.address.description, "ASPIRE_SERVER_DATA": node.dataDirectory]
         func ctl(_ arguments: [String]) async throws -> (status: Int32, output: String) {
             let (status, output) = try await CommandLineTests().run("aspirectl", arguments, environment: environment, in: directory)

@@ -10,7 +10,7 @@ import Glibc
 #endif
 
 /// Sub-agents deployed through a real node's REST gateway to real boot agents.
-@Suite("End to end: sub-agents")
+@Suite("End to end: sub-agents", .stopsChildProcesses)
 struct SubAgentEndToEndTests {
     static let control = """
         #!/bin/sh
@@ -76,7 +76,6 @@ struct SubAgentEndToEndTests {
         let directory = try makeTemporaryDirectory("subagents-e2e")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.38")
-        defer { Task { await node.process.stop() } }
         let suffix = UUID().uuidString.prefix(8).lowercased()
         let parents = (0 ..< 2).map { "aspire-e2e-\(suffix)-\($0)" }
         defer { Self.cleanUp(cgroupParents: parents) }
@@ -215,7 +214,6 @@ struct SubAgentEndToEndTests {
         let directory = try makeTemporaryDirectory("subagents-arch")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.48")
-        defer { Task { await node.process.stop() } }
         let suffix = UUID().uuidString.prefix(8).lowercased()
         let parent = "aspire-arch-\(suffix)"
         defer { Self.cleanUp(cgroupParents: [parent]) }
@@ -224,7 +222,6 @@ struct SubAgentEndToEndTests {
             arguments: ["--agents-root", "\(directory)/agents", "--cgroup-parent", parent, "--health-window", "1"],
             agentSN: "arch-\(suffix)"
         )
-        defer { Task { await agent.process.stop() } }
         try await node.waitForAgent(agent.agentSN)
         let rest = try RESTClient(node)
         // A seed agent: it reports no os or arch.
@@ -270,15 +267,13 @@ struct SubAgentEndToEndTests {
         let directory = try makeTemporaryDirectory("subagents-ctl")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.39")
-        defer { Task { await node.process.stop() } }
         let parent = "aspire-ctl-\(UUID().uuidString.prefix(8).lowercased())"
         defer { Self.cleanUp(cgroupParents: [parent]) }
-        let agent = try TestAgent.start(
+        _ = try TestAgent.start(
             in: directory, connectingTo: node,
             arguments: ["--tag", "role=web", "--agents-root", "\(directory)/agents", "--cgroup-parent", parent, "--health-window", "1"],
             agentSN: "ctl-sub-1"
         )
-        defer { Task { await agent.process.stop() } }
         try await node.waitForAgent("ctl-sub-1")
         let environment = ["ASPIRE_SERVER": node.address.description, "ASPIRE_SERVER_DATA": node.dataDirectory]
         func aspirectl(_ arguments: [String]) async throws -> (status: Int32, output: String) {

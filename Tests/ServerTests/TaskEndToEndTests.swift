@@ -11,7 +11,7 @@ import Glibc
 #endif
 
 /// Tasks through real server and agent processes.
-@Suite("End to end: tasks")
+@Suite("End to end: tasks", .stopsChildProcesses)
 struct TaskEndToEndTests {
     static func bash(_ cmd: String, timeout: Double? = nil) -> Google_Protobuf_Struct {
         var parameters = Google_Protobuf_Struct()
@@ -25,7 +25,6 @@ struct TaskEndToEndTests {
         let directory = try makeTemporaryDirectory("task-config")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.33")
-        defer { Task { await node.process.stop() } }
         let agent = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "svc=ecs"], agentSN: "config-1")
         try await node.waitForAgent("config-1")
 
@@ -75,8 +74,7 @@ struct TaskEndToEndTests {
         await agent.process.stop()
         let saved = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(agent.dataDirectory)/config.json"))) as? [String: Any]
         #expect(saved?["step"] as? Int == 45)
-        let restarted = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "svc=ecs"], agentSN: "config-1")
-        defer { Task { await restarted.process.stop() } }
+        _ = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "svc=ecs"], agentSN: "config-1")
         try await node.waitForAgent("config-1")
         let connected = try await node.connectedAgents().first { $0.agentSn == "config-1" }
         #expect(connected?.tags == ["env": "prod", "svc": "ecs"])
@@ -91,7 +89,6 @@ struct TaskEndToEndTests {
         let directory = try makeTemporaryDirectory("task-once")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: "127.0.0.20")
-        defer { Task { node.process.signal(SIGCONT); await node.process.stop() } }
         let agent = try TestAgent.start(in: directory, connectingTo: node, agentSN: "once-agent")
         try await node.waitForAgent(agent.agentSN)
 
@@ -117,8 +114,7 @@ struct TaskEndToEndTests {
         try await agent.process.wait()
         node.process.signal(SIGCONT)
 
-        let restarted = try TestAgent.start(in: directory, connectingTo: node, agentSN: "once-agent")
-        defer { Task { await restarted.process.stop() } }
+        _ = try TestAgent.start(in: directory, connectingTo: node, agentSN: "once-agent")
         let done = try await node.waitForTask(created.task.id)
         #expect(done.task.status == "done" && done.task.complete == 1)
         #expect(String(decoding: done.subtasks[0].result.data, as: UTF8.self) == "finished\n")
