@@ -13,7 +13,7 @@ struct AdminFleetTests {
     func hosts() async throws {
         let directory = try makeTemporaryDirectory("admin-hosts")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.23")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
         _ = try TestAgent.start(in: directory, name: "web", connectingTo: node, arguments: ["--tag", "svc=ecs"], agentSN: "web-1")
         _ = try TestAgent.start(in: directory, name: "db", connectingTo: node, arguments: ["--tag", "svc=rds"], agentSN: "db-1")
         try await node.waitForAgent("web-1")
@@ -45,7 +45,7 @@ struct AdminFleetTests {
     func tagsAndRegions() async throws {
         let directory = try makeTemporaryDirectory("admin-tags")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.24")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
         _ = try TestAgent.start(in: directory, connectingTo: node, agentSN: "tagged-1")
         try await node.waitForAgent("tagged-1")
 
@@ -89,7 +89,7 @@ struct AdminFleetTests {
     func statusAndEvents() async throws {
         let directory = try makeTemporaryDirectory("admin-status")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.25")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
 
         // An agent speaking the protocol by hand: Hello, then a status report and an event.
         try await node.withClient(token: try node.enrollToken) { client in

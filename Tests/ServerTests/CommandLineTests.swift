@@ -49,7 +49,7 @@ struct CommandLineTests {
     func aspirectlExitCodes() async throws {
         let directory = try makeTemporaryDirectory("cli-ctl")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.13")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
         let agent = try TestAgent.start(
             in: directory, connectingTo: node
         )
@@ -100,7 +100,7 @@ struct CommandLineTests {
     func aspirectlHostsAndPackages() async throws {
         let directory = try makeTemporaryDirectory("cli-fleet")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.32")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
         _ = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "svc=ecs"], agentSN: "cli-host-1")
         try await node.waitForAgent("cli-host-1")
         let environment = ["ASPIRE_SERVER": node.address.description, "ASPIRE_SERVER_DATA": node.dataDirectory]
@@ -146,7 +146,7 @@ struct CommandLineTests {
     func killedAgentGoesOffline() async throws {
         let directory = try makeTemporaryDirectory("cli-kill")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.14")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
         let agent = try TestAgent.start(
             in: directory, connectingTo: node
         )

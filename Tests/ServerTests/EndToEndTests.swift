@@ -160,7 +160,7 @@ struct EndToEndTests {
     func deadStreamDetected() async throws {
         let directory = try makeTemporaryDirectory("e2e-silent")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.7", arguments: ["--ping-interval", "1"])
+        let node = try await TestNode.start(in: directory, host: Loopback.address(), arguments: ["--ping-interval", "1"])
         let agent = try TestAgent.start(
             in: directory,
             connectingTo: node

@@ -16,7 +16,7 @@ struct GatewayTests {
     func remoteGateway() async throws {
         let directory = try makeTemporaryDirectory("gateway-remote")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.34")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
         let addressFile = "\(directory)/gateway.addr"
         let process = try TestProcess.start(
             "aspire-server",
@@ -55,7 +55,7 @@ struct GatewayTests {
     func packages() async throws {
         let directory = try makeTemporaryDirectory("gateway-packages")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.28", arguments: ["--max-package-size", "2000000"])
+        let node = try await TestNode.start(in: directory, host: Loopback.address(), arguments: ["--max-package-size", "2000000"])
         let rest = try RESTClient(node)
         let route = "/api/v1/server/package"
         let bytes = Data((0 ..< 1_500_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 7) })
@@ -156,7 +156,7 @@ struct GatewayTests {
     func seedAgent() async throws {
         let directory = try makeTemporaryDirectory("gateway-seed-agent")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.29")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
         let rest = try RESTClient(node)
         var agent = try RESTClient(node)
         agent.token = nil
@@ -239,7 +239,7 @@ struct GatewayTests {
     func seedAgentPackages() async throws {
         let directory = try makeTemporaryDirectory("gateway-seed-packages")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.47")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
         let rest = try RESTClient(node)
         var agent = try RESTClient(node)
         agent.token = nil
@@ -315,7 +315,7 @@ struct GatewayTests {
     func fleetRoutes() async throws {
         let directory = try makeTemporaryDirectory("gateway-fleet")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.30")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
         _ = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "svc=ecs"], agentSN: "rest-1")
         try await node.waitForAgent("rest-1")
         let rest = try RESTClient(node)
@@ -408,7 +408,7 @@ struct OpenAPIDocumentTests {
     func document() async throws {
         let directory = try makeTemporaryDirectory("gateway-openapi")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.31")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
         let rest = try RESTClient(node)
 
         let document = try await rest.call("GET", "/api/v1/openapi.json").object

@@ -30,7 +30,7 @@ struct HostRecordTests {
     func onlineOffline() async throws {
         let directory = try makeTemporaryDirectory("hosts")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.16")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
         let agent = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "svc=ecs", "--tag", "zone=b"])
         try await node.waitForAgent(agent.agentSN)
 
@@ -54,14 +54,14 @@ struct HostRecordTests {
     func restartReleases() async throws {
         let directory = try makeTemporaryDirectory("hosts-restart")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let first = try await TestNode.start(in: directory, host: "127.0.0.17")
+        let first = try await TestNode.start(in: directory, host: Loopback.address())
         let agent = try TestAgent.start(in: directory, connectingTo: first)
         try await first.waitForAgent(agent.agentSN)
         // A crash: no chance to mark anything offline.
         first.process.signal(SIGKILL)
         try await first.process.wait()
         agent.process.signal(SIGSTOP)
-        let second = try await TestNode.start(in: directory, host: "127.0.0.17", port: first.address.port)
+        let second = try await TestNode.start(in: directory, host: first.address.host, port: first.address.port)
         #expect(try await self.host(agent.agentSN, of: second)?.status == .offline)
         agent.process.signal(SIGCONT)
         try await second.waitForAgent(agent.agentSN)

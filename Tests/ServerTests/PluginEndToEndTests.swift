@@ -58,7 +58,7 @@ struct PluginEndToEndTests {
         let directory = try makeTemporaryDirectory("e2e-plugin")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         chmod(directory, 0o755)  // nobody reaches the plugins below it
-        let node = try await TestNode.start(in: directory, host: "127.0.0.45")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
         let agent = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "role=metrics"])
         try await node.waitForAgent(agent.agentSN)
         let rest = try RESTClient(node)

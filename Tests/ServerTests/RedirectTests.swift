@@ -67,7 +67,7 @@ struct RedirectTests {
     func fullNodeRefuses() async throws {
         let directory = try makeTemporaryDirectory("aspire-full")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.37", arguments: ["--max-agents", "1"])
+        let node = try await TestNode.start(in: directory, host: Loopback.address(), arguments: ["--max-agents", "1"])
         let first = try TestAgent.start(in: directory, name: "first", connectingTo: node)
         try await node.waitForAgent(first.agentSN)
 

@@ -37,7 +37,7 @@ struct ScheduleEndToEndTests {
     func runsWhileDisconnected() async throws {
         let directory = try makeTemporaryDirectory("e2e-schedule")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let first = try await TestNode.start(in: directory, host: "127.0.0.42")
+        let first = try await TestNode.start(in: directory, host: Loopback.address())
         let agent = try TestAgent.start(in: directory, connectingTo: first, arguments: ["--tag", "role=cron"])
         try await first.waitForAgent(agent.agentSN)
         let rest = try RESTClient(first)
@@ -69,7 +69,7 @@ struct ScheduleEndToEndTests {
         await first.process.stop()
         let down = Date()
         try await Task.sleep(for: .seconds(3))
-        let second = try await TestNode.start(in: directory, host: "127.0.0.42", port: first.address.port)
+        let second = try await TestNode.start(in: directory, host: first.address.host, port: first.address.port)
         let up = Date()
         try await second.waitForAgent(agent.agentSN)
         let again = try RESTClient(second)
@@ -94,7 +94,7 @@ struct ScheduleEndToEndTests {
     func badSchedules() async throws {
         let directory = try makeTemporaryDirectory("e2e-schedule-bad")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.43")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
         let agent = try TestAgent.start(in: directory, connectingTo: node)
         try await node.waitForAgent(agent.agentSN)
         let rest = try RESTClient(node)
@@ -144,7 +144,7 @@ struct ScheduleEndToEndTests {
     func aspirectlSchedules() async throws {
         let directory = try makeTemporaryDirectory("e2e-schedule-cli")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.44")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
         let environment = ["ASPIRE_SERVER": node.address.description, "ASPIRE_SERVER_DATA": node.dataDirectory]
         func ctl(_ arguments: [String]) async throws -> (status: Int32, output: String) {
             let (status, output) = try await CommandLineTests().run("aspirectl", arguments, environment: environment, in: directory)

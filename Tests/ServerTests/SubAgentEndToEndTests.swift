@@ -75,7 +75,7 @@ struct SubAgentEndToEndTests {
     func deployThroughREST() async throws {
         let directory = try makeTemporaryDirectory("subagents-e2e")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.38")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
         let suffix = UUID().uuidString.prefix(8).lowercased()
         let parents = (0 ..< 2).map { "aspire-e2e-\(suffix)-\($0)" }
         defer { Self.cleanUp(cgroupParents: parents) }
@@ -213,7 +213,7 @@ struct SubAgentEndToEndTests {
     func buildPerPlatform() async throws {
         let directory = try makeTemporaryDirectory("subagents-arch")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.48")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
         let suffix = UUID().uuidString.prefix(8).lowercased()
         let parent = "aspire-arch-\(suffix)"
         defer { Self.cleanUp(cgroupParents: [parent]) }
@@ -266,7 +266,7 @@ struct SubAgentEndToEndTests {
     func aspirectlDeploy() async throws {
         let directory = try makeTemporaryDirectory("subagents-ctl")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.39")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
         let parent = "aspire-ctl-\(UUID().uuidString.prefix(8).lowercased())"
         defer { Self.cleanUp(cgroupParents: [parent]) }
         _ = try TestAgent.start(

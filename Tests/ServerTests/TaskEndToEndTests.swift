@@ -24,7 +24,7 @@ struct TaskEndToEndTests {
     func configCommand() async throws {
         let directory = try makeTemporaryDirectory("task-config")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.33")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
         let agent = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "svc=ecs"], agentSN: "config-1")
         try await node.waitForAgent("config-1")
 
@@ -88,7 +88,7 @@ struct TaskEndToEndTests {
     func exactlyOnce() async throws {
         let directory = try makeTemporaryDirectory("task-once")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: "127.0.0.20")
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
         let agent = try TestAgent.start(in: directory, connectingTo: node, agentSN: "once-agent")
         try await node.waitForAgent(agent.agentSN)
 

@@ -2,6 +2,7 @@ import Foundation
 import RPC
 import Server
 import Testing
+import TestSupport
 
 /// Tasks, subtasks and deliveries, on SQLite and on a real PostgreSQL server.
 @Suite("Store conformance: tasks")
@@ -71,7 +72,7 @@ struct StoreTaskTests {
             // Every host's delivery claims its own subtask at once, as results and the sweep do.
             let claimed = try await withThrowingTaskGroup(of: [String].self) { group in
                 for subtask in subtasks {
-                    group.addTask { try await store.claimDispatch(taskID: task.id, ids: [subtask.id], limit: 3, retryAfter: 60_000) }
+                    group.addTask { try await Self.claimed(store, task.id, [subtask.id], limit: 3) }
                 }
                 return try await group.reduce(into: []) { $0 += $1 }
             }
@@ -79,15 +80,29 @@ struct StoreTaskTests {
             #expect(try await store.subtasks(taskID: task.id).filter { $0.status == .dispatched }.count == 3)
             #expect(try await store.task(id: task.id)?.status == .running)
             // Full: nothing more, even for a whole list.
-            #expect(try await store.claimDispatch(taskID: task.id, ids: subtasks.map(\.id), limit: 3, retryAfter: 60_000).isEmpty)
+            #expect(try await Self.claimed(store, task.id, subtasks.map(\.id), limit: 3).isEmpty)
             // A claim that could not be sent gives its place back, and its host's delivery is due again.
             let back = claimed[0]
             try await store.releaseDispatch([back])
             let host = try #require(subtasks.first { $0.id == back }).agentSN
             #expect(try await store.dueSubtasks(agentSN: host).map(\.id) == [back])
-            let again = try await store.claimDispatch(taskID: task.id, ids: subtasks.map(\.id), limit: 3, retryAfter: 60_000)
+            let again = try await Self.claimed(store, task.id, subtasks.map(\.id), limit: 3)
             #expect(again.count == 1)
+            // Without a concurrency limit every waiting subtask goes at once; past max_errors none does.
+            #expect(try await Self.claimed(store, task.id, subtasks.map(\.id), limit: nil).count == 9, "the nine still waiting")
+            let (other, others) = try await store.createTask(NewTask(command: "sync.bash"), agents: ["x", "y", "z"])
+            _ = try await Self.claimed(store, other.id, [others[0].id], limit: nil)
+            _ = try await store.recordResult(Self.result(others[0].id, retcode: 1, resp: .failed), agentSN: others[0].agentSN)
+            #expect(try await store.claimDispatch(taskID: other.id, ids: [others[1].id], limit: nil, maxFailures: 0, retryAfter: 60_000) == .overErrors(failed: 1))
+            #expect(try await store.claimDispatch(taskID: other.id, ids: [others[1].id], limit: nil, maxFailures: 1, retryAfter: 60_000) == .claimed([others[1].id]))
         }
+    }
+
+    static func claimed(_ store: SQLStore, _ task: Int, _ ids: [String], limit: Int?) async throws -> [String] {
+        guard case .claimed(let ids) = try await store.claimDispatch(taskID: task, ids: ids, limit: limit, maxFailures: nil, retryAfter: 60_000) else {
+            throw HarnessError("the claim found the task over its errors")
+        }
+        return ids
     }
 
     @Test("Results are stored once by command id; counts and status follow", arguments: StoreHarness.engines)

@@ -8,7 +8,7 @@ import SwiftProtobuf
 //
 // Subtask (SubtaskStatus)
 //   pending     → dispatched     markDispatched (sent), claimDispatch (a place under max_concurrency
-//                                taken before sending; the task row is locked meanwhile)
+//                                and max_errors taken before sending; the task row is locked meanwhile)
 //   dispatched  → pending        releaseDispatch (claimed, then the stream closed before it went)
 //   dispatched  → dispatched     markDispatched again (re-sent on a new stream or after redeliverAfter)
 //   pending/dispatched → succeeded | failed    recordResults (the first result from its own host)
@@ -120,23 +120,42 @@ extension SQLStore {
         }
     }
 
+    /// What a claim for places got.
+    public enum Claim: Sendable, Equatable {
+        /// These subtasks are marked dispatched: the caller sends exactly these.
+        case claimed([String])
+        /// The task has failed more often than it allows: nothing more goes out.
+        case overErrors(failed: Int)
+    }
+
     /// Marks as dispatched as many of `ids` (subtasks of task `taskID` waiting to be sent) as fit
-    /// under `limit` subtasks in flight, and returns those it marked: the caller sends exactly
-    /// these. The task's row stays locked until the transaction ends (SQLite's write lock does
-    /// the same), so deliveries running at once (results freeing places, the sweep, another node)
-    /// never pass the limit together.
-    public func claimDispatch(taskID: Int, ids: [String], limit: Int, retryAfter: Int64) async throws -> [String] {
-        guard !ids.isEmpty, limit > 0 else { return [] }
+    /// under `limit` subtasks in flight (any number without one), unless the task has failed more
+    /// than `maxFailures` times or is no longer open. The task's row stays locked until the
+    /// transaction ends (SQLite's write lock does the same), so deliveries running at once
+    /// (results freeing places, the sweep, another node) never pass either limit together.
+    public func claimDispatch(taskID: Int, ids: [String], limit: Int?, maxFailures: Int?, retryAfter: Int64) async throws -> Claim {
+        guard !ids.isEmpty else { return .claimed([]) }
         let now = Self.now
         return try await self.transaction { database in
-            try await database.raw("UPDATE tasks SET gmt_modify = gmt_modify WHERE id = \(bind: taskID)").run()
-            let inFlight =
-                try await database.raw(
-                    "SELECT COUNT(*) AS n FROM subtasks WHERE taskid = \(bind: taskID) AND status = \(bind: SubtaskStatus.dispatched.rawValue)"
-                ).first()?.decode(column: "n", as: Int.self) ?? 0
+            guard
+                let row = try await database.raw(
+                    "UPDATE tasks SET gmt_modify = gmt_modify WHERE id = \(bind: taskID) RETURNING failed, status"
+                ).first(),
+                TaskStatus(rawValue: try row.decode(column: "status", as: Int.self))?.isOpen == true
+            else { return .claimed([]) }
+            let failed = try row.decode(column: "failed", as: Int.self)
+            if let maxFailures, failed > maxFailures { return .overErrors(failed: failed) }
+            var room = ids.count
+            if let limit {
+                let inFlight =
+                    try await database.raw(
+                        "SELECT COUNT(*) AS n FROM subtasks WHERE taskid = \(bind: taskID) AND status = \(bind: SubtaskStatus.dispatched.rawValue)"
+                    ).first()?.decode(column: "n", as: Int.self) ?? 0
+                room = limit - inFlight
+            }
             var claimed: [String] = []
-            for slice in ids.chunks(of: 1000) where claimed.count < limit - inFlight {
-                let chunk = Array(slice.prefix(limit - inFlight - claimed.count))
+            for slice in ids.chunks(of: 1000) where claimed.count < room {
+                let chunk = Array(slice.prefix(room - claimed.count))
                 claimed += try await database.raw(
                     """
                     UPDATE subtasks SET status = \(bind: SubtaskStatus.dispatched.rawValue), gmt_modify = \(bind: now)
@@ -146,7 +165,7 @@ extension SQLStore {
                 ).all().map { try $0.decode(column: "id", as: String.self) }
             }
             try await Self.dispatched(claimed, of: claimed.isEmpty ? [] : [taskID], at: now, retryAfter: retryAfter, in: database)
-            return claimed
+            return .claimed(claimed)
         }
     }
 

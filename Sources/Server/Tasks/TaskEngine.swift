@@ -197,7 +197,6 @@ public final class TaskEngine: Service {
         var sent = 0
         for (id, subtasks) in due.sorted(by: { $0.key < $1.key }) {
             guard let task = tasks[id], task.status.isOpen else { continue }
-            if try await self.stopIfTooManyErrors(task) { continue }
             sent += try await self.send(subtasks, of: task, builds: &builds) { _, command in send(command) }
         }
         if sent > 0 {
@@ -206,9 +205,11 @@ public final class TaskEngine: Service {
     }
 
     /// The one way subtasks go out, whoever sends them (task creation, a connecting or polling
-    /// agent, a freed place, the sweep): a rate-limited task's waiting subtasks go only as far as
-    /// the store grants places (``SQLStore/claimDispatch(taskID:ids:limit:retryAfter:)``), then
-    /// each gets its command through `transmit`. Returns how many were sent.
+    /// agent, a freed place, the sweep): the waiting subtasks of a task with `max_concurrency` or
+    /// `max_errors` go only as far as the store grants places
+    /// (``SQLStore/claimDispatch(taskID:ids:limit:maxFailures:retryAfter:)``, which also says when
+    /// the task has failed too often: then it is stopped), and each gets its command through
+    /// `transmit`. Returns how many were sent.
     private func send(
         _ subtasks: [SubtaskRecord],
         of task: TaskRecord,
@@ -218,9 +219,21 @@ public final class TaskEngine: Service {
         guard !subtasks.isEmpty else { return 0 }
         var going = subtasks
         var claimed: Set<String> = []
-        if let limit = try RateLimit(parsing: task.maxConcurrency, field: "max_concurrency")?.value(of: task.count) {
+        let concurrency = try RateLimit(parsing: task.maxConcurrency, field: "max_concurrency")?.value(of: task.count)
+        let errors = try RateLimit(parsing: task.maxErrors, field: "max_errors")?.value(of: task.count)
+        if concurrency != nil || errors != nil {
             let waiting = subtasks.filter { $0.status == .pending }.map(\.id)
-            claimed = Set(try await self.store.claimDispatch(taskID: task.id, ids: waiting, limit: limit, retryAfter: self.retryAfter))
+            switch try await self.store.claimDispatch(
+                taskID: task.id, ids: waiting, limit: concurrency, maxFailures: errors, retryAfter: self.retryAfter
+            ) {
+            case .claimed(let ids):
+                claimed = Set(ids)
+            case .overErrors(let failed):
+                // Past max_errors a task sends nothing more: its undelivered subtasks are cancelled.
+                try await self.store.stopTask(id: task.id)
+                self.logger.notice("task stopped: too many errors", metadata: ["task.id": "\(task.id)", "task.failed": "\(failed)"])
+                return 0
+            }
             going = subtasks.filter { $0.status != .pending || claimed.contains($0.id) }
         }
         var command = try Self.command(of: task)
@@ -249,16 +262,6 @@ public final class TaskEngine: Service {
     private static func command(of task: TaskRecord) throws -> Aspire_V1_Command {
         if let typed = task.typed { return typed }
         return try CommandParameters.command(method: task.command, parameters: try Google_Protobuf_Struct(jsonString: task.body))
-    }
-
-    /// Past `max_errors`, a task sends nothing more: its undelivered subtasks are cancelled.
-    private func stopIfTooManyErrors(_ task: TaskRecord) async throws -> Bool {
-        guard let limit = try RateLimit(parsing: task.maxErrors, field: "max_errors")?.value(of: task.count),
-            task.failed > limit
-        else { return false }
-        try await self.store.stopTask(id: task.id)
-        self.logger.notice("task stopped: too many errors", metadata: ["task.id": "\(task.id)", "task.failed": "\(task.failed)"])
-        return true
     }
 
     /// An agent connected here or reported: it joins the open tag tasks it matches, and gets
