@@ -249,7 +249,8 @@ public final class TaskEngine: Service {
                 refused.append((result, subtask.agentSN))
             }
         }
-        try await self.store.markDispatched(sent, retryAfter: self.retryAfter)
+        // What was claimed is marked already; what was claimed and could not go is given back.
+        try await self.store.markDispatched(sent.filter { !claimed.contains($0) }, retryAfter: self.retryAfter)
         try await self.store.releaseDispatch(unsent.filter(claimed.contains))
         for (result, agentSN) in refused { _ = await self.resultArrived(result, from: agentSN) }
         return sent.count
