@@ -85,58 +85,42 @@ struct AdminFleetTests {
         #expect(regions.regions.map(\.name) == ["global", "east"])
     }
 
-    @Test("Status reports and events from the stream reach the store, the host view and the dashboard")
+    @Test("Status reports and events from the stream reach the store, the host view and the dashboard (in-process node)")
     func statusAndEvents() async throws {
-        let directory = try makeTemporaryDirectory("admin-status")
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: Loopback.address())
-
-        // An agent speaking the protocol by hand: Hello, then a status report and an event.
-        try await node.withClient(token: try node.enrollToken) { client in
-            let channel = Aspire_V1_AgentChannel.Client(wrapping: client)
-            try await channel.connect(
-                requestProducer: { writer in
-                    var hello = Aspire_V1_AgentMessage()
-                    hello.hello.agentSn = "reporter-1"
-                    hello.hello.hostname = "reporter"
-                    hello.hello.version = "9.9.9"
-                    try await writer.write(hello)
-                    try await Task.sleep(for: .milliseconds(300))
-                    var status = Aspire_V1_AgentMessage()
-                    status.status.step = 120
-                    status.status.agents = [
-                        { var a = Aspire_V1_SubAgentStatus(); a.name = "MonitorAgent"; a.version = "0.1.2-1"; a.status = "running"; a.pid = 42; return a }(),
-                        { var a = Aspire_V1_SubAgentStatus(); a.name = "BasicAgent"; a.version = "0.1.1-1"; a.status = "fatal"; a.restarts = 4; return a }(),
-                    ]
-                    try await writer.write(status)
-                    var event = Aspire_V1_AgentMessage()
-                    event.event.localID = 1
-                    event.event.occurredUnixMs = 1_700_000_000_000
-                    event.event.category = "subagent"
-                    event.event.message = "BasicAgent is fatal"
-                    try await writer.write(event)
-                    try await writer.write(event)
-                    try await Task.sleep(for: .milliseconds(500))
-                },
-                onResponse: { response in
-                    for try await _ in response.messages {}
-                }
-            )
+        try await withLocalNode { node in
+            try await ScriptedAgent.connect("reporter-1", to: node) { agent in
+                var status = Aspire_V1_StatusReport()
+                status.step = 120
+                status.agents = [
+                    { var a = Aspire_V1_SubAgentStatus(); a.name = "MonitorAgent"; a.version = "0.1.2-1"; a.status = "running"; a.pid = 42; return a }(),
+                    { var a = Aspire_V1_SubAgentStatus(); a.name = "BasicAgent"; a.version = "0.1.1-1"; a.status = "fatal"; a.restarts = 4; return a }(),
+                ]
+                agent.send(.status(status))
+                var event = Aspire_V1_Event()
+                event.localID = 1
+                event.occurredUnixMs = 1_700_000_000_000
+                event.category = "subagent"
+                event.message = "BasicAgent is fatal"
+                agent.send(.event(event))
+                agent.send(.event(event))
+                // The node handles a stream's messages in order: once this report is in, so is all before it.
+                status.step = 121
+                agent.send(.status(status))
+                var get = Aspire_V1_GetHostRequest()
+                get.agentSn = "reporter-1"
+                try await eventually("the last report to be stored") { try await node.admin { try await $0.getHost(get) }.step == 121 }
+                let host = try await node.admin { try await $0.getHost(get) }
+                #expect(host.lastSeenUnixMs > 0)
+                let dashboard = try await node.admin { try await $0.dashboard(Aspire_V1_DashboardRequest()) }
+                #expect(dashboard.hostsTotal == 1)
+                #expect(dashboard.deployments.map { "\($0.name) \($0.version) \($0.hosts)/\($0.running)" }
+                    == ["BasicAgent 0.1.1-1 1/0", "MonitorAgent 0.1.2-1 1/1"])
+                var events = Aspire_V1_ListEventsRequest()
+                events.agentSn = "reporter-1"
+                let listed = try await node.admin { try await $0.listEvents(events) }
+                #expect(listed.count == 1, "the same event twice is stored once")
+                #expect(listed.events.first?.message == "BasicAgent is fatal")
+            }
         }
-
-        var get = Aspire_V1_GetHostRequest()
-        get.agentSn = "reporter-1"
-        let host = try await node.admin { try await $0.getHost(get) }
-        #expect(host.step == 120)
-        #expect(host.lastSeenUnixMs > 0)
-        let dashboard = try await node.admin { try await $0.dashboard(Aspire_V1_DashboardRequest()) }
-        #expect(dashboard.hostsTotal == 1)
-        #expect(dashboard.deployments.map { "\($0.name) \($0.version) \($0.hosts)/\($0.running)" }
-            == ["BasicAgent 0.1.1-1 1/0", "MonitorAgent 0.1.2-1 1/1"])
-        var events = Aspire_V1_ListEventsRequest()
-        events.agentSn = "reporter-1"
-        let listed = try await node.admin { try await $0.listEvents(events) }
-        #expect(listed.count == 1, "the same event twice is stored once")
-        #expect(listed.events.first?.message == "BasicAgent is fatal")
     }
 }

@@ -105,6 +105,13 @@ final class ScriptedAgent: Sendable {
         return matching
     }
 
+    /// Sends a message of the agent's own (a status report, an event, ...) on the stream.
+    func send(_ body: Aspire_V1_AgentMessage.OneOf_Body) {
+        var message = Aspire_V1_AgentMessage()
+        message.body = body
+        self.outbound.yield(message)
+    }
+
     /// Answers `command` with success (and `data` as its output) or failure.
     func answer(_ command: Aspire_V1_Command, success: Bool = true, retcode: Int32 = 0, data: String = "") {
         var result = Aspire_V1_CommandResult()
