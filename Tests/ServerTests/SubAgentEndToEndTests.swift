@@ -141,7 +141,10 @@ struct SubAgentEndToEndTests {
         }
         #expect(restarted.log.contains("subagent.pid=\(pid)"), "\(restarted.log)")
         // Checks that follow keep the same process: no restart, no second instance.
-        try await Task.sleep(for: .seconds(2))
+        let checks = restarted.log.components(separatedBy: "sub-agents checked").count
+        try await eventually(timeout: .seconds(20), "two more checks of the adopted sub-agent") {
+            restarted.log.components(separatedBy: "sub-agents checked").count >= checks + 2
+        }
         let data = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/agent0/subagents/MiniAgent.json"))
         let record = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         #expect(record["pid"] as? Int == pid, "\(record)")

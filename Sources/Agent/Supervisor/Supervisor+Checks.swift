@@ -44,11 +44,13 @@ extension Supervisor {
 
     /// One check of every sub-agent not busy with an operator's action.
     func checkAll() async {
-        for record in self.allRecords {
+        let records = self.allRecords
+        for record in records {
             guard self.hold(record.name, .check) else { continue }
             await self.check(record.name)
             self.release(record.name)
         }
+        self.logger.debug("sub-agents checked", metadata: ["supervisor.subagents": "\(records.count)"])
     }
 
     private func check(_ name: String) async {
