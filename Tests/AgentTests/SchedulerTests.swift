@@ -40,28 +40,6 @@ struct SchedulerTests {
         try await eventually(timeout: .seconds(20), "the scheduler to sleep again") { clock.sleepers == 1 }
     }
 
-    /// Runs the scheduler for `seconds`, collecting what it delivers.
-    static func run(_ scheduler: Scheduler, _ delivered: Delivered, seconds: Double) async -> [Aspire_V1_CommandResult] {
-        await self.run(scheduler, delivered, timeout: seconds) { _ in false }
-    }
-
-    /// Runs the scheduler until `enough` says so of what it delivered (or `timeout` seconds).
-    static func run(
-        _ scheduler: Scheduler,
-        _ delivered: Delivered,
-        timeout: Double,
-        until enough: @escaping @Sendable ([Aspire_V1_CommandResult]) -> Bool
-    ) async -> [Aspire_V1_CommandResult] {
-        let task = Task { await scheduler.run() }
-        let deadline = ContinuousClock.now.advanced(by: .seconds(timeout))
-        while ContinuousClock.now < deadline, !enough(delivered.results.withLock { $0 }) {
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        task.cancel()
-        await task.value
-        return delivered.results.withLock { $0 }
-    }
-
     @Test("On a test clock: a schedule runs at each of its times, once, as its user; each result names its due time")
     func runsOnTime() async throws {
         let directory = try Self.directory()
