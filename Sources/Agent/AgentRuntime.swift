@@ -2,7 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 public import Logging
-public import RPC
+import RPC
 public import ServiceLifecycle
 import Synchronization
 

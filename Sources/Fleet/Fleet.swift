@@ -1,5 +1,5 @@
 import Agent
-public import Foundation
+import Foundation
 import Logging
 public import RPC
 public import Synchronization

@@ -1,5 +1,5 @@
-public import Foundation
-public import GRPCCore
+import Foundation
+import GRPCCore
 public import GRPCNIOTransportHTTP2
 public import RPC
 public import TestSupport

@@ -2,7 +2,7 @@ import Agent
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
-public import RPC
+import RPC
 import Synchronization
 import TestSupport
 

@@ -1,5 +1,5 @@
-public import Hummingbird
-public import GRPCCore
+import Hummingbird
+import GRPCCore
 
 /// One REST route: its method and path, who may call it, and what it accepts and answers. The
 /// router registers it and the OpenAPI document describes it from this one value, so the two

@@ -105,7 +105,7 @@ struct TaskEndToEndTests {
 
         // Freeze the node: the result reaches the agent's outbox but no acknowledgement comes.
         node.process.signal(SIGSTOP)
-        FileManager.default.createFile(atPath: go, contents: nil)
+        _ = FileManager.default.createFile(atPath: go, contents: nil)
         let outbox = "\(agent.dataDirectory)/outbox"
         try await eventually("the result to wait in the outbox") {
             ((try? FileManager.default.contentsOfDirectory(atPath: outbox)) ?? []).contains { $0.hasSuffix(".result") }

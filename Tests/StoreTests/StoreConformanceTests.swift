@@ -171,9 +171,9 @@ struct StoreConformanceTests {
             #expect(first.id > 0 && first.created > 0)
             let conflict = await #expect(throws: AspireError.self) { try await store.addPackage(package("FoobarAgent", "1.2.3-rc1")) }
             #expect(conflict?.code == .conflict)
-            try await store.addPackage(package("FoobarAgent", "1.2.3-rc1", arch: "aarch64"))
-            try await store.addPackage(package("FoobarAgent", "1.2.4"))
-            try await store.addPackage(package("BasicAgent", "0.1.1-1"))
+            _ = try await store.addPackage(package("FoobarAgent", "1.2.3-rc1", arch: "aarch64"))
+            _ = try await store.addPackage(package("FoobarAgent", "1.2.4"))
+            _ = try await store.addPackage(package("BasicAgent", "0.1.1-1"))
 
             var query = PackageQuery()
             query.name = "FoobarAgent"

@@ -1,5 +1,5 @@
 import Foundation
-public import RPC
+import RPC
 import Logging
 
 #if canImport(Glibc)

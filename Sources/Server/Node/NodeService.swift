@@ -1,5 +1,5 @@
 public import GRPCCore
-public import Logging
+import Logging
 public import ServiceLifecycle
 import Synchronization
 

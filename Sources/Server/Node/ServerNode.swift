@@ -1,9 +1,9 @@
 import Foundation
 public import Gateway
-public import GRPCCore
+import GRPCCore
 public import GRPCInProcessTransport
-public import GRPCNIOTransportHTTP2
-public import Hummingbird
+import GRPCNIOTransportHTTP2
+import Hummingbird
 public import Logging
 public import RPC
 public import ServiceLifecycle
