@@ -329,6 +329,13 @@ struct SupervisorTests {
         #expect(throws: AspireError.self) { try Tarball.validate([entry("l", "l", "../y")]) }
         #expect(throws: AspireError.self) { try Tarball.validate([entry("l", "d", "."), entry("l", "d/e", "../..")]) }
         #expect(throws: AspireError.self) { try Tarball.validate([entry("l", "d", "sub"), entry("-", "d/file")]) }
+        // Targets resolve through the archive's own links, as the kernel would: `a` is the root, so
+        // `a/a/../..` is above it, though it reads as inside; the same when the link comes later.
+        #expect(throws: AspireError.self) { try Tarball.validate([entry("l", "a", "."), entry("l", "x", "a/a/../../..")]) }
+        #expect(throws: AspireError.self) { try Tarball.validate([entry("l", "a", "."), entry("l", "x", "a/a/../..")]) }
+        #expect(throws: AspireError.self) { try Tarball.validate([entry("l", "x", "d/.."), entry("l", "d", ".")]) }
+        #expect(throws: AspireError.self) { try Tarball.validate([entry("l", "p", "q"), entry("l", "q", "p")]) }
+        #expect(throws: Never.self) { try Tarball.validate([entry("l", "a", "bin"), entry("l", "x", "a/../lib")]) }
         #expect(throws: AspireError.self) { try Tarball.validate([entry("h", "h", "/etc/shadow")]) }
         #expect(throws: AspireError.self) { try Tarball.validate([entry("c", "dev/null")]) }
         #expect(throws: AspireError.self) { try Tarball.validate([entry("-", "bin/su", mode: "-rwsr-xr-x")]) }

@@ -258,13 +258,18 @@ enum Tarball {
     /// Refuses entries with an absolute path or `..`, links whose target leaves the archive's
     /// root, entries under a symbolic link of the archive, devices and set-id files.
     static func validate(_ entries: [Entry]) throws(AspireError) {
-        var links = Set<[String]>()
+        // Every symbolic link of the archive, by its path: a link's target is resolved through
+        // the others (as the kernel would, one component at a time), wherever they stand in it.
+        var links: [[String]: Entry] = [:]
+        for entry in entries where entry.type == "l" {
+            links[self.components(entry.name)] = entry
+        }
         for entry in entries {
             let name = entry.name
             guard !name.hasPrefix("/") else { throw self.unsafe(entry, "an absolute path") }
             let parts = self.components(name)
             guard !parts.contains("..") else { throw self.unsafe(entry, "'..' in its path") }
-            for length in 1 ..< max(parts.count, 1) where links.contains(Array(parts.prefix(length))) {
+            for length in 1 ..< max(parts.count, 1) where links[Array(parts.prefix(length))] != nil {
                 throw self.unsafe(entry, "a path through the archive's own symbolic link '\(parts.prefix(length).joined(separator: "/"))'")
             }
             guard !entry.mode.contains("s"), !entry.mode.contains("S") else { throw self.unsafe(entry, "set-user-ID or set-group-ID mode \(entry.mode)") }
@@ -274,17 +279,7 @@ enum Tarball {
             case "l":
                 guard let target = entry.target, !target.isEmpty else { throw self.unsafe(entry, "a link without a target") }
                 guard !target.hasPrefix("/") else { throw self.unsafe(entry, "a link to the absolute path '\(target)'") }
-                // Resolved from the link's directory, the target must stay inside the root.
-                var resolved = Array(parts.dropLast())
-                for part in self.components(target) {
-                    if part == ".." {
-                        guard !resolved.isEmpty else { throw self.unsafe(entry, "a link to '\(target)', outside the package") }
-                        resolved.removeLast()
-                    } else {
-                        resolved.append(part)
-                    }
-                }
-                links.insert(parts)
+                _ = try self.resolve(parts, links: links, depth: 0)
             case "h":
                 guard let target = entry.target, !target.hasPrefix("/"), !self.components(target).contains("..") else {
                     throw self.unsafe(entry, "a hard link to '\(entry.target ?? "")', outside the package")
@@ -293,6 +288,26 @@ enum Tarball {
                 throw self.unsafe(entry, "type '\(entry.type)' (only files, directories and links are unpacked)")
             }
         }
+    }
+
+    /// Where the link at `path` leads, as components below the package's root: its target is
+    /// walked from the link's directory, each component that is itself a link of the archive
+    /// replaced by where that link leads before the next one is taken; a step above the root, or
+    /// links that lead to each other, refuse the archive.
+    private static func resolve(_ path: [String], links: [[String]: Entry], depth: Int) throws(AspireError) -> [String] {
+        guard let link = links[path], let target = link.target else { return path }
+        guard depth < 40 else { throw self.unsafe(link, "links that lead to each other") }
+        var resolved = Array(path.dropLast())
+        for part in self.components(target) {
+            if part == ".." {
+                guard !resolved.isEmpty else { throw self.unsafe(link, "a link to '\(target)', outside the package") }
+                resolved.removeLast()
+            } else {
+                resolved.append(part)
+                if links[resolved] != nil { resolved = try self.resolve(resolved, links: links, depth: depth + 1) }
+            }
+        }
+        return resolved
     }
 
     private static func components(_ path: String) -> [String] {
