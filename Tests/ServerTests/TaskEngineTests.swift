@@ -220,4 +220,25 @@ struct TaskEngineTests {
             #expect(created.task.state == .pending && created.subtasks.first?.state == .pending)
         }
     }
+
+    @Test("A RunCommand result counts only from the host it was sent to: another host naming its id changes nothing")
+    func runCommandMatchesHost() async throws {
+        try await withLocalNode { node in
+            try await ScriptedAgent.connect("target-1", to: node) { target in
+                try await ScriptedAgent.connect("impostor-1", to: node) { impostor in
+                    var request = Aspire_V1_RunCommandRequest()
+                    request.agentSn = "target-1"
+                    request.command = Aspire_V1_Command(.bash, .bash({ var bash = Aspire_V1_BashParams(); bash.cmd = "hostname"; return bash }()))
+                    request.waitSeconds = 30
+                    let call = Task { try await node.admin { try await $0.runCommand(request) } }
+                    let command = try await target.waitForCommands(1).first!
+                    impostor.answer(command, data: "forged")
+                    try await impostor.waitForAck(command.id)
+                    target.answer(command, data: "real")
+                    let answer = try await call.value
+                    #expect(String(decoding: answer.result.data, as: UTF8.self) == "real")
+                }
+            }
+        }
+    }
 }

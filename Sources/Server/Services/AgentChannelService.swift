@@ -220,7 +220,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         case .result(let result):
             // A RunCommand caller waiting for it has it at once; the store (a subtask's result)
             // is written before the acknowledgement: a result the store refused comes again.
-            let waited = registry.complete(result)
+            let waited = registry.complete(result, from: session.agentSN)
             let stored = await engine.resultArrived(result, from: session.agentSN)
             logger.debug(
                 "command result",

@@ -74,7 +74,7 @@ public final class SessionRegistry: Sendable {
         guard let session = self.session(for: agentSN) else {
             throw AspireError(.agentOffline, "agent \(agentSN) is not connected to this node")
         }
-        return try await self.waiters.wait(for: command.id, timeout: wait) {
+        return try await self.waiters.wait(for: command.id, from: agentSN, timeout: wait) {
             guard session.send(command: command) else {
                 throw AspireError(.agentOffline, "the stream of agent \(agentSN) closed before the command was sent")
             }
@@ -83,15 +83,21 @@ public final class SessionRegistry: Sendable {
         }
     }
 
-    /// Hands a result to whoever waits for it; false when nobody does.
+    /// Hands a result from `agentSN` to whoever waits for it from that agent; false when nobody does.
     @discardableResult
-    func complete(_ result: Aspire_V1_CommandResult) -> Bool {
-        self.waiters.complete(result)
+    func complete(_ result: Aspire_V1_CommandResult, from agentSN: String) -> Bool {
+        self.waiters.complete(result, from: agentSN)
     }
 }
 
-/// Callers waiting for a command's result, by command id.
+/// Callers waiting for a command's result, by agent and command id: a result counts only from
+/// the agent the command was sent to, whatever id another agent names.
 final class ResultWaiters: Sendable {
+    private struct Key: Hashable {
+        var agentSN: String
+        var id: String
+    }
+
     private enum Waiter {
         /// Registered; the waiting task has not parked yet.
         case pending
@@ -101,28 +107,30 @@ final class ResultWaiters: Sendable {
         case done
     }
 
-    private let waiters = Mutex<[String: Waiter]>([:])
+    private let waiters = Mutex<[Key: Waiter]>([:])
 
-    /// Registers `id`, runs `send`, then waits for `complete` with the same id, a timeout or
-    /// cancellation.
+    /// Registers `id` of `agentSN`, runs `send`, then waits for `complete` of the same id from
+    /// the same agent, a timeout or cancellation.
     func wait(
         for id: String,
+        from agentSN: String,
         timeout: Duration,
         send: () throws -> Void,
         onTimeout: @escaping @Sendable () -> any Error
     ) async throws -> Aspire_V1_CommandResult {
+        let key = Key(agentSN: agentSN, id: id)
         let registered: Bool = self.waiters.withLock { waiters in
-            guard waiters[id] == nil else { return false }
-            waiters[id] = .pending
+            guard waiters[key] == nil else { return false }
+            waiters[key] = .pending
             return true
         }
         guard registered else {
             throw AspireError(.conflict, "command \(id) is already running")
         }
-        defer { self.waiters.withLock { _ = $0.removeValue(forKey: id) } }
+        defer { self.waiters.withLock { _ = $0.removeValue(forKey: key) } }
         try send()
         return try await withThrowingTaskGroup(of: Aspire_V1_CommandResult?.self) { group in
-            group.addTask { try await self.park(id) }
+            group.addTask { try await self.park(key) }
             group.addTask {
                 try await Task.sleep(for: timeout)
                 return nil
@@ -135,7 +143,7 @@ final class ResultWaiters: Sendable {
         }
     }
 
-    private func park(_ id: String) async throws -> Aspire_V1_CommandResult {
+    private func park(_ id: Key) async throws -> Aspire_V1_CommandResult {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 enum Now { case park, result(Aspire_V1_CommandResult), cancelled }
@@ -164,16 +172,17 @@ final class ResultWaiters: Sendable {
         }
     }
 
-    /// Delivers a result; false when nobody waits for its id.
-    func complete(_ result: Aspire_V1_CommandResult) -> Bool {
+    /// Delivers a result from `agentSN`; false when nobody waits for its id from that agent.
+    func complete(_ result: Aspire_V1_CommandResult, from agentSN: String) -> Bool {
         enum Found { case none, waiter(CheckedContinuation<Aspire_V1_CommandResult, any Error>), kept }
+        let key = Key(agentSN: agentSN, id: result.id)
         let found: Found = self.waiters.withLock { waiters in
-            switch waiters[result.id] {
+            switch waiters[key] {
             case .waiting(let continuation):
-                waiters[result.id] = .done
+                waiters[key] = .done
                 return .waiter(continuation)
             case .pending:
-                waiters[result.id] = .arrived(result)
+                waiters[key] = .arrived(result)
                 return .kept
             default:
                 return .none
