@@ -86,7 +86,8 @@ public struct InfluxForwarder: Sendable {
     }
 
     /// `measurement,agentsn=…,tag=value value=1.5 1700000000`, escaped as the line protocol
-    /// wants (commas and spaces in measurements; commas, '=' and spaces in tag keys and values).
+    /// wants (backslashes, commas and spaces in measurements; and '=' in tag keys and values): a
+    /// backslash left alone would escape the separator after it (`a\` then `,`).
     static func line(_ metric: MetricRecord, into body: inout String) {
         body += Self.escaped(metric.name, extra: [])
         var tags = metric.tags
@@ -102,7 +103,7 @@ public struct InfluxForwarder: Sendable {
         for character in text {
             // The protocol has no newline in a name or tag: it becomes an (escaped) space.
             let character = character.isNewline ? " " : character
-            if character == "," || character == " " || extra.contains(character) { escaped.append("\\") }
+            if character == "\\" || character == "," || character == " " || extra.contains(character) { escaped.append("\\") }
             escaped.append(character)
         }
         return escaped
