@@ -81,7 +81,7 @@ struct SupervisorPackageTests {
         await supervisor.perform(SupervisorWorld.command(method, name: name, version: version, url: url, checksum: checksum))
     }
 
-    @Test("http:// and https:// packages install; 404, an untrusted certificate and a missing token fail with the reason; the token goes only to the agent's servers")
+    @Test("http:// and https:// packages install; 404, an untrusted certificate and a missing token fail with the reason; the token goes only to the agent's servers, and only over TLS")
     func webDownloads() async throws {
         let world = try SupervisorWorld("web")
         var supervisor = try world.supervisor()
@@ -92,45 +92,53 @@ struct SupervisorPackageTests {
         try FileManager.default.copyItem(atPath: one.path, toPath: "\(served)/Web-1.0.tar.gz")
         try FileManager.default.copyItem(atPath: two.path, toPath: "\(served)/Web-2.0.tar.gz")
 
-        // Plain HTTP, with a token the server demands: sent because 127.0.0.40 is our server.
-        let plain = try await PackageWebServer(host: "127.0.0.40", directory: served, token: "enroll-secret")
-        supervisor = try world.supervisor(downloads: PackageFetcher(web: Self.web(token: "enroll-secret", servers: ["127.0.0.40"]).callAsFunction))
-        let installed = await Self.install(supervisor, "Web", "1.0", url: plain.url("Web-1.0.tar.gz"), checksum: one.checksum)
+        // Plain HTTP serves a package (its checksum is what makes it trusted).
+        let open = try await PackageWebServer(host: "127.0.0.42", directory: served)
+        supervisor = try world.supervisor(downloads: PackageFetcher(web: Self.web().callAsFunction))
+        let installed = await Self.install(supervisor, "Web", "1.0", url: open.url("Web-1.0.tar.gz"), checksum: one.checksum)
         #expect(installed.resp == .success, "\(installed.message)")
         #expect(world.status(supervisor, "Web")?.status == "running")
-
-        let missing = await Self.install(supervisor, "Web2", "1.0", url: plain.url("Nothing-1.0.tar.gz"), checksum: one.checksum)
+        let missing = await Self.install(supervisor, "Web2", "1.0", url: open.url("Nothing-1.0.tar.gz"), checksum: one.checksum)
         #expect(missing.retcode == ErrorCode.downloadFailed.rawValue)
         #expect(missing.message.contains("HTTP 404"), "\(missing.message)")
         #expect(!FileManager.default.fileExists(atPath: "\(world.root)/Web2/1.0"))
 
-        // The same web server is not one of the agent's servers: no token, so 401.
-        supervisor = try world.supervisor(downloads: PackageFetcher(web: Self.web(token: "enroll-secret", servers: ["127.0.0.99"]).callAsFunction))
-        let refused = await Self.install(supervisor, "Web", "2.0", url: plain.url("Web-2.0.tar.gz"), checksum: two.checksum, method: "agent.upgrade")
-        #expect(refused.retcode == ErrorCode.downloadFailed.rawValue)
-        #expect(refused.message.contains("HTTP 401"), "\(refused.message)")
+        // Our own server over plain HTTP, demanding the token: it is not sent in clear, so 401,
+        // and the failure says why.
+        let plain = try await PackageWebServer(host: "127.0.0.40", directory: served, token: "enroll-secret")
+        supervisor = try world.supervisor(downloads: PackageFetcher(web: Self.web(token: "enroll-secret", servers: ["127.0.0.40"]).callAsFunction))
+        let clear = await Self.install(supervisor, "Web", "2.0", url: plain.url("Web-2.0.tar.gz"), checksum: two.checksum, method: "agent.upgrade")
+        #expect(clear.retcode == ErrorCode.downloadFailed.rawValue)
+        #expect(clear.message.contains("HTTP 401") && clear.message.contains("only over https"), "\(clear.message)")
         #expect(world.currentVersion("Web") == "1.0")
 
-        // HTTPS with a certificate of our own CA: trusted with the agent's --ca, refused without.
+        // HTTPS with a certificate of our own CA, demanding the token: refused without the agent's
+        // --ca; with it, the token goes to our server and the upgrade succeeds; a server that is
+        // not ours does not get it.
         let authority = CertificateAuthority(directory: "\(world.base)/tls")
         try authority.prepare(names: ["127.0.0.41"], logger: Logger(label: "test.ca"))
         let secure = try await PackageWebServer(
             host: "127.0.0.41",
             directory: served,
+            token: "enroll-secret",
             certificate: (authority.paths.serverCertificate, authority.paths.serverKey)
         )
-        supervisor = try world.supervisor(downloads: PackageFetcher(web: Self.web().callAsFunction))
+        supervisor = try world.supervisor(downloads: PackageFetcher(web: Self.web(token: "enroll-secret", servers: ["127.0.0.41"]).callAsFunction))
         let untrusted = await Self.install(supervisor, "Web", "2.0", url: secure.url("Web-2.0.tar.gz"), checksum: two.checksum, method: "agent.upgrade")
         #expect(untrusted.retcode == ErrorCode.downloadFailed.rawValue)
         #expect(untrusted.message.contains("TLS"), "\(untrusted.message)")
         #expect(world.currentVersion("Web") == "1.0")
 
-        supervisor = try world.supervisor(downloads: PackageFetcher(web: Self.web(ca: authority.paths.caCertificate).callAsFunction))
+        let ca = authority.paths.caCertificate
+        supervisor = try world.supervisor(downloads: PackageFetcher(web: Self.web(ca: ca, token: "enroll-secret", servers: ["127.0.0.99"]).callAsFunction))
+        let stranger = await Self.install(supervisor, "Web", "2.0", url: secure.url("Web-2.0.tar.gz"), checksum: two.checksum, method: "agent.upgrade")
+        #expect(stranger.message.contains("HTTP 401"), "\(stranger.message)")
+
+        supervisor = try world.supervisor(downloads: PackageFetcher(web: Self.web(ca: ca, token: "enroll-secret", servers: ["127.0.0.41"]).callAsFunction))
         let upgraded = await Self.install(supervisor, "Web", "2.0", url: secure.url("Web-2.0.tar.gz"), checksum: two.checksum, method: "agent.upgrade")
         #expect(upgraded.resp == .success, "\(upgraded.message)")
         #expect(world.currentVersion("Web") == "2.0")
         #expect(world.status(supervisor, "Web")?.status == "running")
-        _ = plain
     }
 
     /// Builds a .deb with dpkg-deb whose files are `<root>/<name>/<version>/{control,agent.sh}`.

@@ -151,15 +151,16 @@ struct SubAgentEndToEndTests {
         #expect(record["restarts"] as? Int == 0, "\(record)")
         #expect((record["phase"] as? [String: Any])?["running"] != nil, "\(record)")
 
-        // The gateway serves the store over HTTP to the enrollment token or the admin token;
-        // an upgrade whose url is that route reaches both agents (they send their token to
-        // their own server's host only).
+        // The gateway serves the store over HTTP to the enrollment token or the admin token; an
+        // upgrade that names the store's package (no url) reaches both agents over their own
+        // connections (they send their token to no plain-HTTP URL).
         let newer = try await Self.tarball(in: directory, version: "1.1")
         let uploaded = try await rest.ok(
             "POST", "/api/v1/server/package?name=MiniAgent&version=1.1&os=linux&arch=x86_64&file=MiniAgent-1.1.tar.gz",
             body: newer, contentType: "application/octet-stream"
         )
         let sha256 = try #require((uploaded["package"] as? [String: Any])?["sha256"] as? String)
+        #expect(sha256 == SHA256.hash(data: newer).map { String(format: "%02x", $0) }.joined(), "the store hashed the bytes it got")
         let route = "/api/v1/server/package/download?os=linux&arch=x86_64&file=MiniAgent-1.1.tar.gz"
         let fetched = try await rest.call("GET", route)
         #expect(fetched.status == 200 && fetched.data == newer, "the admin token downloads the file: \(fetched.status)")
@@ -174,7 +175,7 @@ struct SubAgentEndToEndTests {
             json: [
                 "command": "upgrade", "agents": agents.map(\.agentSN),
                 "parameters": [
-                    "name": "MiniAgent", "version": "1.1", "url": rest.base + route, "checksum": "SHA256:\(sha256)",
+                    "name": "MiniAgent", "version": "1.1",
                     "user": "nobody", "limits": ["memory": "64M", "pids": "32"],
                 ],
             ]

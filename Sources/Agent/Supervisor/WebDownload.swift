@@ -28,7 +28,9 @@ struct WebDownload: Sendable {
 
     func callAsFunction(_ url: URL, into handle: FileHandle) async throws(AspireError) {
         let shown = Self.redacted(url)
-        let credentials = self.serverHosts().contains(url.host?.lowercased() ?? "")
+        // The enrollment token goes to the agent's own servers, and only over TLS: never in clear.
+        let ours = self.serverHosts().contains(url.host?.lowercased() ?? "")
+        let credentials = ours && url.scheme?.lowercased() == "https"
         let client: HTTPClient
         do {
             client = try self.client(followRedirects: !credentials)
@@ -37,7 +39,7 @@ struct WebDownload: Sendable {
         }
         var failure: AspireError?
         do {
-            try await self.fetch(url, shown: shown, credentials: credentials, with: client, into: handle)
+            try await self.fetch(url, shown: shown, credentials: credentials, withheld: ours && !credentials, with: client, into: handle)
         } catch {
             failure = error
         }
@@ -45,7 +47,15 @@ struct WebDownload: Sendable {
         if let failure { throw failure }
     }
 
-    private func fetch(_ url: URL, shown: String, credentials: Bool, with client: HTTPClient, into handle: FileHandle) async throws(AspireError) {
+    /// `withheld`: the URL is one of the agent's servers, but plain HTTP, so the token was not sent.
+    private func fetch(
+        _ url: URL,
+        shown: String,
+        credentials: Bool,
+        withheld: Bool,
+        with client: HTTPClient,
+        into handle: FileHandle
+    ) async throws(AspireError) {
         var request = HTTPClientRequest(url: url.absoluteString)
         request.headers.add(name: "User-Agent", value: "aspire-boot/\(AspireVersion.current)")
         if credentials, !self.enrollmentToken.isEmpty {
@@ -65,7 +75,14 @@ struct WebDownload: Sendable {
                     }
                 }
                 let detail = reason.trimmingCharacters(in: .whitespacesAndNewlines).prefix(300)
-                throw AspireError(.downloadFailed, "cannot fetch \(shown): HTTP \(response.status.code) \(response.status.reasonPhrase)\(detail.isEmpty ? "" : ": \(detail)")")
+                let hint =
+                    withheld && response.status.code == 401
+                    ? "; the agent sends its enrollment token only over https: use an https URL, or aspire://package/ for the server's store"
+                    : ""
+                throw AspireError(
+                    .downloadFailed,
+                    "cannot fetch \(shown): HTTP \(response.status.code) \(response.status.reasonPhrase)\(detail.isEmpty ? "" : ": \(detail)")\(hint)"
+                )
             }
             if let length = response.headers.first(name: "content-length").flatMap(Int64.init), length > self.maxBytes {
                 throw AspireError(.downloadFailed, "cannot fetch \(shown): it is \(length) bytes, more than the \(self.maxBytes) a package may have")

@@ -126,8 +126,8 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
                     id: "downloadPackage",
                     method: "GET", path: "/api/v1/server/package/download",
                     summary: """
-                        The file of a stored package version, as application/octet-stream with its length. Agents give this \
-                        URL as a sub-agent's http(s) url and send their enrollment token; operators may use the admin token. \
+                        The file of a stored package version, as application/octet-stream with its length. Agents given this \
+                        URL over https (a gateway behind a TLS proxy) send their enrollment token; operators may use the admin token. \
                         The seed's plain-HTTP agents, which send no token, get this URL in their install and upgrade jobs \
                         with expires and sig: such a link opens that one file for a day without a token.
                         """,
