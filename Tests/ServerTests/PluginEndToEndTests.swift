@@ -198,6 +198,8 @@ struct PluginEndToEndTests {
             (base.merging(["url": "https://example.com/p.tgz", "checksum": "SHA256:\(sha256)", "git": "https://example.com/p.git"]) { $1 }, "not both"),
             (base.merging(["url": "https://example.com/p.tgz", "checksum": "md5:abc"]) { $1 }, "checksum"),
             (base.merging(["name": "../etc", "git": "https://example.com/p.git"]) { $1 }, "plugin name"),
+            (base.merging(["git": "git://example.com/p.git"]) { $1 }, "without integrity"),
+            (base.merging(["git": "http://example.com/p.git"]) { $1 }, "without integrity"),
         ] {
             let answer = try await rest.call("POST", "/api/v1/server/plugin", json: body)
             #expect(answer.status == 400 && answer.text.contains(cause), "\(answer.text)")

@@ -22,10 +22,12 @@ extension Aspire_V1_Plugin {
             let lowered = self.git.lowercased()
             // scp-like user@host:path, as in the seed's git@git.example.com:team/plugin.git
             let scpLike = self.git.range(of: #"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^:]"#, options: .regularExpression) != nil
-            guard ["https://", "http://", "ssh://", "git://", "file://"].contains(where: lowered.hasPrefix) || scpLike,
-                !self.git.contains(where: \.isWhitespace)
-            else {
-                throw AspireError(code, "\(owner): git '\(self.git)' is not a git URL (https://, ssh://, git://, file:// or user@host:path)")
+            // git:// and http:// carry no integrity: anyone on the path could hand root's agents a plugin.
+            if ["git://", "http://"].contains(where: lowered.hasPrefix) {
+                throw AspireError(code, "\(owner): git '\(self.git)' is fetched without integrity; use https://, ssh:// or user@host:path")
+            }
+            guard ["https://", "ssh://", "file://"].contains(where: lowered.hasPrefix) || scpLike, !self.git.contains(where: \.isWhitespace) else {
+                throw AspireError(code, "\(owner): git '\(self.git)' is not a git URL (https://, ssh://, file:// or user@host:path)")
             }
             guard self.ref.isEmpty
                 || (!self.ref.hasPrefix("-") && !self.ref.contains("..") && self.ref.allSatisfy { $0.isLetter || $0.isNumber || "._/-+".contains($0) })
