@@ -37,6 +37,18 @@ struct HeadTailBufferTests {
 
 @Suite("Agent state and outbox")
 struct AgentStateTests {
+    @Test("The data directory is made 0700, and one left open to others is tightened at start")
+    func privateDirectory() throws {
+        let directory = "/tmp/aspire-state-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        func mode() throws -> Int { (try FileManager.default.attributesOfItem(atPath: directory)[.posixPermissions] as? NSNumber)?.intValue ?? -1 }
+        _ = try AgentState(directory: directory)
+        #expect(try mode() == 0o700)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory)
+        _ = try AgentState(directory: directory)
+        #expect(try mode() == 0o700)
+    }
+
     @Test("A command runs once; its stored result is re-sent until acknowledged")
     func admission() throws {
         let directory = "/tmp/aspire-state-\(UUID().uuidString.prefix(8))"

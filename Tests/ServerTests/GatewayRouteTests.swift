@@ -133,4 +133,19 @@ struct GatewayRouteTests {
             }
         }
     }
+
+    @Test("A node tightens a data directory left open to others, and its TLS directory, to 0700")
+    func privateDirectories() async throws {
+        try await withLocalNode(configure: { configuration in
+            try? FileManager.default.createDirectory(
+                atPath: "\(configuration.dataDirectory)/tls", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755]
+            )
+            try? FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: configuration.dataDirectory)
+        }) { node in
+            for path in [node.node.configuration.dataDirectory, "\(node.node.configuration.dataDirectory)/tls"] {
+                let mode = (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue
+                #expect(mode == 0o700, "\(path)")
+            }
+        }
+    }
 }

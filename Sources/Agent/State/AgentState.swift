@@ -35,7 +35,8 @@ public final class AgentState: Sendable {
         self.outboxDirectory = "\(directory)/outbox"
         self.runningDirectory = "\(directory)/running"
         (self.flushRequests, self.flushInput) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        try AtomicFile.makeDirectory(directory, mode: 0o700)
+        // Root's results and the host's identity: nobody else may enter, even where it was made wider.
+        try AtomicFile.makePrivateDirectory(directory)
         try AtomicFile.makeDirectory(self.outboxDirectory, mode: 0o700)
         try AtomicFile.makeDirectory(self.runningDirectory, mode: 0o700)
     }

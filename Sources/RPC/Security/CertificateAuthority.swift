@@ -36,7 +36,7 @@ public struct CertificateAuthority: Sendable {
     /// within 30 days, or not valid for every name in `names` (DNS names or IP addresses).
     public func prepare(names: [String], logger: Logger) throws {
         let directory = (self.paths.caCertificate as NSString).deletingLastPathComponent
-        try AtomicFile.makeDirectory(directory, mode: 0o700)
+        try AtomicFile.makePrivateDirectory(directory)
 
         let (caCertificate, caKey) = try self.loadOrCreateCA(logger: logger)
         if try self.serverCertificateIsCurrent(names: names, ca: caCertificate) { return }

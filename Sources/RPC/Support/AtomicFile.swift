@@ -76,6 +76,17 @@ public enum AtomicFile {
             attributes: [.posixPermissions: mode]
         )
     }
+
+    /// Makes `path` a directory only its owner may enter: created 0700, or an existing one whose
+    /// group or others had any access tightened to 0700. Answers whether it had to be tightened.
+    @discardableResult
+    public static func makePrivateDirectory(_ path: String) throws -> Bool {
+        try self.makeDirectory(path, mode: 0o700)
+        let mode = (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue ?? 0
+        guard mode & 0o077 != 0 else { return false }
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: path)
+        return true
+    }
 }
 
 /// A failed system call, with errno's text.

@@ -59,7 +59,9 @@ public struct ServerNode: Sendable {
 /// its store, and wires its parts together. Nothing listens and nothing is migrated until its
 /// ``ServerNode/services`` run.
 public func buildNode(configuration: ServerConfiguration, logger: Logger) async throws -> ServerNode {
-    try AtomicFile.makeDirectory(configuration.dataDirectory, mode: 0o700)
+    if try AtomicFile.makePrivateDirectory(configuration.dataDirectory) {
+        logger.warning("the data directory was open to other users; it is 0700 now", metadata: ["path": "\(configuration.dataDirectory)"])
+    }
 
     let paths = configuration.tokenPaths
     let admin = try Secret.loadOrCreate(at: paths.admin)
