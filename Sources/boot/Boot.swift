@@ -66,7 +66,7 @@ struct Boot: AsyncParsableCommand {
     @Option(name: .customLong("token-file"), help: "File holding the enrollment token (the server's enroll.token).")
     var tokenFile: String?
 
-    @Option(help: "The enrollment token itself (prefer --token-file; env ASPIRE_ENROLL_TOKEN).")
+    @Option(help: "The enrollment token itself: any user can read it in ps; prefer --token-file (or env ASPIRE_ENROLL_TOKEN).")
     var token: String?
 
     @Flag(help: "Plaintext gRPC, no TLS. Never on a real network.")
@@ -182,6 +182,9 @@ struct Boot: AsyncParsableCommand {
         configuration.supervisor.maxAnomalies = self.maxAnomalies
         configuration.supervisor.healthWindow = .seconds(self.healthWindow)
         configuration.enrollmentToken = try self.enrollmentToken()
+        if self.token != nil {
+            logger.warning("--token puts the enrollment token in the command line, where any user of this host can read it (ps); use --token-file")
+        }
         for tag in self.tags {
             guard let equals = tag.firstIndex(of: "="), equals != tag.startIndex else {
                 throw ValidationError("--tag '\(tag)': expected KEY=VALUE")

@@ -159,6 +159,23 @@ struct CommandLineTests {
         #expect(node.process.log.contains("agent disconnected"))
     }
 
+    @Test("boot --token works but warns that the token shows in ps; --token-file does not warn")
+    func tokenOnCommandLine() async throws {
+        let directory = try makeTemporaryDirectory("cli-token")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
+        let warning = "--token puts the enrollment token in the command line"
+        let inline = try TestAgent.start(
+            in: directory, name: "inline", servers: [node.address.description], caFile: node.caFile, tokenFile: node.enrollTokenFile,
+            arguments: ["--token", try node.enrollToken]
+        )
+        try await node.waitForAgent(inline.agentSN)
+        #expect(inline.process.log.contains(warning))
+        let filed = try TestAgent.start(in: directory, name: "filed", connectingTo: node)
+        try await node.waitForAgent(filed.agentSN)
+        #expect(!filed.process.log.contains(warning))
+    }
+
     @Test("boot without -f detaches, holds its PID file, refuses a second copy, and stops on SIGTERM")
     func bootDaemon() async throws {
         let directory = try makeTemporaryDirectory("cli-daemon")
