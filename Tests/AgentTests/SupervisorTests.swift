@@ -329,6 +329,10 @@ struct SupervisorTests {
         #expect(throws: AspireError.self) { try Tarball.validate([entry("l", "l", "../y")]) }
         #expect(throws: AspireError.self) { try Tarball.validate([entry("l", "d", "."), entry("l", "d/e", "../..")]) }
         #expect(throws: AspireError.self) { try Tarball.validate([entry("l", "d", "sub"), entry("-", "d/file")]) }
+        // Files and directories others could change are refused; links always read rwx.
+        #expect(throws: AspireError.self) { try Tarball.validate([entry("-", "control", mode: "-rwxrwxr-x")]) }
+        #expect(throws: AspireError.self) { try Tarball.validate([entry("d", "bin/", mode: "drwxr-xrwx")]) }
+        #expect(throws: Never.self) { try Tarball.validate([entry("l", "link", "control", mode: "lrwxrwxrwx"), entry("-", "control", mode: "-rwxr-xr-x")]) }
         // Targets resolve through the archive's own links, as the kernel would: `a` is the root, so
         // `a/a/../..` is above it, though it reads as inside; the same when the link comes later.
         #expect(throws: AspireError.self) { try Tarball.validate([entry("l", "a", "."), entry("l", "x", "a/a/../../..")]) }
@@ -520,6 +524,34 @@ struct SupervisorTests {
         #expect(refused.retcode == ErrorCode.startFailed.rawValue, "\(refused.message)")
         #expect(refused.message.contains("cannot run as nobody: it may not enter \(world.base);"), "\(refused.message)")
         #expect(supervisor.statuses.isEmpty)
+    }
+
+    @Test("Run as nobody, a version's files are never then run as root; a group alone does not switch the user to root")
+    func userSwitches() async throws {
+        let world = try SupervisorWorld("users")
+        let supervisor = try world.supervisor()
+        let package = try await world.package("Svc", "1.0", files: ["control": SupervisorWorld.control, "agent.sh": SupervisorWorld.sleeper])
+        var install = SupervisorWorld.command("agent.install", name: "Svc", version: "1.0", url: "file://\(package.path)", checksum: package.checksum)
+        install.subagent.user = "nobody"
+        let installed = await supervisor.perform(install)
+        #expect(installed.resp == .success, "\(installed.message)")
+
+        // A group alone keeps the user.
+        var group = SupervisorWorld.command("agent.restart", name: "Svc")
+        group.subagent.group = "nogroup"
+        let regrouped = await supervisor.perform(group)
+        #expect(regrouped.resp == .success, "\(regrouped.message)")
+        #expect(supervisor.record("Svc")?.user == "nobody" && supervisor.record("Svc")?.group == "nogroup")
+
+        // Back to root on the same files: refused, said why, nothing runs as root.
+        var root = SupervisorWorld.command("agent.restart", name: "Svc")
+        root.subagent.user = "root"
+        let refused = await supervisor.perform(root)
+        #expect(refused.retcode == ErrorCode.startFailed.rawValue, "\(refused.message)")
+        #expect(refused.message.contains("is not run as root: its files belong to uid"), "\(refused.message)")
+        let running = supervisor.processes(of: try #require(supervisor.record("Svc")))
+        #expect(running.isEmpty, "nothing of Svc runs after the refusal")
+        _ = await supervisor.perform(SupervisorWorld.command("agent.uninstall", name: "Svc"))
     }
 
     @Test("command:// runs the install command, which lays the version out itself")

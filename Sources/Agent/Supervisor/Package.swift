@@ -273,6 +273,11 @@ enum Tarball {
                 throw self.unsafe(entry, "a path through the archive's own symbolic link '\(parts.prefix(length).joined(separator: "/"))'")
             }
             guard !entry.mode.contains("s"), !entry.mode.contains("S") else { throw self.unsafe(entry, "set-user-ID or set-group-ID mode \(entry.mode)") }
+            // Files and directories root runs or reads must not be changeable by other users.
+            let bits = Array(entry.mode)
+            if entry.type == "-" || entry.type == "d", bits.count >= 9, bits[5] == "w" || bits[8] == "w" {
+                throw self.unsafe(entry, "mode \(entry.mode), writable by group or others (chmod go-w before packing)")
+            }
             switch entry.type {
             case "-", "d":
                 break

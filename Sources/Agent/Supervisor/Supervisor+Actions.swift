@@ -193,9 +193,14 @@ extension Supervisor {
         let before = record
         if !params.envs.isEmpty { record.envs = params.envs }
         if params.hasLimits { record.limits = try ResourceLimits(params.limits) }
-        if !params.user.isEmpty || !params.group.isEmpty {
+        if !params.user.isEmpty {
             record.user = params.user
             record.group = params.group
+        } else if !params.group.isEmpty {
+            // A group alone changes the group: the user stays (it never silently becomes root).
+            record.group = params.group
+        }
+        if !params.user.isEmpty || !params.group.isEmpty {
             _ = try Identity.resolve(user: record.user, group: record.group)
         }
         return record.envs != before.envs || record.limits != before.limits || record.user != before.user || record.group != before.group

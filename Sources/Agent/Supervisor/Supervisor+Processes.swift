@@ -74,6 +74,13 @@ extension Supervisor {
                 )
             }
             Self.chown(directory, to: identity)
+        } else if let owner = (try? FileManager.default.attributesOfItem(atPath: directory))?[.ownerAccountID] as? NSNumber, owner.intValue != 0 {
+            // Its files were handed to another user, who could have changed them since: never
+            // run them as root.
+            throw AspireError(
+                .startFailed,
+                "\(record.name) \(record.version) is not run as root: its files belong to uid \(owner.intValue), which could have changed them; install the version again to run it as root"
+            )
         }
         try self.control.prepare(record.name, limits: record.limits)
         let oomKills = self.control.oomKills(of: record.name)
