@@ -229,6 +229,15 @@ struct GatewayTests {
         _ = try await agent.call("POST", "/agent/job/result?agentsn=intruder", json: [["id": other, "errcode": 0]])
         let untouched = try await rest.ok("GET", "/api/v1/server/task?id=\(second["id"] as? Int ?? 0)")
         #expect((untouched["task"] as? [String: Any])?["complete"] as? Int == 0)
+        // The seed's exact body names no host: the job's id says whose it is.
+        answer = try await agent.call("POST", "/agent/job/result", json: [["id": other, "errcode": 0, "message": "success"]])
+        #expect(try answer.object["errcode"] as? Int == 0, "\(answer.text)")
+        let answered = try await rest.ok("GET", "/api/v1/server/task?id=\(second["id"] as? Int ?? 0)")
+        #expect((answered["task"] as? [String: Any])?["complete"] as? Int == 1)
+        #expect((answered["subtasks"] as? [[String: Any]])?.first?["status"] as? String == "succeeded")
+        // A result for a job no host was sent is taken and dropped, so the agent stops sending it.
+        answer = try await agent.call("POST", "/agent/job/result", json: [["id": "no-such-job", "errcode": 0]])
+        #expect(try answer.object["errcode"] as? Int == 0, "\(answer.text)")
         // A bad result body is refused with the seed's errcode.
         answer = try await agent.call("POST", "/agent/job/result", json: [["errcode": 0]], headers: ["X-Agent-SN": "9b62aabb-eda4-4d62-b036-b605d887bde3"])
         let refusal = try answer.object

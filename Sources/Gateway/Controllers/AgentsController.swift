@@ -88,7 +88,12 @@ struct AgentsController<Transport: ClientTransport>: GatewayController {
                     method: "POST", path: "/agent/job/result",
                     summary: "The seed's plain-HTTP job results; a non-zero errcode makes the agent send them again.",
                     access: .agent,
-                    query: [Route.query("agentsn", .string, "The reporting host (also taken from X-Agent-SN).")],
+                    query: [
+                        Route.query(
+                            "agentsn", .string,
+                            "The reporting host (also taken from X-Agent-SN); without one, as in the seed's body, each job's id says whose it is."
+                        )
+                    ],
                     body: [(Route.json, .array(.ref("JobResult")))],
                     response: .object(["errcode": .integer, "stored": .array(.string)], required: ["errcode"])
                 )
@@ -119,9 +124,7 @@ struct AgentsController<Transport: ClientTransport>: GatewayController {
                     if message.agentSn.isEmpty { message.agentSn = try fields.string("agentsn") }
                     message.results.append(result)
                 }
-                guard !message.agentSn.isEmpty else {
-                    throw AspireError(.badRequest, "name the host: X-Agent-SN header, ?agentsn= or each result's agentsn")
-                }
+                // No host named (the seed's own body): each job's id says whose it is.
                 let answer = try await self.gateway.poll.submitResults(message, metadata: metadata)
                 let missing = Set(message.results.map(\.id)).subtracting(answer.stored)
                 // A result the store could not take is sent again by the agent (errcode != 0).

@@ -39,14 +39,22 @@ struct AgentPollService: Aspire_V1_AgentPoll.SimpleServiceProtocol {
         return response
     }
 
+    /// Stores the results of a host's jobs. The seed's result body names no host: then each job's
+    /// id (unguessable, made for one host) says whose it is; a result for no known job is taken
+    /// and dropped, so the agent does not send it for ever.
     func submitResults(request: Aspire_V1_SubmitResultsRequest, context: ServerContext) async throws -> Aspire_V1_SubmitResultsResponse {
-        try AgentIdentity.validate(agentSN: request.agentSn)
+        if !request.agentSn.isEmpty { try AgentIdentity.validate(agentSN: request.agentSn) }
+        for result in request.results where result.id.isEmpty {
+            throw AspireError(.badRequest, "every result needs the id of its job")
+        }
+        let owners = request.agentSn.isEmpty ? try await self.store.subtaskHosts(ids: request.results.map(\.id)) : [:]
         var response = Aspire_V1_SubmitResultsResponse()
         for result in request.results {
-            guard !result.id.isEmpty else {
-                throw AspireError(.badRequest, "every result needs the id of its job")
+            guard let host = request.agentSn.isEmpty ? owners[result.id] : request.agentSn else {
+                response.stored.append(result.id)
+                continue
             }
-            if await self.engine.resultArrived(result, from: request.agentSn) {
+            if await self.engine.resultArrived(result, from: host) {
                 response.stored.append(result.id)
             }
         }

@@ -357,6 +357,21 @@ extension SQLStore {
         try await self.engine.withConnection { try await Self.task(id: id, on: $0) }
     }
 
+    /// The host each of `ids` (subtask ids, the command ids agents see) was sent to; ids that
+    /// name no subtask are left out.
+    public func subtaskHosts(ids: [String]) async throws -> [String: String] {
+        guard !ids.isEmpty else { return [:] }
+        return try await self.engine.withConnection { database in
+            var hosts: [String: String] = [:]
+            for slice in ids.chunks(of: 1000) {
+                for row in try await database.raw("SELECT id, agentsn FROM subtasks WHERE id IN (\(binds: Array(slice)))").all() {
+                    hosts[try row.decode(column: "id", as: String.self)] = try row.decode(column: "agentsn", as: String.self)
+                }
+            }
+            return hosts
+        }
+    }
+
     public func subtasks(taskID: Int) async throws -> [SubtaskRecord] {
         try await self.engine.withConnection { database in
             try await database.raw("SELECT * FROM subtasks WHERE taskid = \(bind: taskID) ORDER BY agentsn").all()
