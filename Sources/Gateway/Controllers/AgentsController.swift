@@ -97,7 +97,7 @@ struct AgentsController<Transport: ClientTransport>: GatewayController {
                     body: [(Route.json, .array(.ref("JobResult")))],
                     response: .object(["errcode": .integer, "stored": .array(.string)], required: ["errcode"])
                 )
-            ) { route, request, context, metadata in
+            ) { route, request, _, metadata in
                 let query = Query(request)
                 let headerSN = request.headers[HTTPField.Name("X-Agent-SN")!] ?? query.string("agentsn")
                 let value = try await self.gateway.jsonBody(request, route: route)

@@ -118,7 +118,7 @@ struct SchedulesController<Transport: ClientTransport>: GatewayController {
                     body: [(Route.json, .object(["name": .string, "enabled": .boolean], required: ["name", "enabled"]))],
                     response: .envelope(["schedule": .ref("Schedule")])
                 )
-            ) { route, request, context, metadata in
+            ) { route, request, _, metadata in
                 let body = try await self.gateway.objectBody(request, route: route)
                 try body.allow(["name", "enabled"])
                 var message = Aspire_V1_SetScheduleEnabledRequest()

@@ -144,9 +144,6 @@ public final class TaskEngine: Service {
 
     // MARK: Delivering
 
-    /// Sends the subtasks of a task just created to the agents held here, as far as rate
-    /// control lets them go, and records them dispatched in one transaction. (The rest, and
-    /// hosts held elsewhere, go by the usual paths: connect, result, sweep.)
     /// Sends a new task's subtasks to the hosts this node holds now; the others get theirs when
     /// they connect, or from the node that holds them.
     private func sendNew(_ task: TaskRecord, _ subtasks: [SubtaskRecord]) async throws {
