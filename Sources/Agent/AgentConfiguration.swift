@@ -18,7 +18,8 @@ public struct AgentConfiguration: Sendable {
     public var caFile: String?
     /// Plaintext gRPC, only behind an explicit `--insecure`.
     public var insecure = false
-    /// Sent as the bearer token of Init and Connect.
+    /// The join token the host enrolls with when it has no certificate yet (on a node without
+    /// TLS, the bearer token of every call). Not needed once the host holds a certificate.
     public var enrollmentToken: String = ""
     /// Fixed AgentSN instead of the one kept in the data directory.
     public var agentSN: String?

@@ -31,6 +31,8 @@ public final class AgentRuntime: Service {
     /// Plugins: fetched, run on their periods or on demand; their metrics go out in batches.
     public let plugins: PluginManager
     let resolver: any AddressResolver
+    /// The host's certificate: enrolled for, presented, renewed.
+    let enrollment: Enrollment
     let logger: Logger
     let startedAt = Date()
 
@@ -47,6 +49,7 @@ public final class AgentRuntime: Service {
         self.uplink = uplink
         self.settings = settings
         self.agentSN = try configuration.agentSN ?? state.agentSN()
+        self.enrollment = Enrollment(configuration: configuration, agentSN: self.agentSN, logger: logger)
         self.resolver = resolver ?? SystemResolver(overrides: configuration.resolveOverrides)
         (self.commands, self.commandInput) = AsyncStream.makeStream(of: Aspire_V1_Command.self)
 

@@ -21,6 +21,8 @@ final class SimulatedAgent: Sendable {
     /// Results sent and not acknowledged, by command id: sent again on the next stream, and
     /// instead of running a command again (the real agent's outbox, in memory).
     private let unacked = Mutex<[String: Aspire_V1_CommandResult]>([:])
+    /// The certificate this agent enrolled for (in memory), on a node with TLS.
+    private let identity = Mutex<ClientIdentity?>(nil)
     /// Pings this agent sent on the open stream and not yet answered.
     let unansweredPings = Mutex<Set<UInt64>>([])
 
@@ -70,16 +72,32 @@ final class SimulatedAgent: Sendable {
         }
     }
 
+    /// Enrolls with the fleet's join token unless this agent holds a certificate; what it will
+    /// connect with.
+    func security(at address: HostPort) async throws -> ClientSecurity {
+        let settings = self.shared.configuration
+        guard case .tls(let caFile, _) = settings.security else { return settings.security }
+        if let identity = self.identity.withLock({ $0 }) { return .tls(caFile: caFile, identity: identity) }
+        let transport = try Transports.client(address: address, authority: settings.authority, security: settings.security)
+        let identity = try await withGRPCClient(transport: transport) { client in
+            try await ClientIdentity.enroll(agentSN: self.agentSN, joinToken: settings.token, client: client)
+        }
+        self.identity.withLock { $0 = identity }
+        return .tls(caFile: caFile, identity: identity)
+    }
+
     private func attempt(_ address: HostPort) async -> Outcome {
         let settings = self.shared.configuration
         do {
             let transport = try Transports.client(
                 address: address,
                 authority: settings.authority,
-                security: settings.security,
+                security: try await self.security(at: address),
                 keepalive: AgentConfiguration().keepalive
             )
-            return try await withGRPCClient(transport: transport, interceptors: [BearerTokenInterceptor(token: settings.token)]) { client in
+            // Without TLS the join token is the credential; with it, the certificate.
+            let interceptors: [any ClientInterceptor] = settings.security == .plaintext ? [BearerTokenInterceptor(token: settings.token)] : []
+            return try await withGRPCClient(transport: transport, interceptors: interceptors) { client in
                 var request = Aspire_V1_InitRequest()
                 request.agentSn = self.agentSN
                 request.hostname = self.agentSN

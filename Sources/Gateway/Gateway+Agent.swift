@@ -4,14 +4,24 @@ import Hummingbird
 import RPC
 
 extension Gateway {
-    /// The enrollment token: the caller's, when it sends one (then it must be right), or the
-    /// gateway's own for the seed's agents, which send none.
+    /// The seed's agents, which send no token (or the enrollment token), are served by the
+    /// gateway on its own credential: the admin token, the only one AgentPoll takes.
     func agentMetadata(_ request: Request) throws -> Metadata {
+        // A caller with a token of its own other than the enrollment token (an operator's) is
+        // forwarded with it; the service checks it.
         if let header = request.headers[.authorization] {
-            return ["authorization": .string(header)]
+            let token = Secret.bearerToken(header)
+            if token == nil || self.configuration.agentToken.map({ !Secret.matches(token!, $0) }) ?? true {
+                return ["authorization": .string(header)]
+            }
         }
-        guard let token = self.configuration.agentToken else {
-            throw AspireError(.unauthenticated, "send 'Authorization: Bearer <enrollment token>'")
+        return try self.ownMetadata()
+    }
+
+    /// The gateway's own credential, for calls it makes for callers that hold no admin token.
+    func ownMetadata() throws -> Metadata {
+        guard let token = self.configuration.adminToken else {
+            throw AspireError(.unauthenticated, "this gateway serves no plain-HTTP agents: start it with the node's admin token (--admin-token-file)")
         }
         return ["authorization": .string("Bearer \(token)")]
     }

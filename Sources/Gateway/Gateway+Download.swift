@@ -77,7 +77,7 @@ extension Gateway {
         return "\(scheme)://\(authority)/api/v1/server/package/download?\(query.joined(separator: "&"))"
     }
 
-    /// The enrollment token's metadata for a download by a valid link; nil when the request
+    /// The gateway's own credential for a download by a valid link; nil when the request
     /// carries no link (then it needs a bearer token).
     func downloadLinkMetadata(_ request: Request) throws -> Metadata? {
         let query = Query(request)
@@ -91,7 +91,7 @@ extension Gateway {
         guard link.isValid(signature: signature, key: key) else {
             throw AspireError(.unauthenticated, "the download link is not valid or has expired; the agent's next status report brings a new one")
         }
-        return ["authorization": .string("Bearer \(key)")]
+        return try self.ownMetadata()
     }
 
     /// Percent-encodes all but RFC 3986's unreserved characters (a `+` would read as a space).

@@ -28,7 +28,8 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
         /// Largest JSON body accepted (413 beyond it).
         public var maxBodyBytes = 1 << 20
         /// When set, admin routes check the bearer token before reading a body (an in-process
-        /// gateway knows the token); the service checks it again in any case.
+        /// gateway knows the token; the service checks it again in any case), and the gateway
+        /// serves the seed's plain-HTTP agents and download links with it.
         public var adminToken: String?
         /// The enrollment token presented for the seed's plain-HTTP agents, which send none.
         public var agentToken: String?
@@ -102,8 +103,12 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
             if let metadata = try self.downloadLinkMetadata(request) {
                 return try await handle(metadata)
             }
-            guard let header = request.headers[.authorization], Secret.bearerToken(header) != nil else {
+            guard let header = request.headers[.authorization], let token = Secret.bearerToken(header) else {
                 throw AspireError(.unauthenticated, "send 'Authorization: Bearer <enrollment token or admin token>'")
+            }
+            // Agents fetching over https with the enrollment token: the gateway fetches for them.
+            if let agentToken = self.configuration.agentToken, Secret.matches(token, agentToken) {
+                return try await handle(try self.ownMetadata())
             }
             return try await handle(["authorization": .string(header)])
         case .agent:

@@ -37,6 +37,12 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(name: .customLong("enroll-token-file"), help: "Enrollment token presented for the seed's plain-HTTP agents (/agent/status, /agent/job/result); without it they must send their own.")
     var enrollTokenFile: String?
 
+    @Option(
+        name: .customLong("admin-token-file"),
+        help: "The node's admin token: the gateway serves the seed's plain-HTTP agents and download links with it (without it, it serves neither)."
+    )
+    var adminTokenFile: String?
+
     @Option(name: .customLong("http-listen"), help: "Listen address (IP:PORT; port 0 picks a free one).")
     var httpListen = "127.0.0.1:8180"
 
@@ -62,6 +68,7 @@ struct GatewayCommand: AsyncParsableCommand {
         var configuration = Gateway<HTTP2ClientTransport.Posix>.Configuration()
         configuration.maxBodyBytes = self.maxBodySize
         if let path = self.enrollTokenFile { configuration.agentToken = try Secret.read(path) }
+        if let path = self.adminTokenFile { configuration.adminToken = try Secret.read(path) }
 
         let client = GRPCClient(transport: try Transports.client(address: upstream, security: security))
         let gateway = Gateway(client: client, configuration: configuration, logger: logger)

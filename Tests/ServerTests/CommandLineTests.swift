@@ -164,7 +164,7 @@ struct CommandLineTests {
         let directory = try makeTemporaryDirectory("cli-token")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: Loopback.address())
-        let warning = "--token puts the enrollment token in the command line"
+        let warning = "--token puts the join token in the command line"
         let inline = try TestAgent.start(
             in: directory, name: "inline", servers: [node.address.description], caFile: node.caFile, tokenFile: node.enrollTokenFile,
             arguments: ["--token", try node.enrollToken]

@@ -142,7 +142,7 @@ struct EndToEndTests {
         }
         #expect(initError?.code == .unauthenticated)
 
-        // An agent with a wrong enrollment token never gets listed.
+        // An agent with a wrong join token never gets listed.
         try "not-the-token\n".write(toFile: "\(directory)/bad.token", atomically: true, encoding: .utf8)
         let agent = try TestAgent.start(
             in: directory,
@@ -151,7 +151,7 @@ struct EndToEndTests {
             tokenFile: "\(directory)/bad.token"
         )
         try await eventually("the agent to be refused\n\(agent.process.log)") {
-            agent.process.log.contains("wrong enrollment token")
+            agent.process.log.contains("unknown join token")
         }
         #expect(try await node.connectedAgents().isEmpty)
     }
@@ -185,7 +185,7 @@ struct EndToEndTests {
         node.process.signal(SIGTERM)
         #expect(try await node.process.wait(timeout: .seconds(30)) == 0, "\(node.process.log)")
         let stopped = node.process.log.split(separator: "\n").filter { $0.contains("node service stopped") }
-        let order = ["agent listener", "gateway", "admin client (in-process)", "admin (in-process)", "metric ingest", "config distributor", "task engine", "store"]
+        let order = ["agent listener", "gateway", "admin client (in-process)", "admin (in-process)", "revocation watch", "metric ingest", "config distributor", "task engine", "store"]
         let positions = order.map { name in stopped.firstIndex { $0.contains("node.service=\(name)") } }
         #expect(positions.allSatisfy { $0 != nil }, "every service says it stopped: \(stopped)")
         #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted(), "stopped out of order: \(stopped)")

@@ -22,7 +22,7 @@ struct GatewayTests {
             "aspire-server",
             [
                 "gateway", "--upstream", node.address.description, "--ca", node.caFile, "--http-listen", "127.0.0.35:0",
-                "--address-file", addressFile, "--enroll-token-file", node.enrollTokenFile, "--log-level", "debug",
+                "--address-file", addressFile, "--enroll-token-file", node.enrollTokenFile, "--admin-token-file", node.adminTokenFile, "--log-level", "debug",
             ],
             log: "\(directory)/gateway.log"
         )

@@ -56,6 +56,14 @@ struct RedirectTests {
             response.servers = [self.target.value.withLock { $0 }]
             return response
         }
+
+        func enroll(request: Aspire_V1_EnrollRequest, context: ServerContext) async throws -> Aspire_V1_EnrollResponse {
+            throw RPCError(code: .unimplemented, message: "not enrolling")
+        }
+
+        func renew(request: Aspire_V1_RenewRequest, context: ServerContext) async throws -> Aspire_V1_EnrollResponse {
+            throw RPCError(code: .unimplemented, message: "not renewing")
+        }
     }
 
     final class Box: Sendable {
@@ -103,11 +111,11 @@ struct RedirectTests {
         let a = Box()
         let b = Box()
         let serverA = GRPCServer(
-            transport: try Transports.server(listen: HostPort(host: "127.0.0.10", port: 0), tls: nil),
+            transport: try AgentListener(address: HostPort(host: "127.0.0.10", port: 0), tls: nil, config: Transports.serverConfig()),
             services: [LoopingBootstrap(own: a, target: b)]
         )
         let serverB = GRPCServer(
-            transport: try Transports.server(listen: HostPort(host: "127.0.0.11", port: 0), tls: nil),
+            transport: try AgentListener(address: HostPort(host: "127.0.0.11", port: 0), tls: nil, config: Transports.serverConfig()),
             services: [LoopingBootstrap(own: b, target: a)]
         )
         try await withThrowingDiscardingTaskGroup { group in

@@ -1,8 +1,10 @@
 """Wire test with a gRPC client that is not ours: Python grpcio, stubs generated from Protos/.
 
-It starts a real aspire-server, calls Bootstrap.Init, opens AgentChannel.Connect as an agent
-would (Hello, Welcome, a Command pushed through the Admin service, the CommandResult back), and
-checks that calls without the right token are refused.
+It starts a real aspire-server, enrolls hosts as an agent would (a P-256 key and a certificate
+request made with the `cryptography` package, signed by the node's CA for a join token), opens
+AgentChannel.Connect over mutual TLS (Hello, Welcome, a Command pushed through the Admin
+service, the CommandResult back), and checks that calls without the right credentials are
+refused: no token, a wrong one, and a host's certificate used to speak for another host.
 """
 
 import os
@@ -15,8 +17,16 @@ import tempfile
 import threading
 import time
 
+import json
+import urllib.error
+import urllib.request
+
 import grpc
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from grpc_tools import protoc
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -54,6 +64,11 @@ def server():
         assert time.time() < deadline, "server did not start"
         time.sleep(0.05)
     address = open(address_file).read().strip()
+    http_file = os.path.join(data, "http.addr")
+    while not os.path.exists(http_file):
+        assert time.time() < deadline, "gateway did not start"
+        time.sleep(0.05)
+    http = open(http_file).read().strip()
 
     def read(name):
         with open(os.path.join(data, name), "rb") as f:
@@ -61,6 +76,8 @@ def server():
 
     yield {
         "address": address,
+        "http": http,
+        "data": data,
         "ca": read("tls/ca.pem"),
         "admin": read("admin.token").decode(),
         "enroll": read("enroll.token").decode(),
@@ -70,8 +87,14 @@ def server():
     shutil.rmtree(data, ignore_errors=True)
 
 
-def channel(server):
-    credentials = grpc.ssl_channel_credentials(root_certificates=server["ca"])
+def channel(server, identity=None):
+    """TLS to the node; with a host's (key, certificate) it is mutual TLS."""
+    if identity is None:
+        credentials = grpc.ssl_channel_credentials(root_certificates=server["ca"])
+    else:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=server["ca"], private_key=identity[0], certificate_chain=identity[1]
+        )
     return grpc.secure_channel(server["address"], credentials)
 
 
@@ -79,19 +102,76 @@ def bearer(token):
     return (("authorization", f"Bearer {token}"),)
 
 
-def test_init_accepts_with_enrollment_token(stubs, server):
+def new_key():
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key, pem
+
+
+def csr(key, name):
+    request = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    ).sign(key, hashes.SHA256())
+    return request.public_bytes(serialization.Encoding.DER)
+
+
+def enroll(stubs, server, agent_sn, token=None):
+    """Enrolls a new key as agent_sn; returns (key PEM, certificate PEM)."""
     agent_pb2, agent_pb2_grpc, _, _ = stubs
+    key, key_pem = new_key()
     with channel(server) as ch:
-        bootstrap = agent_pb2_grpc.BootstrapStub(ch)
-        answer = bootstrap.Init(
-            agent_pb2.InitRequest(agent_sn="py-init", hostname="python", version="1", os="linux", arch="x86_64"),
-            metadata=bearer(server["enroll"]), timeout=10,
+        answer = agent_pb2_grpc.BootstrapStub(ch).Enroll(
+            agent_pb2.EnrollRequest(agent_sn=agent_sn, csr=csr(key, agent_sn), hostname=agent_sn),
+            metadata=bearer(token or server["enroll"]), timeout=10,
+        )
+    certificate = x509.load_pem_x509_certificate(answer.certificate.encode())
+    uris = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.UniformResourceIdentifier
+    )
+    assert uris == [f"aspire://agent/{agent_sn}"]
+    return key_pem, answer.certificate.encode()
+
+
+def admin_stub(stubs, ch):
+    return stubs[3].AdminStub(ch)
+
+
+def host(stubs, server, agent_sn):
+    _, _, admin_pb2, _ = stubs
+    with channel(server) as ch:
+        return admin_stub(stubs, ch).GetHost(admin_pb2.GetHostRequest(agent_sn=agent_sn), metadata=bearer(server["admin"]), timeout=10)
+
+
+def hello_stream(stubs, ch, agent_sn):
+    """Opens Connect and says Hello as agent_sn; returns (stream, outgoing queue)."""
+    agent_pb2, agent_pb2_grpc, _, _ = stubs
+    outgoing = queue.Queue()
+
+    def requests():
+        while True:
+            message = outgoing.get()
+            if message is None:
+                return
+            yield message
+
+    stream = agent_pb2_grpc.AgentChannelStub(ch).Connect(requests())
+    outgoing.put(agent_pb2.AgentMessage(hello=agent_pb2.Hello(agent_sn=agent_sn, hostname=agent_sn, version="1", os="linux", arch="x86_64")))
+    return stream, outgoing
+
+
+def test_enrolled_host_says_init(stubs, server):
+    agent_pb2, agent_pb2_grpc, _, _ = stubs
+    identity = enroll(stubs, server, "py-init")
+    with channel(server, identity) as ch:
+        answer = agent_pb2_grpc.BootstrapStub(ch).Init(
+            agent_pb2.InitRequest(agent_sn="py-init", hostname="python", version="1", os="linux", arch="x86_64"), timeout=10,
         )
         assert answer.action == agent_pb2.InitResponse.ACTION_ACCEPT
         assert answer.node
+    assert host(stubs, server, "py-init").identity == "enrolled"
 
 
-def test_calls_without_the_right_token_are_refused(stubs, server):
+def test_calls_without_the_right_credentials_are_refused(stubs, server):
     agent_pb2, agent_pb2_grpc, admin_pb2, admin_pb2_grpc = stubs
     with channel(server) as ch:
         with pytest.raises(grpc.RpcError) as missing:
@@ -102,6 +182,19 @@ def test_calls_without_the_right_token_are_refused(stubs, server):
                 admin_pb2.ListAgentsRequest(), metadata=bearer(server["enroll"]), timeout=10
             )
         assert wrong.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        # The join token buys an enrollment, not a stream: Connect needs a certificate.
+        stream = agent_pb2_grpc.AgentChannelStub(ch).Connect(iter([]), metadata=bearer(server["enroll"]))
+        with pytest.raises(grpc.RpcError) as no_certificate:
+            next(stream)
+        assert no_certificate.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "client certificate" in no_certificate.value.details()
+        with pytest.raises(grpc.RpcError) as unknown:
+            key, _ = new_key()
+            agent_pb2_grpc.BootstrapStub(ch).Enroll(
+                agent_pb2.EnrollRequest(agent_sn="py-x", csr=csr(key, "py-x")), metadata=bearer("not-a-join-token"), timeout=10
+            )
+        assert unknown.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "unknown join token" in unknown.value.details()
 
 
 def test_bad_agent_sn_is_invalid_argument(stubs, server):
@@ -112,6 +205,122 @@ def test_bad_agent_sn_is_invalid_argument(stubs, server):
                 agent_pb2.InitRequest(agent_sn="../../etc/passwd"), metadata=bearer(server["enroll"]), timeout=10
             )
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as enrolling:
+            key, _ = new_key()
+            agent_pb2_grpc.BootstrapStub(ch).Enroll(
+                agent_pb2.EnrollRequest(agent_sn="../../etc/passwd", csr=csr(key, "x")), metadata=bearer(server["enroll"]), timeout=10
+            )
+        assert enrolling.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_host_cannot_act_as_another(stubs, server):
+    """Mallory holds what every host holds (the CA, the join token) and a certificate of her own."""
+    agent_pb2, agent_pb2_grpc, admin_pb2, _ = stubs
+    enroll(stubs, server, "py-victim")
+    mallory = enroll(stubs, server, "py-mallory")
+    with channel(server, mallory) as ch:
+        with pytest.raises(grpc.RpcError) as init:
+            agent_pb2_grpc.BootstrapStub(ch).Init(agent_pb2.InitRequest(agent_sn="py-victim"), timeout=10)
+        assert init.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "py-mallory" in init.value.details()
+        stream, outgoing = hello_stream(stubs, ch, "py-victim")
+        with pytest.raises(grpc.RpcError) as hello:
+            next(stream)
+        assert hello.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        outgoing.put(None)
+    # Enrolling again under the victim's name with the join token is refused while its
+    # certificate lives.
+    with pytest.raises(grpc.RpcError) as again:
+        enroll(stubs, server, "py-victim")
+    assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "already enrolled" in again.value.details()
+    # A self-made certificate naming the victim does not pass the handshake.
+    key, key_pem = new_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "py-victim")])
+    import datetime
+    now = datetime.datetime.now(datetime.timezone.utc)
+    forged = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier("aspire://agent/py-victim")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    with channel(server, (key_pem, forged.public_bytes(serialization.Encoding.PEM))) as ch:
+        with pytest.raises(grpc.RpcError) as handshake:
+            agent_pb2_grpc.BootstrapStub(ch).Init(agent_pb2.InitRequest(agent_sn="py-victim"), timeout=10)
+        assert handshake.value.code() == grpc.StatusCode.UNAVAILABLE
+    # The seed's plain-HTTP routes do not speak for a host that holds a certificate.
+    body = json.dumps({"agentsn": "py-victim", "hostname": "mallory", "version": "1", "step": 60}).encode()
+    request = urllib.request.Request(f"http://{server['http']}/agent/status", data=body, headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as seed:
+        urllib.request.urlopen(request, timeout=10)
+    assert seed.value.code == 403
+    assert "certificate" in json.loads(seed.value.read())["message"]
+    # Nothing of Mallory's reached the victim's record.
+    victim = host(stubs, server, "py-victim")
+    assert victim.hostname == "py-victim" and victim.status == "register"
+
+
+def test_ban_closes_the_stream_and_blocks_enrollment(stubs, server):
+    agent_pb2, agent_pb2_grpc, admin_pb2, _ = stubs
+    identity = enroll(stubs, server, "py-banned")
+    with channel(server, identity) as ch:
+        stream, outgoing = hello_stream(stubs, ch, "py-banned")
+        assert next(stream).WhichOneof("body") == "welcome"
+        with channel(server) as operator:
+            banned = admin_stub(stubs, operator).BanHost(
+                admin_pb2.BanHostRequest(agent_sn="py-banned", reason="stolen laptop"), metadata=bearer(server["admin"]), timeout=10
+            )
+        assert banned.identity == "banned"
+        started = time.time()
+        for _ in stream:
+            pass
+        assert time.time() - started < 10
+        outgoing.put(None)
+    with channel(server, identity) as ch:
+        with pytest.raises(grpc.RpcError) as refused:
+            agent_pb2_grpc.BootstrapStub(ch).Init(agent_pb2.InitRequest(agent_sn="py-banned"), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "banned" in refused.value.details()
+    with pytest.raises(grpc.RpcError) as enrolling:
+        enroll(stubs, server, "py-banned")
+    assert enrolling.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with channel(server) as operator:
+        admin_stub(stubs, operator).BanHost(
+            admin_pb2.BanHostRequest(agent_sn="py-banned", lift=True), metadata=bearer(server["admin"]), timeout=10
+        )
+    enroll(stubs, server, "py-banned")
+    assert host(stubs, server, "py-banned").identity == "enrolled"
+
+
+def test_join_tokens_are_counted_tagged_and_revocable(stubs, server):
+    _, _, admin_pb2, _ = stubs
+    with channel(server) as ch:
+        admin = admin_stub(stubs, ch)
+        created = admin.CreateJoinToken(
+            admin_pb2.CreateJoinTokenRequest(ttl_seconds=3600, max_uses=1, tags={"env": "staging"}, note="wire"),
+            metadata=bearer(server["admin"]), timeout=10,
+        )
+        assert created.secret and created.token.state == "usable" and created.token.max_uses == 1
+        enroll(stubs, server, "py-joined", token=created.secret)
+        assert {(t.name, t.value) for t in host(stubs, server, "py-joined").tags} == {("env", "staging")}
+        with pytest.raises(grpc.RpcError) as used:
+            enroll(stubs, server, "py-joined-2", token=created.secret)
+        assert used.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "used up" in used.value.details()
+        second = admin.CreateJoinToken(admin_pb2.CreateJoinTokenRequest(), metadata=bearer(server["admin"]), timeout=10)
+        revoked = admin.RevokeJoinToken(admin_pb2.RevokeJoinTokenRequest(id=second.token.id), metadata=bearer(server["admin"]), timeout=10)
+        assert revoked.state == "revoked"
+        with pytest.raises(grpc.RpcError) as refused:
+            enroll(stubs, server, "py-joined-3", token=second.secret)
+        assert "revoked" in refused.value.details()
+        listed = admin.ListJoinTokens(admin_pb2.ListJoinTokensRequest(all=True), metadata=bearer(server["admin"]), timeout=10)
+        assert {t.id for t in listed.tokens} >= {created.token.id, second.token.id}
+        # Only digests are stored: no secret appears in the database file or the log.
+        for name in ("aspire.db", "server.log"):
+            with open(os.path.join(server["data"], name), "rb") as f:
+                content = f.read()
+            assert created.secret.encode() not in content and second.secret.encode() not in content
 
 
 def test_connect_stream_carries_commands_and_results(stubs, server):
@@ -125,8 +334,9 @@ def test_connect_stream_carries_commands_and_results(stubs, server):
                 return
             yield message
 
-    with channel(server) as ch:
-        stream = agent_pb2_grpc.AgentChannelStub(ch).Connect(requests(), metadata=bearer(server["enroll"]))
+    identity = enroll(stubs, server, "py-agent")
+    with channel(server, identity) as ch:
+        stream = agent_pb2_grpc.AgentChannelStub(ch).Connect(requests())
         outgoing.put(agent_pb2.AgentMessage(hello=agent_pb2.Hello(
             agent_sn="py-agent", hostname="python-host", version="9.9", os="linux", arch="x86_64", tags={"lang": "py"},
         )))
@@ -210,25 +420,27 @@ def test_upload_package_streams_and_is_hashed(stubs, server):
 
 
 def test_agent_poll_reports_and_gets_jobs(stubs, server):
+    """AgentPoll is what the gateway calls for the seed's plain-HTTP agents, on its admin token."""
     agent_pb2, agent_pb2_grpc, admin_pb2, admin_pb2_grpc = stubs
     with channel(server) as ch:
         poll = agent_pb2_grpc.AgentPollStub(ch)
         report = agent_pb2.PollRequest(agent_sn="py-poll", status=agent_pb2.StatusReport(hostname="py-poll-host", version="1", step=60))
-        assert list(poll.Report(report, metadata=bearer(server["enroll"]), timeout=10).commands) == []
+        assert list(poll.Report(report, metadata=bearer(server["admin"]), timeout=10).commands) == []
         admin = admin_pb2_grpc.AdminStub(ch)
         task = admin.CreateTask(
             admin_pb2.CreateTaskRequest(command="getinfo.kernel", agents=["py-poll"]), metadata=bearer(server["admin"]), timeout=10
         )
-        commands = poll.Report(report, metadata=bearer(server["enroll"]), timeout=10).commands
+        commands = poll.Report(report, metadata=bearer(server["admin"]), timeout=10).commands
         assert [c.method for c in commands] == ["getinfo.kernel"]
         stored = poll.SubmitResults(
             agent_pb2.SubmitResultsRequest(agent_sn="py-poll", results=[agent_pb2.CommandResult(
                 id=commands[0].id, resp=agent_pb2.CommandResult.RESP_SUCCESS, data=b"{}")]),
-            metadata=bearer(server["enroll"]), timeout=10,
+            metadata=bearer(server["admin"]), timeout=10,
         )
         assert list(stored.stored) == [commands[0].id]
         detail = admin.GetTask(admin_pb2.GetTaskRequest(id=task.task.id), metadata=bearer(server["admin"]), timeout=10)
         assert detail.task.status == "done" and detail.task.complete == 1
+        # The join token opens no AgentPoll call: only the gateway's credential does.
         with pytest.raises(grpc.RpcError) as error:
-            poll.Report(report, metadata=bearer(server["admin"]), timeout=10)
+            poll.Report(report, metadata=bearer(server["enroll"]), timeout=10)
         assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -89,6 +89,19 @@ struct ChannelSession {
                             delay = .seconds(Int(runtime.settings.step.load(ordering: .relaxed)))
                         }
                     }
+                    if case .tls = try runtime.configuration.security {
+                        group.addTask {
+                            // Checked now and every hour: a host up for weeks renews in time.
+                            while true {
+                                do {
+                                    try await runtime.enrollment.renewIfDue(client: self.client)
+                                } catch {
+                                    logger.warning("cannot renew the certificate yet", metadata: ["error": "\(Connector.describe(error))"])
+                                }
+                                try await Task.sleep(for: .seconds(3600))
+                            }
+                        }
+                    }
                     defer { group.cancelAll() }
                     return try await group.next() ?? nil
                 }

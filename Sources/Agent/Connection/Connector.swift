@@ -92,22 +92,15 @@ struct Connector {
         return .failed
     }
 
-    /// Init on one address, then the stream when the node accepts.
+    /// Init on one address, then the stream when the node accepts. A host without a
+    /// certificate says Init with its join token and enrolls at the node that accepts it.
     func attempt(_ address: HostPort, server: HostPort, visited: Set<String>) async -> Outcome {
         var logger = self.logger
         logger[metadataKey: "server"] = "\(server)"
         logger[metadataKey: "server.address"] = "\(address)"
         do {
-            let transport = try Transports.client(
-                address: address,
-                authority: server.host,
-                security: try self.configuration.security,
-                keepalive: self.configuration.keepalive
-            )
-            return try await withGRPCClient(
-                transport: transport,
-                interceptors: [BearerTokenInterceptor(token: self.configuration.enrollmentToken)]
-            ) { client in
+            let security = try self.security()
+            return try await self.withClient(address, server: server, security: security) { client in
                 var request = Aspire_V1_InitRequest()
                 let hello = self.runtime.hello
                 request.agentSn = hello.agentSn
@@ -122,8 +115,13 @@ struct Connector {
                 switch answer.action {
                 case .accept:
                     logger.info("accepted by node", metadata: ["node": "\(answer.node)"])
-                    let redirect = try await ChannelSession(runtime: self.runtime, client: client, logger: logger).run()
-                    return .sessionEnded(redirect: redirect)
+                    guard case .tls(let caFile, nil) = security else {
+                        return .sessionEnded(redirect: try await ChannelSession(runtime: self.runtime, client: client, logger: logger).run())
+                    }
+                    try await self.runtime.enrollment.enroll(at: address, server: server, caFile: caFile, timeout: self.configuration.connectTimeout)
+                    return try await self.withClient(address, server: server, security: try self.security()) { client in
+                        .sessionEnded(redirect: try await ChannelSession(runtime: self.runtime, client: client, logger: logger).run())
+                    }
                 case .redirect:
                     let targets = try answer.servers.map { try HostPort(parsing: $0) }
                     return .redirect(targets)
@@ -132,10 +130,38 @@ struct Connector {
                     return .failed
                 }
             }
+        } catch let error as RPCError where error.code == .permissionDenied && !self.configuration.insecure {
+            // The certificate was taken back (deleted) or the host banned: enroll again, which
+            // the server refuses while a ban lasts.
+            self.runtime.enrollment.forget(because: error.message)
+            return .failed
         } catch {
             logger.warning("cannot connect", metadata: ["error": "\(Self.describe(error))"])
             return .failed
         }
+    }
+
+    /// TLS with the host's certificate when it holds one; plaintext only behind `--insecure`.
+    private func security() throws -> ClientSecurity {
+        let security = try self.configuration.security
+        guard case .tls(let caFile, _) = security else { return security }
+        return .tls(caFile: caFile, identity: try self.runtime.enrollment.identity())
+    }
+
+    /// A client to `address`: with the certificate when `security` has one, with the join token
+    /// when it has none (a host not enrolled yet, or a node without TLS).
+    private func withClient<Result: Sendable>(
+        _ address: HostPort,
+        server: HostPort,
+        security: ClientSecurity,
+        _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
+    ) async throws -> Result {
+        let transport = try Transports.client(address: address, authority: server.host, security: security, keepalive: self.configuration.keepalive)
+        var interceptors: [any ClientInterceptor] = []
+        if case .tls(_, .some) = security {} else if !self.configuration.enrollmentToken.isEmpty {
+            interceptors.append(BearerTokenInterceptor(token: self.configuration.enrollmentToken))
+        }
+        return try await withGRPCClient(transport: transport, interceptors: interceptors, handleClient: body)
     }
 
     static func describe(_ error: any Error) -> String {

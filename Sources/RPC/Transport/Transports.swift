@@ -17,41 +17,35 @@ public struct ServerTLSFiles: Sendable, Hashable {
 }
 
 /// How a client checks the server: against a CA file (TLS, peer verified), or not at all
-/// (plaintext, only behind an explicit `--insecure`).
+/// (plaintext, only behind an explicit `--insecure`); and, for an enrolled agent, the client
+/// certificate it proves itself with.
 public enum ClientSecurity: Sendable, Hashable {
-    case tls(caFile: String)
+    case tls(caFile: String, identity: ClientIdentity? = nil)
     case plaintext
+}
+
+/// A client certificate and its key, PEM.
+public struct ClientIdentity: Sendable, Hashable {
+    public var certificatePEM: String
+    public var keyPEM: String
+
+    public init(certificatePEM: String, keyPEM: String) {
+        self.certificatePEM = certificatePEM
+        self.keyPEM = keyPEM
+    }
 }
 
 /// Builds the HTTP/2 transports every Aspire binary uses, with one set of defaults.
 public enum Transports {
-    /// A listening transport on an IP literal (`0.0.0.0`, `::`, `127.0.0.2`, ...).
-    public static func server(
-        listen: HostPort,
-        tls: ServerTLSFiles?,
-        keepalive: Duration = .seconds(30),
-        maxRequestBytes: Int = 8 << 20
-    ) throws -> HTTP2ServerTransport.Posix {
-        let security: HTTP2ServerTransport.Posix.TransportSecurity
-        if let tls {
-            security = .tls(
-                certificateChain: [.file(path: tls.certificateChain, format: .pem)],
-                privateKey: .file(path: tls.privateKey, format: .pem)
-            )
-        } else {
-            security = .plaintext
+    /// Settings of every listening transport: keepalive, and the largest request message.
+    public static func serverConfig(keepalive: Duration = .seconds(30), maxRequestBytes: Int = 8 << 20) -> HTTP2ServerTransport.Posix.Config {
+        .defaults { config in
+            config.connection.keepalive.time = keepalive
+            config.connection.keepalive.timeout = .seconds(10)
+            config.connection.keepalive.clientBehavior.allowWithoutCalls = true
+            config.connection.keepalive.clientBehavior.minPingIntervalWithoutCalls = .seconds(5)
+            config.rpc.maxRequestPayloadSize = maxRequestBytes
         }
-        return HTTP2ServerTransport.Posix(
-            address: try self.socketAddress(listen),
-            transportSecurity: security,
-            config: .defaults { config in
-                config.connection.keepalive.time = keepalive
-                config.connection.keepalive.timeout = .seconds(10)
-                config.connection.keepalive.clientBehavior.allowWithoutCalls = true
-                config.connection.keepalive.clientBehavior.minPingIntervalWithoutCalls = .seconds(5)
-                config.rpc.maxRequestPayloadSize = maxRequestBytes
-            }
-        )
     }
 
     /// A client transport to `address`; `authority` is the name the server's certificate must
@@ -66,10 +60,14 @@ public enum Transports {
         switch security {
         case .plaintext:
             transportSecurity = .plaintext
-        case .tls(let caFile):
+        case .tls(let caFile, let identity):
             transportSecurity = .tls { config in
                 config.trustRoots = .certificates([.file(path: caFile, format: .pem)])
                 config.serverCertificateVerification = .fullVerification
+                if let identity {
+                    config.certificateChain = [.bytes(Array(identity.certificatePEM.utf8), format: .pem)]
+                    config.privateKey = .bytes(Array(identity.keyPEM.utf8), format: .pem)
+                }
             }
         }
         return try HTTP2ClientTransport.Posix(
@@ -96,16 +94,6 @@ public enum Transports {
             return .ipv6(host: address.host, port: address.port)
         }
         return .dns(host: address.host, port: address.port)
-    }
-
-    static func socketAddress(_ address: HostPort) throws(AspireError) -> GRPCNIOTransportHTTP2.SocketAddress {
-        if IPAddress.isIPv4(address.host) {
-            return .ipv4(host: address.host, port: address.port)
-        }
-        if IPAddress.isIPv6(address.host) {
-            return .ipv6(host: address.host, port: address.port)
-        }
-        throw AspireError(.badRequest, "listen address '\(address)' must be an IP address (0.0.0.0, ::, 127.0.0.1, ...)")
     }
 }
 

@@ -36,6 +36,10 @@ public struct ServerConfiguration: Sendable {
     /// peers (a host that lost power) within this time plus 10 s.
     public var transportKeepalive: Duration = .seconds(120)
 
+    /// How often the node reads the cluster's certificate revocations (hosts deleted or banned
+    /// on any node) and closes the streams they name.
+    public var revocationInterval: Duration = .seconds(2)
+
     /// Agents this node holds at most; nil: what its open-file limit allows (see `OpenFiles`).
     public var maxAgents: Int?
 

@@ -31,7 +31,7 @@ public struct ServerNode: Sendable {
     public let gateway: Gateway<InProcessTransport.Client>
     /// Every long-lived part, in the order they start; they stop in the reverse order.
     public let services: [ServiceGroupConfiguration.ServiceConfiguration]
-    let listener: HTTP2ServerTransport.Posix
+    let listener: AgentListener
 
     /// The address the agent listener is bound to, once it is.
     public var address: HostPort {
@@ -67,16 +67,21 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
     let admin = try Secret.loadOrCreate(at: paths.admin)
     let enrollment = try Secret.loadOrCreate(at: paths.enrollment)
     logger.notice(admin.created ? "created admin token" : "admin token", metadata: ["path": "\(paths.admin)"])
-    logger.notice(enrollment.created ? "created agent enrollment token" : "agent enrollment token", metadata: ["path": "\(paths.enrollment)"])
+    logger.notice(
+        enrollment.created ? "created the first join token" : "first join token",
+        metadata: ["path": "\(paths.enrollment)"]
+    )
 
-    var tls: ServerTLSFiles?
+    var tls: (files: ServerTLSFiles, clientCA: String)?
+    var signer: CertificateAuthority.Signer?
     if configuration.insecure {
-        logger.warning("TLS is off (--insecure): agent and admin traffic is plaintext")
+        logger.warning("TLS is off (--insecure): agent and admin traffic is plaintext, and agents are taken at their word (no certificates)")
     } else {
         let authority = configuration.certificateAuthority
         try authority.prepare(names: configuration.allTLSNames, logger: logger)
-        tls = ServerTLSFiles(certificateChain: authority.paths.serverCertificate, privateKey: authority.paths.serverKey)
-        logger.notice("agents verify this node with the CA", metadata: ["path": "\(authority.paths.caCertificate)"])
+        tls = (ServerTLSFiles(certificateChain: authority.paths.serverCertificate, privateKey: authority.paths.serverKey), authority.paths.caCertificate)
+        signer = try authority.signer()
+        logger.notice("agents verify this node with the CA, and it signs their certificates", metadata: ["path": "\(authority.paths.caCertificate)"])
     }
 
     // Every agent holds a descriptor: raise the soft limit as far as the hard one allows
@@ -101,13 +106,17 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
     let tasks = TaskEngine(configuration: configuration.tasks, store: store, registry: registry, logger: logger)
     let distributor = ConfigDistributor(store: store, registry: registry, interval: configuration.tasks.sweepInterval, logger: logger)
     let metrics = MetricIngest(configuration: configuration.metrics, store: store, sessions: registry, logger: logger)
+    let revocations = RevocationWatch(store: store, registry: registry, interval: configuration.revocationInterval, logger: logger)
     let packages = PackageFiles(dataDirectory: configuration.dataDirectory, maxBytes: configuration.maxPackageBytes)
 
     var channelConfiguration = AgentChannelService.Configuration(nodeName: configuration.nodeName)
     channelConfiguration.statusStep = configuration.statusStep
     channelConfiguration.pingInterval = configuration.pingInterval
     let handlers: [any RegistrableRPCService] = [
-        BootstrapService(nodeName: configuration.nodeName, policy: configuration.redirect, registry: registry, maxAgents: maxAgents, logger: logger),
+        BootstrapService(
+            nodeName: configuration.nodeName, policy: configuration.redirect, registry: registry, store: store, signer: signer,
+            maxAgents: maxAgents, logger: logger
+        ),
         AgentChannelService(
             configuration: channelConfiguration, registry: registry, store: store, engine: tasks, distributor: distributor, metrics: metrics,
             logger: logger
@@ -116,11 +125,13 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
         PackageStoreService(store: store, packages: packages, logger: logger),
         AdminService(
             nodeName: configuration.nodeName, registry: registry, store: store, engine: tasks, packages: packages, distributor: distributor,
-            metrics: metrics, logger: logger
+            metrics: metrics, revocations: revocations, logger: logger
         ),
     ]
-    let interceptors = [AuthInterceptor(adminToken: admin.token, enrollmentToken: enrollment.token)]
-    let listener = try Transports.server(listen: configuration.listen, tls: tls, keepalive: configuration.transportKeepalive)
+    let interceptors = [AuthInterceptor(adminToken: admin.token, store: store, insecure: configuration.insecure, logger: logger)]
+    let listener = try AgentListener(
+        address: configuration.listen, tls: tls, config: Transports.serverConfig(keepalive: configuration.transportKeepalive)
+    )
     let server = GRPCServer(transport: listener, services: handlers, interceptors: interceptors)
 
     // The REST gateway calls the same services, in-process, through the same interceptor.
@@ -136,11 +147,12 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
     let ready = StartGate()
     var services: [NodeService] = [
         NodeService("store", logger: logger) {
-            try await runStore(engine: engine, store: store, configuration: configuration, ready: ready, logger: logger)
+            try await runStore(engine: engine, store: store, configuration: configuration, joinToken: enrollment.token, ready: ready, logger: logger)
         },
         NodeService("task engine", after: ready, logger: logger) { try await tasks.run() },
         NodeService("config distributor", after: ready, logger: logger) { try await distributor.run() },
         NodeService("metric ingest", after: ready, logger: logger) { try await metrics.run() },
+        NodeService("revocation watch", after: ready, logger: logger) { try await revocations.run() },
         NodeService("admin (in-process)", after: ready, logger: logger) { try await GRPCServerService(server: localServer).run() },
         NodeService("admin client (in-process)", logger: logger) { try await GRPCClientService(client: localClient).run() },
     ]
@@ -175,6 +187,7 @@ private func runStore(
     engine: any SQLEngine,
     store: SQLStore,
     configuration: ServerConfiguration,
+    joinToken: String,
     ready: StartGate,
     logger: Logger
 ) async throws {
@@ -187,6 +200,7 @@ private func runStore(
                 try await store.migrate()
                 // Hosts this node held before it stopped are not held any more.
                 try await store.releaseHosts(of: configuration.nodeName)
+                try await store.registerJoinToken(secret: joinToken, note: "the node's enroll.token")
             } catch {
                 ready.fail(error)
                 throw error
@@ -207,7 +221,7 @@ private func runStore(
 }
 
 /// Writes the agent listener's address to `file` once it is bound, and logs it.
-private func announce(_ listener: HTTP2ServerTransport.Posix, insecure: Bool, file: String, logger: Logger) async {
+private func announce(_ listener: AgentListener, insecure: Bool, file: String, logger: Logger) async {
     let text: String
     do {
         text = try await boundAddress(of: listener).description
@@ -220,7 +234,7 @@ private func announce(_ listener: HTTP2ServerTransport.Posix, insecure: Bool, fi
 }
 
 /// The IP address and port `listener` is bound to, once it is.
-private func boundAddress(of listener: HTTP2ServerTransport.Posix) async throws -> HostPort {
+private func boundAddress(of listener: AgentListener) async throws -> HostPort {
     let address = try await listener.listeningAddress
     if let v4 = address.ipv4 { return HostPort(host: v4.host, port: v4.port) }
     if let v6 = address.ipv6 { return HostPort(host: v6.host, port: v6.port) }

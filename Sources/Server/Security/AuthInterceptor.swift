@@ -1,29 +1,49 @@
 public import GRPCCore
+public import Logging
 import RPC
+import X509
 
-/// Checks the bearer token of every call before any handler sees it: Admin calls need the
-/// admin token, agent calls (Bootstrap, AgentChannel, AgentPoll, PackageStore) the enrollment token; operators may
-/// download packages with the admin token too. Calls to any other service are refused. One place, so per-agent
-/// certificates can join it later.
+/// Checks every call before any handler sees it, in one place for the agent listener and the
+/// gateway's in-process calls alike:
+/// - Admin (and the seed agents' AgentPoll, which only the gateway calls): the admin token;
+/// - Bootstrap.Enroll: a join token (the enrollment itself takes one use of it, atomically);
+/// - Bootstrap.Init: an agent's certificate, or a join token (it only says where to go);
+/// - every other agent call: the host's client certificate, which must be the host's current
+///   one in the store and not banned. On a node started `--insecure` (no TLS, so no
+///   certificates) agents call with a join token and are taken at their word;
+/// - PackageStore: an agent's certificate, or the admin token (operators download too).
+/// Calls to any other service are refused.
 public struct AuthInterceptor: ServerInterceptor {
-    /// Which token a service wants.
-    public enum Role: Sendable {
+    enum Access: Sendable {
         case admin
+        case join
         case agent
+        /// Init: an agent's certificate, or a usable join token (a host not enrolled yet asks
+        /// where to go, then enrolls at the node that accepts it).
+        case agentOrJoin
+        case agentOrAdmin
     }
 
-    private let tokens: [Role: String]
-    private let roles: [String: [Role]]
+    private let adminToken: String
+    private let store: SQLStore
+    private let insecure: Bool
+    private let logger: Logger
 
-    public init(adminToken: String, enrollmentToken: String) {
-        self.tokens = [.admin: adminToken, .agent: enrollmentToken]
-        self.roles = [
-            "aspire.v1.Admin": [.admin],
-            "aspire.v1.Bootstrap": [.agent],
-            "aspire.v1.AgentChannel": [.agent],
-            "aspire.v1.AgentPoll": [.agent],
-            "aspire.v1.PackageStore": [.agent, .admin],
-        ]
+    public init(adminToken: String, store: SQLStore, insecure: Bool, logger: Logger) {
+        self.adminToken = adminToken
+        self.store = store
+        self.insecure = insecure
+        self.logger = logger
+    }
+
+    static func access(_ method: MethodDescriptor) -> Access? {
+        switch method.service.fullyQualifiedService {
+        case "aspire.v1.Admin", "aspire.v1.AgentPoll": .admin
+        case "aspire.v1.Bootstrap": ["Enroll": .join, "Init": .agentOrJoin][method.method] ?? .agent
+        case "aspire.v1.AgentChannel": .agent
+        case "aspire.v1.PackageStore": .agentOrAdmin
+        default: nil
+        }
     }
 
     public func intercept<Input: Sendable, Output: Sendable>(
@@ -31,23 +51,122 @@ public struct AuthInterceptor: ServerInterceptor {
         context: ServerContext,
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
-        let service = context.descriptor.service.fullyQualifiedService
-        guard let roles = self.roles[service], !roles.isEmpty else {
-            return StreamingServerResponse(error: RPCError(code: .unauthenticated, message: "no access to \(service)"))
-        }
-        guard let header = request.metadata[stringValues: "authorization"].first(where: { _ in true }) else {
-            return StreamingServerResponse(
-                error: RPCError(code: .unauthenticated, message: "missing 'authorization: Bearer <token>' metadata")
-            )
-        }
-        guard let token = Secret.bearerToken(header), roles.contains(where: { self.tokens[$0].map { Secret.matches(token, $0) } ?? false }) else {
-            return StreamingServerResponse(
-                error: RPCError(
-                    code: .unauthenticated,
-                    message: roles == [.admin] ? "wrong admin token" : "wrong enrollment token"
-                )
-            )
+        do {
+            try await self.check(request.metadata, context: context)
+        } catch {
+            return StreamingServerResponse(error: error)
         }
         return try await next(request, context)
+    }
+
+    private func check(_ metadata: Metadata, context: ServerContext) async throws(RPCError) {
+        guard let access = Self.access(context.descriptor) else {
+            throw RPCError(code: .unauthenticated, message: "no access to \(context.descriptor.service.fullyQualifiedService)")
+        }
+        let bearer = metadata[stringValues: "authorization"].first(where: { _ in true }).flatMap(Secret.bearerToken)
+        let certificate = VerifiedPeer.certificate(of: context)
+        switch access {
+        case .admin:
+            try self.requireAdmin(bearer)
+        case .join:
+            guard bearer != nil else {
+                throw RPCError(code: .unauthenticated, message: "missing 'authorization: Bearer <join token>' metadata")
+            }
+        case .agent:
+            try await self.requireAgent(certificate, bearer: bearer, context: context)
+        case .agentOrJoin:
+            if certificate == nil, let bearer { return try await self.requireJoinToken(bearer) }
+            try await self.requireAgent(certificate, bearer: bearer, context: context)
+        case .agentOrAdmin:
+            if certificate == nil, let bearer, Secret.matches(bearer, self.adminToken) { return }
+            try await self.requireAgent(certificate, bearer: bearer, context: context)
+        }
+    }
+
+    private func requireAdmin(_ bearer: String?) throws(RPCError) {
+        guard let bearer else {
+            throw RPCError(code: .unauthenticated, message: "missing 'authorization: Bearer <token>' metadata")
+        }
+        guard Secret.matches(bearer, self.adminToken) else {
+            throw RPCError(code: .unauthenticated, message: "wrong admin token")
+        }
+    }
+
+    private func requireAgent(_ certificate: Certificate?, bearer: String?, context: ServerContext) async throws(RPCError) {
+        guard let certificate else {
+            if self.insecure, let bearer { return try await self.requireJoinToken(bearer) }
+            throw RPCError(
+                code: .unauthenticated,
+                message: """
+                    agents call with their own client certificate (mutual TLS); a host without one enrolls first with a join \
+                    token (Bootstrap.Enroll; boot does it by itself with --token-file)
+                    """
+            )
+        }
+        let caller = AgentCaller(certificate: certificate)
+        guard let agentSN = caller.agentSN, let serial = caller.serial else {
+            throw RPCError(code: .permissionDenied, message: "the client certificate names no AgentSN (SAN aspire://agent/<AgentSN>)")
+        }
+        let identity: IdentityRecord?
+        do {
+            identity = try await self.store.identity(agentSN: agentSN)
+        } catch {
+            self.logger.error("cannot check an agent's certificate", metadata: ["agent.sn": "\(agentSN)", "error": "\(String(reflecting: error))"])
+            throw RPCError(code: .unavailable, message: "the server cannot check certificates now; try again")
+        }
+        guard let identity, identity.banned == 0, identity.serial == serial else {
+            let why =
+                identity?.banned ?? 0 != 0
+                ? "host \(agentSN) is banned"
+                : "this certificate of \(agentSN) was taken back (the host was deleted, or holds a newer certificate)"
+            self.logger.warning(
+                "agent certificate refused",
+                metadata: ["agent.sn": "\(agentSN)", "agent.peer": "\(context.remotePeer)", "cert.serial": "\(serial)", "reason": "\(why)"]
+            )
+            throw RPCError(code: .permissionDenied, message: why)
+        }
+    }
+
+    private func requireJoinToken(_ secret: String) async throws(RPCError) {
+        let token: JoinTokenRecord?
+        do {
+            token = try await self.store.joinToken(secret: secret)
+        } catch {
+            throw RPCError(code: .unavailable, message: "the server cannot check join tokens now; try again")
+        }
+        guard let token else { throw RPCError(code: .unauthenticated, message: "unknown join token") }
+        let state = token.state(now: SQLStore.now)
+        guard state == .usable else { throw RPCError(code: .unauthenticated, message: "join token \(token.id) is \(state.rawValue)") }
+    }
+}
+
+/// The host an agent call comes from, by its verified certificate; nil fields on a node without
+/// TLS, where agents are taken at their word.
+public struct AgentCaller: Sendable {
+    public let agentSN: String?
+    public let serial: String?
+
+    init(certificate: Certificate?) {
+        self.agentSN = certificate.flatMap(AgentIdentity.agentSN(of:))
+        self.serial = certificate.map(AgentIdentity.serial(of:))
+    }
+
+    public init(_ context: ServerContext) {
+        self.init(certificate: VerifiedPeer.certificate(of: context))
+    }
+
+    /// The AgentSN a message names, when it is the caller's own; PERMISSION_DENIED (and a log
+    /// line) when the caller's certificate names another host.
+    @discardableResult
+    public func claim(_ agentSN: String, in what: String, peer: String, logger: Logger) throws -> String {
+        try AgentIdentity.validate(agentSN: agentSN)
+        if let own = self.agentSN, own != agentSN {
+            logger.warning(
+                "agent named another host",
+                metadata: ["agent.sn": "\(own)", "claimed.sn": "\(agentSN)", "agent.peer": "\(peer)", "message": "\(what)"]
+            )
+            throw RPCError(code: .permissionDenied, message: "\(what) names \(agentSN), but this certificate is \(own)'s")
+        }
+        return agentSN
     }
 }

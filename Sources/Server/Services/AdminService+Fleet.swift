@@ -164,6 +164,8 @@ extension Aspire_V1_Host {
         self.createdUnixMs = record.created
         self.modifiedUnixMs = record.modified
         self.tags = record.tags.map(Aspire_V1_Tag.init(_:))
+        self.identity = record.identity.rawValue
+        self.certificateNotAfter = record.certificateNotAfter / 1000
     }
 }
 

@@ -13,13 +13,15 @@ public struct AdminService: Aspire_V1_Admin.SimpleServiceProtocol {
     let packages: PackageFiles
     let distributor: ConfigDistributor
     let metrics: MetricIngest
+    let revocations: RevocationWatch
     let logger: Logger
 
     init(
         nodeName: String, registry: SessionRegistry, store: SQLStore, engine: TaskEngine, packages: PackageFiles,
-        distributor: ConfigDistributor, metrics: MetricIngest, logger: Logger
+        distributor: ConfigDistributor, metrics: MetricIngest, revocations: RevocationWatch, logger: Logger
     ) {
         self.nodeName = nodeName
+        self.revocations = revocations
         self.metrics = metrics
         self.distributor = distributor
         self.packages = packages

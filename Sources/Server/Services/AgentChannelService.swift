@@ -57,6 +57,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         let (outbound, continuation) = AsyncStream.makeStream(of: Aspire_V1_ServerMessage.self)
         let connection = Connection()
         let peer = context.remotePeer
+        let caller = AgentCaller(context)
         let (configuration, registry, store, logger) = (self.configuration, self.registry, self.store, self.logger)
 
         var ended = Ended.failed
@@ -64,7 +65,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         do {
             ended = try await self.serve(
                 request: request, response: response, outbound: outbound, continuation: continuation,
-                connection: connection, peer: peer
+                connection: connection, peer: peer, caller: caller
             )
         } catch {
             failure = error
@@ -94,7 +95,8 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         outbound: AsyncStream<Aspire_V1_ServerMessage>,
         continuation: AsyncStream<Aspire_V1_ServerMessage>.Continuation,
         connection: Connection,
-        peer: String
+        peer: String,
+        caller: AgentCaller
     ) async throws -> Ended {
         let (configuration, registry, store, engine, logger) = (self.configuration, self.registry, self.store, self.engine, self.logger)
         return try await withThrowingTaskGroup(of: Ended.self) { group in
@@ -108,11 +110,12 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                     guard case .hello(let hello) = message.body else {
                         throw RPCError(code: .failedPrecondition, message: "the first message on the stream must be Hello")
                     }
-                    try AgentIdentity.validate(agentSN: hello.agentSn)
+                    try caller.claim(hello.agentSn, in: "Hello", peer: peer, logger: logger)
                     let session = AgentSession(
                         connectionID: registry.nextConnectionID(),
                         hello: hello,
                         peer: peer,
+                        certificateSerial: caller.serial,
                         outbound: continuation
                     )
                     try await Self.recordOnline(hello, peer: peer, node: configuration.nodeName, store: store, logger: logger)

@@ -19,6 +19,7 @@ struct AgentPollService: Aspire_V1_AgentPoll.SimpleServiceProtocol {
 
     func report(request: Aspire_V1_PollRequest, context: ServerContext) async throws -> Aspire_V1_PollResponse {
         try AgentIdentity.validate(agentSN: request.agentSn)
+        try await self.requirePlainHost(request.agentSn)
         let status = request.status
         let known = try await self.store.host(agentSN: request.agentSn)
         if known == nil || known?.status != .online || known?.curvers != status.version || known?.hostname != status.hostname {
@@ -54,10 +55,20 @@ struct AgentPollService: Aspire_V1_AgentPoll.SimpleServiceProtocol {
                 response.stored.append(result.id)
                 continue
             }
+            try await self.requirePlainHost(host)
             if await self.engine.resultArrived(result, from: host) {
                 response.stored.append(result.id)
             }
         }
         return response
+    }
+
+    /// A host holding a certificate (or banned) is driven only over its own mutual-TLS stream:
+    /// nobody speaks for it here, where callers are known by nothing but their address.
+    private func requirePlainHost(_ agentSN: String) async throws {
+        guard let identity = try await self.store.identity(agentSN: agentSN) else { return }
+        let why = identity.banned != 0 ? "is banned" : "holds a certificate: it reports over its own mutual-TLS stream only"
+        self.logger.warning("seed agent route refused", metadata: ["agent.sn": "\(agentSN)", "reason": "\(why)"])
+        throw AspireError(.permissionDenied, "host \(agentSN) \(why)")
     }
 }

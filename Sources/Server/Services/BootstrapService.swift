@@ -1,27 +1,129 @@
+import Foundation
 public import GRPCCore
 public import Logging
 public import RPC
+import X509
 
-/// `Bootstrap.Init`: accepts the agent on this node or redirects it, by the redirect policy.
-/// A node that holds `maxAgents` streams refuses new agents (RESOURCE_EXHAUSTED), so they try
-/// their next address or come back later, instead of the node running out of descriptors.
-public struct BootstrapService: Aspire_V1_Bootstrap.SimpleServiceProtocol {
+/// `Bootstrap`: a new host enrolls (a join token buys it a certificate of its own), an enrolled
+/// one renews its certificate, and `Init` accepts the agent on this node or redirects it, by the
+/// redirect policy. A node that holds `maxAgents` streams refuses new agents
+/// (RESOURCE_EXHAUSTED), so they try their next address or come back later, instead of the node
+/// running out of descriptors.
+public struct BootstrapService: Aspire_V1_Bootstrap.ServiceProtocol {
     let nodeName: String
     let policy: RedirectPolicy
     let registry: SessionRegistry
+    let store: SQLStore
+    /// The CA that signs agents' certificates; nil on a node without TLS.
+    let signer: CertificateAuthority.Signer?
     let maxAgents: Int
     let logger: Logger
 
-    public init(nodeName: String, policy: RedirectPolicy, registry: SessionRegistry, maxAgents: Int = .max, logger: Logger) {
+    public init(
+        nodeName: String, policy: RedirectPolicy, registry: SessionRegistry, store: SQLStore, signer: CertificateAuthority.Signer?,
+        maxAgents: Int = .max, logger: Logger
+    ) {
         self.nodeName = nodeName
         self.policy = policy
         self.registry = registry
+        self.store = store
+        self.signer = signer
         self.maxAgents = maxAgents
         self.logger = logger
     }
 
-    public func `init`(request: Aspire_V1_InitRequest, context: ServerContext) async throws -> Aspire_V1_InitResponse {
+    public func enroll(
+        request: ServerRequest<Aspire_V1_EnrollRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Aspire_V1_EnrollResponse> {
+        // The interceptor let the call through with a bearer token; the enrollment takes a use
+        // of it, or refuses it, in the same transaction that records the certificate.
+        let secret = request.metadata[stringValues: "authorization"].first(where: { _ in true }).flatMap(Secret.bearerToken) ?? ""
+        return ServerResponse(message: try await self.enroll(request.message, joinToken: secret, context: context))
+    }
+
+    func enroll(_ request: Aspire_V1_EnrollRequest, joinToken secret: String, context: ServerContext) async throws -> Aspire_V1_EnrollResponse {
         try AgentIdentity.validate(agentSN: request.agentSn)
+        let signer = try self.requireSigner()
+        let certificate = try signer.issueAgentCertificate(requestDER: Array(request.csr), agentSN: request.agentSn)
+        let notAfter = certificate.notValidAfter.unixMilliseconds
+        let token: JoinTokenRecord
+        do {
+            token = try await self.store.enroll(
+                agentSN: request.agentSn, hostname: String(request.hostname.prefix(255)), joinToken: secret,
+                serial: AgentIdentity.serial(of: certificate), notAfter: notAfter
+            )
+        } catch let error as AspireError {
+            self.logger.warning(
+                "enrollment refused",
+                metadata: ["agent.sn": "\(request.agentSn)", "agent.peer": "\(context.remotePeer)", "reason": "\(error.cause)"]
+            )
+            throw error
+        }
+        self.logger.notice(
+            "host enrolled",
+            metadata: [
+                "agent.sn": "\(request.agentSn)", "agent.peer": "\(context.remotePeer)", "join_token": "\(token.id)",
+                "cert.serial": "\(AgentIdentity.serial(of: certificate))", "cert.not_after": "\(certificate.notValidAfter)",
+            ]
+        )
+        var response = Aspire_V1_EnrollResponse()
+        response.certificate = try certificate.pemText
+        response.notAfter = Int64(certificate.notValidAfter.timeIntervalSince1970)
+        return response
+    }
+
+    public func renew(
+        request: ServerRequest<Aspire_V1_RenewRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Aspire_V1_EnrollResponse> {
+        ServerResponse(message: try await self.renew(request.message, context: context))
+    }
+
+    func renew(_ request: Aspire_V1_RenewRequest, context: ServerContext) async throws -> Aspire_V1_EnrollResponse {
+        let signer = try self.requireSigner()
+        let caller = AgentCaller(context)
+        guard let agentSN = caller.agentSN, let serial = caller.serial else {
+            throw RPCError(code: .unauthenticated, message: "renew with the certificate being renewed (mutual TLS)")
+        }
+        let certificate = try signer.issueAgentCertificate(requestDER: Array(request.csr), agentSN: agentSN)
+        let newSerial = AgentIdentity.serial(of: certificate)
+        guard
+            try await self.store.renewIdentity(
+                agentSN: agentSN, serial: serial, newSerial: newSerial, notAfter: certificate.notValidAfter.unixMilliseconds
+            )
+        else {
+            throw RPCError(code: .permissionDenied, message: "this certificate of \(agentSN) is no longer its current one")
+        }
+        self.logger.info(
+            "agent certificate renewed",
+            metadata: ["agent.sn": "\(agentSN)", "cert.serial": "\(newSerial)", "cert.not_after": "\(certificate.notValidAfter)"]
+        )
+        var response = Aspire_V1_EnrollResponse()
+        response.certificate = try certificate.pemText
+        response.notAfter = Int64(certificate.notValidAfter.timeIntervalSince1970)
+        return response
+    }
+
+    private func requireSigner() throws -> CertificateAuthority.Signer {
+        guard let signer = self.signer else {
+            throw RPCError(
+                code: .failedPrecondition,
+                message: "this node runs without TLS (--insecure): agents connect with a join token and get no certificate"
+            )
+        }
+        return signer
+    }
+
+    public func `init`(
+        request: ServerRequest<Aspire_V1_InitRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Aspire_V1_InitResponse> {
+        ServerResponse(message: try await self.`init`(request.message, context: context))
+    }
+
+    func `init`(_ request: Aspire_V1_InitRequest, context: ServerContext) async throws -> Aspire_V1_InitResponse {
+        try AgentCaller(context).claim(request.agentSn, in: "Init", peer: context.remotePeer, logger: self.logger)
         var response = Aspire_V1_InitResponse()
         response.node = self.nodeName
         switch self.policy.decide(agentSN: request.agentSn, visited: Set(request.visited)) {
@@ -47,24 +149,5 @@ public struct BootstrapService: Aspire_V1_Bootstrap.SimpleServiceProtocol {
             )
         }
         return response
-    }
-}
-
-/// Rules for what agents say about themselves.
-enum AgentIdentity {
-    /// An AgentSN is 1 to 64 characters of letters, digits and `.-_:`; it names the host in
-    /// the store and in logs, so nothing else is let through.
-    static func validate(agentSN: String) throws(AspireError) {
-        guard !agentSN.isEmpty else {
-            throw AspireError(.badRequest, "agent_sn is empty")
-        }
-        guard agentSN.utf8.count <= 64,
-            agentSN.utf8.allSatisfy({ byte in
-                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-                    || byte == 0x2E || byte == 0x2D || byte == 0x5F || byte == 0x3A
-            })
-        else {
-            throw AspireError(.badRequest, "agent_sn must be 1-64 characters of letters, digits and . - _ :")
-        }
     }
 }

@@ -8,6 +8,8 @@ public final class AgentSession: Sendable {
     public let connectionID: UInt64
     public let hello: Aspire_V1_Hello
     public let peer: String
+    /// The serial of the certificate the agent connected with; nil on a node without TLS.
+    public let certificateSerial: String?
     public let connectedAt: Date
     private let outbound: AsyncStream<Aspire_V1_ServerMessage>.Continuation
     private let lastSeenMillis: Atomic<Int64>
@@ -26,11 +28,13 @@ public final class AgentSession: Sendable {
         connectionID: UInt64,
         hello: Aspire_V1_Hello,
         peer: String,
+        certificateSerial: String? = nil,
         outbound: AsyncStream<Aspire_V1_ServerMessage>.Continuation
     ) {
         self.connectionID = connectionID
         self.hello = hello
         self.peer = peer
+        self.certificateSerial = certificateSerial
         self.connectedAt = Date()
         self.outbound = outbound
         self.lastSeenMillis = Atomic(Date().unixMilliseconds)

@@ -231,6 +231,43 @@ enum Migrations {
             // before; those are still translated from their body.
             ["ALTER TABLE tasks ADD COLUMN command_pb \(Self.bytesColumn(kind))"]
         },
+        Step(version: 7, name: "per-host certificates and join tokens") { kind in
+            [
+                // What new hosts enroll with: only the SHA-256 of the secret is kept.
+                """
+                CREATE TABLE join_tokens (
+                    id TEXT PRIMARY KEY,
+                    digest TEXT NOT NULL UNIQUE,
+                    note TEXT NOT NULL DEFAULT '',
+                    tags TEXT NOT NULL DEFAULT '{}',
+                    max_uses INTEGER NOT NULL DEFAULT 0,
+                    uses INTEGER NOT NULL DEFAULT 0,
+                    expires BIGINT NOT NULL DEFAULT 0,
+                    revoked BIGINT NOT NULL DEFAULT 0,
+                    gmt_create BIGINT NOT NULL)
+                """,
+                // Each host's current certificate (serial '' for none) and its ban.
+                """
+                CREATE TABLE agent_identities (
+                    agentsn TEXT PRIMARY KEY,
+                    serial TEXT NOT NULL DEFAULT '',
+                    not_after BIGINT NOT NULL DEFAULT 0,
+                    token TEXT NOT NULL DEFAULT '',
+                    banned BIGINT NOT NULL DEFAULT 0,
+                    ban_reason TEXT NOT NULL DEFAULT '',
+                    gmt_create BIGINT NOT NULL,
+                    gmt_modify BIGINT NOT NULL)
+                """,
+                // Certificates taken back (host deleted or banned), in order: every node follows
+                // this list and closes the streams they open.
+                """
+                CREATE TABLE identity_revocations (
+                    id \(Self.idColumn(kind)),
+                    agentsn TEXT NOT NULL,
+                    gmt_create BIGINT NOT NULL)
+                """,
+            ]
+        },
     ]
 
     /// An auto-numbered primary key.

@@ -21,6 +21,19 @@ public struct HostRecord: Sendable, Hashable {
     public var created: Int64
     public var modified: Int64
     public var tags: [TagRecord] = []
+    /// Its certificate, as the store knows it.
+    public var identity: HostIdentity = .none
+    /// Unix milliseconds when its certificate expires; 0 for none.
+    public var certificateNotAfter: Int64 = 0
+}
+
+/// Whether a host holds a certificate of the cluster.
+public enum HostIdentity: String, Sendable, Hashable {
+    /// Never enrolled, or deleted since: it may enroll with a join token.
+    case none
+    case enrolled
+    /// Refused everywhere, and may not enroll until an operator lifts the ban.
+    case banned
 }
 
 /// The seed's host states.
@@ -29,6 +42,8 @@ public enum HostStatus: Int, Sendable, Hashable, CaseIterable {
     case register = 1
     case online = 2
     case offline = 3
+    /// Deleted by an operator: its certificate was taken back.
+    case deleted = 4
 
     public var name: String {
         switch self {
@@ -36,6 +51,7 @@ public enum HostStatus: Int, Sendable, Hashable, CaseIterable {
         case .register: "register"
         case .online: "online"
         case .offline: "offline"
+        case .deleted: "deleted"
         }
     }
 

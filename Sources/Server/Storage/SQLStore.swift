@@ -132,7 +132,7 @@ extension SQLStore {
 
     public func host(agentSN: String) async throws -> HostRecord? {
         try await self.engine.withConnection { database in
-            guard let row = try await database.raw("SELECT * FROM hosts WHERE agentsn = \(bind: agentSN)").first() else {
+            guard let row = try await database.raw("\(unsafeRaw: Self.hostColumns) WHERE hosts.agentsn = \(bind: agentSN)").first() else {
                 return nil
             }
             var host = try Self.host(from: row)
@@ -162,7 +162,7 @@ extension SQLStore {
                 .decode(column: "n", as: Int.self) ?? 0
             let order: SQLQueryString = query.page.ascending ? "ASC" : "DESC"
             let rows = try await database.raw(
-                "SELECT * FROM hosts \(filter) ORDER BY id \(order) LIMIT \(bind: query.page.limit) OFFSET \(bind: query.page.offset)"
+                "\(unsafeRaw: Self.hostColumns) \(filter) ORDER BY id \(order) LIMIT \(bind: query.page.limit) OFFSET \(bind: query.page.offset)"
             ).all()
             var hosts = try rows.map(Self.host(from:))
             // One query for the tags of the whole page, not one per host.
@@ -187,8 +187,14 @@ extension SQLStore {
         }
     }
 
+    /// Hosts with what the store knows of their certificates.
+    static let hostColumns = """
+        SELECT hosts.*, ai.serial AS cert_serial, ai.banned AS cert_banned, ai.not_after AS cert_not_after
+        FROM hosts LEFT JOIN agent_identities ai ON ai.agentsn = hosts.agentsn
+        """
+
     static func host(from row: any SQLRow) throws -> HostRecord {
-        HostRecord(
+        var host = HostRecord(
             id: try row.decode(column: "id", as: Int.self),
             agentSN: try row.decode(column: "agentsn", as: String.self),
             hostname: try row.decode(column: "hostname", as: String.self),
@@ -206,6 +212,13 @@ extension SQLStore {
             created: try row.decode(column: "gmt_create", as: Int64.self),
             modified: try row.decode(column: "gmt_modify", as: Int64.self)
         )
+        if (try? row.decode(column: "cert_banned", as: Int64?.self)).flatMap({ $0 }) ?? 0 != 0 {
+            host.identity = .banned
+        } else if let serial = (try? row.decode(column: "cert_serial", as: String?.self)).flatMap({ $0 }), !serial.isEmpty {
+            host.identity = .enrolled
+            host.certificateNotAfter = (try? row.decode(column: "cert_not_after", as: Int64?.self)).flatMap({ $0 }) ?? 0
+        }
+        return host
     }
 
     static func whereClause(_ conditions: [SQLQueryString]) -> SQLQueryString {

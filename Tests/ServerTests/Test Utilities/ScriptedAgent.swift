@@ -35,7 +35,9 @@ final class ScriptedAgent: Sendable {
         to node: LocalNode,
         _ body: (ScriptedAgent) async throws -> Result
     ) async throws -> Result {
-        try await node.withClient(token: node.node.enrollmentToken) { client in
+        let identity = try await Self.identity(agentSN, node: node)
+        let transport = try Transports.client(address: node.address, security: .tls(caFile: node.caFile, identity: identity))
+        return try await withGRPCClient(transport: transport) { client in
             let (messages, continuation) = AsyncStream.makeStream(of: Aspire_V1_AgentMessage.self)
             let agent = ScriptedAgent(agentSN: agentSN, outbound: continuation)
             var hello = Aspire_V1_AgentMessage()
@@ -86,6 +88,21 @@ final class ScriptedAgent: Sendable {
         default:
             break
         }
+    }
+
+    /// Certificates already enrolled, by cluster (its CA) and AgentSN: a test that connects the
+    /// same host twice presents the same certificate, as a real agent would.
+    private static let identities = Mutex<[String: ClientIdentity]>([:])
+
+    /// The host's certificate, enrolled with the node's join token on first use.
+    static func identity(_ agentSN: String, node: LocalNode) async throws -> ClientIdentity {
+        let key = try String(contentsOfFile: node.caFile, encoding: .utf8) + "|" + agentSN
+        if let known = Self.identities.withLock({ $0[key] }) { return known }
+        let identity = try await node.withClient(token: node.node.enrollmentToken) { client in
+            try await ClientIdentity.enroll(agentSN: agentSN, joinToken: node.node.enrollmentToken, client: client)
+        }
+        Self.identities.withLock { $0[key] = identity }
+        return identity
     }
 
     /// Every command received so far, in order.

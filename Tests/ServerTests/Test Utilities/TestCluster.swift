@@ -47,7 +47,8 @@ struct TestNode: NodeUnderTest {
 
     var caFile: String { "\(self.dataDirectory)/tls/ca.pem" }
     var enrollTokenFile: String { "\(self.dataDirectory)/enroll.token" }
-    var adminToken: String { get throws { try Secret.read("\(self.dataDirectory)/admin.token") } }
+    var adminTokenFile: String { "\(self.dataDirectory)/admin.token" }
+    var adminToken: String { get throws { try Secret.read(self.adminTokenFile) } }
     var enrollToken: String { get throws { try Secret.read(self.enrollTokenFile) } }
 
     func connectedAgents() async throws -> [Aspire_V1_ConnectedAgent] {

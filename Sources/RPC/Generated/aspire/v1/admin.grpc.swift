@@ -126,6 +126,71 @@ public enum Aspire_V1_Admin: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "DeleteHost" metadata.
+        public enum DeleteHost: Sendable {
+            /// Request type for "DeleteHost".
+            public typealias Input = Aspire_V1_DeleteHostRequest
+            /// Response type for "DeleteHost".
+            public typealias Output = Aspire_V1_Host
+            /// Descriptor for "DeleteHost".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "DeleteHost",
+                type: .unary
+            )
+        }
+        /// Namespace for "BanHost" metadata.
+        public enum BanHost: Sendable {
+            /// Request type for "BanHost".
+            public typealias Input = Aspire_V1_BanHostRequest
+            /// Response type for "BanHost".
+            public typealias Output = Aspire_V1_Host
+            /// Descriptor for "BanHost".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "BanHost",
+                type: .unary
+            )
+        }
+        /// Namespace for "CreateJoinToken" metadata.
+        public enum CreateJoinToken: Sendable {
+            /// Request type for "CreateJoinToken".
+            public typealias Input = Aspire_V1_CreateJoinTokenRequest
+            /// Response type for "CreateJoinToken".
+            public typealias Output = Aspire_V1_CreateJoinTokenResponse
+            /// Descriptor for "CreateJoinToken".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "CreateJoinToken",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListJoinTokens" metadata.
+        public enum ListJoinTokens: Sendable {
+            /// Request type for "ListJoinTokens".
+            public typealias Input = Aspire_V1_ListJoinTokensRequest
+            /// Response type for "ListJoinTokens".
+            public typealias Output = Aspire_V1_ListJoinTokensResponse
+            /// Descriptor for "ListJoinTokens".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "ListJoinTokens",
+                type: .unary
+            )
+        }
+        /// Namespace for "RevokeJoinToken" metadata.
+        public enum RevokeJoinToken: Sendable {
+            /// Request type for "RevokeJoinToken".
+            public typealias Input = Aspire_V1_RevokeJoinTokenRequest
+            /// Response type for "RevokeJoinToken".
+            public typealias Output = Aspire_V1_JoinToken
+            /// Descriptor for "RevokeJoinToken".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "RevokeJoinToken",
+                type: .unary
+            )
+        }
         /// Namespace for "ListTags" metadata.
         public enum ListTags: Sendable {
             /// Request type for "ListTags".
@@ -422,6 +487,11 @@ public enum Aspire_V1_Admin: Sendable {
             CancelTask.descriptor,
             ListHosts.descriptor,
             GetHost.descriptor,
+            DeleteHost.descriptor,
+            BanHost.descriptor,
+            CreateJoinToken.descriptor,
+            ListJoinTokens.descriptor,
+            RevokeJoinToken.descriptor,
             ListTags.descriptor,
             CreateTag.descriptor,
             DeleteTag.descriptor,
@@ -615,6 +685,90 @@ extension Aspire_V1_Admin {
             request: GRPCCore.StreamingServerRequest<Aspire_V1_GetHostRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_Host>
+
+        /// Handle the "DeleteHost" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Forgets a host's certificate and marks it deleted (the seed's status): its stream is closed on
+        /// > every node, and it may enroll again with a join token.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_DeleteHostRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_Host` messages.
+        func deleteHost(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_DeleteHostRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_Host>
+
+        /// Handle the "BanHost" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bans a host (or lifts its ban): its certificate is refused by every node, its stream closed,
+        /// > and it cannot enroll again until the ban is lifted.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_BanHostRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_Host` messages.
+        func banHost(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_BanHostRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_Host>
+
+        /// Handle the "CreateJoinToken" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Join tokens: what a new host enrolls with. Only a digest is stored; the token is shown once.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_CreateJoinTokenRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_CreateJoinTokenResponse` messages.
+        func createJoinToken(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_CreateJoinTokenRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_CreateJoinTokenResponse>
+
+        /// Handle the "ListJoinTokens" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_ListJoinTokensRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_ListJoinTokensResponse` messages.
+        func listJoinTokens(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_ListJoinTokensRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListJoinTokensResponse>
+
+        /// Handle the "RevokeJoinToken" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_RevokeJoinTokenRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_JoinToken` messages.
+        func revokeJoinToken(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_RevokeJoinTokenRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_JoinToken>
 
         /// Handle the "ListTags" method.
         ///
@@ -1141,6 +1295,90 @@ extension Aspire_V1_Admin {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Aspire_V1_Host>
 
+        /// Handle the "DeleteHost" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Forgets a host's certificate and marks it deleted (the seed's status): its stream is closed on
+        /// > every node, and it may enroll again with a join token.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DeleteHostRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_Host` message.
+        func deleteHost(
+            request: GRPCCore.ServerRequest<Aspire_V1_DeleteHostRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_Host>
+
+        /// Handle the "BanHost" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bans a host (or lifts its ban): its certificate is refused by every node, its stream closed,
+        /// > and it cannot enroll again until the ban is lifted.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_BanHostRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_Host` message.
+        func banHost(
+            request: GRPCCore.ServerRequest<Aspire_V1_BanHostRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_Host>
+
+        /// Handle the "CreateJoinToken" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Join tokens: what a new host enrolls with. Only a digest is stored; the token is shown once.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreateJoinTokenRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_CreateJoinTokenResponse` message.
+        func createJoinToken(
+            request: GRPCCore.ServerRequest<Aspire_V1_CreateJoinTokenRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_CreateJoinTokenResponse>
+
+        /// Handle the "ListJoinTokens" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListJoinTokensRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_ListJoinTokensResponse` message.
+        func listJoinTokens(
+            request: GRPCCore.ServerRequest<Aspire_V1_ListJoinTokensRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListJoinTokensResponse>
+
+        /// Handle the "RevokeJoinToken" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_RevokeJoinTokenRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_JoinToken` message.
+        func revokeJoinToken(
+            request: GRPCCore.ServerRequest<Aspire_V1_RevokeJoinTokenRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_JoinToken>
+
         /// Handle the "ListTags" method.
         ///
         /// > Source IDL Documentation:
@@ -1664,6 +1902,90 @@ extension Aspire_V1_Admin {
             context: GRPCCore.ServerContext
         ) async throws -> Aspire_V1_Host
 
+        /// Handle the "DeleteHost" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Forgets a host's certificate and marks it deleted (the seed's status): its stream is closed on
+        /// > every node, and it may enroll again with a join token.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_DeleteHostRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_Host` to respond with.
+        func deleteHost(
+            request: Aspire_V1_DeleteHostRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_Host
+
+        /// Handle the "BanHost" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bans a host (or lifts its ban): its certificate is refused by every node, its stream closed,
+        /// > and it cannot enroll again until the ban is lifted.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_BanHostRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_Host` to respond with.
+        func banHost(
+            request: Aspire_V1_BanHostRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_Host
+
+        /// Handle the "CreateJoinToken" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Join tokens: what a new host enrolls with. Only a digest is stored; the token is shown once.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_CreateJoinTokenRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_CreateJoinTokenResponse` to respond with.
+        func createJoinToken(
+            request: Aspire_V1_CreateJoinTokenRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_CreateJoinTokenResponse
+
+        /// Handle the "ListJoinTokens" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_ListJoinTokensRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_ListJoinTokensResponse` to respond with.
+        func listJoinTokens(
+            request: Aspire_V1_ListJoinTokensRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_ListJoinTokensResponse
+
+        /// Handle the "RevokeJoinToken" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_RevokeJoinTokenRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_JoinToken` to respond with.
+        func revokeJoinToken(
+            request: Aspire_V1_RevokeJoinTokenRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_JoinToken
+
         /// Handle the "ListTags" method.
         ///
         /// > Source IDL Documentation:
@@ -2129,6 +2451,61 @@ extension Aspire_V1_Admin.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.DeleteHost.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_DeleteHostRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_Host>(),
+            handler: { request, context in
+                try await self.deleteHost(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.BanHost.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_BanHostRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_Host>(),
+            handler: { request, context in
+                try await self.banHost(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.CreateJoinToken.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_CreateJoinTokenRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_CreateJoinTokenResponse>(),
+            handler: { request, context in
+                try await self.createJoinToken(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.ListJoinTokens.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListJoinTokensRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListJoinTokensResponse>(),
+            handler: { request, context in
+                try await self.listJoinTokens(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.RevokeJoinToken.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_RevokeJoinTokenRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_JoinToken>(),
+            handler: { request, context in
+                try await self.revokeJoinToken(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Aspire_V1_Admin.Method.ListTags.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListTagsRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListTagsResponse>(),
@@ -2458,6 +2835,61 @@ extension Aspire_V1_Admin.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_Host> {
         let response = try await self.getHost(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func deleteHost(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_DeleteHostRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_Host> {
+        let response = try await self.deleteHost(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func banHost(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_BanHostRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_Host> {
+        let response = try await self.banHost(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createJoinToken(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_CreateJoinTokenRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_CreateJoinTokenResponse> {
+        let response = try await self.createJoinToken(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listJoinTokens(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_ListJoinTokensRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListJoinTokensResponse> {
+        let response = try await self.listJoinTokens(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func revokeJoinToken(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_RevokeJoinTokenRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_JoinToken> {
+        let response = try await self.revokeJoinToken(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2807,6 +3239,71 @@ extension Aspire_V1_Admin.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Aspire_V1_Host> {
         return GRPCCore.ServerResponse<Aspire_V1_Host>(
             message: try await self.getHost(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func deleteHost(
+        request: GRPCCore.ServerRequest<Aspire_V1_DeleteHostRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_Host> {
+        return GRPCCore.ServerResponse<Aspire_V1_Host>(
+            message: try await self.deleteHost(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func banHost(
+        request: GRPCCore.ServerRequest<Aspire_V1_BanHostRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_Host> {
+        return GRPCCore.ServerResponse<Aspire_V1_Host>(
+            message: try await self.banHost(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createJoinToken(
+        request: GRPCCore.ServerRequest<Aspire_V1_CreateJoinTokenRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_CreateJoinTokenResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_CreateJoinTokenResponse>(
+            message: try await self.createJoinToken(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listJoinTokens(
+        request: GRPCCore.ServerRequest<Aspire_V1_ListJoinTokensRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListJoinTokensResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_ListJoinTokensResponse>(
+            message: try await self.listJoinTokens(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func revokeJoinToken(
+        request: GRPCCore.ServerRequest<Aspire_V1_RevokeJoinTokenRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_JoinToken> {
+        return GRPCCore.ServerResponse<Aspire_V1_JoinToken>(
+            message: try await self.revokeJoinToken(
                 request: request.message,
                 context: context
             ),
@@ -3294,6 +3791,115 @@ extension Aspire_V1_Admin {
             deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_Host>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Host>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "DeleteHost" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Forgets a host's certificate and marks it deleted (the seed's status): its stream is closed on
+        /// > every node, and it may enroll again with a join token.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DeleteHostRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_DeleteHostRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_Host` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func deleteHost<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_DeleteHostRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_DeleteHostRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_Host>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Host>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "BanHost" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bans a host (or lifts its ban): its certificate is refused by every node, its stream closed,
+        /// > and it cannot enroll again until the ban is lifted.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_BanHostRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_BanHostRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_Host` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func banHost<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_BanHostRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_BanHostRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_Host>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Host>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateJoinToken" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Join tokens: what a new host enrolls with. Only a digest is stored; the token is shown once.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreateJoinTokenRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_CreateJoinTokenRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_CreateJoinTokenResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createJoinToken<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_CreateJoinTokenRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_CreateJoinTokenRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_CreateJoinTokenResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_CreateJoinTokenResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListJoinTokens" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListJoinTokensRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListJoinTokensRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListJoinTokensResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listJoinTokens<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListJoinTokensRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListJoinTokensRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListJoinTokensResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListJoinTokensResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RevokeJoinToken" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_RevokeJoinTokenRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_RevokeJoinTokenRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_JoinToken` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func revokeJoinToken<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_RevokeJoinTokenRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_RevokeJoinTokenRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_JoinToken>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_JoinToken>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ListTags" method.
@@ -4060,6 +4666,170 @@ extension Aspire_V1_Admin {
             try await self.client.unary(
                 request: request,
                 descriptor: Aspire_V1_Admin.Method.GetHost.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "DeleteHost" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Forgets a host's certificate and marks it deleted (the seed's status): its stream is closed on
+        /// > every node, and it may enroll again with a join token.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DeleteHostRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_DeleteHostRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_Host` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func deleteHost<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_DeleteHostRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_DeleteHostRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_Host>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Host>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.DeleteHost.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "BanHost" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bans a host (or lifts its ban): its certificate is refused by every node, its stream closed,
+        /// > and it cannot enroll again until the ban is lifted.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_BanHostRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_BanHostRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_Host` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func banHost<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_BanHostRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_BanHostRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_Host>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Host>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.BanHost.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CreateJoinToken" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Join tokens: what a new host enrolls with. Only a digest is stored; the token is shown once.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreateJoinTokenRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_CreateJoinTokenRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_CreateJoinTokenResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createJoinToken<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_CreateJoinTokenRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_CreateJoinTokenRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_CreateJoinTokenResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_CreateJoinTokenResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.CreateJoinToken.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListJoinTokens" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListJoinTokensRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListJoinTokensRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListJoinTokensResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listJoinTokens<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListJoinTokensRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListJoinTokensRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListJoinTokensResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListJoinTokensResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.ListJoinTokens.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RevokeJoinToken" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_RevokeJoinTokenRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_RevokeJoinTokenRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_JoinToken` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func revokeJoinToken<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_RevokeJoinTokenRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_RevokeJoinTokenRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_JoinToken>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_JoinToken>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.RevokeJoinToken.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -5028,6 +5798,145 @@ extension Aspire_V1_Admin.ClientProtocol {
         )
     }
 
+    /// Call the "DeleteHost" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Forgets a host's certificate and marks it deleted (the seed's status): its stream is closed on
+    /// > every node, and it may enroll again with a join token.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_DeleteHostRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deleteHost<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_DeleteHostRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Host>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.deleteHost(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_DeleteHostRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_Host>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "BanHost" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Bans a host (or lifts its ban): its certificate is refused by every node, its stream closed,
+    /// > and it cannot enroll again until the ban is lifted.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_BanHostRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func banHost<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_BanHostRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Host>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.banHost(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_BanHostRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_Host>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateJoinToken" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Join tokens: what a new host enrolls with. Only a digest is stored; the token is shown once.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_CreateJoinTokenRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createJoinToken<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_CreateJoinTokenRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_CreateJoinTokenResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createJoinToken(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_CreateJoinTokenRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_CreateJoinTokenResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListJoinTokens" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_ListJoinTokensRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listJoinTokens<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_ListJoinTokensRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListJoinTokensResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listJoinTokens(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListJoinTokensRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListJoinTokensResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RevokeJoinToken" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_RevokeJoinTokenRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func revokeJoinToken<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_RevokeJoinTokenRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_JoinToken>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.revokeJoinToken(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_RevokeJoinTokenRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_JoinToken>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "ListTags" method.
     ///
     /// > Source IDL Documentation:
@@ -5904,6 +6813,165 @@ extension Aspire_V1_Admin.ClientProtocol {
             metadata: metadata
         )
         return try await self.getHost(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeleteHost" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Forgets a host's certificate and marks it deleted (the seed's status): its stream is closed on
+    /// > every node, and it may enroll again with a join token.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deleteHost<Result>(
+        _ message: Aspire_V1_DeleteHostRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Host>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_DeleteHostRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.deleteHost(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "BanHost" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Bans a host (or lifts its ban): its certificate is refused by every node, its stream closed,
+    /// > and it cannot enroll again until the ban is lifted.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func banHost<Result>(
+        _ message: Aspire_V1_BanHostRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Host>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_BanHostRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.banHost(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateJoinToken" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Join tokens: what a new host enrolls with. Only a digest is stored; the token is shown once.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createJoinToken<Result>(
+        _ message: Aspire_V1_CreateJoinTokenRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_CreateJoinTokenResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_CreateJoinTokenRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createJoinToken(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListJoinTokens" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listJoinTokens<Result>(
+        _ message: Aspire_V1_ListJoinTokensRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListJoinTokensResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_ListJoinTokensRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listJoinTokens(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RevokeJoinToken" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func revokeJoinToken<Result>(
+        _ message: Aspire_V1_RevokeJoinTokenRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_JoinToken>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_RevokeJoinTokenRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.revokeJoinToken(
             request: request,
             options: options,
             onResponse: handleResponse

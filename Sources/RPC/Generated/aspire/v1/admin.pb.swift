@@ -583,6 +583,18 @@ public nonisolated struct Aspire_V1_Host: @unchecked Sendable {
     set {_uniqueStorage()._agents = newValue}
   }
 
+  /// Its certificate: enrolled, banned, or none (never enrolled, or deleted).
+  public var identity: String {
+    get {_storage._identity}
+    set {_uniqueStorage()._identity = newValue}
+  }
+
+  /// Seconds since 1970 when its certificate expires; 0 for none.
+  public var certificateNotAfter: Int64 {
+    get {_storage._certificateNotAfter}
+    set {_uniqueStorage()._certificateNotAfter = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -650,6 +662,150 @@ public nonisolated struct Aspire_V1_GetHostRequest: Sendable {
   // methods supported on all messages.
 
   public var agentSn: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_DeleteHostRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var agentSn: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_BanHostRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var agentSn: String = String()
+
+  /// Why, in words (kept with the ban).
+  public var reason: String = String()
+
+  /// Lift the ban instead.
+  public var lift: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_JoinToken: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Public id (the token's first characters are not in it); what list, revoke and hosts show.
+  public var id: String = String()
+
+  public var note: String = String()
+
+  /// Tags given to hosts that enroll with it.
+  public var tags: Dictionary<String,String> = [:]
+
+  public var createdUnixMs: Int64 = 0
+
+  /// 0: never expires.
+  public var expiresUnixMs: Int64 = 0
+
+  /// Enrollments allowed in all; 0: any number.
+  public var maxUses: Int32 = 0
+
+  public var uses: Int32 = 0
+
+  public var revokedUnixMs: Int64 = 0
+
+  /// usable, expired, used up or revoked.
+  public var state: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_CreateJoinTokenRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Seconds the token works; 0: 24 hours. Negative: never expires.
+  public var ttlSeconds: Int64 = 0
+
+  /// Enrollments allowed; 0: any number.
+  public var maxUses: Int32 = 0
+
+  public var tags: Dictionary<String,String> = [:]
+
+  public var note: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_CreateJoinTokenResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var token: Aspire_V1_JoinToken {
+    get {_token ?? Aspire_V1_JoinToken()}
+    set {_token = newValue}
+  }
+  /// Returns true if `token` has been explicitly set.
+  public var hasToken: Bool {self._token != nil}
+  /// Clears the value of `token`. Subsequent reads from it will return its default value.
+  public mutating func clearToken() {self._token = nil}
+
+  /// The secret itself, shown this once: give it to `boot --token-file`.
+  public var secret: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _token: Aspire_V1_JoinToken? = nil
+}
+
+public nonisolated struct Aspire_V1_ListJoinTokensRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Also revoked, expired and used-up tokens.
+  public var all: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_ListJoinTokensResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var tokens: [Aspire_V1_JoinToken] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_RevokeJoinTokenRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2248,7 +2404,7 @@ nonisolated extension Aspire_V1_CancelTaskRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Host"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}agent_sn\0\u{1}hostname\0\u{1}ipaddr\0\u{1}region\0\u{1}status\0\u{1}feature\0\u{1}step\0\u{1}prevers\0\u{1}curvers\0\u{1}os\0\u{1}arch\0\u{1}node\0\u{3}last_seen_unix_ms\0\u{3}created_unix_ms\0\u{3}modified_unix_ms\0\u{1}tags\0\u{1}agents\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}agent_sn\0\u{1}hostname\0\u{1}ipaddr\0\u{1}region\0\u{1}status\0\u{1}feature\0\u{1}step\0\u{1}prevers\0\u{1}curvers\0\u{1}os\0\u{1}arch\0\u{1}node\0\u{3}last_seen_unix_ms\0\u{3}created_unix_ms\0\u{3}modified_unix_ms\0\u{1}tags\0\u{1}agents\0\u{1}identity\0\u{3}certificate_not_after\0")
 
   fileprivate class _StorageClass {
     var _id: Int64 = 0
@@ -2269,6 +2425,8 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
     var _modifiedUnixMs: Int64 = 0
     var _tags: [Aspire_V1_Tag] = []
     var _agents: [Aspire_V1_SubAgentStatus] = []
+    var _identity: String = String()
+    var _certificateNotAfter: Int64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2297,6 +2455,8 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
       _modifiedUnixMs = source._modifiedUnixMs
       _tags = source._tags
       _agents = source._agents
+      _identity = source._identity
+      _certificateNotAfter = source._certificateNotAfter
     }
   }
 
@@ -2333,6 +2493,8 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
         case 16: try { try decoder.decodeSingularInt64Field(value: &_storage._modifiedUnixMs) }()
         case 17: try { try decoder.decodeRepeatedMessageField(value: &_storage._tags) }()
         case 18: try { try decoder.decodeRepeatedMessageField(value: &_storage._agents) }()
+        case 19: try { try decoder.decodeSingularStringField(value: &_storage._identity) }()
+        case 20: try { try decoder.decodeSingularInt64Field(value: &_storage._certificateNotAfter) }()
         default: break
         }
       }
@@ -2395,6 +2557,12 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
       if !_storage._agents.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._agents, fieldNumber: 18)
       }
+      if !_storage._identity.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._identity, fieldNumber: 19)
+      }
+      if _storage._certificateNotAfter != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._certificateNotAfter, fieldNumber: 20)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2422,6 +2590,8 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
         if _storage._modifiedUnixMs != rhs_storage._modifiedUnixMs {return false}
         if _storage._tags != rhs_storage._tags {return false}
         if _storage._agents != rhs_storage._agents {return false}
+        if _storage._identity != rhs_storage._identity {return false}
+        if _storage._certificateNotAfter != rhs_storage._certificateNotAfter {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -2565,6 +2735,320 @@ nonisolated extension Aspire_V1_GetHostRequest: SwiftProtobuf.Message, SwiftProt
 
   public static func ==(lhs: Aspire_V1_GetHostRequest, rhs: Aspire_V1_GetHostRequest) -> Bool {
     if lhs.agentSn != rhs.agentSn {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_DeleteHostRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeleteHostRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_sn\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.agentSn) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.agentSn.isEmpty {
+      try visitor.visitSingularStringField(value: self.agentSn, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_DeleteHostRequest, rhs: Aspire_V1_DeleteHostRequest) -> Bool {
+    if lhs.agentSn != rhs.agentSn {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_BanHostRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BanHostRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_sn\0\u{1}reason\0\u{1}lift\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.agentSn) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.lift) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.agentSn.isEmpty {
+      try visitor.visitSingularStringField(value: self.agentSn, fieldNumber: 1)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
+    }
+    if self.lift != false {
+      try visitor.visitSingularBoolField(value: self.lift, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_BanHostRequest, rhs: Aspire_V1_BanHostRequest) -> Bool {
+    if lhs.agentSn != rhs.agentSn {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.lift != rhs.lift {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_JoinToken: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JoinToken"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}note\0\u{1}tags\0\u{3}created_unix_ms\0\u{3}expires_unix_ms\0\u{3}max_uses\0\u{1}uses\0\u{3}revoked_unix_ms\0\u{1}state\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.note) }()
+      case 3: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.tags) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.createdUnixMs) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.expiresUnixMs) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.maxUses) }()
+      case 7: try { try decoder.decodeSingularInt32Field(value: &self.uses) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.revokedUnixMs) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.note.isEmpty {
+      try visitor.visitSingularStringField(value: self.note, fieldNumber: 2)
+    }
+    if !self.tags.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.tags, fieldNumber: 3)
+    }
+    if self.createdUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.createdUnixMs, fieldNumber: 4)
+    }
+    if self.expiresUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.expiresUnixMs, fieldNumber: 5)
+    }
+    if self.maxUses != 0 {
+      try visitor.visitSingularInt32Field(value: self.maxUses, fieldNumber: 6)
+    }
+    if self.uses != 0 {
+      try visitor.visitSingularInt32Field(value: self.uses, fieldNumber: 7)
+    }
+    if self.revokedUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.revokedUnixMs, fieldNumber: 8)
+    }
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_JoinToken, rhs: Aspire_V1_JoinToken) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.note != rhs.note {return false}
+    if lhs.tags != rhs.tags {return false}
+    if lhs.createdUnixMs != rhs.createdUnixMs {return false}
+    if lhs.expiresUnixMs != rhs.expiresUnixMs {return false}
+    if lhs.maxUses != rhs.maxUses {return false}
+    if lhs.uses != rhs.uses {return false}
+    if lhs.revokedUnixMs != rhs.revokedUnixMs {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_CreateJoinTokenRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CreateJoinTokenRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ttl_seconds\0\u{3}max_uses\0\u{1}tags\0\u{1}note\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.ttlSeconds) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.maxUses) }()
+      case 3: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.tags) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.note) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.ttlSeconds != 0 {
+      try visitor.visitSingularInt64Field(value: self.ttlSeconds, fieldNumber: 1)
+    }
+    if self.maxUses != 0 {
+      try visitor.visitSingularInt32Field(value: self.maxUses, fieldNumber: 2)
+    }
+    if !self.tags.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.tags, fieldNumber: 3)
+    }
+    if !self.note.isEmpty {
+      try visitor.visitSingularStringField(value: self.note, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_CreateJoinTokenRequest, rhs: Aspire_V1_CreateJoinTokenRequest) -> Bool {
+    if lhs.ttlSeconds != rhs.ttlSeconds {return false}
+    if lhs.maxUses != rhs.maxUses {return false}
+    if lhs.tags != rhs.tags {return false}
+    if lhs.note != rhs.note {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_CreateJoinTokenResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CreateJoinTokenResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}token\0\u{1}secret\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._token) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.secret) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._token {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.secret.isEmpty {
+      try visitor.visitSingularStringField(value: self.secret, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_CreateJoinTokenResponse, rhs: Aspire_V1_CreateJoinTokenResponse) -> Bool {
+    if lhs._token != rhs._token {return false}
+    if lhs.secret != rhs.secret {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_ListJoinTokensRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListJoinTokensRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}all\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.all) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.all != false {
+      try visitor.visitSingularBoolField(value: self.all, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_ListJoinTokensRequest, rhs: Aspire_V1_ListJoinTokensRequest) -> Bool {
+    if lhs.all != rhs.all {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_ListJoinTokensResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListJoinTokensResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tokens\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.tokens) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.tokens.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.tokens, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_ListJoinTokensResponse, rhs: Aspire_V1_ListJoinTokensResponse) -> Bool {
+    if lhs.tokens != rhs.tokens {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_RevokeJoinTokenRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RevokeJoinTokenRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_RevokeJoinTokenRequest, rhs: Aspire_V1_RevokeJoinTokenRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,6 +1,8 @@
-/// Agent-facing services of Aspire: the bootstrap call and the long-lived command channel.
+/// Agent-facing services of Aspire: enrollment, the bootstrap call and the long-lived command channel.
 ///
-/// Every call carries `authorization: Bearer <enrollment token>` in its metadata.
+/// An agent enrolls once with a join token (`authorization: Bearer <join token>`) and gets its own
+/// client certificate; every other call is made over mutual TLS with that certificate, and the node
+/// takes the host's AgentSN from it. An AgentSN in a message must be the certificate's.
 
 // DO NOT EDIT.
 // swift-format-ignore-file
@@ -37,9 +39,37 @@ public enum Aspire_V1_Bootstrap: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "Enroll" metadata.
+        public enum Enroll: Sendable {
+            /// Request type for "Enroll".
+            public typealias Input = Aspire_V1_EnrollRequest
+            /// Response type for "Enroll".
+            public typealias Output = Aspire_V1_EnrollResponse
+            /// Descriptor for "Enroll".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Bootstrap"),
+                method: "Enroll",
+                type: .unary
+            )
+        }
+        /// Namespace for "Renew" metadata.
+        public enum Renew: Sendable {
+            /// Request type for "Renew".
+            public typealias Input = Aspire_V1_RenewRequest
+            /// Response type for "Renew".
+            public typealias Output = Aspire_V1_EnrollResponse
+            /// Descriptor for "Renew".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Bootstrap"),
+                method: "Renew",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "aspire.v1.Bootstrap" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
-            Init.descriptor
+            Init.descriptor,
+            Enroll.descriptor,
+            Renew.descriptor
         ]
     }
 }
@@ -84,6 +114,44 @@ extension Aspire_V1_Bootstrap {
             request: GRPCCore.StreamingServerRequest<Aspire_V1_InitRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_InitResponse>
+
+        /// Handle the "Enroll" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Signs the host's certificate request with the node's CA. Authenticated by a join token; the
+        /// > certificate's SAN is the URI aspire://agent/<agent_sn>.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_EnrollRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_EnrollResponse` messages.
+        func enroll(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_EnrollRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_EnrollResponse>
+
+        /// Handle the "Renew" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A new certificate for the same key holder before the current one expires. Authenticated by
+        /// > the current certificate (mutual TLS); the AgentSN is the certificate's.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_RenewRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_EnrollResponse` messages.
+        func renew(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_RenewRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_EnrollResponse>
     }
 
     /// Service protocol for the "aspire.v1.Bootstrap" service.
@@ -112,6 +180,44 @@ extension Aspire_V1_Bootstrap {
             request: GRPCCore.ServerRequest<Aspire_V1_InitRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Aspire_V1_InitResponse>
+
+        /// Handle the "Enroll" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Signs the host's certificate request with the node's CA. Authenticated by a join token; the
+        /// > certificate's SAN is the URI aspire://agent/<agent_sn>.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_EnrollRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_EnrollResponse` message.
+        func enroll(
+            request: GRPCCore.ServerRequest<Aspire_V1_EnrollRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_EnrollResponse>
+
+        /// Handle the "Renew" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A new certificate for the same key holder before the current one expires. Authenticated by
+        /// > the current certificate (mutual TLS); the AgentSN is the certificate's.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_RenewRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_EnrollResponse` message.
+        func renew(
+            request: GRPCCore.ServerRequest<Aspire_V1_RenewRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_EnrollResponse>
     }
 
     /// Simple service protocol for the "aspire.v1.Bootstrap" service.
@@ -138,6 +244,44 @@ extension Aspire_V1_Bootstrap {
             request: Aspire_V1_InitRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Aspire_V1_InitResponse
+
+        /// Handle the "Enroll" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Signs the host's certificate request with the node's CA. Authenticated by a join token; the
+        /// > certificate's SAN is the URI aspire://agent/<agent_sn>.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_EnrollRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_EnrollResponse` to respond with.
+        func enroll(
+            request: Aspire_V1_EnrollRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_EnrollResponse
+
+        /// Handle the "Renew" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A new certificate for the same key holder before the current one expires. Authenticated by
+        /// > the current certificate (mutual TLS); the AgentSN is the certificate's.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_RenewRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_EnrollResponse` to respond with.
+        func renew(
+            request: Aspire_V1_RenewRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_EnrollResponse
     }
 }
 
@@ -151,6 +295,28 @@ extension Aspire_V1_Bootstrap.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_InitResponse>(),
             handler: { request, context in
                 try await self.`init`(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Bootstrap.Method.Enroll.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_EnrollRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_EnrollResponse>(),
+            handler: { request, context in
+                try await self.enroll(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Bootstrap.Method.Renew.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_RenewRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_EnrollResponse>(),
+            handler: { request, context in
+                try await self.renew(
                     request: request,
                     context: context
                 )
@@ -172,6 +338,28 @@ extension Aspire_V1_Bootstrap.ServiceProtocol {
         )
         return GRPCCore.StreamingServerResponse(single: response)
     }
+
+    public func enroll(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_EnrollRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_EnrollResponse> {
+        let response = try await self.enroll(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func renew(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_RenewRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_EnrollResponse> {
+        let response = try await self.renew(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
@@ -183,6 +371,32 @@ extension Aspire_V1_Bootstrap.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Aspire_V1_InitResponse> {
         return GRPCCore.ServerResponse<Aspire_V1_InitResponse>(
             message: try await self.`init`(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func enroll(
+        request: GRPCCore.ServerRequest<Aspire_V1_EnrollRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_EnrollResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_EnrollResponse>(
+            message: try await self.enroll(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func renew(
+        request: GRPCCore.ServerRequest<Aspire_V1_RenewRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_EnrollResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_EnrollResponse>(
+            message: try await self.renew(
                 request: request.message,
                 context: context
             ),
@@ -222,6 +436,54 @@ extension Aspire_V1_Bootstrap {
             deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_InitResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_InitResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Enroll" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Signs the host's certificate request with the node's CA. Authenticated by a join token; the
+        /// > certificate's SAN is the URI aspire://agent/<agent_sn>.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_EnrollRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_EnrollRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_EnrollResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func enroll<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_EnrollRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_EnrollRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_EnrollResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_EnrollResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Renew" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A new certificate for the same key holder before the current one expires. Authenticated by
+        /// > the current certificate (mutual TLS); the AgentSN is the certificate's.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_RenewRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_RenewRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_EnrollResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func renew<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_RenewRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_RenewRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_EnrollResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_EnrollResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -275,6 +537,76 @@ extension Aspire_V1_Bootstrap {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "Enroll" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Signs the host's certificate request with the node's CA. Authenticated by a join token; the
+        /// > certificate's SAN is the URI aspire://agent/<agent_sn>.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_EnrollRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_EnrollRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_EnrollResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func enroll<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_EnrollRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_EnrollRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_EnrollResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_EnrollResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Bootstrap.Method.Enroll.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Renew" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A new certificate for the same key holder before the current one expires. Authenticated by
+        /// > the current certificate (mutual TLS); the AgentSN is the certificate's.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_RenewRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_RenewRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_EnrollResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func renew<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_RenewRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_RenewRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_EnrollResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_EnrollResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Bootstrap.Method.Renew.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -301,6 +633,66 @@ extension Aspire_V1_Bootstrap.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_InitRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_InitResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Enroll" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Signs the host's certificate request with the node's CA. Authenticated by a join token; the
+    /// > certificate's SAN is the URI aspire://agent/<agent_sn>.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_EnrollRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func enroll<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_EnrollRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_EnrollResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.enroll(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_EnrollRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_EnrollResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Renew" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A new certificate for the same key holder before the current one expires. Authenticated by
+    /// > the current certificate (mutual TLS); the AgentSN is the certificate's.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_RenewRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func renew<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_RenewRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_EnrollResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.renew(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_RenewRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_EnrollResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -333,6 +725,74 @@ extension Aspire_V1_Bootstrap.ClientProtocol {
             metadata: metadata
         )
         return try await self.`init`(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Enroll" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Signs the host's certificate request with the node's CA. Authenticated by a join token; the
+    /// > certificate's SAN is the URI aspire://agent/<agent_sn>.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func enroll<Result>(
+        _ message: Aspire_V1_EnrollRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_EnrollResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_EnrollRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.enroll(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Renew" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A new certificate for the same key holder before the current one expires. Authenticated by
+    /// > the current certificate (mutual TLS); the AgentSN is the certificate's.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func renew<Result>(
+        _ message: Aspire_V1_RenewRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_EnrollResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_RenewRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.renew(
             request: request,
             options: options,
             onResponse: handleResponse

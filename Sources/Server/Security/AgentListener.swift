@@ -1,0 +1,183 @@
+import Foundation
+public import RPC
+public import GRPCCore
+public import GRPCNIOTransportHTTP2
+import NIOCore
+import NIOPosix
+import NIOSSL
+import NIOTLS
+import SwiftASN1
+import Synchronization
+public import X509
+
+/// The node's gRPC listener: TLS with the node's certificate, and a client certificate asked
+/// for but not required. Agents present theirs (signed by the node's CA at enrollment, checked
+/// by BoringSSL against that CA in the handshake); operators' tools and enrolling agents present
+/// none and authenticate with a bearer token instead. A handler finds the verified certificate
+/// of its caller in `context.transportSpecific` as a ``VerifiedPeer``.
+///
+/// gRPC's own Posix transport asks for a client certificate only as required (which would shut
+/// out `aspirectl` and every grpcio client with a token) or not at all; this listener is the same
+/// HTTP/2 transport (`HTTP2ServerTransport.Custom`) with the one TLS setting it lacks.
+public final class AgentListener: ListeningServerTransport {
+    public typealias Bytes = GRPCNIOTransportBytes
+
+    private let underlying: HTTP2ServerTransport.Custom<Factory>
+    private let peers: PeerCertificates
+
+    /// Listens on `address`; with `tls` (the node's certificate, and the CA that signs client
+    /// certificates), or plaintext without (`--insecure`).
+    public init(address: HostPort, tls: (files: ServerTLSFiles, clientCA: String)?, config: HTTP2ServerTransport.Posix.Config) throws {
+        guard IPAddress.isIPv4(address.host) || IPAddress.isIPv6(address.host) else {
+            throw AspireError(.badRequest, "listen address '\(address)' must be an IP address (0.0.0.0, ::, 127.0.0.1, ...)")
+        }
+        var context: NIOSSLContext?
+        if let tls {
+            var configuration = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(tls.files.certificateChain).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: tls.files.privateKey, format: .pem))
+            )
+            configuration.minimumTLSVersion = .tlsv12
+            configuration.applicationProtocols = ["grpc-exp", "h2"]
+            configuration.certificateVerification = .optionalVerification
+            configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(tls.clientCA))
+            context = try NIOSSLContext(configuration: configuration)
+        }
+        let peers = PeerCertificates()
+        self.peers = peers
+        self.underlying = HTTP2ServerTransport.Custom(
+            listenerFactory: Factory(host: address.host, port: address.port, context: context, peers: peers),
+            config: .init(
+                compression: config.compression, connection: config.connection, http2: config.http2, rpc: config.rpc,
+                channelDebuggingCallbacks: config.channelDebuggingCallbacks
+            )
+        )
+    }
+
+    public var listeningAddress: GRPCNIOTransportHTTP2.SocketAddress {
+        get async throws {
+            guard let address = await self.underlying.listeningAddress else {
+                throw RPCError(code: .unavailable, message: "the agent listener is not listening")
+            }
+            return address
+        }
+    }
+
+    public func listen(
+        streamHandler: @escaping @Sendable (RPCStream<Inbound, Outbound>, ServerContext) async -> Void
+    ) async throws {
+        let peers = self.peers
+        try await self.underlying.listen { stream, context in
+            var context = context
+            if let certificate = peers[context.remotePeer] {
+                context.transportSpecific = VerifiedPeer(certificate: certificate)
+            }
+            await streamHandler(stream, context)
+        }
+    }
+
+    public func beginGracefulShutdown() {
+        self.underlying.beginGracefulShutdown()
+    }
+
+    public func configure(context: GRPCServerContext) {
+        self.underlying.configure(context: context)
+    }
+
+    /// Binds the socket; each accepted connection gets TLS, the handler that records its
+    /// peer's certificate, then gRPC's own HTTP/2 pipeline.
+    struct Factory: HTTP2ServerTransport.ListenerFactory {
+        let host: String
+        let port: Int
+        let context: NIOSSLContext?
+        let peers: PeerCertificates
+        var eventLoopGroup: any EventLoopGroup { MultiThreadedEventLoopGroup.singleton }
+
+        func makeListeningChannel(
+            listenerConfigurator: HTTP2ServerTransport.ListenerConfigurator,
+            connectionConfigurator: HTTP2ServerTransport.ConnectionConfigurator
+        ) async throws -> NIOAsyncChannel<HTTP2ServerTransport.ConnectionConfigurator.ConnectionChannel, Never> {
+            let (context, peers) = (self.context, self.peers)
+            return try await ServerBootstrap(group: self.eventLoopGroup)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelInitializer { channel in listenerConfigurator.configure(channel: channel) }
+                .bind(host: self.host, port: self.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        guard let context else { return }
+                        let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(NIOSSLServerHandler(context: context))
+                        try sync.addHandler(PeerRecorder(peers: peers))
+                    }.flatMap {
+                        connectionConfigurator.configure(channel: channel, tls: context == nil ? .none : .configured(requireALPN: false))
+                    }
+                }
+        }
+    }
+}
+
+/// The verified client certificate of the connection a call came on.
+public struct VerifiedPeer: ServerContext.TransportSpecific {
+    public let certificate: Certificate
+
+    /// The caller's verified certificate, when it presented one.
+    public static func certificate(of context: ServerContext) -> Certificate? {
+        (context.transportSpecific as? VerifiedPeer)?.certificate
+    }
+}
+
+/// Open connections' verified client certificates, by the peer string gRPC puts in every
+/// call's context (`ipv4:1.2.3.4:5678`, `ipv6:[::1]:5678`).
+final class PeerCertificates: Sendable {
+    private let table = Mutex<[String: Certificate]>([:])
+
+    subscript(peer: String) -> Certificate? {
+        self.table.withLock { $0[peer] }
+    }
+
+    func record(_ certificate: Certificate, peer: String) {
+        self.table.withLock { $0[peer] = certificate }
+    }
+
+    func forget(peer: String) {
+        _ = self.table.withLock { $0.removeValue(forKey: peer) }
+    }
+
+    /// gRPC's spelling of a remote address.
+    static func peerString(_ address: NIOCore.SocketAddress?) -> String? {
+        switch address {
+        case .v4(let v4)?: "ipv4:\(v4.host):\(address?.port ?? 0)"
+        case .v6(let v6)?: "ipv6:[\(v6.host)]:\(address?.port ?? 0)"
+        default: nil
+        }
+    }
+}
+
+/// After the handshake, records the peer's certificate (verified by then: the context asks for
+/// one and checks any it gets) until the connection closes.
+private final class PeerRecorder: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    private let peers: PeerCertificates
+    private var peer: String?
+
+    init(peers: PeerCertificates) {
+        self.peers = peers
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event,
+            let handler = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self),
+            let presented = handler.peerCertificate,
+            let certificate = try? Certificate(derEncoded: presented.toDERBytes()),
+            let peer = PeerCertificates.peerString(context.channel.remoteAddress)
+        {
+            self.peer = peer
+            self.peers.record(certificate, peer: peer)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let peer = self.peer { self.peers.forget(peer: peer) }
+        context.fireChannelInactive()
+    }
+}
