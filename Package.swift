@@ -183,13 +183,22 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .testTarget(name: "CronTests", dependencies: ["Cron"], swiftSettings: upcoming),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "RPC", "TestSupport"] + grpc, swiftSettings: upcoming),
+        .testTarget(
+            name: "AgentTests",
+            dependencies: [
+                "Agent", "RPC", "TestSupport",
+                .product(name: "X509", package: "swift-certificates"), .product(name: "Crypto", package: "swift-crypto"),
+            ] + grpc,
+            swiftSettings: upcoming
+        ),
         .testTarget(
             name: "ServerTests",
             dependencies: [
                 "Server", "Agent", "RPC", "Gateway", "Fleet", "TestSupport",
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

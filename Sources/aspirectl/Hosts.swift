@@ -6,13 +6,22 @@ import SwiftProtobuf
 
 struct Hosts: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List the hosts the cluster knows, with filters.",
+        abstract: "The hosts the cluster knows: list them, delete one, ban one.",
+        subcommands: [HostList.self, HostDelete.self, HostBan.self, HostUnban.self],
+        defaultSubcommand: HostList.self
+    )
+}
+
+struct HostList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "List the hosts the cluster knows, with filters (the default of 'aspirectl hosts').",
         discussion: "Example: aspirectl hosts --status offline --tag svc=ecs"
     )
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(help: "unknown, register, online or offline.")
+    @Option(help: "unknown, register, online, offline or deleted.")
     var status: String?
 
     @Option(help: "Only hosts carrying this tag, as name=value (repeatable: every one must match).")
@@ -51,14 +60,89 @@ struct Hosts: AsyncParsableCommand {
             FileHandle.standardOutput.write(try listing.jsonUTF8Data() + Data("\n".utf8))
             return
         }
-        var rows = [["AGENTSN", "HOSTNAME", "IPADDR", "STATUS", "VERSION", "OS", "ARCH", "TAGS", "NODE", "LAST SEEN"]]
+        var rows = [["AGENTSN", "HOSTNAME", "IPADDR", "STATUS", "CERTIFICATE", "VERSION", "OS", "ARCH", "TAGS", "NODE", "LAST SEEN"]]
         for host in listing.hosts {
             rows.append([
-                host.agentSn, host.hostname, host.ipaddr, host.status, host.curvers, host.os, host.arch,
+                host.agentSn, host.hostname, host.ipaddr, host.status, host.identity, host.curvers, host.os, host.arch,
                 host.tags.map { "\($0.name)=\($0.value)" }.joined(separator: ","), host.node, Agents.iso(host.lastSeenUnixMs),
             ])
         }
         printTable(rows)
         FileHandle.standardError.write("\(listing.hosts.count) of \(listing.count) hosts\n")
+    }
+}
+
+struct HostDelete: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "delete",
+        abstract: "Delete a host: its certificate is taken back and its stream closed on every node.",
+        discussion: """
+            The host is marked deleted. A host that still runs and holds a usable join token enrolls again; \
+            to keep it out, ban it instead.
+            """
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Argument(help: "The host's AgentSN.")
+    var agentSN: String
+
+    func run() async throws {
+        var request = Aspire_V1_DeleteHostRequest()
+        request.agentSn = self.agentSN
+        do {
+            let host = try await self.connection.withAdmin { try await $0.deleteHost(request) }
+            print("\(host.agentSn): \(host.status); certificate taken back")
+        } catch {
+            throw report(error, prefix: "aspirectl: ")
+        }
+    }
+}
+
+struct HostBan: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ban",
+        abstract: "Ban a host: its certificate is refused by every node, its stream closed, and it cannot enroll until unbanned."
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Argument(help: "The host's AgentSN (it need not have been seen yet).")
+    var agentSN: String
+
+    @Option(help: "Why, kept with the ban.")
+    var reason = ""
+
+    func run() async throws {
+        try await banOrLift(self.agentSN, reason: self.reason, lift: false, connection: self.connection)
+    }
+}
+
+struct HostUnban: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "unban",
+        abstract: "Lift a host's ban: it may enroll again with a join token."
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Argument(help: "The host's AgentSN.")
+    var agentSN: String
+
+    func run() async throws {
+        try await banOrLift(self.agentSN, reason: "", lift: true, connection: self.connection)
+    }
+}
+
+private func banOrLift(_ agentSN: String, reason: String, lift: Bool, connection: ConnectionOptions) async throws {
+    var request = Aspire_V1_BanHostRequest()
+    request.agentSn = agentSN
+    request.reason = reason
+    request.lift = lift
+    do {
+        let host = try await connection.withAdmin { try await $0.banHost(request) }
+        print(lift ? "\(host.agentSn): ban lifted; it may enroll again" : "\(host.agentSn): banned")
+    } catch {
+        throw report(error, prefix: "aspirectl: ")
     }
 }

@@ -96,6 +96,52 @@ struct CommandLineTests {
         #expect(badToken.output.contains("unauthenticated"))
     }
 
+    @Test("aspirectl token create: a real boot enrolls with it once and gets its tag; hosts ban closes it out, unban lets it enroll again")
+    func joinTokensAndBans() async throws {
+        let directory = try makeTemporaryDirectory("cli-identity")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
+        let environment = ["ASPIRE_SERVER": node.address.description, "ASPIRE_SERVER_DATA": node.dataDirectory]
+
+        let created = try await self.run(
+            "aspirectl", ["token", "create", "--ttl", "1h", "--uses", "2", "--tag", "env=staging", "--note", "cli"], environment: environment, in: directory
+        )
+        #expect(created.status == 0, "\(created.output)")
+        let secret = String(try #require(created.output.split(separator: "\n").first { $0.count == 64 && $0.allSatisfy(\.isHexDigit) }))
+        try "\(secret)\n".write(toFile: "\(directory)/staging.token", atomically: true, encoding: .utf8)
+        let bad = try await self.run("aspirectl", ["token", "create", "--ttl", "soon"], environment: environment, in: directory)
+        #expect(bad.status != 0 && bad.output.contains("--ttl 'soon'"))
+
+        let agent = try TestAgent.start(
+            in: directory, servers: [node.address.description], caFile: node.caFile, tokenFile: "\(directory)/staging.token", agentSN: "cli-enrolled"
+        )
+        try await node.waitForAgent("cli-enrolled")
+        #expect(agent.process.log.contains("enrolled: this host has its own certificate"))
+        let key = try FileManager.default.attributesOfItem(atPath: "\(agent.dataDirectory)/agent.key")[.posixPermissions] as? Int
+        #expect(key == 0o600)
+        let hosts = try await self.run("aspirectl", ["hosts", "--tag", "env=staging"], environment: environment, in: directory)
+        #expect(hosts.output.contains("cli-enrolled") && hosts.output.contains("enrolled"), "\(hosts.output)")
+        let tokens = try await self.run("aspirectl", ["token", "list"], environment: environment, in: directory)
+        #expect(tokens.output.contains("1/2") && tokens.output.contains("env=staging"), "\(tokens.output)")
+        // The secret is nowhere in the node's data or log: only its digest is kept.
+        #expect(!node.process.log.contains(secret))
+        for file in try FileManager.default.contentsOfDirectory(atPath: node.dataDirectory) where file.hasPrefix("aspire.db") {
+            #expect(try Data(contentsOf: URL(fileURLWithPath: "\(node.dataDirectory)/\(file)")).range(of: Data(secret.utf8)) == nil, "\(file)")
+        }
+
+        let banned = try await self.run("aspirectl", ["hosts", "ban", "cli-enrolled", "--reason", "test"], environment: environment, in: directory)
+        #expect(banned.status == 0 && banned.output.contains("cli-enrolled: banned"), "\(banned.output)")
+        try await eventually("the banned agent to be dropped") { try await node.connectedAgents().isEmpty }
+        try await eventually("the banned agent to be refused enrollment") { agent.process.log.contains("is banned") }
+
+        let lifted = try await self.run("aspirectl", ["hosts", "unban", "cli-enrolled"], environment: environment, in: directory)
+        #expect(lifted.status == 0, "\(lifted.output)")
+        // Its certificate went with the ban: it enrolls again, with the token's second use.
+        try await node.waitForAgent("cli-enrolled")
+        let used = try await self.run("aspirectl", ["token", "list", "--all"], environment: environment, in: directory)
+        #expect(used.output.contains("2/2") && used.output.contains("used up"), "\(used.output)")
+    }
+
     @Test("aspirectl hosts lists with filters; packages upload, list and delete")
     func aspirectlHostsAndPackages() async throws {
         let directory = try makeTemporaryDirectory("cli-fleet")

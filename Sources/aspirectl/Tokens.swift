@@ -1,0 +1,125 @@
+import ArgumentParser
+import Foundation
+import GRPCCore
+import RPC
+import SwiftProtobuf
+
+struct TokenCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "token",
+        abstract: "Join tokens: what a new host enrolls with (boot --token-file) to get its own certificate.",
+        subcommands: [TokenCreate.self, TokenList.self, TokenRevoke.self]
+    )
+}
+
+struct TokenCreate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "create",
+        abstract: "Make a join token; its secret is printed this once (the server keeps only a digest).",
+        discussion: "Example: aspirectl token create --ttl 24h --uses 50 --tag env=staging > staging.token"
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Option(help: "How long it works: 30m, 24h, 7d, or 'never'.")
+    var ttl = "24h"
+
+    @Option(help: "Enrollments it allows (0: any number).")
+    var uses: Int32 = 0
+
+    @Option(help: "A tag given to every host that enrolls with it, as name=value (repeatable).")
+    var tag: [String] = []
+
+    @Option(help: "A note shown by 'token list'.")
+    var note = ""
+
+    func run() async throws {
+        var request = Aspire_V1_CreateJoinTokenRequest()
+        request.ttlSeconds = try Self.seconds(self.ttl)
+        request.maxUses = self.uses
+        request.tags = try Run.parseTags(self.tag)
+        request.note = self.note
+        do {
+            let created = try await self.connection.withAdmin { try await $0.createJoinToken(request) }
+            print(created.secret)
+            FileHandle.standardError.write("join token \(created.token.id): \(describe(created.token))\n")
+        } catch {
+            throw report(error, prefix: "aspirectl: ")
+        }
+    }
+
+    /// Seconds of `30m`, `24h`, `7d` or `90s`; -1 for `never`.
+    static func seconds(_ text: String) throws -> Int64 {
+        if text == "never" { return -1 }
+        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        guard let unit = text.last.flatMap({ units[$0] }), let count = Int64(text.dropLast()), count > 0, count < Int64(Int32.max) else {
+            throw ValidationError("--ttl '\(text)': expected a number with s, m, h or d (30m, 24h, 7d), or 'never'")
+        }
+        return count * unit
+    }
+}
+
+struct TokenList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List join tokens (usable ones unless --all).")
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Flag(help: "Also revoked, expired and used-up tokens.")
+    var all = false
+
+    @Option(name: .shortAndLong, help: "table or json.")
+    var output: OutputFormat = .table
+
+    func run() async throws {
+        var request = Aspire_V1_ListJoinTokensRequest()
+        request.all = self.all
+        let listing: Aspire_V1_ListJoinTokensResponse
+        do {
+            listing = try await self.connection.withAdmin { try await $0.listJoinTokens(request) }
+        } catch {
+            throw report(error, prefix: "aspirectl: ")
+        }
+        if self.output == .json {
+            FileHandle.standardOutput.write(try listing.jsonUTF8Data() + Data("\n".utf8))
+            return
+        }
+        var rows = [["ID", "STATE", "USES", "EXPIRES", "TAGS", "NOTE"]]
+        for token in listing.tokens {
+            rows.append([
+                token.id, token.state, token.maxUses == 0 ? "\(token.uses)" : "\(token.uses)/\(token.maxUses)",
+                token.expiresUnixMs == 0 ? "never" : Agents.iso(token.expiresUnixMs),
+                token.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","), token.note,
+            ])
+        }
+        printTable(rows)
+    }
+}
+
+struct TokenRevoke: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "revoke",
+        abstract: "Revoke a join token: no host enrolls with it any more (hosts that did keep their certificates)."
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Argument(help: "The token's id (from 'token list').")
+    var id: String
+
+    func run() async throws {
+        var request = Aspire_V1_RevokeJoinTokenRequest()
+        request.id = self.id
+        do {
+            let token = try await self.connection.withAdmin { try await $0.revokeJoinToken(request) }
+            print("join token \(token.id): \(token.state)")
+        } catch {
+            throw report(error, prefix: "aspirectl: ")
+        }
+    }
+}
+
+private func describe(_ token: Aspire_V1_JoinToken) -> String {
+    let expires = token.expiresUnixMs == 0 ? "never expires" : "expires \(Agents.iso(token.expiresUnixMs))"
+    let uses = token.maxUses == 0 ? "any number of hosts" : "\(token.maxUses) host(s)"
+    return "\(expires), for \(uses)"
+}

@@ -1,0 +1,93 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import RPC
+import Server
+import Testing
+import TestSupport
+import SwiftASN1
+import X509
+
+/// Hosts' certificates on in-process nodes: renewal, and revocation across a cluster.
+@Suite("Host identity")
+struct IdentityTests {
+    @Test("Renew gives the host a new certificate; the replaced one is refused from then on, the new one is taken")
+    func renewal() async throws {
+        try await withLocalNode { node in
+            let first = try await ScriptedAgent.identity("renewing", node: node)
+            let renewed = try await self.withAgentClient(first, node: node) { client in
+                var request = Aspire_V1_RenewRequest()
+                let key = try Certificate.PrivateKey(pemEncoded: first.keyPEM)
+                request.csr = Data(try AgentCredentials.request(agentSN: "renewing", key: key))
+                return try await Aspire_V1_Bootstrap.Client(wrapping: client).renew(request)
+            }
+            let second = ClientIdentity(certificatePEM: renewed.certificate, keyPEM: first.keyPEM)
+            #expect(try Certificate(pemEncoded: second.certificatePEM).serialNumber != Certificate(pemEncoded: first.certificatePEM).serialNumber)
+            let refused = await #expect(throws: RPCError.self) { try await self.sayInit("renewing", as: first, node: node) }
+            #expect(refused?.code == .permissionDenied)
+            #expect(try await self.sayInit("renewing", as: second, node: node).action == .accept)
+            // A certificate renews only itself: the replaced one cannot renew again.
+            let again = await #expect(throws: RPCError.self) {
+                try await self.withAgentClient(first, node: node) { client in
+                    var request = Aspire_V1_RenewRequest()
+                    request.csr = Data(try AgentCredentials.request(agentSN: "renewing", key: try Certificate.PrivateKey(pemEncoded: first.keyPEM)))
+                    return try await Aspire_V1_Bootstrap.Client(wrapping: client).renew(request)
+                }
+            }
+            #expect(again?.code == .permissionDenied)
+        }
+    }
+
+    @Test(
+        "A host banned on one node has its stream closed by the node that holds it, and every node refuses it; deleted, it may enroll again",
+        .enabled(if: ClusterTests.postgres != nil, "needs ASPIRE_TEST_POSTGRES_URL (scripts/postgres-for-tests.sh)")
+    )
+    func revocationAcrossNodes() async throws {
+        try await withLocalCluster(nodes: 2, postgres: try #require(ClusterTests.postgres)) { nodes in
+            let identity = try await ScriptedAgent.identity("revoked", node: nodes[1])
+            var ban = Aspire_V1_BanHostRequest()
+            ban.agentSn = "revoked"
+            ban.reason = "test"
+            try await ScriptedAgent.connect("revoked", to: nodes[1]) { agent in
+                let banned = try await nodes[0].admin { try await $0.banHost(ban) }
+                #expect(banned.identity == "banned")
+                try await eventually(timeout: .seconds(10), "node2 to close the banned host's stream") { agent.ended }
+            }
+            for node in nodes {
+                let refused = await #expect(throws: RPCError.self) { try await self.sayInit("revoked", as: identity, node: node) }
+                #expect(refused?.code == .permissionDenied)
+                #expect(refused?.message.contains("banned") == true)
+            }
+            // Lifted, then deleted: the old certificate stays refused, and the host enrolls anew.
+            ban.lift = true
+            _ = try await nodes[0].admin { try await $0.banHost(ban) }
+            var delete = Aspire_V1_DeleteHostRequest()
+            delete.agentSn = "revoked"
+            let deleted = try await nodes[1].admin { try await $0.deleteHost(delete) }
+            #expect(deleted.status == "deleted" && deleted.identity == "none")
+            let stale = await #expect(throws: RPCError.self) { try await self.sayInit("revoked", as: identity, node: nodes[0]) }
+            #expect(stale?.code == .permissionDenied)
+            let fresh = try await nodes[0].withClient(token: nodes[0].node.enrollmentToken) { client in
+                try await ClientIdentity.enroll(agentSN: "revoked", joinToken: nodes[0].node.enrollmentToken, client: client)
+            }
+            #expect(try await self.sayInit("revoked", as: fresh, node: nodes[1]).action == .accept)
+        }
+    }
+
+    private func withAgentClient<Result: Sendable>(
+        _ identity: ClientIdentity,
+        node: LocalNode,
+        _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
+    ) async throws -> Result {
+        let transport = try Transports.client(address: node.address, security: .tls(caFile: node.caFile, identity: identity))
+        return try await withGRPCClient(transport: transport, handleClient: body)
+    }
+
+    private func sayInit(_ agentSN: String, as identity: ClientIdentity, node: LocalNode) async throws -> Aspire_V1_InitResponse {
+        try await self.withAgentClient(identity, node: node) { client in
+            var request = Aspire_V1_InitRequest()
+            request.agentSn = agentSN
+            return try await Aspire_V1_Bootstrap.Client(wrapping: client).`init`(request)
+        }
+    }
+}
