@@ -58,7 +58,8 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
         [
             HostsController(gateway: self), TasksController(gateway: self), PackagesController(gateway: self),
             TagsController(gateway: self), SchedulesController(gateway: self), PluginsController(gateway: self),
-            MetricsController(gateway: self), AgentsController(gateway: self), OpenAPIController(gateway: self),
+            MetricsController(gateway: self), AgentsController(gateway: self), IdentityController(gateway: self),
+            OpenAPIController(gateway: self),
         ]
     }
 

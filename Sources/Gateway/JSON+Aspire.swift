@@ -35,7 +35,8 @@ enum RESTJSON {
             "region": Int(host.region), "status": host.status, "feature": Int(host.feature), "step": Int(host.step),
             "prevers": host.prevers, "curvers": host.curvers, "os": host.os, "arch": host.arch, "node": host.node,
             "last_seen": time(host.lastSeenUnixMs), "gmt_create": time(host.createdUnixMs),
-            "gmt_modify": time(host.modifiedUnixMs), "tags": host.tags.map(tag),
+            "gmt_modify": time(host.modifiedUnixMs), "tags": host.tags.map(tag), "identity": host.identity,
+            "certificate_expires": time(host.certificateNotAfter * 1000),
             "agents": host.agents.map { agent in
                 [
                     "name": agent.name, "version": agent.version, "status": agent.status, "uptime": Int(agent.uptime),

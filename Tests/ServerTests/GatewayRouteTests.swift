@@ -40,6 +40,41 @@ struct GatewayRouteTests {
         }
     }
 
+    @Test("Join tokens and host certificates over REST: create (secret once), list, revoke; a host's identity; ban, lift, delete")
+    func identityRoutes() async throws {
+        try await withLocalNode { node in
+            try await node.withREST { client in
+                let rest = RESTClient(router: client, token: node.node.adminToken)
+                let created = try await rest.ok("POST", "/api/v1/server/token", json: ["ttl_seconds": 600, "max_uses": 3, "tags": ["env": "qa"], "note": "rest"])
+                let token = try #require(created["token"] as? [String: Any])
+                let id = try #require(token["id"] as? String)
+                #expect((created["secret"] as? String)?.count == 64)
+                #expect(token["state"] as? String == "usable" && token["max_uses"] as? Int == 3 && token["uses"] as? Int == 0)
+                let listed = try await rest.ok("GET", "/api/v1/server/tokens")
+                let tokens = try #require(listed["tokens"] as? [[String: Any]])
+                #expect(tokens.contains { $0["id"] as? String == id })
+                #expect(!String(describing: listed).contains(created["secret"] as! String))
+                try await rest.fails("POST", "/api/v1/server/token", json: ["max_uses": -1], http: 400, code: .badRequest)
+                try await rest.fails("POST", "/api/v1/server/token", json: ["tags": ["": "x"]], http: 400, code: .badRequest)
+                let revoked = try await rest.ok("DELETE", "/api/v1/server/token?id=\(id)")
+                #expect((revoked["token"] as? [String: Any])?["state"] as? String == "revoked")
+                try await rest.fails("DELETE", "/api/v1/server/token?id=nope", http: 404, code: .notFound)
+
+                _ = try await ScriptedAgent.identity("rest-host", node: node)
+                let enrolled = try await rest.ok("GET", "/api/v1/server/agent?agentsn=rest-host")
+                #expect((enrolled["host"] as? [String: Any])?["identity"] as? String == "enrolled")
+                let banned = try await rest.ok("POST", "/api/v1/server/agent/ban", json: ["agentsn": "rest-host", "reason": "rest"])
+                #expect((banned["host"] as? [String: Any])?["identity"] as? String == "banned")
+                _ = try await rest.ok("POST", "/api/v1/server/agent/ban", json: ["agentsn": "rest-host", "lift": true])
+                let deleted = try await rest.ok("DELETE", "/api/v1/server/agent?agentsn=rest-host")
+                let host = try #require(deleted["host"] as? [String: Any])
+                #expect(host["status"] as? String == "deleted" && host["identity"] as? String == "none")
+                try await rest.fails("DELETE", "/api/v1/server/agent?agentsn=nobody", http: 404, code: .notFound)
+                try await rest.fails("POST", "/api/v1/server/agent/ban", json: ["agentsn": "../x"], http: 400, code: .badRequest)
+            }
+        }
+    }
+
     @Test("Bad bodies get the envelope (400, 413) and change nothing; the node keeps serving")
     func badBodies() async throws {
         try await withLocalNode(configure: { $0.maxBodyBytes = 4096 }) { node in

@@ -401,6 +401,8 @@ struct OpenAPIDocumentTests {
         "GET /api/v1/server/package", "POST /api/v1/server/package", "DELETE /api/v1/server/package",
         "POST /api/v1/server/task", "GET /api/v1/server/task", "DELETE /api/v1/server/task",
         "GET /api/v1/server/agent", "GET /api/v1/server/hosts", "GET /api/v1/server/agents",
+        "DELETE /api/v1/server/agent", "POST /api/v1/server/agent/ban",
+        "GET /api/v1/server/tokens", "POST /api/v1/server/token", "DELETE /api/v1/server/token",
         "GET /api/v1/server/tags", "POST /api/v1/server/tags", "DELETE /api/v1/server/tags",
         "POST /api/v1/server/tags/bind", "POST /api/v1/server/tags/unbind",
         "GET /api/v1/server/regions", "POST /api/v1/server/regions", "GET /api/v1/server/events",

@@ -16,10 +16,11 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
             "Host": .object(
                 [
                     "id": .integer, "agentsn": .string, "hostname": .string, "ipaddr": .string, "region": .integer,
-                    "status": .enumeration(["unknown", "register", "online", "offline"]), "feature": .integer,
+                    "status": .enumeration(["unknown", "register", "online", "offline", "deleted"]), "feature": .integer,
                     "step": .integer, "prevers": .string, "curvers": .string, "os": .string, "arch": .string, "node": .string,
                     "last_seen": OpenAPI.time, "gmt_create": OpenAPI.time, "gmt_modify": OpenAPI.time, "tags": .array(.ref("Tag")),
-                    "agents": .array(.ref("SubAgent")),
+                    "agents": .array(.ref("SubAgent")), "identity": .enumeration(["none", "enrolled", "banned"]),
+                    "certificate_expires": OpenAPI.time,
                 ],
                 required: ["id", "agentsn", "hostname", "status", "gmt_create", "gmt_modify"]
             ),
@@ -79,7 +80,7 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
                     id: "listHosts",
                     method: "GET", path: "/api/v1/server/hosts", summary: "Hosts, filtered and paged.",
                     query: [
-                        Route.query("status", .enumeration(["unknown", "register", "online", "offline"]), "Only hosts in this state."),
+                        Route.query("status", .enumeration(["unknown", "register", "online", "offline", "deleted"]), "Only hosts in this state."),
                         Route.query("region", .integer, "Only this region id."),
                         Route.query("tag", .string, "name=value; repeat for hosts carrying every one."),
                         Route.query("hostname", .string, "Host name prefix."),

@@ -1,0 +1,116 @@
+import Foundation
+import GRPCCore
+import Hummingbird
+import RPC
+
+/// Hosts' certificates (delete, ban) and the join tokens new hosts enroll with.
+struct IdentityController<Transport: ClientTransport>: GatewayController {
+    let gateway: Gateway<Transport>
+
+    var schemas: [String: Schema] {
+        [
+            "JoinToken": .object(
+                [
+                    "id": .string, "note": .string, "tags": .object([:], additional: .string), "gmt_create": OpenAPI.time,
+                    "expires": OpenAPI.time, "max_uses": .integer, "uses": .integer, "revoked": OpenAPI.time,
+                    "state": .enumeration(["usable", "expired", "used up", "revoked"]),
+                ],
+                required: ["id", "state", "uses", "max_uses"]
+            )
+        ]
+    }
+
+    var endpoints: [Endpoint] {
+        [
+            Endpoint(
+                Route(
+                    id: "deleteHost",
+                    method: "DELETE", path: "/api/v1/server/agent",
+                    summary: "Deletes a host: its certificate is taken back on every node and its stream closed; it may enroll again.",
+                    query: [Route.query("agentsn", .string, "The host's AgentSN.", required: true)],
+                    response: .envelope(["host": .ref("Host")])
+                )
+            ) { _, request, _, metadata in
+                var message = Aspire_V1_DeleteHostRequest()
+                message.agentSn = Query(request).string("agentsn")
+                return Answer.success(["host": RESTJSON.host(try await self.gateway.admin.deleteHost(message, metadata: metadata))])
+            },
+            Endpoint(
+                Route(
+                    id: "banHost",
+                    method: "POST", path: "/api/v1/server/agent/ban",
+                    summary: "Bans a host (refused by every node, may not enroll), or lifts its ban with \"lift\": true.",
+                    body: [(Route.json, .object(["agentsn": .string, "reason": .string, "lift": .boolean], required: ["agentsn"]))],
+                    response: .envelope(["host": .ref("Host")])
+                )
+            ) { route, request, _, metadata in
+                let body = try await self.gateway.objectBody(request, route: route)
+                try body.allow(["agentsn", "reason", "lift"])
+                var message = Aspire_V1_BanHostRequest()
+                message.agentSn = try body.string("agentsn", required: true)
+                message.reason = try body.string("reason")
+                message.lift = try body.bool("lift") ?? false
+                return Answer.success(["host": RESTJSON.host(try await self.gateway.admin.banHost(message, metadata: metadata))])
+            },
+            Endpoint(
+                Route(
+                    id: "listJoinTokens",
+                    method: "GET", path: "/api/v1/server/tokens", summary: "Join tokens (usable ones unless all=true); never their secrets.",
+                    query: [Route.query("all", .boolean, "Also revoked, expired and used-up tokens.")],
+                    response: .envelope(["tokens": .array(.ref("JoinToken"))])
+                )
+            ) { _, request, _, metadata in
+                var message = Aspire_V1_ListJoinTokensRequest()
+                message.all = Query(request).string("all") == "true"
+                let answer = try await self.gateway.admin.listJoinTokens(message, metadata: metadata)
+                return Answer.success(["tokens": answer.tokens.map(Self.token)])
+            },
+            Endpoint(
+                Route(
+                    id: "createJoinToken",
+                    method: "POST", path: "/api/v1/server/token",
+                    summary: "Makes a join token; the answer carries its secret, shown this once.",
+                    body: [
+                        (
+                            Route.json,
+                            .object([
+                                "ttl_seconds": .integer, "max_uses": .integer, "tags": .object([:], additional: .string), "note": .string,
+                            ])
+                        )
+                    ],
+                    response: .envelope(["token": .ref("JoinToken"), "secret": .string])
+                )
+            ) { route, request, _, metadata in
+                let body = try await self.gateway.objectBody(request, route: route)
+                try body.allow(["ttl_seconds", "max_uses", "tags", "note"])
+                var message = Aspire_V1_CreateJoinTokenRequest()
+                message.ttlSeconds = Int64(try body.integer("ttl_seconds", range: -1 ... Int(Int32.max)) ?? 0)
+                message.maxUses = Int32(try body.integer("max_uses", range: 0 ... 1_000_000) ?? 0)
+                message.tags = try body.stringMap("tags")
+                message.note = try body.string("note")
+                let answer = try await self.gateway.admin.createJoinToken(message, metadata: metadata)
+                return Answer.success(["token": Self.token(answer.token), "secret": answer.secret])
+            },
+            Endpoint(
+                Route(
+                    id: "revokeJoinToken",
+                    method: "DELETE", path: "/api/v1/server/token", summary: "Revokes a join token.",
+                    query: [Route.query("id", .string, "The token's id.", required: true)],
+                    response: .envelope(["token": .ref("JoinToken")])
+                )
+            ) { _, request, _, metadata in
+                var message = Aspire_V1_RevokeJoinTokenRequest()
+                message.id = Query(request).string("id")
+                return Answer.success(["token": Self.token(try await self.gateway.admin.revokeJoinToken(message, metadata: metadata))])
+            },
+        ]
+    }
+
+    static func token(_ token: Aspire_V1_JoinToken) -> RESTJSON.Object {
+        [
+            "id": token.id, "note": token.note, "tags": token.tags, "gmt_create": RESTJSON.time(token.createdUnixMs),
+            "expires": RESTJSON.time(token.expiresUnixMs), "max_uses": Int(token.maxUses), "uses": Int(token.uses),
+            "revoked": RESTJSON.time(token.revokedUnixMs), "state": token.state,
+        ]
+    }
+}
