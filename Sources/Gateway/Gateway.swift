@@ -27,9 +27,9 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
     public struct Configuration: Sendable {
         /// Largest JSON body accepted (413 beyond it).
         public var maxBodyBytes = 1 << 20
-        /// When set, admin routes check the bearer token before reading a body (an in-process
-        /// gateway knows the token; the service checks it again in any case), and the gateway
-        /// serves the seed's plain-HTTP agents and download links with it.
+        /// The node's admin token: the gateway serves the seed's plain-HTTP agents and download
+        /// links with it. Callers' own tokens (the admin token or an operator's) are forwarded
+        /// to the services, whose interceptor checks them.
         public var adminToken: String?
         /// The enrollment token presented for the seed's plain-HTTP agents, which send none.
         public var agentToken: String?
@@ -99,7 +99,9 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
         }
         switch route.access {
         case .admin:
-            return try await handle(try self.adminMetadata(request))
+            let metadata = try self.adminMetadata(request)
+            try await self.requirePermission(for: route, metadata: metadata)
+            return try await handle(metadata)
         case .adminOrAgent:
             if let metadata = try self.downloadLinkMetadata(request) {
                 return try await handle(metadata)
@@ -111,7 +113,9 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
             if let agentToken = self.configuration.agentToken, Secret.matches(token, agentToken) {
                 return try await handle(try self.ownMetadata())
             }
-            return try await handle(["authorization": .string(header)])
+            let metadata: Metadata = ["authorization": .string(header)]
+            try await self.requirePermission(for: route, metadata: metadata)
+            return try await handle(metadata)
         case .agent:
             do {
                 return try await handle(try self.agentMetadata(request))
@@ -123,13 +127,24 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
         }
     }
 
+    /// Refuses (403) a caller whose role lacks the permission of the route's service method,
+    /// before its body is read or checked; the service checks again, and checks scopes.
+    func requirePermission(for route: Route, metadata: Metadata) async throws {
+        guard let rpc = route.rpc, let permission = AccessTable.permission(route: rpc) else {
+            throw AspireError(.permissionDenied, "\(route.name) has no entry in the access table")
+        }
+        let caller = try await self.admin.whoAmI(Aspire_V1_WhoAmIRequest(), metadata: metadata)
+        guard let role = Role(rawValue: caller.role), role.permissions.contains(permission) else {
+            throw AspireError(
+                .permissionDenied, "\(caller.name) (\(caller.role)) may not call \(route.name): it needs the \(permission.rawValue) permission"
+            )
+        }
+    }
+
     /// The caller's bearer token, forwarded to the service.
     func adminMetadata(_ request: Request) throws -> Metadata {
-        guard let header = request.headers[.authorization], let token = Secret.bearerToken(header) else {
+        guard let header = request.headers[.authorization], Secret.bearerToken(header) != nil else {
             throw AspireError(.unauthenticated, "send 'Authorization: Bearer <admin token>' (the token is in the server's data directory)")
-        }
-        if let expected = self.configuration.adminToken, !Secret.matches(token, expected) {
-            throw AspireError(.unauthenticated, "wrong admin token")
         }
         return ["authorization": .string(header)]
     }

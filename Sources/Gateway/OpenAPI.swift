@@ -1,4 +1,5 @@
 import Foundation
+import RPC
 import GRPCCore
 
 /// A JSON schema, as much of it as the gateway's documents need.
@@ -118,11 +119,13 @@ struct OpenAPIController<Transport: ClientTransport>: GatewayController {
         [
             Endpoint(
                 Route(
-                    id: "openAPI", method: "GET", path: "/api/v1/openapi.json", summary: "This document.",
+                    id: "openAPI", rpc: "WhoAmI", method: "GET", path: "/api/v1/openapi.json", summary: "This document.",
                     response: .object(["openapi": .string, "info": .object([:]), "paths": .object([:])], required: ["openapi", "paths"])
                 )
-            ) { _, _, _, _ in
-                Answer.json(
+            ) { _, _, _, metadata in
+                // The document is for operators: the call proves the caller is one.
+                _ = try await self.gateway.admin.whoAmI(Aspire_V1_WhoAmIRequest(), metadata: metadata)
+                return Answer.json(
                     OpenAPI.document(routes: self.gateway.routes, schemas: self.gateway.schemas, version: self.gateway.configuration.version),
                     status: 200
                 )

@@ -25,6 +25,10 @@ public struct Route: Sendable {
 
     /// The OpenAPI operationId.
     public var id: String
+    /// The service method it calls (an Admin method, or `Service.Method` of another service):
+    /// who may call the route is who may call that method (`AccessTable`). Nil for the OpenAPI
+    /// document, which anyone may read.
+    public var rpc: String?
     public var method: String
     public var path: String
     public var summary: String

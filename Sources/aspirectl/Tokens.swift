@@ -123,3 +123,95 @@ private func describe(_ token: Aspire_V1_JoinToken) -> String {
     let uses = token.maxUses == 0 ? "any number of hosts" : "\(token.maxUses) host(s)"
     return "\(expires), for \(uses)"
 }
+
+struct OperatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "operator",
+        abstract: "Operators: named tokens with a role (viewer, operator, admin, metrics) and, for operators, a scope of tags.",
+        subcommands: [OperatorCreate.self, OperatorList.self, OperatorRevoke.self]
+    )
+}
+
+struct OperatorCreate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "create",
+        abstract: "Make an operator; its token is printed this once (the server keeps only a digest).",
+        discussion: """
+            viewer reads; operator also runs commands, tasks, deploys, schedules and plugins (only on hosts carrying \\
+            every --scope tag, when given); admin also manages operators, join tokens, bans, packages and tags; \\
+            metrics only reads metrics (Prometheus). Example: aspirectl operator create alice --role operator --scope env=staging
+            """
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Argument(help: "Its name, as the audit trail will show it.")
+    var name: String
+
+    @Option(help: "viewer, operator, admin or metrics.")
+    var role: String
+
+    @Option(help: "For --role operator: a tag every host it acts on must carry, as name=value (repeatable).")
+    var scope: [String] = []
+
+    func run() async throws {
+        var request = Aspire_V1_CreateOperatorRequest()
+        request.name = self.name
+        request.role = self.role
+        request.scope = try Run.parseTags(self.scope)
+        do {
+            let created = try await self.connection.withAdmin { try await $0.createOperator(request) }
+            print(created.secret)
+            FileHandle.standardError.write("operator \(created.operator.name): \(created.operator.role)\(scopeText(created.operator.scope))\n")
+        } catch {
+            throw report(error, prefix: "aspirectl: ")
+        }
+    }
+}
+
+struct OperatorList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List operators (never their tokens).")
+
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        let listing: Aspire_V1_ListOperatorsResponse
+        do {
+            listing = try await self.connection.withAdmin { try await $0.listOperators(Aspire_V1_ListOperatorsRequest()) }
+        } catch {
+            throw report(error, prefix: "aspirectl: ")
+        }
+        var rows = [["NAME", "ROLE", "SCOPE", "CREATED", "REVOKED"]]
+        for entry in listing.operators {
+            rows.append([
+                entry.name, entry.role, entry.scope.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","),
+                Agents.iso(entry.createdUnixMs), entry.revokedUnixMs == 0 ? "" : Agents.iso(entry.revokedUnixMs),
+            ])
+        }
+        printTable(rows)
+    }
+}
+
+struct OperatorRevoke: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "revoke", abstract: "Revoke an operator's token.")
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Argument(help: "The operator's name.")
+    var name: String
+
+    func run() async throws {
+        var request = Aspire_V1_RevokeOperatorRequest()
+        request.name = self.name
+        do {
+            let revoked = try await self.connection.withAdmin { try await $0.revokeOperator(request) }
+            print("operator \(revoked.name): revoked")
+        } catch {
+            throw report(error, prefix: "aspirectl: ")
+        }
+    }
+}
+
+private func scopeText(_ scope: [String: String]) -> String {
+    scope.isEmpty ? "" : ", scoped to " + scope.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+}

@@ -45,7 +45,7 @@ struct AgentsController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "agentStatus",
-                    method: "POST", path: "/agent/status",
+                    rpc: "AgentPoll.Report", method: "POST", path: "/agent/status",
                     summary: "The seed's plain-HTTP status report; the answer carries the jobs due for the host.",
                     access: .agent,
                     body: [(Route.json, .ref("AgentStatus"))],
@@ -85,7 +85,7 @@ struct AgentsController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "agentJobResult",
-                    method: "POST", path: "/agent/job/result",
+                    rpc: "AgentPoll.SubmitResults", method: "POST", path: "/agent/job/result",
                     summary: "The seed's plain-HTTP job results; a non-zero errcode makes the agent send them again.",
                     access: .agent,
                     query: [

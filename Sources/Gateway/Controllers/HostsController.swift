@@ -61,7 +61,7 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "getAgent",
-                    method: "GET", path: "/api/v1/server/agent", summary: "One host by AgentSN, with tags and sub-agents.",
+                    rpc: "GetHost", method: "GET", path: "/api/v1/server/agent", summary: "One host by AgentSN, with tags and sub-agents.",
                     query: [Route.query("agentsn", .string, "The host's AgentSN (quotes around it are ignored).", required: true)],
                     response: .envelope(["host": .ref("Host")])
                 )
@@ -78,7 +78,7 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "listHosts",
-                    method: "GET", path: "/api/v1/server/hosts", summary: "Hosts, filtered and paged.",
+                    rpc: "ListHosts", method: "GET", path: "/api/v1/server/hosts", summary: "Hosts, filtered and paged.",
                     query: [
                         Route.query("status", .enumeration(["unknown", "register", "online", "offline", "deleted"]), "Only hosts in this state."),
                         Route.query("region", .integer, "Only this region id."),
@@ -110,7 +110,7 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "listConnected",
-                    method: "GET", path: "/api/v1/server/agents", summary: "Agents holding a stream to the node that answers.",
+                    rpc: "ListAgents", method: "GET", path: "/api/v1/server/agents", summary: "Agents holding a stream to the node that answers.",
                     response: .envelope(["agents": .array(.ref("ConnectedAgent"))])
                 )
             ) { _, _, _, metadata in
@@ -120,7 +120,7 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "listEvents",
-                    method: "GET", path: "/api/v1/server/events", summary: "Events, newest first.",
+                    rpc: "ListEvents", method: "GET", path: "/api/v1/server/events", summary: "Events, newest first.",
                     query: [Route.query("agentsn", .string, "Only this host's events.")] + Route.paging,
                     response: .envelope(["count": .integer, "events": .array(.ref("Event"))])
                 )
@@ -135,7 +135,7 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "dashboard",
-                    method: "GET", path: "/api/v1/server/dashboard", summary: "Host counts and sub-agent deployments per name and version.",
+                    rpc: "Dashboard", method: "GET", path: "/api/v1/server/dashboard", summary: "Host counts and sub-agent deployments per name and version.",
                     response: .envelope([
                         "hosts": .object(["total": .integer, "online": .integer, "offline": .integer]),
                         "connected_here": .integer,

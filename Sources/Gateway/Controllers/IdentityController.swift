@@ -16,7 +16,14 @@ struct IdentityController<Transport: ClientTransport>: GatewayController {
                     "state": .enumeration(["usable", "expired", "used up", "revoked"]),
                 ],
                 required: ["id", "state", "uses", "max_uses"]
-            )
+            ),
+            "Operator": .object(
+                [
+                    "name": .string, "role": .enumeration(Role.names), "scope": .object([:], additional: .string),
+                    "gmt_create": OpenAPI.time, "revoked": OpenAPI.time,
+                ],
+                required: ["name", "role"]
+            ),
         ]
     }
 
@@ -25,7 +32,7 @@ struct IdentityController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "deleteHost",
-                    method: "DELETE", path: "/api/v1/server/agent",
+                    rpc: "DeleteHost", method: "DELETE", path: "/api/v1/server/agent",
                     summary: "Deletes a host: its certificate is taken back on every node and its stream closed; it may enroll again.",
                     query: [Route.query("agentsn", .string, "The host's AgentSN.", required: true)],
                     response: .envelope(["host": .ref("Host")])
@@ -38,7 +45,7 @@ struct IdentityController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "banHost",
-                    method: "POST", path: "/api/v1/server/agent/ban",
+                    rpc: "BanHost", method: "POST", path: "/api/v1/server/agent/ban",
                     summary: "Bans a host (refused by every node, may not enroll), or lifts its ban with \"lift\": true.",
                     body: [(Route.json, .object(["agentsn": .string, "reason": .string, "lift": .boolean], required: ["agentsn"]))],
                     response: .envelope(["host": .ref("Host")])
@@ -55,7 +62,7 @@ struct IdentityController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "listJoinTokens",
-                    method: "GET", path: "/api/v1/server/tokens", summary: "Join tokens (usable ones unless all=true); never their secrets.",
+                    rpc: "ListJoinTokens", method: "GET", path: "/api/v1/server/tokens", summary: "Join tokens (usable ones unless all=true); never their secrets.",
                     query: [Route.query("all", .boolean, "Also revoked, expired and used-up tokens.")],
                     response: .envelope(["tokens": .array(.ref("JoinToken"))])
                 )
@@ -68,7 +75,7 @@ struct IdentityController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "createJoinToken",
-                    method: "POST", path: "/api/v1/server/token",
+                    rpc: "CreateJoinToken", method: "POST", path: "/api/v1/server/token",
                     summary: "Makes a join token; the answer carries its secret, shown this once.",
                     body: [
                         (
@@ -94,7 +101,7 @@ struct IdentityController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "revokeJoinToken",
-                    method: "DELETE", path: "/api/v1/server/token", summary: "Revokes a join token.",
+                    rpc: "RevokeJoinToken", method: "DELETE", path: "/api/v1/server/token", summary: "Revokes a join token.",
                     query: [Route.query("id", .string, "The token's id.", required: true)],
                     response: .envelope(["token": .ref("JoinToken")])
                 )
@@ -103,6 +110,71 @@ struct IdentityController<Transport: ClientTransport>: GatewayController {
                 message.id = Query(request).string("id")
                 return Answer.success(["token": Self.token(try await self.gateway.admin.revokeJoinToken(message, metadata: metadata))])
             },
+            Endpoint(
+                Route(
+                    id: "whoAmI", rpc: "WhoAmI", method: "GET", path: "/api/v1/server/whoami",
+                    summary: "The operator the bearer token belongs to: name, role and scope.",
+                    response: .envelope(["operator": .ref("Operator")])
+                )
+            ) { _, _, _, metadata in
+                let answer = try await self.gateway.admin.whoAmI(Aspire_V1_WhoAmIRequest(), metadata: metadata)
+                return Answer.success(["operator": Self.operatorObject(answer)])
+            },
+            Endpoint(
+                Route(
+                    id: "listOperators",
+                    rpc: "ListOperators", method: "GET", path: "/api/v1/server/operators", summary: "Operators; never their tokens.",
+                    response: .envelope(["operators": .array(.ref("Operator"))])
+                )
+            ) { _, _, _, metadata in
+                let answer = try await self.gateway.admin.listOperators(Aspire_V1_ListOperatorsRequest(), metadata: metadata)
+                return Answer.success(["operators": answer.operators.map(Self.operatorObject)])
+            },
+            Endpoint(
+                Route(
+                    id: "createOperator",
+                    rpc: "CreateOperator", method: "POST", path: "/api/v1/server/operator",
+                    summary: "Makes an operator; the answer carries its token, shown this once.",
+                    body: [
+                        (
+                            Route.json,
+                            .object(
+                                ["name": .string, "role": .enumeration(Role.names), "scope": .object([:], additional: .string)],
+                                required: ["name", "role"]
+                            )
+                        )
+                    ],
+                    response: .envelope(["operator": .ref("Operator"), "secret": .string])
+                )
+            ) { route, request, _, metadata in
+                let body = try await self.gateway.objectBody(request, route: route)
+                try body.allow(["name", "role", "scope"])
+                var message = Aspire_V1_CreateOperatorRequest()
+                message.name = try body.string("name", required: true)
+                message.role = try body.string("role", required: true)
+                message.scope = try body.stringMap("scope")
+                let answer = try await self.gateway.admin.createOperator(message, metadata: metadata)
+                return Answer.success(["operator": Self.operatorObject(answer.operator), "secret": answer.secret])
+            },
+            Endpoint(
+                Route(
+                    id: "revokeOperator",
+                    rpc: "RevokeOperator", method: "DELETE", path: "/api/v1/server/operator", summary: "Revokes an operator's token.",
+                    query: [Route.query("name", .string, "The operator's name.", required: true)],
+                    response: .envelope(["operator": .ref("Operator")])
+                )
+            ) { _, request, _, metadata in
+                var message = Aspire_V1_RevokeOperatorRequest()
+                message.name = Query(request).string("name")
+                return Answer.success(["operator": Self.operatorObject(try await self.gateway.admin.revokeOperator(message, metadata: metadata))])
+            },
+        ]
+    }
+
+    static func operatorObject(_ entry: Aspire_V1_OperatorInfo) -> RESTJSON.Object {
+        [
+            "name": entry.name, "role": entry.role, "scope": entry.scope, "gmt_create": RESTJSON.time(entry.createdUnixMs),
+            "revoked": RESTJSON.time(entry.revokedUnixMs),
         ]
     }
 

@@ -28,7 +28,7 @@ struct MetricsController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "queryMetrics",
-                    method: "GET", path: "/api/v1/server/metric",
+                    rpc: "QueryMetrics", method: "GET", path: "/api/v1/server/metric",
                     summary: "The latest value of each metric of each host (one per tag set), by name.",
                     query: [
                         Route.query("agentsn", .string, "Only this host's metrics."),
@@ -51,7 +51,7 @@ struct MetricsController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "prometheus",
-                    method: "GET", path: "/metrics",
+                    rpc: "ExportMetrics", method: "GET", path: "/metrics",
                     summary: """
                         Prometheus text format: each host's latest plugin metrics (gauges named as the metric with '.' as '_',                     labelled agentsn and the metric's tags; values no agent sent within the node's --metrics-max-age are                     left out), then the node's own metrics. Scrape it with the admin token as bearer token.
                         """,

@@ -39,7 +39,7 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "listPackages",
-                    method: "GET", path: "/api/v1/server/package", summary: "Package versions, filtered and paged.",
+                    rpc: "ListPackages", method: "GET", path: "/api/v1/server/package", summary: "Package versions, filtered and paged.",
                     query: [
                         Route.query("name", .string, "Only this package name."),
                         Route.query("version", .string, "Only this version."),
@@ -70,7 +70,7 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "uploadPackage",
-                    method: "POST", path: "/api/v1/server/package",
+                    rpc: "UploadPackage", method: "POST", path: "/api/v1/server/package",
                     summary: """
                         Stores a package version under packages/{os}/{arch}/{file} and computes its SHA256. The bytes come \
                         as the raw body (names in the query), as multipart/form-data (text fields first, then the file \
@@ -99,7 +99,7 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "deletePackages",
-                    method: "DELETE", path: "/api/v1/server/package",
+                    rpc: "DeletePackages", method: "DELETE", path: "/api/v1/server/package",
                     summary: "Deletes package versions and their files: by id, or by name (version, os, arch narrow it).",
                     query: [
                         Route.query("id", .integer, "Package id."),
@@ -124,7 +124,7 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "downloadPackage",
-                    method: "GET", path: "/api/v1/server/package/download",
+                    rpc: "PackageStore.Download", method: "GET", path: "/api/v1/server/package/download",
                     summary: """
                         The file of a stored package version, as application/octet-stream with its length. Agents given this \
                         URL over https (a gateway behind a TLS proxy) send their enrollment token; operators may use the admin token. \

@@ -37,7 +37,7 @@ struct PluginsController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "listPlugins",
-                    method: "GET", path: "/api/v1/server/plugin",
+                    rpc: "ListPlugins", method: "GET", path: "/api/v1/server/plugin",
                     summary: "Plugins by name; with name, that one (404 when none). Their state on hosts: a plugin.list task.",
                     query: [
                         Route.query("name", .string, "Only this plugin."),
@@ -56,7 +56,7 @@ struct PluginsController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "createPlugin",
-                    method: "POST", path: "/api/v1/server/plugin",
+                    rpc: "CreatePlugin", method: "POST", path: "/api/v1/server/plugin",
                     summary: """
                         Stores a plugin for agents (by AgentSN) and/or the hosts carrying tags: a tar archive with plugin.sh                     (url and checksum, or a package and version of the store) or a git repository (git, ref). The agents                     fetch it and run it every period seconds (0: only on demand), as user (nobody by default). Run, enable,                     disable, update and list it on hosts with tasks: command plugin.run {name, timeout, param},                     plugin.enable {name}, plugin.disable {name, seconds}, plugin.update {name}, plugin.list.
                         """,
@@ -87,7 +87,7 @@ struct PluginsController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "deletePlugin",
-                    method: "DELETE", path: "/api/v1/server/plugin", summary: "Deletes a plugin; the agents stop it and remove its files.",
+                    rpc: "DeletePlugin", method: "DELETE", path: "/api/v1/server/plugin", summary: "Deletes a plugin; the agents stop it and remove its files.",
                     query: [Route.query("name", .string, "The plugin.", required: true)],
                     response: .envelope(["plugin": .ref("Plugin")])
                 )

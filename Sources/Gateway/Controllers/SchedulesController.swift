@@ -48,7 +48,7 @@ struct SchedulesController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "listSchedules",
-                    method: "GET", path: "/api/v1/server/schedule",
+                    rpc: "ListSchedules", method: "GET", path: "/api/v1/server/schedule",
                     summary: "Scheduled commands by name, each with its next fire times; with name, that one (404 when none).",
                     query: [
                         Route.query("name", .string, "Only this schedule."),
@@ -69,7 +69,7 @@ struct SchedulesController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "createSchedule",
-                    method: "POST", path: "/api/v1/server/schedule",
+                    rpc: "CreateSchedule", method: "POST", path: "/api/v1/server/schedule",
                     summary: """
                         Stores a scheduled command for agents (by AgentSN) and/or the hosts carrying tags. They get it at once \
                         if connected, otherwise when they connect, keep it on disk and run it connected or not. 409 when the \
@@ -99,7 +99,7 @@ struct SchedulesController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "deleteSchedule",
-                    method: "DELETE", path: "/api/v1/server/schedule", summary: "Deletes a schedule; the agents drop it.",
+                    rpc: "DeleteSchedule", method: "DELETE", path: "/api/v1/server/schedule", summary: "Deletes a schedule; the agents drop it.",
                     query: [Route.query("name", .string, "The schedule.", required: true)],
                     response: .envelope(["schedule": .ref("Schedule")])
                 )
@@ -113,7 +113,7 @@ struct SchedulesController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "enableSchedule",
-                    method: "POST", path: "/api/v1/server/schedule/enable",
+                    rpc: "SetScheduleEnabled", method: "POST", path: "/api/v1/server/schedule/enable",
                     summary: "Enables or disables a schedule (a disabled one stays on the agents and does not run).",
                     body: [(Route.json, .object(["name": .string, "enabled": .boolean], required: ["name", "enabled"]))],
                     response: .envelope(["schedule": .ref("Schedule")])
@@ -131,7 +131,7 @@ struct SchedulesController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "importCrontab",
-                    method: "POST", path: "/api/v1/server/schedule/import",
+                    rpc: "ImportCrontab", method: "POST", path: "/api/v1/server/schedule/import",
                     summary: """
                         One schedule per crontab line (6 or 5 time fields, an optional user with with_user, the command), named \
                         <prefix>-<line number>; nothing is stored when a line is wrong, and the error names it.
@@ -159,7 +159,7 @@ struct SchedulesController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "listScheduleRuns",
-                    method: "GET", path: "/api/v1/server/schedule/runs", summary: "Runs the agents reported, newest first.",
+                    rpc: "ListScheduleRuns", method: "GET", path: "/api/v1/server/schedule/runs", summary: "Runs the agents reported, newest first.",
                     query: [
                         Route.query("name", .string, "Only this schedule's runs."),
                         Route.query("agentsn", .string, "Only this host's runs."),

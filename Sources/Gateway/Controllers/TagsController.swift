@@ -26,7 +26,7 @@ struct TagsController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "listTags",
-                    method: "GET", path: "/api/v1/server/tags", summary: "Tags with the number of hosts bound to each.",
+                    rpc: "ListTags", method: "GET", path: "/api/v1/server/tags", summary: "Tags with the number of hosts bound to each.",
                     response: .envelope(["tags": .array(.ref("Tag"))])
                 )
             ) { _, _, _, metadata in
@@ -36,7 +36,7 @@ struct TagsController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "createTag",
-                    method: "POST", path: "/api/v1/server/tags", summary: "Creates a tag.",
+                    rpc: "CreateTag", method: "POST", path: "/api/v1/server/tags", summary: "Creates a tag.",
                     body: [(Route.json, .object(["name": .string, "value": .string], required: ["name", "value"]))],
                     response: .envelope(["tag": .ref("Tag")])
                 )
@@ -51,7 +51,7 @@ struct TagsController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "deleteTag",
-                    method: "DELETE", path: "/api/v1/server/tags", summary: "Deletes a tag and its bindings.",
+                    rpc: "DeleteTag", method: "DELETE", path: "/api/v1/server/tags", summary: "Deletes a tag and its bindings.",
                     query: [Route.query("id", .integer, "Tag id.", required: true)],
                     response: .envelope([:])
                 )
@@ -67,7 +67,7 @@ struct TagsController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "listRegions",
-                    method: "GET", path: "/api/v1/server/regions", summary: "Regions (0 is global).",
+                    rpc: "ListRegions", method: "GET", path: "/api/v1/server/regions", summary: "Regions (0 is global).",
                     response: .envelope(["regions": .array(.ref("Region"))])
                 )
             ) { _, _, _, metadata in
@@ -77,7 +77,7 @@ struct TagsController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "createRegion",
-                    method: "POST", path: "/api/v1/server/regions", summary: "Creates a region.",
+                    rpc: "CreateRegion", method: "POST", path: "/api/v1/server/regions", summary: "Creates a region.",
                     body: [(Route.json, .object(["name": .string], required: ["name"]))],
                     response: .envelope(["region": .ref("Region")])
                 )
@@ -96,7 +96,7 @@ struct TagsController<Transport: ClientTransport>: GatewayController {
         Endpoint(
             Route(
                 id: unbind ? "unbindTag" : "bindTag",
-                method: "POST", path: unbind ? "/api/v1/server/tags/unbind" : "/api/v1/server/tags/bind",
+                rpc: "BindTag", method: "POST", path: unbind ? "/api/v1/server/tags/unbind" : "/api/v1/server/tags/bind",
                 summary: unbind ? "Unbinds a tag from hosts." : "Binds a tag (created when missing) to hosts.",
                 body: [(Route.json, .object(["name": .string, "value": .string, "agents": .array(.string)], required: ["name", "value", "agents"]))],
                 response: .envelope(["changed": .integer])

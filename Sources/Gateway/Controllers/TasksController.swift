@@ -68,7 +68,7 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "createTask",
-                    method: "POST", path: "/api/v1/server/task",
+                    rpc: "CreateTask", method: "POST", path: "/api/v1/server/task",
                     summary: "Creates a task for a list of AgentSNs (one subtask each) or for the hosts carrying tags within a window.",
                     body: [(Route.json, .ref("TaskRequest"))],
                     response: .envelope([
@@ -87,7 +87,7 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "getTasks",
-                    method: "GET", path: "/api/v1/server/task",
+                    rpc: "GetTask", method: "GET", path: "/api/v1/server/task",
                     summary: "With id: one task, its counts and every subtask with its result. Without: tasks, newest first.",
                     query: [Route.query("id", .integer, "Task id.")] + Route.paging,
                     response: .envelope([
@@ -113,7 +113,7 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "cancelTask",
-                    method: "DELETE", path: "/api/v1/server/task", summary: "Cancels a task's undelivered subtasks.",
+                    rpc: "CancelTask", method: "DELETE", path: "/api/v1/server/task", summary: "Cancels a task's undelivered subtasks.",
                     query: [Route.query("id", .integer, "Task id.", required: true)],
                     response: .envelope(["task": .ref("Task"), "subtasks": .array(.ref("Subtask"))])
                 )
@@ -126,7 +126,7 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "runCommand",
-                    method: "POST", path: "/api/v1/server/command",
+                    rpc: "RunCommand", method: "POST", path: "/api/v1/server/command",
                     summary: "Runs one command on one connected agent and answers the seed's result form once it answers.",
                     body: [(Route.json, .ref("CommandRequest"))],
                     response: .ref("CommandResult")

@@ -1,21 +1,24 @@
 public import GRPCCore
 public import Logging
-import RPC
+public import RPC
 import X509
 
 /// Checks every call before any handler sees it, in one place for the agent listener and the
 /// gateway's in-process calls alike:
-/// - Admin (and the seed agents' AgentPoll, which only the gateway calls): the admin token;
+/// - Admin (and the seed agents' AgentPoll, which only the gateway calls): an operator's token
+///   (the node's `admin.token`, or one made by CreateOperator) whose role has the permission the
+///   method needs in ``AccessTable``; an operator with a scope acts only on the hosts it selects
+///   (``ScopeCheck``);
 /// - Bootstrap.Enroll: a join token (the enrollment itself takes one use of it, atomically);
 /// - Bootstrap.Init: an agent's certificate, or a join token (it only says where to go);
 /// - every other agent call: the host's client certificate, which must be the host's current
 ///   one in the store and not banned. On a node started `--insecure` (no TLS, so no
 ///   certificates) agents call with a join token and are taken at their word;
-/// - PackageStore: an agent's certificate, or the admin token (operators download too).
+/// - PackageStore: an agent's certificate, or an operator who may read.
 /// Calls to any other service are refused.
 public struct AuthInterceptor: ServerInterceptor {
     enum Access: Sendable {
-        case admin
+        case operatorCall(Permission)
         case join
         case agent
         /// Init: an agent's certificate, or a usable join token (a host not enrolled yet asks
@@ -38,11 +41,10 @@ public struct AuthInterceptor: ServerInterceptor {
 
     static func access(_ method: MethodDescriptor) -> Access? {
         switch method.service.fullyQualifiedService {
-        case "aspire.v1.Admin", "aspire.v1.AgentPoll": .admin
         case "aspire.v1.Bootstrap": ["Enroll": .join, "Init": .agentOrJoin][method.method] ?? .agent
         case "aspire.v1.AgentChannel": .agent
         case "aspire.v1.PackageStore": .agentOrAdmin
-        default: nil
+        default: AccessTable.permission(service: method.service.fullyQualifiedService, method: method.method).map(Access.operatorCall)
         }
     }
 
@@ -51,45 +53,86 @@ public struct AuthInterceptor: ServerInterceptor {
         context: ServerContext,
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
+        var request = request
+        var principal: Principal?
         do {
-            try await self.check(request.metadata, context: context)
-        } catch {
-            return StreamingServerResponse(error: error)
-        }
-        return try await next(request, context)
-    }
-
-    private func check(_ metadata: Metadata, context: ServerContext) async throws(RPCError) {
-        guard let access = Self.access(context.descriptor) else {
-            throw RPCError(code: .unauthenticated, message: "no access to \(context.descriptor.service.fullyQualifiedService)")
-        }
-        let bearer = metadata[stringValues: "authorization"].first(where: { _ in true }).flatMap(Secret.bearerToken)
-        let certificate = VerifiedPeer.certificate(of: context)
-        switch access {
-        case .admin:
-            try self.requireAdmin(bearer)
-        case .join:
-            guard bearer != nil else {
-                throw RPCError(code: .unauthenticated, message: "missing 'authorization: Bearer <join token>' metadata")
+            guard let access = Self.access(context.descriptor) else {
+                throw RPCError(code: .unauthenticated, message: "no access to \(context.descriptor.service.fullyQualifiedService)")
             }
-        case .agent:
-            try await self.requireAgent(certificate, bearer: bearer, context: context)
-        case .agentOrJoin:
-            if certificate == nil, let bearer { return try await self.requireJoinToken(bearer) }
-            try await self.requireAgent(certificate, bearer: bearer, context: context)
-        case .agentOrAdmin:
-            if certificate == nil, let bearer, Secret.matches(bearer, self.adminToken) { return }
-            try await self.requireAgent(certificate, bearer: bearer, context: context)
+            let bearer = request.metadata[stringValues: "authorization"].first(where: { _ in true }).flatMap(Secret.bearerToken)
+            let certificate = VerifiedPeer.certificate(of: context)
+            switch access {
+            case .operatorCall(let permission):
+                let caller = try await self.principal(bearer, needs: permission, method: context.descriptor.method)
+                if permission == .operate, !caller.scope.isEmpty {
+                    request = try await self.checkScope(of: request, principal: caller)
+                }
+                principal = caller
+            case .join:
+                guard bearer != nil else {
+                    throw RPCError(code: .unauthenticated, message: "missing 'authorization: Bearer <join token>' metadata")
+                }
+            case .agent:
+                try await self.requireAgent(certificate, bearer: bearer, context: context)
+            case .agentOrJoin:
+                if certificate == nil, let bearer { try await self.requireJoinToken(bearer) } else {
+                    try await self.requireAgent(certificate, bearer: bearer, context: context)
+                }
+            case .agentOrAdmin:
+                if certificate == nil, bearer != nil {
+                    _ = try await self.principal(bearer, needs: .read, method: context.descriptor.method)
+                } else {
+                    try await self.requireAgent(certificate, bearer: bearer, context: context)
+                }
+            }
+        } catch let error as RPCError {
+            return StreamingServerResponse(error: error)
+        } catch let error as AspireError {
+            return StreamingServerResponse(error: RPCError(error))
+        } catch {
+            self.logger.error("cannot check a call", metadata: ["rpc.method": "\(context.descriptor)", "error": "\(String(reflecting: error))"])
+            return StreamingServerResponse(error: RPCError(code: .unavailable, message: "the server cannot check this call now; try again"))
         }
+        guard let principal else { return try await next(request, context) }
+        return try await CallContext.$principal.withValue(principal) { try await next(request, context) }
     }
 
-    private func requireAdmin(_ bearer: String?) throws(RPCError) {
+    /// The operator a token belongs to, when its role allows `permission`.
+    private func principal(_ bearer: String?, needs permission: Permission, method: String) async throws(RPCError) -> Principal {
         guard let bearer else {
             throw RPCError(code: .unauthenticated, message: "missing 'authorization: Bearer <token>' metadata")
         }
-        guard Secret.matches(bearer, self.adminToken) else {
-            throw RPCError(code: .unauthenticated, message: "wrong admin token")
+        let principal: Principal
+        if Secret.matches(bearer, self.adminToken) {
+            principal = .admin
+        } else {
+            let record: OperatorRecord?
+            do {
+                record = try await self.store.operator(secret: bearer)
+            } catch {
+                throw RPCError(code: .unavailable, message: "the server cannot check tokens now; try again")
+            }
+            guard let record else { throw RPCError(code: .unauthenticated, message: "wrong admin token (no operator holds this token)") }
+            principal = record.principal
         }
+        guard principal.role.permissions.contains(permission) else {
+            throw RPCError(
+                code: .permissionDenied,
+                message: "\(principal.name) (\(principal.role.rawValue)) may not call \(method): it needs the \(permission.rawValue) permission"
+            )
+        }
+        return principal
+    }
+
+    /// Reads the call's one message, checks it against the operator's scope, and hands it on.
+    private func checkScope<Input: Sendable>(
+        of request: StreamingServerRequest<Input>,
+        principal: Principal
+    ) async throws -> StreamingServerRequest<Input> {
+        var iterator = request.messages.makeAsyncIterator()
+        guard let message = try await iterator.next() else { return request }
+        try await ScopeCheck(store: self.store).check(message, scope: principal.scope, caller: principal.name)
+        return StreamingServerRequest(metadata: request.metadata, messages: RPCAsyncSequence(wrapping: OneMessage(message: message)))
     }
 
     private func requireAgent(_ certificate: Certificate?, bearer: String?, context: ServerContext) async throws(RPCError) {
@@ -169,4 +212,27 @@ public struct AgentCaller: Sendable {
         }
         return agentSN
     }
+}
+
+/// A request stream of the one message an interceptor already read.
+private struct OneMessage<Element: Sendable>: AsyncSequence, Sendable {
+    let message: Element
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var message: Element?
+
+        mutating func next() async throws -> Element? {
+            defer { self.message = nil }
+            return self.message
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(message: self.message) }
+}
+
+/// What the interceptor learned of a call, for its handler: unary handlers run inside the
+/// interceptor's `next`, so they see it.
+public enum CallContext {
+    /// The operator making the Admin call.
+    @TaskLocal public static var principal: Principal?
 }

@@ -73,3 +73,53 @@ extension Aspire_V1_JoinToken {
         self.state = record.state(now: Date().unixMilliseconds).rawValue
     }
 }
+
+/// Operators: named credentials with a role and a scope.
+extension AdminService {
+    public func createOperator(request: Aspire_V1_CreateOperatorRequest, context: ServerContext) async throws -> Aspire_V1_CreateOperatorResponse {
+        guard let role = Role(rawValue: request.role) else {
+            throw AspireError(.badRequest, "role must be one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let (record, secret) = try await self.store.createOperator(Principal(name: request.name, role: role, scope: request.scope))
+        self.logger.notice(
+            "operator created",
+            metadata: ["operator.name": "\(request.name)", "operator.role": "\(role.rawValue)", "operator.scope": "\(request.scope)"]
+        )
+        var response = Aspire_V1_CreateOperatorResponse()
+        response.operator = Aspire_V1_OperatorInfo(record)
+        response.secret = secret
+        return response
+    }
+
+    public func listOperators(request: Aspire_V1_ListOperatorsRequest, context: ServerContext) async throws -> Aspire_V1_ListOperatorsResponse {
+        var response = Aspire_V1_ListOperatorsResponse()
+        response.operators = try await self.store.operators().map(Aspire_V1_OperatorInfo.init(_:))
+        return response
+    }
+
+    public func revokeOperator(request: Aspire_V1_RevokeOperatorRequest, context: ServerContext) async throws -> Aspire_V1_OperatorInfo {
+        let record = try await self.store.revokeOperator(name: request.name)
+        self.logger.notice("operator revoked", metadata: ["operator.name": "\(request.name)"])
+        return Aspire_V1_OperatorInfo(record)
+    }
+}
+
+extension Aspire_V1_OperatorInfo {
+    init(_ record: OperatorRecord) {
+        self.init()
+        self.name = record.principal.name
+        self.role = record.principal.role.rawValue
+        self.scope = record.principal.scope
+        self.createdUnixMs = record.created
+        self.revokedUnixMs = record.revoked
+    }
+}
+
+extension AdminService {
+    public func whoAmI(request: Aspire_V1_WhoAmIRequest, context: ServerContext) async throws -> Aspire_V1_OperatorInfo {
+        guard let principal = CallContext.principal else {
+            throw RPCError(code: .internalError, message: "the call reached its handler without an operator")
+        }
+        return Aspire_V1_OperatorInfo(OperatorRecord(principal: principal))
+    }
+}

@@ -231,7 +231,7 @@ enum Migrations {
             // before; those are still translated from their body.
             ["ALTER TABLE tasks ADD COLUMN command_pb \(Self.bytesColumn(kind))"]
         },
-        Step(version: 7, name: "per-host certificates and join tokens") { kind in
+        Step(version: 7, name: "per-host certificates, join tokens and operators") { kind in
             [
                 // What new hosts enroll with: only the SHA-256 of the secret is kept.
                 """
@@ -264,6 +264,16 @@ enum Migrations {
                 CREATE TABLE identity_revocations (
                     id \(Self.idColumn(kind)),
                     agentsn TEXT NOT NULL,
+                    gmt_create BIGINT NOT NULL)
+                """,
+                // Named operator credentials: role, scope (tags), and the SHA-256 of the token.
+                """
+                CREATE TABLE operators (
+                    name TEXT PRIMARY KEY,
+                    role TEXT NOT NULL,
+                    scope TEXT NOT NULL DEFAULT '{}',
+                    digest TEXT NOT NULL UNIQUE,
+                    revoked BIGINT NOT NULL DEFAULT 0,
                     gmt_create BIGINT NOT NULL)
                 """,
             ]

@@ -309,3 +309,81 @@ extension SQLStore {
         )
     }
 }
+
+/// A named operator credential as the store keeps it: never the token, only its SHA-256.
+public struct OperatorRecord: Sendable, Hashable {
+    public var principal: Principal
+    public var created: Int64 = 0
+    public var revoked: Int64 = 0
+}
+
+extension SQLStore {
+    /// Makes an operator; returns it and its token (which only the caller ever sees).
+    public func createOperator(_ principal: Principal) async throws -> (OperatorRecord, String) {
+        guard !principal.name.isEmpty, principal.name.utf8.count <= 64,
+            principal.name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != 0x2F })
+        else { throw AspireError(.badRequest, "an operator name is 1 to 64 printable characters, no spaces or slashes") }
+        guard principal.name != Principal.admin.name else {
+            throw AspireError(.conflict, "'admin' is the holder of the node's admin.token")
+        }
+        guard principal.scope.isEmpty || principal.role == .operator else {
+            throw AspireError(.badRequest, "only the operator role has a scope")
+        }
+        for (name, value) in principal.scope { try Self.validateTag(name: name, value: value) }
+        var generator = SystemRandomNumberGenerator()
+        let secret = (0 ..< 32).map { _ in UInt8.random(in: 0 ... 255, using: &generator) }.hexString
+        let record = OperatorRecord(principal: principal, created: Self.now)
+        let scope = try Self.encodeJSON(principal.scope)
+        try await self.engine.withConnection { database in
+            let inserted = try await database.raw(
+                """
+                INSERT INTO operators (name, role, scope, digest, gmt_create)
+                VALUES (\(bind: principal.name), \(bind: principal.role.rawValue), \(bind: scope), \(bind: Self.digest(ofJoinToken: secret)),
+                        \(bind: record.created))
+                ON CONFLICT (name) DO NOTHING
+                RETURNING name
+                """
+            ).first()
+            guard inserted != nil else { throw AspireError(.conflict, "operator '\(principal.name)' already exists (revoke it first)") }
+        }
+        return (record, secret)
+    }
+
+    public func operators() async throws -> [OperatorRecord] {
+        try await self.engine.withConnection { database in
+            try await database.raw("SELECT * FROM operators ORDER BY name").all().map(Self.operatorRecord(from:))
+        }
+    }
+
+    /// The operator whose token is `secret`, unless revoked.
+    public func `operator`(secret: String) async throws -> OperatorRecord? {
+        try await self.engine.withConnection { database in
+            try await database.raw(
+                "SELECT * FROM operators WHERE digest = \(bind: Self.digest(ofJoinToken: secret)) AND revoked = 0"
+            ).first().map(Self.operatorRecord(from:))
+        }
+    }
+
+    /// Revokes an operator's token; its name stays taken, so the trail keeps one meaning for it.
+    public func revokeOperator(name: String) async throws -> OperatorRecord {
+        try await self.engine.withConnection { database in
+            try await database.raw("UPDATE operators SET revoked = \(bind: Self.now) WHERE name = \(bind: name) AND revoked = 0").run()
+            guard let row = try await database.raw("SELECT * FROM operators WHERE name = \(bind: name)").first() else {
+                throw AspireError(.notFound, "no operator named \(name)")
+            }
+            return try Self.operatorRecord(from: row)
+        }
+    }
+
+    static func operatorRecord(from row: any SQLRow) throws -> OperatorRecord {
+        OperatorRecord(
+            principal: Principal(
+                name: try row.decode(column: "name", as: String.self),
+                role: Role(rawValue: try row.decode(column: "role", as: String.self)) ?? .viewer,
+                scope: Self.jsonColumn(row, "scope", default: [:])
+            ),
+            created: try row.decode(column: "gmt_create", as: Int64.self),
+            revoked: try row.decode(column: "revoked", as: Int64.self)
+        )
+    }
+}

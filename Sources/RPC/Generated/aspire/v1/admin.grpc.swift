@@ -191,6 +191,58 @@ public enum Aspire_V1_Admin: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "CreateOperator" metadata.
+        public enum CreateOperator: Sendable {
+            /// Request type for "CreateOperator".
+            public typealias Input = Aspire_V1_CreateOperatorRequest
+            /// Response type for "CreateOperator".
+            public typealias Output = Aspire_V1_CreateOperatorResponse
+            /// Descriptor for "CreateOperator".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "CreateOperator",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListOperators" metadata.
+        public enum ListOperators: Sendable {
+            /// Request type for "ListOperators".
+            public typealias Input = Aspire_V1_ListOperatorsRequest
+            /// Response type for "ListOperators".
+            public typealias Output = Aspire_V1_ListOperatorsResponse
+            /// Descriptor for "ListOperators".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "ListOperators",
+                type: .unary
+            )
+        }
+        /// Namespace for "RevokeOperator" metadata.
+        public enum RevokeOperator: Sendable {
+            /// Request type for "RevokeOperator".
+            public typealias Input = Aspire_V1_RevokeOperatorRequest
+            /// Response type for "RevokeOperator".
+            public typealias Output = Aspire_V1_OperatorInfo
+            /// Descriptor for "RevokeOperator".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "RevokeOperator",
+                type: .unary
+            )
+        }
+        /// Namespace for "WhoAmI" metadata.
+        public enum WhoAmI: Sendable {
+            /// Request type for "WhoAmI".
+            public typealias Input = Aspire_V1_WhoAmIRequest
+            /// Response type for "WhoAmI".
+            public typealias Output = Aspire_V1_OperatorInfo
+            /// Descriptor for "WhoAmI".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "WhoAmI",
+                type: .unary
+            )
+        }
         /// Namespace for "ListTags" metadata.
         public enum ListTags: Sendable {
             /// Request type for "ListTags".
@@ -492,6 +544,10 @@ public enum Aspire_V1_Admin: Sendable {
             CreateJoinToken.descriptor,
             ListJoinTokens.descriptor,
             RevokeJoinToken.descriptor,
+            CreateOperator.descriptor,
+            ListOperators.descriptor,
+            RevokeOperator.descriptor,
+            WhoAmI.descriptor,
             ListTags.descriptor,
             CreateTag.descriptor,
             DeleteTag.descriptor,
@@ -769,6 +825,72 @@ extension Aspire_V1_Admin {
             request: GRPCCore.StreamingServerRequest<Aspire_V1_RevokeJoinTokenRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_JoinToken>
+
+        /// Handle the "CreateOperator" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Operators: named credentials with a role (viewer, operator, admin, metrics) and, for
+        /// > operators, a scope of tags that selects the hosts they may act on. Only a digest of each
+        /// > token is stored; the token is shown once.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_CreateOperatorRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_CreateOperatorResponse` messages.
+        func createOperator(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_CreateOperatorRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_CreateOperatorResponse>
+
+        /// Handle the "ListOperators" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_ListOperatorsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_ListOperatorsResponse` messages.
+        func listOperators(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_ListOperatorsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListOperatorsResponse>
+
+        /// Handle the "RevokeOperator" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_RevokeOperatorRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_OperatorInfo` messages.
+        func revokeOperator(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_RevokeOperatorRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_OperatorInfo>
+
+        /// Handle the "WhoAmI" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The operator the call's token belongs to: its name, role and scope.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_WhoAmIRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_OperatorInfo` messages.
+        func whoAmI(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_WhoAmIRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_OperatorInfo>
 
         /// Handle the "ListTags" method.
         ///
@@ -1379,6 +1501,72 @@ extension Aspire_V1_Admin {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Aspire_V1_JoinToken>
 
+        /// Handle the "CreateOperator" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Operators: named credentials with a role (viewer, operator, admin, metrics) and, for
+        /// > operators, a scope of tags that selects the hosts they may act on. Only a digest of each
+        /// > token is stored; the token is shown once.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreateOperatorRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_CreateOperatorResponse` message.
+        func createOperator(
+            request: GRPCCore.ServerRequest<Aspire_V1_CreateOperatorRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_CreateOperatorResponse>
+
+        /// Handle the "ListOperators" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListOperatorsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_ListOperatorsResponse` message.
+        func listOperators(
+            request: GRPCCore.ServerRequest<Aspire_V1_ListOperatorsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListOperatorsResponse>
+
+        /// Handle the "RevokeOperator" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_RevokeOperatorRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_OperatorInfo` message.
+        func revokeOperator(
+            request: GRPCCore.ServerRequest<Aspire_V1_RevokeOperatorRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_OperatorInfo>
+
+        /// Handle the "WhoAmI" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The operator the call's token belongs to: its name, role and scope.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_WhoAmIRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_OperatorInfo` message.
+        func whoAmI(
+            request: GRPCCore.ServerRequest<Aspire_V1_WhoAmIRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_OperatorInfo>
+
         /// Handle the "ListTags" method.
         ///
         /// > Source IDL Documentation:
@@ -1986,6 +2174,72 @@ extension Aspire_V1_Admin {
             context: GRPCCore.ServerContext
         ) async throws -> Aspire_V1_JoinToken
 
+        /// Handle the "CreateOperator" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Operators: named credentials with a role (viewer, operator, admin, metrics) and, for
+        /// > operators, a scope of tags that selects the hosts they may act on. Only a digest of each
+        /// > token is stored; the token is shown once.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_CreateOperatorRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_CreateOperatorResponse` to respond with.
+        func createOperator(
+            request: Aspire_V1_CreateOperatorRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_CreateOperatorResponse
+
+        /// Handle the "ListOperators" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_ListOperatorsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_ListOperatorsResponse` to respond with.
+        func listOperators(
+            request: Aspire_V1_ListOperatorsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_ListOperatorsResponse
+
+        /// Handle the "RevokeOperator" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_RevokeOperatorRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_OperatorInfo` to respond with.
+        func revokeOperator(
+            request: Aspire_V1_RevokeOperatorRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_OperatorInfo
+
+        /// Handle the "WhoAmI" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The operator the call's token belongs to: its name, role and scope.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_WhoAmIRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_OperatorInfo` to respond with.
+        func whoAmI(
+            request: Aspire_V1_WhoAmIRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_OperatorInfo
+
         /// Handle the "ListTags" method.
         ///
         /// > Source IDL Documentation:
@@ -2506,6 +2760,50 @@ extension Aspire_V1_Admin.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.CreateOperator.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_CreateOperatorRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_CreateOperatorResponse>(),
+            handler: { request, context in
+                try await self.createOperator(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.ListOperators.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListOperatorsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListOperatorsResponse>(),
+            handler: { request, context in
+                try await self.listOperators(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.RevokeOperator.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_RevokeOperatorRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_OperatorInfo>(),
+            handler: { request, context in
+                try await self.revokeOperator(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.WhoAmI.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_WhoAmIRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_OperatorInfo>(),
+            handler: { request, context in
+                try await self.whoAmI(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Aspire_V1_Admin.Method.ListTags.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListTagsRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListTagsResponse>(),
@@ -2890,6 +3188,50 @@ extension Aspire_V1_Admin.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_JoinToken> {
         let response = try await self.revokeJoinToken(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createOperator(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_CreateOperatorRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_CreateOperatorResponse> {
+        let response = try await self.createOperator(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listOperators(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_ListOperatorsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListOperatorsResponse> {
+        let response = try await self.listOperators(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func revokeOperator(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_RevokeOperatorRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_OperatorInfo> {
+        let response = try await self.revokeOperator(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func whoAmI(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_WhoAmIRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_OperatorInfo> {
+        let response = try await self.whoAmI(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -3304,6 +3646,58 @@ extension Aspire_V1_Admin.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Aspire_V1_JoinToken> {
         return GRPCCore.ServerResponse<Aspire_V1_JoinToken>(
             message: try await self.revokeJoinToken(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createOperator(
+        request: GRPCCore.ServerRequest<Aspire_V1_CreateOperatorRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_CreateOperatorResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_CreateOperatorResponse>(
+            message: try await self.createOperator(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listOperators(
+        request: GRPCCore.ServerRequest<Aspire_V1_ListOperatorsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListOperatorsResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_ListOperatorsResponse>(
+            message: try await self.listOperators(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func revokeOperator(
+        request: GRPCCore.ServerRequest<Aspire_V1_RevokeOperatorRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_OperatorInfo> {
+        return GRPCCore.ServerResponse<Aspire_V1_OperatorInfo>(
+            message: try await self.revokeOperator(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func whoAmI(
+        request: GRPCCore.ServerRequest<Aspire_V1_WhoAmIRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_OperatorInfo> {
+        return GRPCCore.ServerResponse<Aspire_V1_OperatorInfo>(
+            message: try await self.whoAmI(
                 request: request.message,
                 context: context
             ),
@@ -3900,6 +4294,92 @@ extension Aspire_V1_Admin {
             deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_JoinToken>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_JoinToken>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateOperator" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Operators: named credentials with a role (viewer, operator, admin, metrics) and, for
+        /// > operators, a scope of tags that selects the hosts they may act on. Only a digest of each
+        /// > token is stored; the token is shown once.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreateOperatorRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_CreateOperatorRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_CreateOperatorResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createOperator<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_CreateOperatorRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_CreateOperatorRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_CreateOperatorResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_CreateOperatorResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListOperators" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListOperatorsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListOperatorsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListOperatorsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listOperators<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListOperatorsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListOperatorsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListOperatorsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListOperatorsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RevokeOperator" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_RevokeOperatorRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_RevokeOperatorRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_OperatorInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func revokeOperator<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_RevokeOperatorRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_RevokeOperatorRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_OperatorInfo>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_OperatorInfo>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "WhoAmI" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The operator the call's token belongs to: its name, role and scope.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_WhoAmIRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_WhoAmIRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_OperatorInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func whoAmI<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_WhoAmIRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_WhoAmIRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_OperatorInfo>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_OperatorInfo>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ListTags" method.
@@ -4830,6 +5310,136 @@ extension Aspire_V1_Admin {
             try await self.client.unary(
                 request: request,
                 descriptor: Aspire_V1_Admin.Method.RevokeJoinToken.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CreateOperator" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Operators: named credentials with a role (viewer, operator, admin, metrics) and, for
+        /// > operators, a scope of tags that selects the hosts they may act on. Only a digest of each
+        /// > token is stored; the token is shown once.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_CreateOperatorRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_CreateOperatorRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_CreateOperatorResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createOperator<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_CreateOperatorRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_CreateOperatorRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_CreateOperatorResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_CreateOperatorResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.CreateOperator.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListOperators" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListOperatorsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListOperatorsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListOperatorsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listOperators<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListOperatorsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListOperatorsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListOperatorsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListOperatorsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.ListOperators.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RevokeOperator" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_RevokeOperatorRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_RevokeOperatorRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_OperatorInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func revokeOperator<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_RevokeOperatorRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_RevokeOperatorRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_OperatorInfo>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_OperatorInfo>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.RevokeOperator.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "WhoAmI" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The operator the call's token belongs to: its name, role and scope.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_WhoAmIRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_WhoAmIRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_OperatorInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func whoAmI<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_WhoAmIRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_WhoAmIRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_OperatorInfo>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_OperatorInfo>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.WhoAmI.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -5937,6 +6547,116 @@ extension Aspire_V1_Admin.ClientProtocol {
         )
     }
 
+    /// Call the "CreateOperator" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Operators: named credentials with a role (viewer, operator, admin, metrics) and, for
+    /// > operators, a scope of tags that selects the hosts they may act on. Only a digest of each
+    /// > token is stored; the token is shown once.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_CreateOperatorRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createOperator<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_CreateOperatorRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_CreateOperatorResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createOperator(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_CreateOperatorRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_CreateOperatorResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListOperators" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_ListOperatorsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listOperators<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_ListOperatorsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListOperatorsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listOperators(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListOperatorsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListOperatorsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RevokeOperator" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_RevokeOperatorRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func revokeOperator<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_RevokeOperatorRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_OperatorInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.revokeOperator(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_RevokeOperatorRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_OperatorInfo>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "WhoAmI" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The operator the call's token belongs to: its name, role and scope.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_WhoAmIRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func whoAmI<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_WhoAmIRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_OperatorInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.whoAmI(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_WhoAmIRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_OperatorInfo>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "ListTags" method.
     ///
     /// > Source IDL Documentation:
@@ -6972,6 +7692,132 @@ extension Aspire_V1_Admin.ClientProtocol {
             metadata: metadata
         )
         return try await self.revokeJoinToken(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateOperator" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Operators: named credentials with a role (viewer, operator, admin, metrics) and, for
+    /// > operators, a scope of tags that selects the hosts they may act on. Only a digest of each
+    /// > token is stored; the token is shown once.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createOperator<Result>(
+        _ message: Aspire_V1_CreateOperatorRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_CreateOperatorResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_CreateOperatorRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createOperator(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListOperators" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listOperators<Result>(
+        _ message: Aspire_V1_ListOperatorsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListOperatorsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_ListOperatorsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listOperators(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RevokeOperator" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func revokeOperator<Result>(
+        _ message: Aspire_V1_RevokeOperatorRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_OperatorInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_RevokeOperatorRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.revokeOperator(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "WhoAmI" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The operator the call's token belongs to: its name, role and scope.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func whoAmI<Result>(
+        _ message: Aspire_V1_WhoAmIRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_OperatorInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_WhoAmIRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.whoAmI(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -1,0 +1,72 @@
+import GRPCCore
+import RPC
+
+/// Whether an operator's call stays on the hosts its scope selects: every host named by AgentSN
+/// carries every scope tag, a tag selector includes every scope tag, and what the call changes
+/// (a task to cancel, a schedule or plugin to replace, disable or delete) was itself in scope.
+struct ScopeCheck: Sendable {
+    let store: SQLStore
+
+    /// What a call names as its hosts.
+    struct Targets {
+        var agents: [String] = []
+        var selector: [String: String] = [:]
+    }
+
+    func check(_ message: Any, scope: [String: String], caller: String) async throws {
+        for targets in try await self.targets(of: message) {
+            try await self.require(targets, within: scope, caller: caller)
+        }
+    }
+
+    /// The targets a call names, and those of what it would change.
+    private func targets(of message: Any) async throws -> [Targets] {
+        switch message {
+        case let request as Aspire_V1_RunCommandRequest:
+            return [Targets(agents: [request.agentSn])]
+        case let request as Aspire_V1_CreateTaskRequest:
+            return [Targets(agents: request.agents, selector: request.tags)]
+        case let request as Aspire_V1_CancelTaskRequest:
+            guard let task = try await self.store.task(id: Int(request.id)) else { return [] }
+            return [Targets(agents: try await self.store.subtasks(taskID: task.id).map(\.agentSN), selector: task.selector)]
+        case let request as Aspire_V1_CreateScheduleRequest:
+            return [Targets(agents: request.agents, selector: request.tags)] + (try await self.schedule(request.schedule.name))
+        case let request as Aspire_V1_DeleteScheduleRequest:
+            return try await self.schedule(request.name)
+        case let request as Aspire_V1_SetScheduleEnabledRequest:
+            return try await self.schedule(request.name)
+        case let request as Aspire_V1_ImportCrontabRequest:
+            let existing = try await self.store.schedules().filter { !request.prefix.isEmpty && $0.name.hasPrefix(request.prefix) }
+            return [Targets(agents: request.agents, selector: request.tags)] + existing.map { Targets(agents: $0.agents, selector: $0.selector) }
+        case let request as Aspire_V1_CreatePluginRequest:
+            return [Targets(agents: request.agents, selector: request.tags)] + (try await self.plugin(request.plugin.name))
+        case let request as Aspire_V1_DeletePluginRequest:
+            return try await self.plugin(request.name)
+        default:
+            throw RPCError(code: .permissionDenied, message: "this call cannot be checked against a scope")
+        }
+    }
+
+    private func schedule(_ name: String) async throws -> [Targets] {
+        try await self.store.schedules(name: name).map { Targets(agents: $0.agents, selector: $0.selector) }
+    }
+
+    private func plugin(_ name: String) async throws -> [Targets] {
+        try await self.store.plugins(name: name).map { Targets(agents: $0.agents, selector: $0.selector) }
+    }
+
+    private func require(_ targets: Targets, within scope: [String: String], caller: String) async throws {
+        let described = scope.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+        if !targets.selector.isEmpty, let missing = scope.first(where: { targets.selector[$0.key] != $0.value }) {
+            throw RPCError(
+                code: .permissionDenied,
+                message: "operator \(caller) is scoped to \(described): a tag selector must include \(missing.key)=\(missing.value)"
+            )
+        }
+        guard !targets.agents.isEmpty else { return }
+        let tags = try await self.store.tags(ofAgents: targets.agents)
+        for agent in targets.agents where !scope.allSatisfy({ tags[agent]?[$0.key] == $0.value }) {
+            throw RPCError(code: .permissionDenied, message: "host \(agent) is outside operator \(caller)'s scope (\(described))")
+        }
+    }
+}
