@@ -215,3 +215,64 @@ struct OperatorRevoke: AsyncParsableCommand {
 private func scopeText(_ scope: [String: String]) -> String {
     scope.isEmpty ? "" : ", scoped to " + scope.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
 }
+
+struct AuditCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit",
+        abstract: "The audit trail, newest first: every mutating call (who, from where, what, on which hosts, how it ended) and every dispatch.",
+        discussion: "Example: aspirectl audit --operator alice --since 24h"
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Option(help: "Only this operator's rows (a host's own: host:<AgentSN>).")
+    var `operator`: String?
+
+    @Option(help: "Only rows this recent (30m, 24h, 7d) or since an ISO 8601 time.")
+    var since: String?
+
+    @Option(help: "Only this method (CreateTask, BanHost, dispatch, ...).")
+    var method: String?
+
+    @Option(help: "How many (at most 1000).")
+    var limit: Int32 = 100
+
+    @Option(name: .shortAndLong, help: "table or json.")
+    var output: OutputFormat = .table
+
+    func run() async throws {
+        var request = Aspire_V1_ListAuditRequest()
+        request.operator = self.operator ?? ""
+        request.method = self.method ?? ""
+        request.limit = self.limit
+        if let since {
+            if let date = ISO8601DateFormatter().date(from: since) {
+                request.sinceUnixMs = Int64(date.timeIntervalSince1970 * 1000)
+            } else {
+                let seconds = try TokenCreate.seconds(since)
+                guard seconds > 0 else { throw ValidationError("--since '\(since)': a duration (24h) or an ISO 8601 time") }
+                request.sinceUnixMs = Int64((Date().timeIntervalSince1970 - Double(seconds)) * 1000)
+            }
+        }
+        let listing: Aspire_V1_ListAuditResponse
+        do {
+            listing = try await self.connection.withAdmin { try await $0.listAudit(request) }
+        } catch {
+            throw report(error, prefix: "aspirectl: ")
+        }
+        if self.output == .json {
+            FileHandle.standardOutput.write(try listing.jsonUTF8Data() + Data("\n".utf8))
+            return
+        }
+        var rows = [["TIME", "ACTOR", "ADDRESS", "METHOD", "TARGETS", "TASK", "OUTCOME", "COMMAND"]]
+        for entry in listing.entries {
+            rows.append([
+                Agents.iso(entry.timeUnixMs), entry.actor, entry.address, entry.method,
+                entry.resolved.isEmpty ? entry.targets : entry.resolved, entry.task == 0 ? "" : "\(entry.task)", entry.outcome,
+                String(entry.command.prefix(80)),
+            ])
+        }
+        printTable(rows)
+        FileHandle.standardError.write("\(listing.entries.count) of \(listing.count) rows\n")
+    }
+}

@@ -17,6 +17,14 @@ struct IdentityController<Transport: ClientTransport>: GatewayController {
                 ],
                 required: ["id", "state", "uses", "max_uses"]
             ),
+            "AuditEntry": .object(
+                [
+                    "id": .integer, "time": OpenAPI.time, "actor": .string, "role": .string, "address": .string, "node": .string,
+                    "method": .string, "targets": .string, "resolved": .string, "digest": .string, "command": .string,
+                    "outcome": .string, "task": .integer, "subtask": .string,
+                ],
+                required: ["id", "time", "actor", "method", "outcome"]
+            ),
             "Operator": .object(
                 [
                     "name": .string, "role": .enumeration(Role.names), "scope": .object([:], additional: .string),
@@ -109,6 +117,37 @@ struct IdentityController<Transport: ClientTransport>: GatewayController {
                 var message = Aspire_V1_RevokeJoinTokenRequest()
                 message.id = Query(request).string("id")
                 return Answer.success(["token": Self.token(try await self.gateway.admin.revokeJoinToken(message, metadata: metadata))])
+            },
+            Endpoint(
+                Route(
+                    id: "listAudit", rpc: "ListAudit", method: "GET", path: "/api/v1/server/audit",
+                    summary: "The audit trail, newest first: every mutating call and every dispatch.",
+                    query: [
+                        Route.query("operator", .string, "Only this operator's rows (a host's: host:<AgentSN>)."),
+                        Route.query("since", .integer, "Only rows at or after this time, Unix milliseconds."),
+                        Route.query("method", .string, "Only this method (CreateTask, dispatch, ...)."),
+                    ] + Route.paging,
+                    response: .envelope(["count": .integer, "entries": .array(.ref("AuditEntry"))])
+                )
+            ) { _, request, _, metadata in
+                let query = Query(request)
+                var message = Aspire_V1_ListAuditRequest()
+                message.operator = query.string("operator")
+                message.sinceUnixMs = try query.integer("since") ?? 0
+                message.method = query.string("method")
+                (message.offset, message.limit) = try query.page()
+                let answer = try await self.gateway.admin.listAudit(message, metadata: metadata)
+                return Answer.success([
+                    "count": Int(answer.count),
+                    "entries": answer.entries.map { entry in
+                        [
+                            "id": Int(entry.id), "time": RESTJSON.time(entry.timeUnixMs), "actor": entry.actor, "role": entry.role,
+                            "address": entry.address, "node": entry.node, "method": entry.method, "targets": entry.targets,
+                            "resolved": entry.resolved, "digest": entry.digest, "command": entry.command, "outcome": entry.outcome,
+                            "task": Int(entry.task), "subtask": entry.subtask,
+                        ] as RESTJSON.Object
+                    },
+                ])
             },
             Endpoint(
                 Route(

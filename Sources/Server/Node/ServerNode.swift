@@ -128,7 +128,9 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
             metrics: metrics, revocations: revocations, logger: logger
         ),
     ]
-    let interceptors = [AuthInterceptor(adminToken: admin.token, store: store, insecure: configuration.insecure, logger: logger)]
+    let interceptors = [AuthInterceptor(
+        adminToken: admin.token, store: store, insecure: configuration.insecure, nodeName: configuration.nodeName, logger: logger
+    )]
     let listener = try AgentListener(
         address: configuration.listen, tls: tls, config: Transports.serverConfig(keepalive: configuration.transportKeepalive)
     )

@@ -1,6 +1,7 @@
 public import GRPCCore
 public import Logging
 public import RPC
+import SwiftProtobuf
 import X509
 
 /// Checks every call before any handler sees it, in one place for the agent listener and the
@@ -30,12 +31,14 @@ public struct AuthInterceptor: ServerInterceptor {
     private let adminToken: String
     private let store: SQLStore
     private let insecure: Bool
+    private let audit: CallAudit
     private let logger: Logger
 
-    public init(adminToken: String, store: SQLStore, insecure: Bool, logger: Logger) {
+    public init(adminToken: String, store: SQLStore, insecure: Bool, nodeName: String, logger: Logger) {
         self.adminToken = adminToken
         self.store = store
         self.insecure = insecure
+        self.audit = CallAudit(store: store, node: nodeName, logger: logger)
         self.logger = logger
     }
 
@@ -55,6 +58,8 @@ public struct AuthInterceptor: ServerInterceptor {
     ) async throws -> StreamingServerResponse<Output> {
         var request = request
         var principal: Principal?
+        /// Who the audit trail names for a mutating call; nil for calls it does not record.
+        var audited: (actor: String, role: String)?
         do {
             guard let access = Self.access(context.descriptor) else {
                 throw RPCError(code: .unauthenticated, message: "no access to \(context.descriptor.service.fullyQualifiedService)")
@@ -68,12 +73,19 @@ public struct AuthInterceptor: ServerInterceptor {
                     request = try await self.checkScope(of: request, principal: caller)
                 }
                 principal = caller
+                if [.operate, .administer].contains(permission), context.descriptor.service.fullyQualifiedService == "aspire.v1.Admin" {
+                    audited = (caller.name, caller.role.rawValue)
+                }
             case .join:
                 guard bearer != nil else {
                     throw RPCError(code: .unauthenticated, message: "missing 'authorization: Bearer <join token>' metadata")
                 }
+                audited = ("host", "agent")
             case .agent:
                 try await self.requireAgent(certificate, bearer: bearer, context: context)
+                if context.descriptor.method == "Renew" {
+                    audited = ("host:\(AgentCaller(context).agentSN ?? "?")", "agent")
+                }
             case .agentOrJoin:
                 if certificate == nil, let bearer { try await self.requireJoinToken(bearer) } else {
                     try await self.requireAgent(certificate, bearer: bearer, context: context)
@@ -93,8 +105,26 @@ public struct AuthInterceptor: ServerInterceptor {
             self.logger.error("cannot check a call", metadata: ["rpc.method": "\(context.descriptor)", "error": "\(String(reflecting: error))"])
             return StreamingServerResponse(error: RPCError(code: .unavailable, message: "the server cannot check this call now; try again"))
         }
-        guard let principal else { return try await next(request, context) }
-        return try await CallContext.$principal.withValue(principal) { try await next(request, context) }
+        let call = request
+        guard var audited else {
+            guard let principal else { return try await next(call, context) }
+            return try await CallContext.$principal.withValue(principal) { try await next(call, context) }
+        }
+        // A mutating call: its one message (unary calls) goes into the trail, and on.
+        var message: (any SwiftProtobuf.Message & Sendable)?
+        if context.descriptor.method != "UploadPackage" {
+            var iterator = request.messages.makeAsyncIterator()
+            if let first = try await iterator.next() {
+                message = first as? any SwiftProtobuf.Message & Sendable
+                request = StreamingServerRequest(metadata: request.metadata, messages: RPCAsyncSequence(wrapping: OneMessage(message: first)))
+            }
+        }
+        if let enrolling = message as? Aspire_V1_EnrollRequest { audited.actor = "host:\(enrolling.agentSn)" }
+        let forwarded = request
+        return try await self.audit.around(actor: audited.actor, role: audited.role, message: message, context: context) {
+            guard let principal else { return try await next(forwarded, context) }
+            return try await CallContext.$principal.withValue(principal) { try await next(forwarded, context) }
+        }
     }
 
     /// The operator a token belongs to, when its role allows `permission`.

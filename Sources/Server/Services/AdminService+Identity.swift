@@ -123,3 +123,36 @@ extension AdminService {
         return Aspire_V1_OperatorInfo(OperatorRecord(principal: principal))
     }
 }
+
+/// The audit trail.
+extension AdminService {
+    public func listAudit(request: Aspire_V1_ListAuditRequest, context: ServerContext) async throws -> Aspire_V1_ListAuditResponse {
+        var query = AuditQuery()
+        query.actor = request.operator.isEmpty ? nil : request.operator
+        query.since = request.sinceUnixMs > 0 ? request.sinceUnixMs : nil
+        query.method = request.method.isEmpty ? nil : request.method
+        query.page = try Self.page(offset: request.offset, limit: request.limit == 0 ? 100 : request.limit, descending: true)
+        let listing = try await self.store.audit(query)
+        var response = Aspire_V1_ListAuditResponse()
+        response.count = Int32(listing.count)
+        response.entries = listing.items.map { record in
+            var entry = Aspire_V1_AuditEntry()
+            entry.id = Int64(record.id)
+            entry.timeUnixMs = record.time
+            entry.actor = record.actor
+            entry.role = record.role
+            entry.address = record.address
+            entry.node = record.node
+            entry.method = record.method
+            entry.targets = record.targets
+            entry.resolved = record.resolved
+            entry.digest = record.digest
+            entry.command = record.command
+            entry.outcome = record.outcome
+            entry.task = Int64(record.task)
+            entry.subtask = record.subtask
+            return entry
+        }
+        return response
+    }
+}

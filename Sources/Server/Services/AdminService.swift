@@ -83,7 +83,7 @@ public struct AdminService: Aspire_V1_Admin.SimpleServiceProtocol {
     }
 
     public func createTask(request: Aspire_V1_CreateTaskRequest, context: ServerContext) async throws -> Aspire_V1_TaskDetail {
-        let (task, subtasks) = try await self.engine.create(request)
+        let (task, subtasks) = try await self.engine.create(request, actor: CallContext.principal?.name ?? "")
         return Aspire_V1_TaskDetail(task: task, subtasks: subtasks)
     }
 

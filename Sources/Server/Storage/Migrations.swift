@@ -278,6 +278,34 @@ enum Migrations {
                 """,
             ]
         },
+        Step(version: 8, name: "audit trail") { kind in
+            [
+                // Append-only: who did what, from where, to which hosts, and how it ended. A
+                // dispatch row names its subtask, and there is one per subtask.
+                """
+                CREATE TABLE audit (
+                    id \(Self.idColumn(kind)),
+                    ts BIGINT NOT NULL,
+                    actor TEXT NOT NULL,
+                    role TEXT NOT NULL DEFAULT '',
+                    address TEXT NOT NULL DEFAULT '',
+                    node TEXT NOT NULL DEFAULT '',
+                    method TEXT NOT NULL,
+                    targets TEXT NOT NULL DEFAULT '',
+                    resolved TEXT NOT NULL DEFAULT '',
+                    digest TEXT NOT NULL DEFAULT '',
+                    command TEXT NOT NULL DEFAULT '',
+                    outcome TEXT NOT NULL DEFAULT '',
+                    task BIGINT NOT NULL DEFAULT 0,
+                    subtask TEXT NOT NULL DEFAULT '')
+                """,
+                "CREATE INDEX audit_actor ON audit (actor, ts)",
+                "CREATE INDEX audit_ts ON audit (ts)",
+                "CREATE UNIQUE INDEX audit_dispatch ON audit (subtask) WHERE subtask <> ''",
+                // Who created a task: its dispatches are recorded in that operator's name.
+                "ALTER TABLE tasks ADD COLUMN actor TEXT NOT NULL DEFAULT ''",
+            ]
+        },
     ]
 
     /// An auto-numbered primary key.

@@ -40,10 +40,11 @@ extension SQLStore {
             guard let row = try await database.raw(
                 """
                 INSERT INTO tasks (status, "user", command, body, command_pb, selector, window_start, window_end, max_concurrency,
-                                   max_errors, count, complete, failed, gmt_create, gmt_modify)
+                                   max_errors, count, complete, failed, gmt_create, gmt_modify, actor)
                 VALUES (\(bind: TaskStatus.pending.rawValue), \(bind: task.user), \(bind: task.command), \(bind: task.body),
                         \(bind: typed), \(bind: selector), \(bind: task.windowStart), \(bind: task.windowEnd),
-                        \(bind: task.maxConcurrency), \(bind: task.maxErrors), \(bind: hosts.count), 0, 0, \(bind: now), \(bind: now))
+                        \(bind: task.maxConcurrency), \(bind: task.maxErrors), \(bind: hosts.count), 0, 0, \(bind: now), \(bind: now),
+                        \(bind: task.actor))
                 RETURNING id
                 """
             ).first() else {
@@ -192,6 +193,7 @@ extension SQLStore {
     /// `retryAfter`, and their tasks are running.
     private static func dispatched(_ ids: [String], of tasks: Set<Int>, at now: Int64, retryAfter: Int64, in database: any SQLDatabase) async throws {
         guard !ids.isEmpty else { return }
+        try await Self.auditDispatches(ids, at: now, in: database)
         try await database.raw("UPDATE pendings SET status = 1, gmt_schedule = \(bind: now + retryAfter) WHERE subtaskid IN (\(binds: ids))").run()
         guard !tasks.isEmpty else { return }
         try await database.raw(

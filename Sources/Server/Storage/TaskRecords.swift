@@ -99,6 +99,8 @@ public struct NewTask: Sendable, Hashable {
     public var maxErrors: String
     /// The command as it will be sent (without an id).
     public var typed: Aspire_V1_Command?
+    /// The operator who created it (its dispatches are audited in that name).
+    public var actor: String = ""
 
     public init(
         user: String = "", command: String, body: String = "{}", typed: Aspire_V1_Command? = nil, selector: [String: String] = [:],

@@ -51,7 +51,7 @@ public final class TaskEngine: Service {
     // MARK: Creating
 
     /// Validates and stores a task, then sends what can be sent now.
-    public func create(_ request: Aspire_V1_CreateTaskRequest) async throws -> (TaskRecord, [SubtaskRecord]) {
+    public func create(_ request: Aspire_V1_CreateTaskRequest, actor: String = "") async throws -> (TaskRecord, [SubtaskRecord]) {
         var request = request
         // Refuse bad parameters before anything is stored or sent.
         var typed = try CommandParameters.command(method: request.command, parameters: request.parameters)
@@ -79,13 +79,12 @@ public final class TaskEngine: Service {
             guard end > start else { throw AspireError(.badRequest, "the window must end after it starts") }
         }
         let body = try request.parameters.jsonString()
-        var (task, subtasks) = try await self.store.createTask(
-            NewTask(
-                user: request.user, command: request.command, body: body, typed: typed, selector: request.tags, windowStart: start,
-                windowEnd: end, maxConcurrency: request.maxConcurrency, maxErrors: request.maxErrors
-            ),
-            agents: request.agents
+        var new = NewTask(
+            user: request.user, command: request.command, body: body, typed: typed, selector: request.tags, windowStart: start,
+            windowEnd: end, maxConcurrency: request.maxConcurrency, maxErrors: request.maxErrors
         )
+        new.actor = actor
+        var (task, subtasks) = try await self.store.createTask(new, agents: request.agents)
         if byTags, start <= now {
             // Hosts online now that carry the tags join at once; the others when they connect.
             var query = HostQuery()

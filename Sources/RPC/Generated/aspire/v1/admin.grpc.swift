@@ -243,6 +243,19 @@ public enum Aspire_V1_Admin: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ListAudit" metadata.
+        public enum ListAudit: Sendable {
+            /// Request type for "ListAudit".
+            public typealias Input = Aspire_V1_ListAuditRequest
+            /// Response type for "ListAudit".
+            public typealias Output = Aspire_V1_ListAuditResponse
+            /// Descriptor for "ListAudit".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "ListAudit",
+                type: .unary
+            )
+        }
         /// Namespace for "ListTags" metadata.
         public enum ListTags: Sendable {
             /// Request type for "ListTags".
@@ -548,6 +561,7 @@ public enum Aspire_V1_Admin: Sendable {
             ListOperators.descriptor,
             RevokeOperator.descriptor,
             WhoAmI.descriptor,
+            ListAudit.descriptor,
             ListTags.descriptor,
             CreateTag.descriptor,
             DeleteTag.descriptor,
@@ -891,6 +905,24 @@ extension Aspire_V1_Admin {
             request: GRPCCore.StreamingServerRequest<Aspire_V1_WhoAmIRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_OperatorInfo>
+
+        /// Handle the "ListAudit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The audit trail, newest first: every mutating call and every dispatch.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_ListAuditRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_ListAuditResponse` messages.
+        func listAudit(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_ListAuditRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListAuditResponse>
 
         /// Handle the "ListTags" method.
         ///
@@ -1567,6 +1599,24 @@ extension Aspire_V1_Admin {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Aspire_V1_OperatorInfo>
 
+        /// Handle the "ListAudit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The audit trail, newest first: every mutating call and every dispatch.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListAuditRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_ListAuditResponse` message.
+        func listAudit(
+            request: GRPCCore.ServerRequest<Aspire_V1_ListAuditRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListAuditResponse>
+
         /// Handle the "ListTags" method.
         ///
         /// > Source IDL Documentation:
@@ -2240,6 +2290,24 @@ extension Aspire_V1_Admin {
             context: GRPCCore.ServerContext
         ) async throws -> Aspire_V1_OperatorInfo
 
+        /// Handle the "ListAudit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The audit trail, newest first: every mutating call and every dispatch.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_ListAuditRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_ListAuditResponse` to respond with.
+        func listAudit(
+            request: Aspire_V1_ListAuditRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_ListAuditResponse
+
         /// Handle the "ListTags" method.
         ///
         /// > Source IDL Documentation:
@@ -2804,6 +2872,17 @@ extension Aspire_V1_Admin.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.ListAudit.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListAuditRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListAuditResponse>(),
+            handler: { request, context in
+                try await self.listAudit(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Aspire_V1_Admin.Method.ListTags.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListTagsRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListTagsResponse>(),
@@ -3232,6 +3311,17 @@ extension Aspire_V1_Admin.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_OperatorInfo> {
         let response = try await self.whoAmI(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listAudit(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_ListAuditRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListAuditResponse> {
+        let response = try await self.listAudit(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -3698,6 +3788,19 @@ extension Aspire_V1_Admin.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Aspire_V1_OperatorInfo> {
         return GRPCCore.ServerResponse<Aspire_V1_OperatorInfo>(
             message: try await self.whoAmI(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listAudit(
+        request: GRPCCore.ServerRequest<Aspire_V1_ListAuditRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListAuditResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_ListAuditResponse>(
+            message: try await self.listAudit(
                 request: request.message,
                 context: context
             ),
@@ -4380,6 +4483,29 @@ extension Aspire_V1_Admin {
             deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_OperatorInfo>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_OperatorInfo>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListAudit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The audit trail, newest first: every mutating call and every dispatch.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListAuditRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListAuditRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListAuditResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listAudit<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListAuditRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListAuditRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListAuditResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListAuditResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ListTags" method.
@@ -5440,6 +5566,40 @@ extension Aspire_V1_Admin {
             try await self.client.unary(
                 request: request,
                 descriptor: Aspire_V1_Admin.Method.WhoAmI.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListAudit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The audit trail, newest first: every mutating call and every dispatch.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListAuditRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListAuditRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListAuditResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listAudit<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListAuditRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListAuditRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListAuditResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListAuditResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.ListAudit.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -6657,6 +6817,35 @@ extension Aspire_V1_Admin.ClientProtocol {
         )
     }
 
+    /// Call the "ListAudit" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The audit trail, newest first: every mutating call and every dispatch.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_ListAuditRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listAudit<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_ListAuditRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListAuditResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listAudit(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListAuditRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListAuditResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "ListTags" method.
     ///
     /// > Source IDL Documentation:
@@ -7818,6 +8007,39 @@ extension Aspire_V1_Admin.ClientProtocol {
             metadata: metadata
         )
         return try await self.whoAmI(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListAudit" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The audit trail, newest first: every mutating call and every dispatch.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listAudit<Result>(
+        _ message: Aspire_V1_ListAuditRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListAuditResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_ListAuditRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listAudit(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -918,6 +918,86 @@ public nonisolated struct Aspire_V1_WhoAmIRequest: Sendable {
   public init() {}
 }
 
+public nonisolated struct Aspire_V1_AuditEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: Int64 = 0
+
+  public var timeUnixMs: Int64 = 0
+
+  /// The operator, `host:<AgentSN>` for a host's enrollment, or a task's creator for a dispatch.
+  public var actor: String = String()
+
+  public var role: String = String()
+
+  public var address: String = String()
+
+  public var node: String = String()
+
+  /// The method, or `dispatch` for a command sent to one host.
+  public var method: String = String()
+
+  /// JSON: the targets as the call gave them (a dispatch: its host).
+  public var targets: String = String()
+
+  /// JSON list of the hosts they resolved to, when known.
+  public var resolved: String = String()
+
+  /// SHA-256 of `command`.
+  public var digest: String = String()
+
+  /// The call's message as JSON, or the dispatched command.
+  public var command: String = String()
+
+  /// ok, sent, or the error.
+  public var outcome: String = String()
+
+  public var task: Int64 = 0
+
+  public var subtask: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_ListAuditRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var `operator`: String = String()
+
+  public var sinceUnixMs: Int64 = 0
+
+  public var method: String = String()
+
+  public var offset: Int32 = 0
+
+  /// Default 100, at most 1000.
+  public var limit: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_ListAuditResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var count: Int32 = 0
+
+  public var entries: [Aspire_V1_AuditEntry] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Aspire_V1_Tag: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -3382,6 +3462,186 @@ nonisolated extension Aspire_V1_WhoAmIRequest: SwiftProtobuf.Message, SwiftProto
   }
 
   public static func ==(lhs: Aspire_V1_WhoAmIRequest, rhs: Aspire_V1_WhoAmIRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_AuditEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AuditEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}time_unix_ms\0\u{1}actor\0\u{1}role\0\u{1}address\0\u{1}node\0\u{1}method\0\u{1}targets\0\u{1}resolved\0\u{1}digest\0\u{1}command\0\u{1}outcome\0\u{1}task\0\u{1}subtask\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.timeUnixMs) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.actor) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.role) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.node) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.method) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.targets) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.resolved) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.digest) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.command) }()
+      case 12: try { try decoder.decodeSingularStringField(value: &self.outcome) }()
+      case 13: try { try decoder.decodeSingularInt64Field(value: &self.task) }()
+      case 14: try { try decoder.decodeSingularStringField(value: &self.subtask) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.id != 0 {
+      try visitor.visitSingularInt64Field(value: self.id, fieldNumber: 1)
+    }
+    if self.timeUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.timeUnixMs, fieldNumber: 2)
+    }
+    if !self.actor.isEmpty {
+      try visitor.visitSingularStringField(value: self.actor, fieldNumber: 3)
+    }
+    if !self.role.isEmpty {
+      try visitor.visitSingularStringField(value: self.role, fieldNumber: 4)
+    }
+    if !self.address.isEmpty {
+      try visitor.visitSingularStringField(value: self.address, fieldNumber: 5)
+    }
+    if !self.node.isEmpty {
+      try visitor.visitSingularStringField(value: self.node, fieldNumber: 6)
+    }
+    if !self.method.isEmpty {
+      try visitor.visitSingularStringField(value: self.method, fieldNumber: 7)
+    }
+    if !self.targets.isEmpty {
+      try visitor.visitSingularStringField(value: self.targets, fieldNumber: 8)
+    }
+    if !self.resolved.isEmpty {
+      try visitor.visitSingularStringField(value: self.resolved, fieldNumber: 9)
+    }
+    if !self.digest.isEmpty {
+      try visitor.visitSingularStringField(value: self.digest, fieldNumber: 10)
+    }
+    if !self.command.isEmpty {
+      try visitor.visitSingularStringField(value: self.command, fieldNumber: 11)
+    }
+    if !self.outcome.isEmpty {
+      try visitor.visitSingularStringField(value: self.outcome, fieldNumber: 12)
+    }
+    if self.task != 0 {
+      try visitor.visitSingularInt64Field(value: self.task, fieldNumber: 13)
+    }
+    if !self.subtask.isEmpty {
+      try visitor.visitSingularStringField(value: self.subtask, fieldNumber: 14)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_AuditEntry, rhs: Aspire_V1_AuditEntry) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.timeUnixMs != rhs.timeUnixMs {return false}
+    if lhs.actor != rhs.actor {return false}
+    if lhs.role != rhs.role {return false}
+    if lhs.address != rhs.address {return false}
+    if lhs.node != rhs.node {return false}
+    if lhs.method != rhs.method {return false}
+    if lhs.targets != rhs.targets {return false}
+    if lhs.resolved != rhs.resolved {return false}
+    if lhs.digest != rhs.digest {return false}
+    if lhs.command != rhs.command {return false}
+    if lhs.outcome != rhs.outcome {return false}
+    if lhs.task != rhs.task {return false}
+    if lhs.subtask != rhs.subtask {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_ListAuditRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListAuditRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}operator\0\u{3}since_unix_ms\0\u{1}method\0\u{1}offset\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.`operator`) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.sinceUnixMs) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.method) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.offset) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.`operator`.isEmpty {
+      try visitor.visitSingularStringField(value: self.`operator`, fieldNumber: 1)
+    }
+    if self.sinceUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.sinceUnixMs, fieldNumber: 2)
+    }
+    if !self.method.isEmpty {
+      try visitor.visitSingularStringField(value: self.method, fieldNumber: 3)
+    }
+    if self.offset != 0 {
+      try visitor.visitSingularInt32Field(value: self.offset, fieldNumber: 4)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularInt32Field(value: self.limit, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_ListAuditRequest, rhs: Aspire_V1_ListAuditRequest) -> Bool {
+    if lhs.`operator` != rhs.`operator` {return false}
+    if lhs.sinceUnixMs != rhs.sinceUnixMs {return false}
+    if lhs.method != rhs.method {return false}
+    if lhs.offset != rhs.offset {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_ListAuditResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListAuditResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}count\0\u{1}entries\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.count) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.entries) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.count != 0 {
+      try visitor.visitSingularInt32Field(value: self.count, fieldNumber: 1)
+    }
+    if !self.entries.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.entries, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_ListAuditResponse, rhs: Aspire_V1_ListAuditResponse) -> Bool {
+    if lhs.count != rhs.count {return false}
+    if lhs.entries != rhs.entries {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
