@@ -13,8 +13,8 @@ public import X509
 /// The node's gRPC listener: TLS with the node's certificate, and a client certificate asked
 /// for but not required. Agents present theirs (signed by the node's CA at enrollment, checked
 /// by BoringSSL against that CA in the handshake); operators' tools and enrolling agents present
-/// none and authenticate with a bearer token instead. A handler finds the verified certificate
-/// of its caller in `context.transportSpecific` as a ``VerifiedPeer``.
+/// none and authenticate with a bearer token instead. A handler finds what the verified
+/// certificate says (the AgentSN and serial) in `context.transportSpecific` as a ``VerifiedPeer``.
 ///
 /// gRPC's own Posix transport asks for a client certificate only as required (which would shut
 /// out `aspirectl` and every grpcio client with a token) or not at all; this listener is the same
@@ -69,8 +69,8 @@ public final class AgentListener: ListeningServerTransport {
         let peers = self.peers
         try await self.underlying.listen { stream, context in
             var context = context
-            if let certificate = peers[context.remotePeer] {
-                context.transportSpecific = VerifiedPeer(certificate: certificate)
+            if let peer = peers[context.remotePeer] {
+                context.transportSpecific = peer
             }
             await streamHandler(stream, context)
         }
@@ -115,27 +115,36 @@ public final class AgentListener: ListeningServerTransport {
     }
 }
 
-/// The verified client certificate of the connection a call came on.
-public struct VerifiedPeer: ServerContext.TransportSpecific {
-    public let certificate: Certificate
+/// What the verified client certificate of a call's connection says: read once per connection
+/// at the handshake, and kept instead of the certificate (a few strings, not a parsed X.509).
+public struct VerifiedPeer: ServerContext.TransportSpecific, Hashable {
+    /// The AgentSN of its SAN; nil for a certificate that names none.
+    public let agentSN: String?
+    /// Its serial number, hex.
+    public let serial: String
+
+    init(_ certificate: Certificate) {
+        self.agentSN = AgentIdentity.agentSN(of: certificate)
+        self.serial = AgentIdentity.serial(of: certificate)
+    }
 
     /// The caller's verified certificate, when it presented one.
-    public static func certificate(of context: ServerContext) -> Certificate? {
-        (context.transportSpecific as? VerifiedPeer)?.certificate
+    public static func of(_ context: ServerContext) -> VerifiedPeer? {
+        context.transportSpecific as? VerifiedPeer
     }
 }
 
 /// Open connections' verified client certificates, by the peer string gRPC puts in every
 /// call's context (`ipv4:1.2.3.4:5678`, `ipv6:[::1]:5678`).
 final class PeerCertificates: Sendable {
-    private let table = Mutex<[String: Certificate]>([:])
+    private let table = Mutex<[String: VerifiedPeer]>([:])
 
-    subscript(peer: String) -> Certificate? {
+    subscript(peer: String) -> VerifiedPeer? {
         self.table.withLock { $0[peer] }
     }
 
-    func record(_ certificate: Certificate, peer: String) {
-        self.table.withLock { $0[peer] = certificate }
+    func record(_ verified: VerifiedPeer, peer: String) {
+        self.table.withLock { $0[peer] = verified }
     }
 
     func forget(peer: String) {
@@ -171,7 +180,7 @@ private final class PeerRecorder: ChannelInboundHandler, RemovableChannelHandler
             let peer = PeerCertificates.peerString(context.channel.remoteAddress)
         {
             self.peer = peer
-            self.peers.record(certificate, peer: peer)
+            self.peers.record(VerifiedPeer(certificate), peer: peer)
         }
         context.fireUserInboundEventTriggered(event)
     }

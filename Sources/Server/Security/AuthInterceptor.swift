@@ -65,17 +65,27 @@ public struct AuthInterceptor: ServerInterceptor {
                 throw RPCError(code: .unauthenticated, message: "no access to \(context.descriptor.service.fullyQualifiedService)")
             }
             let bearer = request.metadata[stringValues: "authorization"].first(where: { _ in true }).flatMap(Secret.bearerToken)
-            let certificate = VerifiedPeer.certificate(of: context)
+            let certificate = VerifiedPeer.of(context)
             switch access {
             case .operatorCall(let permission):
-                let caller = try await self.principal(bearer, needs: permission, method: context.descriptor.method)
-                if permission == .operate, !caller.scope.isEmpty {
-                    request = try await self.checkScope(of: request, principal: caller)
+                let caller = try await self.authenticate(bearer)
+                let mutating = [.operate, .administer].contains(permission) && context.descriptor.service.fullyQualifiedService == "aspire.v1.Admin"
+                do {
+                    try Self.require(permission, of: caller, method: context.descriptor.method)
+                    if permission == .operate, !caller.scope.isEmpty {
+                        request = try await self.checkScope(of: request, principal: caller)
+                    }
+                } catch {
+                    // A refused attempt to change something is recorded too.
+                    if mutating {
+                        return try await self.audit.around(actor: caller.name, role: caller.role.rawValue, message: nil, context: context) {
+                            throw error
+                        }
+                    }
+                    throw error
                 }
                 principal = caller
-                if [.operate, .administer].contains(permission), context.descriptor.service.fullyQualifiedService == "aspire.v1.Admin" {
-                    audited = (caller.name, caller.role.rawValue)
-                }
+                if mutating { audited = (caller.name, caller.role.rawValue) }
             case .join:
                 guard bearer != nil else {
                     throw RPCError(code: .unauthenticated, message: "missing 'authorization: Bearer <join token>' metadata")
@@ -92,7 +102,7 @@ public struct AuthInterceptor: ServerInterceptor {
                 }
             case .agentOrAdmin:
                 if certificate == nil, bearer != nil {
-                    _ = try await self.principal(bearer, needs: .read, method: context.descriptor.method)
+                    try Self.require(.read, of: try await self.authenticate(bearer), method: context.descriptor.method)
                 } else {
                     try await self.requireAgent(certificate, bearer: bearer, context: context)
                 }
@@ -127,31 +137,30 @@ public struct AuthInterceptor: ServerInterceptor {
         }
     }
 
-    /// The operator a token belongs to, when its role allows `permission`.
-    private func principal(_ bearer: String?, needs permission: Permission, method: String) async throws(RPCError) -> Principal {
+    /// The operator a token belongs to.
+    private func authenticate(_ bearer: String?) async throws(RPCError) -> Principal {
         guard let bearer else {
             throw RPCError(code: .unauthenticated, message: "missing 'authorization: Bearer <token>' metadata")
         }
-        let principal: Principal
-        if Secret.matches(bearer, self.adminToken) {
-            principal = .admin
-        } else {
-            let record: OperatorRecord?
-            do {
-                record = try await self.store.operator(secret: bearer)
-            } catch {
-                throw RPCError(code: .unavailable, message: "the server cannot check tokens now; try again")
-            }
-            guard let record else { throw RPCError(code: .unauthenticated, message: "wrong admin token (no operator holds this token)") }
-            principal = record.principal
+        if Secret.matches(bearer, self.adminToken) { return .admin }
+        let record: OperatorRecord?
+        do {
+            record = try await self.store.operator(secret: bearer)
+        } catch {
+            throw RPCError(code: .unavailable, message: "the server cannot check tokens now; try again")
         }
+        guard let record else { throw RPCError(code: .unauthenticated, message: "wrong admin token (no operator holds this token)") }
+        return record.principal
+    }
+
+    /// Refuses an operator whose role lacks `permission`.
+    private static func require(_ permission: Permission, of principal: Principal, method: String) throws(RPCError) {
         guard principal.role.permissions.contains(permission) else {
             throw RPCError(
                 code: .permissionDenied,
                 message: "\(principal.name) (\(principal.role.rawValue)) may not call \(method): it needs the \(permission.rawValue) permission"
             )
         }
-        return principal
     }
 
     /// Reads the call's one message, checks it against the operator's scope, and hands it on.
@@ -165,7 +174,7 @@ public struct AuthInterceptor: ServerInterceptor {
         return StreamingServerRequest(metadata: request.metadata, messages: RPCAsyncSequence(wrapping: OneMessage(message: message)))
     }
 
-    private func requireAgent(_ certificate: Certificate?, bearer: String?, context: ServerContext) async throws(RPCError) {
+    private func requireAgent(_ certificate: VerifiedPeer?, bearer: String?, context: ServerContext) async throws(RPCError) {
         guard let certificate else {
             if self.insecure, let bearer { return try await self.requireJoinToken(bearer) }
             throw RPCError(
@@ -176,8 +185,7 @@ public struct AuthInterceptor: ServerInterceptor {
                     """
             )
         }
-        let caller = AgentCaller(certificate: certificate)
-        guard let agentSN = caller.agentSN, let serial = caller.serial else {
+        guard let agentSN = certificate.agentSN else {
             throw RPCError(code: .permissionDenied, message: "the client certificate names no AgentSN (SAN aspire://agent/<AgentSN>)")
         }
         let identity: IdentityRecord?
@@ -187,6 +195,7 @@ public struct AuthInterceptor: ServerInterceptor {
             self.logger.error("cannot check an agent's certificate", metadata: ["agent.sn": "\(agentSN)", "error": "\(String(reflecting: error))"])
             throw RPCError(code: .unavailable, message: "the server cannot check certificates now; try again")
         }
+        let serial = certificate.serial
         guard let identity, identity.banned == 0, identity.serial == serial else {
             let why =
                 identity?.banned ?? 0 != 0
@@ -219,13 +228,10 @@ public struct AgentCaller: Sendable {
     public let agentSN: String?
     public let serial: String?
 
-    init(certificate: Certificate?) {
-        self.agentSN = certificate.flatMap(AgentIdentity.agentSN(of:))
-        self.serial = certificate.map(AgentIdentity.serial(of:))
-    }
-
     public init(_ context: ServerContext) {
-        self.init(certificate: VerifiedPeer.certificate(of: context))
+        let peer = VerifiedPeer.of(context)
+        self.agentSN = peer?.agentSN
+        self.serial = peer?.serial
     }
 
     /// The AgentSN a message names, when it is the caller's own; PERMISSION_DENIED (and a log
