@@ -122,6 +122,18 @@ public final class Fleet: Sendable {
     /// The AgentSNs of the fleet, in order.
     public var agentSNs: [String] { self.agents.map(\.agentSN) }
 
+    /// Enrolls every agent that holds no certificate yet (`concurrency` at a time), as a fleet
+    /// installed at once would; throws the first failure.
+    public func enroll(concurrency: Int = 64) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (index, agent) in self.agents.enumerated() {
+                if index >= concurrency { try await group.next() }
+                group.addTask { _ = try await agent.security(at: agent.address) }
+            }
+            try await group.waitForAll()
+        }
+    }
+
     static func dialAddress(_ configuration: Configuration, _ index: Int) -> HostPort {
         guard configuration.spread else { return configuration.server }
         let host = "127.\(1 + index / 62_500 % 254).\(index / 250 % 250).\(1 + index % 250)"

@@ -137,6 +137,7 @@ enum RESTJSON {
         if !plugin.checksum.isEmpty { object["checksum"] = plugin.checksum }
         if !plugin.git.isEmpty { object["git"] = plugin.git }
         if !plugin.ref.isEmpty { object["ref"] = plugin.ref }
+        if plugin.allowMovingRef { object["allow_moving_ref"] = true }
         return object
     }
 

@@ -40,7 +40,7 @@ struct PluginCommand: AsyncParsableCommand {
             abstract: "Create a plugin for hosts (they fetch it at once when connected, or when they connect).",
             discussion: """
                 aspirectl plugin create load --package load-plugin --version 1.0 --period 60 --tag role=web
-                aspirectl plugin create probe --git https://git.example.com/ops/probe.git --ref v2 --period 0 --agents SN1
+                aspirectl plugin create probe --git https://git.example.com/ops/probe.git --ref 3f2a…(40 hex) --period 0 --agents SN1
                 aspirectl plugin create disk --url https://files.example.com/disk.tar.gz --checksum SHA256:<hex> --period 300 --tag dc=sh
                 """
         )
@@ -66,8 +66,11 @@ struct PluginCommand: AsyncParsableCommand {
         @Option(help: "A git repository with plugin.sh at its top (the hosts need git).")
         var git = ""
 
-        @Option(help: "The git branch or tag (default: the repository's default branch).")
+        @Option(help: "The commit to run (40 hex digits), or a branch or tag with --allow-moving-ref.")
         var ref = ""
+
+        @Flag(help: "Allow a git ref that can move (a branch, a tag, or none): what hosts run then changes with the repository.")
+        var allowMovingRef = false
 
         @Option(help: "Seconds between runs; 0 runs it only on demand (aspirectl plugin run).")
         var period: Int32
@@ -91,6 +94,7 @@ struct PluginCommand: AsyncParsableCommand {
             request.plugin.checksum = self.checksum
             request.plugin.git = self.git
             request.plugin.ref = self.ref
+            request.plugin.allowMovingRef = self.allowMovingRef
             request.plugin.period = self.period
             request.plugin.user = self.user
             request.plugin.timeout = self.timeout

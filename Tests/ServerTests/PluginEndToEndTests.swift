@@ -123,9 +123,19 @@ struct PluginEndToEndTests {
             let (status, output) = try await ChildProcess.run("git", ["-C", repository] + arguments)
             try #require(status == 0, "git \(arguments): \(output)")
         }
+        // A branch can move under the hosts: refused unless allowed; a commit is a pin.
+        let moving = try await rest.fails(
+            "POST", "/api/v1/server/plugin",
+            json: ["name": "probe", "git": "file://\(repository)", "ref": "main", "period": 0, "user": Self.runUser, "agents": [agent.agentSN]],
+            http: 400, code: .badRequest
+        )
+        #expect(moving.contains("can move") && moving.contains("allow_moving_ref"), "\(moving)")
+        let (revParsed, head) = try await ChildProcess.run("git", ["-C", repository, "rev-parse", "HEAD"])
+        try #require(revParsed == 0)
+        let commit = head.trimmingCharacters(in: .whitespacesAndNewlines)
         _ = try await rest.ok(
             "POST", "/api/v1/server/plugin",
-            json: ["name": "probe", "git": "file://\(repository)", "ref": "main", "period": 0, "user": Self.runUser, "agents": [agent.agentSN]]
+            json: ["name": "probe", "git": "file://\(repository)", "ref": commit, "period": 0, "user": Self.runUser, "agents": [agent.agentSN]]
         )
         try await eventually(timeout: .seconds(30), "the agent to clone the probe plugin\n\(agent.process.log)") {
             FileManager.default.fileExists(atPath: "\(agent.dataDirectory).plugins/probe/plugin.sh")

@@ -273,9 +273,23 @@ public actor PluginManager {
             throw AspireError(.toolMissing, "git is not installed on this host: a git plugin cannot be fetched (give a package url instead)")
         }
         let log = "\(scratch)/git.log"
-        var arguments = ["-c", "protocol.ext.allow=never", "clone", "--quiet", "--depth", "1"]
-        if !source.ref.isEmpty { arguments += ["--branch", source.ref] }
+        let pinned = source.ref.count == 40 && source.ref.allSatisfy(\.isHexDigit) ? source.ref.lowercased() : nil
+        var arguments = ["-c", "protocol.ext.allow=never", "clone", "--quiet"]
+        if pinned != nil {
+            // A commit is checked out by its id: git verifies every object against it.
+            arguments += ["--no-checkout"]
+        } else {
+            arguments += ["--depth", "1"]
+            if !source.ref.isEmpty { arguments += ["--branch", source.ref] }
+        }
         arguments += ["--", source.git, tree]
+        try await Self.git(git, arguments, log: log, what: "git clone \(source.git)")
+        if let pinned {
+            try await Self.git(git, ["-C", tree, "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", pinned], log: log, what: "git checkout \(pinned)")
+        }
+    }
+
+    private static func git(_ git: String, _ arguments: [String], log: String, what: String) async throws(AspireError) {
         let termination = try await Launcher.run(
             Launcher.Request(
                 executable: git, arguments: arguments,
@@ -285,7 +299,7 @@ public actor PluginManager {
             timeout: .seconds(600)
         )
         guard termination.succeeded else {
-            throw AspireError(.downloadFailed, "git clone \(source.git) failed (\(termination.description)): \(Launcher.tail(log))")
+            throw AspireError(.downloadFailed, "\(what) failed (\(termination.description)): \(Launcher.tail(log))")
         }
     }
 

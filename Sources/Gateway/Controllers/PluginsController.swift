@@ -16,15 +16,15 @@ struct PluginsController<Transport: ClientTransport>: GatewayController {
             "PluginRequest": .object(
                 [
                     "name": .string, "url": .string, "checksum": .string, "package": .string, "version": .string, "git": .string,
-                    "ref": .string, "period": .integer, "user": .string, "timeout": .integer, "param": .string,
+                    "ref": .string, "allow_moving_ref": .boolean, "period": .integer, "user": .string, "timeout": .integer, "param": .string,
                     "agents": .array(.string), "tags": .object([:], additional: .string), "replace": .boolean,
                 ],
                 required: ["name"]
             ),
             "Plugin": .object(
                 [
-                    "name": .string, "url": .string, "checksum": .string, "git": .string, "ref": .string, "period": .integer,
-                    "user": .string, "timeout": .integer, "param": .string, "agents": .array(.string),
+                    "name": .string, "url": .string, "checksum": .string, "git": .string, "ref": .string, "allow_moving_ref": .boolean,
+                    "period": .integer, "user": .string, "timeout": .integer, "param": .string, "agents": .array(.string),
                     "tags": .object([:], additional: .string), "gmt_create": OpenAPI.time, "gmt_modify": OpenAPI.time,
                 ],
                 required: ["name", "period", "user", "timeout", "agents", "tags"]
@@ -65,7 +65,10 @@ struct PluginsController<Transport: ClientTransport>: GatewayController {
                 )
             ) { route, request, _, metadata in
                 let body = try await self.gateway.objectBody(request, route: route)
-                try body.allow(["name", "url", "checksum", "package", "version", "git", "ref", "period", "user", "timeout", "param", "agents", "tags", "replace"])
+                try body.allow([
+                    "name", "url", "checksum", "package", "version", "git", "ref", "allow_moving_ref", "period", "user", "timeout", "param",
+                    "agents", "tags", "replace",
+                ])
                 var message = Aspire_V1_CreatePluginRequest()
                 message.plugin.name = try body.string("name", required: true)
                 message.plugin.url = try body.string("url")
@@ -73,6 +76,7 @@ struct PluginsController<Transport: ClientTransport>: GatewayController {
                 message.package = try body.string("package")
                 message.version = try body.string("version")
                 message.plugin.git = try body.string("git")
+                message.plugin.allowMovingRef = try body.bool("allow_moving_ref") ?? false
                 message.plugin.ref = try body.string("ref")
                 message.plugin.period = Int32(try body.integer("period", range: 0 ... 86400 * 7) ?? 0)
                 message.plugin.user = try body.string("user")

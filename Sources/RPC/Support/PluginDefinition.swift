@@ -3,8 +3,14 @@ public import Foundation
 extension Aspire_V1_Plugin {
     /// The checks a plugin's definition must pass, the same on the server (when it is stored,
     /// `code` 130003) and on the agent (when a set arrives, 3021): its name is a path name, its
-    /// source is an archive URL with a SHA256 checksum or a git URL with an optional ref (never
-    /// both, never a URL git would read as an option), and its period and timeout are not negative.
+    /// source is an archive URL with a SHA256 checksum or a git URL pinned to a commit (or with a
+    /// moving ref the operator allowed; never both, never a URL git would read as an option), and
+    /// its period and timeout are not negative.
+    /// The commit a git plugin is pinned to: its ref when that is a full commit id.
+    public var pinnedCommit: String? {
+        self.ref.count == 40 && self.ref.allSatisfy(\.isHexDigit) ? self.ref.lowercased() : nil
+    }
+
     public func check(code: ErrorCode) throws(AspireError) {
         try PathName.check(self.name, field: "plugin name", code: code)
         let owner = "plugin '\(self.name)'"
@@ -33,6 +39,16 @@ extension Aspire_V1_Plugin {
                 || (!self.ref.hasPrefix("-") && !self.ref.contains("..") && self.ref.allSatisfy { $0.isLetter || $0.isNumber || "._/-+".contains($0) })
             else {
                 throw AspireError(code, "\(owner): ref '\(self.ref)' is not a branch or tag name")
+            }
+            // What root's agents run must not change under them without the operator knowing.
+            guard self.pinnedCommit != nil || self.allowMovingRef else {
+                throw AspireError(
+                    code,
+                    """
+                    \(owner): ref '\(self.ref.isEmpty ? "(the default branch)" : self.ref)' can move; pin a commit (40 hex digits) \
+                    or allow a moving ref (aspirectl --allow-moving-ref, REST "allow_moving_ref": true)
+                    """
+                )
             }
         case (true, true):
             throw AspireError(code, "\(owner) has no source: give url and checksum, a package and version, or git")

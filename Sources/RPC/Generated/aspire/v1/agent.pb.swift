@@ -951,6 +951,10 @@ public nonisolated struct Aspire_V1_Plugin: Sendable {
 
   public var param: String = String()
 
+  /// A git ref that is not a commit (a branch, a tag, none) can move under the hosts: refused
+  /// unless the operator allows it here. A commit (40 hex digits) is a pin.
+  public var allowMovingRef: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2669,7 +2673,7 @@ nonisolated extension Aspire_V1_PluginParams: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Aspire_V1_Plugin: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Plugin"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}url\0\u{1}checksum\0\u{1}git\0\u{1}ref\0\u{1}period\0\u{1}user\0\u{1}timeout\0\u{1}param\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}url\0\u{1}checksum\0\u{1}git\0\u{1}ref\0\u{1}period\0\u{1}user\0\u{1}timeout\0\u{1}param\0\u{3}allow_moving_ref\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2686,6 +2690,7 @@ nonisolated extension Aspire_V1_Plugin: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 7: try { try decoder.decodeSingularStringField(value: &self.user) }()
       case 8: try { try decoder.decodeSingularInt32Field(value: &self.timeout) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.param) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self.allowMovingRef) }()
       default: break
       }
     }
@@ -2719,6 +2724,9 @@ nonisolated extension Aspire_V1_Plugin: SwiftProtobuf.Message, SwiftProtobuf._Me
     if !self.param.isEmpty {
       try visitor.visitSingularStringField(value: self.param, fieldNumber: 9)
     }
+    if self.allowMovingRef != false {
+      try visitor.visitSingularBoolField(value: self.allowMovingRef, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2732,6 +2740,7 @@ nonisolated extension Aspire_V1_Plugin: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.user != rhs.user {return false}
     if lhs.timeout != rhs.timeout {return false}
     if lhs.param != rhs.param {return false}
+    if lhs.allowMovingRef != rhs.allowMovingRef {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
