@@ -45,8 +45,14 @@ public enum Transports {
             config.connection.keepalive.clientBehavior.allowWithoutCalls = true
             config.connection.keepalive.clientBehavior.minPingIntervalWithoutCalls = .seconds(5)
             config.rpc.maxRequestPayloadSize = maxRequestBytes
+            // An agent holds one stream and makes a call now and then; an operator's tool a few.
+            // More at once on one connection is a client gone wrong, not a reason to grow.
+            config.http2.maxConcurrentStreams = Self.maxConcurrentStreams
         }
     }
+
+    /// HTTP/2 streams one client may have open at once on one connection.
+    public static let maxConcurrentStreams = 64
 
     /// A client transport to `address`; `authority` is the name the server's certificate must
     /// carry (SNI and verification) when `address` is a resolved IP.

@@ -14,6 +14,9 @@ public final class MetricIngest: Service {
         public var flushInterval: Duration = .seconds(1)
         /// Points waiting for the store beyond this are dropped (and counted).
         public var maxQueued = 500_000
+        /// Distinct series (name and tags) one host may have; points of more are refused (and
+        /// counted): a plugin that puts a timestamp in a tag does not grow the store for ever.
+        public var maxSeriesPerHost = 1000
         /// `/metrics` leaves out values no agent has sent for this long (a host gone quiet
         /// does not export its last values forever).
         public var maxAge: Duration = .seconds(3600)
@@ -27,6 +30,8 @@ public final class MetricIngest: Service {
     static let maxTags = 64
 
     let configuration: Configuration
+    /// The series each host has sent since this node started (hashes of name and tags).
+    private let series = Mutex<[String: Set<Int>]>([:])
     let store: SQLStore
     let sessions: SessionRegistry
     let logger: Logger
@@ -62,11 +67,25 @@ public final class MetricIngest: Service {
     public func receive(_ batch: Aspire_V1_MetricBatch, from agentSN: String) {
         var accepted: [MetricRecord] = []
         accepted.reserveCapacity(batch.metrics.count)
-        for metric in batch.metrics {
-            guard !metric.name.isEmpty, metric.name.utf8.count <= Self.maxNameBytes, metric.tags.count <= Self.maxTags, metric.value.isFinite,
-                metric.tags.allSatisfy({ !$0.key.isEmpty && $0.key.utf8.count <= Self.maxNameBytes && $0.value.utf8.count <= 1024 })
-            else { continue }
-            accepted.append(MetricRecord(agentSN: agentSN, name: metric.name, tags: metric.tags, value: metric.value, timestamp: metric.timestamp))
+        self.series.withLock { series in
+            var known = series[agentSN, default: []]
+            for metric in batch.metrics {
+                guard !metric.name.isEmpty, metric.name.utf8.count <= Self.maxNameBytes, metric.tags.count <= Self.maxTags,
+                    metric.value.isFinite,
+                    metric.tags.allSatisfy({ !$0.key.isEmpty && $0.key.utf8.count <= Self.maxNameBytes && $0.value.utf8.count <= 1024 })
+                else { continue }
+                var key = Hasher()
+                key.combine(metric.name)
+                for (name, value) in metric.tags.sorted(by: { $0.key < $1.key }) {
+                    key.combine(name)
+                    key.combine(value)
+                }
+                let id = key.finalize()
+                guard known.contains(id) || known.count < self.configuration.maxSeriesPerHost else { continue }
+                known.insert(id)
+                accepted.append(MetricRecord(agentSN: agentSN, name: metric.name, tags: metric.tags, value: metric.value, timestamp: metric.timestamp))
+            }
+            series[agentSN] = known
         }
         self.received.increment(by: Int64(batch.metrics.count))
         if accepted.count < batch.metrics.count {

@@ -112,6 +112,7 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
     var channelConfiguration = AgentChannelService.Configuration(nodeName: configuration.nodeName)
     channelConfiguration.statusStep = configuration.statusStep
     channelConfiguration.pingInterval = configuration.pingInterval
+    channelConfiguration.maxAgents = maxAgents
     let handlers: [any RegistrableRPCService] = [
         BootstrapService(
             nodeName: configuration.nodeName, policy: configuration.redirect, registry: registry, store: store, signer: signer,

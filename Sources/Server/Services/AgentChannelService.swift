@@ -15,6 +15,11 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         public var pingInterval: Duration = .seconds(300)
         /// Time an agent has to send Hello after opening the stream.
         public var helloTimeout: Duration = .seconds(10)
+        /// Messages queued for one agent at most.
+        public var outboundQueue = 1024
+        /// Streams this node holds at most (`--max-agents`), checked at Hello as at Init: an agent
+        /// that skips Init is refused the same way.
+        public var maxAgents: Int = .max
 
         public init(nodeName: String) {
             self.nodeName = nodeName
@@ -54,7 +59,12 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         response: RPCWriter<Aspire_V1_ServerMessage>,
         context: ServerContext
     ) async throws {
-        let (outbound, continuation) = AsyncStream.makeStream(of: Aspire_V1_ServerMessage.self)
+        // Bounded: an agent that does not read gets nothing more queued for it. A command that
+        // does not fit is not sent (it waits in the store and is delivered again later); a ping
+        // or an acknowledgement that does not fit is asked for again by the agent.
+        let (outbound, continuation) = AsyncStream.makeStream(
+            of: Aspire_V1_ServerMessage.self, bufferingPolicy: .bufferingOldest(configuration.outboundQueue)
+        )
         let connection = Connection()
         let peer = context.remotePeer
         let caller = AgentCaller(context)
@@ -111,6 +121,12 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                         throw RPCError(code: .failedPrecondition, message: "the first message on the stream must be Hello")
                     }
                     try caller.claim(hello.agentSn, in: "Hello", peer: peer, logger: logger)
+                    if registry.count >= configuration.maxAgents && registry.session(for: hello.agentSn) == nil {
+                        throw RPCError(
+                            code: .resourceExhausted,
+                            message: "node \(configuration.nodeName) holds its maximum of \(configuration.maxAgents) agents (--max-agents); try another node or later"
+                        )
+                    }
                     let session = AgentSession(
                         connectionID: registry.nextConnectionID(),
                         hello: hello,

@@ -276,12 +276,30 @@ extension SQLStore {
 
     /// Binds every `name=value` to a host (in name order), creating tags that do not exist yet.
     public func bindTags(_ tags: [String: String], to agentSN: String) async throws {
+        guard tags.count <= Self.maxTagsPerHost else {
+            throw AspireError(.unprocessable, "\(tags.count) tags for host \(agentSN): at most \(Self.maxTagsPerHost) per host")
+        }
         for (name, value) in tags.sorted(by: { $0.key < $1.key }) {
             try await self.bindTag(name: name, value: value, to: agentSN)
         }
     }
 
-    /// Binds `name=value` to a host, creating the tag when it does not exist yet.
+    /// Tags one host carries at most.
+    public static let maxTagsPerHost = 64
+    /// The longest event message kept (longer ones are cut, and say so).
+    public static let maxEventBytes = 4096
+
+    /// `text` cut to at most `bytes` UTF-8 bytes (on a character boundary), saying it was cut.
+    static func bounded(_ text: String, bytes: Int) -> String {
+        guard text.utf8.count > bytes else { return text }
+        let marker = " …(cut)"
+        var cut = Substring(text)
+        while cut.utf8.count > bytes - marker.utf8.count { cut = cut.dropLast() }
+        return cut + marker
+    }
+
+    /// Binds `name=value` to a host, creating the tag when it does not exist yet; a host carries
+    /// at most ``maxTagsPerHost`` tags.
     public func bindTag(name: String, value: String, to agentSN: String) async throws {
         try Self.validateTag(name: name, value: value)
         let now = Self.now
@@ -290,6 +308,17 @@ extension SQLStore {
                 throw AspireError(.notFound, "no host with AgentSN \(agentSN)")
             }
             let hostID = try host.decode(column: "id", as: Int.self)
+            let carried = try await database.raw(
+                """
+                SELECT COUNT(*) AS n, SUM(CASE WHEN t.name = \(bind: name) AND t.value = \(bind: value) THEN 1 ELSE 0 END) AS bound
+                FROM hosts_tags ht JOIN tags t ON t.id = ht.tagid WHERE ht.hostid = \(bind: hostID)
+                """
+            ).first()
+            let count = try carried?.decode(column: "n", as: Int.self) ?? 0
+            let bound = (try? carried?.decode(column: "bound", as: Int?.self)).flatMap { $0 } ?? 0
+            guard bound > 0 || count < Self.maxTagsPerHost else {
+                throw AspireError(.unprocessable, "host \(agentSN) carries \(Self.maxTagsPerHost) tags already (at most \(Self.maxTagsPerHost) per host)")
+            }
             try await database.raw(
                 """
                 INSERT INTO tags (name, value, gmt_create, gmt_modify) VALUES (\(bind: name), \(bind: value), \(bind: now), \(bind: now))
@@ -515,6 +544,9 @@ extension SQLStore {
     @discardableResult
     public func recordEvent(_ event: EventRecord) async throws -> Bool {
         let now = Self.now
+        var event = event
+        event.message = Self.bounded(event.message, bytes: Self.maxEventBytes)
+        event.category = Self.bounded(event.category, bytes: 64)
         return try await self.engine.withConnection { database in
             try await !database.raw(
                 """

@@ -20,6 +20,8 @@ final class ScriptedAgent: Sendable {
         var commands: [Aspire_V1_Command] = []
         var acknowledged: Set<String> = []
         var ended = false
+        /// Why the node ended the stream, when it ended it with an error.
+        var failure: RPCError?
     }
 
     private init(agentSN: String, outbound: AsyncStream<Aspire_V1_AgentMessage>.Continuation) {
@@ -51,14 +53,19 @@ final class ScriptedAgent: Sendable {
             return try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     defer { agent.received.withLock { $0.ended = true } }
-                    try await Aspire_V1_AgentChannel.Client(wrapping: client).connect(
-                        requestProducer: { writer in
-                            for await message in messages { try await writer.write(message) }
-                        },
-                        onResponse: { response in
-                            for try await message in response.messages { agent.handle(message) }
-                        }
-                    )
+                    do {
+                        try await Aspire_V1_AgentChannel.Client(wrapping: client).connect(
+                            requestProducer: { writer in
+                                for await message in messages { try await writer.write(message) }
+                            },
+                            onResponse: { response in
+                                for try await message in response.messages { agent.handle(message) }
+                            }
+                        )
+                    } catch let error as RPCError {
+                        agent.received.withLock { $0.failure = error }
+                        throw error
+                    }
                 }
                 defer {
                     continuation.finish()
@@ -67,7 +74,10 @@ final class ScriptedAgent: Sendable {
                 try await eventually(timeout: .seconds(20), "\(agentSN) to be welcomed") {
                     agent.received.withLock { $0.welcomed || $0.ended }
                 }
-                guard agent.received.withLock({ $0.welcomed }) else { throw HarnessError("the node closed the stream of \(agentSN) before Welcome") }
+                guard agent.received.withLock({ $0.welcomed }) else {
+                    if let failure = agent.received.withLock({ $0.failure }) { throw failure }
+                    throw HarnessError("the node closed the stream of \(agentSN) before Welcome")
+                }
                 return try await body(agent)
             }
         }
