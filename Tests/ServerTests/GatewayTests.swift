@@ -460,7 +460,7 @@ struct OpenAPIDocumentTests {
         _ = try await rest.ok("POST", "/api/v1/server/tags", json: ["name": "svc", "value": "ecs"])
         _ = try await rest.ok("POST", "/api/v1/server/package?name=A&version=1&os=linux&arch=x86_64&file=a.rpm", body: Data("a".utf8), contentType: "application/octet-stream")
         _ = try await rest.ok("POST", "/api/v1/server/task", json: ["command": "getinfo.os", "agents": ["h-1"]])
-        _ = try await rest.ok("POST", "/api/v1/server/plugin", json: ["name": "p", "git": "https://example.com/p.git", "agents": ["h-1"], "period": 60])
+        _ = try await rest.ok("POST", "/api/v1/server/plugin", json: ["name": "p", "git": "https://example.com/p.git", "ref": String(repeating: "a", count: 40), "agents": ["h-1"], "period": 60])
         var agent = try RESTClient(node)
         agent.token = nil
         let first = try await agent.call("POST", "/agent/status", json: ["hostname": "h-1", "version": "1", "step": 60, "agents": [["name": "A", "version": "1", "status": "running"]]])
