@@ -18,6 +18,19 @@ extension Gateway {
         return try self.ownMetadata()
     }
 
+    /// The seed's agent routes answer only the networks `--seed-agents` names.
+    func requireSeedAgent(from address: String) throws {
+        guard !self.configuration.seedAgents.isEmpty else {
+            throw AspireError(
+                .permissionDenied,
+                "the seed's plain-HTTP agent routes are off on this node: start it with --seed-agents CIDR,... (the networks such agents call from)"
+            )
+        }
+        guard self.configuration.seedAgents.contains(where: { $0.contains(address) }) else {
+            throw AspireError(.permissionDenied, "\(address.isEmpty ? "this caller" : address) is not in --seed-agents")
+        }
+    }
+
     /// The gateway's own credential, for calls it makes for callers that hold no admin token.
     func ownMetadata() throws -> Metadata {
         guard let token = self.configuration.adminToken else {

@@ -33,6 +33,9 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
         public var adminToken: String?
         /// The enrollment token presented for the seed's plain-HTTP agents, which send none.
         public var agentToken: String?
+        /// The networks the seed's plain-HTTP agents may call from (`--seed-agents`); empty: their
+        /// routes are off. Their bodies carry no credentials, so the address is all there is.
+        public var seedAgents: [IPNetwork] = []
         /// Reported in the OpenAPI document.
         public var version = AspireVersion.current
 
@@ -118,6 +121,7 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
             return try await handle(metadata)
         case .agent:
             do {
+                try self.requireSeedAgent(from: context.remoteAddress)
                 return try await handle(try self.agentMetadata(request))
             } catch {
                 // The seed's agents read `errcode`; anything but 0 makes them send again.

@@ -55,6 +55,15 @@ struct Serve: AsyncParsableCommand {
     )
     var httpListen = "127.0.0.1:8180"
 
+    @Option(
+        name: .customLong("seed-agents"),
+        help: """
+            Networks (CIDR, comma-separated) the seed's plain-HTTP agents may call /agent/status and /agent/job/result from; \
+            off without it. Their bodies carry no credentials: keep this to the networks where such agents live.
+            """
+    )
+    var seedAgents: String?
+
     @Option(name: .customLong("max-body-size"), help: "Largest JSON body the REST gateway accepts, in bytes.")
     var maxBodySize = 1 << 20
 
@@ -134,6 +143,7 @@ struct Serve: AsyncParsableCommand {
         configuration.databaseURL = self.database ?? ProcessInfo.processInfo.environment["ASPIRE_DATABASE"].flatMap { $0.isEmpty ? nil : $0 }
         configuration.insecure = self.insecure
         configuration.httpListen = self.httpListen == "off" ? nil : try HostPort(parsing: self.httpListen, allowPortZero: true)
+        configuration.seedAgents = try (self.seedAgents ?? "").split(separator: ",").map { try IPNetwork(parsing: $0.trimmingCharacters(in: .whitespaces)) }
         guard self.maxBodySize >= 1024 else { throw ValidationError("--max-body-size must be at least 1024") }
         configuration.maxBodyBytes = self.maxBodySize
         guard self.maxPackageSize >= 1 else { throw ValidationError("--max-package-size must be positive") }

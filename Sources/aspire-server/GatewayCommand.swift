@@ -43,6 +43,9 @@ struct GatewayCommand: AsyncParsableCommand {
     )
     var adminTokenFile: String?
 
+    @Option(name: .customLong("seed-agents"), help: "Networks (CIDR, comma-separated) the seed's plain-HTTP agents may call from; off without it.")
+    var seedAgents: String?
+
     @Option(name: .customLong("http-listen"), help: "Listen address (IP:PORT; port 0 picks a free one).")
     var httpListen = "127.0.0.1:8180"
 
@@ -69,6 +72,7 @@ struct GatewayCommand: AsyncParsableCommand {
         configuration.maxBodyBytes = self.maxBodySize
         if let path = self.enrollTokenFile { configuration.agentToken = try Secret.read(path) }
         if let path = self.adminTokenFile { configuration.adminToken = try Secret.read(path) }
+        configuration.seedAgents = try (self.seedAgents ?? "").split(separator: ",").map { try IPNetwork(parsing: $0.trimmingCharacters(in: .whitespaces)) }
 
         let client = GRPCClient(transport: try Transports.client(address: upstream, security: security))
         let gateway = Gateway(client: client, configuration: configuration, logger: logger)

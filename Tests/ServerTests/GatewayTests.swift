@@ -22,7 +22,7 @@ struct GatewayTests {
             "aspire-server",
             [
                 "gateway", "--upstream", node.address.description, "--ca", node.caFile, "--http-listen", "127.0.0.35:0",
-                "--address-file", addressFile, "--enroll-token-file", node.enrollTokenFile, "--admin-token-file", node.adminTokenFile, "--log-level", "debug",
+                "--address-file", addressFile, "--enroll-token-file", node.enrollTokenFile, "--admin-token-file", node.adminTokenFile, "--seed-agents", "127.0.0.0/8", "--log-level", "debug",
             ],
             log: "\(directory)/gateway.log"
         )
@@ -152,14 +152,31 @@ struct GatewayTests {
         #expect(left["count"] as? Int == 2)
     }
 
+    @Test("The seed's agent routes answer only the networks of --seed-agents")
+    func seedAgentNetworks() async throws {
+        let directory = try makeTemporaryDirectory("gateway-seed-networks")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: Loopback.address(), arguments: ["--seed-agents", "10.0.0.0/8,192.168.0.0/16"])
+        var agent = try RESTClient(node)
+        agent.token = nil
+        let refused = try await agent.call("POST", "/agent/status", json: ["hostname": "h"], headers: ["X-Agent-SN": "outsider"])
+        #expect(try refused.status == 403 && (refused.object["message"] as? String)?.contains("is not in --seed-agents") == true, "\(refused.text)")
+        let hosts = try await RESTClient(node).ok("GET", "/api/v1/server/hosts")
+        #expect(hosts["count"] as? Int == 0)
+    }
+
     @Test("The seed's plain-HTTP agent: status registers the host, jobs come in the answer, results are stored once")
     func seedAgent() async throws {
         let directory = try makeTemporaryDirectory("gateway-seed-agent")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: Loopback.address())
+        let node = try await TestNode.start(in: directory, host: Loopback.address(), arguments: ["--seed-agents", "127.0.0.0/8"])
         let rest = try RESTClient(node)
         var agent = try RESTClient(node)
         agent.token = nil
+
+        // A malformed body gets the seed's error form; the node keeps serving.
+        let malformed = try await agent.call("POST", "/agent/status", body: Data("{".utf8), contentType: "application/json")
+        #expect(try malformed.status == 400 && (malformed.object["errcode"] as? Int) == Int(ErrorCode.badRequest.rawValue))
 
         // The seed's report, as written there, plus the host's AgentSN in a header.
         let report: [String: Any] = [
@@ -248,7 +265,7 @@ struct GatewayTests {
     func seedAgentPackages() async throws {
         let directory = try makeTemporaryDirectory("gateway-seed-packages")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: Loopback.address())
+        let node = try await TestNode.start(in: directory, host: Loopback.address(), arguments: ["--seed-agents", "127.0.0.0/8"])
         let rest = try RESTClient(node)
         var agent = try RESTClient(node)
         agent.token = nil
@@ -420,7 +437,7 @@ struct OpenAPIDocumentTests {
     func document() async throws {
         let directory = try makeTemporaryDirectory("gateway-openapi")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: Loopback.address())
+        let node = try await TestNode.start(in: directory, host: Loopback.address(), arguments: ["--seed-agents", "127.0.0.0/8"])
         let rest = try RESTClient(node)
 
         let document = try await rest.call("GET", "/api/v1/openapi.json").object

@@ -217,7 +217,7 @@ struct SubAgentEndToEndTests {
     func buildPerPlatform() async throws {
         let directory = try makeTemporaryDirectory("subagents-arch")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try await TestNode.start(in: directory, host: Loopback.address())
+        let node = try await TestNode.start(in: directory, host: Loopback.address(), arguments: ["--seed-agents", "127.0.0.0/8"])
         let suffix = UUID().uuidString.prefix(8).lowercased()
         let parent = "aspire-arch-\(suffix)"
         defer { Self.cleanUp(cgroupParents: [parent]) }

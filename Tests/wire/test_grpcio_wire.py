@@ -54,7 +54,7 @@ def server():
     data = tempfile.mkdtemp(prefix="aspire-wire-")
     log = open(os.path.join(data, "server.log"), "wb")
     process = subprocess.Popen(
-        [os.path.join(BIN, "aspire-server"), "--data-dir", data, "--listen", f"{HOST}:0", "--http-listen", f"{HOST}:0", "--ping-interval", "1"],
+        [os.path.join(BIN, "aspire-server"), "--data-dir", data, "--listen", f"{HOST}:0", "--http-listen", f"{HOST}:0", "--ping-interval", "1", "--seed-agents", "127.0.0.0/8"],
         stdout=log, stderr=subprocess.STDOUT,
     )
     address_file = os.path.join(data, "grpc.addr")

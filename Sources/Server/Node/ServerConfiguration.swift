@@ -13,6 +13,8 @@ public struct ServerConfiguration: Sendable {
     /// REST gateway (plain HTTP/1.1): an IP literal and a port (0 picks a free one); nil for none.
     /// Loopback by default: put a TLS proxy in front to reach it from elsewhere.
     public var httpListen: HostPort? = HostPort(host: "127.0.0.1", port: 8180)
+    /// Networks the seed's plain-HTTP agents may call the gateway from; empty: those routes are off.
+    public var seedAgents: [IPNetwork] = []
     /// Largest JSON body the gateway accepts.
     public var maxBodyBytes = 1 << 20
     /// Largest package upload.

@@ -143,6 +143,7 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
     let localClient = GRPCClient(transport: inProcess.client)
     var gatewayConfiguration = Gateway<InProcessTransport.Client>.Configuration()
     gatewayConfiguration.maxBodyBytes = configuration.maxBodyBytes
+    gatewayConfiguration.seedAgents = configuration.seedAgents
     gatewayConfiguration.adminToken = admin.token
     gatewayConfiguration.agentToken = enrollment.token
     let gateway = Gateway(client: localClient, configuration: gatewayConfiguration, logger: logger)
