@@ -446,3 +446,75 @@ def test_agent_poll_reports_and_gets_jobs(stubs, server):
         with pytest.raises(grpc.RpcError) as error:
             poll.Report(report, metadata=bearer(server["enroll"]), timeout=10)
         assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_operator_scope_and_viewer(stubs, server):
+    """An operator scoped to env=staging reaches no env=prod host; a viewer changes nothing."""
+    agent_pb2, agent_pb2_grpc, admin_pb2, _ = stubs
+    streams = []
+    for sn, env in (("py-stg", "staging"), ("py-prod", "prod")):
+        identity = enroll(stubs, server, sn)
+        ch = channel(server, identity)
+        outgoing = queue.Queue()
+
+        def requests(q=outgoing):
+            while True:
+                message = q.get()
+                if message is None:
+                    return
+                yield message
+
+        stream = agent_pb2_grpc.AgentChannelStub(ch).Connect(requests())
+        outgoing.put(agent_pb2.AgentMessage(hello=agent_pb2.Hello(
+            agent_sn=sn, hostname=sn, version="1", os="linux", arch="x86_64", tags={"env": env})))
+        assert next(stream).WhichOneof("body") == "welcome"
+        streams.append((ch, stream, outgoing))
+    try:
+        with channel(server) as ch:
+            admin = admin_stub(stubs, ch)
+            stager = admin.CreateOperator(
+                admin_pb2.CreateOperatorRequest(name="py-stager", role="operator", scope={"env": "staging"}),
+                metadata=bearer(server["admin"]), timeout=10,
+            ).secret
+            viewer = admin.CreateOperator(
+                admin_pb2.CreateOperatorRequest(name="py-viewer", role="viewer"), metadata=bearer(server["admin"]), timeout=10,
+            ).secret
+            before = admin.ListTasks(admin_pb2.ListTasksRequest(), metadata=bearer(server["admin"]), timeout=10).count
+
+            def refused(call, token):
+                with pytest.raises(grpc.RpcError) as error:
+                    call(token)
+                assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED, error.value.details()
+                return error.value.details()
+
+            bash = lambda: agent_pb2.Command(method="sync.bash", bash=agent_pb2.BashParams(cmd="true"))
+            assert "py-prod" in refused(lambda t: admin.RunCommand(
+                admin_pb2.RunCommandRequest(agent_sn="py-prod", command=bash()), metadata=bearer(t), timeout=10), stager)
+            refused(lambda t: admin.CreateTask(
+                admin_pb2.CreateTaskRequest(command="sync.bash", agents=["py-prod"]), metadata=bearer(t), timeout=10), stager)
+            refused(lambda t: admin.CreateTask(
+                admin_pb2.CreateTaskRequest(command="sync.bash", tags={"env": "prod"}), metadata=bearer(t), timeout=10), stager)
+            refused(lambda t: admin.CreateSchedule(admin_pb2.CreateScheduleRequest(
+                schedule=agent_pb2.Schedule(name="py-prod-cron", expr="* * * * * *", command="true"), agents=["py-prod"]),
+                metadata=bearer(t), timeout=10), stager)
+            # A viewer reads, and changes nothing.
+            assert admin.ListHosts(admin_pb2.ListHostsRequest(), metadata=bearer(viewer), timeout=10).count >= 2
+            refused(lambda t: admin.CreateTask(
+                admin_pb2.CreateTaskRequest(command="sync.bash", agents=["py-stg"]), metadata=bearer(t), timeout=10), viewer)
+            refused(lambda t: admin.BanHost(admin_pb2.BanHostRequest(agent_sn="py-stg"), metadata=bearer(t), timeout=10), viewer)
+            refused(lambda t: admin.CreateJoinToken(admin_pb2.CreateJoinTokenRequest(), metadata=bearer(t), timeout=10), viewer)
+            # Nothing was created by the refusals; inside its scope the operator works.
+            assert admin.ListTasks(admin_pb2.ListTasksRequest(), metadata=bearer(server["admin"]), timeout=10).count == before
+            assert not [s for s in admin.ListSchedules(admin_pb2.ListSchedulesRequest(), metadata=bearer(server["admin"]), timeout=10).schedules
+                        if s.schedule.name == "py-prod-cron"]
+            created = admin.CreateTask(admin_pb2.CreateTaskRequest(
+                command="sync.bash", tags={"env": "staging"}, parameters={"cmd": "true"}), metadata=bearer(stager), timeout=10)
+            assert [s.agent_sn for s in created.subtasks] == ["py-stg"]
+            trail = admin.ListAudit(admin_pb2.ListAuditRequest(operator="py-stager"), metadata=bearer(server["admin"]), timeout=10)
+            outcomes = [(e.method, e.outcome.split(":")[0]) for e in trail.entries]
+            assert ("CreateTask", "ok") in outcomes and ("RunCommand", "permissionDenied") in outcomes, outcomes
+    finally:
+        for ch, stream, outgoing in streams:
+            outgoing.put(None)
+            stream.cancel()
+            ch.close()
