@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import SwiftProtobuf
 import GRPCCore
 import RPC
 import Server
@@ -57,6 +59,52 @@ struct BoundsTests {
             }
             try await eventually("the first stream to be gone") { node.node.registry.count == 0 }
             try await ScriptedAgent.connect("second", to: node) { _ in }
+        }
+    }
+}
+
+/// A stream to an agent that never reads: every write waits (until the test ends it).
+private struct StalledWriter: RPCWriterProtocol {
+    func write(_ element: Aspire_V1_ServerMessage) async throws {
+        try await Task.sleep(for: .seconds(3600))
+    }
+
+    func write(contentsOf elements: some Sequence<Aspire_V1_ServerMessage>) async throws {
+        try await Task.sleep(for: .seconds(3600))
+    }
+}
+
+extension BoundsTests {
+    @Test("An agent that does not read its stream gets at most the queue's worth of messages queued; the rest are refused to the sender")
+    func outboundQueue() async throws {
+        try await withLocalNode { node in
+            var configuration = AgentChannelService.Configuration(nodeName: "node")
+            configuration.outboundQueue = 4
+            let service = AgentChannelService(
+                configuration: configuration, registry: node.node.registry, store: node.store, engine: node.node.tasks,
+                distributor: node.node.distributor, metrics: node.node.metrics, logger: Logger(label: "test")
+            )
+            let (requests, input) = AsyncThrowingStream.makeStream(of: Aspire_V1_AgentMessage.self)
+            var hello = Aspire_V1_AgentMessage()
+            hello.hello.agentSn = "stalled"
+            hello.hello.hostname = "stalled"
+            input.yield(hello)
+            let context = ServerContext(
+                descriptor: Aspire_V1_AgentChannel.Method.Connect.descriptor, remotePeer: "ipv4:127.0.0.1:1", localPeer: "ipv4:127.0.0.1:2",
+                cancellation: ServerContext.RPCCancellationHandle()
+            )
+            let stream = Task {
+                try await service.connect(request: RPCAsyncSequence(wrapping: requests), response: RPCWriter(wrapping: StalledWriter()), context: context)
+            }
+            defer {
+                input.finish()
+                stream.cancel()
+            }
+            try await eventually("the stalled agent to be registered") { node.node.registry.session(for: "stalled") != nil }
+            let session = try #require(node.node.registry.session(for: "stalled"))
+            let command = Aspire_V1_Command(id: "c", .bash, .bash(Aspire_V1_BashParams.with { $0.cmd = "true" }))
+            let queued = (0 ..< 20).filter { _ in session.send(command: command) }.count
+            #expect(queued <= 4, "\(queued) messages queued for an agent that reads nothing")
         }
     }
 }

@@ -518,3 +518,33 @@ def test_operator_scope_and_viewer(stubs, server):
             outgoing.put(None)
             stream.cancel()
             ch.close()
+
+
+def test_one_connection_holds_at_most_64_streams(stubs, server):
+    """A client that opens stream after stream on one connection gets 64; the next call waits."""
+    agent_pb2, agent_pb2_grpc, _, _ = stubs
+    identity = enroll(stubs, server, "py-streams")
+    with channel(server, identity) as ch:
+        silent = queue.Queue()
+
+        def nothing():
+            while silent.get() is not None:
+                pass
+            return
+            yield
+
+        # Streams that never say Hello stay open (the node waits for it), each taking a place.
+        streams = [agent_pb2_grpc.AgentChannelStub(ch).Connect(nothing()) for _ in range(64)]
+        bootstrap = agent_pb2_grpc.BootstrapStub(ch)
+        time.sleep(1)
+        with pytest.raises(grpc.RpcError) as waiting:
+            bootstrap.Init(agent_pb2.InitRequest(agent_sn="py-streams"), timeout=2)
+        assert waiting.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        for stream in streams[:8]:
+            stream.cancel()
+        answer = bootstrap.Init(agent_pb2.InitRequest(agent_sn="py-streams"), timeout=10)
+        assert answer.action == agent_pb2.InitResponse.ACTION_ACCEPT
+        for stream in streams:
+            stream.cancel()
+        for _ in streams:
+            silent.put(None)
