@@ -1,0 +1,118 @@
+"""Two real aspire-server nodes on one PostgreSQL, driven by grpcio (a client that is not ours):
+a host enrolled at one node is held by the other; banned at the first, its stream on the second
+is closed within seconds and its certificate is refused by both."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import uuid
+
+import grpc
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_grpcio_wire import BIN, bearer, csr, new_key, stubs  # noqa: E402,F401  (stubs is a fixture)
+
+POSTGRES = os.environ.get("ASPIRE_TEST_POSTGRES_URL", "")
+
+
+def start_node(data, host, database):
+    log = open(os.path.join(data, "server.log"), "wb")
+    process = subprocess.Popen(
+        [os.path.join(BIN, "aspire-server"), "--data-dir", data, "--listen", f"{host}:0", "--http-listen", "off",
+         "--database", database, "--node-name", os.path.basename(data)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    address_file = os.path.join(data, "grpc.addr")
+    deadline = time.time() + 60
+    while not os.path.exists(address_file):
+        assert process.poll() is None, open(os.path.join(data, "server.log")).read()
+        assert time.time() < deadline, "node did not start"
+        time.sleep(0.05)
+    return process, open(address_file).read().strip()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if not POSTGRES:
+        pytest.skip("needs ASPIRE_TEST_POSTGRES_URL (scripts/postgres-for-tests.sh)")
+    name = "aspire_wire_" + uuid.uuid4().hex[:8]
+    subprocess.run(["psql", POSTGRES, "-q", "-c", f"CREATE DATABASE {name}"], check=True)
+    parts = urllib.parse.urlsplit(POSTGRES)
+    database = urllib.parse.urlunsplit(parts._replace(path="/" + name))
+    root = tempfile.mkdtemp(prefix="aspire-wire-cluster-")
+    first, second = os.path.join(root, "node1"), os.path.join(root, "node2")
+    os.makedirs(first)
+    p1, a1 = start_node(first, "127.0.0.13", database)
+    # Nodes of one cluster share the CA and the tokens.
+    os.makedirs(os.path.join(second, "tls"))
+    for f in ("admin.token", "enroll.token", "tls/ca.pem", "tls/ca.key"):
+        shutil.copy(os.path.join(first, f), os.path.join(second, f))
+    os.chmod(second, 0o700)
+    p2, a2 = start_node(second, "127.0.0.14", database)
+    read = lambda f: open(os.path.join(first, f), "rb").read().strip()
+    yield {"nodes": [a1, a2], "ca": read("tls/ca.pem"), "admin": read("admin.token").decode(), "enroll": read("enroll.token").decode()}
+    for p in (p1, p2):
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
+    shutil.rmtree(root, ignore_errors=True)
+    subprocess.run(["psql", POSTGRES, "-q", "-c", f"DROP DATABASE IF EXISTS {name}"], check=False)
+
+
+def channel(cluster, node, identity=None):
+    if identity is None:
+        credentials = grpc.ssl_channel_credentials(root_certificates=cluster["ca"])
+    else:
+        credentials = grpc.ssl_channel_credentials(root_certificates=cluster["ca"], private_key=identity[0], certificate_chain=identity[1])
+    return grpc.secure_channel(cluster["nodes"][node], credentials)
+
+
+def test_a_ban_on_one_node_closes_the_stream_on_the_other(stubs, cluster):
+    agent_pb2, agent_pb2_grpc, admin_pb2, admin_pb2_grpc = stubs
+    key, key_pem = new_key()
+    with channel(cluster, 0) as ch:
+        answer = agent_pb2_grpc.BootstrapStub(ch).Enroll(
+            agent_pb2.EnrollRequest(agent_sn="py-roamer", csr=csr(key, "py-roamer")), metadata=bearer(cluster["enroll"]), timeout=10
+        )
+    identity = (key_pem, answer.certificate.encode())
+
+    with channel(cluster, 1, identity) as ch:
+        # Enrolled at node 1, held by node 2: the store is one.
+        messages = iter([agent_pb2.AgentMessage(hello=agent_pb2.Hello(agent_sn="py-roamer", hostname="roamer", version="1"))])
+
+        def requests():
+            yield next(messages)
+            while True:
+                time.sleep(0.2)
+                if closed:
+                    return
+                yield agent_pb2.AgentMessage(pong=agent_pb2.Pong(nonce=0))
+
+        closed = False
+        stream = agent_pb2_grpc.AgentChannelStub(ch).Connect(requests())
+        assert next(stream).WhichOneof("body") == "welcome"
+        with channel(cluster, 0) as operator:
+            banned = admin_pb2_grpc.AdminStub(operator).BanHost(
+                admin_pb2.BanHostRequest(agent_sn="py-roamer", reason="lost"), metadata=bearer(cluster["admin"]), timeout=10
+            )
+        assert banned.identity == "banned"
+        started = time.time()
+        try:
+            for _ in stream:
+                pass
+        except grpc.RpcError:
+            pass
+        closed = True
+        assert time.time() - started < 10, "node 2 did not close the banned host's stream within seconds"
+
+    for node in (0, 1):
+        with channel(cluster, node, identity) as ch:
+            with pytest.raises(grpc.RpcError) as refused:
+                agent_pb2_grpc.BootstrapStub(ch).Init(agent_pb2.InitRequest(agent_sn="py-roamer"), timeout=10)
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "banned" in refused.value.details()
