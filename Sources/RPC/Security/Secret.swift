@@ -9,11 +9,20 @@ public enum Secret {
         if let existing = try? self.read(path) {
             return (existing, false)
         }
-        var generator = SystemRandomNumberGenerator()
-        let bytes = (0 ..< 32).map { _ in UInt8.random(in: 0 ... 255, using: &generator) }
-        let token = bytes.hexString
+        let token = Self.make()
         try AtomicFile.write(token + "\n", to: path, mode: 0o600)
         return (token, true)
+    }
+
+    /// A new random token: `bytes` bytes from the system's generator, in hex.
+    public static func make(bytes: Int = 32) -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0 ..< bytes).map { _ in UInt8.random(in: 0 ... 255, using: &generator) }.hexString
+    }
+
+    /// The digest a token is stored and looked up by (join tokens, operators' tokens): SHA-256, hex.
+    public static func digest(_ token: String) -> String {
+        SHA256.hash(data: Data(token.utf8)).hexString
     }
 
     /// The token of an `authorization: Bearer <token>` value, or nil for any other form.

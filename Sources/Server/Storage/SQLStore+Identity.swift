@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 public import RPC
 import SQLKit
@@ -47,15 +46,10 @@ public struct IdentityRecord: Sendable, Hashable {
 }
 
 extension SQLStore {
-    /// The digest a join token is kept and looked up by.
-    static func digest(ofJoinToken secret: String) -> String {
-        SHA256.hash(data: Data(secret.utf8)).hexString
-    }
-
     /// Registers the node's own first join token (the `enroll.token` file) unless it is known:
     /// a token an operator revoked stays revoked when the node starts again.
     public func registerJoinToken(secret: String, note: String) async throws {
-        let digest = Self.digest(ofJoinToken: secret)
+        let digest = Secret.digest(secret)
         let id = "enroll-" + digest.prefix(8)
         try await self.engine.withConnection { database in
             try await database.raw(
@@ -71,11 +65,10 @@ extension SQLStore {
     public func createJoinToken(ttl: Int64?, maxUses: Int, tags: [String: String], note: String) async throws -> (JoinTokenRecord, String) {
         for (name, value) in tags { try Self.validateTag(name: name, value: value) }
         guard maxUses >= 0 else { throw AspireError(.badRequest, "max_uses must be 0 (any number) or more") }
-        var generator = SystemRandomNumberGenerator()
-        let secret = (0 ..< 32).map { _ in UInt8.random(in: 0 ... 255, using: &generator) }.hexString
+        let secret = Secret.make()
         let now = Self.now
         var record = JoinTokenRecord(
-            id: (0 ..< 5).map { _ in UInt8.random(in: 0 ... 255, using: &generator) }.hexString,
+            id: Secret.make(bytes: 5),
             note: note, tags: tags, maxUses: maxUses, expires: ttl.map { now + $0 * 1000 } ?? 0, created: now
         )
         record.created = now
@@ -84,7 +77,7 @@ extension SQLStore {
             try await database.raw(
                 """
                 INSERT INTO join_tokens (id, digest, note, tags, max_uses, expires, gmt_create)
-                VALUES (\(bind: record.id), \(bind: Self.digest(ofJoinToken: secret)), \(bind: note), \(bind: tagsJSON),
+                VALUES (\(bind: record.id), \(bind: Secret.digest(secret)), \(bind: note), \(bind: tagsJSON),
                         \(bind: maxUses), \(bind: record.expires), \(bind: now))
                 """
             ).run()
@@ -104,7 +97,7 @@ extension SQLStore {
     /// The join token whose secret is `secret`, if any.
     public func joinToken(secret: String) async throws -> JoinTokenRecord? {
         try await self.engine.withConnection { database in
-            try await database.raw("SELECT * FROM join_tokens WHERE digest = \(bind: Self.digest(ofJoinToken: secret))").first()
+            try await database.raw("SELECT * FROM join_tokens WHERE digest = \(bind: Secret.digest(secret))").first()
                 .map(Self.joinToken(from:))
         }
     }
@@ -149,7 +142,7 @@ extension SQLStore {
         serial: String,
         notAfter: Int64
     ) async throws -> JoinTokenRecord {
-        let digest = Self.digest(ofJoinToken: secret)
+        let digest = Secret.digest(secret)
         let now = Self.now
         let token = try await self.transaction { database -> JoinTokenRecord in
             let taken = try await database.raw(
@@ -330,15 +323,14 @@ extension SQLStore {
             throw AspireError(.badRequest, "only the operator role has a scope")
         }
         for (name, value) in principal.scope { try Self.validateTag(name: name, value: value) }
-        var generator = SystemRandomNumberGenerator()
-        let secret = (0 ..< 32).map { _ in UInt8.random(in: 0 ... 255, using: &generator) }.hexString
+        let secret = Secret.make()
         let record = OperatorRecord(principal: principal, created: Self.now)
         let scope = try Self.encodeJSON(principal.scope)
         try await self.engine.withConnection { database in
             let inserted = try await database.raw(
                 """
                 INSERT INTO operators (name, role, scope, digest, gmt_create)
-                VALUES (\(bind: principal.name), \(bind: principal.role.rawValue), \(bind: scope), \(bind: Self.digest(ofJoinToken: secret)),
+                VALUES (\(bind: principal.name), \(bind: principal.role.rawValue), \(bind: scope), \(bind: Secret.digest(secret)),
                         \(bind: record.created))
                 ON CONFLICT (name) DO NOTHING
                 RETURNING name
@@ -359,7 +351,7 @@ extension SQLStore {
     public func `operator`(secret: String) async throws -> OperatorRecord? {
         try await self.engine.withConnection { database in
             try await database.raw(
-                "SELECT * FROM operators WHERE digest = \(bind: Self.digest(ofJoinToken: secret)) AND revoked = 0"
+                "SELECT * FROM operators WHERE digest = \(bind: Secret.digest(secret)) AND revoked = 0"
             ).first().map(Self.operatorRecord(from:))
         }
     }
