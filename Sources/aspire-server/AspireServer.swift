@@ -64,6 +64,12 @@ struct Serve: AsyncParsableCommand {
     )
     var seedAgents: String?
 
+    @Option(
+        name: .customLong("agent-certificate-lifetime"),
+        help: "Seconds an agent's certificate is valid (default 30 days); agents renew after a third of it."
+    )
+    var agentCertificateLifetime: Int?
+
     @Option(name: .customLong("max-body-size"), help: "Largest JSON body the REST gateway accepts, in bytes.")
     var maxBodySize = 1 << 20
 
@@ -143,6 +149,10 @@ struct Serve: AsyncParsableCommand {
         configuration.databaseURL = self.database ?? ProcessInfo.processInfo.environment["ASPIRE_DATABASE"].flatMap { $0.isEmpty ? nil : $0 }
         configuration.insecure = self.insecure
         configuration.httpListen = self.httpListen == "off" ? nil : try HostPort(parsing: self.httpListen, allowPortZero: true)
+        if let lifetime = self.agentCertificateLifetime {
+            guard lifetime >= 60 else { throw ValidationError("--agent-certificate-lifetime: at least 60 seconds") }
+            configuration.agentCertificateLifetime = .seconds(lifetime)
+        }
         configuration.seedAgents = try (self.seedAgents ?? "").split(separator: ",").map { try IPNetwork(parsing: $0.trimmingCharacters(in: .whitespaces)) }
         guard self.maxBodySize >= 1024 else { throw ValidationError("--max-body-size must be at least 1024") }
         configuration.maxBodyBytes = self.maxBodySize

@@ -91,3 +91,24 @@ struct IdentityTests {
         }
     }
 }
+
+extension IdentityTests {
+    @Test("A real boot agent renews its certificate over its connection when a third of its life has passed, and stays connected")
+    func agentRenews() async throws {
+        let directory = try makeTemporaryDirectory("identity-renew")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: Loopback.address(), arguments: ["--agent-certificate-lifetime", "60"])
+        let agent = try TestAgent.start(in: directory, connectingTo: node)
+        try await node.waitForAgent(agent.agentSN)
+        let first = try Certificate(pemEncoded: String(contentsOfFile: "\(agent.dataDirectory)/agent.pem", encoding: .utf8))
+        try await eventually(timeout: .seconds(60), "the agent to renew its certificate\n\(agent.process.log)") {
+            agent.process.log.contains("certificate renewed")
+        }
+        let renewed = try Certificate(pemEncoded: String(contentsOfFile: "\(agent.dataDirectory)/agent.pem", encoding: .utf8))
+        #expect(renewed.serialNumber != first.serialNumber && renewed.publicKey == first.publicKey)
+        #expect(renewed.notValidAfter > first.notValidAfter)
+        // Still held, and commands still run.
+        let result = try await node.run("echo renewed", on: agent.agentSN)
+        #expect(String(decoding: result.data, as: UTF8.self) == "renewed\n")
+    }
+}

@@ -91,14 +91,15 @@ struct ChannelSession {
                     }
                     if case .tls = try runtime.configuration.security {
                         group.addTask {
-                            // Checked now and every hour: a host up for weeks renews in time.
+                            // Checked now and then every tenth of the certificate's life (at most an
+                            // hour): a host up for weeks renews in time.
                             while true {
                                 do {
                                     try await runtime.enrollment.renewIfDue(client: self.client)
                                 } catch {
                                     logger.warning("cannot renew the certificate yet", metadata: ["error": "\(Connector.describe(error))"])
                                 }
-                                try await Task.sleep(for: .seconds(3600))
+                                try await Task.sleep(for: runtime.enrollment.renewalCheckInterval)
                             }
                         }
                     }

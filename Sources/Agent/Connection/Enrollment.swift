@@ -74,6 +74,13 @@ struct Enrollment: Sendable {
         self.logger.notice("certificate renewed", metadata: ["agent.sn": "\(self.agentSN)", "cert.not_after": "\(response.notAfter)"])
     }
 
+    /// How long until the next look at the certificate: a tenth of its life, at most an hour.
+    var renewalCheckInterval: Duration {
+        guard let certificate = self.currentCertificate() else { return .seconds(60) }
+        let life = certificate.notValidAfter.timeIntervalSince(certificate.notValidBefore)
+        return .seconds(max(1, min(3600, life / 10)))
+    }
+
     /// Whether a third of the certificate's life has passed: renewing then leaves two thirds
     /// (20 days of 30) for a host that is down or cut off to come back in time.
     static func isRenewalDue(_ certificate: Certificate, now: Date) -> Bool {

@@ -112,7 +112,8 @@ extension CertificateAuthority {
         public static let agentLifetime: TimeInterval = 30 * 86400
 
         /// Signs a certificate for the key of `requestDER` naming `agentSN`, valid for
-        /// `lifetime` seconds from now (an hour earlier, for clocks behind). The request must be
+        /// `lifetime` seconds from now (and from a tenth of that, at most an hour, earlier, for
+        /// clocks behind). The request must be
         /// well formed, signed by its own key, and for a P-256 key.
         public func issueAgentCertificate(
             requestDER: [UInt8],
@@ -137,7 +138,7 @@ extension CertificateAuthority {
                 version: .v3,
                 serialNumber: Certificate.SerialNumber(),
                 publicKey: request.publicKey,
-                notValidBefore: now.addingTimeInterval(-3600),
+                notValidBefore: now.addingTimeInterval(-min(3600, lifetime / 10)),
                 notValidAfter: now.addingTimeInterval(lifetime),
                 issuer: self.certificate.subject,
                 subject: try DistinguishedName {

@@ -38,6 +38,8 @@ public struct ServerConfiguration: Sendable {
     /// peers (a host that lost power) within this time plus 10 s.
     public var transportKeepalive: Duration = .seconds(120)
 
+    /// How long the agents' certificates this node signs are valid; agents renew after a third.
+    public var agentCertificateLifetime: Duration = .seconds(CertificateAuthority.Signer.agentLifetime)
     /// How often the node reads the cluster's certificate revocations (hosts deleted or banned
     /// on any node) and closes the streams they name.
     public var revocationInterval: Duration = .seconds(2)

@@ -116,7 +116,7 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
     let handlers: [any RegistrableRPCService] = [
         BootstrapService(
             nodeName: configuration.nodeName, policy: configuration.redirect, registry: registry, store: store, signer: signer,
-            maxAgents: maxAgents, logger: logger
+            certificateLifetime: configuration.agentCertificateLifetime, maxAgents: maxAgents, logger: logger
         ),
         AgentChannelService(
             configuration: channelConfiguration, registry: registry, store: store, engine: tasks, distributor: distributor, metrics: metrics,

@@ -16,13 +16,16 @@ public struct BootstrapService: Aspire_V1_Bootstrap.ServiceProtocol {
     let store: SQLStore
     /// The CA that signs agents' certificates; nil on a node without TLS.
     let signer: CertificateAuthority.Signer?
+    /// How long the certificates it signs are valid.
+    let certificateLifetime: Duration
     let maxAgents: Int
     let logger: Logger
 
     public init(
         nodeName: String, policy: RedirectPolicy, registry: SessionRegistry, store: SQLStore, signer: CertificateAuthority.Signer?,
-        maxAgents: Int = .max, logger: Logger
+        certificateLifetime: Duration = .seconds(CertificateAuthority.Signer.agentLifetime), maxAgents: Int = .max, logger: Logger
     ) {
+        self.certificateLifetime = certificateLifetime
         self.nodeName = nodeName
         self.policy = policy
         self.registry = registry
@@ -45,7 +48,7 @@ public struct BootstrapService: Aspire_V1_Bootstrap.ServiceProtocol {
     func enroll(_ request: Aspire_V1_EnrollRequest, joinToken secret: String, context: ServerContext) async throws -> Aspire_V1_EnrollResponse {
         try AgentIdentity.validate(agentSN: request.agentSn)
         let signer = try self.requireSigner()
-        let certificate = try signer.issueAgentCertificate(requestDER: Array(request.csr), agentSN: request.agentSn)
+        let certificate = try signer.issueAgentCertificate(requestDER: Array(request.csr), agentSN: request.agentSn, lifetime: self.certificateLifetime.seconds)
         let notAfter = certificate.notValidAfter.unixMilliseconds
         let token: JoinTokenRecord
         do {
@@ -86,7 +89,7 @@ public struct BootstrapService: Aspire_V1_Bootstrap.ServiceProtocol {
         guard let agentSN = caller.agentSN, let serial = caller.serial else {
             throw RPCError(code: .unauthenticated, message: "renew with the certificate being renewed (mutual TLS)")
         }
-        let certificate = try signer.issueAgentCertificate(requestDER: Array(request.csr), agentSN: agentSN)
+        let certificate = try signer.issueAgentCertificate(requestDER: Array(request.csr), agentSN: agentSN, lifetime: self.certificateLifetime.seconds)
         let newSerial = AgentIdentity.serial(of: certificate)
         guard
             try await self.store.renewIdentity(
