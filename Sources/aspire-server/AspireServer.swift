@@ -153,6 +153,7 @@ struct Serve: AsyncParsableCommand {
             guard lifetime >= 60 else { throw ValidationError("--agent-certificate-lifetime: at least 60 seconds") }
             configuration.agentCertificateLifetime = .seconds(lifetime)
         }
+        if let advertise { configuration.advertise = try HostPort(parsing: advertise) }
         configuration.seedAgents = try (self.seedAgents ?? "").split(separator: ",").map { try IPNetwork(parsing: $0.trimmingCharacters(in: .whitespaces)) }
         guard self.maxBodySize >= 1024 else { throw ValidationError("--max-body-size must be at least 1024") }
         configuration.maxBodyBytes = self.maxBodySize

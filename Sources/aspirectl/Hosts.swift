@@ -146,3 +146,32 @@ private func banOrLift(_ agentSN: String, reason: String, lift: Bool, connection
         throw report(error, prefix: "aspirectl: ")
     }
 }
+
+struct Nodes: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The cluster's nodes: address, state (active, stopped, dead: no heartbeat for 10 s), hosts online on each."
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Option(name: .shortAndLong, help: "table or json.")
+    var output: OutputFormat = .table
+
+    func run() async throws {
+        let listing: Aspire_V1_ListNodesResponse
+        do {
+            listing = try await self.connection.withAdmin { try await $0.listNodes(Aspire_V1_ListNodesRequest()) }
+        } catch {
+            throw report(error, prefix: "aspirectl: ")
+        }
+        if self.output == .json {
+            FileHandle.standardOutput.write(try listing.jsonUTF8Data() + Data("\n".utf8))
+            return
+        }
+        var rows = [["NAME", "ADDRESS", "STATE", "HOSTS", "STARTED", "HEARTBEAT"]]
+        for node in listing.nodes {
+            rows.append([node.name, node.address, node.state, "\(node.hosts)", Agents.iso(node.startedUnixMs), Agents.iso(node.heartbeatUnixMs)])
+        }
+        printTable(rows)
+    }
+}

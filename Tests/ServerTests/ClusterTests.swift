@@ -1,6 +1,7 @@
 import Foundation
 import RPC
 import Server
+import SQLKit
 import SwiftProtobuf
 import Testing
 import TestSupport
@@ -34,6 +35,33 @@ struct ClusterTests {
                     request.agentSn = "held-by-3"
                     let host = try await nodes[0].admin { try await $0.getHost(request) }
                     #expect(host.status == "online")
+                }
+            }
+        }
+    }
+}
+
+extension ClusterTests {
+    @Test(
+        "Every node of a cluster is listed by every node with its address and the hosts it holds; one whose heartbeats stopped is dead",
+        .enabled(if: Self.postgres != nil, "needs ASPIRE_TEST_POSTGRES_URL (scripts/postgres-for-tests.sh)")
+    )
+    func membership() async throws {
+        try await withLocalCluster(nodes: 2, postgres: try #require(Self.postgres)) { nodes in
+            try await ScriptedAgent.connect("held-by-2", to: nodes[1]) { _ in
+                // A node that stopped beating long ago, as a crashed one leaves its row.
+                try await nodes[0].store.heartbeat(node: "gone", address: "127.0.0.99:8443", started: 1)
+                try await nodes[0].store.engine.withConnection { database in
+                    try await database.raw("UPDATE nodes SET heartbeat = 1000 WHERE name = 'gone'").run()
+                }
+                for node in nodes {
+                    let listed = try await node.admin { try await $0.listNodes(.init()) }.nodes
+                    let byName = Dictionary(uniqueKeysWithValues: listed.map { ($0.name, $0) })
+                    #expect(Set(byName.keys) == ["node1", "node2", "gone"], "\(listed)")
+                    #expect(byName["node1"]?.state == "active" && byName["node2"]?.state == "active")
+                    #expect(byName["gone"]?.state == "dead")
+                    #expect(byName["node2"]?.address == nodes[1].address.description)
+                    #expect(byName["node2"]?.hosts == 1 && byName["node1"]?.hosts == 0)
                 }
             }
         }

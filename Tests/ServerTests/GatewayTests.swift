@@ -420,7 +420,7 @@ struct OpenAPIDocumentTests {
         "GET /api/v1/server/agent", "GET /api/v1/server/hosts", "GET /api/v1/server/agents",
         "DELETE /api/v1/server/agent", "POST /api/v1/server/agent/ban",
         "GET /api/v1/server/tokens", "POST /api/v1/server/token", "DELETE /api/v1/server/token",
-        "GET /api/v1/server/whoami", "GET /api/v1/server/audit", "GET /api/v1/server/operators", "POST /api/v1/server/operator", "DELETE /api/v1/server/operator",
+        "GET /api/v1/server/whoami", "GET /api/v1/server/audit", "GET /api/v1/server/nodes", "GET /api/v1/server/operators", "POST /api/v1/server/operator", "DELETE /api/v1/server/operator",
         "GET /api/v1/server/tags", "POST /api/v1/server/tags", "DELETE /api/v1/server/tags",
         "POST /api/v1/server/tags/bind", "POST /api/v1/server/tags/unbind",
         "GET /api/v1/server/regions", "POST /api/v1/server/regions", "GET /api/v1/server/events",

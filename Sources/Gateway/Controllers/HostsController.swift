@@ -46,6 +46,13 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
                 ],
                 required: ["id", "agentsn", "localid", "occured"]
             ),
+            "Node": .object(
+                [
+                    "name": .string, "address": .string, "started": OpenAPI.time, "heartbeat": OpenAPI.time,
+                    "state": .enumeration(["active", "stopped", "dead"]), "hosts": .integer,
+                ],
+                required: ["name", "address", "state"]
+            ),
             "Deployment": .object(
                 [
                     "name": .string, "version": .string, "hosts": .integer, "running": .integer, "stoped": .integer, "fatal": .integer,
@@ -116,6 +123,23 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
             ) { _, _, _, metadata in
                 let answer = try await self.gateway.admin.listAgents(Aspire_V1_ListAgentsRequest(), metadata: metadata)
                 return Answer.success(["agents": answer.agents.map(RESTJSON.connected)])
+            },
+            Endpoint(
+                Route(
+                    id: "listNodes", rpc: "ListNodes", method: "GET", path: "/api/v1/server/nodes",
+                    summary: "The cluster's nodes: address, heartbeat, state (active, stopped, dead) and hosts online on each.",
+                    response: .envelope(["nodes": .array(.ref("Node"))])
+                )
+            ) { _, _, _, metadata in
+                let answer = try await self.gateway.admin.listNodes(Aspire_V1_ListNodesRequest(), metadata: metadata)
+                return Answer.success([
+                    "nodes": answer.nodes.map { node in
+                        [
+                            "name": node.name, "address": node.address, "started": RESTJSON.time(node.startedUnixMs),
+                            "heartbeat": RESTJSON.time(node.heartbeatUnixMs), "state": node.state, "hosts": Int(node.hosts),
+                        ] as RESTJSON.Object
+                    }
+                ])
             },
             Endpoint(
                 Route(

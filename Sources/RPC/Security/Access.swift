@@ -69,7 +69,7 @@ public enum AccessTable {
         "DeleteHost": .administer, "BanHost": .administer,
         "CreateJoinToken": .administer, "ListJoinTokens": .administer, "RevokeJoinToken": .administer,
         "CreateOperator": .administer, "ListOperators": .administer, "RevokeOperator": .administer,
-        "WhoAmI": .identify, "ListAudit": .administer,
+        "WhoAmI": .identify, "ListAudit": .administer, "ListNodes": .read,
     ]
 
     /// The permission a REST route's service method (`Method` of Admin, or `Service.Method`) needs.

@@ -40,6 +40,10 @@ public struct ServerConfiguration: Sendable {
 
     /// How long the agents' certificates this node signs are valid; agents renew after a third.
     public var agentCertificateLifetime: Duration = .seconds(CertificateAuthority.Signer.agentLifetime)
+    /// How peers and agents reach this node (HOST:PORT); nil: the address its listener is bound to.
+    public var advertise: HostPort?
+    /// Seconds between this node's heartbeats in the cluster's `nodes` table.
+    public var heartbeatInterval: Duration = .seconds(3)
     /// How often the node reads the cluster's certificate revocations (hosts deleted or banned
     /// on any node) and closes the streams they name.
     public var revocationInterval: Duration = .seconds(2)

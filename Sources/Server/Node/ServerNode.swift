@@ -157,6 +157,12 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
         NodeService("config distributor", after: ready, logger: logger) { try await distributor.run() },
         NodeService("metric ingest", after: ready, logger: logger) { try await metrics.run() },
         NodeService("revocation watch", after: ready, logger: logger) { try await revocations.run() },
+        NodeService("membership", after: ready, logger: logger) {
+            try await Membership(store: store, name: configuration.nodeName, interval: configuration.heartbeatInterval, logger: logger) {
+                if let advertise = configuration.advertise { return advertise.description }
+                return (try? await boundAddress(of: listener).description) ?? configuration.listen.description
+            }.run()
+        },
         NodeService("admin (in-process)", after: ready, logger: logger) { try await GRPCServerService(server: localServer).run() },
         NodeService("admin client (in-process)", logger: logger) { try await GRPCClientService(client: localClient).run() },
     ]

@@ -45,6 +45,22 @@ extension AdminService {
         return message
     }
 
+    public func listNodes(request: Aspire_V1_ListNodesRequest, context: ServerContext) async throws -> Aspire_V1_ListNodesResponse {
+        let now = Date().unixMilliseconds
+        var response = Aspire_V1_ListNodesResponse()
+        response.nodes = try await self.store.nodes().map { node in
+            var info = Aspire_V1_NodeInfo()
+            info.name = node.name
+            info.address = node.address
+            info.startedUnixMs = node.started
+            info.heartbeatUnixMs = node.heartbeat
+            info.state = node.state(now: now, deadAfter: Membership.deadAfter.milliseconds).rawValue
+            info.hosts = Int32(node.hosts)
+            return info
+        }
+        return response
+    }
+
     public func listTags(request: Aspire_V1_ListTagsRequest, context: ServerContext) async throws -> Aspire_V1_ListTagsResponse {
         var response = Aspire_V1_ListTagsResponse()
         response.tags = try await self.store.tags().map(Aspire_V1_Tag.init(_:))

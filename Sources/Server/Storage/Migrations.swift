@@ -306,6 +306,19 @@ enum Migrations {
                 "ALTER TABLE tasks ADD COLUMN actor TEXT NOT NULL DEFAULT ''",
             ]
         },
+        Step(version: 9, name: "cluster membership") { _ in
+            [
+                // Each node's row, refreshed by its heartbeat; `stopped` when it shut down cleanly.
+                """
+                CREATE TABLE nodes (
+                    name TEXT PRIMARY KEY,
+                    address TEXT NOT NULL,
+                    started BIGINT NOT NULL,
+                    heartbeat BIGINT NOT NULL,
+                    stopped BIGINT NOT NULL DEFAULT 0)
+                """
+            ]
+        },
     ]
 
     /// An auto-numbered primary key.

@@ -256,6 +256,19 @@ public enum Aspire_V1_Admin: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ListNodes" metadata.
+        public enum ListNodes: Sendable {
+            /// Request type for "ListNodes".
+            public typealias Input = Aspire_V1_ListNodesRequest
+            /// Response type for "ListNodes".
+            public typealias Output = Aspire_V1_ListNodesResponse
+            /// Descriptor for "ListNodes".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "ListNodes",
+                type: .unary
+            )
+        }
         /// Namespace for "ListTags" metadata.
         public enum ListTags: Sendable {
             /// Request type for "ListTags".
@@ -562,6 +575,7 @@ public enum Aspire_V1_Admin: Sendable {
             RevokeOperator.descriptor,
             WhoAmI.descriptor,
             ListAudit.descriptor,
+            ListNodes.descriptor,
             ListTags.descriptor,
             CreateTag.descriptor,
             DeleteTag.descriptor,
@@ -923,6 +937,24 @@ extension Aspire_V1_Admin {
             request: GRPCCore.StreamingServerRequest<Aspire_V1_ListAuditRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListAuditResponse>
+
+        /// Handle the "ListNodes" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The cluster's nodes as the store knows them: each node's heartbeat says it is alive.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_ListNodesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_ListNodesResponse` messages.
+        func listNodes(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_ListNodesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListNodesResponse>
 
         /// Handle the "ListTags" method.
         ///
@@ -1617,6 +1649,24 @@ extension Aspire_V1_Admin {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListAuditResponse>
 
+        /// Handle the "ListNodes" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The cluster's nodes as the store knows them: each node's heartbeat says it is alive.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListNodesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_ListNodesResponse` message.
+        func listNodes(
+            request: GRPCCore.ServerRequest<Aspire_V1_ListNodesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListNodesResponse>
+
         /// Handle the "ListTags" method.
         ///
         /// > Source IDL Documentation:
@@ -2308,6 +2358,24 @@ extension Aspire_V1_Admin {
             context: GRPCCore.ServerContext
         ) async throws -> Aspire_V1_ListAuditResponse
 
+        /// Handle the "ListNodes" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The cluster's nodes as the store knows them: each node's heartbeat says it is alive.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_ListNodesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_ListNodesResponse` to respond with.
+        func listNodes(
+            request: Aspire_V1_ListNodesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_ListNodesResponse
+
         /// Handle the "ListTags" method.
         ///
         /// > Source IDL Documentation:
@@ -2883,6 +2951,17 @@ extension Aspire_V1_Admin.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.ListNodes.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListNodesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListNodesResponse>(),
+            handler: { request, context in
+                try await self.listNodes(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Aspire_V1_Admin.Method.ListTags.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListTagsRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListTagsResponse>(),
@@ -3322,6 +3401,17 @@ extension Aspire_V1_Admin.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListAuditResponse> {
         let response = try await self.listAudit(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listNodes(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_ListNodesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListNodesResponse> {
+        let response = try await self.listNodes(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -3801,6 +3891,19 @@ extension Aspire_V1_Admin.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListAuditResponse> {
         return GRPCCore.ServerResponse<Aspire_V1_ListAuditResponse>(
             message: try await self.listAudit(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listNodes(
+        request: GRPCCore.ServerRequest<Aspire_V1_ListNodesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListNodesResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_ListNodesResponse>(
+            message: try await self.listNodes(
                 request: request.message,
                 context: context
             ),
@@ -4506,6 +4609,29 @@ extension Aspire_V1_Admin {
             deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListAuditResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListAuditResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListNodes" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The cluster's nodes as the store knows them: each node's heartbeat says it is alive.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListNodesRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListNodesRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListNodesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listNodes<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListNodesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListNodesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListNodesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListNodesResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ListTags" method.
@@ -5600,6 +5726,40 @@ extension Aspire_V1_Admin {
             try await self.client.unary(
                 request: request,
                 descriptor: Aspire_V1_Admin.Method.ListAudit.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListNodes" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The cluster's nodes as the store knows them: each node's heartbeat says it is alive.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListNodesRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListNodesRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListNodesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listNodes<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListNodesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListNodesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListNodesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListNodesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.ListNodes.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -6846,6 +7006,35 @@ extension Aspire_V1_Admin.ClientProtocol {
         )
     }
 
+    /// Call the "ListNodes" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The cluster's nodes as the store knows them: each node's heartbeat says it is alive.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_ListNodesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listNodes<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_ListNodesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListNodesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listNodes(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListNodesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListNodesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "ListTags" method.
     ///
     /// > Source IDL Documentation:
@@ -8040,6 +8229,39 @@ extension Aspire_V1_Admin.ClientProtocol {
             metadata: metadata
         )
         return try await self.listAudit(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListNodes" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The cluster's nodes as the store knows them: each node's heartbeat says it is alive.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listNodes<Result>(
+        _ message: Aspire_V1_ListNodesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListNodesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_ListNodesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listNodes(
             request: request,
             options: options,
             onResponse: handleResponse
