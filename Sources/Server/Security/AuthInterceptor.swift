@@ -94,7 +94,7 @@ public struct AuthInterceptor: ServerInterceptor {
             case .agent:
                 try await self.requireAgent(certificate, bearer: bearer, context: context)
                 if context.descriptor.method == "Renew" {
-                    audited = ("host:\(AgentCaller(context).agentSN ?? "?")", "agent")
+                    audited = ("host:\(certificate?.agentSN ?? "?")", "agent")
                 }
             case .agentOrJoin:
                 if certificate == nil, let bearer { try await self.requireJoinToken(bearer) } else {
@@ -222,24 +222,14 @@ public struct AuthInterceptor: ServerInterceptor {
     }
 }
 
-/// The host an agent call comes from, by its verified certificate; nil fields on a node without
-/// TLS, where agents are taken at their word.
-public struct AgentCaller: Sendable {
-    public let agentSN: String?
-    public let serial: String?
-
-    public init(_ context: ServerContext) {
-        let peer = VerifiedPeer.of(context)
-        self.agentSN = peer?.agentSN
-        self.serial = peer?.serial
-    }
-
-    /// The AgentSN a message names, when it is the caller's own; PERMISSION_DENIED (and a log
-    /// line) when the caller's certificate names another host.
+extension VerifiedPeer {
+    /// The AgentSN a message names, when `caller` may speak for it: its own certificate's, or any
+    /// on a node without TLS (no certificate, agents taken at their word). PERMISSION_DENIED (and
+    /// a log line) when the caller's certificate names another host.
     @discardableResult
-    public func claim(_ agentSN: String, in what: String, peer: String, logger: Logger) throws -> String {
+    public static func claim(_ agentSN: String, by caller: VerifiedPeer?, in what: String, peer: String, logger: Logger) throws -> String {
         try AgentIdentity.validate(agentSN: agentSN)
-        if let own = self.agentSN, own != agentSN {
+        if let own = caller?.agentSN, own != agentSN {
             logger.warning(
                 "agent named another host",
                 metadata: ["agent.sn": "\(own)", "claimed.sn": "\(agentSN)", "agent.peer": "\(peer)", "message": "\(what)"]

@@ -67,7 +67,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         )
         let connection = Connection()
         let peer = context.remotePeer
-        let caller = AgentCaller(context)
+        let caller = VerifiedPeer.of(context)
         let (configuration, registry, store, logger) = (self.configuration, self.registry, self.store, self.logger)
 
         var ended = Ended.failed
@@ -106,7 +106,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         continuation: AsyncStream<Aspire_V1_ServerMessage>.Continuation,
         connection: Connection,
         peer: String,
-        caller: AgentCaller
+        caller: VerifiedPeer?
     ) async throws -> Ended {
         let (configuration, registry, store, engine, logger) = (self.configuration, self.registry, self.store, self.engine, self.logger)
         return try await withThrowingTaskGroup(of: Ended.self) { group in
@@ -120,7 +120,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                     guard case .hello(let hello) = message.body else {
                         throw RPCError(code: .failedPrecondition, message: "the first message on the stream must be Hello")
                     }
-                    try caller.claim(hello.agentSn, in: "Hello", peer: peer, logger: logger)
+                    try VerifiedPeer.claim(hello.agentSn, by: caller, in: "Hello", peer: peer, logger: logger)
                     if registry.count >= configuration.maxAgents && registry.session(for: hello.agentSn) == nil {
                         throw RPCError(
                             code: .resourceExhausted,
@@ -131,7 +131,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                         connectionID: registry.nextConnectionID(),
                         hello: hello,
                         peer: peer,
-                        certificateSerial: caller.serial,
+                        certificateSerial: caller?.serial,
                         outbound: continuation
                     )
                     try await Self.recordOnline(hello, peer: peer, node: configuration.nodeName, store: store, logger: logger)

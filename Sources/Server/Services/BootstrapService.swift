@@ -85,15 +85,14 @@ public struct BootstrapService: Aspire_V1_Bootstrap.ServiceProtocol {
 
     func renew(_ request: Aspire_V1_RenewRequest, context: ServerContext) async throws -> Aspire_V1_EnrollResponse {
         let signer = try self.requireSigner()
-        let caller = AgentCaller(context)
-        guard let agentSN = caller.agentSN, let serial = caller.serial else {
+        guard let caller = VerifiedPeer.of(context), let agentSN = caller.agentSN else {
             throw RPCError(code: .unauthenticated, message: "renew with the certificate being renewed (mutual TLS)")
         }
         let certificate = try signer.issueAgentCertificate(requestDER: Array(request.csr), agentSN: agentSN, lifetime: self.certificateLifetime.seconds)
         let newSerial = AgentIdentity.serial(of: certificate)
         guard
             try await self.store.renewIdentity(
-                agentSN: agentSN, serial: serial, newSerial: newSerial, notAfter: certificate.notValidAfter.unixMilliseconds
+                agentSN: agentSN, serial: caller.serial, newSerial: newSerial, notAfter: certificate.notValidAfter.unixMilliseconds
             )
         else {
             throw RPCError(code: .permissionDenied, message: "this certificate of \(agentSN) is no longer its current one")
@@ -126,7 +125,7 @@ public struct BootstrapService: Aspire_V1_Bootstrap.ServiceProtocol {
     }
 
     func `init`(_ request: Aspire_V1_InitRequest, context: ServerContext) async throws -> Aspire_V1_InitResponse {
-        try AgentCaller(context).claim(request.agentSn, in: "Init", peer: context.remotePeer, logger: self.logger)
+        try VerifiedPeer.claim(request.agentSn, by: VerifiedPeer.of(context), in: "Init", peer: context.remotePeer, logger: self.logger)
         var response = Aspire_V1_InitResponse()
         response.node = self.nodeName
         switch self.policy.decide(agentSN: request.agentSn, visited: Set(request.visited)) {
