@@ -60,6 +60,10 @@ public struct AuthInterceptor: ServerInterceptor {
         var principal: Principal?
         /// Who the audit trail names for a mutating call; nil for calls it does not record.
         var audited: (actor: String, role: String)?
+        /// The call's one message, when the scope check or the trail needs it: read once, and
+        /// the call goes on with it.
+        var message: (any SwiftProtobuf.Message & Sendable)?
+        var messageRead = false
         do {
             guard let access = Self.access(context.descriptor) else {
                 throw RPCError(code: .unauthenticated, message: "no access to \(context.descriptor.service.fullyQualifiedService)")
@@ -73,7 +77,8 @@ public struct AuthInterceptor: ServerInterceptor {
                 do {
                     try Self.require(permission, of: caller, method: context.descriptor.method)
                     if permission == .operate, !caller.scope.isEmpty {
-                        request = try await self.checkScope(of: request, principal: caller)
+                        (message, messageRead) = (try await Self.takeMessage(&request, context: context), true)
+                        if let message { try await ScopeCheck(store: self.store).check(message, scope: caller.scope, caller: caller.name) }
                     }
                 } catch {
                     // A refused attempt to change something is recorded too.
@@ -120,15 +125,8 @@ public struct AuthInterceptor: ServerInterceptor {
             guard let principal else { return try await next(call, context) }
             return try await CallContext.$principal.withValue(principal) { try await next(call, context) }
         }
-        // A mutating call: its one message (unary calls) goes into the trail, and on.
-        var message: (any SwiftProtobuf.Message & Sendable)?
-        if context.descriptor.method != "UploadPackage" {
-            var iterator = request.messages.makeAsyncIterator()
-            if let first = try await iterator.next() {
-                message = first as? any SwiftProtobuf.Message & Sendable
-                request = StreamingServerRequest(metadata: request.metadata, messages: RPCAsyncSequence(wrapping: OneMessage(message: first)))
-            }
-        }
+        // A mutating call: its one message goes into the trail.
+        if !messageRead { message = try await Self.takeMessage(&request, context: context) }
         if let enrolling = message as? Aspire_V1_EnrollRequest { audited.actor = "host:\(enrolling.agentSn)" }
         let forwarded = request
         return try await self.audit.around(actor: audited.actor, role: audited.role, message: message, context: context) {
@@ -163,15 +161,17 @@ public struct AuthInterceptor: ServerInterceptor {
         }
     }
 
-    /// Reads the call's one message, checks it against the operator's scope, and hands it on.
-    private func checkScope<Input: Sendable>(
-        of request: StreamingServerRequest<Input>,
-        principal: Principal
-    ) async throws -> StreamingServerRequest<Input> {
+    /// Reads a unary call's one message and leaves the request carrying it on; nil for a
+    /// client-streaming call (a package upload), whose stream is left alone.
+    private static func takeMessage<Input: Sendable>(
+        _ request: inout StreamingServerRequest<Input>,
+        context: ServerContext
+    ) async throws -> (any SwiftProtobuf.Message & Sendable)? {
+        guard context.descriptor.method != "UploadPackage" else { return nil }
         var iterator = request.messages.makeAsyncIterator()
-        guard let message = try await iterator.next() else { return request }
-        try await ScopeCheck(store: self.store).check(message, scope: principal.scope, caller: principal.name)
-        return StreamingServerRequest(metadata: request.metadata, messages: RPCAsyncSequence(wrapping: OneMessage(message: message)))
+        guard let first = try await iterator.next() else { return nil }
+        request = StreamingServerRequest(metadata: request.metadata, messages: RPCAsyncSequence(wrapping: OneMessage(message: first)))
+        return first as? any SwiftProtobuf.Message & Sendable
     }
 
     private func requireAgent(_ certificate: VerifiedPeer?, bearer: String?, context: ServerContext) async throws(RPCError) {

@@ -80,21 +80,17 @@ struct CallAudit: Sendable {
         return "\(error)"
     }
 
-    /// The targets a call names, as JSON: its agents and tags, or the AgentSN or name it acts on.
+    /// The targets a call names, as JSON: its agents and tags (``ScopeCheck/Targets/given(by:)``),
+    /// or the task it cancels.
     static func targets(of message: any SwiftProtobuf.Message) -> String {
-        var object: [String: Any] = [:]
-        switch message {
-        case let request as Aspire_V1_RunCommandRequest: object["agents"] = [request.agentSn]
-        case let request as Aspire_V1_CreateTaskRequest: object = ["agents": request.agents, "tags": request.tags]
-        case let request as Aspire_V1_CancelTaskRequest: object["task"] = request.id
-        case let request as Aspire_V1_CreateScheduleRequest: object = ["agents": request.agents, "tags": request.tags]
-        case let request as Aspire_V1_ImportCrontabRequest: object = ["agents": request.agents, "tags": request.tags]
-        case let request as Aspire_V1_CreatePluginRequest: object = ["agents": request.agents, "tags": request.tags]
-        case let request as Aspire_V1_BindTagRequest: object["agents"] = request.agentSns
-        case let request as Aspire_V1_DeleteHostRequest: object["agents"] = [request.agentSn]
-        case let request as Aspire_V1_BanHostRequest: object["agents"] = [request.agentSn]
-        case let request as Aspire_V1_EnrollRequest: object["agents"] = [request.agentSn]
-        default: return ""
+        var object: [String: Any]
+        if let given = ScopeCheck.Targets.given(by: message) {
+            object = ["agents": given.agents]
+            if !given.selector.isEmpty { object["tags"] = given.selector }
+        } else if let request = message as? Aspire_V1_CancelTaskRequest {
+            object = ["task": request.id]
+        } else {
+            return ""
         }
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return "" }
         return String(decoding: data, as: UTF8.self)

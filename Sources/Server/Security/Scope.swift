@@ -11,6 +11,23 @@ struct ScopeCheck: Sendable {
     struct Targets {
         var agents: [String] = []
         var selector: [String: String] = [:]
+
+        /// The hosts a call's message names itself, by AgentSN and by tags; nil for a message
+        /// that names none (the trail and the scope check read them the same way).
+        static func given(by message: Any) -> Targets? {
+            switch message {
+            case let request as Aspire_V1_RunCommandRequest: Targets(agents: [request.agentSn])
+            case let request as Aspire_V1_CreateTaskRequest: Targets(agents: request.agents, selector: request.tags)
+            case let request as Aspire_V1_CreateScheduleRequest: Targets(agents: request.agents, selector: request.tags)
+            case let request as Aspire_V1_ImportCrontabRequest: Targets(agents: request.agents, selector: request.tags)
+            case let request as Aspire_V1_CreatePluginRequest: Targets(agents: request.agents, selector: request.tags)
+            case let request as Aspire_V1_BindTagRequest: Targets(agents: request.agentSns)
+            case let request as Aspire_V1_DeleteHostRequest: Targets(agents: [request.agentSn])
+            case let request as Aspire_V1_BanHostRequest: Targets(agents: [request.agentSn])
+            case let request as Aspire_V1_EnrollRequest: Targets(agents: [request.agentSn])
+            default: nil
+            }
+        }
     }
 
     func check(_ message: Any, scope: [String: String], caller: String) async throws {
@@ -21,25 +38,24 @@ struct ScopeCheck: Sendable {
 
     /// The targets a call names, and those of what it would change.
     private func targets(of message: Any) async throws -> [Targets] {
+        let given = Targets.given(by: message).map { [$0] } ?? []
         switch message {
-        case let request as Aspire_V1_RunCommandRequest:
-            return [Targets(agents: [request.agentSn])]
-        case let request as Aspire_V1_CreateTaskRequest:
-            return [Targets(agents: request.agents, selector: request.tags)]
+        case is Aspire_V1_RunCommandRequest, is Aspire_V1_CreateTaskRequest:
+            return given
         case let request as Aspire_V1_CancelTaskRequest:
             guard let task = try await self.store.task(id: Int(request.id)) else { return [] }
             return [Targets(agents: try await self.store.subtasks(taskID: task.id).map(\.agentSN), selector: task.selector)]
         case let request as Aspire_V1_CreateScheduleRequest:
-            return [Targets(agents: request.agents, selector: request.tags)] + (try await self.schedule(request.schedule.name))
+            return given + (try await self.schedule(request.schedule.name))
         case let request as Aspire_V1_DeleteScheduleRequest:
             return try await self.schedule(request.name)
         case let request as Aspire_V1_SetScheduleEnabledRequest:
             return try await self.schedule(request.name)
         case let request as Aspire_V1_ImportCrontabRequest:
             let existing = try await self.store.schedules().filter { !request.prefix.isEmpty && $0.name.hasPrefix(request.prefix) }
-            return [Targets(agents: request.agents, selector: request.tags)] + existing.map { Targets(agents: $0.agents, selector: $0.selector) }
+            return given + existing.map { Targets(agents: $0.agents, selector: $0.selector) }
         case let request as Aspire_V1_CreatePluginRequest:
-            return [Targets(agents: request.agents, selector: request.tags)] + (try await self.plugin(request.plugin.name))
+            return given + (try await self.plugin(request.plugin.name))
         case let request as Aspire_V1_DeletePluginRequest:
             return try await self.plugin(request.name)
         default:
