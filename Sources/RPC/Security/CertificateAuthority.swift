@@ -4,10 +4,6 @@ import Crypto
 import SwiftASN1
 import X509
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The server's own certificate authority: made on first start in the data directory, it signs
 /// the node's TLS certificate. Agents trust the node by being given `ca.pem`.
 public struct CertificateAuthority: Sendable {
@@ -125,16 +121,7 @@ public struct CertificateAuthority: Sendable {
 
     /// A SAN entry for a DNS name or an IPv4/IPv6 literal.
     static func generalName(for name: String) throws -> GeneralName {
-        var v4 = in_addr()
-        if inet_pton(AF_INET, name, &v4) == 1 {
-            let bytes = withUnsafeBytes(of: &v4) { Array($0) }
-            return .ipAddress(ASN1OctetString(contentBytes: ArraySlice(bytes)))
-        }
-        var v6 = in6_addr()
-        if inet_pton(AF_INET6, name, &v6) == 1 {
-            let bytes = withUnsafeBytes(of: &v6) { Array($0) }
-            return .ipAddress(ASN1OctetString(contentBytes: ArraySlice(bytes)))
-        }
+        if let bytes = IPAddress.bytes(name) { return .ipAddress(ASN1OctetString(contentBytes: ArraySlice(bytes))) }
         return .dnsName(name)
     }
 }

@@ -1,9 +1,5 @@
 import Foundation
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// An IPv4 or IPv6 network (`10.0.0.0/8`, `2001:db8::/32`, or one address), and whether an
 /// address is in it: who may use the seed's plain-HTTP agent routes.
 public struct IPNetwork: Sendable, Hashable, CustomStringConvertible {
@@ -39,15 +35,9 @@ public struct IPNetwork: Sendable, Hashable, CustomStringConvertible {
     }
 
     static func bytes(of address: String) -> [UInt8]? {
-        var v4 = in_addr()
-        if inet_pton(AF_INET, address, &v4) == 1 { return withUnsafeBytes(of: &v4) { Array($0) } }
-        var v6 = in6_addr()
-        if inet_pton(AF_INET6, address, &v6) == 1 {
-            let bytes = withUnsafeBytes(of: &v6) { Array($0) }
-            // An IPv4 client on a dual-stack socket (::ffff:a.b.c.d) is that IPv4 address.
-            if bytes.prefix(10).allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF { return Array(bytes.suffix(4)) }
-            return bytes
-        }
-        return nil
+        guard let bytes = IPAddress.bytes(address) else { return nil }
+        // An IPv4 client on a dual-stack socket (::ffff:a.b.c.d) is that IPv4 address.
+        if bytes.count == 16, bytes.prefix(10).allSatisfy({ $0 == 0 }), bytes[10] == 0xFF, bytes[11] == 0xFF { return Array(bytes.suffix(4)) }
+        return bytes
     }
 }

@@ -114,6 +114,15 @@ public enum IPAddress {
         var address = in6_addr()
         return inet_pton(AF_INET6, text, &address) == 1
     }
+
+    /// The address's bytes in network order (4 for IPv4, 16 for IPv6); nil for anything else.
+    public static func bytes(_ text: String) -> [UInt8]? {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 { return withUnsafeBytes(of: &v4) { Array($0) } }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, text, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } }
+        return nil
+    }
 }
 
 extension CallOptions {
