@@ -26,9 +26,7 @@ extension AdminService {
     }
 
     public func getHost(request: Aspire_V1_GetHostRequest, context: ServerContext) async throws -> Aspire_V1_Host {
-        guard let host = try await self.store.host(agentSN: request.agentSn) else {
-            throw AspireError(.notFound, "no host with AgentSN \(request.agentSn)")
-        }
+        let host = try await self.store.requireHost(request.agentSn)
         var message = Aspire_V1_Host(host)
         message.agents = try await self.store.subAgents(agentSN: host.agentSN).map { record in
             var agent = Aspire_V1_SubAgentStatus()

@@ -286,11 +286,6 @@ extension SQLStore {
         }
     }
 
-    func requireHost(_ agentSN: String) async throws -> HostRecord {
-        guard let host = try await self.host(agentSN: agentSN) else { throw AspireError(.notFound, "no host with AgentSN \(agentSN)") }
-        return host
-    }
-
     static func identity(from row: any SQLRow) throws -> IdentityRecord {
         IdentityRecord(
             agentSN: try row.decode(column: "agentsn", as: String.self),

@@ -141,6 +141,12 @@ extension SQLStore {
         }
     }
 
+    /// The host, or NOT_FOUND naming it.
+    func requireHost(_ agentSN: String) async throws -> HostRecord {
+        guard let host = try await self.host(agentSN: agentSN) else { throw AspireError(.notFound, "no host with AgentSN \(agentSN)") }
+        return host
+    }
+
     public func hosts(_ query: HostQuery) async throws -> Listing<HostRecord> {
         try await self.engine.withConnection { database in
             var conditions: [SQLQueryString] = []
