@@ -16,25 +16,16 @@ import grpc
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_grpcio_wire import BIN, bearer, csr, new_key, stubs  # noqa: E402,F401  (stubs is a fixture)
+from test_grpcio_wire import bearer, csr, new_key, start_server, stubs  # noqa: E402,F401  (stubs is a fixture)
 
 POSTGRES = os.environ.get("ASPIRE_TEST_POSTGRES_URL", "")
 
 
 def start_node(data, host, database):
-    log = open(os.path.join(data, "server.log"), "wb")
-    process = subprocess.Popen(
-        [os.path.join(BIN, "aspire-server"), "--data-dir", data, "--listen", f"{host}:0", "--http-listen", "off",
-         "--database", database, "--node-name", os.path.basename(data)],
-        stdout=log, stderr=subprocess.STDOUT,
+    process, address, _ = start_server(
+        data, ["--listen", f"{host}:0", "--http-listen", "off", "--database", database, "--node-name", os.path.basename(data)], http=False
     )
-    address_file = os.path.join(data, "grpc.addr")
-    deadline = time.time() + 60
-    while not os.path.exists(address_file):
-        assert process.poll() is None, open(os.path.join(data, "server.log")).read()
-        assert time.time() < deadline, "node did not start"
-        time.sleep(0.05)
-    return process, open(address_file).read().strip()
+    return process, address
 
 
 @pytest.fixture(scope="module")

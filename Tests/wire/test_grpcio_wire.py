@@ -49,26 +49,31 @@ def stubs(tmp_path_factory):
     return agent_pb2, agent_pb2_grpc, admin_pb2, admin_pb2_grpc
 
 
+def start_server(data, arguments, http=True):
+    """Starts aspire-server on `data` with `arguments`; waits for its gRPC address (and, with
+    `http`, its REST address). Returns the process and the two addresses."""
+    log = open(os.path.join(data, "server.log"), "wb")
+    process = subprocess.Popen(
+        [os.path.join(BIN, "aspire-server"), "--data-dir", data] + arguments, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 60
+    addresses = []
+    for name in ("grpc.addr", "http.addr") if http else ("grpc.addr",):
+        path = os.path.join(data, name)
+        while not os.path.exists(path):
+            assert process.poll() is None, open(os.path.join(data, "server.log")).read()
+            assert time.time() < deadline, f"server did not write {name}"
+            time.sleep(0.05)
+        addresses.append(open(path).read().strip())
+    return process, addresses[0], addresses[1] if len(addresses) > 1 else None
+
+
 @pytest.fixture(scope="module")
 def server():
     data = tempfile.mkdtemp(prefix="aspire-wire-")
-    log = open(os.path.join(data, "server.log"), "wb")
-    process = subprocess.Popen(
-        [os.path.join(BIN, "aspire-server"), "--data-dir", data, "--listen", f"{HOST}:0", "--http-listen", f"{HOST}:0", "--ping-interval", "1", "--seed-agents", "127.0.0.0/8"],
-        stdout=log, stderr=subprocess.STDOUT,
+    process, address, http = start_server(
+        data, ["--listen", f"{HOST}:0", "--http-listen", f"{HOST}:0", "--ping-interval", "1", "--seed-agents", "127.0.0.0/8"]
     )
-    address_file = os.path.join(data, "grpc.addr")
-    deadline = time.time() + 30
-    while not os.path.exists(address_file):
-        assert process.poll() is None, open(os.path.join(data, "server.log")).read()
-        assert time.time() < deadline, "server did not start"
-        time.sleep(0.05)
-    address = open(address_file).read().strip()
-    http_file = os.path.join(data, "http.addr")
-    while not os.path.exists(http_file):
-        assert time.time() < deadline, "gateway did not start"
-        time.sleep(0.05)
-    http = open(http_file).read().strip()
 
     def read(name):
         with open(os.path.join(data, name), "rb") as f:
@@ -142,8 +147,8 @@ def host(stubs, server, agent_sn):
         return admin_stub(stubs, ch).GetHost(admin_pb2.GetHostRequest(agent_sn=agent_sn), metadata=bearer(server["admin"]), timeout=10)
 
 
-def hello_stream(stubs, ch, agent_sn):
-    """Opens Connect and says Hello as agent_sn; returns (stream, outgoing queue)."""
+def hello_stream(stubs, ch, agent_sn, tags=None):
+    """Opens Connect and says Hello as agent_sn (with tags); returns (stream, outgoing queue)."""
     agent_pb2, agent_pb2_grpc, _, _ = stubs
     outgoing = queue.Queue()
 
@@ -155,7 +160,8 @@ def hello_stream(stubs, ch, agent_sn):
             yield message
 
     stream = agent_pb2_grpc.AgentChannelStub(ch).Connect(requests())
-    outgoing.put(agent_pb2.AgentMessage(hello=agent_pb2.Hello(agent_sn=agent_sn, hostname=agent_sn, version="1", os="linux", arch="x86_64")))
+    outgoing.put(agent_pb2.AgentMessage(hello=agent_pb2.Hello(
+        agent_sn=agent_sn, hostname=agent_sn, version="1", os="linux", arch="x86_64", tags=tags or {})))
     return stream, outgoing
 
 
@@ -453,20 +459,8 @@ def test_operator_scope_and_viewer(stubs, server):
     agent_pb2, agent_pb2_grpc, admin_pb2, _ = stubs
     streams = []
     for sn, env in (("py-stg", "staging"), ("py-prod", "prod")):
-        identity = enroll(stubs, server, sn)
-        ch = channel(server, identity)
-        outgoing = queue.Queue()
-
-        def requests(q=outgoing):
-            while True:
-                message = q.get()
-                if message is None:
-                    return
-                yield message
-
-        stream = agent_pb2_grpc.AgentChannelStub(ch).Connect(requests())
-        outgoing.put(agent_pb2.AgentMessage(hello=agent_pb2.Hello(
-            agent_sn=sn, hostname=sn, version="1", os="linux", arch="x86_64", tags={"env": env})))
+        ch = channel(server, enroll(stubs, server, sn))
+        stream, outgoing = hello_stream(stubs, ch, sn, tags={"env": env})
         assert next(stream).WhichOneof("body") == "welcome"
         streams.append((ch, stream, outgoing))
     try:
