@@ -32,6 +32,8 @@ def start_node(data, host, database):
 def cluster():
     if not POSTGRES:
         pytest.skip("needs ASPIRE_TEST_POSTGRES_URL (scripts/postgres-for-tests.sh)")
+    if not shutil.which("psql"):
+        pytest.skip("needs psql (Debian's postgresql-client) to make the test's database")
     name = "aspire_wire_" + uuid.uuid4().hex[:8]
     subprocess.run(["psql", POSTGRES, "-q", "-c", f"CREATE DATABASE {name}"], check=True)
     parts = urllib.parse.urlsplit(POSTGRES)
