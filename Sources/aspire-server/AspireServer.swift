@@ -93,13 +93,20 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         help: """
-            Cluster peers (HOST:PORT,...) for rendezvous hashing of AgentSNs; each agent is sent to \
-            the peer its AgentSN hashes to. Needs --advertise.
+            A fixed list of cluster peers (HOST:PORT,...) for rendezvous hashing of AgentSNs, in place \
+            of the live nodes of the cluster's table (the default spreads agents over the active nodes \
+            sharing the database). Needs --advertise.
             """
     )
     var peers: String?
 
-    @Option(help: "How peers and agents reach this node (HOST:PORT), as it appears in --peers.")
+    @Option(
+        help: """
+            How the other nodes and redirected agents reach this node (HOST:PORT; it must be in the \
+            TLS certificate, see --tls-name). Default: the listen address, with the host name for a \
+            wildcard one.
+            """
+    )
     var advertise: String?
 
     @Option(name: .customLong("status-step"), help: "Seconds between agents' status reports.")
@@ -153,7 +160,11 @@ struct Serve: AsyncParsableCommand {
             guard lifetime >= 60 else { throw ValidationError("--agent-certificate-lifetime: at least 60 seconds") }
             configuration.agentCertificateLifetime = .seconds(lifetime)
         }
-        if let advertise { configuration.advertise = try HostPort(parsing: advertise) }
+        if let advertise {
+            let address = try HostPort(parsing: advertise)
+            configuration.advertise = address
+            configuration.tlsNames.append(address.host)
+        }
         configuration.seedAgents = try (self.seedAgents ?? "").split(separator: ",").map { try IPNetwork(parsing: $0.trimmingCharacters(in: .whitespaces)) }
         guard self.maxBodySize >= 1024 else { throw ValidationError("--max-body-size must be at least 1024") }
         configuration.maxBodyBytes = self.maxBodySize
@@ -199,9 +210,8 @@ struct Serve: AsyncParsableCommand {
             guard let advertise else { throw ValidationError("--peers needs --advertise HOST:PORT") }
             let current = try HostPort(parsing: advertise)
             configuration.redirect = .rendezvous(current: current, peers: try HostPort.parseList(peers))
-            configuration.tlsNames.append(current.host)
         case (nil, nil):
-            configuration.redirect = .acceptAll
+            configuration.redirect = .cluster
         }
 
         let node = try await buildNode(configuration: configuration, logger: logger)

@@ -11,12 +11,28 @@ import TestSupport
 struct ClusterTests {
     static let postgres = ProcessInfo.processInfo.environment["ASPIRE_TEST_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : $0 }
 
+    /// Nodes that never sweep the store while a test runs, and beat often.
+    static let noSweep: @Sendable (inout ServerConfiguration) -> Void = {
+        $0.tasks.sweepInterval = .seconds(600)
+        $0.heartbeatInterval = .milliseconds(200)
+    }
+
+    /// Waits until every node sees every other one active.
+    static func waitForPeers(_ nodes: [LocalNode]) async throws {
+        try await eventually("every node to see \(nodes.count) active nodes") {
+            nodes.allSatisfy { $0.node.cluster.active.count == nodes.count }
+        }
+    }
+
     @Test(
         "A task created on one node reaches the agents the other nodes hold; every node sees it done",
         .enabled(if: Self.postgres != nil, "needs ASPIRE_TEST_POSTGRES_URL (scripts/postgres-for-tests.sh)")
     )
     func taskAcrossNodes() async throws {
-        try await withLocalCluster(nodes: 3, postgres: try #require(Self.postgres)) { nodes in
+        // No sweep within the test: the nodes holding the hosts are woken by the one that made
+        // the task.
+        try await withLocalCluster(nodes: 3, postgres: try #require(Self.postgres), configure: Self.noSweep) { nodes in
+            try await Self.waitForPeers(nodes)
             try await ScriptedAgent.connect("held-by-2", to: nodes[1]) { second in
                 try await ScriptedAgent.connect("held-by-3", to: nodes[2]) { third in
                     let created = try await nodes[0].createTask(TaskEngineTests.bashTask("hostname", agents: ["held-by-2", "held-by-3"]))

@@ -55,9 +55,10 @@ struct EndToEndTests {
         let document = try JSONSerialization.jsonObject(with: users.data) as? [String: Any]
         #expect((document?["users"] as? [[String: Any]])?.first?["uid"] as? Int == 0)
 
+        // A command is checked as a task is, before anything is stored or sent.
         info.command.method = "getinfo.nothing"
-        let unknown = try await node.admin { try await $0.runCommand(info).result }
-        #expect(unknown.resp == .failed && unknown.retcode == ErrorCode.unknownMethod.rawValue)
+        let unknown = await #expect(throws: RPCError.self) { try await node.admin { try await $0.runCommand(info) } }
+        #expect(unknown?.code == .invalidArgument && unknown?.message.contains("unknown method 'getinfo.nothing'") == true)
 
         // An agent that is not connected is a clear error, not a hang.
         let error = await #expect(throws: RPCError.self) { try await node.run("true", on: "no-such-agent") }

@@ -60,7 +60,7 @@ public enum AccessTable {
         "ListSchedules": .read, "ListScheduleRuns": .read, "ListPlugins": .read,
         "QueryMetrics": .metrics, "ExportMetrics": .metrics,
         // Acting on hosts: scoped for operators.
-        "RunCommand": .operate, "CreateTask": .operate, "CancelTask": .operate,
+        "RunCommand": .operate, "RunCommandStream": .operate, "CreateTask": .operate, "CancelTask": .operate,
         "CreateSchedule": .operate, "DeleteSchedule": .operate, "SetScheduleEnabled": .operate, "ImportCrontab": .operate,
         "CreatePlugin": .operate, "DeletePlugin": .operate,
         // Administering: what decides who and what is trusted, or regroups hosts.
@@ -69,7 +69,7 @@ public enum AccessTable {
         "DeleteHost": .administer, "BanHost": .administer,
         "CreateJoinToken": .administer, "ListJoinTokens": .administer, "RevokeJoinToken": .administer,
         "CreateOperator": .administer, "ListOperators": .administer, "RevokeOperator": .administer,
-        "WhoAmI": .identify, "ListAudit": .administer, "ListNodes": .read,
+        "WhoAmI": .identify, "ListAudit": .administer, "ListNodes": .read, "DrainNode": .administer,
     ]
 
     /// The permission a REST route's service method (`Method` of Admin, or `Service.Method`) needs.

@@ -34,19 +34,49 @@ public enum AgentIdentity {
     /// The AgentSN a certificate names, or nil when it names none (or more than one, or an
     /// invalid one).
     public static func agentSN(of certificate: Certificate) -> String? {
+        Self.name(in: certificate, prefix: Self.uriPrefix)
+    }
+
+    /// The one name a certificate's SAN URIs give after `prefix`, when it is a valid one.
+    static func name(in certificate: Certificate, prefix: String) -> String? {
         guard let names = try? certificate.extensions.subjectAlternativeNames else { return nil }
-        let agents = names.compactMap { name -> String? in
-            guard case .uniformResourceIdentifier(let uri) = name, uri.hasPrefix(Self.uriPrefix) else { return nil }
-            return String(uri.dropFirst(Self.uriPrefix.count))
+        let named = names.compactMap { name -> String? in
+            guard case .uniformResourceIdentifier(let uri) = name, uri.hasPrefix(prefix) else { return nil }
+            return String(uri.dropFirst(prefix.count))
         }
-        guard agents.count == 1, let agentSN = agents.first, (try? Self.validate(agentSN: agentSN)) != nil else { return nil }
-        return agentSN
+        guard named.count == 1, let name = named.first, (try? Self.validate(agentSN: name)) != nil else { return nil }
+        return name
     }
 
     /// The certificate's serial number in lowercase hex: what the store records to tell the
     /// host's current certificate from earlier ones.
     public static func serial(of certificate: Certificate) -> String {
         Array(certificate.serialNumber.bytes).hexString
+    }
+}
+
+/// Who a server node is to the other nodes of its cluster: its certificate (the node's TLS
+/// certificate, signed by the CA the nodes share) carries the SAN URI `aspire://node/<name>`, and
+/// node-to-node calls (``Aspire_V1_NodeLink``) are made with it as the client certificate.
+public enum NodeIdentity {
+    static let uriPrefix = "aspire://node/"
+
+    /// A node name is what an AgentSN may be: 1 to 64 letters, digits and `.-_:`.
+    public static func validate(name: String) throws(AspireError) {
+        do {
+            try AgentIdentity.validate(agentSN: name)
+        } catch {
+            throw AspireError(.badRequest, "node name '\(name)' must be 1-64 characters of letters, digits and . - _ :")
+        }
+    }
+
+    public static func uri(_ name: String) -> String {
+        Self.uriPrefix + name
+    }
+
+    /// The node a certificate names, or nil.
+    public static func name(of certificate: Certificate) -> String? {
+        AgentIdentity.name(in: certificate, prefix: Self.uriPrefix)
     }
 }
 

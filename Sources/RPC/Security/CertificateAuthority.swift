@@ -29,13 +29,17 @@ public struct CertificateAuthority: Sendable {
     }
 
     /// Makes the CA when missing, and (re)issues the server certificate when missing, expiring
-    /// within 30 days, or not valid for every name in `names` (DNS names or IP addresses).
-    public func prepare(names: [String], logger: Logger) throws {
+    /// within 30 days, or not valid for every name in `names` (DNS names or IP addresses) and
+    /// for `node` (``NodeIdentity``: the certificate is also the node's client certificate
+    /// when it calls the other nodes of its cluster).
+    public func prepare(names: [String], node: String? = nil, logger: Logger) throws {
         let directory = (self.paths.caCertificate as NSString).deletingLastPathComponent
         try AtomicFile.makePrivateDirectory(directory)
 
         let (caCertificate, caKey) = try self.loadOrCreateCA(logger: logger)
-        if try self.serverCertificateIsCurrent(names: names, ca: caCertificate) { return }
+        var sans = try names.map(Self.generalName(for:))
+        if let node { sans.append(.uniformResourceIdentifier(NodeIdentity.uri(node))) }
+        if try self.serverCertificateIsCurrent(sans: sans, ca: caCertificate) { return }
 
         let key = P256.Signing.PrivateKey()
         let now = Date()
@@ -56,7 +60,7 @@ public struct CertificateAuthority: Sendable {
                 Critical(BasicConstraints.notCertificateAuthority)
                 Critical(KeyUsage(digitalSignature: true, keyEncipherment: true))
                 try ExtendedKeyUsage([.serverAuth, .clientAuth])
-                SubjectAlternativeNames(try names.map(Self.generalName(for:)))
+                SubjectAlternativeNames(sans)
                 SubjectKeyIdentifier(hash: .init(key.publicKey))
                 AuthorityKeyIdentifier(keyIdentifier: try caCertificate.extensions.subjectKeyIdentifier?.keyIdentifier)
             },
@@ -106,7 +110,7 @@ public struct CertificateAuthority: Sendable {
         return (certificate, privateKey)
     }
 
-    private func serverCertificateIsCurrent(names: [String], ca: Certificate) throws -> Bool {
+    private func serverCertificateIsCurrent(sans wanted: [GeneralName], ca: Certificate) throws -> Bool {
         guard let text = try? String(contentsOfFile: self.paths.serverCertificate, encoding: .utf8),
             FileManager.default.fileExists(atPath: self.paths.serverKey),
             let certificate = try? Certificate(pemEncoded: text)
@@ -115,8 +119,8 @@ public struct CertificateAuthority: Sendable {
             certificate.notValidAfter > Date().addingTimeInterval(30 * 86400),
             let sans = try certificate.extensions.subjectAlternativeNames
         else { return false }
-        let present = Set(sans)
-        return try names.allSatisfy { present.contains(try Self.generalName(for: $0)) }
+        // Exactly the names wanted: a node renamed must not keep proving its old name.
+        return Set(sans) == Set(wanted)
     }
 
     /// A SAN entry for a DNS name or an IPv4/IPv6 literal.

@@ -95,6 +95,60 @@ public enum CommandParameters {
         return Aspire_V1_Command(method, params)
     }
 
+    /// The task form of a typed command (its task name and the seed's parameters object): what
+    /// ``command(method:parameters:)`` reads back into the same command. A command sent as one
+    /// host's task goes through both, so it is checked exactly as a task is.
+    public static func task(of command: Aspire_V1_Command) throws(AspireError) -> (method: String, parameters: Google_Protobuf_Struct) {
+        let method = try command.checkedMethod()
+        guard method.isTaskMethod else {
+            throw AspireError(.invalidParams, "\(method) is sent by the server itself; use one of \(self.methods.joined(separator: ", "))")
+        }
+        var fields: [String: Google_Protobuf_Value] = [:]
+        func put(_ key: String, _ text: String) {
+            if !text.isEmpty { fields[key] = Google_Protobuf_Value(stringValue: text) }
+        }
+        func put(_ key: String, _ number: Int32) {
+            if number != 0 { fields[key] = Google_Protobuf_Value(numberValue: Double(number)) }
+        }
+        func put(_ key: String, _ map: [String: String]) {
+            if !map.isEmpty { fields[key] = Google_Protobuf_Value(structValue: Google_Protobuf_Struct(fields: map.mapValues(Google_Protobuf_Value.init(stringValue:)))) }
+        }
+        switch command.params {
+        case .bash(let bash)?:
+            put("cmd", bash.cmd)
+            put("timeout", bash.timeout)
+            put("user", bash.user)
+            put("group", bash.group)
+        case .getinfo(let getinfo)?:
+            put("args", getinfo.args)
+        case .subagent(let subAgent)?:
+            put("name", subAgent.name)
+            put("version", subAgent.version)
+            put("url", subAgent.url)
+            put("checksum", subAgent.checksum)
+            put("envs", subAgent.envs)
+            var limits: [String: String] = [:]
+            if !subAgent.limits.cpu.isEmpty { limits["CPU"] = subAgent.limits.cpu }
+            if !subAgent.limits.memory.isEmpty { limits["memory"] = subAgent.limits.memory }
+            if !subAgent.limits.pids.isEmpty { limits["pids"] = subAgent.limits.pids }
+            put("limits", limits)
+            put("user", subAgent.user)
+            put("group", subAgent.group)
+        case .config(let config)?:
+            put("svrlist", config.svrlist)
+            put("step", config.step)
+            put("tags", config.tags)
+        case .plugins(let plugin)?:
+            put("name", plugin.name)
+            put("timeout", plugin.timeout)
+            put("param", plugin.param)
+            put("seconds", plugin.disableSeconds)
+        case .schedules?, nil:
+            break
+        }
+        return (method.taskName, Google_Protobuf_Struct(fields: fields))
+    }
+
     public static func isSHA256(_ text: String) -> Bool {
         guard text.hasPrefix("SHA256:") else { return false }
         let hex = text.dropFirst("SHA256:".count)

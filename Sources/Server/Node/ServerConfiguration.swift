@@ -26,8 +26,9 @@ public struct ServerConfiguration: Sendable {
     public var tlsNames: [String] = []
     /// This node's name in logs, Welcome and Init answers.
     public var nodeName: String = ProcessInfo.processInfo.hostName
-    /// Whether Init accepts agents here or sends them to other nodes.
-    public var redirect: RedirectPolicy = .acceptAll
+    /// Whether Init accepts agents here or sends them to other nodes: by default spread over the
+    /// cluster's live nodes (one node alone takes them all).
+    public var redirect: RedirectPolicy = .cluster
     /// Seconds between agents' status reports (the seed's `step`).
     public var statusStep: Int32 = 600
     /// Application pings on each stream; a stream silent for three intervals is dropped.

@@ -21,6 +21,8 @@ public struct ServerNode: Sendable {
     public let configuration: ServerConfiguration
     public let store: SQLStore
     public let registry: SessionRegistry
+    /// The cluster's nodes as this one last read them.
+    public let cluster: ClusterView
     public let tasks: TaskEngine
     public let distributor: ConfigDistributor
     public let metrics: MetricIngest
@@ -59,6 +61,7 @@ public struct ServerNode: Sendable {
 /// its store, and wires its parts together. Nothing listens and nothing is migrated until its
 /// ``ServerNode/services`` run.
 public func buildNode(configuration: ServerConfiguration, logger: Logger) async throws -> ServerNode {
+    try NodeIdentity.validate(name: configuration.nodeName)
     if try AtomicFile.makePrivateDirectory(configuration.dataDirectory) {
         logger.warning("the data directory was open to other users; it is 0700 now", metadata: ["path": "\(configuration.dataDirectory)"])
     }
@@ -74,12 +77,21 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
 
     var tls: (files: ServerTLSFiles, clientCA: String)?
     var signer: CertificateAuthority.Signer?
+    var linkCredentials = NodeLinks.Credentials.token(admin.token)
     if configuration.insecure {
         logger.warning("TLS is off (--insecure): agent and admin traffic is plaintext, and agents are taken at their word (no certificates)")
     } else {
         let authority = configuration.certificateAuthority
-        try authority.prepare(names: configuration.allTLSNames, logger: logger)
+        try authority.prepare(names: configuration.allTLSNames, node: configuration.nodeName, logger: logger)
         tls = (ServerTLSFiles(certificateChain: authority.paths.serverCertificate, privateKey: authority.paths.serverKey), authority.paths.caCertificate)
+        // The node's certificate is also its client certificate towards the other nodes.
+        linkCredentials = .certificate(
+            caFile: authority.paths.caCertificate,
+            identity: ClientIdentity(
+                certificatePEM: try String(contentsOfFile: authority.paths.serverCertificate, encoding: .utf8),
+                keyPEM: try String(contentsOfFile: authority.paths.serverKey, encoding: .utf8)
+            )
+        )
         signer = try authority.signer()
         logger.notice("agents verify this node with the CA, and it signs their certificates", metadata: ["path": "\(authority.paths.caCertificate)"])
     }
@@ -103,7 +115,10 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
     }
     let store = SQLStore(engine: engine, logger: logger)
     let registry = SessionRegistry(logger: logger)
-    let tasks = TaskEngine(configuration: configuration.tasks, store: store, registry: registry, logger: logger)
+    let cluster = ClusterView(nodeName: configuration.nodeName)
+    let links = NodeLinks(cluster: cluster, credentials: linkCredentials, logger: logger)
+    let tasks = TaskEngine(configuration: configuration.tasks, store: store, registry: registry, links: links, logger: logger)
+    let commands = CommandRunner(nodeName: configuration.nodeName, store: store, engine: tasks, registry: registry, links: links, logger: logger)
     let distributor = ConfigDistributor(store: store, registry: registry, interval: configuration.tasks.sweepInterval, logger: logger)
     let metrics = MetricIngest(configuration: configuration.metrics, store: store, sessions: registry, logger: logger)
     let revocations = RevocationWatch(store: store, registry: registry, interval: configuration.revocationInterval, logger: logger)
@@ -115,7 +130,7 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
     channelConfiguration.maxAgents = maxAgents
     let handlers: [any RegistrableRPCService] = [
         BootstrapService(
-            nodeName: configuration.nodeName, policy: configuration.redirect, registry: registry, store: store, signer: signer,
+            nodeName: configuration.nodeName, policy: configuration.redirect, cluster: cluster, registry: registry, store: store, signer: signer,
             certificateLifetime: configuration.agentCertificateLifetime, maxAgents: maxAgents, logger: logger
         ),
         AgentChannelService(
@@ -126,8 +141,9 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
         PackageStoreService(store: store, packages: packages, logger: logger),
         AdminService(
             nodeName: configuration.nodeName, registry: registry, store: store, engine: tasks, packages: packages, distributor: distributor,
-            metrics: metrics, revocations: revocations, logger: logger
+            metrics: metrics, revocations: revocations, commands: commands, logger: logger
         ),
+        NodeLinkService(registry: registry, engine: tasks, commands: commands, logger: logger),
     ]
     let interceptors = [AuthInterceptor(
         adminToken: admin.token, store: store, insecure: configuration.insecure, nodeName: configuration.nodeName, logger: logger
@@ -158,11 +174,11 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
         NodeService("metric ingest", after: ready, logger: logger) { try await metrics.run() },
         NodeService("revocation watch", after: ready, logger: logger) { try await revocations.run() },
         NodeService("membership", after: ready, logger: logger) {
-            try await Membership(store: store, name: configuration.nodeName, interval: configuration.heartbeatInterval, logger: logger) {
-                if let advertise = configuration.advertise { return advertise.description }
-                return (try? await boundAddress(of: listener).description) ?? configuration.listen.description
+            try await Membership(store: store, cluster: cluster, interval: configuration.heartbeatInterval, logger: logger) {
+                await advertisedAddress(configuration: configuration, listener: listener)
             }.run()
         },
+        NodeService("node links", after: ready, logger: logger) { try await links.run() },
         NodeService("admin (in-process)", after: ready, logger: logger) { try await GRPCServerService(server: localServer).run() },
         NodeService("admin client (in-process)", logger: logger) { try await GRPCClientService(client: localClient).run() },
     ]
@@ -185,7 +201,7 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
     )
 
     return ServerNode(
-        configuration: configuration, store: store, registry: registry, tasks: tasks, distributor: distributor, metrics: metrics,
+        configuration: configuration, store: store, registry: registry, cluster: cluster, tasks: tasks, distributor: distributor, metrics: metrics,
         adminToken: admin.token, enrollmentToken: enrollment.token, gateway: gateway,
         services: services.map { .init(service: $0) }, listener: listener
     )
@@ -241,6 +257,15 @@ private func announce(_ listener: AgentListener, insecure: Bool, file: String, l
         return
     }
     logger.notice("listening for agents and admin calls", metadata: ["grpc.address": "\(text)", "grpc.tls": "\(!insecure)"])
+}
+
+/// How the other nodes and redirected agents reach this node: `--advertise`, else the address
+/// the listener is bound to (with the host name in place of a wildcard address).
+private func advertisedAddress(configuration: ServerConfiguration, listener: AgentListener) async -> String {
+    if let advertise = configuration.advertise { return advertise.description }
+    guard var bound = try? await boundAddress(of: listener) else { return configuration.listen.description }
+    if bound.host == "0.0.0.0" || bound.host == "::" { bound.host = ProcessInfo.processInfo.hostName }
+    return bound.description
 }
 
 /// The IP address and port `listener` is bound to, once it is.

@@ -120,11 +120,14 @@ public final class AgentListener: ListeningServerTransport {
 public struct VerifiedPeer: ServerContext.TransportSpecific, Hashable {
     /// The AgentSN of its SAN; nil for a certificate that names none.
     public let agentSN: String?
+    /// The node of the cluster it names (``NodeIdentity``): a peer node calling; nil for others.
+    public let nodeName: String?
     /// Its serial number, hex.
     public let serial: String
 
     init(_ certificate: Certificate) {
         self.agentSN = AgentIdentity.agentSN(of: certificate)
+        self.nodeName = NodeIdentity.name(of: certificate)
         self.serial = AgentIdentity.serial(of: certificate)
     }
 

@@ -15,7 +15,9 @@ import X509
 /// - every other agent call: the host's client certificate, which must be the host's current
 ///   one in the store and not banned. On a node started `--insecure` (no TLS, so no
 ///   certificates) agents call with a join token and are taken at their word;
-/// - PackageStore: an agent's certificate, or an operator who may read.
+/// - PackageStore: an agent's certificate, or an operator who may read;
+/// - NodeLink: another node of the cluster, by its certificate (``NodeIdentity``), or on nodes
+///   started `--insecure` the admin token the cluster's nodes share.
 /// Calls to any other service are refused.
 public struct AuthInterceptor: ServerInterceptor {
     enum Access: Sendable {
@@ -26,6 +28,7 @@ public struct AuthInterceptor: ServerInterceptor {
         /// where to go, then enrolls at the node that accepts it).
         case agentOrJoin
         case agentOrAdmin
+        case node
     }
 
     private let adminToken: String
@@ -47,6 +50,7 @@ public struct AuthInterceptor: ServerInterceptor {
         case "aspire.v1.Bootstrap": ["Enroll": .join, "Init": .agentOrJoin][method.method] ?? .agent
         case "aspire.v1.AgentChannel": .agent
         case "aspire.v1.PackageStore": .agentOrAdmin
+        case "aspire.v1.NodeLink": .node
         default: AccessTable.permission(service: method.service.fullyQualifiedService, method: method.method).map(Access.operatorCall)
         }
     }
@@ -104,6 +108,12 @@ public struct AuthInterceptor: ServerInterceptor {
             case .agentOrJoin:
                 if certificate == nil, let bearer { try await self.requireJoinToken(bearer) } else {
                     try await self.requireAgent(certificate, bearer: bearer, context: context)
+                }
+            case .node:
+                if let certificate, certificate.nodeName != nil {
+                } else if self.insecure, let bearer, Secret.matches(bearer, self.adminToken) {
+                } else {
+                    throw RPCError(code: .permissionDenied, message: "only the cluster's nodes call NodeLink (with their node certificate)")
                 }
             case .agentOrAdmin:
                 if certificate == nil, bearer != nil {

@@ -103,8 +103,12 @@ struct CallAudit: Sendable {
         case (let detail as Aspire_V1_TaskDetail, _):
             hosts = detail.subtasks.map(\.agentSn)
             record.task = Int(detail.task.id)
-        case (is Aspire_V1_RunCommandResponse, let request as Aspire_V1_RunCommandRequest):
+        case (let response as Aspire_V1_RunCommandResponse, let request as Aspire_V1_RunCommandRequest):
             hosts = [request.agentSn]
+            record.task = Int(response.taskID)
+        case (let event as Aspire_V1_CommandEvent, let request as Aspire_V1_RunCommandRequest):
+            hosts = [request.agentSn]
+            record.task = Int(event.accepted.taskID)
         default:
             return
         }

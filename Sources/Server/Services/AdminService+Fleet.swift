@@ -1,5 +1,6 @@
 import Foundation
 public import GRPCCore
+import Logging
 public import RPC
 
 /// Hosts, tags, regions, events and the dashboard.
@@ -46,17 +47,19 @@ extension AdminService {
     public func listNodes(request: Aspire_V1_ListNodesRequest, context: ServerContext) async throws -> Aspire_V1_ListNodesResponse {
         let now = Date().unixMilliseconds
         var response = Aspire_V1_ListNodesResponse()
-        response.nodes = try await self.store.nodes().map { node in
-            var info = Aspire_V1_NodeInfo()
-            info.name = node.name
-            info.address = node.address
-            info.startedUnixMs = node.started
-            info.heartbeatUnixMs = node.heartbeat
-            info.state = node.state(now: now, deadAfter: Membership.deadAfter.milliseconds).rawValue
-            info.hosts = Int32(node.hosts)
-            return info
-        }
+        response.nodes = try await self.store.nodes().map { Aspire_V1_NodeInfo($0, now: now) }
         return response
+    }
+
+    public func drainNode(request: Aspire_V1_DrainNodeRequest, context: ServerContext) async throws -> Aspire_V1_NodeInfo {
+        guard try await self.store.setDraining(request.name, !request.undrain) else {
+            throw AspireError(.notFound, "no node \(request.name) in the cluster (aspirectl nodes lists them)")
+        }
+        self.logger.notice(request.undrain ? "node made active again" : "node drain asked", metadata: ["node.name": "\(request.name)"])
+        guard let node = try await self.store.nodes().first(where: { $0.name == request.name }) else {
+            throw AspireError(.notFound, "no node \(request.name) in the cluster")
+        }
+        return Aspire_V1_NodeInfo(node, now: Date().unixMilliseconds)
     }
 
     public func listTags(request: Aspire_V1_ListTagsRequest, context: ServerContext) async throws -> Aspire_V1_ListTagsResponse {
@@ -192,5 +195,17 @@ extension Aspire_V1_Tag {
         self.hosts = Int32(record.hosts)
         self.createdUnixMs = record.created
         self.modifiedUnixMs = record.modified
+    }
+}
+
+extension Aspire_V1_NodeInfo {
+    init(_ node: NodeRecord, now: Int64) {
+        self.init()
+        self.name = node.name
+        self.address = node.address
+        self.startedUnixMs = node.started
+        self.heartbeatUnixMs = node.heartbeat
+        self.state = node.state(now: now, deadAfter: Membership.deadAfter.milliseconds).rawValue
+        self.hosts = Int32(node.hosts)
     }
 }

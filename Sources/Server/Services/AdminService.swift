@@ -1,6 +1,7 @@
 import Foundation
 public import GRPCCore
 import Logging
+import Synchronization
 public import RPC
 
 /// The operator-facing Admin service: commands, tasks, hosts, packages, schedules,
@@ -14,13 +15,15 @@ public struct AdminService: Aspire_V1_Admin.SimpleServiceProtocol {
     let distributor: ConfigDistributor
     let metrics: MetricIngest
     let revocations: RevocationWatch
+    let commands: CommandRunner
     let logger: Logger
 
     init(
         nodeName: String, registry: SessionRegistry, store: SQLStore, engine: TaskEngine, packages: PackageFiles,
-        distributor: ConfigDistributor, metrics: MetricIngest, revocations: RevocationWatch, logger: Logger
+        distributor: ConfigDistributor, metrics: MetricIngest, revocations: RevocationWatch, commands: CommandRunner, logger: Logger
     ) {
         self.nodeName = nodeName
+        self.commands = commands
         self.revocations = revocations
         self.metrics = metrics
         self.distributor = distributor
@@ -32,51 +35,54 @@ public struct AdminService: Aspire_V1_Admin.SimpleServiceProtocol {
     }
 
     public func runCommand(request: Aspire_V1_RunCommandRequest, context: ServerContext) async throws -> Aspire_V1_RunCommandResponse {
-        guard !request.agentSn.isEmpty else {
-            throw AspireError(.badRequest, "agent_sn is required")
-        }
-        guard request.hasCommand, !request.command.method.isEmpty else {
-            throw AspireError(.badRequest, "command.method is required")
-        }
-        guard request.waitSeconds >= 0 else {
-            throw AspireError(.badRequest, "wait_seconds must not be negative")
-        }
-        var command = request.command
-        if command.id.isEmpty {
-            command.id = UUID().uuidString.lowercased()
-        }
-        let wait: Duration
-        if request.waitSeconds > 0 {
-            wait = .seconds(Int(request.waitSeconds))
-        } else if case .bash(let bash)? = command.params, bash.timeout > 0 {
-            wait = .seconds(Int(bash.timeout) + 30)
-        } else {
-            wait = .seconds(150)
-        }
-        self.logger.info(
-            "running command",
-            metadata: ["agent.sn": "\(request.agentSn)", "command.id": "\(command.id)", "command.method": "\(command.method)"]
-        )
         var response = Aspire_V1_RunCommandResponse()
-        response.result = try await self.registry.run(command, on: request.agentSn, wait: wait)
         response.node = self.nodeName
+        let accepted = Mutex(Aspire_V1_CommandAccepted())
+        let result = try await self.commands.run(request, actor: CallContext.principal?.name ?? "", follow: false) { event in
+            if case .accepted(let answer)? = event.body { accepted.withLock { $0 = answer } }
+        }
+        (response.taskID, response.commandID) = accepted.withLock { ($0.taskID, $0.commandID) }
+        if let result {
+            response.result = result
+        } else if !request.detach {
+            throw AspireError(
+                .agentTimeout,
+                "agent \(request.agentSn) did not answer within \(CommandRunner.wait(for: request)); the command is task \(response.taskID): read its result later (aspirectl task show \(response.taskID))"
+            )
+        }
         return response
     }
 
+    public func runCommandStream(
+        request: Aspire_V1_RunCommandRequest,
+        response: RPCWriter<Aspire_V1_CommandEvent>,
+        context: ServerContext
+    ) async throws {
+        _ = try await self.commands.run(request, actor: CallContext.principal?.name ?? "", follow: true) { try await response.write($0) }
+    }
+
     public func listAgents(request: Aspire_V1_ListAgentsRequest, context: ServerContext) async throws -> Aspire_V1_ListAgentsResponse {
+        var query = HostQuery()
+        query.status = .online
+        query.page = Page(offset: 0, limit: Int(Int32.max))
         var response = Aspire_V1_ListAgentsResponse()
-        response.agents = self.registry.sessions.map { session in
+        response.agents = try await self.store.hosts(query).items.map { host in
             var agent = Aspire_V1_ConnectedAgent()
-            agent.agentSn = session.agentSN
-            agent.hostname = session.hello.hostname
-            agent.version = session.hello.version
-            agent.os = session.hello.os
-            agent.arch = session.hello.arch
-            agent.tags = session.hello.tags
-            agent.peer = session.peer
-            agent.connectedUnixMs = session.connectedAt.unixMilliseconds
-            agent.lastSeenUnixMs = session.lastSeen.unixMilliseconds
-            agent.node = self.nodeName
+            agent.agentSn = host.agentSN
+            agent.hostname = host.hostname
+            agent.version = host.curvers
+            agent.os = host.os
+            agent.arch = host.arch
+            agent.tags = Dictionary(host.tags.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first })
+            agent.peer = host.ipaddr
+            agent.lastSeenUnixMs = host.lastSeen
+            agent.node = host.node
+            // The node holding it knows its stream.
+            if let session = self.registry.session(for: host.agentSN) {
+                agent.peer = session.peer
+                agent.connectedUnixMs = session.connectedAt.unixMilliseconds
+                agent.lastSeenUnixMs = session.lastSeen.unixMilliseconds
+            }
             return agent
         }
         return response

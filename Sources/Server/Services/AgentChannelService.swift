@@ -280,7 +280,9 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
             }
         case .metrics(let batch):
             self.metrics.receive(batch, from: session.agentSN)
-        case .pong, .output:
+        case .output(let output):
+            registry.output(output, from: session.agentSN)
+        case .pong:
             break
         case .hello:
             logger.warning("second Hello on a stream ignored", metadata: ["agent.sn": "\(session.agentSN)"])

@@ -12,6 +12,8 @@ import X509
 public struct BootstrapService: Aspire_V1_Bootstrap.ServiceProtocol {
     let nodeName: String
     let policy: RedirectPolicy
+    /// The cluster's live nodes, for ``RedirectPolicy/cluster``, and whether this one drains.
+    let cluster: ClusterView?
     let registry: SessionRegistry
     let store: SQLStore
     /// The CA that signs agents' certificates; nil on a node without TLS.
@@ -22,9 +24,11 @@ public struct BootstrapService: Aspire_V1_Bootstrap.ServiceProtocol {
     let logger: Logger
 
     public init(
-        nodeName: String, policy: RedirectPolicy, registry: SessionRegistry, store: SQLStore, signer: CertificateAuthority.Signer?,
-        certificateLifetime: Duration = .seconds(CertificateAuthority.Signer.agentLifetime), maxAgents: Int = .max, logger: Logger
+        nodeName: String, policy: RedirectPolicy, cluster: ClusterView? = nil, registry: SessionRegistry, store: SQLStore,
+        signer: CertificateAuthority.Signer?, certificateLifetime: Duration = .seconds(CertificateAuthority.Signer.agentLifetime),
+        maxAgents: Int = .max, logger: Logger
     ) {
+        self.cluster = cluster
         self.certificateLifetime = certificateLifetime
         self.nodeName = nodeName
         self.policy = policy
@@ -128,7 +132,10 @@ public struct BootstrapService: Aspire_V1_Bootstrap.ServiceProtocol {
         try VerifiedPeer.claim(request.agentSn, by: VerifiedPeer.of(context), in: "Init", peer: context.remotePeer, logger: self.logger)
         var response = Aspire_V1_InitResponse()
         response.node = self.nodeName
-        switch self.policy.decide(agentSN: request.agentSn, visited: Set(request.visited)) {
+        let decision = self.policy.decide(
+            agentSN: request.agentSn, visited: Set(request.visited), cluster: self.cluster, draining: self.cluster?.draining ?? false
+        )
+        switch decision {
         case .accept:
             // An agent already held here is reconnecting: its old stream's place is its own.
             if self.registry.count >= self.maxAgents && self.registry.session(for: request.agentSn) == nil {

@@ -3,7 +3,7 @@ public import Logging
 public import RPC
 import Synchronization
 
-/// AgentSN → the live stream that holds it on this node, and the commands waiting for results.
+/// AgentSN → the live stream that holds it on this node, and the commands callers watch.
 public final class SessionRegistry: Sendable {
     private struct State {
         var sessions: [String: AgentSession] = [:]
@@ -11,7 +11,7 @@ public final class SessionRegistry: Sendable {
     }
 
     private let state = Mutex(State())
-    private let waiters = ResultWaiters()
+    private let watches = Mutex<[CommandWatch.Key: [CommandWatch]]>([:])
     private let logger: Logger
 
     public init(logger: Logger) {
@@ -69,131 +69,140 @@ public final class SessionRegistry: Sendable {
         }
     }
 
-    /// Sends `command` to the agent and waits up to `wait` for its result.
-    public func run(_ command: Aspire_V1_Command, on agentSN: String, wait: Duration) async throws -> Aspire_V1_CommandResult {
-        guard let session = self.session(for: agentSN) else {
-            throw AspireError(.agentOffline, "agent \(agentSN) is not connected to this node")
-        }
-        return try await self.waiters.wait(for: command.id, from: agentSN, timeout: wait) {
-            guard session.send(command: command) else {
-                throw AspireError(.agentOffline, "the stream of agent \(agentSN) closed before the command was sent")
-            }
-        } onTimeout: {
-            AspireError(.agentTimeout, "agent \(agentSN) did not answer command \(command.id) within \(wait)")
+    /// Watches command `id` of `agentSN`: its result (and with `follow` its output) goes to the
+    /// watch as it arrives, until ``unwatch(_:)``.
+    func watch(_ id: String, of agentSN: String, follow: Bool) -> CommandWatch {
+        let watch = CommandWatch(id: id, agentSN: agentSN, follow: follow)
+        self.watches.withLock { $0[watch.key, default: []].append(watch) }
+        return watch
+    }
+
+    func unwatch(_ watch: CommandWatch) {
+        watch.finish()
+        self.watches.withLock { watches in
+            watches[watch.key]?.removeAll { $0 === watch }
+            if watches[watch.key]?.isEmpty == true { watches[watch.key] = nil }
         }
     }
 
-    /// Hands a result from `agentSN` to whoever waits for it from that agent; false when nobody does.
+    /// Hands a chunk of live output from `agentSN` to whoever follows that command.
+    func output(_ output: Aspire_V1_CommandOutput, from agentSN: String) {
+        for watch in self.watches.withLock({ $0[CommandWatch.Key(agentSN: agentSN, id: output.id)] ?? [] }) {
+            watch.deliver(.output(output))
+        }
+    }
+
+    /// Hands a result from `agentSN` to whoever watches it from that agent; false when nobody does.
     @discardableResult
     func complete(_ result: Aspire_V1_CommandResult, from agentSN: String) -> Bool {
-        self.waiters.complete(result, from: agentSN)
+        let watching = self.watches.withLock { $0[CommandWatch.Key(agentSN: agentSN, id: result.id)] ?? [] }
+        for watch in watching { watch.deliver(.result(result)) }
+        return !watching.isEmpty
     }
 }
 
-/// Callers waiting for a command's result, by agent and command id: a result counts only from
-/// the agent the command was sent to, whatever id another agent names.
-final class ResultWaiters: Sendable {
-    private struct Key: Hashable {
+/// One caller's view of a command: its output as it comes (when it follows), then its result.
+/// Bounded: a reader that falls behind by more than ``capacity`` chunks loses the oldest, and
+/// reads one ``Event/lost(_:)`` marker in their place; the result is never dropped. A result
+/// counts only from the agent the command was sent to, whatever id another agent names.
+final class CommandWatch: Sendable {
+    struct Key: Hashable {
         var agentSN: String
         var id: String
     }
 
-    private enum Waiter {
-        /// Registered; the waiting task has not parked yet.
-        case pending
-        case waiting(CheckedContinuation<Aspire_V1_CommandResult, any Error>)
-        /// The result came before the waiting task parked.
-        case arrived(Aspire_V1_CommandResult)
-        case done
+    enum Event: Sendable {
+        case output(Aspire_V1_CommandOutput)
+        /// This many chunks were dropped here.
+        case lost(UInt64)
+        case result(Aspire_V1_CommandResult)
     }
 
-    private let waiters = Mutex<[Key: Waiter]>([:])
+    /// Chunks kept for a reader at most (64 KiB each at most: 16 MiB).
+    static let capacity = 256
 
-    /// Registers `id` of `agentSN`, runs `send`, then waits for `complete` of the same id from
-    /// the same agent, a timeout or cancellation.
-    func wait(
-        for id: String,
-        from agentSN: String,
-        timeout: Duration,
-        send: () throws -> Void,
-        onTimeout: @escaping @Sendable () -> any Error
-    ) async throws -> Aspire_V1_CommandResult {
-        let key = Key(agentSN: agentSN, id: id)
-        let registered: Bool = self.waiters.withLock { waiters in
-            guard waiters[key] == nil else { return false }
-            waiters[key] = .pending
-            return true
-        }
-        guard registered else {
-            throw AspireError(.conflict, "command \(id) is already running")
-        }
-        defer { self.waiters.withLock { _ = $0.removeValue(forKey: key) } }
-        try send()
-        return try await withThrowingTaskGroup(of: Aspire_V1_CommandResult?.self) { group in
-            group.addTask { try await self.park(key) }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
+    private struct State {
+        var queue: [Event] = []
+        var lost: UInt64 = 0
+        var result: Aspire_V1_CommandResult?
+        var waiter: CheckedContinuation<Event?, Never>?
+        /// No event comes any more (after the result, or ended).
+        var finished = false
+
+        /// The next event for the reader: a loss marker first, then chunks, then the result.
+        mutating func next() -> Event? {
+            if self.lost > 0 {
+                defer { self.lost = 0 }
+                return .lost(self.lost)
             }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let result = first else {
-                throw onTimeout()
+            if !self.queue.isEmpty { return self.queue.removeFirst() }
+            if let result = self.result {
+                self.result = nil
+                self.finished = true
+                return .result(result)
             }
-            return result
+            return nil
         }
     }
 
-    private func park(_ id: Key) async throws -> Aspire_V1_CommandResult {
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                enum Now { case park, result(Aspire_V1_CommandResult), cancelled }
-                let now: Now = self.waiters.withLock { waiters in
-                    if case .arrived(let result) = waiters[id] {
-                        waiters[id] = .done
-                        return .result(result)
-                    }
-                    if Task.isCancelled { return .cancelled }
-                    waiters[id] = .waiting(continuation)
-                    return .park
+    let key: Key
+    let follow: Bool
+    private let state = Mutex(State())
+
+    init(id: String, agentSN: String, follow: Bool) {
+        self.key = Key(agentSN: agentSN, id: id)
+        self.follow = follow
+    }
+
+    var id: String { self.key.id }
+
+    func deliver(_ event: Event) {
+        let resume: (CheckedContinuation<Event?, Never>, Event)? = self.state.withLock { state in
+            guard !state.finished else { return nil }
+            switch event {
+            case .result(let result):
+                guard state.result == nil else { return nil }
+                state.result = result
+            case .output, .lost:
+                guard self.follow else { return nil }
+                state.queue.append(event)
+                if state.queue.count > Self.capacity {
+                    state.queue.removeFirst()
+                    state.lost += 1
                 }
-                switch now {
-                case .park: break
-                case .result(let result): continuation.resume(returning: result)
-                case .cancelled: continuation.resume(throwing: CancellationError())
+            }
+            guard let waiter = state.waiter, let next = state.next() else { return nil }
+            state.waiter = nil
+            return (waiter, next)
+        }
+        if let (waiter, next) = resume { waiter.resume(returning: next) }
+    }
+
+    /// Ends the watch: a reader waiting gets nil, and events that come later are dropped.
+    func finish() {
+        let waiter = self.state.withLock { state in
+            state.finished = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: nil)
+    }
+
+    /// The next event; nil once the result was read or the watch finished (or the reading task
+    /// was cancelled).
+    func next() async -> Event? {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let now: Event?? = self.state.withLock { state in
+                    if let event = state.next() { return .some(event) }
+                    if state.finished || Task.isCancelled { return .some(nil) }
+                    state.waiter = continuation
+                    return nil
                 }
+                if let now { continuation.resume(returning: now) }
             }
         } onCancel: {
-            let continuation: CheckedContinuation<Aspire_V1_CommandResult, any Error>? = self.waiters.withLock { waiters in
-                guard case .waiting(let continuation) = waiters[id] else { return nil }
-                waiters[id] = .done
-                return continuation
-            }
-            continuation?.resume(throwing: CancellationError())
-        }
-    }
-
-    /// Delivers a result from `agentSN`; false when nobody waits for its id from that agent.
-    func complete(_ result: Aspire_V1_CommandResult, from agentSN: String) -> Bool {
-        enum Found { case none, waiter(CheckedContinuation<Aspire_V1_CommandResult, any Error>), kept }
-        let key = Key(agentSN: agentSN, id: result.id)
-        let found: Found = self.waiters.withLock { waiters in
-            switch waiters[key] {
-            case .waiting(let continuation):
-                waiters[key] = .done
-                return .waiter(continuation)
-            case .pending:
-                waiters[key] = .arrived(result)
-                return .kept
-            default:
-                return .none
-            }
-        }
-        switch found {
-        case .none: return false
-        case .kept: return true
-        case .waiter(let continuation):
-            continuation.resume(returning: result)
-            return true
+            self.finish()
         }
     }
 }

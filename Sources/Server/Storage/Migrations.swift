@@ -319,6 +319,10 @@ enum Migrations {
                 """
             ]
         },
+        Step(version: 10, name: "node draining") { _ in
+            // Set by an operator (DrainNode); the node sends its agents away while it is.
+            ["ALTER TABLE nodes ADD COLUMN draining INTEGER NOT NULL DEFAULT 0"]
+        },
     ]
 
     /// An auto-numbered primary key.

@@ -30,10 +30,16 @@ import SwiftProtobuf
 
 extension SQLStore {
     /// Creates a task with one subtask (and one pending delivery) per host in `agents`.
-    public func createTask(_ task: NewTask, agents: [String]) async throws -> (task: TaskRecord, subtasks: [SubtaskRecord]) {
+    /// Stores a task and a subtask for each of `agents`. A task of one host may name its
+    /// subtask's id (a command id the caller chose: it runs at most once, so a second task with
+    /// it is refused as a conflict).
+    public func createTask(_ task: NewTask, agents: [String], subtaskID: String? = nil) async throws -> (task: TaskRecord, subtasks: [SubtaskRecord]) {
         let now = Self.now
         var seen = Set<String>()
         let hosts = agents.filter { seen.insert($0).inserted }
+        if subtaskID != nil, hosts.count != 1 {
+            throw AspireError(.badRequest, "only a command for one host names its id")
+        }
         let selector = task.selector.isEmpty ? "" : try Self.encodeSelector(task.selector)
         let typed: Data? = try task.typed.map { try $0.serializedBytes() }
         return try await self.transaction { database in
@@ -51,7 +57,10 @@ extension SQLStore {
                 throw AspireError(.internalError, "the task was not stored")
             }
             let taskID = try row.decode(column: "id", as: Int.self)
-            let subtasks = try await Self.insertSubtasks(taskID: taskID, agentSNs: hosts, now: now, on: database)
+            if let subtaskID, try await database.raw("SELECT id FROM subtasks WHERE id = \(bind: subtaskID)").first() != nil {
+                throw AspireError(.conflict, "command \(subtaskID) exists already: a command id runs once")
+            }
+            let subtasks = try await Self.insertSubtasks(taskID: taskID, agentSNs: hosts, ids: subtaskID.map { [$0] }, now: now, on: database)
             guard let stored = try await Self.task(id: taskID, on: database) else {
                 throw AspireError(.internalError, "the task vanished while being stored")
             }
@@ -374,6 +383,12 @@ extension SQLStore {
         }
     }
 
+    public func subtask(id: String) async throws -> SubtaskRecord? {
+        try await self.engine.withConnection { database in
+            try await database.raw("SELECT * FROM subtasks WHERE id = \(bind: id)").first().map(Self.subtask(from:))
+        }
+    }
+
     public func subtasks(taskID: Int) async throws -> [SubtaskRecord] {
         try await self.engine.withConnection { database in
             try await database.raw("SELECT * FROM subtasks WHERE taskid = \(bind: taskID) ORDER BY agentsn").all()
@@ -427,10 +442,12 @@ extension SQLStore {
     }
 
     /// Inserts one subtask and one pending delivery per host, a few hundred rows a statement.
-    static func insertSubtasks(taskID: Int, agentSNs: [String], now: Int64, on database: any SQLDatabase) async throws -> [SubtaskRecord] {
-        let subtasks = agentSNs.map { agentSN in
+    static func insertSubtasks(
+        taskID: Int, agentSNs: [String], ids: [String]? = nil, now: Int64, on database: any SQLDatabase
+    ) async throws -> [SubtaskRecord] {
+        let subtasks = agentSNs.enumerated().map { index, agentSN in
             SubtaskRecord(
-                id: UUID().uuidString.lowercased(), taskID: taskID, agentSN: agentSN, status: .pending, resp: 0, retcode: 0,
+                id: ids?[index] ?? UUID().uuidString.lowercased(), taskID: taskID, agentSN: agentSN, status: .pending, resp: 0, retcode: 0,
                 message: "", data: [], stderr: [], truncated: false, started: 0, finished: 0, created: now, modified: now
             )
         }

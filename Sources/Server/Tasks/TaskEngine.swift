@@ -24,17 +24,33 @@ public final class TaskEngine: Service {
         public init() {}
     }
 
+    /// How a task is made, besides its request.
+    public struct Options: Sendable {
+        /// The id of the one subtask of a one-host task (a command id its caller chose).
+        public var commandID: String?
+        /// The agent streams the command's output while it runs (someone follows it).
+        public var streamOutput = false
+        /// Wake the nodes holding the task's hosts at once; off when the caller watches the one
+        /// host's node itself (a watch sends what is due).
+        public var wakePeers = true
+
+        public init() {}
+    }
+
     let configuration: Configuration
     let store: SQLStore
     let registry: SessionRegistry
+    /// The other nodes, woken for the work created here for the hosts they hold; nil alone.
+    let links: NodeLinks?
     let logger: Logger
     /// Results from every stream, stored in shared transactions.
     private let results: GroupCommit<AgentResult, Result<TaskRecord?, any Error>>
 
-    public init(configuration: Configuration = .init(), store: SQLStore, registry: SessionRegistry, logger: Logger) {
+    public init(configuration: Configuration = .init(), store: SQLStore, registry: SessionRegistry, links: NodeLinks? = nil, logger: Logger) {
         self.configuration = configuration
         self.store = store
         self.registry = registry
+        self.links = links
         self.logger = logger
         self.results = GroupCommit(maxBatch: 2000) { batch in
             do {
@@ -51,7 +67,9 @@ public final class TaskEngine: Service {
     // MARK: Creating
 
     /// Validates and stores a task, then sends what can be sent now.
-    public func create(_ request: Aspire_V1_CreateTaskRequest, actor: String = "") async throws -> (TaskRecord, [SubtaskRecord]) {
+    public func create(
+        _ request: Aspire_V1_CreateTaskRequest, actor: String = "", options: Options = .init()
+    ) async throws -> (TaskRecord, [SubtaskRecord]) {
         var request = request
         // Refuse bad parameters before anything is stored or sent.
         var typed = try CommandParameters.command(method: request.command, parameters: request.parameters)
@@ -60,6 +78,7 @@ public final class TaskEngine: Service {
             request.parameters = try await self.resolvePackage(request.parameters, command: request.command)
             typed = try CommandParameters.command(method: request.command, parameters: request.parameters)
         }
+        typed.streamOutput = options.streamOutput
         let byHosts = !request.agents.isEmpty
         let byTags = !request.tags.isEmpty
         guard byHosts != byTags else {
@@ -84,7 +103,7 @@ public final class TaskEngine: Service {
             windowEnd: end, maxConcurrency: request.maxConcurrency, maxErrors: request.maxErrors
         )
         new.actor = actor
-        var (task, subtasks) = try await self.store.createTask(new, agents: request.agents)
+        var (task, subtasks) = try await self.store.createTask(new, agents: request.agents, subtaskID: options.commandID)
         if byTags, start <= now {
             // Hosts online now that carry the tags join at once; the others when they connect.
             var query = HostQuery()
@@ -102,7 +121,7 @@ public final class TaskEngine: Service {
             "task created",
             metadata: ["task.id": "\(task.id)", "task.command": "\(task.command)", "task.hosts": "\(subtasks.count)"]
         )
-        try await self.sendNew(task, subtasks)
+        try await self.sendNew(task, subtasks, wakePeers: options.wakePeers)
         return (task, subtasks)
     }
 
@@ -143,10 +162,14 @@ public final class TaskEngine: Service {
 
     // MARK: Delivering
 
-    /// Sends a new task's subtasks to the hosts this node holds now; the others get theirs when
-    /// they connect, or from the node that holds them.
-    private func sendNew(_ task: TaskRecord, _ subtasks: [SubtaskRecord]) async throws {
-        let here = subtasks.filter { self.registry.session(for: $0.agentSN) != nil }
+    /// Sends a new task's subtasks to the hosts this node holds now, and wakes the nodes that
+    /// hold the others; hosts offline get theirs when they connect.
+    private func sendNew(_ task: TaskRecord, _ subtasks: [SubtaskRecord], wakePeers: Bool) async throws {
+        var here: [SubtaskRecord] = []
+        var elsewhere: [String] = []
+        for subtask in subtasks {
+            if self.registry.session(for: subtask.agentSN) != nil { here.append(subtask) } else { elsewhere.append(subtask.agentSN) }
+        }
         var builds = Builds()
         let sent = try await self.send(here, of: task, builds: &builds) { subtask, command in
             self.registry.session(for: subtask.agentSN)?.send(command: command) ?? false
@@ -154,6 +177,18 @@ public final class TaskEngine: Service {
         if sent > 0 {
             self.logger.debug("subtasks sent", metadata: ["task.id": "\(task.id)", "count": "\(sent)"])
         }
+        if wakePeers { try await self.wakeHolders(of: elsewhere) }
+    }
+
+    /// Wakes the peer nodes that hold `agents` (hosts not held here), so they send what is due
+    /// now rather than on their next sweep.
+    private func wakeHolders(of agents: [String]) async throws {
+        guard let links = self.links, !agents.isEmpty, links.cluster.active.count > 1 || links.cluster.draining else { return }
+        var byNode: [String: [String]] = [:]
+        for (agent, node) in try await self.store.holders(of: agents) where node != links.cluster.nodeName {
+            byNode[node, default: []].append(agent)
+        }
+        for (node, agents) in byNode { links.wake(node, agents: agents) }
     }
 
     /// Sends the due subtasks of an agent this node holds; `inFlight` sends again those sent
@@ -294,10 +329,13 @@ public final class TaskEngine: Service {
                         metadata: ["task.id": "\(task.id)", "task.status": "\(task.status.name)", "task.failed": "\(task.failed)"]
                     )
                 } else if !task.maxConcurrency.isEmpty {
-                    // A slot is free: send the next subtasks of this task that wait for one.
+                    // A slot is free: send the next subtasks of this task that wait for one,
+                    // here or on the nodes that hold their hosts.
+                    var elsewhere: [String] = []
                     for agent in try await self.store.waitingAgents(taskID: task.id) {
-                        await self.dispatch(to: agent)
+                        if self.registry.session(for: agent) != nil { await self.dispatch(to: agent) } else { elsewhere.append(agent) }
                     }
+                    try await self.wakeHolders(of: elsewhere)
                 }
             }
             return true

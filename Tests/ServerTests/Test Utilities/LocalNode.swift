@@ -139,12 +139,16 @@ final class LogFile: Sendable {
 func withLocalCluster<Result: Sendable>(
     nodes count: Int,
     postgres server: String,
+    configure: @escaping (inout ServerConfiguration) -> Void = { _ in },
     _ body: ([LocalNode]) async throws -> Result
 ) async throws -> Result {
     try await ScratchStore.withPostgresDatabase(server: server, logger: Logger(label: "cluster-test")) { database in
         func start(_ built: [LocalNode]) async throws -> Result {
             guard built.count < count else { return try await body(built) }
-            return try await withLocalNode(name: "node\(built.count + 1)", sharingSecretsOf: built.first, configure: { $0.databaseURL = database }) {
+            return try await withLocalNode(name: "node\(built.count + 1)", sharingSecretsOf: built.first, configure: {
+                $0.databaseURL = database
+                configure(&$0)
+            }) {
                 try await start(built + [$0])
             }
         }

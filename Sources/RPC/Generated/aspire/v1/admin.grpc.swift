@@ -35,6 +35,19 @@ public enum Aspire_V1_Admin: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "RunCommandStream" metadata.
+        public enum RunCommandStream: Sendable {
+            /// Request type for "RunCommandStream".
+            public typealias Input = Aspire_V1_RunCommandRequest
+            /// Response type for "RunCommandStream".
+            public typealias Output = Aspire_V1_CommandEvent
+            /// Descriptor for "RunCommandStream".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "RunCommandStream",
+                type: .serverStreaming
+            )
+        }
         /// Namespace for "ListAgents" metadata.
         public enum ListAgents: Sendable {
             /// Request type for "ListAgents".
@@ -266,6 +279,19 @@ public enum Aspire_V1_Admin: Sendable {
             public static let descriptor = GRPCCore.MethodDescriptor(
                 service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
                 method: "ListNodes",
+                type: .unary
+            )
+        }
+        /// Namespace for "DrainNode" metadata.
+        public enum DrainNode: Sendable {
+            /// Request type for "DrainNode".
+            public typealias Input = Aspire_V1_DrainNodeRequest
+            /// Response type for "DrainNode".
+            public typealias Output = Aspire_V1_NodeInfo
+            /// Descriptor for "DrainNode".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "DrainNode",
                 type: .unary
             )
         }
@@ -558,6 +584,7 @@ public enum Aspire_V1_Admin: Sendable {
         /// Descriptors for all methods in the "aspire.v1.Admin" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             RunCommand.descriptor,
+            RunCommandStream.descriptor,
             ListAgents.descriptor,
             CreateTask.descriptor,
             GetTask.descriptor,
@@ -576,6 +603,7 @@ public enum Aspire_V1_Admin: Sendable {
             WhoAmI.descriptor,
             ListAudit.descriptor,
             ListNodes.descriptor,
+            DrainNode.descriptor,
             ListTags.descriptor,
             CreateTag.descriptor,
             DeleteTag.descriptor,
@@ -628,7 +656,9 @@ extension Aspire_V1_Admin {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Runs one command on one connected agent and waits for its result (the seed's sync form).
+        /// > Runs one command on one host and waits for its result (the seed's sync form). The command is
+        /// > a task of one host: stored, routed to whichever node holds the host, and its result kept, so a
+        /// > caller whose wait ran out (or who asked `detach`) reads it later with GetTask.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Aspire_V1_RunCommandRequest` messages.
@@ -642,11 +672,30 @@ extension Aspire_V1_Admin {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_RunCommandResponse>
 
+        /// Handle the "RunCommandStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The same, streaming: the task's id first, then the command's output as it comes (the agent
+        /// > sends it while the command runs), then its result.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_RunCommandRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_CommandEvent` messages.
+        func runCommandStream(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_RunCommandRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_CommandEvent>
+
         /// Handle the "ListAgents" method.
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Agents connected to this node.
+        /// > Agents connected to the cluster, with the node holding each.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Aspire_V1_ListAgentsRequest` messages.
@@ -955,6 +1004,25 @@ extension Aspire_V1_Admin {
             request: GRPCCore.StreamingServerRequest<Aspire_V1_ListNodesRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListNodesResponse>
+
+        /// Handle the "DrainNode" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Drains a node (or makes it active again): it takes no new agents and sends the ones it holds
+        /// > to the other active nodes, a wave at a time.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_DrainNodeRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_NodeInfo` messages.
+        func drainNode(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_DrainNodeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_NodeInfo>
 
         /// Handle the "ListTags" method.
         ///
@@ -1339,7 +1407,9 @@ extension Aspire_V1_Admin {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Runs one command on one connected agent and waits for its result (the seed's sync form).
+        /// > Runs one command on one host and waits for its result (the seed's sync form). The command is
+        /// > a task of one host: stored, routed to whichever node holds the host, and its result kept, so a
+        /// > caller whose wait ran out (or who asked `detach`) reads it later with GetTask.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Aspire_V1_RunCommandRequest` message.
@@ -1353,11 +1423,30 @@ extension Aspire_V1_Admin {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Aspire_V1_RunCommandResponse>
 
+        /// Handle the "RunCommandStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The same, streaming: the task's id first, then the command's output as it comes (the agent
+        /// > sends it while the command runs), then its result.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_RunCommandRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_CommandEvent` messages.
+        func runCommandStream(
+            request: GRPCCore.ServerRequest<Aspire_V1_RunCommandRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_CommandEvent>
+
         /// Handle the "ListAgents" method.
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Agents connected to this node.
+        /// > Agents connected to the cluster, with the node holding each.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Aspire_V1_ListAgentsRequest` message.
@@ -1666,6 +1755,25 @@ extension Aspire_V1_Admin {
             request: GRPCCore.ServerRequest<Aspire_V1_ListNodesRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListNodesResponse>
+
+        /// Handle the "DrainNode" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Drains a node (or makes it active again): it takes no new agents and sends the ones it holds
+        /// > to the other active nodes, a wave at a time.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DrainNodeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_NodeInfo` message.
+        func drainNode(
+            request: GRPCCore.ServerRequest<Aspire_V1_DrainNodeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_NodeInfo>
 
         /// Handle the "ListTags" method.
         ///
@@ -2048,7 +2156,9 @@ extension Aspire_V1_Admin {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Runs one command on one connected agent and waits for its result (the seed's sync form).
+        /// > Runs one command on one host and waits for its result (the seed's sync form). The command is
+        /// > a task of one host: stored, routed to whichever node holds the host, and its result kept, so a
+        /// > caller whose wait ran out (or who asked `detach`) reads it later with GetTask.
         ///
         /// - Parameters:
         ///   - request: A `Aspire_V1_RunCommandRequest` message.
@@ -2062,11 +2172,31 @@ extension Aspire_V1_Admin {
             context: GRPCCore.ServerContext
         ) async throws -> Aspire_V1_RunCommandResponse
 
+        /// Handle the "RunCommandStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The same, streaming: the task's id first, then the command's output as it comes (the agent
+        /// > sends it while the command runs), then its result.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_RunCommandRequest` message.
+        ///   - response: A response stream of `Aspire_V1_CommandEvent` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func runCommandStream(
+            request: Aspire_V1_RunCommandRequest,
+            response: GRPCCore.RPCWriter<Aspire_V1_CommandEvent>,
+            context: GRPCCore.ServerContext
+        ) async throws
+
         /// Handle the "ListAgents" method.
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Agents connected to this node.
+        /// > Agents connected to the cluster, with the node holding each.
         ///
         /// - Parameters:
         ///   - request: A `Aspire_V1_ListAgentsRequest` message.
@@ -2375,6 +2505,25 @@ extension Aspire_V1_Admin {
             request: Aspire_V1_ListNodesRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Aspire_V1_ListNodesResponse
+
+        /// Handle the "DrainNode" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Drains a node (or makes it active again): it takes no new agents and sends the ones it holds
+        /// > to the other active nodes, a wave at a time.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_DrainNodeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_NodeInfo` to respond with.
+        func drainNode(
+            request: Aspire_V1_DrainNodeRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_NodeInfo
 
         /// Handle the "ListTags" method.
         ///
@@ -2764,6 +2913,17 @@ extension Aspire_V1_Admin.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.RunCommandStream.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_RunCommandRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_CommandEvent>(),
+            handler: { request, context in
+                try await self.runCommandStream(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Aspire_V1_Admin.Method.ListAgents.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListAgentsRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListAgentsResponse>(),
@@ -2956,6 +3116,17 @@ extension Aspire_V1_Admin.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListNodesResponse>(),
             handler: { request, context in
                 try await self.listNodes(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.DrainNode.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_DrainNodeRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_NodeInfo>(),
+            handler: { request, context in
+                try await self.drainNode(
                     request: request,
                     context: context
                 )
@@ -3220,6 +3391,17 @@ extension Aspire_V1_Admin.ServiceProtocol {
         return GRPCCore.StreamingServerResponse(single: response)
     }
 
+    public func runCommandStream(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_RunCommandRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_CommandEvent> {
+        let response = try await self.runCommandStream(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return response
+    }
+
     public func listAgents(
         request: GRPCCore.StreamingServerRequest<Aspire_V1_ListAgentsRequest>,
         context: GRPCCore.ServerContext
@@ -3412,6 +3594,17 @@ extension Aspire_V1_Admin.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListNodesResponse> {
         let response = try await self.listNodes(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func drainNode(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_DrainNodeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_NodeInfo> {
+        let response = try await self.drainNode(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -3677,6 +3870,23 @@ extension Aspire_V1_Admin.SimpleServiceProtocol {
         )
     }
 
+    public func runCommandStream(
+        request: GRPCCore.ServerRequest<Aspire_V1_RunCommandRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_CommandEvent> {
+        return GRPCCore.StreamingServerResponse<Aspire_V1_CommandEvent>(
+            metadata: [:],
+            producer: { writer in
+                try await self.runCommandStream(
+                    request: request.message,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
+
     public func listAgents(
         request: GRPCCore.ServerRequest<Aspire_V1_ListAgentsRequest>,
         context: GRPCCore.ServerContext
@@ -3904,6 +4114,19 @@ extension Aspire_V1_Admin.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListNodesResponse> {
         return GRPCCore.ServerResponse<Aspire_V1_ListNodesResponse>(
             message: try await self.listNodes(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func drainNode(
+        request: GRPCCore.ServerRequest<Aspire_V1_DrainNodeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_NodeInfo> {
+        return GRPCCore.ServerResponse<Aspire_V1_NodeInfo>(
+            message: try await self.drainNode(
                 request: request.message,
                 context: context
             ),
@@ -4211,7 +4434,9 @@ extension Aspire_V1_Admin {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Runs one command on one connected agent and waits for its result (the seed's sync form).
+        /// > Runs one command on one host and waits for its result (the seed's sync form). The command is
+        /// > a task of one host: stored, routed to whichever node holds the host, and its result kept, so a
+        /// > caller whose wait ran out (or who asked `detach`) reads it later with GetTask.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Aspire_V1_RunCommandRequest` message.
@@ -4230,11 +4455,35 @@ extension Aspire_V1_Admin {
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_RunCommandResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
+        /// Call the "RunCommandStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The same, streaming: the task's id first, then the command's output as it comes (the agent
+        /// > sends it while the command runs), then its result.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_RunCommandRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_RunCommandRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_CommandEvent` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func runCommandStream<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_RunCommandRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_RunCommandRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_CommandEvent>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Aspire_V1_CommandEvent>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
         /// Call the "ListAgents" method.
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Agents connected to this node.
+        /// > Agents connected to the cluster, with the node holding each.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Aspire_V1_ListAgentsRequest` message.
@@ -4632,6 +4881,30 @@ extension Aspire_V1_Admin {
             deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListNodesResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListNodesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "DrainNode" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Drains a node (or makes it active again): it takes no new agents and sends the ones it holds
+        /// > to the other active nodes, a wave at a time.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DrainNodeRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_DrainNodeRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_NodeInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func drainNode<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_DrainNodeRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_DrainNodeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_NodeInfo>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_NodeInfo>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ListTags" method.
@@ -5135,7 +5408,9 @@ extension Aspire_V1_Admin {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Runs one command on one connected agent and waits for its result (the seed's sync form).
+        /// > Runs one command on one host and waits for its result (the seed's sync form). The command is
+        /// > a task of one host: stored, routed to whichever node holds the host, and its result kept, so a
+        /// > caller whose wait ran out (or who asked `detach`) reads it later with GetTask.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Aspire_V1_RunCommandRequest` message.
@@ -5165,11 +5440,44 @@ extension Aspire_V1_Admin {
             )
         }
 
+        /// Call the "RunCommandStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The same, streaming: the task's id first, then the command's output as it comes (the agent
+        /// > sends it while the command runs), then its result.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_RunCommandRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_RunCommandRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_CommandEvent` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func runCommandStream<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_RunCommandRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_RunCommandRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_CommandEvent>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Aspire_V1_CommandEvent>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.serverStreaming(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.RunCommandStream.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "ListAgents" method.
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Agents connected to this node.
+        /// > Agents connected to the cluster, with the node holding each.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Aspire_V1_ListAgentsRequest` message.
@@ -5760,6 +6068,41 @@ extension Aspire_V1_Admin {
             try await self.client.unary(
                 request: request,
                 descriptor: Aspire_V1_Admin.Method.ListNodes.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "DrainNode" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Drains a node (or makes it active again): it takes no new agents and sends the ones it holds
+        /// > to the other active nodes, a wave at a time.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DrainNodeRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_DrainNodeRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_NodeInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func drainNode<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_DrainNodeRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_DrainNodeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_NodeInfo>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_NodeInfo>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.DrainNode.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -6498,7 +6841,9 @@ extension Aspire_V1_Admin.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Runs one command on one connected agent and waits for its result (the seed's sync form).
+    /// > Runs one command on one host and waits for its result (the seed's sync form). The command is
+    /// > a task of one host: stored, routed to whichever node holds the host, and its result kept, so a
+    /// > caller whose wait ran out (or who asked `detach`) reads it later with GetTask.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Aspire_V1_RunCommandRequest` message.
@@ -6523,11 +6868,39 @@ extension Aspire_V1_Admin.ClientProtocol {
         )
     }
 
+    /// Call the "RunCommandStream" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The same, streaming: the task's id first, then the command's output as it comes (the agent
+    /// > sends it while the command runs), then its result.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_RunCommandRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func runCommandStream<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_RunCommandRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Aspire_V1_CommandEvent>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.runCommandStream(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_RunCommandRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_CommandEvent>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "ListAgents" method.
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Agents connected to this node.
+    /// > Agents connected to the cluster, with the node holding each.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Aspire_V1_ListAgentsRequest` message.
@@ -7030,6 +7403,36 @@ extension Aspire_V1_Admin.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListNodesRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListNodesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DrainNode" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Drains a node (or makes it active again): it takes no new agents and sends the ones it holds
+    /// > to the other active nodes, a wave at a time.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_DrainNodeRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func drainNode<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_DrainNodeRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_NodeInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.drainNode(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_DrainNodeRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_NodeInfo>(),
             options: options,
             onResponse: handleResponse
         )
@@ -7655,7 +8058,9 @@ extension Aspire_V1_Admin.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Runs one command on one connected agent and waits for its result (the seed's sync form).
+    /// > Runs one command on one host and waits for its result (the seed's sync form). The command is
+    /// > a task of one host: stored, routed to whichever node holds the host, and its result kept, so a
+    /// > caller whose wait ran out (or who asked `detach`) reads it later with GetTask.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -7684,11 +8089,43 @@ extension Aspire_V1_Admin.ClientProtocol {
         )
     }
 
+    /// Call the "RunCommandStream" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The same, streaming: the task's id first, then the command's output as it comes (the agent
+    /// > sends it while the command runs), then its result.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func runCommandStream<Result>(
+        _ message: Aspire_V1_RunCommandRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Aspire_V1_CommandEvent>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_RunCommandRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.runCommandStream(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "ListAgents" method.
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Agents connected to this node.
+    /// > Agents connected to the cluster, with the node holding each.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -8262,6 +8699,40 @@ extension Aspire_V1_Admin.ClientProtocol {
             metadata: metadata
         )
         return try await self.listNodes(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DrainNode" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Drains a node (or makes it active again): it takes no new agents and sends the ones it holds
+    /// > to the other active nodes, a wave at a time.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func drainNode<Result>(
+        _ message: Aspire_V1_DrainNodeRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_NodeInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_DrainNodeRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.drainNode(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -146,6 +146,9 @@ public nonisolated struct Aspire_V1_RunCommandRequest: Sendable {
   /// Seconds to wait for the result; 0 means the command's own timeout plus a margin.
   public var waitSeconds: Int32 = 0
 
+  /// Answer at once with the task's id; the result is read later (GetTask).
+  public var detach: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -158,6 +161,7 @@ public nonisolated struct Aspire_V1_RunCommandResponse: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Empty when detached, or when the wait ran out (then the task still runs: read it with GetTask).
   public var result: Aspire_V1_CommandResult {
     get {_result ?? Aspire_V1_CommandResult()}
     set {_result = newValue}
@@ -167,13 +171,95 @@ public nonisolated struct Aspire_V1_RunCommandResponse: Sendable {
   /// Clears the value of `result`. Subsequent reads from it will return its default value.
   public mutating func clearResult() {self._result = nil}
 
+  /// The node that answered the call.
   public var node: String = String()
+
+  /// The one-host task the command is.
+  public var taskID: Int64 = 0
+
+  /// The command's id (its subtask's).
+  public var commandID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _result: Aspire_V1_CommandResult? = nil
+}
+
+/// What RunCommandStream sends: `accepted` first, then output chunks, then the result.
+public nonisolated struct Aspire_V1_CommandEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var body: Aspire_V1_CommandEvent.OneOf_Body? = nil
+
+  public var accepted: Aspire_V1_CommandAccepted {
+    get {
+      if case .accepted(let v)? = body {return v}
+      return Aspire_V1_CommandAccepted()
+    }
+    set {body = .accepted(newValue)}
+  }
+
+  public var output: Aspire_V1_CommandOutput {
+    get {
+      if case .output(let v)? = body {return v}
+      return Aspire_V1_CommandOutput()
+    }
+    set {body = .output(newValue)}
+  }
+
+  /// Output chunks a slow reader lost, in place of them (the stored result still has the
+  /// head and tail of the output).
+  public var lostChunks: UInt64 {
+    get {
+      if case .lostChunks(let v)? = body {return v}
+      return 0
+    }
+    set {body = .lostChunks(newValue)}
+  }
+
+  public var result: Aspire_V1_CommandResult {
+    get {
+      if case .result(let v)? = body {return v}
+      return Aspire_V1_CommandResult()
+    }
+    set {body = .result(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Body: Equatable, Sendable {
+    case accepted(Aspire_V1_CommandAccepted)
+    case output(Aspire_V1_CommandOutput)
+    /// Output chunks a slow reader lost, in place of them (the stored result still has the
+    /// head and tail of the output).
+    case lostChunks(UInt64)
+    case result(Aspire_V1_CommandResult)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_CommandAccepted: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskID: Int64 = 0
+
+  public var commandID: String = String()
+
+  /// The node holding the host's stream when the command was sent; empty when the host is offline
+  /// (the command waits for it).
+  public var heldBy: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Aspire_V1_ListAgentsRequest: Sendable {
@@ -977,7 +1063,8 @@ public nonisolated struct Aspire_V1_NodeInfo: Sendable {
 
   public var heartbeatUnixMs: Int64 = 0
 
-  /// active (heartbeats coming), stopped (shut down cleanly) or dead (no heartbeat for 10 s).
+  /// active (heartbeats coming), draining (sending its agents away), stopped (shut down cleanly)
+  /// or dead (no heartbeat for 10 s).
   public var state: String = String()
 
   /// Hosts online on it, by the store.
@@ -992,6 +1079,21 @@ public nonisolated struct Aspire_V1_ListNodesRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_DrainNodeRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// Makes a drained node active again.
+  public var undrain: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1903,7 +2005,7 @@ nonisolated extension Aspire_V1_SubtaskStatus: SwiftProtobuf._ProtoNameProviding
 
 nonisolated extension Aspire_V1_RunCommandRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RunCommandRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_sn\0\u{1}command\0\u{3}wait_seconds\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_sn\0\u{1}command\0\u{3}wait_seconds\0\u{1}detach\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1914,6 +2016,7 @@ nonisolated extension Aspire_V1_RunCommandRequest: SwiftProtobuf.Message, SwiftP
       case 1: try { try decoder.decodeSingularStringField(value: &self.agentSn) }()
       case 2: try { try decoder.decodeSingularMessageField(value: &self._command) }()
       case 3: try { try decoder.decodeSingularInt32Field(value: &self.waitSeconds) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.detach) }()
       default: break
       }
     }
@@ -1933,6 +2036,9 @@ nonisolated extension Aspire_V1_RunCommandRequest: SwiftProtobuf.Message, SwiftP
     if self.waitSeconds != 0 {
       try visitor.visitSingularInt32Field(value: self.waitSeconds, fieldNumber: 3)
     }
+    if self.detach != false {
+      try visitor.visitSingularBoolField(value: self.detach, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1940,6 +2046,7 @@ nonisolated extension Aspire_V1_RunCommandRequest: SwiftProtobuf.Message, SwiftP
     if lhs.agentSn != rhs.agentSn {return false}
     if lhs._command != rhs._command {return false}
     if lhs.waitSeconds != rhs.waitSeconds {return false}
+    if lhs.detach != rhs.detach {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1947,7 +2054,7 @@ nonisolated extension Aspire_V1_RunCommandRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Aspire_V1_RunCommandResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RunCommandResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}result\0\u{1}node\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}result\0\u{1}node\0\u{3}task_id\0\u{3}command_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1957,6 +2064,8 @@ nonisolated extension Aspire_V1_RunCommandResponse: SwiftProtobuf.Message, Swift
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._result) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.node) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.taskID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.commandID) }()
       default: break
       }
     }
@@ -1973,12 +2082,156 @@ nonisolated extension Aspire_V1_RunCommandResponse: SwiftProtobuf.Message, Swift
     if !self.node.isEmpty {
       try visitor.visitSingularStringField(value: self.node, fieldNumber: 2)
     }
+    if self.taskID != 0 {
+      try visitor.visitSingularInt64Field(value: self.taskID, fieldNumber: 3)
+    }
+    if !self.commandID.isEmpty {
+      try visitor.visitSingularStringField(value: self.commandID, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Aspire_V1_RunCommandResponse, rhs: Aspire_V1_RunCommandResponse) -> Bool {
     if lhs._result != rhs._result {return false}
     if lhs.node != rhs.node {return false}
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.commandID != rhs.commandID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_CommandEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CommandEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}accepted\0\u{1}output\0\u{3}lost_chunks\0\u{1}result\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: Aspire_V1_CommandAccepted?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .accepted(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .accepted(v)
+        }
+      }()
+      case 2: try {
+        var v: Aspire_V1_CommandOutput?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .output(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .output(v)
+        }
+      }()
+      case 3: try {
+        var v: UInt64?
+        try decoder.decodeSingularUInt64Field(value: &v)
+        if let v = v {
+          if self.body != nil {try decoder.handleConflictingOneOf()}
+          self.body = .lostChunks(v)
+        }
+      }()
+      case 4: try {
+        var v: Aspire_V1_CommandResult?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .result(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .result(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.body {
+    case .accepted?: try {
+      guard case .accepted(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    }()
+    case .output?: try {
+      guard case .output(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    }()
+    case .lostChunks?: try {
+      guard case .lostChunks(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 3)
+    }()
+    case .result?: try {
+      guard case .result(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_CommandEvent, rhs: Aspire_V1_CommandEvent) -> Bool {
+    if lhs.body != rhs.body {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_CommandAccepted: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CommandAccepted"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{3}command_id\0\u{3}held_by\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.taskID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.commandID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.heldBy) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.taskID != 0 {
+      try visitor.visitSingularInt64Field(value: self.taskID, fieldNumber: 1)
+    }
+    if !self.commandID.isEmpty {
+      try visitor.visitSingularStringField(value: self.commandID, fieldNumber: 2)
+    }
+    if !self.heldBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.heldBy, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_CommandAccepted, rhs: Aspire_V1_CommandAccepted) -> Bool {
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.commandID != rhs.commandID {return false}
+    if lhs.heldBy != rhs.heldBy {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3678,6 +3931,41 @@ nonisolated extension Aspire_V1_ListNodesRequest: SwiftProtobuf.Message, SwiftPr
   }
 
   public static func ==(lhs: Aspire_V1_ListNodesRequest, rhs: Aspire_V1_ListNodesRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_DrainNodeRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrainNodeRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}undrain\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.undrain) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.undrain != false {
+      try visitor.visitSingularBoolField(value: self.undrain, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_DrainNodeRequest, rhs: Aspire_V1_DrainNodeRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.undrain != rhs.undrain {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,55 @@
+import Foundation
+public import GRPCCore
+public import Logging
+public import RPC
+
+/// `NodeLink`: what the other nodes of the cluster ask of this one (see ``NodeLinks`` for the
+/// calling side). Only nodes reach it (``AuthInterceptor``: a node's certificate).
+public struct NodeLinkService: Aspire_V1_NodeLink.SimpleServiceProtocol {
+    let registry: SessionRegistry
+    let engine: TaskEngine
+    let commands: CommandRunner
+    let logger: Logger
+
+    public func wake(request: Aspire_V1_WakeRequest, context: ServerContext) async throws -> Aspire_V1_WakeResponse {
+        var response = Aspire_V1_WakeResponse()
+        for agent in request.agentSns where self.registry.session(for: agent) != nil {
+            response.held += 1
+            await self.engine.dispatch(to: agent)
+        }
+        return response
+    }
+
+    public func watch(
+        request: Aspire_V1_WatchRequest,
+        response: RPCWriter<Aspire_V1_CommandEvent>,
+        context: ServerContext
+    ) async throws {
+        try AgentIdentity.validate(agentSN: request.agentSn)
+        try CommandRunner.check(commandID: request.commandID)
+        // Not held here (any more): the caller reads the store.
+        guard self.registry.session(for: request.agentSn) != nil else { return }
+        let watch = self.registry.watch(request.commandID, of: request.agentSn, follow: request.follow)
+        defer { self.registry.unwatch(watch) }
+        // Sent already (by a sweep) and answered before the watch began: it is in the store.
+        if let result = try await self.commands.storedResult(request.commandID) {
+            var event = Aspire_V1_CommandEvent()
+            event.result = result
+            try await response.write(event)
+            return
+        }
+        await self.engine.dispatch(to: request.agentSn)
+        let wait = Duration.milliseconds(Int64(min(max(request.waitMs, 0), 7 * 86_400_000)))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try? await Task.sleep(for: wait)
+                watch.finish()
+            }
+            defer { group.cancelAll() }
+            while let event = await watch.next() {
+                try await response.write(event.message)
+                if case .result = event { return }
+            }
+        }
+    }
+}
