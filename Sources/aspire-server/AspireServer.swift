@@ -109,6 +109,21 @@ struct Serve: AsyncParsableCommand {
     )
     var advertise: String?
 
+    @Flag(
+        name: .customLong("drain-on-stop"),
+        help: """
+            On SIGTERM, send this node's agents to the other active nodes (--drain-rate a second) \
+            before closing their streams, instead of closing them all at once.
+            """
+    )
+    var drainOnStop = false
+
+    @Option(name: .customLong("drain-rate"), help: "Agents a draining node sends away per second (aspirectl nodes drain, --drain-on-stop).")
+    var drainRate = 200
+
+    @Option(name: .customLong("drain-timeout"), help: "Seconds a drain before stopping may take; the streams left are then closed.")
+    var drainTimeout = 60
+
     @Option(name: .customLong("status-step"), help: "Seconds between agents' status reports.")
     var statusStep: Int32 = 600
 
@@ -198,6 +213,13 @@ struct Serve: AsyncParsableCommand {
         } else if self.influxTokenFile != nil {
             throw ValidationError("--influx-token-file needs --influx-url")
         }
+
+        guard self.drainRate > 0, self.drainTimeout > 0 else {
+            throw ValidationError("--drain-rate and --drain-timeout must be positive")
+        }
+        configuration.drain.onStop = self.drainOnStop
+        configuration.drain.rate = self.drainRate
+        configuration.drain.stopTimeout = .seconds(self.drainTimeout)
 
         switch (self.redirectTo, self.peers) {
         case (.some, .some):

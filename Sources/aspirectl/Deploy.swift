@@ -147,7 +147,7 @@ struct Deploy: AsyncParsableCommand {
                 // A tag deploy stays open through its window: it is done when every host that
                 // joined answered and the window is over, or when the wait runs out.
                 let windowEnd = Double(request.window.endUnixMs) / 1000
-                return try await follow(created, admin: admin, until: Date().addingTimeInterval(Double(self.window))) { detail in
+                return try await followTask(created, admin: admin, until: Date().addingTimeInterval(Double(self.window))) { detail in
                     let answered = detail.task.count > 0 && detail.task.complete >= detail.task.count
                     return answered && (request.tags.isEmpty || detail.task.status != "running" || Date().timeIntervalSince1970 >= windowEnd)
                 }

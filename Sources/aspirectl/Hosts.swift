@@ -149,7 +149,16 @@ private func banOrLift(_ agentSN: String, reason: String, lift: Bool, connection
 
 struct Nodes: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "The cluster's nodes: address, state (active, stopped, dead: no heartbeat for 10 s), hosts online on each."
+        abstract: "The cluster's nodes, and draining one.",
+        subcommands: [NodeList.self, NodeDrain.self, NodeUndrain.self],
+        defaultSubcommand: NodeList.self
+    )
+}
+
+struct NodeList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "Each node: address, state (active, draining, stopped, dead: no heartbeat for 10 s), hosts online on it."
     )
 
     @OptionGroup var connection: ConnectionOptions
@@ -173,5 +182,47 @@ struct Nodes: AsyncParsableCommand {
             rows.append([node.name, node.address, node.state, "\(node.hosts)", Agents.iso(node.startedUnixMs), Agents.iso(node.heartbeatUnixMs)])
         }
         printTable(rows)
+    }
+}
+
+struct NodeDrain: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drain",
+        abstract: "Drain a node: it takes no new agents and sends its own to the other active nodes, a wave a second.",
+        discussion: "It stays draining until aspirectl nodes undrain NAME, or until it is restarted."
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Argument(help: "The node's name (aspirectl nodes lists them).")
+    var name: String
+
+    func run() async throws {
+        try await setDraining(self.name, undrain: false, connection: self.connection)
+    }
+}
+
+struct NodeUndrain: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "undrain", abstract: "Make a drained node active again: it takes its share of connecting agents.")
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Argument(help: "The node's name.")
+    var name: String
+
+    func run() async throws {
+        try await setDraining(self.name, undrain: true, connection: self.connection)
+    }
+}
+
+private func setDraining(_ name: String, undrain: Bool, connection: ConnectionOptions) async throws {
+    var request = Aspire_V1_DrainNodeRequest()
+    request.name = name
+    request.undrain = undrain
+    do {
+        let node = try await connection.withAdmin { try await $0.drainNode(request) }
+        FileHandle.standardError.write("node \(node.name): \(node.state), \(node.hosts) hosts\n")
+    } catch {
+        throw report(error, prefix: "aspirectl: ")
     }
 }

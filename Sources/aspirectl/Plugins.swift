@@ -287,7 +287,7 @@ struct PluginCommand: AsyncParsableCommand {
         do {
             detail = try await connection.withAdmin { admin in
                 let created = try await admin.createTask(request)
-                return try await follow(created, admin: admin, until: Date().addingTimeInterval(Double(wait + 30))) { detail in
+                return try await followTask(created, admin: admin, until: Date().addingTimeInterval(Double(wait + 30))) { detail in
                     detail.task.count == 0 || detail.task.complete >= detail.task.count
                 }
             }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GRPCCore
+import GRPCNIOTransportHTTP2
 import RPC
 import SwiftProtobuf
 
@@ -17,6 +18,11 @@ struct Run: AsyncParsableCommand {
             With one agent, the command's stdout and stderr are printed as they are; with several, \
             each line is prefixed [AgentSN]. A summary line per host (ok, exit N, timeout, offline) \
             and a totals line go to stderr. -o json prints one result object per line instead.
+
+            A command reaches its host through whichever node of the cluster you call. --follow \
+            prints its output as it comes instead of when it ends. Each command is a task of one \
+            host: --async prints its task id and returns at once (aspirectl task wait ID reads the \
+            result), and a command whose wait runs out can be read the same way.
             """
     )
 
@@ -43,6 +49,12 @@ struct Run: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "table or json.")
     var output: OutputFormat = .table
 
+    @Flag(name: [.customShort("f"), .long], help: "Print each host's output as it comes (prefixed [AgentSN] with several hosts).")
+    var follow = false
+
+    @Flag(name: .customLong("async"), help: "Do not wait: print each host's task id (read it later with aspirectl task wait ID).")
+    var detach = false
+
     @Argument(parsing: .captureForPassthrough, help: "The command line, after --.")
     var command: [String] = []
 
@@ -53,6 +65,8 @@ struct Run: AsyncParsableCommand {
         guard self.agents.isEmpty != self.tags.isEmpty else { throw ValidationError("name --agent SN or --tag KEY=VALUE (not both)") }
         _ = try Self.parseTags(self.tags)
         guard self.timeout >= 0 else { throw ValidationError("--timeout must not be negative") }
+        guard !(self.follow && self.detach) else { throw ValidationError("--follow and --async exclude each other") }
+        guard self.tags.isEmpty || !(self.follow || self.detach) else { throw ValidationError("--follow and --async are for --agent commands") }
     }
 
     func run() async throws {
@@ -80,8 +94,17 @@ struct Run: AsyncParsableCommand {
                             var call = Aspire_V1_RunCommandRequest()
                             call.agentSn = agent
                             call.command = request
+                            call.detach = self.detach
                             do {
-                                return (agent, .success(try await admin.runCommand(call).result))
+                                if self.follow {
+                                    return (agent, .success(try await self.followed(call, admin: admin, many: agents.count > 1)))
+                                }
+                                let answer = try await admin.runCommand(call)
+                                if self.detach {
+                                    FileHandle.standardOutput.write("\(agent)\ttask \(answer.taskID)\tcommand \(answer.commandID)\n")
+                                    return (agent, .success(Aspire_V1_CommandResult.with { $0.resp = .success }))
+                                }
+                                return (agent, .success(answer.result))
                             } catch {
                                 return (agent, .failure(error))
                             }
@@ -89,7 +112,7 @@ struct Run: AsyncParsableCommand {
                     }
                     var collected: [(String, Result<Aspire_V1_CommandResult, any Error>)] = []
                     for try await outcome in group {
-                        self.print(outcome, many: agents.count > 1)
+                        if !self.follow && !self.detach { self.print(outcome, many: agents.count > 1) }
                         collected.append(outcome)
                     }
                     return collected
@@ -98,6 +121,7 @@ struct Run: AsyncParsableCommand {
         } catch {
             throw report(error, prefix: "aspirectl: ")
         }
+        if self.detach { return }
         throw summarize(
             outcomes.map { agent, result in
                 switch result {
@@ -134,6 +158,44 @@ struct Run: AsyncParsableCommand {
             }
         case (.table, .failure):
             break
+        }
+    }
+
+    /// Runs `call` with its output printed as it comes: whole lines, prefixed by the host when
+    /// there are several (a line still open when the command ends is printed then).
+    private func followed(
+        _ call: Aspire_V1_RunCommandRequest, admin: Aspire_V1_Admin.Client<HTTP2ClientTransport.Posix>, many: Bool
+    ) async throws -> Aspire_V1_CommandResult {
+        try await admin.runCommandStream(call) { response in
+            var open: [Aspire_V1_CommandOutput.Stream: Data] = [:]
+            func write(_ data: Data, _ stream: Aspire_V1_CommandOutput.Stream) {
+                let handle: FileHandle = stream == .stderr ? .standardError : .standardOutput
+                if many { Self.prefixed(data, agent: call.agentSn, to: handle) } else { handle.write(data) }
+            }
+            for try await event in response.messages {
+                switch event.body {
+                case .output(let output)?:
+                    guard many else {
+                        write(output.chunk, output.stream)
+                        continue
+                    }
+                    var pending = open[output.stream, default: Data()] + output.chunk
+                    if let last = pending.lastIndex(of: UInt8(ascii: "\n")) {
+                        write(pending[..<pending.index(after: last)], output.stream)
+                        pending = Data(pending[pending.index(after: last)...])
+                    }
+                    open[output.stream] = pending
+                case .lostChunks(let count)?:
+                    FileHandle.standardError.write("[\(call.agentSn)] ... \(count) chunks of output lost (reading too slowly) ...\n")
+                case .result(let result)?:
+                    for (stream, rest) in open where !rest.isEmpty { write(rest + Data("\n".utf8), stream) }
+                    if self.output == .json { self.print((call.agentSn, .success(result)), many: many) }
+                    return result
+                case .accepted?, nil:
+                    continue
+                }
+            }
+            throw RPCError(code: .deadlineExceeded, message: "agent \(call.agentSn) did not answer in time")
         }
     }
 
@@ -175,7 +237,7 @@ struct Run: AsyncParsableCommand {
             detail = try await self.connection.withAdmin { admin in
                 let created = try await admin.createTask(request)
                 if interactive { FileHandle.standardError.write("task \(created.task.id): \(created.task.count) hosts\n") }
-                return try await follow(created, admin: admin, until: Date().addingTimeInterval(Double(timeout + 30))) { detail in
+                return try await followTask(created, admin: admin, until: Date().addingTimeInterval(Double(timeout + 30))) { detail in
                     detail.task.count == 0 || detail.task.complete >= detail.task.count
                 }
             }

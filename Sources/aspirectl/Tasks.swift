@@ -49,9 +49,47 @@ struct Tasks: AsyncParsableCommand {
 struct TaskCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "task",
-        abstract: "Show or cancel one task.",
-        subcommands: [Show.self, Cancel.self]
+        abstract: "Show, wait for or cancel one task.",
+        subcommands: [Show.self, Wait.self, Cancel.self]
     )
+
+    struct Wait: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Wait until every host of a task answered, then print each host's output (exit codes as run's).",
+            discussion: "For a command started with aspirectl run --async, or whose wait ran out: aspirectl task wait 42"
+        )
+
+        @OptionGroup var connection: ConnectionOptions
+
+        @Argument(help: "The task id.")
+        var id: Int64
+
+        @Option(help: "Seconds to wait at most (default 600).")
+        var timeout = 600
+
+        @Option(name: .shortAndLong, help: "table or json.")
+        var output: OutputFormat = .table
+
+        func run() async throws {
+            var request = Aspire_V1_GetTaskRequest()
+            request.id = self.id
+            let detail: Aspire_V1_TaskDetail
+            do {
+                detail = try await self.connection.withAdmin { admin in
+                    try await followTask(try await admin.getTask(request), admin: admin, until: Date().addingTimeInterval(Double(self.timeout))) {
+                        $0.task.count > 0 && $0.task.complete >= $0.task.count
+                    }
+                }
+            } catch {
+                throw report(error, prefix: "aspirectl: ")
+            }
+            if self.output == .json {
+                FileHandle.standardOutput.write(try detail.jsonUTF8Data() + Data("\n".utf8))
+                throw taskExitCode(for: detail)
+            }
+            throw printTaskResults(detail)
+        }
+    }
 
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "A task with each host's status and output.")
@@ -124,7 +162,7 @@ func taskExitCode(for detail: Aspire_V1_TaskDetail) -> ExitCode {
 
 /// Polls a task until `finished` says so or `deadline` passes; on a terminal, a live
 /// done/failed/pending line on standard error.
-func follow(
+func followTask(
     _ created: Aspire_V1_TaskDetail,
     admin: Aspire_V1_Admin.Client<HTTP2ClientTransport.Posix>,
     until deadline: Date,

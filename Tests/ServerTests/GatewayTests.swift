@@ -358,6 +358,34 @@ struct GatewayTests {
         try await rest.fails("POST", "/api/v1/server/command", json: ["method": "sync.bash", "cmd": "true", "agentsn": "gone-1"], http: 409, code: .agentOffline)
         try await rest.fails("POST", "/api/v1/server/command", json: ["method": "sync.bash", "agentsn": "rest-1"], http: 400, code: .invalidParams)
 
+        // Followed as Server-Sent Events: the task, the lines as they come, then the result.
+        let streamed = try await rest.call(
+            "POST", "/api/v1/server/command/stream", json: ["method": "sync.bash", "cmd": "echo one; sleep 1; echo two >&2", "agentsn": "rest-1"]
+        )
+        #expect(streamed.status == 200 && streamed.text.hasPrefix("event: accepted\n"))
+        let sse = streamed.text.components(separatedBy: "\n\n").filter { !$0.isEmpty }.map { block -> (String, [String: Any]) in
+            let lines = block.split(separator: "\n")
+            let name = lines.first { $0.hasPrefix("event: ") }.map { String($0.dropFirst(7)) } ?? ""
+            let data = lines.first { $0.hasPrefix("data: ") }.map { Data($0.dropFirst(6).utf8) } ?? Data()
+            return (name, (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:])
+        }
+        #expect(sse.map(\.0) == ["accepted", "output", "output", "result"], "\(streamed.text)")
+        #expect(sse.first?.1["task"] as? Int ?? 0 > 0)
+        #expect(sse.dropFirst().prefix(2).map { "\($0.1["stream"] ?? ""):\($0.1["data"] ?? "")" } == ["stdout:one\n", "stderr:two\n"])
+        #expect(sse.last?.1["resp"] as? String == "success" && sse.last?.1["data"] as? String == "one\n")
+        let offline = try await rest.call("POST", "/api/v1/server/command/stream", json: ["method": "sync.bash", "cmd": "true", "agentsn": "gone-1"])
+        #expect(offline.text.hasPrefix("event: error\n") && offline.text.contains("130020"), "\(offline.text)")
+
+        // async: the task's id at once; the result is read from the task.
+        let detached = try await rest.ok("POST", "/api/v1/server/command", json: ["method": "sync.bash", "cmd": "echo later", "agentsn": "rest-1", "async": true])
+        let detachedTask = try #require(detached["task"] as? Int)
+        try await eventually("the detached command's result") {
+            let detail = try await rest.ok("GET", "/api/v1/server/task?id=\(detachedTask)")
+            let subtask = (detail["subtasks"] as? [[String: Any]])?.first
+            return subtask?["status"] as? String == "succeeded" && subtask?["id"] as? String == detached["id"] as? String
+        }
+        try await rest.fails("POST", "/api/v1/server/nodes/drain", json: ["name": "no-such-node"], http: 404, code: .notFound)
+
         let connected = try await rest.ok("GET", "/api/v1/server/agents")
         #expect((connected["agents"] as? [[String: Any]])?.compactMap { $0["agentsn"] as? String } == ["rest-1"])
         var hosts = try await rest.ok("GET", "/api/v1/server/hosts?status=online&tag=svc=ecs&hostname=\(ProcessInfo.processInfo.hostName.prefix(3))")
@@ -426,7 +454,7 @@ struct OpenAPIDocumentTests {
         "GET /api/v1/server/tags", "POST /api/v1/server/tags", "DELETE /api/v1/server/tags",
         "POST /api/v1/server/tags/bind", "POST /api/v1/server/tags/unbind",
         "GET /api/v1/server/regions", "POST /api/v1/server/regions", "GET /api/v1/server/events",
-        "GET /api/v1/server/dashboard", "POST /api/v1/server/command",
+        "GET /api/v1/server/dashboard", "POST /api/v1/server/command", "POST /api/v1/server/command/stream", "POST /api/v1/server/nodes/drain",
         "POST /agent/status", "POST /agent/job/result", "GET /api/v1/openapi.json",
         "GET /api/v1/server/package/download",
         "GET /api/v1/server/schedule", "POST /api/v1/server/schedule", "DELETE /api/v1/server/schedule",

@@ -49,7 +49,7 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
             "Node": .object(
                 [
                     "name": .string, "address": .string, "started": OpenAPI.time, "heartbeat": OpenAPI.time,
-                    "state": .enumeration(["active", "stopped", "dead"]), "hosts": .integer,
+                    "state": .enumeration(["active", "draining", "stopped", "dead"]), "hosts": .integer,
                 ],
                 required: ["name", "address", "state"]
             ),
@@ -133,13 +133,24 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
             ) { _, _, _, metadata in
                 let answer = try await self.gateway.admin.listNodes(Aspire_V1_ListNodesRequest(), metadata: metadata)
                 return Answer.success([
-                    "nodes": answer.nodes.map { node in
-                        [
-                            "name": node.name, "address": node.address, "started": RESTJSON.time(node.startedUnixMs),
-                            "heartbeat": RESTJSON.time(node.heartbeatUnixMs), "state": node.state, "hosts": Int(node.hosts),
-                        ] as RESTJSON.Object
-                    }
+                    "nodes": answer.nodes.map(Self.node)
                 ])
+            },
+            Endpoint(
+                Route(
+                    id: "drainNode", rpc: "DrainNode", method: "POST", path: "/api/v1/server/nodes/drain",
+                    summary: "Drains a node ({\"name\"}): it takes no new agents and sends its own to the other active nodes; {\"name\", \"undrain\": true} makes it active again.",
+                    body: [(Route.json, .object(["name": .string, "undrain": .boolean], required: ["name"]))],
+                    response: .envelope(["node": .ref("Node")])
+                )
+            ) { route, request, _, metadata in
+                let body = try await self.gateway.objectBody(request, route: route)
+                try body.allow(["name", "undrain"])
+                var message = Aspire_V1_DrainNodeRequest()
+                message.name = try body.string("name", required: true)
+                message.undrain = try body.bool("undrain") ?? false
+                let node = try await self.gateway.admin.drainNode(message, metadata: metadata)
+                return Answer.success(["node": Self.node(node)])
             },
             Endpoint(
                 Route(
@@ -180,6 +191,13 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
                     },
                 ])
             },
+        ]
+    }
+
+    static func node(_ node: Aspire_V1_NodeInfo) -> RESTJSON.Object {
+        [
+            "name": node.name, "address": node.address, "started": RESTJSON.time(node.startedUnixMs),
+            "heartbeat": RESTJSON.time(node.heartbeatUnixMs), "state": node.state, "hosts": Int(node.hosts),
         ]
     }
 }

@@ -1,3 +1,4 @@
+import AsyncAlgorithms
 import Foundation
 import GRPCCore
 import HTTPTypes
@@ -48,7 +49,7 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
             "CommandRequest": .object(
                 [
                     "agentsn": .string, "id": .string, "method": .string, "cmd": .string, "timeout": .integer, "user": .string,
-                    "group": .string, "args": .string, "wait": .integer,
+                    "group": .string, "args": .string, "wait": .integer, "async": .boolean,
                 ],
                 required: ["agentsn", "method"]
             ),
@@ -127,14 +128,65 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
                 Route(
                     id: "runCommand",
                     rpc: "RunCommand", method: "POST", path: "/api/v1/server/command",
-                    summary: "Runs one command on one connected agent and answers the seed's result form once it answers.",
+                    summary: """
+                        Runs one command on one host (through whichever node holds it) and answers the seed's result form once \
+                        it answers. Each command is a task of one host: with "async": true the answer is at once, \
+                        {"task": ID, "id": COMMAND_ID}, and GET /api/v1/server/task?id=ID reads the result.
+                        """,
                     body: [(Route.json, .ref("CommandRequest"))],
                     response: .ref("CommandResult")
                 )
             ) { route, request, _, metadata in
                 let message = try await self.commandRequest(request, route: route)
                 let answer = try await self.gateway.admin.runCommand(message, metadata: metadata)
+                if message.detach { return Answer.success(["task": Int(answer.taskID), "id": answer.commandID]) }
                 return Answer.json(answer.result.seedJSONObject(), status: 200)
+            },
+            Endpoint(
+                Route(
+                    id: "runCommandStream",
+                    rpc: "RunCommandStream", method: "POST", path: "/api/v1/server/command/stream",
+                    summary: """
+                        The same command, followed as Server-Sent Events: `accepted` {task, id, node}, then `output` \
+                        {seq, stream, data} as the host prints, `lost` {chunks} where a slow reader missed some, and \
+                        `result` (the seed's result form) last; `error` (the error envelope) when it cannot run.
+                        """,
+                    body: [(Route.json, .ref("CommandRequest"))],
+                    response: .string,
+                    text: "text/event-stream"
+                )
+            ) { route, request, _, metadata in
+                let message = try await self.commandRequest(request, route: route)
+                let admin = self.gateway.admin
+                var headers = HTTPFields()
+                headers[.contentType] = "text/event-stream"
+                headers[.cacheControl] = "no-cache"
+                return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+                    // The call's events to the client as it reads them: a channel hands one over
+                    // at a time, so a slow reader holds up the call, and the node (which keeps a
+                    // bounded backlog per command) drops old output for it, never the result.
+                    let events = AsyncChannel<ByteBuffer>()
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask {
+                            defer { events.finish() }
+                            do {
+                                try await admin.runCommandStream(message, metadata: metadata) { response in
+                                    for try await event in response.messages {
+                                        guard let (name, object) = Self.serverSentEvent(event) else { continue }
+                                        await events.send(Self.serverSent(name, object))
+                                    }
+                                }
+                            } catch {
+                                let envelope = ErrorEnvelope(ErrorMiddleware.aspireError(error))
+                                let object: [String: Any] = ["status": Int(envelope.status), "message": envelope.message, "cause": envelope.cause ?? ""]
+                                await events.send(Self.serverSent("error", object))
+                            }
+                        }
+                        for await event in events { try await writer.write(event) }
+                        try await group.waitForAll()
+                    }
+                    try await writer.finish(nil)
+                })
             },
         ]
     }
@@ -181,12 +233,38 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
         throw AspireError(.badRequest, "\(fields.context): '\(key)' must be Unix seconds or an RFC 3339 time")
     }
 
+    /// One Server-Sent Event of a followed command; nil for none.
+    static func serverSentEvent(_ event: Aspire_V1_CommandEvent) -> (String, [String: Any])? {
+        switch event.body {
+        case .accepted(let accepted)?:
+            ("accepted", ["task": Int(accepted.taskID), "id": accepted.commandID, "node": accepted.heldBy])
+        case .output(let output)?:
+            ("output", ["seq": Int(output.seq), "stream": output.stream == .stderr ? "stderr" : "stdout", "data": String(decoding: output.chunk, as: UTF8.self)])
+        case .lostChunks(let count)?:
+            ("lost", ["chunks": Int(count)])
+        case .result(let result)?:
+            ("result", result.seedJSONObject())
+        case nil:
+            nil
+        }
+    }
+
+    /// `event: NAME` and its JSON on one `data:` line (JSON never holds a raw newline).
+    static func serverSent(_ name: String, _ object: [String: Any]) -> ByteBuffer {
+        var buffer = ByteBuffer(string: "event: \(name)\ndata: ")
+        var json = (try? JSONWriter.encode(object)) ?? ByteBuffer(string: "{}")
+        buffer.writeBuffer(&json)
+        buffer.writeString("\n\n")
+        return buffer
+    }
+
     /// The seed's sync form plus `agentsn` (and an optional `wait` in seconds).
     func commandRequest(_ request: Request, route: Route) async throws -> Aspire_V1_RunCommandRequest {
         let body = try await self.gateway.objectBody(request, route: route)
-        try body.allow(["agentsn", "id", "method", "cmd", "timeout", "user", "group", "args", "wait"])
+        try body.allow(["agentsn", "id", "method", "cmd", "timeout", "user", "group", "args", "wait", "async"])
         var message = Aspire_V1_RunCommandRequest()
         message.agentSn = try body.string("agentsn", required: true)
+        message.detach = try body.bool("async") ?? false
         message.waitSeconds = Int32(try body.integer("wait", range: 0 ... 86400) ?? 0)
         let method = try body.string("method", required: true)
         var parameters = Google_Protobuf_Struct()

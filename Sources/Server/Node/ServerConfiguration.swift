@@ -49,6 +49,9 @@ public struct ServerConfiguration: Sendable {
     /// on any node) and closes the streams they name.
     public var revocationInterval: Duration = .seconds(2)
 
+    /// Sending agents away: the rate, and whether the node drains before it stops.
+    public var drain = Drainer.Configuration()
+
     /// Agents this node holds at most; nil: what its open-file limit allows (see `OpenFiles`).
     public var maxAgents: Int?
 

@@ -200,6 +200,13 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
         }
     )
 
+    // Last, so it stops first: a node that drains before stopping sends its agents away while
+    // its listener still serves them.
+    let drainer = Drainer(
+        configuration: configuration.drain, policy: configuration.redirect, cluster: cluster, registry: registry, store: store, logger: logger
+    )
+    services.append(NodeService("drainer", after: ready, logger: logger) { try await drainer.run() })
+
     return ServerNode(
         configuration: configuration, store: store, registry: registry, cluster: cluster, tasks: tasks, distributor: distributor, metrics: metrics,
         adminToken: admin.token, enrollmentToken: enrollment.token, gateway: gateway,
