@@ -76,6 +76,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-package-size"), help: "Largest package upload, in bytes.")
     var maxPackageSize: Int64 = 1 << 30
 
+    @Option(
+        name: .customLong("package-cache-size"),
+        help: "With PostgreSQL (which holds every package file): bytes of package files this node keeps on disk; the least recently served go first."
+    )
+    var packageCacheSize: Int64 = 10 << 30
+
     @Flag(help: "Serve plaintext gRPC instead of TLS. Never on a real network.")
     var insecure = false
 
@@ -185,6 +191,8 @@ struct Serve: AsyncParsableCommand {
         configuration.maxBodyBytes = self.maxBodySize
         guard self.maxPackageSize >= 1 else { throw ValidationError("--max-package-size must be positive") }
         configuration.maxPackageBytes = self.maxPackageSize
+        guard self.packageCacheSize >= 0 else { throw ValidationError("--package-cache-size must not be negative") }
+        configuration.packageCacheBytes = self.packageCacheSize
         configuration.tlsNames = self.tlsNames
         if let nodeName { configuration.nodeName = nodeName }
         configuration.statusStep = self.statusStep

@@ -136,3 +136,51 @@ final class Collected<Item: Sendable>: Sendable {
 
     var items: [Item] { self.state.withLock { $0 } }
 }
+
+extension ClusterTests {
+    @Test(
+        "A package uploaded on one node is served by every node from the database, checked, cached on disk; deleted, it is gone everywhere",
+        .enabled(if: Self.postgres != nil, "needs ASPIRE_TEST_POSTGRES_URL (scripts/postgres-for-tests.sh)")
+    )
+    func packagesAcrossNodes() async throws {
+        try await withLocalCluster(nodes: 3, postgres: try #require(Self.postgres)) { nodes in
+            // Larger than a stored chunk, so it comes back in several.
+            let content = Data((0 ..< (SQLStore.contentChunk * 2 + 12_345)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ ($0 >> 9)) })
+            var info = Aspire_V1_PackageInfo()
+            (info.name, info.version, info.os, info.arch, info.file) = ("MiniAgent", "1.0", "linux", "x86_64", "MiniAgent-1.0.tar.gz")
+            let named = info
+            let uploaded = try await nodes[0].admin { admin in
+                try await admin.uploadPackage { writer in
+                    try await writer.write(.with { $0.info = named })
+                    var offset = 0
+                    while offset < content.count {
+                        try await writer.write(.with { $0.chunk = content[offset ..< min(offset + 300_000, content.count)] })
+                        offset += 300_000
+                    }
+                }
+            }
+            let cached = "\(nodes[2].node.configuration.dataDirectory)/\(uploaded.path)"
+            #expect(!FileManager.default.fileExists(atPath: cached))
+
+            func download(from node: LocalNode) async throws -> Data {
+                try await node.withClient { client in
+                    try await Aspire_V1_PackageStore.Client(wrapping: client).download(.with { $0.path = "linux/x86_64/MiniAgent-1.0.tar.gz" }) { response in
+                        var bytes = Data()
+                        for try await chunk in response.messages { bytes.append(chunk.data) }
+                        return bytes
+                    }
+                }
+            }
+            #expect(try await download(from: nodes[2]) == content)
+            #expect(FileManager.default.contents(atPath: cached) == content)
+            // A damaged cached copy (a different size) is fetched again, not served.
+            try Data("damaged".utf8).write(to: URL(fileURLWithPath: cached))
+            #expect(try await download(from: nodes[2]) == content)
+
+            _ = try await nodes[1].admin { try await $0.deletePackages(.with { $0.name = "MiniAgent" }) }
+            #expect(try await nodes[0].store.hasContent(uploaded.sha256) == false)
+            let gone = await #expect(throws: RPCError.self) { try await download(from: nodes[1]) }
+            #expect(gone?.code == .notFound)
+        }
+    }
+}

@@ -19,6 +19,8 @@ public struct ServerConfiguration: Sendable {
     public var maxBodyBytes = 1 << 20
     /// Largest package upload.
     public var maxPackageBytes: Int64 = 1 << 30
+    /// Package files a node of a PostgreSQL cluster keeps (the database holds them all).
+    public var packageCacheBytes: Int64 = 10 << 30
     /// Plaintext gRPC instead of TLS; only behind an explicit `--insecure`.
     public var insecure = false
     /// Names and addresses the TLS certificate must be valid for, besides localhost, the host

@@ -122,7 +122,11 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
     let distributor = ConfigDistributor(store: store, registry: registry, interval: configuration.tasks.sweepInterval, logger: logger)
     let metrics = MetricIngest(configuration: configuration.metrics, store: store, sessions: registry, logger: logger)
     let revocations = RevocationWatch(store: store, registry: registry, interval: configuration.revocationInterval, logger: logger)
-    let packages = PackageFiles(dataDirectory: configuration.dataDirectory, maxBytes: configuration.maxPackageBytes)
+    var packages = PackageFiles(dataDirectory: configuration.dataDirectory, maxBytes: configuration.maxPackageBytes)
+    if engine.kind == .postgres {
+        packages.shared = store
+        packages.cacheBytes = configuration.packageCacheBytes
+    }
 
     var channelConfiguration = AgentChannelService.Configuration(nodeName: configuration.nodeName)
     channelConfiguration.statusStep = configuration.statusStep

@@ -8,10 +8,20 @@ import RPC
 /// (``validate(_:)``): a safe alphabet, no separators, no `..`, nothing hidden. An upload is
 /// written to `<data>/packages/.incoming/` and hashed on the way; it takes its place only once
 /// the store accepted the record, so a refused or broken upload leaves nothing behind.
+///
+/// In a cluster (``shared``: the PostgreSQL store) the database holds every file by SHA256
+/// (``SQLStore/putContent(_:size:from:)``) and these files are each node's cache of it: a node
+/// asked for a file it lacks fetches it from the database a chunk at a time, checks its SHA256,
+/// and keeps it; past ``cacheBytes`` the files served longest ago are removed. One SQLite node
+/// keeps its files as the only copy.
 struct PackageFiles: Sendable {
     let dataDirectory: String
     /// Uploads larger than this are refused (payload too large).
     let maxBytes: Int64
+    /// The cluster's store of package content; nil for one node on SQLite.
+    var shared: SQLStore? = nil
+    /// How many bytes of package files a cluster node keeps.
+    var cacheBytes: Int64 = 10 << 30
 
     static let directoryName = "packages"
 
@@ -133,5 +143,81 @@ struct PackageFiles: Sendable {
 
     func remove(_ relativePath: String) {
         unlink(self.absolute(relativePath))
+    }
+
+    // MARK: The cluster's copy
+
+    /// Puts a stored package's file into the cluster's store (nothing without one).
+    func share(_ record: PackageRecord) async throws {
+        guard let shared = self.shared else { return }
+        guard let handle = FileHandle(forReadingAtPath: self.absolute(record.path)) else {
+            throw AspireError(.internalError, "cannot read \(record.path) to share it")
+        }
+        defer { try? handle.close() }
+        try await shared.putContent(record.sha256, size: record.size, from: handle)
+    }
+
+    /// Forgets a deleted package's file here and, when no version has it any more, in the
+    /// cluster's store.
+    func forget(_ record: PackageRecord) async throws {
+        self.remove(record.path)
+        try await self.shared?.dropContentIfUnused(record.sha256)
+    }
+
+    /// The file of `record` on this node, fetched from the cluster's store when this node lacks
+    /// it (or holds another file by that name).
+    func localFile(for record: PackageRecord) async throws -> String {
+        let path = self.absolute(record.path)
+        if let size = Self.size(of: path), size == record.size {
+            // Served now: the last to be evicted.
+            utimes(path, nil)
+            return path
+        }
+        guard let shared = self.shared else {
+            throw AspireError(.notFound, "package \(record.name) \(record.version) is registered but its file is not on this node (\(record.path))")
+        }
+        let incoming = try self.incoming()
+        do {
+            let found = try await shared.readContent(record.sha256) { try incoming.append($0) }
+            guard found else {
+                throw AspireError(.notFound, "package \(record.name) \(record.version): its content (\(record.sha256)) is in no store of the cluster")
+            }
+            let sha256 = try incoming.finish()
+            guard sha256 == record.sha256 else {
+                throw AspireError(.internalError, "package \(record.name) \(record.version): the cluster's copy hashes to \(sha256), not \(record.sha256)")
+            }
+            try self.install(incoming, at: record.path)
+        } catch {
+            incoming.discard()
+            throw error
+        }
+        self.evict(keeping: path)
+        return path
+    }
+
+    /// Removes the files served longest ago until this node's packages fit ``cacheBytes``.
+    func evict(keeping kept: String) {
+        let root = self.absolute(Self.directoryName)
+        guard let walker = FileManager.default.enumerator(atPath: root) else { return }
+        var files: [(path: String, size: Int64, used: Date)] = []
+        while let relative = walker.nextObject() as? String {
+            guard !relative.hasPrefix(".incoming") else { continue }
+            let path = "\(root)/\(relative)"
+            guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+                attributes[.type] as? FileAttributeType == .typeRegular
+            else { continue }
+            files.append((path, (attributes[.size] as? NSNumber)?.int64Value ?? 0, attributes[.modificationDate] as? Date ?? .distantPast))
+        }
+        var total = files.reduce(0) { $0 + $1.size }
+        for file in files.sorted(by: { $0.used < $1.used }) where total > self.cacheBytes && file.path != kept {
+            if unlink(file.path) == 0 { total -= file.size }
+        }
+    }
+
+    private static func size(of path: String) -> Int64? {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+            attributes[.type] as? FileAttributeType == .typeRegular
+        else { return nil }
+        return (attributes[.size] as? NSNumber)?.int64Value
     }
 }

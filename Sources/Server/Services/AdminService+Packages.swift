@@ -65,14 +65,14 @@ extension AdminService {
             upload?.discard()
             throw error
         }
-        if let upload {
-            do {
-                try self.packages.install(upload, at: path)
-            } catch {
-                upload.discard()
-                _ = try? await self.store.deletePackages(PackageQuery(), id: record.id)
-                throw error
-            }
+        do {
+            if let upload { try self.packages.install(upload, at: path) }
+            // Every node of a cluster serves it from here on.
+            try await self.packages.share(record)
+        } catch {
+            upload?.discard()
+            _ = try? await self.store.deletePackages(PackageQuery(), id: record.id)
+            throw error
         }
         self.logger.notice(
             "package stored",
@@ -106,7 +106,7 @@ extension AdminService {
             throw AspireError(.notFound, "no agent package found")
         }
         for package in deleted {
-            self.packages.remove(package.path)
+            try await self.packages.forget(package)
             self.logger.notice("package deleted", metadata: ["package.name": "\(package.name)", "package.version": "\(package.version)", "package.path": "\(package.path)"])
         }
         var response = Aspire_V1_DeletePackagesResponse()

@@ -33,12 +33,9 @@ struct PackageStoreService: Aspire_V1_PackageStore.SimpleServiceProtocol {
         guard let package = try await self.store.packages(query).items.first else {
             throw AspireError(.notFound, "no package file \(request.path) in the store")
         }
-        let path = self.packages.absolute(package.path)
+        let path = try await self.packages.localFile(for: package)
         guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw AspireError(
-                .notFound,
-                "package \(package.name) \(package.version) is registered but its file is not on this node (\(package.path)); nodes of a cluster need one shared package directory"
-            )
+            throw AspireError(.notFound, "package \(package.name) \(package.version): cannot read \(package.path) on this node")
         }
         defer { try? handle.close() }
         var first = true

@@ -323,6 +323,26 @@ enum Migrations {
             // Set by an operator (DrainNode); the node sends its agents away while it is.
             ["ALTER TABLE nodes ADD COLUMN draining INTEGER NOT NULL DEFAULT 0"]
         },
+        Step(version: 11, name: "package content in the store") { kind in
+            // A cluster's package files, by SHA256, in chunks (PostgreSQL; one SQLite node
+            // keeps its files). `package_contents` is written last: content is whole once listed.
+            [
+                """
+                CREATE TABLE package_blobs (
+                    sha256 TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    data \(Self.bytesColumn(kind)) NOT NULL,
+                    PRIMARY KEY (sha256, seq))
+                """,
+                """
+                CREATE TABLE package_contents (
+                    sha256 TEXT PRIMARY KEY,
+                    size BIGINT NOT NULL,
+                    chunks INTEGER NOT NULL,
+                    gmt_create BIGINT NOT NULL)
+                """,
+            ]
+        },
     ]
 
     /// An auto-numbered primary key.
