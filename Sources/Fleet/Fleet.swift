@@ -17,6 +17,9 @@ public final class Fleet: Sendable {
         public var server: HostPort
         /// Dial 127.1.0.1, 127.1.0.2, ... (the node must listen on 0.0.0.0) instead of `server.host`.
         public var spread = true
+        /// Other nodes an agent tries, in order, when its server cannot be reached (as the real
+        /// agent tries every address its server's name resolves to).
+        public var fallbacks: [HostPort] = []
         /// The name the server certificate is checked against (SNI).
         public var authority = "localhost"
         public var security: ClientSecurity
@@ -48,6 +51,11 @@ public final class Fleet: Sendable {
         public let commands = Atomic<Int>(0)
         public let results = Atomic<Int>(0)
         public let acks = Atomic<Int>(0)
+        /// Commands run to their end, by command id: the agents' own record of what they ran.
+        let executed = Mutex<[String: Int]>([:])
+
+        /// How many times each command id was run.
+        public var executions: [String: Int] { self.executed.withLock { $0 } }
     }
 
     /// What every agent of the fleet shares.
@@ -77,11 +85,16 @@ public final class Fleet: Sendable {
         /// The result of a command: a canned success (after `answerDelay`), or the real
         /// executors' answer; nil when the stream ended first.
         func answer(_ command: Aspire_V1_Command) async -> Aspire_V1_CommandResult? {
+            defer { self.counters.executed.withLock { $0[command.id, default: 0] += 1 } }
             if self.configuration.execute {
                 return await self.handlers.run(command)
             }
             if self.configuration.answerDelay > .zero {
-                guard (try? await Task.sleep(for: self.configuration.answerDelay)) != nil else { return nil }
+                // A stream that ends meanwhile loses the command: it did not run.
+                guard (try? await Task.sleep(for: self.configuration.answerDelay)) != nil else {
+                    self.counters.executed.withLock { $0[command.id, default: 0] -= 1 }
+                    return nil
+                }
             }
             let now = Date().unixMilliseconds
             var result = Aspire_V1_CommandResult()

@@ -23,6 +23,9 @@ final class SimulatedAgent: Sendable {
     private let unacked = Mutex<[String: Aspire_V1_CommandResult]>([:])
     /// The certificate this agent enrolled for (in memory), on a node with TLS.
     private let identity = Mutex<ClientIdentity?>(nil)
+    /// Commands running now: one sent again meanwhile is not run again (the real agent's
+    /// record of what it runs).
+    private let running = Mutex<Set<String>>([])
     /// Pings this agent sent on the open stream and not yet answered.
     let unansweredPings = Mutex<Set<UInt64>>([])
 
@@ -34,34 +37,33 @@ final class SimulatedAgent: Sendable {
 
     private enum Outcome {
         case ended(Aspire_V1_Redirect?)
-        case redirect(HostPort)
+        case redirect([HostPort])
         case failed
     }
 
-    /// Connects, holds the stream, reconnects; until cancelled.
+    /// Connects, holds the stream, reconnects; until cancelled. Like the real agent's
+    /// connector: the servers in order (its own, then the fallbacks), each redirect followed
+    /// through its whole list (with the servers visited named in Init), then a backoff.
     func run() async {
         var failures = 0
-        var hops = 0
-        var next = self.address
+        var preferred: [HostPort] = []
         while !Task.isCancelled {
-            let outcome = await self.attempt(next)
-            next = self.address
+            var outcome = Outcome.failed
+            for server in preferred + [self.address] + self.shared.configuration.fallbacks {
+                outcome = await self.tryServer(server, hops: 0, visited: [])
+                if case .ended = outcome { break }
+            }
+            preferred = []
             do {
-                switch outcome {
-                case .ended(let redirect):
+                if case .ended(let redirect) = outcome {
                     failures = 0
-                    hops = 0
                     var maxDelay = Duration.seconds(1)
-                    if let redirect, let first = redirect.servers.first, let target = try? HostPort(parsing: first) {
-                        next = target
+                    if let redirect {
+                        preferred = redirect.servers.compactMap { try? HostPort(parsing: $0) }
                         maxDelay = .milliseconds(Int(max(redirect.maxDelayMs, 0)))
                     }
                     try await Task.sleep(for: Backoff.uniform(maxDelay))
-                case .redirect(let target) where hops < 4:
-                    hops += 1
-                    next = target
-                case .redirect, .failed:
-                    hops = 0
+                } else {
                     failures += 1
                     self.shared.counters.failures.add(1, ordering: .relaxed)
                     try await Task.sleep(for: Backoff.fullJitter(attempt: failures, base: .milliseconds(500), cap: .seconds(60)))
@@ -70,6 +72,20 @@ final class SimulatedAgent: Sendable {
                 return
             }
         }
+    }
+
+    /// Init (and the stream) at `server`; a redirect is followed to each server it names, in
+    /// order, until one holds the stream.
+    private func tryServer(_ server: HostPort, hops: Int, visited: Set<String>) async -> Outcome {
+        let visited = visited.union([server.description])
+        let outcome = await self.attempt(server, visited: visited)
+        guard case .redirect(let targets) = outcome else { return outcome }
+        guard hops < 4 else { return .failed }
+        for target in targets where !visited.contains(target.description) {
+            let next = await self.tryServer(target, hops: hops + 1, visited: visited)
+            if case .ended = next { return next }
+        }
+        return .failed
     }
 
     /// Enrolls with the fleet's join token unless this agent holds a certificate; what it will
@@ -86,7 +102,7 @@ final class SimulatedAgent: Sendable {
         return .tls(caFile: caFile, identity: identity)
     }
 
-    private func attempt(_ address: HostPort) async -> Outcome {
+    private func attempt(_ address: HostPort, visited: Set<String>) async -> Outcome {
         let settings = self.shared.configuration
         do {
             let transport = try Transports.client(
@@ -105,13 +121,13 @@ final class SimulatedAgent: Sendable {
                 request.os = "linux"
                 request.arch = "x86_64"
                 request.tags = settings.tags
+                request.visited = visited.sorted()
                 let answer = try await Aspire_V1_Bootstrap.Client(wrapping: client).`init`(request, options: .failFast(timeout: .seconds(30)))
                 switch answer.action {
                 case .accept:
                     return .ended(try await self.stream(client))
                 case .redirect:
-                    guard let first = answer.servers.first else { return .failed }
-                    return .redirect(try HostPort(parsing: first))
+                    return .redirect(try answer.servers.map { try HostPort(parsing: $0) })
                 case .unspecified, .UNRECOGNIZED:
                     return .failed
                 }
@@ -174,8 +190,10 @@ final class SimulatedAgent: Sendable {
                                 continuation.yield(answer)
                                 break
                             }
+                            guard self.running.withLock({ $0.insert(command.id).inserted }) else { break }
                             let shared = self.shared
                             group.addTask {
+                                defer { _ = self.running.withLock { $0.remove(command.id) } }
                                 guard let result = await shared.answer(command) else { return }
                                 var answer = Aspire_V1_AgentMessage()
                                 answer.result = result

@@ -178,7 +178,7 @@ struct CommandLineTests {
             "aspirectl", ["packages", "upload", file, "--name", "../x", "--version", "1", "--arch", "x86_64"],
             environment: environment, in: directory
         )
-        #expect(traversal.status == 1 && traversal.output.contains("path separators"))
+        #expect(traversal.status == 1 && traversal.output.contains("path separators"), "exit \(traversal.status): \(traversal.output)")
 
         let list = try await self.run("aspirectl", ["packages", "list", "--name", "MonitorAgent"], environment: environment, in: directory)
         #expect(list.status == 0 && list.output.contains("0.1.2-1") && list.output.contains("1 of 1 packages"))

@@ -111,22 +111,38 @@ extension SQLStore {
         }
     }
 
-    /// Records that subtasks were sent; they are due again after `retryAfter` milliseconds if
-    /// no result came (the agent runs a command id once, so a repeat only fetches its result).
-    public func markDispatched(_ ids: [String], retryAfter: Int64) async throws {
-        guard !ids.isEmpty else { return }
+    /// Claims subtasks for sending: marks them dispatched, due again after `retryAfter`
+    /// milliseconds if no result came (the agent runs a command id once, so a repeat only
+    /// fetches its result), and answers the ids it claimed: the deliveries due now, atomically
+    /// (two senders reading the same due subtask at once, a sweep beside a wake-up, send it
+    /// once), and those last sent before `sentBefore` (a new stream sends again what was sent
+    /// before it began and may be lost, not what it carried already). Nil: only due ones.
+    @discardableResult
+    public func markDispatched(_ ids: [String], retryAfter: Int64, sentBefore: Int64? = Int64.max / 4) async throws -> [String] {
+        guard !ids.isEmpty else { return [] }
         let now = Self.now
-        try await self.transaction { database in
+        return try await self.transaction { database in
+            var claimed: [String] = []
             for slice in ids.chunks(of: 1000) {
-                let chunk = Array(slice)
+                let mine = try await database.raw(
+                    """
+                    UPDATE pendings SET status = 1, gmt_schedule = \(bind: now + retryAfter)
+                    WHERE subtaskid IN (\(binds: Array(slice)))
+                      AND (gmt_schedule <= \(bind: now) OR gmt_schedule < \(bind: sentBefore.map { $0 + retryAfter } ?? 0))
+                    RETURNING subtaskid
+                    """
+                ).all().map { try $0.decode(column: "subtaskid", as: String.self) }
+                guard !mine.isEmpty else { continue }
                 let tasks = try await database.raw(
                     """
                     UPDATE subtasks SET status = \(bind: SubtaskStatus.dispatched.rawValue), gmt_modify = \(bind: now)
-                    WHERE id IN (\(binds: chunk)) AND status <= \(bind: SubtaskStatus.dispatched.rawValue) RETURNING taskid
+                    WHERE id IN (\(binds: mine)) AND status <= \(bind: SubtaskStatus.dispatched.rawValue) RETURNING taskid
                     """
                 ).all().map { try $0.decode(column: "taskid", as: Int.self) }
-                try await Self.dispatched(chunk, of: Set(tasks), at: now, retryAfter: retryAfter, in: database)
+                try await Self.dispatched(mine, of: Set(tasks), at: now, retryAfter: retryAfter, in: database)
+                claimed += mine
             }
+            return claimed
         }
     }
 

@@ -3,6 +3,7 @@ public import Logging
 public import RPC
 public import ServiceLifecycle
 import SwiftProtobuf
+import Synchronization
 
 /// Drives tasks on this node: creates them, pushes their subtasks to the agents this node holds
 /// (at once, when an agent connects, and on a sweep), honours rate control, and stores results.
@@ -45,6 +46,8 @@ public final class TaskEngine: Service {
     let logger: Logger
     /// Results from every stream, stored in shared transactions.
     private let results: GroupCommit<AgentResult, Result<TaskRecord?, any Error>>
+    /// The agents a dispatch pass runs for now.
+    private let passes = DispatchPasses()
 
     public init(configuration: Configuration = .init(), store: SQLStore, registry: SessionRegistry, links: NodeLinks? = nil, logger: Logger) {
         self.configuration = configuration
@@ -193,13 +196,22 @@ public final class TaskEngine: Service {
 
     /// Sends the due subtasks of an agent this node holds; `inFlight` sends again those sent
     /// and not answered (the agent runs a command id once: a repeat only fetches its result).
+    ///
+    /// One pass per agent at a time: a dispatch asked for while one runs (a wake-up, a sweep,
+    /// a status report, a freed place) makes it run once more instead of reading the same due
+    /// subtasks beside it, which would send them twice.
     public func dispatch(to agentSN: String, inFlight: Bool = false) async {
-        guard let session = self.registry.session(for: agentSN) else { return }
-        do {
-            try await self.deliver(to: agentSN, inFlight: inFlight) { session.send(command: $0) }
-        } catch {
-            self.logger.error("cannot send subtasks", metadata: ["agent.sn": "\(agentSN)", "error": "\(String(reflecting: error))"])
-        }
+        guard self.passes.begin(agentSN, inFlight: inFlight) else { return }
+        var inFlight = inFlight
+        repeat {
+            guard let session = self.registry.session(for: agentSN) else { continue }
+            do {
+                let since = inFlight ? session.connectedAt.unixMilliseconds : nil
+                try await self.deliver(to: agentSN, resendSince: since) { session.send(command: $0) }
+            } catch {
+                self.logger.error("cannot send subtasks", metadata: ["agent.sn": "\(agentSN)", "error": "\(String(reflecting: error))"])
+            }
+        } while self.passes.again(agentSN, inFlight: &inFlight)
     }
 
     /// The commands due for an agent that polls (the seed's plain-HTTP agents): it joins the
@@ -207,18 +219,19 @@ public final class TaskEngine: Service {
     public func poll(for agentSN: String) async throws -> [Aspire_V1_Command] {
         try await self.joinTagTasks(agentSN)
         var commands: [Aspire_V1_Command] = []
-        try await self.deliver(to: agentSN) { command in
+        try await self.deliver(to: agentSN, resendSince: nil) { command in
             commands.append(command)
             return true
         }
         return commands
     }
 
-    /// Hands each due subtask of `agentSN` that rate control lets through to `send`.
-    private func deliver(to agentSN: String, inFlight resend: Bool = false, send: (Aspire_V1_Command) -> Bool) async throws {
+    /// Hands each due subtask of `agentSN` that rate control lets through to `send`; with
+    /// `resendSince` (when its stream began), also those sent before then and not answered.
+    private func deliver(to agentSN: String, resendSince: Int64?, send: (Aspire_V1_Command) -> Bool) async throws {
         var tasks: [Int: TaskRecord] = [:]
         var due: [Int: [SubtaskRecord]] = [:]
-        for subtask in try await self.store.dueSubtasks(agentSN: agentSN, inFlight: resend) {
+        for subtask in try await self.store.dueSubtasks(agentSN: agentSN, inFlight: resendSince != nil) {
             if tasks[subtask.taskID] == nil {
                 tasks[subtask.taskID] = try await self.store.task(id: subtask.taskID)
             }
@@ -228,7 +241,7 @@ public final class TaskEngine: Service {
         var sent = 0
         for (id, subtasks) in due.sorted(by: { $0.key < $1.key }) {
             guard let task = tasks[id], task.status.isOpen else { continue }
-            sent += try await self.send(subtasks, of: task, builds: &builds) { _, command in send(command) }
+            sent += try await self.send(subtasks, of: task, resendSince: resendSince, builds: &builds) { _, command in send(command) }
         }
         if sent > 0 {
             self.logger.debug("subtasks sent", metadata: ["agent.sn": "\(agentSN)", "count": "\(sent)"])
@@ -244,6 +257,7 @@ public final class TaskEngine: Service {
     private func send(
         _ subtasks: [SubtaskRecord],
         of task: TaskRecord,
+        resendSince: Int64? = nil,
         builds: inout Builds,
         transmit: (SubtaskRecord, Aspire_V1_Command) -> Bool
     ) async throws -> Int {
@@ -268,23 +282,31 @@ public final class TaskEngine: Service {
             going = subtasks.filter { $0.status != .pending || claimed.contains($0.id) }
         }
         var command = try Self.command(of: task)
-        var sent: [String] = []
-        var unsent: [String] = []
+        var ready: [(SubtaskRecord, Aspire_V1_Command)] = []
         var refused: [(Aspire_V1_CommandResult, String)] = []
         for subtask in going {
             command.id = subtask.id
             switch try await self.command(command, for: subtask.agentSN, builds: &builds) {
-            case .send(let resolved):
-                if transmit(subtask, resolved) { sent.append(subtask.id) } else { unsent.append(subtask.id) }
-            case .refuse(let result):
-                refused.append((result, subtask.agentSN))
+            case .send(let resolved): ready.append((subtask, resolved))
+            case .refuse(let result): refused.append((result, subtask.agentSN))
             }
         }
-        // What was claimed is marked already; what was claimed and could not go is given back.
-        try await self.store.markDispatched(sent.filter { !claimed.contains($0) }, retryAfter: self.retryAfter)
-        try await self.store.releaseDispatch(unsent.filter(claimed.contains))
+        // Each delivery is claimed before it goes, so one sent by another pass meanwhile (or
+        // answered already) is not sent again.
+        claimed.formUnion(
+            try await self.store.markDispatched(
+                ready.map(\.0.id).filter { !claimed.contains($0) }, retryAfter: self.retryAfter, sentBefore: resendSince
+            )
+        )
+        var sent = 0
+        var unsent: [String] = []
+        for (subtask, resolved) in ready where claimed.contains(subtask.id) {
+            if transmit(subtask, resolved) { sent += 1 } else { unsent.append(subtask.id) }
+        }
+        // What could not go is given back: it waits (and frees its place) again.
+        try await self.store.releaseDispatch(unsent)
         for (result, agentSN) in refused { _ = await self.resultArrived(result, from: agentSN) }
-        return sent.count
+        return sent
     }
 
     private var retryAfter: Int64 { self.configuration.redeliverAfter.milliseconds }
@@ -409,6 +431,43 @@ struct RateLimit: Hashable {
         switch self.kind {
         case .count(let value): value
         case .percent(let share): max(1, Int((Double(hosts) * share / 100).rounded(.up)))
+        }
+    }
+}
+
+/// Which agents a dispatch pass runs for, and whether another was asked for meanwhile.
+final class DispatchPasses: Sendable {
+    private struct Asked {
+        var again = false
+        var inFlight = false
+    }
+
+    private let running = Mutex<[String: Asked]>([:])
+
+    /// True when the caller runs the pass; false when one runs, which will run again.
+    func begin(_ agentSN: String, inFlight: Bool) -> Bool {
+        self.running.withLock { running in
+            if var asked = running[agentSN] {
+                asked.again = true
+                asked.inFlight = asked.inFlight || inFlight
+                running[agentSN] = asked
+                return false
+            }
+            running[agentSN] = Asked()
+            return true
+        }
+    }
+
+    /// Whether to run once more (with what was asked); else the pass ends.
+    func again(_ agentSN: String, inFlight: inout Bool) -> Bool {
+        self.running.withLock { running in
+            guard let asked = running[agentSN], asked.again else {
+                running[agentSN] = nil
+                return false
+            }
+            inFlight = asked.inFlight
+            running[agentSN] = Asked()
+            return true
         }
     }
 }

@@ -1,0 +1,171 @@
+import Fleet
+import Foundation
+import Logging
+import RPC
+import Testing
+import SwiftProtobuf
+import TestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Real `aspire-server` processes on one PostgreSQL database, driven by real agents (boot, or
+/// the fleet's simulated ones) and aspirectl: the cluster as operators run it.
+@Suite("Cluster of real nodes", .stopsChildProcesses)
+struct ClusterProcessTests {
+    static let postgres = ProcessInfo.processInfo.environment["ASPIRE_TEST_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : $0 }
+
+    /// `count` nodes on a fresh database (the first one's CA and tokens shared), each with
+    /// `arguments(index)` added; waits until each sees every node active.
+    static func withNodes<Result: Sendable>(
+        _ count: Int,
+        in directory: String,
+        arguments: (Int) -> [String] = { _ in [] },
+        _ body: ([TestNode]) async throws -> Result
+    ) async throws -> Result {
+        try await ScratchStore.withPostgresDatabase(server: try #require(Self.postgres), logger: Logger(label: "cluster-processes")) { database in
+            var nodes: [TestNode] = []
+            defer { for node in nodes { node.process.signal(SIGKILL) } }
+            for index in 0 ..< count {
+                nodes.append(
+                    try await TestNode.start(
+                        in: directory, name: "node\(index + 1)", host: Loopback.address(),
+                        arguments: ["--database", database] + arguments(index), sharingSecretsOf: nodes.first
+                    )
+                )
+            }
+            // Every node spreads agents over every node: Init at each sends some agents to each
+            // other one (it has read the table since they all joined).
+            let addresses = Set(nodes.map(\.address.description))
+            try await eventually(timeout: .seconds(30), "every node to spread agents over all \(count)") {
+                for node in nodes {
+                    let targets = try await node.withClient(token: try node.enrollToken) { client in
+                        var seen: Set<String> = [node.address.description]
+                        for index in 0 ..< 32 {
+                            let answer = try await Aspire_V1_Bootstrap.Client(wrapping: client).`init`(.with { $0.agentSn = "probe-\(index)" })
+                            if answer.action == .redirect, let first = answer.servers.first { seen.insert(first) }
+                        }
+                        return seen
+                    }
+                    guard targets == addresses else { return false }
+                }
+                return true
+            }
+            let result = try await body(nodes)
+            for node in nodes {
+                node.process.signal(SIGTERM)
+                _ = try? await node.process.wait(timeout: .seconds(30))
+            }
+            return result
+        }
+    }
+
+    /// A fleet of `count` simulated agents dialing the first node, the others as fallbacks.
+    static func fleet(_ count: Int, nodes: [TestNode], prefix: String, answerDelay: Duration) throws -> Fleet {
+        var configuration = Fleet.Configuration(server: nodes[0].address, security: .tls(caFile: nodes[0].caFile), token: try nodes[0].enrollToken)
+        configuration.spread = false
+        configuration.fallbacks = nodes.dropFirst().map(\.address)
+        configuration.prefix = prefix
+        configuration.answerDelay = answerDelay
+        return Fleet(configuration: configuration, count: count)
+    }
+
+    /// Hosts online on each node, by name.
+    static func held(_ node: TestNode) async throws -> [String: Int] {
+        let listed = try await node.admin { try await $0.listNodes(.init()) }.nodes
+        return Dictionary(uniqueKeysWithValues: listed.map { ($0.name, Int($0.hosts)) })
+    }
+
+    /// Every subtask of the task succeeded, and every agent ran its command exactly once.
+    static func expectRanOnce(_ detail: Aspire_V1_TaskDetail, _ fleet: Fleet, hosts: Int) {
+        #expect(detail.task.count == Int32(hosts) && detail.task.complete == Int32(hosts) && detail.task.failed == 0, "\(detail.task)")
+        #expect(detail.subtasks.allSatisfy { $0.state == .succeeded }, "\(detail.subtasks.filter { $0.state != .succeeded }.prefix(5))")
+        let runs = fleet.counters.executions
+        let wrong = detail.subtasks.filter { runs[$0.id] != 1 }.map { "\($0.agentSn): \(runs[$0.id] ?? 0)" }
+        #expect(wrong.isEmpty, "commands not run exactly once: \(wrong.prefix(10))")
+    }
+
+    @Test(
+        "kill -9 of one of three nodes in the middle of a 300-host task: its agents reconnect to the others, each subtask ends with one result, no command runs twice",
+        .enabled(if: Self.postgres != nil, "needs ASPIRE_TEST_POSTGRES_URL (scripts/postgres-for-tests.sh)")
+    )
+    func nodeKilledMidTask() async throws {
+        let directory = try makeTemporaryDirectory("cluster-kill")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await Self.withNodes(3, in: directory) { nodes in
+            let fleet = try Self.fleet(300, nodes: nodes, prefix: "kill", answerDelay: .seconds(2))
+            try await fleet.enroll()
+            try await fleet.run { fleet in
+                try await fleet.waitOnline(timeout: .seconds(60))
+                var held = try await Self.held(nodes[0])
+                try await eventually("the store to count every host online") {
+                    held = try await Self.held(nodes[0])
+                    return held.values.reduce(0, +) == 300
+                }
+                #expect(held.values.allSatisfy { $0 > 0 }, "rendezvous spreads agents over every node: \(held)")
+
+                let created = try await nodes[0].createTask(TaskEngineTests.bashTask("true", agents: fleet.agentSNs))
+                try await Task.sleep(for: .milliseconds(800))
+                // Commands are in flight on every node; node3 dies without a word.
+                nodes[2].process.signal(SIGKILL)
+                _ = try await nodes[2].process.wait(timeout: .seconds(10))
+
+                let detail = try await nodes[1].waitForTask(created.task.id, timeout: .seconds(120))
+                Self.expectRanOnce(detail, fleet, hosts: 300)
+                try await eventually(timeout: .seconds(60), "every agent back, on the two live nodes") {
+                    let now = try await Self.held(nodes[0])
+                    return now["node3", default: 0] == 0 && now["node1", default: 0] + now["node2", default: 0] == 300
+                }
+                let agents = try await nodes[1].connectedAgents()
+                #expect(agents.count == 300 && agents.allSatisfy { $0.node != "node3" })
+            }
+        }
+    }
+
+    @Test(
+        "aspirectl nodes drain moves every agent off a node in bounded waves, with no failed or repeated command",
+        .enabled(if: Self.postgres != nil, "needs ASPIRE_TEST_POSTGRES_URL (scripts/postgres-for-tests.sh)")
+    )
+    func drain() async throws {
+        let directory = try makeTemporaryDirectory("cluster-drain")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let rate = 10
+        try await Self.withNodes(2, in: directory, arguments: { _ in ["--drain-rate", "\(rate)"] }) { nodes in
+            let fleet = try Self.fleet(100, nodes: nodes, prefix: "drain", answerDelay: .seconds(1))
+            try await fleet.enroll()
+            try await fleet.run { fleet in
+                try await fleet.waitOnline(timeout: .seconds(60))
+                var moving = 0
+                try await eventually("the store to count every host online") {
+                    let held = try await Self.held(nodes[0])
+                    moving = held["node2", default: 0]
+                    return held.values.reduce(0, +) == 100
+                }
+                #expect(moving > rate * 3, "node2 holds enough agents to need several waves: \(moving)")
+                let created = try await nodes[0].createTask(TaskEngineTests.bashTask("true", agents: fleet.agentSNs))
+
+                let started = Date().unixMilliseconds
+                let environment = ["ASPIRE_SERVER": nodes[0].address.description, "ASPIRE_SERVER_DATA": nodes[0].dataDirectory]
+                let drain = try TestProcess.start("aspirectl", ["nodes", "drain", "node2"], log: "\(directory)/drain.out", environment: environment)
+                #expect(ChildProcess.exitCode(try await drain.wait(timeout: .seconds(30))) == 0, "\(drain.log)")
+                #expect(drain.log.contains("node node2: draining"))
+
+                try await eventually(timeout: .seconds(60), "node2 to hold no agent") {
+                    try await Self.held(nodes[0])["node2", default: 0] == 0 && fleet.online == 100
+                }
+                let detail = try await nodes[0].waitForTask(created.task.id, timeout: .seconds(60))
+                Self.expectRanOnce(detail, fleet, hosts: 100)
+
+                // The moved agents came back a wave at a time, not all at once.
+                let arrivals = fleet.welcomes(since: started)
+                #expect(arrivals.count >= moving)
+                let busiest = arrivals.map { start in arrivals.filter { $0 >= start && $0 < start + 1000 }.count }.max() ?? 0
+                #expect(busiest <= rate * 3, "at most about \(rate) reconnects a second; \(busiest) in one second")
+                let list = try TestProcess.start("aspirectl", ["nodes"], log: "\(directory)/nodes.out", environment: environment)
+                _ = try await list.wait(timeout: .seconds(30))
+                #expect(list.log.contains("node2") && list.log.contains("draining"), "\(list.log)")
+            }
+        }
+    }
+}
