@@ -169,3 +169,64 @@ struct ClusterProcessTests {
         }
     }
 }
+
+extension ClusterProcessTests {
+    @Test(
+        "aspirectl through any of three nodes: run reaches a boot agent another node holds, --follow prints its lines before it ends, and a package uploaded on one node is deployed by way of another to the agent a third holds",
+        .enabled(if: Self.postgres != nil, "needs ASPIRE_TEST_POSTGRES_URL (scripts/postgres-for-tests.sh)")
+    )
+    func aspirectlThroughAnyNode() async throws {
+        let directory = try makeTemporaryDirectory("cluster-cli")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let parent = "aspire-cluster-\(UUID().uuidString.prefix(8).lowercased())"
+        defer { SubAgentEndToEndTests.cleanUp(cgroupParents: [parent]) }
+        try await Self.withNodes(3, in: directory) { nodes in
+            // The agent knows every node, as a DNS name with three addresses would give it.
+            let agent = try TestAgent.start(
+                in: directory, servers: nodes.map(\.address.description), caFile: nodes[0].caFile, tokenFile: nodes[0].enrollTokenFile,
+                arguments: ["--agents-root", "\(directory)/agents", "--cgroup-parent", parent, "--health-window", "1"]
+            )
+            defer { Task { await agent.process.stop() } }
+            var holder = ""
+            try await eventually(timeout: .seconds(30), "the agent to be held by a node") {
+                holder = try await nodes[0].connectedAgents().first { $0.agentSn == agent.agentSN }?.node ?? ""
+                return !holder.isEmpty
+            }
+            // Each node's data directory is named as the node.
+            let holding = try #require(nodes.firstIndex { URL(fileURLWithPath: $0.dataDirectory).lastPathComponent == holder })
+            let others = nodes.indices.filter { $0 != holding }
+            func aspirectl(_ arguments: [String], through node: TestNode, name: String) throws -> TestProcess {
+                try TestProcess.start(
+                    "aspirectl", arguments, log: "\(directory)/\(name).out",
+                    environment: ["ASPIRE_SERVER": node.address.description, "ASPIRE_SERVER_DATA": node.dataDirectory]
+                )
+            }
+
+            for (index, node) in nodes.enumerated() {
+                let run = try aspirectl(["run", "--agent", agent.agentSN, "--", "echo", "through-\(index)"], through: node, name: "run-\(index)")
+                #expect(ChildProcess.exitCode(try await run.wait(timeout: .seconds(60))) == 0, "\(run.log)")
+                #expect(run.log.contains("through-\(index)"), "\(run.log)")
+            }
+
+            let follow = try aspirectl(
+                ["run", "--follow", "--agent", agent.agentSN, "--", "echo first; sleep 4; echo second"], through: nodes[others[0]], name: "follow"
+            )
+            try await eventually(timeout: .seconds(30), "the first line before the command ends") { follow.log.contains("first") }
+            #expect(!follow.log.contains("second"), "the first line came only with the end: \(follow.log)")
+            #expect(ChildProcess.exitCode(try await follow.wait(timeout: .seconds(60))) == 0, "\(follow.log)")
+            #expect(follow.log.contains("second"))
+
+            let package = "\(directory)/MiniAgent-1.0.tar.gz"
+            try await SubAgentEndToEndTests.tarball(in: directory, version: "1.0").write(to: URL(fileURLWithPath: package))
+            let upload = try aspirectl(
+                ["packages", "upload", package, "--name", "MiniAgent", "--version", "1.0", "--arch", "x86_64"], through: nodes[others[0]], name: "upload"
+            )
+            #expect(ChildProcess.exitCode(try await upload.wait(timeout: .seconds(60))) == 0, "\(upload.log)")
+            let deploy = try aspirectl(["deploy", "MiniAgent", "1.0", "--agent", agent.agentSN], through: nodes[others[1]], name: "deploy")
+            #expect(ChildProcess.exitCode(try await deploy.wait(timeout: .seconds(90))) == 0, "\(deploy.log)")
+            #expect(deploy.log.contains("installed MiniAgent 1.0: running"), "\(deploy.log)")
+            // The holding node served the file from the database: it is in its cache now.
+            #expect(FileManager.default.fileExists(atPath: "\(nodes[holding].dataDirectory)/packages/linux/x86_64/MiniAgent-1.0.tar.gz"))
+        }
+    }
+}
