@@ -16,7 +16,7 @@ struct AspireBench: AsyncParsableCommand {
             """,
         subcommands: [
             All.self, FleetCommand.self, IdleBench.self, FanOutBench.self, SaltBench.self, RoundTripBench.self, OfflineBench.self,
-            StormBench.self, RestBench.self, IngestBench.self, CommandsBench.self,
+            StormBench.self, RestBench.self, IngestBench.self, CommandsBench.self, ClusterBench.self,
         ]
     )
 }
@@ -39,6 +39,7 @@ struct All: AsyncParsableCommand {
             { [try await RestBench.measure(options)] },
             { try await IngestBench.measure(options) },
             { [try await CommandsBench.measure(options)] },
+            { try await ClusterBench.measure(options) },
         ]
         for benchmark in benchmarks {
             for report in try await benchmark() {

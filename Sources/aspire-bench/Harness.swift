@@ -63,9 +63,18 @@ struct Harness {
         listen: String = "0.0.0.0:0",
         http: Bool = false,
         database: String? = nil,
-        arguments: [String] = []
+        arguments: [String] = [],
+        sharingSecretsOf other: NodeProcess? = nil
     ) async throws -> NodeProcess {
-        try await NodeProcess.start(
+        if let other {
+            // Nodes of one cluster share the CA and the tokens; each issues its own certificate.
+            let data = "\(self.work)/\(name)"
+            try FileManager.default.createDirectory(atPath: "\(data)/tls", withIntermediateDirectories: true)
+            for file in ["admin.token", "enroll.token", "tls/ca.pem", "tls/ca.key"] {
+                try FileManager.default.copyItem(atPath: "\(other.dataDirectory)/\(file)", toPath: "\(data)/\(file)")
+            }
+        }
+        return try await NodeProcess.start(
             binary: try self.executable("aspire-server"),
             dataDirectory: "\(self.work)/\(name)",
             listen: try HostPort(parsing: listen, allowPortZero: true),
@@ -100,11 +109,18 @@ struct Harness {
 
     /// A real `boot` agent of `node`, with its own data directory.
     func startAgent(_ name: String, of node: NodeProcess, agentSN: String? = nil) throws -> (process: ChildProcess, agentSN: String) {
+        try self.startAgent(name, servers: [node.dialAddress], caFile: node.caFile, tokenFile: node.enrollTokenFile, agentSN: agentSN)
+    }
+
+    /// A real `boot` agent that knows `servers` (the nodes of a cluster), with its own data directory.
+    func startAgent(
+        _ name: String, servers: [HostPort], caFile: String, tokenFile: String, agentSN: String? = nil
+    ) throws -> (process: ChildProcess, agentSN: String) {
         let sn = agentSN ?? "bench-\(name)"
         let process = try ChildProcess(
             try self.executable("boot"),
-            ["-f", "--data-dir", "\(self.work)/\(name)", "--ca", node.caFile, "--token-file", node.enrollTokenFile, "--agent-sn", sn,
-             "--backoff-cap", "1", "--log-level", "warning", "--server", "\(node.dialAddress)"],
+            ["-f", "--data-dir", "\(self.work)/\(name)", "--ca", caFile, "--token-file", tokenFile, "--agent-sn", sn,
+             "--backoff-cap", "1", "--log-level", "warning"] + servers.flatMap { ["--server", "\($0)"] },
             log: "\(self.work)/\(name).log"
         )
         return (process, sn)
