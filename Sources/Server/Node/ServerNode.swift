@@ -147,7 +147,7 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
             nodeName: configuration.nodeName, registry: registry, store: store, engine: tasks, packages: packages, distributor: distributor,
             metrics: metrics, revocations: revocations, commands: commands, logger: logger
         ),
-        NodeLinkService(registry: registry, engine: tasks, commands: commands, logger: logger),
+        NodeLinkService(registry: registry, store: store, engine: tasks, commands: commands, logger: logger),
     ]
     let interceptors = [AuthInterceptor(
         adminToken: admin.token, store: store, insecure: configuration.insecure, nodeName: configuration.nodeName, logger: logger

@@ -32,8 +32,13 @@ extension SQLStore {
     /// Creates a task with one subtask (and one pending delivery) per host in `agents`.
     /// Stores a task and a subtask for each of `agents`. A task of one host may name its
     /// subtask's id (a command id the caller chose: it runs at most once, so a second task with
-    /// it is refused as a conflict).
-    public func createTask(_ task: NewTask, agents: [String], subtaskID: String? = nil) async throws -> (task: TaskRecord, subtasks: [SubtaskRecord]) {
+    /// it is refused as a conflict). The subtasks of the hosts in `claimed` are stored
+    /// dispatched already (as ``markDispatched(_:retryAfter:sentBefore:)`` would, due again
+    /// after `retryAfter`): their sender sends them as soon as this returns, with no second
+    /// transaction, and no sweep reads them as due meanwhile.
+    public func createTask(
+        _ task: NewTask, agents: [String], subtaskID: String? = nil, claimed: Set<String> = [], retryAfter: Int64 = 60_000
+    ) async throws -> (task: TaskRecord, subtasks: [SubtaskRecord]) {
         let now = Self.now
         var seen = Set<String>()
         let hosts = agents.filter { seen.insert($0).inserted }
@@ -60,7 +65,17 @@ extension SQLStore {
             if let subtaskID, try await database.raw("SELECT id FROM subtasks WHERE id = \(bind: subtaskID)").first() != nil {
                 throw AspireError(.conflict, "command \(subtaskID) exists already: a command id runs once")
             }
-            let subtasks = try await Self.insertSubtasks(taskID: taskID, agentSNs: hosts, ids: subtaskID.map { [$0] }, now: now, on: database)
+            var subtasks = try await Self.insertSubtasks(taskID: taskID, agentSNs: hosts, ids: subtaskID.map { [$0] }, now: now, on: database)
+            let claiming = subtasks.filter { claimed.contains($0.agentSN) }.map(\.id)
+            for slice in claiming.chunks(of: 1000) {
+                try await database.raw(
+                    "UPDATE subtasks SET status = \(bind: SubtaskStatus.dispatched.rawValue) WHERE id IN (\(binds: Array(slice)))"
+                ).run()
+                try await Self.dispatched(Array(slice), of: [taskID], at: now, retryAfter: retryAfter, in: database)
+            }
+            for index in subtasks.indices where claimed.contains(subtasks[index].agentSN) {
+                subtasks[index].status = .dispatched
+            }
             guard let stored = try await Self.task(id: taskID, on: database) else {
                 throw AspireError(.internalError, "the task vanished while being stored")
             }
@@ -216,7 +231,7 @@ extension SQLStore {
 
     /// The rest of marking subtasks dispatched: their deliveries are due again after
     /// `retryAfter`, and their tasks are running.
-    private static func dispatched(_ ids: [String], of tasks: Set<Int>, at now: Int64, retryAfter: Int64, in database: any SQLDatabase) async throws {
+    static func dispatched(_ ids: [String], of tasks: Set<Int>, at now: Int64, retryAfter: Int64, in database: any SQLDatabase) async throws {
         guard !ids.isEmpty else { return }
         try await Self.auditDispatches(ids, at: now, in: database)
         try await database.raw("UPDATE pendings SET status = 1, gmt_schedule = \(bind: now + retryAfter) WHERE subtaskid IN (\(binds: ids))").run()

@@ -56,11 +56,16 @@ public struct CommandRunner: Sendable {
         var options = TaskEngine.Options()
         options.commandID = id
         options.streamOutput = follow || command.streamOutput
-        // The watch of the holding node sends the command itself.
-        options.wakePeers = request.detach
+        // Held by another node: stored dispatched for it, and sent by it when this node's
+        // watch there hands it over (one transaction here, none there).
+        let relayed = !request.detach && self.links != nil ? holder.flatMap { $0 == self.nodeName ? nil : $0 } : nil
+        if relayed != nil {
+            options.wakePeers = false
+            options.sentElsewhere = [request.agentSn]
+        }
         let watch = self.registry.watch(id, of: request.agentSn, follow: follow)
         defer { self.registry.unwatch(watch) }
-        let (created, _) = try await self.engine.create(task, actor: actor, options: options)
+        let (created, subtasks) = try await self.engine.create(task, actor: actor, options: options)
         self.logger.info(
             "command",
             metadata: [
@@ -81,8 +86,14 @@ public struct CommandRunner: Sendable {
                 try? await Task.sleep(for: wait)
                 watch.finish()
             }
-            if let holder, holder != self.nodeName, let links = self.links {
-                group.addTask { await self.relay(from: holder, links: links, into: watch, wait: wait) }
+            if let relayed, let links = self.links, let subtask = subtasks.first {
+                switch try await self.engine.command(for: subtask, of: created) {
+                case .send(let command):
+                    group.addTask { await self.relay(command, through: relayed, links: links, into: watch, wait: wait) }
+                case .refuse(let result):
+                    _ = await self.engine.resultArrived(result, from: request.agentSn)
+                    watch.deliver(.result(result))
+                }
             }
             group.addTask { await self.readStore(into: watch) }
             defer { group.cancelAll() }
@@ -109,18 +120,21 @@ public struct CommandRunner: Sendable {
         return .seconds(150)
     }
 
-    /// Relays the command's events from the node that holds its host.
-    private func relay(from node: String, links: NodeLinks, into watch: CommandWatch, wait: Duration) async {
+    /// Has the node holding the host send `command`, and relays its events.
+    private func relay(_ command: Aspire_V1_Command, through node: String, links: NodeLinks, into watch: CommandWatch, wait: Duration) async {
         var request = Aspire_V1_WatchRequest()
         request.agentSn = watch.key.agentSN
         request.commandID = watch.id
         request.follow = watch.follow
         request.waitMs = Int32(clamping: wait.milliseconds)
+        request.command = command
         do {
             try await links.watch(node, request) { event in
                 if let event = CommandWatch.Event(event) { watch.deliver(event) }
             }
         } catch {
+            // Perhaps never sent: due again at once, for whichever node holds the host now.
+            try? await self.store.releaseDispatch([watch.id])
             self.logger.info(
                 "cannot watch a command on its host's node; reading the store",
                 metadata: ["node.peer": "\(node)", "command.id": "\(watch.id)", "error": "\(error)"]

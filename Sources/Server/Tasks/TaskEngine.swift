@@ -34,6 +34,9 @@ public final class TaskEngine: Service {
         /// Wake the nodes holding the task's hosts at once; off when the caller watches the one
         /// host's node itself (a watch sends what is due).
         public var wakePeers = true
+        /// Hosts held by other nodes whose subtasks are stored dispatched already: the caller
+        /// has their node send them (a command's watch carries it).
+        public var sentElsewhere: Set<String> = []
 
         public init() {}
     }
@@ -106,7 +109,14 @@ public final class TaskEngine: Service {
             windowEnd: end, maxConcurrency: request.maxConcurrency, maxErrors: request.maxErrors
         )
         new.actor = actor
-        var (task, subtasks) = try await self.store.createTask(new, agents: request.agents, subtaskID: options.commandID)
+        // The hosts held here get their subtasks as soon as they are stored, and those are
+        // stored dispatched in the same transaction (a task with rate control claims its places
+        // as it sends).
+        let rateControlled = !request.maxConcurrency.isEmpty || !request.maxErrors.isEmpty
+        let held = rateControlled ? [] : Set(request.agents.filter { self.registry.session(for: $0) != nil })
+        var (task, subtasks) = try await self.store.createTask(
+            new, agents: request.agents, subtaskID: options.commandID, claimed: held.union(options.sentElsewhere), retryAfter: self.retryAfter
+        )
         if byTags, start <= now {
             // Hosts online now that carry the tags join at once; the others when they connect.
             var query = HostQuery()
@@ -124,7 +134,7 @@ public final class TaskEngine: Service {
             "task created",
             metadata: ["task.id": "\(task.id)", "task.command": "\(task.command)", "task.hosts": "\(subtasks.count)"]
         )
-        try await self.sendNew(task, subtasks, wakePeers: options.wakePeers)
+        try await self.sendNew(task, subtasks, claimed: held, wakePeers: options.wakePeers)
         return (task, subtasks)
     }
 
@@ -167,14 +177,16 @@ public final class TaskEngine: Service {
 
     /// Sends a new task's subtasks to the hosts this node holds now, and wakes the nodes that
     /// hold the others; hosts offline get theirs when they connect.
-    private func sendNew(_ task: TaskRecord, _ subtasks: [SubtaskRecord], wakePeers: Bool) async throws {
+    private func sendNew(_ task: TaskRecord, _ subtasks: [SubtaskRecord], claimed: Set<String>, wakePeers: Bool) async throws {
         var here: [SubtaskRecord] = []
         var elsewhere: [String] = []
         for subtask in subtasks {
             if self.registry.session(for: subtask.agentSN) != nil { here.append(subtask) } else { elsewhere.append(subtask.agentSN) }
         }
         var builds = Builds()
-        let sent = try await self.send(here, of: task, builds: &builds) { subtask, command in
+        let sent = try await self.send(
+            here, of: task, claimed: Set(here.filter { claimed.contains($0.agentSN) }.map(\.id)), builds: &builds
+        ) { subtask, command in
             self.registry.session(for: subtask.agentSN)?.send(command: command) ?? false
         }
         if sent > 0 {
@@ -258,21 +270,22 @@ public final class TaskEngine: Service {
         _ subtasks: [SubtaskRecord],
         of task: TaskRecord,
         resendSince: Int64? = nil,
+        claimed preclaimed: Set<String> = [],
         builds: inout Builds,
         transmit: (SubtaskRecord, Aspire_V1_Command) -> Bool
     ) async throws -> Int {
         guard !subtasks.isEmpty else { return 0 }
         var going = subtasks
-        var claimed: Set<String> = []
+        var claimed = preclaimed
         let concurrency = try RateLimit(parsing: task.maxConcurrency, field: "max_concurrency")?.value(of: task.count)
         let errors = try RateLimit(parsing: task.maxErrors, field: "max_errors")?.value(of: task.count)
         if concurrency != nil || errors != nil {
-            let waiting = subtasks.filter { $0.status == .pending }.map(\.id)
+            let waiting = subtasks.filter { $0.status == .pending && !preclaimed.contains($0.id) }.map(\.id)
             switch try await self.store.claimDispatch(
                 taskID: task.id, ids: waiting, limit: concurrency, maxFailures: errors, retryAfter: self.retryAfter
             ) {
             case .claimed(let ids):
-                claimed = Set(ids)
+                claimed.formUnion(ids)
             case .overErrors(let failed):
                 // Past max_errors a task sends nothing more: its undelivered subtasks are cancelled.
                 try await self.store.stopTask(id: task.id)
@@ -310,6 +323,15 @@ public final class TaskEngine: Service {
     }
 
     private var retryAfter: Int64 { self.configuration.redeliverAfter.milliseconds }
+
+    /// The command a subtask sends its host (its package build chosen for the host), or the
+    /// result that refuses it (no build for the host's platform).
+    func command(for subtask: SubtaskRecord, of task: TaskRecord) async throws -> Delivery {
+        var command = try Self.command(of: task)
+        command.id = subtask.id
+        var builds = Builds()
+        return try await self.command(command, for: subtask.agentSN, builds: &builds)
+    }
 
     /// The command a task sends to each of its hosts (its id is the subtask's): as made when the
     /// task was created; a task stored before commands were kept is translated from its body.

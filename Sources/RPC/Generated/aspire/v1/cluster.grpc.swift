@@ -102,9 +102,9 @@ extension Aspire_V1_NodeLink {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Sends what is due to one agent held here, then streams one of its commands' output (with
-        /// > `follow`) and result as they arrive. Ends without a result when the wait runs out or the agent
-        /// > leaves this node; the caller then reads the store.
+        /// > Sends one agent held here its command (or, without one, what is due), then streams the
+        /// > command's output (with `follow`) and result as they arrive. Ends without a result when the
+        /// > wait runs out or the agent is not held here; the caller then reads the store.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Aspire_V1_WatchRequest` messages.
@@ -150,9 +150,9 @@ extension Aspire_V1_NodeLink {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Sends what is due to one agent held here, then streams one of its commands' output (with
-        /// > `follow`) and result as they arrive. Ends without a result when the wait runs out or the agent
-        /// > leaves this node; the caller then reads the store.
+        /// > Sends one agent held here its command (or, without one, what is due), then streams the
+        /// > command's output (with `follow`) and result as they arrive. Ends without a result when the
+        /// > wait runs out or the agent is not held here; the caller then reads the store.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Aspire_V1_WatchRequest` message.
@@ -196,9 +196,9 @@ extension Aspire_V1_NodeLink {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Sends what is due to one agent held here, then streams one of its commands' output (with
-        /// > `follow`) and result as they arrive. Ends without a result when the wait runs out or the agent
-        /// > leaves this node; the caller then reads the store.
+        /// > Sends one agent held here its command (or, without one, what is due), then streams the
+        /// > command's output (with `follow`) and result as they arrive. Ends without a result when the
+        /// > wait runs out or the agent is not held here; the caller then reads the store.
         ///
         /// - Parameters:
         ///   - request: A `Aspire_V1_WatchRequest` message.
@@ -341,9 +341,9 @@ extension Aspire_V1_NodeLink {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Sends what is due to one agent held here, then streams one of its commands' output (with
-        /// > `follow`) and result as they arrive. Ends without a result when the wait runs out or the agent
-        /// > leaves this node; the caller then reads the store.
+        /// > Sends one agent held here its command (or, without one, what is due), then streams the
+        /// > command's output (with `follow`) and result as they arrive. Ends without a result when the
+        /// > wait runs out or the agent is not held here; the caller then reads the store.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Aspire_V1_WatchRequest` message.
@@ -418,9 +418,9 @@ extension Aspire_V1_NodeLink {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Sends what is due to one agent held here, then streams one of its commands' output (with
-        /// > `follow`) and result as they arrive. Ends without a result when the wait runs out or the agent
-        /// > leaves this node; the caller then reads the store.
+        /// > Sends one agent held here its command (or, without one, what is due), then streams the
+        /// > command's output (with `follow`) and result as they arrive. Ends without a result when the
+        /// > wait runs out or the agent is not held here; the caller then reads the store.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Aspire_V1_WatchRequest` message.
@@ -487,9 +487,9 @@ extension Aspire_V1_NodeLink.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Sends what is due to one agent held here, then streams one of its commands' output (with
-    /// > `follow`) and result as they arrive. Ends without a result when the wait runs out or the agent
-    /// > leaves this node; the caller then reads the store.
+    /// > Sends one agent held here its command (or, without one, what is due), then streams the
+    /// > command's output (with `follow`) and result as they arrive. Ends without a result when the
+    /// > wait runs out or the agent is not held here; the caller then reads the store.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Aspire_V1_WatchRequest` message.
@@ -554,9 +554,9 @@ extension Aspire_V1_NodeLink.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Sends what is due to one agent held here, then streams one of its commands' output (with
-    /// > `follow`) and result as they arrive. Ends without a result when the wait runs out or the agent
-    /// > leaves this node; the caller then reads the store.
+    /// > Sends one agent held here its command (or, without one, what is due), then streams the
+    /// > command's output (with `follow`) and result as they arrive. Ends without a result when the
+    /// > wait runs out or the agent is not held here; the caller then reads the store.
     ///
     /// - Parameters:
     ///   - message: request message to send.
