@@ -3,11 +3,13 @@ a host enrolled at one node is held by the other; banned at the first, its strea
 is closed within seconds and its certificate is refused by both."""
 
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import uuid
@@ -109,3 +111,80 @@ def test_a_ban_on_one_node_closes_the_stream_on_the_other(stubs, cluster):
                 agent_pb2_grpc.BootstrapStub(ch).Init(agent_pb2.InitRequest(agent_sn="py-roamer"), timeout=10)
             assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
             assert "banned" in refused.value.details()
+
+
+def test_a_command_streams_through_a_node_that_does_not_hold_the_host(stubs, cluster):
+    """grpcio's RunCommandStream on node 1 for a host whose stream node 2 holds: the host's output
+    chunks come through before its result, and the result is stored as a task of one host."""
+    agent_pb2, agent_pb2_grpc, admin_pb2, admin_pb2_grpc = stubs
+    key, key_pem = new_key()
+    with channel(cluster, 1) as ch:
+        answer = agent_pb2_grpc.BootstrapStub(ch).Enroll(
+            agent_pb2.EnrollRequest(agent_sn="py-streamer", csr=csr(key, "py-streamer")), metadata=bearer(cluster["enroll"]), timeout=10
+        )
+    identity = (key_pem, answer.certificate.encode())
+    outgoing = queue.Queue()
+
+    def requests():
+        while True:
+            message = outgoing.get()
+            if message is None:
+                return
+            yield message
+
+    with channel(cluster, 1, identity) as ch:
+        stream = agent_pb2_grpc.AgentChannelStub(ch).Connect(requests())
+        outgoing.put(agent_pb2.AgentMessage(hello=agent_pb2.Hello(agent_sn="py-streamer", hostname="streamer", version="1")))
+        assert next(stream).WhichOneof("body") == "welcome"
+        commands = queue.Queue()
+
+        def agent_loop():
+            try:
+                for message in stream:
+                    if message.WhichOneof("body") == "command":
+                        commands.put(message.command)
+            except grpc.RpcError:
+                pass
+
+        threading.Thread(target=agent_loop, daemon=True).start()
+        with channel(cluster, 0) as operator:
+            events = admin_pb2_grpc.AdminStub(operator).RunCommandStream(
+                admin_pb2.RunCommandRequest(agent_sn="py-streamer", command=agent_pb2.Command(
+                    method="sync.bash", bash=agent_pb2.BashParams(cmd="make"))),
+                metadata=bearer(cluster["admin"]), timeout=30,
+            )
+            accepted = next(events)
+            assert accepted.WhichOneof("body") == "accepted" and accepted.accepted.held_by == "node2"
+            command = commands.get(timeout=10)
+            assert command.stream_output and command.id == accepted.accepted.command_id
+            outgoing.put(agent_pb2.AgentMessage(output=agent_pb2.CommandOutput(
+                id=command.id, seq=0, stream=agent_pb2.CommandOutput.STREAM_STDOUT, chunk=b"compiling\n")))
+            first = next(events)
+            assert first.WhichOneof("body") == "output" and first.output.chunk == b"compiling\n"
+            outgoing.put(agent_pb2.AgentMessage(result=agent_pb2.CommandResult(
+                id=command.id, resp=agent_pb2.CommandResult.RESP_SUCCESS, data=b"compiling\n")))
+            last = next(events)
+            assert last.WhichOneof("body") == "result" and last.result.data == b"compiling\n"
+            task = admin_pb2_grpc.AdminStub(operator).GetTask(
+                admin_pb2.GetTaskRequest(id=accepted.accepted.task_id), metadata=bearer(cluster["admin"]), timeout=10)
+            assert [s.id for s in task.subtasks] == [command.id] and task.subtasks[0].status == "succeeded"
+        outgoing.put(None)
+        stream.cancel()
+
+
+def test_only_nodes_call_node_link(stubs, cluster):
+    """NodeLink takes a node's certificate only: an operator's token or an agent's certificate is refused."""
+    agent_pb2, agent_pb2_grpc, admin_pb2, admin_pb2_grpc = stubs
+    from aspire.v1 import cluster_pb2, cluster_pb2_grpc
+    key, key_pem = new_key()
+    with channel(cluster, 0) as ch:
+        answer = agent_pb2_grpc.BootstrapStub(ch).Enroll(
+            agent_pb2.EnrollRequest(agent_sn="py-intruder", csr=csr(key, "py-intruder")), metadata=bearer(cluster["enroll"]), timeout=10
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            cluster_pb2_grpc.NodeLinkStub(ch).Wake(cluster_pb2.WakeRequest(agent_sns=["x"]), metadata=bearer(cluster["admin"]), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with channel(cluster, 1, (key_pem, answer.certificate.encode())) as ch:
+        with pytest.raises(grpc.RpcError) as refused:
+            cluster_pb2_grpc.NodeLinkStub(ch).Wake(cluster_pb2.WakeRequest(agent_sns=["x"]), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -38,7 +38,7 @@ HOST = "127.0.0.12"
 def stubs(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("stubs"))
     include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
-    for proto in ("aspire/v1/agent.proto", "aspire/v1/admin.proto"):
+    for proto in ("aspire/v1/agent.proto", "aspire/v1/admin.proto", "aspire/v1/cluster.proto"):
         status = protoc.main([
             "protoc", f"-I{os.path.join(ROOT, 'Protos')}", f"-I{include}",
             f"--python_out={out}", f"--grpc_python_out={out}", proto,

@@ -35,14 +35,17 @@ public final class NodeLinks: Sendable {
     }
 
     let cluster: ClusterView
+    /// Where a node this one has not read yet (one that joined since its last heartbeat) is found.
+    private let store: SQLStore
     private let credentials: Credentials
     private let logger: Logger
     private let state = Mutex(State())
     private let started: (stream: AsyncStream<Client>, continuation: AsyncStream<Client>.Continuation)
     private let wakes: (stream: AsyncStream<Wake>, continuation: AsyncStream<Wake>.Continuation)
 
-    public init(cluster: ClusterView, credentials: Credentials, logger: Logger) {
+    public init(cluster: ClusterView, store: SQLStore, credentials: Credentials, logger: Logger) {
         self.cluster = cluster
+        self.store = store
         self.credentials = credentials
         self.logger = logger
         self.started = AsyncStream.makeStream()
@@ -112,7 +115,13 @@ public final class NodeLinks: Sendable {
         timeout: Duration,
         _ body: (Aspire_V1_NodeLink.Client<HTTP2ClientTransport.Posix>, Metadata, CallOptions) async throws -> Answer
     ) async throws -> Answer {
-        guard let address = self.cluster.address(of: node) else {
+        var known = self.cluster.address(of: node)
+        if known == nil {
+            // Joined since this node last read the table, perhaps: read it now.
+            self.cluster.update(try await self.store.nodes())
+            known = self.cluster.address(of: node)
+        }
+        guard let address = known else {
             throw AspireError(.agentOffline, "node \(node) is not alive")
         }
         let client = try self.client(for: address)

@@ -116,7 +116,7 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
     let store = SQLStore(engine: engine, logger: logger)
     let registry = SessionRegistry(logger: logger)
     let cluster = ClusterView(nodeName: configuration.nodeName)
-    let links = NodeLinks(cluster: cluster, credentials: linkCredentials, logger: logger)
+    let links = NodeLinks(cluster: cluster, store: store, credentials: linkCredentials, logger: logger)
     let tasks = TaskEngine(configuration: configuration.tasks, store: store, registry: registry, links: links, logger: logger)
     let commands = CommandRunner(nodeName: configuration.nodeName, store: store, engine: tasks, registry: registry, links: links, logger: logger)
     let distributor = ConfigDistributor(store: store, registry: registry, interval: configuration.tasks.sweepInterval, logger: logger)

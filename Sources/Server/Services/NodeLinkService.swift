@@ -14,10 +14,8 @@ public struct NodeLinkService: Aspire_V1_NodeLink.SimpleServiceProtocol {
 
     public func wake(request: Aspire_V1_WakeRequest, context: ServerContext) async throws -> Aspire_V1_WakeResponse {
         var response = Aspire_V1_WakeResponse()
-        for agent in request.agentSns where self.registry.session(for: agent) != nil {
-            response.held += 1
-            await self.engine.dispatch(to: agent)
-        }
+        response.held = Int32(request.agentSns.filter { self.registry.session(for: $0) != nil }.count)
+        await self.engine.dispatch(to: request.agentSns)
         return response
     }
 

@@ -116,6 +116,26 @@ extension SQLStore {
         }
     }
 
+    /// The subtasks due for delivery now of each of `agentSNs`, oldest first (a few statements
+    /// for a task's thousands of hosts).
+    public func dueSubtasks(agentSNs: [String]) async throws -> [SubtaskRecord] {
+        guard !agentSNs.isEmpty else { return [] }
+        let now = Self.now
+        return try await self.engine.withConnection { database in
+            var due: [SubtaskRecord] = []
+            for slice in agentSNs.chunks(of: 1000) {
+                due += try await database.raw(
+                    """
+                    SELECT s.* FROM pendings p JOIN subtasks s ON s.id = p.subtaskid
+                    WHERE p.agentsn IN (\(binds: Array(slice))) AND p.gmt_schedule <= \(bind: now)
+                    ORDER BY p.gmt_create, s.id
+                    """
+                ).all().map(Self.subtask(from:))
+            }
+            return due
+        }
+    }
+
     /// AgentSNs that have deliveries due now (the sweep of a node looks for the ones it holds).
     public func agentsWithDueSubtasks(limit: Int = 1000) async throws -> [String] {
         let now = Self.now

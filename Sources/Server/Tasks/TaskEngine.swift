@@ -214,6 +214,43 @@ public final class TaskEngine: Service {
     /// subtasks beside it, which would send them twice.
     public func dispatch(to agentSN: String, inFlight: Bool = false) async {
         guard self.passes.begin(agentSN, inFlight: inFlight) else { return }
+        await self.runPasses(for: agentSN, inFlight: inFlight)
+    }
+
+    /// Sends what is due to each of `agents` this node holds, batched: one read of their due
+    /// subtasks and one claim per task, instead of a pass per agent (a wake-up for a task's
+    /// hosts here, the sweep, a freed place).
+    public func dispatch(to agents: [String]) async {
+        let mine = agents.filter { self.registry.session(for: $0) != nil && self.passes.begin($0, inFlight: false) }
+        guard !mine.isEmpty else { return }
+        do {
+            var tasks: [Int: TaskRecord] = [:]
+            var due: [Int: [SubtaskRecord]] = [:]
+            for subtask in try await self.store.dueSubtasks(agentSNs: mine) {
+                if tasks[subtask.taskID] == nil { tasks[subtask.taskID] = try await self.store.task(id: subtask.taskID) }
+                due[subtask.taskID, default: []].append(subtask)
+            }
+            var builds = Builds()
+            var sent = 0
+            for (id, subtasks) in due.sorted(by: { $0.key < $1.key }) {
+                guard let task = tasks[id], task.status.isOpen else { continue }
+                sent += try await self.send(subtasks, of: task, builds: &builds) { subtask, command in
+                    self.registry.session(for: subtask.agentSN)?.send(command: command) ?? false
+                }
+            }
+            if sent > 0 { self.logger.debug("subtasks sent", metadata: ["hosts": "\(mine.count)", "count": "\(sent)"]) }
+        } catch {
+            self.logger.error("cannot send subtasks", metadata: ["hosts": "\(mine.count)", "error": "\(String(reflecting: error))"])
+        }
+        // Passes asked for meanwhile run now, one agent at a time.
+        for agent in mine {
+            var inFlight = false
+            if self.passes.again(agent, inFlight: &inFlight) { await self.runPasses(for: agent, inFlight: inFlight) }
+        }
+    }
+
+    /// Runs the dispatch pass the caller began for `agentSN`, and the ones asked for meanwhile.
+    private func runPasses(for agentSN: String, inFlight: Bool) async {
         var inFlight = inFlight
         repeat {
             guard let session = self.registry.session(for: agentSN) else { continue }
@@ -375,11 +412,9 @@ public final class TaskEngine: Service {
                 } else if !task.maxConcurrency.isEmpty {
                     // A slot is free: send the next subtasks of this task that wait for one,
                     // here or on the nodes that hold their hosts.
-                    var elsewhere: [String] = []
-                    for agent in try await self.store.waitingAgents(taskID: task.id) {
-                        if self.registry.session(for: agent) != nil { await self.dispatch(to: agent) } else { elsewhere.append(agent) }
-                    }
-                    try await self.wakeHolders(of: elsewhere)
+                    let waiting = try await self.store.waitingAgents(taskID: task.id)
+                    await self.dispatch(to: waiting)
+                    try await self.wakeHolders(of: waiting.filter { self.registry.session(for: $0) == nil })
                 }
             }
             return true
@@ -403,9 +438,7 @@ public final class TaskEngine: Service {
     /// One pass: due deliveries of agents held here, undeliverable subtasks, ended tag windows.
     public func sweep() async {
         do {
-            for agent in try await self.store.agentsWithDueSubtasks() where self.registry.session(for: agent) != nil {
-                await self.dispatch(to: agent)
-            }
+            await self.dispatch(to: try await self.store.agentsWithDueSubtasks())
             let now = Date().unixMilliseconds
             let expired = try await self.store.expireUndeliverable(createdBefore: now - self.configuration.deliveryTimeout.milliseconds)
             if expired > 0 {
