@@ -165,8 +165,14 @@ def test_a_command_streams_through_a_node_that_does_not_hold_the_host(stubs, clu
                 id=command.id, resp=agent_pb2.CommandResult.RESP_SUCCESS, data=b"compiling\n")))
             last = next(events)
             assert last.WhichOneof("body") == "result" and last.result.data == b"compiling\n"
-            task = admin_pb2_grpc.AdminStub(operator).GetTask(
-                admin_pb2.GetTaskRequest(id=accepted.accepted.task_id), metadata=bearer(cluster["admin"]), timeout=10)
+            # The caller has the result first; the store has it a moment later.
+            deadline = time.time() + 10
+            while True:
+                task = admin_pb2_grpc.AdminStub(operator).GetTask(
+                    admin_pb2.GetTaskRequest(id=accepted.accepted.task_id), metadata=bearer(cluster["admin"]), timeout=10)
+                if task.subtasks[0].status == "succeeded" or time.time() > deadline:
+                    break
+                time.sleep(0.05)
             assert [s.id for s in task.subtasks] == [command.id] and task.subtasks[0].status == "succeeded"
         outgoing.put(None)
         stream.cancel()
