@@ -30,9 +30,12 @@ extension ClusterTests {
                         let response = try #require(try await group.next())
                         #expect(String(decoding: response.result.data, as: UTF8.self) == "out \(index)")
                         #expect(response.commandID == command.id && response.node == "node\(index + 1)")
-                        // It is a task of one host, done, as any node reads it.
-                        let detail = try await nodes[(index + 1) % 3].task(response.taskID)
-                        #expect(detail.task.state == .done && detail.subtasks.map(\.id) == [command.id])
+                        // It is a task of one host, done, as any node reads it (the caller has the
+                        // result first, the store a moment later).
+                        try await eventually("the command's task done in the store") {
+                            let detail = try await nodes[(index + 1) % 3].task(response.taskID)
+                            return detail.task.state == .done && detail.subtasks.map(\.id) == [command.id]
+                        }
                     }
                 }
 
