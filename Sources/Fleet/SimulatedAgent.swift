@@ -49,8 +49,9 @@ final class SimulatedAgent: Sendable {
         var preferred: [HostPort] = []
         while !Task.isCancelled {
             var outcome = Outcome.failed
-            for server in preferred + [self.address] + self.shared.configuration.fallbacks {
-                outcome = await self.tryServer(server, hops: 0, visited: [])
+            var visited: Set<String> = []
+            for server in preferred + [self.address] + self.shared.configuration.fallbacks where !visited.contains(server.description) {
+                outcome = await self.tryServer(server, hops: 0, visited: &visited)
                 if case .ended = outcome { break }
             }
             preferred = []
@@ -74,15 +75,15 @@ final class SimulatedAgent: Sendable {
         }
     }
 
-    /// Init (and the stream) at `server`; a redirect is followed to each server it names, in
-    /// order, until one holds the stream.
-    private func tryServer(_ server: HostPort, hops: Int, visited: Set<String>) async -> Outcome {
-        let visited = visited.union([server.description])
+    /// Init (and the stream) at `server`; a redirect is followed to each server it names not
+    /// tried yet this round (`visited`, which gains each server tried), until one holds the stream.
+    private func tryServer(_ server: HostPort, hops: Int, visited: inout Set<String>) async -> Outcome {
+        visited.insert(server.description)
         let outcome = await self.attempt(server, visited: visited)
         guard case .redirect(let targets) = outcome else { return outcome }
         guard hops < 4 else { return .failed }
         for target in targets where !visited.contains(target.description) {
-            let next = await self.tryServer(target, hops: hops + 1, visited: visited)
+            let next = await self.tryServer(target, hops: hops + 1, visited: &visited)
             if case .ended = next { return next }
         }
         return .failed

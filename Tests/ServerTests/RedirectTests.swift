@@ -140,13 +140,15 @@ struct RedirectTests {
             // Init: the loop, not a timeout, must end this round.
             configuration.connectTimeout = .seconds(60)
             let runtime = try AgentRuntime(configuration: configuration, logger: Logger(label: "test"))
-            let outcome = await Connector(runtime: runtime).tryServer(configuration.servers[0], hops: 0, visited: [])
+            var visited: Set<String> = []
+            let outcome = await Connector(runtime: runtime).tryServer(configuration.servers[0], hops: 0, visited: &visited)
             guard case .failed = outcome else {
                 Issue.record("a redirect loop must fail the round, got \(outcome)")
                 return
             }
             #expect(a.calls.load(ordering: .relaxed) == 1)
             #expect(b.calls.load(ordering: .relaxed) == 1)
+            #expect(visited == [a.value.withLock { $0 }, b.value.withLock { $0 }])
         }
     }
 }

@@ -28,8 +28,11 @@ struct Connector {
             let servers = (preferred + self.runtime.settings.servers).uniqued()
             preferred = []
             var outcome = Outcome.failed
+            // Every server tried in this round, answering or not: Init names them, so no node
+            // sends the agent back to one (a dead node its peers still count as alive included).
+            var visited: Set<String> = []
             for server in servers {
-                outcome = await self.tryServer(server, hops: 0, visited: [])
+                outcome = await self.tryServer(server, hops: 0, visited: &visited)
                 if case .sessionEnded = outcome { break }
             }
             switch outcome {
@@ -54,8 +57,9 @@ struct Connector {
         }
     }
 
-    /// Tries every address of `server`; follows a redirect to the servers it names.
-    func tryServer(_ server: HostPort, hops: Int, visited: Set<String>) async -> Outcome {
+    /// Tries every address of `server`; follows a redirect to the servers it names that were
+    /// not tried yet this round (`visited`, which gains each server tried).
+    func tryServer(_ server: HostPort, hops: Int, visited: inout Set<String>) async -> Outcome {
         let addresses: [HostPort]
         do {
             addresses = try await self.runtime.resolver.resolve(server)
@@ -63,7 +67,7 @@ struct Connector {
             self.logger.warning("cannot resolve server", metadata: ["server": "\(server)", "error": "\(error)"])
             return .failed
         }
-        let visited = visited.union([server.description])
+        visited.insert(server.description)
         for address in addresses {
             let outcome = await self.attempt(address, server: server, visited: visited)
             switch outcome {
@@ -82,8 +86,8 @@ struct Connector {
                     return .failed
                 }
                 self.logger.info("redirected", metadata: ["server": "\(server)", "redirect.servers": "\(fresh)"])
-                for target in fresh {
-                    let next = await self.tryServer(target, hops: hops + 1, visited: visited)
+                for target in fresh where !visited.contains(target.description) {
+                    let next = await self.tryServer(target, hops: hops + 1, visited: &visited)
                     if case .sessionEnded = next { return next }
                 }
                 return .failed
