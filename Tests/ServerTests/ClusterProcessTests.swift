@@ -216,6 +216,14 @@ extension ClusterProcessTests {
             #expect(ChildProcess.exitCode(try await follow.wait(timeout: .seconds(60))) == 0, "\(follow.log)")
             #expect(follow.log.contains("second"))
 
+            // --async: the task's id at once; task wait reads the result when it is there.
+            let detached = try aspirectl(["run", "--async", "--agent", agent.agentSN, "--", "sleep 1; echo later"], through: nodes[others[1]], name: "async")
+            #expect(ChildProcess.exitCode(try await detached.wait(timeout: .seconds(60))) == 0, "\(detached.log)")
+            let taskID = try #require(detached.log.split(separator: "\t").first { $0.hasPrefix("task ") }.map { String($0.dropFirst(5)) })
+            let waited = try aspirectl(["task", "wait", taskID], through: nodes[others[0]], name: "wait")
+            #expect(ChildProcess.exitCode(try await waited.wait(timeout: .seconds(60))) == 0, "\(waited.log)")
+            #expect(waited.log.contains("[\(agent.agentSN)] later"), "\(waited.log)")
+
             let package = "\(directory)/MiniAgent-1.0.tar.gz"
             try await SubAgentEndToEndTests.tarball(in: directory, version: "1.0").write(to: URL(fileURLWithPath: package))
             let upload = try aspirectl(
@@ -227,6 +235,44 @@ extension ClusterProcessTests {
             #expect(deploy.log.contains("installed MiniAgent 1.0: running"), "\(deploy.log)")
             // The holding node served the file from the database: it is in its cache now.
             #expect(FileManager.default.fileExists(atPath: "\(nodes[holding].dataDirectory)/packages/linux/x86_64/MiniAgent-1.0.tar.gz"))
+        }
+    }
+}
+
+extension ClusterProcessTests {
+    @Test(
+        "SIGTERM of a node started --drain-on-stop sends its agents to the other node in waves before it stops",
+        .enabled(if: Self.postgres != nil, "needs ASPIRE_TEST_POSTGRES_URL (scripts/postgres-for-tests.sh)")
+    )
+    func drainOnStop() async throws {
+        let directory = try makeTemporaryDirectory("cluster-drain-stop")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let rate = 10
+        try await Self.withNodes(2, in: directory, arguments: { $0 == 1 ? ["--drain-on-stop", "--drain-rate", "\(rate)"] : [] }) { nodes in
+            let fleet = try Self.fleet(60, nodes: nodes, prefix: "stop", answerDelay: .zero)
+            try await fleet.enroll()
+            try await fleet.run { fleet in
+                try await fleet.waitOnline(timeout: .seconds(60))
+                var moving = 0
+                try await eventually("the store to count every host online") {
+                    let held = try await Self.held(nodes[0])
+                    moving = held["node2", default: 0]
+                    return held.values.reduce(0, +) == 60
+                }
+                #expect(moving > rate * 2, "node2 holds enough agents to need several waves: \(moving)")
+                let started = Date().unixMilliseconds
+                nodes[1].process.signal(SIGTERM)
+                #expect(ChildProcess.exitCode(try await nodes[1].process.wait(timeout: .seconds(60))) == 0, "\(nodes[1].process.log)")
+                #expect(nodes[1].process.log.contains("draining before stopping"))
+                #expect(nodes[1].process.log.contains("hosts.left=0"), "every agent left before the node stopped")
+                try await eventually("every agent on node1") {
+                    let held = try await Self.held(nodes[0])
+                    return fleet.online == 60 && held["node1", default: 0] == 60
+                }
+                let arrivals = fleet.welcomes(since: started)
+                let busiest = arrivals.map { start in arrivals.filter { $0 >= start && $0 < start + 1000 }.count }.max() ?? 0
+                #expect(busiest <= rate * 3, "at most about \(rate) reconnects a second; \(busiest) in one second")
+            }
         }
     }
 }

@@ -50,7 +50,10 @@ struct ClusterTests {
                     var request = Aspire_V1_GetHostRequest()
                     request.agentSn = "held-by-3"
                     let host = try await nodes[0].admin { try await $0.getHost(request) }
-                    #expect(host.status == "online")
+                    #expect(host.status == "online" && host.node == "node3")
+                    // The dashboard of any node shows each node with the hosts it holds.
+                    let dashboard = try await nodes[0].admin { try await $0.dashboard(.init()) }
+                    #expect(dashboard.nodes.map { "\($0.name):\($0.hosts)" } == ["node1:0", "node2:1", "node3:1"])
                 }
             }
         }

@@ -170,11 +170,12 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "dashboard",
-                    rpc: "Dashboard", method: "GET", path: "/api/v1/server/dashboard", summary: "Host counts and sub-agent deployments per name and version.",
+                    rpc: "Dashboard", method: "GET", path: "/api/v1/server/dashboard", summary: "Host counts, sub-agent deployments per name and version, and the cluster's nodes with the hosts online on each.",
                     response: .envelope([
                         "hosts": .object(["total": .integer, "online": .integer, "offline": .integer]),
                         "connected_here": .integer,
                         "deployments": .array(.ref("Deployment")),
+                        "nodes": .array(.ref("Node")),
                     ])
                 )
             ) { _, _, _, metadata in
@@ -182,6 +183,7 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
                 return Answer.success([
                     "hosts": ["total": Int(answer.hostsTotal), "online": Int(answer.hostsOnline), "offline": Int(answer.hostsOffline)],
                     "connected_here": Int(answer.connectedHere),
+                    "nodes": answer.nodes.map(Self.node),
                     "deployments": answer.deployments.map { deployment in
                         [
                             "name": deployment.name, "version": deployment.version, "hosts": Int(deployment.hosts),

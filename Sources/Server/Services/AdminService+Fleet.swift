@@ -137,7 +137,9 @@ extension AdminService {
         response.hostsTotal = Int32(counts.values.reduce(0, +))
         response.hostsOnline = Int32(counts[.online] ?? 0)
         response.hostsOffline = Int32(counts[.offline] ?? 0)
-        response.connectedHere = Int32(self.registry.sessions.count)
+        response.connectedHere = Int32(self.registry.count)
+        let now = Date().unixMilliseconds
+        response.nodes = try await self.store.nodes().map { Aspire_V1_NodeInfo($0, now: now) }
         response.deployments = try await self.store.deployments().map { record in
             var deployment = Aspire_V1_Deployment()
             deployment.name = record.name

@@ -1415,6 +1415,9 @@ public nonisolated struct Aspire_V1_DashboardResponse: Sendable {
 
   public var deployments: [Aspire_V1_Deployment] = []
 
+  /// The cluster's nodes, each with the hosts online on it.
+  public var nodes: [Aspire_V1_NodeInfo] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -4679,7 +4682,7 @@ nonisolated extension Aspire_V1_Deployment: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Aspire_V1_DashboardResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DashboardResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}hosts_total\0\u{3}hosts_online\0\u{3}hosts_offline\0\u{3}connected_here\0\u{1}deployments\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}hosts_total\0\u{3}hosts_online\0\u{3}hosts_offline\0\u{3}connected_here\0\u{1}deployments\0\u{1}nodes\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4692,6 +4695,7 @@ nonisolated extension Aspire_V1_DashboardResponse: SwiftProtobuf.Message, SwiftP
       case 3: try { try decoder.decodeSingularInt32Field(value: &self.hostsOffline) }()
       case 4: try { try decoder.decodeSingularInt32Field(value: &self.connectedHere) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.deployments) }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.nodes) }()
       default: break
       }
     }
@@ -4713,6 +4717,9 @@ nonisolated extension Aspire_V1_DashboardResponse: SwiftProtobuf.Message, SwiftP
     if !self.deployments.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.deployments, fieldNumber: 5)
     }
+    if !self.nodes.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.nodes, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4722,6 +4729,7 @@ nonisolated extension Aspire_V1_DashboardResponse: SwiftProtobuf.Message, SwiftP
     if lhs.hostsOffline != rhs.hostsOffline {return false}
     if lhs.connectedHere != rhs.connectedHere {return false}
     if lhs.deployments != rhs.deployments {return false}
+    if lhs.nodes != rhs.nodes {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
