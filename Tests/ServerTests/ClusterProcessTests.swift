@@ -77,6 +77,24 @@ struct ClusterProcessTests {
         return Dictionary(uniqueKeysWithValues: listed.map { ($0.name, Int($0.hosts)) })
     }
 
+    /// Once every agent of `fleet` is online and the store counts it, the hosts on each node.
+    static func online(_ fleet: Fleet, nodes: [TestNode]) async throws -> [String: Int] {
+        try await fleet.waitOnline(timeout: .seconds(60))
+        var held: [String: Int] = [:]
+        try await eventually("the store to count every host online") {
+            held = try await Self.held(nodes[0])
+            return held.values.reduce(0, +) == fleet.count
+        }
+        return held
+    }
+
+    /// The agents that moved came back a wave at a time: at most about `rate` a second.
+    static func expectWaves(_ fleet: Fleet, since started: Int64, rate: Int) {
+        let arrivals = fleet.welcomes(since: started)
+        let busiest = arrivals.map { start in arrivals.filter { $0 >= start && $0 < start + 1000 }.count }.max() ?? 0
+        #expect(busiest <= rate * 3, "at most about \(rate) reconnects a second; \(busiest) in one second")
+    }
+
     /// Every subtask of the task succeeded, and every agent ran its command exactly once.
     static func expectRanOnce(_ detail: Aspire_V1_TaskDetail, _ fleet: Fleet, hosts: Int) {
         #expect(detail.task.count == Int32(hosts) && detail.task.complete == Int32(hosts) && detail.task.failed == 0, "\(detail.task)")
@@ -97,12 +115,7 @@ struct ClusterProcessTests {
             let fleet = try Self.fleet(300, nodes: nodes, prefix: "kill", answerDelay: .seconds(2))
             try await fleet.enroll()
             try await fleet.run { fleet in
-                try await fleet.waitOnline(timeout: .seconds(60))
-                var held = try await Self.held(nodes[0])
-                try await eventually("the store to count every host online") {
-                    held = try await Self.held(nodes[0])
-                    return held.values.reduce(0, +) == 300
-                }
+                let held = try await Self.online(fleet, nodes: nodes)
                 #expect(held.values.allSatisfy { $0 > 0 }, "rendezvous spreads agents over every node: \(held)")
 
                 let created = try await nodes[0].createTask(TaskEngineTests.bashTask("true", agents: fleet.agentSNs))
@@ -135,13 +148,7 @@ struct ClusterProcessTests {
             let fleet = try Self.fleet(100, nodes: nodes, prefix: "drain", answerDelay: .seconds(1))
             try await fleet.enroll()
             try await fleet.run { fleet in
-                try await fleet.waitOnline(timeout: .seconds(60))
-                var moving = 0
-                try await eventually("the store to count every host online") {
-                    let held = try await Self.held(nodes[0])
-                    moving = held["node2", default: 0]
-                    return held.values.reduce(0, +) == 100
-                }
+                let moving = try await Self.online(fleet, nodes: nodes)["node2", default: 0]
                 #expect(moving > rate * 3, "node2 holds enough agents to need several waves: \(moving)")
                 let created = try await nodes[0].createTask(TaskEngineTests.bashTask("true", agents: fleet.agentSNs))
 
@@ -158,10 +165,8 @@ struct ClusterProcessTests {
                 Self.expectRanOnce(detail, fleet, hosts: 100)
 
                 // The moved agents came back a wave at a time, not all at once.
-                let arrivals = fleet.welcomes(since: started)
-                #expect(arrivals.count >= moving)
-                let busiest = arrivals.map { start in arrivals.filter { $0 >= start && $0 < start + 1000 }.count }.max() ?? 0
-                #expect(busiest <= rate * 3, "at most about \(rate) reconnects a second; \(busiest) in one second")
+                #expect(fleet.welcomes(since: started).count >= moving)
+                Self.expectWaves(fleet, since: started, rate: rate)
                 let list = try TestProcess.start("aspirectl", ["nodes"], log: "\(directory)/nodes.out", environment: environment)
                 _ = try await list.wait(timeout: .seconds(30))
                 #expect(list.log.contains("node2") && list.log.contains("draining"), "\(list.log)")
@@ -252,13 +257,7 @@ extension ClusterProcessTests {
             let fleet = try Self.fleet(60, nodes: nodes, prefix: "stop", answerDelay: .zero)
             try await fleet.enroll()
             try await fleet.run { fleet in
-                try await fleet.waitOnline(timeout: .seconds(60))
-                var moving = 0
-                try await eventually("the store to count every host online") {
-                    let held = try await Self.held(nodes[0])
-                    moving = held["node2", default: 0]
-                    return held.values.reduce(0, +) == 60
-                }
+                let moving = try await Self.online(fleet, nodes: nodes)["node2", default: 0]
                 #expect(moving > rate * 2, "node2 holds enough agents to need several waves: \(moving)")
                 let started = Date().unixMilliseconds
                 nodes[1].process.signal(SIGTERM)
@@ -269,9 +268,7 @@ extension ClusterProcessTests {
                     let held = try await Self.held(nodes[0])
                     return fleet.online == 60 && held["node1", default: 0] == 60
                 }
-                let arrivals = fleet.welcomes(since: started)
-                let busiest = arrivals.map { start in arrivals.filter { $0 >= start && $0 < start + 1000 }.count }.max() ?? 0
-                #expect(busiest <= rate * 3, "at most about \(rate) reconnects a second; \(busiest) in one second")
+                Self.expectWaves(fleet, since: started, rate: rate)
             }
         }
     }

@@ -18,7 +18,7 @@ import grpc
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_grpcio_wire import bearer, csr, new_key, start_server, stubs  # noqa: E402,F401  (stubs is a fixture)
+from test_grpcio_wire import bearer, csr, hello_stream, new_key, start_server, stubs  # noqa: E402,F401  (stubs is a fixture)
 
 POSTGRES = os.environ.get("ASPIRE_TEST_POSTGRES_URL", "")
 
@@ -123,18 +123,8 @@ def test_a_command_streams_through_a_node_that_does_not_hold_the_host(stubs, clu
             agent_pb2.EnrollRequest(agent_sn="py-streamer", csr=csr(key, "py-streamer")), metadata=bearer(cluster["enroll"]), timeout=10
         )
     identity = (key_pem, answer.certificate.encode())
-    outgoing = queue.Queue()
-
-    def requests():
-        while True:
-            message = outgoing.get()
-            if message is None:
-                return
-            yield message
-
     with channel(cluster, 1, identity) as ch:
-        stream = agent_pb2_grpc.AgentChannelStub(ch).Connect(requests())
-        outgoing.put(agent_pb2.AgentMessage(hello=agent_pb2.Hello(agent_sn="py-streamer", hostname="streamer", version="1")))
+        stream, outgoing = hello_stream(stubs, ch, "py-streamer")
         assert next(stream).WhichOneof("body") == "welcome"
         commands = queue.Queue()
 
