@@ -57,8 +57,12 @@ public struct CommandRunner: Sendable {
         options.commandID = id
         options.streamOutput = follow || command.streamOutput
         // Held by another node: stored dispatched for it, and sent by it when this node's
-        // watch there hands it over (one transaction here, none there).
-        let relayed = !request.detach && self.links != nil ? holder.flatMap { $0 == self.nodeName ? nil : $0 } : nil
+        // watch there hands it over (one transaction here, none there). The seed's polling
+        // agents, held by no node, get it at their next poll.
+        var relayed: String?
+        if let holder, holder != self.nodeName, holder != AgentPollService.polledNode, self.links != nil, !request.detach {
+            relayed = holder
+        }
         if relayed != nil {
             options.wakePeers = false
             options.sentElsewhere = [request.agentSn]
