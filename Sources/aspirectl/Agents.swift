@@ -3,7 +3,7 @@ import Foundation
 import RPC
 
 struct Agents: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the agents connected to the server node.")
+    static let configuration = CommandConfiguration(abstract: "List the agents connected to the cluster, with the node holding each.")
 
     @OptionGroup var connection: ConnectionOptions
 
@@ -29,9 +29,12 @@ struct Agents: AsyncParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
             FileHandle.standardOutput.write(data + Data("\n".utf8))
         case .table:
-            var rows = [["AGENTSN", "HOSTNAME", "VERSION", "PEER", "CONNECTED"]]
+            var rows = [["AGENTSN", "HOSTNAME", "VERSION", "NODE", "PEER", "CONNECTED"]]
             for agent in agents {
-                rows.append([agent.agentSn, agent.hostname, agent.version, agent.peer, Self.since(agent.connectedUnixMs)])
+                // The node answering knows when its own agents connected; for the others, when
+                // their node last recorded them.
+                let since = agent.connectedUnixMs > 0 ? agent.connectedUnixMs : agent.lastSeenUnixMs
+                rows.append([agent.agentSn, agent.hostname, agent.version, agent.node, agent.peer, Self.since(since)])
             }
             printTable(rows)
             if agents.isEmpty {

@@ -87,7 +87,7 @@ struct CommandLineTests {
 
         let agents = try await self.run("aspirectl", ["agents"], environment: environment, in: directory)
         #expect(agents.status == 0)
-        #expect(agents.output.contains(sn))
+        #expect(agents.output.contains(sn) && agents.output.contains("NODE"))
 
         let badToken = try await self.run(
             "aspirectl", ["agents"], environment: environment.merging(["ASPIRE_TOKEN": "wrong"]) { $1 }, in: directory
