@@ -1,6 +1,7 @@
 import Fleet
 import GRPCCore
 import RPC
+import SwiftProtobuf
 import TestSupport
 
 extension Aspire_V1_Admin.Client {
@@ -30,5 +31,31 @@ extension Aspire_V1_Admin.Client {
         request.command.bash.cmd = cmd
         request.waitSeconds = 30
         return try await self.runCommand(request).result
+    }
+}
+
+extension Aspire_V1_Admin.Client {
+    /// Task `id` once every subtask has an outcome, or as it is after `timeout` (what is still
+    /// missing then counts as lost).
+    func settledTask(_ id: Int64, timeout: Duration) async throws -> Aspire_V1_Task {
+        var get = Aspire_V1_GetTaskRequest()
+        get.id = id
+        var task = try await self.getTask(get).task
+        try? await eventually(timeout: timeout, interval: .milliseconds(50), "task \(id) complete") {
+            task = try await self.getTask(get).task
+            return task.complete >= task.count
+        }
+        return task
+    }
+}
+
+extension Aspire_V1_CreateTaskRequest {
+    /// `true` on `agents`: the task the fan-out and storm benchmarks send.
+    static func trueTask(on agents: [String]) throws -> Self {
+        var request = Self()
+        request.command = CommandMethod.bash.taskName
+        request.agents = agents
+        request.parameters = try Google_Protobuf_Struct(jsonString: #"{"cmd": "true"}"#)
+        return request
     }
 }

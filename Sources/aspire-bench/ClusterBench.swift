@@ -138,10 +138,7 @@ struct ClusterBench: AsyncParsableCommand {
 
     /// node3 dies (SIGKILL) with a task in flight: how fast its agents are back on the others.
     static func storm(_ fleet: Fleet, nodes: [NodeProcess], held: Int, quick: Bool) async throws -> Report {
-        var request = Aspire_V1_CreateTaskRequest()
-        request.command = CommandMethod.bash.taskName
-        request.agents = fleet.agentSNs
-        request.parameters = try Google_Protobuf_Struct(jsonString: #"{"cmd": "true"}"#)
+        let request = try Aspire_V1_CreateTaskRequest.trueTask(on: fleet.agentSNs)
         let taskID = try await nodes[0].withAdmin { try await $0.createTask(request).task.id }
         let clock = ContinuousClock()
         let killedAt = Date().unixMilliseconds
@@ -160,26 +157,13 @@ struct ClusterBench: AsyncParsableCommand {
         let back99 = clock.now - killed
         try await eventually(timeout: timeout, interval: .milliseconds(10), "every agent online again") { fleet.online >= fleet.count }
         let back100 = clock.now - killed
-        let task = try await nodes[0].withAdmin { admin in
-            var get = Aspire_V1_GetTaskRequest()
-            get.id = taskID
-            var task = try await admin.getTask(get).task
-            try? await eventually(timeout: .seconds(90), interval: .milliseconds(50), "task \(taskID) complete") {
-                task = try await admin.getTask(get).task
-                return task.complete >= task.count
-            }
-            return task
-        }
-        let rates = StormBench.bucketCounts(fleet.welcomes(since: killedAt).sorted(), width: 100)
-        let mean = Double(rates.reduce(0, +)) / Double(max(rates.count, 1))
+        let task = try await nodes[0].withAdmin { try await $0.settledTask(taskID, timeout: .seconds(90)) }
         var report = Report("P5", "one of 3 nodes SIGKILLed (\(held) of \(fleet.count) agents on it)", quick: quick)
         report.add("agents_moved", "agents of the dead node", Double(held), digits: 0)
         report.add("back_50_s", "half of them back on the others after the kill", back50.seconds, unit: "s")
         report.add("back_99_s", "99 % of them back on the others after the kill", back99.seconds, unit: "s", target: "≤ 30 s")
         report.add("back_100_s", "every agent online after the kill", back100.seconds, unit: "s")
-        report.add("peak_per_100ms", "connects per 100 ms, peak", Double(rates.max() ?? 0), digits: 0)
-        report.add("mean_per_100ms", "connects per 100 ms, mean", mean)
-        report.add("peak_over_mean", "peak / mean", Double(rates.max() ?? 0) / mean, unit: "×", digits: 2, target: "< 3×")
+        StormBench.addConnectRates(fleet.welcomes(since: killedAt), to: &report)
         report.add("lost", "subtasks without a result", Double(task.count - task.complete), digits: 0, target: "0")
         return report
     }

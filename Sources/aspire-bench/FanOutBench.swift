@@ -65,10 +65,7 @@ struct FanOutBench: AsyncParsableCommand {
 
     /// Creates a `true` task on `agents` and waits until every result is stored.
     static func fanOut(_ admin: Aspire_V1_Admin.Client<some ClientTransport>, to agents: [String]) async throws -> Outcome {
-        var request = Aspire_V1_CreateTaskRequest()
-        request.command = CommandMethod.bash.taskName
-        request.agents = agents
-        request.parameters = try Google_Protobuf_Struct(jsonString: #"{"cmd": "true"}"#)
+        var request = try Aspire_V1_CreateTaskRequest.trueTask(on: agents)
         request.user = "bench"
         let clock = ContinuousClock()
         let started = clock.now

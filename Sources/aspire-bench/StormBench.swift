@@ -37,10 +37,7 @@ struct StormBench: AsyncParsableCommand {
                 try await fleet.waitOnline(timeout: .seconds(Int64(60 + count / 100)))
                 // A task goes out to everyone, and the node dies under it (SIGKILL: no
                 // goodbye to the agents, results in flight lost on the wire).
-                var request = Aspire_V1_CreateTaskRequest()
-                request.command = CommandMethod.bash.taskName
-                request.agents = fleet.agentSNs
-                request.parameters = try Google_Protobuf_Struct(jsonString: #"{"cmd": "true"}"#)
+                let request = try Aspire_V1_CreateTaskRequest.trueTask(on: fleet.agentSNs)
                 let taskID = try await first.withAdmin { try await $0.createTask(request).task.id }
                 let clock = ContinuousClock()
                 let killedAt = Date().unixMilliseconds
@@ -63,33 +60,28 @@ struct StormBench: AsyncParsableCommand {
                 let back100 = clock.now - restarted
                 // Nothing lost: every subtask of the task ends with a result (what is still
                 // missing after a minute counts as lost).
-                let task = try await node.withAdmin { admin in
-                    var get = Aspire_V1_GetTaskRequest()
-                    get.id = taskID
-                    var task = try await admin.getTask(get).task
-                    try? await eventually(timeout: .seconds(60), interval: .milliseconds(50), "task \(taskID) complete") {
-                        task = try await admin.getTask(get).task
-                        return task.complete >= task.count
-                    }
-                    return task
-                }
-                let welcomes = fleet.welcomes(since: killedAt).sorted()
-                let rates = Self.bucketCounts(welcomes, width: 100)
-                let mean = Double(rates.reduce(0, +)) / Double(max(rates.count, 1))
+                let task = try await node.withAdmin { try await $0.settledTask(taskID, timeout: .seconds(60)) }
                 await node.process.stop()
                 var report = Report("P5", "reconnect storm (\(count) agents, node SIGKILLed and restarted)", quick: options.quick)
                 report.add("agents", "agents", Double(count), digits: 0)
                 report.add("node_restart_s", "node down (kill → listening again)", (restarted - killed).seconds, unit: "s")
                 report.add("back_99_s", "99 % back after restart", back99.seconds, unit: "s", target: "≤ 30 s")
                 report.add("back_100_s", "all back after restart", back100.seconds, unit: "s")
-                report.add("peak_per_100ms", "connects per 100 ms, peak", Double(rates.max() ?? 0), digits: 0)
-                report.add("mean_per_100ms", "connects per 100 ms, mean", mean)
-                report.add("peak_over_mean", "peak / mean", Double(rates.max() ?? 0) / mean, unit: "×", digits: 2, target: "< 3×")
+                Self.addConnectRates(fleet.welcomes(since: killedAt), to: &report)
                 report.add("lost", "subtasks without a result", Double(task.count - task.complete), digits: 0, target: "0")
                 return report
             }
             return report
         }
+    }
+
+    /// How the connects after a storm's start were spread: their peak and mean per 100 ms.
+    static func addConnectRates(_ welcomes: [Int64], to report: inout Report) {
+        let rates = Self.bucketCounts(welcomes.sorted(), width: 100)
+        let mean = Double(rates.reduce(0, +)) / Double(max(rates.count, 1))
+        report.add("peak_per_100ms", "connects per 100 ms, peak", Double(rates.max() ?? 0), digits: 0)
+        report.add("mean_per_100ms", "connects per 100 ms, mean", mean)
+        report.add("peak_over_mean", "peak / mean", Double(rates.max() ?? 0) / mean, unit: "×", digits: 2, target: "< 3×")
     }
 
     /// Events per `width` ms, from the first event to the last.

@@ -18,7 +18,8 @@ import grpc
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_grpcio_wire import bearer, csr, hello_stream, new_key, start_server, stubs  # noqa: E402,F401  (stubs is a fixture)
+import test_grpcio_wire  # noqa: E402
+from test_grpcio_wire import bearer, enroll, hello_stream, start_server, stubs  # noqa: E402,F401  (stubs is a fixture)
 
 POSTGRES = os.environ.get("ASPIRE_TEST_POSTGRES_URL", "")
 
@@ -59,22 +60,18 @@ def cluster():
     subprocess.run(["psql", POSTGRES, "-q", "-c", f"DROP DATABASE IF EXISTS {name}"], check=False)
 
 
-def channel(cluster, node, identity=None):
-    if identity is None:
-        credentials = grpc.ssl_channel_credentials(root_certificates=cluster["ca"])
-    else:
-        credentials = grpc.ssl_channel_credentials(root_certificates=cluster["ca"], private_key=identity[0], certificate_chain=identity[1])
-    return grpc.secure_channel(cluster["nodes"][node], credentials)
+def node(cluster, index):
+    """One node of the cluster as the wire test's helpers take a server: its address, CA and tokens."""
+    return {"address": cluster["nodes"][index], "ca": cluster["ca"], "admin": cluster["admin"], "enroll": cluster["enroll"]}
+
+
+def channel(cluster, index, identity=None):
+    return test_grpcio_wire.channel(node(cluster, index), identity)
 
 
 def test_a_ban_on_one_node_closes_the_stream_on_the_other(stubs, cluster):
     agent_pb2, agent_pb2_grpc, admin_pb2, admin_pb2_grpc = stubs
-    key, key_pem = new_key()
-    with channel(cluster, 0) as ch:
-        answer = agent_pb2_grpc.BootstrapStub(ch).Enroll(
-            agent_pb2.EnrollRequest(agent_sn="py-roamer", csr=csr(key, "py-roamer")), metadata=bearer(cluster["enroll"]), timeout=10
-        )
-    identity = (key_pem, answer.certificate.encode())
+    identity = enroll(stubs, node(cluster, 0), "py-roamer")
 
     with channel(cluster, 1, identity) as ch:
         # Enrolled at node 1, held by node 2: the store is one.
@@ -105,8 +102,8 @@ def test_a_ban_on_one_node_closes_the_stream_on_the_other(stubs, cluster):
         closed = True
         assert time.time() - started < 10, "node 2 did not close the banned host's stream within seconds"
 
-    for node in (0, 1):
-        with channel(cluster, node, identity) as ch:
+    for index in (0, 1):
+        with channel(cluster, index, identity) as ch:
             with pytest.raises(grpc.RpcError) as refused:
                 agent_pb2_grpc.BootstrapStub(ch).Init(agent_pb2.InitRequest(agent_sn="py-roamer"), timeout=10)
             assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -117,12 +114,7 @@ def test_a_command_streams_through_a_node_that_does_not_hold_the_host(stubs, clu
     """grpcio's RunCommandStream on node 1 for a host whose stream node 2 holds: the host's output
     chunks come through before its result, and the result is stored as a task of one host."""
     agent_pb2, agent_pb2_grpc, admin_pb2, admin_pb2_grpc = stubs
-    key, key_pem = new_key()
-    with channel(cluster, 1) as ch:
-        answer = agent_pb2_grpc.BootstrapStub(ch).Enroll(
-            agent_pb2.EnrollRequest(agent_sn="py-streamer", csr=csr(key, "py-streamer")), metadata=bearer(cluster["enroll"]), timeout=10
-        )
-    identity = (key_pem, answer.certificate.encode())
+    identity = enroll(stubs, node(cluster, 1), "py-streamer")
     with channel(cluster, 1, identity) as ch:
         stream, outgoing = hello_stream(stubs, ch, "py-streamer")
         assert next(stream).WhichOneof("body") == "welcome"
@@ -172,15 +164,12 @@ def test_only_nodes_call_node_link(stubs, cluster):
     """NodeLink takes a node's certificate only: an operator's token or an agent's certificate is refused."""
     agent_pb2, agent_pb2_grpc, admin_pb2, admin_pb2_grpc = stubs
     from aspire.v1 import cluster_pb2, cluster_pb2_grpc
-    key, key_pem = new_key()
+    identity = enroll(stubs, node(cluster, 0), "py-intruder")
     with channel(cluster, 0) as ch:
-        answer = agent_pb2_grpc.BootstrapStub(ch).Enroll(
-            agent_pb2.EnrollRequest(agent_sn="py-intruder", csr=csr(key, "py-intruder")), metadata=bearer(cluster["enroll"]), timeout=10
-        )
         with pytest.raises(grpc.RpcError) as refused:
             cluster_pb2_grpc.NodeLinkStub(ch).Wake(cluster_pb2.WakeRequest(agent_sns=["x"]), metadata=bearer(cluster["admin"]), timeout=10)
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    with channel(cluster, 1, (key_pem, answer.certificate.encode())) as ch:
+    with channel(cluster, 1, identity) as ch:
         with pytest.raises(grpc.RpcError) as refused:
             cluster_pb2_grpc.NodeLinkStub(ch).Wake(cluster_pb2.WakeRequest(agent_sns=["x"]), timeout=10)
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
