@@ -53,7 +53,7 @@ struct CommandLineTests {
         let agent = try TestAgent.start(
             in: directory, connectingTo: node
         )
-        try await node.waitForAgent(agent.agentSN)
+        try await node.waitForAgent(agent)
         let environment = ["ASPIRE_SERVER": node.address.description, "ASPIRE_SERVER_DATA": node.dataDirectory]
         let sn = agent.agentSN
 
@@ -196,7 +196,7 @@ struct CommandLineTests {
         let agent = try TestAgent.start(
             in: directory, connectingTo: node
         )
-        try await node.waitForAgent(agent.agentSN)
+        try await node.waitForAgent(agent)
         agent.process.signal(SIGKILL)
         try await agent.process.wait()
         try await eventually("the killed agent to be dropped\n\(node.process.log)") {
@@ -215,10 +215,10 @@ struct CommandLineTests {
             in: directory, name: "inline", servers: [node.address.description], caFile: node.caFile, tokenFile: node.enrollTokenFile,
             arguments: ["--token", try node.enrollToken]
         )
-        try await node.waitForAgent(inline.agentSN)
+        try await node.waitForAgent(inline)
         #expect(inline.process.log.contains(warning))
         let filed = try TestAgent.start(in: directory, name: "filed", connectingTo: node)
-        try await node.waitForAgent(filed.agentSN)
+        try await node.waitForAgent(filed)
         #expect(!filed.process.log.contains(warning))
     }
 

@@ -23,7 +23,7 @@ struct EndToEndTests {
             tokenFile: node.enrollTokenFile,
             arguments: ["--resolve", "aspire.test:\(port):127.0.0.9,127.0.0.2", "--tag", "svc=ecs"]
         )
-        try await node.waitForAgent(agent.agentSN)
+        try await node.waitForAgent(agent)
         #expect(agent.process.log.contains("127.0.0.9"), "the dead address was not tried first")
 
         let listed = try #require(try await node.connectedAgents().first { $0.agentSn == agent.agentSN })
@@ -75,12 +75,12 @@ struct EndToEndTests {
             in: directory,
             connectingTo: first
         )
-        try await first.waitForAgent(agent.agentSN)
+        try await first.waitForAgent(agent)
         await first.process.stop()
         #expect(first.process.log.contains("shutting down"))
 
         let second = try await TestNode.start(in: directory, host: "127.0.0.3", port: first.address.port)
-        try await second.waitForAgent(agent.agentSN)
+        try await second.waitForAgent(agent)
         let result = try await second.run("echo back", on: agent.agentSN)
         #expect(String(decoding: result.data, as: UTF8.self) == "back\n")
     }
@@ -103,7 +103,7 @@ struct EndToEndTests {
             caFile: holder.caFile,
             tokenFile: holder.enrollTokenFile
         )
-        try await holder.waitForAgent(agent.agentSN)
+        try await holder.waitForAgent(agent)
         #expect(try await redirector.connectedAgents().isEmpty)
         #expect(agent.process.log.contains("redirected"))
         let result = try await holder.run("echo via-redirect", on: agent.agentSN)
@@ -166,13 +166,13 @@ struct EndToEndTests {
             in: directory,
             connectingTo: node
         )
-        try await node.waitForAgent(agent.agentSN)
+        try await node.waitForAgent(agent)
         agent.process.signal(SIGSTOP)
         try await eventually(timeout: .seconds(30), "the frozen agent to be dropped\n\(node.process.log)") {
             try await node.connectedAgents().isEmpty
         }
         agent.process.signal(SIGCONT)
-        try await node.waitForAgent(agent.agentSN)
+        try await node.waitForAgent(agent)
     }
 
     @Test("SIGTERM stops the node's services in order: the agent listener first, the store last; the agent comes back to a new node")
@@ -181,7 +181,7 @@ struct EndToEndTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: Loopback.address())
         let agent = try TestAgent.start(in: directory, connectingTo: node)
-        try await node.waitForAgent(agent.agentSN)
+        try await node.waitForAgent(agent)
 
         node.process.signal(SIGTERM)
         #expect(try await node.process.wait(timeout: .seconds(30)) == 0, "\(node.process.log)")
@@ -195,6 +195,6 @@ struct EndToEndTests {
 
         // The agent outlives its node and holds a stream to the next one on the same address.
         let next = try await TestNode.start(in: directory, host: node.address.host, port: node.address.port)
-        try await next.waitForAgent(agent.agentSN)
+        try await next.waitForAgent(agent)
     }
 }

@@ -32,7 +32,7 @@ struct HostRecordTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: Loopback.address())
         let agent = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "svc=ecs", "--tag", "zone=b"])
-        try await node.waitForAgent(agent.agentSN)
+        try await node.waitForAgent(agent)
 
         let online = try #require(try await self.host(agent.agentSN, of: node))
         #expect(online.status == .online)
@@ -56,7 +56,7 @@ struct HostRecordTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let first = try await TestNode.start(in: directory, host: Loopback.address())
         let agent = try TestAgent.start(in: directory, connectingTo: first)
-        try await first.waitForAgent(agent.agentSN)
+        try await first.waitForAgent(agent)
         // A crash: no chance to mark anything offline.
         first.process.signal(SIGKILL)
         try await first.process.wait()
@@ -64,7 +64,7 @@ struct HostRecordTests {
         let second = try await TestNode.start(in: directory, host: first.address.host, port: first.address.port)
         #expect(try await self.host(agent.agentSN, of: second)?.status == .offline)
         agent.process.signal(SIGCONT)
-        try await second.waitForAgent(agent.agentSN)
+        try await second.waitForAgent(agent)
         try await eventually("the host to be online again") {
             try await self.host(agent.agentSN, of: second)?.status == .online
         }

@@ -100,7 +100,7 @@ extension IdentityTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: Loopback.address(), arguments: ["--agent-certificate-lifetime", "60"])
         let agent = try TestAgent.start(in: directory, connectingTo: node)
-        try await node.waitForAgent(agent.agentSN)
+        try await node.waitForAgent(agent)
         let first = try Certificate(pemEncoded: String(contentsOfFile: "\(agent.dataDirectory)/agent.pem", encoding: .utf8))
         try await eventually(timeout: .seconds(60), "the agent to renew its certificate\n\(agent.process.log)") {
             agent.process.log.contains("certificate renewed")

@@ -60,7 +60,7 @@ struct PluginEndToEndTests {
         chmod(directory, 0o755)  // nobody reaches the plugins below it
         let node = try await TestNode.start(in: directory, host: Loopback.address())
         let agent = try TestAgent.start(in: directory, connectingTo: node, arguments: ["--tag", "role=metrics"])
-        try await node.waitForAgent(agent.agentSN)
+        try await node.waitForAgent(agent)
         let rest = try RESTClient(node)
 
         // A periodic plugin from the server's package store, for a tag.
@@ -268,7 +268,7 @@ struct InfluxEndToEndTests {
 
         let node = try await TestNode.start(in: directory, host: "127.0.0.46", arguments: ["--influx-url", "http://127.0.0.46:\(port)/write?db=aspire"])
         let agent = try TestAgent.start(in: directory, connectingTo: node)
-        try await node.waitForAgent(agent.agentSN)
+        try await node.waitForAgent(agent)
         let archive = try await PluginEndToEndTests.archive(
             #"#!/bin/sh\#nprintf '[{"name":"disk_free","timestamp":1700000000,"tags":{"mount":"/var,log x"},"value":7.5}]'\#n"#,
             named: "disk", in: directory

@@ -77,7 +77,7 @@ struct RedirectTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: Loopback.address(), arguments: ["--max-agents", "1"])
         let first = try TestAgent.start(in: directory, name: "first", connectingTo: node)
-        try await node.waitForAgent(first.agentSN)
+        try await node.waitForAgent(first)
 
         let second = try TestAgent.start(in: directory, name: "second", connectingTo: node)
         try await eventually("the node to refuse the second agent\n\(node.process.log)") {
@@ -102,7 +102,7 @@ struct RedirectTests {
         #expect(try await node.connectedAgents().map(\.agentSn) == [first.agentSN])
 
         await first.process.stop()
-        try await node.waitForAgent(second.agentSN)
+        try await node.waitForAgent(second)
         await second.process.stop()
     }
 

@@ -39,7 +39,7 @@ struct ScheduleEndToEndTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let first = try await TestNode.start(in: directory, host: Loopback.address())
         let agent = try TestAgent.start(in: directory, connectingTo: first, arguments: ["--tag", "role=cron"])
-        try await first.waitForAgent(agent.agentSN)
+        try await first.waitForAgent(agent)
         let rest = try RESTClient(first)
 
         let created = try await rest.ok(
@@ -71,7 +71,7 @@ struct ScheduleEndToEndTests {
         try await Task.sleep(for: .seconds(3))
         let second = try await TestNode.start(in: directory, host: first.address.host, port: first.address.port)
         let up = Date()
-        try await second.waitForAgent(agent.agentSN)
+        try await second.waitForAgent(agent)
         let again = try RESTClient(second)
         try await eventually(timeout: .seconds(30), "runs made while the node was down to arrive") {
             let whileDown = try await Self.runs(again, "tick").compactMap(Self.due).filter { $0 > down.addingTimeInterval(0.5) && $0 < up }
@@ -96,7 +96,7 @@ struct ScheduleEndToEndTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: Loopback.address())
         let agent = try TestAgent.start(in: directory, connectingTo: node)
-        try await node.waitForAgent(agent.agentSN)
+        try await node.waitForAgent(agent)
         let rest = try RESTClient(node)
         let base: [String: Any] = ["name": "nightly", "expr": "0 0 2 * * *", "command": "true", "agents": [agent.agentSN]]
         func with(_ changes: [String: Any]) -> [String: Any] { base.merging(changes) { $1 } }

@@ -89,7 +89,7 @@ struct SubAgentEndToEndTests {
             try TestAgent.start(in: directory, name: "agent\(index)", connectingTo: node, arguments: agentArguments(index), agentSN: "sub-\(index)-\(suffix)")
         }
         defer { for agent in agents { Task { await agent.process.stop() } } }
-        for agent in agents { try await node.waitForAgent(agent.agentSN) }
+        for agent in agents { try await node.waitForAgent(agent) }
 
         let rest = try RESTClient(node)
         let bytes = try await Self.tarball(in: directory, version: "1.0")
@@ -226,7 +226,7 @@ struct SubAgentEndToEndTests {
             arguments: ["--agents-root", "\(directory)/agents", "--cgroup-parent", parent, "--health-window", "1"],
             agentSN: "arch-\(suffix)"
         )
-        try await node.waitForAgent(agent.agentSN)
+        try await node.waitForAgent(agent)
         let rest = try RESTClient(node)
         // A seed agent: it reports no os or arch.
         var seed = try RESTClient(node)

@@ -90,7 +90,7 @@ struct TaskEndToEndTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: Loopback.address())
         let agent = try TestAgent.start(in: directory, connectingTo: node, agentSN: "once-agent")
-        try await node.waitForAgent(agent.agentSN)
+        try await node.waitForAgent(agent)
 
         let counter = "\(directory)/runs"
         var request = Aspire_V1_CreateTaskRequest()

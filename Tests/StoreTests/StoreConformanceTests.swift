@@ -6,8 +6,8 @@ import Testing
 /// Every store behaviour, checked on SQLite and on a real PostgreSQL server.
 @Suite("Store conformance")
 struct StoreConformanceTests {
-    static func registration(_ sn: String, hostname: String = "web-1", version: String = "1.0", node: String = "n1") -> HostRegistration {
-        HostRegistration(agentSN: sn, hostname: hostname, ipaddr: "10.0.0.1", os: "linux", arch: "x86_64", version: version, node: node)
+    static func registration(_ sn: String, hostname: String = "web-1", version: String = "1.0", node: String = "n1", stream: Int64 = 0) -> HostRegistration {
+        HostRegistration(agentSN: sn, hostname: hostname, ipaddr: "10.0.0.1", os: "linux", arch: "x86_64", version: version, node: node, stream: stream)
     }
 
     @Test("PostgreSQL is part of the run in CI", .enabled(if: ProcessInfo.processInfo.environment["CI"] != nil))
@@ -18,9 +18,9 @@ struct StoreConformanceTests {
     @Test("Migrations apply once and again as a no-op", arguments: StoreHarness.engines)
     func migrations(_ kind: SQLEngineKind) async throws {
         try await StoreHarness.withStore(kind) { store in
-            #expect(try await store.appliedMigrations() == Array(1 ... 11))
+            #expect(try await store.appliedMigrations() == Array(1 ... 12))
             try await store.migrate()
-            #expect(try await store.appliedMigrations() == Array(1 ... 11))
+            #expect(try await store.appliedMigrations() == Array(1 ... 12))
             #expect(try await store.regions() == [RegionRecord(id: 0, name: "global")])
         }
     }
@@ -45,15 +45,22 @@ struct StoreConformanceTests {
         }
     }
 
-    @Test("Status changes respect the node that holds the host", arguments: StoreHarness.engines)
+    @Test("Only the stream that holds a host takes it offline; a node that starts again releases its hosts", arguments: StoreHarness.engines)
     func hostStatus(_ kind: SQLEngineKind) async throws {
         try await StoreHarness.withStore(kind) { store in
-            try await store.registerHost(Self.registration("sn-1", node: "n2"))
-            #expect(try await store.setHostStatus(agentSN: "sn-1", .offline, ifNode: "n1") == false)
+            try await store.registerHost(Self.registration("sn-1", node: "n1", stream: 11))
+            // The agent comes back (here on another node) before its old stream's end is written.
+            try await store.registerHost(Self.registration("sn-1", node: "n2", stream: 22))
+            #expect(try await store.releaseHost(agentSN: "sn-1", stream: 11) == false)
             #expect(try await store.host(agentSN: "sn-1")?.status == .online)
-            #expect(try await store.setHostStatus(agentSN: "sn-1", .offline, ifNode: "n2"))
+            // The same node, a newer stream: the same.
+            try await store.registerHost(Self.registration("sn-1", node: "n2", stream: 33))
+            #expect(try await store.releaseHost(agentSN: "sn-1", stream: 22) == false)
+            #expect(try await store.host(agentSN: "sn-1")?.status == .online)
+            #expect(try await store.releaseHost(agentSN: "sn-1", stream: 33))
             #expect(try await store.host(agentSN: "sn-1")?.status == .offline)
-            #expect(try await store.setHostStatus(agentSN: "missing", .offline) == false)
+            #expect(try await store.releaseHost(agentSN: "sn-1", stream: 33) == false)
+            #expect(try await store.releaseHost(agentSN: "missing", stream: 33) == false)
 
             try await store.registerHost(Self.registration("sn-2", node: "n3"))
             try await store.registerHost(Self.registration("sn-3", node: "n3"))
@@ -88,7 +95,7 @@ struct StoreConformanceTests {
             for index in 1 ... 12 {
                 try await store.registerHost(Self.registration("sn-\(index)", hostname: index <= 5 ? "db-\(index)" : "web-\(index)"))
             }
-            try await store.setHostStatus(agentSN: "sn-1", .offline)
+            try await store.releaseHost(agentSN: "sn-1", stream: 0)
             try await store.bindTag(name: "svc", value: "ecs", to: "sn-2")
             try await store.bindTag(name: "svc", value: "ecs", to: "sn-3")
             try await store.bindTag(name: "zone", value: "a", to: "sn-3")

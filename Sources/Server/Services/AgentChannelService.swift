@@ -89,7 +89,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                 "agent disconnected",
                 metadata: ["agent.sn": "\(session.agentSN)", "agent.peer": "\(peer)", "reason": "\(failure.map { "\($0)" } ?? "\(ended)")"]
             )
-            await Self.recordOffline(session, node: configuration.nodeName, registry: registry, store: store, logger: logger)
+            await Self.recordOffline(session, registry: registry, store: store, logger: logger)
         }
         if let failure { throw failure }
         if ended == .silent {
@@ -128,13 +128,12 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                         )
                     }
                     let session = AgentSession(
-                        connectionID: registry.nextConnectionID(),
                         hello: hello,
                         peer: peer,
                         certificateSerial: caller?.serial,
                         outbound: continuation
                     )
-                    try await Self.recordOnline(hello, peer: peer, node: configuration.nodeName, store: store, logger: logger)
+                    try await Self.recordOnline(session, node: configuration.nodeName, store: store, logger: logger)
                     connection.session = session
                     registry.register(session)
                     var welcome = Aspire_V1_ServerMessage()
@@ -190,13 +189,14 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         }
     }
 
-    /// Stores the host as online on this node, with the tags the agent reports.
-    static func recordOnline(_ hello: Aspire_V1_Hello, peer: String, node: String, store: SQLStore, logger: Logger) async throws {
+    /// Stores the host as online on this node, held by this stream, with the tags the agent reports.
+    static func recordOnline(_ session: AgentSession, node: String, store: SQLStore, logger: Logger) async throws {
+        let hello = session.hello
         do {
             try await store.registerHost(
                 HostRegistration(
-                    agentSN: hello.agentSn, hostname: hello.hostname, ipaddr: Self.address(of: peer), os: hello.os,
-                    arch: hello.arch, version: hello.version, node: node
+                    agentSN: hello.agentSn, hostname: hello.hostname, ipaddr: Self.address(of: session.peer), os: hello.os,
+                    arch: hello.arch, version: hello.version, node: node, stream: session.connectionID
                 )
             )
             try await store.bindTags(hello.tags, to: hello.agentSn)
@@ -208,11 +208,12 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         }
     }
 
-    /// Marks the host offline unless it already has a new stream (here or on another node).
-    static func recordOffline(_ session: AgentSession, node: String, registry: SessionRegistry, store: SQLStore, logger: Logger) async {
+    /// Marks the host offline unless it already has a new stream (here or on another node),
+    /// whichever of the two writes reaches the store first.
+    static func recordOffline(_ session: AgentSession, registry: SessionRegistry, store: SQLStore, logger: Logger) async {
         guard registry.session(for: session.agentSN) == nil else { return }
         do {
-            try await store.setHostStatus(agentSN: session.agentSN, .offline, ifNode: node)
+            try await store.releaseHost(agentSN: session.agentSN, stream: session.connectionID)
         } catch {
             logger.error("cannot record the host offline", metadata: ["agent.sn": "\(session.agentSN)", "error": "\(String(reflecting: error))"])
         }

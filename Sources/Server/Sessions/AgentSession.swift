@@ -4,8 +4,10 @@ import Synchronization
 
 /// One live stream of one agent on this node.
 public final class AgentSession: Sendable {
-    /// Distinguishes successive connections of the same agent.
-    public let connectionID: UInt64
+    /// Distinguishes successive streams of the same agent, on any node and across restarts:
+    /// the host's row keeps the id of the stream that holds it, so an old stream that ends
+    /// late cannot mark offline a host that a newer one holds.
+    public let connectionID: Int64
     public let hello: Aspire_V1_Hello
     public let peer: String
     /// The serial of the certificate the agent connected with; nil on a node without TLS.
@@ -25,7 +27,7 @@ public final class AgentSession: Sendable {
     public var agentSN: String { self.hello.agentSn }
 
     init(
-        connectionID: UInt64,
+        connectionID: Int64 = .random(in: 1 ... .max),
         hello: Aspire_V1_Hello,
         peer: String,
         certificateSerial: String? = nil,

@@ -7,7 +7,6 @@ import Synchronization
 public final class SessionRegistry: Sendable {
     private struct State {
         var sessions: [String: AgentSession] = [:]
-        var nextConnectionID: UInt64 = 1
     }
 
     private let state = Mutex(State())
@@ -16,13 +15,6 @@ public final class SessionRegistry: Sendable {
 
     public init(logger: Logger) {
         self.logger = logger
-    }
-
-    func nextConnectionID() -> UInt64 {
-        self.state.withLock { state in
-            defer { state.nextConnectionID += 1 }
-            return state.nextConnectionID
-        }
     }
 
     /// Registers a session; an older session of the same agent is closed and replaced.

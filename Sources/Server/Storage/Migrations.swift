@@ -343,6 +343,9 @@ enum Migrations {
                 """,
             ]
         },
+        Step(version: 12, name: "the stream that holds each host") { _ in
+            ["ALTER TABLE hosts ADD COLUMN stream BIGINT NOT NULL DEFAULT 0"]
+        },
     ]
 
     /// An auto-numbered primary key.

@@ -70,8 +70,13 @@ public struct HostRegistration: Sendable, Hashable {
     public var arch: String
     public var version: String
     public var node: String
+    /// The stream that holds the host (``AgentSession/connectionID``); 0 for the seed's
+    /// polling agents, which hold none.
+    public var stream: Int64
 
-    public init(agentSN: String, hostname: String, ipaddr: String, os: String, arch: String, version: String, node: String) {
+    public init(
+        agentSN: String, hostname: String, ipaddr: String, os: String, arch: String, version: String, node: String, stream: Int64 = 0
+    ) {
         self.agentSN = agentSN
         self.hostname = hostname
         self.ipaddr = ipaddr
@@ -79,6 +84,7 @@ public struct HostRegistration: Sendable, Hashable {
         self.arch = arch
         self.version = version
         self.node = node
+        self.stream = stream
     }
 }
 

@@ -55,10 +55,11 @@ extension SQLStore {
         try await self.engine.withConnection { database in
             try await database.raw(
                 """
-                INSERT INTO hosts (agentsn, hostname, ipaddr, status, curvers, os, arch, node, last_seen, gmt_create, gmt_modify)
+                INSERT INTO hosts (agentsn, hostname, ipaddr, status, curvers, os, arch, node, stream, last_seen, gmt_create, gmt_modify)
                 VALUES (\(bind: registration.agentSN), \(bind: registration.hostname), \(bind: registration.ipaddr),
                         \(bind: HostStatus.online.rawValue), \(bind: registration.version), \(bind: registration.os),
-                        \(bind: registration.arch), \(bind: registration.node), \(bind: now), \(bind: now), \(bind: now))
+                        \(bind: registration.arch), \(bind: registration.node), \(bind: registration.stream),
+                        \(bind: now), \(bind: now), \(bind: now))
                 ON CONFLICT (agentsn) DO UPDATE SET
                     hostname = excluded.hostname,
                     ipaddr = excluded.ipaddr,
@@ -68,6 +69,7 @@ extension SQLStore {
                     os = excluded.os,
                     arch = excluded.arch,
                     node = excluded.node,
+                    stream = excluded.stream,
                     last_seen = excluded.last_seen,
                     gmt_modify = excluded.gmt_modify
                 """
@@ -79,26 +81,19 @@ extension SQLStore {
         return host
     }
 
-    /// Sets a host's status. With `node`, only when that node still holds it (an agent that
-    /// already reconnected to another node is not marked offline by the old one).
+    /// Marks a host offline if `stream` still holds it: a stream that ends after the agent
+    /// came back (on this node or another) changes nothing. False when it did not.
     @discardableResult
-    public func setHostStatus(agentSN: String, _ status: HostStatus, ifNode node: String? = nil) async throws -> Bool {
+    public func releaseHost(agentSN: String, stream: Int64) async throws -> Bool {
         let now = Self.now
         return try await self.engine.withConnection { database in
-            let rows: [any SQLRow]
-            if let node {
-                rows = try await database.raw(
-                    """
-                    UPDATE hosts SET status = \(bind: status.rawValue), gmt_modify = \(bind: now)
-                    WHERE agentsn = \(bind: agentSN) AND node = \(bind: node) RETURNING id
-                    """
-                ).all()
-            } else {
-                rows = try await database.raw(
-                    "UPDATE hosts SET status = \(bind: status.rawValue), gmt_modify = \(bind: now) WHERE agentsn = \(bind: agentSN) RETURNING id"
-                ).all()
-            }
-            return !rows.isEmpty
+            try await database.raw(
+                """
+                UPDATE hosts SET status = \(bind: HostStatus.offline.rawValue), gmt_modify = \(bind: now)
+                WHERE agentsn = \(bind: agentSN) AND stream = \(bind: stream) AND status = \(bind: HostStatus.online.rawValue)
+                RETURNING id
+                """
+            ).first() != nil
         }
     }
 

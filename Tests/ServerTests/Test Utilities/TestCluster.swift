@@ -55,10 +55,18 @@ struct TestNode: NodeUnderTest {
         try await self.admin { try await $0.listAgents(Aspire_V1_ListAgentsRequest()).agents }
     }
 
-    func waitForAgent(_ sn: String, timeout: Duration = .seconds(30)) async throws {
-        try await eventually(timeout: timeout, "agent \(sn) on \(self.address)\n\(self.process.log)") {
+    func waitForAgent(_ sn: String, timeout: Duration = .seconds(30), agentLog: @autoclosure () -> String = "") async throws {
+        try await eventually(
+            timeout: timeout,
+            "agent \(sn) on \(self.address)\n--- the agent's log, its end:\n\(agentLog().suffix(6000))\n--- the node's log, its end:\n\(self.process.log.suffix(8000))"
+        ) {
             try await self.connectedAgents().contains { $0.agentSn == sn }
         }
+    }
+
+    /// Waits until the agent is online here; a failure shows the ends of both logs.
+    func waitForAgent(_ agent: TestAgent, timeout: Duration = .seconds(30)) async throws {
+        try await self.waitForAgent(agent.agentSN, timeout: timeout, agentLog: agent.process.log)
     }
 
     /// Waits until every subtask of the task has an outcome.
