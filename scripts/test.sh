@@ -8,8 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== Python packages for the wire test (grpcio, grpcio-tools, pytest)"
-python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r Tests/wire/requirements.txt
+echo "== Python packages for the wire and browser tests (grpcio, grpcio-tools, pytest, selenium)"
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r Tests/wire/requirements.txt -r Tests/browser/requirements.txt
 
 echo "== PostgreSQL for the store conformance suite"
 if [ -z "${ASPIRE_TEST_POSTGRES_URL:-}" ]; then
@@ -30,6 +30,17 @@ if [ "$(id -u)" = 0 ] && { [ ! -x /usr/sbin/sshd ] || ! command -v h2load >/dev/
     echo "== openssh-server and nghttp2-client for the benchmarks' ssh and h2load figures"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client nghttp2-client >/dev/null \
         || echo "openssh-server or nghttp2-client did not install: the benchmarks skip those figures" >&2
+fi
+
+# The browser test's browser: Debian's chromium and its driver.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "== chromium and chromium-driver for the web console's browser test"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    elif [ -n "${CI:-}" ]; then
+        echo "CI needs chromium and chromium-driver for the browser test: run as root" >&2
+        exit 1
+    fi
 fi
 
 echo "== Build (debug, with tests)"
@@ -54,6 +65,17 @@ fi
 
 echo "== Wire test: Python grpcio client against a real server"
 ASPIRE_BIN_DIR="$(swift build --show-bin-path)" python3 -m pytest -q Tests/wire
+
+echo "== Browser test: the web console in headless chromium (selenium) against a real node and agents"
+if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    ASPIRE_SCREENSHOTS="${ASPIRE_SCREENSHOTS:-$(pwd)/.build/screenshots}"
+    export ASPIRE_SCREENSHOTS
+    ASPIRE_BIN_DIR="$(swift build --show-bin-path)" python3 -m pytest -q Tests/browser
+    echo "screenshots of each tab (light and dark, desktop and narrow): $ASPIRE_SCREENSHOTS"
+    ls "$ASPIRE_SCREENSHOTS"
+else
+    echo "chromium or chromedriver missing: the browser test is skipped (CI installs them)" >&2
+fi
 
 echo "== Benchmarks, --quick (debug build: the figures only show they still run)"
 # Salt from PyPI for the P2 peer; without it that half of the benchmark says skipped.

@@ -38,6 +38,8 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
         public var seedAgents: [IPNetwork] = []
         /// Reported in the OpenAPI document.
         public var version = AspireVersion.current
+        /// How long a console sign-in lasts.
+        public var consoleSessionLifetime: Duration = .seconds(12 * 3600)
 
         public init() {}
     }
@@ -47,6 +49,9 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
     let packages: Aspire_V1_PackageStore.Client<Transport>
     let configuration: Configuration
     let logger: Logger
+    /// Signed-in browsers of the web console (in this gateway's memory).
+    let consoleSessions: ConsoleSessions
+    let consoleViews: ConsoleViews
 
     public init(client: GRPCClient<Transport>, configuration: Configuration, logger: Logger) {
         self.admin = Aspire_V1_Admin.Client(wrapping: client)
@@ -54,7 +59,11 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
         self.packages = Aspire_V1_PackageStore.Client(wrapping: client)
         self.configuration = configuration
         self.logger = logger
+        self.consoleSessions = ConsoleSessions(lifetime: configuration.consoleSessionLifetime)
+        self.consoleViews = ConsoleViews()
     }
+
+    var console: Console<Transport> { Console(gateway: self, views: self.consoleViews, sessions: self.consoleSessions) }
 
     /// Every route, grouped by the resource it belongs to.
     var controllers: [any GatewayController] {
@@ -76,7 +85,8 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
         self.controllers.reduce(into: [:]) { all, controller in all.merge(controller.schemas) { first, _ in first } }
     }
 
-    /// A router with every route; unknown paths and methods answer the error envelope too.
+    /// A router with every route and the web console; unknown paths and methods answer the
+    /// error envelope too.
     public func router() -> Router<GatewayContext> {
         let router = Router(context: GatewayContext.self)
         let endpoints = self.endpoints
@@ -86,6 +96,7 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
                 try await self.respond(endpoint, to: request, context: context)
             }
         }
+        self.console.add(to: router)
         return router
     }
 
@@ -332,6 +343,7 @@ extension Gateway {
         return Application(
             router: self.router(),
             configuration: ApplicationConfiguration(address: .hostname(listen.host, port: listen.port), serverName: serverName),
+            services: [self.consoleSessions.driver],
             onServerRunning: { channel in
                 let text = HostPort(host: listen.host, port: channel.localAddress?.port ?? listen.port).description
                 if let addressFile {

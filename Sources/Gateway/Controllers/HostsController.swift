@@ -91,21 +91,13 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
                         Route.query("region", .integer, "Only this region id."),
                         Route.query("tag", .string, "name=value; repeat for hosts carrying every one."),
                         Route.query("hostname", .string, "Host name prefix."),
+                        Route.query("node", .string, "Only hosts held by this node."),
                     ] + Route.paging + [Route.query("order", .enumeration(["asc", "desc"]), "By id (default asc).")],
                     response: .envelope(["count": .integer, "offset": .integer, "limit": .integer, "hosts": .array(.ref("Host"))])
                 )
             ) { _, request, _, metadata in
                 let query = Query(request)
-                var message = Aspire_V1_ListHostsRequest()
-                message.status = query.string("status")
-                if let region = try query.integer("region") { message.region = region }
-                for pair in query.all("tag") {
-                    guard let separator = pair.firstIndex(where: { $0 == "=" || $0 == ":" }) else {
-                        throw AspireError(.badRequest, "query parameter 'tag' must be name=value, not '\(pair)'")
-                    }
-                    message.tags[String(pair[..<separator])] = String(pair[pair.index(after: separator)...])
-                }
-                message.hostnamePrefix = query.string("hostname")
+                var message = try Aspire_V1_ListHostsRequest(filter: query)
                 (message.offset, message.limit) = try query.page()
                 message.descending = try query.descending()
                 let answer = try await self.gateway.admin.listHosts(message, metadata: metadata)
@@ -201,5 +193,24 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
             "name": node.name, "address": node.address, "started": RESTJSON.time(node.startedUnixMs),
             "heartbeat": RESTJSON.time(node.heartbeatUnixMs), "state": node.state, "hosts": Int(node.hosts),
         ]
+    }
+}
+
+extension Aspire_V1_ListHostsRequest {
+    /// The host list's filters from a query string, as the REST route and the console's host
+    /// list take them: `status`, `region`, `tag=name=value` (repeatable), `hostname` (a prefix)
+    /// and `node`.
+    init(filter query: Query) throws(AspireError) {
+        self.init()
+        self.status = query.string("status")
+        if let region = try query.integer("region") { self.region = region }
+        for pair in query.all("tag") where !pair.isEmpty {
+            guard let separator = pair.firstIndex(where: { $0 == "=" || $0 == ":" }), separator != pair.startIndex else {
+                throw AspireError(.badRequest, "query parameter 'tag' must be name=value, not '\(pair)'")
+            }
+            self.tags[String(pair[..<separator])] = String(pair[pair.index(after: separator)...])
+        }
+        self.hostnamePrefix = query.string("hostname")
+        self.node = query.string("node")
     }
 }

@@ -16,6 +16,7 @@ extension AdminService {
         if request.hasRegion { query.region = Int(request.region) }
         query.tags = request.tags
         query.hostnamePrefix = request.hostnamePrefix.isEmpty ? nil : request.hostnamePrefix
+        query.node = request.node.isEmpty ? nil : request.node
         query.page = try Self.page(offset: request.offset, limit: request.limit, descending: request.descending)
         let listing = try await self.store.hosts(query)
         var response = Aspire_V1_ListHostsResponse()

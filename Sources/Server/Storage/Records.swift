@@ -95,6 +95,8 @@ public struct HostQuery: Sendable, Hashable {
     /// Hosts carrying every one of these tags.
     public var tags: [String: String] = [:]
     public var hostnamePrefix: String?
+    /// Hosts held by this node (online on it, or last).
+    public var node: String?
     public var page = Page()
 
     public init() {}

@@ -147,6 +147,7 @@ extension SQLStore {
             var conditions: [SQLQueryString] = []
             if let status = query.status { conditions.append("status = \(bind: status.rawValue)") }
             if let region = query.region { conditions.append("region = \(bind: region)") }
+            if let node = query.node { conditions.append("node = \(bind: node)") }
             if let prefix = query.hostnamePrefix, !prefix.isEmpty {
                 conditions.append("substr(hostname, 1, CAST(\(bind: prefix.count) AS INTEGER)) = \(bind: prefix)")
             }

@@ -717,6 +717,9 @@ public nonisolated struct Aspire_V1_ListHostsRequest: Sendable {
 
   public var descending: Bool = false
 
+  /// Only hosts held by this node (online on it now, or last).
+  public var node: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -3092,7 +3095,7 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension Aspire_V1_ListHostsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListHostsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}status\0\u{1}region\0\u{1}tags\0\u{3}hostname_prefix\0\u{1}offset\0\u{1}limit\0\u{1}descending\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}status\0\u{1}region\0\u{1}tags\0\u{3}hostname_prefix\0\u{1}offset\0\u{1}limit\0\u{1}descending\0\u{1}node\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3107,6 +3110,7 @@ nonisolated extension Aspire_V1_ListHostsRequest: SwiftProtobuf.Message, SwiftPr
       case 5: try { try decoder.decodeSingularInt32Field(value: &self.offset) }()
       case 6: try { try decoder.decodeSingularInt32Field(value: &self.limit) }()
       case 7: try { try decoder.decodeSingularBoolField(value: &self.descending) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.node) }()
       default: break
       }
     }
@@ -3138,6 +3142,9 @@ nonisolated extension Aspire_V1_ListHostsRequest: SwiftProtobuf.Message, SwiftPr
     if self.descending != false {
       try visitor.visitSingularBoolField(value: self.descending, fieldNumber: 7)
     }
+    if !self.node.isEmpty {
+      try visitor.visitSingularStringField(value: self.node, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3149,6 +3156,7 @@ nonisolated extension Aspire_V1_ListHostsRequest: SwiftProtobuf.Message, SwiftPr
     if lhs.offset != rhs.offset {return false}
     if lhs.limit != rhs.limit {return false}
     if lhs.descending != rhs.descending {return false}
+    if lhs.node != rhs.node {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,266 @@
+import Foundation
+import GRPCCore
+import Hummingbird
+import RPC
+import SwiftProtobuf
+
+/// The console's pages: each reads what it shows from the Admin service with the operator's
+/// token and hands the template plain values.
+extension Console {
+    static var pageSize: Int32 { 50 }
+
+    // MARK: Dashboard
+
+    func dashboard(_ visit: Visit) async throws -> Response {
+        let metadata = visit.metadata
+        async let dashboard = self.admin.dashboard(Aspire_V1_DashboardRequest(), metadata: metadata)
+        async let regions = self.admin.listRegions(Aspire_V1_ListRegionsRequest(), metadata: metadata)
+        async let tasks = self.admin.listTasks(.with { $0.limit = 8 }, metadata: metadata)
+        async let events = self.admin.listEvents(.with { $0.limit = 10 }, metadata: metadata)
+        let (summary, regionList, recentTasks, recentEvents) = try await (dashboard, regions, tasks, events)
+
+        var perRegion: [[String: Any]] = []
+        for region in regionList.regions {
+            let count = try await self.admin.listHosts(.with { $0.region = region.id; $0.limit = 1 }, metadata: metadata).count
+            perRegion.append(["name": region.name, "hosts": count, "href": "/hosts?region=\(region.id)"])
+        }
+        let taskRows = recentTasks.tasks.map { task -> [String: Any] in
+            [
+                "id": task.id, "command": task.command, "user": task.user, "status": task.status, "count": task.count,
+                "complete": task.complete, "failed": task.failed, "created": ConsoleText.time(task.createdUnixMs),
+                "failedAny": task.failed > 0,
+            ]
+        }
+        return self.views.page(
+            "dashboard", tab: .dashboard, session: visit.session,
+            [
+                "title": "Dashboard",
+                "total": summary.hostsTotal, "online": summary.hostsOnline, "offline": summary.hostsOffline,
+                "connectedHere": summary.connectedHere,
+                "hostsChart": ConsoleChart.split(
+                    [("online", Int(summary.hostsOnline)), ("offline", Int(summary.hostsOffline)),
+                     ("other", Int(summary.hostsTotal - summary.hostsOnline - summary.hostsOffline))],
+                    label: "Hosts online and offline"
+                ),
+                "deployments": summary.deployments.map { deployment -> [String: Any] in
+                    [
+                        "name": deployment.name, "version": deployment.version, "hosts": deployment.hosts, "running": deployment.running,
+                        "stopped": deployment.stopped, "fatal": deployment.fatal, "killed": deployment.killed,
+                        "trouble": deployment.fatal + deployment.killed > 0,
+                    ]
+                },
+                "nodes": summary.nodes.map { node -> [String: Any] in
+                    ["name": node.name, "address": node.address, "state": node.state, "hosts": node.hosts, "href": "/hosts?node=\(ConsoleText.encoded(node.name))"]
+                },
+                "regions": perRegion,
+                "tasks": taskRows,
+                "tasksChart": ConsoleChart.tasks(recentTasks.tasks.reversed().map { (id: $0.id, complete: Int($0.complete), failed: Int($0.failed), count: Int($0.count)) }),
+                "events": recentEvents.events.map(Self.event),
+            ]
+        )
+    }
+
+    // MARK: Hosts
+
+    func hosts(_ visit: Visit) async throws -> Response {
+        let filter = try ConsoleHostFilter(visit.query)
+        var request = try Aspire_V1_ListHostsRequest(filter: visit.query)
+        request.offset = Int32(filter.page - 1) * Self.pageSize
+        request.limit = Self.pageSize
+        async let list = self.admin.listHosts(request, metadata: visit.metadata)
+        async let regions = self.admin.listRegions(Aspire_V1_ListRegionsRequest(), metadata: visit.metadata)
+        let (answer, regionList) = try await (list, regions)
+        let names = Dictionary(regionList.regions.map { ($0.id, $0.name) }) { first, _ in first }
+        let pages = max(1, (Int(answer.count) + Int(Self.pageSize) - 1) / Int(Self.pageSize))
+        return self.views.page(
+            "hosts", tab: .hosts, session: visit.session,
+            [
+                "title": "Hosts",
+                "note": visit.query.string("note"),
+                "filter": [
+                    "tag": filter["tag"], "hostname": filter["hostname"], "node": filter["node"],
+                    "statuses": ["", "online", "offline", "deleted"].map { ["value": $0, "label": $0.isEmpty ? "any" : $0, "selected": $0 == filter["status"]] },
+                    "regions": [["value": "", "label": "any", "selected": filter["region"].isEmpty]]
+                        + regionList.regions.map { ["value": "\($0.id)", "label": $0.name, "selected": "\($0.id)" == filter["region"]] },
+                ],
+                "count": answer.count, "any": answer.count > 0,
+                "first": answer.count == 0 ? 0 : Int(answer.offset) + 1,
+                "last": Int(answer.offset) + answer.hosts.count,
+                "page": filter.page, "pages": pages,
+                "previous": filter.page > 1 ? filter.url(page: filter.page - 1) : "",
+                "next": filter.page < pages ? filter.url(page: filter.page + 1) : "",
+                "hosts": answer.hosts.map { host -> [String: Any] in
+                    var row = Self.hostFacts(host)
+                    row["region"] = host.region == 0 ? "" : names[host.region] ?? "\(host.region)"
+                    return row
+                },
+            ]
+        )
+    }
+
+    func host(_ visit: Visit, sn: String) async throws -> Response {
+        var request = Aspire_V1_GetHostRequest()
+        request.agentSn = sn
+        async let host = self.admin.getHost(request, metadata: visit.metadata)
+        async let events = self.admin.listEvents(.with { $0.agentSn = sn; $0.limit = 20 }, metadata: visit.metadata)
+        let (record, eventList) = try await (host, events)
+        var facts = Self.hostFacts(record)
+        facts["tagsAction"] = "/hosts/\(ConsoleText.encoded(sn))/tags"
+        facts["identity"] = record.identity
+        facts["prevers"] = record.prevers
+        facts["step"] = record.step
+        facts["created"] = ConsoleText.time(record.createdUnixMs)
+        facts["lastSeen"] = ConsoleText.time(record.lastSeenUnixMs)
+        facts["certificateNotAfter"] = record.certificateNotAfter == 0 ? "" : ConsoleText.time(record.certificateNotAfter * 1000)
+        return self.views.page(
+            "host", tab: .hosts, session: visit.session,
+            [
+                "title": record.hostname.isEmpty ? record.agentSn : record.hostname,
+                "note": visit.query.string("note"),
+                "host": facts,
+                "subagents": record.agents.map { agent -> [String: Any] in
+                    [
+                        "name": agent.name, "version": agent.version, "status": agent.status, "pid": agent.pid, "restarts": agent.restarts,
+                        "uptime": ConsoleText.duration(seconds: agent.uptime), "message": agent.message, "trouble": ["fatal", "killed"].contains(agent.status),
+                    ]
+                },
+                "events": eventList.events.map(Self.event),
+            ]
+        )
+    }
+
+    func bindTag(_ visit: Visit, form: FormFields, sn: String) async throws -> Response {
+        var request = Aspire_V1_BindTagRequest()
+        request.name = form["name"].trimmingCharacters(in: .whitespaces)
+        request.value = form["value"].trimmingCharacters(in: .whitespaces)
+        request.agentSns = [sn]
+        request.unbind = form["unbind"] == "1"
+        _ = try await self.admin.bindTag(request, metadata: visit.metadata)
+        let done = request.unbind ? "Unbound" : "Bound"
+        return Self.back(to: "/hosts/\(ConsoleText.encoded(sn))", note: "\(done) \(request.name)=\(request.value).")
+    }
+
+    // MARK: Agent versions
+
+    func versions(_ visit: Visit) async throws -> Response {
+        let answer = try await self.admin.listPackages(.with { $0.limit = 1000; $0.sortBy = "name" }, metadata: visit.metadata)
+        return self.views.page(
+            "versions", tab: .versions, session: visit.session,
+            [
+                "title": "Agent versions",
+                "packages": answer.packages.map { package -> [String: Any] in
+                    [
+                        "name": package.name, "version": package.version, "os": package.os, "arch": package.arch, "path": package.path,
+                        "file": package.file, "sha256": package.sha256, "size": ConsoleText.bytes(package.size),
+                        "install": "aspirectl deploy \(package.name) \(package.version) --agents SN1,SN2",
+                        "installTag": "aspirectl deploy \(package.name) \(package.version) --tag KEY=VALUE",
+                    ]
+                },
+            ]
+        )
+    }
+
+    // MARK: Tags
+
+    func tags(_ visit: Visit) async throws -> Response {
+        let answer = try await self.admin.listTags(Aspire_V1_ListTagsRequest(), metadata: visit.metadata)
+        return self.views.page(
+            "tags", tab: .tags, session: visit.session,
+            [
+                "title": "Tags",
+                "note": visit.query.string("note"),
+                "tags": answer.tags.map { tag -> [String: Any] in
+                    [
+                        "id": tag.id, "name": tag.name, "value": tag.value, "hosts": tag.hosts,
+                        "href": "/hosts?tag=\(ConsoleText.encoded("\(tag.name)=\(tag.value)"))", "modified": ConsoleText.time(tag.modifiedUnixMs),
+                    ]
+                },
+            ]
+        )
+    }
+
+    func createTag(_ visit: Visit, form: FormFields) async throws -> Response {
+        var request = Aspire_V1_CreateTagRequest()
+        request.name = form["name"].trimmingCharacters(in: .whitespaces)
+        request.value = form["value"].trimmingCharacters(in: .whitespaces)
+        let tag = try await self.admin.createTag(request, metadata: visit.metadata)
+        return Self.back(to: "/tags", note: "Created \(tag.name)=\(tag.value).")
+    }
+
+    func deleteTag(_ visit: Visit, form: FormFields) async throws -> Response {
+        guard let id = Int64(form["id"]) else { throw AspireError(.badRequest, "which tag? (id)") }
+        _ = try await self.admin.deleteTag(.with { $0.id = id }, metadata: visit.metadata)
+        return Self.back(to: "/tags", note: "Deleted the tag.")
+    }
+
+    // MARK: Formatting
+
+    static func hostFacts(_ host: Aspire_V1_Host) -> [String: Any] {
+        [
+            "sn": host.agentSn, "href": "/hosts/\(ConsoleText.encoded(host.agentSn))", "hostname": host.hostname, "ip": host.ipaddr,
+            "os": host.os, "arch": host.arch, "version": host.curvers, "status": host.status, "node": host.node,
+            "online": host.status == "online", "modified": ConsoleText.time(host.modifiedUnixMs),
+            "tags": host.tags.map { tag in ["name": tag.name, "value": tag.value, "href": "/hosts?tag=\(ConsoleText.encoded("\(tag.name)=\(tag.value)"))"] },
+            "tagCount": host.tags.count, "hasTags": !host.tags.isEmpty,
+        ]
+    }
+
+    static func event(_ event: Aspire_V1_EventEntry) -> [String: Any] {
+        [
+            "sn": event.agentSn, "href": "/hosts/\(ConsoleText.encoded(event.agentSn))", "category": event.category, "message": event.message,
+            "time": ConsoleText.time(event.occurredUnixMs),
+        ]
+    }
+}
+
+/// The host list's filters as the URL holds them (the REST route's names), so a link
+/// restores them; and the URL of another page of the same list.
+struct ConsoleHostFilter {
+    static let names = ["status", "tag", "hostname", "region", "node"]
+    let values: [String: String]
+    let page: Int
+
+    init(_ query: Query) throws {
+        self.values = Dictionary(uniqueKeysWithValues: Self.names.map { ($0, query.string($0).trimmingCharacters(in: .whitespaces)) })
+        self.page = Int(try query.integer("page", range: 1 ... 1_000_000) ?? 1)
+    }
+
+    subscript(_ name: String) -> String { self.values[name] ?? "" }
+
+    func url(page: Int) -> String {
+        var items = Self.names.compactMap { name in self[name].isEmpty ? nil : "\(name)=\(ConsoleText.encoded(self[name]))" }
+        if page > 1 { items.append("page=\(page)") }
+        return items.isEmpty ? "/hosts" : "/hosts?" + items.joined(separator: "&")
+    }
+}
+
+/// Values as the pages show them.
+enum ConsoleText {
+    /// A time as operators read it: UTC, to the second.
+    static func time(_ unixMilliseconds: Int64) -> String {
+        guard unixMilliseconds > 0 else { return "" }
+        let date = Date(timeIntervalSince1970: Double(unixMilliseconds) / 1000)
+        return date.formatted(.iso8601.year().month().day().dateSeparator(.dash).dateTimeSeparator(.space).time(includingFractionalSeconds: false).timeSeparator(.colon)) + " UTC"
+    }
+
+    static func duration(seconds: Int64) -> String {
+        switch seconds {
+        case ..<1: ""
+        case ..<120: "\(seconds) s"
+        case ..<7200: "\(seconds / 60) min"
+        case ..<172_800: "\(seconds / 3600) h"
+        default: "\(seconds / 86400) d"
+        }
+    }
+
+    static func bytes(_ count: Int64) -> String {
+        ByteCountFormatter.string(fromByteCount: count, countStyle: .binary)
+    }
+
+    /// A value for a path segment or a query item.
+    static func encoded(_ text: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? ""
+    }
+}

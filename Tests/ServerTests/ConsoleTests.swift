@@ -1,0 +1,156 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import RPC
+import Server
+import Testing
+
+/// The web console on a node built in-process, through Hummingbird's test client: sessions,
+/// CSRF, redirects, and every page rendered from the store (the browser test drives the same
+/// pages in chromium).
+@Suite("Web console (in-process node)")
+struct ConsoleTests {
+    /// A browser without a browser: keeps the session cookie, reads the answers.
+    struct Browser {
+        let client: any TestClientProtocol
+        var cookies: [String: String] = [:]
+
+        struct Page {
+            let status: Int
+            let headers: HTTPFields
+            let html: String
+            var location: String { self.headers[.location] ?? "" }
+        }
+
+        mutating func request(_ method: HTTPRequest.Method, _ path: String, form: [String: String]? = nil) async throws -> Page {
+            var headers = HTTPFields()
+            if !self.cookies.isEmpty {
+                headers[.cookie] = self.cookies.map { "\($0.key)=\($0.value)" }.joined(separator: "; ")
+            }
+            var body: ByteBuffer?
+            if let form {
+                headers[.contentType] = "application/x-www-form-urlencoded"
+                var allowed = CharacterSet.alphanumerics
+                allowed.insert(charactersIn: "-._~")
+                body = ByteBuffer(
+                    string: form.map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: allowed)!)" }.joined(separator: "&")
+                )
+            }
+            let response = try await self.client.executeRequest(uri: path, method: method, headers: headers, body: body)
+            for field in response.headers where field.name == .setCookie {
+                let pair = field.value.split(separator: ";")[0].split(separator: "=", maxSplits: 1)
+                let value = pair.count > 1 ? String(pair[1]) : ""
+                self.cookies[String(pair[0])] = field.value.contains("Max-Age=0") || value.isEmpty ? nil : value
+            }
+            return Page(status: Int(response.status.code), headers: response.headers, html: String(buffer: response.body))
+        }
+
+        /// The value of the first hidden `csrf` field of a page.
+        static func csrf(_ html: String) -> String {
+            guard let range = html.range(of: #"name="csrf" value=""#) else { return "" }
+            return String(html[range.upperBound...].prefix { $0 != "\"" })
+        }
+
+        mutating func signIn(_ token: String, next: String = "/") async throws -> Page {
+            let form = try await self.request(.get, "/signin")
+            return try await self.request(.post, "/signin", form: ["token": token, "csrf": Self.csrf(form.html), "next": next])
+        }
+    }
+
+    @Test("Pages need a session; a wrong token is refused; sign-in keeps the token on the server and goes back only to a local path")
+    func signIn() async throws {
+        try await withLocalNode { node in
+            try await node.withREST { client in
+                var browser = Browser(client: client)
+                let anonymous = try await browser.request(.get, "/hosts?status=online")
+                #expect(anonymous.status == 302 && anonymous.location == "/signin?next=%2Fhosts%3Fstatus%3Donline")
+
+                let wrong = try await browser.signIn("not-the-token")
+                #expect(wrong.status == 401 && wrong.html.contains("not valid"))
+                #expect(browser.cookies["aspire_session"] == nil)
+                // A sign-in form not from the page (no double-submit cookie) is refused.
+                var stranger = Browser(client: client)
+                let forged = try await stranger.request(.post, "/signin", form: ["token": node.node.adminToken, "csrf": "x"])
+                #expect(forged.status == 403 && stranger.cookies["aspire_session"] == nil)
+
+                let signed = try await browser.signIn(node.node.adminToken, next: "//evil.example/steal")
+                #expect(signed.status == 303 && signed.location == "/", "no open redirect: \(signed.location)")
+                let cookie = try #require(signed.headers[values: .setCookie].first { $0.hasPrefix("aspire_session=") })
+                #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && !cookie.contains(node.node.adminToken))
+                let dashboard = try await browser.request(.get, "/")
+                #expect(dashboard.status == 200 && dashboard.html.contains("Dashboard") && !dashboard.html.contains(node.node.adminToken))
+                #expect(dashboard.headers[HTTPField.Name("Content-Security-Policy")!]?.contains("script-src 'self'") == true)
+                #expect(dashboard.headers[.cacheControl] == "no-store")
+
+                // Sign-out needs the CSRF token too; then the cookie opens nothing.
+                let session = try #require(browser.cookies["aspire_session"])
+                let noToken = try await browser.request(.post, "/signout", form: [:])
+                #expect(noToken.status == 403)
+                let out = try await browser.request(.post, "/signout", form: ["csrf": Browser.csrf(dashboard.html)])
+                #expect(out.status == 303 && out.location == "/signin")
+                var replay = Browser(client: client, cookies: ["aspire_session": session])
+                #expect(try await replay.request(.get, "/").status == 302)
+            }
+        }
+    }
+
+    @Test("Every page renders what the store holds, HTML from the fleet escaped; forms need the session's CSRF token")
+    func pages() async throws {
+        try await withLocalNode { node in
+            try await node.withREST { client in
+                let store = node.node.store
+                let evil = "<script>alert(1)</script>"
+                try await store.registerHost(
+                    HostRegistration(agentSN: "web-1", hostname: evil, ipaddr: "10.0.0.1", os: "linux", arch: "x86_64", version: "1.0", node: "node")
+                )
+                try await store.registerHost(
+                    HostRegistration(agentSN: "db-1", hostname: "db-1.example", ipaddr: "10.0.0.2", os: "linux", arch: "x86_64", version: "1.0", node: "other")
+                )
+                try await store.bindTag(name: "role", value: "web", to: "web-1")
+                var browser = Browser(client: client)
+                _ = try await browser.signIn(node.node.adminToken)
+
+                let hosts = try await browser.request(.get, "/hosts")
+                #expect(hosts.status == 200)
+                #expect(hosts.html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !hosts.html.contains(evil))
+                #expect(hosts.html.contains(#"data-count="2""#))
+                let filtered = try await browser.request(.get, "/hosts?tag=role%3Dweb&node=node")
+                #expect(filtered.html.contains(#"data-sn="web-1""#) && !filtered.html.contains(#"data-sn="db-1""#))
+                let byNode = try await browser.request(.get, "/hosts?node=other")
+                #expect(byNode.html.contains(#"data-sn="db-1""#) && !byNode.html.contains(#"data-sn="web-1""#))
+                let bad = try await browser.request(.get, "/hosts?tag=novalue")
+                #expect(bad.status == 400 && bad.html.contains("name=value"))
+
+                let host = try await browser.request(.get, "/hosts/web-1")
+                #expect(host.status == 200 && host.html.contains("role=web") && !host.html.contains(evil))
+                let missing = try await browser.request(.get, "/hosts/nobody")
+                #expect(missing.status == 404)
+
+                // A form without the token changes nothing; with it, the tag is made.
+                let csrf = Browser.csrf(host.html)
+                #expect(!csrf.isEmpty)
+                #expect(try await browser.request(.post, "/tags", form: ["name": "forged", "value": "1"]).status == 403)
+                #expect(try await browser.request(.post, "/tags", form: ["name": "forged", "value": "1", "csrf": "guess"]).status == 403)
+                #expect(try await store.tags().contains { $0.name == "forged" } == false)
+                let made = try await browser.request(.post, "/tags", form: ["name": "made", "value": "1", "csrf": csrf])
+                #expect(made.status == 303 && made.location.hasPrefix("/tags?note="))
+                #expect(try await store.tags().contains { $0.name == "made" })
+                let bound = try await browser.request(.post, "/hosts/db-1/tags", form: ["name": "canary", "value": "yes", "csrf": csrf])
+                #expect(bound.status == 303)
+                #expect(try await store.host(agentSN: "db-1")?.tags.contains { $0.name == "canary" } == true)
+
+                for path in ["/", "/tags", "/versions"] {
+                    let page = try await browser.request(.get, path)
+                    #expect(page.status == 200, "\(path): \(page.html.prefix(300))")
+                }
+                let tags = try await browser.request(.get, "/tags")
+                #expect(tags.html.contains("/hosts?tag=role%3Dweb"))
+                let css = try await browser.request(.get, "/console/console.css")
+                #expect(css.status == 200 && css.headers[.contentType]?.hasPrefix("text/css") == true)
+                #expect(try await browser.request(.get, "/console/../admin.token").status == 404)
+            }
+        }
+    }
+}

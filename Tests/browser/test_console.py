@@ -1,0 +1,307 @@
+"""The web console in a real browser (Debian's chromium, headless, driven by selenium) against a
+real aspire-server with real boot agents: sign-in, every tab against the REST answers, filters
+and deep links, a tag bound in the page seen by aspirectl, forged forms refused, HTML from the
+fleet shown as text. Screenshots of each tab, light and dark, desktop and narrow, go to
+$ASPIRE_SCREENSHOTS (default .build/screenshots)."""
+
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("ASPIRE_BIN_DIR", os.path.join(ROOT, ".build", "debug"))
+SHOTS = os.environ.get("ASPIRE_SCREENSHOTS", os.path.join(ROOT, ".build", "screenshots"))
+HOST = "127.0.3.10"
+EVIL = "<img src=x onerror=\"document.title='pwned'\">"
+
+
+def wait_for(condition, what, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def rest(node, method, path, body=None, token=None, content_type="application/json"):
+    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://{node['http']}{path}", data=data, method=method)
+    request.add_header("Authorization", f"Bearer {token or node['admin']}")
+    if data is not None:
+        request.add_header("Content-Type", content_type)
+    with urllib.request.urlopen(request, timeout=20) as answer:
+        return json.loads(answer.read())
+
+
+@pytest.fixture(scope="module")
+def node():
+    data = tempfile.mkdtemp(prefix="aspire-console-")
+    server_data = os.path.join(data, "node")
+    os.makedirs(server_data)
+    log = open(os.path.join(data, "server.log"), "wb")
+    server = subprocess.Popen(
+        [os.path.join(BIN, "aspire-server"), "serve", "--data-dir", server_data, "--listen", f"{HOST}:0",
+         "--http-listen", f"{HOST}:0", "--node-name", "console-node", "--seed-agents", "127.0.0.0/8"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    for name in ("grpc.addr", "http.addr"):
+        wait_for(lambda: os.path.exists(os.path.join(server_data, name)) or server.poll() is not None, name)
+        assert server.poll() is None, open(os.path.join(data, "server.log")).read()
+    read = lambda name: open(os.path.join(server_data, name)).read().strip()
+    info = {"data": data, "server_data": server_data, "grpc": read("grpc.addr"), "http": read("http.addr"),
+            "admin": read("admin.token"), "ca": os.path.join(server_data, "tls", "ca.pem")}
+    agents = []
+    for sn, tag in (("web-1", "role=web"), ("web-2", "role=web"), ("db-1", "role=db")):
+        agent_log = open(os.path.join(data, f"{sn}.log"), "wb")
+        agents.append(subprocess.Popen(
+            [os.path.join(BIN, "boot"), "-f", "--data-dir", os.path.join(data, sn), "--plugins-dir", os.path.join(data, f"{sn}.plugins"),
+             "--control-socket", os.path.join(data, f"{sn}.sock"), "--ca", info["ca"], "--token-file", os.path.join(server_data, "enroll.token"),
+             "--agent-sn", sn, "--server", info["grpc"], "--tag", tag, "--backoff-cap", "1"],
+            stdout=agent_log, stderr=subprocess.STDOUT,
+        ))
+    # A host of the seed's plain-HTTP kind whose name carries HTML.
+    request = urllib.request.Request(
+        f"http://{info['http']}/agent/status", data=json.dumps({"agentsn": "evil-1", "hostname": EVIL, "version": "1", "step": 60}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=10).read()
+    wait_for(lambda: rest(info, "GET", "/api/v1/server/hosts?status=online")["count"] == 4, "four hosts online")
+    yield info
+    for process in agents + [server]:
+        process.send_signal(signal.SIGTERM)
+    for process in agents + [server]:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900"):
+        options.add_argument(argument)
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
+
+
+def sign_in(browser, node, token, next_path="/"):
+    browser.get(f"http://{node['http']}/signin?next={urllib.parse.quote(next_path, safe='')}")
+    field = browser.find_element(By.ID, "token")
+    field.clear()
+    field.send_keys(token)
+    field.submit()
+
+
+def cells(browser, table_id, column):
+    rows = browser.find_elements(By.CSS_SELECTOR, f"#{table_id} tbody tr")
+    return [row.find_elements(By.TAG_NAME, "td")[column].text for row in rows]
+
+
+def shoot(browser, name):
+    os.makedirs(SHOTS, exist_ok=True)
+    for width, height, size in ((1280, 900, "desktop"), (390, 844, "narrow")):
+        browser.set_window_size(width, height)
+        for scheme in ("light", "dark"):
+            browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": scheme}]})
+            height_needed = browser.execute_script("return document.documentElement.scrollHeight")
+            browser.set_window_size(width, max(height, min(height_needed + 40, 4000)))
+            browser.save_screenshot(os.path.join(SHOTS, f"{name}-{scheme}-{size}.png"))
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+    browser.set_window_size(1280, 900)
+
+
+def test_sign_in_refuses_a_wrong_token_and_pages_need_a_session(node, browser):
+    browser.delete_all_cookies()
+    browser.get(f"http://{node['http']}/hosts?status=online")
+    assert urllib.parse.urlparse(browser.current_url).path == "/signin"
+    shoot(browser, "signin")
+    sign_in(browser, node, "not-a-token", "/hosts")
+    assert "not valid" in browser.find_element(By.ID, "signin-error").text
+    assert browser.get_cookie("aspire_session") is None
+    # The token never travels in a URL, and the page never shows it.
+    assert "not-a-token" not in browser.current_url and "not-a-token" not in browser.page_source
+
+
+def test_every_tab_shows_what_the_store_holds(node, browser):
+    browser.delete_all_cookies()
+    sign_in(browser, node, node["admin"], "/")
+    WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.ID, "hosts-total"))
+    cookie = browser.get_cookie("aspire_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert node["admin"] not in browser.page_source and node["admin"] not in browser.current_url
+
+    # Dashboard: the counts of the REST dashboard.
+    dashboard = rest(node, "GET", "/api/v1/server/dashboard")
+    hosts = dashboard["hosts"]
+    assert int(browser.find_element(By.ID, "hosts-total").text) == hosts["total"] == 4
+    assert int(browser.find_element(By.ID, "hosts-online").text) == hosts["online"]
+    assert int(browser.find_element(By.ID, "hosts-offline").text) == hosts["offline"]
+    assert cells(browser, "nodes", 0) == ["console-node"]
+    shoot(browser, "dashboard")
+
+    # Hosts: the seed's columns, every host the REST list has.
+    browser.find_element(By.LINK_TEXT, "Hosts").click()
+    listed = rest(node, "GET", "/api/v1/server/hosts?limit=1000")
+    assert sorted(cells(browser, "hosts", 0)) == sorted(h["agentsn"] for h in listed["hosts"])
+    headers = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#hosts thead th")]
+    assert headers[:9] == ["AgentSN", "Region", "Host name", "Management IP", "OS", "Arch", "Version", "Status", "Last change"]
+    assert int(browser.find_element(By.ID, "host-count").get_attribute("data-count")) == listed["count"]
+    shoot(browser, "hosts")
+
+    # Tags: key, value, host count as REST says, each linking to its hosts.
+    browser.find_element(By.LINK_TEXT, "Tags").click()
+    tags = {(t["name"], t["value"]): t["hosts"] for t in rest(node, "GET", "/api/v1/server/tags")["tags"]}
+    shown = {(n, v): int(c) for n, v, c in zip(cells(browser, "tags", 0), cells(browser, "tags", 1), cells(browser, "tags", 2))}
+    assert shown == tags and shown[("role", "web")] == 2
+    browser.find_element(By.CSS_SELECTOR, "#tags a[href*='role%3Dweb']").click()
+    assert sorted(cells(browser, "hosts", 0)) == ["web-1", "web-2"]
+    shoot(browser, "tags")
+
+    # Agent versions: an uploaded package with its path and SHA256.
+    content = b"#!/bin/sh\necho console\n" * 100
+    rest(node, "POST", "/api/v1/server/package?name=ConsoleAgent&version=1.2&os=linux&arch=x86_64&file=console-agent.tar.gz",
+         content, content_type="application/octet-stream")
+    browser.find_element(By.LINK_TEXT, "Agent versions").click()
+    row = browser.find_element(By.XPATH, "//table[@id='packages']//tr[td[1]='ConsoleAgent']")
+    texts = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+    assert texts[1:4] == ["1.2", "linux", "x86_64"]
+    assert "console-agent.tar.gz" in texts[4]
+    assert "aspirectl deploy ConsoleAgent 1.2" in texts[5]
+    assert texts[6] == hashlib.sha256(content).hexdigest()
+    shoot(browser, "versions")
+
+
+def test_filters_live_in_the_url(node, browser):
+    browser.get(f"http://{node['http']}/hosts")
+    Select(browser.find_element(By.NAME, "status")).select_by_value("online")
+    browser.find_element(By.NAME, "tag").send_keys("role=db")
+    browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+    WebDriverWait(browser, 10).until(lambda b: "tag=role%3Ddb" in b.current_url or "tag=role=db" in b.current_url)
+    assert "status=online" in browser.current_url
+    assert cells(browser, "hosts", 0) == ["db-1"]
+    # The link restores the same list in a fresh page.
+    link = browser.current_url
+    browser.get(f"http://{node['http']}/")
+    browser.get(link)
+    assert cells(browser, "hosts", 0) == ["db-1"]
+    assert Select(browser.find_element(By.NAME, "status")).first_selected_option.get_attribute("value") == "online"
+    # Host name prefix and node, as deep links.
+    browser.get(f"http://{node['http']}/hosts?hostname=vm&node=console-node")
+    assert sorted(cells(browser, "hosts", 0)) == sorted(
+        h["agentsn"] for h in rest(node, "GET", "/api/v1/server/hosts?hostname=vm&node=console-node")["hosts"]
+    )
+
+
+def test_a_tag_bound_in_the_page_is_seen_by_aspirectl(node, browser):
+    browser.get(f"http://{node['http']}/hosts/web-1")
+    assert browser.find_element(By.CSS_SELECTOR, "#facts").text.count("web-1") >= 1
+    form = browser.find_element(By.CSS_SELECTOR, "form.bind")
+    form.find_element(By.NAME, "name").send_keys("canary")
+    form.find_element(By.NAME, "value").send_keys("yes")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 10).until(lambda b: "canary=yes" in b.find_element(By.ID, "host-tags").text)
+    shoot(browser, "host")
+    listed = subprocess.run(
+        [os.path.join(BIN, "aspirectl"), "hosts", "--server", node["grpc"], "--ca", node["ca"],
+         "--token-file", os.path.join(node["server_data"], "admin.token"), "--tag", "canary=yes", "-o", "json"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert [h["agentSn"] for h in json.loads(listed.stdout)["hosts"]] == ["web-1"], listed.stdout
+    # Unbound in the page: gone for aspirectl too.
+    browser.find_element(By.CSS_SELECTOR, "button[aria-label='Unbind canary=yes']").click()
+    WebDriverWait(browser, 10).until(lambda b: "canary=yes" not in b.find_element(By.ID, "host-tags").text)
+    assert rest(node, "GET", "/api/v1/server/hosts?tag=canary=yes")["count"] == 0
+
+
+def test_forged_forms_change_nothing(node, browser):
+    cookie = browser.get_cookie("aspire_session")["value"]
+
+    def post(path, fields):
+        request = urllib.request.Request(
+            f"http://{node['http']}{path}", data=urllib.parse.urlencode(fields).encode(), method="POST",
+            headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"aspire_session={cookie}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    # The session's cookie without its CSRF token, or with another: refused, nothing made.
+    for fields in ({"name": "forged", "value": "1"}, {"name": "forged", "value": "1", "csrf": "guess"}):
+        status, text = post("/tags", fields)
+        assert status == 403 and "CSRF" in text
+    assert not [t for t in rest(node, "GET", "/api/v1/server/tags")["tags"] if t["name"] == "forged"]
+
+    # A page on another site that posts to the console: the browser sends no session cookie
+    # (SameSite=Strict) and the console sends it to sign in; nothing is made.
+    attacker_dir = tempfile.mkdtemp(prefix="attacker-")
+    with open(os.path.join(attacker_dir, "index.html"), "w") as page:
+        page.write(f"""<!doctype html><form id=f method=post action="http://{node['http']}/tags">
+            <input name=name value=forged2><input name=value value=1></form><script>document.getElementById('f').submit()</script>""")
+    handler = lambda *args: http.server.SimpleHTTPRequestHandler(*args, directory=attacker_dir)
+    attacker = http.server.ThreadingHTTPServer(("127.0.0.2", 0), handler)
+    threading.Thread(target=attacker.serve_forever, daemon=True).start()
+    try:
+        browser.get(f"http://127.0.0.2:{attacker.server_address[1]}/index.html")
+        WebDriverWait(browser, 10).until(lambda b: node["http"] in b.current_url)
+        assert urllib.parse.urlparse(browser.current_url).path in ("/signin", "/tags")
+    finally:
+        attacker.shutdown()
+        shutil.rmtree(attacker_dir, ignore_errors=True)
+    assert not [t for t in rest(node, "GET", "/api/v1/server/tags")["tags"] if t["name"] == "forged2"]
+    # The real session still works.
+    browser.get(f"http://{node['http']}/tags")
+    assert urllib.parse.urlparse(browser.current_url).path == "/tags"
+
+
+def test_html_from_the_fleet_is_shown_as_text(node, browser):
+    browser.get(f"http://{node['http']}/hosts?hostname=%3Cimg")
+    cell = browser.find_element(By.CSS_SELECTOR, "#hosts td.hostname")
+    assert cell.text == EVIL
+    assert not browser.find_elements(By.CSS_SELECTOR, "#hosts img")
+    browser.get(f"http://{node['http']}/hosts/evil-1")
+    assert browser.find_element(By.CSS_SELECTOR, "#facts dd.hostname").text == EVIL
+    assert browser.title != "pwned" and EVIL in browser.title
+
+
+def test_sign_out_ends_the_session(node, browser):
+    browser.get(f"http://{node['http']}/")
+    old = browser.get_cookie("aspire_session")["value"]
+    browser.find_element(By.CSS_SELECTOR, "form.signout button").click()
+    WebDriverWait(browser, 10).until(lambda b: urllib.parse.urlparse(b.current_url).path == "/signin")
+    # The old cookie, sent again, opens nothing.
+    request = urllib.request.Request(f"http://{node['http']}/hosts", headers={"Cookie": f"aspire_session={old}"})
+    opener = urllib.request.build_opener(NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        opener.open(request, timeout=10)
+    assert answer.value.code == 302 and answer.value.headers["Location"].startswith("/signin")
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
