@@ -52,6 +52,7 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
     /// Signed-in browsers of the web console (in this gateway's memory).
     let consoleSessions: ConsoleSessions
     let consoleViews: ConsoleViews
+    let consoleRuns = ConsoleRuns()
 
     public init(client: GRPCClient<Transport>, configuration: Configuration, logger: Logger) {
         self.admin = Aspire_V1_Admin.Client(wrapping: client)
@@ -63,7 +64,7 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
         self.consoleViews = ConsoleViews()
     }
 
-    var console: Console<Transport> { Console(gateway: self, views: self.consoleViews, sessions: self.consoleSessions) }
+    var console: Console<Transport> { Console(gateway: self, views: self.consoleViews, sessions: self.consoleSessions, runs: self.consoleRuns) }
 
     /// Every route, grouped by the resource it belongs to.
     var controllers: [any GatewayController] {

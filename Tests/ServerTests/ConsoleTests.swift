@@ -141,7 +141,25 @@ struct ConsoleTests {
                 #expect(bound.status == 303)
                 #expect(try await store.host(agentSN: "db-1")?.tags.contains { $0.name == "canary" } == true)
 
-                for path in ["/", "/tags", "/versions"] {
+                // The Run page: a dry run needs the session's token and names what is wrong.
+                #expect(try await browser.request(.post, "/run/preview", form: ["agents": "web-1", "command": "true", "user": "root"]).status == 403)
+                let noUser = try await browser.request(.post, "/run/preview", form: ["agents": "web-1", "command": "true", "timeout": "60", "csrf": csrf])
+                #expect(noUser.status == 400 && noUser.html.contains("enter the user"))
+                let both = try await browser.request(
+                    .post, "/run/preview", form: ["agents": "web-1", "tag": "role=web", "command": "true", "user": "root", "timeout": "60", "csrf": csrf]
+                )
+                #expect(both.status == 400 && both.html.contains("not both"))
+                let preview = try await browser.request(
+                    .post, "/run/preview", form: ["tag": "role=web", "command": "echo hi", "user": "root", "timeout": "60", "csrf": csrf]
+                )
+                #expect(preview.status == 200 && preview.html.contains(#"data-online="1""#) && preview.html.contains(#"name="targets" value="web-1""#))
+                let badSN = try await browser.request(.post, "/run", form: ["targets": "../etc", "command": "true", "user": "root", "timeout": "60", "csrf": csrf])
+                #expect(badSN.status == 400)
+                #expect(try await browser.request(.get, "/runs/nope").status == 404)
+                #expect(try await browser.request(.get, "/tasks/nope").status == 400)
+                #expect(try await browser.request(.get, "/tasks/99").status == 404)
+
+                for path in ["/", "/tags", "/versions", "/tasks", "/run?agents=web-1,db-1&command=uptime"] {
                     let page = try await browser.request(.get, path)
                     #expect(page.status == 200, "\(path): \(page.html.prefix(300))")
                 }

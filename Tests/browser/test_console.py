@@ -4,6 +4,7 @@ and deep links, a tag bound in the page seen by aspirectl, forged forms refused,
 fleet shown as text. Screenshots of each tab, light and dark, desktop and narrow, go to
 $ASPIRE_SCREENSHOTS (default .build/screenshots)."""
 
+import getpass
 import hashlib
 import http.server
 import json
@@ -117,7 +118,9 @@ def sign_in(browser, node, token, next_path="/"):
 
 def cells(browser, table_id, column):
     rows = browser.find_elements(By.CSS_SELECTOR, f"#{table_id} tbody tr")
-    return [row.find_elements(By.TAG_NAME, "td")[column].text for row in rows]
+    # The host list's first column holds the selection boxes.
+    offset = 1 if table_id == "hosts" else 0
+    return [row.find_elements(By.TAG_NAME, "td")[column + offset].text for row in rows]
 
 
 def shoot(browser, name):
@@ -166,7 +169,7 @@ def test_every_tab_shows_what_the_store_holds(node, browser):
     browser.find_element(By.LINK_TEXT, "Hosts").click()
     listed = rest(node, "GET", "/api/v1/server/hosts?limit=1000")
     assert sorted(cells(browser, "hosts", 0)) == sorted(h["agentsn"] for h in listed["hosts"])
-    headers = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#hosts thead th")]
+    headers = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#hosts thead th")][1:]
     assert headers[:9] == ["AgentSN", "Region", "Host name", "Management IP", "OS", "Arch", "Version", "Status", "Last change"]
     assert int(browser.find_element(By.ID, "host-count").get_attribute("data-count")) == listed["count"]
     shoot(browser, "hosts")
@@ -235,6 +238,100 @@ def test_a_tag_bound_in_the_page_is_seen_by_aspirectl(node, browser):
     browser.find_element(By.CSS_SELECTOR, "button[aria-label='Unbind canary=yes']").click()
     WebDriverWait(browser, 10).until(lambda b: "canary=yes" not in b.find_element(By.ID, "host-tags").text)
     assert rest(node, "GET", "/api/v1/server/hosts?tag=canary=yes")["count"] == 0
+
+
+def start_agent(node, sn, tag):
+    log = open(os.path.join(node["data"], f"{sn}.log"), "wb")
+    return subprocess.Popen(
+        [os.path.join(BIN, "boot"), "-f", "--data-dir", os.path.join(node["data"], sn), "--plugins-dir", os.path.join(node["data"], f"{sn}.plugins"),
+         "--control-socket", os.path.join(node["data"], f"{sn}.sock"), "--ca", node["ca"], "--token-file", os.path.join(node["server_data"], "enroll.token"),
+         "--agent-sn", sn, "--server", node["grpc"], "--tag", tag, "--backoff-cap", "1"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+
+
+def test_host_status_changes_without_a_reload(node, browser):
+    agent = start_agent(node, "live-1", "role=live")
+    try:
+        wait_for(lambda: rest(node, "GET", "/api/v1/server/hosts?tag=role=live&status=online")["count"] == 1, "live-1 online")
+        browser.get(f"http://{node['http']}/hosts?tag=role%3Dlive")
+        status = lambda: browser.find_element(By.CSS_SELECTOR, "tr[data-sn='live-1'] [data-field=status]").text
+        assert status() == "online"
+        browser.execute_script("window.stillThisPage = true")
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=20)
+        WebDriverWait(browser, 20).until(lambda b: status() == "offline")
+        assert browser.execute_script("return window.stillThisPage === true")
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+
+
+def test_a_run_streams_each_hosts_output_before_it_ends(node, browser):
+    # Picked on the host list: the ticked hosts fill the Run page.
+    browser.get(f"http://{node['http']}/hosts?tag=role%3Dweb")
+    for box in browser.find_elements(By.CSS_SELECTOR, "#hosts input[type=checkbox]"):
+        box.click()
+    browser.find_element(By.CSS_SELECTOR, "button[form=selection]").click()
+    WebDriverWait(browser, 10).until(lambda b: urllib.parse.urlparse(b.current_url).path == "/run")
+    assert sorted(browser.find_element(By.ID, "agents").get_attribute("value").split()) == ["web-1", "web-2"]
+    agents = browser.find_element(By.ID, "agents")
+    agents.clear()
+    agents.send_keys("web-1\ndb-1\nnobody-here")
+    browser.find_element(By.ID, "command").send_keys('echo "first <b>line</b> on $(hostname)"; sleep 4; echo last; exit 3')
+    browser.find_element(By.ID, "user").send_keys(getpass.getuser())
+    browser.find_element(By.CSS_SELECTOR, "form.runform button[type=submit]").click()
+
+    # The dry run: the resolved targets and their count, nothing sent yet.
+    WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.ID, "preview-count"))
+    assert browser.find_element(By.ID, "preview-count").get_attribute("data-online") == "2"
+    statuses = dict(zip(cells(browser, "targets", 0), cells(browser, "targets", 2)))
+    assert statuses == {"web-1": "online", "db-1": "online", "nobody-here": "unknown"}
+    tasks_before = rest(node, "GET", "/api/v1/server/task")["count"]
+    shoot(browser, "run-preview")
+    browser.find_element(By.ID, "confirm").click()
+
+    # Followed live: the first line is on the page while the command still runs.
+    WebDriverWait(browser, 10).until(lambda b: urllib.parse.urlparse(b.current_url).path.startswith("/runs/"))
+    row = lambda sn: browser.find_element(By.CSS_SELECTOR, f"article.hostrun[data-sn='{sn}']")
+    WebDriverWait(browser, 15).until(lambda b: "first <b>line</b>" in row("web-1").find_element(By.CSS_SELECTOR, "pre.output").text)
+    assert row("web-1").get_attribute("data-state") == "running"
+    assert "last" not in row("web-1").find_element(By.CSS_SELECTOR, "pre.output").text
+    assert not browser.find_elements(By.CSS_SELECTOR, "pre.output b")
+    # Then the end: exit status 3 on both, failures marked, a way to run again on them.
+    WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "run").get_attribute("data-done") == "true")
+    for sn in ("web-1", "db-1"):
+        assert row(sn).get_attribute("data-state") == "failed"
+        assert row(sn).find_element(By.CSS_SELECTOR, "[data-field=code]").text == "3"
+        assert "last" in row(sn).find_element(By.CSS_SELECTOR, "pre.output").text
+    assert browser.find_element(By.ID, "run-failed").text == "2"
+    shoot(browser, "run")
+    # Each host's command is a task of the server's, as one sent by REST or aspirectl.
+    assert rest(node, "GET", "/api/v1/server/task")["count"] == tasks_before + 2
+    # Reloaded, the page shows the same without following anything.
+    browser.refresh()
+    assert row("db-1").find_element(By.CSS_SELECTOR, "[data-field=code]").text == "3"
+    # Its task, from the run: the host's part with its exit status and output.
+    task_link = row("web-1").find_element(By.CSS_SELECTOR, "[data-field=task]")
+    task_id = task_link.text.split()[-1]
+    task_link.click()
+    WebDriverWait(browser, 10).until(lambda b: urllib.parse.urlparse(b.current_url).path == f"/tasks/{task_id}")
+    assert cells(browser, "subtasks", 0) == ["web-1"] and cells(browser, "subtasks", 2) == ["3"]
+    stored = rest(node, "GET", f"/api/v1/server/task?id={task_id}")
+    assert stored["task"]["count"] == 1
+    shoot(browser, "task")
+    # The Tasks tab lists what REST lists.
+    browser.find_element(By.LINK_TEXT, "Tasks").click()
+    listed = rest(node, "GET", "/api/v1/server/task")
+    assert len(cells(browser, "tasks", 0)) == min(listed["count"], 50) and task_id in cells(browser, "tasks", 0)
+    shoot(browser, "tasks")
+    browser.back()
+    browser.back()
+    WebDriverWait(browser, 10).until(lambda b: urllib.parse.urlparse(b.current_url).path.startswith("/runs/"))
+    browser.find_element(By.LINK_TEXT, "Run again on the failed hosts").click()
+    WebDriverWait(browser, 10).until(lambda b: urllib.parse.urlparse(b.current_url).path == "/run")
+    assert sorted(browser.find_element(By.ID, "agents").get_attribute("value").split()) == ["db-1", "web-1"]
+    assert "exit 3" in browser.find_element(By.ID, "command").get_attribute("value")
 
 
 def test_forged_forms_change_nothing(node, browser):

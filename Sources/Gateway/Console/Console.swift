@@ -13,6 +13,9 @@ struct Console<Transport: ClientTransport>: Sendable {
     let gateway: Gateway<Transport>
     let views: ConsoleViews
     let sessions: ConsoleSessions
+    let runs: ConsoleRuns
+    /// How often a live page reads what it shows again.
+    var liveInterval: Duration { .seconds(2) }
 
     var admin: Aspire_V1_Admin.Client<Transport> { self.gateway.admin }
     var logger: Logger { self.gateway.logger }
@@ -34,6 +37,7 @@ struct Console<Transport: ClientTransport>: Sendable {
         router.post("/signout") { request, _ in await self.signOut(request) }
         router.get("/") { request, _ in await self.page(request) { try await self.dashboard($0) } }
         router.get("/hosts") { request, _ in await self.page(request) { try await self.hosts($0) } }
+        router.get("/hosts/live") { request, _ in await self.page(request) { try await self.hostsLive($0) } }
         router.get("/hosts/:sn") { request, context in
             let sn = context.parameters.get("sn") ?? ""
             return await self.page(request) { try await self.host($0, sn: sn) }
@@ -42,6 +46,23 @@ struct Console<Transport: ClientTransport>: Sendable {
             let sn = context.parameters.get("sn") ?? ""
             return await self.form(request) { try await self.bindTag($0, form: $1, sn: sn) }
         }
+        router.get("/run") { request, _ in await self.page(request) { try await self.runPage($0) } }
+        router.post("/run/preview") { request, _ in await self.form(request) { try await self.previewRun($0, form: $1) } }
+        router.post("/run") { request, _ in await self.form(request) { try await self.startRun($0, form: $1) } }
+        router.get("/runs/:id") { request, context in
+            let id = context.parameters.get("id") ?? ""
+            return await self.page(request) { try await self.runStatusPage($0, id: id) }
+        }
+        router.get("/runs/:id/events") { request, context in
+            let id = context.parameters.get("id") ?? ""
+            return await self.page(request) { try await self.runEvents($0, id: id) }
+        }
+        router.get("/tasks") { request, _ in await self.page(request) { try await self.tasks($0) } }
+        router.get("/tasks/:id") { request, context in
+            let id = context.parameters.get("id") ?? ""
+            return await self.page(request) { try await self.task($0, id: id) }
+        }
+        router.post("/tasks/cancel") { request, _ in await self.form(request) { try await self.cancelTask($0, form: $1) } }
         router.get("/versions") { request, _ in await self.page(request) { try await self.versions($0) } }
         router.get("/tags") { request, _ in await self.page(request) { try await self.tags($0) } }
         router.post("/tags") { request, _ in await self.form(request) { try await self.createTag($0, form: $1) } }
@@ -175,6 +196,8 @@ struct Console<Transport: ClientTransport>: Sendable {
 enum ConsoleTab: String, CaseIterable, Sendable {
     case dashboard = "Dashboard"
     case hosts = "Hosts"
+    case run = "Run"
+    case tasks = "Tasks"
     case versions = "Agent versions"
     case tags = "Tags"
 
@@ -182,6 +205,8 @@ enum ConsoleTab: String, CaseIterable, Sendable {
         switch self {
         case .dashboard: "/"
         case .hosts: "/hosts"
+        case .run: "/run"
+        case .tasks: "/tasks"
         case .versions: "/versions"
         case .tags: "/tags"
         }

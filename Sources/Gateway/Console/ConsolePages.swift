@@ -98,6 +98,41 @@ extension Console {
         )
     }
 
+    /// The host list's rows as they change, as Server-Sent Events (`status` {sn, status,
+    /// modified, node} for each row that changed, every row first; `count` when the number of
+    /// matches moves): the same filters and page as the list, read every ``liveInterval``. One
+    /// stream per open page, ended when the page goes.
+    func hostsLive(_ visit: Visit) async throws -> Response {
+        let filter = try ConsoleHostFilter(visit.query)
+        var request = try Aspire_V1_ListHostsRequest(filter: visit.query)
+        request.offset = Int32(filter.page - 1) * Self.pageSize
+        request.limit = Self.pageSize
+        let (admin, metadata, interval, query) = (self.admin, visit.metadata, self.liveInterval, request)
+        return ConsoleEvents.response { events in
+            var seen: [String: String] = [:]
+            var count: Int32 = -1
+            while !Task.isCancelled {
+                let answer = try await admin.listHosts(query, metadata: metadata)
+                if answer.count != count {
+                    count = answer.count
+                    events.yield(ConsoleEvents.encode("count", ["count": Int(count)]))
+                }
+                for host in answer.hosts {
+                    let state = "\(host.status)|\(host.modifiedUnixMs)|\(host.node)"
+                    guard seen[host.agentSn] != state else { continue }
+                    seen[host.agentSn] = state
+                    events.yield(
+                        ConsoleEvents.encode(
+                            "status",
+                            ["sn": host.agentSn, "status": host.status, "node": host.node, "modified": ConsoleText.time(host.modifiedUnixMs)]
+                        )
+                    )
+                }
+                try await Task.sleep(for: interval)
+            }
+        }
+    }
+
     func host(_ visit: Visit, sn: String) async throws -> Response {
         var request = Aspire_V1_GetHostRequest()
         request.agentSn = sn

@@ -21,6 +21,10 @@ struct ConsoleViews: Sendable {
         "host": PackageResources.host_mustache,
         "versions": PackageResources.versions_mustache,
         "tags": PackageResources.tags_mustache,
+        "run": PackageResources.run_mustache,
+        "runstatus": PackageResources.runstatus_mustache,
+        "tasks": PackageResources.tasks_mustache,
+        "task": PackageResources.task_mustache,
     ]
 
     /// Static files under `/console/`, with their content types.
