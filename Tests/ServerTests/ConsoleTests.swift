@@ -2,10 +2,13 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Mustache
 import NIOCore
 import RPC
 import Server
 import Testing
+
+@testable import Gateway
 
 /// The web console on a node built in-process, through Hummingbird's test client: sessions,
 /// CSRF, redirects, and every page rendered from the store (the browser test drives the same
@@ -57,6 +60,15 @@ struct ConsoleTests {
             let form = try await self.request(.get, "/signin")
             return try await self.request(.post, "/signin", form: ["token": token, "csrf": Self.csrf(form.html), "next": next])
         }
+    }
+
+    @Test("An empty value renders as nothing and hides its section, never as a value of the same name further out")
+    func emptyValues() throws {
+        var views = ConsoleViews()
+        try views.library.register("{{#rows}}[{{role}}|{{#note}}N{{/note}}|{{#hasItems}}I{{/hasItems}}]{{/rows}}", named: "probe")
+        let data: [String: Any] = ["role": "admin", "note": "outer", "rows": [["role": "", "note": "", "items": [Int]()], ["role": "viewer", "note": "x", "items": [1]]]]
+        let html = views.library.render(ConsoleViews.withoutEmptyStrings(data), withTemplate: "probe")
+        #expect(html == "[||][viewer|N|I]")
     }
 
     @Test("Pages need a session; a wrong token is refused; sign-in keeps the token on the server and goes back only to a local path")

@@ -23,13 +23,20 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.support.ui import Select
+from selenium.webdriver.support.ui import WebDriverWait as SeleniumWait
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("ASPIRE_BIN_DIR", os.path.join(ROOT, ".build", "debug"))
 SHOTS = os.environ.get("ASPIRE_SCREENSHOTS", os.path.join(ROOT, ".build", "screenshots"))
 HOST = "127.0.3.10"
 EVIL = "<img src=x onerror=\"document.title='pwned'\">"
+
+
+def WebDriverWait(browser, timeout):
+    """Selenium's wait, which also waits through a page being replaced under it."""
+    return SeleniumWait(browser, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
 
 
 def wait_for(condition, what, timeout=30):
@@ -332,6 +339,59 @@ def test_a_run_streams_each_hosts_output_before_it_ends(node, browser):
     WebDriverWait(browser, 10).until(lambda b: urllib.parse.urlparse(b.current_url).path == "/run")
     assert sorted(browser.find_element(By.ID, "agents").get_attribute("value").split()) == ["db-1", "web-1"]
     assert "exit 3" in browser.find_element(By.ID, "command").get_attribute("value")
+
+
+def test_schedules_plugins_and_audit_tabs(node, browser):
+    rest(node, "POST", "/api/v1/server/schedule", {"name": "nightly", "expr": "0 30 2 * * *", "command": "echo '<i>nightly</i>'",
+                                                   "user": "root", "agents": ["web-1"], "tz": "UTC"})
+    browser.get(f"http://{node['http']}/")
+    browser.find_element(By.LINK_TEXT, "Schedules").click()
+    stored = rest(node, "GET", "/api/v1/server/schedule?name=nightly&next=3")["schedules"][0]
+    row = browser.find_element(By.XPATH, "//table[@id='schedules']//tr[td[1]='nightly']")
+    texts = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+    assert texts[2] == "echo '<i>nightly</i>'" and not row.find_elements(By.TAG_NAME, "i")
+    shown = [t.text for t in row.find_elements(By.TAG_NAME, "time")]
+    assert len(shown) == 3 == len(stored["next"])
+    # The same instants (the page in UTC to the second, REST in ISO 8601).
+    assert [t.replace(" UTC", "").replace(" ", "T") for t in shown] == [n[:19] for n in stored["next"]]
+    shoot(browser, "schedules")
+
+    browser.find_element(By.LINK_TEXT, "Plugins").click()
+    metrics = rest(node, "GET", "/api/v1/server/metric")
+    assert int(browser.find_element(By.ID, "metric-count").get_attribute("data-count")) == metrics["count"]
+    shoot(browser, "plugins")
+
+    # Rows arrive as the fleet acts (dispatches are audited too): the page's count lies
+    # between REST's before and after.
+    before = rest(node, "GET", "/api/v1/server/audit?limit=1")["count"]
+    browser.find_element(By.LINK_TEXT, "Audit").click()
+    after = rest(node, "GET", "/api/v1/server/audit?limit=1")["count"]
+    assert 0 < before <= int(browser.find_element(By.ID, "audit-count").get_attribute("data-count")) <= after
+    assert "CreateSchedule" in browser.find_element(By.ID, "audit").text
+    shoot(browser, "audit")
+
+
+def test_a_viewer_sees_only_what_its_role_allows(node, browser):
+    created = rest(node, "POST", "/api/v1/server/operator", {"name": "vera", "role": "viewer"})
+    browser.delete_all_cookies()
+    sign_in(browser, node, created["secret"], "/tags")
+    WebDriverWait(browser, 10).until(lambda b: urllib.parse.urlparse(b.current_url).path == "/tags")
+    tabs = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "header nav a")]
+    assert tabs == ["Dashboard", "Hosts", "Tasks", "Agent versions", "Tags", "Schedules", "Plugins"]
+    assert "vera" in browser.find_element(By.CSS_SELECTOR, ".who").text
+    # No form it may not send.
+    assert not browser.find_elements(By.CSS_SELECTOR, "form[action='/tags']")
+    assert not browser.find_elements(By.CSS_SELECTOR, "form[action='/tags/delete']")
+    # Sent anyway (with its own CSRF token), the service refuses it and nothing is made.
+    browser.get(f"http://{node['http']}/run?agents=web-1&command=id&user=root")
+    assert "vera (viewer) may not run commands" in browser.find_element(By.CSS_SELECTOR, "main").text
+    assert not browser.find_elements(By.CSS_SELECTOR, "form.runform")
+    browser.get(f"http://{node['http']}/audit")
+    assert "may not" in browser.find_element(By.CSS_SELECTOR, "main").text
+    # Back to the admin for the tests that follow.
+    browser.delete_all_cookies()
+    sign_in(browser, node, node["admin"], "/")
+    WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.ID, "hosts-total"))
 
 
 def test_forged_forms_change_nothing(node, browser):

@@ -26,6 +26,14 @@ struct Console<Transport: ClientTransport>: Sendable {
         let session: ConsoleSession
         var metadata: Metadata { self.session.metadata }
         var query: Query { Query(self.request) }
+
+        /// Refuses, before anything is read or sent, a page whose Admin method `rpc` this
+        /// operator's role may not call (the service refuses it too).
+        func require(_ rpc: String, to what: String) throws(AspireError) {
+            guard self.session.may(rpc) else {
+                throw AspireError(.permissionDenied, "\(self.session.name) (\(self.session.role)) may not \(what)")
+            }
+        }
     }
 
     func add(to router: Router<GatewayContext>) {
@@ -63,6 +71,10 @@ struct Console<Transport: ClientTransport>: Sendable {
             return await self.page(request) { try await self.task($0, id: id) }
         }
         router.post("/tasks/cancel") { request, _ in await self.form(request) { try await self.cancelTask($0, form: $1) } }
+        router.get("/schedules") { request, _ in await self.page(request) { try await self.schedules($0) } }
+        router.get("/schedules/runs") { request, _ in await self.page(request) { try await self.scheduleRuns($0) } }
+        router.get("/plugins") { request, _ in await self.page(request) { try await self.plugins($0) } }
+        router.get("/audit") { request, _ in await self.page(request) { try await self.audit($0) } }
         router.get("/versions") { request, _ in await self.page(request) { try await self.versions($0) } }
         router.get("/tags") { request, _ in await self.page(request) { try await self.tags($0) } }
         router.post("/tags") { request, _ in await self.form(request) { try await self.createTag($0, form: $1) } }
@@ -200,6 +212,24 @@ enum ConsoleTab: String, CaseIterable, Sendable {
     case tasks = "Tasks"
     case versions = "Agent versions"
     case tags = "Tags"
+    case schedules = "Schedules"
+    case plugins = "Plugins"
+    case audit = "Audit"
+
+    /// The Admin method the tab reads: shown to the roles that may call it.
+    var rpc: String {
+        switch self {
+        case .dashboard: "Dashboard"
+        case .hosts: "ListHosts"
+        case .run: "RunCommandStream"
+        case .tasks: "ListTasks"
+        case .versions: "ListPackages"
+        case .tags: "ListTags"
+        case .schedules: "ListSchedules"
+        case .plugins: "QueryMetrics"
+        case .audit: "ListAudit"
+        }
+    }
 
     var path: String {
         switch self {
@@ -209,6 +239,9 @@ enum ConsoleTab: String, CaseIterable, Sendable {
         case .tasks: "/tasks"
         case .versions: "/versions"
         case .tags: "/tags"
+        case .schedules: "/schedules"
+        case .plugins: "/plugins"
+        case .audit: "/audit"
         }
     }
 }

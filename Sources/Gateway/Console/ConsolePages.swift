@@ -288,6 +288,11 @@ enum ConsoleText {
         }
     }
 
+    /// A metric's value: whole numbers without a fraction, others to 4 significant digits.
+    static func number(_ value: Double) -> String {
+        value.rounded() == value && abs(value) < 1e15 ? String(Int64(value)) : String(format: "%.4g", value)
+    }
+
     static func bytes(_ count: Int64) -> String {
         ByteCountFormatter.string(fromByteCount: count, countStyle: .binary)
     }

@@ -79,11 +79,13 @@ extension Console {
     }
 
     func runPage(_ visit: Visit) async throws -> Response {
-        self.views.page("run", tab: .run, session: visit.session, ["title": "Run a command", "form": RunForm(query: visit.query).values])
+        try visit.require("RunCommandStream", to: "run commands")
+        return self.views.page("run", tab: .run, session: visit.session, ["title": "Run a command", "form": RunForm(query: visit.query).values])
     }
 
     /// The dry run: the hosts the command would reach, nothing sent.
     func previewRun(_ visit: Visit, form fields: FormFields) async throws -> Response {
+        try visit.require("RunCommandStream", to: "run commands")
         let form = RunForm(form: fields)
         var data: [String: Any] = ["title": "Run a command", "form": form.values]
         do {
@@ -149,6 +151,7 @@ extension Console {
 
     /// Confirmed: each previewed online host gets the command; the page follows them.
     func startRun(_ visit: Visit, form fields: FormFields) async throws -> Response {
+        try visit.require("RunCommandStream", to: "run commands")
         let form = RunForm(form: fields)
         let bash = try form.bash()
         let hosts = RunForm.list([fields["targets"]])

@@ -17,6 +17,13 @@ struct ConsoleSession: Codable, Sendable {
 
     var metadata: Metadata { ["authorization": .string("Bearer \(self.token)")] }
 
+    /// Whether this operator's role may call the Admin method `rpc`: what the pages offer (the
+    /// service decides, and checks scopes, whatever a page offers).
+    func may(_ rpc: String) -> Bool {
+        guard let role = Role(rawValue: self.role), let permission = AccessTable.permission(route: rpc) else { return false }
+        return role.permissions.contains(permission)
+    }
+
     /// True when `sent` (a form's `csrf` field) is this session's token.
     func accepts(csrf sent: String) -> Bool {
         !sent.isEmpty && Secret.matches(sent, self.csrf)

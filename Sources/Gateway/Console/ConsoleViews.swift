@@ -9,7 +9,7 @@ import RPC
 /// answers made of them. Every `{{value}}` a template shows is HTML-escaped by Mustache; the
 /// only raw insertions (`{{{…}}}`) are the SVG charts this module draws from numbers.
 struct ConsoleViews: Sendable {
-    let library: MustacheLibrary
+    var library: MustacheLibrary
 
     /// Each template by name (`{{> name}}` and `{{< name}}` find them by it).
     static let templates: [String: [UInt8]] = [
@@ -25,6 +25,11 @@ struct ConsoleViews: Sendable {
         "runstatus": PackageResources.runstatus_mustache,
         "tasks": PackageResources.tasks_mustache,
         "task": PackageResources.task_mustache,
+        "schedules": PackageResources.schedules_mustache,
+        "scheduleruns": PackageResources.scheduleruns_mustache,
+        "scheduleruntable": PackageResources.scheduleruntable_mustache,
+        "plugins": PackageResources.plugins_mustache,
+        "audit": PackageResources.audit_mustache,
     ]
 
     /// Static files under `/console/`, with their content types.
@@ -32,6 +37,9 @@ struct ConsoleViews: Sendable {
         "console.css": (PackageResources.console_css, "text/css; charset=utf-8"),
         "console.js": (PackageResources.console_js, "text/javascript; charset=utf-8"),
     ]
+
+    /// The Admin methods behind the pages' buttons and forms.
+    static let actions = ["BindTag", "CreateTag", "DeleteTag", "CancelTask", "RunCommandStream", "UploadPackage", "DeletePackages", "CreateTask"]
 
     /// Largest form body read, in bytes.
     static let maxFormBytes = 64 << 10
@@ -68,16 +76,20 @@ struct ConsoleViews: Sendable {
         return Response(status: status, headers: Self.pageHeaders(), body: ResponseBody(byteBuffer: ByteBuffer(string: html)))
     }
 
-    /// `data` as the templates read it: without its empty strings, so that `{{#text}}…{{/text}}`
+    /// `data` as the templates read it: each empty string a ``Blank``, so that `{{#text}}…{{/text}}`
     /// shows nothing for an empty one as in other Mustache implementations (swift-mustache
-    /// counts "" as a value); and beside each list `name` a flag `hasName`, for a table that
-    /// shows only when it has rows.
+    /// counts "" as a value), and `{{text}}` shows nothing rather than a value of the same name
+    /// further out (a missing key would be looked up there); and beside each list `name` a flag
+    /// `hasName`, for a table that shows only when it has rows.
     static func withoutEmptyStrings(_ value: Any) -> Any {
         switch value {
         case let object as [String: Any]:
             var result: [String: Any] = [:]
             for (key, item) in object {
-                if let text = item as? String, text.isEmpty { continue }
+                if let text = item as? String, text.isEmpty {
+                    result[key] = Blank()
+                    continue
+                }
                 if let list = item as? [Any] {
                     result["has" + key.prefix(1).uppercased() + key.dropFirst()] = !list.isEmpty
                 }
@@ -103,7 +115,11 @@ struct ConsoleViews: Sendable {
         all["operator"] = session.name
         all["role"] = session.role
         all["csrf"] = session.csrf
-        all["tabs"] = ConsoleTab.allCases.map { item in ["label": item.rawValue, "href": item.path, "current": item == tab] }
+        all["tabs"] = ConsoleTab.allCases.filter { session.may($0.rpc) }.map { item in
+            ["label": item.rawValue, "href": item.path, "current": item == tab]
+        }
+        // The actions pages offer, by the Admin method each calls: `{{#may.BindTag}}`.
+        all["may"] = Dictionary(uniqueKeysWithValues: Self.actions.map { ($0, session.may($0)) })
         return self.render(template, all, status: status)
     }
 
@@ -149,6 +165,12 @@ struct ConsoleViews: Sendable {
             throw AspireError(.badRequest, "the form could not be read (\(error))")
         }
     }
+}
+
+/// An empty value as the templates see it: renders as nothing, and a section of it is skipped.
+struct Blank: MustacheCustomRenderable {
+    var renderText: String { "" }
+    var isNull: Bool { true }
 }
 
 /// A form's fields; a missing one reads as empty.
