@@ -11,14 +11,22 @@ import Synchronization
 /// the form's text fields name the package (the query may too), the file part carries the bytes,
 /// streamed to the service as they arrive. Text fields must come before the file part.
 extension Gateway {
-    func multipartUpload(_ request: Request, boundary: String, query: Query, metadata: Metadata) async throws -> Aspire_V1_Package {
+    /// `authorize` sees the text fields before the file's first byte goes anywhere (the
+    /// console checks its CSRF token there); what it throws ends the upload.
+    func multipartUpload(
+        _ request: Request,
+        boundary: String,
+        query: Query,
+        metadata: Metadata,
+        authorize: (@Sendable ([String: String]) throws(AspireError) -> Void)? = nil
+    ) async throws -> Aspire_V1_Package {
         let failure = Mutex<AspireError?>(nil)
         let body = request.body
         let defaults = ["name", "version", "os", "arch", "file", "sha256"].reduce(into: [String: String]()) { $0[$1] = query.string($1) }
         do {
             return try await self.admin.uploadPackage(metadata: metadata) { writer in
                 do {
-                    try await Self.streamForm(body, boundary: boundary, defaults: defaults, to: writer)
+                    try await Self.streamForm(body, boundary: boundary, defaults: defaults, authorize: authorize, to: writer)
                 } catch let error as AspireError {
                     // Ends the stream early; the service then refuses the upload, and this
                     // reason is the one reported.
@@ -45,6 +53,7 @@ extension Gateway {
         _ body: RequestBody,
         boundary: String,
         defaults: [String: String],
+        authorize: (@Sendable ([String: String]) throws(AspireError) -> Void)?,
         to writer: RPCWriter<Aspire_V1_UploadPackageRequest>
     ) async throws {
         let parser = MultipartParser(boundary: boundary)
@@ -80,6 +89,7 @@ extension Gateway {
                         guard !sentInfo else { throw AspireError(.badRequest, "multipart upload carries more than one file part") }
                         // The text fields came first: the package is named before its bytes.
                         if (fields["file"] ?? "").isEmpty { fields["file"] = file }
+                        try authorize?(fields)
                         try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.info = try Self.info(fields) })
                         sentInfo = true
                         inFile = true

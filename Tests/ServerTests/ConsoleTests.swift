@@ -56,6 +56,24 @@ struct ConsoleTests {
             return String(html[range.upperBound...].prefix { $0 != "\"" })
         }
 
+        /// A multipart upload as a browser sends the Agent versions form.
+        mutating func upload(csrf: String, name: String, bytes: [UInt8]) async throws -> Page {
+            let boundary = "----aspire-test-boundary"
+            var text = ""
+            for (field, value) in [("csrf", csrf), ("name", name), ("version", "1.0"), ("os", "linux"), ("arch", "x86_64")] {
+                text += "--\(boundary)\r\nContent-Disposition: form-data; name=\"\(field)\"\r\n\r\n\(value)\r\n"
+            }
+            text += "--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\(name).tar.gz\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            var body = ByteBuffer(string: text)
+            body.writeBytes(bytes)
+            body.writeString("\r\n--\(boundary)--\r\n")
+            var headers = HTTPFields()
+            headers[.contentType] = "multipart/form-data; boundary=\(boundary)"
+            headers[.cookie] = self.cookies.map { "\($0.key)=\($0.value)" }.joined(separator: "; ")
+            let response = try await self.client.executeRequest(uri: "/versions/upload", method: .post, headers: headers, body: body)
+            return Page(status: Int(response.status.code), headers: response.headers, html: String(buffer: response.body))
+        }
+
         mutating func signIn(_ token: String, next: String = "/") async throws -> Page {
             let form = try await self.request(.get, "/signin")
             return try await self.request(.post, "/signin", form: ["token": token, "csrf": Self.csrf(form.html), "next": next])
@@ -175,6 +193,14 @@ struct ConsoleTests {
                     let page = try await browser.request(.get, path)
                     #expect(page.status == 200, "\(path): \(page.html.prefix(300))")
                 }
+                // An upload without the session's token stores nothing; with it, the package is there.
+                let forgedUpload = try await browser.upload(csrf: "guess", name: "Forged", bytes: Array(repeating: 7, count: 1000))
+                #expect(forgedUpload.status == 403 && forgedUpload.html.contains("CSRF"))
+                #expect(try await store.packages(PackageQuery()).items.isEmpty)
+                let uploaded = try await browser.upload(csrf: csrf, name: "Real", bytes: Array(repeating: 7, count: 1000))
+                #expect(uploaded.status == 303 && uploaded.location.hasPrefix("/versions?note="))
+                #expect(try await store.packages(PackageQuery()).items.map(\.name) == ["Real"])
+
                 let tags = try await browser.request(.get, "/tags")
                 #expect(tags.html.contains("/hosts?tag=role%3Dweb"))
                 let css = try await browser.request(.get, "/console/console.css")

@@ -11,6 +11,8 @@ import json
 import os
 import shutil
 import signal
+import tarfile
+import io
 import subprocess
 import tempfile
 import threading
@@ -32,6 +34,7 @@ BIN = os.environ.get("ASPIRE_BIN_DIR", os.path.join(ROOT, ".build", "debug"))
 SHOTS = os.environ.get("ASPIRE_SCREENSHOTS", os.path.join(ROOT, ".build", "screenshots"))
 HOST = "127.0.3.10"
 EVIL = "<img src=x onerror=\"document.title='pwned'\">"
+SUBAGENT_MARK = "sleep 100127"
 
 
 def WebDriverWait(browser, timeout):
@@ -82,7 +85,8 @@ def node():
         agents.append(subprocess.Popen(
             [os.path.join(BIN, "boot"), "-f", "--data-dir", os.path.join(data, sn), "--plugins-dir", os.path.join(data, f"{sn}.plugins"),
              "--control-socket", os.path.join(data, f"{sn}.sock"), "--ca", info["ca"], "--token-file", os.path.join(server_data, "enroll.token"),
-             "--agent-sn", sn, "--server", info["grpc"], "--tag", tag, "--backoff-cap", "1"],
+             "--agent-sn", sn, "--server", info["grpc"], "--tag", tag, "--backoff-cap", "1",
+             "--agents-root", os.path.join(data, f"{sn}.agents"), "--limits", "rlimits", "--health-window", "1"],
             stdout=agent_log, stderr=subprocess.STDOUT,
         ))
     # A host of the seed's plain-HTTP kind whose name carries HTML.
@@ -93,6 +97,8 @@ def node():
     urllib.request.urlopen(request, timeout=10).read()
     wait_for(lambda: rest(info, "GET", "/api/v1/server/hosts?status=online")["count"] == 4, "four hosts online")
     yield info
+    # Sub-agents outlive their agents by design: stop the test's own.
+    subprocess.run(["pkill", "-f", SUBAGENT_MARK], check=False)
     for process in agents + [server]:
         process.send_signal(signal.SIGTERM)
     for process in agents + [server]:
@@ -392,6 +398,79 @@ def test_a_viewer_sees_only_what_its_role_allows(node, browser):
     browser.delete_all_cookies()
     sign_in(browser, node, node["admin"], "/")
     WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.ID, "hosts-total"))
+
+
+def mini_agent():
+    """A sub-agent package: a control script (start|stop|status) and the program it starts."""
+    control = b"""#!/bin/sh
+cd "$(dirname "$0")"
+case "$1" in
+start) nohup ./agent.sh >> agent.out 2>&1 & echo $! > agent.pid; echo started ;;
+stop) [ -f agent.pid ] && kill "$(cat agent.pid)" 2>/dev/null; rm -f agent.pid; echo stoped ;;
+status) if [ -f agent.pid ] && kill -0 "$(cat agent.pid)" 2>/dev/null; then echo started; else echo stoped; fi ;;
+esac
+"""
+    program = f"#!/bin/sh\nexec {SUBAGENT_MARK}\n".encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, content in (("control", control), ("agent.sh", program)):
+            entry = tarfile.TarInfo(name)
+            entry.size, entry.mode = len(content), 0o755
+            archive.addfile(entry, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def test_upload_then_deploy_ends_with_the_sub_agent_running(node, browser):
+    content = mini_agent()
+    path = os.path.join(node["data"], "ConsoleMini-1.0.tar.gz")
+    with open(path, "wb") as f:
+        f.write(content)
+    browser.get(f"http://{node['http']}/versions")
+    form = browser.find_element(By.ID, "upload")
+
+    def fill(sha256):
+        for name, value in (("name", "ConsoleMini"), ("version", "1.0"), ("sha256", sha256)):
+            field = form.find_element(By.NAME, name)
+            field.clear()
+            field.send_keys(value)
+        form.find_element(By.NAME, "file").send_keys(path)
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+    # A SHA256 that is not the file's: refused, said so, nothing stored.
+    fill("0" * 64)
+    WebDriverWait(browser, 20).until(lambda b: "sha256" in b.find_element(By.ID, "upload-status").text.lower())
+    assert not rest(node, "GET", "/api/v1/server/package?name=ConsoleMini")["packages"]
+    # The right one: stored, listed with it.
+    fill(hashlib.sha256(content).hexdigest())
+    WebDriverWait(browser, 20).until(lambda b: "Uploaded ConsoleMini 1.0" in b.find_element(By.CSS_SELECTOR, "main").text)
+    row = browser.find_element(By.XPATH, "//table[@id='packages']//tr[td[1]='ConsoleMini']")
+    assert row.find_element(By.CSS_SELECTOR, "code.hash").text == hashlib.sha256(content).hexdigest()
+
+    # Deployed to one host, one at a time: the task ends and the host runs it.
+    row.find_element(By.LINK_TEXT, "Deploy").click()
+    browser.find_element(By.ID, "agents").send_keys("web-2")
+    browser.find_element(By.ID, "max_concurrency").send_keys("1")
+    shoot(browser, "deploy")
+    browser.find_element(By.ID, "deploy").click()
+    WebDriverWait(browser, 10).until(lambda b: urllib.parse.urlparse(b.current_url).path.startswith("/tasks/"))
+    task_id = urllib.parse.urlparse(browser.current_url).path.rsplit("/", 1)[1]
+
+    def done():
+        browser.refresh()
+        return cells(browser, "subtasks", 1) == ["succeeded"]
+
+    wait_for(done, "the install task to succeed", timeout=60)
+    assert rest(node, "GET", f"/api/v1/server/task?id={task_id}")["task"]["command"] == "install"
+
+    def running():
+        browser.get(f"http://{node['http']}/hosts/web-2")
+        return dict(zip(cells(browser, "subagents", 0), cells(browser, "subagents", 2))).get("ConsoleMini") == "running"
+
+    wait_for(running, "ConsoleMini running on web-2", timeout=30)
+    browser.get(f"http://{node['http']}/")
+    assert "ConsoleMini" in browser.find_element(By.ID, "deployments").text
+    # Taken off again, so nothing outlives the test.
+    rest(node, "POST", "/api/v1/server/task", {"command": "uninstall", "agents": ["web-2"], "parameters": {"name": "ConsoleMini"}})
 
 
 def test_forged_forms_change_nothing(node, browser):

@@ -76,6 +76,10 @@ struct Console<Transport: ClientTransport>: Sendable {
         router.get("/plugins") { request, _ in await self.page(request) { try await self.plugins($0) } }
         router.get("/audit") { request, _ in await self.page(request) { try await self.audit($0) } }
         router.get("/versions") { request, _ in await self.page(request) { try await self.versions($0) } }
+        router.post("/versions/upload") { request, _ in await self.upload(request) }
+        router.post("/versions/delete") { request, _ in await self.form(request) { try await self.deletePackage($0, form: $1) } }
+        router.get("/versions/deploy") { request, _ in await self.page(request) { try await self.deployPage($0) } }
+        router.post("/versions/deploy") { request, _ in await self.form(request) { try await self.deploy($0, form: $1) } }
         router.get("/tags") { request, _ in await self.page(request) { try await self.tags($0) } }
         router.post("/tags") { request, _ in await self.form(request) { try await self.createTag($0, form: $1) } }
         router.post("/tags/delete") { request, _ in await self.form(request) { try await self.deleteTag($0, form: $1) } }

@@ -183,12 +183,16 @@ extension Console {
             "versions", tab: .versions, session: visit.session,
             [
                 "title": "Agent versions",
+                "note": visit.query.string("note"),
                 "packages": answer.packages.map { package -> [String: Any] in
                     [
                         "name": package.name, "version": package.version, "os": package.os, "arch": package.arch, "path": package.path,
                         "file": package.file, "sha256": package.sha256, "size": ConsoleText.bytes(package.size),
+                        "id": package.id,
                         "install": "aspirectl deploy \(package.name) \(package.version) --agents SN1,SN2",
                         "installTag": "aspirectl deploy \(package.name) \(package.version) --tag KEY=VALUE",
+                        "rest": #"{"command":"install","agents":["SN1"],"parameters":{"name":"\#(package.name)","version":"\#(package.version)"}}"#,
+                        "deployHref": "/versions/deploy?name=\(ConsoleText.encoded(package.name))&version=\(ConsoleText.encoded(package.version))",
                     ]
                 },
             ]

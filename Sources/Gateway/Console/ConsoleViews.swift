@@ -30,6 +30,7 @@ struct ConsoleViews: Sendable {
         "scheduleruntable": PackageResources.scheduleruntable_mustache,
         "plugins": PackageResources.plugins_mustache,
         "audit": PackageResources.audit_mustache,
+        "deploy": PackageResources.deploy_mustache,
     ]
 
     /// Static files under `/console/`, with their content types.

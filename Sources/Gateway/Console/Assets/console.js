@@ -94,3 +94,35 @@ if (hostTable) {
   });
   window.addEventListener("pagehide", () => events.close());
 }
+
+// An upload: its progress while the file goes, then the page the server answers with.
+const upload = document.getElementById("upload");
+if (upload) {
+  upload.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const progress = document.getElementById("upload-progress");
+    const status = document.getElementById("upload-status");
+    const request = new XMLHttpRequest();
+    request.open("POST", upload.action);
+    request.upload.addEventListener("progress", (step) => {
+      if (!step.lengthComputable) return;
+      progress.hidden = false;
+      progress.value = Math.round((100 * step.loaded) / step.total);
+      status.textContent = `${progress.value}%`;
+    });
+    request.addEventListener("load", () => {
+      if (request.status < 400) {
+        window.location.assign(request.responseURL);
+        return;
+      }
+      // The error page's message, in place.
+      const page = new DOMParser().parseFromString(request.responseText, "text/html");
+      const error = page.querySelector(".error");
+      status.textContent = error ? error.textContent : `upload failed (${request.status})`;
+      status.className = "error";
+    });
+    request.addEventListener("error", () => { status.textContent = "the upload did not reach the server"; });
+    status.textContent = "uploading…";
+    request.send(new FormData(upload));
+  });
+}
