@@ -29,6 +29,17 @@ extension Console {
     func task(_ visit: Visit, id text: String) async throws -> Response {
         guard let id = Int64(text), id > 0 else { throw AspireError(.badRequest, "a task id is a number, not '\(text)'") }
         let detail = try await self.admin.getTask(.with { $0.id = id }, metadata: visit.metadata)
+        // A page of the hosts, those of one status when asked (`?status=failed`).
+        let status = visit.query.string("status")
+        let chosen = status.isEmpty ? detail.subtasks : detail.subtasks.filter { $0.status == status }
+        let page = Int(try visit.query.integer("page", range: 1 ... 1_000_000) ?? 1)
+        let size = Int(Self.pageSize)
+        let pages = max(1, (chosen.count + size - 1) / size)
+        let shown = chosen.dropFirst((page - 1) * size).prefix(size)
+        func link(_ page: Int) -> String {
+            "/tasks/\(id)?" + (status.isEmpty ? "" : "status=\(ConsoleText.encoded(status))&") + "page=\(page)"
+        }
+        let statuses = Dictionary(grouping: detail.subtasks, by: \.status).map { (name: $0.key, count: $0.value.count) }.sorted { $0.name < $1.name }
         var values = Self.taskValues(detail.task)
         values["parameters"] = (try? detail.task.parameters.jsonString()) ?? ""
         values["targets"] = detail.task.tags.isEmpty ? "" : detail.task.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
@@ -37,7 +48,10 @@ extension Console {
             "task", tab: .tasks, session: visit.session,
             [
                 "title": "Task \(id)", "note": visit.query.string("note"), "task": values,
-                "subtasks": detail.subtasks.map { subtask -> [String: Any] in
+                "statuses": [["name": "all", "count": detail.subtasks.count, "href": "/tasks/\(id)", "current": status.isEmpty]]
+                    + statuses.map { ["name": $0.name, "count": $0.count, "href": "/tasks/\(id)?status=\(ConsoleText.encoded($0.name))", "current": $0.name == status] },
+                "page": page, "pages": pages, "previous": page > 1 ? link(page - 1) : "", "next": page < pages ? link(page + 1) : "",
+                "subtasks": shown.map { subtask -> [String: Any] in
                     let result = subtask.result
                     let ended = subtask.hasResult && result.resp != .unspecified
                     return [
