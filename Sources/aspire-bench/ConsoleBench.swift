@@ -52,7 +52,7 @@ struct ConsoleBench: AsyncParsableCommand {
             }
             let base = "http://\(http)"
             let jar = "\(harness.work)/cookies"
-            try await Self.signIn(base, token: try node.adminToken, jar: jar)
+            try await ConsoleSignIn.curl(base: base, token: try node.adminToken, jar: jar)
             let pages: [(String, String)] = [
                 ("dashboard", "/"),
                 ("hosts", "/hosts"),
@@ -111,17 +111,6 @@ struct ConsoleBench: AsyncParsableCommand {
             throw error
         }
         await engine.shutdown()
-    }
-
-    /// Signs in as a browser does: the form's token from its page, then the post.
-    static func signIn(_ base: String, token: String, jar: String) async throws {
-        let (status, page) = try await ChildProcess.run("curl", ["-s", "-c", jar, "-b", jar, "\(base)/signin"])
-        guard status == 0, let range = page.range(of: #"name="csrf" value=""#) else { throw HarnessError("no sign-in form: \(page.prefix(300))") }
-        let csrf = String(page[range.upperBound...].prefix { $0 != "\"" })
-        let (posted, answer) = try await ChildProcess.run(
-            "curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-c", jar, "-b", jar, "--data-urlencode", "token=\(token)", "--data-urlencode", "csrf=\(csrf)", "\(base)/signin"]
-        )
-        guard posted == 0, answer == "303" else { throw HarnessError("sign-in answered \(answer)") }
     }
 
     /// The time to the first byte of `times` requests of `url`, in milliseconds, on one connection.

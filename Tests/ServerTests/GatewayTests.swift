@@ -49,6 +49,14 @@ struct GatewayTests {
         var wrong = rest
         wrong.token = "nope"
         try await wrong.fails("GET", "/api/v1/server/dashboard", http: 401, code: .unauthenticated)
+
+        // The web console too: a sign-in here is checked by the remote node, whose hosts it lists.
+        let jar = "\(directory)/cookies"
+        try await ConsoleSignIn.curl(base: "http://\(address)", token: try node.adminToken, jar: jar)
+        let (curled, page) = try await ChildProcess.run("curl", ["-s", "-b", jar, "http://\(address)/hosts"])
+        #expect(curled == 0 && page.contains(#"id="host-count" data-count="1""#) && page.contains("remote-host"), "\(page.prefix(2000))")
+        let (_, anonymous) = try await ChildProcess.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://\(address)/hosts"])
+        #expect(anonymous == "302")
     }
 
     @Test("Packages: raw upload hashed and stored, listing with the seed's paging, conflicts, traversal refused, delete")

@@ -231,6 +231,18 @@ def test_filters_live_in_the_url(node, browser):
     )
 
 
+def test_a_hosts_facts_on_demand(node, browser):
+    browser.get(f"http://{node['http']}/hosts/web-1")
+    Select(browser.find_element(By.ID, "facts-topic")).select_by_value("os")
+    browser.find_element(By.ID, "facts-read").click()
+    WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.ID, "facts-output"))
+    facts = json.loads(browser.find_element(By.ID, "facts-output").text)
+    with open("/etc/os-release") as release:
+        expected = dict(line.strip().split("=", 1) for line in release if "=" in line)
+    assert facts["id"] == expected["ID"].strip('"')
+    assert facts["arch"] == os.uname().machine
+
+
 def test_a_tag_bound_in_the_page_is_seen_by_aspirectl(node, browser):
     browser.get(f"http://{node['http']}/hosts/web-1")
     assert browser.find_element(By.CSS_SELECTOR, "#facts").text.count("web-1") >= 1

@@ -133,12 +133,15 @@ extension Console {
         }
     }
 
-    func host(_ visit: Visit, sn: String) async throws -> Response {
+    func host(_ visit: Visit, sn: String, facts read: [String: Any]? = nil) async throws -> Response {
         var request = Aspire_V1_GetHostRequest()
         request.agentSn = sn
         async let host = self.admin.getHost(request, metadata: visit.metadata)
         async let events = self.admin.listEvents(.with { $0.agentSn = sn; $0.limit = 20 }, metadata: visit.metadata)
-        let (record, eventList) = try await (host, events)
+        let mayReadMetrics = visit.session.may("QueryMetrics")
+        async let metrics = mayReadMetrics
+            ? self.admin.queryMetrics(.with { $0.agentSn = sn; $0.limit = 100 }, metadata: visit.metadata).metrics : []
+        let (record, eventList, metricList) = try await (host, events, metrics)
         var facts = Self.hostFacts(record)
         facts["tagsAction"] = "/hosts/\(ConsoleText.encoded(sn))/tags"
         facts["identity"] = record.identity
@@ -160,7 +163,41 @@ extension Console {
                     ]
                 },
                 "events": eventList.events.map(Self.event),
-            ]
+                "metrics": metricList.map { metric -> [String: Any] in
+                    [
+                        "name": metric.name, "tags": metric.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "),
+                        "value": ConsoleText.number(metric.value), "time": ConsoleText.time(metric.timestamp * 1000),
+                    ]
+                },
+                "topics": CommandMethod.GetInfoTopic.allCases.map { ["name": $0.rawValue, "selected": $0.rawValue == (read?["topic"] as? String)] },
+            ].merging(read.map { ["read": $0] } ?? [:]) { $1 }
+        )
+    }
+
+    /// getinfo on demand: the host answers now (through whichever node holds it), and its
+    /// page shows the answer.
+    func readFacts(_ visit: Visit, form: FormFields, sn: String) async throws -> Response {
+        try visit.require("RunCommand", to: "ask a host for its facts")
+        guard let topic = CommandMethod.GetInfoTopic(rawValue: form["topic"]) else {
+            throw AspireError(.badRequest, "topic is one of \(CommandMethod.GetInfoTopic.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        var request = Aspire_V1_RunCommandRequest()
+        request.agentSn = sn
+        request.command.method = CommandMethod.getInfo(topic).name
+        request.command.getinfo = Aspire_V1_GetInfoParams()
+        request.waitSeconds = 30
+        let result = try await self.admin.runCommand(request, metadata: visit.metadata).result
+        let data = result.data
+        var text = String(decoding: data, as: UTF8.self)
+        if let object = try? JSONSerialization.jsonObject(with: data),
+            let pretty = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        {
+            text = String(decoding: pretty, as: UTF8.self)
+        }
+        let ok = result.resp == .success && result.retcode == 0
+        return try await self.host(
+            visit, sn: sn,
+            facts: ["topic": topic.rawValue, "output": text, "message": ok ? "" : result.message, "failed": !ok, "time": ConsoleText.time(result.finishedUnixMs)]
         )
     }
 
