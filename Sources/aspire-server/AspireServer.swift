@@ -166,6 +166,8 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("influx-token-file"), help: "File holding the InfluxDB 2.x API token (sent as 'Authorization: Token ...').")
     var influxTokenFile: String?
 
+    @OptionGroup var console: ConsoleOptions
+
     @OptionGroup var log: LogOptions
 
     func run() async throws {
@@ -189,6 +191,7 @@ struct Serve: AsyncParsableCommand {
         configuration.seedAgents = try (self.seedAgents ?? "").split(separator: ",").map { try IPNetwork(parsing: $0.trimmingCharacters(in: .whitespaces)) }
         guard self.maxBodySize >= 1024 else { throw ValidationError("--max-body-size must be at least 1024") }
         configuration.maxBodyBytes = self.maxBodySize
+        configuration.consoleSessionLifetime = self.console.sessionLifetime
         guard self.maxPackageSize >= 1 else { throw ValidationError("--max-package-size must be positive") }
         configuration.maxPackageBytes = self.maxPackageSize
         guard self.packageCacheSize >= 0 else { throw ValidationError("--package-cache-size must not be negative") }

@@ -55,6 +55,8 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-body-size"), help: "Largest JSON body accepted, in bytes.")
     var maxBodySize = 1 << 20
 
+    @OptionGroup var console: ConsoleOptions
+
     @OptionGroup var log: LogOptions
 
     func run() async throws {
@@ -70,6 +72,7 @@ struct GatewayCommand: AsyncParsableCommand {
         }
         var configuration = Gateway<HTTP2ClientTransport.Posix>.Configuration()
         configuration.maxBodyBytes = self.maxBodySize
+        configuration.consoleSessionLifetime = self.console.sessionLifetime
         if let path = self.enrollTokenFile { configuration.agentToken = try Secret.read(path) }
         if let path = self.adminTokenFile { configuration.adminToken = try Secret.read(path) }
         configuration.seedAgents = try (self.seedAgents ?? "").split(separator: ",").map { try IPNetwork(parsing: $0.trimmingCharacters(in: .whitespaces)) }

@@ -126,6 +126,20 @@ struct ConsoleTests {
         }
     }
 
+    @Test("A session ends when its lifetime does: the next page asks to sign in again")
+    func sessionExpiry() async throws {
+        try await withLocalNode(configure: { $0.consoleSessionLifetime = .seconds(1) }) { node in
+            try await node.withREST { client in
+                var browser = Browser(client: client)
+                #expect(try await browser.signIn(node.node.adminToken).status == 303)
+                #expect(try await browser.request(.get, "/tags").status == 200)
+                try await Task.sleep(for: .milliseconds(1500))
+                let expired = try await browser.request(.get, "/tags")
+                #expect(expired.status == 302 && expired.location.hasPrefix("/signin"))
+            }
+        }
+    }
+
     @Test("Every page renders what the store holds, HTML from the fleet escaped; forms need the session's CSRF token")
     func pages() async throws {
         try await withLocalNode { node in
@@ -188,6 +202,10 @@ struct ConsoleTests {
                 #expect(try await browser.request(.get, "/runs/nope").status == 404)
                 #expect(try await browser.request(.get, "/tasks/nope").status == 400)
                 #expect(try await browser.request(.get, "/tasks/99").status == 404)
+
+                // The dashboard draws the host counts the node keeps (its first is taken at start).
+                let dashboard = try await browser.request(.get, "/")
+                #expect(dashboard.html.contains(#"<svg class="chart history""#))
 
                 for path in ["/", "/tags", "/versions", "/tasks", "/run?agents=web-1,db-1&command=uptime"] {
                     let page = try await browser.request(.get, path)

@@ -18,9 +18,9 @@ struct StoreConformanceTests {
     @Test("Migrations apply once and again as a no-op", arguments: StoreHarness.engines)
     func migrations(_ kind: SQLEngineKind) async throws {
         try await StoreHarness.withStore(kind) { store in
-            #expect(try await store.appliedMigrations() == Array(1 ... 12))
+            #expect(try await store.appliedMigrations() == Array(1 ... 13))
             try await store.migrate()
-            #expect(try await store.appliedMigrations() == Array(1 ... 12))
+            #expect(try await store.appliedMigrations() == Array(1 ... 13))
             #expect(try await store.regions() == [RegionRecord(id: 0, name: "global")])
         }
     }
@@ -68,6 +68,28 @@ struct StoreConformanceTests {
             let counts = try await store.hostCounts()
             #expect(counts[.offline] == 3)
             #expect(counts[.online] == nil)
+        }
+    }
+
+    @Test("Host counts: one row a step whoever counts first, the last day read back oldest first, old ones dropped", arguments: StoreHarness.engines)
+    func hostCountHistory(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            let step = SQLStore.hostCountStep
+            let start = (Date().unixMilliseconds / step - 400) * step
+            try await store.registerHost(Self.registration("sn-1"))
+            try await store.recordHostCounts(now: start + 10)
+            try await store.registerHost(Self.registration("sn-2"))
+            try await store.releaseHost(agentSN: "sn-1", stream: 0)
+            // A second node counting in the same step changes nothing.
+            try await store.recordHostCounts(now: start + step - 1)
+            try await store.recordHostCounts(now: start + step)
+            let history = try await store.hostCountHistory(since: start)
+            #expect(history.map(\.time) == [start, start + step])
+            #expect(history.map(\.total) == [1, 2] && history.map(\.online) == [1, 1])
+            #expect(try await store.hostCountHistory(since: start + 1).map(\.time) == [start + step])
+            // Counted far later: what is older than the keep is gone.
+            try await store.recordHostCounts(now: start + SQLStore.hostCountKeep + step)
+            #expect(try await store.hostCountHistory(since: 0).map(\.time) == [start + step, start + SQLStore.hostCountKeep + step])
         }
     }
 

@@ -176,6 +176,8 @@ def test_every_tab_shows_what_the_store_holds(node, browser):
     assert int(browser.find_element(By.ID, "hosts-online").text) == hosts["online"]
     assert int(browser.find_element(By.ID, "hosts-offline").text) == hosts["offline"]
     assert cells(browser, "nodes", 0) == ["console-node"]
+    # The day's chart, from the counts the node keeps every 5 minutes.
+    assert dashboard["history"] and browser.find_elements(By.CSS_SELECTOR, "#history svg polygon")
     shoot(browser, "dashboard")
 
     # Hosts: the seed's columns, every host the REST list has.

@@ -43,6 +43,25 @@ enum ConsoleChart {
         return #"<svg class="chart tasks" viewBox="0 0 300 80" preserveAspectRatio="none" role="img" aria-label="Results of the latest tasks">\#(shapes)</svg>"#
     }
 
+    /// Hosts known (a line) and online (the area under it) over the last day, from the samples the
+    /// nodes keep every 5 minutes; the day runs from the left edge to `now` at the right.
+    static func history(_ samples: [(time: Int64, total: Int, online: Int)], now: Int64) -> String {
+        guard !samples.isEmpty else { return "" }
+        let width = 300.0
+        let height = 60.0
+        let start = now - 86_400_000
+        let most = Double(max(samples.map(\.total).max() ?? 1, 1))
+        func x(_ time: Int64) -> String { format(width * Double(max(time - start, 0)) / 86_400_000) }
+        func y(_ count: Int) -> String { format(height - height * Double(count) / most) }
+        let online = samples.map { "\(x($0.time)),\(y($0.online))" }.joined(separator: " ")
+        let area = "\(x(samples[0].time)),\(format(height)) \(online) \(x(samples[samples.count - 1].time)),\(format(height))"
+        let total = samples.map { "\(x($0.time)),\(y($0.total))" }.joined(separator: " ")
+        let last = samples[samples.count - 1]
+        return #"<svg class="chart history" viewBox="0 0 300 60" preserveAspectRatio="none" role="img" aria-label="Hosts online over the last day: \#(last.online) of \#(last.total) now">"#
+            + #"<polygon class="part-online" points="\#(area)"><title>online</title></polygon>"#
+            + #"<polyline class="line-total" points="\#(total)"><title>known hosts</title></polyline></svg>"#
+    }
+
     private static func format(_ value: Double) -> String {
         String(format: "%.2f", value)
     }

@@ -37,6 +37,10 @@ extension Console {
                 "title": "Dashboard",
                 "total": summary.hostsTotal, "online": summary.hostsOnline, "offline": summary.hostsOffline,
                 "connectedHere": summary.connectedHere,
+                "historyChart": ConsoleChart.history(
+                    summary.history.map { (time: $0.timeUnixMs, total: Int($0.total), online: Int($0.online)) },
+                    now: Int64(Date().timeIntervalSince1970 * 1000)
+                ),
                 "hostsChart": ConsoleChart.split(
                     [("online", Int(summary.hostsOnline)), ("offline", Int(summary.hostsOffline)),
                      ("other", Int(summary.hostsTotal - summary.hostsOnline - summary.hostsOffline))],

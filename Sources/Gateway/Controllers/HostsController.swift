@@ -162,12 +162,13 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
             Endpoint(
                 Route(
                     id: "dashboard",
-                    rpc: "Dashboard", method: "GET", path: "/api/v1/server/dashboard", summary: "Host counts, sub-agent deployments per name and version, and the cluster's nodes with the hosts online on each.",
+                    rpc: "Dashboard", method: "GET", path: "/api/v1/server/dashboard", summary: "Host counts (now, and every 5 minutes over the last day), sub-agent deployments per name and version, and the cluster's nodes with the hosts online on each.",
                     response: .envelope([
                         "hosts": .object(["total": .integer, "online": .integer, "offline": .integer]),
                         "connected_here": .integer,
                         "deployments": .array(.ref("Deployment")),
                         "nodes": .array(.ref("Node")),
+                        "history": .array(.object(["time": OpenAPI.time, "total": .integer, "online": .integer], required: ["time", "total", "online"])),
                     ])
                 )
             ) { _, _, _, metadata in
@@ -176,6 +177,7 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
                     "hosts": ["total": Int(answer.hostsTotal), "online": Int(answer.hostsOnline), "offline": Int(answer.hostsOffline)],
                     "connected_here": Int(answer.connectedHere),
                     "nodes": answer.nodes.map(Self.node),
+                    "history": answer.history.map { ["time": RESTJSON.time($0.timeUnixMs), "total": Int($0.total), "online": Int($0.online)] },
                     "deployments": answer.deployments.map { deployment in
                         [
                             "name": deployment.name, "version": deployment.version, "hosts": Int(deployment.hosts),

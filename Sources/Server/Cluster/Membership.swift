@@ -31,8 +31,19 @@ public struct Membership: Sendable {
         let started = Date().unixMilliseconds
         let address = await self.address()
         try? await cancelWhenGracefulShutdown {
+            var counted: Int64 = -1
             while !Task.isCancelled {
                 await self.beat(started: started, address: address)
+                // The cluster's host counts, once a step (the dashboard's chart of the last day).
+                let now = Date().unixMilliseconds
+                if now / SQLStore.hostCountStep != counted {
+                    counted = now / SQLStore.hostCountStep
+                    do {
+                        try await self.store.recordHostCounts(now: now)
+                    } catch {
+                        self.logger.warning("cannot keep the host counts", metadata: ["error": "\(String(reflecting: error))"])
+                    }
+                }
                 try await Task.sleep(for: self.interval)
             }
         }

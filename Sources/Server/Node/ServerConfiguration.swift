@@ -17,6 +17,8 @@ public struct ServerConfiguration: Sendable {
     public var seedAgents: [IPNetwork] = []
     /// Largest JSON body the gateway accepts.
     public var maxBodyBytes = 1 << 20
+    /// How long a web console sign-in lasts.
+    public var consoleSessionLifetime: Duration = .seconds(12 * 3600)
     /// Largest package upload.
     public var maxPackageBytes: Int64 = 1 << 30
     /// Package files a node of a PostgreSQL cluster keeps (the database holds them all).

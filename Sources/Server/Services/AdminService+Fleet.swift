@@ -141,6 +141,13 @@ extension AdminService {
         response.connectedHere = Int32(self.registry.count)
         let now = Date().unixMilliseconds
         response.nodes = try await self.store.nodes().map { Aspire_V1_NodeInfo($0, now: now) }
+        response.history = try await self.store.hostCountHistory(since: now - 86_400_000).map { sample in
+            var message = Aspire_V1_HostCountSample()
+            message.timeUnixMs = sample.time
+            message.total = Int32(sample.total)
+            message.online = Int32(sample.online)
+            return message
+        }
         response.deployments = try await self.store.deployments().map { record in
             var deployment = Aspire_V1_Deployment()
             deployment.name = record.name

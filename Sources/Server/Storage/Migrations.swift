@@ -346,6 +346,10 @@ enum Migrations {
         Step(version: 12, name: "the stream that holds each host") { _ in
             ["ALTER TABLE hosts ADD COLUMN stream BIGINT NOT NULL DEFAULT 0"]
         },
+        Step(version: 13, name: "host counts over time") { _ in
+            // One row every SQLStore.hostCountStep: the first node to count in a step writes it.
+            ["CREATE TABLE host_counts (bucket BIGINT PRIMARY KEY, total INTEGER NOT NULL, online INTEGER NOT NULL)"]
+        },
     ]
 
     /// An auto-numbered primary key.

@@ -189,6 +189,37 @@ extension SQLStore {
         }
     }
 
+    /// How often the host counts are kept, and for how long.
+    public static let hostCountStep: Int64 = 5 * 60_000
+    public static let hostCountKeep: Int64 = 8 * 86_400_000
+
+    /// Keeps the host counts of the step `now` falls in, unless a node already did; drops those
+    /// older than ``hostCountKeep``.
+    public func recordHostCounts(now: Int64) async throws {
+        let counts = try await self.hostCounts()
+        let bucket = now - now % Self.hostCountStep
+        let total = counts.values.reduce(0, +)
+        let online = counts[.online] ?? 0
+        try await self.engine.withConnection { database in
+            try await database.raw(
+                "INSERT INTO host_counts (bucket, total, online) VALUES (\(bind: bucket), \(bind: total), \(bind: online)) ON CONFLICT (bucket) DO NOTHING"
+            ).run()
+            try await database.raw("DELETE FROM host_counts WHERE bucket < \(bind: bucket - Self.hostCountKeep)").run()
+        }
+    }
+
+    /// The host counts kept since `since`, oldest first.
+    public func hostCountHistory(since: Int64) async throws -> [(time: Int64, total: Int, online: Int)] {
+        try await self.engine.withConnection { database in
+            try await database.raw("SELECT bucket, total, online FROM host_counts WHERE bucket >= \(bind: since) ORDER BY bucket").all().map { row in
+                (
+                    try row.decode(column: "bucket", as: Int64.self), try row.decode(column: "total", as: Int.self),
+                    try row.decode(column: "online", as: Int.self)
+                )
+            }
+        }
+    }
+
     /// Hosts with what the store knows of their certificates.
     static let hostColumns = """
         SELECT hosts.*, ai.serial AS cert_serial, ai.banned AS cert_banned, ai.not_after AS cert_not_after

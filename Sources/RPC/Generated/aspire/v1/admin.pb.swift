@@ -1402,6 +1402,23 @@ public nonisolated struct Aspire_V1_Deployment: Sendable {
   public init() {}
 }
 
+/// The hosts the cluster counted at one time.
+public nonisolated struct Aspire_V1_HostCountSample: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var timeUnixMs: Int64 = 0
+
+  public var total: Int32 = 0
+
+  public var online: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Aspire_V1_DashboardResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1420,6 +1437,9 @@ public nonisolated struct Aspire_V1_DashboardResponse: Sendable {
 
   /// The cluster's nodes, each with the hosts online on it.
   public var nodes: [Aspire_V1_NodeInfo] = []
+
+  /// Hosts online and known every 5 minutes over the last day, oldest first.
+  public var history: [Aspire_V1_HostCountSample] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -4688,9 +4708,49 @@ nonisolated extension Aspire_V1_Deployment: SwiftProtobuf.Message, SwiftProtobuf
   }
 }
 
+nonisolated extension Aspire_V1_HostCountSample: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".HostCountSample"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}time_unix_ms\0\u{1}total\0\u{1}online\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.timeUnixMs) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.total) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.online) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.timeUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.timeUnixMs, fieldNumber: 1)
+    }
+    if self.total != 0 {
+      try visitor.visitSingularInt32Field(value: self.total, fieldNumber: 2)
+    }
+    if self.online != 0 {
+      try visitor.visitSingularInt32Field(value: self.online, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_HostCountSample, rhs: Aspire_V1_HostCountSample) -> Bool {
+    if lhs.timeUnixMs != rhs.timeUnixMs {return false}
+    if lhs.total != rhs.total {return false}
+    if lhs.online != rhs.online {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Aspire_V1_DashboardResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DashboardResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}hosts_total\0\u{3}hosts_online\0\u{3}hosts_offline\0\u{3}connected_here\0\u{1}deployments\0\u{1}nodes\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}hosts_total\0\u{3}hosts_online\0\u{3}hosts_offline\0\u{3}connected_here\0\u{1}deployments\0\u{1}nodes\0\u{1}history\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4704,6 +4764,7 @@ nonisolated extension Aspire_V1_DashboardResponse: SwiftProtobuf.Message, SwiftP
       case 4: try { try decoder.decodeSingularInt32Field(value: &self.connectedHere) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.deployments) }()
       case 6: try { try decoder.decodeRepeatedMessageField(value: &self.nodes) }()
+      case 7: try { try decoder.decodeRepeatedMessageField(value: &self.history) }()
       default: break
       }
     }
@@ -4728,6 +4789,9 @@ nonisolated extension Aspire_V1_DashboardResponse: SwiftProtobuf.Message, SwiftP
     if !self.nodes.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.nodes, fieldNumber: 6)
     }
+    if !self.history.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.history, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4738,6 +4802,7 @@ nonisolated extension Aspire_V1_DashboardResponse: SwiftProtobuf.Message, SwiftP
     if lhs.connectedHere != rhs.connectedHere {return false}
     if lhs.deployments != rhs.deployments {return false}
     if lhs.nodes != rhs.nodes {return false}
+    if lhs.history != rhs.history {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
