@@ -37,6 +37,7 @@ enum RESTJSON {
             "last_seen": time(host.lastSeenUnixMs), "gmt_create": time(host.createdUnixMs),
             "gmt_modify": time(host.modifiedUnixMs), "tags": host.tags.map(tag), "identity": host.identity,
             "certificate_expires": time(host.certificateNotAfter * 1000),
+            "recent": host.recent.map { ["task": Int($0.taskID), "command": $0.command, "subtask": subtask($0.subtask)] as Object },
             "agents": host.agents.map { agent in
                 [
                     "name": agent.name, "version": agent.version, "status": agent.status, "uptime": Int(agent.uptime),

@@ -167,8 +167,15 @@ struct ConsoleTests {
                 let bad = try await browser.request(.get, "/hosts?tag=novalue")
                 #expect(bad.status == 400 && bad.html.contains("name=value"))
 
+                // A task that reached the host is among its recent results.
+                let rest = RESTClient(router: client, token: node.node.adminToken)
+                let created = try await rest.ok("POST", "/api/v1/server/task", json: ["command": "sync.bash", "agents": ["web-1"], "parameters": ["cmd": "uptime", "user": "root"]])
+                let taskID = try #require(created["id"] as? Int)
                 let host = try await browser.request(.get, "/hosts/web-1")
                 #expect(host.status == 200 && host.html.contains("role=web") && !host.html.contains(evil))
+                #expect(host.html.contains(#"<a href="/tasks/\#(taskID)">\#(taskID)</a>"#) && host.html.contains("<code>sync.bash</code>"), "\(host.html)")
+                let restHost = try await rest.ok("GET", "/api/v1/server/agent?agentsn=web-1")
+                #expect(((restHost["host"] as? [String: Any])?["recent"] as? [[String: Any]])?.first?["task"] as? Int == taskID)
                 let missing = try await browser.request(.get, "/hosts/nobody")
                 #expect(missing.status == 404)
 

@@ -347,6 +347,11 @@ def test_a_run_streams_each_hosts_output_before_it_ends(node, browser):
     stored = rest(node, "GET", f"/api/v1/server/task?id={task_id}")
     assert stored["task"]["count"] == 1
     shoot(browser, "task")
+    # The host's page lists it among its recent results.
+    browser.get(f"http://{node['http']}/hosts/web-1")
+    results = browser.find_element(By.ID, "host-results")
+    assert results.find_element(By.LINK_TEXT, task_id) and "3" in cells(browser, "host-results", 3)
+    browser.back()
     # The Tasks tab lists what REST lists.
     browser.find_element(By.LINK_TEXT, "Tasks").click()
     listed = rest(node, "GET", "/api/v1/server/task")

@@ -46,7 +46,7 @@ enum ConsoleChart {
     /// Hosts known (a line) and online (the area under it) over the last day, from the samples the
     /// nodes keep every 5 minutes; the day runs from the left edge to `now` at the right.
     static func history(_ samples: [(time: Int64, total: Int, online: Int)], now: Int64) -> String {
-        guard !samples.isEmpty else { return "" }
+        guard samples.count > 1 else { return "" }
         let width = 300.0
         let height = 60.0
         let start = now - 86_400_000

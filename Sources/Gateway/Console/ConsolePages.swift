@@ -37,8 +37,10 @@ extension Console {
                 "title": "Dashboard",
                 "total": summary.hostsTotal, "online": summary.hostsOnline, "offline": summary.hostsOffline,
                 "connectedHere": summary.connectedHere,
+                // The kept counts, then the counts of now, which hold since the last of them.
                 "historyChart": ConsoleChart.history(
-                    summary.history.map { (time: $0.timeUnixMs, total: Int($0.total), online: Int($0.online)) },
+                    summary.history.map { (time: $0.timeUnixMs, total: Int($0.total), online: Int($0.online)) }
+                        + [(time: Int64(Date().timeIntervalSince1970 * 1000), total: Int(summary.hostsTotal), online: Int(summary.hostsOnline))],
                     now: Int64(Date().timeIntervalSince1970 * 1000)
                 ),
                 "hostsChart": ConsoleChart.split(
@@ -167,6 +169,15 @@ extension Console {
                     ]
                 },
                 "events": eventList.events.map(Self.event),
+                "results": record.recent.map { recent -> [String: Any] in
+                    let result = recent.subtask.result
+                    let ended = recent.subtask.hasResult && result.resp != .unspecified
+                    return [
+                        "task": recent.taskID, "href": "/tasks/\(recent.taskID)", "command": recent.command, "status": recent.subtask.status,
+                        "code": ended ? "\(result.retcode)" : "", "message": result.message, "bad": ended && (result.resp != .success || result.retcode != 0),
+                        "output": String(decoding: result.data + result.stderr, as: UTF8.self), "time": ConsoleText.time(recent.subtask.modifiedUnixMs),
+                    ]
+                },
                 "metrics": metricList.map { metric -> [String: Any] in
                     [
                         "name": metric.name, "tags": metric.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "),

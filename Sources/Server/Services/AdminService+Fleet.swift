@@ -30,6 +30,13 @@ extension AdminService {
     public func getHost(request: Aspire_V1_GetHostRequest, context: ServerContext) async throws -> Aspire_V1_Host {
         let host = try await self.store.requireHost(request.agentSn)
         var message = Aspire_V1_Host(host)
+        message.recent = try await self.store.recentSubtasks(agentSN: host.agentSN, limit: 10).map { recent in
+            var result = Aspire_V1_HostResult()
+            result.taskID = Int64(recent.subtask.taskID)
+            result.command = recent.command
+            result.subtask = Aspire_V1_Subtask(recent.subtask)
+            return result
+        }
         message.agents = try await self.store.subAgents(agentSN: host.agentSN).map { record in
             var agent = Aspire_V1_SubAgentStatus()
             agent.name = record.name

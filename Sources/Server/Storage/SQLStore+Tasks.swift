@@ -440,6 +440,18 @@ extension SQLStore {
         }
     }
 
+    /// A host's latest parts of tasks, newest first, each with its task's command.
+    public func recentSubtasks(agentSN: String, limit: Int) async throws -> [(subtask: SubtaskRecord, command: String)] {
+        try await self.engine.withConnection { database in
+            try await database.raw(
+                """
+                SELECT subtasks.*, tasks.command AS task_command FROM subtasks JOIN tasks ON tasks.id = subtasks.taskid
+                WHERE subtasks.agentsn = \(bind: agentSN) ORDER BY subtasks.gmt_modify DESC, subtasks.taskid DESC LIMIT \(bind: limit)
+                """
+            ).all().map { row in (try Self.subtask(from: row), try row.decode(column: "task_command", as: String.self)) }
+        }
+    }
+
     public func subtasks(taskID: Int) async throws -> [SubtaskRecord] {
         try await self.engine.withConnection { database in
             try await database.raw("SELECT * FROM subtasks WHERE taskid = \(bind: taskID) ORDER BY agentsn").all()

@@ -681,6 +681,12 @@ public nonisolated struct Aspire_V1_Host: @unchecked Sendable {
     set {_uniqueStorage()._certificateNotAfter = newValue}
   }
 
+  /// Its latest parts of tasks, newest first (GetHost only).
+  public var recent: [Aspire_V1_HostResult] {
+    get {_storage._recent}
+    set {_uniqueStorage()._recent = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1403,6 +1409,32 @@ public nonisolated struct Aspire_V1_Deployment: Sendable {
 }
 
 /// The hosts the cluster counted at one time.
+/// A host's part of a task, with the task's command.
+public nonisolated struct Aspire_V1_HostResult: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskID: Int64 = 0
+
+  public var command: String = String()
+
+  public var subtask: Aspire_V1_Subtask {
+    get {_subtask ?? Aspire_V1_Subtask()}
+    set {_subtask = newValue}
+  }
+  /// Returns true if `subtask` has been explicitly set.
+  public var hasSubtask: Bool {self._subtask != nil}
+  /// Clears the value of `subtask`. Subsequent reads from it will return its default value.
+  public mutating func clearSubtask() {self._subtask = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _subtask: Aspire_V1_Subtask? = nil
+}
+
 public nonisolated struct Aspire_V1_HostCountSample: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -2916,7 +2948,7 @@ nonisolated extension Aspire_V1_CancelTaskRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Host"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}agent_sn\0\u{1}hostname\0\u{1}ipaddr\0\u{1}region\0\u{1}status\0\u{1}feature\0\u{1}step\0\u{1}prevers\0\u{1}curvers\0\u{1}os\0\u{1}arch\0\u{1}node\0\u{3}last_seen_unix_ms\0\u{3}created_unix_ms\0\u{3}modified_unix_ms\0\u{1}tags\0\u{1}agents\0\u{1}identity\0\u{3}certificate_not_after\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}agent_sn\0\u{1}hostname\0\u{1}ipaddr\0\u{1}region\0\u{1}status\0\u{1}feature\0\u{1}step\0\u{1}prevers\0\u{1}curvers\0\u{1}os\0\u{1}arch\0\u{1}node\0\u{3}last_seen_unix_ms\0\u{3}created_unix_ms\0\u{3}modified_unix_ms\0\u{1}tags\0\u{1}agents\0\u{1}identity\0\u{3}certificate_not_after\0\u{1}recent\0")
 
   fileprivate class _StorageClass {
     var _id: Int64 = 0
@@ -2939,6 +2971,7 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
     var _agents: [Aspire_V1_SubAgentStatus] = []
     var _identity: String = String()
     var _certificateNotAfter: Int64 = 0
+    var _recent: [Aspire_V1_HostResult] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2969,6 +3002,7 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
       _agents = source._agents
       _identity = source._identity
       _certificateNotAfter = source._certificateNotAfter
+      _recent = source._recent
     }
   }
 
@@ -3007,6 +3041,7 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
         case 18: try { try decoder.decodeRepeatedMessageField(value: &_storage._agents) }()
         case 19: try { try decoder.decodeSingularStringField(value: &_storage._identity) }()
         case 20: try { try decoder.decodeSingularInt64Field(value: &_storage._certificateNotAfter) }()
+        case 21: try { try decoder.decodeRepeatedMessageField(value: &_storage._recent) }()
         default: break
         }
       }
@@ -3075,6 +3110,9 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
       if _storage._certificateNotAfter != 0 {
         try visitor.visitSingularInt64Field(value: _storage._certificateNotAfter, fieldNumber: 20)
       }
+      if !_storage._recent.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._recent, fieldNumber: 21)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3104,6 +3142,7 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
         if _storage._agents != rhs_storage._agents {return false}
         if _storage._identity != rhs_storage._identity {return false}
         if _storage._certificateNotAfter != rhs_storage._certificateNotAfter {return false}
+        if _storage._recent != rhs_storage._recent {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -4703,6 +4742,50 @@ nonisolated extension Aspire_V1_Deployment: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.stopped != rhs.stopped {return false}
     if lhs.fatal != rhs.fatal {return false}
     if lhs.killed != rhs.killed {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_HostResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".HostResult"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}command\0\u{1}subtask\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.taskID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.command) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._subtask) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.taskID != 0 {
+      try visitor.visitSingularInt64Field(value: self.taskID, fieldNumber: 1)
+    }
+    if !self.command.isEmpty {
+      try visitor.visitSingularStringField(value: self.command, fieldNumber: 2)
+    }
+    try { if let v = self._subtask {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_HostResult, rhs: Aspire_V1_HostResult) -> Bool {
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.command != rhs.command {return false}
+    if lhs._subtask != rhs._subtask {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
