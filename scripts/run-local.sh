@@ -50,6 +50,7 @@ sn="$(cat "$home/agent/agent.sn")"
 cat <<EOT
 
 Aspire is running: server log $home/server.log, agent log $home/agent.log.
+Web console: http://127.0.0.1:$http_port/ (sign in with the admin token: cat $home/server/admin.token).
 In another shell:
 
   export ASPIRE_SERVER=$ASPIRE_SERVER ASPIRE_SERVER_DATA=$ASPIRE_SERVER_DATA

@@ -225,6 +225,12 @@ struct ConsoleTests {
                 let uploaded = try await browser.upload(csrf: csrf, name: "Real", bytes: Array(repeating: 7, count: 1000))
                 #expect(uploaded.status == 303 && uploaded.location.hasPrefix("/versions?note="))
                 #expect(try await store.packages(PackageQuery()).items.map(\.name) == ["Real"])
+                // Deleted from the page: gone from the store (and not without the token).
+                let real = try #require(try await store.packages(PackageQuery()).items.first)
+                #expect(try await browser.request(.post, "/versions/delete", form: ["id": "\(real.id)"]).status == 403)
+                let deleted = try await browser.request(.post, "/versions/delete", form: ["id": "\(real.id)", "csrf": csrf])
+                #expect(deleted.status == 303 && deleted.location.hasPrefix("/versions?note="))
+                #expect(try await store.packages(PackageQuery()).items.isEmpty)
 
                 let tags = try await browser.request(.get, "/tags")
                 #expect(tags.html.contains("/hosts?tag=role%3Dweb"))
