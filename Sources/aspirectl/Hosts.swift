@@ -7,7 +7,7 @@ import SwiftProtobuf
 struct Hosts: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The hosts the cluster knows: list them, delete one, ban one.",
-        subcommands: [HostList.self, HostDelete.self, HostBan.self, HostUnban.self],
+        subcommands: [HostList.self, HostDelete.self, HostBan.self, HostUnban.self, HostSetRegion.self],
         defaultSubcommand: HostList.self
     )
 }
@@ -69,6 +69,42 @@ struct HostList: AsyncParsableCommand {
         }
         printTable(rows)
         FileHandle.standardError.write("\(listing.hosts.count) of \(listing.count) hosts\n")
+    }
+}
+
+struct HostSetRegion: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "set-region",
+        abstract: "Put hosts in a region (create it first with POST /api/v1/server/regions; 0 or global is no region).",
+        discussion: "Example: aspirectl hosts set-region web-1 web-2 --region north; then aspirectl hosts --region ID lists them."
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Argument(help: "AgentSNs of the hosts.")
+    var agentSNs: [String]
+
+    @Option(help: "The region: its name, or its id (0 or 'global': no region).")
+    var region: String
+
+    func validate() throws {
+        guard !self.agentSNs.isEmpty else { throw ValidationError("name at least one host") }
+    }
+
+    func run() async throws {
+        var request = Aspire_V1_SetHostRegionRequest()
+        request.agentSns = self.agentSNs
+        if let id = Int64(self.region) {
+            request.region = id
+        } else if self.region != "global" {
+            request.regionName = self.region
+        }
+        do {
+            let answer = try await self.connection.withAdmin { try await $0.setHostRegion(request) }
+            print("\(answer.changed) host(s) now in region \(answer.region)")
+        } catch {
+            throw report(error, prefix: "aspirectl: ")
+        }
     }
 }
 

@@ -159,6 +159,21 @@ struct CommandLineTests {
         let bad = try await self.run("aspirectl", ["hosts", "--status", "asleep"], environment: environment, in: directory)
         #expect(bad.status == 1 && bad.output.contains("status must be one of"))
 
+        // Regions: made through REST, hosts put in one by name, listed by its id; unknown names refused.
+        let rest = try RESTClient(node)
+        let region = try #require((try await rest.ok("POST", "/api/v1/server/regions", json: ["name": "north"])["region"] as? [String: Any])?["id"] as? Int)
+        let moved = try await self.run("aspirectl", ["hosts", "set-region", "cli-host-1", "--region", "north"], environment: environment, in: directory)
+        #expect(moved.status == 0 && moved.output.contains("1 host(s) now in region \(region)"), "\(moved.output)")
+        let inRegion = try await self.run("aspirectl", ["hosts", "--region", "\(region)"], environment: environment, in: directory)
+        #expect(inRegion.output.contains("cli-host-1") && inRegion.output.contains("1 of 1 hosts"), "\(inRegion.output)")
+        let unknown = try await self.run("aspirectl", ["hosts", "set-region", "cli-host-1", "--region", "nowhere"], environment: environment, in: directory)
+        #expect(unknown.status == 4 && unknown.output.contains("no region named nowhere"), "exit \(unknown.status): \(unknown.output)")
+        let nobody = try await self.run("aspirectl", ["hosts", "set-region", "ghost-1", "--region", "north"], environment: environment, in: directory)
+        #expect(nobody.status == 4 && nobody.output.contains("no host with AgentSN ghost-1"), "exit \(nobody.status): \(nobody.output)")
+        let byREST = try await rest.ok("POST", "/api/v1/server/regions/hosts", json: ["agents": ["cli-host-1"], "region": 0])
+        #expect(byREST["changed"] as? Int == 1 && byREST["region"] as? Int == 0)
+        try await rest.fails("POST", "/api/v1/server/regions/hosts", json: ["agents": ["cli-host-1"], "region": 1.5], http: 400, code: .badRequest)
+
         let file = "\(directory)/MonitorAgent-0.1.2-1.x86_64.rpm"
         try Data(repeating: 7, count: 3_000_000).write(to: URL(fileURLWithPath: file))
         let upload = try await self.run(

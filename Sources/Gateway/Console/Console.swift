@@ -54,6 +54,10 @@ struct Console<Transport: ClientTransport>: Sendable {
             let sn = context.parameters.get("sn") ?? ""
             return await self.form(request) { try await self.readFacts($0, form: $1, sn: sn) }
         }
+        router.post("/hosts/:sn/region") { request, context in
+            let sn = context.parameters.get("sn") ?? ""
+            return await self.form(request) { try await self.setRegion($0, form: $1, sn: sn) }
+        }
         router.post("/hosts/:sn/tags") { request, context in
             let sn = context.parameters.get("sn") ?? ""
             return await self.form(request) { try await self.bindTag($0, form: $1, sn: sn) }

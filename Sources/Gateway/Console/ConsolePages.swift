@@ -147,9 +147,14 @@ extension Console {
         let mayReadMetrics = visit.session.may("QueryMetrics")
         async let metrics = mayReadMetrics
             ? self.admin.queryMetrics(.with { $0.agentSn = sn; $0.limit = 100 }, metadata: visit.metadata).metrics : []
-        let (record, eventList, metricList) = try await (host, events, metrics)
+        async let regions = self.admin.listRegions(Aspire_V1_ListRegionsRequest(), metadata: visit.metadata)
+        let (record, eventList, metricList, regionList) = try await (host, events, metrics, regions)
         var facts = Self.hostFacts(record)
         facts["tagsAction"] = "/hosts/\(ConsoleText.encoded(sn))/tags"
+        facts["regionAction"] = "/hosts/\(ConsoleText.encoded(sn))/region"
+        facts["regionName"] = regionList.regions.first { $0.id == record.region }?.name ?? (record.region == 0 ? "global" : "\(record.region)")
+        facts["regions"] = [["id": 0, "name": "global", "selected": record.region == 0]]
+            + regionList.regions.filter { $0.id != 0 }.map { ["id": $0.id, "name": $0.name, "selected": $0.id == record.region] }
         facts["identity"] = record.identity
         facts["prevers"] = record.prevers
         facts["step"] = record.step
@@ -214,6 +219,12 @@ extension Console {
             visit, sn: sn,
             facts: ["topic": topic.rawValue, "output": text, "message": ok ? "" : result.message, "failed": !ok, "time": ConsoleText.time(result.finishedUnixMs)]
         )
+    }
+
+    func setRegion(_ visit: Visit, form: FormFields, sn: String) async throws -> Response {
+        guard let region = Int64(form["region"]) else { throw AspireError(.badRequest, "which region? (region)") }
+        _ = try await self.admin.setHostRegion(.with { $0.agentSns = [sn]; $0.region = region }, metadata: visit.metadata)
+        return Self.back(to: "/hosts/\(ConsoleText.encoded(sn))", note: "Moved to region \(region).")
     }
 
     func bindTag(_ visit: Visit, form: FormFields, sn: String) async throws -> Response {

@@ -40,7 +40,7 @@ struct ConsoleViews: Sendable {
     ]
 
     /// The Admin methods behind the pages' buttons and forms.
-    static let actions = ["RunCommand", "BindTag", "CreateTag", "DeleteTag", "CancelTask", "RunCommandStream", "UploadPackage", "DeletePackages", "CreateTask"]
+    static let actions = ["RunCommand", "BindTag", "SetHostRegion", "CreateTag", "DeleteTag", "CancelTask", "RunCommandStream", "UploadPackage", "DeletePackages", "CreateTask"]
 
     /// Largest form body read, in bytes.
     static let maxFormBytes = 64 << 10

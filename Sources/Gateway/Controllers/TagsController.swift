@@ -88,6 +88,30 @@ struct TagsController<Transport: ClientTransport>: GatewayController {
                 message.name = try body.string("name", required: true)
                 return Answer.success(["region": RESTJSON.region(try await self.gateway.admin.createRegion(message, metadata: metadata))])
             },
+            Endpoint(
+                Route(
+                    id: "setHostRegion",
+                    rpc: "SetHostRegion", method: "POST", path: "/api/v1/server/regions/hosts",
+                    summary: "Puts hosts in a region: `region` an id (0 is global) or a name.",
+                    body: [(Route.json, .object(["agents": .array(.string), "region": .oneOf([.integer, .string])], required: ["agents", "region"]))],
+                    response: .envelope(["changed": .integer, "region": .integer])
+                )
+            ) { route, request, _, metadata in
+                let body = try await self.gateway.objectBody(request, route: route)
+                try body.allow(["agents", "region"])
+                var message = Aspire_V1_SetHostRegionRequest()
+                message.agentSns = try body.stringArray("agents")
+                switch body.fields["region"]?.kind {
+                case .numberValue(let id)? where id >= 0 && id == id.rounded():
+                    message.region = Int64(id)
+                case .stringValue(let name)?:
+                    message.regionName = name
+                default:
+                    throw AspireError(.badRequest, "\(route.name): 'region' is a region id or name")
+                }
+                let answer = try await self.gateway.admin.setHostRegion(message, metadata: metadata)
+                return Answer.success(["changed": Int(answer.changed), "region": Int(answer.region)])
+            },
         ]
     }
 

@@ -65,7 +65,7 @@ public enum AccessTable {
         "CreatePlugin": .operate, "DeletePlugin": .operate,
         // Administering: what decides who and what is trusted, or regroups hosts.
         "UploadPackage": .administer, "DeletePackages": .administer,
-        "CreateTag": .administer, "DeleteTag": .administer, "BindTag": .administer, "CreateRegion": .administer,
+        "CreateTag": .administer, "DeleteTag": .administer, "BindTag": .administer, "CreateRegion": .administer, "SetHostRegion": .administer,
         "DeleteHost": .administer, "BanHost": .administer,
         "CreateJoinToken": .administer, "ListJoinTokens": .administer, "RevokeJoinToken": .administer,
         "CreateOperator": .administer, "ListOperators": .administer, "RevokeOperator": .administer,

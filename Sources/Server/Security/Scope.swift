@@ -22,6 +22,7 @@ struct ScopeCheck: Sendable {
             case let request as Aspire_V1_ImportCrontabRequest: Targets(agents: request.agents, selector: request.tags)
             case let request as Aspire_V1_CreatePluginRequest: Targets(agents: request.agents, selector: request.tags)
             case let request as Aspire_V1_BindTagRequest: Targets(agents: request.agentSns)
+            case let request as Aspire_V1_SetHostRegionRequest: Targets(agents: request.agentSns)
             case let request as Aspire_V1_DeleteHostRequest: Targets(agents: [request.agentSn])
             case let request as Aspire_V1_BanHostRequest: Targets(agents: [request.agentSn])
             case let request as Aspire_V1_EnrollRequest: Targets(agents: [request.agentSn])

@@ -101,6 +101,32 @@ extension AdminService {
         return response
     }
 
+    public func setHostRegion(request: Aspire_V1_SetHostRegionRequest, context: ServerContext) async throws -> Aspire_V1_SetHostRegionResponse {
+        guard !request.agentSns.isEmpty else { throw AspireError(.badRequest, "name the hosts (agent_sns)") }
+        for sn in request.agentSns { try AgentIdentity.validate(agentSN: sn) }
+        let regions = try await self.store.regions()
+        let region: Int
+        if !request.regionName.isEmpty {
+            guard let found = regions.first(where: { $0.name == request.regionName }) else {
+                throw AspireError(.notFound, "no region named \(request.regionName) (create it first)")
+            }
+            region = found.id
+        } else {
+            region = Int(request.region)
+            guard region == 0 || regions.contains(where: { $0.id == region }) else { throw AspireError(.notFound, "no region \(region)") }
+        }
+        var response = Aspire_V1_SetHostRegionResponse()
+        var missing: [String] = []
+        for sn in request.agentSns {
+            if try await self.store.setHostRegion(agentSN: sn, region: region) { response.changed += 1 } else { missing.append(sn) }
+        }
+        guard missing.isEmpty else {
+            throw AspireError(.notFound, "no host with AgentSN \(missing.joined(separator: ", ")) (the \(response.changed) others were moved)")
+        }
+        response.region = Int64(region)
+        return response
+    }
+
     public func listRegions(request: Aspire_V1_ListRegionsRequest, context: ServerContext) async throws -> Aspire_V1_ListRegionsResponse {
         var response = Aspire_V1_ListRegionsResponse()
         response.regions = try await self.store.regions().map { region in

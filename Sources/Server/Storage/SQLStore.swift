@@ -399,6 +399,17 @@ extension SQLStore {
         }
     }
 
+    /// Puts the host in `region` (0: global); false when no host has that AgentSN.
+    @discardableResult
+    public func setHostRegion(agentSN: String, region: Int) async throws -> Bool {
+        let now = Self.now
+        return try await self.engine.withConnection { database in
+            try await database.raw(
+                "UPDATE hosts SET region = \(bind: region), gmt_modify = \(bind: now) WHERE agentsn = \(bind: agentSN) RETURNING id"
+            ).first() != nil
+        }
+    }
+
     public func createRegion(name: String) async throws -> RegionRecord {
         guard !name.isEmpty, name.count <= 64 else { throw AspireError(.badRequest, "a region name is 1 to 64 characters") }
         let now = Self.now

@@ -373,6 +373,19 @@ public enum Aspire_V1_Admin: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "SetHostRegion" metadata.
+        public enum SetHostRegion: Sendable {
+            /// Request type for "SetHostRegion".
+            public typealias Input = Aspire_V1_SetHostRegionRequest
+            /// Response type for "SetHostRegion".
+            public typealias Output = Aspire_V1_SetHostRegionResponse
+            /// Descriptor for "SetHostRegion".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "SetHostRegion",
+                type: .unary
+            )
+        }
         /// Namespace for "ListEvents" metadata.
         public enum ListEvents: Sendable {
             /// Request type for "ListEvents".
@@ -610,6 +623,7 @@ public enum Aspire_V1_Admin: Sendable {
             BindTag.descriptor,
             ListRegions.descriptor,
             CreateRegion.descriptor,
+            SetHostRegion.descriptor,
             ListEvents.descriptor,
             Dashboard.descriptor,
             UploadPackage.descriptor,
@@ -1115,6 +1129,24 @@ extension Aspire_V1_Admin {
             request: GRPCCore.StreamingServerRequest<Aspire_V1_CreateRegionRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_Region>
+
+        /// Handle the "SetHostRegion" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Puts hosts in a region (by id, or by name; 0 is global).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_SetHostRegionRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_SetHostRegionResponse` messages.
+        func setHostRegion(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_SetHostRegionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_SetHostRegionResponse>
 
         /// Handle the "ListEvents" method.
         ///
@@ -1867,6 +1899,24 @@ extension Aspire_V1_Admin {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Aspire_V1_Region>
 
+        /// Handle the "SetHostRegion" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Puts hosts in a region (by id, or by name; 0 is global).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_SetHostRegionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_SetHostRegionResponse` message.
+        func setHostRegion(
+            request: GRPCCore.ServerRequest<Aspire_V1_SetHostRegionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_SetHostRegionResponse>
+
         /// Handle the "ListEvents" method.
         ///
         /// > Source IDL Documentation:
@@ -2617,6 +2667,24 @@ extension Aspire_V1_Admin {
             context: GRPCCore.ServerContext
         ) async throws -> Aspire_V1_Region
 
+        /// Handle the "SetHostRegion" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Puts hosts in a region (by id, or by name; 0 is global).
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_SetHostRegionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_SetHostRegionResponse` to respond with.
+        func setHostRegion(
+            request: Aspire_V1_SetHostRegionRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_SetHostRegionResponse
+
         /// Handle the "ListEvents" method.
         ///
         /// > Source IDL Documentation:
@@ -3199,6 +3267,17 @@ extension Aspire_V1_Admin.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.SetHostRegion.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_SetHostRegionRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_SetHostRegionResponse>(),
+            handler: { request, context in
+                try await self.setHostRegion(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Aspire_V1_Admin.Method.ListEvents.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListEventsRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListEventsResponse>(),
@@ -3671,6 +3750,17 @@ extension Aspire_V1_Admin.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_Region> {
         let response = try await self.createRegion(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func setHostRegion(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_SetHostRegionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_SetHostRegionResponse> {
+        let response = try await self.setHostRegion(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -4205,6 +4295,19 @@ extension Aspire_V1_Admin.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Aspire_V1_Region> {
         return GRPCCore.ServerResponse<Aspire_V1_Region>(
             message: try await self.createRegion(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func setHostRegion(
+        request: GRPCCore.ServerRequest<Aspire_V1_SetHostRegionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_SetHostRegionResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_SetHostRegionResponse>(
+            message: try await self.setHostRegion(
                 request: request.message,
                 context: context
             ),
@@ -5027,6 +5130,29 @@ extension Aspire_V1_Admin {
             deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_Region>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_Region>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SetHostRegion" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Puts hosts in a region (by id, or by name; 0 is global).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_SetHostRegionRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_SetHostRegionRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_SetHostRegionResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func setHostRegion<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_SetHostRegionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_SetHostRegionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_SetHostRegionResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_SetHostRegionResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ListEvents" method.
@@ -6291,6 +6417,40 @@ extension Aspire_V1_Admin {
             try await self.client.unary(
                 request: request,
                 descriptor: Aspire_V1_Admin.Method.CreateRegion.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SetHostRegion" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Puts hosts in a region (by id, or by name; 0 is global).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_SetHostRegionRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_SetHostRegionRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_SetHostRegionResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func setHostRegion<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_SetHostRegionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_SetHostRegionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_SetHostRegionResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_SetHostRegionResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.SetHostRegion.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -7591,6 +7751,35 @@ extension Aspire_V1_Admin.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_CreateRegionRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_Region>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetHostRegion" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Puts hosts in a region (by id, or by name; 0 is global).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_SetHostRegionRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setHostRegion<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_SetHostRegionRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_SetHostRegionResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.setHostRegion(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_SetHostRegionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_SetHostRegionResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -8915,6 +9104,39 @@ extension Aspire_V1_Admin.ClientProtocol {
             metadata: metadata
         )
         return try await self.createRegion(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetHostRegion" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Puts hosts in a region (by id, or by name; 0 is global).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setHostRegion<Result>(
+        _ message: Aspire_V1_SetHostRegionRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_SetHostRegionResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_SetHostRegionRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.setHostRegion(
             request: request,
             options: options,
             onResponse: handleResponse

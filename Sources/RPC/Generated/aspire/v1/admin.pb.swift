@@ -1317,6 +1317,37 @@ public nonisolated struct Aspire_V1_CreateRegionRequest: Sendable {
   public init() {}
 }
 
+public nonisolated struct Aspire_V1_SetHostRegionRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var agentSns: [String] = []
+
+  /// The region's id (0: global), or its name in region_name.
+  public var region: Int64 = 0
+
+  public var regionName: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_SetHostRegionResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var changed: Int32 = 0
+
+  public var region: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Aspire_V1_EventEntry: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -4528,6 +4559,81 @@ nonisolated extension Aspire_V1_CreateRegionRequest: SwiftProtobuf.Message, Swif
 
   public static func ==(lhs: Aspire_V1_CreateRegionRequest, rhs: Aspire_V1_CreateRegionRequest) -> Bool {
     if lhs.name != rhs.name {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_SetHostRegionRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetHostRegionRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_sns\0\u{1}region\0\u{3}region_name\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.agentSns) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.region) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.regionName) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.agentSns.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.agentSns, fieldNumber: 1)
+    }
+    if self.region != 0 {
+      try visitor.visitSingularInt64Field(value: self.region, fieldNumber: 2)
+    }
+    if !self.regionName.isEmpty {
+      try visitor.visitSingularStringField(value: self.regionName, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_SetHostRegionRequest, rhs: Aspire_V1_SetHostRegionRequest) -> Bool {
+    if lhs.agentSns != rhs.agentSns {return false}
+    if lhs.region != rhs.region {return false}
+    if lhs.regionName != rhs.regionName {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_SetHostRegionResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetHostRegionResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}changed\0\u{1}region\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.changed) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.region) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.changed != 0 {
+      try visitor.visitSingularInt32Field(value: self.changed, fieldNumber: 1)
+    }
+    if self.region != 0 {
+      try visitor.visitSingularInt64Field(value: self.region, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_SetHostRegionResponse, rhs: Aspire_V1_SetHostRegionResponse) -> Bool {
+    if lhs.changed != rhs.changed {return false}
+    if lhs.region != rhs.region {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
