@@ -37,7 +37,7 @@ done
 
 "$bin/boot" -f --server "localhost:$port" --ca "$home/server/tls/ca.pem" \
     --token-file "$home/server/enroll.token" --data-dir "$home/agent" \
-    -L "$home/agent.log" -P "$home/agent.pid" --tag env=local &
+    -L "$home/agent.log" -P "$home/agent.pid" --tag env=local --start-delay 0 &
 pids+=($!)
 
 export ASPIRE_SERVER="127.0.0.1:$port" ASPIRE_SERVER_DATA="$home/server"

@@ -27,6 +27,8 @@ public struct AgentConfiguration: Sendable {
     /// Full-jitter exponential backoff between rounds: base and cap.
     public var backoffBase: Duration = .milliseconds(500)
     public var backoffCap: Duration = .seconds(60)
+    /// The wait before the first connection after a start.
+    public var startDelay = StartDelay.auto
     /// Redirects followed from one first server before the round gives up.
     public var maxRedirects = 4
     /// Time for one Init call, connection included.

@@ -120,7 +120,7 @@ struct Harness {
         let process = try ChildProcess(
             try self.executable("boot"),
             ["-f", "--data-dir", "\(self.work)/\(name)", "--ca", caFile, "--token-file", tokenFile, "--agent-sn", sn,
-             "--backoff-cap", "1", "--log-level", "warning"] + servers.flatMap { ["--server", "\($0)"] },
+             "--backoff-cap", "1", "--start-delay", "0", "--log-level", "warning"] + servers.flatMap { ["--server", "\($0)"] },
             log: "\(self.work)/\(name).log"
         )
         return (process, sn)

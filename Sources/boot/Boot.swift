@@ -84,6 +84,12 @@ struct Boot: AsyncParsableCommand {
     @Option(name: .customLong("backoff-cap"), help: "Longest wait in seconds between connection rounds.")
     var backoffCap: Int = 60
 
+    @Option(
+        name: .customLong("start-delay"),
+        help: "Wait a random while before the first connection: 'auto' (up to the status step, at most 60 s, when the host booted under 5 minutes ago, so a rebooted rack does not arrive at once), or at most this many seconds after every start (0: never)."
+    )
+    var startDelay = "auto"
+
     @Option(name: .customLong("output-cap"), help: "Bytes kept of each of a command's stdout and stderr (head and tail).")
     var outputCap: Int = 1 << 20
 
@@ -125,6 +131,11 @@ struct Boot: AsyncParsableCommand {
     mutating func validate() throws {
         guard Logger.Level(name: self.logLevel) != nil else { throw ValidationError("unknown log level '\(self.logLevel)'") }
         guard self.backoffCap >= 1 else { throw ValidationError("--backoff-cap must be at least 1") }
+        do {
+            _ = try StartDelay(parsing: self.startDelay)
+        } catch {
+            throw ValidationError(error.cause)
+        }
         guard self.outputCap >= 1024 else { throw ValidationError("--output-cap must be at least 1024") }
         guard ResourceControlMode(rawValue: self.limits) != nil else {
             throw ValidationError("--limits must be one of \(ResourceControlMode.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -175,6 +186,7 @@ struct Boot: AsyncParsableCommand {
         configuration.insecure = self.insecure
         configuration.agentSN = self.agentSN
         configuration.backoffCap = .seconds(self.backoffCap)
+        configuration.startDelay = (try? StartDelay(parsing: self.startDelay)) ?? .auto
         configuration.bash.outputCap = self.outputCap
         configuration.supervisor.root = self.agentsRoot
         configuration.supervisor.resourceControl = ResourceControlMode(rawValue: self.limits) ?? .auto

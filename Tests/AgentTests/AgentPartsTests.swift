@@ -127,6 +127,28 @@ struct AgentStateTests {
 
 @Suite("Resolver and backoff")
 struct ResolverTests {
+    @Test("The first connection waits up to the step (at most a minute) only on a host that just booted, or as told")
+    func startDelay() throws {
+        let step: Duration = .seconds(600)
+        #expect(StartDelay.auto.ceiling(uptime: .seconds(40), step: step) == .seconds(60))
+        #expect(StartDelay.auto.ceiling(uptime: .seconds(40), step: .seconds(20)) == .seconds(20))
+        #expect(StartDelay.auto.ceiling(uptime: .seconds(299), step: step) == .seconds(60))
+        #expect(StartDelay.auto.ceiling(uptime: .seconds(300), step: step) == .zero)
+        #expect(StartDelay.auto.ceiling(uptime: nil, step: step) == .zero)
+        #expect(try StartDelay(parsing: "15").ceiling(uptime: .seconds(86_400), step: step) == .seconds(15))
+        #expect(try StartDelay(parsing: "0").ceiling(uptime: .seconds(10), step: step) == .zero)
+        #expect(try StartDelay(parsing: "auto") == .auto)
+        for bad in ["-1", "3601", "soon", ""] {
+            #expect(throws: AspireError.self) { try StartDelay(parsing: bad) }
+        }
+        // /proc/uptime's first field, in seconds with a fraction.
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("uptime-\(UUID().uuidString)").path
+        try "123.45 678.90\n".write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        #expect(StartDelay.uptime(file: file) == .milliseconds(123_450))
+        #expect(StartDelay.uptime(file: "/nonexistent/uptime") == nil)
+    }
+
     @Test("--resolve entries parse as curl's and replace DNS for that name and port only")
     func overrides() async throws {
         let entry = try ResolveOverride(parsing: "aspire.test:8443:127.0.0.2,[::1],127.0.0.3")

@@ -247,6 +247,8 @@ struct CommandLineTests {
         let arguments = [
             "-L", logFile, "-P", pidFile, "--server", "127.0.0.15:\(node.address.port)", "--ca", node.caFile,
             "--token-file", node.enrollTokenFile, "--data-dir", "\(directory)/agent", "--agent-sn", "daemon-sn",
+            // A random wait of up to a second before its first connection, said in its log.
+            "--start-delay", "1",
         ]
         let parent = try await self.run("boot", arguments, in: directory)
         #expect(parent.status == 0, "\(parent.output)")
@@ -256,6 +258,7 @@ struct CommandLineTests {
         #expect(kill(pid, 0) == 0)
         #expect(getsid(pid) == pid, "the daemon must lead its own session")
         #expect(try String(contentsOfFile: logFile, encoding: .utf8).contains("agent starting"))
+        #expect(try String(contentsOfFile: logFile, encoding: .utf8).contains("waiting before the first connection"))
 
         let second = try await self.run("boot", ["-f"] + arguments, in: directory)
         #expect(second.status != 0)

@@ -85,7 +85,7 @@ def node():
         agents.append(subprocess.Popen(
             [os.path.join(BIN, "boot"), "-f", "--data-dir", os.path.join(data, sn), "--plugins-dir", os.path.join(data, f"{sn}.plugins"),
              "--control-socket", os.path.join(data, f"{sn}.sock"), "--ca", info["ca"], "--token-file", os.path.join(server_data, "enroll.token"),
-             "--agent-sn", sn, "--server", info["grpc"], "--tag", tag, "--backoff-cap", "1",
+             "--agent-sn", sn, "--server", info["grpc"], "--tag", tag, "--backoff-cap", "1", "--start-delay", "0",
              "--agents-root", os.path.join(data, f"{sn}.agents"), "--limits", "rlimits", "--health-window", "1"],
             stdout=agent_log, stderr=subprocess.STDOUT,
         ))
@@ -272,7 +272,7 @@ def start_agent(node, sn, tag):
     return subprocess.Popen(
         [os.path.join(BIN, "boot"), "-f", "--data-dir", os.path.join(node["data"], sn), "--plugins-dir", os.path.join(node["data"], f"{sn}.plugins"),
          "--control-socket", os.path.join(node["data"], f"{sn}.sock"), "--ca", node["ca"], "--token-file", os.path.join(node["server_data"], "enroll.token"),
-         "--agent-sn", sn, "--server", node["grpc"], "--tag", tag, "--backoff-cap", "1"],
+         "--agent-sn", sn, "--server", node["grpc"], "--tag", tag, "--backoff-cap", "1", "--start-delay", "0"],
         stdout=log, stderr=subprocess.STDOUT,
     )
 

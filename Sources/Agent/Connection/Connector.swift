@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import RPC
+import Synchronization
 
 /// Finds a node and holds a stream to it, forever: each round resolves every configured server
 /// to all its addresses and tries them in order, following Init redirects; between failed
@@ -22,6 +23,16 @@ struct Connector {
     }
 
     func run() async throws {
+        let ceiling = self.configuration.startDelay.ceiling(
+            uptime: StartDelay.uptime(), step: .seconds(Int(self.runtime.settings.step.load(ordering: .relaxed)))
+        )
+        if ceiling > .zero {
+            let delay = Backoff.uniform(ceiling)
+            self.logger.notice(
+                "waiting before the first connection", metadata: ["start.delay_ms": "\(delay.milliseconds)", "start.delay_max_ms": "\(ceiling.milliseconds)"]
+            )
+            try await Task.sleep(for: delay)
+        }
         var failedRounds = 0
         var preferred: [HostPort] = []
         while !Task.isCancelled {

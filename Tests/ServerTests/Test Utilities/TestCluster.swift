@@ -123,7 +123,7 @@ struct TestAgent {
         let sn = agentSN ?? "sn-\(name)-\(UUID().uuidString.prefix(8).lowercased())"
         let process = try TestProcess.start(
             "boot",
-            ["-f", "--data-dir", data, "--plugins-dir", "\(data).plugins", "--control-socket", "\(data).sock", "--ca", caFile, "--token-file", tokenFile, "--agent-sn", sn, "--backoff-cap", "1", "--log-level", "debug"]
+            ["-f", "--data-dir", data, "--plugins-dir", "\(data).plugins", "--control-socket", "\(data).sock", "--ca", caFile, "--token-file", tokenFile, "--agent-sn", sn, "--backoff-cap", "1", "--start-delay", "0", "--log-level", "debug"]
                 + servers.flatMap { ["--server", $0] } + arguments,
             log: "\(directory)/\(name).log"
         )
