@@ -164,6 +164,19 @@ struct ConsoleTests {
                 #expect(filtered.html.contains(#"data-sn="web-1""#) && !filtered.html.contains(#"data-sn="db-1""#))
                 let byNode = try await browser.request(.get, "/hosts?node=other")
                 #expect(byNode.html.contains(#"data-sn="db-1""#) && !byNode.html.contains(#"data-sn="web-1""#))
+                // Paged 50 at a time: the links keep the filters, the first page has no page=.
+                for index in 0 ..< 55 {
+                    let sn = "many-\(index)"
+                    try await store.registerHost(
+                        HostRegistration(agentSN: sn, hostname: sn, ipaddr: "10.1.0.\(index)", os: "linux", arch: "x86_64", version: "1.0", node: "node")
+                    )
+                    try await store.bindTag(name: "zone", value: "a", to: sn)
+                }
+                let first = try await browser.request(.get, "/hosts?tag=zone%3Da")
+                #expect(first.html.contains("Page 1 of 2") && first.html.contains(#"href="/hosts?tag=zone%3Da&amp;page=2""#))
+                let second = try await browser.request(.get, "/hosts?tag=zone%3Da&page=2")
+                #expect(second.html.contains("Page 2 of 2") && second.html.contains(#"rel="prev" href="/hosts?tag=zone%3Da""#))
+                #expect(second.html.components(separatedBy: "data-sn=").count - 1 == 5)
                 let bad = try await browser.request(.get, "/hosts?tag=novalue")
                 #expect(bad.status == 400 && bad.html.contains("name=value"))
 

@@ -187,8 +187,7 @@ struct Console<Transport: ClientTransport>: Sendable {
 
     static func toSignIn(_ request: Request) -> Response {
         let here = request.uri.query.map { "\(request.uri.path)?\($0)" } ?? request.uri.path
-        let next = here.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "/"
-        return Response.redirect(to: "/signin?next=\(next)", type: .found)
+        return Response.redirect(to: "/signin?next=\(ConsoleText.encoded(here))", type: .found)
     }
 
     func failure(_ error: any Error, request: Request, session: ConsoleSession) async -> Response {
@@ -211,8 +210,7 @@ struct Console<Transport: ClientTransport>: Sendable {
     /// After a form: back to `path` with a note shown once (in the query, never a secret).
     static func back(to path: String, note: String) -> Response {
         let separator = path.contains("?") ? "&" : "?"
-        let text = note.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
-        return Response.redirect(to: "\(path)\(separator)note=\(text)", type: .normal)
+        return Response.redirect(to: "\(path)\(separator)note=\(ConsoleText.encoded(note))", type: .normal)
     }
 }
 

@@ -52,13 +52,11 @@ extension Console {
         )
     }
 
+    /// A scheduled run as reported: it has ended.
     static func scheduleRun(_ run: Aspire_V1_ScheduleRun) -> [String: Any] {
-        let result = run.result
-        return [
+        ConsoleText.result(run.result, ended: true).merging([
             "name": run.name, "sn": run.agentSn, "href": "/hosts/\(ConsoleText.encoded(run.agentSn))", "due": ConsoleText.time(run.dueUnixMs),
-            "code": "\(result.retcode)", "message": result.message, "bad": result.resp != .success || result.retcode != 0,
-            "output": String(decoding: result.data + result.stderr, as: UTF8.self),
-        ]
+        ]) { $1 }
     }
 
     func plugins(_ visit: Visit) async throws -> Response {
@@ -97,29 +95,21 @@ extension Console {
     }
 
     func audit(_ visit: Visit) async throws -> Response {
-        let query = visit.query
-        let page = Int(try query.integer("page", range: 1 ... 1_000_000) ?? 1)
+        let pager = try ConsolePager(visit.query, path: "/audit", keeping: ["operator", "method"], newestFirst: true)
         let answer = try await self.admin.listAudit(
             .with {
-                $0.operator = query.string("operator")
-                $0.method = query.string("method")
-                $0.offset = Int32(page - 1) * Self.pageSize
-                $0.limit = Self.pageSize
+                $0.operator = pager["operator"]
+                $0.method = pager["method"]
+                $0.offset = pager.offset
+                $0.limit = pager.limit
             },
             metadata: visit.metadata
         )
-        let pages = max(1, (Int(answer.count) + Int(Self.pageSize) - 1) / Int(Self.pageSize))
-        var filter = ["operator": query.string("operator"), "method": query.string("method")].filter { !$0.value.isEmpty }
-            .map { "\($0.key)=\(ConsoleText.encoded($0.value))" }.sorted()
-        func link(_ page: Int) -> String {
-            filter.removeAll { $0.hasPrefix("page=") }
-            return "/audit?" + (filter + ["page=\(page)"]).joined(separator: "&")
-        }
         return self.views.page(
             "audit", tab: .audit, session: visit.session,
             [
-                "title": "Audit", "filterOperator": query.string("operator"), "filterMethod": query.string("method"), "count": answer.count,
-                "page": page, "pages": pages, "previous": page > 1 ? link(page - 1) : "", "next": page < pages ? link(page + 1) : "",
+                "title": "Audit", "filterOperator": pager["operator"], "filterMethod": pager["method"], "count": answer.count,
+                "pager": pager.values(count: Int(answer.count)),
                 "entries": answer.entries.map { entry -> [String: Any] in
                     [
                         "time": ConsoleText.time(entry.timeUnixMs), "actor": entry.actor, "role": entry.role, "address": entry.address,

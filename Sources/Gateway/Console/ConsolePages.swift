@@ -7,8 +7,6 @@ import SwiftProtobuf
 /// The console's pages: each reads what it shows from the Admin service with the operator's
 /// token and hands the template plain values.
 extension Console {
-    static var pageSize: Int32 { 50 }
-
     // MARK: Dashboard
 
     func dashboard(_ visit: Visit) async throws -> Response {
@@ -68,16 +66,18 @@ extension Console {
 
     // MARK: Hosts
 
+    /// The host list's filters in its URL: the REST route's names (``Aspire_V1_ListHostsRequest/init(filter:)``).
+    static var hostFilters: [String] { ["status", "tag", "hostname", "region", "node"] }
+
     func hosts(_ visit: Visit) async throws -> Response {
-        let filter = try ConsoleHostFilter(visit.query)
+        let filter = try ConsolePager(visit.query, path: "/hosts", keeping: Self.hostFilters)
         var request = try Aspire_V1_ListHostsRequest(filter: visit.query)
-        request.offset = Int32(filter.page - 1) * Self.pageSize
-        request.limit = Self.pageSize
+        request.offset = filter.offset
+        request.limit = filter.limit
         async let list = self.admin.listHosts(request, metadata: visit.metadata)
         async let regions = self.admin.listRegions(Aspire_V1_ListRegionsRequest(), metadata: visit.metadata)
         let (answer, regionList) = try await (list, regions)
         let names = Dictionary(regionList.regions.map { ($0.id, $0.name) }) { first, _ in first }
-        let pages = max(1, (Int(answer.count) + Int(Self.pageSize) - 1) / Int(Self.pageSize))
         return self.views.page(
             "hosts", tab: .hosts, session: visit.session,
             [
@@ -92,9 +92,7 @@ extension Console {
                 "count": answer.count, "any": answer.count > 0,
                 "first": answer.count == 0 ? 0 : Int(answer.offset) + 1,
                 "last": Int(answer.offset) + answer.hosts.count,
-                "page": filter.page, "pages": pages,
-                "previous": filter.page > 1 ? filter.url(page: filter.page - 1) : "",
-                "next": filter.page < pages ? filter.url(page: filter.page + 1) : "",
+                "pager": filter.values(count: Int(answer.count)),
                 "hosts": answer.hosts.map { host -> [String: Any] in
                     var row = Self.hostFacts(host)
                     row["region"] = host.region == 0 ? "" : names[host.region] ?? "\(host.region)"
@@ -109,10 +107,10 @@ extension Console {
     /// matches moves): the same filters and page as the list, read every ``liveInterval``. One
     /// stream per open page, ended when the page goes.
     func hostsLive(_ visit: Visit) async throws -> Response {
-        let filter = try ConsoleHostFilter(visit.query)
+        let filter = try ConsolePager(visit.query, path: "/hosts", keeping: Self.hostFilters)
         var request = try Aspire_V1_ListHostsRequest(filter: visit.query)
-        request.offset = Int32(filter.page - 1) * Self.pageSize
-        request.limit = Self.pageSize
+        request.offset = filter.offset
+        request.limit = filter.limit
         let (admin, metadata, interval, query) = (self.admin, visit.metadata, self.liveInterval, request)
         return ConsoleEvents.response { events in
             var seen: [String: String] = [:]
@@ -175,13 +173,10 @@ extension Console {
                 },
                 "events": eventList.events.map(Self.event),
                 "results": record.recent.map { recent -> [String: Any] in
-                    let result = recent.subtask.result
-                    let ended = recent.subtask.hasResult && result.resp != .unspecified
-                    return [
+                    ConsoleText.result(of: recent.subtask).merging([
                         "task": recent.taskID, "href": "/tasks/\(recent.taskID)", "command": recent.command, "status": recent.subtask.status,
-                        "code": ended ? "\(result.retcode)" : "", "message": result.message, "bad": ended && (result.resp != .success || result.retcode != 0),
-                        "output": String(decoding: result.data + result.stderr, as: UTF8.self), "time": ConsoleText.time(recent.subtask.modifiedUnixMs),
-                    ]
+                        "time": ConsoleText.time(recent.subtask.modifiedUnixMs),
+                    ]) { $1 }
                 },
                 "metrics": metricList.map { metric -> [String: Any] in
                     [
@@ -315,29 +310,23 @@ extension Console {
     }
 }
 
-/// The host list's filters as the URL holds them (the REST route's names), so a link
-/// restores them; and the URL of another page of the same list.
-struct ConsoleHostFilter {
-    static let names = ["status", "tag", "hostname", "region", "node"]
-    let values: [String: String]
-    let page: Int
-
-    init(_ query: Query) throws {
-        self.values = Dictionary(uniqueKeysWithValues: Self.names.map { ($0, query.string($0).trimmingCharacters(in: .whitespaces)) })
-        self.page = Int(try query.integer("page", range: 1 ... 1_000_000) ?? 1)
-    }
-
-    subscript(_ name: String) -> String { self.values[name] ?? "" }
-
-    func url(page: Int) -> String {
-        var items = Self.names.compactMap { name in self[name].isEmpty ? nil : "\(name)=\(ConsoleText.encoded(self[name]))" }
-        if page > 1 { items.append("page=\(page)") }
-        return items.isEmpty ? "/hosts" : "/hosts?" + items.joined(separator: "&")
-    }
-}
-
 /// Values as the pages show them.
 enum ConsoleText {
+    /// A command's result as the pages show it: its exit status (once it ended), message,
+    /// stdout and stderr, and whether it failed.
+    static func result(_ result: Aspire_V1_CommandResult, ended: Bool) -> [String: Any] {
+        [
+            "code": ended ? "\(result.retcode)" : "", "message": result.message,
+            "output": String(decoding: result.data, as: UTF8.self), "stderr": String(decoding: result.stderr, as: UTF8.self),
+            "bad": ended && (result.resp != .success || result.retcode != 0),
+        ]
+    }
+
+    /// A host's part of a task: ended once the host answered (or the task ended it).
+    static func result(of subtask: Aspire_V1_Subtask) -> [String: Any] {
+        self.result(subtask.result, ended: subtask.hasResult && subtask.result.resp != .unspecified)
+    }
+
     /// A time as operators read it: UTC, to the second.
     static func time(_ unixMilliseconds: Int64) -> String {
         guard unixMilliseconds > 0 else { return "" }

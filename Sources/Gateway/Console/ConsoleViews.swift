@@ -31,6 +31,8 @@ struct ConsoleViews: Sendable {
         "plugins": PackageResources.plugins_mustache,
         "audit": PackageResources.audit_mustache,
         "deploy": PackageResources.deploy_mustache,
+        "pager": PackageResources.pager_mustache,
+        "resultoutput": PackageResources.resultoutput_mustache,
     ]
 
     /// Static files under `/console/`, with their content types.
