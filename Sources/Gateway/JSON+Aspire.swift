@@ -175,6 +175,8 @@ enum RESTJSON {
             if !params.args.isEmpty { job["args"] = params.args }
         case .schedules(let params)?:
             job["schedules"] = params.schedules.map(schedule)
+        case .deployments(let params)?:
+            job["deployments"] = params.deployments.map { "\($0.agent.name) \($0.agent.version) r\($0.revision)" }
         case .plugins(let params)?:
             if !params.name.isEmpty { job["name"] = params.name }
             if params.timeout > 0 { job["timeout"] = Int(params.timeout) }

@@ -18,9 +18,9 @@ struct StoreConformanceTests {
     @Test("Migrations apply once and again as a no-op", arguments: StoreHarness.engines)
     func migrations(_ kind: SQLEngineKind) async throws {
         try await StoreHarness.withStore(kind) { store in
-            #expect(try await store.appliedMigrations() == Array(1 ... 13))
+            #expect(try await store.appliedMigrations() == Array(1 ... 14))
             try await store.migrate()
-            #expect(try await store.appliedMigrations() == Array(1 ... 13))
+            #expect(try await store.appliedMigrations() == Array(1 ... 14))
             #expect(try await store.regions() == [RegionRecord(id: 0, name: "global")])
         }
     }
@@ -283,7 +283,7 @@ struct StoreConformanceTests {
             #expect(try await store.host(agentSN: "sn-1")?.step == 120)
             #expect(try await store.host(agentSN: "sn-2")?.step == 600, "step 0 keeps the previous step")
             #expect(try await store.subAgents(agentSN: "sn-1").map(\.name) == ["Basic", "Monitor"])
-            #expect(try await store.deployments().map { "\($0.name) \($0.version) \($0.hosts)/\($0.running)" } == ["Basic 0.1 1/0", "Monitor 1.0 2/1"])
+            #expect(try await store.subAgentVersions().map { "\($0.name) \($0.version) \($0.hosts)/\($0.running)" } == ["Basic 0.1 1/0", "Monitor 1.0 2/1"])
             try await store.recordStatus(agentSN: "sn-1", step: 120, subAgents: [])
             #expect(try await store.subAgents(agentSN: "sn-1").isEmpty, "a report replaces the previous list")
         }

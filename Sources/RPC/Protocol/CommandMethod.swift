@@ -16,6 +16,8 @@ public enum CommandMethod: Hashable, Sendable, CustomStringConvertible {
     case config
     /// `schedule.set`: the host's scheduled commands (sent by the server, never by a task).
     case scheduleSet
+    /// `deployment.set`: the sub-agents the host's deployments declare (the server's alone).
+    case deploymentSet
     /// `plugin.<action>`: the host's plugins (`plugin.set` is the server's alone).
     case plugin(PluginAction)
 
@@ -33,13 +35,13 @@ public enum CommandMethod: Hashable, Sendable, CustomStringConvertible {
 
     /// The parameters a method takes: one case of `Command.params`.
     public enum Parameters: Sendable {
-        case bash, getInfo, subAgent, config, schedules, plugins
+        case bash, getInfo, subAgent, config, schedules, plugins, deployments
 
         /// Whether `params` is this case. getinfo methods may carry no parameters at all.
         func matches(_ params: Aspire_V1_Command.OneOf_Params?) -> Bool {
             switch (self, params) {
             case (.bash, .bash?), (.getInfo, .getinfo?), (.getInfo, nil), (.subAgent, .subagent?), (.config, .config?),
-                (.schedules, .schedules?), (.plugins, .plugins?):
+                (.schedules, .schedules?), (.plugins, .plugins?), (.deployments, .deployments?):
                 true
             default:
                 false
@@ -55,24 +57,26 @@ public enum CommandMethod: Hashable, Sendable, CustomStringConvertible {
             case .config: "config parameters (svrlist, step, tags)"
             case .schedules: "the schedules"
             case .plugins: "plugin parameters"
+            case .deployments: "the deployments"
             }
         }
     }
 
     /// Every method.
     public static var allCases: [CommandMethod] {
-        [.bash] + GetInfoTopic.allCases.map(Self.getInfo) + SubAgentAction.allCases.map(Self.subAgent) + [.config, .scheduleSet]
+        [.bash] + GetInfoTopic.allCases.map(Self.getInfo) + SubAgentAction.allCases.map(Self.subAgent) + [.config, .scheduleSet, .deploymentSet]
             + PluginAction.allCases.map(Self.plugin)
     }
 
-    /// The methods a task may carry; the server sends `schedule.set` and `plugin.set` itself.
+    /// The methods a task may carry; the server sends `schedule.set`, `deployment.set` and
+    /// `plugin.set` itself.
     public static var taskMethods: [CommandMethod] {
         self.allCases.filter(\.isTaskMethod)
     }
 
     public var isTaskMethod: Bool {
         switch self {
-        case .scheduleSet, .plugin(.set): false
+        case .scheduleSet, .deploymentSet, .plugin(.set): false
         default: true
         }
     }
@@ -85,6 +89,7 @@ public enum CommandMethod: Hashable, Sendable, CustomStringConvertible {
         case .subAgent(let action): "agent.\(action.rawValue)"
         case .config: "config"
         case .scheduleSet: "schedule.set"
+        case .deploymentSet: "deployment.set"
         case .plugin(let action): "plugin.\(action.rawValue)"
         }
     }
@@ -115,6 +120,7 @@ public enum CommandMethod: Hashable, Sendable, CustomStringConvertible {
         case .subAgent: .subAgent
         case .config: .config
         case .scheduleSet: .schedules
+        case .deploymentSet: .deployments
         case .plugin: .plugins
         }
     }

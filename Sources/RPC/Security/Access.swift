@@ -57,12 +57,13 @@ public enum AccessTable {
         // Reading.
         "ListAgents": .read, "GetTask": .read, "ListTasks": .read, "ListHosts": .read, "GetHost": .read,
         "ListTags": .read, "ListRegions": .read, "ListEvents": .read, "Dashboard": .read, "ListPackages": .read,
-        "ListSchedules": .read, "ListScheduleRuns": .read, "ListPlugins": .read,
+        "ListSchedules": .read, "ListScheduleRuns": .read, "ListPlugins": .read, "ListDeployments": .read, "GetDeployment": .read,
         "QueryMetrics": .metrics, "ExportMetrics": .metrics,
         // Acting on hosts: scoped for operators.
         "RunCommand": .operate, "RunCommandStream": .operate, "CreateTask": .operate, "CancelTask": .operate,
         "CreateSchedule": .operate, "DeleteSchedule": .operate, "SetScheduleEnabled": .operate, "ImportCrontab": .operate,
         "CreatePlugin": .operate, "DeletePlugin": .operate,
+        "ApplyDeployment": .operate, "ControlDeployment": .operate, "DeleteDeployment": .operate,
         // Administering: what decides who and what is trusted, or regroups hosts.
         "UploadPackage": .administer, "DeletePackages": .administer,
         "CreateTag": .administer, "DeleteTag": .administer, "BindTag": .administer, "CreateRegion": .administer, "SetHostRegion": .administer,

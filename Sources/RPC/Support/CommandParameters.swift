@@ -88,7 +88,7 @@ public enum CommandParameters {
                 try PathName.check(plugin.name, field: "plugin name")
             }
             params = .plugins(plugin)
-        case .scheduleSet:
+        case .scheduleSet, .deploymentSet:
             // Not a task method: CommandMethod(taskName:) never answers it.
             throw AspireError(.invalidParams, "unknown command '\(name)'; use one of \(self.methods.joined(separator: ", "))")
         }
@@ -143,7 +143,7 @@ public enum CommandParameters {
             put("timeout", plugin.timeout)
             put("param", plugin.param)
             put("seconds", plugin.disableSeconds)
-        case .schedules?, nil:
+        case .schedules?, .deployments?, nil:
             break
         }
         return (method.taskName, Google_Protobuf_Struct(fields: fields))
@@ -161,6 +161,14 @@ extension Aspire_V1_ScheduleParams {
     /// hex SHA256 of the serialized set, empty for no schedules.
     public var digest: String {
         guard !self.schedules.isEmpty, let bytes = try? self.serializedBytes() as [UInt8] else { return "" }
+        return SHA256.hash(data: bytes).hexString
+    }
+}
+
+extension Aspire_V1_DeploymentParams {
+    /// What an agent reports in Hello as the deployment set it has, as ``Aspire_V1_ScheduleParams/digest``.
+    public var digest: String {
+        guard !self.deployments.isEmpty, let bytes = try? self.serializedBytes() as [UInt8] else { return "" }
         return SHA256.hash(data: bytes).hexString
     }
 }

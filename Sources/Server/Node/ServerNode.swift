@@ -176,6 +176,9 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
         },
         NodeService("task engine", after: ready, logger: logger) { try await tasks.run() },
         NodeService("config distributor", after: ready, logger: logger) { try await distributor.run() },
+        NodeService("rollouts", after: ready, logger: logger) {
+            try await RolloutController(store: store, distributor: distributor, interval: configuration.tasks.sweepInterval, logger: logger).run()
+        },
         NodeService("metric ingest", after: ready, logger: logger) { try await metrics.run() },
         NodeService("revocation watch", after: ready, logger: logger) { try await revocations.run() },
         NodeService("membership", after: ready, logger: logger) {

@@ -21,6 +21,7 @@ struct ScopeCheck: Sendable {
             case let request as Aspire_V1_CreateScheduleRequest: Targets(agents: request.agents, selector: request.tags)
             case let request as Aspire_V1_ImportCrontabRequest: Targets(agents: request.agents, selector: request.tags)
             case let request as Aspire_V1_CreatePluginRequest: Targets(agents: request.agents, selector: request.tags)
+            case let request as Aspire_V1_ApplyDeploymentRequest: Targets(selector: request.spec.tags)
             case let request as Aspire_V1_BindTagRequest: Targets(agents: request.agentSns)
             case let request as Aspire_V1_SetHostRegionRequest: Targets(agents: request.agentSns)
             case let request as Aspire_V1_DeleteHostRequest: Targets(agents: [request.agentSn])
@@ -59,6 +60,12 @@ struct ScopeCheck: Sendable {
             return given + (try await self.plugin(request.plugin.name))
         case let request as Aspire_V1_DeletePluginRequest:
             return try await self.plugin(request.name)
+        case let request as Aspire_V1_ApplyDeploymentRequest:
+            return given + (try await self.deployment(request.spec.name))
+        case let request as Aspire_V1_ControlDeploymentRequest:
+            return try await self.deployment(request.name)
+        case let request as Aspire_V1_DeleteDeploymentRequest:
+            return try await self.deployment(request.name)
         default:
             throw RPCError(code: .permissionDenied, message: "this call cannot be checked against a scope")
         }
@@ -70,6 +77,10 @@ struct ScopeCheck: Sendable {
 
     private func plugin(_ name: String) async throws -> [Targets] {
         try await self.store.plugins(name: name).map { Targets(agents: $0.agents, selector: $0.selector) }
+    }
+
+    private func deployment(_ name: String) async throws -> [Targets] {
+        try await self.store.deployments(name: name).map { Targets(selector: $0.spec.tags) }
     }
 
     private func require(_ targets: Targets, within scope: [String: String], caller: String) async throws {

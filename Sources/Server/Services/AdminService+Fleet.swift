@@ -181,7 +181,7 @@ extension AdminService {
             message.online = Int32(sample.online)
             return message
         }
-        response.deployments = try await self.store.deployments().map { record in
+        response.deployments = try await self.store.subAgentVersions().map { record in
             var deployment = Aspire_V1_Deployment()
             deployment.name = record.name
             deployment.version = record.version

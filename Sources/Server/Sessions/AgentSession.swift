@@ -21,7 +21,7 @@ public final class AgentSession: Sendable {
 
     /// What a node keeps an agent's copy of (see ``ConfigDistributor``).
     enum ConfigSet: Hashable {
-        case schedules, plugins
+        case schedules, plugins, deployments
     }
 
     public var agentSN: String { self.hello.agentSn }
@@ -40,7 +40,7 @@ public final class AgentSession: Sendable {
         self.connectedAt = Date()
         self.outbound = outbound
         self.lastSeenMillis = Atomic(Date().unixMilliseconds)
-        self.digests = Mutex([.schedules: hello.schedulesDigest, .plugins: hello.pluginsDigest])
+        self.digests = Mutex([.schedules: hello.schedulesDigest, .plugins: hello.pluginsDigest, .deployments: hello.deploymentsDigest])
     }
 
     /// Queues a message for the agent; false when the stream is already closed.

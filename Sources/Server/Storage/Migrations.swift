@@ -350,6 +350,52 @@ enum Migrations {
             // One row every SQLStore.hostCountStep: the first node to count in a step writes it.
             ["CREATE TABLE host_counts (bucket BIGINT PRIMARY KEY, total INTEGER NOT NULL, online INTEGER NOT NULL)"]
         },
+        Step(version: 14, name: "declared deployments") { kind in
+            [
+                // The spec and rollout policy as protobuf JSON; `stable` is the spec of the
+                // stable revision ('' on a first revision).
+                """
+                CREATE TABLE deployments (
+                    id \(Self.idColumn(kind)),
+                    name TEXT NOT NULL UNIQUE,
+                    spec TEXT NOT NULL,
+                    rollout TEXT NOT NULL,
+                    revision BIGINT NOT NULL,
+                    stable TEXT NOT NULL DEFAULT '',
+                    stable_revision BIGINT NOT NULL DEFAULT 0,
+                    state TEXT NOT NULL,
+                    wave INTEGER NOT NULL DEFAULT 0,
+                    wave_started BIGINT NOT NULL DEFAULT 0,
+                    reason TEXT NOT NULL DEFAULT '',
+                    gmt_create BIGINT NOT NULL,
+                    gmt_modify BIGINT NOT NULL)
+                """,
+                // The hosts a rollout moved to its revision, and in which wave.
+                """
+                CREATE TABLE deployment_moves (
+                    deployment TEXT NOT NULL,
+                    agentsn TEXT NOT NULL,
+                    revision BIGINT NOT NULL,
+                    wave INTEGER NOT NULL,
+                    moved BIGINT NOT NULL,
+                    PRIMARY KEY (deployment, agentsn))
+                """,
+                // What each host reports it runs of each deployment.
+                """
+                CREATE TABLE hosts_deployments (
+                    hostid BIGINT NOT NULL REFERENCES hosts (id) ON DELETE CASCADE,
+                    name TEXT NOT NULL,
+                    revision BIGINT NOT NULL,
+                    version TEXT NOT NULL,
+                    error TEXT NOT NULL DEFAULT '',
+                    gmt_modify BIGINT NOT NULL,
+                    PRIMARY KEY (hostid, name))
+                """,
+                // Counters that move when something without timestamps of its own changes.
+                "CREATE TABLE revisions (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+                "INSERT INTO revisions (name, value) VALUES ('tags', 0)",
+            ]
+        },
     ]
 
     /// An auto-numbered primary key.

@@ -66,3 +66,19 @@ extension SQLStore {
         }
     }
 }
+
+extension SQLStore {
+    /// Every build (os, arch) of `name` `version` in the store.
+    public func builds(name: String, version: String) async throws -> [PackageRecord] {
+        var query = PackageQuery()
+        query.name = name
+        query.version = version
+        query.page = Page(offset: 0, limit: 1000)
+        return try await self.packages(query).items
+    }
+
+    /// Changes whenever a package is added or deleted, on any node.
+    public func packageRevision() async throws -> String {
+        try await self.revision(of: "agents")
+    }
+}

@@ -1,5 +1,5 @@
 import Foundation
-import RPC
+public import RPC
 import SQLKit
 
 /// A sub-agent of a host as its BootAgent reports it.
@@ -32,7 +32,7 @@ public struct SubAgentRecord: Sendable, Hashable {
 }
 
 /// How many hosts run a version of a sub-agent.
-public struct DeploymentRecord: Sendable, Hashable {
+public struct SubAgentVersionCount: Sendable, Hashable {
     public var name: String
     public var version: String
     public var hosts: Int
@@ -44,9 +44,11 @@ public struct DeploymentRecord: Sendable, Hashable {
 
 extension SQLStore {
     /// Records a status report: the host was seen now, reports every `step` seconds, and runs
-    /// exactly these sub-agents. False when the host is unknown.
+    /// exactly these sub-agents and these deployment revisions. False when the host is unknown.
     @discardableResult
-    public func recordStatus(agentSN: String, step: Int, subAgents: [SubAgentRecord]) async throws -> Bool {
+    public func recordStatus(
+        agentSN: String, step: Int, subAgents: [SubAgentRecord], deployments: [Aspire_V1_DeploymentState] = []
+    ) async throws -> Bool {
         let now = Self.now
         return try await self.transaction { database in
             guard let row = try await database.raw(
@@ -71,6 +73,17 @@ extension SQLStore {
                     """
                 ).run()
             }
+            try await database.raw("DELETE FROM hosts_deployments WHERE hostid = \(bind: hostID)").run()
+            for deployment in deployments {
+                try await database.raw(
+                    """
+                    INSERT INTO hosts_deployments (hostid, name, revision, version, error, gmt_modify)
+                    VALUES (\(bind: hostID), \(bind: deployment.name), \(bind: deployment.revision), \(bind: deployment.version),
+                            \(bind: String(deployment.error.prefix(1000))), \(bind: now))
+                    ON CONFLICT (hostid, name) DO NOTHING
+                    """
+                ).run()
+            }
             return true
         }
     }
@@ -86,7 +99,8 @@ extension SQLStore {
                     name: $0.name, version: $0.version, status: $0.status, pid: Int($0.pid), restarts: Int($0.restarts),
                     uptime: $0.uptime, message: $0.message, previousVersion: $0.previousVersion
                 )
-            }
+            },
+            deployments: report.deployments
         )
         try await self.bindTags(report.tags, to: agentSN)
     }
@@ -115,7 +129,7 @@ extension SQLStore {
     }
 
     /// Hosts per sub-agent name and version, and how many of them are in each state.
-    public func deployments() async throws -> [DeploymentRecord] {
+    public func subAgentVersions() async throws -> [SubAgentVersionCount] {
         try await self.engine.withConnection { database in
             try await database.raw(
                 """
@@ -127,7 +141,7 @@ extension SQLStore {
                 FROM hosts_agents GROUP BY name, version ORDER BY name, version
                 """
             ).all().map { row in
-                DeploymentRecord(
+                SubAgentVersionCount(
                     name: try row.decode(column: "name", as: String.self),
                     version: try row.decode(column: "version", as: String.self),
                     hosts: try row.decode(column: "hosts", as: Int.self),

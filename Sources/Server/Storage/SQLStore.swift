@@ -302,8 +302,10 @@ extension SQLStore {
     /// Deletes a tag and its bindings; false when there was none.
     @discardableResult
     public func deleteTag(id: Int) async throws -> Bool {
-        try await self.engine.withConnection { database in
-            try await !database.raw("DELETE FROM tags WHERE id = \(bind: id) RETURNING id").all().isEmpty
+        try await self.transaction { database in
+            let deleted = try await !database.raw("DELETE FROM tags WHERE id = \(bind: id) RETURNING id").all().isEmpty
+            if deleted { try await Self.bump("tags", on: database) }
+            return deleted
         }
     }
 
@@ -358,21 +360,22 @@ extension SQLStore {
                 ON CONFLICT (name, value) DO NOTHING
                 """
             ).run()
-            try await database.raw(
+            let added = try await database.raw(
                 """
                 INSERT INTO hosts_tags (hostid, tagid)
                 SELECT \(bind: hostID), id FROM tags WHERE name = \(bind: name) AND value = \(bind: value)
-                ON CONFLICT (hostid, tagid) DO NOTHING
+                ON CONFLICT (hostid, tagid) DO NOTHING RETURNING hostid
                 """
-            ).run()
+            ).first()
+            if added != nil { try await Self.bump("tags", on: database) }
         }
     }
 
     /// Unbinds `name=value` from a host; false when it was not bound.
     @discardableResult
     public func unbindTag(name: String, value: String, from agentSN: String) async throws -> Bool {
-        try await self.engine.withConnection { database in
-            try await !database.raw(
+        try await self.transaction { database in
+            let unbound = try await !database.raw(
                 """
                 DELETE FROM hosts_tags
                 WHERE hostid = (SELECT id FROM hosts WHERE agentsn = \(bind: agentSN))
@@ -380,6 +383,20 @@ extension SQLStore {
                 RETURNING tagid
                 """
             ).all().isEmpty
+            if unbound { try await Self.bump("tags", on: database) }
+            return unbound
+        }
+    }
+
+    /// Moves a counter of the `revisions` table (in the caller's transaction).
+    static func bump(_ counter: String, on database: any SQLDatabase) async throws {
+        try await database.raw("UPDATE revisions SET value = value + 1 WHERE name = \(bind: counter)").run()
+    }
+
+    /// Changes whenever a tag is bound to a host or unbound, on any node.
+    public func tagRevision() async throws -> Int64 {
+        try await self.engine.withConnection { database in
+            try await database.raw("SELECT value FROM revisions WHERE name = 'tags'").first()?.decode(column: "value", as: Int64.self) ?? 0
         }
     }
 

@@ -12,7 +12,7 @@ extension TaskEngine {
         mutating func of(name: String, version: String, in engine: TaskEngine) async throws -> [PackageRecord] {
             let key = "\(name)\u{0}\(version)"
             if let builds = self.known[key] { return builds }
-            let builds = try await engine.builds(name: name, version: version)
+            let builds = try await engine.store.builds(name: name, version: version)
             self.known[key] = builds
             return builds
         }
@@ -22,15 +22,6 @@ extension TaskEngine {
     enum Delivery {
         case send(Aspire_V1_Command)
         case refuse(Aspire_V1_CommandResult)
-    }
-
-    /// Every build (os, arch) of `name` `version` in the store.
-    func builds(name: String, version: String) async throws -> [PackageRecord] {
-        var query = PackageQuery()
-        query.name = name
-        query.version = version
-        query.page = Page(offset: 0, limit: 1000)
-        return try await self.store.packages(query).items
     }
 
     /// `command` as `agentSN` gets it: unchanged unless it waits for a build, else with the url

@@ -162,7 +162,7 @@ public final class TaskEngine: Service {
             resolved.fields["version"] = Google_Protobuf_Value(stringValue: named)
             return resolved
         }
-        if url.isEmpty, !version.isEmpty, try await self.builds(name: name, version: version).count > 1 {
+        if url.isEmpty, !version.isEmpty, try await self.store.builds(name: name, version: version).count > 1 {
             return parameters
         }
         let package = try await self.store.storedPackage(name: name, version: version, url: url, context: "\(command) \(name)")

@@ -594,6 +594,71 @@ public enum Aspire_V1_Admin: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ApplyDeployment" metadata.
+        public enum ApplyDeployment: Sendable {
+            /// Request type for "ApplyDeployment".
+            public typealias Input = Aspire_V1_ApplyDeploymentRequest
+            /// Response type for "ApplyDeployment".
+            public typealias Output = Aspire_V1_DeploymentInfo
+            /// Descriptor for "ApplyDeployment".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "ApplyDeployment",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListDeployments" metadata.
+        public enum ListDeployments: Sendable {
+            /// Request type for "ListDeployments".
+            public typealias Input = Aspire_V1_ListDeploymentsRequest
+            /// Response type for "ListDeployments".
+            public typealias Output = Aspire_V1_ListDeploymentsResponse
+            /// Descriptor for "ListDeployments".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "ListDeployments",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetDeployment" metadata.
+        public enum GetDeployment: Sendable {
+            /// Request type for "GetDeployment".
+            public typealias Input = Aspire_V1_GetDeploymentRequest
+            /// Response type for "GetDeployment".
+            public typealias Output = Aspire_V1_DeploymentStatus
+            /// Descriptor for "GetDeployment".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "GetDeployment",
+                type: .unary
+            )
+        }
+        /// Namespace for "ControlDeployment" metadata.
+        public enum ControlDeployment: Sendable {
+            /// Request type for "ControlDeployment".
+            public typealias Input = Aspire_V1_ControlDeploymentRequest
+            /// Response type for "ControlDeployment".
+            public typealias Output = Aspire_V1_DeploymentInfo
+            /// Descriptor for "ControlDeployment".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "ControlDeployment",
+                type: .unary
+            )
+        }
+        /// Namespace for "DeleteDeployment" metadata.
+        public enum DeleteDeployment: Sendable {
+            /// Request type for "DeleteDeployment".
+            public typealias Input = Aspire_V1_DeleteDeploymentRequest
+            /// Response type for "DeleteDeployment".
+            public typealias Output = Aspire_V1_DeploymentInfo
+            /// Descriptor for "DeleteDeployment".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "aspire.v1.Admin"),
+                method: "DeleteDeployment",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "aspire.v1.Admin" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             RunCommand.descriptor,
@@ -639,7 +704,12 @@ public enum Aspire_V1_Admin: Sendable {
             ListPlugins.descriptor,
             DeletePlugin.descriptor,
             QueryMetrics.descriptor,
-            ExportMetrics.descriptor
+            ExportMetrics.descriptor,
+            ApplyDeployment.descriptor,
+            ListDeployments.descriptor,
+            GetDeployment.descriptor,
+            ControlDeployment.descriptor,
+            DeleteDeployment.descriptor
         ]
     }
 }
@@ -1425,6 +1495,98 @@ extension Aspire_V1_Admin {
             request: GRPCCore.StreamingServerRequest<Aspire_V1_ExportMetricsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ExportMetricsResponse>
+
+        /// Handle the "ApplyDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Declared deployments: what every host matching a tag selector must run. Every matching host
+        /// > converges to it — online now, joining or tagged later, back from offline — and a host that
+        /// > stops matching removes it (or keeps it, unmanaged). Creates a deployment, or changes one: a
+        /// > changed deployment rolls out in waves (canary, then batches), each promoted only when its
+        /// > hosts run the new revision through the health window; past max_failures the rollout halts
+        /// > and, unless told not to, the hosts already moved go back. Applying what is already declared
+        /// > changes nothing.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_ApplyDeploymentRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_DeploymentInfo` messages.
+        func applyDeployment(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_ApplyDeploymentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DeploymentInfo>
+
+        /// Handle the "ListDeployments" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_ListDeploymentsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_ListDeploymentsResponse` messages.
+        func listDeployments(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_ListDeploymentsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListDeploymentsResponse>
+
+        /// Handle the "GetDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One deployment: its hosts counted per version and state, the current wave, why it stopped.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_GetDeploymentRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_DeploymentStatus` messages.
+        func getDeployment(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_GetDeploymentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DeploymentStatus>
+
+        /// Handle the "ControlDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > pause, resume or rollback a deployment's rollout.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_ControlDeploymentRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_DeploymentInfo` messages.
+        func controlDeployment(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_ControlDeploymentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DeploymentInfo>
+
+        /// Handle the "DeleteDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Deletes a deployment; its hosts remove the sub-agent or keep it, as its on_untag says.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Aspire_V1_DeleteDeploymentRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Aspire_V1_DeploymentInfo` messages.
+        func deleteDeployment(
+            request: GRPCCore.StreamingServerRequest<Aspire_V1_DeleteDeploymentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DeploymentInfo>
     }
 
     /// Service protocol for the "aspire.v1.Admin" service.
@@ -2194,6 +2356,98 @@ extension Aspire_V1_Admin {
             request: GRPCCore.ServerRequest<Aspire_V1_ExportMetricsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ExportMetricsResponse>
+
+        /// Handle the "ApplyDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Declared deployments: what every host matching a tag selector must run. Every matching host
+        /// > converges to it — online now, joining or tagged later, back from offline — and a host that
+        /// > stops matching removes it (or keeps it, unmanaged). Creates a deployment, or changes one: a
+        /// > changed deployment rolls out in waves (canary, then batches), each promoted only when its
+        /// > hosts run the new revision through the health window; past max_failures the rollout halts
+        /// > and, unless told not to, the hosts already moved go back. Applying what is already declared
+        /// > changes nothing.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ApplyDeploymentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_DeploymentInfo` message.
+        func applyDeployment(
+            request: GRPCCore.ServerRequest<Aspire_V1_ApplyDeploymentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_DeploymentInfo>
+
+        /// Handle the "ListDeployments" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListDeploymentsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_ListDeploymentsResponse` message.
+        func listDeployments(
+            request: GRPCCore.ServerRequest<Aspire_V1_ListDeploymentsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListDeploymentsResponse>
+
+        /// Handle the "GetDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One deployment: its hosts counted per version and state, the current wave, why it stopped.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_GetDeploymentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_DeploymentStatus` message.
+        func getDeployment(
+            request: GRPCCore.ServerRequest<Aspire_V1_GetDeploymentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_DeploymentStatus>
+
+        /// Handle the "ControlDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > pause, resume or rollback a deployment's rollout.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ControlDeploymentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_DeploymentInfo` message.
+        func controlDeployment(
+            request: GRPCCore.ServerRequest<Aspire_V1_ControlDeploymentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_DeploymentInfo>
+
+        /// Handle the "DeleteDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Deletes a deployment; its hosts remove the sub-agent or keep it, as its on_untag says.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DeleteDeploymentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Aspire_V1_DeploymentInfo` message.
+        func deleteDeployment(
+            request: GRPCCore.ServerRequest<Aspire_V1_DeleteDeploymentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Aspire_V1_DeploymentInfo>
     }
 
     /// Simple service protocol for the "aspire.v1.Admin" service.
@@ -2962,6 +3216,98 @@ extension Aspire_V1_Admin {
             request: Aspire_V1_ExportMetricsRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Aspire_V1_ExportMetricsResponse
+
+        /// Handle the "ApplyDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Declared deployments: what every host matching a tag selector must run. Every matching host
+        /// > converges to it — online now, joining or tagged later, back from offline — and a host that
+        /// > stops matching removes it (or keeps it, unmanaged). Creates a deployment, or changes one: a
+        /// > changed deployment rolls out in waves (canary, then batches), each promoted only when its
+        /// > hosts run the new revision through the health window; past max_failures the rollout halts
+        /// > and, unless told not to, the hosts already moved go back. Applying what is already declared
+        /// > changes nothing.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_ApplyDeploymentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_DeploymentInfo` to respond with.
+        func applyDeployment(
+            request: Aspire_V1_ApplyDeploymentRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_DeploymentInfo
+
+        /// Handle the "ListDeployments" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_ListDeploymentsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_ListDeploymentsResponse` to respond with.
+        func listDeployments(
+            request: Aspire_V1_ListDeploymentsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_ListDeploymentsResponse
+
+        /// Handle the "GetDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One deployment: its hosts counted per version and state, the current wave, why it stopped.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_GetDeploymentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_DeploymentStatus` to respond with.
+        func getDeployment(
+            request: Aspire_V1_GetDeploymentRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_DeploymentStatus
+
+        /// Handle the "ControlDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > pause, resume or rollback a deployment's rollout.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_ControlDeploymentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_DeploymentInfo` to respond with.
+        func controlDeployment(
+            request: Aspire_V1_ControlDeploymentRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_DeploymentInfo
+
+        /// Handle the "DeleteDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Deletes a deployment; its hosts remove the sub-agent or keep it, as its on_untag says.
+        ///
+        /// - Parameters:
+        ///   - request: A `Aspire_V1_DeleteDeploymentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Aspire_V1_DeploymentInfo` to respond with.
+        func deleteDeployment(
+            request: Aspire_V1_DeleteDeploymentRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Aspire_V1_DeploymentInfo
     }
 }
 
@@ -3453,6 +3799,61 @@ extension Aspire_V1_Admin.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.ApplyDeployment.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ApplyDeploymentRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_DeploymentInfo>(),
+            handler: { request, context in
+                try await self.applyDeployment(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.ListDeployments.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListDeploymentsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListDeploymentsResponse>(),
+            handler: { request, context in
+                try await self.listDeployments(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.GetDeployment.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_GetDeploymentRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_DeploymentStatus>(),
+            handler: { request, context in
+                try await self.getDeployment(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.ControlDeployment.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ControlDeploymentRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_DeploymentInfo>(),
+            handler: { request, context in
+                try await self.controlDeployment(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Aspire_V1_Admin.Method.DeleteDeployment.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_DeleteDeploymentRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_DeploymentInfo>(),
+            handler: { request, context in
+                try await self.deleteDeployment(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -3937,6 +4338,61 @@ extension Aspire_V1_Admin.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ExportMetricsResponse> {
         let response = try await self.exportMetrics(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func applyDeployment(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_ApplyDeploymentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DeploymentInfo> {
+        let response = try await self.applyDeployment(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listDeployments(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_ListDeploymentsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_ListDeploymentsResponse> {
+        let response = try await self.listDeployments(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getDeployment(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_GetDeploymentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DeploymentStatus> {
+        let response = try await self.getDeployment(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func controlDeployment(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_ControlDeploymentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DeploymentInfo> {
+        let response = try await self.controlDeployment(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func deleteDeployment(
+        request: GRPCCore.StreamingServerRequest<Aspire_V1_DeleteDeploymentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Aspire_V1_DeploymentInfo> {
+        let response = try await self.deleteDeployment(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -4516,6 +4972,71 @@ extension Aspire_V1_Admin.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ExportMetricsResponse> {
         return GRPCCore.ServerResponse<Aspire_V1_ExportMetricsResponse>(
             message: try await self.exportMetrics(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func applyDeployment(
+        request: GRPCCore.ServerRequest<Aspire_V1_ApplyDeploymentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_DeploymentInfo> {
+        return GRPCCore.ServerResponse<Aspire_V1_DeploymentInfo>(
+            message: try await self.applyDeployment(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listDeployments(
+        request: GRPCCore.ServerRequest<Aspire_V1_ListDeploymentsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_ListDeploymentsResponse> {
+        return GRPCCore.ServerResponse<Aspire_V1_ListDeploymentsResponse>(
+            message: try await self.listDeployments(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getDeployment(
+        request: GRPCCore.ServerRequest<Aspire_V1_GetDeploymentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_DeploymentStatus> {
+        return GRPCCore.ServerResponse<Aspire_V1_DeploymentStatus>(
+            message: try await self.getDeployment(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func controlDeployment(
+        request: GRPCCore.ServerRequest<Aspire_V1_ControlDeploymentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_DeploymentInfo> {
+        return GRPCCore.ServerResponse<Aspire_V1_DeploymentInfo>(
+            message: try await self.controlDeployment(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func deleteDeployment(
+        request: GRPCCore.ServerRequest<Aspire_V1_DeleteDeploymentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Aspire_V1_DeploymentInfo> {
+        return GRPCCore.ServerResponse<Aspire_V1_DeploymentInfo>(
+            message: try await self.deleteDeployment(
                 request: request.message,
                 context: context
             ),
@@ -5511,6 +6032,123 @@ extension Aspire_V1_Admin {
             deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ExportMetricsResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ExportMetricsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ApplyDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Declared deployments: what every host matching a tag selector must run. Every matching host
+        /// > converges to it — online now, joining or tagged later, back from offline — and a host that
+        /// > stops matching removes it (or keeps it, unmanaged). Creates a deployment, or changes one: a
+        /// > changed deployment rolls out in waves (canary, then batches), each promoted only when its
+        /// > hosts run the new revision through the health window; past max_failures the rollout halts
+        /// > and, unless told not to, the hosts already moved go back. Applying what is already declared
+        /// > changes nothing.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ApplyDeploymentRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ApplyDeploymentRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_DeploymentInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func applyDeployment<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ApplyDeploymentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ApplyDeploymentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_DeploymentInfo>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeploymentInfo>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListDeployments" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListDeploymentsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListDeploymentsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListDeploymentsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listDeployments<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListDeploymentsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListDeploymentsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListDeploymentsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListDeploymentsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One deployment: its hosts counted per version and state, the current wave, why it stopped.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_GetDeploymentRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_GetDeploymentRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_DeploymentStatus` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getDeployment<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_GetDeploymentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_GetDeploymentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_DeploymentStatus>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeploymentStatus>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ControlDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > pause, resume or rollback a deployment's rollout.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ControlDeploymentRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ControlDeploymentRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_DeploymentInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func controlDeployment<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ControlDeploymentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ControlDeploymentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_DeploymentInfo>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeploymentInfo>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "DeleteDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Deletes a deployment; its hosts remove the sub-agent or keep it, as its on_untag says.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DeleteDeploymentRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_DeleteDeploymentRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_DeploymentInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func deleteDeployment<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_DeleteDeploymentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_DeleteDeploymentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_DeploymentInfo>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeploymentInfo>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -6991,6 +7629,178 @@ extension Aspire_V1_Admin {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "ApplyDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Declared deployments: what every host matching a tag selector must run. Every matching host
+        /// > converges to it — online now, joining or tagged later, back from offline — and a host that
+        /// > stops matching removes it (or keeps it, unmanaged). Creates a deployment, or changes one: a
+        /// > changed deployment rolls out in waves (canary, then batches), each promoted only when its
+        /// > hosts run the new revision through the health window; past max_failures the rollout halts
+        /// > and, unless told not to, the hosts already moved go back. Applying what is already declared
+        /// > changes nothing.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ApplyDeploymentRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ApplyDeploymentRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_DeploymentInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func applyDeployment<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ApplyDeploymentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ApplyDeploymentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_DeploymentInfo>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeploymentInfo>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.ApplyDeployment.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListDeployments" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ListDeploymentsRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ListDeploymentsRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_ListDeploymentsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listDeployments<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ListDeploymentsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ListDeploymentsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_ListDeploymentsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListDeploymentsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.ListDeployments.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One deployment: its hosts counted per version and state, the current wave, why it stopped.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_GetDeploymentRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_GetDeploymentRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_DeploymentStatus` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getDeployment<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_GetDeploymentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_GetDeploymentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_DeploymentStatus>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeploymentStatus>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.GetDeployment.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ControlDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > pause, resume or rollback a deployment's rollout.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_ControlDeploymentRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_ControlDeploymentRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_DeploymentInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func controlDeployment<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_ControlDeploymentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_ControlDeploymentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_DeploymentInfo>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeploymentInfo>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.ControlDeployment.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "DeleteDeployment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Deletes a deployment; its hosts remove the sub-agent or keep it, as its on_untag says.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Aspire_V1_DeleteDeploymentRequest` message.
+        ///   - serializer: A serializer for `Aspire_V1_DeleteDeploymentRequest` messages.
+        ///   - deserializer: A deserializer for `Aspire_V1_DeploymentInfo` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func deleteDeployment<Result>(
+            request: GRPCCore.ClientRequest<Aspire_V1_DeleteDeploymentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Aspire_V1_DeleteDeploymentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Aspire_V1_DeploymentInfo>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeploymentInfo>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Aspire_V1_Admin.Method.DeleteDeployment.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -8234,6 +9044,153 @@ extension Aspire_V1_Admin.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ExportMetricsRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ExportMetricsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ApplyDeployment" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Declared deployments: what every host matching a tag selector must run. Every matching host
+    /// > converges to it — online now, joining or tagged later, back from offline — and a host that
+    /// > stops matching removes it (or keeps it, unmanaged). Creates a deployment, or changes one: a
+    /// > changed deployment rolls out in waves (canary, then batches), each promoted only when its
+    /// > hosts run the new revision through the health window; past max_failures the rollout halts
+    /// > and, unless told not to, the hosts already moved go back. Applying what is already declared
+    /// > changes nothing.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_ApplyDeploymentRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func applyDeployment<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_ApplyDeploymentRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeploymentInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.applyDeployment(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ApplyDeploymentRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_DeploymentInfo>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListDeployments" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_ListDeploymentsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listDeployments<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_ListDeploymentsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListDeploymentsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listDeployments(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ListDeploymentsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_ListDeploymentsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetDeployment" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > One deployment: its hosts counted per version and state, the current wave, why it stopped.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_GetDeploymentRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getDeployment<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_GetDeploymentRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeploymentStatus>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getDeployment(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_GetDeploymentRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_DeploymentStatus>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ControlDeployment" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > pause, resume or rollback a deployment's rollout.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_ControlDeploymentRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func controlDeployment<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_ControlDeploymentRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeploymentInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.controlDeployment(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_ControlDeploymentRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_DeploymentInfo>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeleteDeployment" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Deletes a deployment; its hosts remove the sub-agent or keep it, as its on_untag says.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Aspire_V1_DeleteDeploymentRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deleteDeployment<Result>(
+        request: GRPCCore.ClientRequest<Aspire_V1_DeleteDeploymentRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeploymentInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.deleteDeployment(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Aspire_V1_DeleteDeploymentRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Aspire_V1_DeploymentInfo>(),
             options: options,
             onResponse: handleResponse
         )
@@ -9656,6 +10613,173 @@ extension Aspire_V1_Admin.ClientProtocol {
             metadata: metadata
         )
         return try await self.exportMetrics(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ApplyDeployment" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Declared deployments: what every host matching a tag selector must run. Every matching host
+    /// > converges to it — online now, joining or tagged later, back from offline — and a host that
+    /// > stops matching removes it (or keeps it, unmanaged). Creates a deployment, or changes one: a
+    /// > changed deployment rolls out in waves (canary, then batches), each promoted only when its
+    /// > hosts run the new revision through the health window; past max_failures the rollout halts
+    /// > and, unless told not to, the hosts already moved go back. Applying what is already declared
+    /// > changes nothing.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func applyDeployment<Result>(
+        _ message: Aspire_V1_ApplyDeploymentRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeploymentInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_ApplyDeploymentRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.applyDeployment(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListDeployments" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listDeployments<Result>(
+        _ message: Aspire_V1_ListDeploymentsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_ListDeploymentsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_ListDeploymentsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listDeployments(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetDeployment" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > One deployment: its hosts counted per version and state, the current wave, why it stopped.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getDeployment<Result>(
+        _ message: Aspire_V1_GetDeploymentRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeploymentStatus>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_GetDeploymentRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getDeployment(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ControlDeployment" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > pause, resume or rollback a deployment's rollout.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func controlDeployment<Result>(
+        _ message: Aspire_V1_ControlDeploymentRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeploymentInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_ControlDeploymentRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.controlDeployment(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeleteDeployment" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Deletes a deployment; its hosts remove the sub-agent or keep it, as its on_untag says.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deleteDeployment<Result>(
+        _ message: Aspire_V1_DeleteDeploymentRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Aspire_V1_DeploymentInfo>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Aspire_V1_DeleteDeploymentRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.deleteDeployment(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -2080,6 +2080,335 @@ public nonisolated struct Aspire_V1_ExportMetricsResponse: Sendable {
   public init() {}
 }
 
+/// What every host matching `tags` must run.
+public nonisolated struct Aspire_V1_DeploymentSpec: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The sub-agent's name, which names the deployment too: letters, digits, '.', '_' and '-'.
+  public var name: String = String()
+
+  public var version: String = String()
+
+  /// Empty: the package of that name and version in the server's store, the build for each
+  /// host's os and arch. Else http(s)://, aspire://package/OS/ARCH/FILE or command://, with
+  /// checksum.
+  public var url: String = String()
+
+  /// "SHA256:<hex>" of the package at url.
+  public var checksum: String = String()
+
+  public var envs: Dictionary<String,String> = [:]
+
+  public var limits: Aspire_V1_ResourceLimits {
+    get {_limits ?? Aspire_V1_ResourceLimits()}
+    set {_limits = newValue}
+  }
+  /// Returns true if `limits` has been explicitly set.
+  public var hasLimits: Bool {self._limits != nil}
+  /// Clears the value of `limits`. Subsequent reads from it will return its default value.
+  public mutating func clearLimits() {self._limits = nil}
+
+  /// Who the sub-agent runs as (default root) and its group (default: the user's primary group).
+  public var user: String = String()
+
+  public var group: String = String()
+
+  /// The hosts: those carrying every one of these tags (at least one).
+  public var tags: Dictionary<String,String> = [:]
+
+  /// What a host that stops matching (or every host, when the deployment is deleted) does with
+  /// the sub-agent: "remove" it (the default) or "keep" it running, no longer managed.
+  public var onUntag: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _limits: Aspire_V1_ResourceLimits? = nil
+}
+
+/// How a changed deployment reaches its hosts.
+public nonisolated struct Aspire_V1_RolloutPolicy: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Hosts moved first: a number ("1") or a share of the matching hosts ("5%"). Default 1.
+  public var canary: String = String()
+
+  /// Hosts moved in each later wave: a number or a share. Default "20%".
+  public var batch: String = String()
+
+  /// Failed hosts the rollout tolerates; one more halts it fleet-wide. Default 0.
+  public var maxFailures: Int32 = 0
+
+  /// Seconds a moved host must run the new revision before it counts as healthy. Default 60.
+  public var healthSeconds: Int32 = 0
+
+  /// Seconds a wave may take; its hosts not healthy by then count as failed. Default 600.
+  public var waveTimeoutSeconds: Int32 = 0
+
+  /// When the rollout halts, leave the hosts already moved on the new revision (by default they
+  /// go back to the previous one).
+  public var noAutoRollback: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_ApplyDeploymentRequest: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var spec: Aspire_V1_DeploymentSpec {
+    get {_storage._spec ?? Aspire_V1_DeploymentSpec()}
+    set {_uniqueStorage()._spec = newValue}
+  }
+  /// Returns true if `spec` has been explicitly set.
+  public var hasSpec: Bool {_storage._spec != nil}
+  /// Clears the value of `spec`. Subsequent reads from it will return its default value.
+  public mutating func clearSpec() {_uniqueStorage()._spec = nil}
+
+  /// Unset fields take their defaults; kept with the deployment for its later changes.
+  public var rollout: Aspire_V1_RolloutPolicy {
+    get {_storage._rollout ?? Aspire_V1_RolloutPolicy()}
+    set {_uniqueStorage()._rollout = newValue}
+  }
+  /// Returns true if `rollout` has been explicitly set.
+  public var hasRollout: Bool {_storage._rollout != nil}
+  /// Clears the value of `rollout`. Subsequent reads from it will return its default value.
+  public mutating func clearRollout() {_uniqueStorage()._rollout = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Aspire_V1_DeploymentInfo: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var spec: Aspire_V1_DeploymentSpec {
+    get {_storage._spec ?? Aspire_V1_DeploymentSpec()}
+    set {_uniqueStorage()._spec = newValue}
+  }
+  /// Returns true if `spec` has been explicitly set.
+  public var hasSpec: Bool {_storage._spec != nil}
+  /// Clears the value of `spec`. Subsequent reads from it will return its default value.
+  public mutating func clearSpec() {_uniqueStorage()._spec = nil}
+
+  public var rollout: Aspire_V1_RolloutPolicy {
+    get {_storage._rollout ?? Aspire_V1_RolloutPolicy()}
+    set {_uniqueStorage()._rollout = newValue}
+  }
+  /// Returns true if `rollout` has been explicitly set.
+  public var hasRollout: Bool {_storage._rollout != nil}
+  /// Clears the value of `rollout`. Subsequent reads from it will return its default value.
+  public mutating func clearRollout() {_uniqueStorage()._rollout = nil}
+
+  /// Counts every change of the spec (and every rollback) from 1.
+  public var revision: Int64 {
+    get {_storage._revision}
+    set {_uniqueStorage()._revision = newValue}
+  }
+
+  /// rolling (waves under way), paused, halted (past max_failures, hosts left where they are),
+  /// rolled_back (halted, or rolled back by an operator: every host runs the stable revision), or
+  /// done (every host runs this revision).
+  public var state: String {
+    get {_storage._state}
+    set {_uniqueStorage()._state = newValue}
+  }
+
+  /// What the hosts not moved yet run, during a rollout and after a rollback (none on a
+  /// deployment's first revision).
+  public var stableVersion: String {
+    get {_storage._stableVersion}
+    set {_uniqueStorage()._stableVersion = newValue}
+  }
+
+  public var stableRevision: Int64 {
+    get {_storage._stableRevision}
+    set {_uniqueStorage()._stableRevision = newValue}
+  }
+
+  /// The current wave: 0 the canary, then 1, 2, ...
+  public var wave: Int32 {
+    get {_storage._wave}
+    set {_uniqueStorage()._wave = newValue}
+  }
+
+  /// Why the rollout stopped, or what it waits for.
+  public var reason: String {
+    get {_storage._reason}
+    set {_uniqueStorage()._reason = newValue}
+  }
+
+  public var createdUnixMs: Int64 {
+    get {_storage._createdUnixMs}
+    set {_uniqueStorage()._createdUnixMs = newValue}
+  }
+
+  public var modifiedUnixMs: Int64 {
+    get {_storage._modifiedUnixMs}
+    set {_uniqueStorage()._modifiedUnixMs = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Aspire_V1_ListDeploymentsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_ListDeploymentsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var deployments: [Aspire_V1_DeploymentInfo] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_GetDeploymentRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Hosts of a deployment in one version and state.
+public nonisolated struct Aspire_V1_DeploymentHostCount: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var version: String = String()
+
+  /// pending (has not run its revision yet: applying, or offline), starting (running, within the
+  /// health window), healthy, failed.
+  public var state: String = String()
+
+  public var hosts: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_DeploymentHost: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var agentSn: String = String()
+
+  public var hostname: String = String()
+
+  /// The version it must run, and the revision.
+  public var version: String = String()
+
+  public var revision: Int64 = 0
+
+  public var state: String = String()
+
+  /// Why it failed, or what it reported last.
+  public var message: String = String()
+
+  /// Moved to the rollout's revision, and in which wave.
+  public var moved: Bool = false
+
+  public var wave: Int32 = 0
+
+  public var online: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_DeploymentStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var deployment: Aspire_V1_DeploymentInfo {
+    get {_deployment ?? Aspire_V1_DeploymentInfo()}
+    set {_deployment = newValue}
+  }
+  /// Returns true if `deployment` has been explicitly set.
+  public var hasDeployment: Bool {self._deployment != nil}
+  /// Clears the value of `deployment`. Subsequent reads from it will return its default value.
+  public mutating func clearDeployment() {self._deployment = nil}
+
+  /// Hosts carrying every tag of the selector.
+  public var matching: Int32 = 0
+
+  public var counts: [Aspire_V1_DeploymentHostCount] = []
+
+  /// The matching hosts (failed ones first), at most 1000.
+  public var hosts: [Aspire_V1_DeploymentHost] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _deployment: Aspire_V1_DeploymentInfo? = nil
+}
+
+public nonisolated struct Aspire_V1_ControlDeploymentRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// pause (no further wave), resume (a paused rollout goes on), rollback (every host back to
+  /// the stable revision).
+  public var action: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_DeleteDeploymentRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "aspire.v1"
@@ -6223,6 +6552,653 @@ nonisolated extension Aspire_V1_ExportMetricsResponse: SwiftProtobuf.Message, Sw
 
   public static func ==(lhs: Aspire_V1_ExportMetricsResponse, rhs: Aspire_V1_ExportMetricsResponse) -> Bool {
     if lhs.text != rhs.text {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_DeploymentSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeploymentSpec"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}version\0\u{1}url\0\u{1}checksum\0\u{1}envs\0\u{1}limits\0\u{1}user\0\u{1}group\0\u{1}tags\0\u{3}on_untag\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.version) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.url) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.checksum) }()
+      case 5: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.envs) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._limits) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.user) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.group) }()
+      case 9: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.tags) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.onUntag) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.version.isEmpty {
+      try visitor.visitSingularStringField(value: self.version, fieldNumber: 2)
+    }
+    if !self.url.isEmpty {
+      try visitor.visitSingularStringField(value: self.url, fieldNumber: 3)
+    }
+    if !self.checksum.isEmpty {
+      try visitor.visitSingularStringField(value: self.checksum, fieldNumber: 4)
+    }
+    if !self.envs.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.envs, fieldNumber: 5)
+    }
+    try { if let v = self._limits {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    if !self.user.isEmpty {
+      try visitor.visitSingularStringField(value: self.user, fieldNumber: 7)
+    }
+    if !self.group.isEmpty {
+      try visitor.visitSingularStringField(value: self.group, fieldNumber: 8)
+    }
+    if !self.tags.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.tags, fieldNumber: 9)
+    }
+    if !self.onUntag.isEmpty {
+      try visitor.visitSingularStringField(value: self.onUntag, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_DeploymentSpec, rhs: Aspire_V1_DeploymentSpec) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.url != rhs.url {return false}
+    if lhs.checksum != rhs.checksum {return false}
+    if lhs.envs != rhs.envs {return false}
+    if lhs._limits != rhs._limits {return false}
+    if lhs.user != rhs.user {return false}
+    if lhs.group != rhs.group {return false}
+    if lhs.tags != rhs.tags {return false}
+    if lhs.onUntag != rhs.onUntag {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_RolloutPolicy: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RolloutPolicy"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}canary\0\u{1}batch\0\u{3}max_failures\0\u{3}health_seconds\0\u{3}wave_timeout_seconds\0\u{3}no_auto_rollback\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.canary) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.batch) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.maxFailures) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.healthSeconds) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.waveTimeoutSeconds) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.noAutoRollback) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.canary.isEmpty {
+      try visitor.visitSingularStringField(value: self.canary, fieldNumber: 1)
+    }
+    if !self.batch.isEmpty {
+      try visitor.visitSingularStringField(value: self.batch, fieldNumber: 2)
+    }
+    if self.maxFailures != 0 {
+      try visitor.visitSingularInt32Field(value: self.maxFailures, fieldNumber: 3)
+    }
+    if self.healthSeconds != 0 {
+      try visitor.visitSingularInt32Field(value: self.healthSeconds, fieldNumber: 4)
+    }
+    if self.waveTimeoutSeconds != 0 {
+      try visitor.visitSingularInt32Field(value: self.waveTimeoutSeconds, fieldNumber: 5)
+    }
+    if self.noAutoRollback != false {
+      try visitor.visitSingularBoolField(value: self.noAutoRollback, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_RolloutPolicy, rhs: Aspire_V1_RolloutPolicy) -> Bool {
+    if lhs.canary != rhs.canary {return false}
+    if lhs.batch != rhs.batch {return false}
+    if lhs.maxFailures != rhs.maxFailures {return false}
+    if lhs.healthSeconds != rhs.healthSeconds {return false}
+    if lhs.waveTimeoutSeconds != rhs.waveTimeoutSeconds {return false}
+    if lhs.noAutoRollback != rhs.noAutoRollback {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_ApplyDeploymentRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ApplyDeploymentRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}spec\0\u{1}rollout\0")
+
+  fileprivate class _StorageClass {
+    var _spec: Aspire_V1_DeploymentSpec? = nil
+    var _rollout: Aspire_V1_RolloutPolicy? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _spec = source._spec
+      _rollout = source._rollout
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._spec) }()
+        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._rollout) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._spec {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._rollout {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_ApplyDeploymentRequest, rhs: Aspire_V1_ApplyDeploymentRequest) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._spec != rhs_storage._spec {return false}
+        if _storage._rollout != rhs_storage._rollout {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_DeploymentInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeploymentInfo"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}spec\0\u{1}rollout\0\u{1}revision\0\u{1}state\0\u{3}stable_version\0\u{3}stable_revision\0\u{1}wave\0\u{1}reason\0\u{3}created_unix_ms\0\u{3}modified_unix_ms\0")
+
+  fileprivate class _StorageClass {
+    var _spec: Aspire_V1_DeploymentSpec? = nil
+    var _rollout: Aspire_V1_RolloutPolicy? = nil
+    var _revision: Int64 = 0
+    var _state: String = String()
+    var _stableVersion: String = String()
+    var _stableRevision: Int64 = 0
+    var _wave: Int32 = 0
+    var _reason: String = String()
+    var _createdUnixMs: Int64 = 0
+    var _modifiedUnixMs: Int64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _spec = source._spec
+      _rollout = source._rollout
+      _revision = source._revision
+      _state = source._state
+      _stableVersion = source._stableVersion
+      _stableRevision = source._stableRevision
+      _wave = source._wave
+      _reason = source._reason
+      _createdUnixMs = source._createdUnixMs
+      _modifiedUnixMs = source._modifiedUnixMs
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._spec) }()
+        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._rollout) }()
+        case 3: try { try decoder.decodeSingularInt64Field(value: &_storage._revision) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._state) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._stableVersion) }()
+        case 6: try { try decoder.decodeSingularInt64Field(value: &_storage._stableRevision) }()
+        case 7: try { try decoder.decodeSingularInt32Field(value: &_storage._wave) }()
+        case 8: try { try decoder.decodeSingularStringField(value: &_storage._reason) }()
+        case 9: try { try decoder.decodeSingularInt64Field(value: &_storage._createdUnixMs) }()
+        case 10: try { try decoder.decodeSingularInt64Field(value: &_storage._modifiedUnixMs) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._spec {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._rollout {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      } }()
+      if _storage._revision != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._revision, fieldNumber: 3)
+      }
+      if !_storage._state.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._state, fieldNumber: 4)
+      }
+      if !_storage._stableVersion.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._stableVersion, fieldNumber: 5)
+      }
+      if _storage._stableRevision != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._stableRevision, fieldNumber: 6)
+      }
+      if _storage._wave != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._wave, fieldNumber: 7)
+      }
+      if !_storage._reason.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._reason, fieldNumber: 8)
+      }
+      if _storage._createdUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._createdUnixMs, fieldNumber: 9)
+      }
+      if _storage._modifiedUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._modifiedUnixMs, fieldNumber: 10)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_DeploymentInfo, rhs: Aspire_V1_DeploymentInfo) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._spec != rhs_storage._spec {return false}
+        if _storage._rollout != rhs_storage._rollout {return false}
+        if _storage._revision != rhs_storage._revision {return false}
+        if _storage._state != rhs_storage._state {return false}
+        if _storage._stableVersion != rhs_storage._stableVersion {return false}
+        if _storage._stableRevision != rhs_storage._stableRevision {return false}
+        if _storage._wave != rhs_storage._wave {return false}
+        if _storage._reason != rhs_storage._reason {return false}
+        if _storage._createdUnixMs != rhs_storage._createdUnixMs {return false}
+        if _storage._modifiedUnixMs != rhs_storage._modifiedUnixMs {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_ListDeploymentsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListDeploymentsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_ListDeploymentsRequest, rhs: Aspire_V1_ListDeploymentsRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_ListDeploymentsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListDeploymentsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}deployments\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.deployments) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.deployments.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.deployments, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_ListDeploymentsResponse, rhs: Aspire_V1_ListDeploymentsResponse) -> Bool {
+    if lhs.deployments != rhs.deployments {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_GetDeploymentRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetDeploymentRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_GetDeploymentRequest, rhs: Aspire_V1_GetDeploymentRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_DeploymentHostCount: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeploymentHostCount"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}state\0\u{1}hosts\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.version) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.hosts) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.version.isEmpty {
+      try visitor.visitSingularStringField(value: self.version, fieldNumber: 1)
+    }
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 2)
+    }
+    if self.hosts != 0 {
+      try visitor.visitSingularInt32Field(value: self.hosts, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_DeploymentHostCount, rhs: Aspire_V1_DeploymentHostCount) -> Bool {
+    if lhs.version != rhs.version {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.hosts != rhs.hosts {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_DeploymentHost: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeploymentHost"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_sn\0\u{1}hostname\0\u{1}version\0\u{1}revision\0\u{1}state\0\u{1}message\0\u{1}moved\0\u{1}wave\0\u{1}online\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.agentSn) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.hostname) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.version) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.revision) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.moved) }()
+      case 8: try { try decoder.decodeSingularInt32Field(value: &self.wave) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.online) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.agentSn.isEmpty {
+      try visitor.visitSingularStringField(value: self.agentSn, fieldNumber: 1)
+    }
+    if !self.hostname.isEmpty {
+      try visitor.visitSingularStringField(value: self.hostname, fieldNumber: 2)
+    }
+    if !self.version.isEmpty {
+      try visitor.visitSingularStringField(value: self.version, fieldNumber: 3)
+    }
+    if self.revision != 0 {
+      try visitor.visitSingularInt64Field(value: self.revision, fieldNumber: 4)
+    }
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 5)
+    }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 6)
+    }
+    if self.moved != false {
+      try visitor.visitSingularBoolField(value: self.moved, fieldNumber: 7)
+    }
+    if self.wave != 0 {
+      try visitor.visitSingularInt32Field(value: self.wave, fieldNumber: 8)
+    }
+    if self.online != false {
+      try visitor.visitSingularBoolField(value: self.online, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_DeploymentHost, rhs: Aspire_V1_DeploymentHost) -> Bool {
+    if lhs.agentSn != rhs.agentSn {return false}
+    if lhs.hostname != rhs.hostname {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.revision != rhs.revision {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.message != rhs.message {return false}
+    if lhs.moved != rhs.moved {return false}
+    if lhs.wave != rhs.wave {return false}
+    if lhs.online != rhs.online {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_DeploymentStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeploymentStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}deployment\0\u{1}matching\0\u{1}counts\0\u{1}hosts\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._deployment) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.matching) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.counts) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.hosts) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._deployment {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.matching != 0 {
+      try visitor.visitSingularInt32Field(value: self.matching, fieldNumber: 2)
+    }
+    if !self.counts.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.counts, fieldNumber: 3)
+    }
+    if !self.hosts.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.hosts, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_DeploymentStatus, rhs: Aspire_V1_DeploymentStatus) -> Bool {
+    if lhs._deployment != rhs._deployment {return false}
+    if lhs.matching != rhs.matching {return false}
+    if lhs.counts != rhs.counts {return false}
+    if lhs.hosts != rhs.hosts {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_ControlDeploymentRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ControlDeploymentRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}action\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.action) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.action.isEmpty {
+      try visitor.visitSingularStringField(value: self.action, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_ControlDeploymentRequest, rhs: Aspire_V1_ControlDeploymentRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.action != rhs.action {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_DeleteDeploymentRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeleteDeploymentRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_DeleteDeploymentRequest, rhs: Aspire_V1_DeleteDeploymentRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -439,6 +439,10 @@ public nonisolated struct Aspire_V1_Hello: Sendable {
   /// empty for none.
   public var pluginsDigest: String = String()
 
+  /// The digest of the deployment set it has (DeploymentParams of its last deployment.set),
+  /// empty for none.
+  public var deploymentsDigest: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -483,6 +487,30 @@ public nonisolated struct Aspire_V1_StatusReport: Sendable {
 
   /// The agent's tags (the --tag ones and those `config` set); the server binds them to the host.
   public var tags: Dictionary<String,String> = [:]
+
+  /// The deployment revisions the agent runs, or tried to.
+  public var deployments: [Aspire_V1_DeploymentState] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Where one deployment stands on this host.
+public nonisolated struct Aspire_V1_DeploymentState: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// The revision last applied (or tried: see error).
+  public var revision: Int64 = 0
+
+  public var version: String = String()
+
+  /// Empty when the revision is applied; else why it could not be (the host keeps what it ran).
+  public var error: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -583,6 +611,14 @@ public nonisolated struct Aspire_V1_Command: Sendable {
     set {params = .plugins(newValue)}
   }
 
+  public var deployments: Aspire_V1_DeploymentParams {
+    get {
+      if case .deployments(let v)? = params {return v}
+      return Aspire_V1_DeploymentParams()
+    }
+    set {params = .deployments(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Params: Equatable, Sendable {
@@ -592,6 +628,7 @@ public nonisolated struct Aspire_V1_Command: Sendable {
     case config(Aspire_V1_ConfigParams)
     case schedules(Aspire_V1_ScheduleParams)
     case plugins(Aspire_V1_PluginParams)
+    case deployments(Aspire_V1_DeploymentParams)
 
   }
 
@@ -958,6 +995,53 @@ public nonisolated struct Aspire_V1_Plugin: Sendable {
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+}
+
+/// Parameters of `deployment.set`, which only the server sends: every sub-agent the host's
+/// deployments declare, each at the revision this host is to run. The agent keeps it on disk,
+/// installs or upgrades what differs, removes (or lets go of) what left the set, and reports each
+/// revision in its status. Digest as for ScheduleParams.
+public nonisolated struct Aspire_V1_DeploymentParams: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var deployments: [Aspire_V1_DeployedAgent] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Aspire_V1_DeployedAgent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// name (the deployment's), version, url, checksum, envs, limits, user, group.
+  public var agent: Aspire_V1_SubAgentParams {
+    get {_agent ?? Aspire_V1_SubAgentParams()}
+    set {_agent = newValue}
+  }
+  /// Returns true if `agent` has been explicitly set.
+  public var hasAgent: Bool {self._agent != nil}
+  /// Clears the value of `agent`. Subsequent reads from it will return its default value.
+  public mutating func clearAgent() {self._agent = nil}
+
+  public var revision: Int64 = 0
+
+  /// When it leaves the set: uninstall it (true) or leave it running, unmanaged.
+  public var removeOnLeave: Bool = false
+
+  /// Set when the server cannot say where this host's package is (no build for its os and
+  /// arch): reported back as the revision's error, nothing tried.
+  public var unavailable: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _agent: Aspire_V1_SubAgentParams? = nil
 }
 
 public nonisolated struct Aspire_V1_MetricBatch: Sendable {
@@ -1786,7 +1870,7 @@ nonisolated extension Aspire_V1_ServerMessage: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Aspire_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Hello"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_sn\0\u{1}hostname\0\u{1}version\0\u{1}os\0\u{1}arch\0\u{1}tags\0\u{1}uptime\0\u{3}schedules_digest\0\u{3}plugins_digest\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_sn\0\u{1}hostname\0\u{1}version\0\u{1}os\0\u{1}arch\0\u{1}tags\0\u{1}uptime\0\u{3}schedules_digest\0\u{3}plugins_digest\0\u{3}deployments_digest\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1803,6 +1887,7 @@ nonisolated extension Aspire_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 7: try { try decoder.decodeSingularInt64Field(value: &self.uptime) }()
       case 8: try { try decoder.decodeSingularStringField(value: &self.schedulesDigest) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.pluginsDigest) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.deploymentsDigest) }()
       default: break
       }
     }
@@ -1836,6 +1921,9 @@ nonisolated extension Aspire_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if !self.pluginsDigest.isEmpty {
       try visitor.visitSingularStringField(value: self.pluginsDigest, fieldNumber: 9)
     }
+    if !self.deploymentsDigest.isEmpty {
+      try visitor.visitSingularStringField(value: self.deploymentsDigest, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1849,6 +1937,7 @@ nonisolated extension Aspire_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.uptime != rhs.uptime {return false}
     if lhs.schedulesDigest != rhs.schedulesDigest {return false}
     if lhs.pluginsDigest != rhs.pluginsDigest {return false}
+    if lhs.deploymentsDigest != rhs.deploymentsDigest {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1896,7 +1985,7 @@ nonisolated extension Aspire_V1_Welcome: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Aspire_V1_StatusReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusReport"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hostname\0\u{1}version\0\u{1}uptime\0\u{1}timestamp\0\u{1}step\0\u{1}agents\0\u{1}tags\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hostname\0\u{1}version\0\u{1}uptime\0\u{1}timestamp\0\u{1}step\0\u{1}agents\0\u{1}tags\0\u{1}deployments\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1911,6 +2000,7 @@ nonisolated extension Aspire_V1_StatusReport: SwiftProtobuf.Message, SwiftProtob
       case 5: try { try decoder.decodeSingularInt32Field(value: &self.step) }()
       case 6: try { try decoder.decodeRepeatedMessageField(value: &self.agents) }()
       case 7: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.tags) }()
+      case 8: try { try decoder.decodeRepeatedMessageField(value: &self.deployments) }()
       default: break
       }
     }
@@ -1938,6 +2028,9 @@ nonisolated extension Aspire_V1_StatusReport: SwiftProtobuf.Message, SwiftProtob
     if !self.tags.isEmpty {
       try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.tags, fieldNumber: 7)
     }
+    if !self.deployments.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.deployments, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1949,6 +2042,52 @@ nonisolated extension Aspire_V1_StatusReport: SwiftProtobuf.Message, SwiftProtob
     if lhs.step != rhs.step {return false}
     if lhs.agents != rhs.agents {return false}
     if lhs.tags != rhs.tags {return false}
+    if lhs.deployments != rhs.deployments {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_DeploymentState: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeploymentState"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}revision\0\u{1}version\0\u{1}error\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.revision) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.version) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.revision != 0 {
+      try visitor.visitSingularInt64Field(value: self.revision, fieldNumber: 2)
+    }
+    if !self.version.isEmpty {
+      try visitor.visitSingularStringField(value: self.version, fieldNumber: 3)
+    }
+    if !self.error.isEmpty {
+      try visitor.visitSingularStringField(value: self.error, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_DeploymentState, rhs: Aspire_V1_DeploymentState) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.revision != rhs.revision {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.error != rhs.error {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2021,7 +2160,7 @@ nonisolated extension Aspire_V1_SubAgentStatus: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Aspire_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Command"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}method\0\u{3}stream_output\0\u{2}\u{7}bash\0\u{1}getinfo\0\u{1}subagent\0\u{1}config\0\u{1}schedules\0\u{1}plugins\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}method\0\u{3}stream_output\0\u{2}\u{7}bash\0\u{1}getinfo\0\u{1}subagent\0\u{1}config\0\u{1}schedules\0\u{1}plugins\0\u{1}deployments\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2110,6 +2249,19 @@ nonisolated extension Aspire_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._M
           self.params = .plugins(v)
         }
       }()
+      case 16: try {
+        var v: Aspire_V1_DeploymentParams?
+        var hadOneofValue = false
+        if let current = self.params {
+          hadOneofValue = true
+          if case .deployments(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.params = .deployments(v)
+        }
+      }()
       default: break
       }
     }
@@ -2153,6 +2305,10 @@ nonisolated extension Aspire_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._M
     case .plugins?: try {
       guard case .plugins(let v)? = self.params else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+    }()
+    case .deployments?: try {
+      guard case .deployments(let v)? = self.params else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
     }()
     case nil: break
     }
@@ -2741,6 +2897,85 @@ nonisolated extension Aspire_V1_Plugin: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.timeout != rhs.timeout {return false}
     if lhs.param != rhs.param {return false}
     if lhs.allowMovingRef != rhs.allowMovingRef {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_DeploymentParams: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeploymentParams"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}deployments\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.deployments) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.deployments.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.deployments, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_DeploymentParams, rhs: Aspire_V1_DeploymentParams) -> Bool {
+    if lhs.deployments != rhs.deployments {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_DeployedAgent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeployedAgent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}agent\0\u{1}revision\0\u{3}remove_on_leave\0\u{1}unavailable\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._agent) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.revision) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.removeOnLeave) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.unavailable) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._agent {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.revision != 0 {
+      try visitor.visitSingularInt64Field(value: self.revision, fieldNumber: 2)
+    }
+    if self.removeOnLeave != false {
+      try visitor.visitSingularBoolField(value: self.removeOnLeave, fieldNumber: 3)
+    }
+    if !self.unavailable.isEmpty {
+      try visitor.visitSingularStringField(value: self.unavailable, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_DeployedAgent, rhs: Aspire_V1_DeployedAgent) -> Bool {
+    if lhs._agent != rhs._agent {return false}
+    if lhs.revision != rhs.revision {return false}
+    if lhs.removeOnLeave != rhs.removeOnLeave {return false}
+    if lhs.unavailable != rhs.unavailable {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
