@@ -26,6 +26,8 @@ public final class AgentRuntime: Service {
     /// Which part answers each method.
     let handlers: CommandHandlers
     public let supervisor: Supervisor
+    /// What the host's deployments declare, kept running through the supervisor.
+    public let deployments: DeploymentKeeper
     /// Scheduled commands; their results go through the outbox like any other.
     public let scheduler: Scheduler
     /// Plugins: fetched, run on their periods or on demand; their metrics go out in batches.
@@ -72,6 +74,9 @@ public final class AgentRuntime: Service {
             },
             logger: logger
         )
+        self.deployments = DeploymentKeeper(
+            supervisor: self.supervisor, dataDirectory: configuration.dataDirectory, onChange: { uplink.statusChanged() }, logger: logger
+        )
         self.scheduler = Scheduler(
             dataDirectory: configuration.dataDirectory, bash: bash,
             delivery: { result in
@@ -96,6 +101,7 @@ public final class AgentRuntime: Service {
             (Supervisor.methods, self.supervisor),
             ([.config], settings),
             ([.scheduleSet], self.scheduler),
+            ([.deploymentSet], self.deployments),
             (PluginManager.methods, self.plugins),
         ])
     }
@@ -118,6 +124,9 @@ public final class AgentRuntime: Service {
                     }
                     group.addTask {
                         await self.supervisor.run()
+                    }
+                    group.addTask {
+                        await self.deployments.run()
                     }
                     group.addTask {
                         await self.scheduler.run()
@@ -230,6 +239,7 @@ public final class AgentRuntime: Service {
         hello.uptime = Int64(Date().timeIntervalSince(self.startedAt))
         hello.schedulesDigest = self.scheduler.digest
         hello.pluginsDigest = self.plugins.digest
+        hello.deploymentsDigest = self.deployments.digest
         return hello
     }
 
@@ -253,6 +263,7 @@ public final class AgentRuntime: Service {
         report.step = self.settings.step.load(ordering: .relaxed)
         report.tags = self.settings.tags
         report.agents = self.supervisor.statuses
+        report.deployments = self.deployments.states
         return report
     }
 }

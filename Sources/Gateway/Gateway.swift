@@ -70,7 +70,7 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
     var controllers: [any GatewayController] {
         [
             HostsController(gateway: self), TasksController(gateway: self), PackagesController(gateway: self),
-            TagsController(gateway: self), SchedulesController(gateway: self), PluginsController(gateway: self),
+            TagsController(gateway: self), SchedulesController(gateway: self), PluginsController(gateway: self), DeploymentsController(gateway: self),
             MetricsController(gateway: self), AgentsController(gateway: self), IdentityController(gateway: self),
             OpenAPIController(gateway: self),
         ]

@@ -166,9 +166,12 @@ extension Aspire_V1_ScheduleParams {
 }
 
 extension Aspire_V1_DeploymentParams {
-    /// What an agent reports in Hello as the deployment set it has, as ``Aspire_V1_ScheduleParams/digest``.
+    /// What an agent reports in Hello as the deployment set it has, as ``Aspire_V1_ScheduleParams/digest``
+    /// (maps in key order: a set's digest is the same in every process).
     public var digest: String {
-        guard !self.deployments.isEmpty, let bytes = try? self.serializedBytes() as [UInt8] else { return "" }
+        var options = BinaryEncodingOptions()
+        options.useDeterministicOrdering = true
+        guard !self.deployments.isEmpty, let bytes = try? self.serializedBytes(options: options) as [UInt8] else { return "" }
         return SHA256.hash(data: bytes).hexString
     }
 }

@@ -74,15 +74,17 @@ extension DeploymentRecord {
             let healthy = moved.count - unhealthy.count
             return .wait("wave \(max(0, self.wave)): \(healthy) of \(moved.count) moved hosts healthy")
         }
-        guard moved.count < hosts.count else { return .finish }
+        // Only online hosts are moved: one offline now converges to whatever is declared when
+        // it comes back (the new revision once the rollout is done).
+        let candidates = hosts.filter { !$0.isMoved(in: self) && $0.online }
+        guard !candidates.isEmpty else {
+            return moved.isEmpty && !hosts.isEmpty ? .wait("no matching host is online to move") : .finish
+        }
         let wave = self.wave + 1
         let target = try self.moved(byWave: wave, of: hosts.count)
-        // Online hosts first (an offline one would only wait out the wave), then an order that
-        // is fixed per deployment and spread over the fleet.
-        let candidates = hosts.filter { !$0.isMoved(in: self) }.sorted {
-            ($0.online ? 0 : 1, Self.spread(self.name, $0.agentSN)) < ($1.online ? 0 : 1, Self.spread(self.name, $1.agentSN))
-        }
-        return .move(candidates.prefix(max(1, target - moved.count)).map(\.agentSN), wave: wave)
+        // An order fixed per deployment and spread over the fleet.
+        let chosen = candidates.sorted { Self.spread(self.name, $0.agentSN) < Self.spread(self.name, $1.agentSN) }
+        return .move(chosen.prefix(max(1, target - moved.count)).map(\.agentSN), wave: wave)
     }
 
     /// A stable pseudo-random rank of a host within a deployment (FNV-1a).

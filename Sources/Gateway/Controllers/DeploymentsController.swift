@@ -1,0 +1,197 @@
+import Foundation
+import GRPCCore
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import RPC
+import SwiftProtobuf
+
+/// Declared deployments and their rollouts.
+struct DeploymentsController<Transport: ClientTransport>: GatewayController {
+    let gateway: Gateway<Transport>
+
+    /// Where a rollout is (the server's RolloutState).
+    static var states: [String] { ["rolling", "paused", "halted", "rolled_back", "done"] }
+
+    /// A deployment's status, as GET answers it beside status and message.
+    static var status: [String: Schema] {
+        [
+            "deployment": .ref("Deployment"), "matching": .integer,
+            "counts": .array(.object(["version": .string, "state": .string, "hosts": .integer])),
+            "hosts": .array(
+                .object([
+                    "agentsn": .string, "hostname": .string, "version": .string, "revision": .integer, "state": .string,
+                    "message": .string, "moved": .boolean, "wave": .integer, "online": .boolean,
+                ])
+            ),
+        ]
+    }
+
+    /// The schemas its routes refer to, for the OpenAPI document.
+    var schemas: [String: Schema] {
+        let spec: [String: Schema] = [
+            "name": .string, "version": .string, "url": .string, "checksum": .string, "envs": .object([:], additional: .string),
+            "limits": .object(["cpu": .string, "memory": .string, "pids": .string]), "user": .string, "group": .string,
+            "tags": .object([:], additional: .string), "on_untag": .enumeration(["remove", "keep"]),
+        ]
+        return [
+            "DeploymentRequest": .object(
+                spec.merging([
+                    "canary": .string, "batch": .string, "max_failures": .integer, "health_seconds": .integer,
+                    "wave_timeout_seconds": .integer, "no_auto_rollback": .boolean,
+                ]) { $1 },
+                required: ["name", "version", "tags"]
+            ),
+            "Deployment": .object(
+                spec.merging([
+                    "rollout": .object([
+                        "canary": .string, "batch": .string, "max_failures": .integer, "health_seconds": .integer,
+                        "wave_timeout_seconds": .integer, "auto_rollback": .boolean,
+                    ]),
+                    "revision": .integer, "state": .enumeration(Self.states), "stable_version": .string, "stable_revision": .integer,
+                    "wave": .integer, "reason": .string, "gmt_create": OpenAPI.time, "gmt_modify": OpenAPI.time,
+                ]) { $1 },
+                required: ["name", "version", "tags", "revision", "state", "wave"]
+            ),
+        ]
+    }
+
+    var endpoints: [Endpoint] {
+        [
+            Endpoint(
+                Route(
+                    id: "listDeployments", rpc: "ListDeployments", method: "GET", path: "/api/v1/server/deployments",
+                    summary: "Declared deployments by name.",
+                    response: .envelope(["deployments": .array(.ref("Deployment"))])
+                )
+            ) { _, _, _, metadata in
+                let answer = try await self.gateway.admin.listDeployments(Aspire_V1_ListDeploymentsRequest(), metadata: metadata)
+                return Answer.success(["deployments": answer.deployments.map(Self.deployment)])
+            },
+            Endpoint(
+                Route(
+                    id: "getDeployment", rpc: "GetDeployment", method: "GET", path: "/api/v1/server/deployment",
+                    summary: """
+                        One deployment: its matching hosts counted per version and state (pending, starting, healthy, failed), \
+                        the hosts (failed first), the current wave and why the rollout stopped.
+                        """,
+                    query: [Route.query("name", .string, "The deployment.", required: true)],
+                    response: .envelope(Self.status)
+                )
+            ) { _, request, _, metadata in
+                var message = Aspire_V1_GetDeploymentRequest()
+                message.name = Query(request).string("name")
+                let status = try await self.gateway.admin.getDeployment(message, metadata: metadata)
+                return Answer.success([
+                    "deployment": Self.deployment(status.deployment), "matching": Int(status.matching),
+                    "counts": status.counts.map { ["version": $0.version, "state": $0.state, "hosts": Int($0.hosts)] as RESTJSON.Object },
+                    "hosts": status.hosts.map { host -> RESTJSON.Object in
+                        [
+                            "agentsn": host.agentSn, "hostname": host.hostname, "version": host.version, "revision": Int(host.revision),
+                            "state": host.state, "message": host.message, "moved": host.moved, "wave": Int(host.wave), "online": host.online,
+                        ]
+                    },
+                ])
+            },
+            Endpoint(
+                Route(
+                    id: "applyDeployment", rpc: "ApplyDeployment", method: "POST", path: "/api/v1/server/deployment",
+                    summary: """
+                        Declares what every host carrying all of `tags` must run (a store package by name and version, or url and \
+                        checksum), or changes it: a new version rolls out in waves (canary, then batch, each promoted when its hosts \
+                        ran it for health_seconds; past max_failures it halts and, unless no_auto_rollback, the moved hosts go back). \
+                        The same declaration again changes nothing.
+                        """,
+                    body: [(Route.json, .ref("DeploymentRequest"))],
+                    response: .envelope(["deployment": .ref("Deployment")])
+                )
+            ) { route, request, _, metadata in
+                let body = try await self.gateway.objectBody(request, route: route)
+                try body.allow([
+                    "name", "version", "url", "checksum", "envs", "limits", "user", "group", "tags", "on_untag", "canary", "batch",
+                    "max_failures", "health_seconds", "wave_timeout_seconds", "no_auto_rollback",
+                ])
+                var message = Aspire_V1_ApplyDeploymentRequest()
+                message.spec.name = try body.string("name", required: true)
+                message.spec.version = try body.string("version", required: true)
+                message.spec.url = try body.string("url")
+                message.spec.checksum = try body.string("checksum")
+                message.spec.envs = try body.stringMap("envs")
+                let limits = try body.stringMap("limits")
+                for key in limits.keys where !["cpu", "memory", "pids"].contains(key) {
+                    throw AspireError(.badRequest, "\(route.method) \(route.path): unknown limit '\(key)' (cpu, memory, pids)")
+                }
+                if !limits.isEmpty {
+                    message.spec.limits.cpu = limits["cpu"] ?? ""
+                    message.spec.limits.memory = limits["memory"] ?? ""
+                    message.spec.limits.pids = limits["pids"] ?? ""
+                }
+                message.spec.user = try body.string("user")
+                message.spec.group = try body.string("group")
+                message.spec.tags = try body.stringMap("tags")
+                message.spec.onUntag = try body.string("on_untag")
+                message.rollout.canary = try body.numberOrString("canary")
+                message.rollout.batch = try body.numberOrString("batch")
+                message.rollout.maxFailures = Int32(try body.integer("max_failures", range: 0 ... 1_000_000) ?? 0)
+                message.rollout.healthSeconds = Int32(try body.integer("health_seconds", range: 0 ... 86_400) ?? 0)
+                message.rollout.waveTimeoutSeconds = Int32(try body.integer("wave_timeout_seconds", range: 0 ... 604_800) ?? 0)
+                message.rollout.noAutoRollback = try body.bool("no_auto_rollback") ?? false
+                let answer = try await self.gateway.admin.applyDeployment(message, metadata: metadata)
+                return Answer.success(["deployment": Self.deployment(answer)])
+            },
+            Endpoint(
+                Route(
+                    id: "controlDeployment", rpc: "ControlDeployment", method: "POST", path: "/api/v1/server/deployment/control",
+                    summary: "pause (no further wave), resume (a paused rollout goes on) or rollback (every host back to the stable version).",
+                    body: [(Route.json, .object(["name": .string, "action": .enumeration(["pause", "resume", "rollback"])], required: ["name", "action"]))],
+                    response: .envelope(["deployment": .ref("Deployment")])
+                )
+            ) { route, request, _, metadata in
+                let body = try await self.gateway.objectBody(request, route: route)
+                try body.allow(["name", "action"])
+                var message = Aspire_V1_ControlDeploymentRequest()
+                message.name = try body.string("name", required: true)
+                message.action = try body.string("action", required: true)
+                let answer = try await self.gateway.admin.controlDeployment(message, metadata: metadata)
+                return Answer.success(["deployment": Self.deployment(answer)])
+            },
+            Endpoint(
+                Route(
+                    id: "deleteDeployment", rpc: "DeleteDeployment", method: "DELETE", path: "/api/v1/server/deployment",
+                    summary: "Deletes a deployment; its hosts remove the sub-agent, or keep it when on_untag is keep.",
+                    query: [Route.query("name", .string, "The deployment.", required: true)],
+                    response: .envelope(["deployment": .ref("Deployment")])
+                )
+            ) { _, request, _, metadata in
+                var message = Aspire_V1_DeleteDeploymentRequest()
+                message.name = Query(request).string("name")
+                let answer = try await self.gateway.admin.deleteDeployment(message, metadata: metadata)
+                return Answer.success(["deployment": Self.deployment(answer)])
+            },
+        ]
+    }
+
+    static func deployment(_ info: Aspire_V1_DeploymentInfo) -> RESTJSON.Object {
+        let spec = info.spec
+        var object: RESTJSON.Object = [
+            "name": spec.name, "version": spec.version, "tags": spec.tags, "on_untag": spec.onUntag, "revision": Int(info.revision),
+            "state": info.state, "wave": Int(info.wave), "reason": info.reason, "stable_revision": Int(info.stableRevision),
+            "gmt_create": RESTJSON.time(info.createdUnixMs), "gmt_modify": RESTJSON.time(info.modifiedUnixMs),
+            "rollout": [
+                "canary": info.rollout.canary, "batch": info.rollout.batch, "max_failures": Int(info.rollout.maxFailures),
+                "health_seconds": Int(info.rollout.healthSeconds), "wave_timeout_seconds": Int(info.rollout.waveTimeoutSeconds),
+                "auto_rollback": !info.rollout.noAutoRollback,
+            ] as RESTJSON.Object,
+        ]
+        if !spec.url.isEmpty { object["url"] = spec.url }
+        if !spec.checksum.isEmpty { object["checksum"] = spec.checksum }
+        if !spec.envs.isEmpty { object["envs"] = spec.envs }
+        if spec.hasLimits {
+            object["limits"] = ["cpu": spec.limits.cpu, "memory": spec.limits.memory, "pids": spec.limits.pids].filter { !$0.value.isEmpty }
+        }
+        if !spec.user.isEmpty { object["user"] = spec.user }
+        if !spec.group.isEmpty { object["group"] = spec.group }
+        if !info.stableVersion.isEmpty { object["stable_version"] = info.stableVersion }
+        return object
+    }
+}
