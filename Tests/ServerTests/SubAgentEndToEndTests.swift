@@ -22,12 +22,13 @@ struct SubAgentEndToEndTests {
         esac
         """
 
-    /// A MiniAgent tarball built with tar, as bytes.
-    static func tarball(in directory: String, version: String) async throws -> Data {
+    /// A MiniAgent tarball built with tar, as bytes; its agent.sh runs `program` (by default it
+    /// sleeps, a sub-agent that keeps running).
+    static func tarball(in directory: String, version: String, program: String = "exec sleep 100000") async throws -> Data {
         let tree = "\(directory)/src-\(version)"
         try FileManager.default.createDirectory(atPath: tree, withIntermediateDirectories: true)
         try Self.control.write(toFile: "\(tree)/control", atomically: true, encoding: .utf8)
-        try "#!/bin/sh\nexec sleep 100000\n".write(toFile: "\(tree)/agent.sh", atomically: true, encoding: .utf8)
+        try "#!/bin/sh\n\(program)\n".write(toFile: "\(tree)/agent.sh", atomically: true, encoding: .utf8)
         chmod("\(tree)/control", 0o755)
         chmod("\(tree)/agent.sh", 0o755)
         let archive = "\(directory)/MiniAgent-\(version).tar.gz"
