@@ -28,6 +28,9 @@ final class SimulatedAgent: Sendable {
     private let running = Mutex<Set<String>>([])
     /// Pings this agent sent on the open stream and not yet answered.
     let unansweredPings = Mutex<Set<UInt64>>([])
+    /// What its deployment set says it runs, as if each sub-agent started the moment the set
+    /// came (no package is fetched), and the set's digest.
+    private let deployed = Mutex<(digest: String, running: [String: (revision: Int64, version: String, since: Date)])>(("", [:]))
 
     init(agentSN: String, address: HostPort, shared: Fleet.Shared) {
         self.agentSN = agentSN
@@ -148,6 +151,7 @@ final class SimulatedAgent: Sendable {
         hello.hello.os = "linux"
         hello.hello.arch = "x86_64"
         hello.hello.tags = self.shared.configuration.tags
+        hello.hello.deploymentsDigest = self.deployed.withLock { $0.digest }
         continuation.yield(hello)
         let online = Atomic<Bool>(false)
         defer {
@@ -192,6 +196,11 @@ final class SimulatedAgent: Sendable {
                                 break
                             }
                             guard self.running.withLock({ $0.insert(command.id).inserted }) else { break }
+                            if case .deployments(let set)? = command.params {
+                                // A real agent reports at once when its sub-agents change.
+                                self.deploy(set)
+                                continuation.yield(self.statusReport)
+                            }
                             let shared = self.shared
                             group.addTask {
                                 defer { _ = self.running.withLock { $0.remove(command.id) } }
@@ -242,7 +251,36 @@ final class SimulatedAgent: Sendable {
         message.status.uptime = Int64(Date().timeIntervalSince(self.startedAt))
         message.status.timestamp = Int64(Date().timeIntervalSince1970)
         message.status.tags = self.shared.configuration.tags
+        let now = Date()
+        for (name, running) in self.deployed.withLock({ $0.running }).sorted(by: { $0.key < $1.key }) {
+            var agent = Aspire_V1_SubAgentStatus()
+            agent.name = name
+            agent.version = running.version
+            agent.status = "running"
+            agent.uptime = Int64(now.timeIntervalSince(running.since))
+            message.status.agents.append(agent)
+            var state = Aspire_V1_DeploymentState()
+            state.name = name
+            state.revision = running.revision
+            state.version = running.version
+            message.status.deployments.append(state)
+        }
         return message
+    }
+
+    /// Takes a deployment set: what it names runs (restarted when its version changes), what
+    /// left it is gone.
+    private func deploy(_ set: Aspire_V1_DeploymentParams) {
+        let now = Date()
+        self.deployed.withLock { deployed in
+            var running: [String: (revision: Int64, version: String, since: Date)] = [:]
+            for entry in set.deployments {
+                let before = deployed.running[entry.agent.name]
+                let since = before?.version == entry.agent.version ? before?.since ?? now : now
+                running[entry.agent.name] = (entry.revision, entry.agent.version, since)
+            }
+            deployed = (set.digest, running)
+        }
     }
 
     /// Queues `message` on the open stream; false when none is open.

@@ -16,7 +16,7 @@ struct AspireBench: AsyncParsableCommand {
             """,
         subcommands: [
             All.self, FleetCommand.self, IdleBench.self, FanOutBench.self, SaltBench.self, RoundTripBench.self, OfflineBench.self,
-            StormBench.self, RestBench.self, IngestBench.self, CommandsBench.self, ClusterBench.self, ConsoleBench.self,
+            StormBench.self, RestBench.self, IngestBench.self, CommandsBench.self, ClusterBench.self, ConsoleBench.self, RolloutBench.self,
         ]
     )
 }
@@ -41,6 +41,7 @@ struct All: AsyncParsableCommand {
             { [try await CommandsBench.measure(options)] },
             { try await ClusterBench.measure(options) },
             { [try await ConsoleBench.measure(options)] },
+            { [try await RolloutBench.measure(options)] },
         ]
         for benchmark in benchmarks {
             for report in try await benchmark() {

@@ -86,13 +86,16 @@ struct Harness {
     }
 
     /// A fleet of `count` simulated agents for `node`.
-    func fleet(of node: NodeProcess, count: Int, prefix: String = "sim", execute: Bool = false, plaintext: Bool = false) throws -> Fleet {
+    func fleet(
+        of node: NodeProcess, count: Int, prefix: String = "sim", execute: Bool = false, plaintext: Bool = false, tags: [String: String] = [:]
+    ) throws -> Fleet {
         var configuration = Fleet.Configuration(
             server: node.dialAddress, security: plaintext ? .plaintext : .tls(caFile: node.caFile), token: try node.enrollToken
         )
         configuration.spread = node.address.host == "0.0.0.0"
         configuration.prefix = prefix
         configuration.execute = execute
+        configuration.tags = tags
         return Fleet(configuration: configuration, count: count)
     }
 
