@@ -93,6 +93,14 @@ struct AccessTests {
                     prodSchedule.schedule.command = "true"
                     prodSchedule.tags = ["env": "prod"]
                     _ = try await node.admin { [prodSchedule] in try await $0.createSchedule(prodSchedule) }
+                    let prodDeployment = Aspire_V1_ApplyDeploymentRequest.with { request in
+                        request.spec.name = "prod-agent"
+                        request.spec.version = "1.0"
+                        request.spec.url = "https://files.example.com/prod-agent-1.0.tar.gz"
+                        request.spec.checksum = "SHA256:" + String(repeating: "ab", count: 32)
+                        request.spec.tags = ["env": "prod"]
+                    }
+                    _ = try await node.admin { try await $0.applyDeployment(prodDeployment) }
                     let sneaky = Aspire_V1_CreateScheduleRequest.with { request in
                         request.schedule = prodSchedule.schedule
                         request.schedule.name = "sneaky"
@@ -120,6 +128,20 @@ struct AccessTests {
                             request.tags = ["env": "prod"]
                             _ = try await admin.createPlugin(request)
                         }),
+                        ("a deployment for prod", { admin in
+                            var request = prodDeployment
+                            request.spec.name = "other"
+                            request.spec.tags = ["role": "web"]
+                            _ = try await admin.applyDeployment(request)
+                        }),
+                        ("a new version of the prod deployment", { admin in
+                            var request = prodDeployment
+                            request.spec.version = "2.0"
+                            request.spec.tags = ["env": "staging"]
+                            _ = try await admin.applyDeployment(request)
+                        }),
+                        ("pausing the prod deployment", { admin in _ = try await admin.controlDeployment(.with { $0.name = "prod-agent"; $0.action = "pause" }) }),
+                        ("deleting the prod deployment", { admin in _ = try await admin.deleteDeployment(.with { $0.name = "prod-agent" }) }),
                     ]
                     for (what, call) in refusals {
                         let error = await #expect(throws: RPCError.self, "\(what)") {
@@ -153,6 +175,8 @@ struct AccessTests {
                     #expect(schedules.schedules.map(\.schedule.name) == ["prod-nightly"] && !schedules.schedules[0].schedule.disabled)
                     let plugins = try await node.admin { try await $0.listPlugins(.init()) }
                     #expect(plugins.plugins.isEmpty)
+                    let deployments = try await node.admin { try await $0.listDeployments(.init()) }
+                    #expect(deployments.deployments.map { "\($0.spec.name) \($0.spec.version)" } == ["prod-agent 1.0"])
                 }
             }
         }

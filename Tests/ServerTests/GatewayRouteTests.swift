@@ -183,4 +183,64 @@ struct GatewayRouteTests {
             }
         }
     }
+
+    @Test("Deployments over REST: declare, read back, the same again changes nothing, a new version rolls out, pause, resume, roll back, delete; bad declarations refused")
+    func deploymentRoutes() async throws {
+        try await withLocalNode { node in
+            try await node.withREST { client in
+                let rest = RESTClient(router: client, token: node.node.adminToken)
+                let checksum = "SHA256:" + String(repeating: "ab", count: 32)
+                let body: [String: Any] = [
+                    "name": "web-agent", "version": "1.0", "url": "https://files.example.com/web-agent-1.0.tar.gz", "checksum": checksum,
+                    "tags": ["svc": "web"], "envs": ["MODE": "prod"], "limits": ["memory": "64M"], "canary": 1, "batch": "25%",
+                    "health_seconds": 30,
+                ]
+                let created = try #require(try await rest.ok("POST", "/api/v1/server/deployment", json: body)["deployment"] as? [String: Any])
+                #expect(created["revision"] as? Int == 1 && created["state"] as? String == "done" && created["on_untag"] as? String == "remove")
+                let rollout = try #require(created["rollout"] as? [String: Any])
+                #expect(rollout["canary"] as? String == "1" && rollout["batch"] as? String == "25%" && rollout["health_seconds"] as? Int == 30)
+                #expect(rollout["auto_rollback"] as? Bool == true && (created["limits"] as? [String: String]) == ["memory": "64M"])
+                let same = try #require(try await rest.ok("POST", "/api/v1/server/deployment", json: body)["deployment"] as? [String: Any])
+                #expect(same["revision"] as? Int == 1 && same["gmt_modify"] as? String == created["gmt_modify"] as? String)
+
+                var newer = body
+                newer["version"] = "2.0"
+                newer["url"] = "https://files.example.com/web-agent-2.0.tar.gz"
+                let rolling = try #require(try await rest.ok("POST", "/api/v1/server/deployment", json: newer)["deployment"] as? [String: Any])
+                #expect(rolling["revision"] as? Int == 2 && rolling["state"] as? String == "rolling" && rolling["stable_version"] as? String == "1.0")
+                let listed = try #require(try await rest.ok("GET", "/api/v1/server/deployments")["deployments"] as? [[String: Any]])
+                #expect(listed.map { $0["name"] as? String } == ["web-agent"])
+                let status = try await rest.ok("GET", "/api/v1/server/deployment?name=web-agent")
+                #expect(status["matching"] as? Int == 0 && (status["hosts"] as? [Any])?.isEmpty == true)
+
+                let control = "/api/v1/server/deployment/control"
+                let paused = try #require(try await rest.ok("POST", control, json: ["name": "web-agent", "action": "pause"])["deployment"] as? [String: Any])
+                #expect(paused["state"] as? String == "paused" && (paused["reason"] as? String)?.contains("paused by admin") == true)
+                try await rest.fails("POST", control, json: ["name": "web-agent", "action": "pause"], http: 409, code: .conflict)
+                try await rest.fails("POST", control, json: ["name": "web-agent", "action": "explode"], http: 400, code: .badRequest)
+                try await rest.fails("POST", control, json: ["name": "nothing", "action": "pause"], http: 404, code: .notFound)
+                _ = try await rest.ok("POST", control, json: ["name": "web-agent", "action": "resume"])
+                let back = try #require(try await rest.ok("POST", control, json: ["name": "web-agent", "action": "rollback"])["deployment"] as? [String: Any])
+                #expect(back["state"] as? String == "rolled_back" && (back["reason"] as? String)?.contains("rolled back to 1.0") == true)
+
+                // Bad declarations: each refused with what is wrong, nothing stored.
+                for (change, why) in [
+                    (["tags": [String: String]()], "names no tags"), (["name": "../x"], "name"), (["on_untag": "maybe"], "on_untag"),
+                    (["checksum": "md5:1"], "checksum"), (["canary": 0], "canary 0"), (["batch": "120%"], "batch"),
+                    (["limits": ["disk": "1G"]], "unknown limit"), (["surprise": true], "surprise"), (["health_seconds": -1], "health_seconds"),
+                    (["url": "", "checksum": ""], "no package"), (["url": ""], "a checksum goes with a url"),
+                ] as [([String: Any], String)] {
+                    var bad = body
+                    bad["name"] = "other"
+                    bad.merge(change) { $1 }
+                    let answer = try await rest.call("POST", "/api/v1/server/deployment", json: bad)
+                    #expect([400, 404].contains(answer.status) && answer.text.contains(why), "\(change): \(answer.text)")
+                }
+                #expect((try await rest.ok("GET", "/api/v1/server/deployments")["deployments"] as? [Any])?.count == 1)
+                let deleted = try #require(try await rest.ok("DELETE", "/api/v1/server/deployment?name=web-agent")["deployment"] as? [String: Any])
+                #expect(deleted["name"] as? String == "web-agent")
+                try await rest.fails("DELETE", "/api/v1/server/deployment?name=web-agent", http: 404, code: .notFound)
+            }
+        }
+    }
 }

@@ -462,6 +462,8 @@ struct OpenAPIDocumentTests {
         "GET /api/v1/server/tags", "POST /api/v1/server/tags", "DELETE /api/v1/server/tags",
         "POST /api/v1/server/tags/bind", "POST /api/v1/server/tags/unbind",
         "GET /api/v1/server/regions", "POST /api/v1/server/regions", "POST /api/v1/server/regions/hosts", "GET /api/v1/server/events",
+        "GET /api/v1/server/deployments", "GET /api/v1/server/deployment", "POST /api/v1/server/deployment", "POST /api/v1/server/deployment/control",
+        "DELETE /api/v1/server/deployment",
         "GET /api/v1/server/dashboard", "POST /api/v1/server/command", "POST /api/v1/server/command/stream", "POST /api/v1/server/nodes/drain",
         "POST /agent/status", "POST /agent/job/result", "GET /api/v1/openapi.json",
         "GET /api/v1/server/package/download",
