@@ -38,6 +38,10 @@ public struct AgentConfiguration: Sendable {
     public var keepalive: Duration = .seconds(180)
     public var bash = BashExecutor.Configuration()
     public var supervisor = SupervisorConfiguration()
+    /// The version the agent reports (its own; a test of self-upgrades gives another).
+    public var version = AspireVersion.current
+    /// How long a new BootAgent version has to reconnect before the old one is restored.
+    public var upgradeWindow: Duration = .seconds(120)
 
     public init() {}
 

@@ -75,7 +75,9 @@ public final class AgentRuntime: Service {
             logger: logger
         )
         self.deployments = DeploymentKeeper(
-            supervisor: self.supervisor, dataDirectory: configuration.dataDirectory, onChange: { uplink.statusChanged() }, logger: logger
+            supervisor: self.supervisor, dataDirectory: configuration.dataDirectory,
+            upgrade: SelfUpgrade(dataDirectory: configuration.dataDirectory, version: configuration.version, window: configuration.upgradeWindow),
+            beforeHandover: { state.flush() }, onChange: { uplink.statusChanged() }, logger: logger
         )
         self.scheduler = Scheduler(
             dataDirectory: configuration.dataDirectory, bash: bash,
@@ -111,7 +113,7 @@ public final class AgentRuntime: Service {
         self.logger.notice(
             "agent starting",
             metadata: [
-                "agent.sn": "\(self.agentSN)", "agent.version": "\(AspireVersion.current)",
+                "agent.sn": "\(self.agentSN)", "agent.version": "\(self.configuration.version)",
                 "agent.servers": "\(self.configuration.servers.map(\.description).joined(separator: ","))",
                 "agent.data": "\(self.configuration.dataDirectory)",
             ]
@@ -232,7 +234,7 @@ public final class AgentRuntime: Service {
         var hello = Aspire_V1_Hello()
         hello.agentSn = self.agentSN
         hello.hostname = ProcessInfo.processInfo.hostName
-        hello.version = AspireVersion.current
+        hello.version = self.configuration.version
         hello.os = "linux"
         hello.arch = GetInfo.uname().machine
         hello.tags = self.settings.tags
@@ -246,7 +248,7 @@ public final class AgentRuntime: Service {
     /// What `/me/status` of the local interface answers.
     var localStatus: [String: Any] {
         [
-            "agentsn": self.agentSN, "version": AspireVersion.current, "hostname": ProcessInfo.processInfo.hostName,
+            "agentsn": self.agentSN, "version": self.configuration.version, "hostname": ProcessInfo.processInfo.hostName,
             "uptime": Int(Date().timeIntervalSince(self.startedAt)), "servers": self.settings.servers.map(\.description),
             "connected": self.uplink.isConnected, "tags": self.settings.tags, "step": Int(self.settings.step.load(ordering: .relaxed)),
             "plugins": self.plugins.runner.states.count, "schedules_digest": self.scheduler.digest, "plugins_digest": self.plugins.digest,
@@ -257,12 +259,13 @@ public final class AgentRuntime: Service {
     var statusReport: Aspire_V1_StatusReport {
         var report = Aspire_V1_StatusReport()
         report.hostname = ProcessInfo.processInfo.hostName
-        report.version = AspireVersion.current
+        report.version = self.configuration.version
         report.uptime = Int64(Date().timeIntervalSince(self.startedAt))
         report.timestamp = Int64(Date().timeIntervalSince1970)
         report.step = self.settings.step.load(ordering: .relaxed)
         report.tags = self.settings.tags
         report.agents = self.supervisor.statuses
+        if let agent = self.deployments.selfStatus(startedAt: self.startedAt) { report.agents.append(agent) }
         report.deployments = self.deployments.states
         return report
     }

@@ -30,7 +30,13 @@ struct Boot: AsyncParsableCommand {
             and restarted by the seed's policy. They keep running when the agent stops or dies, \
             and the agent adopts them when it starts again: under systemd, give the agent's unit \
             KillMode=process.
-            """
+
+            BootAgent upgrades itself when a deployment named BootAgent says so: the new binary is \
+            kept in the data directory and takes over this process by exec; if it does not \
+            reconnect within --upgrade-window, a watchdog brings this binary back. A restarted \
+            agent runs the upgraded binary.
+            """,
+        version: AspireVersion.current
     )
 
     @Option(name: .customShort("L"), help: "Log file (appended). Default: standard error.")
@@ -128,7 +134,19 @@ struct Boot: AsyncParsableCommand {
     )
     var healthWindow = 10
 
+    @Option(name: .customLong("upgrade-window"), help: "Seconds a new BootAgent version has to reconnect before this one is restored.")
+    var upgradeWindow = 120
+
+    @Option(name: .customLong("report-version"), help: .hidden)
+    var reportVersion: String?
+
+    @Option(name: .customLong("upgrade-watchdog"), help: .hidden)
+    var upgradeWatchdog: String?
+
     mutating func validate() throws {
+        // The watchdog an upgrade starts takes nothing else.
+        if self.upgradeWatchdog != nil { return }
+        guard self.upgradeWindow >= 5 else { throw ValidationError("--upgrade-window must be at least 5 seconds") }
         guard Logger.Level(name: self.logLevel) != nil else { throw ValidationError("unknown log level '\(self.logLevel)'") }
         guard self.backoffCap >= 1 else { throw ValidationError("--backoff-cap must be at least 1") }
         do {
@@ -153,6 +171,15 @@ struct Boot: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if let trial = self.upgradeWatchdog {
+            Foundation.exit(SelfUpgrade.watch(trialPath: trial))
+        }
+        let version = self.reportVersion ?? AspireVersion.current
+        if let upgraded = SelfUpgrade.launchTarget(dataDirectory: self.dataDirectory, version: version) {
+            // An upgrade replaced this binary: the service manager started the one it replaced.
+            FileHandle.standardError.write(Data("boot: \(version) was upgraded; running \(upgraded)\n".utf8))
+            throw ValidationError(SelfUpgrade.exec(upgraded).cause)
+        }
         // Errors an operator must see (another agent running, bad log path) are reported on
         // the terminal, before detaching and before output goes to the log file.
         if let pidFile {
@@ -196,6 +223,8 @@ struct Boot: AsyncParsableCommand {
         configuration.supervisor.anomalyWindow = .seconds(self.anomalyWindow)
         configuration.supervisor.maxAnomalies = self.maxAnomalies
         configuration.supervisor.healthWindow = .seconds(self.healthWindow)
+        configuration.version = version
+        configuration.upgradeWindow = .seconds(self.upgradeWindow)
         configuration.enrollmentToken = try self.enrollmentToken()
         if self.token != nil {
             logger.warning("--token puts the join token in the command line, where any user of this host can read it (ps); use --token-file")

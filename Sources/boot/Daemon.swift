@@ -1,4 +1,6 @@
+import Agent
 import Foundation
+import RPC
 
 #if canImport(Glibc)
 import Glibc
@@ -6,30 +8,15 @@ import Glibc
 
 /// Detaching, log file and PID file, as a daemon does them.
 enum Daemon {
-    /// glibc's POSIX_SPAWN_SETSID (0x80), which Swift does not see: it is under _GNU_SOURCE.
-    private static let spawnSetSID: Int16 = 0x80
-
     /// Starts this program again with `-f` in a new session, detached from the terminal, and
     /// exits. A threaded process must not fork and go on; it re-executes itself instead.
     static func detach() throws -> Never {
         let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-        let arguments = [executable] + CommandLine.arguments.dropFirst() + ["-f"]
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Self.spawnSetSID)
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        for fd: Int32 in 0 ... 2 {
-            posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0)
-        }
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let status = posix_spawn(&pid, executable, &actions, &attributes, &argv, environ)
-        guard status == 0 else {
-            throw DaemonError("cannot start the background agent: \(String(cString: strerror(status)))")
+        let pid: pid_t
+        do {
+            pid = try DetachedProcess.spawn(executable, [executable] + CommandLine.arguments.dropFirst() + ["-f"])
+        } catch {
+            throw DaemonError("cannot start the background agent: \(error.cause)")
         }
         print("boot: running in the background as pid \(pid)")
         exit(0)

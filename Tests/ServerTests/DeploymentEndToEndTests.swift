@@ -1,8 +1,13 @@
 import Fleet
 import Foundation
 import RPC
+import SwiftProtobuf
 import Testing
 import TestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Declared deployments on a real node with real boot agents: convergence and health-gated
 /// rollouts, driven with aspirectl and read back through REST.
@@ -20,13 +25,13 @@ struct DeploymentEndToEndTests {
         func sn(_ name: String) -> String { "dep-\(name)-\(self.suffix)" }
 
         /// Starts (or starts again, keeping its data) the agent called `name`.
-        mutating func start(_ name: String, tags: [String: String] = [:]) throws -> TestAgent {
+        mutating func start(_ name: String, tags: [String: String] = [:], extra: [String] = []) throws -> TestAgent {
             let agent = try TestAgent.start(
                 in: self.directory, name: name, connectingTo: self.node,
                 arguments: [
                     "--agents-root", "\(self.directory)/\(name).agents", "--cgroup-parent", self.parent(name), "--check-interval", "1",
                     "--restart-holdoff", "0", "--health-window", "1",
-                ] + tags.flatMap { ["--tag", "\($0.key)=\($0.value)"] },
+                ] + tags.flatMap { ["--tag", "\($0.key)=\($0.value)"] } + extra,
                 agentSN: self.sn(name)
             )
             self.agents[name] = agent
@@ -206,5 +211,89 @@ struct DeploymentEndToEndTests {
         #expect(shown.contains("rolled_back") && shown.contains("reason: wave 0"), "\(shown)")
         let again = try await fleet.aspirectl(["deployment", "resume", "MiniAgent"], expecting: 1)
         #expect(again.contains("rolled_back: it cannot resume"), "\(again)")
+    }
+
+    /// A "binary" of BootAgent `version`: this build's boot, reporting that version (or, broken,
+    /// one that answers --version and exits at once otherwise).
+    static func bootPackage(version: String, broken: Bool = false) -> Data {
+        let real = "\(TestProcess.binDirectory)/boot"
+        let script = broken
+            ? "#!/bin/sh\ncase \"$1\" in --version) echo \(version); exit 0 ;; esac\necho 'broken build' >&2\nexit 1\n"
+            : "#!/bin/sh\nexec \(real) --report-version \(version) \"$@\"\n"
+        return Data(script.utf8)
+    }
+
+    @Test(
+        "BootAgent upgrades itself from a store package, keeping its process, AgentSN and certificate; a broken new binary is rolled back by its watchdog",
+        .timeLimit(.minutes(5))
+    )
+    func selfUpgrade() async throws {
+        let directory = try makeTemporaryDirectory("deployments-boot")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
+        var fleet = Fleet(directory: directory, node: node)
+        let names = ["boot0", "boot1"]
+        func pid(_ name: String) -> Int32? {
+            (try? String(contentsOfFile: "\(directory)/\(name).pid", encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        defer {
+            // The agents the watchdog started again are not this test's children.
+            for name in names { if let pid = pid(name) { kill(pid, SIGTERM) } }
+            Task { [fleet] in await fleet.stopAll() }
+        }
+        let rest = try RESTClient(node)
+        for (version, broken) in [("2.0", false), ("3.0", true)] {
+            _ = try await rest.ok(
+                "POST", "/api/v1/server/package?name=BootAgent&version=\(version)&os=linux&arch=x86_64&file=boot-\(version)",
+                body: Self.bootPackage(version: version, broken: broken), contentType: "application/octet-stream"
+            )
+        }
+        for name in names {
+            try await node.waitForAgent(
+                try fleet.start(name, tags: ["svc": "boot"], extra: ["-P", "\(directory)/\(name).pid", "--upgrade-window", "30"])
+            )
+        }
+        func host(_ name: String) async throws -> Aspire_V1_Host {
+            try await node.admin { try await $0.getHost(.with { $0.agentSn = fleet.sn(name) }) }
+        }
+        let before = try await host("boot0")
+        let pids = names.map(pid)
+        #expect(before.curvers == AspireVersion.current && pids.allSatisfy { $0 != nil })
+
+        _ = try await fleet.aspirectl(["deployment", "apply", "BootAgent", "2.0", "--tag", "svc=boot", "--health", "2"])
+        try await eventually(timeout: .seconds(90), "both agents on 2.0, healthy") {
+            for name in names where try await host(name).curvers != "2.0" { return false }
+            return Self.counts(try await rest.ok("GET", "/api/v1/server/deployment?name=BootAgent")) == ["2.0 healthy": 2]
+        }
+        let after = try await host("boot0")
+        #expect(after.prevers == AspireVersion.current && after.agentSn == before.agentSn)
+        #expect(after.certificateNotAfter == before.certificateNotAfter, "the same certificate: no new enrollment")
+        #expect(names.map(pid) == pids, "the same processes, by exec")
+        for (index, name) in names.enumerated() {
+            #expect(SubAgentEndToEndTests.isAlive(Int(pids[index]!)), "\(name)")
+            let result = try await node.run("echo after-upgrade", on: fleet.sn(name))
+            #expect(String(decoding: result.data, as: UTF8.self) == "after-upgrade\n")
+        }
+        #expect(try await host("boot1").agents.contains { $0.name == "BootAgent" && $0.version == "2.0" && $0.previousVersion == AspireVersion.current })
+
+        // 3.0 exits at once: its watchdog brings 2.0 back, the rollout halts after the canary.
+        _ = try await fleet.aspirectl(["deployment", "apply", "BootAgent", "3.0", "--tag", "svc=boot", "--health", "2", "--batch", "100%"])
+        var deployment: [String: Any] = [:]
+        try await eventually(timeout: .seconds(90), "the rollout to BootAgent 3.0 to be rolled back") {
+            deployment = try await rest.ok("GET", "/api/v1/server/deployment?name=BootAgent")["deployment"] as? [String: Any] ?? [:]
+            return deployment["state"] as? String == "rolled_back"
+        }
+        let reason = deployment["reason"] as? String ?? ""
+        #expect(reason.contains("3.0 exited before it reconnected; 2.0 runs again"), "\(reason)")
+        try await eventually(timeout: .seconds(60), "both agents on 2.0 again, healthy") {
+            for name in names where try await host(name).curvers != "2.0" { return false }
+            return Self.counts(try await rest.ok("GET", "/api/v1/server/deployment?name=BootAgent")) == ["2.0 healthy": 2]
+        }
+        let restored = names.filter { pid($0) != pids[names.firstIndex(of: $0)!] }
+        #expect(restored.count == 1, "only the canary tried 3.0: \(restored)")
+        for name in names {
+            let result = try await node.run("echo still-here", on: fleet.sn(name))
+            #expect(String(decoding: result.data, as: UTF8.self) == "still-here\n", "\(name)")
+        }
     }
 }

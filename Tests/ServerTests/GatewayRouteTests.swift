@@ -203,25 +203,28 @@ struct GatewayRouteTests {
                 let same = try #require(try await rest.ok("POST", "/api/v1/server/deployment", json: body)["deployment"] as? [String: Any])
                 #expect(same["revision"] as? Int == 1 && same["gmt_modify"] as? String == created["gmt_modify"] as? String)
 
-                var newer = body
-                newer["version"] = "2.0"
-                newer["url"] = "https://files.example.com/web-agent-2.0.tar.gz"
-                let rolling = try #require(try await rest.ok("POST", "/api/v1/server/deployment", json: newer)["deployment"] as? [String: Any])
-                #expect(rolling["revision"] as? Int == 2 && rolling["state"] as? String == "rolling" && rolling["stable_version"] as? String == "1.0")
-                let listed = try #require(try await rest.ok("GET", "/api/v1/server/deployments")["deployments"] as? [[String: Any]])
-                #expect(listed.map { $0["name"] as? String } == ["web-agent"])
-                let status = try await rest.ok("GET", "/api/v1/server/deployment?name=web-agent")
-                #expect(status["matching"] as? Int == 0 && (status["hosts"] as? [Any])?.isEmpty == true)
+                // A host of the deployment that never answers: the rollout waits for its canary.
+                try await ScriptedAgent.connect("web-1", tags: ["svc": "web"], to: node) { _ in
+                    var newer = body
+                    newer["version"] = "2.0"
+                    newer["url"] = "https://files.example.com/web-agent-2.0.tar.gz"
+                    let rolling = try #require(try await rest.ok("POST", "/api/v1/server/deployment", json: newer)["deployment"] as? [String: Any])
+                    #expect(rolling["revision"] as? Int == 2 && rolling["state"] as? String == "rolling" && rolling["stable_version"] as? String == "1.0")
+                    let listed = try #require(try await rest.ok("GET", "/api/v1/server/deployments")["deployments"] as? [[String: Any]])
+                    #expect(listed.map { $0["name"] as? String } == ["web-agent"])
+                    let status = try await rest.ok("GET", "/api/v1/server/deployment?name=web-agent")
+                    #expect(status["matching"] as? Int == 1 && (status["hosts"] as? [Any])?.count == 1)
 
-                let control = "/api/v1/server/deployment/control"
-                let paused = try #require(try await rest.ok("POST", control, json: ["name": "web-agent", "action": "pause"])["deployment"] as? [String: Any])
-                #expect(paused["state"] as? String == "paused" && (paused["reason"] as? String)?.contains("paused by admin") == true)
-                try await rest.fails("POST", control, json: ["name": "web-agent", "action": "pause"], http: 409, code: .conflict)
-                try await rest.fails("POST", control, json: ["name": "web-agent", "action": "explode"], http: 400, code: .badRequest)
-                try await rest.fails("POST", control, json: ["name": "nothing", "action": "pause"], http: 404, code: .notFound)
-                _ = try await rest.ok("POST", control, json: ["name": "web-agent", "action": "resume"])
-                let back = try #require(try await rest.ok("POST", control, json: ["name": "web-agent", "action": "rollback"])["deployment"] as? [String: Any])
-                #expect(back["state"] as? String == "rolled_back" && (back["reason"] as? String)?.contains("rolled back to 1.0") == true)
+                    let control = "/api/v1/server/deployment/control"
+                    let paused = try #require(try await rest.ok("POST", control, json: ["name": "web-agent", "action": "pause"])["deployment"] as? [String: Any])
+                    #expect(paused["state"] as? String == "paused" && (paused["reason"] as? String)?.contains("paused by admin") == true)
+                    try await rest.fails("POST", control, json: ["name": "web-agent", "action": "pause"], http: 409, code: .conflict)
+                    try await rest.fails("POST", control, json: ["name": "web-agent", "action": "explode"], http: 400, code: .badRequest)
+                    try await rest.fails("POST", control, json: ["name": "nothing", "action": "pause"], http: 404, code: .notFound)
+                    _ = try await rest.ok("POST", control, json: ["name": "web-agent", "action": "resume"])
+                    let back = try #require(try await rest.ok("POST", control, json: ["name": "web-agent", "action": "rollback"])["deployment"] as? [String: Any])
+                    #expect(back["state"] as? String == "rolled_back" && (back["reason"] as? String)?.contains("rolled back to 1.0") == true)
+                }
 
                 // Bad declarations: each refused with what is wrong, nothing stored.
                 for (change, why) in [

@@ -51,6 +51,7 @@ struct ChannelSession {
                                 if welcome.pingInterval > 0 { pingInterval.seconds = Int(welcome.pingInterval) }
                                 logger.notice("connected", metadata: ["node": "\(welcome.node)", "agent.sn": "\(runtime.agentSN)"])
                                 runtime.uplink.attach(continuation, client: self.client)
+                                runtime.deployments.connected()
                             case .command(let command):
                                 runtime.submit(command)
                             case .ack(let ack):

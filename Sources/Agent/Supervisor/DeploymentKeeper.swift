@@ -10,7 +10,8 @@ import Synchronization
 /// their deployment keeps them); and reports the revision of each, or why it could not apply
 /// it. A revision that failed is not tried again: the server's rollout decides what comes
 /// next. The set and what was applied are kept in the data directory, so a restarted agent
-/// goes on where it was, connected or not.
+/// goes on where it was, connected or not. The deployment named `BootAgent` is the agent
+/// itself: it upgrades by ``SelfUpgrade``.
 public final class DeploymentKeeper: Sendable {
     /// What the agent did with one deployment.
     struct Applied: Codable, Sendable, Equatable {
@@ -22,6 +23,13 @@ public final class DeploymentKeeper: Sendable {
     }
 
     let supervisor: Supervisor
+    let upgrade: SelfUpgrade
+    /// Makes what the agent wrote durable before it hands over to another binary.
+    let beforeHandover: @Sendable () -> Void
+    /// The upgrade this binary is on trial for, until it commits it.
+    private let trial: Mutex<SelfUpgrade.Trial?>
+    /// A failed upgrade found at start, for the server to hear of as soon as it can.
+    private let failedUpgrade: Atomic<Bool>
     let setPath: String
     let appliedPath: String
     /// Called when the revisions it reports change.
@@ -34,10 +42,12 @@ public final class DeploymentKeeper: Sendable {
     let recheck: Duration
 
     public init(
-        supervisor: Supervisor, dataDirectory: String, recheck: Duration = .seconds(300), onChange: @escaping @Sendable () -> Void = {},
-        logger: Logger
+        supervisor: Supervisor, dataDirectory: String, upgrade: SelfUpgrade, recheck: Duration = .seconds(300),
+        beforeHandover: @escaping @Sendable () -> Void = {}, onChange: @escaping @Sendable () -> Void = {}, logger: Logger
     ) {
         self.supervisor = supervisor
+        self.upgrade = upgrade
+        self.beforeHandover = beforeHandover
         self.setPath = "\(dataDirectory)/deployments.pb"
         self.appliedPath = "\(dataDirectory)/deployments.json"
         self.recheck = recheck
@@ -52,8 +62,48 @@ public final class DeploymentKeeper: Sendable {
                 logger.error("deployment set unreadable; waiting for the server's", metadata: ["file": "\(self.setPath)"])
             }
         }
-        let applied = FileManager.default.contents(atPath: self.appliedPath).flatMap { try? JSONDecoder().decode([String: Applied].self, from: $0) } ?? [:]
+        var applied = FileManager.default.contents(atPath: self.appliedPath).flatMap { try? JSONDecoder().decode([String: Applied].self, from: $0) } ?? [:]
+        let (onTrial, failed) = upgrade.atStart()
+        if let failed {
+            logger.error("BootAgent upgrade failed", metadata: ["upgrade.to": "\(failed.to)", "error": "\(failed.reason)"])
+            applied[SelfUpgrade.name] = Applied(revision: failed.revision, version: failed.to, error: failed.reason, removeOnLeave: false)
+        }
+        if let onTrial {
+            logger.notice("BootAgent upgraded; committed once connected", metadata: ["upgrade.from": "\(onTrial.from)", "upgrade.to": "\(onTrial.to)"])
+        }
+        self.trial = Mutex(onTrial)
+        self.failedUpgrade = Atomic(failed != nil)
         self.state = Mutex((set, applied))
+        if failed != nil { self.save(applied) }
+    }
+
+    /// The stream is up: an upgrade on trial has reconnected, so it is this host's version now.
+    public func connected() {
+        if self.failedUpgrade.exchange(false, ordering: .relaxed) { self.onChange() }
+        guard let trial = self.trial.withLock({ trial in defer { trial = nil }; return trial }) else { return }
+        do {
+            try self.upgrade.commit(trial)
+            self.logger.notice("BootAgent upgrade committed", metadata: ["upgrade.from": "\(trial.from)", "upgrade.to": "\(trial.to)"])
+            self.record(SelfUpgrade.name, Applied(revision: trial.revision, version: trial.to, error: "", removeOnLeave: false))
+        } catch {
+            self.logger.error("cannot commit the BootAgent upgrade", metadata: ["error": "\(error.cause)"])
+        }
+    }
+
+    /// The agent itself as a status entry, while a deployment manages it.
+    func selfStatus(startedAt: Date) -> Aspire_V1_SubAgentStatus? {
+        let managed = self.state.withLock { state in
+            state.applied[SelfUpgrade.name] != nil || state.set.deployments.contains { $0.agent.name == SelfUpgrade.name }
+        }
+        guard managed else { return nil }
+        var status = Aspire_V1_SubAgentStatus()
+        status.name = SelfUpgrade.name
+        status.version = self.upgrade.version
+        status.status = "running"
+        status.pid = getpid()
+        status.uptime = Int64(Date().timeIntervalSince(startedAt))
+        status.previousVersion = self.upgrade.previousVersion
+        return status
     }
 
     /// The digest of the set it has, for Hello.
@@ -95,13 +145,17 @@ public final class DeploymentKeeper: Sendable {
         for entry in set.deployments {
             let name = entry.agent.name
             let applied = self.state.withLock { $0.applied[name] }
-            if let applied, applied.revision == entry.revision,
-                !applied.error.isEmpty || self.supervisor.record(name)?.version == entry.agent.version
-            {
+            let runs = name == SelfUpgrade.name ? self.upgrade.version : self.supervisor.record(name)?.version
+            if let applied, applied.revision == entry.revision, !applied.error.isEmpty || runs == entry.agent.version {
                 continue
             }
             var outcome = Applied(revision: entry.revision, version: entry.agent.version, error: entry.unavailable, removeOnLeave: entry.removeOnLeave)
-            if entry.unavailable.isEmpty {
+            if !entry.unavailable.isEmpty {
+            } else if name == SelfUpgrade.name {
+                // On trial for this revision: it is recorded when the trial commits.
+                if self.trial.withLock({ $0?.revision == entry.revision }) { continue }
+                if runs != entry.agent.version { outcome.error = await self.upgradeSelf(entry) }
+            } else {
                 let action: CommandMethod.SubAgentAction = self.supervisor.record(name) == nil ? .install : .upgrade
                 let result = await self.supervisor.perform(action, entry.agent, id: "deployment:\(name):\(entry.revision)")
                 if result.retcode == ErrorCode.busy.rawValue {
@@ -121,7 +175,9 @@ public final class DeploymentKeeper: Sendable {
         }
         let kept = Set(set.deployments.map(\.agent.name))
         for (name, applied) in self.state.withLock({ $0.applied }) where !kept.contains(name) {
-            if applied.removeOnLeave {
+            if name == SelfUpgrade.name {
+                self.logger.notice("left the BootAgent deployment; this version stays", metadata: ["agent.version": "\(self.upgrade.version)"])
+            } else if applied.removeOnLeave {
                 var params = Aspire_V1_SubAgentParams()
                 params.name = name
                 let result = await self.supervisor.perform(.uninstall, params, id: "deployment:\(name):leave")
@@ -144,11 +200,31 @@ public final class DeploymentKeeper: Sendable {
         }
     }
 
+    /// Fetches and checks the new binary, then hands over to it (this process goes on as the
+    /// new version, and never returns here); the error when it cannot.
+    private func upgradeSelf(_ entry: Aspire_V1_DeployedAgent) async -> String {
+        do {
+            let binary = try await self.upgrade.prepare(entry.agent, fetcher: self.supervisor.fetcher)
+            self.logger.notice(
+                "BootAgent hands over to a new version", metadata: ["upgrade.to": "\(entry.agent.version)", "upgrade.binary": "\(binary)"]
+            )
+            self.beforeHandover()
+            return self.upgrade.handOver(to: binary, version: entry.agent.version, revision: entry.revision).cause
+        } catch {
+            return "upgrade of BootAgent to \(entry.agent.version) failed: \(error.cause); \(self.upgrade.version) runs on"
+        }
+    }
+
     private func record(_ name: String, _ outcome: Applied?) {
         let applied = self.state.withLock { state in
             state.applied[name] = outcome
             return state.applied
         }
+        self.save(applied)
+        self.onChange()
+    }
+
+    private func save(_ applied: [String: Applied]) {
         do {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
@@ -156,7 +232,6 @@ public final class DeploymentKeeper: Sendable {
         } catch {
             self.logger.error("cannot save what deployments applied", metadata: ["file": "\(self.appliedPath)", "error": "\(error)"])
         }
-        self.onChange()
     }
 }
 

@@ -18,6 +18,12 @@ extension Supervisor {
         } catch {
             return .failed(id: id, error.code, error.cause, started: started)
         }
+        guard params.name != SelfUpgrade.name else {
+            return .failed(
+                id: id, .invalidParams, "\(SelfUpgrade.name) is the agent itself, not a sub-agent: upgrade it with a deployment named \(SelfUpgrade.name)",
+                started: started
+            )
+        }
         guard await self.claim(params.name) else {
             return .failed(id: id, .busy, "another action on \(params.name) is under way; try again when it ends", started: started)
         }
