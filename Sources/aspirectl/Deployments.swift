@@ -71,6 +71,14 @@ struct DeploymentCommand: AsyncParsableCommand {
         @Option(help: "Run it with this group (default: the user's primary group).")
         var group = ""
 
+        @Option(
+            help: ArgumentHelp(
+                "For a program without a control script: the seed's daemon.init fields as JSON, or @FILE.",
+                discussion: #"e.g. '{"start":"bin/mond -d","stop":"kill:TERM","check":"pidfile","pidfile":"/run/mond.pid"}'"#
+            )
+        )
+        var daemon: String?
+
         @Option(name: .customLong("on-untag"), help: "A host that stops matching: remove (default) or keep it running, unmanaged.")
         var onUntag = "remove"
 
@@ -116,6 +124,14 @@ struct DeploymentCommand: AsyncParsableCommand {
             request.spec.user = self.user
             request.spec.group = self.group
             request.spec.onUntag = self.onUntag
+            if let daemon {
+                let text = daemon.hasPrefix("@") ? try String(contentsOfFile: String(daemon.dropFirst()), encoding: .utf8) : daemon
+                do {
+                    request.spec.daemon = try Aspire_V1_DaemonSpec(jsonString: text)
+                } catch {
+                    throw ValidationError("--daemon: not a daemon spec in JSON (\(error)); fields: precheck, precheck_retries, start, start_delay, stop, stop_timeout, check, check_interval, pidfile, socket, hits")
+                }
+            }
             request.rollout.canary = self.canary
             request.rollout.batch = self.batch
             request.rollout.maxFailures = self.maxFailures

@@ -38,8 +38,9 @@ struct DeploymentEndToEndTests {
             return agent
         }
 
-        func stopAll() async {
-            for agent in self.agents.values { await agent.process.stop() }
+        /// Kills the agents first (so none restarts a sub-agent meanwhile), then what they ran.
+        func stopAll() {
+            for agent in self.agents.values { agent.process.signal(SIGKILL) }
             SubAgentEndToEndTests.cleanUp(cgroupParents: self.agents.keys.map(self.parent))
         }
 
@@ -102,7 +103,7 @@ struct DeploymentEndToEndTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: Loopback.address())
         var fleet = Fleet(directory: directory, node: node)
-        defer { Task { [fleet] in await fleet.stopAll() } }
+        defer { fleet.stopAll() }
         let rest = try RESTClient(node)
         try await Self.upload(rest, in: directory, version: "1.0")
         try await Self.upload(rest, in: directory, version: "2.0")
@@ -169,7 +170,7 @@ struct DeploymentEndToEndTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: Loopback.address())
         var fleet = Fleet(directory: directory, node: node)
-        defer { Task { [fleet] in await fleet.stopAll() } }
+        defer { fleet.stopAll() }
         let rest = try RESTClient(node)
         try await Self.upload(rest, in: directory, version: "1.0")
         try await Self.upload(rest, in: directory, version: "2.0", program: "echo 'cannot open config' >&2; exit 1")
@@ -239,7 +240,7 @@ struct DeploymentEndToEndTests {
         defer {
             // The agents the watchdog started again are not this test's children.
             for name in names { if let pid = pid(name) { kill(pid, SIGTERM) } }
-            Task { [fleet] in await fleet.stopAll() }
+            fleet.stopAll()
         }
         let rest = try RESTClient(node)
         for (version, broken) in [("2.0", false), ("3.0", true)] {

@@ -240,6 +240,25 @@ struct GatewayRouteTests {
                     #expect([400, 404].contains(answer.status) && answer.text.contains(why), "\(change): \(answer.text)")
                 }
                 #expect((try await rest.ok("GET", "/api/v1/server/deployments")["deployments"] as? [Any])?.count == 1)
+
+                // A program without a control script: the seed's daemon.init fields, checked.
+                var daemon = body
+                daemon["name"] = "mond"
+                daemon["daemon"] = ["start": "bin/mond -d", "stop": "kill:HUP", "check": "pidfile", "pidfile": "/run/mond.pid", "hits": 5]
+                let declared = try #require(try await rest.ok("POST", "/api/v1/server/deployment", json: daemon)["deployment"] as? [String: Any])
+                let spec = try #require(declared["daemon"] as? [String: Any])
+                #expect(spec["stop"] as? String == "kill:HUP" && spec["check"] as? String == "pidfile" && spec["hits"] as? Int == 5)
+                for (bad, why) in [
+                    (["stop": "kill:HUP"], "start"), (["start": "x", "check": "pidfile"], "pidfile"), (["start": "x", "stop": "kill:NOPE"], "signal"),
+                    (["start": "x", "colour": "red"], "colour"),
+                ] as [([String: Any], String)] {
+                    var refused = daemon
+                    refused["name"] = "bad-mond"
+                    refused["daemon"] = bad
+                    let answer = try await rest.call("POST", "/api/v1/server/deployment", json: refused)
+                    #expect(answer.status == 400 && answer.text.contains(why), "\(bad): \(answer.text)")
+                }
+                _ = try await rest.ok("DELETE", "/api/v1/server/deployment?name=mond")
                 let deleted = try #require(try await rest.ok("DELETE", "/api/v1/server/deployment?name=web-agent")["deployment"] as? [String: Any])
                 #expect(deleted["name"] as? String == "web-agent")
                 try await rest.fails("DELETE", "/api/v1/server/deployment?name=web-agent", http: 404, code: .notFound)

@@ -156,15 +156,15 @@ struct Launcher {
         case .ended, nil:
             throw AspireError(.spawnFailed, "cannot start \(request.executable)")
         }
-        let ended = await withTaskGroup(of: Termination?.self) { group in
-            group.addTask { await finished.value }
-            group.addTask {
+        // Whichever comes first: its end, or the wait's. (A task group would wait for both: a
+        // program that runs in the foreground would hold the start forever.)
+        let ended: Termination? = await withCheckedContinuation { continuation in
+            let first = FirstAnswer(continuation)
+            Task { first.answer(await finished.value) }
+            Task {
                 try? await Task.sleep(for: wait)
-                return nil
+                first.answer(nil)
             }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
         }
         return Started(pid: pid, outcome: ended.map { Outcome.ended($0) } ?? .running, finished: finished)
     }
@@ -216,5 +216,23 @@ extension Duration {
     var words: String {
         let value = self.secondsDouble
         return value < 10 ? "\((value * 10).rounded() / 10) s" : "\(Int64(value.rounded())) s"
+    }
+}
+
+/// Resumes a continuation with the first answer only.
+private final class FirstAnswer<Value: Sendable>: Sendable {
+    private let continuation: CheckedContinuation<Value, Never>
+    private let answered = Mutex(false)
+
+    init(_ continuation: CheckedContinuation<Value, Never>) {
+        self.continuation = continuation
+    }
+
+    func answer(_ value: Value) {
+        let first = self.answered.withLock { answered in
+            defer { answered = true }
+            return !answered
+        }
+        if first { self.continuation.resume(returning: value) }
     }
 }

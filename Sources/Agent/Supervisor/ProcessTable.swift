@@ -40,6 +40,14 @@ enum ProcessTable {
         return Entry(pid: pid, parent: parent, state: state, session: session, startTicks: start)
     }
 
+    /// Clock ticks since boot now, as process start times count them.
+    static var ticksNow: UInt64 {
+        guard let text = try? String(contentsOfFile: "/proc/uptime", encoding: .utf8),
+            let seconds = Double(text.split(separator: " ").first ?? "")
+        else { return 0 }
+        return UInt64(seconds * Double(sysconf(Int32(_SC_CLK_TCK))))
+    }
+
     /// Every process of the host.
     static func all() -> [Entry] {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }

@@ -27,6 +27,8 @@ struct SubAgentRecord: Codable, Sendable, Equatable {
     var group: String = ""
     /// Set when the version in use came as a .deb or .rpm.
     var package: SystemPackage?
+    /// Set for a program run by the seed's daemon.init spec instead of a control script.
+    var daemon: DaemonProgram?
 
     /// The launcher's pid: the id of the session the sub-agent was started in.
     var session: pid_t = 0
@@ -39,6 +41,9 @@ struct SubAgentRecord: Codable, Sendable, Equatable {
     var anomalies: Int = 0
     /// OOM kills of its group when it was started: more at exit means a limit killed it.
     var oomKillsAtStart: Int = 0
+    /// Clock ticks after boot when it was last started: a daemon's pidfile naming an older
+    /// process names someone else.
+    var launchTicks: UInt64 = 0
 
     init(name: String, version: String) {
         self.name = name
@@ -68,12 +73,14 @@ struct SubAgentRecord: Codable, Sendable, Equatable {
         self.user = try container.decodeIfPresent(String.self, forKey: .user) ?? ""
         self.group = try container.decodeIfPresent(String.self, forKey: .group) ?? ""
         self.package = try container.decodeIfPresent(SystemPackage.self, forKey: .package)
+        self.daemon = try container.decodeIfPresent(DaemonProgram.self, forKey: .daemon)
         self.session = try container.decodeIfPresent(pid_t.self, forKey: .session) ?? 0
         self.pid = try container.decodeIfPresent(pid_t.self, forKey: .pid) ?? 0
         self.pidStartTicks = try container.decodeIfPresent(UInt64.self, forKey: .pidStartTicks) ?? 0
         self.restarts = try container.decodeIfPresent(Int.self, forKey: .restarts) ?? 0
         self.anomalies = try container.decodeIfPresent(Int.self, forKey: .anomalies) ?? 0
         self.oomKillsAtStart = try container.decodeIfPresent(Int.self, forKey: .oomKillsAtStart) ?? 0
+        self.launchTicks = try container.decodeIfPresent(UInt64.self, forKey: .launchTicks) ?? 0
         if let phase = try container.decodeIfPresent(SubAgentPhase.self, forKey: .phase) {
             self.phase = phase
             return

@@ -32,6 +32,11 @@ extension Supervisor {
             let message: String
             switch action {
             case .install, .upgrade: message = try await self.deploy(params)
+            case .daemonInit:
+                guard params.hasDaemon else {
+                    throw AspireError(.invalidParams, "daemon.init of \(params.name): no daemon spec (start, stop, check, ...)")
+                }
+                message = try await self.deploy(params)
             case .uninstall: message = try await self.uninstall(params.name)
             case .start: message = try await self.start(params, restart: false)
             case .restart: message = try await self.start(params, restart: true)
@@ -71,7 +76,7 @@ extension Supervisor {
             return "\(name) \(params.version) was already installed; \(settingsChanged ? "restarted with the new settings" : "started"): running (pid \(record.pid))\(self.limitsNote(record))"
         }
 
-        record.package = try await self.unpack(source, checksum: params.checksum, name: name, version: params.version)
+        record.package = try await self.unpack(source, checksum: params.checksum, name: name, version: params.version, daemon: record.daemon != nil)
         if let current {
             return try await self.upgrade(from: current, to: record)
         }
@@ -102,11 +107,11 @@ extension Supervisor {
             let reason = error.cause
             _ = await self.stopProcesses(record)
             var back = old
-            back.life = self.policy.onCommandStart(back.life, at: self.clock.now)
+            back.life = self.policy(for: back).onCommandStart(back.life, at: self.clock.now)
             do {
                 try await self.restorePackages(from: new, to: old)
             } catch {
-                back.life = self.policy.onStartFailed(back.life, at: self.clock.now, killed: false)
+                back.life = self.policy(for: back).onStartFailed(back.life, at: self.clock.now, killed: false)
                 back.message = "upgrade to \(new.version) failed (\(reason)); \(old.version) could not be put back: \(error.cause)"
                 self.commit(back, changedFrom: nil, event: back.message)
                 throw AspireError(.rolledBack, "upgrade of \(name) to \(new.version) failed: \(reason); putting \(old.version) back failed too: \(error.cause)")
@@ -118,7 +123,7 @@ extension Supervisor {
                 back.message = "rolled back from \(new.version): \(reason)"
                 self.commit(back, changedFrom: nil, event: "\(name): upgrade to \(new.version) failed; rolled back to \(old.version)")
             } catch {
-                back.life = self.policy.onStartFailed(back.life, at: self.clock.now, killed: false)
+                back.life = self.policy(for: back).onStartFailed(back.life, at: self.clock.now, killed: false)
                 back.message = "upgrade to \(new.version) failed (\(reason)); \(old.version) did not start again: \(error.cause)"
                 self.commit(back, changedFrom: nil, event: back.message)
                 throw AspireError(.rolledBack, "upgrade of \(name) to \(new.version) failed: \(reason); rolled back to \(old.version), which did not start again: \(error.cause)")
@@ -148,7 +153,7 @@ extension Supervisor {
                 try await package.remove(log: self.logPath(name), timeout: self.configuration.commandTimeout)
             } catch {
                 var kept = record
-                kept.life = self.policy.onCommandStop(kept.life)
+                kept.life = self.policy(for: kept).onCommandStop(kept.life)
                 kept.message = "uninstall failed: \(error.cause)"
                 self.commit(kept, changedFrom: record)
                 throw AspireError(error.code, "stopped \(name), but \(error.cause); its files are still there")
@@ -171,7 +176,7 @@ extension Supervisor {
         let before = record
         let changed = try self.apply(params, to: &record)
         if !restart, !changed, let main = self.main(of: record, self.processes(of: record)) {
-            record.life = self.policy.onCommandStart(record.life, at: record.phase.since ?? self.clock.now)
+            record.life = self.policy(for: record).onCommandStart(record.life, at: record.phase.since ?? self.clock.now)
             self.commit(record, changedFrom: before)
             return "\(params.name) \(record.version) is already running (pid \(main.pid))"
         }
@@ -186,7 +191,7 @@ extension Supervisor {
             throw AspireError(.notInstalled, "\(name) is not installed on this host")
         }
         let before = record
-        record.life = self.policy.onCommandStop(record.life)
+        record.life = self.policy(for: record).onCommandStop(record.life)
         let stopped = await self.stopProcesses(record)
         record.message = "stopped by an operator"
         self.commit(record, changedFrom: before)
@@ -198,6 +203,7 @@ extension Supervisor {
     private func apply(_ params: Aspire_V1_SubAgentParams, to record: inout SubAgentRecord) throws(AspireError) -> Bool {
         let before = record
         if !params.envs.isEmpty { record.envs = params.envs }
+        if params.hasDaemon { record.daemon = try DaemonProgram(params.daemon, owner: "\(params.name) \(params.version)") }
         if params.hasLimits { record.limits = try ResourceLimits(params.limits) }
         if !params.user.isEmpty {
             record.user = params.user
@@ -210,6 +216,7 @@ extension Supervisor {
             _ = try Identity.resolve(user: record.user, group: record.group)
         }
         return record.envs != before.envs || record.limits != before.limits || record.user != before.user || record.group != before.group
+            || record.daemon != before.daemon
     }
 
     private func limitsNote(_ record: SubAgentRecord) -> String {

@@ -1,6 +1,7 @@
 import Foundation
 import RPC
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -22,9 +23,17 @@ extension Supervisor {
         if let unusable { self.logger.error("\(unusable)") }
         self.adopt()
         while !Task.isCancelled {
-            await self.checkAll()
-            try? await Task.sleep(for: self.configuration.checkInterval)
+            await self.checkAll(dueOnly: true)
+            // A daemon may ask to be checked more often than the others.
+            let intervals = self.allRecords.compactMap(\.daemon).map(\.checkInterval).filter { $0 > 0 }.map { Duration.seconds($0) }
+            try? await Task.sleep(for: ([self.configuration.checkInterval] + intervals).min() ?? self.configuration.checkInterval)
         }
+    }
+
+    /// How often a sub-agent is checked: a daemon's own interval, or the supervisor's.
+    func checkInterval(of record: SubAgentRecord) -> Duration {
+        guard let seconds = record.daemon?.checkInterval, seconds > 0 else { return self.configuration.checkInterval }
+        return .seconds(seconds)
     }
 
     /// Says which sub-agents an earlier life of the agent left running: they are supervised
@@ -42,10 +51,18 @@ extension Supervisor {
         }
     }
 
-    /// One check of every sub-agent not busy with an operator's action.
-    func checkAll() async {
+    /// One check of every sub-agent not busy with an operator's action (with `dueOnly`, of
+    /// those whose interval has passed since their last check).
+    func checkAll(dueOnly: Bool = false) async {
         let records = self.allRecords
+        let now = ContinuousClock.now
         for record in records {
+            if dueOnly, let last = self.lastChecks.withLock({ $0[record.name] }),
+                now - last < self.checkInterval(of: record) - .milliseconds(100)
+            {
+                continue
+            }
+            self.lastChecks.withLock { $0[record.name] = now }
             guard self.hold(record.name, .check) else { continue }
             await self.check(record.name)
             self.release(record.name)
@@ -61,14 +78,15 @@ extension Supervisor {
         }
         let before = record
         let now = self.clock.now
-        if let main = self.main(of: record, self.processes(of: record)) {
+        if self.isUp(record) {
+            let main = self.pidfileProcess(record) ?? self.main(of: record, self.processes(of: record))
             if record.phase.runningSince == nil {
-                self.logger.notice("sub-agent is running; adopted", metadata: ["subagent": "\(name)", "subagent.pid": "\(main.pid)"])
-                record.message = "running (pid \(main.pid)); adopted"
+                self.logger.notice("sub-agent is running; adopted", metadata: ["subagent": "\(name)", "subagent.pid": "\(main?.pid ?? 0)"])
+                record.message = "running\(main.map { " (pid \($0.pid))" } ?? ""); adopted"
             }
-            record.life = self.policy.onFoundRunning(record.life)
-            record.pid = main.pid
-            record.pidStartTicks = main.startTicks
+            record.life = self.policy(for: record).onFoundRunning(record.life)
+            record.pid = main?.pid ?? 0
+            record.pidStartTicks = main?.startTicks ?? 0
             self.commit(record, changedFrom: before)
             return
         }
@@ -83,7 +101,7 @@ extension Supervisor {
                 return
             }
             let killed = self.control.oomKills(of: name) > record.oomKillsAtStart
-            record.life = self.policy.onExit(record.life, at: now, killed: killed)
+            record.life = self.policy(for: record).onExit(record.life, at: now, killed: killed)
             let how = killed ? "killed by its memory limit (\(self.control.name))" : "exited"
             let exit = "\(how) \(Int(now.timeIntervalSince(since))) s after start"
             if record.phase == .fatal {
@@ -94,17 +112,17 @@ extension Supervisor {
             self.logger.warning("sub-agent \(how)", metadata: ["subagent": "\(name)", "subagent.ran_s": "\(Int(now.timeIntervalSince(since)))"])
             self.commit(record, changedFrom: before, event: "\(name) \(record.version) \(record.message)")
         }
-        guard self.policy.onCheck(record.life, at: now) == .restart else {
+        guard self.policy(for: record).onCheck(record.life, at: now) == .restart else {
             self.commit(record, changedFrom: before)
             return
         }
         do {
             record = try await self.launch(record)
-            record.life = self.policy.onRestart(record.life, at: now, succeeded: true)
+            record.life = self.policy(for: record).onRestart(record.life, at: now, succeeded: true)
             record.message = "restarted (restart \(record.restarts)); pid \(record.pid)"
             self.logger.notice("sub-agent restarted", metadata: ["subagent": "\(name)", "subagent.pid": "\(record.pid)"])
         } catch {
-            record.life = self.policy.onRestart(record.life, at: now, succeeded: false)
+            record.life = self.policy(for: record).onRestart(record.life, at: now, succeeded: false)
             self.logger.warning("sub-agent restart failed", metadata: ["subagent": "\(name)", "error": "\(error.cause)"])
             if record.phase == .fatal {
                 self.fatal(&record, "restart failed (\(error.cause))", changedFrom: before)

@@ -46,7 +46,8 @@ extension Supervisor {
     /// under that version is replaced only once the new tree is complete. A .deb or .rpm is
     /// fetched, verified and kept, and answered to be installed by the package manager once the
     /// version in use has stopped.
-    func unpack(_ source: PackageSource, checksum: String, name: String, version: String) async throws(AspireError) -> SystemPackage? {
+    /// A daemon (`daemon`) needs no control script: its spec says how it runs.
+    func unpack(_ source: PackageSource, checksum: String, name: String, version: String, daemon: Bool = false) async throws(AspireError) -> SystemPackage? {
         let directory = self.directory(name)
         do {
             try AtomicFile.makeDirectory(self.configuration.root, mode: 0o755)
@@ -70,7 +71,11 @@ extension Supervisor {
             guard termination.succeeded else {
                 throw AspireError(.downloadFailed, "install command '\(command)' \(termination.description): \(Launcher.tail(log, from: offset))")
             }
-            try self.checkControl(in: target, origin: "the install command ran but")
+            if daemon {
+                try? AtomicFile.makeDirectory(target, mode: 0o755)
+            } else {
+                try self.checkControl(in: target, origin: "the install command ran but")
+            }
             return nil
         }
         let staging = "\(directory)/.staging-\(UUID().uuidString.lowercased())"
@@ -95,7 +100,7 @@ extension Supervisor {
             }
             try await Tarball.extract(package, into: tree, scratch: staging)
             let root = Tarball.root(of: tree, marker: "control")
-            try self.checkControl(in: root, origin: "the package has")
+            if !daemon { try self.checkControl(in: root, origin: "the package has") }
             if FileManager.default.fileExists(atPath: target) {
                 try? FileManager.default.moveItem(atPath: target, toPath: "\(staging)/replaced")
             }
@@ -125,6 +130,11 @@ extension Supervisor {
     /// Installs a .deb or .rpm with the package manager; it must leave the version's control script.
     func install(_ package: SystemPackage, for record: SubAgentRecord) async throws(AspireError) {
         try await package.install(log: self.logPath(record.name), timeout: self.configuration.commandTimeout)
+        guard record.daemon == nil else {
+            // A daemon's package installs its files where it likes; its commands run from here.
+            try? AtomicFile.makeDirectory(self.versionDirectory(record), mode: 0o755)
+            return
+        }
         try self.checkControl(in: self.versionDirectory(record), origin: "\(package.manager.rawValue) installed \(package.name) but it has")
     }
 

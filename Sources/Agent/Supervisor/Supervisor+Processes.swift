@@ -9,12 +9,31 @@ import Glibc
 /// A sub-agent's processes: started, held to the health window, found, stopped.
 extension Supervisor {
 
-    /// The sub-agent's live processes, oldest first: its cgroup's, or its session's.
+    /// The sub-agent's live processes, oldest first: its cgroup's, or its session's, and a
+    /// daemon's pidfile process (a daemon that left its session is still found).
     func processes(of record: SubAgentRecord) -> [ProcessTable.Entry] {
-        if self.control.tracksProcesses {
-            return ProcessTable.alive(self.control.processes(of: record.name))
+        var found =
+            self.control.tracksProcesses
+            ? ProcessTable.alive(self.control.processes(of: record.name))
+            : ProcessTable.session(record.session).sorted { ($0.startTicks, $0.pid) < ($1.startTicks, $1.pid) }
+        if let own = self.pidfileProcess(record), !found.contains(where: { $0.pid == own.pid }) { found.append(own) }
+        return found
+    }
+
+    /// A daemon's pidfile process: running, and started since the daemon was (a stale pidfile
+    /// naming an older process names someone else).
+    func pidfileProcess(_ record: SubAgentRecord) -> ProcessTable.Entry? {
+        guard let entry = record.daemon?.pidfileProcess, entry.startTicks + 1 >= record.launchTicks else { return nil }
+        return entry
+    }
+
+    /// Whether the sub-agent is up: its processes run, or, for a daemon, what its check says.
+    func isUp(_ record: SubAgentRecord) -> Bool {
+        switch record.daemon?.check {
+        case nil, .process?: !self.processes(of: record).isEmpty
+        case .pidfile?: self.pidfileProcess(record) != nil
+        case .socket?: record.daemon?.socketAccepts == true
         }
-        return ProcessTable.session(record.session).sorted { ($0.startTicks, $0.pid) < ($1.startTicks, $1.pid) }
     }
 
     /// The process to report: the recorded one while it lives, else the oldest.
@@ -26,7 +45,7 @@ extension Supervisor {
     /// again), then holds it to the health window.
     func startChecked(_ record: SubAgentRecord, before: SubAgentRecord?) async throws(AspireError) -> SubAgentRecord {
         var record = record
-        record.life = self.policy.onCommandStart(record.life, at: self.clock.now)
+        record.life = self.policy(for: record).onCommandStart(record.life, at: self.clock.now)
         record = try await self.launch(record)
         self.commit(record, changedFrom: before)
         let window = self.configuration.healthWindow
@@ -36,9 +55,9 @@ extension Supervisor {
         let poll = Duration.milliseconds(min(500, max(50, window.milliseconds / 10)))
         while clock.now < deadline {
             try? await Task.sleep(for: poll)
-            if self.processes(of: record).isEmpty {
+            if !self.isUp(record) {
                 let killed = self.control.oomKills(of: record.name) > record.oomKillsAtStart
-                record.life = self.policy.onStartFailed(record.life, at: self.clock.now, killed: killed)
+                record.life = self.policy(for: record).onStartFailed(record.life, at: self.clock.now, killed: killed)
                 record.message = killed
                     ? "killed by its memory limit (\(self.control.name)) \((clock.now - started).words) after start, inside its \(window.words) health window"
                     : "exited \((clock.now - started).words) after start, inside its \(window.words) health window"
@@ -59,12 +78,12 @@ extension Supervisor {
         return tail.isEmpty ? "" : "; its output ends: \(tail)"
     }
 
-    /// Runs `control start` in a new group with the sub-agent's limits, user and environment,
-    /// and checks that a process of it runs afterwards.
+    /// Runs `control start` (a daemon: its precheck, then its start command) in a new group
+    /// with the sub-agent's limits, user and environment, and checks that it is up afterwards.
     func launch(_ record: SubAgentRecord) async throws(AspireError) -> SubAgentRecord {
         var record = record
         let directory = self.versionDirectory(record)
-        try self.checkControl(in: directory, origin: "\(record.name) \(record.version) has")
+        if record.daemon == nil { try self.checkControl(in: directory, origin: "\(record.name) \(record.version) has") }
         let identity = try Identity.resolve(user: record.user, group: record.group)
         if identity.needsSwitch {
             if let blocked = identity.firstUnsearchable(on: directory) {
@@ -92,10 +111,16 @@ extension Supervisor {
         var environment = record.envs
         environment["ASPIRE_SUBAGENT"] = record.name
         environment["ASPIRE_SUBAGENT_VERSION"] = record.version
+        let (executable, arguments) = record.daemon.map { ("/bin/sh", ["-c", $0.start]) } ?? ("\(directory)/control", ["start"])
+        let what = record.daemon.map { "start '\($0.start)'" } ?? "control start"
+        if let daemon = record.daemon, !daemon.precheck.isEmpty {
+            try await self.precheck(daemon, environment: environment, directory: directory, identity: identity, log: log)
+        }
+        record.launchTicks = ProcessTable.ticksNow
         let started = try await Launcher.start(
             Launcher.Request(
-                executable: "\(directory)/control",
-                arguments: ["start"],
+                executable: executable,
+                arguments: arguments,
                 environment: environment,
                 directory: directory,
                 identity: identity,
@@ -108,7 +133,23 @@ extension Supervisor {
         record.session = started.pid
         if case .ended(let termination) = started.outcome, !termination.succeeded {
             await self.kill(record)
-            throw AspireError(.startFailed, "control start \(termination.description): \(Launcher.tail(log, from: offset, limit: 400))")
+            throw AspireError(.startFailed, "\(what) \(termination.description): \(Launcher.tail(log, from: offset, limit: 400))")
+        }
+        if let daemon = record.daemon {
+            if daemon.startDelay > 0 { try? await Task.sleep(for: .seconds(daemon.startDelay)) }
+            guard self.isUp(record) else {
+                await self.kill(record)
+                throw AspireError(
+                    .startFailed,
+                    "\(what) ran, but \(daemon.startDelay) s later \(daemon.checkDescription): \(Launcher.tail(log, from: offset, limit: 400))"
+                )
+            }
+            let main = self.pidfileProcess(record) ?? self.main(of: record, self.processes(of: record))
+            record.pid = main?.pid ?? 0
+            record.pidStartTicks = main?.startTicks ?? 0
+            record.oomKillsAtStart = oomKills
+            record.message = "started (\(main.map { "pid \($0.pid)" } ?? "\(daemon.socket) accepts connections"))"
+            return record
         }
         guard let main = self.main(of: record, self.processes(of: record)) else {
             throw AspireError(
@@ -123,10 +164,61 @@ extension Supervisor {
         return record
     }
 
-    /// `control stop`, then SIGTERM and SIGKILL for what is left of the group. Says what it
-    /// had to do beyond `control stop`, or nothing.
+    /// A daemon's precheck, tried `precheckRetries` more times a second apart until it succeeds.
+    private func precheck(
+        _ daemon: DaemonProgram, environment: [String: String], directory: String, identity: Identity, log: String
+    ) async throws(AspireError) {
+        var last = ""
+        for attempt in 0 ... daemon.precheckRetries {
+            if attempt > 0 { try? await Task.sleep(for: .seconds(1)) }
+            let offset = Launcher.size(log)
+            let termination = try await Launcher.run(
+                Launcher.Request(
+                    executable: "/bin/sh", arguments: ["-c", daemon.precheck], environment: environment, directory: directory,
+                    identity: identity, outputPath: log
+                ),
+                timeout: self.configuration.controlTimeout
+            )
+            if termination.succeeded { return }
+            last = "\(termination.description): \(Launcher.tail(log, from: offset, limit: 300))"
+        }
+        throw AspireError(.startFailed, "precheck '\(daemon.precheck)' failed \(daemon.precheckRetries + 1) times; the last \(last)")
+    }
+
+    /// A daemon's stop (its command, or its signal to every process of it), then SIGKILL for
+    /// what is left after its stop timeout.
+    private func stopDaemon(_ record: SubAgentRecord, _ daemon: DaemonProgram) async -> String {
+        var note = ""
+        switch daemon.stop {
+        case .command(let command):
+            let log = self.logPath(record.name)
+            let offset = Launcher.size(log)
+            do {
+                let identity = try Identity.resolve(user: record.user, group: record.group)
+                let termination = try await Launcher.run(
+                    Launcher.Request(
+                        executable: "/bin/sh", arguments: ["-c", command], environment: record.envs, directory: self.versionDirectory(record),
+                        identity: identity, outputPath: log
+                    ),
+                    timeout: .seconds(daemon.stopTimeout)
+                )
+                if !termination.succeeded { note = "stop '\(command)' \(termination.description): \(Launcher.tail(log, from: offset, limit: 200))" }
+            } catch {
+                note = "stop '\(command)': \(error.cause)"
+            }
+        case .signal(let signal):
+            for entry in self.processes(of: record) { Glibc.kill(entry.pid, signal) }
+        }
+        if await self.waitGone(record, for: .seconds(daemon.stopTimeout)) { return note }
+        await self.kill(record)
+        return [note, "killed with SIGKILL after its \(daemon.stopTimeout) s stop timeout"].filter { !$0.isEmpty }.joined(separator: "; ")
+    }
+
+    /// `control stop`, then SIGTERM and SIGKILL for what is left of the group (a daemon: its
+    /// own stop). Says what it had to do beyond `control stop`, or nothing.
     func stopProcesses(_ record: SubAgentRecord) async -> String {
         guard !self.processes(of: record).isEmpty else { return "" }
+        if let daemon = record.daemon { return await self.stopDaemon(record, daemon) }
         let directory = self.versionDirectory(record)
         var note = ""
         if let identity = try? Identity.resolve(user: record.user, group: record.group),
@@ -179,6 +271,7 @@ extension Supervisor {
     /// `control status` printing "started": the sub-agent runs, though not where the agent
     /// started it.
     func controlSaysStarted(_ record: SubAgentRecord) async -> Bool {
+        guard record.daemon == nil else { return false }
         let directory = self.versionDirectory(record)
         guard FileManager.default.isExecutableFile(atPath: "\(directory)/control"),
             let identity = try? Identity.resolve(user: record.user, group: record.group)

@@ -53,6 +53,8 @@ public final class Supervisor: Sendable {
     let clock: any WallClock
     private let state = Mutex<[String: SubAgentRecord]>([:])
     private let holders = Mutex<[String: Holder]>([:])
+    /// When each sub-agent was last checked.
+    let lastChecks = Mutex<[String: ContinuousClock.Instant]>([:])
     let fetcher: PackageFetcher
     /// Called when a sub-agent's state changes, with an event to report when there is one.
     let onChange: @Sendable (_ event: Aspire_V1_Event?) -> Void
@@ -119,6 +121,13 @@ public final class Supervisor: Sendable {
             status.previousVersion = record.previousVersion ?? ""
             return status
         }
+    }
+
+    /// The restart policy for one sub-agent: the supervisor's, with a daemon's own `hits`.
+    func policy(for record: SubAgentRecord) -> RestartPolicy {
+        var policy = self.policy
+        if let hits = record.daemon?.hits, hits > 0 { policy.maxAnomalies = hits }
+        return policy
     }
 
     func record(_ name: String) -> SubAgentRecord? {

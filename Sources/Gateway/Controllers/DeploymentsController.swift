@@ -33,6 +33,11 @@ struct DeploymentsController<Transport: ClientTransport>: GatewayController {
             "name": .string, "version": .string, "url": .string, "checksum": .string, "envs": .object([:], additional: .string),
             "limits": .object(["cpu": .string, "memory": .string, "pids": .string]), "user": .string, "group": .string,
             "tags": .object([:], additional: .string), "on_untag": .enumeration(["remove", "keep"]),
+            "daemon": .object([
+                "precheck": .string, "precheck_retries": .integer, "start": .string, "start_delay": .integer, "stop": .string,
+                "stop_timeout": .integer, "check": .enumeration(["process", "pidfile", "socket"]), "check_interval": .integer,
+                "pidfile": .string, "socket": .string, "hits": .integer,
+            ]),
         ]
         return [
             "DeploymentRequest": .object(
@@ -109,7 +114,7 @@ struct DeploymentsController<Transport: ClientTransport>: GatewayController {
                 let body = try await self.gateway.objectBody(request, route: route)
                 try body.allow([
                     "name", "version", "url", "checksum", "envs", "limits", "user", "group", "tags", "on_untag", "canary", "batch",
-                    "max_failures", "health_seconds", "wave_timeout_seconds", "no_auto_rollback",
+                    "max_failures", "health_seconds", "wave_timeout_seconds", "no_auto_rollback", "daemon",
                 ])
                 var message = Aspire_V1_ApplyDeploymentRequest()
                 message.spec.name = try body.string("name", required: true)
@@ -130,6 +135,9 @@ struct DeploymentsController<Transport: ClientTransport>: GatewayController {
                 message.spec.group = try body.string("group")
                 message.spec.tags = try body.stringMap("tags")
                 message.spec.onUntag = try body.string("on_untag")
+                if let daemon = try body.object("daemon") {
+                    message.spec.daemon = try Self.daemon(JSONFields(daemon.fields, context: "\(route.method) \(route.path): daemon", code: .badRequest))
+                }
                 message.rollout.canary = try body.numberOrString("canary")
                 message.rollout.batch = try body.numberOrString("batch")
                 message.rollout.maxFailures = Int32(try body.integer("max_failures", range: 0 ... 1_000_000) ?? 0)
@@ -171,6 +179,26 @@ struct DeploymentsController<Transport: ClientTransport>: GatewayController {
         ]
     }
 
+    /// The seed's daemon.init fields.
+    static func daemon(_ fields: JSONFields) throws(AspireError) -> Aspire_V1_DaemonSpec {
+        try fields.allow([
+            "precheck", "precheck_retries", "start", "start_delay", "stop", "stop_timeout", "check", "check_interval", "pidfile", "socket", "hits",
+        ])
+        var daemon = Aspire_V1_DaemonSpec()
+        daemon.precheck = try fields.string("precheck")
+        daemon.precheckRetries = Int32(try fields.integer("precheck_retries", range: 0 ... 100) ?? 0)
+        daemon.start = try fields.string("start", required: true)
+        daemon.startDelay = Int32(try fields.integer("start_delay", range: 0 ... 3600) ?? 0)
+        daemon.stop = try fields.string("stop")
+        daemon.stopTimeout = Int32(try fields.integer("stop_timeout", range: 0 ... 3600) ?? 0)
+        daemon.check = try fields.string("check")
+        daemon.checkInterval = Int32(try fields.integer("check_interval", range: 0 ... 86_400) ?? 0)
+        daemon.pidfile = try fields.string("pidfile")
+        daemon.socket = try fields.string("socket")
+        daemon.hits = Int32(try fields.integer("hits", range: 0 ... 1000) ?? 0)
+        return daemon
+    }
+
     static func deployment(_ info: Aspire_V1_DeploymentInfo) -> RESTJSON.Object {
         let spec = info.spec
         var object: RESTJSON.Object = [
@@ -188,6 +216,14 @@ struct DeploymentsController<Transport: ClientTransport>: GatewayController {
         if !spec.envs.isEmpty { object["envs"] = spec.envs }
         if spec.hasLimits {
             object["limits"] = ["cpu": spec.limits.cpu, "memory": spec.limits.memory, "pids": spec.limits.pids].filter { !$0.value.isEmpty }
+        }
+        if spec.hasDaemon {
+            let daemon = spec.daemon
+            object["daemon"] = [
+                "precheck": daemon.precheck, "precheck_retries": Int(daemon.precheckRetries), "start": daemon.start,
+                "start_delay": Int(daemon.startDelay), "stop": daemon.stop, "stop_timeout": Int(daemon.stopTimeout), "check": daemon.check,
+                "check_interval": Int(daemon.checkInterval), "pidfile": daemon.pidfile, "socket": daemon.socket, "hits": Int(daemon.hits),
+            ] as RESTJSON.Object
         }
         if !spec.user.isEmpty { object["user"] = spec.user }
         if !spec.group.isEmpty { object["group"] = spec.group }

@@ -27,6 +27,12 @@ public enum CommandMethod: Hashable, Sendable, CustomStringConvertible {
 
     public enum SubAgentAction: String, CaseIterable, Sendable {
         case install, upgrade, uninstall, start, stop, restart
+        /// The seed's `daemon.init`: an install of a program without a control script, with the
+        /// spec that says how to start, stop and check it.
+        case daemonInit = "daemon.init"
+
+        /// Whether it puts a version in place (and so needs a package).
+        public var installs: Bool { self == .install || self == .upgrade || self == .daemonInit }
     }
 
     public enum PluginAction: String, CaseIterable, Sendable {
@@ -86,6 +92,7 @@ public enum CommandMethod: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .bash: "sync.bash"
         case .getInfo(let topic): "getinfo.\(topic.rawValue)"
+        case .subAgent(.daemonInit): "daemon.init"
         case .subAgent(let action): "agent.\(action.rawValue)"
         case .config: "config"
         case .scheduleSet: "schedule.set"

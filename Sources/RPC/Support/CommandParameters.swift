@@ -36,8 +36,12 @@ public enum CommandParameters {
             var getinfo = Aspire_V1_GetInfoParams()
             getinfo.args = try fields.string("args")
             params = .getinfo(getinfo)
-        case .subAgent:
-            try fields.allow(["name", "version", "url", "checksum", "envs", "limits", "user", "group"])
+        case .subAgent(let action):
+            let daemonFields: Set<String> = [
+                "precheck", "precheck_retries", "start", "start_delay", "stop", "stop_timeout", "check", "check_interval", "pidfile", "socket", "env",
+            ]
+            let common: Set<String> = ["name", "version", "url", "checksum", "envs", "limits", "user", "group"]
+            try fields.allow(action == .daemonInit ? common.union(daemonFields) : common)
             var subAgent = Aspire_V1_SubAgentParams()
             subAgent.name = try fields.string("name", required: true)
             try PathName.check(subAgent.name, field: "\(name): name")
@@ -48,10 +52,12 @@ public enum CommandParameters {
             if !subAgent.checksum.isEmpty, !Self.isSHA256(subAgent.checksum) {
                 throw AspireError(.invalidParams, "\(name): checksum must be SHA256:<64 hex digits>")
             }
-            subAgent.envs = try fields.stringMap("envs")
+            // The seed's daemon.init says env; the other methods envs.
+            subAgent.envs = try fields.stringMap("envs").merging(try fields.stringMap("env")) { $1 }
             let limits = try fields.stringMap("limits")
-            for key in limits.keys where !["cpu", "memory", "pids"].contains(key.lowercased()) {
-                throw AspireError(.invalidParams, "\(name): unknown limit '\(key)' (use CPU, memory and pids)")
+            let limitKeys = ["cpu", "memory", "pids"] + (action == .daemonInit ? ["hits"] : [])
+            for key in limits.keys where !limitKeys.contains(key.lowercased()) {
+                throw AspireError(.invalidParams, "\(name): unknown limit '\(key)' (use \(limitKeys.joined(separator: ", ")))")
             }
             subAgent.limits.cpu = limits.first { $0.key.lowercased() == "cpu" }?.value ?? ""
             subAgent.limits.memory = limits.first { $0.key.lowercased() == "memory" }?.value ?? ""
@@ -59,6 +65,28 @@ public enum CommandParameters {
             subAgent.user = try fields.string("user")
             subAgent.group = try fields.string("group")
             try AccountName.check([subAgent.user, subAgent.group], owner: name, code: .invalidParams)
+            if action == .daemonInit {
+                guard !subAgent.version.isEmpty else { throw AspireError(.invalidParams, "\(name): version is required") }
+                var daemon = Aspire_V1_DaemonSpec()
+                daemon.precheck = try fields.string("precheck")
+                daemon.precheckRetries = Int32(try fields.integer("precheck_retries", range: 0 ... 100) ?? 0)
+                daemon.start = try fields.string("start", required: true)
+                daemon.startDelay = Int32(try fields.integer("start_delay", range: 0 ... 3600) ?? 0)
+                daemon.stop = try fields.string("stop")
+                daemon.stopTimeout = Int32(try fields.integer("stop_timeout", range: 0 ... 3600) ?? 0)
+                daemon.check = try fields.string("check")
+                daemon.checkInterval = Int32(try fields.integer("check_interval", range: 0 ... 86_400) ?? 0)
+                daemon.pidfile = try fields.string("pidfile")
+                daemon.socket = try fields.string("socket")
+                if let hits = limits.first(where: { $0.key.lowercased() == "hits" })?.value {
+                    guard let value = Int32(hits), (0 ... 1000).contains(value) else {
+                        throw AspireError(.invalidParams, "\(name): limits.hits '\(hits)' is not a number from 0 to 1000")
+                    }
+                    daemon.hits = value
+                }
+                try daemon.check(owner: "\(name) \(subAgent.name)")
+                subAgent.daemon = daemon
+            }
             params = .subagent(subAgent)
         case .config:
             try fields.allow(["svrlist", "step", "tags"])
@@ -131,9 +159,23 @@ public enum CommandParameters {
             if !subAgent.limits.cpu.isEmpty { limits["CPU"] = subAgent.limits.cpu }
             if !subAgent.limits.memory.isEmpty { limits["memory"] = subAgent.limits.memory }
             if !subAgent.limits.pids.isEmpty { limits["pids"] = subAgent.limits.pids }
-            put("limits", limits)
             put("user", subAgent.user)
             put("group", subAgent.group)
+            if subAgent.hasDaemon {
+                let daemon = subAgent.daemon
+                put("precheck", daemon.precheck)
+                put("precheck_retries", daemon.precheckRetries)
+                put("start", daemon.start)
+                put("start_delay", daemon.startDelay)
+                put("stop", daemon.stop)
+                put("stop_timeout", daemon.stopTimeout)
+                put("check", daemon.check)
+                put("check_interval", daemon.checkInterval)
+                put("pidfile", daemon.pidfile)
+                put("socket", daemon.socket)
+                if daemon.hits > 0 { limits["hits"] = "\(daemon.hits)" }
+            }
+            put("limits", limits)
         case .config(let config)?:
             put("svrlist", config.svrlist)
             put("step", config.step)

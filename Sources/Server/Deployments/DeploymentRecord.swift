@@ -95,6 +95,7 @@ extension Aspire_V1_DeploymentSpec {
             throw AspireError(.badRequest, "\(owner): checksum must be SHA256:<64 hex digits>; packages are not installed unchecked")
         }
         try AccountName.check([spec.user, spec.group], owner: owner)
+        if spec.hasDaemon { try spec.daemon.check(owner: owner, code: .badRequest) }
         switch spec.onUntag {
         case "", "remove": spec.onUntag = "remove"
         case "keep": break
@@ -115,6 +116,7 @@ extension Aspire_V1_DeploymentSpec {
         if self.hasLimits { params.limits = self.limits }
         params.user = self.user
         params.group = self.group
+        if self.hasDaemon { params.daemon = self.daemon }
         return params
     }
 }

@@ -33,7 +33,7 @@ extension TaskEngine {
         builds: inout Builds
     ) async throws -> Delivery {
         let method = CommandMethod(name: command.method)
-        guard case .subagent(let params)? = command.params, params.url.isEmpty, method == .subAgent(.install) || method == .subAgent(.upgrade)
+        guard case .subagent(let params)? = command.params, params.url.isEmpty, case .subAgent(let action)? = method, action.installs
         else { return .send(command) }
         let platform: (os: String, arch: String)
         if let hello = self.registry.session(for: agentSN)?.hello {

@@ -80,7 +80,7 @@ public final class TaskEngine: Service {
         // Refuse bad parameters before anything is stored or sent.
         var typed = try CommandParameters.command(method: request.command, parameters: request.parameters)
         let method = try typed.checkedMethod()
-        if method == .subAgent(.install) || method == .subAgent(.upgrade) {
+        if case .subAgent(let action) = method, action.installs {
             request.parameters = try await self.resolvePackage(request.parameters, command: request.command)
             typed = try CommandParameters.command(method: request.command, parameters: request.parameters)
         }

@@ -2081,52 +2081,90 @@ public nonisolated struct Aspire_V1_ExportMetricsResponse: Sendable {
 }
 
 /// What every host matching `tags` must run.
-public nonisolated struct Aspire_V1_DeploymentSpec: Sendable {
+public nonisolated struct Aspire_V1_DeploymentSpec: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// The sub-agent's name, which names the deployment too: letters, digits, '.', '_' and '-'.
-  public var name: String = String()
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
 
-  public var version: String = String()
+  public var version: String {
+    get {_storage._version}
+    set {_uniqueStorage()._version = newValue}
+  }
 
   /// Empty: the package of that name and version in the server's store, the build for each
   /// host's os and arch. Else http(s)://, aspire://package/OS/ARCH/FILE or command://, with
   /// checksum.
-  public var url: String = String()
+  public var url: String {
+    get {_storage._url}
+    set {_uniqueStorage()._url = newValue}
+  }
 
   /// "SHA256:<hex>" of the package at url.
-  public var checksum: String = String()
+  public var checksum: String {
+    get {_storage._checksum}
+    set {_uniqueStorage()._checksum = newValue}
+  }
 
-  public var envs: Dictionary<String,String> = [:]
+  public var envs: Dictionary<String,String> {
+    get {_storage._envs}
+    set {_uniqueStorage()._envs = newValue}
+  }
 
   public var limits: Aspire_V1_ResourceLimits {
-    get {_limits ?? Aspire_V1_ResourceLimits()}
-    set {_limits = newValue}
+    get {_storage._limits ?? Aspire_V1_ResourceLimits()}
+    set {_uniqueStorage()._limits = newValue}
   }
   /// Returns true if `limits` has been explicitly set.
-  public var hasLimits: Bool {self._limits != nil}
+  public var hasLimits: Bool {_storage._limits != nil}
   /// Clears the value of `limits`. Subsequent reads from it will return its default value.
-  public mutating func clearLimits() {self._limits = nil}
+  public mutating func clearLimits() {_uniqueStorage()._limits = nil}
 
   /// Who the sub-agent runs as (default root) and its group (default: the user's primary group).
-  public var user: String = String()
+  public var user: String {
+    get {_storage._user}
+    set {_uniqueStorage()._user = newValue}
+  }
 
-  public var group: String = String()
+  public var group: String {
+    get {_storage._group}
+    set {_uniqueStorage()._group = newValue}
+  }
 
   /// The hosts: those carrying every one of these tags (at least one).
-  public var tags: Dictionary<String,String> = [:]
+  public var tags: Dictionary<String,String> {
+    get {_storage._tags}
+    set {_uniqueStorage()._tags = newValue}
+  }
 
   /// What a host that stops matching (or every host, when the deployment is deleted) does with
   /// the sub-agent: "remove" it (the default) or "keep" it running, no longer managed.
-  public var onUntag: String = String()
+  public var onUntag: String {
+    get {_storage._onUntag}
+    set {_uniqueStorage()._onUntag = newValue}
+  }
+
+  /// For a program without a control script: how to start, stop and check it (the seed's
+  /// daemon.init).
+  public var daemon: Aspire_V1_DaemonSpec {
+    get {_storage._daemon ?? Aspire_V1_DaemonSpec()}
+    set {_uniqueStorage()._daemon = newValue}
+  }
+  /// Returns true if `daemon` has been explicitly set.
+  public var hasDaemon: Bool {_storage._daemon != nil}
+  /// Clears the value of `daemon`. Subsequent reads from it will return its default value.
+  public mutating func clearDaemon() {_uniqueStorage()._daemon = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _limits: Aspire_V1_ResourceLimits? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// How a changed deployment reaches its hosts.
@@ -2159,113 +2197,91 @@ public nonisolated struct Aspire_V1_RolloutPolicy: Sendable {
   public init() {}
 }
 
-public nonisolated struct Aspire_V1_ApplyDeploymentRequest: @unchecked Sendable {
+public nonisolated struct Aspire_V1_ApplyDeploymentRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var spec: Aspire_V1_DeploymentSpec {
-    get {_storage._spec ?? Aspire_V1_DeploymentSpec()}
-    set {_uniqueStorage()._spec = newValue}
+    get {_spec ?? Aspire_V1_DeploymentSpec()}
+    set {_spec = newValue}
   }
   /// Returns true if `spec` has been explicitly set.
-  public var hasSpec: Bool {_storage._spec != nil}
+  public var hasSpec: Bool {self._spec != nil}
   /// Clears the value of `spec`. Subsequent reads from it will return its default value.
-  public mutating func clearSpec() {_uniqueStorage()._spec = nil}
+  public mutating func clearSpec() {self._spec = nil}
 
   /// Unset fields take their defaults; kept with the deployment for its later changes.
   public var rollout: Aspire_V1_RolloutPolicy {
-    get {_storage._rollout ?? Aspire_V1_RolloutPolicy()}
-    set {_uniqueStorage()._rollout = newValue}
+    get {_rollout ?? Aspire_V1_RolloutPolicy()}
+    set {_rollout = newValue}
   }
   /// Returns true if `rollout` has been explicitly set.
-  public var hasRollout: Bool {_storage._rollout != nil}
+  public var hasRollout: Bool {self._rollout != nil}
   /// Clears the value of `rollout`. Subsequent reads from it will return its default value.
-  public mutating func clearRollout() {_uniqueStorage()._rollout = nil}
+  public mutating func clearRollout() {self._rollout = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _storage = _StorageClass.defaultInstance
+  fileprivate var _spec: Aspire_V1_DeploymentSpec? = nil
+  fileprivate var _rollout: Aspire_V1_RolloutPolicy? = nil
 }
 
-public nonisolated struct Aspire_V1_DeploymentInfo: @unchecked Sendable {
+public nonisolated struct Aspire_V1_DeploymentInfo: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var spec: Aspire_V1_DeploymentSpec {
-    get {_storage._spec ?? Aspire_V1_DeploymentSpec()}
-    set {_uniqueStorage()._spec = newValue}
+    get {_spec ?? Aspire_V1_DeploymentSpec()}
+    set {_spec = newValue}
   }
   /// Returns true if `spec` has been explicitly set.
-  public var hasSpec: Bool {_storage._spec != nil}
+  public var hasSpec: Bool {self._spec != nil}
   /// Clears the value of `spec`. Subsequent reads from it will return its default value.
-  public mutating func clearSpec() {_uniqueStorage()._spec = nil}
+  public mutating func clearSpec() {self._spec = nil}
 
   public var rollout: Aspire_V1_RolloutPolicy {
-    get {_storage._rollout ?? Aspire_V1_RolloutPolicy()}
-    set {_uniqueStorage()._rollout = newValue}
+    get {_rollout ?? Aspire_V1_RolloutPolicy()}
+    set {_rollout = newValue}
   }
   /// Returns true if `rollout` has been explicitly set.
-  public var hasRollout: Bool {_storage._rollout != nil}
+  public var hasRollout: Bool {self._rollout != nil}
   /// Clears the value of `rollout`. Subsequent reads from it will return its default value.
-  public mutating func clearRollout() {_uniqueStorage()._rollout = nil}
+  public mutating func clearRollout() {self._rollout = nil}
 
   /// Counts every change of the spec (and every rollback) from 1.
-  public var revision: Int64 {
-    get {_storage._revision}
-    set {_uniqueStorage()._revision = newValue}
-  }
+  public var revision: Int64 = 0
 
   /// rolling (waves under way), paused, halted (past max_failures, hosts left where they are),
   /// rolled_back (halted, or rolled back by an operator: every host runs the stable revision), or
   /// done (every host runs this revision).
-  public var state: String {
-    get {_storage._state}
-    set {_uniqueStorage()._state = newValue}
-  }
+  public var state: String = String()
 
   /// What the hosts not moved yet run, during a rollout and after a rollback (none on a
   /// deployment's first revision).
-  public var stableVersion: String {
-    get {_storage._stableVersion}
-    set {_uniqueStorage()._stableVersion = newValue}
-  }
+  public var stableVersion: String = String()
 
-  public var stableRevision: Int64 {
-    get {_storage._stableRevision}
-    set {_uniqueStorage()._stableRevision = newValue}
-  }
+  public var stableRevision: Int64 = 0
 
   /// The current wave: 0 the canary, then 1, 2, ...
-  public var wave: Int32 {
-    get {_storage._wave}
-    set {_uniqueStorage()._wave = newValue}
-  }
+  public var wave: Int32 = 0
 
   /// Why the rollout stopped, or what it waits for.
-  public var reason: String {
-    get {_storage._reason}
-    set {_uniqueStorage()._reason = newValue}
-  }
+  public var reason: String = String()
 
-  public var createdUnixMs: Int64 {
-    get {_storage._createdUnixMs}
-    set {_uniqueStorage()._createdUnixMs = newValue}
-  }
+  public var createdUnixMs: Int64 = 0
 
-  public var modifiedUnixMs: Int64 {
-    get {_storage._modifiedUnixMs}
-    set {_uniqueStorage()._modifiedUnixMs = newValue}
-  }
+  public var modifiedUnixMs: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _storage = _StorageClass.defaultInstance
+  fileprivate var _spec: Aspire_V1_DeploymentSpec? = nil
+  fileprivate var _rollout: Aspire_V1_RolloutPolicy? = nil
 }
 
 public nonisolated struct Aspire_V1_ListDeploymentsRequest: Sendable {
@@ -2352,33 +2368,42 @@ public nonisolated struct Aspire_V1_DeploymentHost: Sendable {
   public init() {}
 }
 
-public nonisolated struct Aspire_V1_DeploymentStatus: Sendable {
+public nonisolated struct Aspire_V1_DeploymentStatus: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var deployment: Aspire_V1_DeploymentInfo {
-    get {_deployment ?? Aspire_V1_DeploymentInfo()}
-    set {_deployment = newValue}
+    get {_storage._deployment ?? Aspire_V1_DeploymentInfo()}
+    set {_uniqueStorage()._deployment = newValue}
   }
   /// Returns true if `deployment` has been explicitly set.
-  public var hasDeployment: Bool {self._deployment != nil}
+  public var hasDeployment: Bool {_storage._deployment != nil}
   /// Clears the value of `deployment`. Subsequent reads from it will return its default value.
-  public mutating func clearDeployment() {self._deployment = nil}
+  public mutating func clearDeployment() {_uniqueStorage()._deployment = nil}
 
   /// Hosts carrying every tag of the selector.
-  public var matching: Int32 = 0
+  public var matching: Int32 {
+    get {_storage._matching}
+    set {_uniqueStorage()._matching = newValue}
+  }
 
-  public var counts: [Aspire_V1_DeploymentHostCount] = []
+  public var counts: [Aspire_V1_DeploymentHostCount] {
+    get {_storage._counts}
+    set {_uniqueStorage()._counts = newValue}
+  }
 
   /// The matching hosts (failed ones first), at most 1000.
-  public var hosts: [Aspire_V1_DeploymentHost] = []
+  public var hosts: [Aspire_V1_DeploymentHost] {
+    get {_storage._hosts}
+    set {_uniqueStorage()._hosts = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _deployment: Aspire_V1_DeploymentInfo? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Aspire_V1_ControlDeploymentRequest: Sendable {
@@ -6559,78 +6584,139 @@ nonisolated extension Aspire_V1_ExportMetricsResponse: SwiftProtobuf.Message, Sw
 
 nonisolated extension Aspire_V1_DeploymentSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DeploymentSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}version\0\u{1}url\0\u{1}checksum\0\u{1}envs\0\u{1}limits\0\u{1}user\0\u{1}group\0\u{1}tags\0\u{3}on_untag\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}version\0\u{1}url\0\u{1}checksum\0\u{1}envs\0\u{1}limits\0\u{1}user\0\u{1}group\0\u{1}tags\0\u{3}on_untag\0\u{1}daemon\0")
+
+  fileprivate class _StorageClass {
+    var _name: String = String()
+    var _version: String = String()
+    var _url: String = String()
+    var _checksum: String = String()
+    var _envs: Dictionary<String,String> = [:]
+    var _limits: Aspire_V1_ResourceLimits? = nil
+    var _user: String = String()
+    var _group: String = String()
+    var _tags: Dictionary<String,String> = [:]
+    var _onUntag: String = String()
+    var _daemon: Aspire_V1_DaemonSpec? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _name = source._name
+      _version = source._version
+      _url = source._url
+      _checksum = source._checksum
+      _envs = source._envs
+      _limits = source._limits
+      _user = source._user
+      _group = source._group
+      _tags = source._tags
+      _onUntag = source._onUntag
+      _daemon = source._daemon
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.version) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.url) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.checksum) }()
-      case 5: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.envs) }()
-      case 6: try { try decoder.decodeSingularMessageField(value: &self._limits) }()
-      case 7: try { try decoder.decodeSingularStringField(value: &self.user) }()
-      case 8: try { try decoder.decodeSingularStringField(value: &self.group) }()
-      case 9: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.tags) }()
-      case 10: try { try decoder.decodeSingularStringField(value: &self.onUntag) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._version) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._url) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._checksum) }()
+        case 5: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &_storage._envs) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._limits) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._user) }()
+        case 8: try { try decoder.decodeSingularStringField(value: &_storage._group) }()
+        case 9: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &_storage._tags) }()
+        case 10: try { try decoder.decodeSingularStringField(value: &_storage._onUntag) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._daemon) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.name.isEmpty {
-      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
-    }
-    if !self.version.isEmpty {
-      try visitor.visitSingularStringField(value: self.version, fieldNumber: 2)
-    }
-    if !self.url.isEmpty {
-      try visitor.visitSingularStringField(value: self.url, fieldNumber: 3)
-    }
-    if !self.checksum.isEmpty {
-      try visitor.visitSingularStringField(value: self.checksum, fieldNumber: 4)
-    }
-    if !self.envs.isEmpty {
-      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.envs, fieldNumber: 5)
-    }
-    try { if let v = self._limits {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
-    } }()
-    if !self.user.isEmpty {
-      try visitor.visitSingularStringField(value: self.user, fieldNumber: 7)
-    }
-    if !self.group.isEmpty {
-      try visitor.visitSingularStringField(value: self.group, fieldNumber: 8)
-    }
-    if !self.tags.isEmpty {
-      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.tags, fieldNumber: 9)
-    }
-    if !self.onUntag.isEmpty {
-      try visitor.visitSingularStringField(value: self.onUntag, fieldNumber: 10)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 1)
+      }
+      if !_storage._version.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._version, fieldNumber: 2)
+      }
+      if !_storage._url.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._url, fieldNumber: 3)
+      }
+      if !_storage._checksum.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._checksum, fieldNumber: 4)
+      }
+      if !_storage._envs.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: _storage._envs, fieldNumber: 5)
+      }
+      try { if let v = _storage._limits {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      if !_storage._user.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._user, fieldNumber: 7)
+      }
+      if !_storage._group.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._group, fieldNumber: 8)
+      }
+      if !_storage._tags.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: _storage._tags, fieldNumber: 9)
+      }
+      if !_storage._onUntag.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._onUntag, fieldNumber: 10)
+      }
+      try { if let v = _storage._daemon {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Aspire_V1_DeploymentSpec, rhs: Aspire_V1_DeploymentSpec) -> Bool {
-    if lhs.name != rhs.name {return false}
-    if lhs.version != rhs.version {return false}
-    if lhs.url != rhs.url {return false}
-    if lhs.checksum != rhs.checksum {return false}
-    if lhs.envs != rhs.envs {return false}
-    if lhs._limits != rhs._limits {return false}
-    if lhs.user != rhs.user {return false}
-    if lhs.group != rhs.group {return false}
-    if lhs.tags != rhs.tags {return false}
-    if lhs.onUntag != rhs.onUntag {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._version != rhs_storage._version {return false}
+        if _storage._url != rhs_storage._url {return false}
+        if _storage._checksum != rhs_storage._checksum {return false}
+        if _storage._envs != rhs_storage._envs {return false}
+        if _storage._limits != rhs_storage._limits {return false}
+        if _storage._user != rhs_storage._user {return false}
+        if _storage._group != rhs_storage._group {return false}
+        if _storage._tags != rhs_storage._tags {return false}
+        if _storage._onUntag != rhs_storage._onUntag {return false}
+        if _storage._daemon != rhs_storage._daemon {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6695,74 +6781,36 @@ nonisolated extension Aspire_V1_ApplyDeploymentRequest: SwiftProtobuf.Message, S
   public static let protoMessageName: String = _protobuf_package + ".ApplyDeploymentRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}spec\0\u{1}rollout\0")
 
-  fileprivate class _StorageClass {
-    var _spec: Aspire_V1_DeploymentSpec? = nil
-    var _rollout: Aspire_V1_RolloutPolicy? = nil
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _spec = source._spec
-      _rollout = source._rollout
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
-
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._spec) }()
-        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._rollout) }()
-        default: break
-        }
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._spec) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._rollout) }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      try { if let v = _storage._spec {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-      } }()
-      try { if let v = _storage._rollout {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-      } }()
-    }
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._spec {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._rollout {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Aspire_V1_ApplyDeploymentRequest, rhs: Aspire_V1_ApplyDeploymentRequest) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._spec != rhs_storage._spec {return false}
-        if _storage._rollout != rhs_storage._rollout {return false}
-        return true
-      }
-      if !storagesAreEqual {return false}
-    }
+    if lhs._spec != rhs._spec {return false}
+    if lhs._rollout != rhs._rollout {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6772,130 +6820,76 @@ nonisolated extension Aspire_V1_DeploymentInfo: SwiftProtobuf.Message, SwiftProt
   public static let protoMessageName: String = _protobuf_package + ".DeploymentInfo"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}spec\0\u{1}rollout\0\u{1}revision\0\u{1}state\0\u{3}stable_version\0\u{3}stable_revision\0\u{1}wave\0\u{1}reason\0\u{3}created_unix_ms\0\u{3}modified_unix_ms\0")
 
-  fileprivate class _StorageClass {
-    var _spec: Aspire_V1_DeploymentSpec? = nil
-    var _rollout: Aspire_V1_RolloutPolicy? = nil
-    var _revision: Int64 = 0
-    var _state: String = String()
-    var _stableVersion: String = String()
-    var _stableRevision: Int64 = 0
-    var _wave: Int32 = 0
-    var _reason: String = String()
-    var _createdUnixMs: Int64 = 0
-    var _modifiedUnixMs: Int64 = 0
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _spec = source._spec
-      _rollout = source._rollout
-      _revision = source._revision
-      _state = source._state
-      _stableVersion = source._stableVersion
-      _stableRevision = source._stableRevision
-      _wave = source._wave
-      _reason = source._reason
-      _createdUnixMs = source._createdUnixMs
-      _modifiedUnixMs = source._modifiedUnixMs
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
-
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._spec) }()
-        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._rollout) }()
-        case 3: try { try decoder.decodeSingularInt64Field(value: &_storage._revision) }()
-        case 4: try { try decoder.decodeSingularStringField(value: &_storage._state) }()
-        case 5: try { try decoder.decodeSingularStringField(value: &_storage._stableVersion) }()
-        case 6: try { try decoder.decodeSingularInt64Field(value: &_storage._stableRevision) }()
-        case 7: try { try decoder.decodeSingularInt32Field(value: &_storage._wave) }()
-        case 8: try { try decoder.decodeSingularStringField(value: &_storage._reason) }()
-        case 9: try { try decoder.decodeSingularInt64Field(value: &_storage._createdUnixMs) }()
-        case 10: try { try decoder.decodeSingularInt64Field(value: &_storage._modifiedUnixMs) }()
-        default: break
-        }
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._spec) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._rollout) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.revision) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.stableVersion) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.stableRevision) }()
+      case 7: try { try decoder.decodeSingularInt32Field(value: &self.wave) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.createdUnixMs) }()
+      case 10: try { try decoder.decodeSingularInt64Field(value: &self.modifiedUnixMs) }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      try { if let v = _storage._spec {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-      } }()
-      try { if let v = _storage._rollout {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-      } }()
-      if _storage._revision != 0 {
-        try visitor.visitSingularInt64Field(value: _storage._revision, fieldNumber: 3)
-      }
-      if !_storage._state.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._state, fieldNumber: 4)
-      }
-      if !_storage._stableVersion.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._stableVersion, fieldNumber: 5)
-      }
-      if _storage._stableRevision != 0 {
-        try visitor.visitSingularInt64Field(value: _storage._stableRevision, fieldNumber: 6)
-      }
-      if _storage._wave != 0 {
-        try visitor.visitSingularInt32Field(value: _storage._wave, fieldNumber: 7)
-      }
-      if !_storage._reason.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._reason, fieldNumber: 8)
-      }
-      if _storage._createdUnixMs != 0 {
-        try visitor.visitSingularInt64Field(value: _storage._createdUnixMs, fieldNumber: 9)
-      }
-      if _storage._modifiedUnixMs != 0 {
-        try visitor.visitSingularInt64Field(value: _storage._modifiedUnixMs, fieldNumber: 10)
-      }
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._spec {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._rollout {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if self.revision != 0 {
+      try visitor.visitSingularInt64Field(value: self.revision, fieldNumber: 3)
+    }
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 4)
+    }
+    if !self.stableVersion.isEmpty {
+      try visitor.visitSingularStringField(value: self.stableVersion, fieldNumber: 5)
+    }
+    if self.stableRevision != 0 {
+      try visitor.visitSingularInt64Field(value: self.stableRevision, fieldNumber: 6)
+    }
+    if self.wave != 0 {
+      try visitor.visitSingularInt32Field(value: self.wave, fieldNumber: 7)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 8)
+    }
+    if self.createdUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.createdUnixMs, fieldNumber: 9)
+    }
+    if self.modifiedUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.modifiedUnixMs, fieldNumber: 10)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Aspire_V1_DeploymentInfo, rhs: Aspire_V1_DeploymentInfo) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._spec != rhs_storage._spec {return false}
-        if _storage._rollout != rhs_storage._rollout {return false}
-        if _storage._revision != rhs_storage._revision {return false}
-        if _storage._state != rhs_storage._state {return false}
-        if _storage._stableVersion != rhs_storage._stableVersion {return false}
-        if _storage._stableRevision != rhs_storage._stableRevision {return false}
-        if _storage._wave != rhs_storage._wave {return false}
-        if _storage._reason != rhs_storage._reason {return false}
-        if _storage._createdUnixMs != rhs_storage._createdUnixMs {return false}
-        if _storage._modifiedUnixMs != rhs_storage._modifiedUnixMs {return false}
-        return true
-      }
-      if !storagesAreEqual {return false}
-    }
+    if lhs._spec != rhs._spec {return false}
+    if lhs._rollout != rhs._rollout {return false}
+    if lhs.revision != rhs.revision {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.stableVersion != rhs.stableVersion {return false}
+    if lhs.stableRevision != rhs.stableRevision {return false}
+    if lhs.wave != rhs.wave {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.createdUnixMs != rhs.createdUnixMs {return false}
+    if lhs.modifiedUnixMs != rhs.modifiedUnixMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -7094,46 +7088,88 @@ nonisolated extension Aspire_V1_DeploymentStatus: SwiftProtobuf.Message, SwiftPr
   public static let protoMessageName: String = _protobuf_package + ".DeploymentStatus"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}deployment\0\u{1}matching\0\u{1}counts\0\u{1}hosts\0")
 
+  fileprivate class _StorageClass {
+    var _deployment: Aspire_V1_DeploymentInfo? = nil
+    var _matching: Int32 = 0
+    var _counts: [Aspire_V1_DeploymentHostCount] = []
+    var _hosts: [Aspire_V1_DeploymentHost] = []
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _deployment = source._deployment
+      _matching = source._matching
+      _counts = source._counts
+      _hosts = source._hosts
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularMessageField(value: &self._deployment) }()
-      case 2: try { try decoder.decodeSingularInt32Field(value: &self.matching) }()
-      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.counts) }()
-      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.hosts) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._deployment) }()
+        case 2: try { try decoder.decodeSingularInt32Field(value: &_storage._matching) }()
+        case 3: try { try decoder.decodeRepeatedMessageField(value: &_storage._counts) }()
+        case 4: try { try decoder.decodeRepeatedMessageField(value: &_storage._hosts) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._deployment {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    } }()
-    if self.matching != 0 {
-      try visitor.visitSingularInt32Field(value: self.matching, fieldNumber: 2)
-    }
-    if !self.counts.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.counts, fieldNumber: 3)
-    }
-    if !self.hosts.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.hosts, fieldNumber: 4)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._deployment {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      if _storage._matching != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._matching, fieldNumber: 2)
+      }
+      if !_storage._counts.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._counts, fieldNumber: 3)
+      }
+      if !_storage._hosts.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._hosts, fieldNumber: 4)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Aspire_V1_DeploymentStatus, rhs: Aspire_V1_DeploymentStatus) -> Bool {
-    if lhs._deployment != rhs._deployment {return false}
-    if lhs.matching != rhs.matching {return false}
-    if lhs.counts != rhs.counts {return false}
-    if lhs.hosts != rhs.hosts {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._deployment != rhs_storage._deployment {return false}
+        if _storage._matching != rhs_storage._matching {return false}
+        if _storage._counts != rhs_storage._counts {return false}
+        if _storage._hosts != rhs_storage._hosts {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

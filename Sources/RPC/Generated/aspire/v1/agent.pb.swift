@@ -671,41 +671,119 @@ public nonisolated struct Aspire_V1_GetInfoParams: Sendable {
 }
 
 /// Parameters of the sub-agent lifecycle methods (agent.install, agent.upgrade, ...).
-public nonisolated struct Aspire_V1_SubAgentParams: Sendable {
+public nonisolated struct Aspire_V1_SubAgentParams: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var name: String = String()
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
 
-  public var version: String = String()
+  public var version: String {
+    get {_storage._version}
+    set {_uniqueStorage()._version = newValue}
+  }
 
-  public var url: String = String()
+  public var url: String {
+    get {_storage._url}
+    set {_uniqueStorage()._url = newValue}
+  }
 
   /// "SHA256:<hex>"
-  public var checksum: String = String()
+  public var checksum: String {
+    get {_storage._checksum}
+    set {_uniqueStorage()._checksum = newValue}
+  }
 
-  public var envs: Dictionary<String,String> = [:]
+  public var envs: Dictionary<String,String> {
+    get {_storage._envs}
+    set {_uniqueStorage()._envs = newValue}
+  }
 
   public var limits: Aspire_V1_ResourceLimits {
-    get {_limits ?? Aspire_V1_ResourceLimits()}
-    set {_limits = newValue}
+    get {_storage._limits ?? Aspire_V1_ResourceLimits()}
+    set {_uniqueStorage()._limits = newValue}
   }
   /// Returns true if `limits` has been explicitly set.
-  public var hasLimits: Bool {self._limits != nil}
+  public var hasLimits: Bool {_storage._limits != nil}
   /// Clears the value of `limits`. Subsequent reads from it will return its default value.
-  public mutating func clearLimits() {self._limits = nil}
+  public mutating func clearLimits() {_uniqueStorage()._limits = nil}
 
   /// Who the sub-agent runs as (default root) and its group (default: the user's primary group).
-  public var user: String = String()
+  public var user: String {
+    get {_storage._user}
+    set {_uniqueStorage()._user = newValue}
+  }
 
-  public var group: String = String()
+  public var group: String {
+    get {_storage._group}
+    set {_uniqueStorage()._group = newValue}
+  }
+
+  /// Set for a program without a control script (the seed's daemon.init): how to start, stop and
+  /// check it.
+  public var daemon: Aspire_V1_DaemonSpec {
+    get {_storage._daemon ?? Aspire_V1_DaemonSpec()}
+    set {_uniqueStorage()._daemon = newValue}
+  }
+  /// Returns true if `daemon` has been explicitly set.
+  public var hasDaemon: Bool {_storage._daemon != nil}
+  /// Clears the value of `daemon`. Subsequent reads from it will return its default value.
+  public mutating func clearDaemon() {_uniqueStorage()._daemon = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _limits: Aspire_V1_ResourceLimits? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// The seed's daemon.init: how the supervisor runs a program that has no control script. Commands
+/// run by /bin/sh -c as the sub-agent's user, in its version directory, with its envs.
+public nonisolated struct Aspire_V1_DaemonSpec: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Run before each start; the start waits until it succeeds, trying precheck_retries more
+  /// times, a second apart.
+  public var precheck: String = String()
+
+  public var precheckRetries: Int32 = 0
+
+  /// Starts the program (required).
+  public var start: String = String()
+
+  /// Seconds after start before the check must find it up (0: at once).
+  public var startDelay: Int32 = 0
+
+  /// "process:COMMAND" (or a bare command) run to stop it, or "kill:SIGNAL" (TERM, HUP, 15, ...)
+  /// sent to its processes; empty is kill:TERM.
+  public var stop: String = String()
+
+  /// Seconds the stop may take before whatever is left is killed with SIGKILL (default 10).
+  public var stopTimeout: Int32 = 0
+
+  /// How it is known to be alive: "process" (its processes run: the default), "pidfile" (the pid
+  /// in pidfile runs) or "socket" (socket accepts a connection: a Unix socket path or HOST:PORT).
+  public var check: String = String()
+
+  /// Seconds between checks (0: the agent's --check-interval).
+  public var checkInterval: Int32 = 0
+
+  public var pidfile: String = String()
+
+  public var socket: String = String()
+
+  /// Restarts allowed: more abnormal exits in a row than this make it fatal (0: the agent's
+  /// --max-anomalies).
+  public var hits: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Aspire_V1_ResourceLimits: Sendable {
@@ -2402,7 +2480,133 @@ nonisolated extension Aspire_V1_GetInfoParams: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Aspire_V1_SubAgentParams: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SubAgentParams"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}version\0\u{1}url\0\u{1}checksum\0\u{1}envs\0\u{1}limits\0\u{1}user\0\u{1}group\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}version\0\u{1}url\0\u{1}checksum\0\u{1}envs\0\u{1}limits\0\u{1}user\0\u{1}group\0\u{1}daemon\0")
+
+  fileprivate class _StorageClass {
+    var _name: String = String()
+    var _version: String = String()
+    var _url: String = String()
+    var _checksum: String = String()
+    var _envs: Dictionary<String,String> = [:]
+    var _limits: Aspire_V1_ResourceLimits? = nil
+    var _user: String = String()
+    var _group: String = String()
+    var _daemon: Aspire_V1_DaemonSpec? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _name = source._name
+      _version = source._version
+      _url = source._url
+      _checksum = source._checksum
+      _envs = source._envs
+      _limits = source._limits
+      _user = source._user
+      _group = source._group
+      _daemon = source._daemon
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._version) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._url) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._checksum) }()
+        case 5: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &_storage._envs) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._limits) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._user) }()
+        case 8: try { try decoder.decodeSingularStringField(value: &_storage._group) }()
+        case 9: try { try decoder.decodeSingularMessageField(value: &_storage._daemon) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 1)
+      }
+      if !_storage._version.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._version, fieldNumber: 2)
+      }
+      if !_storage._url.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._url, fieldNumber: 3)
+      }
+      if !_storage._checksum.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._checksum, fieldNumber: 4)
+      }
+      if !_storage._envs.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: _storage._envs, fieldNumber: 5)
+      }
+      try { if let v = _storage._limits {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      if !_storage._user.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._user, fieldNumber: 7)
+      }
+      if !_storage._group.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._group, fieldNumber: 8)
+      }
+      try { if let v = _storage._daemon {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Aspire_V1_SubAgentParams, rhs: Aspire_V1_SubAgentParams) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._version != rhs_storage._version {return false}
+        if _storage._url != rhs_storage._url {return false}
+        if _storage._checksum != rhs_storage._checksum {return false}
+        if _storage._envs != rhs_storage._envs {return false}
+        if _storage._limits != rhs_storage._limits {return false}
+        if _storage._user != rhs_storage._user {return false}
+        if _storage._group != rhs_storage._group {return false}
+        if _storage._daemon != rhs_storage._daemon {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Aspire_V1_DaemonSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DaemonSpec"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}precheck\0\u{3}precheck_retries\0\u{1}start\0\u{3}start_delay\0\u{1}stop\0\u{3}stop_timeout\0\u{1}check\0\u{3}check_interval\0\u{1}pidfile\0\u{1}socket\0\u{1}hits\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2410,60 +2614,71 @@ nonisolated extension Aspire_V1_SubAgentParams: SwiftProtobuf.Message, SwiftProt
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.version) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.url) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.checksum) }()
-      case 5: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.envs) }()
-      case 6: try { try decoder.decodeSingularMessageField(value: &self._limits) }()
-      case 7: try { try decoder.decodeSingularStringField(value: &self.user) }()
-      case 8: try { try decoder.decodeSingularStringField(value: &self.group) }()
+      case 1: try { try decoder.decodeSingularStringField(value: &self.precheck) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.precheckRetries) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.start) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.startDelay) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.stop) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.stopTimeout) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.check) }()
+      case 8: try { try decoder.decodeSingularInt32Field(value: &self.checkInterval) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.pidfile) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.socket) }()
+      case 11: try { try decoder.decodeSingularInt32Field(value: &self.hits) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.name.isEmpty {
-      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    if !self.precheck.isEmpty {
+      try visitor.visitSingularStringField(value: self.precheck, fieldNumber: 1)
     }
-    if !self.version.isEmpty {
-      try visitor.visitSingularStringField(value: self.version, fieldNumber: 2)
+    if self.precheckRetries != 0 {
+      try visitor.visitSingularInt32Field(value: self.precheckRetries, fieldNumber: 2)
     }
-    if !self.url.isEmpty {
-      try visitor.visitSingularStringField(value: self.url, fieldNumber: 3)
+    if !self.start.isEmpty {
+      try visitor.visitSingularStringField(value: self.start, fieldNumber: 3)
     }
-    if !self.checksum.isEmpty {
-      try visitor.visitSingularStringField(value: self.checksum, fieldNumber: 4)
+    if self.startDelay != 0 {
+      try visitor.visitSingularInt32Field(value: self.startDelay, fieldNumber: 4)
     }
-    if !self.envs.isEmpty {
-      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.envs, fieldNumber: 5)
+    if !self.stop.isEmpty {
+      try visitor.visitSingularStringField(value: self.stop, fieldNumber: 5)
     }
-    try { if let v = self._limits {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
-    } }()
-    if !self.user.isEmpty {
-      try visitor.visitSingularStringField(value: self.user, fieldNumber: 7)
+    if self.stopTimeout != 0 {
+      try visitor.visitSingularInt32Field(value: self.stopTimeout, fieldNumber: 6)
     }
-    if !self.group.isEmpty {
-      try visitor.visitSingularStringField(value: self.group, fieldNumber: 8)
+    if !self.check.isEmpty {
+      try visitor.visitSingularStringField(value: self.check, fieldNumber: 7)
+    }
+    if self.checkInterval != 0 {
+      try visitor.visitSingularInt32Field(value: self.checkInterval, fieldNumber: 8)
+    }
+    if !self.pidfile.isEmpty {
+      try visitor.visitSingularStringField(value: self.pidfile, fieldNumber: 9)
+    }
+    if !self.socket.isEmpty {
+      try visitor.visitSingularStringField(value: self.socket, fieldNumber: 10)
+    }
+    if self.hits != 0 {
+      try visitor.visitSingularInt32Field(value: self.hits, fieldNumber: 11)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Aspire_V1_SubAgentParams, rhs: Aspire_V1_SubAgentParams) -> Bool {
-    if lhs.name != rhs.name {return false}
-    if lhs.version != rhs.version {return false}
-    if lhs.url != rhs.url {return false}
-    if lhs.checksum != rhs.checksum {return false}
-    if lhs.envs != rhs.envs {return false}
-    if lhs._limits != rhs._limits {return false}
-    if lhs.user != rhs.user {return false}
-    if lhs.group != rhs.group {return false}
+  public static func ==(lhs: Aspire_V1_DaemonSpec, rhs: Aspire_V1_DaemonSpec) -> Bool {
+    if lhs.precheck != rhs.precheck {return false}
+    if lhs.precheckRetries != rhs.precheckRetries {return false}
+    if lhs.start != rhs.start {return false}
+    if lhs.startDelay != rhs.startDelay {return false}
+    if lhs.stop != rhs.stop {return false}
+    if lhs.stopTimeout != rhs.stopTimeout {return false}
+    if lhs.check != rhs.check {return false}
+    if lhs.checkInterval != rhs.checkInterval {return false}
+    if lhs.pidfile != rhs.pidfile {return false}
+    if lhs.socket != rhs.socket {return false}
+    if lhs.hits != rhs.hits {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -48,48 +48,36 @@ public nonisolated struct Aspire_V1_WakeResponse: Sendable {
   public init() {}
 }
 
-public nonisolated struct Aspire_V1_WatchRequest: @unchecked Sendable {
+public nonisolated struct Aspire_V1_WatchRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var agentSn: String {
-    get {_storage._agentSn}
-    set {_uniqueStorage()._agentSn = newValue}
-  }
+  public var agentSn: String = String()
 
-  public var commandID: String {
-    get {_storage._commandID}
-    set {_uniqueStorage()._commandID = newValue}
-  }
+  public var commandID: String = String()
 
-  public var follow: Bool {
-    get {_storage._follow}
-    set {_uniqueStorage()._follow = newValue}
-  }
+  public var follow: Bool = false
 
   /// How long to wait for the result, at most.
-  public var waitMs: Int32 {
-    get {_storage._waitMs}
-    set {_uniqueStorage()._waitMs = newValue}
-  }
+  public var waitMs: Int32 = 0
 
   /// The command as the calling node stored it, dispatched already (its subtask claimed for this
   /// node): sent as it is. Not held here, it is given back to the store (due again at once).
   public var command: Aspire_V1_Command {
-    get {_storage._command ?? Aspire_V1_Command()}
-    set {_uniqueStorage()._command = newValue}
+    get {_command ?? Aspire_V1_Command()}
+    set {_command = newValue}
   }
   /// Returns true if `command` has been explicitly set.
-  public var hasCommand: Bool {_storage._command != nil}
+  public var hasCommand: Bool {self._command != nil}
   /// Clears the value of `command`. Subsequent reads from it will return its default value.
-  public mutating func clearCommand() {_uniqueStorage()._command = nil}
+  public mutating func clearCommand() {self._command = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _storage = _StorageClass.defaultInstance
+  fileprivate var _command: Aspire_V1_Command? = nil
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -160,95 +148,51 @@ nonisolated extension Aspire_V1_WatchRequest: SwiftProtobuf.Message, SwiftProtob
   public static let protoMessageName: String = _protobuf_package + ".WatchRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_sn\0\u{3}command_id\0\u{1}follow\0\u{3}wait_ms\0\u{1}command\0")
 
-  fileprivate class _StorageClass {
-    var _agentSn: String = String()
-    var _commandID: String = String()
-    var _follow: Bool = false
-    var _waitMs: Int32 = 0
-    var _command: Aspire_V1_Command? = nil
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _agentSn = source._agentSn
-      _commandID = source._commandID
-      _follow = source._follow
-      _waitMs = source._waitMs
-      _command = source._command
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
-
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularStringField(value: &_storage._agentSn) }()
-        case 2: try { try decoder.decodeSingularStringField(value: &_storage._commandID) }()
-        case 3: try { try decoder.decodeSingularBoolField(value: &_storage._follow) }()
-        case 4: try { try decoder.decodeSingularInt32Field(value: &_storage._waitMs) }()
-        case 5: try { try decoder.decodeSingularMessageField(value: &_storage._command) }()
-        default: break
-        }
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.agentSn) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.commandID) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.follow) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.waitMs) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._command) }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      if !_storage._agentSn.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._agentSn, fieldNumber: 1)
-      }
-      if !_storage._commandID.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._commandID, fieldNumber: 2)
-      }
-      if _storage._follow != false {
-        try visitor.visitSingularBoolField(value: _storage._follow, fieldNumber: 3)
-      }
-      if _storage._waitMs != 0 {
-        try visitor.visitSingularInt32Field(value: _storage._waitMs, fieldNumber: 4)
-      }
-      try { if let v = _storage._command {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
-      } }()
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.agentSn.isEmpty {
+      try visitor.visitSingularStringField(value: self.agentSn, fieldNumber: 1)
     }
+    if !self.commandID.isEmpty {
+      try visitor.visitSingularStringField(value: self.commandID, fieldNumber: 2)
+    }
+    if self.follow != false {
+      try visitor.visitSingularBoolField(value: self.follow, fieldNumber: 3)
+    }
+    if self.waitMs != 0 {
+      try visitor.visitSingularInt32Field(value: self.waitMs, fieldNumber: 4)
+    }
+    try { if let v = self._command {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Aspire_V1_WatchRequest, rhs: Aspire_V1_WatchRequest) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._agentSn != rhs_storage._agentSn {return false}
-        if _storage._commandID != rhs_storage._commandID {return false}
-        if _storage._follow != rhs_storage._follow {return false}
-        if _storage._waitMs != rhs_storage._waitMs {return false}
-        if _storage._command != rhs_storage._command {return false}
-        return true
-      }
-      if !storagesAreEqual {return false}
-    }
+    if lhs.agentSn != rhs.agentSn {return false}
+    if lhs.commandID != rhs.commandID {return false}
+    if lhs.follow != rhs.follow {return false}
+    if lhs.waitMs != rhs.waitMs {return false}
+    if lhs._command != rhs._command {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

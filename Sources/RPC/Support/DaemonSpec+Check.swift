@@ -1,0 +1,74 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How a daemon is stopped: a command, or a signal to its processes.
+public enum DaemonStop: Equatable, Sendable, Codable {
+    case command(String)
+    case signal(Int32)
+
+    /// Reads the seed's `stop`: `process:COMMAND`, `kill:SIGNAL` (a name, with or without SIG,
+    /// or a number), a bare command, or nothing (SIGTERM).
+    public init(parsing text: String, owner: String) throws(AspireError) {
+        if text.isEmpty {
+            self = .signal(SIGTERM)
+        } else if text.hasPrefix("kill:") {
+            let name = text.dropFirst("kill:".count).uppercased()
+            let bare = name.hasPrefix("SIG") ? String(name.dropFirst(3)) : String(name)
+            if let number = Int32(bare), (1 ... 64).contains(number) {
+                self = .signal(number)
+            } else if let signal = Self.signals[bare] {
+                self = .signal(signal)
+            } else {
+                throw AspireError(.invalidParams, "\(owner): stop '\(text)' names no signal (TERM, INT, HUP, QUIT, USR1, USR2, KILL or 1 to 64)")
+            }
+        } else if text.hasPrefix("process:") {
+            let command = String(text.dropFirst("process:".count))
+            guard !command.isEmpty else { throw AspireError(.invalidParams, "\(owner): stop 'process:' names no command") }
+            self = .command(command)
+        } else {
+            self = .command(text)
+        }
+    }
+
+    static let signals: [String: Int32] = [
+        "TERM": SIGTERM, "INT": SIGINT, "HUP": SIGHUP, "QUIT": SIGQUIT, "USR1": SIGUSR1, "USR2": SIGUSR2, "KILL": SIGKILL,
+    ]
+}
+
+/// How a daemon is known to be alive.
+public enum DaemonCheck: String, Equatable, Sendable, Codable, CaseIterable {
+    case process, pidfile, socket
+}
+
+extension Aspire_V1_DaemonSpec {
+    /// Checks a spec as the agent will run it: a start command, a known check with what it
+    /// needs, a stop it can carry out, values in range.
+    public func check(owner: String, code: ErrorCode = .invalidParams) throws(AspireError) {
+        func refuse(_ why: String) -> AspireError { AspireError(code, "\(owner): \(why)") }
+        guard !self.start.isEmpty else { throw refuse("a daemon needs a start command") }
+        for (field, command) in [("precheck", self.precheck), ("start", self.start), ("stop", self.stop)] where command.utf8.count > 512 {
+            throw refuse("\(field) is longer than 512 bytes")
+        }
+        guard DaemonCheck(rawValue: self.check.isEmpty ? "process" : self.check) != nil else {
+            throw refuse("check '\(self.check)' is not process, pidfile or socket")
+        }
+        if self.check == "pidfile", !self.pidfile.hasPrefix("/") { throw refuse("check pidfile needs an absolute pidfile path") }
+        if self.check == "socket", self.socket.isEmpty { throw refuse("check socket needs a socket (a Unix socket path or HOST:PORT)") }
+        if !self.pidfile.isEmpty, !self.pidfile.hasPrefix("/") { throw refuse("pidfile must be an absolute path") }
+        if !self.socket.isEmpty, !self.socket.hasPrefix("/"), (try? HostPort(parsing: self.socket)) == nil {
+            throw refuse("socket '\(self.socket)' is neither an absolute path nor HOST:PORT")
+        }
+        do {
+            _ = try DaemonStop(parsing: self.stop, owner: owner)
+        } catch {
+            throw AspireError(code, error.cause)
+        }
+        for (field, value, range) in [
+            ("precheck_retries", self.precheckRetries, 0 ... 100), ("start_delay", self.startDelay, 0 ... 3600),
+            ("stop_timeout", self.stopTimeout, 0 ... 3600), ("check_interval", self.checkInterval, 0 ... 86_400), ("hits", self.hits, 0 ... 1000),
+        ] as [(String, Int32, ClosedRange<Int32>)] where !range.contains(value) {
+            throw refuse("\(field) \(value) is not from \(range.lowerBound) to \(range.upperBound)")
+        }
+    }
+}
