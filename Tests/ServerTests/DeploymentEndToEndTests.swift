@@ -157,6 +157,17 @@ struct DeploymentEndToEndTests {
         }
         let shown = try await fleet.aspirectl(["deployment", "status", "MiniAgent"])
         #expect(shown.contains("deployment MiniAgent: 2.0, revision 2, done") && shown.contains("stable: 1.0") && shown.contains("healthy"), "\(shown)")
+
+        // The server's own events tell the story.
+        let events = try #require(try await rest.ok("GET", "/api/v1/server/events?limit=1000")["events"] as? [[String: Any]])
+        func said(_ category: String, _ text: String, host: String = "") -> Bool {
+            events.contains { ($0["category"] as? String) == category && ($0["message"] as? String ?? "").contains(text) && (host.isEmpty || $0["agentsn"] as? String == host) }
+        }
+        #expect(said("deployment", "MiniAgent 1.0 declared by admin (revision 1, done)"))
+        #expect(said("deployment", "MiniAgent 2.0: wave 0 (canary) moves 1 of"))
+        #expect(said("deployment", "MiniAgent 2.0: rollout done"))
+        #expect(said("host", "offline: its stream ended", host: fleet.sn("web1")))
+        #expect(said("host", "connected to node node", host: fleet.sn("web5")))
         let listed = try await fleet.aspirectl(["deployment", "list"])
         #expect(listed.contains("MiniAgent") && listed.contains("svc=web"), "\(listed)")
     }

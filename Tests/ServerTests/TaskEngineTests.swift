@@ -43,6 +43,10 @@ struct TaskEngineTests {
                     #expect(bySN["web-1"]?.status == "succeeded" && bySN["web-1"]?.result.data == Data("up 1 day".utf8))
                     #expect(bySN["web-2"]?.status == "failed" && bySN["web-2"]?.result.retcode == 2)
                     #expect(first.commands.count == 1 && second.commands.count == 1)
+                    // The server's own events: the task made, and how it ended.
+                    let events = try await node.node.store.events(page: Page(limit: 100)).items.filter { $0.category == "task" }.map(\.message)
+                    #expect(events.contains("task \(created.task.id) created by admin: sync.bash on 2 hosts"), "\(events)")
+                    #expect(events.contains("task \(created.task.id) failed: 1 of 2 hosts failed"), "\(events)")
                 }
             }
         }

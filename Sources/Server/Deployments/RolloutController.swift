@@ -58,11 +58,15 @@ public final class RolloutController: Service {
                 "rollout wave started",
                 metadata: ["deployment.wave": "\(wave)", "deployment.hosts": "\(agents.count)", "deployment.version": "\(record.spec.version)"]
             )
+            await self.store.recordServerEvent(
+                "deployment", "\(record.name) \(record.spec.version): wave \(wave)\(wave == 0 ? " (canary)" : "") moves \(agents.count) of \(hosts.count) hosts"
+            )
             return true
         case .finish:
             guard try await self.store.setRolloutState(.done, reason: "", deployment: record.name, revision: record.revision, from: [.rolling]) != nil
             else { return false }
             logger.notice("rollout done", metadata: ["deployment.version": "\(record.spec.version)", "deployment.hosts": "\(hosts.count)"])
+            await self.store.recordServerEvent("deployment", "\(record.name) \(record.spec.version): rollout done on \(hosts.count) hosts")
             return false
         case .halt(let why):
             let back = !record.rollout.noAutoRollback
@@ -71,6 +75,7 @@ public final class RolloutController: Service {
                 back ? .rolledBack : .halted, reason: reason, deployment: record.name, revision: record.revision, from: [.rolling]
             ) != nil else { return false }
             logger.error("rollout halted", metadata: ["reason": "\(reason)"])
+            await self.store.recordServerEvent("deployment", "\(record.name) \(record.spec.version): \(reason)")
             return back
         }
     }

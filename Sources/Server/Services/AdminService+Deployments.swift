@@ -23,6 +23,10 @@ extension AdminService {
                 "deployment.state": "\(record.state.rawValue)", "actor": "\(CallContext.principal?.name ?? "")",
             ]
         )
+        await self.store.recordServerEvent(
+            "deployment",
+            "\(record.name) \(record.spec.version) declared by \(CallContext.principal?.name ?? "an operator") (revision \(record.revision), \(record.state.rawValue))"
+        )
         await self.distributor.sweep()
         return Aspire_V1_DeploymentInfo(record)
     }
@@ -72,6 +76,7 @@ extension AdminService {
             throw AspireError(.conflict, "deployment '\(record.name)' is \(record.state.rawValue): it cannot \(request.action)")
         }
         self.logger.notice("deployment \(request.action)", metadata: ["deployment": "\(record.name)", "actor": "\(actor)"])
+        await self.store.recordServerEvent("deployment", "\(record.name): \(request.action) by \(actor)")
         await self.distributor.sweep()
         return Aspire_V1_DeploymentInfo(changed)
     }
@@ -81,6 +86,7 @@ extension AdminService {
             throw AspireError(.notFound, "no deployment named '\(request.name)'")
         }
         self.logger.notice("deployment deleted", metadata: ["deployment": "\(deleted.name)", "deployment.on_untag": "\(deleted.spec.onUntag)"])
+        await self.store.recordServerEvent("deployment", "\(deleted.name) deleted by \(CallContext.principal?.name ?? "an operator")")
         await self.distributor.sweep()
         return Aspire_V1_DeploymentInfo(deleted)
     }

@@ -115,6 +115,7 @@ public struct AdminService: Aspire_V1_Admin.SimpleServiceProtocol {
     public func cancelTask(request: Aspire_V1_CancelTaskRequest, context: ServerContext) async throws -> Aspire_V1_TaskDetail {
         let task = try await self.store.cancelTask(id: Int(request.id))
         self.logger.info("task cancelled", metadata: ["task.id": "\(task.id)"])
+        await self.store.recordServerEvent("task", "task \(task.id) cancelled by \(CallContext.principal?.name ?? "an operator")")
         return Aspire_V1_TaskDetail(task: task, subtasks: try await self.store.subtasks(taskID: task.id))
     }
 }

@@ -200,6 +200,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                 )
             )
             try await store.bindTags(hello.tags, to: hello.agentSn)
+            await store.recordServerEvent("host", "connected to node \(node) (boot \(hello.version))", agentSN: hello.agentSn)
         } catch let error as AspireError {
             throw RPCError(code: .invalidArgument, message: error.cause)
         } catch {
@@ -213,7 +214,9 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
     static func recordOffline(_ session: AgentSession, registry: SessionRegistry, store: SQLStore, logger: Logger) async {
         guard registry.session(for: session.agentSN) == nil else { return }
         do {
-            try await store.releaseHost(agentSN: session.agentSN, stream: session.connectionID)
+            if try await store.releaseHost(agentSN: session.agentSN, stream: session.connectionID) {
+                await store.recordServerEvent("host", "offline: its stream ended", agentSN: session.agentSN)
+            }
         } catch {
             logger.error("cannot record the host offline", metadata: ["agent.sn": "\(session.agentSN)", "error": "\(String(reflecting: error))"])
         }

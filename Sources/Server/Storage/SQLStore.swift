@@ -620,6 +620,21 @@ extension SQLStore {
         }
     }
 
+    /// Records what the server itself saw happen — a host online or offline, a task created or
+    /// finished, a deployment's wave — as an event of `category` (of the host, when it is about
+    /// one). Never fails the caller: an event that cannot be written is logged.
+    public func recordServerEvent(_ category: String, _ message: String, agentSN: String = "") async {
+        do {
+            // A local id no agent uses (theirs count up from 1), so the event is never taken as
+            // a repeat of another at the same millisecond.
+            try await self.recordEvent(
+                EventRecord(agentSN: agentSN, category: category, localID: -Int64.random(in: 1 ... Int64.max), occurred: Self.now, message: message)
+            )
+        } catch {
+            self.logger.warning("cannot record an event", metadata: ["event.category": "\(category)", "error": "\(String(reflecting: error))"])
+        }
+    }
+
     /// Events, newest first, optionally of one agent.
     public func events(agentSN: String? = nil, page: Page = Page()) async throws -> Listing<EventRecord> {
         try await self.engine.withConnection { database in

@@ -134,6 +134,14 @@ public final class TaskEngine: Service {
             "task created",
             metadata: ["task.id": "\(task.id)", "task.command": "\(task.command)", "task.hosts": "\(subtasks.count)"]
         )
+        let target = task.selector.isEmpty
+            ? "\(subtasks.count) host\(subtasks.count == 1 ? "" : "s")"
+            : "hosts tagged \(task.selector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","))"
+        // Direct commands (a host's one command, RunCommand) are in the audit trail; events
+        // would only repeat them at their rate.
+        if options.commandID == nil {
+            await self.store.recordServerEvent("task", "task \(task.id) created by \(actor.isEmpty ? "an operator" : actor): \(task.command) on \(target)")
+        }
         try await self.sendNew(task, subtasks, claimed: held, wakePeers: options.wakePeers)
         return (task, subtasks)
     }
@@ -409,6 +417,9 @@ public final class TaskEngine: Service {
                         "task finished",
                         metadata: ["task.id": "\(task.id)", "task.status": "\(task.status.name)", "task.failed": "\(task.failed)"]
                     )
+                    if task.count > 1 {
+                        await self.store.recordServerEvent("task", "task \(task.id) \(task.status.name): \(task.failed) of \(task.count) hosts failed")
+                    }
                 } else if !task.maxConcurrency.isEmpty {
                     // A slot is free: send the next subtasks of this task that wait for one,
                     // here or on the nodes that hold their hosts.
