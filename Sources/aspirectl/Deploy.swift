@@ -37,14 +37,7 @@ struct Deploy: AsyncParsableCommand {
     @Argument(help: "Version to put in place.")
     var version: String
 
-    @Option(
-        name: [.customLong("agent"), .customLong("agents")],
-        help: "AgentSN of a host (repeatable; a comma-separated list works too: --agents SN1,SN2)."
-    )
-    var agents: [String] = []
-
-    @Option(name: .customLong("tag"), help: "Every host carrying KEY=VALUE (repeatable: all must match), online now or within --window.")
-    var tags: [String] = []
+    @OptionGroup var hosts: HostTaskOptions
 
     @Option(help: "Upload this package file to the store first (skipped when the store already has it).")
     var file: String?
@@ -76,31 +69,11 @@ struct Deploy: AsyncParsableCommand {
     @Option(help: "Architecture of --file (default: this machine's).")
     var arch: String = Packages.machine
 
-    @Option(help: "Seconds hosts may join a --tag deploy, and the longest wait for answers.")
-    var window: Int = 600
-
-    @Option(name: .customLong("max-concurrency"), help: "Hosts at once: a number or a percent (e.g. 10%).")
-    var maxConcurrency: String?
-
-    @Option(name: .customLong("max-errors"), help: "Stop after this many failed hosts: a number or a percent.")
-    var maxErrors: String?
-
-    @Flag(name: .customLong("async"), help: "Print the task id and return; 'aspirectl task show ID' shows the outcome.")
-    var async = false
-
-    @Option(name: .shortAndLong, help: "table or json.")
-    var output: OutputFormat = .table
-
-    mutating func validate() throws {
-        self.agents = Run.hostList(self.agents)
-        guard self.agents.isEmpty != self.tags.isEmpty else {
-            throw ValidationError("target hosts with --agent SN ... or with --tag KEY=VALUE, not both")
-        }
+    func validate() throws {
         guard self.file == nil || self.url == nil else { throw ValidationError("--file and --url exclude each other") }
         if self.url != nil, self.checksum == nil, self.url?.hasPrefix("command://") == false, self.url?.hasPrefix("aspire://") == false {
             throw ValidationError("--url needs --checksum SHA256:<hex>: agents do not install unchecked packages")
         }
-        guard self.window >= 10 else { throw ValidationError("--window must be at least 10 seconds") }
     }
 
     func run() async throws {
@@ -122,62 +95,11 @@ struct Deploy: AsyncParsableCommand {
         if let user { parameters.fields["user"] = Google_Protobuf_Value(stringValue: user) }
         if let group { parameters.fields["group"] = Google_Protobuf_Value(stringValue: group) }
 
-        var request = Aspire_V1_CreateTaskRequest()
-        request.command = CommandMethod.subAgent(.install).taskName
-        request.parameters = parameters
-        request.agents = self.agents
-        request.tags = try Run.parseTags(self.tags)
-        if !request.tags.isEmpty {
-            let now = Int64(Date().timeIntervalSince1970 * 1000)
-            request.window.startUnixMs = now
-            request.window.endUnixMs = now + Int64(self.window) * 1000
+        let request = try self.hosts.request(CommandMethod.subAgent(.install).taskName, parameters)
+        let file = self.file
+        try await self.hosts.run(request, connection: self.connection) { admin in
+            if let file { try await self.upload(file, admin: admin) }
         }
-        if let maxConcurrency { request.maxConcurrency = maxConcurrency }
-        if let maxErrors { request.maxErrors = maxErrors }
-        request.user = ProcessInfo.processInfo.environment["USER"] ?? ""
-
-        let interactive = isatty(STDERR_FILENO) == 1
-        let detail: Aspire_V1_TaskDetail
-        do {
-            detail = try await self.connection.withAdmin { admin in
-                if let file { try await self.upload(file, admin: admin) }
-                let created = try await admin.createTask(request)
-                if self.async { return created }
-                if interactive { FileHandle.standardError.write("task \(created.task.id): \(created.task.count) hosts\n") }
-                // A tag deploy stays open through its window: it is done when every host that
-                // joined answered and the window is over, or when the wait runs out.
-                let windowEnd = Double(request.window.endUnixMs) / 1000
-                return try await followTask(created, admin: admin, until: Date().addingTimeInterval(Double(self.window))) { detail in
-                    let answered = detail.task.count > 0 && detail.task.complete >= detail.task.count
-                    return answered && (request.tags.isEmpty || detail.task.status != "running" || Date().timeIntervalSince1970 >= windowEnd)
-                }
-            }
-        } catch {
-            throw report(error, prefix: "aspirectl: ")
-        }
-        if self.async {
-            print(detail.task.id)
-            return
-        }
-        if self.output == .json {
-            FileHandle.standardOutput.write(try detail.jsonUTF8Data() + Data("\n".utf8))
-            throw taskExitCode(for: detail)
-        }
-        if detail.subtasks.isEmpty {
-            FileHandle.standardError.write("no host matched \((self.agents + self.tags).joined(separator: ", "))\n")
-            throw Exit.noMatch
-        }
-        throw summarize(
-            detail.subtasks.map { subtask in
-                var outcome = HostOutcome(subtask: subtask)
-                // The agent's own words say what happened: installed, upgraded from, rolled back.
-                if subtask.hasResult, !subtask.result.message.isEmpty, outcome.kind == .succeeded {
-                    outcome.line = "ok: \(subtask.result.message)"
-                }
-                return (subtask.agentSn, outcome)
-            },
-            totals: true
-        )
     }
 
     /// Uploads `path` as NAME VERSION unless the store already has it with the same bytes.
