@@ -37,6 +37,8 @@ public final class AgentRuntime: Service {
     let enrollment: Enrollment
     let logger: Logger
     let startedAt = Date()
+    /// Checked once, at start.
+    let missingTools = Tools.missing()
 
     private let commands: AsyncStream<Aspire_V1_Command>
     private let commandInput: AsyncStream<Aspire_V1_Command>.Continuation
@@ -110,6 +112,9 @@ public final class AgentRuntime: Service {
 
     public func run() async throws {
         _ = try self.configuration.security
+        if !self.missingTools.isEmpty {
+            self.logger.error("tools missing on this host; what needs them will fail", metadata: ["tools.missing": "\(self.missingTools.joined(separator: ", "))"])
+        }
         self.logger.notice(
             "agent starting",
             metadata: [
@@ -242,6 +247,7 @@ public final class AgentRuntime: Service {
         hello.schedulesDigest = self.scheduler.digest
         hello.pluginsDigest = self.plugins.digest
         hello.deploymentsDigest = self.deployments.digest
+        hello.missingTools = self.missingTools
         return hello
     }
 
@@ -252,7 +258,7 @@ public final class AgentRuntime: Service {
             "uptime": Int(Date().timeIntervalSince(self.startedAt)), "servers": self.settings.servers.map(\.description),
             "connected": self.uplink.isConnected, "tags": self.settings.tags, "step": Int(self.settings.step.load(ordering: .relaxed)),
             "plugins": self.plugins.runner.states.count, "schedules_digest": self.scheduler.digest, "plugins_digest": self.plugins.digest,
-            "metrics_waiting": self.uplink.metrics.count,
+            "metrics_waiting": self.uplink.metrics.count, "missing_tools": self.missingTools,
         ]
     }
 

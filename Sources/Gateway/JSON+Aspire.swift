@@ -36,7 +36,7 @@ enum RESTJSON {
             "prevers": host.prevers, "curvers": host.curvers, "os": host.os, "arch": host.arch, "node": host.node,
             "last_seen": time(host.lastSeenUnixMs), "gmt_create": time(host.createdUnixMs),
             "gmt_modify": time(host.modifiedUnixMs), "tags": host.tags.map(tag), "identity": host.identity,
-            "certificate_expires": time(host.certificateNotAfter * 1000),
+            "certificate_expires": time(host.certificateNotAfter * 1000), "missing_tools": host.missingTools,
             "recent": host.recent.map { ["task": Int($0.taskID), "command": $0.command, "subtask": subtask($0.subtask)] as Object },
             "agents": host.agents.map { agent in
                 [

@@ -179,3 +179,21 @@ struct DaemonTests {
         #expect(world.status(supervisor, "mond") == nil)
     }
 }
+
+/// Seed 004: the tools the agent needs are checked at start and said by name.
+@Suite("Required tools")
+struct RequiredToolsTests {
+    @Test("Each tool missing from the path is named with what needs it; none is missing on this host's root path")
+    func missing() throws {
+        let empty = NSTemporaryDirectory() + "aspire-no-tools-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: empty) }
+        #expect(Tools.missing(on: empty) == [
+            "sh (control scripts, install commands)", "bash (sync.bash, schedules)", "tar (sub-agent packages, plugins)", "gzip (compressed packages)",
+        ])
+        // Only tar there: the others are still named.
+        FileManager.default.createFile(atPath: "\(empty)/tar", contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
+        #expect(!Tools.missing(on: empty).contains { $0.hasPrefix("tar ") } && Tools.missing(on: empty).count == 3)
+        #expect(Tools.missing().isEmpty, "this machine has them all")
+    }
+}

@@ -18,9 +18,9 @@ struct StoreConformanceTests {
     @Test("Migrations apply once and again as a no-op", arguments: StoreHarness.engines)
     func migrations(_ kind: SQLEngineKind) async throws {
         try await StoreHarness.withStore(kind) { store in
-            #expect(try await store.appliedMigrations() == Array(1 ... 14))
+            #expect(try await store.appliedMigrations() == Array(1 ... 15))
             try await store.migrate()
-            #expect(try await store.appliedMigrations() == Array(1 ... 14))
+            #expect(try await store.appliedMigrations() == Array(1 ... 15))
             #expect(try await store.regions() == [RegionRecord(id: 0, name: "global")])
         }
     }
@@ -42,6 +42,12 @@ struct StoreConformanceTests {
             let same = try await store.registerHost(Self.registration("sn-1", version: "1.1", node: "n2"))
             #expect(same.prevers == "1.0", "prevers must not be overwritten by the same version")
             #expect(try await store.host(agentSN: "nope") == nil)
+
+            // The tools the agent said it lacks, as of its latest connect.
+            var lacking = Self.registration("sn-1", version: "1.1", node: "n2")
+            lacking.missingTools = ["tar (sub-agent packages, plugins)", "gzip (compressed packages)"]
+            #expect(try await store.registerHost(lacking).missingTools == lacking.missingTools)
+            #expect(try await store.registerHost(Self.registration("sn-1", version: "1.1", node: "n2")).missingTools.isEmpty)
         }
     }
 

@@ -270,7 +270,7 @@ struct StoreTaskTests {
             let page = try await store.tasks(page: Page(offset: 0, limit: 2, ascending: false))
             #expect(page.count == 5)
             #expect(page.items.map(\.command) == ["c4", "c3"])
-            #expect(try await store.appliedMigrations() == Array(1 ... 14))
+            #expect(try await store.appliedMigrations() == Array(1 ... 15))
         }
     }
 }

@@ -354,16 +354,29 @@ enum Tarball {
 }
 
 /// Tools the supervisor needs, checked at start.
-enum Tools {
+public enum Tools {
     /// The PATH of what the agent runs as root, and where it looks for its tools.
-    static let rootPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    public static let rootPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
     /// The environment of install commands and package managers, run as root.
     static let rootEnvironment = ["PATH": rootPath, "HOME": "/root", "LC_ALL": "C"]
 
-    /// The path of `name` on ``rootPath``, or nil.
-    static func find(_ name: String) -> String? {
-        for directory in rootPath.split(separator: ":") {
+    /// What the agent needs from the host, and what cannot work without each (seed 004: check
+    /// them at start). The agent still starts without them — it can report and run the rest —
+    /// and says which are missing in its log and to the server.
+    static let required: [(name: String, neededFor: String)] = [
+        ("sh", "control scripts, install commands"), ("bash", "sync.bash, schedules"), ("tar", "sub-agent packages, plugins"),
+        ("gzip", "compressed packages"),
+    ]
+
+    /// The required tools this host lacks (on `path`), each with what it is needed for.
+    public static func missing(on path: String = rootPath) -> [String] {
+        self.required.filter { self.find($0.name, on: path) == nil }.map { "\($0.name) (\($0.neededFor))" }
+    }
+
+    /// The path of `name` on `path` (``rootPath`` by default), or nil.
+    static func find(_ name: String, on path: String = rootPath) -> String? {
+        for directory in path.split(separator: ":") {
             let path = "\(directory)/\(name)"
             if access(path, X_OK) == 0 { return path }
         }

@@ -155,6 +155,7 @@ extension Console {
             + regionList.regions.filter { $0.id != 0 }.map { ["id": $0.id, "name": $0.name, "selected": $0.id == record.region] }
         facts["identity"] = record.identity
         facts["prevers"] = record.prevers
+        facts["missingTools"] = record.missingTools.joined(separator: ", ")
         facts["step"] = record.step
         facts["created"] = ConsoleText.time(record.createdUnixMs)
         facts["lastSeen"] = ConsoleText.time(record.lastSeenUnixMs)

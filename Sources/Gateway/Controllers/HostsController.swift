@@ -20,7 +20,7 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
                     "step": .integer, "prevers": .string, "curvers": .string, "os": .string, "arch": .string, "node": .string,
                     "last_seen": OpenAPI.time, "gmt_create": OpenAPI.time, "gmt_modify": OpenAPI.time, "tags": .array(.ref("Tag")),
                     "agents": .array(.ref("SubAgent")), "identity": .enumeration(["none", "enrolled", "banned"]),
-                    "certificate_expires": OpenAPI.time,
+                    "certificate_expires": OpenAPI.time, "missing_tools": .array(.string),
                     "recent": .array(.object(["task": .integer, "command": .string, "subtask": .ref("Subtask")], required: ["task", "command", "subtask"])),
                 ],
                 required: ["id", "agentsn", "hostname", "status", "gmt_create", "gmt_modify"]

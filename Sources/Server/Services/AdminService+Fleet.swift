@@ -226,6 +226,7 @@ extension Aspire_V1_Host {
         self.tags = record.tags.map(Aspire_V1_Tag.init(_:))
         self.identity = record.identity.rawValue
         self.certificateNotAfter = record.certificateNotAfter / 1000
+        self.missingTools = record.missingTools
     }
 }
 

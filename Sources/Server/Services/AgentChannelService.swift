@@ -196,7 +196,8 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
             try await store.registerHost(
                 HostRegistration(
                     agentSN: hello.agentSn, hostname: hello.hostname, ipaddr: Self.address(of: session.peer), os: hello.os,
-                    arch: hello.arch, version: hello.version, node: node, stream: session.connectionID
+                    arch: hello.arch, version: hello.version, node: node, stream: session.connectionID,
+                    missingTools: hello.missingTools
                 )
             )
             try await store.bindTags(hello.tags, to: hello.agentSn)

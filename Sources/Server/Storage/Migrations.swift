@@ -396,6 +396,10 @@ enum Migrations {
                 "INSERT INTO revisions (name, value) VALUES ('tags', 0)",
             ]
         },
+        Step(version: 15, name: "tools a host lacks") { _ in
+            // One a line, as the agent said them in Hello.
+            ["ALTER TABLE hosts ADD COLUMN missing_tools TEXT NOT NULL DEFAULT ''"]
+        },
     ]
 
     /// An auto-numbered primary key.

@@ -25,6 +25,8 @@ public struct HostRecord: Sendable, Hashable {
     public var identity: HostIdentity = .none
     /// Unix milliseconds when its certificate expires; 0 for none.
     public var certificateNotAfter: Int64 = 0
+    /// Tools its agent needs and lacks, each with what it is needed for.
+    public var missingTools: [String] = []
 }
 
 /// Whether a host holds a certificate of the cluster.
@@ -73,9 +75,12 @@ public struct HostRegistration: Sendable, Hashable {
     /// The stream that holds the host (``AgentSession/connectionID``); 0 for the seed's
     /// polling agents, which hold none.
     public var stream: Int64
+    /// Tools the agent said it lacks.
+    public var missingTools: [String] = []
 
     public init(
-        agentSN: String, hostname: String, ipaddr: String, os: String, arch: String, version: String, node: String, stream: Int64 = 0
+        agentSN: String, hostname: String, ipaddr: String, os: String, arch: String, version: String, node: String, stream: Int64 = 0,
+        missingTools: [String] = []
     ) {
         self.agentSN = agentSN
         self.hostname = hostname
@@ -85,6 +90,7 @@ public struct HostRegistration: Sendable, Hashable {
         self.version = version
         self.node = node
         self.stream = stream
+        self.missingTools = missingTools
     }
 }
 

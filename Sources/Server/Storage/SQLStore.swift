@@ -55,11 +55,11 @@ extension SQLStore {
         try await self.engine.withConnection { database in
             try await database.raw(
                 """
-                INSERT INTO hosts (agentsn, hostname, ipaddr, status, curvers, os, arch, node, stream, last_seen, gmt_create, gmt_modify)
+                INSERT INTO hosts (agentsn, hostname, ipaddr, status, curvers, os, arch, node, stream, missing_tools, last_seen, gmt_create, gmt_modify)
                 VALUES (\(bind: registration.agentSN), \(bind: registration.hostname), \(bind: registration.ipaddr),
                         \(bind: HostStatus.online.rawValue), \(bind: registration.version), \(bind: registration.os),
                         \(bind: registration.arch), \(bind: registration.node), \(bind: registration.stream),
-                        \(bind: now), \(bind: now), \(bind: now))
+                        \(bind: registration.missingTools.joined(separator: "\n")), \(bind: now), \(bind: now), \(bind: now))
                 ON CONFLICT (agentsn) DO UPDATE SET
                     hostname = excluded.hostname,
                     ipaddr = excluded.ipaddr,
@@ -70,6 +70,7 @@ extension SQLStore {
                     arch = excluded.arch,
                     node = excluded.node,
                     stream = excluded.stream,
+                    missing_tools = excluded.missing_tools,
                     last_seen = excluded.last_seen,
                     gmt_modify = excluded.gmt_modify
                 """
@@ -245,6 +246,7 @@ extension SQLStore {
             created: try row.decode(column: "gmt_create", as: Int64.self),
             modified: try row.decode(column: "gmt_modify", as: Int64.self)
         )
+        host.missingTools = (try? row.decode(column: "missing_tools", as: String.self)).map { $0.split(separator: "\n").map(String.init) } ?? []
         if (try? row.decode(column: "cert_banned", as: Int64?.self)).flatMap({ $0 }) ?? 0 != 0 {
             host.identity = .banned
         } else if let serial = (try? row.decode(column: "cert_serial", as: String?.self)).flatMap({ $0 }), !serial.isEmpty {

@@ -687,6 +687,13 @@ public nonisolated struct Aspire_V1_Host: @unchecked Sendable {
     set {_uniqueStorage()._recent = newValue}
   }
 
+  /// Tools its agent needs and did not find ("tar (sub-agent packages)"), as it said when it
+  /// connected.
+  public var missingTools: [String] {
+    get {_storage._missingTools}
+    set {_uniqueStorage()._missingTools = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -3333,7 +3340,7 @@ nonisolated extension Aspire_V1_CancelTaskRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Host"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}agent_sn\0\u{1}hostname\0\u{1}ipaddr\0\u{1}region\0\u{1}status\0\u{1}feature\0\u{1}step\0\u{1}prevers\0\u{1}curvers\0\u{1}os\0\u{1}arch\0\u{1}node\0\u{3}last_seen_unix_ms\0\u{3}created_unix_ms\0\u{3}modified_unix_ms\0\u{1}tags\0\u{1}agents\0\u{1}identity\0\u{3}certificate_not_after\0\u{1}recent\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}agent_sn\0\u{1}hostname\0\u{1}ipaddr\0\u{1}region\0\u{1}status\0\u{1}feature\0\u{1}step\0\u{1}prevers\0\u{1}curvers\0\u{1}os\0\u{1}arch\0\u{1}node\0\u{3}last_seen_unix_ms\0\u{3}created_unix_ms\0\u{3}modified_unix_ms\0\u{1}tags\0\u{1}agents\0\u{1}identity\0\u{3}certificate_not_after\0\u{1}recent\0\u{3}missing_tools\0")
 
   fileprivate class _StorageClass {
     var _id: Int64 = 0
@@ -3357,6 +3364,7 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
     var _identity: String = String()
     var _certificateNotAfter: Int64 = 0
     var _recent: [Aspire_V1_HostResult] = []
+    var _missingTools: [String] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3388,6 +3396,7 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
       _identity = source._identity
       _certificateNotAfter = source._certificateNotAfter
       _recent = source._recent
+      _missingTools = source._missingTools
     }
   }
 
@@ -3427,6 +3436,7 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
         case 19: try { try decoder.decodeSingularStringField(value: &_storage._identity) }()
         case 20: try { try decoder.decodeSingularInt64Field(value: &_storage._certificateNotAfter) }()
         case 21: try { try decoder.decodeRepeatedMessageField(value: &_storage._recent) }()
+        case 22: try { try decoder.decodeRepeatedStringField(value: &_storage._missingTools) }()
         default: break
         }
       }
@@ -3498,6 +3508,9 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
       if !_storage._recent.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._recent, fieldNumber: 21)
       }
+      if !_storage._missingTools.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._missingTools, fieldNumber: 22)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3528,6 +3541,7 @@ nonisolated extension Aspire_V1_Host: SwiftProtobuf.Message, SwiftProtobuf._Mess
         if _storage._identity != rhs_storage._identity {return false}
         if _storage._certificateNotAfter != rhs_storage._certificateNotAfter {return false}
         if _storage._recent != rhs_storage._recent {return false}
+        if _storage._missingTools != rhs_storage._missingTools {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -443,6 +443,10 @@ public nonisolated struct Aspire_V1_Hello: Sendable {
   /// empty for none.
   public var deploymentsDigest: String = String()
 
+  /// Tools the agent needs and did not find at start (tar, gzip, bash, sh), each with what it
+  /// cannot do without: "tar (sub-agent packages)".
+  public var missingTools: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1948,7 +1952,7 @@ nonisolated extension Aspire_V1_ServerMessage: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Aspire_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Hello"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_sn\0\u{1}hostname\0\u{1}version\0\u{1}os\0\u{1}arch\0\u{1}tags\0\u{1}uptime\0\u{3}schedules_digest\0\u{3}plugins_digest\0\u{3}deployments_digest\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_sn\0\u{1}hostname\0\u{1}version\0\u{1}os\0\u{1}arch\0\u{1}tags\0\u{1}uptime\0\u{3}schedules_digest\0\u{3}plugins_digest\0\u{3}deployments_digest\0\u{3}missing_tools\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1966,6 +1970,7 @@ nonisolated extension Aspire_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 8: try { try decoder.decodeSingularStringField(value: &self.schedulesDigest) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.pluginsDigest) }()
       case 10: try { try decoder.decodeSingularStringField(value: &self.deploymentsDigest) }()
+      case 11: try { try decoder.decodeRepeatedStringField(value: &self.missingTools) }()
       default: break
       }
     }
@@ -2002,6 +2007,9 @@ nonisolated extension Aspire_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if !self.deploymentsDigest.isEmpty {
       try visitor.visitSingularStringField(value: self.deploymentsDigest, fieldNumber: 10)
     }
+    if !self.missingTools.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.missingTools, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2016,6 +2024,7 @@ nonisolated extension Aspire_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.schedulesDigest != rhs.schedulesDigest {return false}
     if lhs.pluginsDigest != rhs.pluginsDigest {return false}
     if lhs.deploymentsDigest != rhs.deploymentsDigest {return false}
+    if lhs.missingTools != rhs.missingTools {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
