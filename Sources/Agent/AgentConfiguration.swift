@@ -38,6 +38,10 @@ public struct AgentConfiguration: Sendable {
     public var keepalive: Duration = .seconds(180)
     public var bash = BashExecutor.Configuration()
     public var supervisor = SupervisorConfiguration()
+    /// The agent's own log file (`-L`), which the local interface may serve; nil for standard error.
+    public var logFile: String?
+    /// The local interface on a loopback TCP address too (`--control-listen`).
+    public var controlListen: HostPort?
     /// The version the agent reports (its own; a test of self-upgrades gives another).
     public var version = AspireVersion.current
     /// How long a new BootAgent version has to reconnect before the old one is restored.

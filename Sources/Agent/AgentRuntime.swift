@@ -149,6 +149,16 @@ public final class AgentRuntime: Service {
                             self.uplink.send(.status(self.statusReport))
                         }
                     }
+                    if let address = self.configuration.controlListen {
+                        group.addTask {
+                            do {
+                                try await LocalControl.listen(on: address, runtime: self, logger: self.logger)
+                            } catch is CancellationError {
+                            } catch {
+                                self.logger.error("local control interface not available", metadata: ["control.listen": "\(address)", "error": "\(error)"])
+                            }
+                        }
+                    }
                     if let socket = self.configuration.controlSocket {
                         group.addTask {
                             // Without it the agent still does its work: said loudly, not fatal.

@@ -66,6 +66,12 @@ struct Boot: AsyncParsableCommand {
     )
     var controlSocket = "/run/aspire-boot.sock"
 
+    @Option(
+        name: .customLong("control-listen"),
+        help: "Serve the local interface on this loopback HOST:PORT too (as the seed's agent did); any local user reaches it."
+    )
+    var controlListen: String?
+
     @Option(help: "CA certificate (PEM) that signed the server's certificate, e.g. the server's tls/ca.pem.")
     var ca: String?
 
@@ -209,6 +215,14 @@ struct Boot: AsyncParsableCommand {
         configuration.dataDirectory = self.dataDirectory
         configuration.pluginsDirectory = self.pluginsDirectory
         configuration.controlSocket = self.controlSocket == "off" ? nil : self.controlSocket
+        configuration.logFile = self.logFile
+        if let controlListen {
+            let address = try HostPort(parsing: controlListen)
+            guard ["127.", "::1", "localhost"].contains(where: { address.host.hasPrefix($0) }) else {
+                throw ValidationError("--control-listen must be a loopback address (127.x.x.x, ::1 or localhost): the interface has no authentication of its own")
+            }
+            configuration.controlListen = address
+        }
         configuration.caFile = self.ca
         configuration.insecure = self.insecure
         configuration.agentSN = self.agentSN

@@ -171,7 +171,7 @@ public actor PluginManager {
             do throws(AspireError) {
                 try plugin.check(code: .invalidParams)
                 guard names.insert(config.name).inserted else { throw AspireError(.invalidParams, "two plugins are named '\(config.name)'") }
-                if !plugin.url.isEmpty { _ = try PackageSource(plugin.url) }
+                if !plugin.url.isEmpty, try BuiltinCollector(url: plugin.url) == nil { _ = try PackageSource(plugin.url) }
                 guard Account.user(named: config.user) != nil else {
                     throw AspireError(.unknownUser, "plugin \(config.name): no user '\(config.user)' on this host")
                 }
@@ -227,6 +227,8 @@ public actor PluginManager {
     /// Fetches a plugin into a staging directory, checks it has its plugin.sh, then puts it in
     /// place of the old files in one rename.
     private func install(_ config: PluginConfig) async throws(AspireError) {
+        // A built-in collector has no files: the agent runs it itself.
+        if try BuiltinCollector(url: config.source.url) != nil { return }
         let target = "\(self.directory)/\(config.name)"
         let staging = "\(self.directory)/.staging-\(UUID().uuidString.lowercased())"
         do {

@@ -35,7 +35,10 @@ public enum PluginOutput {
     /// Timestamps at or above this are milliseconds or finer (1e11 s is the year 5138).
     static let secondsLimit: Double = 100_000_000_000
 
-    public static func parse(_ data: Data, plugin: String, host: String, now: Date) throws(AspireError) -> Parsed {
+    /// `prefix` replaces `plugin.<plugin>` in the names (metrics posted to the local interface
+    /// are `post.<ns>.<name>`).
+    public static func parse(_ data: Data, plugin: String, host: String, now: Date, prefix: String? = nil) throws(AspireError) -> Parsed {
+        let prefix = prefix ?? "plugin.\(plugin)"
         let nowSeconds = Int64(now.timeIntervalSince1970)
         let document: Any
         do {
@@ -80,7 +83,7 @@ public enum PluginOutput {
             if let given = Self.number(object["timestamp"]), given >= 1, given < Self.secondsLimit {
                 timestamp = Int64(given.rounded(.down))
             }
-            parsed.metrics.append(PluginMetric(name: "plugin.\(plugin).\(name)", timestamp: timestamp, tags: tags, value: value))
+            parsed.metrics.append(PluginMetric(name: "\(prefix).\(name)", timestamp: timestamp, tags: tags, value: value))
         }
         return parsed
     }

@@ -15,6 +15,12 @@ extension Aspire_V1_Plugin {
         try PathName.check(self.name, field: "plugin name", code: code)
         let owner = "plugin '\(self.name)'"
         switch (self.url.isEmpty, self.git.isEmpty) {
+        case (false, true) where self.url.lowercased().hasPrefix("\(BuiltinCollector.scheme)://"):
+            do {
+                _ = try BuiltinCollector(url: self.url)
+            } catch {
+                throw AspireError(code, "\(owner): \(error.cause)")
+            }
         case (false, true):
             guard CommandParameters.isSHA256(self.checksum) else {
                 throw AspireError(code, "\(owner): url needs checksum SHA256:<64 hex digits> (or name a package of the store)")
