@@ -125,11 +125,14 @@ enum RESTJSON {
         return object
     }
 
+    /// A value that is not a number comes as `text` too (`value` 0).
     static func metric(_ metric: Aspire_V1_MetricValue) -> Object {
-        [
+        var object: Object = [
             "agentsn": metric.agentSn, "name": metric.name, "tags": metric.tags, "value": metric.value,
             "timestamp": Int(metric.timestamp), "received": time(metric.receivedUnixMs),
         ]
+        if !metric.text.isEmpty { object["text"] = metric.text }
+        return object
     }
 
     static func plugin(_ plugin: Aspire_V1_Plugin) -> Object {

@@ -50,11 +50,28 @@ struct PluginOutputTests {
              "not an object", {"name": "tagged", "value": 2, "tags": {"n": 5, "nested": {"x": 1}}}, {"name": "nothing"}]
             """
         )
-        #expect(parsed.metrics.map(\.name) == ["plugin.nginx.ok", "plugin.nginx.tagged"])
+        #expect(parsed.metrics.map(\.name) == ["plugin.nginx.ok", "plugin.nginx.text", "plugin.nginx.tagged"])
         #expect(parsed.metrics.last?.tags == ["n": "5", "host": "web-1"])
-        #expect(parsed.problems.count == 6, "\(parsed.problems)")
-        #expect(parsed.problems.contains("metric text has no numeric value"))
+        #expect(parsed.problems.count == 5, "\(parsed.problems)")
+        #expect(parsed.problems.contains("metric nothing has no value, or one longer than 1024 bytes"))
         #expect(parsed.problems.contains("metric 5 is not an object"))
+    }
+
+    @Test("Values that are not numbers are kept as text: strings as they are, objects and lists as JSON, up to 1 KiB")
+    func textValues() throws {
+        let long = String(repeating: "x", count: 1025)
+        let parsed = try self.parse(
+            """
+            [{"name": "state", "value": "degraded"}, {"name": "ports", "value": [80, 443]}, {"name": "build", "value": {"sha": "ab12", "n": 7}},
+             {"name": "ratio", "value": "0.5"}, {"name": "huge", "value": "\(long)"}, {"name": "none", "value": null}]
+            """
+        )
+        let byName = Dictionary(uniqueKeysWithValues: parsed.metrics.map { ($0.name, $0) })
+        #expect(byName["plugin.nginx.state"]?.text == "degraded" && byName["plugin.nginx.state"]?.value == 0)
+        #expect(byName["plugin.nginx.ports"]?.text == "[80,443]")
+        #expect(byName["plugin.nginx.build"]?.text == #"{"n":7,"sha":"ab12"}"#)
+        #expect(byName["plugin.nginx.ratio"]?.value == 0.5 && byName["plugin.nginx.ratio"]?.text == nil, "numeric strings are still numbers")
+        #expect(byName["plugin.nginx.huge"] == nil && byName["plugin.nginx.none"] == nil && parsed.problems.count == 2)
     }
 
     @Test("Output that is not a JSON list is an error that quotes it")

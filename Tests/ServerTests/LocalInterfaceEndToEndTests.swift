@@ -25,14 +25,19 @@ struct LocalInterfaceEndToEndTests {
 
         // Metrics from local programs: checked as plugin output, named post.<ns>.<name>.
         let posted = try await local.call(
-            "POST", "/post?ns=app", json: [["name": "queue.depth", "value": 5, "tags": ["queue": "mail"]], ["name": "bad name!", "value": 1]]
+            "POST", "/post?ns=app",
+            json: [["name": "queue.depth", "value": 5, "tags": ["queue": "mail"]], ["name": "bad name!", "value": 1], ["name": "mode", "value": "draining"]]
         )
         let answer = try #require(posted.json as? [String: Any])
-        #expect(posted.status == 200 && answer["accepted"] as? Int == 1 && (answer["problems"] as? [String])?.count == 1, "\(posted.text)")
-        try await eventually(timeout: .seconds(30), "the posted metric at the server") {
+        #expect(posted.status == 200 && answer["accepted"] as? Int == 2 && (answer["problems"] as? [String])?.count == 1, "\(posted.text)")
+        try await eventually(timeout: .seconds(30), "the posted metrics at the server, the text one as text") {
             let metrics = try await rest.ok("GET", "/api/v1/server/metric?agentsn=\(agent.agentSN)&prefix=post.app.")["metrics"] as? [[String: Any]] ?? []
             return metrics.contains { $0["name"] as? String == "post.app.queue.depth" && $0["value"] as? Double == 5 && ($0["tags"] as? [String: String])?["queue"] == "mail" }
+                && metrics.contains { $0["name"] as? String == "post.app.mode" && $0["text"] as? String == "draining" }
         }
+        // A gauge has no place for text: /metrics leaves it out and keeps the number.
+        let exported = try await rest.call("GET", "/metrics").text
+        #expect(exported.contains("post_app_queue_depth{") && !exported.contains("post_app_mode"), "\(exported.prefix(2000))")
         #expect(try await local.call("POST", "/post?ns=app", body: Data("not json".utf8)).status == 400)
         #expect(try await local.call("POST", "/post?ns=a/b", json: []).status == 400)
         #expect(try await local.call("POST", "/post", body: Data(repeating: 0x20, count: 5 << 20)).status == 413)

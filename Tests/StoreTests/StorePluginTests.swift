@@ -64,6 +64,13 @@ struct StorePluginTests {
             let all = try await store.metrics(page: Page(offset: 0, limit: 2))
             #expect(all.count == 5 && all.items.count == 2)
             #expect(try await store.metrics(receivedSince: Date().unixMilliseconds + 60_000).count == 0)
+
+            // A value that is not a number is kept as text, and a newer number replaces it.
+            try await store.storeMetrics([MetricRecord(agentSN: "sn-9", name: "plugin.app.mode", tags: [:], value: 0, text: "draining", timestamp: 200)])
+            #expect(try await store.metrics(agentSN: "sn-9").items.map(\.text) == ["draining"])
+            try await store.storeMetrics([MetricRecord(agentSN: "sn-9", name: "plugin.app.mode", tags: [:], value: 3, timestamp: 201)])
+            let mode = try #require(try await store.metrics(agentSN: "sn-9").items.first)
+            #expect(mode.text == "" && mode.value == 3)
         }
     }
 }

@@ -22,6 +22,7 @@ final class MetricQueue: Sendable {
             point.timestamp = metric.timestamp
             point.tags = metric.tags
             point.value = metric.value
+            point.text = metric.text ?? ""
             return point
         }
         self.state.withLock { state in

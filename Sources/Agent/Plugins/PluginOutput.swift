@@ -9,20 +9,25 @@ public struct PluginMetric: Sendable, Hashable {
     public var timestamp: Int64
     public var tags: [String: String]
     public var value: Double
+    /// A value that is not a number, as text (a string, or the JSON of an object or list).
+    public var text: String?
 
-    public init(name: String, timestamp: Int64, tags: [String: String], value: Double) {
+    public init(name: String, timestamp: Int64, tags: [String: String], value: Double, text: String? = nil) {
         self.name = name
         self.timestamp = timestamp
         self.tags = tags
         self.value = value
+        self.text = text
     }
 }
 
 /// Reads what a `plugin.sh` prints: a JSON list of `{"name", "timestamp", "tags", "value"}` (the
 /// seed's Metric). Each metric is renamed `plugin.<plugin>.<name>` and gets the `host` tag; a
 /// timestamp of 0, or one not in seconds (milliseconds and finer), becomes now. Values are
-/// numbers (booleans count 1 and 0, numeric strings are read); a metric that cannot be used is
-/// left out and named in `problems`, the others go. Output that is not a JSON list is an error.
+/// numbers (booleans count 1 and 0, numeric strings are read); any other value — a string, an
+/// object, a list (the seed's value is any JSON type) — is kept as text, up to 1 KiB. A metric
+/// that cannot be used is left out and named in `problems`, the others go. Output that is not a
+/// JSON list is an error.
 public enum PluginOutput {
     public struct Parsed: Sendable {
         public var metrics: [PluginMetric]
@@ -62,8 +67,10 @@ public enum PluginOutput {
                 parsed.problems.append("metric \(index + 1) has no usable name (letters, digits and _ . : -)")
                 continue
             }
-            guard let value = Self.number(object["value"]) else {
-                parsed.problems.append("metric \(name) has no numeric value")
+            let value = Self.number(object["value"])
+            let text = value == nil ? Self.text(object["value"]) : nil
+            guard value != nil || text != nil else {
+                parsed.problems.append("metric \(name) has no value, or one longer than \(Self.maxTextBytes) bytes")
                 continue
             }
             var tags: [String: String] = [:]
@@ -83,7 +90,7 @@ public enum PluginOutput {
             if let given = Self.number(object["timestamp"]), given >= 1, given < Self.secondsLimit {
                 timestamp = Int64(given.rounded(.down))
             }
-            parsed.metrics.append(PluginMetric(name: "\(prefix).\(name)", timestamp: timestamp, tags: tags, value: value))
+            parsed.metrics.append(PluginMetric(name: "\(prefix).\(name)", timestamp: timestamp, tags: tags, value: value ?? 0, text: text))
         }
         return parsed
     }
@@ -99,6 +106,22 @@ public enum PluginOutput {
         default:
             return nil
         }
+    }
+
+    /// The longest text value kept.
+    public static let maxTextBytes = 1024
+
+    /// A value that is not a number, as text: a string as it is, an object or list as JSON.
+    static func text(_ value: Any?) -> String? {
+        let text: String?
+        switch value {
+        case let string as String: text = string
+        case let object as [String: Any]: text = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) }
+        case let list as [Any]: text = (try? JSONSerialization.data(withJSONObject: list, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) }
+        default: text = nil
+        }
+        guard let text, text.utf8.count <= Self.maxTextBytes else { return nil }
+        return text
     }
 
     static func isMetricName(_ name: String) -> Bool {

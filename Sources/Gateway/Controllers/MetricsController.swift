@@ -16,7 +16,7 @@ struct MetricsController<Transport: ClientTransport>: GatewayController {
             "Metric": .object(
                 [
                     "agentsn": .string, "name": .string, "tags": .object([:], additional: .string), "value": .number,
-                    "timestamp": .integer, "received": OpenAPI.time,
+                    "text": .string, "timestamp": .integer, "received": OpenAPI.time,
                 ],
                 required: ["agentsn", "name", "tags", "value", "timestamp"]
             ),

@@ -95,7 +95,10 @@ public struct InfluxForwarder: Sendable {
         for (key, value) in tags.sorted(by: { $0.key < $1.key }) where !value.isEmpty {
             body += "," + Self.escaped(key, extra: ["="]) + "=" + Self.escaped(value, extra: ["="])
         }
-        body += " value=\(metric.value) \(metric.timestamp)\n"
+        // A value that is not a number is a string field (quotes and backslashes escaped).
+        let value = metric.text.isEmpty
+            ? "\(metric.value)" : "\"" + metric.text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        body += " value=\(value) \(metric.timestamp)\n"
     }
 
     static func escaped(_ text: String, extra: Set<Character>) -> String {

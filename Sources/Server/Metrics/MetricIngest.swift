@@ -71,7 +71,7 @@ public final class MetricIngest: Service {
             var known = series[agentSN, default: []]
             for metric in batch.metrics {
                 guard !metric.name.isEmpty, metric.name.utf8.count <= Self.maxNameBytes, metric.tags.count <= Self.maxTags,
-                    metric.value.isFinite,
+                    metric.value.isFinite, metric.text.utf8.count <= 1024,
                     metric.tags.allSatisfy({ !$0.key.isEmpty && $0.key.utf8.count <= Self.maxNameBytes && $0.value.utf8.count <= 1024 })
                 else { continue }
                 var key = Hasher()
@@ -83,7 +83,9 @@ public final class MetricIngest: Service {
                 let id = key.finalize()
                 guard known.contains(id) || known.count < self.configuration.maxSeriesPerHost else { continue }
                 known.insert(id)
-                accepted.append(MetricRecord(agentSN: agentSN, name: metric.name, tags: metric.tags, value: metric.value, timestamp: metric.timestamp))
+                accepted.append(
+                    MetricRecord(agentSN: agentSN, name: metric.name, tags: metric.tags, value: metric.value, text: metric.text, timestamp: metric.timestamp)
+                )
             }
             series[agentSN] = known
         }
@@ -164,11 +166,12 @@ public final class MetricIngest: Service {
 
 /// Host metrics in the Prometheus text exposition format: one gauge family per metric name
 /// (`plugin.load.load1` → `plugin_load_load1`), labelled with the host's AgentSN and the
-/// point's tags, without timestamps (the latest value is the current one).
+/// point's tags, without timestamps (the latest value is the current one). Values that are
+/// not numbers have no place in a gauge: they are left out (REST and InfluxDB carry them).
 enum PrometheusText {
     static func write(_ metrics: [MetricRecord], into text: inout String) {
         var families: [String: [MetricRecord]] = [:]
-        for metric in metrics {
+        for metric in metrics where metric.text.isEmpty {
             families[self.name(metric.name), default: []].append(metric)
         }
         for name in families.keys.sorted() {

@@ -64,6 +64,7 @@ extension AdminService {
             metric.name = record.name
             metric.tags = record.tags
             metric.value = record.value
+            metric.text = record.text
             metric.timestamp = record.timestamp
             metric.receivedUnixMs = record.received
             return metric

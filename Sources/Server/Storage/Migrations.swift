@@ -396,9 +396,12 @@ enum Migrations {
                 "INSERT INTO revisions (name, value) VALUES ('tags', 0)",
             ]
         },
-        Step(version: 15, name: "tools a host lacks") { _ in
-            // One a line, as the agent said them in Hello.
-            ["ALTER TABLE hosts ADD COLUMN missing_tools TEXT NOT NULL DEFAULT ''"]
+        Step(version: 15, name: "tools a host lacks, metric values that are not numbers") { _ in
+            [
+                // One a line, as the agent said them in Hello.
+                "ALTER TABLE hosts ADD COLUMN missing_tools TEXT NOT NULL DEFAULT ''",
+                "ALTER TABLE metrics ADD COLUMN text TEXT NOT NULL DEFAULT ''",
+            ]
         },
     ]
 

@@ -40,16 +40,19 @@ public struct MetricRecord: Sendable, Hashable {
     public var name: String
     public var tags: [String: String]
     public var value: Double
+    /// Set for a value that is not a number (then `value` is 0).
+    public var text: String = ""
     /// Unix seconds, as the agent stamped it.
     public var timestamp: Int64
     /// Unix milliseconds, when the server stored it.
     public var received: Int64 = 0
 
-    public init(agentSN: String, name: String, tags: [String: String], value: Double, timestamp: Int64, received: Int64 = 0) {
+    public init(agentSN: String, name: String, tags: [String: String], value: Double, text: String = "", timestamp: Int64, received: Int64 = 0) {
         self.agentSN = agentSN
         self.name = name
         self.tags = tags
         self.value = value
+        self.text = text
         self.timestamp = timestamp
         self.received = received
     }
@@ -145,13 +148,14 @@ extension SQLStore {
         var written = 0
         for chunk in Array(latest.values).chunks(of: 1000) {
             let rows: [SQLQueryString] = chunk.map { metric, tags in
-                "(\(bind: metric.agentSN), \(bind: metric.name), \(bind: tags), \(bind: metric.value), \(bind: metric.timestamp), \(bind: now))"
+                "(\(bind: metric.agentSN), \(bind: metric.name), \(bind: tags), \(bind: metric.value), \(bind: metric.text), \(bind: metric.timestamp), \(bind: now))"
             }
             written += try await self.engine.withConnection { database in
                 try await database.raw(
                     """
-                    INSERT INTO metrics (agentsn, name, tags, value, ts, gmt_receive) VALUES \(rows.joined(separator: ", "))
-                    ON CONFLICT (agentsn, name, tags) DO UPDATE SET value = excluded.value, ts = excluded.ts, gmt_receive = excluded.gmt_receive
+                    INSERT INTO metrics (agentsn, name, tags, value, text, ts, gmt_receive) VALUES \(rows.joined(separator: ", "))
+                    ON CONFLICT (agentsn, name, tags) DO UPDATE SET value = excluded.value, text = excluded.text, ts = excluded.ts,
+                        gmt_receive = excluded.gmt_receive
                     WHERE excluded.ts >= metrics.ts
                     RETURNING agentsn
                     """
@@ -183,6 +187,7 @@ extension SQLStore {
                     name: try row.decode(column: "name", as: String.self),
                     tags: Self.jsonColumn(row, "tags", default: [:]),
                     value: try row.decode(column: "value", as: Double.self),
+                    text: try row.decode(column: "text", as: String.self),
                     timestamp: try row.decode(column: "ts", as: Int64.self),
                     received: try row.decode(column: "gmt_receive", as: Int64.self)
                 )

@@ -2059,6 +2059,9 @@ public nonisolated struct Aspire_V1_MetricValue: Sendable {
 
   public var receivedUnixMs: Int64 = 0
 
+  /// Set for a value that is not a number (then `value` is 0).
+  public var text: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -6494,7 +6497,7 @@ nonisolated extension Aspire_V1_QueryMetricsResponse: SwiftProtobuf.Message, Swi
 
 nonisolated extension Aspire_V1_MetricValue: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MetricValue"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_sn\0\u{1}name\0\u{1}tags\0\u{1}value\0\u{1}timestamp\0\u{3}received_unix_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_sn\0\u{1}name\0\u{1}tags\0\u{1}value\0\u{1}timestamp\0\u{3}received_unix_ms\0\u{1}text\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6508,6 +6511,7 @@ nonisolated extension Aspire_V1_MetricValue: SwiftProtobuf.Message, SwiftProtobu
       case 4: try { try decoder.decodeSingularDoubleField(value: &self.value) }()
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.timestamp) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.receivedUnixMs) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.text) }()
       default: break
       }
     }
@@ -6532,6 +6536,9 @@ nonisolated extension Aspire_V1_MetricValue: SwiftProtobuf.Message, SwiftProtobu
     if self.receivedUnixMs != 0 {
       try visitor.visitSingularInt64Field(value: self.receivedUnixMs, fieldNumber: 6)
     }
+    if !self.text.isEmpty {
+      try visitor.visitSingularStringField(value: self.text, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -6542,6 +6549,7 @@ nonisolated extension Aspire_V1_MetricValue: SwiftProtobuf.Message, SwiftProtobu
     if lhs.value != rhs.value {return false}
     if lhs.timestamp != rhs.timestamp {return false}
     if lhs.receivedUnixMs != rhs.receivedUnixMs {return false}
+    if lhs.text != rhs.text {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1152,6 +1152,10 @@ public nonisolated struct Aspire_V1_Metric: Sendable {
 
   public var value: Double = 0
 
+  /// A value that is not a number (the seed's value is any JSON type): the string, or the JSON of
+  /// an object or list, kept as text; `value` is then 0.
+  public var text: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -3237,7 +3241,7 @@ nonisolated extension Aspire_V1_MetricBatch: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Aspire_V1_Metric: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Metric"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}timestamp\0\u{1}tags\0\u{1}value\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}timestamp\0\u{1}tags\0\u{1}value\0\u{1}text\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3249,6 +3253,7 @@ nonisolated extension Aspire_V1_Metric: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.timestamp) }()
       case 3: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.tags) }()
       case 4: try { try decoder.decodeSingularDoubleField(value: &self.value) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.text) }()
       default: break
       }
     }
@@ -3267,6 +3272,9 @@ nonisolated extension Aspire_V1_Metric: SwiftProtobuf.Message, SwiftProtobuf._Me
     if self.value.bitPattern != 0 {
       try visitor.visitSingularDoubleField(value: self.value, fieldNumber: 4)
     }
+    if !self.text.isEmpty {
+      try visitor.visitSingularStringField(value: self.text, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3275,6 +3283,7 @@ nonisolated extension Aspire_V1_Metric: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.timestamp != rhs.timestamp {return false}
     if lhs.tags != rhs.tags {return false}
     if lhs.value != rhs.value {return false}
+    if lhs.text != rhs.text {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
