@@ -343,7 +343,7 @@ struct MetricsCommand: AsyncParsableCommand {
         var rows = [["AGENTSN", "NAME", "TAGS", "VALUE", "TIME"]]
         for metric in answer.metrics {
             let tags = metric.tags.filter { $0.key != "host" }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
-            rows.append([metric.agentSn, metric.name, tags, "\(metric.value)", Agents.iso(metric.timestamp * 1000)])
+            rows.append([metric.agentSn, metric.name, tags, metric.text.isEmpty ? "\(metric.value)" : metric.text, Agents.iso(metric.timestamp * 1000)])
         }
         printTable(rows)
         FileHandle.standardError.write("\(answer.metrics.count) of \(answer.count) metrics\n")
