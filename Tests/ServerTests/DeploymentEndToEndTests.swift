@@ -96,7 +96,7 @@ struct DeploymentEndToEndTests {
     }
 
     @Test(
-        "A deployment for svc=web: five agents converge; a sixth started later with the tag converges with no command; an untagged one removes it; one offline during an upgrade converges when it returns"
+        "A deployment for svc=web: five agents converge; a sixth started later with the tag converges with no command; an untagged one removes it; one offline during an upgrade converges when it returns; a node restarted mid-rollout goes on where it was"
     )
     func converge() async throws {
         let directory = try makeTemporaryDirectory("deployments-e2e")
@@ -105,8 +105,7 @@ struct DeploymentEndToEndTests {
         var fleet = Fleet(directory: directory, node: node)
         defer { fleet.stopAll() }
         let rest = try RESTClient(node)
-        try await Self.upload(rest, in: directory, version: "1.0")
-        try await Self.upload(rest, in: directory, version: "2.0")
+        for version in ["1.0", "2.0", "3.0"] { try await Self.upload(rest, in: directory, version: version) }
 
         let names = (0 ..< 5).map { "web\($0)" }
         for name in names { try await node.waitForAgent(try fleet.start(name)) }
@@ -170,6 +169,31 @@ struct DeploymentEndToEndTests {
         #expect(said("host", "connected to node node", host: fleet.sn("web5")))
         let listed = try await fleet.aspirectl(["deployment", "list"])
         #expect(listed.contains("MiniAgent") && listed.contains("svc=web"), "\(listed)")
+
+        // A rollout's state is the store's: a node restarted in the middle goes on where it was.
+        _ = try await fleet.aspirectl(["deployment", "apply", "MiniAgent", "3.0", "--tag", "svc=web", "--health", "600", "--batch", "100%"])
+        var canary = ""
+        try await eventually(timeout: .seconds(60), "the canary on 3.0") {
+            let status = try await Self.status(rest)
+            canary = (status["hosts"] as? [[String: Any]] ?? []).first { $0["moved"] as? Bool == true }?["agentsn"] as? String ?? ""
+            return !canary.isEmpty && Self.counts(status)["3.0 starting"] == 1
+        }
+        await node.process.stop()
+        let restarted = try await TestNode.start(in: directory, host: node.address.host, port: node.address.port)
+        let again = try RESTClient(restarted)
+        let resumed = try await Self.status(again)
+        let deployment = try #require(resumed["deployment"] as? [String: Any])
+        #expect(deployment["state"] as? String == "rolling" && deployment["wave"] as? Int == 0 && deployment["revision"] as? Int == 3)
+        #expect((resumed["hosts"] as? [[String: Any]] ?? []).filter { $0["moved"] as? Bool == true }.map { $0["agentsn"] as? String } == [canary])
+        for name in ["web1", "web2", "web3", "web4", "web5"] { try await restarted.waitForAgent(try #require(fleet.agents[name])) }
+        let back = try await fleet.aspirectl(["deployment", "rollback", "MiniAgent"])
+        #expect(back.contains("rolled_back"), "\(back)")
+        try await eventually(timeout: .seconds(60), "every host on 2.0 again") {
+            let counts = Self.counts(try await Self.status(again))
+            for name in ["web1", "web2", "web3", "web4", "web5"] where try await Self.running(again, fleet.sn(name)) != "2.0 running" { return false }
+            // Inside the 600 s health window they count as starting; none pending, none failed.
+            return counts.values.reduce(0, +) == 5 && counts.keys.allSatisfy { $0 == "2.0 healthy" || $0 == "2.0 starting" }
+        }
     }
 
     @Test(
