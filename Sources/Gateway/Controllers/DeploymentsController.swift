@@ -179,22 +179,10 @@ struct DeploymentsController<Transport: ClientTransport>: GatewayController {
         ]
     }
 
-    /// The seed's daemon.init fields.
+    /// The seed's daemon.init fields, with `hits` among them.
     static func daemon(_ fields: JSONFields) throws(AspireError) -> Aspire_V1_DaemonSpec {
-        try fields.allow([
-            "precheck", "precheck_retries", "start", "start_delay", "stop", "stop_timeout", "check", "check_interval", "pidfile", "socket", "hits",
-        ])
-        var daemon = Aspire_V1_DaemonSpec()
-        daemon.precheck = try fields.string("precheck")
-        daemon.precheckRetries = Int32(try fields.integer("precheck_retries", range: 0 ... 100) ?? 0)
-        daemon.start = try fields.string("start", required: true)
-        daemon.startDelay = Int32(try fields.integer("start_delay", range: 0 ... 3600) ?? 0)
-        daemon.stop = try fields.string("stop")
-        daemon.stopTimeout = Int32(try fields.integer("stop_timeout", range: 0 ... 3600) ?? 0)
-        daemon.check = try fields.string("check")
-        daemon.checkInterval = Int32(try fields.integer("check_interval", range: 0 ... 86_400) ?? 0)
-        daemon.pidfile = try fields.string("pidfile")
-        daemon.socket = try fields.string("socket")
+        try fields.allow(Aspire_V1_DaemonSpec.fieldNames.union(["hits"]))
+        var daemon = try Aspire_V1_DaemonSpec(fields: fields)
         daemon.hits = Int32(try fields.integer("hits", range: 0 ... 1000) ?? 0)
         return daemon
     }

@@ -37,9 +37,7 @@ public enum CommandParameters {
             getinfo.args = try fields.string("args")
             params = .getinfo(getinfo)
         case .subAgent(let action):
-            let daemonFields: Set<String> = [
-                "precheck", "precheck_retries", "start", "start_delay", "stop", "stop_timeout", "check", "check_interval", "pidfile", "socket", "env",
-            ]
+            let daemonFields = Aspire_V1_DaemonSpec.fieldNames.union(["env"])
             let common: Set<String> = ["name", "version", "url", "checksum", "envs", "limits", "user", "group"]
             try fields.allow(action == .daemonInit ? common.union(daemonFields) : common)
             var subAgent = Aspire_V1_SubAgentParams()
@@ -67,17 +65,7 @@ public enum CommandParameters {
             try AccountName.check([subAgent.user, subAgent.group], owner: name, code: .invalidParams)
             if action == .daemonInit {
                 guard !subAgent.version.isEmpty else { throw AspireError(.invalidParams, "\(name): version is required") }
-                var daemon = Aspire_V1_DaemonSpec()
-                daemon.precheck = try fields.string("precheck")
-                daemon.precheckRetries = Int32(try fields.integer("precheck_retries", range: 0 ... 100) ?? 0)
-                daemon.start = try fields.string("start", required: true)
-                daemon.startDelay = Int32(try fields.integer("start_delay", range: 0 ... 3600) ?? 0)
-                daemon.stop = try fields.string("stop")
-                daemon.stopTimeout = Int32(try fields.integer("stop_timeout", range: 0 ... 3600) ?? 0)
-                daemon.check = try fields.string("check")
-                daemon.checkInterval = Int32(try fields.integer("check_interval", range: 0 ... 86_400) ?? 0)
-                daemon.pidfile = try fields.string("pidfile")
-                daemon.socket = try fields.string("socket")
+                var daemon = try Aspire_V1_DaemonSpec(fields: fields)
                 if let hits = limits.first(where: { $0.key.lowercased() == "hits" })?.value {
                     guard let value = Int32(hits), (0 ... 1000).contains(value) else {
                         throw AspireError(.invalidParams, "\(name): limits.hits '\(hits)' is not a number from 0 to 1000")

@@ -42,6 +42,26 @@ public enum DaemonCheck: String, Equatable, Sendable, Codable, CaseIterable {
 }
 
 extension Aspire_V1_DaemonSpec {
+    /// The seed's daemon.init fields, read from a JSON object (a task's parameters, a REST
+    /// body's `daemon`): `hits`, which daemon.init gives in `limits`, is its caller's.
+    public static let fieldNames: Set<String> = [
+        "precheck", "precheck_retries", "start", "start_delay", "stop", "stop_timeout", "check", "check_interval", "pidfile", "socket",
+    ]
+
+    public init(fields: JSONFields) throws(AspireError) {
+        self.init()
+        self.precheck = try fields.string("precheck")
+        self.precheckRetries = Int32(try fields.integer("precheck_retries", range: 0 ... 100) ?? 0)
+        self.start = try fields.string("start", required: true)
+        self.startDelay = Int32(try fields.integer("start_delay", range: 0 ... 3600) ?? 0)
+        self.stop = try fields.string("stop")
+        self.stopTimeout = Int32(try fields.integer("stop_timeout", range: 0 ... 3600) ?? 0)
+        self.check = try fields.string("check")
+        self.checkInterval = Int32(try fields.integer("check_interval", range: 0 ... 86_400) ?? 0)
+        self.pidfile = try fields.string("pidfile")
+        self.socket = try fields.string("socket")
+    }
+
     /// Checks a spec as the agent will run it: a start command, a known check with what it
     /// needs, a stop it can carry out, values in range.
     public func check(owner: String, code: ErrorCode = .invalidParams) throws(AspireError) {
