@@ -21,12 +21,7 @@ public final class RolloutController: Service {
     }
 
     public func run() async throws {
-        try await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                try await Task.sleep(for: self.interval)
-                await self.pass()
-            }
-        }
+        try await repeatEvery(self.interval) { await self.pass() }
     }
 
     /// One look at every rolling deployment.

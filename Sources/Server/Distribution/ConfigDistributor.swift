@@ -42,12 +42,7 @@ public final class ConfigDistributor: Service {
     }
 
     public func run() async throws {
-        try await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                try await Task.sleep(for: self.interval)
-                await self.sweep()
-            }
-        }
+        try await repeatEvery(self.interval) { await self.sweep() }
     }
 
     /// Sends every agent held here its sets when they changed in the store.

@@ -149,3 +149,14 @@ public struct GRPCClientService<Transport: ClientTransport>: Service {
         }
     }
 }
+
+/// Runs `pass` every `interval` until a graceful shutdown: the node's sweeps (the distributor's,
+/// the rollouts').
+func repeatEvery(_ interval: Duration, _ pass: @escaping @Sendable () async -> Void) async throws {
+    try await cancelWhenGracefulShutdown {
+        while !Task.isCancelled {
+            try await Task.sleep(for: interval)
+            await pass()
+        }
+    }
+}
