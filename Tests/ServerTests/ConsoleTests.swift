@@ -253,6 +253,24 @@ struct ConsoleTests {
 
                 let tags = try await browser.request(.get, "/tags")
                 #expect(tags.html.contains("/hosts?tag=role%3Dweb"))
+
+                // Deployments: listed, one with its hosts and state; rolled back from the page.
+                let spec: [String: Any] = [
+                    "name": "web-agent", "url": "https://files.example.com/a.tar.gz", "checksum": "SHA256:" + String(repeating: "ab", count: 32),
+                    "tags": ["role": "web"],
+                ]
+                _ = try await rest.ok("POST", "/api/v1/server/deployment", json: spec.merging(["version": "1.0"]) { $1 })
+                _ = try await rest.ok("POST", "/api/v1/server/deployment", json: spec.merging(["version": "2.0"]) { $1 })
+                let deployments = try await browser.request(.get, "/deployments")
+                #expect(deployments.status == 200 && deployments.html.contains(#"<a href="/deployments/web-agent">web-agent</a>"#))
+                let deployment = try await browser.request(.get, "/deployments/web-agent")
+                #expect(deployment.status == 200 && deployment.html.contains(#"id="deployment-state">rolling"#) && deployment.html.contains("carrying role=web: 1"))
+                #expect(deployment.html.contains(#"<a href="/hosts/web-1">web-1</a>"#) && deployment.html.contains("Roll back to 1.0"))
+                #expect(try await browser.request(.post, "/deployments/control", form: ["name": "web-agent", "action": "rollback"]).status == 403)
+                let rolledBack = try await browser.request(.post, "/deployments/control", form: ["name": "web-agent", "action": "rollback", "csrf": csrf])
+                #expect(rolledBack.status == 303 && rolledBack.location.hasPrefix("/deployments/web-agent?note="))
+                #expect(try await store.deployments(name: "web-agent").first?.state == .rolledBack)
+                #expect(try await browser.request(.get, "/deployments/nothing").status == 404)
                 let css = try await browser.request(.get, "/console/console.css")
                 #expect(css.status == 200 && css.headers[.contentType]?.hasPrefix("text/css") == true)
                 #expect(try await browser.request(.get, "/console/../admin.token").status == 404)

@@ -402,7 +402,7 @@ def test_a_viewer_sees_only_what_its_role_allows(node, browser):
     sign_in(browser, node, created["secret"], "/tags")
     WebDriverWait(browser, 10).until(lambda b: urllib.parse.urlparse(b.current_url).path == "/tags")
     tabs = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "header nav a")]
-    assert tabs == ["Dashboard", "Hosts", "Tasks", "Agent versions", "Tags", "Schedules", "Plugins"]
+    assert tabs == ["Dashboard", "Hosts", "Tasks", "Agent versions", "Deployments", "Tags", "Schedules", "Plugins"]
     assert "vera" in browser.find_element(By.CSS_SELECTOR, ".who").text
     # No form it may not send.
     assert not browser.find_elements(By.CSS_SELECTOR, "form[action='/tags']")

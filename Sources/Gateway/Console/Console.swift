@@ -88,6 +88,12 @@ struct Console<Transport: ClientTransport>: Sendable {
         router.post("/versions/delete") { request, _ in await self.form(request) { try await self.deletePackage($0, form: $1) } }
         router.get("/versions/deploy") { request, _ in await self.page(request) { try await self.deployPage($0) } }
         router.post("/versions/deploy") { request, _ in await self.form(request) { try await self.deploy($0, form: $1) } }
+        router.get("/deployments") { request, _ in await self.page(request) { try await self.deployments($0) } }
+        router.get("/deployments/:name") { request, context in
+            let name = context.parameters.get("name") ?? ""
+            return await self.page(request) { try await self.deployment($0, name: name) }
+        }
+        router.post("/deployments/control") { request, _ in await self.form(request) { try await self.controlDeployment($0, form: $1) } }
         router.get("/tags") { request, _ in await self.page(request) { try await self.tags($0) } }
         router.post("/tags") { request, _ in await self.form(request) { try await self.createTag($0, form: $1) } }
         router.post("/tags/delete") { request, _ in await self.form(request) { try await self.deleteTag($0, form: $1) } }
@@ -221,6 +227,7 @@ enum ConsoleTab: String, CaseIterable, Sendable {
     case run = "Run"
     case tasks = "Tasks"
     case versions = "Agent versions"
+    case deployments = "Deployments"
     case tags = "Tags"
     case schedules = "Schedules"
     case plugins = "Plugins"
@@ -234,6 +241,7 @@ enum ConsoleTab: String, CaseIterable, Sendable {
         case .run: "RunCommandStream"
         case .tasks: "ListTasks"
         case .versions: "ListPackages"
+        case .deployments: "ListDeployments"
         case .tags: "ListTags"
         case .schedules: "ListSchedules"
         case .plugins: "QueryMetrics"
@@ -248,6 +256,7 @@ enum ConsoleTab: String, CaseIterable, Sendable {
         case .run: "/run"
         case .tasks: "/tasks"
         case .versions: "/versions"
+        case .deployments: "/deployments"
         case .tags: "/tags"
         case .schedules: "/schedules"
         case .plugins: "/plugins"

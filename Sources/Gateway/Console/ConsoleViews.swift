@@ -29,6 +29,8 @@ struct ConsoleViews: Sendable {
         "scheduleruns": PackageResources.scheduleruns_mustache,
         "scheduleruntable": PackageResources.scheduleruntable_mustache,
         "plugins": PackageResources.plugins_mustache,
+        "deployments": PackageResources.deployments_mustache,
+        "deployment": PackageResources.deployment_mustache,
         "audit": PackageResources.audit_mustache,
         "deploy": PackageResources.deploy_mustache,
         "pager": PackageResources.pager_mustache,
@@ -42,7 +44,10 @@ struct ConsoleViews: Sendable {
     ]
 
     /// The Admin methods behind the pages' buttons and forms.
-    static let actions = ["RunCommand", "BindTag", "SetHostRegion", "CreateTag", "DeleteTag", "CancelTask", "RunCommandStream", "UploadPackage", "DeletePackages", "CreateTask"]
+    static let actions = [
+        "RunCommand", "BindTag", "SetHostRegion", "CreateTag", "DeleteTag", "CancelTask", "RunCommandStream", "UploadPackage", "DeletePackages", "CreateTask",
+        "ControlDeployment",
+    ]
 
     /// Largest form body read, in bytes.
     static let maxFormBytes = 64 << 10
