@@ -197,3 +197,20 @@ struct RequiredToolsTests {
         #expect(Tools.missing().isEmpty, "this machine has them all")
     }
 }
+
+/// The seed's `stop` forms, read once for the server and the agent.
+@Suite("daemon.init stop forms")
+struct DaemonStopTests {
+    @Test("process:COMMAND and a bare command run a command; kill:SIGNAL by name, SIG name or number; nothing is kill:TERM; the rest refused")
+    func forms() throws {
+        #expect(try DaemonStop(parsing: "process:/opt/mond/stop --now", owner: "t") == .command("/opt/mond/stop --now"))
+        #expect(try DaemonStop(parsing: "/opt/mond/stop", owner: "t") == .command("/opt/mond/stop"))
+        #expect(try DaemonStop(parsing: "kill:HUP", owner: "t") == .signal(SIGHUP))
+        #expect(try DaemonStop(parsing: "kill:SIGUSR2", owner: "t") == .signal(SIGUSR2))
+        #expect(try DaemonStop(parsing: "kill:9", owner: "t") == .signal(9))
+        #expect(try DaemonStop(parsing: "", owner: "t") == .signal(SIGTERM))
+        for bad in ["kill:", "kill:NOPE", "kill:0", "kill:65", "process:"] {
+            #expect(throws: AspireError.self, "\(bad)") { try DaemonStop(parsing: bad, owner: "t") }
+        }
+    }
+}
