@@ -64,8 +64,12 @@ struct LocalInterfaceEndToEndTests {
         ] {
             _ = try await rest.ok("POST", "/api/v1/server/plugin", json: ["name": name, "url": url, "period": 1, "agents": [agent.agentSN]])
         }
-        try await eventually(timeout: .seconds(40), "the built-in collectors' metrics at the server") {
-            let metrics = try await rest.ok("GET", "/api/v1/server/metric?agentsn=\(agent.agentSN)&prefix=plugin.")["metrics"] as? [[String: Any]] ?? []
+        var metrics: [[String: Any]] = []
+        try await eventually(
+            timeout: .seconds(60),
+            "the built-in collectors' metrics at the server; the server has \(metrics)\n--- the agent's log, its end:\n\(((try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "").suffix(6000))"
+        ) {
+            metrics = try await rest.ok("GET", "/api/v1/server/metric?agentsn=\(agent.agentSN)&prefix=plugin.")["metrics"] as? [[String: Any]] ?? []
             func value(_ name: String, _ tag: String, _ tagValue: String) -> Double? {
                 metrics.first { $0["name"] as? String == name && ($0["tags"] as? [String: String])?[tag] == tagValue }?["value"] as? Double
             }

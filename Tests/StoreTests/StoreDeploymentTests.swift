@@ -129,6 +129,14 @@ struct StoreDeploymentTests {
             #expect(try await store.tagRevision() == bound, "a report that carries the same tags changes nothing")
             #expect(try await store.unbindTag(name: "svc", value: "web", from: "sn-1"))
             #expect(try await store.tagRevision() > bound)
+
+            // The distributor's one read moves with tags and deployments too.
+            let before = try await store.distributionRevision()
+            try await store.bindTag(name: "svc", value: "web", to: "sn-1")
+            let tagged = try await store.distributionRevision()
+            #expect(tagged != before)
+            _ = try await store.applyDeployment(Self.spec("1.0"), rollout: try Self.policy)
+            #expect(try await store.distributionRevision() != tagged)
         }
     }
 }

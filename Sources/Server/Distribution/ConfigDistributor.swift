@@ -87,10 +87,7 @@ public final class ConfigDistributor: Service {
     /// too: they change which hosts a set targets); true when they did.
     @discardableResult
     private func reload() async throws -> Bool {
-        let revision = [
-            try await self.store.scheduleRevision(), try await self.store.pluginRevision(), try await self.store.deploymentRevision(),
-            try await self.store.packageRevision(), "\(try await self.store.tagRevision())",
-        ].joined(separator: "/")
+        let revision = try await self.store.distributionRevision()
         guard self.cache.withLock({ $0.revision }) != revision else { return false }
         var sets = Sets(revision: revision)
         sets.schedules = try await self.store.schedules()

@@ -76,9 +76,4 @@ extension SQLStore {
         query.page = Page(offset: 0, limit: 1000)
         return try await self.packages(query).items
     }
-
-    /// Changes whenever a package is added or deleted, on any node.
-    public func packageRevision() async throws -> String {
-        try await self.revision(of: "agents")
-    }
 }

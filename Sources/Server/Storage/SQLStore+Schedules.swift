@@ -141,6 +141,24 @@ extension SQLStore {
         try await self.revision(of: "schedules")
     }
 
+    /// What agents' sets are made of, at one revision, in one query: schedules, plugins,
+    /// deployments, packages (a deployment's store build) and the tags counter (tags decide which
+    /// hosts a set targets). The distributor reads it every sweep on every node.
+    public func distributionRevision() async throws -> String {
+        try await self.engine.withConnection { database in
+            let parts = ["schedules", "plugins", "deployments", "agents"].map { table in
+                "(SELECT CAST(COUNT(*) AS BIGINT) FROM \(table)) AS \(table)_n, (SELECT CAST(COALESCE(SUM(gmt_modify), 0) AS BIGINT) FROM \(table)) AS \(table)_sum"
+            }
+            let sql = "SELECT \(parts.joined(separator: ", ")), (SELECT value FROM revisions WHERE name = 'tags') AS tags"
+            guard let row = try await database.raw(SQLQueryString(sql)).first() else { return "" }
+            var revision = ""
+            for table in ["schedules", "plugins", "deployments", "agents"] {
+                revision += "\(try row.decode(column: "\(table)_n", as: Int64.self)):\(try row.decode(column: "\(table)_sum", as: Int64.self))/"
+            }
+            return revision + "\(try row.decode(column: "tags", as: Int64?.self) ?? 0)"
+        }
+    }
+
     /// A table's revision: the count of its rows and the sum of their modification times, which
     /// only move forward — so it changes with every insert, update and delete, on any node.
     func revision(of table: String) async throws -> String {
