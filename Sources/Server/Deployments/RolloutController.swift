@@ -62,7 +62,8 @@ public final class RolloutController: Service {
             else { return false }
             logger.notice("rollout done", metadata: ["deployment.version": "\(record.spec.version)", "deployment.hosts": "\(hosts.count)"])
             await self.store.recordServerEvent("deployment", "\(record.name) \(record.spec.version): rollout done on \(hosts.count) hosts")
-            return false
+            // Hosts not moved (offline, or tagged during the rollout) get the new revision now.
+            return true
         case .halt(let why):
             let back = !record.rollout.noAutoRollback
             let reason = back ? "\(why); rolled back to \(record.stable?.version ?? "the previous version")" : "\(why); halted, hosts left where they are"
