@@ -25,11 +25,7 @@ extension BuiltinCollector {
             return names.flatMap { name in
                 [metric("process.count", ["process": name], Double(counts[name] ?? 0)), metric("process.up", ["process": name], counts[name] ?? 0 > 0 ? 1 : 0)]
             }
-                + pidfiles.map { path in
-                    let pid = (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-                    let alive = pid.flatMap(ProcessTable.entry)?.isAlive ?? false
-                    return metric("pidfile.up", ["pidfile": path], alive ? 1 : 0)
-                }
+                + pidfiles.map { path in metric("pidfile.up", ["pidfile": path], ProcessTable.named(byPidfile: path) != nil ? 1 : 0) }
         }
     }
 

@@ -313,10 +313,8 @@ public actor PluginManager {
     }
 
     private func save() throws(AspireError) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         do {
-            try AtomicFile.write(Array(try encoder.encode(self.saved)), to: self.statePath, mode: 0o600)
+            try AtomicFile.writeJSON(self.saved, to: self.statePath)
         } catch {
             throw AspireError(.agentInternal, "cannot save \(self.statePath): \(error)")
         }

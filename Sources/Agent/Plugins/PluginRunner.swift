@@ -253,20 +253,17 @@ public final class PluginRunner: Sendable {
     }
 
     private func execute(_ config: PluginConfig, timeout: Int32, param: String) async -> PluginRun {
-        if let collector = try? BuiltinCollector(url: config.source.url) {
-            let metrics = collector.collect(prefix: "plugin.\(config.name)", host: self.host, now: Date())
-            var result = Aspire_V1_CommandResult.success(id: "plugin:\(config.name):\(Int64(Date().timeIntervalSince1970))", started: Date())
-            result.message = "\(metrics.count) metrics"
-            let run = metrics + [PluginMetric(name: "plugin.\(config.name)", timestamp: Int64(Date().timeIntervalSince1970), tags: ["host": self.host], value: 0)]
-            return PluginRun(plugin: config.name, result: result, metrics: run, problems: [])
-        }
         let directory = "\(self.directory)/\(config.name)"
         let script = "\(directory)/plugin.sh"
         let id = "plugin:\(config.name):\(Int64(Date().timeIntervalSince1970))"
         var problems: [String] = []
         var metrics: [PluginMetric] = []
         var result: Aspire_V1_CommandResult
-        if let problem = Self.checkScript(script, user: config.user) {
+        if let collector = try? BuiltinCollector(url: config.source.url) {
+            // A built-in collector: the agent measures itself, no plugin.sh.
+            metrics = collector.collect(prefix: "plugin.\(config.name)", host: self.host, now: Date())
+            result = .success(id: id, message: "\(metrics.count) metrics", started: Date())
+        } else if let problem = Self.checkScript(script, user: config.user) {
             result = .failed(id: id, .badPackage, problem)
             problems.append(problem)
         } else {

@@ -133,10 +133,8 @@ public final class Scheduler: Sendable {
             }
         }
         if save {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             do {
-                try AtomicFile.write(Array(try encoder.encode(accepted)), to: self.path, mode: 0o600)
+                try AtomicFile.writeJSON(accepted, to: self.path)
             } catch {
                 throw AspireError(.agentInternal, "cannot save the schedules in \(self.path): \(error)")
             }

@@ -23,9 +23,7 @@ struct AgentSettings: Codable, Sendable, Equatable {
     }
 
     func save(in directory: String) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        try AtomicFile.write(Array(try encoder.encode(self)), to: Self.path(in: directory), mode: 0o600)
+        try AtomicFile.writeJSON(self, to: Self.path(in: directory))
     }
 
     /// These settings with a `config` command applied; refuses bad values before anything changes.

@@ -41,10 +41,7 @@ struct DaemonProgram: Codable, Equatable, Sendable {
 
     /// The process named by the pidfile, while it runs.
     var pidfileProcess: ProcessTable.Entry? {
-        guard !self.pidfile.isEmpty, let text = try? String(contentsOfFile: self.pidfile, encoding: .utf8),
-            let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), let entry = ProcessTable.entry(pid), entry.isAlive
-        else { return nil }
-        return entry
+        self.pidfile.isEmpty ? nil : ProcessTable.named(byPidfile: self.pidfile)
     }
 
     /// Whether the socket accepts a connection (a Unix socket path, or HOST:PORT within 2 s).

@@ -226,9 +226,7 @@ public final class DeploymentKeeper: Sendable {
 
     private func save(_ applied: [String: Applied]) {
         do {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-            try AtomicFile.write(Array(try encoder.encode(applied)), to: self.appliedPath, mode: 0o600)
+            try AtomicFile.writeJSON(applied, to: self.appliedPath)
         } catch {
             self.logger.error("cannot save what deployments applied", metadata: ["file": "\(self.appliedPath)", "error": "\(error)"])
         }

@@ -1,4 +1,5 @@
 import Foundation
+import RPC
 
 #if canImport(Glibc)
 import Glibc
@@ -18,6 +19,20 @@ enum ProcessTable {
         var startTicks: UInt64
 
         var isAlive: Bool { self.state != "Z" && self.state != "X" }
+    }
+
+    /// Whether `pid` runs (and is not a zombie).
+    static func isAlive(_ pid: pid_t) -> Bool {
+        self.entry(pid)?.isAlive ?? false
+    }
+
+    /// The process a pidfile names, while it runs; nil for no file, no pid in it, or no such
+    /// live process.
+    static func named(byPidfile path: String) -> Entry? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8), let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+            let entry = self.entry(pid), entry.isAlive
+        else { return nil }
+        return entry
     }
 
     /// Reads `/proc/PID/stat`; nil when the process is gone.
@@ -42,10 +57,8 @@ enum ProcessTable {
 
     /// Clock ticks since boot now, as process start times count them.
     static var ticksNow: UInt64 {
-        guard let text = try? String(contentsOfFile: "/proc/uptime", encoding: .utf8),
-            let seconds = Double(text.split(separator: " ").first ?? "")
-        else { return 0 }
-        return UInt64(seconds * Double(sysconf(Int32(_SC_CLK_TCK))))
+        guard let uptime = StartDelay.uptime() else { return 0 }
+        return UInt64(uptime.milliseconds) * UInt64(sysconf(Int32(_SC_CLK_TCK))) / 1000
     }
 
     /// Every process of the host.

@@ -121,10 +121,8 @@ struct SubAgentRecords: Sendable {
     func path(_ name: String) -> String { "\(self.directory)/\(name).json" }
 
     func save(_ record: SubAgentRecord) throws(AspireError) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         do {
-            try AtomicFile.write(Array(try encoder.encode(record)), to: self.path(record.name), mode: 0o600)
+            try AtomicFile.writeJSON(record, to: self.path(record.name))
         } catch {
             throw AspireError(.agentInternal, "cannot save the state of \(record.name) in \(self.directory): \(error)")
         }

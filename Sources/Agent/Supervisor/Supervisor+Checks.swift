@@ -78,8 +78,8 @@ extension Supervisor {
         }
         let before = record
         let now = self.clock.now
-        if self.isUp(record) {
-            let main = self.pidfileProcess(record) ?? self.main(of: record, self.processes(of: record))
+        let (up, main) = self.liveness(record)
+        if up {
             if record.phase.runningSince == nil {
                 self.logger.notice("sub-agent is running; adopted", metadata: ["subagent": "\(name)", "subagent.pid": "\(main?.pid ?? 0)"])
                 record.message = "running\(main.map { " (pid \($0.pid))" } ?? ""); adopted"

@@ -12,11 +12,16 @@ extension Supervisor {
     /// The sub-agent's live processes, oldest first: its cgroup's, or its session's, and a
     /// daemon's pidfile process (a daemon that left its session is still found).
     func processes(of record: SubAgentRecord) -> [ProcessTable.Entry] {
+        self.processes(of: record, pidfile: self.pidfileProcess(record))
+    }
+
+    /// The same, with the pidfile's process already read.
+    private func processes(of record: SubAgentRecord, pidfile own: ProcessTable.Entry?) -> [ProcessTable.Entry] {
         var found =
             self.control.tracksProcesses
             ? ProcessTable.alive(self.control.processes(of: record.name))
             : ProcessTable.session(record.session).sorted { ($0.startTicks, $0.pid) < ($1.startTicks, $1.pid) }
-        if let own = self.pidfileProcess(record), !found.contains(where: { $0.pid == own.pid }) { found.append(own) }
+        if let own, !found.contains(where: { $0.pid == own.pid }) { found.append(own) }
         return found
     }
 
@@ -27,12 +32,17 @@ extension Supervisor {
         return entry
     }
 
-    /// Whether the sub-agent is up: its processes run, or, for a daemon, what its check says.
-    func isUp(_ record: SubAgentRecord) -> Bool {
+    /// Whether the sub-agent is up — its processes run, or, for a daemon, what its check says —
+    /// and the process to report (a daemon's pidfile names it; else the recorded one, or the
+    /// oldest). One look at the processes serves both.
+    func liveness(_ record: SubAgentRecord) -> (up: Bool, main: ProcessTable.Entry?) {
+        let own = self.pidfileProcess(record)
+        let alive = self.processes(of: record, pidfile: own)
+        let main = own ?? self.main(of: record, alive)
         switch record.daemon?.check {
-        case nil, .process?: !self.processes(of: record).isEmpty
-        case .pidfile?: self.pidfileProcess(record) != nil
-        case .socket?: record.daemon?.socketAccepts == true
+        case nil, .process?: return (!alive.isEmpty, main)
+        case .pidfile?: return (own != nil, main)
+        case .socket?: return (record.daemon?.socketAccepts == true, main)
         }
     }
 
@@ -55,7 +65,7 @@ extension Supervisor {
         let poll = Duration.milliseconds(min(500, max(50, window.milliseconds / 10)))
         while clock.now < deadline {
             try? await Task.sleep(for: poll)
-            if !self.isUp(record) {
+            if !self.liveness(record).up {
                 let killed = self.control.oomKills(of: record.name) > record.oomKillsAtStart
                 record.life = self.policy(for: record).onStartFailed(record.life, at: self.clock.now, killed: killed)
                 record.message = killed
@@ -137,14 +147,14 @@ extension Supervisor {
         }
         if let daemon = record.daemon {
             if daemon.startDelay > 0 { try? await Task.sleep(for: .seconds(daemon.startDelay)) }
-            guard self.isUp(record) else {
+            let (up, main) = self.liveness(record)
+            guard up else {
                 await self.kill(record)
                 throw AspireError(
                     .startFailed,
                     "\(what) ran, but \(daemon.startDelay) s later \(daemon.checkDescription): \(Launcher.tail(log, from: offset, limit: 400))"
                 )
             }
-            let main = self.pidfileProcess(record) ?? self.main(of: record, self.processes(of: record))
             record.pid = main?.pid ?? 0
             record.pidStartTicks = main?.startTicks ?? 0
             record.oomKillsAtStart = oomKills

@@ -217,14 +217,14 @@ public struct SelfUpgrade: Sendable {
         let upgrade = SelfUpgrade(dataDirectory: (trialPath as NSString).deletingLastPathComponent, version: "")
         while true {
             guard var trial = upgrade.read(Trial.self, trialPath), trial.state == .trial else { return 0 }
-            let alive = Self.isAlive(trial.pid)
+            let alive = ProcessTable.isAlive(trial.pid)
             if alive, Date().unixMilliseconds < trial.deadline {
                 usleep(200_000)
                 continue
             }
             if alive {
                 kill(trial.pid, SIGKILL)
-                for _ in 0 ..< 50 where Self.isAlive(trial.pid) { usleep(100_000) }
+                for _ in 0 ..< 50 where ProcessTable.isAlive(trial.pid) { usleep(100_000) }
             }
             // A commit that came at the last moment wins.
             guard upgrade.read(Trial.self, trialPath)?.state == .trial else { return 0 }
@@ -242,14 +242,6 @@ public struct SelfUpgrade: Sendable {
         }
     }
 
-    /// Running, not a zombie.
-    static func isAlive(_ pid: Int32) -> Bool {
-        guard kill(pid, 0) == 0 else { return false }
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
-        let state = stat[stat.index(after: close)...].drop { $0 == " " }.first
-        return state != "Z" && state != "X"
-    }
-
     // MARK: Files
 
     func read<Value: Decodable>(_ type: Value.Type, _ path: String) -> Value? {
@@ -258,9 +250,7 @@ public struct SelfUpgrade: Sendable {
 
     func write(_ value: some Encodable, _ path: String) throws(AspireError) {
         do {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-            try AtomicFile.write(Array(try encoder.encode(value)), to: path, mode: 0o600)
+            try AtomicFile.writeJSON(value, to: path)
         } catch {
             throw AspireError(.agentInternal, "cannot write \(path): \(error)")
         }

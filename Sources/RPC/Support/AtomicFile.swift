@@ -68,6 +68,14 @@ public enum AtomicFile {
         try self.write(Array(text.utf8), to: path, mode: mode, durable: durable)
     }
 
+    /// Writes `value` as JSON a person can read (keys sorted, indented), atomically: the agent's
+    /// state files.
+    public static func writeJSON(_ value: some Encodable, to path: String, mode: mode_t = 0o600) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        try self.write(Array(try encoder.encode(value)), to: path, mode: mode)
+    }
+
     /// Creates `path` and its parents with the given mode when missing.
     public static func makeDirectory(_ path: String, mode: Int = 0o755) throws {
         try FileManager.default.createDirectory(
