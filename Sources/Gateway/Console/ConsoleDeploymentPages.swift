@@ -22,7 +22,9 @@ extension Console {
         values["matching"] = status.matching
         values["counts"] = status.counts.map { ["version": $0.version, "state": $0.state, "hosts": $0.hosts] as [String: Any] }
         values["chart"] = ConsoleChart.split(
-            HostRolloutStates.all.map { state in (state, Int(status.counts.filter { $0.state == state }.reduce(0) { $0 + $1.hosts })) },
+            [HostRolloutPhase.healthy, .starting, .pending, .failed].map { phase in
+                (phase.rawValue, Int(status.counts.filter { $0.state == phase.rawValue }.reduce(0) { $0 + $1.hosts }))
+            },
             label: "Hosts of deployment \(name) by state"
         )
         values["hosts"] = status.hosts.map { host -> [String: Any] in
@@ -54,9 +56,4 @@ extension Console {
             "maxFailures": info.rollout.maxFailures, "updated": ConsoleText.time(info.modifiedUnixMs),
         ]
     }
-}
-
-/// A host's states in a rollout, in the order charts show them.
-enum HostRolloutStates {
-    static let all = ["healthy", "starting", "pending", "failed"]
 }

@@ -10,18 +10,15 @@ import SwiftProtobuf
 struct DeploymentsController<Transport: ClientTransport>: GatewayController {
     let gateway: Gateway<Transport>
 
-    /// Where a rollout is (the server's RolloutState).
-    static var states: [String] { ["rolling", "paused", "halted", "rolled_back", "done"] }
-
     /// A deployment's status, as GET answers it beside status and message.
     static var status: [String: Schema] {
         [
             "deployment": .ref("Deployment"), "matching": .integer,
-            "counts": .array(.object(["version": .string, "state": .string, "hosts": .integer])),
+            "counts": .array(.object(["version": .string, "state": .enumeration(HostRolloutPhase.allCases.map(\.rawValue)), "hosts": .integer])),
             "hosts": .array(
                 .object([
-                    "agentsn": .string, "hostname": .string, "version": .string, "revision": .integer, "state": .string,
-                    "message": .string, "moved": .boolean, "wave": .integer, "online": .boolean,
+                    "agentsn": .string, "hostname": .string, "version": .string, "revision": .integer,
+                    "state": .enumeration(HostRolloutPhase.allCases.map(\.rawValue)), "message": .string, "moved": .boolean, "wave": .integer, "online": .boolean,
                 ])
             ),
         ]
@@ -53,7 +50,7 @@ struct DeploymentsController<Transport: ClientTransport>: GatewayController {
                         "canary": .string, "batch": .string, "max_failures": .integer, "health_seconds": .integer,
                         "wave_timeout_seconds": .integer, "auto_rollback": .boolean,
                     ]),
-                    "revision": .integer, "state": .enumeration(Self.states), "stable_version": .string, "stable_revision": .integer,
+                    "revision": .integer, "state": .enumeration(RolloutState.allCases.map(\.rawValue)), "stable_version": .string, "stable_revision": .integer,
                     "wave": .integer, "reason": .string, "gmt_create": OpenAPI.time, "gmt_modify": OpenAPI.time,
                 ]) { $1 },
                 required: ["name", "version", "tags", "revision", "state", "wave"]

@@ -1,20 +1,6 @@
 import Foundation
 public import RPC
 
-/// Where a deployment's rollout is.
-public enum RolloutState: String, Sendable, CaseIterable {
-    /// Waves under way: moved hosts run the new revision, the others the stable one.
-    case rolling
-    /// Stopped by an operator: no further wave until resumed; hosts stay where they are.
-    case paused
-    /// Past max_failures, without auto-rollback: hosts stay where they are.
-    case halted
-    /// Every host runs the stable revision (after a halt, or an operator's rollback).
-    case rolledBack = "rolled_back"
-    /// Every host runs the deployment's revision.
-    case done
-}
-
 /// A declared deployment: what every host matching its selector must run, and how far a change
 /// of it has rolled out.
 public struct DeploymentRecord: Sendable, Equatable {

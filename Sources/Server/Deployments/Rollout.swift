@@ -1,19 +1,10 @@
 import Foundation
 import RPC
 
-/// Where a host stands against the revision it must run.
-public enum HostRolloutPhase: String, Sendable, CaseIterable {
-    /// Has not reported that revision yet: applying it, or offline.
-    case pending
-    /// Runs it, for less than the health window so far.
-    case starting
-    /// Has run it for the health window.
-    case healthy
-    /// Could not apply it, or it does not run.
-    case failed
-}
-
 extension DeploymentHostView {
+    /// How a reason names the host: its hostname, or its AgentSN when it has none.
+    var label: String { self.hostname.isEmpty ? self.agentSN : self.hostname }
+
     /// Whether this host moved to the deployment's current revision.
     func isMoved(in record: DeploymentRecord) -> Bool {
         self.moved?.revision == record.revision
@@ -56,12 +47,12 @@ extension DeploymentRecord {
     func nextStep(hosts: [DeploymentHostView], now: Int64) throws(AspireError) -> RolloutStep {
         let moved = hosts.filter { $0.isMoved(in: self) }
         let phases = moved.map { (host: $0, phase: $0.phase(in: self, now: now)) }
-        var failures = phases.filter { $0.phase.phase == .failed }.map { "\($0.host.hostname.isEmpty ? $0.host.agentSN : $0.host.hostname): \($0.phase.message)" }
+        var failures = phases.filter { $0.phase.phase == .failed }.map { "\($0.host.label): \($0.phase.message)" }
         let unhealthy = phases.filter { $0.phase.phase != .healthy }
         let timeout = Int64(self.rollout.waveTimeoutSeconds) * 1000
         if self.wave >= 0, now - self.waveStarted >= timeout {
             failures += unhealthy.filter { $0.phase.phase != .failed }.map {
-                "\($0.host.hostname.isEmpty ? $0.host.agentSN : $0.host.hostname): not healthy within \(self.rollout.waveTimeoutSeconds) s (\($0.phase.message))"
+                "\($0.host.label): not healthy within \(self.rollout.waveTimeoutSeconds) s (\($0.phase.message))"
             }
         }
         if failures.count > Int(self.rollout.maxFailures) {
