@@ -20,6 +20,16 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 pg_isready -q -h 127.0.0.1 -p 5432 || { echo "PostgreSQL did not start" >&2; exit 1; }
+# The suite runs many nodes at once (each pools up to 8 connections): Debian's 100 is not enough.
+if [ "$(su postgres -c "psql -qtAc 'SHOW max_connections'")" -lt 500 ]; then
+    su postgres -c "psql -qc 'ALTER SYSTEM SET max_connections = 500'" >&2
+    pg_ctlcluster "$version" main restart >&2
+    for _ in $(seq 1 100); do
+        pg_isready -q -h 127.0.0.1 -p 5432 && break
+        sleep 0.1
+    done
+    pg_isready -q -h 127.0.0.1 -p 5432 || { echo "PostgreSQL did not restart" >&2; exit 1; }
+fi
 if ! su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname = 'aspire'\"" | grep -q 1; then
     su postgres -c "psql -qc \"CREATE ROLE aspire LOGIN CREATEDB PASSWORD 'aspire'\"" >&2
 fi
