@@ -74,6 +74,12 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .target(name: "Cron", swiftSettings: upcoming),
+        // The binaries' options from /etc/aspire files and ASPIRE_* environment variables.
+        .target(
+            name: "Settings",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: upcoming
+        ),
         // Child processes, waiting, loopback addresses and scratch directories for tests and
         // benchmarks; nothing of the product, so agent tests need not link the server.
         .target(name: "TestSupport", swiftSettings: upcoming),
@@ -141,7 +147,7 @@ let package = Package(
         .executableTarget(
             name: "aspire-server",
             dependencies: [
-                "Server", "Gateway",
+                "Server", "Gateway", "Settings",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ] + grpc + lifecycle,
@@ -149,7 +155,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "boot",
-            dependencies: ["Agent", .product(name: "ArgumentParser", package: "swift-argument-parser")] + grpc + lifecycle,
+            dependencies: ["Agent", "Settings", .product(name: "ArgumentParser", package: "swift-argument-parser")] + grpc + lifecycle,
             swiftSettings: upcoming
         ),
         .executableTarget(
@@ -190,6 +196,11 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .testTarget(name: "CronTests", dependencies: ["Cron"], swiftSettings: upcoming),
+        .testTarget(
+            name: "SettingsTests",
+            dependencies: ["Settings", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: upcoming
+        ),
         .testTarget(
             name: "AgentTests",
             dependencies: [

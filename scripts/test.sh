@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: the Swift suites (unit tests, and end-to-end tests that
-# start real aspire-server and boot processes on 127.0.0.x), the Python grpcio wire test, and
-# every benchmark in --quick mode (so none can rot; their figures are printed, never asserted).
+# start real aspire-server and boot processes on 127.0.0.x), the Python grpcio wire test, the web
+# console in headless chromium, the packages (static binaries with the toolchain hidden; .deb
+# installed, upgraded and removed on this machine, as root), and every benchmark in --quick mode
+# (so none can rot; their figures are printed, never asserted).
 # Some tests need root (running commands as other users, editing /etc/hosts, installing and
 # starting PostgreSQL for the store suite); as another user they are skipped with the reason
 # printed, or point ASPIRE_TEST_POSTGRES_URL at a server whose user may create databases.
@@ -75,6 +77,21 @@ if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&
     ls "$ASPIRE_SCREENSHOTS"
 else
     echo "chromium or chromedriver missing: the browser test is skipped (CI installs them)" >&2
+fi
+
+echo "== Packages: static binaries without the toolchain; .deb installed, upgraded, removed; units verified; .rpm contents"
+# scripts/package.sh --debug (its own build folder, .build-package: the static runtime's objects do
+# not mix with the tests'), then installs them on this machine and removes them again.
+if [ "$(id -u)" = 0 ]; then
+    if ! command -v rpmbuild >/dev/null 2>&1 || ! command -v cpio >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rpm cpio >/dev/null
+    fi
+    python3 -m pytest -q Tests/package
+elif [ -n "${CI:-}" ]; then
+    echo "CI needs root for the package test (dpkg -i)" >&2
+    exit 1
+else
+    echo "not root: the package test is skipped (it installs packages)" >&2
 fi
 
 echo "== Benchmarks, --quick (debug build: the figures only show they still run)"

@@ -66,7 +66,11 @@ public final class AgentRuntime: Service {
             logger: logger
         )
         let downloads = PackageFetcher(store: uplink.storeDownload, web: web.callAsFunction)
-        let bash = BashExecutor(configuration: configuration.bash, logger: logger)
+        var bashConfiguration = configuration.bash
+        if bashConfiguration.groups != nil {
+            bashConfiguration.groups = CommandGroups.detect(parent: configuration.supervisor.cgroupParent)
+        }
+        let bash = BashExecutor(configuration: bashConfiguration, logger: logger)
         self.supervisor = try Supervisor(
             configuration: configuration.supervisor, dataDirectory: configuration.dataDirectory, downloads: downloads,
             onChange: { event in

@@ -31,7 +31,8 @@ struct BasicAgentCtl: AsyncParsableCommand {
 
             Exit status: 0 when the method succeeded (for sync.bash: the command's own exit status), \
             1 when it failed (bad arguments, unknown user, timeout, ...), 64 for usage errors.
-            """
+            """,
+        version: AspireVersion.current
     )
 
     @Option(name: .customShort("c"), help: "The method, e.g. getinfo.users or sync.bash.")

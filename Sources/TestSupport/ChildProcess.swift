@@ -39,6 +39,9 @@ public final class ChildProcess: Sendable {
         for signal in [SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGCHLD] { sigaddset(&defaults, signal) }
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         var env = ProcessInfo.processInfo.environment
+        // A host's /etc/aspire files (an installed package) must not change what a test runs.
+        env["ASPIRE_BOOT_CONFIG"] = env["ASPIRE_BOOT_CONFIG"] ?? "none"
+        env["ASPIRE_SERVER_CONFIG"] = env["ASPIRE_SERVER_CONFIG"] ?? "none"
         for (key, value) in environment { env[key] = value }
         var argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
         var envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]

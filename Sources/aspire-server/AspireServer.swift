@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import RPC
 import Server
+import Settings
 import ServiceLifecycle
 import UnixSignals
 
@@ -11,9 +12,28 @@ struct AspireServer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "aspire-server",
         abstract: "An Aspire server node, or a REST gateway in front of one.",
+        version: AspireVersion.current,
         subcommands: [Serve.self, GatewayCommand.self],
         defaultSubcommand: Serve.self
     )
+
+    /// Runs with the node's options from its configuration file and the environment; they
+    /// configure `serve` (the default), not the gateway.
+    static func main() async {
+        var commandLine = Array(CommandLine.arguments.dropFirst())
+        if commandLine.first == GatewayCommand.configuration.commandName {
+            await Self.main(commandLine)
+            return
+        }
+        let named = commandLine.first == Serve.configuration.commandName
+        if named { commandLine.removeFirst() }
+        let sources = OptionSources(for: Serve.self, defaultFile: Serve.configFile, environmentPrefix: Serve.environmentPrefix)
+        do {
+            await Self.main((named ? [Serve.configuration.commandName!] : []) + (try sources.arguments(commandLine: commandLine)))
+        } catch {
+            Self.exit(withError: ValidationError(error.description))
+        }
+    }
 }
 
 struct Serve: AsyncParsableCommand {
@@ -32,7 +52,8 @@ struct Serve: AsyncParsableCommand {
 
             SIGTERM or SIGINT stops it gracefully: agent streams are closed and agents reconnect \
             to another node.
-            """
+            """,
+        version: AspireVersion.current
     )
 
     @Option(name: .customLong("data-dir"), help: "Directory for tokens, TLS files and state.")
@@ -165,6 +186,12 @@ struct Serve: AsyncParsableCommand {
 
     @Option(name: .customLong("influx-token-file"), help: "File holding the InfluxDB 2.x API token (sent as 'Authorization: Token ...').")
     var influxTokenFile: String?
+
+    @Option(help: OptionSources.help(defaultFile: Self.configFile, environmentPrefix: Self.environmentPrefix))
+    var config: String?
+
+    static let configFile = "/etc/aspire/server.conf"
+    static let environmentPrefix = "ASPIRE_SERVER_"
 
     @OptionGroup var console: ConsoleOptions
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import RPC
 
 @main
 struct AspireCtl: AsyncParsableCommand {
@@ -15,6 +16,7 @@ struct AspireCtl: AsyncParsableCommand {
             Exit status: 0 all succeeded; 2 a host's command exited non-zero; 3 a host timed out \
             or was offline; 4 nothing matched the target; 1 usage or connection error.
             """,
+        version: AspireVersion.current,
         subcommands: [Run.self, Deploy.self, DeploymentCommand.self, SubAgentCommand.self, ConfigCommand.self, SubAgents.self, TagsCommand.self, RegionsCommand.self, EventsCommand.self, DashboardCommand.self, Info.self, Agents.self, Hosts.self, Nodes.self, Tasks.self, TaskCommand.self, Packages.self, CronCommand.self, ScheduleCommand.self, PluginCommand.self, MetricsCommand.self, TokenCommand.self, OperatorCommand.self, AuditCommand.self]
     )
 }

@@ -1,5 +1,6 @@
 import Agent
 import ArgumentParser
+import Settings
 import Foundation
 import Logging
 import RPC
@@ -39,13 +40,13 @@ struct Boot: AsyncParsableCommand {
         version: AspireVersion.current
     )
 
-    @Option(name: .customShort("L"), help: "Log file (appended). Default: standard error.")
+    @Option(name: [.customShort("L"), .customLong("log-file")], help: "Log file (appended). Default: standard error.")
     var logFile: String?
 
-    @Option(name: .customShort("P"), help: "PID file, locked while the agent runs (a second agent refuses to start).")
+    @Option(name: [.customShort("P"), .customLong("pid-file")], help: "PID file, locked while the agent runs (a second agent refuses to start).")
     var pidFile: String?
 
-    @Flag(name: .customShort("f"), help: "Stay in the foreground instead of detaching.")
+    @Flag(name: [.customShort("f"), .customLong("foreground")], help: "Stay in the foreground instead of detaching.")
     var foreground = false
 
     @Option(name: .customLong("server"), help: "Server HOST:PORT, or a comma-separated list tried in order (repeatable).")
@@ -142,6 +143,17 @@ struct Boot: AsyncParsableCommand {
 
     @Option(name: .customLong("upgrade-window"), help: "Seconds a new BootAgent version has to reconnect before this one is restored.")
     var upgradeWindow = 120
+
+    @Option(help: OptionSources.help(defaultFile: Self.configFile, environmentPrefix: Self.environmentPrefix))
+    var config: String?
+
+    static let configFile = "/etc/aspire/boot.conf"
+    static let environmentPrefix = "ASPIRE_BOOT_"
+
+    /// Runs with the options of the configuration file and the environment.
+    static func main() async {
+        await Self.main(sources: OptionSources(for: Self.self, defaultFile: Self.configFile, environmentPrefix: Self.environmentPrefix))
+    }
 
     @Option(name: .customLong("report-version"), help: .hidden)
     var reportVersion: String?

@@ -85,6 +85,72 @@ struct BashExecutorTests {
         }
     }
 
+    @Test(
+        "Timeout kills every descendant, also those that left the process group and session (setsid, double fork), as root and as another user",
+        .enabled(if: CommandGroups.detect() != nil, "needs a writable cgroup hierarchy (root)"),
+        arguments: ["", "nobody"]
+    )
+    func timeoutKillsEscapedDescendants(user: String) async throws {
+        let marker = "5511.\(Int.random(in: 100_000 ... 999_999))"
+        var configuration = BashExecutor.Configuration()
+        configuration.killGrace = .milliseconds(500)
+        // Groups of this test's own, apart from those of the commands other tests run meanwhile.
+        let groups = try #require(CommandGroups.detect(parent: "aspire-test-\(UUID().uuidString)"))
+        defer { rmdir(groups.base) }
+        configuration.groups = groups
+        let executor = BashExecutor(configuration: configuration, logger: Logger(label: "test"))
+        // Three escapes: a new session, a double fork whose middle process exits (the grandchild
+        // is an orphan of another group), and one that also ignores SIGTERM and closes its pipes.
+        let command = """
+            setsid sleep \(marker) < /dev/null > /dev/null 2>&1 &
+            ( ( setsid sh -c 'sleep \(marker)' < /dev/null > /dev/null 2>&1 & ) & )
+            ( setsid sh -c "trap '' TERM; sleep \(marker); sleep \(marker)" < /dev/null > /dev/null 2>&1 & )
+            echo started; sleep \(marker)
+            """
+        let clock = ContinuousClock()
+        let started = clock.now
+        let result = await self.run(command, timeout: 1, user: user, executor: executor)
+        let elapsed = clock.now - started
+        #expect(result.retcode == ErrorCode.timeout.rawValue, "\(result.message)")
+        #expect(result.message.contains("every process it started killed"), "\(result.message)")
+        #expect(String(decoding: result.data, as: UTF8.self) == "started\n")
+        // Gone by the time the result is made: TERM, the grace, then KILL to the whole cgroup.
+        #expect(Self.processes(withArgument: marker).isEmpty, "an escaped sleep \(marker) survived: \(Self.processes(withArgument: marker))")
+        #expect(elapsed < .seconds(30))
+        // The command's group is removed with it.
+        let left = Self.groups(in: groups.base)
+        #expect(left.isEmpty, "command cgroups left: \(left)")
+    }
+
+    @Test(
+        "Without a timeout, a daemon a command starts on purpose keeps running; its group goes once it ends",
+        .enabled(if: CommandGroups.detect() != nil, "needs a writable cgroup hierarchy (root)")
+    )
+    func daemonOutlivesCommand() async throws {
+        let marker = "6622.\(Int.random(in: 100_000 ... 999_999))"
+        let groups = try #require(CommandGroups.detect(parent: "aspire-test-\(UUID().uuidString)"))
+        defer { rmdir(groups.base) }
+        var configuration = BashExecutor.Configuration()
+        configuration.groups = groups
+        let executor = BashExecutor(configuration: configuration, logger: Logger(label: "test"))
+        let result = await self.run("setsid sleep \(marker) < /dev/null > /dev/null 2>&1 & echo $!", executor: executor)
+        #expect(result.resp == .success)
+        let pid = try #require(Int32(String(decoding: result.data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(kill(pid, 0) == 0, "the daemon was killed with the command")
+        #expect(Self.groups(in: groups.base).count == 1, "the daemon's group is kept while it runs")
+        kill(pid, SIGKILL)
+        try await eventually(timeout: .seconds(10), "the daemon to go") { Self.processes(withArgument: marker).isEmpty }
+        // Pruning (before each command, of groups older than a minute) removes the empty group the daemon held.
+        groups.prune(olderThan: 0)
+        let left = Self.groups(in: groups.base)
+        #expect(left.isEmpty, "command cgroups left: \(left)")
+    }
+
+    /// The command groups (directories) under `base`.
+    static func groups(in base: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []).filter { !$0.hasPrefix("cgroup.") && !$0.contains(".") }
+    }
+
     @Test("50 MiB of output stays bounded: head and tail kept, truncated, total counted")
     func boundedOutput() async {
         var configuration = BashExecutor.Configuration()

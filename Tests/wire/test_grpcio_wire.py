@@ -80,6 +80,7 @@ def server():
             return f.read().strip()
 
     yield {
+        "process": process,
         "address": address,
         "http": http,
         "data": data,

@@ -21,6 +21,8 @@ public struct BashExecutor: Sendable {
         public var killGrace: Duration = .seconds(2)
         /// The shell.
         public var shell: String = "/bin/bash"
+        /// A cgroup per command where the host has one, so a timeout kills every descendant.
+        public var groups: CommandGroups? = CommandGroups.detect()
 
         public init() {}
     }
@@ -58,7 +60,11 @@ public struct BashExecutor: Sendable {
             return .failed(id: id, error.code, error.cause, started: started)
         }
 
-        let spawn = Identity.spawn(as: identity, self.configuration.shell, ["-c", cmd])
+        var spawn = Identity.spawn(as: identity, self.configuration.shell, ["-c", cmd])
+        self.configuration.groups?.prune()
+        let cgroup = self.configuration.groups?.make()
+        if let cgroup { (spawn.executable, spawn.arguments) = cgroup.wrap(spawn.executable, spawn.arguments) }
+        defer { cgroup?.remove() }
         let home = identity.account.home
         let workingDirectory = FileManager.default.fileExists(atPath: home) ? home : "/"
         let cap = self.configuration.outputCap
@@ -103,10 +109,10 @@ public struct BashExecutor: Sendable {
                         case .timedOut:
                             timedOut = true
                             logger.info(
-                                "command timed out, killing its process group",
-                                metadata: ["command.id": "\(id)", "command.pgid": "\(pgid)"]
+                                "command timed out, killing its processes",
+                                metadata: ["command.id": "\(id)", "command.pgid": "\(pgid)", "command.cgroup": "\(cgroup?.path ?? "none")"]
                             )
-                            await Self.killGroup(pgid, grace: grace)
+                            await Self.killGroup(pgid, cgroup: cgroup, grace: grace)
                         }
                     }
                     group.cancelAll()
@@ -118,6 +124,7 @@ public struct BashExecutor: Sendable {
                     }
                 } onCancel: {
                     kill(-pgid, SIGKILL)
+                    cgroup?.sendKill()
                 }
             }
             if Task.isCancelled { return Self.interrupted(id, started: started) }
@@ -134,7 +141,7 @@ public struct BashExecutor: Sendable {
             if captured.timedOut {
                 result.resp = .failed
                 result.retcode = ErrorCode.timeout.rawValue
-                result.message = "Timed out after \(timeoutSeconds) s; process group killed"
+                result.message = "Timed out after \(timeoutSeconds) s; \(cgroup == nil ? "process group" : "every process it started") killed"
             } else {
                 switch outcome.terminationStatus {
                 case .exited(let code):
@@ -186,15 +193,18 @@ public struct BashExecutor: Sendable {
         return buffer
     }
 
-    /// SIGTERM to the whole process group, up to `grace` for it to go, then SIGKILL.
-    static func killGroup(_ pgid: pid_t, grace: Duration) async {
+    /// SIGTERM to the whole process group and every process of the command's cgroup, up to
+    /// `grace` for them to go, then SIGKILL to all that are left.
+    static func killGroup(_ pgid: pid_t, cgroup: CommandGroup?, grace: Duration) async {
         kill(-pgid, SIGTERM)
+        cgroup?.signal(SIGTERM)
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: grace)
-        while clock.now < deadline, self.groupExists(pgid) {
+        while clock.now < deadline, self.groupExists(pgid) || cgroup?.isEmpty == false {
             try? await Task.sleep(for: .milliseconds(20))
         }
         kill(-pgid, SIGKILL)
+        await cgroup?.killAll()
     }
 
     static func groupExists(_ pgid: pid_t) -> Bool {

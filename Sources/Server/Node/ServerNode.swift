@@ -202,6 +202,7 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
                 }
                 try await GRPCServerService(server: server) {
                     logger.notice("shutting down: closing agent streams")
+                    ServiceManager.notify("STOPPING=1\nSTATUS=stopping")
                     registry.closeAll()
                 }.run()
             }
@@ -272,6 +273,8 @@ private func announce(_ listener: AgentListener, insecure: Bool, file: String, l
         return
     }
     logger.notice("listening for agents and admin calls", metadata: ["grpc.address": "\(text)", "grpc.tls": "\(!insecure)"])
+    // systemd's Type=notify: the node serves from now on.
+    ServiceManager.notify("READY=1\nSTATUS=serving agents and admin calls on \(text)")
 }
 
 /// How the other nodes and redirected agents reach this node: `--advertise`, else the address
