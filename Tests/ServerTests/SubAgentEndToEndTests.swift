@@ -55,6 +55,14 @@ struct SubAgentEndToEndTests {
                 }
                 rmdir(base)
             }
+            // The agents' command groups (a sibling of the sub-agents' parent).
+            for hierarchy in ["", "/unified", "/freezer"] {
+                let base = "/sys/fs/cgroup\(hierarchy)/\(parent).commands"
+                for group in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [] where !group.hasPrefix("cgroup.") {
+                    rmdir("\(base)/\(group)")
+                }
+                rmdir(base)
+            }
         }
     }
 
