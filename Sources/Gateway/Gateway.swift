@@ -107,8 +107,17 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
         let route = endpoint.route
         let handle = { (metadata: Metadata) async throws -> Response in
             let query = Query(request)
-            for parameter in route.query where parameter.required && query.string(parameter.name).isEmpty {
-                throw AspireError(.badRequest, "\(route.name): query parameter '\(parameter.name)' is required (\(parameter.summary))")
+            // The parameters as the document declares them: required ones given, each of its type.
+            for parameter in route.query {
+                let values = query.all(parameter.name)
+                if parameter.required && values.allSatisfy(\.isEmpty) {
+                    throw AspireError(.badRequest, "\(route.name): query parameter '\(parameter.name)' is required (\(parameter.summary))")
+                }
+                for value in values where !value.isEmpty || parameter.required {
+                    if let refusal = parameter.schema.refusal(ofQueryValue: value) {
+                        throw AspireError(.badRequest, "\(route.name): query parameter '\(parameter.name)' \(refusal)")
+                    }
+                }
             }
             return try await endpoint.handle(route, request, context, metadata)
         }
@@ -200,7 +209,10 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
         guard case .structValue(let object)? = value.kind else {
             throw AspireError(.badRequest, "\(context): the body must be a JSON object")
         }
-        return JSONFields(object.fields, context: context, code: .badRequest)
+        var fields = JSONFields(object.fields, context: context, code: .badRequest)
+        // The seed's agent routes take the seed's bodies as its agents write them.
+        fields.numbersAsText = route.access == .agent
+        return fields
     }
 }
 
@@ -279,8 +291,8 @@ struct Query {
     /// offset and limit.
     func page() throws(AspireError) -> (offset: Int32, limit: Int32) {
         (
-            Int32(try self.integer("offset", range: 0 ... Int64(Int32.max)) ?? 0),
-            Int32(try self.integer("limit", range: 1 ... 1000) ?? 0)
+            Int32(try self.integer("offset", range: Route.offsets) ?? 0),
+            Int32(try self.integer("limit", range: Route.limits) ?? 0)
         )
     }
 }

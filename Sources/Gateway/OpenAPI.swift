@@ -12,12 +12,91 @@ public indirect enum Schema: Sendable {
     /// Any JSON value.
     case any
     case enumeration([String])
+    /// A string of at least one character.
+    case nonEmpty
+    /// A whole number within bounds.
+    case bounded(ClosedRange<Int64>)
+    /// The schema, or null (a time not set, say).
+    case nullable(Schema)
+    /// As `additionalProperties: false`: no field beyond those named.
+    case never
+    /// A string matching a regular expression (ECMA 262, as JSON Schema's `pattern`).
+    case matching(String)
+    /// An array of at least one item.
+    case nonEmptyArray(Schema)
     case array(Schema)
     case object([String: Schema], required: [String] = [], additional: Schema? = nil)
     /// A schema of `OpenAPI.components`.
     case ref(String)
     /// One of several shapes.
     case oneOf([Schema])
+
+    /// A request body's object: the fields named, and no other (the gateway refuses unknown
+    /// fields, so a client generated from the document knows).
+    static func closed(_ properties: [String: Schema], required: [String] = []) -> Schema {
+        .object(properties, required: required, additional: .never)
+    }
+
+    /// The schema as a request body is checked: a required string is never empty, a field
+    /// that is not required may be null (taken as absent), and an object with named fields
+    /// takes no others (the gateway refuses unknown fields).
+    var asRequest: Schema {
+        switch self {
+        case .object(let properties, let required, let additional):
+            var fields = properties.mapValues(\.asRequest)
+            for (name, schema) in fields {
+                if required.contains(name) {
+                    if case .string = schema { fields[name] = .nonEmpty }
+                } else if case .nullable = schema {
+                } else {
+                    fields[name] = .nullable(schema)
+                }
+            }
+            return .object(fields, required: required, additional: additional ?? (properties.isEmpty ? nil : .never))
+        case .array(let items): return .array(items.asRequest)
+        case .nonEmptyArray(let items): return .nonEmptyArray(items.asRequest)
+        case .oneOf(let choices): return .oneOf(choices.map(\.asRequest))
+        case .nullable(let schema): return .nullable(schema.asRequest)
+        default: return self
+        }
+    }
+
+    /// Checks a query parameter's text against this schema; answers why not, or nil.
+    func refusal(ofQueryValue text: String) -> String? {
+        switch self {
+        case .integer:
+            return Int64(text) == nil ? "must be a whole number" : nil
+        case .bounded(let range):
+            guard let value = Int64(text), range.contains(value) else {
+                return "must be a whole number from \(range.lowerBound) to \(range.upperBound)"
+            }
+            return nil
+        case .boolean:
+            return ["true", "false", "1", "0"].contains(text.lowercased()) ? nil : "must be true or false"
+        case .enumeration(let values):
+            return values.contains(text) ? nil : "must be one of \(values.joined(separator: ", "))"
+        case .nonEmpty:
+            return text.isEmpty ? "must not be empty" : nil
+        case .matching(let pattern):
+            guard let regex = try? Regex(pattern), (try? regex.wholeMatch(in: text)) != nil else { return "must match \(pattern)" }
+            return nil
+        case .nullable(let schema):
+            return schema.refusal(ofQueryValue: text)
+        default:
+            return nil
+        }
+    }
+
+    /// The components this schema names.
+    var references: [String] {
+        switch self {
+        case .ref(let name): return [name]
+        case .array(let items), .nonEmptyArray(let items), .nullable(let items): return items.references
+        case .oneOf(let choices): return choices.flatMap(\.references)
+        case .object(let properties, _, let additional): return properties.values.flatMap(\.references) + (additional?.references ?? [])
+        default: return []
+        }
+    }
 
     /// The success envelope `{"status": 0, "message": "success", ...}` around a payload.
     static func envelope(_ payload: [String: Schema]) -> Schema {
@@ -38,11 +117,21 @@ public indirect enum Schema: Sendable {
         case .binary: return ["type": "string", "format": "binary"]
         case .any: return [:]
         case .enumeration(let values): return ["type": "string", "enum": values]
+        case .nonEmpty: return ["type": "string", "minLength": 1]
+        case .bounded(let range): return ["type": "integer", "format": "int64", "minimum": range.lowerBound, "maximum": range.upperBound]
+        case .nullable(let schema): return schema.json.merging(["nullable": true]) { $1 }
+        case .never: return ["not": [String: Any]()]
+        case .matching(let pattern): return ["type": "string", "pattern": pattern]
+        case .nonEmptyArray(let items): return ["type": "array", "items": items.json, "minItems": 1]
         case .array(let items): return ["type": "array", "items": items.json]
         case .object(let properties, let required, let additional):
             var object: [String: Any] = ["type": "object", "properties": properties.mapValues(\.json)]
             if !required.isEmpty { object["required"] = required.sorted() }
-            if let additional { object["additionalProperties"] = additional.json }
+            if case .never? = additional {
+                object["additionalProperties"] = false
+            } else if let additional {
+                object["additionalProperties"] = additional.json
+            }
             return object
         case .ref(let name): return ["$ref": "#/components/schemas/\(name)"]
         case .oneOf(let choices): return ["oneOf": choices.map(\.json)]
@@ -53,11 +142,18 @@ public indirect enum Schema: Sendable {
 /// The OpenAPI 3 document of the gateway, written from its routes: each controller says what its
 /// routes accept and answer; the shared schemas are here.
 public enum OpenAPI {
-    static let time = Schema.string
+    /// RFC 3339, or null when not set (a token that never expires, an operator never revoked).
+    static let time = Schema.nullable(.string)
+    /// An AgentSN, as `AgentIdentity.validate(agentSN:)` takes it.
+    static let agentSN = Schema.matching("^[A-Za-z0-9._:-]{1,64}$")
+    /// Names, versions, os and arch of packages, as `PackageFiles` takes them.
+    static func packageField(maxLength: Int) -> Schema { .matching("^(?!\\.)(?!.*\\.\\.)[A-Za-z0-9._+~@:-]{1,\(maxLength)}$") }
 
     /// The schemas every resource shares; each controller adds its own.
     static let shared: [String: Schema] = [
         "Error": .object(["status": .integer, "message": .string, "cause": .string], required: ["status", "message"]),
+        // The seed's agent routes answer failures in the seed's own shape.
+        "SeedError": .object(["errcode": .integer, "message": .string], required: ["errcode", "message"]),
     ]
 
     /// The whole document.
@@ -71,25 +167,37 @@ public enum OpenAPI {
                     "200": ["description": "Success.", "content": [spec.responseType: ["schema": spec.response.json]]],
                     "default": [
                         "description": "The error envelope, with the HTTP status of its code (400, 401, 404, 409, 413, 422, 500, ...).",
-                        "content": ["application/json": ["schema": Schema.ref("Error").json]],
+                        "content": ["application/json": ["schema": (spec.access == .agent ? Schema.ref("SeedError") : Schema.ref("Error")).json]],
                     ],
                 ],
                 "security": spec.access == .agent ? [[String: [String]]]() : [["bearer": [String]()]],
             ]
             if !spec.query.isEmpty {
                 operation["parameters"] = spec.query.map { parameter in
-                    [
+                    // A required parameter given empty is not given.
+                    var schema = parameter.schema
+                    if parameter.required, case .string = schema { schema = .nonEmpty }
+                    return [
                         "name": parameter.name, "in": "query", "required": parameter.required,
-                        "description": parameter.summary, "schema": parameter.schema.json,
+                        "description": parameter.summary, "schema": schema.json,
                     ] as [String: Any]
                 }
             }
             if !spec.body.isEmpty {
                 var content: [String: Any] = [:]
-                for (type, schema) in spec.body { content[type] = ["schema": schema.json] }
+                for (type, schema) in spec.body { content[type] = ["schema": schema.asRequest.json] }
                 operation["requestBody"] = ["required": true, "content": content]
             }
             paths[spec.path, default: [:]][spec.method.lowercased()] = operation
+        }
+        // The components request bodies name are checked as requests (see `asRequest`).
+        var components = schemas.merging(Self.shared) { $1 }
+        var requests = Set(routes.flatMap { $0.body.flatMap(\.schema.references) })
+        var done: Set<String> = []
+        while let name = requests.popFirst() {
+            guard done.insert(name).inserted, let schema = components[name] else { continue }
+            components[name] = schema.asRequest
+            requests.formUnion(schema.references)
         }
         return [
             "openapi": "3.0.3",
@@ -104,7 +212,7 @@ public enum OpenAPI {
             ],
             "paths": paths,
             "components": [
-                "schemas": schemas.merging(Self.shared) { $1 }.mapValues(\.json),
+                "schemas": components.mapValues(\.json),
                 "securitySchemes": ["bearer": ["type": "http", "scheme": "bearer"]],
             ],
         ]

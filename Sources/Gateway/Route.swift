@@ -57,9 +57,13 @@ public struct Route: Sendable {
         Parameter(name: name, schema: schema, summary: summary, required: required)
     }
 
+    /// offset and limit of a page: the document's and the query's (``Query/page()``).
+    static let offsets: ClosedRange<Int64> = 0 ... Int64(Int32.max)
+    static let limits: ClosedRange<Int64> = 1 ... 1000
+
     static let paging: [Parameter] = [
-        query("offset", .integer, "Rows to skip (default 0)."),
-        query("limit", .integer, "Rows to answer, 1 to 1000 (default 50)."),
+        query("offset", .bounded(offsets), "Rows to skip (default 0)."),
+        query("limit", .bounded(limits), "Rows to answer, 1 to 1000 (default 50)."),
     ]
 }
 

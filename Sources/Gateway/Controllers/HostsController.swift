@@ -89,8 +89,8 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
                     rpc: "ListHosts", method: "GET", path: "/api/v1/server/hosts", summary: "Hosts, filtered and paged.",
                     query: [
                         Route.query("status", .enumeration(["unknown", "register", "online", "offline", "deleted"]), "Only hosts in this state."),
-                        Route.query("region", .integer, "Only this region id."),
-                        Route.query("tag", .string, "name=value; repeat for hosts carrying every one."),
+                        Route.query("region", .bounded(0 ... Int64.max), "Only this region id."),
+                        Route.query("tag", .matching("^[^=:]+[=:].*$"), "name=value; repeat for hosts carrying every one."),
                         Route.query("hostname", .string, "Host name prefix."),
                         Route.query("node", .string, "Only hosts held by this node."),
                     ] + Route.paging + [Route.query("order", .enumeration(["asc", "desc"]), "By id (default asc).")],

@@ -7,6 +7,10 @@ import RPC
 struct IdentityController<Transport: ClientTransport>: GatewayController {
     let gateway: Gateway<Transport>
 
+    /// Seconds a join token lives (-1: never), and the uses it allows (0: any).
+    static var tokenLifetimes: ClosedRange<Int64> { -1 ... Int64(Int32.max) }
+    static var tokenUses: ClosedRange<Int64> { 0 ... 1_000_000 }
+
     var schemas: [String: Schema] {
         [
             "JoinToken": .object(
@@ -55,7 +59,7 @@ struct IdentityController<Transport: ClientTransport>: GatewayController {
                     id: "banHost",
                     rpc: "BanHost", method: "POST", path: "/api/v1/server/agent/ban",
                     summary: "Bans a host (refused by every node, may not enroll), or lifts its ban with \"lift\": true.",
-                    body: [(Route.json, .object(["agentsn": .string, "reason": .string, "lift": .boolean], required: ["agentsn"]))],
+                    body: [(Route.json, .object(["agentsn": OpenAPI.agentSN, "reason": .string, "lift": .boolean], required: ["agentsn"]))],
                     response: .envelope(["host": .ref("Host")])
                 )
             ) { route, request, _, metadata in
@@ -89,7 +93,8 @@ struct IdentityController<Transport: ClientTransport>: GatewayController {
                         (
                             Route.json,
                             .object([
-                                "ttl_seconds": .integer, "max_uses": .integer, "tags": .object([:], additional: .string), "note": .string,
+                                "ttl_seconds": .bounded(Self.tokenLifetimes), "max_uses": .bounded(Self.tokenUses), "tags": .object([:], additional: .string),
+                                "note": .string,
                             ])
                         )
                     ],
@@ -99,8 +104,8 @@ struct IdentityController<Transport: ClientTransport>: GatewayController {
                 let body = try await self.gateway.objectBody(request, route: route)
                 try body.allow(["ttl_seconds", "max_uses", "tags", "note"])
                 var message = Aspire_V1_CreateJoinTokenRequest()
-                message.ttlSeconds = Int64(try body.integer("ttl_seconds", range: -1 ... Int(Int32.max)) ?? 0)
-                message.maxUses = Int32(try body.integer("max_uses", range: 0 ... 1_000_000) ?? 0)
+                message.ttlSeconds = Int64(try body.integer("ttl_seconds", range: Int(Self.tokenLifetimes.lowerBound) ... Int(Self.tokenLifetimes.upperBound)) ?? 0)
+                message.maxUses = Int32(try body.integer("max_uses", range: Int(Self.tokenUses.lowerBound) ... Int(Self.tokenUses.upperBound)) ?? 0)
                 message.tags = try body.stringMap("tags")
                 message.note = try body.string("note")
                 let answer = try await self.gateway.admin.createJoinToken(message, metadata: metadata)
@@ -124,7 +129,7 @@ struct IdentityController<Transport: ClientTransport>: GatewayController {
                     summary: "The audit trail, newest first: every mutating call and every dispatch.",
                     query: [
                         Route.query("operator", .string, "Only this operator's rows (a host's: host:<AgentSN>)."),
-                        Route.query("since", .integer, "Only rows at or after this time, Unix milliseconds."),
+                        Route.query("since", .bounded(0 ... Int64.max), "Only rows at or after this time, Unix milliseconds."),
                         Route.query("method", .string, "Only this method (CreateTask, dispatch, ...)."),
                     ] + Route.paging,
                     response: .envelope(["count": .integer, "entries": .array(.ref("AuditEntry"))])

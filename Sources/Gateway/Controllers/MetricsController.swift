@@ -33,8 +33,8 @@ struct MetricsController<Transport: ClientTransport>: GatewayController {
                     query: [
                         Route.query("agentsn", .string, "Only this host's metrics."),
                         Route.query("prefix", .string, "Only metrics whose name starts with this, e.g. plugin.load."),
-                        Route.query("offset", .integer, "Rows to skip (default 0)."),
-                        Route.query("limit", .integer, "Rows to answer, 1 to 10000 (default 1000)."),
+                        Route.query("offset", .bounded(0 ... Int64(Int32.max)), "Rows to skip (default 0)."),
+                        Route.query("limit", .bounded(1 ... 10_000), "Rows to answer, 1 to 10000 (default 1000)."),
                     ],
                     response: .envelope(["count": .integer, "metrics": .array(.ref("Metric"))])
                 )
@@ -43,8 +43,8 @@ struct MetricsController<Transport: ClientTransport>: GatewayController {
                 var message = Aspire_V1_QueryMetricsRequest()
                 message.agentSn = query.string("agentsn")
                 message.prefix = query.string("prefix")
-                message.offset = Int32(try query.integer("offset", range: 0 ... Int64(Int32.max)) ?? 0)
-                message.limit = Int32(try query.integer("limit", range: 1 ... 10_000) ?? 0)
+                message.offset = Int32(try query.integer("offset") ?? 0)
+                message.limit = Int32(try query.integer("limit") ?? 0)
                 let answer = try await self.gateway.admin.queryMetrics(message, metadata: metadata)
                 return Answer.success(["count": Int(answer.count), "metrics": answer.metrics.map(RESTJSON.metric)])
             },

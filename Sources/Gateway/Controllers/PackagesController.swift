@@ -22,8 +22,9 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
             ),
             "PackageUpload": .object(
                 [
-                    "name": .string, "version": .string, "os": .string, "arch": .string, "file": .string, "sha256": .string,
-                    "content": .string,
+                    "name": OpenAPI.packageField(maxLength: 64), "version": OpenAPI.packageField(maxLength: 64),
+                    "os": OpenAPI.packageField(maxLength: 64), "arch": OpenAPI.packageField(maxLength: 16),
+                    "file": OpenAPI.packageField(maxLength: 255), "sha256": .matching("^[0-9a-fA-F]{64}$"), "content": .string,
                 ],
                 required: ["name", "version", "os", "arch", "file"]
             ),
@@ -102,7 +103,7 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
                     rpc: "DeletePackages", method: "DELETE", path: "/api/v1/server/package",
                     summary: "Deletes package versions and their files: by id, or by name (version, os, arch narrow it).",
                     query: [
-                        Route.query("id", .integer, "Package id."),
+                        Route.query("id", .bounded(1 ... Int64.max), "Package id."),
                         Route.query("name", .string, "Package name."),
                         Route.query("version", .string, "Version."),
                         Route.query("os", .string, "OS."),
@@ -113,11 +114,15 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
             ) { _, request, _, metadata in
                 let query = Query(request)
                 var message = Aspire_V1_DeletePackagesRequest()
-                message.id = try query.integer("id", range: 1 ... Int64.max) ?? 0
+                message.id = try query.integer("id") ?? 0
                 message.name = query.string("name")
                 message.version = query.string("version")
                 message.os = query.string("os")
                 message.arch = query.string("arch")
+                guard message.id != 0 || !message.name.isEmpty else {
+                    // Nothing named matches no package (a client may send neither).
+                    throw AspireError(.notFound, "no package to delete: name one by id, or by name (with version, os, arch to narrow it)")
+                }
                 let answer = try await self.gateway.admin.deletePackages(message, metadata: metadata)
                 return Answer.success(["count": answer.packages.count, "packages": answer.packages.map(RESTJSON.package)])
             },
@@ -136,7 +141,7 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
                         Route.query("os", .string, "OS, e.g. linux.", required: true),
                         Route.query("arch", .string, "Architecture, e.g. x86_64.", required: true),
                         Route.query("file", .string, "File name in the store.", required: true),
-                        Route.query("expires", .integer, "A job's link: when it stops working (seconds since 1970)."),
+                        Route.query("expires", .bounded(0 ... Int64.max), "A job's link: when it stops working (seconds since 1970)."),
                         Route.query("sig", .string, "A job's link: its signature (no bearer token needed with it)."),
                     ],
                     response: .binary

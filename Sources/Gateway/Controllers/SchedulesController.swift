@@ -53,7 +53,7 @@ struct SchedulesController<Transport: ClientTransport>: GatewayController {
                     query: [
                         Route.query("name", .string, "Only this schedule."),
                         Route.query("agentsn", .string, "Only the schedules that target this host (by AgentSN or its tags)."),
-                        Route.query("next", .integer, "Next fire times per schedule, 1 to 100 (default 1)."),
+                        Route.query("next", .bounded(1 ... 100), "Next fire times per schedule, 1 to 100 (default 1)."),
                     ],
                     response: .envelope(["schedules": .array(.ref("Schedule"))])
                 )
@@ -62,7 +62,7 @@ struct SchedulesController<Transport: ClientTransport>: GatewayController {
                 var message = Aspire_V1_ListSchedulesRequest()
                 message.name = query.string("name")
                 message.agentSn = query.string("agentsn")
-                message.next = Int32(try query.integer("next", range: 1 ... 100) ?? 1)
+                message.next = Int32(try query.integer("next") ?? 1)
                 let answer = try await self.gateway.admin.listSchedules(message, metadata: metadata)
                 return Answer.success(["schedules": answer.schedules.map(RESTJSON.schedule)])
             },

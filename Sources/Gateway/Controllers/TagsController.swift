@@ -52,13 +52,13 @@ struct TagsController<Transport: ClientTransport>: GatewayController {
                 Route(
                     id: "deleteTag",
                     rpc: "DeleteTag", method: "DELETE", path: "/api/v1/server/tags", summary: "Deletes a tag and its bindings.",
-                    query: [Route.query("id", .integer, "Tag id.", required: true)],
+                    query: [Route.query("id", .bounded(1 ... Int64.max), "Tag id.", required: true)],
                     response: .envelope([:])
                 )
             ) { _, request, _, metadata in
                 let query = Query(request)
                 var message = Aspire_V1_DeleteTagRequest()
-                message.id = try query.integer("id", range: 1 ... Int64.max) ?? 0
+                message.id = try query.integer("id") ?? 0
                 _ = try await self.gateway.admin.deleteTag(message, metadata: metadata)
                 return Answer.success()
             },
@@ -93,7 +93,7 @@ struct TagsController<Transport: ClientTransport>: GatewayController {
                     id: "setHostRegion",
                     rpc: "SetHostRegion", method: "POST", path: "/api/v1/server/regions/hosts",
                     summary: "Puts hosts in a region: `region` an id (0 is global) or a name.",
-                    body: [(Route.json, .object(["agents": .array(.string), "region": .oneOf([.integer, .string])], required: ["agents", "region"]))],
+                    body: [(Route.json, .object(["agents": .nonEmptyArray(OpenAPI.agentSN), "region": .oneOf([.bounded(0 ... Int64.max), .string])], required: ["agents", "region"]))],
                     response: .envelope(["changed": .integer, "region": .integer])
                 )
             ) { route, request, _, metadata in
@@ -102,12 +102,12 @@ struct TagsController<Transport: ClientTransport>: GatewayController {
                 var message = Aspire_V1_SetHostRegionRequest()
                 message.agentSns = try body.stringArray("agents")
                 switch body.fields["region"]?.kind {
-                case .numberValue(let id)? where id >= 0 && id == id.rounded():
-                    message.region = Int64(id)
+                case .numberValue(let number)? where Int64(exactly: number).map { $0 >= 0 } == true:
+                    message.region = Int64(number)
                 case .stringValue(let name)?:
                     message.regionName = name
                 default:
-                    throw AspireError(.badRequest, "\(route.name): 'region' is a region id or name")
+                    throw AspireError(.badRequest, "\(route.name): 'region' is a region id (a whole number from 0) or name")
                 }
                 let answer = try await self.gateway.admin.setHostRegion(message, metadata: metadata)
                 return Answer.success(["changed": Int(answer.changed), "region": Int(answer.region)])
@@ -122,7 +122,7 @@ struct TagsController<Transport: ClientTransport>: GatewayController {
                 id: unbind ? "unbindTag" : "bindTag",
                 rpc: "BindTag", method: "POST", path: unbind ? "/api/v1/server/tags/unbind" : "/api/v1/server/tags/bind",
                 summary: unbind ? "Unbinds a tag from hosts." : "Binds a tag (created when missing) to hosts.",
-                body: [(Route.json, .object(["name": .string, "value": .string, "agents": .array(.string)], required: ["name", "value", "agents"]))],
+                body: [(Route.json, .object(["name": .string, "value": .string, "agents": .nonEmptyArray(.string)], required: ["name", "value", "agents"]))],
                 response: .envelope(["changed": .integer])
             )
         ) { route, request, _, metadata in

@@ -48,7 +48,7 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
             ),
             "CommandRequest": .object(
                 [
-                    "agentsn": .string, "id": .string, "method": .string, "cmd": .string, "timeout": .integer, "user": .string,
+                    "agentsn": OpenAPI.agentSN, "id": .string, "method": .string, "cmd": .string, "timeout": .integer, "user": .string,
                     "group": .string, "args": .string, "wait": .integer, "async": .boolean,
                 ],
                 required: ["agentsn", "method"]
@@ -90,7 +90,7 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
                     id: "getTasks",
                     rpc: "GetTask", method: "GET", path: "/api/v1/server/task",
                     summary: "With id: one task, its counts and every subtask with its result. Without: tasks, newest first.",
-                    query: [Route.query("id", .integer, "Task id.")] + Route.paging,
+                    query: [Route.query("id", .bounded(1 ... Int64.max), "Task id.")] + Route.paging,
                     response: .envelope([
                         "task": .ref("Task"), "subtasks": .array(.ref("Subtask")),
                         "count": .integer, "offset": .integer, "limit": .integer, "tasks": .array(.ref("Task")),
@@ -98,7 +98,7 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
                 )
             ) { _, request, _, metadata in
                 let query = Query(request)
-                if let id = try query.integer("id", range: 1 ... Int64.max) {
+                if let id = try query.integer("id") {
                     var message = Aspire_V1_GetTaskRequest()
                     message.id = id
                     return Answer.success(RESTJSON.taskDetail(try await self.gateway.admin.getTask(message, metadata: metadata)))
@@ -115,13 +115,13 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
                 Route(
                     id: "cancelTask",
                     rpc: "CancelTask", method: "DELETE", path: "/api/v1/server/task", summary: "Cancels a task's undelivered subtasks.",
-                    query: [Route.query("id", .integer, "Task id.", required: true)],
+                    query: [Route.query("id", .bounded(1 ... Int64.max), "Task id.", required: true)],
                     response: .envelope(["task": .ref("Task"), "subtasks": .array(.ref("Subtask"))])
                 )
             ) { _, request, _, metadata in
                 let query = Query(request)
                 var message = Aspire_V1_CancelTaskRequest()
-                message.id = try query.integer("id", range: 1 ... Int64.max) ?? 0
+                message.id = try query.integer("id") ?? 0
                 return Answer.success(RESTJSON.taskDetail(try await self.gateway.admin.cancelTask(message, metadata: metadata)))
             },
             Endpoint(

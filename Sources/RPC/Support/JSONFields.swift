@@ -9,6 +9,9 @@ public struct JSONFields: Sendable {
     public var fields: [String: Google_Protobuf_Value]
     /// The code of the errors (task parameters: 3021; REST bodies: bad request).
     public var code: ErrorCode
+    /// Whether a number may be written as a string ("10"): the seeds' jobs do; the REST API's
+    /// own bodies take numbers as numbers, as its document says.
+    public var numbersAsText = true
 
     public init(_ fields: [String: Google_Protobuf_Value], context: String, code: ErrorCode) {
         self.fields = fields
@@ -50,16 +53,16 @@ public struct JSONFields: Sendable {
         let number: Double
         switch value.kind {
         case .numberValue(let double)?: number = double
-        case .stringValue(let text)?:
+        case .stringValue(let text)? where self.numbersAsText:
             guard let double = Double(text) else { throw self.failure("'\(key)' must be a number") }
             number = double
         default:
             throw self.failure("'\(key)' must be a number")
         }
-        guard number.rounded() == number, number >= Double(range.lowerBound), number <= Double(range.upperBound) else {
+        guard let whole = Int(exactly: number), range.contains(whole) else {
             throw self.failure("'\(key)' must be a whole number from \(range.lowerBound) to \(range.upperBound)")
         }
-        return Int(number)
+        return whole
     }
 
     public func bool(_ key: String) throws(AspireError) -> Bool? {
@@ -73,9 +76,11 @@ public struct JSONFields: Sendable {
         guard let value = self.fields[key], !Self.isNull(value) else { return "" }
         switch value.kind {
         case .stringValue(let text)?: return text
-        case .numberValue(let number)? where number.rounded() == number && abs(number) < 1e15: return String(Int(number))
-        default: throw self.failure("'\(key)' must be a whole number or a string like \"25%\"")
+        case .numberValue(let number)?:
+            if let whole = Int(exactly: number), whole.magnitude < 1_000_000_000_000_000 { return String(whole) }
+        default: break
         }
+        throw self.failure("'\(key)' must be a whole number or a string like \"25%\"")
     }
 
     public func stringArray(_ key: String) throws(AspireError) -> [String] {
@@ -97,15 +102,15 @@ public struct JSONFields: Sendable {
         return object
     }
 
-    /// An object of strings (numbers are taken as their text).
+    /// An object of strings (numbers are taken as their text where `numbersAsText`).
     public func stringMap(_ key: String) throws(AspireError) -> [String: String] {
         guard let object = try self.object(key) else { return [:] }
         var result: [String: String] = [:]
         for (name, item) in object.fields {
             switch item.kind {
             case .stringValue(let text)?: result[name] = text
-            case .numberValue(let number)?:
-                result[name] = number.rounded() == number ? String(Int(number)) : String(number)
+            case .numberValue(let number)? where self.numbersAsText:
+                result[name] = Int(exactly: number).map(String.init) ?? String(number)
             default:
                 throw self.failure("'\(key).\(name)' must be a string")
             }
