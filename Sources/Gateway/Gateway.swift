@@ -113,7 +113,7 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
                 if parameter.required && values.allSatisfy(\.isEmpty) {
                     throw AspireError(.badRequest, "\(route.name): query parameter '\(parameter.name)' is required (\(parameter.summary))")
                 }
-                for value in values where !value.isEmpty || parameter.required {
+                for value in values {
                     if let refusal = parameter.schema.refusal(ofQueryValue: value) {
                         throw AspireError(.badRequest, "\(route.name): query parameter '\(parameter.name)' \(refusal)")
                     }

@@ -20,10 +20,13 @@ public indirect enum Schema: Sendable {
     case nullable(Schema)
     /// As `additionalProperties: false`: no field beyond those named.
     case never
-    /// A string matching a regular expression (ECMA 262, as JSON Schema's `pattern`).
-    case matching(String)
+    /// A string matching a regular expression (ECMA 262, as JSON Schema's `pattern`), at most
+    /// `maxLength` characters long.
+    case matching(String, maxLength: Int? = nil)
     /// An array of at least one item.
     case nonEmptyArray(Schema)
+    /// An object of at least one field, each of this schema (a deployment's tags).
+    case nonEmptyMap(Schema)
     case array(Schema)
     case object([String: Schema], required: [String] = [], additional: Schema? = nil)
     /// A schema of `OpenAPI.components`.
@@ -77,8 +80,12 @@ public indirect enum Schema: Sendable {
             return values.contains(text) ? nil : "must be one of \(values.joined(separator: ", "))"
         case .nonEmpty:
             return text.isEmpty ? "must not be empty" : nil
-        case .matching(let pattern):
-            guard let regex = try? Regex(pattern), (try? regex.wholeMatch(in: text)) != nil else { return "must match \(pattern)" }
+        case .matching(let pattern, let maxLength):
+            if let maxLength, text.unicodeScalars.count > maxLength { return "must be at most \(maxLength) characters" }
+            // By Unicode scalars, as JSON Schema's ECMA 262 patterns match (not by Swift's characters).
+            guard let regex = try? Regex(pattern).matchingSemantics(.unicodeScalar), (try? regex.wholeMatch(in: text)) != nil else {
+                return "must match \(pattern)"
+            }
             return nil
         case .nullable(let schema):
             return schema.refusal(ofQueryValue: text)
@@ -121,14 +128,20 @@ public indirect enum Schema: Sendable {
         case .bounded(let range): return ["type": "integer", "format": "int64", "minimum": range.lowerBound, "maximum": range.upperBound]
         case .nullable(let schema): return schema.json.merging(["nullable": true]) { $1 }
         case .never: return ["not": [String: Any]()]
-        case .matching(let pattern): return ["type": "string", "pattern": pattern]
+        case .matching(let pattern, let maxLength):
+            var json: [String: Any] = ["type": "string", "pattern": pattern]
+            if let maxLength { json["maxLength"] = maxLength }
+            return json
         case .nonEmptyArray(let items): return ["type": "array", "items": items.json, "minItems": 1]
+        case .nonEmptyMap(let values): return ["type": "object", "additionalProperties": values.json, "minProperties": 1]
         case .array(let items): return ["type": "array", "items": items.json]
         case .object(let properties, let required, let additional):
             var object: [String: Any] = ["type": "object", "properties": properties.mapValues(\.json)]
             if !required.isEmpty { object["required"] = required.sorted() }
             if case .never? = additional {
                 object["additionalProperties"] = false
+            } else if case .any? = additional {
+                object["additionalProperties"] = true
             } else if let additional {
                 object["additionalProperties"] = additional.json
             }
@@ -144,10 +157,15 @@ public indirect enum Schema: Sendable {
 public enum OpenAPI {
     /// RFC 3339, or null when not set (a token that never expires, an operator never revoked).
     static let time = Schema.nullable(.string)
+    /// The largest whole number a JSON body carries exactly (2^53 - 1: bodies' numbers are doubles).
+    static let maxWhole: Int64 = 9_007_199_254_740_991
     /// An AgentSN, as `AgentIdentity.validate(agentSN:)` takes it.
     static let agentSN = Schema.matching("^[A-Za-z0-9._:-]{1,64}$")
     /// Names, versions, os and arch of packages, as `PackageFiles` takes them.
-    static func packageField(maxLength: Int) -> Schema { .matching("^(?!\\.)(?!.*\\.\\.)[A-Za-z0-9._+~@:-]{1,\(maxLength)}$") }
+    static func packageField(maxLength: Int) -> Schema {
+        // Dot-separated runs of the allowed characters: no leading dot, no "..".
+        .matching("^[A-Za-z0-9_+~@:-]+(\\.[A-Za-z0-9_+~@:-]+)*\\.?$", maxLength: maxLength)
+    }
 
     /// The schemas every resource shares; each controller adds its own.
     static let shared: [String: Schema] = [

@@ -88,7 +88,7 @@ struct GatewayTests {
             json: ["name": "FoobarAgent", "version": "1.2.4", "arch": "x86_64", "os": "linux", "file": "FoobarAgent-1.2.4.x86_64.rpm", "content": Data("small".utf8).base64EncodedString()]
         )
         let seed: [String: Any] = ["name": "BasicAgent", "version": "0.1.1-1", "arch": "x86_64", "os": "linux", "file": "BasicAgent-0.1.1-1.x86_64.rpm"]
-        var cause = try await rest.fails("POST", route, json: seed, http: 422, code: .unprocessable)
+        var cause = try await rest.fails("POST", route, json: seed, http: 404, code: .notFound)
         #expect(cause.contains("no file packages/linux/x86_64/BasicAgent-0.1.1-1.x86_64.rpm"))
         try Data("rpm".utf8).write(to: URL(fileURLWithPath: "\(node.dataDirectory)/packages/linux/x86_64/BasicAgent-0.1.1-1.x86_64.rpm"))
         let registered = try await rest.ok("POST", route, json: seed)

@@ -11,14 +11,17 @@ struct AgentsController<Transport: ClientTransport>: GatewayController {
     let gateway: Gateway<Transport>
 
     /// The schemas its routes refer to, for the OpenAPI document.
+    /// Uptimes and times the seed's agents send, in milliseconds.
+    static var milliseconds: ClosedRange<Int64> { 0 ... Int64(Int32.max) * 1000 }
+
     var schemas: [String: Schema] {
         [
             "AgentStatus": .object(
                 [
-                    "agentsn": .string, "hostname": .string, "version": .string, "uptime": .integer, "timestamp": .integer,
-                    "step": .integer, "tags": .object([:], additional: .string),
+                    "agentsn": .string, "hostname": .string, "version": .string, "uptime": .bounded(Self.milliseconds), "timestamp": .bounded(Self.milliseconds),
+                    "step": .integer, "tags": .object([:], additional: .oneOf([.string, .number])),
                     "agents": .array(
-                        .object(["name": .string, "version": .string, "status": .string, "uptime": .integer], required: ["name"])
+                        .object(["name": .string, "version": .string, "status": .string, "uptime": .bounded(Self.milliseconds)], required: ["name"])
                     ),
                 ],
                 required: ["hostname"]
@@ -35,7 +38,10 @@ struct AgentsController<Transport: ClientTransport>: GatewayController {
             ),
             "JobResult": .object(
                 ["id": .string, "errcode": .integer, "message": .string, "data": .string],
-                required: ["id", "errcode"]
+                // A result without errcode is a success (the seed's agents write it either way), and
+                // the fields of other agents' versions are let through.
+                required: ["id"],
+                additional: .any
             ),
         ]
     }
@@ -59,8 +65,8 @@ struct AgentsController<Transport: ClientTransport>: GatewayController {
                 message.ipaddr = context.remoteAddress
                 message.status.hostname = try body.string("hostname")
                 message.status.version = try body.string("version")
-                message.status.uptime = Int64(try body.integer("uptime", range: 0 ... Int(Int32.max) * 1000) ?? 0)
-                message.status.timestamp = Int64(try body.integer("timestamp", range: 0 ... Int(Int32.max) * 1000) ?? 0)
+                message.status.uptime = Int64(try body.integer("uptime", range: Int(Self.milliseconds.lowerBound) ... Int(Self.milliseconds.upperBound)) ?? 0)
+                message.status.timestamp = Int64(try body.integer("timestamp", range: Int(Self.milliseconds.lowerBound) ... Int(Self.milliseconds.upperBound)) ?? 0)
                 message.status.step = Int32(try body.integer("step", range: 0 ... 86400) ?? 0)
                 message.status.tags = try body.stringMap("tags")
                 for agent in try self.subAgents(body) {
@@ -150,7 +156,7 @@ struct AgentsController<Transport: ClientTransport>: GatewayController {
             agent.name = try fields.string("name", required: true)
             agent.version = try fields.string("version")
             agent.status = try fields.string("status")
-            agent.uptime = Int64(try fields.integer("uptime", range: 0 ... Int(Int32.max) * 1000) ?? 0)
+            agent.uptime = Int64(try fields.integer("uptime", range: Int(Self.milliseconds.lowerBound) ... Int(Self.milliseconds.upperBound)) ?? 0)
             agent.pid = Int32(try fields.integer("pid", range: 0 ... Int(Int32.max)) ?? 0)
             agent.restarts = Int32(try fields.integer("restarts", range: 0 ... Int(Int32.max)) ?? 0)
             return agent

@@ -30,17 +30,20 @@ struct DeploymentsController<Transport: ClientTransport>: GatewayController {
             "name": .string, "version": .string, "url": .string, "checksum": .string, "envs": .object([:], additional: .string),
             "limits": .object(["cpu": .string, "memory": .string, "pids": .string]), "user": .string, "group": .string,
             "tags": .object([:], additional: .string), "on_untag": .enumeration(["remove", "keep"]),
-            "daemon": .object([
-                "precheck": .string, "precheck_retries": .integer, "start": .string, "start_delay": .integer, "stop": .string,
-                "stop_timeout": .integer, "check": .enumeration(["process", "pidfile", "socket"]), "check_interval": .integer,
-                "pidfile": .string, "socket": .string, "hits": .integer,
-            ]),
+            "daemon": .object(
+                [
+                    "precheck": .string, "precheck_retries": .bounded(0 ... 100), "start": .string, "start_delay": .bounded(0 ... 3600),
+                    "stop": .string, "stop_timeout": .bounded(0 ... 3600), "check": .enumeration(["process", "pidfile", "socket"]),
+                    "check_interval": .bounded(0 ... 86_400), "pidfile": .string, "socket": .string, "hits": .bounded(0 ... 1000),
+                ],
+                required: ["start"]
+            ),
         ]
         return [
             "DeploymentRequest": .object(
                 spec.merging([
                     "canary": .string, "batch": .string, "max_failures": .integer, "health_seconds": .integer,
-                    "wave_timeout_seconds": .integer, "no_auto_rollback": .boolean,
+                    "wave_timeout_seconds": .integer, "no_auto_rollback": .boolean, "tags": .nonEmptyMap(.string),
                 ]) { $1 },
                 required: ["name", "version", "tags"]
             ),

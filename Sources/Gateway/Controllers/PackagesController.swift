@@ -29,7 +29,11 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
                 required: ["name", "version", "os", "arch", "file"]
             ),
             "PackageForm": .object(
-                ["name": .string, "version": .string, "os": .string, "arch": .string, "sha256": .string, "file": .binary],
+                [
+                    "name": OpenAPI.packageField(maxLength: 64), "version": OpenAPI.packageField(maxLength: 64),
+                    "os": OpenAPI.packageField(maxLength: 64), "arch": OpenAPI.packageField(maxLength: 16),
+                    "sha256": .matching("^[0-9a-fA-F]{64}$"), "file": .binary,
+                ],
                 required: ["name", "version", "os", "arch", "file"]
             ),
         ]

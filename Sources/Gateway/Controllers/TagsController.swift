@@ -93,7 +93,7 @@ struct TagsController<Transport: ClientTransport>: GatewayController {
                     id: "setHostRegion",
                     rpc: "SetHostRegion", method: "POST", path: "/api/v1/server/regions/hosts",
                     summary: "Puts hosts in a region: `region` an id (0 is global) or a name.",
-                    body: [(Route.json, .object(["agents": .nonEmptyArray(OpenAPI.agentSN), "region": .oneOf([.bounded(0 ... Int64.max), .string])], required: ["agents", "region"]))],
+                    body: [(Route.json, .object(["agents": .nonEmptyArray(OpenAPI.agentSN), "region": .oneOf([.bounded(0 ... OpenAPI.maxWhole), .nonEmpty])], required: ["agents", "region"]))],
                     response: .envelope(["changed": .integer, "region": .integer])
                 )
             ) { route, request, _, metadata in

@@ -16,7 +16,7 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
         [
             "TaskRequest": .object(
                 [
-                    "command": .string,
+                    "command": .enumeration(CommandParameters.methods),
                     "agents": .array(.string),
                     "tags": .object([:], additional: .string),
                     "window": .object(["start": .oneOf([.integer, .string]), "end": .oneOf([.integer, .string])]),
@@ -48,7 +48,7 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
             ),
             "CommandRequest": .object(
                 [
-                    "agentsn": OpenAPI.agentSN, "id": .string, "method": .string, "cmd": .string, "timeout": .integer, "user": .string,
+                    "agentsn": OpenAPI.agentSN, "id": .string, "method": .enumeration(CommandParameters.methods), "cmd": .string, "timeout": .integer, "user": .string,
                     "group": .string, "args": .string, "wait": .integer, "async": .boolean,
                 ],
                 required: ["agentsn", "method"]
@@ -152,7 +152,7 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
                         `result` (the seed's result form) last; `error` (the error envelope) when it cannot run.
                         """,
                     body: [(Route.json, .ref("CommandRequest"))],
-                    response: .string,
+                    response: .any,
                     text: "text/event-stream"
                 )
             ) { route, request, _, metadata in

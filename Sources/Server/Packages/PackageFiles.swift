@@ -133,7 +133,7 @@ struct PackageFiles: Sendable {
         let path = self.absolute(relativePath)
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw AspireError(
-                .unprocessable,
+                .notFound,
                 "no file \(relativePath) in the package store: upload its bytes (the raw body, or base64 in the JSON field content), or copy it there first"
             )
         }
