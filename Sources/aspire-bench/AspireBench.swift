@@ -17,6 +17,7 @@ struct AspireBench: AsyncParsableCommand {
         subcommands: [
             All.self, FleetCommand.self, IdleBench.self, FanOutBench.self, SaltBench.self, RoundTripBench.self, OfflineBench.self,
             StormBench.self, RestBench.self, IngestBench.self, CommandsBench.self, ClusterBench.self, ConsoleBench.self, RolloutBench.self,
+            SoakBench.self,
         ]
     )
 }
@@ -42,6 +43,7 @@ struct All: AsyncParsableCommand {
             { try await ClusterBench.measure(options) },
             { [try await ConsoleBench.measure(options)] },
             { [try await RolloutBench.measure(options)] },
+            { [try await SoakBench.measure(options)] },
         ]
         for benchmark in benchmarks {
             for report in try await benchmark() {
