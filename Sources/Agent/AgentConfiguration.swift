@@ -46,6 +46,9 @@ public struct AgentConfiguration: Sendable {
     public var version = AspireVersion.current
     /// How long a new BootAgent version has to reconnect before the old one is restored.
     public var upgradeWindow: Duration = .seconds(120)
+    /// How often results the server has not acknowledged are sent again while connected (it
+    /// acknowledges what it stored; a node whose disk is full stores nothing until it has room).
+    public var resendInterval: Duration = .seconds(30)
 
     public init() {}
 

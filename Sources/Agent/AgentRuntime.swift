@@ -246,7 +246,7 @@ public final class AgentRuntime: Service {
     }
 
     func acknowledge(_ ids: [String]) {
-        self.state.acknowledge(ids)
+        self.uplink.acknowledged(ids)
     }
 
     var hello: Aspire_V1_Hello {

@@ -155,6 +155,9 @@ struct Boot: AsyncParsableCommand {
         await Self.main(sources: OptionSources(for: Self.self, defaultFile: Self.configFile, environmentPrefix: Self.environmentPrefix))
     }
 
+    @Option(name: .customLong("resend-interval"), help: .hidden)
+    var resendInterval = 30
+
     @Option(name: .customLong("report-version"), help: .hidden)
     var reportVersion: String?
 
@@ -251,6 +254,7 @@ struct Boot: AsyncParsableCommand {
         configuration.supervisor.healthWindow = .seconds(self.healthWindow)
         configuration.version = version
         configuration.upgradeWindow = .seconds(self.upgradeWindow)
+        configuration.resendInterval = .seconds(max(1, self.resendInterval))
         configuration.enrollmentToken = try self.enrollmentToken()
         if self.token != nil {
             logger.warning("--token puts the join token in the command line, where any user of this host can read it (ps); use --token-file")

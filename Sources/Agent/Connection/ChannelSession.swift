@@ -90,6 +90,14 @@ struct ChannelSession {
                             delay = .seconds(Int(runtime.settings.step.load(ordering: .relaxed)))
                         }
                     }
+                    group.addTask {
+                        // What the server could not store comes again, until it is stored.
+                        let interval = runtime.configuration.resendInterval
+                        while true {
+                            try await Task.sleep(for: interval)
+                            runtime.uplink.resendUnacknowledged(olderThan: interval)
+                        }
+                    }
                     if case .tls = try runtime.configuration.security {
                         group.addTask {
                             // Checked now and then every tenth of the certificate's life (at most an

@@ -17,6 +17,9 @@ public final class Uplink: Sendable {
     private let sink = Mutex<AsyncStream<Aspire_V1_AgentMessage>.Continuation?>(nil)
     /// The connection of the open stream.
     private let client = Mutex<GRPCClient<HTTP2ClientTransport.Posix>?>(nil)
+    /// Results the outbox could not keep (the agent's disk full), by id: held here until the
+    /// server acknowledges them, and put in the outbox once it can take them.
+    private let unsaved = Mutex<[String: Aspire_V1_CommandResult]>([:])
     /// Asks for a status report; many asks before it is sent make one report.
     let statusWanted: AsyncStream<Void>
     private let statusInput: AsyncStream<Void>.Continuation
@@ -53,9 +56,40 @@ public final class Uplink: Sendable {
         do {
             try self.state.finish(result)
         } catch {
-            logger.error("cannot store the result in the outbox", metadata: ["error": "\(error)"])
+            logger.error("cannot store the result in the outbox: it is kept in memory until acknowledged", metadata: ["error": "\(error)"])
+            self.unsaved.withLock { $0[result.id] = result }
         }
         self.send(.result(result))
+    }
+
+    /// Every result the server has not acknowledged: the outbox's, and those it could not keep.
+    func pendingResults() -> [Aspire_V1_CommandResult] {
+        let unsaved = self.unsaved.withLock { Array($0.values) }
+        return (self.state.pendingResults() + unsaved).sorted { $0.finishedUnixMs < $1.finishedUnixMs }
+    }
+
+    /// The server stored these results.
+    func acknowledged(_ ids: [String]) {
+        self.state.acknowledge(ids)
+        self.unsaved.withLock { unsaved in
+            for id in ids { unsaved[id] = nil }
+        }
+    }
+
+    /// Sends again the results the server has not acknowledged though they were sent at least
+    /// `age` ago (it could not store them: its disk was full, say), and puts in the outbox those
+    /// it can take now. The server stores a result once, however often it comes.
+    @discardableResult
+    func resendUnacknowledged(olderThan age: Duration) -> Int {
+        for result in self.unsaved.withLock({ Array($0.values) }) where (try? self.state.finish(result)) != nil {
+            self.unsaved.withLock { $0[result.id] = nil }
+        }
+        let cutoff = Date().unixMilliseconds - Int64(age.components.seconds * 1000)
+        let stale = self.pendingResults().filter { $0.finishedUnixMs <= cutoff }
+        guard !stale.isEmpty, self.isConnected else { return 0 }
+        self.logger.info("re-sending results the server has not acknowledged", metadata: ["count": "\(stale.count)"])
+        for result in stale { self.send(.result(result)) }
+        return stale.count
     }
 
     var isConnected: Bool { self.sink.withLock { $0 != nil } }
@@ -64,7 +98,7 @@ public final class Uplink: Sendable {
     func attach(_ continuation: AsyncStream<Aspire_V1_AgentMessage>.Continuation, client: GRPCClient<HTTP2ClientTransport.Posix>) {
         self.sink.withLock { $0 = continuation }
         self.client.withLock { $0 = client }
-        let pending = self.state.pendingResults()
+        let pending = self.pendingResults()
         if !pending.isEmpty {
             self.logger.info("re-sending unacknowledged results", metadata: ["count": "\(pending.count)"])
         }

@@ -46,8 +46,13 @@ public final class PostgresEngine: SQLEngine, Service {
     }
 
     public func withConnection<Result: Sendable>(_ body: (any SQLDatabase) async throws -> Result) async throws -> Result {
-        try await self.client.withConnection { connection in
-            try await body(connection.sql())
+        do {
+            return try await self.client.withConnection { connection in
+                try await body(connection.sql())
+            }
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "53100" {
+            // disk_full: the database server's disk.
+            throw StoreFull(location: "PostgreSQL", detail: error.serverInfo?[.message] ?? "disk full").error
         }
     }
 

@@ -1,4 +1,5 @@
 public import SQLKit
+import RPC
 import Synchronization
 
 /// Where the store's SQL runs. One engine per database kind; the store's queries are the same.
@@ -53,5 +54,16 @@ final class AsyncLock: Sendable {
             return state.waiters.removeFirst()
         }
         next?.resume()
+    }
+}
+
+/// The store could not write: its disk is full. Callers get `unavailable` (HTTP 503, try again)
+/// with where and why, and the node goes on serving; the agents keep what was not stored.
+struct StoreFull {
+    var location: String
+    var detail: String
+
+    var error: AspireError {
+        AspireError(.unavailable, "the store cannot write: \(self.detail) (\(self.location)); free space and the node resumes")
     }
 }

@@ -34,7 +34,12 @@ public final class SQLiteEngine: SQLEngine {
     }
 
     public func withConnection<Result: Sendable>(_ body: (any SQLDatabase) async throws -> Result) async throws -> Result {
-        try await self.lock.withLock { try await body(self.connection.sql()) }
+        do {
+            return try await self.lock.withLock { try await body(self.connection.sql()) }
+        } catch let error as SQLiteError where [.full, .ioError].contains(error.reason) {
+            // The disk under the store: a clear answer for callers, not an internal error.
+            throw StoreFull(location: self.path, detail: error.message).error
+        }
     }
 
     /// Closes the database; also from a cancelled task (the async `close()` gives up when
