@@ -101,7 +101,9 @@ struct DiskFullTests {
 
         // Started with space; it finishes once the spool is full.
         let late = Task { try await node.run("sleep 3; echo late", on: agent.agentSN) }
-        try await Task.sleep(for: .seconds(1))
+        try await eventually(timeout: .seconds(30), "the command to be marked running") {
+            !((try? FileManager.default.contentsOfDirectory(atPath: "\(agent.dataDirectory)/running")) ?? []).isEmpty
+        }
         let filler = Self.fill(agent.dataDirectory)
 
         let refused = try await node.run("echo now", on: agent.agentSN)
