@@ -69,6 +69,11 @@ struct StormBench: AsyncParsableCommand {
                 report.add("back_100_s", "all back after restart", back100.seconds, unit: "s")
                 Self.addConnectRates(fleet.welcomes(since: killedAt), to: &report)
                 report.add("lost", "subtasks without a result", Double(task.count - task.complete), digits: 0, target: "0")
+                // Stored once, run once: one subtask per host, and no agent ran the command twice
+                // (a result lost with the node is re-sent from the agent's outbox, not run again).
+                report.add("subtasks", "subtasks stored (one per host)", Double(task.count), digits: 0, target: "\(count)")
+                let twice = fleet.counters.executions.values.filter { $0 > 1 }.count
+                report.add("run_twice", "commands run twice", Double(twice), digits: 0, target: "0")
                 return report
             }
             return report
