@@ -17,7 +17,7 @@ struct AspireBench: AsyncParsableCommand {
         subcommands: [
             All.self, FleetCommand.self, IdleBench.self, FanOutBench.self, SaltBench.self, RoundTripBench.self, OfflineBench.self,
             StormBench.self, RestBench.self, IngestBench.self, CommandsBench.self, ClusterBench.self, ConsoleBench.self, RolloutBench.self,
-            SoakBench.self,
+            SoakBench.self, ReliabilityBench.self,
         ]
     )
 }
@@ -43,6 +43,7 @@ struct All: AsyncParsableCommand {
             { try await ClusterBench.measure(options) },
             { [try await ConsoleBench.measure(options)] },
             { [try await RolloutBench.measure(options)] },
+            { [try await ReliabilityBench.descendants(options)] },
             { [try await SoakBench.measure(options)] },
         ]
         for benchmark in benchmarks {
