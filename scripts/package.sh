@@ -36,7 +36,38 @@ done
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 
-products=(boot BasicAgentCtl aspire-server aspirectl)
+# package NAME: what the package is, for the staging, the .deb and the .rpm alike — its
+# binaries, set-up script, unit, configuration file (mode and group as its set-up script leaves
+# them), the packages it needs beyond the runtimes, its summary and the rpm's %pre.
+package() {
+    name="$1"
+    unit="$name.service"
+    pre=""
+    case "$name" in
+        aspire-boot)
+            binaries_of=(boot BasicAgentCtl)
+            setup=boot config=boot.conf config_mode=0600 config_group=root
+            # What the agent runs its work with (seed 004's required tools).
+            requires="bash, tar, gzip"
+            summary="Aspire BootAgent: runs an Aspire server's commands and sub-agents on this host"
+            ;;
+        aspire-server)
+            binaries_of=(aspire-server aspirectl)
+            setup=server config=server.conf config_mode=0640 config_group=aspire
+            requires=""
+            summary="Aspire server node, REST gateway and web console, with aspirectl"
+            # The aspire group must exist before its file is given to it.
+            pre="getent group aspire >/dev/null || groupadd --system aspire"
+            ;;
+    esac
+}
+packages=(aspire-boot aspire-server)
+# The binaries to build: every package's.
+products=()
+for package_name in "${packages[@]}"; do
+    package "$package_name"
+    products+=("${binaries_of[@]}")
+done
 
 binaries="$out/bin"
 manuals="$out/man"
@@ -83,15 +114,15 @@ case "$architecture" in
     *) rpm_architecture="$architecture" ;;
 esac
 
-# stage NAME SETUP UNIT CONFIG BINARY...: the package's files under $out/stage/NAME.
+
+# stage NAME: the package's files under $out/stage/NAME.
 stage() {
-    local name="$1" setup="$2" unit="$3" config="$4"
-    shift 4
+    package "$1"
     local root="$out/stage/$name"
     rm -rf "$root"
     install -d "$root/usr/bin" "$root/usr/lib/systemd/system" "$root/usr/lib/aspire" "$root/etc/aspire" \
         "$root/usr/share/man/man1" "$root/usr/share/doc/$name"
-    for binary in "$@"; do
+    for binary in "${binaries_of[@]}"; do
         install -m 0755 "$binaries/$binary" "$root/usr/bin/$binary"
         for page in "$manuals/$binary".1 "$manuals/$binary".*.1; do
             [ -e "$page" ] || continue
@@ -105,8 +136,7 @@ stage() {
 }
 
 echo "== staging"
-stage aspire-boot boot aspire-boot.service boot.conf boot BasicAgentCtl
-stage aspire-server server aspire-server.service server.conf aspire-server aspirectl
+for name in "${packages[@]}"; do stage "$name"; done
 completions="$out/stage/aspire-server"
 install -d "$completions/usr/share/bash-completion/completions" "$completions/usr/share/zsh/vendor-completions" \
     "$completions/usr/share/fish/vendor_completions.d"
@@ -114,21 +144,10 @@ install -d "$completions/usr/share/bash-completion/completions" "$completions/us
 "$binaries/aspirectl" --generate-completion-script zsh > "$completions/usr/share/zsh/vendor-completions/_aspirectl"
 "$binaries/aspirectl" --generate-completion-script fish > "$completions/usr/share/fish/vendor_completions.d/aspirectl.fish"
 
-describe() {
-    case "$1" in
-        aspire-boot) echo "Aspire BootAgent: runs an Aspire server's commands and sub-agents on this host" ;;
-        aspire-server) echo "Aspire server node, REST gateway and web console, with aspirectl" ;;
-    esac
-}
-setup_of() { [ "$1" = aspire-boot ] && echo boot || echo server; }
-unit_of() { echo "$1.service"; }
-config_of() { [ "$1" = aspire-boot ] && echo boot.conf || echo server.conf; }
-# What the agent runs its work with (seed 004's required tools); the server needs nothing.
-requires_of() { [ "$1" = aspire-boot ] && echo "bash, tar, gzip" || echo ""; }
-
 echo "== .deb (dpkg-deb)"
 if [ "$configuration" = release ]; then compression=(-Zxz); else compression=(-Zgzip -z1); fi
-for name in aspire-boot aspire-server; do
+for package_name in "${packages[@]}"; do
+    package "$package_name"
     root="$out/stage/$name"
     deb="$out/stage/$name.deb-root"
     rm -rf "$deb"
@@ -136,7 +155,7 @@ for name in aspire-boot aspire-server; do
     install -d "$deb/DEBIAN"
     # The C and C++ runtimes and zlib: all the static binaries link dynamically (ldd shows it).
     depends="libc6 (>= 2.31), libstdc++6, libgcc-s1, zlib1g"
-    [ -n "$(requires_of "$name")" ] && depends="$depends, $(requires_of "$name")"
+    [ -n "$requires" ] && depends="$depends, $requires"
     cat > "$deb/DEBIAN/control" <<EOF
 Package: $name
 Version: $version
@@ -146,12 +165,12 @@ Depends: $depends
 Section: admin
 Priority: optional
 Installed-Size: $(du -sk "$root" | cut -f1)
-Description: $(describe "$name")
+Description: $summary
  Aspire manages the agents that run on a fleet of Linux hosts.
 EOF
-    echo "/etc/aspire/$(config_of "$name")" > "$deb/DEBIAN/conffiles"
+    echo "/etc/aspire/$config" > "$deb/DEBIAN/conffiles"
     for script in postinst prerm postrm; do
-        sed -e "s/@SETUP@/$(setup_of "$name")/g" -e "s/@UNIT@/$(unit_of "$name")/g" "packaging/scripts/deb-$script" > "$deb/DEBIAN/$script"
+        sed -e "s/@SETUP@/$setup/g" -e "s/@UNIT@/$unit/g" "packaging/scripts/deb-$script" > "$deb/DEBIAN/$script"
         chmod 0755 "$deb/DEBIAN/$script"
     done
     dpkg-deb --root-owner-group "${compression[@]}" --build "$deb" "$out/${name}_${version}_${architecture}.deb" >/dev/null
@@ -161,20 +180,16 @@ done
 if [ "$rpm" = yes ] && command -v rpmbuild >/dev/null 2>&1; then
     echo "== .rpm (rpmbuild)"
     if [ "$configuration" = release ]; then payload=w6.xzdio; else payload=w1.gzdio; fi
-    for name in aspire-boot aspire-server; do
+    for package_name in "${packages[@]}"; do
+        package "$package_name"
         top="$out/stage/$name.rpm-top"
         rm -rf "$top"
         mkdir -p "$top/SPECS"
-        setup="$(setup_of "$name")"
-        unit="$(unit_of "$name")"
-        config="$(config_of "$name")"
-        if [ "$name" = aspire-boot ]; then config_mode=0600; config_group=root; else config_mode=0640; config_group=aspire; fi
-        requires="$(requires_of "$name")"
         {
             echo "Name: $name"
             echo "Version: ${version//-/_}"
             echo "Release: 1"
-            echo "Summary: $(describe "$name")"
+            echo "Summary: $summary"
             echo "License: Proprietary"
             echo "BuildArch: $rpm_architecture"
             echo "AutoReqProv: no"
@@ -190,6 +205,7 @@ if [ "$rpm" = yes ] && command -v rpmbuild >/dev/null 2>&1; then
             (cd "$out/stage/$name" && find . -type f ! -path "./etc/*" | sed 's|^\.||' | sort)
             echo "%config(noreplace) %attr($config_mode,root,$config_group) /etc/aspire/$config"
             echo "%dir /etc/aspire"
+            [ -n "$pre" ] && printf '%%pre\n%s\n' "$pre"
             echo "%post"
             echo "/usr/lib/aspire/setup-$setup"
             echo "if [ -d /run/systemd/system ]; then"
@@ -201,10 +217,6 @@ if [ "$rpm" = yes ] && command -v rpmbuild >/dev/null 2>&1; then
             echo "%postun"
             echo "if [ -d /run/systemd/system ]; then systemctl daemon-reload >/dev/null || :; fi"
         } > "$top/SPECS/$name.spec"
-        if [ "$name" = aspire-server ]; then
-            # The aspire group must exist before its file is given to it.
-            sed -i "s|^%post$|%pre\ngetent group aspire >/dev/null \|\| groupadd --system aspire\n%post|" "$top/SPECS/$name.spec"
-        fi
         rpmbuild -bb --nodeps --quiet --define "_topdir $top" --define "_rpmdir $out" --define "_build_id_links none" \
             "$top/SPECS/$name.spec" >/dev/null
         ls "$out/$rpm_architecture/$name-${version//-/_}-1.$rpm_architecture.rpm"

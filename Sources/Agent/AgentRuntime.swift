@@ -67,9 +67,8 @@ public final class AgentRuntime: Service {
         )
         let downloads = PackageFetcher(store: uplink.storeDownload, web: web.callAsFunction)
         var bashConfiguration = configuration.bash
-        if bashConfiguration.groups != nil {
-            bashConfiguration.groups = CommandGroups.detect(parent: configuration.supervisor.cgroupParent)
-        }
+        // Commands' groups beside the sub-agents' parent group.
+        bashConfiguration.groups?.parent = configuration.supervisor.cgroupParent
         let bash = BashExecutor(configuration: bashConfiguration, logger: logger)
         self.supervisor = try Supervisor(
             configuration: configuration.supervisor, dataDirectory: configuration.dataDirectory, downloads: downloads,

@@ -34,12 +34,6 @@ public indirect enum Schema: Sendable {
     /// One of several shapes.
     case oneOf([Schema])
 
-    /// A request body's object: the fields named, and no other (the gateway refuses unknown
-    /// fields, so a client generated from the document knows).
-    static func closed(_ properties: [String: Schema], required: [String] = []) -> Schema {
-        .object(properties, required: required, additional: .never)
-    }
-
     /// The schema as a request body is checked: a required string is never empty, a field
     /// that is not required may be null (taken as absent), and an object with named fields
     /// takes no others (the gateway refuses unknown fields).

@@ -230,18 +230,6 @@ public struct OptionSourceError: Error, CustomStringConvertible, Sendable {
     init(_ description: String) { self.description = description }
 }
 
-extension ParsableCommand {
-    /// Runs the command as `main()` does, on the arguments `sources` make of the command line.
-    public static func main(sources: OptionSources) {
-        do {
-            let arguments = try sources.arguments(commandLine: Array(CommandLine.arguments.dropFirst()))
-            self.main(arguments)
-        } catch {
-            self.exit(withError: ValidationError(error.description))
-        }
-    }
-}
-
 extension AsyncParsableCommand {
     /// Runs the command as `main()` does, on the arguments `sources` make of the command line.
     public static func main(sources: OptionSources) async {

@@ -3,6 +3,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import RPC
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -57,20 +58,12 @@ struct ReliabilityBench: AsyncParsableCommand {
             return all
         }
         let elapsed = clock.now - started
-        let survivors = Self.processes(withArgument: marker)
+        let survivors = ProcessSearch.withArgument(marker)
         for pid in survivors { kill(pid, SIGKILL) }
         report.add("descendants", "descendants started", Double(commands * 3), digits: 0)
         report.add("timed_out", "commands timed out", Double(results.filter { $0.retcode == ErrorCode.timeout.rawValue }.count), digits: 0, target: "\(commands)")
         report.add("survivors", "descendants alive after the results", Double(survivors.count), digits: 0, target: "0")
         report.add("all_results_s", "all results after", elapsed.seconds, unit: "s", target: "≈ 1 s + 0.5 s grace")
         return report
-    }
-
-    /// Processes whose command line has `argument`.
-    static func processes(withArgument argument: String) -> [pid_t] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
-            guard let pid = pid_t(entry), let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
-            return data.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == argument } ? pid : nil
-        }
     }
 }

@@ -58,18 +58,18 @@ struct BashExecutorTests {
         #expect(result.retcode == ErrorCode.timeout.rawValue)
         #expect(result.message.contains("Timed out after 1 s"))
         #expect(String(decoding: result.data, as: UTF8.self) == "started\n")
-        #expect(Self.processes(withArgument: marker).isEmpty, "a sleep \(marker) survived the timeout")
+        #expect(ProcessSearch.withArgument(marker).isEmpty, "a sleep \(marker) survived the timeout")
     }
 
     @Test("A command whose caller is cancelled (the agent stopping) is reported interrupted, and its whole process group is killed")
     func cancelled() async throws {
         let marker = "7788.\(Int.random(in: 100_000 ... 999_999))"
         let task = Task { await self.run("sleep \(marker) & sleep \(marker); true", timeout: 120) }
-        try await eventually(timeout: .seconds(20), "both sleeps to start") { Self.processes(withArgument: marker).count == 2 }
+        try await eventually(timeout: .seconds(20), "both sleeps to start") { ProcessSearch.withArgument(marker).count == 2 }
         task.cancel()
         let result = await task.value
         #expect(result.resp == .failed && result.retcode == ErrorCode.interrupted.rawValue, "\(result.message)")
-        try await eventually(timeout: .seconds(10), "the command's group to be gone") { Self.processes(withArgument: marker).isEmpty }
+        try await eventually(timeout: .seconds(10), "the command's group to be gone") { ProcessSearch.withArgument(marker).isEmpty }
     }
 
     @Test("A grandchild that ignores SIGTERM is killed after the grace period")
@@ -81,7 +81,7 @@ struct BashExecutorTests {
         let result = await self.run("trap '' TERM; (trap '' TERM; sleep \(marker)) & sleep \(marker)", timeout: 1, executor: executor)
         #expect(result.retcode == ErrorCode.timeout.rawValue)
         try await eventually(timeout: .seconds(5), "the grandchild that ignores SIGTERM to be killed") {
-            Self.processes(withArgument: marker).isEmpty
+            ProcessSearch.withArgument(marker).isEmpty
         }
     }
 
@@ -115,7 +115,7 @@ struct BashExecutorTests {
         #expect(result.message.contains("every process it started killed"), "\(result.message)")
         #expect(String(decoding: result.data, as: UTF8.self) == "started\n")
         // Gone by the time the result is made: TERM, the grace, then KILL to the whole cgroup.
-        #expect(Self.processes(withArgument: marker).isEmpty, "an escaped sleep \(marker) survived: \(Self.processes(withArgument: marker))")
+        #expect(ProcessSearch.withArgument(marker).isEmpty, "an escaped sleep \(marker) survived: \(ProcessSearch.withArgument(marker))")
         #expect(elapsed < .seconds(30))
         // The command's group is removed with it.
         let left = Self.groups(in: groups.base)
@@ -139,7 +139,7 @@ struct BashExecutorTests {
         #expect(kill(pid, 0) == 0, "the daemon was killed with the command")
         #expect(Self.groups(in: groups.base).count == 1, "the daemon's group is kept while it runs")
         kill(pid, SIGKILL)
-        try await eventually(timeout: .seconds(10), "the daemon to go") { Self.processes(withArgument: marker).isEmpty }
+        try await eventually(timeout: .seconds(10), "the daemon to go") { ProcessSearch.withArgument(marker).isEmpty }
         // Pruning (before each command, of groups older than a minute) removes the empty group the daemon held.
         groups.prune(olderThan: 0)
         let left = Self.groups(in: groups.base)
@@ -219,13 +219,5 @@ struct BashExecutorTests {
         let line = String(decoding: result.data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         let parts = line.split(separator: " ")
         #expect(parts.count == 2 && parts[0] == parts[1], "not a session leader: \(line)")
-    }
-
-    static func processes(withArgument argument: String) -> [String] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.filter { Int($0) != nil }.filter { pid in
-            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
-            return data.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == argument }
-        }
     }
 }

@@ -19,7 +19,6 @@ as root on a host where none of that exists, and removes what it made.
 """
 
 import gzip
-import json
 import os
 import pwd
 import re
@@ -29,7 +28,6 @@ import socket
 import stat
 import subprocess
 import tarfile
-import tempfile
 import time
 
 import pytest

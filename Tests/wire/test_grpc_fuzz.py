@@ -8,11 +8,9 @@ status a client can act on (never UNKNOWN, INTERNAL or a dropped connection), an
 serving: an ordinary call works after each method's round and at the end, and the process is alive.
 """
 
-import os
 import random
 
 import grpc
-import pytest
 
 from test_grpcio_wire import bearer, channel, enroll, server, stubs  # noqa: F401 (fixtures)
 

@@ -84,7 +84,7 @@ public final class Uplink: Sendable {
         for result in self.unsaved.withLock({ Array($0.values) }) where (try? self.state.finish(result)) != nil {
             self.unsaved.withLock { $0[result.id] = nil }
         }
-        let cutoff = Date().unixMilliseconds - Int64(age.components.seconds * 1000)
+        let cutoff = Date().unixMilliseconds - age.milliseconds
         let stale = self.pendingResults().filter { $0.finishedUnixMs <= cutoff }
         guard !stale.isEmpty, self.isConnected else { return 0 }
         self.logger.info("re-sending results the server has not acknowledged", metadata: ["count": "\(stale.count)"])

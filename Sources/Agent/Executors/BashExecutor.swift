@@ -61,7 +61,7 @@ public struct BashExecutor: Sendable {
         }
 
         var spawn = Identity.spawn(as: identity, self.configuration.shell, ["-c", cmd])
-        self.configuration.groups?.prune()
+        self.configuration.groups?.pruneIfDue()
         let cgroup = self.configuration.groups?.make()
         if let cgroup { (spawn.executable, spawn.arguments) = cgroup.wrap(spawn.executable, spawn.arguments) }
         defer { cgroup?.remove() }

@@ -1,5 +1,6 @@
 import Foundation
 import RPC
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -25,8 +26,15 @@ public struct CommandGroups: Sendable {
         case v1Freezer
     }
 
-    let base: String
+    /// The hierarchy's root directory.
+    let hierarchy: String
     let kind: Kind
+    /// The sub-agents' parent group (`--cgroup-parent`); the commands' groups are its sibling.
+    public var parent: String
+    /// When groups were last pruned (seconds since 1970), shared by the copies of this value.
+    private let lastPrune = PruneClock()
+
+    var base: String { "\(self.hierarchy)/\(self.parent).commands" }
 
     /// The hierarchy this host offers for grouping, or nil. Only looks: nothing is made until a
     /// command runs.
@@ -40,7 +48,7 @@ public struct CommandGroups: Sendable {
             guard FileManager.default.fileExists(atPath: procs), kind == .v1Freezer || FileManager.default.fileExists(atPath: marker),
                 ControlFile.isWritableDirectory(hierarchy)
             else { continue }
-            return CommandGroups(base: "\(hierarchy)/\(parent).commands", kind: kind)
+            return CommandGroups(hierarchy: hierarchy, kind: kind, parent: parent)
         }
         return nil
     }
@@ -61,6 +69,17 @@ public struct CommandGroups: Sendable {
         }
     }
 
+    /// Prunes at most once a minute (before a command: the listing is off the path of the
+    /// commands in between).
+    func pruneIfDue(every interval: TimeInterval = 60) {
+        let now = Int64(Date().timeIntervalSince1970)
+        let last = self.lastPrune.seconds.load(ordering: .relaxed)
+        guard now - last >= Int64(interval),
+            self.lastPrune.seconds.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged
+        else { return }
+        self.prune()
+    }
+
     /// Removes the empty groups of commands that ended leaving processes behind (a daemon a
     /// command started on purpose) once those are gone too. A group made in the last minute is
     /// left alone: its command may not have entered it yet (another agent's, or this one's).
@@ -75,6 +94,11 @@ public struct CommandGroups: Sendable {
             rmdir(path)
         }
     }
+}
+
+/// When ``CommandGroups`` last pruned.
+private final class PruneClock: Sendable {
+    let seconds = Atomic<Int64>(0)
 }
 
 /// One command's cgroup.

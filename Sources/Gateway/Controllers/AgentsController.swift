@@ -65,8 +65,8 @@ struct AgentsController<Transport: ClientTransport>: GatewayController {
                 message.ipaddr = context.remoteAddress
                 message.status.hostname = try body.string("hostname")
                 message.status.version = try body.string("version")
-                message.status.uptime = Int64(try body.integer("uptime", range: Int(Self.milliseconds.lowerBound) ... Int(Self.milliseconds.upperBound)) ?? 0)
-                message.status.timestamp = Int64(try body.integer("timestamp", range: Int(Self.milliseconds.lowerBound) ... Int(Self.milliseconds.upperBound)) ?? 0)
+                message.status.uptime = try body.integer("uptime", range: Self.milliseconds) ?? 0
+                message.status.timestamp = try body.integer("timestamp", range: Self.milliseconds) ?? 0
                 message.status.step = Int32(try body.integer("step", range: 0 ... 86400) ?? 0)
                 message.status.tags = try body.stringMap("tags")
                 for agent in try self.subAgents(body) {
@@ -156,7 +156,7 @@ struct AgentsController<Transport: ClientTransport>: GatewayController {
             agent.name = try fields.string("name", required: true)
             agent.version = try fields.string("version")
             agent.status = try fields.string("status")
-            agent.uptime = Int64(try fields.integer("uptime", range: Int(Self.milliseconds.lowerBound) ... Int(Self.milliseconds.upperBound)) ?? 0)
+            agent.uptime = try fields.integer("uptime", range: Self.milliseconds) ?? 0
             agent.pid = Int32(try fields.integer("pid", range: 0 ... Int(Int32.max)) ?? 0)
             agent.restarts = Int32(try fields.integer("restarts", range: 0 ... Int(Int32.max)) ?? 0)
             return agent

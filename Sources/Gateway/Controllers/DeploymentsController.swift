@@ -32,10 +32,9 @@ struct DeploymentsController<Transport: ClientTransport>: GatewayController {
             "tags": .object([:], additional: .string), "on_untag": .enumeration(["remove", "keep"]),
             "daemon": .object(
                 [
-                    "precheck": .string, "precheck_retries": .bounded(0 ... 100), "start": .string, "start_delay": .bounded(0 ... 3600),
-                    "stop": .string, "stop_timeout": .bounded(0 ... 3600), "check": .enumeration(["process", "pidfile", "socket"]),
-                    "check_interval": .bounded(0 ... 86_400), "pidfile": .string, "socket": .string, "hits": .bounded(0 ... 1000),
-                ],
+                    "precheck": .string, "start": .string, "stop": .string, "check": .enumeration(DaemonCheck.allCases.map(\.rawValue)),
+                    "pidfile": .string, "socket": .string,
+                ].merging(Aspire_V1_DaemonSpec.ranges.map { ($0.key, Schema.bounded($0.value)) }) { $1 },
                 required: ["start"]
             ),
         ]
@@ -183,7 +182,7 @@ struct DeploymentsController<Transport: ClientTransport>: GatewayController {
     static func daemon(_ fields: JSONFields) throws(AspireError) -> Aspire_V1_DaemonSpec {
         try fields.allow(Aspire_V1_DaemonSpec.fieldNames.union(["hits"]))
         var daemon = try Aspire_V1_DaemonSpec(fields: fields)
-        daemon.hits = Int32(try fields.integer("hits", range: 0 ... 1000) ?? 0)
+        daemon.hits = Int32(try fields.integer("hits", range: Aspire_V1_DaemonSpec.range("hits")) ?? 0)
         return daemon
     }
 

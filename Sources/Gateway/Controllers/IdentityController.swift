@@ -104,8 +104,8 @@ struct IdentityController<Transport: ClientTransport>: GatewayController {
                 let body = try await self.gateway.objectBody(request, route: route)
                 try body.allow(["ttl_seconds", "max_uses", "tags", "note"])
                 var message = Aspire_V1_CreateJoinTokenRequest()
-                message.ttlSeconds = Int64(try body.integer("ttl_seconds", range: Int(Self.tokenLifetimes.lowerBound) ... Int(Self.tokenLifetimes.upperBound)) ?? 0)
-                message.maxUses = Int32(try body.integer("max_uses", range: Int(Self.tokenUses.lowerBound) ... Int(Self.tokenUses.upperBound)) ?? 0)
+                message.ttlSeconds = try body.integer("ttl_seconds", range: Self.tokenLifetimes) ?? 0
+                message.maxUses = Int32(try body.integer("max_uses", range: Self.tokenUses) ?? 0)
                 message.tags = try body.stringMap("tags")
                 message.note = try body.string("note")
                 let answer = try await self.gateway.admin.createJoinToken(message, metadata: metadata)

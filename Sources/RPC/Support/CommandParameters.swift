@@ -67,8 +67,9 @@ public enum CommandParameters {
                 guard !subAgent.version.isEmpty else { throw AspireError(.invalidParams, "\(name): version is required") }
                 var daemon = try Aspire_V1_DaemonSpec(fields: fields)
                 if let hits = limits.first(where: { $0.key.lowercased() == "hits" })?.value {
-                    guard let value = Int32(hits), (0 ... 1000).contains(value) else {
-                        throw AspireError(.invalidParams, "\(name): limits.hits '\(hits)' is not a number from 0 to 1000")
+                    let range = Aspire_V1_DaemonSpec.range("hits")
+                    guard let value = Int32(hits), range.contains(Int64(value)) else {
+                        throw AspireError(.invalidParams, "\(name): limits.hits '\(hits)' is not a number from \(range.lowerBound) to \(range.upperBound)")
                     }
                     daemon.hits = value
                 }

@@ -48,16 +48,30 @@ extension Aspire_V1_DaemonSpec {
         "precheck", "precheck_retries", "start", "start_delay", "stop", "stop_timeout", "check", "check_interval", "pidfile", "socket",
     ]
 
+    /// The numeric fields' ranges: read by the parsers, checked by `check`, declared by the REST
+    /// document.
+    public static let ranges: KeyValuePairs<String, ClosedRange<Int64>> = [
+        "precheck_retries": 0 ... 100, "start_delay": 0 ... 3600, "stop_timeout": 0 ... 3600, "check_interval": 0 ... 86_400, "hits": 0 ... 1000,
+    ]
+
+    /// The range of the numeric field `name`.
+    public static func range(_ name: String) -> ClosedRange<Int64> {
+        Self.ranges.first { $0.key == name }!.value
+    }
+
     public init(fields: JSONFields) throws(AspireError) {
         self.init()
+        func number(_ name: String) throws(AspireError) -> Int32 {
+            Int32(try fields.integer(name, range: Self.range(name)) ?? 0)
+        }
         self.precheck = try fields.string("precheck")
-        self.precheckRetries = Int32(try fields.integer("precheck_retries", range: 0 ... 100) ?? 0)
+        self.precheckRetries = try number("precheck_retries")
         self.start = try fields.string("start", required: true)
-        self.startDelay = Int32(try fields.integer("start_delay", range: 0 ... 3600) ?? 0)
+        self.startDelay = try number("start_delay")
         self.stop = try fields.string("stop")
-        self.stopTimeout = Int32(try fields.integer("stop_timeout", range: 0 ... 3600) ?? 0)
+        self.stopTimeout = try number("stop_timeout")
         self.check = try fields.string("check")
-        self.checkInterval = Int32(try fields.integer("check_interval", range: 0 ... 86_400) ?? 0)
+        self.checkInterval = try number("check_interval")
         self.pidfile = try fields.string("pidfile")
         self.socket = try fields.string("socket")
     }
@@ -84,11 +98,13 @@ extension Aspire_V1_DaemonSpec {
         } catch {
             throw AspireError(code, error.cause)
         }
-        for (field, value, range) in [
-            ("precheck_retries", self.precheckRetries, 0 ... 100), ("start_delay", self.startDelay, 0 ... 3600),
-            ("stop_timeout", self.stopTimeout, 0 ... 3600), ("check_interval", self.checkInterval, 0 ... 86_400), ("hits", self.hits, 0 ... 1000),
-        ] as [(String, Int32, ClosedRange<Int32>)] where !range.contains(value) {
-            throw refuse("\(field) \(value) is not from \(range.lowerBound) to \(range.upperBound)")
+        let values: [String: Int32] = [
+            "precheck_retries": self.precheckRetries, "start_delay": self.startDelay, "stop_timeout": self.stopTimeout,
+            "check_interval": self.checkInterval, "hits": self.hits,
+        ]
+        for (field, range) in Self.ranges {
+            let value = values[field] ?? 0
+            if !range.contains(Int64(value)) { throw refuse("\(field) \(value) is not from \(range.lowerBound) to \(range.upperBound)") }
         }
     }
 }

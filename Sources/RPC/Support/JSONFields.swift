@@ -65,6 +65,11 @@ public struct JSONFields: Sendable {
         return whole
     }
 
+    /// A whole number within an Int64 range (what the REST document declares).
+    public func integer(_ key: String, range: ClosedRange<Int64>) throws(AspireError) -> Int64? {
+        try self.integer(key, range: Int(range.lowerBound) ... Int(range.upperBound)).map(Int64.init)
+    }
+
     public func bool(_ key: String) throws(AspireError) -> Bool? {
         guard let value = self.fields[key], !Self.isNull(value) else { return nil }
         guard case .boolValue(let flag)? = value.kind else { throw self.failure("'\(key)' must be true or false") }
