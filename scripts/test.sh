@@ -83,8 +83,8 @@ echo "== Packages: static binaries without the toolchain; .deb installed, upgrad
 # scripts/package.sh --debug (its own build folder, .build-package: the static runtime's objects do
 # not mix with the tests'), then installs them on this machine and removes them again.
 if [ "$(id -u)" = 0 ]; then
-    if ! command -v rpmbuild >/dev/null 2>&1 || ! command -v cpio >/dev/null 2>&1; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rpm cpio >/dev/null
+    if ! command -v rpmbuild >/dev/null 2>&1 || ! command -v cpio >/dev/null 2>&1 || ! command -v systemd-analyze >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rpm cpio systemd >/dev/null
     fi
     python3 -m pytest -q Tests/package
 elif [ -n "${CI:-}" ]; then

@@ -107,16 +107,12 @@ struct BashExecutorTests {
             ( setsid sh -c "trap '' TERM; sleep \(marker); sleep \(marker)" < /dev/null > /dev/null 2>&1 & )
             echo started; sleep \(marker)
             """
-        let clock = ContinuousClock()
-        let started = clock.now
         let result = await self.run(command, timeout: 1, user: user, executor: executor)
-        let elapsed = clock.now - started
         #expect(result.retcode == ErrorCode.timeout.rawValue, "\(result.message)")
         #expect(result.message.contains("every process it started killed"), "\(result.message)")
         #expect(String(decoding: result.data, as: UTF8.self) == "started\n")
         // Gone by the time the result is made: TERM, the grace, then KILL to the whole cgroup.
         #expect(ProcessSearch.withArgument(marker).isEmpty, "an escaped sleep \(marker) survived: \(ProcessSearch.withArgument(marker))")
-        #expect(elapsed < .seconds(30))
         // The command's group is removed with it.
         let left = Self.groups(in: groups.base)
         #expect(left.isEmpty, "command cgroups left: \(left)")
