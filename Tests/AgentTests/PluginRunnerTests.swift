@@ -52,7 +52,11 @@ struct PluginRunnerTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try runner.configure([PluginConfig(name: "load", period: 1, user: Self.runUser)])
         let task = Task { await runner.run() }
-        try await eventually(timeout: .seconds(15), "two periodic runs") {
+        // A generous wait: the suite shares two cores with every other; on failure, what the runs said.
+        try await eventually(
+            timeout: .seconds(60),
+            "two periodic runs (metrics: \(collected.metrics.withLock { $0.map { "\($0.name)=\($0.value)" } }), events: \(collected.events.withLock { $0 }))"
+        ) {
             collected.metrics.withLock { $0.filter { $0.name == "plugin.load.one" }.count } >= 2
         }
         task.cancel()
@@ -74,7 +78,7 @@ struct PluginRunnerTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try runner.configure([PluginConfig(name: "slow", period: 1, user: Self.runUser, timeout: 60)])
         let task = Task { await runner.run() }
-        try await eventually(timeout: .seconds(15), "the run to start") { runner.states.first?.running == true }
+        try await eventually(timeout: .seconds(60), "the run to start") { runner.states.first?.running == true }
         task.cancel()
         await task.value
         #expect(collected.events.withLock { $0 }.isEmpty, "\(collected.events.withLock { $0 })")
@@ -150,7 +154,7 @@ struct PluginRunnerTests {
         #expect(runner.takeDue(now: until.addingTimeInterval(-0.001)).isEmpty, "not while disabled, up to the last millisecond")
         #expect(runner.states.first?.enabled == false)
         let task = Task { await runner.run() }
-        try await eventually(timeout: .seconds(15), "the plugin to run again by itself") {
+        try await eventually(timeout: .seconds(60), "the plugin to run again by itself") {
             collected.metrics.withLock { $0.contains { $0.name == "plugin.load.one" } }
         }
         #expect(runner.states.first?.enabled == true)
