@@ -8,10 +8,12 @@ import SwiftProtobuf
 import Synchronization
 
 /// `curl -F name=BasicAgent -F version=1.5.6 -F os=linux -F arch=x86_64 -F file=@BasicAgent.rpm`:
-/// the form's text fields name the package (the query may too), the file part carries the bytes,
-/// streamed to the service as they arrive. Text fields must come before the file part.
+/// the form's text fields name the package (the query may too) and the file part carries the
+/// bytes. The parts may come in any order (a form lists its fields as it likes): the file is
+/// spooled to a temporary file, never held in memory, and goes to the service once the form has
+/// ended and named it.
 extension Gateway {
-    /// `authorize` sees the text fields before the file's first byte goes anywhere (the
+    /// `authorize` sees the text fields before the file's first byte goes to the service (the
     /// console checks its CSRF token there); what it throws ends the upload.
     func multipartUpload(
         _ request: Request,
@@ -20,13 +22,19 @@ extension Gateway {
         metadata: Metadata,
         authorize: (@Sendable ([String: String]) throws(AspireError) -> Void)? = nil
     ) async throws -> Aspire_V1_Package {
-        let failure = Mutex<AspireError?>(nil)
-        let body = request.body
         let defaults = ["name", "version", "os", "arch", "file", "sha256"].reduce(into: [String: String]()) { $0[$1] = query.string($1) }
+        let spool = try UploadSpool(limit: self.configuration.maxUploadBytes)
+        defer { spool.remove() }
+        var fields = try await Self.readForm(request.body, boundary: boundary, defaults: defaults, into: spool)
+        if (fields["file"] ?? "").isEmpty { fields["file"] = spool.fileName }
+        try authorize?(fields)
+        let info = try Self.info(fields)
+        let failure = Mutex<AspireError?>(nil)
         do {
             return try await self.admin.uploadPackage(metadata: metadata) { writer in
                 do {
-                    try await Self.streamForm(body, boundary: boundary, defaults: defaults, authorize: authorize, to: writer)
+                    try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.info = info })
+                    try await spool.send { chunk in try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.chunk = chunk }) }
                 } catch let error as AspireError {
                     // Ends the stream early; the service then refuses the upload, and this
                     // reason is the one reported.
@@ -49,13 +57,8 @@ extension Gateway {
         var items: [Event] = []
     }
 
-    private static func streamForm(
-        _ body: RequestBody,
-        boundary: String,
-        defaults: [String: String],
-        authorize: (@Sendable ([String: String]) throws(AspireError) -> Void)?,
-        to writer: RPCWriter<Aspire_V1_UploadPackageRequest>
-    ) async throws {
+    /// The form's text fields (over `defaults`), its file part written to `spool`.
+    private static func readForm(_ body: RequestBody, boundary: String, defaults: [String: String], into spool: UploadSpool) async throws -> [String: String] {
         let parser = MultipartParser(boundary: boundary)
         let events = Events()
         parser.onHeader = { events.items.append(.header($0, $1)) }
@@ -64,10 +67,9 @@ extension Gateway {
 
         var fields = defaults
         var partName = ""
-        // The part being read is the file (its bytes go to the service as they come).
+        // The part being read is the file.
         var inFile = false
         var fieldBytes: [UInt8] = []
-        var sentInfo = false
         var fileDone = false
         for try await buffer in body {
             do {
@@ -86,29 +88,21 @@ extension Gateway {
                     fieldBytes = []
                     inFile = false
                     if let file = parameters["filename"], partName == "file" || partName == "content" {
-                        guard !sentInfo else { throw AspireError(.badRequest, "multipart upload carries more than one file part") }
-                        // The text fields came first: the package is named before its bytes.
-                        if (fields["file"] ?? "").isEmpty { fields["file"] = file }
-                        try authorize?(fields)
-                        try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.info = try Self.info(fields) })
-                        sentInfo = true
+                        guard spool.fileName == nil else { throw AspireError(.badRequest, "multipart upload carries more than one file part") }
+                        spool.fileName = file
                         inFile = true
                     }
                 case .body(var chunk):
-                    let bytes = chunk.readBytes(length: chunk.readableBytes) ?? []
                     if inFile {
-                        try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.chunk = Data(bytes) })
+                        try spool.write(chunk)
                     } else {
-                        fieldBytes += bytes
+                        fieldBytes += chunk.readBytes(length: chunk.readableBytes) ?? []
                         guard fieldBytes.count <= 4096 else { throw AspireError(.badRequest, "multipart field '\(partName)' is longer than 4096 bytes") }
                     }
                 case .partEnd:
                     if inFile {
                         fileDone = true
                     } else if !partName.isEmpty {
-                        guard !sentInfo else {
-                            throw AspireError(.badRequest, "multipart field '\(partName)' comes after the file part; put the text fields first")
-                        }
                         fields[partName] = String(decoding: fieldBytes, as: UTF8.self)
                     }
                     partName = ""
@@ -117,11 +111,12 @@ extension Gateway {
             }
         }
         guard fileDone else { throw AspireError(.badRequest, "the multipart body has no file part (a part named 'file' with a filename)") }
+        return fields
     }
 
     private static func info(_ fields: [String: String]) throws -> Aspire_V1_PackageInfo {
         for key in ["name", "version", "os", "arch"] where (fields[key] ?? "").isEmpty {
-            throw AspireError(.badRequest, "multipart upload: field '\(key)' is required (before the file part)")
+            throw AspireError(.badRequest, "multipart upload: field '\(key)' is required")
         }
         var info = Aspire_V1_PackageInfo()
         info.name = fields["name"] ?? ""
@@ -144,5 +139,46 @@ extension Gateway {
             parameters[pair[0].trimmingCharacters(in: .whitespaces).lowercased()] = text
         }
         return parameters
+    }
+}
+
+/// The file part of an upload, on disk until the form has ended (owner-only, removed after).
+private final class UploadSpool: @unchecked Sendable {
+    let path = NSTemporaryDirectory() + "aspire-upload-\(UUID().uuidString)"
+    let handle: FileHandle
+    let limit: Int64
+    var size: Int64 = 0
+    /// The file part's filename, once it has begun.
+    var fileName: String?
+
+    init(limit: Int64) throws {
+        guard FileManager.default.createFile(atPath: self.path, contents: nil, attributes: [.posixPermissions: 0o600]),
+            let handle = FileHandle(forUpdatingAtPath: self.path)
+        else { throw AspireError(.unavailable, "cannot make a temporary file for the upload in \(NSTemporaryDirectory())") }
+        self.handle = handle
+        self.limit = limit
+    }
+
+    func write(_ chunk: ByteBuffer) throws {
+        self.size += Int64(chunk.readableBytes)
+        guard self.size <= self.limit else { throw AspireError(.payloadTooLarge, "the package is larger than the limit of \(self.limit) bytes") }
+        do {
+            try self.handle.write(contentsOf: chunk.readableBytesView)
+        } catch {
+            throw AspireError(.unavailable, "cannot spool the upload to \(self.path): \(error)")
+        }
+    }
+
+    /// The file, in chunks, from its start.
+    func send(_ chunk: (Data) async throws -> Void) async throws {
+        try self.handle.seek(toOffset: 0)
+        while let data = try self.handle.read(upToCount: 256 << 10), !data.isEmpty {
+            try await chunk(data)
+        }
+    }
+
+    func remove() {
+        try? self.handle.close()
+        unlink(self.path)
     }
 }

@@ -27,6 +27,8 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
     public struct Configuration: Sendable {
         /// Largest JSON body accepted (413 beyond it).
         public var maxBodyBytes = 1 << 20
+        /// Largest package file a multipart upload may carry (the node's own limit: 413 beyond it).
+        public var maxUploadBytes: Int64 = 1 << 30
         /// The node's admin token: the gateway serves the seed's plain-HTTP agents and download
         /// links with it. Callers' own tokens (the admin token or an operator's) are forwarded
         /// to the services, whose interceptor checks them.

@@ -55,6 +55,9 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-body-size"), help: "Largest JSON body accepted, in bytes.")
     var maxBodySize = 1 << 20
 
+    @Option(name: .customLong("max-package-size"), help: "Largest package file an upload may carry, in bytes (spooled to a temporary file until the form ends).")
+    var maxPackageSize: Int64 = 1 << 30
+
     @OptionGroup var console: ConsoleOptions
 
     @OptionGroup var log: LogOptions
@@ -72,6 +75,7 @@ struct GatewayCommand: AsyncParsableCommand {
         }
         var configuration = Gateway<HTTP2ClientTransport.Posix>.Configuration()
         configuration.maxBodyBytes = self.maxBodySize
+        configuration.maxUploadBytes = self.maxPackageSize
         configuration.consoleSessionLifetime = self.console.sessionLifetime
         if let path = self.enrollTokenFile { configuration.agentToken = try Secret.read(path) }
         if let path = self.adminTokenFile { configuration.adminToken = try Secret.read(path) }

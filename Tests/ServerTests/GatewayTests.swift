@@ -94,17 +94,15 @@ struct GatewayTests {
         let registered = try await rest.ok("POST", route, json: seed)
         #expect((registered["package"] as? [String: Any])?["sha256"] as? String == SHA256.hash(data: Data("rpm".utf8)).hexString)
 
-        // multipart/form-data as curl -F sends it: text fields, then the file part.
-        func form(_ fields: [(String, String)], file: (name: String, bytes: Data)?) -> Data {
-            var body = Data()
-            for (name, value) in fields {
-                body += Data("--XyZ\r\nContent-Disposition: form-data; name=\"\(name)\"\r\n\r\n\(value)\r\n".utf8)
-            }
+        // multipart/form-data as curl -F sends it: text fields, then the file part (or after
+        // some of them, as a form in another order sends it).
+        func form(_ fields: [(String, String)], file: (name: String, bytes: Data)?, fieldsBeforeFile: Int = .max) -> Data {
+            var parts = fields.map { name, value in Data("--XyZ\r\nContent-Disposition: form-data; name=\"\(name)\"\r\n\r\n\(value)\r\n".utf8) }
             if let file {
-                body += Data("--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\(file.name)\"\r\nContent-Type: application/octet-stream\r\n\r\n".utf8)
-                body += file.bytes + Data("\r\n".utf8)
+                let part = Data("--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\(file.name)\"\r\nContent-Type: application/octet-stream\r\n\r\n".utf8)
+                parts.insert(part + file.bytes + Data("\r\n".utf8), at: min(fieldsBeforeFile, parts.count))
             }
-            return body + Data("--XyZ--\r\n".utf8)
+            return parts.reduce(Data(), +) + Data("--XyZ--\r\n".utf8)
         }
         let multipart = "multipart/form-data; boundary=XyZ"
         let formBytes = Data(bytes.prefix(700_000))
@@ -114,11 +112,34 @@ struct GatewayTests {
         )
         #expect((formed["package"] as? [String: Any])?["path"] as? String == "packages/linux/aarch64/FormAgent-2.0.rpm")
         #expect((formed["package"] as? [String: Any])?["sha256"] as? String == SHA256.hash(data: formBytes).hexString)
+        // Fields in any order: the file before the names that place it (alphabetical, as schemathesis sends a form).
+        let late = try await rest.ok(
+            "POST", route,
+            body: form(
+                [("arch", "aarch64"), ("name", "LateAgent"), ("os", "linux"), ("sha256", SHA256.hash(data: formBytes).hexString), ("version", "2.1")],
+                file: ("LateAgent-2.1.rpm", formBytes), fieldsBeforeFile: 1
+            ),
+            contentType: multipart
+        )
+        #expect((late["package"] as? [String: Any])?["path"] as? String == "packages/linux/aarch64/LateAgent-2.1.rpm")
+        #expect((late["package"] as? [String: Any])?["sha256"] as? String == SHA256.hash(data: formBytes).hexString)
+        let lateWrong = form([("name", "LateAgent"), ("version", "2.2"), ("os", "linux"), ("arch", "aarch64"), ("sha256", String(repeating: "0", count: 64))], file: ("LateAgent-2.2.rpm", formBytes), fieldsBeforeFile: 0)
+        try await rest.fails("POST", route, body: lateWrong, contentType: multipart, http: 422, code: .unprocessable)
+        // (Other tests may be uploading small files meanwhile: only this one's spool is this big.)
+        let spooled = {
+            ((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? []).filter { name in
+                let size = (try? FileManager.default.attributesOfItem(atPath: NSTemporaryDirectory() + name))?[.size] as? Int ?? 0
+                return name.hasPrefix("aspire-upload-") && size > 1_000_000
+            }
+        }
+        cause = try await rest.fails("POST", route, body: form([("name", "Huge"), ("version", "1"), ("os", "linux"), ("arch", "x86_64")], file: ("huge.rpm", Data(count: 2_500_000)), fieldsBeforeFile: 0), contentType: multipart, http: 413, code: .payloadTooLarge)
+        #expect(spooled().isEmpty, "the gateway's spool files are removed: \(spooled())")
         cause = try await rest.fails("POST", route, body: form([("name", "FormAgent")], file: ("x.rpm", Data("x".utf8))), contentType: multipart, http: 400, code: .badRequest)
         #expect(cause.contains("'version' is required"))
         try await rest.fails("POST", route, body: form([("name", "A"), ("version", "1"), ("os", "linux"), ("arch", "x86_64")], file: ("../../evil.rpm", Data("x".utf8))), contentType: multipart, http: 422, code: .unprocessable)
         try await rest.fails("POST", route, body: form([("name", "A"), ("version", "1"), ("os", "linux"), ("arch", "x86_64")], file: nil), contentType: multipart, http: 400, code: .badRequest)
         _ = try await rest.ok("DELETE", "\(route)?name=FormAgent")
+        _ = try await rest.ok("DELETE", "\(route)?name=LateAgent")
 
         // Refusals leave nothing behind: no record, no file, nothing in the incoming directory.
         try await rest.fails("POST", "\(route)?name=FoobarAgent&version=1.2.3-rc1&os=linux&arch=x86_64&file=other.rpm", body: bytes, contentType: octets, http: 409, code: .conflict)

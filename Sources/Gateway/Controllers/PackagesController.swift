@@ -78,8 +78,8 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
                     rpc: "UploadPackage", method: "POST", path: "/api/v1/server/package",
                     summary: """
                         Stores a package version under packages/{os}/{arch}/{file} and computes its SHA256. The bytes come \
-                        as the raw body (names in the query), as multipart/form-data (text fields first, then the file \
-                        part), or base64 in the JSON body's "content"; the seed's JSON without content registers a file \
+                        as the raw body (names in the query), as multipart/form-data (text fields and the file part in \
+                        any order), or base64 in the JSON body's "content"; the seed's JSON without content registers a file \
                         already in the package store.
                         """,
                     query: [

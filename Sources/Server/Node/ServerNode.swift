@@ -163,6 +163,7 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
     let localClient = GRPCClient(transport: inProcess.client)
     var gatewayConfiguration = Gateway<InProcessTransport.Client>.Configuration()
     gatewayConfiguration.maxBodyBytes = configuration.maxBodyBytes
+    gatewayConfiguration.maxUploadBytes = configuration.maxPackageBytes
     gatewayConfiguration.consoleSessionLifetime = configuration.consoleSessionLifetime
     gatewayConfiguration.seedAgents = configuration.seedAgents
     gatewayConfiguration.adminToken = admin.token
