@@ -85,7 +85,12 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
 
     /// The named schemas of every resource.
     var schemas: [String: Schema] {
-        self.controllers.reduce(into: [:]) { all, controller in all.merge(controller.schemas) { first, _ in first } }
+        self.controllers.reduce(into: [:]) { all, controller in
+            for (name, schema) in controller.schemas {
+                // Two resources naming one schema: one would describe the other's answers.
+                precondition(all.updateValue(schema, forKey: name) == nil, "two gateway controllers name the schema \(name)")
+            }
+        }
     }
 
     /// A router with every route and the web console; unknown paths and methods answer the

@@ -25,8 +25,11 @@ public indirect enum Schema: Sendable {
     case matching(String, maxLength: Int? = nil)
     /// An array of at least one item.
     case nonEmptyArray(Schema)
-    /// An object of at least one field, each of this schema (a deployment's tags).
-    case nonEmptyMap(Schema)
+    /// A string of `length` characters (Unicode scalars, as JSON Schema counts them).
+    case length(ClosedRange<Int>)
+    /// An object used as a map: at least `minimum` fields, each name of `names` and each value
+    /// of `values` (tags).
+    case map(names: Schema, values: Schema, minimum: Int = 0)
     case array(Schema)
     case object([String: Schema], required: [String] = [], additional: Schema? = nil)
     /// A schema of `OpenAPI.components`.
@@ -81,6 +84,8 @@ public indirect enum Schema: Sendable {
                 return "must match \(pattern)"
             }
             return nil
+        case .length(let range):
+            return range.contains(text.unicodeScalars.count) ? nil : "must be \(range.lowerBound) to \(range.upperBound) characters"
         case .nullable(let schema):
             return schema.refusal(ofQueryValue: text)
         default:
@@ -93,6 +98,7 @@ public indirect enum Schema: Sendable {
         switch self {
         case .ref(let name): return [name]
         case .array(let items), .nonEmptyArray(let items), .nullable(let items): return items.references
+        case .map(let names, let values, _): return names.references + values.references
         case .oneOf(let choices): return choices.flatMap(\.references)
         case .object(let properties, _, let additional): return properties.values.flatMap(\.references) + (additional?.references ?? [])
         default: return []
@@ -120,14 +126,26 @@ public indirect enum Schema: Sendable {
         case .enumeration(let values): return ["type": "string", "enum": values]
         case .nonEmpty: return ["type": "string", "minLength": 1]
         case .bounded(let range): return ["type": "integer", "format": "int64", "minimum": range.lowerBound, "maximum": range.upperBound]
-        case .nullable(let schema): return schema.json.merging(["nullable": true]) { $1 }
+        case .length(let range): return ["type": "string", "minLength": range.lowerBound, "maxLength": range.upperBound]
+        case .nullable(let schema):
+            // OpenAPI 3.1 (JSON Schema 2020-12): null is a type, and a value of an enum.
+            var json = schema.json
+            if let type = json["type"] as? String, json["$ref"] == nil {
+                json["type"] = [type, "null"]
+                if let values = json["enum"] as? [Any] { json["enum"] = values + [NSNull()] }
+                return json
+            }
+            return ["anyOf": [json, ["type": "null"]]]
         case .never: return ["not": [String: Any]()]
         case .matching(let pattern, let maxLength):
             var json: [String: Any] = ["type": "string", "pattern": pattern]
             if let maxLength { json["maxLength"] = maxLength }
             return json
         case .nonEmptyArray(let items): return ["type": "array", "items": items.json, "minItems": 1]
-        case .nonEmptyMap(let values): return ["type": "object", "additionalProperties": values.json, "minProperties": 1]
+        case .map(let names, let values, let minimum):
+            var json: [String: Any] = ["type": "object", "propertyNames": names.json, "additionalProperties": values.json]
+            if minimum > 0 { json["minProperties"] = minimum }
+            return json
         case .array(let items): return ["type": "array", "items": items.json]
         case .object(let properties, let required, let additional):
             var object: [String: Any] = ["type": "object", "properties": properties.mapValues(\.json)]
@@ -153,8 +171,13 @@ public enum OpenAPI {
     static let time = Schema.nullable(.string)
     /// The largest whole number a JSON body carries exactly (2^53 - 1: bodies' numbers are doubles).
     static let maxWhole: Int64 = 9_007_199_254_740_991
+    /// Tags (and tag selectors, and an operator's scope): names of 1 to 64 characters, values of
+    /// at most 64, as `SQLStore.validateTag` takes them.
+    static func tags(minimum: Int = 0) -> Schema { .map(names: .length(1 ... 64), values: .length(0 ... 64), minimum: minimum) }
     /// An AgentSN, as `AgentIdentity.validate(agentSN:)` takes it.
     static let agentSN = Schema.matching("^[A-Za-z0-9._:-]{1,64}$")
+    /// A SHA256 in hex.
+    static let sha256 = Schema.matching("^[0-9a-fA-F]{64}$")
     /// Names, versions, os and arch of packages, as `PackageFiles` takes them.
     static func packageField(maxLength: Int) -> Schema {
         // Dot-separated runs of the allowed characters: no leading dot, no "..".
@@ -212,7 +235,7 @@ public enum OpenAPI {
             requests.formUnion(schema.references)
         }
         return [
-            "openapi": "3.0.3",
+            "openapi": "3.1.0",
             "info": [
                 "title": "Aspire server REST API",
                 "version": version,

@@ -6,10 +6,11 @@ error and no dropped connection (each crash it found, 2^63 region ids, -2^63 max
 regression test in GatewayTests too), status codes, content types, headers and bodies as the
 document says, authentication enforced. The node must be alive and serving afterwards.
 
-Not yet on: positive_data_acceptance and negative_data_rejection, the two checks that the document
-states exactly what the gateway accepts. They still find rules it cannot say in OpenAPI 3.0 (a
-cron expression's grammar, which fields each command method takes, a plugin's one-of-three
-sources, multipart field order); see the README's REST API section.
+Every check is on, positive_data_acceptance and negative_data_rejection too (the document states
+exactly what the gateway accepts), except for the operations in NOT_YET_EXACT: their bodies still
+carry rules the document does not say yet (which fields each command method takes, a plugin's
+one-of-three sources, a cron expression's and a crontab's grammar, a deployment's spec, a raw
+upload's query). Those run every other check.
 """
 
 import os
@@ -23,7 +24,11 @@ import pytest
 from test_grpcio_wire import start_server
 
 HOST = "127.0.0.14"
-EXCLUDED = ["positive_data_acceptance", "negative_data_rejection"]
+EXACTNESS = ["positive_data_acceptance", "negative_data_rejection"]
+NOT_YET_EXACT = [
+    "runCommand", "runCommandStream", "createTask", "createPlugin", "createSchedule", "importCrontab",
+    "applyDeployment", "uploadPackage",
+]
 
 
 @pytest.mark.skipif(shutil.which("st") is None and shutil.which("schemathesis") is None, reason="needs schemathesis (pip)")
@@ -35,21 +40,30 @@ def test_schemathesis_finds_nothing():
     process, _, http = start_server(data, ["--listen", f"{HOST}:0", "--http-listen", f"{HOST}:0"])
     try:
         token = open(os.path.join(data, "admin.token")).read().strip()
-        command = [
+        base = [
             shutil.which("st") or shutil.which("schemathesis"), "run", f"http://{http}/api/v1/openapi.json",
             "-H", f"Authorization: Bearer {token}",
-            "--checks", "all", "--exclude-checks", ",".join(EXCLUDED),
             "--max-examples", os.environ.get("ASPIRE_SCHEMATHESIS_EXAMPLES", "40"),
             # A loaded CI machine (debug build) may take seconds to answer; slow is not wrong here.
-            "--workers", "2", "--seed", "20261202", "--no-color", "--request-timeout", "60",
+            # One worker: with two threads, CPython 3.11's ast.parse (hypothesis describes its
+            # strategies with it) now and then fails with "AST constructor recursion depth
+            # mismatch" (python/cpython#106905), a harness error that is not the node's.
+            "--workers", "1", "--seed", "20261202", "--no-color", "--request-timeout", "60",
         ]
-        # In the scratch directory: schemathesis keeps a cache of what it found in its working
-        # directory, which is not the repository's to hold.
-        result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=data)
-        log = open(os.path.join(data, "server.log")).read()
-        assert "Fatal error" not in log, log[-5000:]
-        assert process.poll() is None, f"the node died:\n{log[-5000:]}"
-        assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-2000:]
+        exact = sum((["--exclude-operation-id", name] for name in NOT_YET_EXACT), [])
+        rest = sum((["--include-operation-id", name] for name in NOT_YET_EXACT), [])
+        runs = {
+            "every check": base + ["--checks", "all"] + exact,
+            "every check but exactness": base + ["--checks", "all", "--exclude-checks", ",".join(EXACTNESS)] + rest,
+        }
+        for name, command in runs.items():
+            # In the scratch directory: schemathesis keeps a cache of what it found in its working
+            # directory, which is not the repository's to hold.
+            result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=data)
+            log = open(os.path.join(data, "server.log")).read()
+            assert "Fatal error" not in log, log[-5000:]
+            assert process.poll() is None, f"the node died ({name}):\n{log[-5000:]}"
+            assert result.returncode == 0, f"{name}:\n" + result.stdout[-20000:] + result.stderr[-2000:]
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)

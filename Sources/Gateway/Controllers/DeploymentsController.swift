@@ -24,6 +24,11 @@ struct DeploymentsController<Transport: ClientTransport>: GatewayController {
         ]
     }
 
+    // A rollout's numbers: the document's and the handler's.
+    static var maxFailures: ClosedRange<Int64> { 0 ... 1_000_000 }
+    static var healthSeconds: ClosedRange<Int64> { 0 ... 86_400 }
+    static var waveTimeouts: ClosedRange<Int64> { 0 ... 604_800 }
+
     /// The schemas its routes refer to, for the OpenAPI document.
     var schemas: [String: Schema] {
         let spec: [String: Schema] = [
@@ -41,8 +46,8 @@ struct DeploymentsController<Transport: ClientTransport>: GatewayController {
         return [
             "DeploymentRequest": .object(
                 spec.merging([
-                    "canary": .string, "batch": .string, "max_failures": .integer, "health_seconds": .integer,
-                    "wave_timeout_seconds": .integer, "no_auto_rollback": .boolean, "tags": .nonEmptyMap(.string),
+                    "canary": .string, "batch": .string, "max_failures": .bounded(Self.maxFailures), "health_seconds": .bounded(Self.healthSeconds),
+                    "wave_timeout_seconds": .bounded(Self.waveTimeouts), "no_auto_rollback": .boolean, "tags": OpenAPI.tags(minimum: 1),
                 ]) { $1 },
                 required: ["name", "version", "tags"]
             ),
@@ -139,9 +144,9 @@ struct DeploymentsController<Transport: ClientTransport>: GatewayController {
                 }
                 message.rollout.canary = try body.numberOrString("canary")
                 message.rollout.batch = try body.numberOrString("batch")
-                message.rollout.maxFailures = Int32(try body.integer("max_failures", range: 0 ... 1_000_000) ?? 0)
-                message.rollout.healthSeconds = Int32(try body.integer("health_seconds", range: 0 ... 86_400) ?? 0)
-                message.rollout.waveTimeoutSeconds = Int32(try body.integer("wave_timeout_seconds", range: 0 ... 604_800) ?? 0)
+                message.rollout.maxFailures = Int32(try body.integer("max_failures", range: Self.maxFailures) ?? 0)
+                message.rollout.healthSeconds = Int32(try body.integer("health_seconds", range: Self.healthSeconds) ?? 0)
+                message.rollout.waveTimeoutSeconds = Int32(try body.integer("wave_timeout_seconds", range: Self.waveTimeouts) ?? 0)
                 message.rollout.noAutoRollback = try body.bool("no_auto_rollback") ?? false
                 let answer = try await self.gateway.admin.applyDeployment(message, metadata: metadata)
                 return Answer.success(["deployment": Self.deployment(answer)])
@@ -206,11 +211,14 @@ struct DeploymentsController<Transport: ClientTransport>: GatewayController {
         }
         if spec.hasDaemon {
             let daemon = spec.daemon
-            object["daemon"] = [
+            var fields: RESTJSON.Object = [
                 "precheck": daemon.precheck, "precheck_retries": Int(daemon.precheckRetries), "start": daemon.start,
-                "start_delay": Int(daemon.startDelay), "stop": daemon.stop, "stop_timeout": Int(daemon.stopTimeout), "check": daemon.check,
+                "start_delay": Int(daemon.startDelay), "stop": daemon.stop, "stop_timeout": Int(daemon.stopTimeout),
                 "check_interval": Int(daemon.checkInterval), "pidfile": daemon.pidfile, "socket": daemon.socket, "hits": Int(daemon.hits),
-            ] as RESTJSON.Object
+            ]
+            // No check given: the field is absent (its schema is the enum of checks).
+            if !daemon.check.isEmpty { fields["check"] = daemon.check }
+            object["daemon"] = fields
         }
         if !spec.user.isEmpty { object["user"] = spec.user }
         if !spec.group.isEmpty { object["group"] = spec.group }

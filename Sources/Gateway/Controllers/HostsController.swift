@@ -54,7 +54,8 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
                 ],
                 required: ["name", "address", "state"]
             ),
-            "Deployment": .object(
+            // The dashboard's count of one sub-agent version over the fleet (the seed's "deployments").
+            "SubAgentCount": .object(
                 [
                     "name": .string, "version": .string, "hosts": .integer, "running": .integer, "stoped": .integer, "fatal": .integer,
                     "killed": .integer,
@@ -70,7 +71,7 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
                 Route(
                     id: "getAgent",
                     rpc: "GetHost", method: "GET", path: "/api/v1/server/agent", summary: "One host by AgentSN, with tags and sub-agents.",
-                    query: [Route.query("agentsn", .string, "The host's AgentSN (quotes around it are ignored).", required: true)],
+                    query: [Route.query("agentsn", .matching("^[\"']*[A-Za-z0-9._:-]{1,64}[\"']*$"), "The host's AgentSN (quotes around it are ignored).", required: true)],
                     response: .envelope(["host": .ref("Host")])
                 )
             ) { _, request, _, metadata in
@@ -90,7 +91,7 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
                     query: [
                         Route.query("status", .enumeration(["unknown", "register", "online", "offline", "deleted"]), "Only hosts in this state."),
                         Route.query("region", .bounded(0 ... Int64.max), "Only this region id."),
-                        Route.query("tag", .matching("^[^=:]+[=:].*$"), "name=value; repeat for hosts carrying every one."),
+                        Route.query("tag", .matching("^[^=:]+[=:][\\s\\S]*$"), "name=value; repeat for hosts carrying every one."),
                         Route.query("hostname", .string, "Host name prefix."),
                         Route.query("node", .string, "Only hosts held by this node."),
                     ] + Route.paging + [Route.query("order", .enumeration(["asc", "desc"]), "By id (default asc).")],
@@ -167,7 +168,7 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
                     response: .envelope([
                         "hosts": .object(["total": .integer, "online": .integer, "offline": .integer]),
                         "connected_here": .integer,
-                        "deployments": .array(.ref("Deployment")),
+                        "deployments": .array(.ref("SubAgentCount")),
                         "nodes": .array(.ref("Node")),
                         "history": .array(.object(["time": OpenAPI.time, "total": .integer, "online": .integer], required: ["time", "total", "online"])),
                     ])

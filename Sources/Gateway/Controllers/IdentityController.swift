@@ -9,6 +9,8 @@ struct IdentityController<Transport: ClientTransport>: GatewayController {
 
     /// Seconds a join token lives (-1: never), and the uses it allows (0: any).
     static var tokenLifetimes: ClosedRange<Int64> { -1 ... Int64(Int32.max) }
+    /// As the store takes it: 1 to 64 printable ASCII characters, no space, no slash.
+    static var operatorName: Schema { .matching("^[!-.0-~]{1,64}$") }
     static var tokenUses: ClosedRange<Int64> { 0 ... 1_000_000 }
 
     var schemas: [String: Schema] {
@@ -46,7 +48,7 @@ struct IdentityController<Transport: ClientTransport>: GatewayController {
                     id: "deleteHost",
                     rpc: "DeleteHost", method: "DELETE", path: "/api/v1/server/agent",
                     summary: "Deletes a host: its certificate is taken back on every node and its stream closed; it may enroll again.",
-                    query: [Route.query("agentsn", .string, "The host's AgentSN.", required: true)],
+                    query: [Route.query("agentsn", OpenAPI.agentSN, "The host's AgentSN.", required: true)],
                     response: .envelope(["host": .ref("Host")])
                 )
             ) { _, request, _, metadata in
@@ -93,7 +95,7 @@ struct IdentityController<Transport: ClientTransport>: GatewayController {
                         (
                             Route.json,
                             .object([
-                                "ttl_seconds": .bounded(Self.tokenLifetimes), "max_uses": .bounded(Self.tokenUses), "tags": .object([:], additional: .string),
+                                "ttl_seconds": .bounded(Self.tokenLifetimes), "max_uses": .bounded(Self.tokenUses), "tags": OpenAPI.tags(),
                                 "note": .string,
                             ])
                         )
@@ -182,10 +184,20 @@ struct IdentityController<Transport: ClientTransport>: GatewayController {
                     body: [
                         (
                             Route.json,
-                            .object(
-                                ["name": .string, "role": .enumeration(Role.names), "scope": .object([:], additional: .string)],
-                                required: ["name", "role"]
-                            )
+                            // Only the operator role has a scope.
+                            .oneOf([
+                                .object(
+                                    ["name": Self.operatorName, "role": .enumeration([Role.operator.rawValue]), "scope": OpenAPI.tags()],
+                                    required: ["name", "role"]
+                                ),
+                                .object(
+                                    [
+                                        "name": Self.operatorName, "role": .enumeration(Role.names.filter { $0 != Role.operator.rawValue }),
+                                        "scope": .object([:], additional: .never),
+                                    ],
+                                    required: ["name", "role"]
+                                ),
+                            ])
                         )
                     ],
                     response: .envelope(["operator": .ref("Operator"), "secret": .string])

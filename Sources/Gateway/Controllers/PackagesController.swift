@@ -24,7 +24,7 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
                 [
                     "name": OpenAPI.packageField(maxLength: 64), "version": OpenAPI.packageField(maxLength: 64),
                     "os": OpenAPI.packageField(maxLength: 64), "arch": OpenAPI.packageField(maxLength: 16),
-                    "file": OpenAPI.packageField(maxLength: 255), "sha256": .matching("^[0-9a-fA-F]{64}$"), "content": .string,
+                    "file": OpenAPI.packageField(maxLength: 255), "sha256": OpenAPI.sha256, "content": .string,
                 ],
                 required: ["name", "version", "os", "arch", "file"]
             ),
@@ -32,7 +32,7 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
                 [
                     "name": OpenAPI.packageField(maxLength: 64), "version": OpenAPI.packageField(maxLength: 64),
                     "os": OpenAPI.packageField(maxLength: 64), "arch": OpenAPI.packageField(maxLength: 16),
-                    "sha256": .matching("^[0-9a-fA-F]{64}$"), "file": .binary,
+                    "sha256": .matching("^([0-9a-fA-F]{64})?$"), "file": .binary,
                 ],
                 required: ["name", "version", "os", "arch", "file"]
             ),
@@ -83,12 +83,12 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
                         already in the package store.
                         """,
                     query: [
-                        Route.query("name", .string, "Package name (raw-body uploads)."),
-                        Route.query("version", .string, "Version (raw-body uploads)."),
-                        Route.query("os", .string, "OS, e.g. linux (raw-body uploads)."),
-                        Route.query("arch", .string, "Architecture, e.g. x86_64 (raw-body uploads)."),
-                        Route.query("file", .string, "File name: no separators, no '..' (raw-body uploads)."),
-                        Route.query("sha256", .string, "Expected SHA256 in hex; the upload is refused when it differs."),
+                        Route.query("name", OpenAPI.packageField(maxLength: 64), "Package name (raw-body uploads)."),
+                        Route.query("version", OpenAPI.packageField(maxLength: 64), "Version (raw-body uploads)."),
+                        Route.query("os", OpenAPI.packageField(maxLength: 64), "OS, e.g. linux (raw-body uploads)."),
+                        Route.query("arch", OpenAPI.packageField(maxLength: 16), "Architecture, e.g. x86_64 (raw-body uploads)."),
+                        Route.query("file", OpenAPI.packageField(maxLength: 255), "File name: no separators, no '..' (raw-body uploads)."),
+                        Route.query("sha256", OpenAPI.sha256, "Expected SHA256 in hex; the upload is refused when it differs."),
                     ],
                     body: [
                         (Route.json, .ref("PackageUpload")),
@@ -142,9 +142,9 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
                         """,
                     access: .adminOrAgent,
                     query: [
-                        Route.query("os", .string, "OS, e.g. linux.", required: true),
-                        Route.query("arch", .string, "Architecture, e.g. x86_64.", required: true),
-                        Route.query("file", .string, "File name in the store.", required: true),
+                        Route.query("os", OpenAPI.packageField(maxLength: 64), "OS, e.g. linux.", required: true),
+                        Route.query("arch", OpenAPI.packageField(maxLength: 16), "Architecture, e.g. x86_64.", required: true),
+                        Route.query("file", OpenAPI.packageField(maxLength: 255), "File name in the store.", required: true),
                         Route.query("expires", .bounded(0 ... Int64.max), "A job's link: when it stops working (seconds since 1970)."),
                         Route.query("sig", .string, "A job's link: its signature (no bearer token needed with it)."),
                     ],

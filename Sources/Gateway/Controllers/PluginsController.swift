@@ -17,7 +17,7 @@ struct PluginsController<Transport: ClientTransport>: GatewayController {
                 [
                     "name": .string, "url": .string, "checksum": .string, "package": .string, "version": .string, "git": .string,
                     "ref": .string, "allow_moving_ref": .boolean, "period": .integer, "user": .string, "timeout": .integer, "param": .string,
-                    "agents": .array(.string), "tags": .object([:], additional: .string), "replace": .boolean,
+                    "agents": .array(.string), "tags": OpenAPI.tags(), "replace": .boolean,
                 ],
                 required: ["name"]
             ),

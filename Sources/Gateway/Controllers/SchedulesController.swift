@@ -16,7 +16,7 @@ struct SchedulesController<Transport: ClientTransport>: GatewayController {
             "ScheduleRequest": .object(
                 [
                     "name": .string, "expr": .string, "tz": .string, "user": .string, "group": .string, "command": .string,
-                    "timeout": .integer, "agents": .array(.string), "tags": .object([:], additional: .string), "enabled": .boolean,
+                    "timeout": .integer, "agents": .array(.string), "tags": OpenAPI.tags(), "enabled": .boolean,
                     "replace": .boolean,
                 ],
                 required: ["name", "expr", "command"]
@@ -31,7 +31,7 @@ struct SchedulesController<Transport: ClientTransport>: GatewayController {
             ),
             "CrontabImport": .object(
                 [
-                    "crontab": .string, "prefix": .string, "agents": .array(.string), "tags": .object([:], additional: .string),
+                    "crontab": .string, "prefix": .string, "agents": .array(.string), "tags": OpenAPI.tags(),
                     "tz": .string, "user": .string, "timeout": .integer, "fields": .integer, "with_user": .boolean, "replace": .boolean,
                 ],
                 required: ["crontab"]

@@ -469,7 +469,8 @@ extension SQLStore {
     }
 
     static func validateTag(name: String, value: String) throws(AspireError) {
-        guard !name.isEmpty, name.count <= 64, value.count <= 64 else {
+        // Counted as JSON Schema counts: by Unicode scalars, not by Swift's characters.
+        guard !name.isEmpty, name.unicodeScalars.count <= 64, value.unicodeScalars.count <= 64 else {
             throw AspireError(.badRequest, "a tag name is 1 to 64 characters and its value at most 64")
         }
     }
