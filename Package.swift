@@ -104,6 +104,7 @@ let package = Package(
             name: "Gateway",
             dependencies: [
                 "RPC",
+                "Cron",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "MultipartKit", package: "multipart-kit"),

@@ -39,7 +39,7 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
         self.text = trimmed
         var fields = trimmed.split(separator: " ").map(String.init)
         if let macro = fields.first, macro.hasPrefix("@") {
-            guard fields.count == 1, let expansion = Self.macros[macro.lowercased()] else {
+            guard fields.count == 1, macro.allSatisfy(\.isASCII), let expansion = Self.macros[macro.lowercased()] else {
                 throw CronError(field: nil, token: macro, reason: "is not one of \(Self.macros.keys.sorted().joined(separator: ", "))")
             }
             fields = expansion.split(separator: " ").map(String.init)
@@ -189,7 +189,8 @@ enum Field: String {
             }
             return number
         }
-        if let named = self.names[text.uppercased()] { return named }
+        // Names are ASCII: "ſun" must not pass as SUN because "ſ".uppercased() is "S".
+        if text.allSatisfy(\.isASCII), let named = self.names[text.uppercased()] { return named }
         if text.isEmpty { throw self.error(item, "is missing a value") }
         if self == .month || self == .dayOfWeek {
             let names = self.names.sorted { $0.value < $1.value }.map(\.key).joined(separator: " ")

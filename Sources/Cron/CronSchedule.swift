@@ -24,15 +24,33 @@ public struct CronSchedule: Sendable, Hashable {
         self.timeZone = timeZone
     }
 
+    /// The zones a schedule may name (the REST document's enumeration of `tz`): the zones and
+    /// links of this host's time zone database (`tzdata.zi`; Foundation's own list lacks some,
+    /// Asia/Kolkata for one), Foundation's list, UTC and GMT — each one Foundation can load.
+    public static let zoneNames: [String] = {
+        var names = Set(TimeZone.knownTimeZoneIdentifiers).union(["UTC", "GMT"])
+        if let data = FileManager.default.contents(atPath: "/usr/share/zoneinfo/tzdata.zi") {
+            // "Z Europe/Berlin ..." names a zone; "L Etc/GMT GMT" makes GMT a link to one.
+            for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+                let words = line.split(separator: " ")
+                if words.first == "Z", words.count > 1 { names.insert(String(words[1])) }
+                if words.first == "L", words.count > 2 { names.insert(String(words[2])) }
+            }
+        }
+        return names.filter { TimeZone(identifier: $0) != nil }.sorted()
+    }()
+    private static let zones = Set(zoneNames)
+
     /// Parses the expression and the zone (an IANA name such as `Asia/Shanghai`, or `UTC`;
-    /// empty is the host's zone).
+    /// empty is the host's zone). Only the names of ``zoneNames``: Foundation also reads "EST" or
+    /// "GMT+8", which are not zones of the database (and differ between hosts).
     public init(_ text: String, timeZone zone: String = "") throws(CronError) {
         let expression = try CronExpression(text)
         if zone.isEmpty {
             self.init(expression)
             return
         }
-        guard let timeZone = TimeZone(identifier: zone) else {
+        guard Self.zones.contains(zone), let timeZone = TimeZone(identifier: zone) else {
             throw CronError(field: "time zone", token: zone, reason: "is not a time zone name (e.g. UTC, Europe/Berlin, Asia/Shanghai)")
         }
         self.init(expression, timeZone: timeZone)

@@ -36,6 +36,10 @@ public indirect enum Schema: Sendable {
     case ref(String)
     /// One of several shapes.
     case oneOf([Schema])
+    /// Every one of these (a shape, and a rule over its fields).
+    case allOf([Schema])
+    /// At least one of these.
+    case anyOf([Schema])
 
     /// The schema as a request body is checked: a required string is never empty, a field
     /// that is not required may be null (taken as absent), and an object with named fields
@@ -56,6 +60,8 @@ public indirect enum Schema: Sendable {
         case .array(let items): return .array(items.asRequest)
         case .nonEmptyArray(let items): return .nonEmptyArray(items.asRequest)
         case .oneOf(let choices): return .oneOf(choices.map(\.asRequest))
+        case .allOf(let parts): return .allOf(parts.map(\.asRequest))
+        case .anyOf(let choices): return .anyOf(choices.map(\.asRequest))
         case .nullable(let schema): return .nullable(schema.asRequest)
         default: return self
         }
@@ -99,7 +105,7 @@ public indirect enum Schema: Sendable {
         case .ref(let name): return [name]
         case .array(let items), .nonEmptyArray(let items), .nullable(let items): return items.references
         case .map(let names, let values, _): return names.references + values.references
-        case .oneOf(let choices): return choices.flatMap(\.references)
+        case .oneOf(let choices), .allOf(let choices), .anyOf(let choices): return choices.flatMap(\.references)
         case .object(let properties, _, let additional): return properties.values.flatMap(\.references) + (additional?.references ?? [])
         default: return []
         }
@@ -160,6 +166,8 @@ public indirect enum Schema: Sendable {
             return object
         case .ref(let name): return ["$ref": "#/components/schemas/\(name)"]
         case .oneOf(let choices): return ["oneOf": choices.map(\.json)]
+        case .allOf(let parts): return ["allOf": parts.map(\.json)]
+        case .anyOf(let choices): return ["anyOf": choices.map(\.json)]
         }
     }
 }
@@ -174,6 +182,14 @@ public enum OpenAPI {
     /// Tags (and tag selectors, and an operator's scope): names of 1 to 64 characters, values of
     /// at most 64, as `SQLStore.validateTag` takes them.
     static func tags(minimum: Int = 0) -> Schema { .map(names: .length(1 ... 64), values: .length(0 ... 64), minimum: minimum) }
+    /// Whom a schedule or plugin is for (`checkTargets`): AgentSNs, tags, or both, not neither.
+    /// (Open objects: the shape beside this rule names the fields.)
+    static var targets: Schema {
+        .anyOf([
+            .object(["agents": .nonEmptyArray(Self.agentSN)], required: ["agents"], additional: .any),
+            .object(["tags": Self.tags(minimum: 1)], required: ["tags"], additional: .any),
+        ])
+    }
     /// An AgentSN, as `AgentIdentity.validate(agentSN:)` takes it.
     static let agentSN = Schema.matching("^[A-Za-z0-9._:-]{1,64}$")
     /// A SHA256 in hex.

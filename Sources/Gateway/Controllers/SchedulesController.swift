@@ -1,3 +1,4 @@
+import Cron
 import Foundation
 import GRPCCore
 import HTTPTypes
@@ -10,17 +11,26 @@ import SwiftProtobuf
 struct SchedulesController<Transport: ClientTransport>: GatewayController {
     let gateway: Gateway<Transport>
 
+    /// A scheduled command's timeout, seconds: the document's and the handler's.
+    static var timeouts: ClosedRange<Int64> { 0 ... 86_400 * 7 }
+
     /// The schemas its routes refer to, for the OpenAPI document.
     var schemas: [String: Schema] {
         [
-            "ScheduleRequest": .object(
-                [
-                    "name": .string, "expr": .string, "tz": .string, "user": .string, "group": .string, "command": .string,
-                    "timeout": .integer, "agents": .array(.string), "tags": OpenAPI.tags(), "enabled": .boolean,
-                    "replace": .boolean,
-                ],
-                required: ["name", "expr", "command"]
-            ),
+            "ScheduleRequest": .allOf([
+                .object(
+                    [
+                        "name": .matching(PathName.pattern), "expr": .matching(CronExpression.pattern),
+                        // Empty is the host's zone.
+                        "tz": .enumeration([""] + CronSchedule.zoneNames), "user": .matching(AccountName.pattern),
+                        "group": .matching(AccountName.pattern), "command": .matching(CommandText.pattern),
+                        "timeout": .bounded(Self.timeouts), "agents": .array(OpenAPI.agentSN), "tags": OpenAPI.tags(),
+                        "enabled": .boolean, "replace": .boolean,
+                    ],
+                    required: ["name", "expr", "command"]
+                ),
+                OpenAPI.targets,
+            ]),
             "Schedule": .object(
                 [
                     "name": .string, "expr": .string, "tz": .string, "user": .string, "group": .string, "command": .string,
@@ -88,7 +98,7 @@ struct SchedulesController<Transport: ClientTransport>: GatewayController {
                 message.schedule.user = try body.string("user")
                 message.schedule.group = try body.string("group")
                 message.schedule.command = try body.string("command", required: true)
-                message.schedule.timeout = Int32(try body.integer("timeout", range: 0 ... 86400 * 7) ?? 0)
+                message.schedule.timeout = Int32(try body.integer("timeout", range: Self.timeouts) ?? 0)
                 message.schedule.disabled = !(try body.bool("enabled") ?? true)
                 message.agents = try body.stringArray("agents")
                 message.tags = try body.stringMap("tags")

@@ -110,7 +110,7 @@ extension AdminService {
         } catch {
             throw AspireError(.badRequest, "schedule '\(schedule.name)': \(error)")
         }
-        guard !schedule.command.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+        guard !CommandText.isBlank(schedule.command) else {
             throw AspireError(.badRequest, "schedule '\(schedule.name)' has no command")
         }
         guard schedule.timeout >= 0 else { throw AspireError(.badRequest, "schedule '\(schedule.name)': timeout must not be negative") }
