@@ -178,7 +178,7 @@ struct SubAgentEndToEndTests {
         try await RESTClient(base: rest.base, token: nil).fails("GET", route, http: 401, code: .unauthenticated)
         try await RESTClient(base: rest.base, token: "wrong").fails("GET", route, http: 401, code: .unauthenticated)
         try await rest.fails("GET", "/api/v1/server/package/download?os=linux&arch=x86_64&file=Nothing.tar.gz", http: 404, code: .notFound)
-        try await rest.fails("GET", "/api/v1/server/package/download?os=linux&arch=x86_64&file=..", http: 422, code: .unprocessable)
+        try await rest.fails("GET", "/api/v1/server/package/download?os=linux&arch=x86_64&file=..", http: 400, code: .badRequest)
         let upgrade = try await rest.ok(
             "POST", "/api/v1/server/task",
             json: [
