@@ -33,13 +33,17 @@ public enum Crontab {
     public static func parse(_ text: String, fields: Int? = nil, isUser: (String) -> Bool) throws(CrontabError) -> [CrontabEntry] {
         var entries: [CrontabEntry] = []
         var environment: [String: String] = [:]
-        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // Lines end at each "\n" scalar: split by characters, "\r\n" is one character and a
+        // CRLF file would be one long line. A line's own "\r" before it goes (CRLF).
+        for (index, scalars) in text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let number = index + 1
-            let line = raw.drop { $0 == " " || $0 == "\t" }.replacing("\r", with: "")
+            let raw = Substring(scalars.last == "\r" ? scalars.dropLast() : scalars)
+            let line = raw.drop { $0 == " " || $0 == "\t" }
             if line.isEmpty || line.hasPrefix("#") { continue }
             if let first = line.first, first.isLetter || first == "_", let equals = line.firstIndex(of: "=") {
                 let name = line[..<equals].trimmingBlanks()
-                guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
+                // A shell variable's name: ASCII letters, digits and _.
+                guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
                     throw CrontabError(line: number, text: String(line), reason: "is neither a schedule nor NAME=value")
                 }
                 var value = line[line.index(after: equals)...].trimmingBlanks()

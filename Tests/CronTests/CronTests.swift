@@ -240,6 +240,14 @@ struct CrontabTests {
         #expect(entries[5].user == nil && entries[5].command == "nosuchuser echo x")
     }
 
+    @Test("A CRLF file's lines are its lines (split by characters, \\r\\n is one, and the file was one line)")
+    func crlf() throws {
+        let entries = try Crontab.parse("A=1\r\n0 0 * * * echo a\r\n\r\n# c\r\n0 1 * * * echo b\r\n") { _ in false }
+        #expect(entries.map(\.command) == ["echo a", "echo b"])
+        #expect(entries.map(\.line) == [2, 5])
+        #expect(entries[1].environment == ["A": "1"])
+    }
+
     @Test("Bad lines name their number and the field at fault")
     func badLines() {
         func error(_ text: String, fields: Int? = nil) -> String {
@@ -254,5 +262,6 @@ struct CrontabTests {
         #expect(error("0 6 * * *") == "line 1 ('0 6 * * *'): has no command after the time fields")
         #expect(error("0 0 12 * * FOO echo", fields: 6).hasPrefix("line 1 ('0 0 12 * * FOO echo'): day-of-week field: 'FOO'"))
         #expect(error("BAD-NAME=1") == "line 1 ('BAD-NAME=1'): is neither a schedule nor NAME=value")
+        #expect(error("NAMÉ=1") == "line 1 ('NAMÉ=1'): is neither a schedule nor NAME=value")
     }
 }
