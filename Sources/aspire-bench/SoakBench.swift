@@ -83,6 +83,13 @@ struct SoakBench: AsyncParsableCommand {
                 "rss_slope_mib_per_h", "node RSS slope (least squares, after the first minute)",
                 Self.slope(settled.map { ($0.second, $0.residentMiB) }) * 3600, unit: "MiB/h", target: "≈ 0"
             )
+            // The last third alone: caches that fill (SQLite's page cache, capped at 64 MiB) level off
+            // there while a leak would not.
+            let lastThird = settled.filter { $0.second >= (settled.last?.second ?? 0) - (settled.last.map { $0.second - 60 } ?? 0) / 3 }
+            report.add(
+                "rss_slope_last_third_mib_per_h", "node RSS slope over the last third of the run",
+                Self.slope(lastThird.map { ($0.second, $0.residentMiB) }) * 3600, unit: "MiB/h", target: "≈ 0"
+            )
             report.add(
                 "fd_slope_per_h", "node open descriptors slope", Self.slope(settled.map { ($0.second, $0.descriptors) }) * 3600,
                 unit: "/h", target: "≈ 0"

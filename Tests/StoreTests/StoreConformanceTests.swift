@@ -25,6 +25,22 @@ struct StoreConformanceTests {
         }
     }
 
+    @Test("Text with a NUL character: SQLite keeps it; PostgreSQL cannot, and says so as bad input, not an internal error", arguments: StoreHarness.engines)
+    func nulCharacter(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            switch kind {
+            case .sqlite:
+                let tag = try await store.createTag(name: "a\u{0}b", value: "v")
+                #expect(tag.name == "a\u{0}b")
+            case .postgres:
+                let error = await #expect(throws: AspireError.self) { try await store.createTag(name: "a\u{0}b", value: "v") }
+                #expect(error?.code == .badRequest && error?.cause.contains("NUL") == true, "\(String(describing: error))")
+            }
+            // The store serves on.
+            #expect(try await store.createTag(name: "after", value: "nul").name == "after")
+        }
+    }
+
     @Test("Registering a host creates it online; again updates it and keeps the previous version", arguments: StoreHarness.engines)
     func registerHost(_ kind: SQLEngineKind) async throws {
         try await StoreHarness.withStore(kind) { store in

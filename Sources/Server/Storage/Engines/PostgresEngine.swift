@@ -53,6 +53,10 @@ public final class PostgresEngine: SQLEngine, Service {
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "53100" {
             // disk_full: the database server's disk.
             throw StoreFull(location: "PostgreSQL", detail: error.serverInfo?[.message] ?? "disk full").error
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "22021" {
+            // character_not_in_repertoire: PostgreSQL's text holds no NUL (SQLite's does). The
+            // caller's input, not the store's fault.
+            throw AspireError(.badRequest, "the store cannot keep text with a NUL character (U+0000): \(error.serverInfo?[.message] ?? "")")
         }
     }
 
