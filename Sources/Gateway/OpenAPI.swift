@@ -112,12 +112,12 @@ public indirect enum Schema: Sendable {
     }
 
     /// The success envelope `{"status": 0, "message": "success", ...}` around a payload.
-    static func envelope(_ payload: [String: Schema]) -> Schema {
+    static func envelope(_ payload: [String: Schema], required: [String] = []) -> Schema {
         var properties = payload
         properties["status"] = .integer
         properties["message"] = .string
         properties["cause"] = .string
-        return .object(properties, required: ["status", "message"])
+        return .object(properties, required: ["status", "message"] + required)
     }
 
     /// The schema as a JSON object.

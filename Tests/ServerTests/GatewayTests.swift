@@ -429,8 +429,9 @@ struct GatewayTests {
         #expect(sse.first?.1["task"] as? Int ?? 0 > 0)
         #expect(sse.dropFirst().prefix(2).map { "\($0.1["stream"] ?? ""):\($0.1["data"] ?? "")" } == ["stdout:one\n", "stderr:two\n"])
         #expect(sse.last?.1["resp"] as? String == "success" && sse.last?.1["data"] as? String == "one\n")
-        let offline = try await rest.call("POST", "/api/v1/server/command/stream", json: ["method": "sync.bash", "cmd": "true", "agentsn": "gone-1"])
-        #expect(offline.text.hasPrefix("event: error\n") && offline.text.contains("130020"), "\(offline.text)")
+        // Refused before it begins: an HTTP error with the envelope, as on every route (not a 200 stream of one error).
+        try await rest.fails("POST", "/api/v1/server/command/stream", json: ["method": "sync.bash", "cmd": "true", "agentsn": "gone-1"], http: 409, code: .agentOffline)
+        try await rest.fails("POST", "/api/v1/server/command/stream", json: ["method": "sync.bash", "cmd": "true", "agentsn": "rest-1", "id": "schedule:x:1"], http: 400, code: .badRequest)
 
         // async: the task's id at once; the result is read from the task.
         let detached = try await rest.ok("POST", "/api/v1/server/command", json: ["method": "sync.bash", "cmd": "echo later", "agentsn": "rest-1", "async": true])

@@ -11,6 +11,16 @@ import SwiftProtobuf
 struct TasksController<Transport: ClientTransport>: GatewayController {
     let gateway: Gateway<Transport>
 
+    /// How long a command's caller may wait, seconds.
+    static var waits: ClosedRange<Int64> { 0 ... 86_400 }
+    /// What every command request carries beside its method's fields.
+    static var commandFields: [String: Schema] {
+        ["agentsn": OpenAPI.agentSN, "id": .matching(CommandID.pattern), "wait": .bounded(Self.waits), "async": .boolean]
+    }
+    /// The methods a command request runs with args alone, and with nothing at all.
+    static var getInfoMethods: [String] { CommandMethod.GetInfoTopic.allCases.map { CommandMethod.getInfo($0).taskName } }
+    static var plainMethods: [String] { [CommandMethod.config.taskName, CommandMethod.plugin(.list).taskName] }
+
     /// The schemas its routes refer to, for the OpenAPI document.
     var schemas: [String: Schema] {
         [
@@ -46,13 +56,23 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
                 ],
                 required: ["id", "agentsn", "status", "gmt_create", "gmt_modify"]
             ),
-            "CommandRequest": .object(
-                [
-                    "agentsn": OpenAPI.agentSN, "id": .string, "method": .enumeration(CommandParameters.methods), "cmd": .string, "timeout": .integer, "user": .string,
-                    "group": .string, "args": .string, "wait": .integer, "async": .boolean,
-                ],
-                required: ["agentsn", "method"]
-            ),
+            // One shape per kind of method: the route carries only cmd, timeout, user, group and
+            // args, so the methods it can run are those these make whole (a test holds the lists
+            // to CommandParameters).
+            "CommandRequest": .oneOf([
+                .object(
+                    Self.commandFields.merging([
+                        "method": .enumeration([CommandMethod.bash.taskName]), "cmd": .string, "timeout": .bounded(CommandParameters.bashTimeouts),
+                        "user": .matching(AccountName.pattern), "group": .matching(AccountName.pattern),
+                    ]) { $1 },
+                    required: ["agentsn", "method", "cmd"]
+                ),
+                .object(
+                    Self.commandFields.merging(["method": .enumeration(Self.getInfoMethods), "args": .string]) { $1 },
+                    required: ["agentsn", "method"]
+                ),
+                .object(Self.commandFields.merging(["method": .enumeration(Self.plainMethods)]) { $1 }, required: ["agentsn", "method"]),
+            ]),
             "CommandResult": .object(
                 [
                     "id": .string, "resp": .enumeration(["success", "failed"]), "retcode": .integer, "message": .string,
@@ -134,7 +154,8 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
                         {"task": ID, "id": COMMAND_ID}, and GET /api/v1/server/task?id=ID reads the result.
                         """,
                     body: [(Route.json, .ref("CommandRequest"))],
-                    response: .ref("CommandResult")
+                    // The result, or with async the task and command ids.
+                    response: .oneOf([.ref("CommandResult"), .envelope(["task": .integer, "id": .string], required: ["task", "id"])])
                 )
             ) { route, request, _, metadata in
                 let message = try await self.commandRequest(request, route: route)
@@ -158,32 +179,48 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
             ) { route, request, _, metadata in
                 let message = try await self.commandRequest(request, route: route)
                 let admin = self.gateway.admin
+                // The call's events go to the client as it reads them: a channel hands one over at
+                // a time, so a slow reader holds up the call, and the node (which keeps a bounded
+                // backlog per command) drops old output for it, never the result.
+                let events = AsyncChannel<StreamEvent>()
+                let call = Task {
+                    defer { events.finish() }
+                    do {
+                        try await admin.runCommandStream(message, metadata: metadata) { response in
+                            for try await event in response.messages {
+                                guard let (name, object) = Self.serverSentEvent(event) else { continue }
+                                await events.send(.event(Self.serverSent(name, object)))
+                            }
+                        }
+                    } catch {
+                        await events.send(.failed(ErrorMiddleware.aspireError(error)))
+                    }
+                }
+                // Refused before it began (a bad request, an unknown host): an HTTP error, as
+                // every route answers one; the stream's `error` event is for what fails later.
+                var first: ByteBuffer?
+                for await event in events {
+                    switch event {
+                    case .event(let buffer): first = buffer
+                    case .failed(let error): throw error
+                    }
+                    break
+                }
                 var headers = HTTPFields()
                 headers[.contentType] = "text/event-stream"
                 headers[.cacheControl] = "no-cache"
-                return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-                    // The call's events to the client as it reads them: a channel hands one over
-                    // at a time, so a slow reader holds up the call, and the node (which keeps a
-                    // bounded backlog per command) drops old output for it, never the result.
-                    let events = AsyncChannel<ByteBuffer>()
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        group.addTask {
-                            defer { events.finish() }
-                            do {
-                                try await admin.runCommandStream(message, metadata: metadata) { response in
-                                    for try await event in response.messages {
-                                        guard let (name, object) = Self.serverSentEvent(event) else { continue }
-                                        await events.send(Self.serverSent(name, object))
-                                    }
-                                }
-                            } catch {
-                                let envelope = ErrorEnvelope(ErrorMiddleware.aspireError(error))
-                                let object: [String: Any] = ["status": Int(envelope.status), "message": envelope.message, "cause": envelope.cause ?? ""]
-                                await events.send(Self.serverSent("error", object))
-                            }
+                return Response(status: .ok, headers: headers, body: ResponseBody { [first] writer in
+                    defer { call.cancel() }
+                    if let first { try await writer.write(first) }
+                    for await event in events {
+                        switch event {
+                        case .event(let buffer):
+                            try await writer.write(buffer)
+                        case .failed(let error):
+                            let envelope = ErrorEnvelope(error)
+                            let object: [String: Any] = ["status": Int(envelope.status), "message": envelope.message, "cause": envelope.cause ?? ""]
+                            try await writer.write(Self.serverSent("error", object))
                         }
-                        for await event in events { try await writer.write(event) }
-                        try await group.waitForAll()
                     }
                     try await writer.finish(nil)
                 })
@@ -250,6 +287,12 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
     }
 
     /// `event: NAME` and its JSON on one `data:` line (JSON never holds a raw newline).
+    /// What the command stream's call hands its response: an event to send, or why it failed.
+    enum StreamEvent: Sendable {
+        case event(ByteBuffer)
+        case failed(AspireError)
+    }
+
     static func serverSent(_ name: String, _ object: [String: Any]) -> ByteBuffer {
         var buffer = ByteBuffer(string: "event: \(name)\ndata: ")
         var json = (try? JSONWriter.encode(object)) ?? ByteBuffer(string: "{}")
@@ -265,7 +308,7 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
         var message = Aspire_V1_RunCommandRequest()
         message.agentSn = try body.string("agentsn", required: true)
         message.detach = try body.bool("async") ?? false
-        message.waitSeconds = Int32(try body.integer("wait", range: 0 ... 86400) ?? 0)
+        message.waitSeconds = Int32(try body.integer("wait", range: Self.waits) ?? 0)
         let method = try body.string("method", required: true)
         var parameters = Google_Protobuf_Struct()
         for key in ["cmd", "timeout", "user", "group", "args"] {

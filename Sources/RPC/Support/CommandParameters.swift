@@ -9,6 +9,9 @@ public enum CommandParameters {
         CommandMethod.taskMethods.map(\.taskName)
     }
 
+    /// A shell command's timeout, seconds (0: the agent's default).
+    public static var bashTimeouts: ClosedRange<Int64> { 0 ... 86_400 * 7 }
+
     public static func command(method name: String, parameters: Google_Protobuf_Struct) throws(AspireError) -> Aspire_V1_Command {
         guard let method = CommandMethod(taskName: name) else {
             if name.hasPrefix("getinfo.") {
@@ -26,7 +29,7 @@ public enum CommandParameters {
             try fields.allow(["cmd", "timeout", "user", "group"])
             var bash = Aspire_V1_BashParams()
             bash.cmd = try fields.string("cmd", required: true)
-            bash.timeout = Int32(try fields.integer("timeout", range: 0 ... 86400 * 7) ?? 0)
+            bash.timeout = Int32(try fields.integer("timeout", range: Self.bashTimeouts) ?? 0)
             bash.user = try fields.string("user")
             bash.group = try fields.string("group")
             try AccountName.check([bash.user, bash.group], owner: name, code: .invalidParams)

@@ -22,3 +22,36 @@ public struct ScheduleRunID: Sendable, Hashable {
 
     public var id: String { "\(Self.prefix)\(self.name):\(self.due)" }
 }
+
+/// A command id a caller chooses (a command runs once per id): 1 to 128 ASCII letters, digits
+/// and `. - _ :`, and not a scheduled run's (`schedule:...`, the agents' own).
+public enum CommandID {
+    static let characters = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:")
+    static let allowed = Set(characters)
+    static let maxLength = 128
+
+    public static func check(_ id: String) throws(AspireError) {
+        guard !id.isEmpty, id.count <= Self.maxLength, id.allSatisfy(Self.allowed.contains), !id.hasPrefix(ScheduleRunID.prefix) else {
+            throw AspireError(.badRequest, "command.id '\(id.prefix(140))' must be 1-128 letters, digits and . - _ : (and not a scheduled run's)")
+        }
+    }
+
+    /// The same rule as a JSON Schema pattern, written without a lookahead (not every
+    /// generator of examples takes one): an id leaves the reserved prefix at some character —
+    /// its first k characters are the prefix's, the next is not — or is a proper start of it.
+    /// Empty too: no id, the server makes one.
+    public static let pattern: String = {
+        let reserved = Array(ScheduleRunID.prefix)
+        func characterClass(excluding excluded: Character?) -> String {
+            "[" + Self.characters.filter { $0 != excluded }.map { $0 == "-" ? "\\-" : String($0) }.joined() + "]"
+        }
+        let any = characterClass(excluding: nil)
+        var branches: [String] = []
+        for k in 0 ..< reserved.count {
+            let head = String(reserved[..<k])
+            branches.append("\(head)\(characterClass(excluding: reserved[k]))\(any){0,\(Self.maxLength - 1 - k)}")
+            if k > 0 { branches.append(head) }
+        }
+        return "^(?:" + branches.joined(separator: "|") + ")?$"
+    }()
+}

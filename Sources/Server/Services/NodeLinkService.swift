@@ -25,7 +25,7 @@ public struct NodeLinkService: Aspire_V1_NodeLink.SimpleServiceProtocol {
         context: ServerContext
     ) async throws {
         try AgentIdentity.validate(agentSN: request.agentSn)
-        try CommandRunner.check(commandID: request.commandID)
+        try CommandID.check(request.commandID)
         let watch = self.registry.watch(request.commandID, of: request.agentSn, follow: request.follow)
         defer { self.registry.unwatch(watch) }
         if request.hasCommand {

@@ -39,7 +39,7 @@ public struct CommandRunner: Sendable {
         }
         let command = request.command
         let id = command.id.isEmpty ? UUID().uuidString.lowercased() : command.id
-        try Self.check(commandID: id)
+        try CommandID.check(id)
         let holder = try await self.store.holders(of: [request.agentSn])[request.agentSn]
         if holder == nil, !request.detach {
             throw AspireError(
@@ -110,13 +110,6 @@ public struct CommandRunner: Sendable {
     }
 
     /// A command id is 1 to 128 letters, digits and `.-_:`, and not a scheduled run's.
-    static func check(commandID id: String) throws(AspireError) {
-        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:")
-        guard !id.isEmpty, id.count <= 128, id.allSatisfy(allowed.contains), !id.hasPrefix(ScheduleRunID.prefix) else {
-            throw AspireError(.badRequest, "command.id '\(id.prefix(140))' must be 1-128 letters, digits and . - _ : (and not a scheduled run's)")
-        }
-    }
-
     /// How long a caller waits: what it asked, or the command's own timeout and a margin.
     static func wait(for request: Aspire_V1_RunCommandRequest) -> Duration {
         if request.waitSeconds > 0 { return .seconds(Int(request.waitSeconds)) }
