@@ -143,6 +143,7 @@ extension Gateway {
 }
 
 /// The file part of an upload, on disk until the form has ended (owner-only, removed after).
+/// One request's, used by one task at a time: the form is read into it, then it is sent.
 private final class UploadSpool: @unchecked Sendable {
     let path = NSTemporaryDirectory() + "aspire-upload-\(UUID().uuidString)"
     let handle: FileHandle
