@@ -286,7 +286,7 @@ struct DeploymentEndToEndTests {
         }
         for name in names {
             try await node.waitForAgent(
-                try fleet.start(name, tags: ["svc": "boot"], extra: ["-P", "\(directory)/\(name).pid", "--upgrade-window", "30"])
+                try fleet.start(name, tags: ["svc": "boot"], extra: ["-P", "\(directory)/\(name).pid", "--upgrade-window", "120"])
             )
         }
         func host(_ name: String) async throws -> Aspire_V1_Host {
@@ -297,7 +297,9 @@ struct DeploymentEndToEndTests {
         #expect(before.curvers == AspireVersion.current && pids.allSatisfy { $0 != nil })
 
         _ = try await fleet.aspirectl(["deployment", "apply", "BootAgent", "2.0", "--tag", "svc=boot", "--health", "2"])
-        try await eventually(timeout: .seconds(90), "both agents on 2.0, healthy") {
+        // Generous waits (and upgrade window): alone this takes seconds, beside the whole suite on two cores it took
+        // up to a minute, and once more than 90 s.
+        try await eventually(timeout: .seconds(180), "both agents on 2.0, healthy") {
             for name in names where try await host(name).curvers != "2.0" { return false }
             return Self.counts(try await rest.ok("GET", "/api/v1/server/deployment?name=BootAgent")) == ["2.0 healthy": 2]
         }
@@ -315,13 +317,13 @@ struct DeploymentEndToEndTests {
         // 3.0 exits at once: its watchdog brings 2.0 back, the rollout halts after the canary.
         _ = try await fleet.aspirectl(["deployment", "apply", "BootAgent", "3.0", "--tag", "svc=boot", "--health", "2", "--batch", "100%"])
         var deployment: [String: Any] = [:]
-        try await eventually(timeout: .seconds(90), "the rollout to BootAgent 3.0 to be rolled back") {
+        try await eventually(timeout: .seconds(180), "the rollout to BootAgent 3.0 to be rolled back") {
             deployment = try await rest.ok("GET", "/api/v1/server/deployment?name=BootAgent")["deployment"] as? [String: Any] ?? [:]
             return deployment["state"] as? String == "rolled_back"
         }
         let reason = deployment["reason"] as? String ?? ""
         #expect(reason.contains("3.0 exited before it reconnected; 2.0 runs again"), "\(reason)")
-        try await eventually(timeout: .seconds(60), "both agents on 2.0 again, healthy") {
+        try await eventually(timeout: .seconds(120), "both agents on 2.0 again, healthy") {
             for name in names where try await host(name).curvers != "2.0" { return false }
             return Self.counts(try await rest.ok("GET", "/api/v1/server/deployment?name=BootAgent")) == ["2.0 healthy": 2]
         }
