@@ -155,7 +155,8 @@ def test_sign_in_refuses_a_wrong_token_and_pages_need_a_session(node, browser):
     assert urllib.parse.urlparse(browser.current_url).path == "/signin"
     shoot(browser, "signin")
     sign_in(browser, node, "not-a-token", "/hosts")
-    assert "not valid" in browser.find_element(By.ID, "signin-error").text
+    # The refusal is a new page: wait for it (the sign-in page being left may still be the one found).
+    WebDriverWait(browser, 10).until(lambda b: "not valid" in b.find_element(By.ID, "signin-error").text)
     assert browser.get_cookie("aspire_session") is None
     # The token never travels in a URL, and the page never shows it.
     assert "not-a-token" not in browser.current_url and "not-a-token" not in browser.page_source
