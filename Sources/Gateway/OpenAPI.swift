@@ -191,7 +191,9 @@ public enum OpenAPI {
         ])
     }
     /// An AgentSN, as `AgentIdentity.validate(agentSN:)` takes it.
-    static let agentSN = Schema.matching("^[A-Za-z0-9._:-]{1,64}$")
+    static let agentSN = Schema.matching("^\(agentSNText)$")
+    /// The AgentSN rule without its anchors (a query may quote the AgentSN).
+    static let agentSNText = "[A-Za-z0-9._:-]{1,64}"
     /// A SHA256 in hex.
     static let sha256 = Schema.matching("^[0-9a-fA-F]{64}$")
     /// Names, versions, os and arch of packages, as `PackageFiles` takes them.

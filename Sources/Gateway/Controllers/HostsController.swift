@@ -71,7 +71,7 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
                 Route(
                     id: "getAgent",
                     rpc: "GetHost", method: "GET", path: "/api/v1/server/agent", summary: "One host by AgentSN, with tags and sub-agents.",
-                    query: [Route.query("agentsn", .matching("^[\"']*[A-Za-z0-9._:-]{1,64}[\"']*$"), "The host's AgentSN (quotes around it are ignored).", required: true)],
+                    query: [Route.query("agentsn", .matching("^[\"']*\(OpenAPI.agentSNText)[\"']*$"), "The host's AgentSN (quotes around it are ignored).", required: true)],
                     response: .envelope(["host": .ref("Host")])
                 )
             ) { _, request, _, metadata in

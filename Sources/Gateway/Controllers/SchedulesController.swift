@@ -11,9 +11,6 @@ import SwiftProtobuf
 struct SchedulesController<Transport: ClientTransport>: GatewayController {
     let gateway: Gateway<Transport>
 
-    /// A scheduled command's timeout, seconds: the document's and the handler's.
-    static var timeouts: ClosedRange<Int64> { 0 ... 86_400 * 7 }
-
     /// The schemas its routes refer to, for the OpenAPI document.
     var schemas: [String: Schema] {
         [
@@ -24,7 +21,7 @@ struct SchedulesController<Transport: ClientTransport>: GatewayController {
                         // Empty is the host's zone.
                         "tz": .enumeration([""] + CronSchedule.zoneNames), "user": .matching(AccountName.pattern),
                         "group": .matching(AccountName.pattern), "command": .matching(CommandText.pattern),
-                        "timeout": .bounded(Self.timeouts), "agents": .array(OpenAPI.agentSN), "tags": OpenAPI.tags(),
+                        "timeout": .bounded(CommandParameters.bashTimeouts), "agents": .array(OpenAPI.agentSN), "tags": OpenAPI.tags(),
                         "enabled": .boolean, "replace": .boolean,
                     ],
                     required: ["name", "expr", "command"]
@@ -98,7 +95,7 @@ struct SchedulesController<Transport: ClientTransport>: GatewayController {
                 message.schedule.user = try body.string("user")
                 message.schedule.group = try body.string("group")
                 message.schedule.command = try body.string("command", required: true)
-                message.schedule.timeout = Int32(try body.integer("timeout", range: Self.timeouts) ?? 0)
+                message.schedule.timeout = Int32(try body.integer("timeout", range: CommandParameters.bashTimeouts) ?? 0)
                 message.schedule.disabled = !(try body.bool("enabled") ?? true)
                 message.agents = try body.stringArray("agents")
                 message.tags = try body.stringMap("tags")
@@ -159,7 +156,7 @@ struct SchedulesController<Transport: ClientTransport>: GatewayController {
                 message.tags = try body.stringMap("tags")
                 message.tz = try body.string("tz")
                 message.user = try body.string("user")
-                message.timeout = Int32(try body.integer("timeout", range: 0 ... 86400 * 7) ?? 0)
+                message.timeout = Int32(try body.integer("timeout", range: CommandParameters.bashTimeouts) ?? 0)
                 message.fields = Int32(try body.integer("fields", range: 0 ... 6) ?? 0)
                 message.withUser = try body.bool("with_user") ?? false
                 message.replace = try body.bool("replace") ?? false
