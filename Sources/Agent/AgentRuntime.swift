@@ -40,6 +40,8 @@ public final class AgentRuntime: Service {
     /// Checked once, at start.
     let missingTools = Tools.missing()
 
+    /// Where commands get their cgroups (nil without a writable hierarchy).
+    private let commandGroups: CommandGroups?
     private let commands: AsyncStream<Aspire_V1_Command>
     private let commandInput: AsyncStream<Aspire_V1_Command>.Continuation
 
@@ -69,6 +71,8 @@ public final class AgentRuntime: Service {
         var bashConfiguration = configuration.bash
         // Commands' groups beside the sub-agents' parent group.
         bashConfiguration.groups?.parent = configuration.supervisor.cgroupParent
+        bashConfiguration.groups?.owner = configuration.dataDirectory
+        self.commandGroups = bashConfiguration.groups
         let bash = BashExecutor(configuration: bashConfiguration, logger: logger)
         self.supervisor = try Supervisor(
             configuration: configuration.supervisor, dataDirectory: configuration.dataDirectory, downloads: downloads,
@@ -126,6 +130,7 @@ public final class AgentRuntime: Service {
                 "agent.data": "\(self.configuration.dataDirectory)",
             ]
         )
+        await self.stopInterruptedCommands()
         do {
             try await cancelWhenGracefulShutdown {
                 try await withThrowingDiscardingTaskGroup { group in
@@ -192,6 +197,26 @@ public final class AgentRuntime: Service {
         self.logger.notice("agent stopped", metadata: ["agent.sn": "\(self.agentSN)"])
     }
 
+    /// Kills what the commands an earlier life of the agent was running when it died (SIGKILL,
+    /// a crash, a service manager's `KillMode=process`) left running: they are reported
+    /// interrupted and not run again, so nothing of them may go on unwatched. Found by their
+    /// cgroups (without one, a command's processes cannot be told from others').
+    private func stopInterruptedCommands() async {
+        guard let groups = self.commandGroups else { return }
+        for id in self.state.interruptedCommands() {
+            guard let group = groups.leftover(of: id) else { continue }
+            let processes = group.processes.count
+            await group.killAll()
+            group.remove()
+            if processes > 0 {
+                self.logger.warning(
+                    "killed what an interrupted command left running",
+                    metadata: ["command.id": "\(id)", "command.processes": "\(processes)", "command.cgroup": "\(group.path)"]
+                )
+            }
+        }
+    }
+
     /// Queues a command pushed by the server.
     func submit(_ command: Aspire_V1_Command) {
         self.commandInput.yield(command)
@@ -239,7 +264,10 @@ public final class AgentRuntime: Service {
             return
         case .interrupted:
             logger.warning("command was running when the agent stopped; not running it again")
-            result = .failed(id: command.id, .interrupted, "the agent restarted while the command ran; it was not run again")
+            result = .failed(
+                id: command.id, .interrupted,
+                "the agent restarted while the command ran; it was not run again\(self.commandGroups == nil ? "" : ", and what it left running was killed")"
+            )
         }
         self.uplink.deliver(result, logger: logger)
     }

@@ -44,6 +44,7 @@ struct All: AsyncParsableCommand {
             { [try await ConsoleBench.measure(options)] },
             { [try await RolloutBench.measure(options)] },
             { [try await ReliabilityBench.descendants(options)] },
+            { [try await ReliabilityBench.agentKill(options)] },
             { [try await SoakBench.measure(options)] },
         ]
         for benchmark in benchmarks {

@@ -1,8 +1,10 @@
+import Agent
 import Fleet
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import RPC
+import SwiftProtobuf
 import Testing
 import TestSupport
 
@@ -83,6 +85,42 @@ struct EndToEndTests {
         try await second.waitForAgent(agent)
         let result = try await second.run("echo back", on: agent.agentSN)
         #expect(String(decoding: result.data, as: UTF8.self) == "back\n")
+    }
+
+    @Test(
+        "An agent SIGKILLed while a command runs: started again, it reports the command interrupted, does not run it again, and kills what the command left running",
+        .enabled(if: CommandGroups.detect() != nil, "needs a writable cgroup hierarchy (root)")
+    )
+    func agentKilledUnderCommand() async throws {
+        let directory = try makeTemporaryDirectory("e2e-agent-kill")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: "127.0.0.3")
+        var agent = try TestAgent.start(in: directory, connectingTo: node)
+        try await node.waitForAgent(agent)
+
+        // The command and a child that left its session: both outlive the agent's SIGKILL
+        // (commands are in process groups of their own, as under KillMode=process).
+        let marker = "7733.\(Int.random(in: 100_000 ... 999_999))"
+        let runs = "\(directory)/runs"
+        var request = Aspire_V1_CreateTaskRequest()
+        request.command = CommandMethod.bash.taskName
+        request.agents = [agent.agentSN]
+        request.parameters = try Google_Protobuf_Struct(
+            jsonString: #"{"cmd": "echo ran >> \#(runs); setsid sleep \#(marker) < /dev/null > /dev/null 2>&1 & sleep \#(marker)", "timeout": 600}"#
+        )
+        let taskID = try await node.createTask(request).task.id
+        try await eventually(timeout: .seconds(30), "the command and its child to run") { ProcessSearch.withArgument(marker).count == 2 }
+        await agent.process.kill()
+        #expect(ProcessSearch.withArgument(marker).count == 2, "the command runs on while its agent is down")
+
+        agent = try TestAgent.start(in: directory, connectingTo: node, agentSN: agent.agentSN)
+        let task = try await node.waitForTask(taskID, timeout: .seconds(60))
+        let result = try #require(task.subtasks.first).result
+        #expect(result.retcode == ErrorCode.interrupted.rawValue, "\(result)")
+        #expect(result.message.contains("not run again, and what it left running was killed"), "\(result.message)")
+        try await eventually(timeout: .seconds(10), "nothing of the interrupted command left running") { ProcessSearch.withArgument(marker).isEmpty }
+        #expect(try String(contentsOfFile: runs, encoding: .utf8) == "ran\n", "run once")
+        #expect(agent.process.log.contains("killed what an interrupted command left running"), "\(agent.process.log.suffix(3000))")
     }
 
     @Test("Init redirects are followed to the node that holds the agent")

@@ -62,7 +62,7 @@ public struct BashExecutor: Sendable {
 
         var spawn = Identity.spawn(as: identity, self.configuration.shell, ["-c", cmd])
         self.configuration.groups?.pruneIfDue()
-        let cgroup = self.configuration.groups?.make()
+        let cgroup = self.configuration.groups?.make(for: id)
         if let cgroup { (spawn.executable, spawn.arguments) = cgroup.wrap(spawn.executable, spawn.arguments) }
         defer { cgroup?.remove() }
         let home = identity.account.home

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import RPC
 import Synchronization
@@ -13,10 +14,12 @@ import Glibc
 /// `/sys/fs/cgroup/unified`), else cgroup v1's freezer hierarchy. Without a writable one
 /// (not root, no cgroupfs) commands keep only their process group.
 ///
-/// The groups live in `<root>/<parent>.commands/<random name>`, beside the sub-agents' parent
-/// group (a sibling, so no sub-agent name can meet them); a command's group is made before it
-/// starts — the command's first process moves itself in before it execs anything, so every
-/// descendant is born inside — and removed once it is empty.
+/// The groups live in `<root>/<parent>.commands/<name>`, beside the sub-agents' parent group (a
+/// sibling, so no sub-agent name can meet them); a command's group is made before it starts —
+/// the command's first process moves itself in before it execs anything, so every descendant is
+/// born inside — and removed once it is empty. A group's name is a digest of the agent's data
+/// directory and the command's id: an agent SIGKILLed while a command ran finds, when it starts
+/// again, the group of the command it reports interrupted, and kills what is still in it.
 public struct CommandGroups: Sendable {
     enum Kind: Sendable, Equatable {
         /// cgroup v2: `cgroup.kill` kills the whole group at once (Linux 5.14+), else
@@ -31,6 +34,9 @@ public struct CommandGroups: Sendable {
     let kind: Kind
     /// The sub-agents' parent group (`--cgroup-parent`); the commands' groups are its sibling.
     public var parent: String
+    /// Whose commands these are (the agent's data directory): two agents on one host keep apart
+    /// the groups of a command id both were sent.
+    public var owner = ""
     /// When groups were last pruned (seconds since 1970), shared by the copies of this value.
     private let lastPrune = PruneClock()
 
@@ -56,17 +62,31 @@ public struct CommandGroups: Sendable {
     /// "cgroup v2" or "cgroup v1 freezer", for logs.
     public var name: String { self.kind == .v2 ? "cgroup v2" : "cgroup v1 freezer" }
 
-    /// A new, empty group for one command; nil (the command keeps only its process group) when
-    /// it cannot be made.
-    func make() -> CommandGroup? {
+    /// A new, empty group for the command `id`; nil (the command keeps only its process group)
+    /// when it cannot be made.
+    func make(for id: String) -> CommandGroup? {
+        let group = CommandGroup(path: self.path(for: id), kind: self.kind)
         do {
             try ControlFile.makeDirectory(self.base)
-            let path = "\(self.base)/\(UUID().uuidString.lowercased())"
-            try ControlFile.makeDirectory(path)
-            return CommandGroup(path: path, kind: self.kind)
+            // An empty one left by an earlier run of the same id (a benchmark's) is taken over.
+            if !group.remove(), FileManager.default.fileExists(atPath: group.path) { return nil }
+            try ControlFile.makeDirectory(group.path)
+            return group
         } catch {
             return nil
         }
+    }
+
+    /// The group of the command `id` if it is still there: one an earlier life of the agent
+    /// made for a command that was running when it died.
+    func leftover(of id: String) -> CommandGroup? {
+        let path = self.path(for: id)
+        return FileManager.default.fileExists(atPath: path) ? CommandGroup(path: path, kind: self.kind) : nil
+    }
+
+    /// Command ids come from the network: they never become paths as they are.
+    private func path(for id: String) -> String {
+        "\(self.base)/\(SHA256.hash(data: Data("\(self.owner)\u{0}\(id)".utf8)).hexString)"
     }
 
     /// Prunes at most once a minute (before a command: the listing is off the path of the

@@ -88,6 +88,18 @@ public final class AgentState: Sendable {
 
     private let inFlight = Mutex<Set<String>>([])
 
+    /// The commands an earlier life of the agent was running when it died: a running marker
+    /// without a result.
+    public func interruptedCommands() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: self.runningDirectory)) ?? []
+        return names.compactMap { name in
+            guard let id = try? String(contentsOfFile: "\(self.runningDirectory)/\(name)", encoding: .utf8),
+                self.fileName(id) == name, self.inFlight.withLock({ !$0.contains(id) }), self.storedResult(id) == nil
+            else { return nil }
+            return id
+        }
+    }
+
     /// Stores a finished command's result in the outbox; its running marker goes once the
     /// result is on disk (`flush()`).
     public func finish(_ result: Aspire_V1_CommandResult) throws {
