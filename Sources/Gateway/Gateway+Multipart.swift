@@ -8,25 +8,28 @@ import SwiftProtobuf
 import Synchronization
 
 /// `curl -F name=BasicAgent -F version=1.5.6 -F os=linux -F arch=x86_64 -F file=@BasicAgent.rpm`:
-/// the form's text fields name the package (the query may too) and the file part carries the
+/// the form's text fields name the package and the file part carries the
 /// bytes. The parts may come in any order (a form lists its fields as it likes): the file is
 /// spooled to a temporary file, never held in memory, and goes to the service once the form has
 /// ended and named it.
 extension Gateway {
-    /// `authorize` sees the text fields before the file's first byte goes to the service (the
-    /// console checks its CSRF token there); what it throws ends the upload.
+    /// The form's text fields are `PackageForm`'s and `extraFields` (any other is refused);
+    /// `authorize` sees them before the file's first byte goes to the service (the console checks
+    /// its CSRF token there); what it throws ends the upload.
     func multipartUpload(
         _ request: Request,
         boundary: String,
-        query: Query,
         metadata: Metadata,
+        extraFields: Set<String> = [],
         authorize: (@Sendable ([String: String]) throws(AspireError) -> Void)? = nil
     ) async throws -> Aspire_V1_Package {
-        let defaults = ["name", "version", "os", "arch", "file", "sha256"].reduce(into: [String: String]()) { $0[$1] = query.string($1) }
         let spool = try UploadSpool(limit: self.configuration.maxUploadBytes)
         defer { spool.remove() }
-        var fields = try await Self.readForm(request.body, boundary: boundary, defaults: defaults, into: spool)
-        if (fields["file"] ?? "").isEmpty { fields["file"] = spool.fileName }
+        var fields = try await Self.readForm(request.body, boundary: boundary, into: spool)
+        if let unknown = fields.keys.sorted().first(where: { !Self.formFields.union(extraFields).contains($0) }) {
+            throw AspireError(.badRequest, "multipart upload: unknown field '\(unknown)' (it takes \(Self.formFields.sorted().joined(separator: ", ")))")
+        }
+        fields["file"] = spool.fileName
         try authorize?(fields)
         let info = try Self.info(fields)
         let failure = Mutex<AspireError?>(nil)
@@ -57,15 +60,15 @@ extension Gateway {
         var items: [Event] = []
     }
 
-    /// The form's text fields (over `defaults`), its file part written to `spool`.
-    private static func readForm(_ body: RequestBody, boundary: String, defaults: [String: String], into spool: UploadSpool) async throws -> [String: String] {
+    /// The form's text fields, its file part written to `spool`.
+    private static func readForm(_ body: RequestBody, boundary: String, into spool: UploadSpool) async throws -> [String: String] {
         let parser = MultipartParser(boundary: boundary)
         let events = Events()
         parser.onHeader = { events.items.append(.header($0, $1)) }
         parser.onBody = { events.items.append(.body($0)) }
         parser.onPartComplete = { events.items.append(.partEnd) }
 
-        var fields = defaults
+        var fields: [String: String] = [:]
         var partName = ""
         // The part being read is the file.
         var inFile = false
@@ -113,6 +116,9 @@ extension Gateway {
         guard fileDone else { throw AspireError(.badRequest, "the multipart body has no file part (a part named 'file' with a filename)") }
         return fields
     }
+
+    /// The text fields of an upload form (the file part is `file`, or the seed's `content`).
+    static var formFields: Set<String> { ["name", "version", "os", "arch", "sha256"] }
 
     private static func info(_ fields: [String: String]) throws -> Aspire_V1_PackageInfo {
         for key in ["name", "version", "os", "arch"] where (fields[key] ?? "").isEmpty {

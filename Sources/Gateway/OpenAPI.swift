@@ -196,6 +196,26 @@ public enum OpenAPI {
     static let agentSNText = "[A-Za-z0-9._:-]{1,64}"
     /// A SHA256 in hex.
     static let sha256 = Schema.matching("^[0-9a-fA-F]{64}$")
+    /// A SHA256 in hex, or empty for none (as a form sends a field left blank).
+    static let sha256OrEmpty = Schema.matching("^([0-9a-fA-F]{64})?$")
+    /// Base64 as RFC 4648 writes it: padded, no line breaks. `decodeBase64` reads exactly these
+    /// (Foundation alone also takes "====").
+    static let base64 = Schema.matching("^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
+
+    /// The bytes of `text` if it is what ``base64`` matches.
+    static func decodeBase64(_ text: String) -> Data? {
+        let utf8 = text.utf8
+        let padding = utf8.reversed().prefix { $0 == UInt8(ascii: "=") }.count
+        func isAlphabet(_ byte: UInt8) -> Bool {
+            switch byte {
+            case UInt8(ascii: "A") ... UInt8(ascii: "Z"), UInt8(ascii: "a") ... UInt8(ascii: "z"), UInt8(ascii: "0") ... UInt8(ascii: "9"),
+                UInt8(ascii: "+"), UInt8(ascii: "/"): true
+            default: false
+            }
+        }
+        guard utf8.count % 4 == 0, padding <= 2, utf8.dropLast(padding).allSatisfy(isAlphabet) else { return nil }
+        return Data(base64Encoded: text)
+    }
     /// Names, versions, os and arch of packages, as `PackageFiles` takes them.
     static func packageField(maxLength: Int) -> Schema {
         // Dot-separated runs of the allowed characters: no leading dot, no "..".

@@ -61,7 +61,7 @@ struct DeploymentEndToEndTests {
     static func upload(_ rest: RESTClient, in directory: String, version: String, program: String = "exec sleep 100000") async throws {
         let bytes = try await SubAgentEndToEndTests.tarball(in: directory, version: version, program: program)
         _ = try await rest.ok(
-            "POST", "/api/v1/server/package?name=MiniAgent&version=\(version)&os=linux&arch=x86_64&file=MiniAgent-\(version).tar.gz",
+            "POST", "/api/v1/server/package/raw?name=MiniAgent&version=\(version)&os=linux&arch=x86_64&file=MiniAgent-\(version).tar.gz",
             body: bytes, contentType: "application/octet-stream"
         )
     }
@@ -280,7 +280,7 @@ struct DeploymentEndToEndTests {
         let rest = try RESTClient(node)
         for (version, broken) in [("2.0", false), ("3.0", true)] {
             _ = try await rest.ok(
-                "POST", "/api/v1/server/package?name=BootAgent&version=\(version)&os=linux&arch=x86_64&file=boot-\(version)",
+                "POST", "/api/v1/server/package/raw?name=BootAgent&version=\(version)&os=linux&arch=x86_64&file=boot-\(version)",
                 body: Self.bootPackage(version: version, broken: broken), contentType: "application/octet-stream"
             )
         }

@@ -34,7 +34,7 @@ struct GatewayTests {
         let rest = RESTClient(base: "http://\(address)", token: try node.adminToken)
 
         let uploaded = try await rest.ok(
-            "POST", "/api/v1/server/package?name=Remote&version=1&os=linux&arch=x86_64&file=remote.rpm",
+            "POST", "/api/v1/server/package/raw?name=Remote&version=1&os=linux&arch=x86_64&file=remote.rpm",
             body: Data(repeating: 1, count: 200_000), contentType: "application/octet-stream"
         )
         #expect((uploaded["package"] as? [String: Any])?["size"] as? Int == 200_000)
@@ -66,12 +66,14 @@ struct GatewayTests {
         let node = try await TestNode.start(in: directory, host: Loopback.address(), arguments: ["--max-package-size", "2000000"])
         let rest = try RESTClient(node)
         let route = "/api/v1/server/package"
+        // The raw body has a route of its own: its query names the package.
+        let raw = "\(route)/raw"
         let bytes = Data((0 ..< 1_500_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 7) })
         let sha256 = SHA256.hash(data: bytes).hexString
         let octets = "application/octet-stream"
 
         let uploaded = try await rest.ok(
-            "POST", "\(route)?name=FoobarAgent&version=1.2.3-rc1&os=linux&arch=x86_64&file=FoobarAgent-1.2.3-rc1.x86_64.rpm&sha256=\(sha256)",
+            "POST", "\(raw)?name=FoobarAgent&version=1.2.3-rc1&os=linux&arch=x86_64&file=FoobarAgent-1.2.3-rc1.x86_64.rpm&sha256=\(sha256)",
             body: bytes, contentType: octets
         )
         let package = try #require(uploaded["package"] as? [String: Any])
@@ -142,22 +144,33 @@ struct GatewayTests {
         _ = try await rest.ok("DELETE", "\(route)?name=LateAgent")
 
         // Refusals leave nothing behind: no record, no file, nothing in the incoming directory.
-        try await rest.fails("POST", "\(route)?name=FoobarAgent&version=1.2.3-rc1&os=linux&arch=x86_64&file=other.rpm", body: bytes, contentType: octets, http: 409, code: .conflict)
-        try await rest.fails("POST", "\(route)?name=Other&version=1&os=linux&arch=x86_64&file=FoobarAgent-1.2.3-rc1.x86_64.rpm", body: bytes, contentType: octets, http: 409, code: .conflict)
+        try await rest.fails("POST", "\(raw)?name=FoobarAgent&version=1.2.3-rc1&os=linux&arch=x86_64&file=other.rpm", body: bytes, contentType: octets, http: 409, code: .conflict)
+        try await rest.fails("POST", "\(raw)?name=Other&version=1&os=linux&arch=x86_64&file=FoobarAgent-1.2.3-rc1.x86_64.rpm", body: bytes, contentType: octets, http: 409, code: .conflict)
         for (field, value) in [("file", "..%2F..%2Fetc%2Fpasswd"), ("file", ".."), ("file", ".hidden"), ("os", "..%2Fetc"), ("arch", "x86%5C64"), ("name", "a%00b")] {
             var query = ["name": "Evil", "version": "1", "os": "linux", "arch": "x86_64", "file": "evil.rpm"]
             query[field] = value
             let text = query.map { "\($0.key)=\($0.value)" }.joined(separator: "&")
             // The gateway refuses them by the document's pattern (400) before the store would (422, as for the
             // JSON and multipart forms above and below).
-            let cause = try await rest.fails("POST", "\(route)?\(text)", body: Data("x".utf8), contentType: octets, http: 400, code: .badRequest)
+            let cause = try await rest.fails("POST", "\(raw)?\(text)", body: Data("x".utf8), contentType: octets, http: 400, code: .badRequest)
             #expect(cause.contains("query parameter '\(field)' must match"), "\(cause)")
             try await rest.fails("POST", route, json: query.merging(["content": "eA=="]) { $1 }.mapValues { $0.removingPercentEncoding ?? $0 }, http: 422, code: .unprocessable)
         }
-        try await rest.fails("POST", "\(route)?name=Evil&version=1&os=linux&arch=x86_64&file=evil.rpm&sha256=\(String(repeating: "0", count: 64))", body: Data("x".utf8), contentType: octets, http: 422, code: .unprocessable)
-        try await rest.fails("POST", "\(route)?name=Huge&version=1&os=linux&arch=x86_64&file=huge.rpm", body: Data(count: 2_500_000), contentType: octets, http: 413, code: .payloadTooLarge)
-        try await rest.fails("POST", "\(route)?name=NoFile", body: Data("x".utf8), contentType: octets, http: 400, code: .badRequest)
-        try await rest.fails("POST", route, json: ["name": "X", "version": "1", "arch": "x86_64", "os": "linux", "file": "x.rpm", "content": "%%%"], http: 400, code: .badRequest)
+        try await rest.fails("POST", "\(raw)?name=Evil&version=1&os=linux&arch=x86_64&file=evil.rpm&sha256=\(String(repeating: "0", count: 64))", body: Data("x".utf8), contentType: octets, http: 422, code: .unprocessable)
+        try await rest.fails("POST", "\(raw)?name=Huge&version=1&os=linux&arch=x86_64&file=huge.rpm", body: Data(count: 2_500_000), contentType: octets, http: 413, code: .payloadTooLarge)
+        try await rest.fails("POST", "\(raw)?name=NoFile", body: Data("x".utf8), contentType: octets, http: 400, code: .badRequest)
+        // The query names a raw body only; the form and the JSON name it themselves.
+        cause = try await rest.fails("POST", route, body: Data("x".utf8), contentType: octets, http: 415, code: .unsupportedMediaType)
+        #expect(cause.contains("/api/v1/server/package/raw"), "\(cause)")
+        cause = try await rest.fails(
+            "POST", "\(route)?version=3.0", body: form([("name", "FormAgent"), ("os", "linux"), ("arch", "aarch64")], file: ("FormAgent-3.0.rpm", formBytes)),
+            contentType: multipart, http: 400, code: .badRequest
+        )
+        #expect(cause.contains("'version' is required"), "\(cause)")
+        // Base64 exactly as the document's pattern says (Foundation alone takes "====" and reads a byte).
+        for content in ["%%%", "====", "QQ", "QUJD\n", "QQ==QQ=="] {
+            try await rest.fails("POST", route, json: ["name": "X", "version": "1", "arch": "x86_64", "os": "linux", "file": "x.rpm", "content": content], http: 400, code: .badRequest)
+        }
         let incoming = try FileManager.default.contentsOfDirectory(atPath: "\(node.dataDirectory)/packages/.incoming")
         #expect(incoming.isEmpty)
         #expect(!FileManager.default.fileExists(atPath: "\(node.dataDirectory)/packages/linux/x86_64/evil.rpm"))
@@ -329,7 +342,7 @@ struct GatewayTests {
         let bytes = Data((0 ..< 300_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) })
         let sha256 = SHA256.hash(data: bytes).hexString
         _ = try await rest.ok(
-            "POST", "/api/v1/server/package?name=MiniAgent&version=1.0&os=linux&arch=x86_64&file=MiniAgent%2B1.0.tar.gz&sha256=\(sha256)",
+            "POST", "/api/v1/server/package/raw?name=MiniAgent&version=1.0&os=linux&arch=x86_64&file=MiniAgent%2B1.0.tar.gz&sha256=\(sha256)",
             body: bytes, contentType: "application/octet-stream"
         )
         // The host reports sub-agents in every state; the dashboard counts them.
@@ -502,7 +515,7 @@ struct GatewayTests {
 struct OpenAPIDocumentTests {
     /// Written here, not taken from the gateway's table, so a route dropped from either fails.
     static let routes: Set<String> = [
-        "GET /api/v1/server/package", "POST /api/v1/server/package", "DELETE /api/v1/server/package",
+        "GET /api/v1/server/package", "POST /api/v1/server/package", "DELETE /api/v1/server/package", "POST /api/v1/server/package/raw",
         "POST /api/v1/server/task", "GET /api/v1/server/task", "DELETE /api/v1/server/task",
         "GET /api/v1/server/agent", "GET /api/v1/server/hosts", "GET /api/v1/server/agents",
         "DELETE /api/v1/server/agent", "POST /api/v1/server/agent/ban",
@@ -564,7 +577,7 @@ struct OpenAPIDocumentTests {
         // Real answers match their documented schemas.
         let validator = SchemaValidator(components: components)
         _ = try await rest.ok("POST", "/api/v1/server/tags", json: ["name": "svc", "value": "ecs"])
-        _ = try await rest.ok("POST", "/api/v1/server/package?name=A&version=1&os=linux&arch=x86_64&file=a.rpm", body: Data("a".utf8), contentType: "application/octet-stream")
+        _ = try await rest.ok("POST", "/api/v1/server/package/raw?name=A&version=1&os=linux&arch=x86_64&file=a.rpm", body: Data("a".utf8), contentType: "application/octet-stream")
         _ = try await rest.ok("POST", "/api/v1/server/task", json: ["command": "getinfo.os", "agents": ["h-1"]])
         _ = try await rest.ok("POST", "/api/v1/server/plugin", json: ["name": "p", "git": "https://example.com/p.git", "ref": String(repeating: "a", count: 40), "agents": ["h-1"], "period": 60])
         var agent = try RESTClient(node)

@@ -74,7 +74,7 @@ struct PluginEndToEndTests {
             named: "load", in: directory
         )
         _ = try await rest.ok(
-            "POST", "/api/v1/server/package?name=load-plugin&version=1.0&os=linux&arch=x86_64&file=load.tar.gz",
+            "POST", "/api/v1/server/package/raw?name=load-plugin&version=1.0&os=linux&arch=x86_64&file=load.tar.gz",
             body: try Data(contentsOf: URL(fileURLWithPath: load)), contentType: "application/octet-stream"
         )
         let created = try await rest.ok(

@@ -103,7 +103,7 @@ struct SubAgentEndToEndTests {
         let rest = try RESTClient(node)
         let bytes = try await Self.tarball(in: directory, version: "1.0")
         _ = try await rest.ok(
-            "POST", "/api/v1/server/package?name=MiniAgent&version=1.0&os=linux&arch=x86_64&file=MiniAgent-1.0.tar.gz",
+            "POST", "/api/v1/server/package/raw?name=MiniAgent&version=1.0&os=linux&arch=x86_64&file=MiniAgent-1.0.tar.gz",
             body: bytes, contentType: "application/octet-stream"
         )
         // The seed's task body without url or checksum: the store's package is meant.
@@ -165,7 +165,7 @@ struct SubAgentEndToEndTests {
         // connections (they send their token to no plain-HTTP URL).
         let newer = try await Self.tarball(in: directory, version: "1.1")
         let uploaded = try await rest.ok(
-            "POST", "/api/v1/server/package?name=MiniAgent&version=1.1&os=linux&arch=x86_64&file=MiniAgent-1.1.tar.gz",
+            "POST", "/api/v1/server/package/raw?name=MiniAgent&version=1.1&os=linux&arch=x86_64&file=MiniAgent-1.1.tar.gz",
             body: newer, contentType: "application/octet-stream"
         )
         let sha256 = try #require((uploaded["package"] as? [String: Any])?["sha256"] as? String)
@@ -251,7 +251,7 @@ struct SubAgentEndToEndTests {
         let real = try await Self.tarball(in: directory, version: "1.0")
         for (arch, bytes) in [(machine, real), (other, Data("not a tarball".utf8))] {
             _ = try await rest.ok(
-                "POST", "/api/v1/server/package?name=MiniAgent&version=1.0&os=linux&arch=\(arch)&file=MiniAgent-1.0.tar.gz",
+                "POST", "/api/v1/server/package/raw?name=MiniAgent&version=1.0&os=linux&arch=\(arch)&file=MiniAgent-1.0.tar.gz",
                 body: bytes, contentType: "application/octet-stream"
             )
         }

@@ -201,7 +201,7 @@ def test_every_tab_shows_what_the_store_holds(node, browser):
 
     # Agent versions: an uploaded package with its path and SHA256.
     content = b"#!/bin/sh\necho console\n" * 100
-    rest(node, "POST", "/api/v1/server/package?name=ConsoleAgent&version=1.2&os=linux&arch=x86_64&file=console-agent.tar.gz",
+    rest(node, "POST", "/api/v1/server/package/raw?name=ConsoleAgent&version=1.2&os=linux&arch=x86_64&file=console-agent.tar.gz",
          content, content_type="application/octet-stream")
     browser.find_element(By.LINK_TEXT, "Agent versions").click()
     row = browser.find_element(By.XPATH, "//table[@id='packages']//tr[td[1]='ConsoleAgent']")

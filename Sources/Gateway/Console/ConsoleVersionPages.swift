@@ -19,7 +19,7 @@ extension Console {
             guard type.lowercased().hasPrefix("multipart/form-data"), !boundary.isEmpty else {
                 throw AspireError(.badRequest, "an upload is sent as multipart/form-data")
             }
-            let package = try await self.gateway.multipartUpload(request, boundary: boundary, query: Query(request), metadata: session.metadata) {
+            let package = try await self.gateway.multipartUpload(request, boundary: boundary, metadata: session.metadata, extraFields: ["csrf"]) {
                 fields throws(AspireError) in
                 guard session.accepts(csrf: fields["csrf"] ?? "") else {
                     throw AspireError(.permissionDenied, "This form was not sent from this console (its CSRF token is missing or wrong), so nothing was stored.")

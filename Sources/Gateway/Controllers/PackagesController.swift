@@ -24,7 +24,7 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
                 [
                     "name": OpenAPI.packageField(maxLength: 64), "version": OpenAPI.packageField(maxLength: 64),
                     "os": OpenAPI.packageField(maxLength: 64), "arch": OpenAPI.packageField(maxLength: 16),
-                    "file": OpenAPI.packageField(maxLength: 255), "sha256": OpenAPI.sha256, "content": .string,
+                    "file": OpenAPI.packageField(maxLength: 255), "sha256": OpenAPI.sha256OrEmpty, "content": OpenAPI.base64,
                 ],
                 required: ["name", "version", "os", "arch", "file"]
             ),
@@ -32,7 +32,7 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
                 [
                     "name": OpenAPI.packageField(maxLength: 64), "version": OpenAPI.packageField(maxLength: 64),
                     "os": OpenAPI.packageField(maxLength: 64), "arch": OpenAPI.packageField(maxLength: 16),
-                    "sha256": .matching("^([0-9a-fA-F]{64})?$"), "file": .binary,
+                    "sha256": OpenAPI.sha256OrEmpty, "file": .binary,
                 ],
                 required: ["name", "version", "os", "arch", "file"]
             ),
@@ -78,27 +78,55 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
                     rpc: "UploadPackage", method: "POST", path: "/api/v1/server/package",
                     summary: """
                         Stores a package version under packages/{os}/{arch}/{file} and computes its SHA256. The bytes come \
-                        as the raw body (names in the query), as multipart/form-data (text fields and the file part in \
-                        any order), or base64 in the JSON body's "content"; the seed's JSON without content registers a file \
-                        already in the package store.
+                        as multipart/form-data (text fields and the file part in any order) or base64 in the JSON body's \
+                        "content"; the seed's JSON without content registers a file already in the package store. A raw \
+                        body goes to /api/v1/server/package/raw.
                         """,
-                    query: [
-                        Route.query("name", OpenAPI.packageField(maxLength: 64), "Package name (raw-body uploads)."),
-                        Route.query("version", OpenAPI.packageField(maxLength: 64), "Version (raw-body uploads)."),
-                        Route.query("os", OpenAPI.packageField(maxLength: 64), "OS, e.g. linux (raw-body uploads)."),
-                        Route.query("arch", OpenAPI.packageField(maxLength: 16), "Architecture, e.g. x86_64 (raw-body uploads)."),
-                        Route.query("file", OpenAPI.packageField(maxLength: 255), "File name: no separators, no '..' (raw-body uploads)."),
-                        Route.query("sha256", OpenAPI.sha256, "Expected SHA256 in hex; the upload is refused when it differs."),
-                    ],
                     body: [
                         (Route.json, .ref("PackageUpload")),
-                        ("application/octet-stream", .binary),
                         ("multipart/form-data", .ref("PackageForm")),
                     ],
                     response: .envelope(["package": .ref("Package")])
                 )
             ) { route, request, _, metadata in
-                let package = try await self.upload(request, route: route, query: Query(request), metadata: metadata)
+                let package = try await self.upload(request, route: route, metadata: metadata)
+                return Answer.success(["package": RESTJSON.package(package)])
+            },
+            Endpoint(
+                Route(
+                    id: "uploadRawPackage",
+                    rpc: "UploadPackage", method: "POST", path: "/api/v1/server/package/raw",
+                    summary: """
+                        Stores a package version from the raw body (curl --data-binary @FILE), named by the query, \
+                        under packages/{os}/{arch}/{file}, and computes its SHA256.
+                        """,
+                    query: [
+                        Route.query("name", OpenAPI.packageField(maxLength: 64), "Package name.", required: true),
+                        Route.query("version", OpenAPI.packageField(maxLength: 64), "Version.", required: true),
+                        Route.query("os", OpenAPI.packageField(maxLength: 64), "OS, e.g. linux.", required: true),
+                        Route.query("arch", OpenAPI.packageField(maxLength: 16), "Architecture, e.g. x86_64.", required: true),
+                        Route.query("file", OpenAPI.packageField(maxLength: 255), "File name: no separators, no '..'.", required: true),
+                        Route.query("sha256", OpenAPI.sha256, "Expected SHA256 in hex; the upload is refused when it differs."),
+                    ],
+                    body: [("application/octet-stream", .binary)],
+                    response: .envelope(["package": .ref("Package")])
+                )
+            ) { _, request, _, metadata in
+                let query = Query(request)
+                var info = Aspire_V1_PackageInfo()
+                info.name = query.string("name")
+                info.version = query.string("version")
+                info.os = query.string("os")
+                info.arch = query.string("arch")
+                info.file = query.string("file")
+                info.sha256 = query.string("sha256")
+                let body = request.body
+                let package = try await self.gateway.admin.uploadPackage(metadata: metadata) { [info] writer in
+                    try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.info = info })
+                    for try await buffer in body {
+                        try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.chunk = Data(buffer.readableBytesView) })
+                    }
+                }
                 return Answer.success(["package": RESTJSON.package(package)])
             },
             Endpoint(
@@ -156,9 +184,9 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
         ]
     }
 
-    /// Streams an upload to the service: the raw body with names in the query, or the seed's
-    /// JSON (with base64 `content`, or naming a file already in the store).
-    func upload(_ request: Request, route: Route, query: Query, metadata: Metadata) async throws -> Aspire_V1_Package {
+    /// Streams an upload to the service: a multipart form, or the seed's JSON (with base64
+    /// `content`, or naming a file already in the store).
+    func upload(_ request: Request, route: Route, metadata: Metadata) async throws -> Aspire_V1_Package {
         let contentType = request.headers[.contentType]?.lowercased() ?? ""
         var info = Aspire_V1_PackageInfo()
         if contentType.hasPrefix("application/json") {
@@ -172,8 +200,8 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
             info.sha256 = try body.string("sha256")
             let content = try body.string("content")
             if body.has("content") {
-                guard let bytes = Data(base64Encoded: content) else {
-                    throw AspireError(.badRequest, "\(body.context): 'content' must be base64")
+                guard let bytes = OpenAPI.decodeBase64(content) else {
+                    throw AspireError(.badRequest, "\(body.context): 'content' must be base64 (padded, no line breaks)")
                 }
                 return try await self.gateway.admin.uploadPackage(metadata: metadata) { [info] writer in
                     try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.info = info })
@@ -194,27 +222,11 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
             // The boundary is case-sensitive: read it from the header as sent.
             let boundary = Gateway<Transport>.dispositionParameters(request.headers[.contentType] ?? "")["boundary"] ?? ""
             guard !boundary.isEmpty else { throw AspireError(.badRequest, "multipart/form-data without a boundary") }
-            return try await self.gateway.multipartUpload(request, boundary: boundary, query: query, metadata: metadata)
+            return try await self.gateway.multipartUpload(request, boundary: boundary, metadata: metadata)
         }
-        for (key, value) in [("name", query.string("name")), ("version", query.string("version")), ("os", query.string("os")), ("arch", query.string("arch")), ("file", query.string("file"))]
-        where value.isEmpty {
-            throw AspireError(
-                .badRequest,
-                "query parameter '\(key)' is required with a raw body (name, version, os, arch and file name the package)"
-            )
-        }
-        info.name = query.string("name")
-        info.version = query.string("version")
-        info.os = query.string("os")
-        info.arch = query.string("arch")
-        info.file = query.string("file")
-        info.sha256 = query.string("sha256")
-        let body = request.body
-        return try await self.gateway.admin.uploadPackage(metadata: metadata) { [info] writer in
-            try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.info = info })
-            for try await buffer in body {
-                try await writer.write(Aspire_V1_UploadPackageRequest.with { $0.chunk = Data(buffer.readableBytesView) })
-            }
-        }
+        throw AspireError(
+            .unsupportedMediaType,
+            "\(route.name) takes application/json or multipart/form-data; a raw body goes to POST /api/v1/server/package/raw?name=&version=&os=&arch=&file="
+        )
     }
 }

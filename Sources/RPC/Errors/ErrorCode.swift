@@ -66,6 +66,8 @@ public struct ErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let payloadTooLarge = Self(rawValue: 130_004)
     /// The request is well formed but its values are not acceptable.
     public static let unprocessable = Self(rawValue: 130_005)
+    /// The request body is of a media type the route does not take.
+    public static let unsupportedMediaType = Self(rawValue: 130_006)
     /// The request conflicts with the current state.
     public static let conflict = Self(rawValue: 130_009)
     /// The thing asked for does not exist (the seed's 130010).
@@ -147,6 +149,7 @@ public struct ErrorCode: Hashable, Sendable, CustomStringConvertible {
         130_003: Entry(message: "bad request", rpc: .invalidArgument, http: 400),
         130_004: Entry(message: "payload too large", rpc: .resourceExhausted, http: 413),
         130_005: Entry(message: "unprocessable", rpc: .invalidArgument, http: 422),
+        130_006: Entry(message: "unsupported media type", rpc: .invalidArgument, http: 415),
         130_009: Entry(message: "conflict", rpc: .failedPrecondition, http: 409),
         130_010: Entry(message: "not found", rpc: .notFound, http: 404),
         130_020: Entry(message: "agent offline", rpc: .unavailable, http: 409),
