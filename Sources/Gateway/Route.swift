@@ -1,3 +1,4 @@
+public import RPC
 import Hummingbird
 import GRPCCore
 

@@ -229,8 +229,8 @@ struct GatewayRouteTests {
                 // Bad declarations: each refused with what is wrong, nothing stored.
                 for (change, why) in [
                     (["tags": [String: String]()], "names no tags"), (["name": "../x"], "name"), (["on_untag": "maybe"], "on_untag"),
-                    (["checksum": "md5:1"], "checksum"), (["canary": 0], "canary 0"), (["batch": "120%"], "batch"),
-                    (["limits": ["disk": "1G"]], "unknown limit"), (["surprise": true], "surprise"), (["health_seconds": -1], "health_seconds"),
+                    (["checksum": "md5:1"], "checksum"), (["canary": 0], "canary '0'"), (["batch": "120%"], "batch"),
+                    (["limits": ["disk": "1G"]], "unknown field 'disk'"), (["surprise": true], "surprise"), (["health_seconds": -1], "health_seconds"),
                     (["url": "", "checksum": ""], "no package"), (["url": ""], "a checksum goes with a url"),
                 ] as [([String: Any], String)] {
                     var bad = body

@@ -221,6 +221,57 @@ struct GatewayTests {
         _ = try await rest.ok("GET", "/api/v1/server/whoami")
     }
 
+    @Test("A task's shape rules (the document's) answer 400; a well-formed task refused for what it meets answers 422")
+    func taskRefusals() async throws {
+        let directory = try makeTemporaryDirectory("gateway-task-refusals")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try await TestNode.start(in: directory, host: Loopback.address())
+        let rest = try RESTClient(node)
+        let route = "/api/v1/server/task"
+        func bash(_ parameters: [String: Any], _ extra: [String: Any] = [:]) -> [String: Any] {
+            ["command": "sync.bash", "agents": ["a"], "parameters": parameters].merging(extra) { $1 }
+        }
+        let shape: [([String: Any], String)] = [
+            (bash(["cmd": " \t\n"]), "'cmd' is blank"),
+            (bash(["cmd": "true", "timeout": "+10"]), "'timeout' must be a number"),
+            (bash(["cmd": "true", "timeout": "1e1"]), "'timeout' must be a number"),
+            (bash(["cmd": "true", "timeout": "010"]), "'timeout' must be a number"),
+            (bash(["cmd": "true"], ["max_concurrency": "0.5%"]), "a share from 1% to 100%"),
+            (bash(["cmd": "true"], ["max_errors": " 10"]), "expected a number from 0"),
+            (bash(["cmd": "true"], ["agents": ["a"], "tags": ["k": "v"]]), "not both"),
+            (bash(["cmd": "true"], ["agents": [], "tags": ["k": "v"], "window": ["start": "2026-12-02T10:00:00Zjunk"]]), "RFC 3339"),
+            (bash(["cmd": "true"], ["agents": [], "tags": ["k": "v"], "window": ["start": 10.5]]), "whole Unix seconds"),
+            (["command": "install", "agents": ["a"], "parameters": ["name": "A"]], "give a version"),
+            (["command": "install", "agents": ["a"], "parameters": ["name": "A", "url": "aspire://package/linux/x"]], "aspire://package/OS/ARCH/FILE"),
+            (["command": "install", "agents": ["a"], "parameters": ["name": "A", "version": "1", "checksum": "SHA256:" + String(repeating: "０", count: 64)]], "checksum"),
+            (["command": "config", "agents": ["a"], "parameters": ["svrlist": "a:1, b:2"]], "svrlist"),
+            (["command": "daemon.init", "agents": ["a"], "parameters": ["name": "D", "version": "1", "start": "d", "stop": "kill:ſigterm"]], "names no signal"),
+            (["command": "daemon.init", "agents": ["a"], "parameters": ["name": "D", "version": "1", "start": "d", "check": "socket"]], "check socket needs a socket"),
+        ]
+        for (body, cause) in shape {
+            // 130003 bad request for the task's own fields, 3021 invalid params for its parameters: both 400.
+            let refused = try await rest.call("POST", route, json: body)
+            #expect(refused.status == 400 && refused.text.contains(cause), "\(body): HTTP \(refused.status) \(refused.text)")
+        }
+        let world: [([String: Any], String)] = [
+            (bash(["cmd": "true"], ["agents": [], "tags": ["k": "v"], "window": ["start": 2_000_000_000, "end": 1_900_000_000]]), "must end after it starts"),
+            (bash(["cmd": "true"], ["agents": [], "tags": ["k": "v"], "window": ["start": "2027-02-29T00:00:00Z"]]), "has no February 29"),
+            (["command": "install", "agents": ["a"], "parameters": ["name": "A", "version": "1"]], "no package A 1 in the store"),
+            (["command": "install", "agents": ["a"], "parameters": ["name": "A", "url": "http://repo/latest.rpm"]], "give a version"),
+        ]
+        for (body, cause) in world {
+            let refused = try await rest.fails("POST", route, json: body, http: 422, code: .unprocessable)
+            #expect(refused.contains(cause), "\(body): \(refused)")
+        }
+        // The same texts written well are taken.
+        _ = try await rest.ok("POST", route, json: bash(["cmd": "true", "timeout": "10"], ["max_concurrency": "2.5%", "max_errors": 3]))
+        _ = try await rest.ok("POST", route, json: bash(["cmd": "true"], ["agents": [], "tags": ["k": "v"], "window": ["start": "2028-02-29T10:00:00+08:00", "end": "4000000000"]]))
+        _ = try await rest.ok(
+            "POST", route,
+            json: ["command": "daemon.init", "agents": ["a"], "parameters": ["name": "D", "version": "1", "url": "http://repo/D-1.tar.gz", "checksum": "SHA256:" + String(repeating: "ab", count: 32), "start": "d", "stop": "kill:sigterm", "check": "socket", "socket": "[::1]:8080", "limits": ["HITS": "3", "cpu": 50]]]
+        )
+    }
+
     @Test("The seed's agent routes answer only the networks of --seed-agents")
     func seedAgentNetworks() async throws {
         let directory = try makeTemporaryDirectory("gateway-seed-networks")
@@ -401,7 +452,7 @@ struct GatewayTests {
         let cause = try await rest.fails(
             "POST", "/api/v1/server/task",
             json: ["command": "install", "agents": [sn], "parameters": ["name": "BasicAgent", "url": "http://repo/latest.rpm", "checksum": "SHA256:" + sha256]],
-            http: 400, code: .badRequest
+            http: 422, code: .unprocessable
         )
         #expect(cause.contains("give a version"))
     }

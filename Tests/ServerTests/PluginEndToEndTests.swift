@@ -261,9 +261,16 @@ struct InfluxEndToEndTests {
             router: router, configuration: ApplicationConfiguration(address: .hostname("127.0.0.46", port: 0)),
             onServerRunning: { channel in bound.withLock { $0 = channel.localAddress?.port } }
         )
-        let serving = Task { try await receiver.run() }
+        let failure = Mutex<String?>(nil)
+        let serving = Task {
+            do { try await receiver.run() } catch { failure.withLock { $0 = "\(error)" } }
+        }
         defer { serving.cancel() }
-        try await eventually(timeout: .seconds(10), "the receiver to listen") { bound.withLock { $0 } != nil }
+        // The whole suite on two cores may keep a new server's first event-loop turn waiting for seconds.
+        try await eventually(timeout: .seconds(60), "the receiver to listen") {
+            if let reason = failure.withLock({ $0 }) { throw HarnessError("the receiver stopped: \(reason)") }
+            return bound.withLock { $0 } != nil
+        }
         let port = try #require(bound.withLock { $0 })
 
         let node = try await TestNode.start(in: directory, host: "127.0.0.46", arguments: ["--influx-url", "http://127.0.0.46:\(port)/write?db=aspire"])

@@ -43,14 +43,33 @@ struct DeploymentsController<Transport: ClientTransport>: GatewayController {
                 required: ["start"]
             ),
         ]
+        // A wave moves a count of hosts from 1, or a share.
+        let wave = Schema.oneOf([.bounded(1 ... RateLimitText.maxCount), .matching(RateLimitText.pattern(minimumCount: 1))])
+        let account = Schema.matching(AccountName.pattern)
         return [
-            "DeploymentRequest": .object(
-                spec.merging([
-                    "canary": .string, "batch": .string, "max_failures": .bounded(Self.maxFailures), "health_seconds": .bounded(Self.healthSeconds),
-                    "wave_timeout_seconds": .bounded(Self.waveTimeouts), "no_auto_rollback": .boolean, "tags": OpenAPI.tags(minimum: 1),
-                ]) { $1 },
-                required: ["name", "version", "tags"]
-            ),
+            // As `DeploymentSpec.checked` and `RolloutPolicy.checked` take it.
+            "DeploymentRequest": .allOf([
+                .object(
+                    spec.merging([
+                        "name": .matching(PathName.pattern), "version": .matching(PathName.pattern), "url": .string,
+                        "checksum": .matching(CommandParameters.checksumPattern), "user": account, "group": account,
+                        "on_untag": .enumeration(["", "remove", "keep"]),
+                        "daemon": .allOf(
+                            [.object(Aspire_V1_DaemonSpec.schemaFields(numbersAsText: false, hits: true), required: ["start"])]
+                                + Aspire_V1_DaemonSpec.schemaRules
+                        ),
+                        "canary": wave, "batch": wave, "max_failures": .bounded(Self.maxFailures), "health_seconds": .bounded(Self.healthSeconds),
+                        "wave_timeout_seconds": .bounded(Self.waveTimeouts), "no_auto_rollback": .boolean, "tags": OpenAPI.tags(minimum: 1),
+                    ]) { $1 },
+                    required: ["name", "version", "tags"]
+                ),
+                // A store package (no url, no checksum), a command:// install, or a url with its checksum.
+                .anyOf([
+                    .object(["url": .enumeration([""]), "checksum": .enumeration([""])], additional: .any),
+                    .object(["url": .matching("^command://")], required: ["url"], additional: .any),
+                    .object(["url": .nonEmpty, "checksum": .nonEmpty], required: ["url", "checksum"], additional: .any),
+                ]),
+            ]),
             "Deployment": .object(
                 spec.merging([
                     "rollout": .object([
@@ -126,14 +145,15 @@ struct DeploymentsController<Transport: ClientTransport>: GatewayController {
                 message.spec.url = try body.string("url")
                 message.spec.checksum = try body.string("checksum")
                 message.spec.envs = try body.stringMap("envs")
-                let limits = try body.stringMap("limits")
-                for key in limits.keys where !["cpu", "memory", "pids"].contains(key) {
-                    throw AspireError(.badRequest, "\(route.method) \(route.path): unknown limit '\(key)' (cpu, memory, pids)")
-                }
-                if !limits.isEmpty {
-                    message.spec.limits.cpu = limits["cpu"] ?? ""
-                    message.spec.limits.memory = limits["memory"] ?? ""
-                    message.spec.limits.pids = limits["pids"] ?? ""
+                if let object = try body.object("limits") {
+                    // A field of its own each: null is absent, as everywhere in a body.
+                    let limits = JSONFields(object.fields, context: "\(route.name): limits", code: .badRequest)
+                    try limits.allow(["cpu", "memory", "pids"])
+                    var given = Aspire_V1_ResourceLimits()
+                    given.cpu = try limits.string("cpu")
+                    given.memory = try limits.string("memory")
+                    given.pids = try limits.string("pids")
+                    if given != Aspire_V1_ResourceLimits() { message.spec.limits = given }
                 }
                 message.spec.user = try body.string("user")
                 message.spec.group = try body.string("group")

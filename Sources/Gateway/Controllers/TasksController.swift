@@ -24,19 +24,31 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
     /// The schemas its routes refer to, for the OpenAPI document.
     var schemas: [String: Schema] {
         [
-            "TaskRequest": .object(
-                [
-                    "command": .enumeration(CommandParameters.methods),
-                    "agents": .array(.string),
-                    "tags": .object([:], additional: .string),
-                    "window": .object(["start": .oneOf([.integer, .string]), "end": .oneOf([.integer, .string])]),
-                    "parameters": .object([:], additional: .any),
-                    "max_concurrency": .oneOf([.integer, .string]),
-                    "max_errors": .oneOf([.integer, .string]),
-                    "user": .string,
-                ],
-                required: ["command"]
-            ),
+            "TaskRequest": .allOf([
+                .object(
+                    [
+                        "command": .enumeration(CommandParameters.methods),
+                        "agents": .array(OpenAPI.agentSN),
+                        "tags": OpenAPI.tags(),
+                        "window": .object(["start": Self.windowTime, "end": Self.windowTime]),
+                        "parameters": .object([:], additional: .any),
+                        "max_concurrency": Self.rateLimit,
+                        "max_errors": Self.rateLimit,
+                        "user": .string,
+                    ],
+                    required: ["command"]
+                ),
+                OpenAPI.oneTarget,
+                // Each method's parameters, as the task engine reads them.
+                .oneOf(CommandMethod.taskMethods.map { method in
+                    let parameters = CommandParameters.schema(for: method)
+                    let needed: Bool = if case .allOf = parameters { true } else if case .object(_, let required, _) = parameters { !required.isEmpty } else { false }
+                    return .object(
+                        ["command": .enumeration([method.taskName]), "parameters": parameters],
+                        required: needed ? ["command", "parameters"] : ["command"], additional: .any
+                    )
+                }),
+            ]),
             "Task": .object(
                 [
                     "id": .integer, "status": .enumeration(["pending", "running", "done", "failed", "cancelled"]),
@@ -251,23 +263,31 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
         return message
     }
 
-    /// A time as Unix seconds or RFC 3339; 0 when absent.
+    /// `max_concurrency`, `max_errors`: a count as a number, or a count or share as text.
+    static var rateLimit: Schema { .oneOf([.bounded(0 ... RateLimitText.maxCount), .matching(RateLimitText.pattern)]) }
+
+    /// Whole Unix seconds a window may name (numbers, or their digits as text).
+    static var windowSeconds: ClosedRange<Int64> { 0 ... 99_999_999_999 }
+
+    /// A window's time as the document says it: whole Unix seconds (a number, or its digits) or
+    /// an RFC 3339 time from 1970 on.
+    static var windowTime: Schema {
+        .oneOf([.bounded(Self.windowSeconds), .matching("^(?:\(WholeText.alternatives(Self.windowSeconds))|\(RFC3339.alternatives))$")])
+    }
+
+    /// A time as Unix seconds or RFC 3339, in milliseconds; 0 when absent.
     static func time(_ fields: JSONFields, _ key: String) throws(AspireError) -> Int64 {
         guard let value = fields.fields[key], !JSONFields.isNull(value) else { return 0 }
         switch value.kind {
-        case .numberValue(let seconds)? where seconds >= 0 && seconds < 1e11:
-            return Int64(seconds * 1000)
+        case .numberValue(let number)?:
+            if let seconds = Int64(exactly: number), Self.windowSeconds.contains(seconds) { return seconds * 1000 }
         case .stringValue(let text)?:
-            if let date = try? Date(text, strategy: .iso8601) {
-                return Int64(date.timeIntervalSince1970 * 1000)
-            }
-            if let seconds = Double(text), seconds >= 0, seconds < 1e11 {
-                return Int64(seconds * 1000)
-            }
+            if let seconds = WholeText.value(text), Self.windowSeconds.contains(seconds) { return seconds * 1000 }
+            if let time = try RFC3339.milliseconds(text, field: "\(fields.context): '\(key)'") { return time }
         default:
             break
         }
-        throw AspireError(.badRequest, "\(fields.context): '\(key)' must be Unix seconds or an RFC 3339 time")
+        throw AspireError(.badRequest, "\(fields.context): '\(key)' must be whole Unix seconds or an RFC 3339 time (2026-12-02T10:00:00Z)")
     }
 
     /// One Server-Sent Event of a followed command; nil for none.

@@ -11,6 +11,98 @@ public enum CommandParameters {
 
     /// A shell command's timeout, seconds (0: the agent's default).
     public static var bashTimeouts: ClosedRange<Int64> { 0 ... 86_400 * 7 }
+    /// `config`'s status step, seconds.
+    public static var steps: ClosedRange<Int64> { 10 ... 86_400 }
+    /// `plugin.run`'s timeout, seconds (0: the plugin's own).
+    public static var pluginTimeouts: ClosedRange<Int64> { 0 ... 86_400 }
+    /// How long `plugin.disable` holds a plugin off, seconds (0: until enabled).
+    public static var disableSeconds: ClosedRange<Int64> { 0 ... 86_400 * 365 }
+    /// The limits a sub-agent takes (`limits` keys, any case); daemon.init's `hits` besides.
+    public static let limitNames = ["cpu", "memory", "pids"]
+    /// A sub-agent's `checksum`: `SHA256:` and 64 hex digits, or nothing.
+    public static let checksumPattern = "^(?:SHA256:[0-9a-fA-F]{64})?$"
+
+    /// The fields a method's parameters may carry: what the parser allows and the REST document
+    /// declares.
+    public static func fields(for method: CommandMethod) -> Set<String> {
+        switch method {
+        case .bash: ["cmd", "timeout", "user", "group"]
+        case .getInfo: ["args"]
+        case .subAgent(let action):
+            Set(["name", "version", "url", "checksum", "envs", "limits", "user", "group"])
+                .union(action == .daemonInit ? Aspire_V1_DaemonSpec.fieldNames.union(["env"]) : Set<String>())
+        case .config: ["svrlist", "step", "tags"]
+        case .plugin(.list): []
+        case .plugin(.run): ["name", "timeout", "param"]
+        case .plugin(.disable): ["name", "seconds"]
+        case .plugin: ["name"]
+        case .scheduleSet, .deploymentSet: []
+        }
+    }
+
+    /// What `command(method:parameters:)` takes as the parameters of `method`, for the REST
+    /// document: every rule of their own shape (a well-formed request is refused only for what it
+    /// meets: a package the store lacks, a user the host lacks). Its fields are ``fields(for:)``.
+    public static func schema(for method: CommandMethod) -> Schema {
+        let account = Schema.matching(AccountName.pattern)
+        let name = Schema.matching(PathName.pattern)
+        let fields: [String: Schema]
+        var required: [String] = []
+        switch method {
+        case .bash:
+            fields = ["cmd": .matching(CommandText.pattern), "timeout": .wholeOrText(Self.bashTimeouts), "user": account, "group": account]
+            required = ["cmd"]
+        case .getInfo:
+            fields = ["args": .string]
+        case .subAgent(let action):
+            var limits = Dictionary(uniqueKeysWithValues: Self.limitNames.map { ("^\(PatternText.anyCase($0))$", Schema.textOrNumber) })
+            var subAgent: [String: Schema] = [
+                "name": name, "version": .matching(PathName.optionalPattern), "url": .matching(StoreFile.urlPattern),
+                "checksum": .matching(Self.checksumPattern),
+                "envs": .object([:], additional: .textOrNumber), "user": account, "group": account,
+            ]
+            required = ["name"]
+            if action == .daemonInit {
+                limits["^\(PatternText.anyCase("hits"))$"] = .wholeOrText(Aspire_V1_DaemonSpec.range("hits"))
+                subAgent.merge(Aspire_V1_DaemonSpec.schemaFields(numbersAsText: true, hits: false)) { $1 }
+                subAgent["env"] = .object([:], additional: .textOrNumber)
+                subAgent["version"] = name
+                required += ["version", "start"]
+            }
+            subAgent["limits"] = .patterned(limits)
+            fields = subAgent
+        case .config:
+            fields = ["svrlist": .matching(HostPort.listPattern), "step": .wholeOrText(Self.steps), "tags": .object([:], additional: .textOrNumber)]
+        case .plugin(.run):
+            fields = ["name": name, "timeout": .wholeOrText(Self.pluginTimeouts), "param": .string]
+            required = ["name"]
+        case .plugin(.disable):
+            fields = ["name": name, "seconds": .wholeOrText(Self.disableSeconds)]
+            required = ["name"]
+        case .plugin(.list), .scheduleSet, .deploymentSet:
+            fields = [:]
+        case .plugin:
+            fields = ["name": name]
+            required = ["name"]
+        }
+        assert(Set(fields.keys) == Self.fields(for: method), "\(method): the schema's fields are not the parser's")
+        let shape = Schema.object(fields, required: required, additional: .never)
+        switch method {
+        case .subAgent(.daemonInit):
+            return .allOf([shape] + Aspire_V1_DaemonSpec.schemaRules)
+        case .subAgent(let action) where action.installs:
+            // A version of the store's, or a url (`TaskEngine.resolvePackage`).
+            return .allOf([
+                shape,
+                .anyOf([
+                    .object(["version": .nonEmpty], required: ["version"], additional: .any),
+                    .object(["url": .nonEmpty], required: ["url"], additional: .any),
+                ]),
+            ])
+        default:
+            return shape
+        }
+    }
 
     public static func command(method name: String, parameters: Google_Protobuf_Struct) throws(AspireError) -> Aspire_V1_Command {
         guard let method = CommandMethod(taskName: name) else {
@@ -23,32 +115,32 @@ public enum CommandParameters {
             throw AspireError(.invalidParams, "unknown command '\(name)'; use one of \(self.methods.joined(separator: ", "))")
         }
         let fields = JSONFields(parameters.fields, context: name, code: .invalidParams)
+        try fields.allow(Self.fields(for: method))
         let params: Aspire_V1_Command.OneOf_Params
         switch method {
         case .bash:
-            try fields.allow(["cmd", "timeout", "user", "group"])
             var bash = Aspire_V1_BashParams()
             bash.cmd = try fields.string("cmd", required: true)
+            if CommandText.isBlank(bash.cmd) { throw AspireError(.invalidParams, "\(name): 'cmd' is blank") }
             bash.timeout = Int32(try fields.integer("timeout", range: Self.bashTimeouts) ?? 0)
             bash.user = try fields.string("user")
             bash.group = try fields.string("group")
             try AccountName.check([bash.user, bash.group], owner: name, code: .invalidParams)
             params = .bash(bash)
         case .getInfo:
-            try fields.allow(["args"])
             var getinfo = Aspire_V1_GetInfoParams()
             getinfo.args = try fields.string("args")
             params = .getinfo(getinfo)
         case .subAgent(let action):
-            let daemonFields = Aspire_V1_DaemonSpec.fieldNames.union(["env"])
-            let common: Set<String> = ["name", "version", "url", "checksum", "envs", "limits", "user", "group"]
-            try fields.allow(action == .daemonInit ? common.union(daemonFields) : common)
             var subAgent = Aspire_V1_SubAgentParams()
             subAgent.name = try fields.string("name", required: true)
             try PathName.check(subAgent.name, field: "\(name): name")
             subAgent.version = try fields.string("version")
             if !subAgent.version.isEmpty { try PathName.check(subAgent.version, field: "\(name): version") }
             subAgent.url = try fields.string("url")
+            if subAgent.url.hasPrefix(StoreFile.urlPrefix), StoreFile(url: subAgent.url) == nil {
+                throw AspireError(.invalidParams, "\(name): url '\(subAgent.url.prefix(200))' must be \(StoreFile.urlPrefix)OS/ARCH/FILE")
+            }
             subAgent.checksum = try fields.string("checksum")
             if !subAgent.checksum.isEmpty, !Self.isSHA256(subAgent.checksum) {
                 throw AspireError(.invalidParams, "\(name): checksum must be SHA256:<64 hex digits>")
@@ -56,7 +148,7 @@ public enum CommandParameters {
             // The seed's daemon.init says env; the other methods envs.
             subAgent.envs = try fields.stringMap("envs").merging(try fields.stringMap("env")) { $1 }
             let limits = try fields.stringMap("limits")
-            let limitKeys = ["cpu", "memory", "pids"] + (action == .daemonInit ? ["hits"] : [])
+            let limitKeys = Self.limitNames + (action == .daemonInit ? ["hits"] : [])
             for key in limits.keys where !limitKeys.contains(key.lowercased()) {
                 throw AspireError(.invalidParams, "\(name): unknown limit '\(key)' (use \(limitKeys.joined(separator: ", ")))")
             }
@@ -71,37 +163,34 @@ public enum CommandParameters {
                 var daemon = try Aspire_V1_DaemonSpec(fields: fields)
                 if let hits = limits.first(where: { $0.key.lowercased() == "hits" })?.value {
                     let range = Aspire_V1_DaemonSpec.range("hits")
-                    guard let value = Int32(hits), range.contains(Int64(value)) else {
+                    guard let value = WholeText.value(hits), range.contains(value) else {
                         throw AspireError(.invalidParams, "\(name): limits.hits '\(hits)' is not a number from \(range.lowerBound) to \(range.upperBound)")
                     }
-                    daemon.hits = value
+                    daemon.hits = Int32(value)
                 }
                 try daemon.check(owner: "\(name) \(subAgent.name)")
                 subAgent.daemon = daemon
             }
             params = .subagent(subAgent)
         case .config:
-            try fields.allow(["svrlist", "step", "tags"])
             var config = Aspire_V1_ConfigParams()
             config.svrlist = try fields.string("svrlist")
-            if !config.svrlist.isEmpty { _ = try HostPort.parseList(config.svrlist) }
-            config.step = Int32(try fields.integer("step", range: 10 ... 86400) ?? 0)
+            guard PatternText.matches(config.svrlist, HostPort.listPattern) else {
+                throw AspireError(.invalidParams, "\(name): svrlist '\(config.svrlist.prefix(200))' is not HOST:PORT[,HOST:PORT...]")
+            }
+            config.step = Int32(try fields.integer("step", range: Self.steps) ?? 0)
             config.tags = try fields.stringMap("tags")
             params = .config(config)
         case .plugin(let action):
             var plugin = Aspire_V1_PluginParams()
             switch action {
-            case .list:
-                try fields.allow([])
+            case .list, .enable, .update, .set:
+                break
             case .run:
-                try fields.allow(["name", "timeout", "param"])
-                plugin.timeout = Int32(try fields.integer("timeout", range: 0 ... 86400) ?? 0)
+                plugin.timeout = Int32(try fields.integer("timeout", range: Self.pluginTimeouts) ?? 0)
                 plugin.param = try fields.string("param")
             case .disable:
-                try fields.allow(["name", "seconds"])
-                plugin.disableSeconds = Int32(try fields.integer("seconds", range: 0 ... 86400 * 365) ?? 0)
-            case .enable, .update, .set:
-                try fields.allow(["name"])
+                plugin.disableSeconds = Int32(try fields.integer("seconds", range: Self.disableSeconds) ?? 0)
             }
             if action != .list {
                 plugin.name = try fields.string("name", required: true)
@@ -185,8 +274,9 @@ public enum CommandParameters {
 
     public static func isSHA256(_ text: String) -> Bool {
         guard text.hasPrefix("SHA256:") else { return false }
-        let hex = text.dropFirst("SHA256:".count)
-        return hex.count == 64 && hex.allSatisfy(\.isHexDigit)
+        let hex = text.utf8.dropFirst("SHA256:".count)
+        // ASCII only (Character.isHexDigit takes fullwidth digits too).
+        return hex.count == 64 && hex.allSatisfy { (0x30 ... 0x39).contains($0) || (0x41 ... 0x46).contains($0) || (0x61 ... 0x66).contains($0) }
     }
 }
 

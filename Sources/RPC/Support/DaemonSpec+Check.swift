@@ -13,10 +13,11 @@ public enum DaemonStop: Equatable, Sendable, Codable {
         if text.isEmpty {
             self = .signal(SIGTERM)
         } else if text.hasPrefix("kill:") {
-            let name = text.dropFirst("kill:".count).uppercased()
-            let bare = name.hasPrefix("SIG") ? String(name.dropFirst(3)) : String(name)
-            if let number = Int32(bare), (1 ... 64).contains(number) {
-                self = .signal(number)
+            // ASCII case only: a Unicode upper-casing would take "ſigterm" for SIGTERM.
+            let name = String(decoding: text.utf8.dropFirst("kill:".count).map { (0x61 ... 0x7A).contains($0) ? $0 - 0x20 : $0 }, as: UTF8.self)
+            let bare = name.hasPrefix("SIG") ? String(name.dropFirst(3)) : name
+            if let number = WholeText.value(bare), (1 ... 64).contains(number) {
+                self = .signal(Int32(number))
             } else if let signal = Self.signals[bare] {
                 self = .signal(signal)
             } else {
@@ -34,6 +35,13 @@ public enum DaemonStop: Equatable, Sendable, Codable {
     static let signals: [String: Int32] = [
         "TERM": SIGTERM, "INT": SIGINT, "HUP": SIGHUP, "QUIT": SIGQUIT, "USR1": SIGUSR1, "USR2": SIGUSR2, "KILL": SIGKILL,
     ]
+
+    /// What ``init(parsing:owner:)`` takes, as a JSON Schema pattern (written without a lookahead).
+    public static let pattern: String = {
+        let names = Self.signals.keys.sorted().map(PatternText.anyCase).joined(separator: "|")
+        let kill = "kill:(?:\(PatternText.anyCase("SIG")))?(?:\(names)|\(WholeText.alternatives(1 ... 64)))"
+        return "^(?:\(kill)|process:[\\s\\S]+|\(PatternText.notStarting(with: ["kill:", "process:"])))$"
+    }()
 }
 
 /// How a daemon is known to be alive.
@@ -53,6 +61,36 @@ extension Aspire_V1_DaemonSpec {
     public static let ranges: KeyValuePairs<String, ClosedRange<Int64>> = [
         "precheck_retries": 0 ... 100, "start_delay": 0 ... 3600, "stop_timeout": 0 ... 3600, "check_interval": 0 ... 86_400, "hits": 0 ... 1000,
     ]
+
+    /// The longest precheck, start and stop command (characters: Unicode scalars, as JSON
+    /// Schema counts them).
+    public static let maxCommandLength = 512
+
+    /// The spec's fields as the REST document declares them (`check` above), their numbers as
+    /// numbers or also as text (a task's parameters take "10"), with `hits` or without (daemon.init
+    /// gives it in `limits`).
+    public static func schemaFields(numbersAsText: Bool, hits: Bool) -> [String: Schema] {
+        let command = Schema.length(0 ... Self.maxCommandLength)
+        return [
+            "precheck": command, "start": .length(1 ... Self.maxCommandLength),
+            "stop": .matching(DaemonStop.pattern, maxLength: Self.maxCommandLength),
+            "check": .enumeration([""] + DaemonCheck.allCases.map(\.rawValue)), "pidfile": .matching("^(?:/[\\s\\S]*)?$"),
+            "socket": .matching(Self.socketPattern),
+        ].merging(Self.ranges.filter { hits || $0.key != "hits" }.map { ($0.key, numbersAsText ? .wholeOrText($0.value) : .bounded($0.value)) }) { $1 }
+    }
+
+    /// `check`'s rules between fields: a pidfile check names its pidfile, a socket check its socket.
+    public static var schemaRules: [Schema] {
+        [("pidfile", "pidfile"), ("socket", "socket")].map { check, field in
+            .anyOf([
+                .object(["check": .enumeration([""] + DaemonCheck.allCases.map(\.rawValue).filter { $0 != check })], additional: .any),
+                .object(["check": .enumeration([check]), field: .nonEmpty], required: ["check", field], additional: .any),
+            ])
+        }
+    }
+
+    /// `socket`: a Unix socket's absolute path or HOST:PORT, as a JSON Schema pattern.
+    public static let socketPattern = "^(?:/[\\s\\S]*|\(HostPort.addressPattern))?$"
 
     /// The range of the numeric field `name`.
     public static func range(_ name: String) -> ClosedRange<Int64> {
@@ -81,8 +119,8 @@ extension Aspire_V1_DaemonSpec {
     public func check(owner: String, code: ErrorCode = .invalidParams) throws(AspireError) {
         func refuse(_ why: String) -> AspireError { AspireError(code, "\(owner): \(why)") }
         guard !self.start.isEmpty else { throw refuse("a daemon needs a start command") }
-        for (field, command) in [("precheck", self.precheck), ("start", self.start), ("stop", self.stop)] where command.utf8.count > 512 {
-            throw refuse("\(field) is longer than 512 bytes")
+        for (field, command) in [("precheck", self.precheck), ("start", self.start), ("stop", self.stop)] where command.unicodeScalars.count > Self.maxCommandLength {
+            throw refuse("\(field) is longer than \(Self.maxCommandLength) characters")
         }
         guard DaemonCheck(rawValue: self.check.isEmpty ? "process" : self.check) != nil else {
             throw refuse("check '\(self.check)' is not process, pidfile or socket")
@@ -90,7 +128,7 @@ extension Aspire_V1_DaemonSpec {
         if self.check == "pidfile", !self.pidfile.hasPrefix("/") { throw refuse("check pidfile needs an absolute pidfile path") }
         if self.check == "socket", self.socket.isEmpty { throw refuse("check socket needs a socket (a Unix socket path or HOST:PORT)") }
         if !self.pidfile.isEmpty, !self.pidfile.hasPrefix("/") { throw refuse("pidfile must be an absolute path") }
-        if !self.socket.isEmpty, !self.socket.hasPrefix("/"), (try? HostPort(parsing: self.socket)) == nil {
+        if !self.socket.isEmpty, !self.socket.hasPrefix("/"), !HostPort.isAddress(self.socket) {
             throw refuse("socket '\(self.socket)' is neither an absolute path nor HOST:PORT")
         }
         do {

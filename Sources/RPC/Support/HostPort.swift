@@ -48,6 +48,20 @@ public struct HostPort: Hashable, Sendable, CustomStringConvertible {
         self.init(host: String(host), port: port)
     }
 
+    /// HOST:PORT as new parameters write it (a daemon's socket, `config`'s svrlist): a name or
+    /// IPv4 address of letters, digits, `.`, `-` and `_`, or an IPv6 address in brackets, and a
+    /// port from 1 to 65535 — a JSON Schema pattern without anchors.
+    public static let addressPattern = "(?:[A-Za-z0-9._-]+|\\[[0-9A-Fa-f:.]+\\]):(?:\(WholeText.alternatives(1 ... 65535)))"
+
+    /// Whether `text` is one ``addressPattern`` matches.
+    public static func isAddress(_ text: String) -> Bool {
+        PatternText.matches(text, "^\(Self.addressPattern)$")
+    }
+
+    /// `config`'s svrlist: addresses separated by commas, empty items allowed (the seed writes
+    /// "a:1,b:2,"), as a JSON Schema pattern.
+    public static let listPattern = "^(?:\(addressPattern))?(?:,(?:\(addressPattern))?)*$"
+
     /// Parses a comma-separated list, skipping empty items (the seed writes "a:1,b:2,").
     public static func parseList(_ text: String, defaultPort: Int? = nil) throws(AspireError) -> [HostPort] {
         var result: [HostPort] = []

@@ -47,15 +47,17 @@ public struct JSONFields: Sendable {
         return text
     }
 
-    /// A whole number; "10" is taken as 10 (seeds and shell users write both).
+    /// A whole number; "10" is taken as 10 where `numbersAsText` (seeds and shell users write
+    /// both), as ``WholeText`` writes it.
     public func integer(_ key: String, range: ClosedRange<Int>) throws(AspireError) -> Int? {
         guard let value = self.fields[key], !Self.isNull(value) else { return nil }
         let number: Double
         switch value.kind {
         case .numberValue(let double)?: number = double
         case .stringValue(let text)? where self.numbersAsText:
-            guard let double = Double(text) else { throw self.failure("'\(key)' must be a number") }
-            number = double
+            // Digits only ("10"; not "+10", "1e1" or "0x0A", which Double would take).
+            guard let whole = WholeText.value(text) else { throw self.failure("'\(key)' must be a number") }
+            number = Double(whole)
         default:
             throw self.failure("'\(key)' must be a number")
         }
@@ -82,7 +84,8 @@ public struct JSONFields: Sendable {
         switch value.kind {
         case .stringValue(let text)?: return text
         case .numberValue(let number)?:
-            if let whole = Int(exactly: number), whole.magnitude < 1_000_000_000_000_000 { return String(whole) }
+            // Up to 2^53 - 1: beyond it a JSON number is not the whole number it writes.
+            if let whole = Int(exactly: number), whole.magnitude <= 9_007_199_254_740_991 { return String(whole) }
         default: break
         }
         throw self.failure("'\(key)' must be a whole number or a string like \"25%\"")

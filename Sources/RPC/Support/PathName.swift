@@ -4,6 +4,8 @@
 public enum PathName {
     /// The same rule as a JSON Schema pattern.
     public static let pattern = "^[A-Za-z0-9_+][A-Za-z0-9._+-]{0,127}$"
+    /// The same, or empty (a version not given).
+    public static let optionalPattern = "^(?:[A-Za-z0-9_+][A-Za-z0-9._+-]{0,127})?$"
 
     public static func check(_ value: String, field: String, code: ErrorCode = .invalidParams) throws(AspireError) {
         let allowed = value.utf8.allSatisfy { byte in

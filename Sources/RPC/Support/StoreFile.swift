@@ -3,6 +3,10 @@
 public struct StoreFile: Sendable, Hashable {
     public static let urlPrefix = "aspire://package/"
 
+    /// A package's url as a JSON Schema pattern: one of the store's names three parts under
+    /// ``urlPrefix``; any other url is the agent's to fetch.
+    public static let urlPattern = "^(?:\(PatternText.notStarting(with: [urlPrefix]))|\(PatternText.literal(urlPrefix))[^/]*/[^/]*/[^/]*)$"
+
     public var os: String
     public var arch: String
     public var file: String

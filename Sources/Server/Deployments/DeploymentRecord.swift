@@ -73,6 +73,9 @@ extension Aspire_V1_DeploymentSpec {
             throw AspireError(.badRequest, "\(owner) names no tags: a deployment is for the hosts carrying every one of its tags (e.g. svc=web)")
         }
         for (name, value) in spec.tags { try SQLStore.validateTag(name: name, value: value) }
+        if !spec.checksum.isEmpty, !CommandParameters.isSHA256(spec.checksum) {
+            throw AspireError(.badRequest, "\(owner): checksum must be SHA256:<64 hex digits>")
+        }
         if spec.url.isEmpty {
             guard spec.checksum.isEmpty else {
                 throw AspireError(.badRequest, "\(owner): a checksum goes with a url; a store package carries its own")
@@ -111,13 +114,11 @@ extension Aspire_V1_RolloutPolicy {
     /// The policy with its defaults, checked.
     func checked() throws(AspireError) -> Aspire_V1_RolloutPolicy {
         var policy = self
+        // A wave moves at least one host.
+        try RateLimitText.check(policy.canary, field: "canary", minimumCount: 1)
+        try RateLimitText.check(policy.batch, field: "batch", minimumCount: 1)
         if policy.canary.isEmpty { policy.canary = "1" }
         if policy.batch.isEmpty { policy.batch = "20%" }
-        for (field, text) in [("canary", policy.canary), ("batch", policy.batch)] {
-            if case .count(0)? = try RateLimit(parsing: text, field: field)?.kind {
-                throw AspireError(.badRequest, "\(field) 0: a wave moves at least one host")
-            }
-        }
         guard policy.maxFailures >= 0 else { throw AspireError(.badRequest, "max_failures \(policy.maxFailures): not negative") }
         if policy.healthSeconds == 0 { policy.healthSeconds = 60 }
         if policy.waveTimeoutSeconds == 0 { policy.waveTimeoutSeconds = 600 }

@@ -535,7 +535,8 @@ extension SQLStore {
         }
         guard found.count == 1 else {
             let builds = found.map { "\($0.os)/\($0.arch)" }.joined(separator: ", ")
-            throw AspireError(.badRequest, "\(name) \(version) has several packages in the store (\(builds)); pick one with url aspire://package/OS/ARCH/FILE")
+            // What the store holds decides: well-formed, and still refused.
+            throw AspireError(.unprocessable, "\(name) \(version) has several packages in the store (\(builds)); pick one with url aspire://package/OS/ARCH/FILE")
         }
         return package
     }

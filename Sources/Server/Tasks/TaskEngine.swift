@@ -93,15 +93,17 @@ public final class TaskEngine: Service {
         for agent in request.agents {
             try AgentIdentity.validate(agentSN: agent)
         }
-        _ = try RateLimit(parsing: request.maxConcurrency, field: "max_concurrency")
-        _ = try RateLimit(parsing: request.maxErrors, field: "max_errors")
+        // As new tasks write them (stored ones are read as they were written).
+        try RateLimitText.check(request.maxConcurrency, field: "max_concurrency")
+        try RateLimitText.check(request.maxErrors, field: "max_errors")
         let now = Date().unixMilliseconds
         var start: Int64 = 0
         var end: Int64 = 0
         if byTags {
             start = request.window.startUnixMs > 0 ? request.window.startUnixMs : now
             end = request.window.endUnixMs > 0 ? request.window.endUnixMs : start + self.configuration.defaultWindow.milliseconds
-            guard end > start else { throw AspireError(.badRequest, "the window must end after it starts") }
+            // Two values the document cannot compare: well-formed, and still refused.
+            guard end > start else { throw AspireError(.unprocessable, "the window must end after it starts") }
         }
         let body = try request.parameters.jsonString()
         var new = NewTask(
@@ -161,8 +163,9 @@ public final class TaskEngine: Service {
         guard url.isEmpty || (url.hasPrefix(StoreFile.urlPrefix) && checksum.isEmpty) else {
             guard version.isEmpty else { return parameters }
             guard let named = PackageFileName.version(inURL: url, name: name) else {
+                // The url against the name: well-formed, and still refused.
                 throw AspireError(
-                    .badRequest,
+                    .unprocessable,
                     "\(command) \(name): give a version; the url's file name does not carry one (\(name)-VERSION.tar.gz, .rpm or .deb)"
                 )
             }
