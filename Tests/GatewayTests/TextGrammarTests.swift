@@ -107,4 +107,35 @@ struct TextGrammarTests {
         for socket in ["", "/run/x.sock", "127.0.0.1:80"] { #expect(Self.matches(Aspire_V1_DaemonSpec.socketPattern, socket), "\(socket)") }
         for socket in ["run/x.sock", "127.0.0.1", "x:0"] { #expect(!Self.matches(Aspire_V1_DaemonSpec.socketPattern, socket), "\(socket)") }
     }
+
+    @Test("A plugin's sources: built-in collectors, archives, git urls and refs as their checks read them")
+    func pluginSources() {
+        for url in ["builtin://port?ports=22", "builtin://port?ports=22,8080,65535", "BUILTIN://port?ports=1", "builtin://process?names=sshd",
+                    "builtin://process?pidfiles=/run/x.pid", "builtin://process?names=a,b&pidfiles=/x", "builtin://process?pidfiles=/x&names=a",
+                    "builtin://port?ports=0", "builtin://port?ports=65536", "builtin://port?ports=", "builtin://port", "builtin://port?ports=22&ports=23",
+                    "builtin://port?ports=22&x=1", "builtin://process?names=a/b", "builtin://process?pidfiles=x.pid", "builtin://process?names=",
+                    "builtin://process?names=%73shd", "builtin://disk?path=/", "builtin://PORT?ports=22", "builtin://process?names=a,", "builtin://port?ports=022"] {
+            let parsed = (try? BuiltinCollector(url: url)) != nil
+            #expect(Self.matches(BuiltinCollector.pattern, url) == parsed, "\(url)")
+        }
+        func checked(_ change: (inout Aspire_V1_Plugin) -> Void) -> Bool {
+            var plugin = Aspire_V1_Plugin()
+            plugin.name = "p"
+            change(&plugin)
+            return (try? plugin.check(code: .badRequest)) != nil
+        }
+        for git in ["https://h/r.git", "ssh://git@h/r", "file:///srv/r", "git@h.example.com:team/r.git", "HTTPS://h/r", "git://h/r", "http://h/r",
+                    "git@h:", "git@h::x", "https://h/a b", "https://h/é", "-u@h:x", "h:x"] {
+            let valid = checked { $0.git = git; $0.allowMovingRef = true }
+            #expect(Self.matches(Aspire_V1_Plugin.gitPattern, git) == valid, "\(git)")
+        }
+        for ref in ["", "main", "v1.2", "release/1.x", "a.", "a.-b", "-a", ".a", "a..b", "é", "a b", String(repeating: "a", count: 40)] {
+            let valid = checked { $0.git = "https://h/r"; $0.ref = ref; $0.allowMovingRef = true }
+            #expect(Self.matches(Aspire_V1_Plugin.refPattern, ref) == valid, "\(ref)")
+        }
+        // A combining mark after the prefix's last "/": by characters the prefix would be hidden.
+        let marked = "aspire://package/\u{301}linux/x86_64/a.tar.gz"
+        #expect(StoreFile.isStoreURL(marked) && StoreFile(url: marked)?.os == "\u{301}linux")
+        #expect(Self.matches(StoreFile.storeURLPattern, marked))
+    }
 }

@@ -8,8 +8,7 @@ document says, authentication enforced. The node must be alive and serving after
 
 Every check is on, positive_data_acceptance and negative_data_rejection too (the document states
 exactly what the gateway accepts), except for the operations in NOT_YET_EXACT: their bodies still
-carry rules the document does not say yet (a plugin's one-of-three sources, a crontab's
-grammar). Those run every other check. A well-formed request refused for what it meets (a
+carry rules the document does not say yet (a crontab's grammar). Those run every other check. A well-formed request refused for what it meets (a
 checksum that is not the bytes', a package the store lacks, a window that ends before it starts)
 answers 422, which schema-valid data may get (schemathesis.toml).
 """
@@ -26,7 +25,7 @@ from test_grpcio_wire import start_server
 
 HOST = "127.0.0.14"
 EXACTNESS = ["positive_data_acceptance", "negative_data_rejection"]
-NOT_YET_EXACT = ["createPlugin", "importCrontab"]
+NOT_YET_EXACT = ["importCrontab"]
 
 
 @pytest.mark.skipif(shutil.which("st") is None and shutil.which("schemathesis") is None, reason="needs schemathesis (pip)")

@@ -13,14 +13,21 @@ struct PluginsController<Transport: ClientTransport>: GatewayController {
     /// The schemas its routes refer to, for the OpenAPI document.
     var schemas: [String: Schema] {
         [
-            "PluginRequest": .object(
-                [
-                    "name": .string, "url": .string, "checksum": .string, "package": .string, "version": .string, "git": .string,
-                    "ref": .string, "allow_moving_ref": .boolean, "period": .integer, "user": .string, "timeout": .integer, "param": .string,
-                    "agents": .array(.string), "tags": OpenAPI.tags(), "replace": .boolean,
-                ],
-                required: ["name"]
-            ),
+            // As `CreatePlugin` and `Plugin.check` take it: a name, whom it is for, and one source.
+            "PluginRequest": .allOf([
+                .object(
+                    [
+                        "name": .matching(PathName.pattern), "url": .string, "checksum": .matching(CommandParameters.checksumPattern),
+                        "package": .string, "version": .string, "git": .string, "ref": .matching(Aspire_V1_Plugin.refPattern),
+                        "allow_moving_ref": .boolean, "period": .bounded(Self.periods), "user": .matching(AccountName.pattern),
+                        "timeout": .bounded(Self.timeouts), "param": .string, "agents": .array(OpenAPI.agentSN), "tags": OpenAPI.tags(),
+                        "replace": .boolean,
+                    ],
+                    required: ["name"]
+                ),
+                OpenAPI.targets,
+                .oneOf(Self.sources),
+            ]),
             "Plugin": .object(
                 [
                     "name": .string, "url": .string, "checksum": .string, "git": .string, "ref": .string, "allow_moving_ref": .boolean,
@@ -29,6 +36,33 @@ struct PluginsController<Transport: ClientTransport>: GatewayController {
                 ],
                 required: ["name", "period", "user", "timeout", "agents", "tags"]
             ),
+        ]
+    }
+
+    /// Seconds between runs (0: on demand only), and a run's timeout (0: 10 s).
+    static var periods: ClosedRange<Int64> { 0 ... 86_400 * 7 }
+    static var timeouts: ClosedRange<Int64> { 0 ... 86_400 }
+
+    /// A plugin's sources, one of them: a built-in collector, an archive with its checksum, a
+    /// package of the store (by its aspire:// url, or by name and version), or a git repository
+    /// pinned to a commit or allowed to move.
+    static var sources: [Schema] {
+        let none = Schema.enumeration([""])
+        return [
+            .object(["url": .matching(BuiltinCollector.pattern), "git": none, "package": none], required: ["url"], additional: .any),
+            .object(
+                ["url": .matching(Aspire_V1_Plugin.archivePattern), "checksum": .nonEmpty, "git": none, "package": none],
+                required: ["url", "checksum"], additional: .any
+            ),
+            .object(["url": .matching(StoreFile.storeURLPattern), "checksum": none, "git": none], required: ["url"], additional: .any),
+            .object(["package": .nonEmpty, "version": .nonEmpty, "url": none, "git": none], required: ["package", "version"], additional: .any),
+            .allOf([
+                .object(["git": .matching(Aspire_V1_Plugin.gitPattern), "url": none, "checksum": none, "package": none], required: ["git"], additional: .any),
+                .anyOf([
+                    .object(["ref": .matching(Aspire_V1_Plugin.commitPattern)], required: ["ref"], additional: .any),
+                    .object(["allow_moving_ref": .isTrue], required: ["allow_moving_ref"], additional: .any),
+                ]),
+            ]),
         ]
     }
 
@@ -58,7 +92,12 @@ struct PluginsController<Transport: ClientTransport>: GatewayController {
                     id: "createPlugin",
                     rpc: "CreatePlugin", method: "POST", path: "/api/v1/server/plugin",
                     summary: """
-                        Stores a plugin for agents (by AgentSN) and/or the hosts carrying tags: a tar archive with plugin.sh                     (url and checksum, or a package and version of the store) or a git repository (git, ref). The agents                     fetch it and run it every period seconds (0: only on demand), as user (nobody by default). Run, enable,                     disable, update and list it on hosts with tasks: command plugin.run {name, timeout, param},                     plugin.enable {name}, plugin.disable {name, seconds}, plugin.update {name}, plugin.list.
+                        Stores a plugin for agents (by AgentSN) and/or the hosts carrying tags: a tar archive with plugin.sh \
+                        (url and checksum, or a package and version of the store), a built-in collector (builtin://port?ports=, \
+                        builtin://process?names=&pidfiles=) or a git repository (git, pinned by ref to a commit, or allow_moving_ref). \
+                        The agents fetch it and run it every period seconds (0: only on demand), as user (nobody by default). Run, \
+                        enable, disable, update and list it on hosts with tasks: command plugin.run {name, timeout, param}, \
+                        plugin.enable {name}, plugin.disable {name, seconds}, plugin.update {name}, plugin.list.
                         """,
                     body: [(Route.json, .ref("PluginRequest"))],
                     response: .envelope(["plugin": .ref("Plugin")])
@@ -78,9 +117,9 @@ struct PluginsController<Transport: ClientTransport>: GatewayController {
                 message.plugin.git = try body.string("git")
                 message.plugin.allowMovingRef = try body.bool("allow_moving_ref") ?? false
                 message.plugin.ref = try body.string("ref")
-                message.plugin.period = Int32(try body.integer("period", range: 0 ... 86400 * 7) ?? 0)
+                message.plugin.period = Int32(try body.integer("period", range: Self.periods) ?? 0)
                 message.plugin.user = try body.string("user")
-                message.plugin.timeout = Int32(try body.integer("timeout", range: 0 ... 86400) ?? 0)
+                message.plugin.timeout = Int32(try body.integer("timeout", range: Self.timeouts) ?? 0)
                 message.plugin.param = try body.string("param")
                 message.agents = try body.stringArray("agents")
                 message.tags = try body.stringMap("tags")

@@ -138,7 +138,7 @@ public enum CommandParameters {
             subAgent.version = try fields.string("version")
             if !subAgent.version.isEmpty { try PathName.check(subAgent.version, field: "\(name): version") }
             subAgent.url = try fields.string("url")
-            if subAgent.url.hasPrefix(StoreFile.urlPrefix), StoreFile(url: subAgent.url) == nil {
+            if StoreFile.isStoreURL(subAgent.url), StoreFile(url: subAgent.url) == nil {
                 throw AspireError(.invalidParams, "\(name): url '\(subAgent.url.prefix(200))' must be \(StoreFile.urlPrefix)OS/ARCH/FILE")
             }
             subAgent.checksum = try fields.string("checksum")

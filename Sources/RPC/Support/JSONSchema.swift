@@ -20,6 +20,8 @@ public indirect enum Schema: Sendable {
     case nullable(Schema)
     /// As `additionalProperties: false`: no field beyond those named.
     case never
+    /// The value true (a flag that must be set).
+    case isTrue
     /// A string matching a regular expression (ECMA 262, as JSON Schema's `pattern`), at most
     /// `maxLength` characters long.
     case matching(String, maxLength: Int? = nil)
@@ -139,6 +141,7 @@ public indirect enum Schema: Sendable {
             }
             return ["anyOf": [json, ["type": "null"]]]
         case .never: return ["not": [String: Any]()]
+        case .isTrue: return ["const": true]
         case .matching(let pattern, let maxLength):
             var json: [String: Any] = ["type": "string", "pattern": pattern]
             if let maxLength { json["maxLength"] = maxLength }

@@ -17,13 +17,24 @@ public struct StoreFile: Sendable, Hashable {
         self.file = file
     }
 
+    /// Whether `url` is one of the store's (begins with ``urlPrefix``). By Unicode scalars, as the
+    /// document's patterns read it: by characters, a combining mark after the prefix's last `/`
+    /// would hide the prefix.
+    public static func isStoreURL(_ url: String) -> Bool {
+        url.unicodeScalars.starts(with: Self.urlPrefix.unicodeScalars)
+    }
+
     /// The file an `aspire://package/OS/ARCH/FILE` url names; nil for any other url.
     public init?(url: String) {
-        guard url.hasPrefix(Self.urlPrefix) else { return nil }
-        let parts = url.dropFirst(Self.urlPrefix.count).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard Self.isStoreURL(url) else { return nil }
+        let parts = url.unicodeScalars.dropFirst(Self.urlPrefix.unicodeScalars.count)
+            .split(separator: "/", omittingEmptySubsequences: false).map { String(String.UnicodeScalarView($0)) }
         guard parts.count == 3 else { return nil }
         self.init(os: parts[0], arch: parts[1], file: parts[2])
     }
+
+    /// One of the store's urls as a JSON Schema pattern (``init(url:)`` reads it).
+    public static let storeURLPattern = "^" + PatternText.literal(urlPrefix) + "[^/]*/[^/]*/[^/]*$"
 
     /// `OS/ARCH/FILE`: where it lies under the store's `packages/`.
     public var path: String { "\(self.os)/\(self.arch)/\(self.file)" }

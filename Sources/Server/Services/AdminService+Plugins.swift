@@ -10,7 +10,7 @@ extension AdminService {
         var plugin = request.plugin
         // Before the store is asked for its package: the name is part of what it is asked.
         try PathName.check(plugin.name, field: "plugin name", code: .badRequest)
-        if !request.package.isEmpty || (plugin.url.hasPrefix(StoreFile.urlPrefix) && plugin.checksum.isEmpty) {
+        if !request.package.isEmpty || (StoreFile.isStoreURL(plugin.url) && plugin.checksum.isEmpty) {
             guard plugin.git.isEmpty else { throw AspireError(.badRequest, "plugin '\(plugin.name)': give a package or git, not both") }
             let package = try await self.store.storedPackage(
                 name: request.package, version: request.version, url: plugin.url, context: "plugin '\(plugin.name)'"

@@ -160,7 +160,7 @@ public final class TaskEngine: Service {
         let version = try fields.string("version")
         let url = try fields.string("url")
         let checksum = try fields.string("checksum")
-        guard url.isEmpty || (url.hasPrefix(StoreFile.urlPrefix) && checksum.isEmpty) else {
+        guard url.isEmpty || (StoreFile.isStoreURL(url) && checksum.isEmpty) else {
             guard version.isEmpty else { return parameters }
             guard let named = PackageFileName.version(inURL: url, name: name) else {
                 // The url against the name: well-formed, and still refused.
