@@ -35,7 +35,10 @@ public struct CronExpression: Sendable, Hashable, CustomStringConvertible {
     ]
 
     public init(_ text: String) throws(CronError) {
-        let trimmed = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
+        // Blanks by Unicode scalars, as the document's pattern reads them (by characters, a
+        // combining mark after a space would join the two words around it).
+        let trimmed = text.unicodeScalars.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            .map { String(String.UnicodeScalarView($0)) }.joined(separator: " ")
         self.text = trimmed
         var fields = trimmed.split(separator: " ").map(String.init)
         if let macro = fields.first, macro.hasPrefix("@") {

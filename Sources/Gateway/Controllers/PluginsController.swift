@@ -60,7 +60,7 @@ struct PluginsController<Transport: ClientTransport>: GatewayController {
                 .object(["git": .matching(Aspire_V1_Plugin.gitPattern), "url": none, "checksum": none, "package": none], required: ["git"], additional: .any),
                 .anyOf([
                     .object(["ref": .matching(Aspire_V1_Plugin.commitPattern)], required: ["ref"], additional: .any),
-                    .object(["allow_moving_ref": .isTrue], required: ["allow_moving_ref"], additional: .any),
+                    .object(["allow_moving_ref": .flag(true)], required: ["allow_moving_ref"], additional: .any),
                 ]),
             ]),
         ]

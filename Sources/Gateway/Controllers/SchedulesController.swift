@@ -36,13 +36,29 @@ struct SchedulesController<Transport: ClientTransport>: GatewayController {
                 ],
                 required: ["name", "expr", "user", "command", "enabled", "agents", "tags", "next"]
             ),
-            "CrontabImport": .object(
-                [
-                    "crontab": .string, "prefix": .string, "agents": .array(.string), "tags": OpenAPI.tags(),
-                    "tz": .string, "user": .string, "timeout": .integer, "fields": .integer, "with_user": .boolean, "replace": .boolean,
-                ],
-                required: ["crontab"]
-            ),
+            // As `ImportCrontab` takes it: the crontab's grammar depends on fields and with_user.
+            "CrontabImport": .allOf([
+                .object(
+                    [
+                        "crontab": .string, "prefix": .matching(PathName.prefixPattern), "agents": .array(OpenAPI.agentSN), "tags": OpenAPI.tags(),
+                        "tz": .enumeration([""] + CronSchedule.zoneNames), "user": .matching(AccountName.pattern),
+                        "timeout": .bounded(CommandParameters.bashTimeouts), "fields": .integers([0, 5, 6]), "with_user": .boolean, "replace": .boolean,
+                    ],
+                    required: ["crontab"]
+                ),
+                OpenAPI.targets,
+                .oneOf([0, 5, 6].flatMap { (fields: Int64) in
+                    [false, true].map { withUser in
+                        .object(
+                            [
+                                "fields": .integers([fields]), "with_user": .flag(withUser),
+                                "crontab": .matching(Crontab.pattern(fields: fields == 0 ? nil : Int(fields), user: withUser ? AccountName.namePattern : nil)),
+                            ],
+                            required: (fields == 0 ? [] : ["fields"]) + (withUser ? ["with_user"] : []), additional: .any
+                        )
+                    }
+                }),
+            ]),
             "ScheduleRun": .object(
                 ["name": .string, "agentsn": .string, "due": OpenAPI.time, "result": .ref("CommandResult")],
                 required: ["name", "agentsn", "due", "result"]

@@ -20,8 +20,10 @@ public indirect enum Schema: Sendable {
     case nullable(Schema)
     /// As `additionalProperties: false`: no field beyond those named.
     case never
-    /// The value true (a flag that must be set).
-    case isTrue
+    /// Exactly this value: a flag that must be set (or clear).
+    case flag(Bool)
+    /// A whole number among these.
+    case integers([Int64])
     /// A string matching a regular expression (ECMA 262, as JSON Schema's `pattern`), at most
     /// `maxLength` characters long.
     case matching(String, maxLength: Int? = nil)
@@ -141,7 +143,8 @@ public indirect enum Schema: Sendable {
             }
             return ["anyOf": [json, ["type": "null"]]]
         case .never: return ["not": [String: Any]()]
-        case .isTrue: return ["const": true]
+        case .flag(let value): return ["const": value]
+        case .integers(let values): return ["type": "integer", "format": "int64", "enum": values]
         case .matching(let pattern, let maxLength):
             var json: [String: Any] = ["type": "string", "pattern": pattern]
             if let maxLength { json["maxLength"] = maxLength }

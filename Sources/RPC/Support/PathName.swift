@@ -4,6 +4,9 @@
 public enum PathName {
     /// The same rule as a JSON Schema pattern.
     public static let pattern = "^[A-Za-z0-9_+][A-Za-z0-9._+-]{0,127}$"
+    /// A prefix that names things with a number after it (`<prefix>-<n>`, a crontab's
+    /// schedules): a path name of at most 100 characters, or empty for the default.
+    public static let prefixPattern = "^(?:[A-Za-z0-9_+][A-Za-z0-9._+-]{0,99})?$"
     /// The same, or empty (a version not given).
     public static let optionalPattern = "^(?:[A-Za-z0-9_+][A-Za-z0-9._+-]{0,127})?$"
 
@@ -23,8 +26,15 @@ public enum PathName {
 /// letters, digits and `._-$`, not starting with `-`, at most 64 (as useradd takes them; a name
 /// of other letters would only be one that looks like another).
 public enum AccountName {
+    /// One name, without anchors.
+    public static let namePattern = "[A-Za-z0-9._$][A-Za-z0-9._$-]{0,63}"
     /// The same rule as a JSON Schema pattern; empty is the default user.
-    public static let pattern = "^([A-Za-z0-9._$][A-Za-z0-9._$-]{0,63})?$"
+    public static let pattern = "^(\(namePattern))?$"
+
+    /// Whether `name` is a user or group name (not empty).
+    public static func isValid(_ name: String) -> Bool {
+        !name.isEmpty && (try? Self.check([name], owner: "")) != nil
+    }
 
     /// Empty names are skipped (they mean the default).
     public static func check(_ names: [String], owner: String, code: ErrorCode = .badRequest) throws(AspireError) {

@@ -52,11 +52,16 @@ extension AdminService {
 
     public func importCrontab(request: Aspire_V1_ImportCrontabRequest, context: ServerContext) async throws -> Aspire_V1_ListSchedulesResponse {
         guard [0, 5, 6].contains(request.fields) else { throw AspireError(.badRequest, "fields must be 5, 6 or 0 (either, line by line)") }
+        guard PatternText.matches(request.prefix, PathName.prefixPattern) else {
+            throw AspireError(.badRequest, "prefix '\(request.prefix.prefix(120))' must be up to 100 letters, digits and . _ + -, not starting with '.' or '-'")
+        }
         let prefix = request.prefix.isEmpty ? "crontab" : request.prefix
         let withUser = request.withUser
         let entries: [CrontabEntry]
         do {
-            entries = try Crontab.parse(request.crontab, fields: request.fields == 0 ? nil : Int(request.fields)) { _ in withUser }
+            entries = try Crontab.parse(
+                request.crontab, fields: request.fields == 0 ? nil : Int(request.fields), isUser: { _ in withUser }, acceptsUser: AccountName.isValid
+            )
         } catch {
             throw AspireError(.badRequest, "crontab \(error)")
         }
