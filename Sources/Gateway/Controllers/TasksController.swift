@@ -211,12 +211,11 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
                 // Refused before it began (a bad request, an unknown host): an HTTP error, as
                 // every route answers one; the stream's `error` event is for what fails later.
                 var first: ByteBuffer?
-                for await event in events {
-                    switch event {
-                    case .event(let buffer): first = buffer
-                    case .failed(let error): throw error
-                    }
-                    break
+                var waiting = events.makeAsyncIterator()
+                switch await waiting.next() {
+                case .event(let buffer)?: first = buffer
+                case .failed(let error)?: throw error
+                case nil: break
                 }
                 var headers = HTTPFields()
                 headers[.contentType] = "text/event-stream"
