@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// A JSON schema, as much of it as the REST document needs: the gateway writes its document
 /// from these, and the parsers of what the document describes (task parameters) declare theirs

@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 extension Aspire_V1_Plugin {
     /// The checks a plugin's definition must pass, the same on the server (when it is stored,
