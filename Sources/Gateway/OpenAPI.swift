@@ -19,7 +19,7 @@ public enum OpenAPI {
     /// RFC 3339, or null when not set (a token that never expires, an operator never revoked).
     static let time = Schema.nullable(.string)
     /// The largest whole number a JSON body carries exactly (2^53 - 1: bodies' numbers are doubles).
-    static let maxWhole: Int64 = 9_007_199_254_740_991
+    static let maxWhole = JSONFields.maxWhole
     /// Tags (and tag selectors, and an operator's scope): names of 1 to 64 characters, values of
     /// at most 64, as `SQLStore.validateTag` takes them.
     static func tags(minimum: Int = 0) -> Schema { .map(names: .length(1 ... 64), values: .length(0 ... 64), minimum: minimum) }

@@ -44,7 +44,7 @@ struct DeploymentsController<Transport: ClientTransport>: GatewayController {
             ),
         ]
         // A wave moves a count of hosts from 1, or a share.
-        let wave = Schema.oneOf([.bounded(1 ... RateLimitText.maxCount), .matching(RateLimitText.pattern(minimumCount: 1))])
+        let wave = RateLimitText.schema(minimumCount: 1)
         let account = Schema.matching(AccountName.pattern)
         return [
             // As `DeploymentSpec.checked` and `RolloutPolicy.checked` take it.

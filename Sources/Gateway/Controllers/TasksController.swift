@@ -32,8 +32,8 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
                         "tags": OpenAPI.tags(),
                         "window": .object(["start": Self.windowTime, "end": Self.windowTime]),
                         "parameters": .object([:], additional: .any),
-                        "max_concurrency": Self.rateLimit,
-                        "max_errors": Self.rateLimit,
+                        "max_concurrency": RateLimitText.schema(minimumCount: 0),
+                        "max_errors": RateLimitText.schema(minimumCount: 0),
                         "user": .string,
                     ],
                     required: ["command"]
@@ -41,11 +41,9 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
                 OpenAPI.oneTarget,
                 // Each method's parameters, as the task engine reads them.
                 .oneOf(CommandMethod.taskMethods.map { method in
-                    let parameters = CommandParameters.schema(for: method)
-                    let needed: Bool = if case .allOf = parameters { true } else if case .object(_, let required, _) = parameters { !required.isEmpty } else { false }
-                    return .object(
-                        ["command": .enumeration([method.taskName]), "parameters": parameters],
-                        required: needed ? ["command", "parameters"] : ["command"], additional: .any
+                    .object(
+                        ["command": .enumeration([method.taskName]), "parameters": CommandParameters.schema(for: method)],
+                        required: CommandParameters.needsParameters(method) ? ["command", "parameters"] : ["command"], additional: .any
                     )
                 }),
             ]),
@@ -261,9 +259,6 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
         message.user = try body.string("user")
         return message
     }
-
-    /// `max_concurrency`, `max_errors`: a count as a number, or a count or share as text.
-    static var rateLimit: Schema { .oneOf([.bounded(0 ... RateLimitText.maxCount), .matching(RateLimitText.pattern)]) }
 
     /// Whole Unix seconds a window may name (numbers, or their digits as text).
     static var windowSeconds: ClosedRange<Int64> { 0 ... 99_999_999_999 }

@@ -44,6 +44,32 @@ public enum CommandParameters {
     /// document: every rule of their own shape (a well-formed request is refused only for what it
     /// meets: a package the store lacks, a user the host lacks). Its fields are ``fields(for:)``.
     public static func schema(for method: CommandMethod) -> Schema {
+        let (fields, required) = Self.shape(of: method)
+        let shape = Schema.object(fields, required: required, additional: .never)
+        switch method {
+        case .subAgent(.daemonInit):
+            return .allOf([shape] + Aspire_V1_DaemonSpec.schemaRules)
+        case .subAgent(let action) where action.installs:
+            // A version of the store's, or a url (`TaskEngine.resolvePackage`).
+            return .allOf([
+                shape,
+                .anyOf([
+                    .object(["version": .nonEmpty], required: ["version"], additional: .any),
+                    .object(["url": .nonEmpty], required: ["url"], additional: .any),
+                ]),
+            ])
+        default:
+            return shape
+        }
+    }
+
+    /// Whether `method` has a parameter it cannot go without (a task of it must carry `parameters`).
+    public static func needsParameters(_ method: CommandMethod) -> Bool {
+        !Self.shape(of: method).required.isEmpty
+    }
+
+    /// The fields of `method`'s parameters, each with its schema, and those it requires.
+    private static func shape(of method: CommandMethod) -> (fields: [String: Schema], required: [String]) {
         let account = Schema.matching(AccountName.pattern)
         let name = Schema.matching(PathName.pattern)
         let fields: [String: Schema]
@@ -86,22 +112,7 @@ public enum CommandParameters {
             required = ["name"]
         }
         assert(Set(fields.keys) == Self.fields(for: method), "\(method): the schema's fields are not the parser's")
-        let shape = Schema.object(fields, required: required, additional: .never)
-        switch method {
-        case .subAgent(.daemonInit):
-            return .allOf([shape] + Aspire_V1_DaemonSpec.schemaRules)
-        case .subAgent(let action) where action.installs:
-            // A version of the store's, or a url (`TaskEngine.resolvePackage`).
-            return .allOf([
-                shape,
-                .anyOf([
-                    .object(["version": .nonEmpty], required: ["version"], additional: .any),
-                    .object(["url": .nonEmpty], required: ["url"], additional: .any),
-                ]),
-            ])
-        default:
-            return shape
-        }
+        return (fields, required)
     }
 
     public static func command(method name: String, parameters: Google_Protobuf_Struct) throws(AspireError) -> Aspire_V1_Command {

@@ -13,6 +13,10 @@ public struct JSONFields: Sendable {
     /// own bodies take numbers as numbers, as its document says.
     public var numbersAsText = true
 
+    /// The largest whole number a JSON body carries exactly (2^53 - 1: beyond it a JSON number,
+    /// a double, is not the whole number it writes).
+    public static let maxWhole: Int64 = 9_007_199_254_740_991
+
     public init(_ fields: [String: Google_Protobuf_Value], context: String, code: ErrorCode) {
         self.fields = fields
         self.context = context
@@ -84,8 +88,7 @@ public struct JSONFields: Sendable {
         switch value.kind {
         case .stringValue(let text)?: return text
         case .numberValue(let number)?:
-            // Up to 2^53 - 1: beyond it a JSON number is not the whole number it writes.
-            if let whole = Int(exactly: number), whole.magnitude <= 9_007_199_254_740_991 { return String(whole) }
+            if let whole = Int64(exactly: number), whole.magnitude <= Self.maxWhole { return String(whole) }
         default: break
         }
         throw self.failure("'\(key)' must be a whole number or a string like \"25%\"")

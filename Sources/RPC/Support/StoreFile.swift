@@ -5,7 +5,10 @@ public struct StoreFile: Sendable, Hashable {
 
     /// A package's url as a JSON Schema pattern: one of the store's names three parts under
     /// ``urlPrefix``; any other url is the agent's to fetch.
-    public static let urlPattern = "^(?:\(PatternText.notStarting(with: [urlPrefix]))|\(PatternText.literal(urlPrefix))[^/]*/[^/]*/[^/]*)$"
+    public static let urlPattern = "^(?:\(PatternText.notStarting(with: [urlPrefix]))|\(storeURL))$"
+
+    /// One of the store's urls, without anchors: three parts under the prefix (``init(url:)``).
+    static let storeURL = PatternText.literal(urlPrefix) + "[^/]*/[^/]*/[^/]*"
 
     public var os: String
     public var arch: String
@@ -34,7 +37,7 @@ public struct StoreFile: Sendable, Hashable {
     }
 
     /// One of the store's urls as a JSON Schema pattern (``init(url:)`` reads it).
-    public static let storeURLPattern = "^" + PatternText.literal(urlPrefix) + "[^/]*/[^/]*/[^/]*$"
+    public static let storeURLPattern = "^\(storeURL)$"
 
     /// `OS/ARCH/FILE`: where it lies under the store's `packages/`.
     public var path: String { "\(self.os)/\(self.arch)/\(self.file)" }

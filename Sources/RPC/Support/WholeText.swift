@@ -83,12 +83,17 @@ public enum WholeText {
 /// write them.
 public enum RateLimitText {
     /// The largest count: the largest whole number a JSON body carries exactly.
-    public static let maxCount: Int64 = 9_007_199_254_740_991
+    public static let maxCount = JSONFields.maxWhole
 
     static let share = "(?:100(?:\\.0+)?|[1-9][0-9]?(?:\\.[0-9]+)?)%"
 
     /// The same rule as a JSON Schema pattern; empty is no limit (or the default).
     public static let pattern = Self.pattern(minimumCount: 0)
+
+    /// As a REST body takes it: a count as a number, or a count or share as text.
+    public static func schema(minimumCount: Int64) -> Schema {
+        .oneOf([.bounded(minimumCount ... Self.maxCount), .matching(Self.pattern(minimumCount: minimumCount))])
+    }
 
     /// The rule with counts from `minimumCount` (a rollout's wave moves at least one host).
     public static func pattern(minimumCount: Int64) -> String {
