@@ -70,6 +70,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: upcoming
         ),
@@ -156,7 +157,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "boot",
-            dependencies: ["Agent", "Settings", .product(name: "ArgumentParser", package: "swift-argument-parser")] + grpc + lifecycle,
+            dependencies: [
+                "Agent", "Settings", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ] + grpc + lifecycle,
             swiftSettings: upcoming
         ),
         .executableTarget(
@@ -164,8 +168,8 @@ let package = Package(
             dependencies: [
                 "Agent", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOFoundationCompat", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ] + grpc + lifecycle,
             swiftSettings: upcoming
         ),

@@ -47,14 +47,16 @@ package() {
         aspire-boot)
             binaries_of=(boot BasicAgentCtl)
             setup=boot config=boot.conf config_mode=0600 config_group=root
-            # What the agent runs its work with (seed 004's required tools).
-            requires="bash, tar, gzip"
+            # What the agent runs its work with (seed 004's required tools), and the time zone
+            # database its schedules are read in.
+            requires="bash, tar, gzip, tzdata"
             summary="Aspire BootAgent: runs an Aspire server's commands and sub-agents on this host"
             ;;
         aspire-server)
             binaries_of=(aspire-server aspirectl)
             setup=server config=server.conf config_mode=0640 config_group=aspire
-            requires=""
+            # Schedules' time zones are read from the host's database (/usr/share/zoneinfo).
+            requires="tzdata"
             summary="Aspire server node, REST gateway and web console, with aspirectl"
             # The aspire group must exist before its file is given to it.
             pre="getent group aspire >/dev/null || groupadd --system aspire"

@@ -27,6 +27,12 @@ if [ -z "${ASPIRE_TEST_POSTGRES_URL:-}" ]; then
 fi
 echo "store tests on PostgreSQL: ${ASPIRE_TEST_POSTGRES_URL:-no}"
 
+# The time zone database schedules are read in (the agent reads the host's, as cron does).
+if [ ! -f /usr/share/zoneinfo/tzdata.zi ] && [ "$(id -u)" = 0 ]; then
+    echo "== tzdata: the time zone database of the schedule tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tzdata >/dev/null
+fi
+
 # The benchmarks' peers and load generators: sshd (P3) and h2load (P6).
 if [ "$(id -u)" = 0 ] && { [ ! -x /usr/sbin/sshd ] || ! command -v h2load >/dev/null 2>&1; }; then
     echo "== openssh-server and nghttp2-client for the benchmarks' ssh and h2load figures"

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import GRPCCore
 import GRPCNIOTransportHTTP2
 public import Logging
@@ -293,13 +297,14 @@ public final class AgentRuntime: Service {
     }
 
     /// What `/me/status` of the local interface answers.
-    var localStatus: [String: Any] {
+    var localStatus: JSONValue {
         [
-            "agentsn": self.agentSN, "version": self.configuration.version, "hostname": ProcessInfo.processInfo.hostName,
-            "uptime": Int(Date().timeIntervalSince(self.startedAt)), "servers": self.settings.servers.map(\.description),
-            "connected": self.uplink.isConnected, "tags": self.settings.tags, "step": Int(self.settings.step.load(ordering: .relaxed)),
-            "plugins": self.plugins.runner.states.count, "schedules_digest": self.scheduler.digest, "plugins_digest": self.plugins.digest,
-            "metrics_waiting": self.uplink.metrics.count, "missing_tools": self.missingTools,
+            "agentsn": JSONValue(self.agentSN), "version": JSONValue(self.configuration.version), "hostname": JSONValue(ProcessInfo.processInfo.hostName),
+            "uptime": JSONValue(Int(Date().timeIntervalSince(self.startedAt))), "servers": JSONValue(self.settings.servers.map(\.description)),
+            "connected": JSONValue(self.uplink.isConnected), "tags": JSONValue(self.settings.tags), "step": JSONValue(self.settings.step.load(ordering: .relaxed)),
+            "plugins": JSONValue(self.plugins.runner.states.count), "schedules_digest": JSONValue(self.scheduler.digest),
+            "plugins_digest": JSONValue(self.plugins.digest), "metrics_waiting": JSONValue(self.uplink.metrics.count),
+            "missing_tools": JSONValue(self.missingTools),
         ]
     }
 

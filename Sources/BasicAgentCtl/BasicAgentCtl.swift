@@ -1,12 +1,16 @@
 import Agent
 import ArgumentParser
 import AsyncHTTPClient
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import NIOCore
-import NIOFoundationCompat
 import NIOHTTP1
 import Logging
 import RPC
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -96,10 +100,9 @@ struct BasicAgentCtl: AsyncParsableCommand {
             command.getinfo = params
         }
         let result = await Self.handlers.run(command)
-        FileHandle.standardOutput.write(result.seedJSON(pretty: self.pretty))
-        FileHandle.standardOutput.write(Data("\n".utf8))
+        Self.write(result.seedJSON(pretty: self.pretty) + Data("\n".utf8), to: .standardOutput)
         if result.resp != .success {
-            FileHandle.standardError.write(Data("BasicAgentCtl: \(result.message)\n".utf8))
+            Self.write(Data("BasicAgentCtl: \(result.message)\n".utf8), to: .standardError)
             throw ExitCode(1)
         }
         if result.retcode != 0 {
@@ -135,20 +138,24 @@ extension BasicAgentCtl {
             status = response.status.code
             body = try await response.body.collect(upTo: 16 << 20)
         } catch {
-            FileHandle.standardError.write(Data("BasicAgentCtl: cannot reach the agent at \(self.socket): \(error) (is boot running, and are you root?)\n".utf8))
+            Self.write(Data("BasicAgentCtl: cannot reach the agent at \(self.socket): \(error) (is boot running, and are you root?)\n".utf8), to: .standardError)
             throw ExitCode(1)
         }
-        var data = Data(buffer: body)
-        if self.pretty, let object = try? JSONSerialization.jsonObject(with: data),
-            let indented = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
-        {
-            data = indented + Data("\n".utf8)
+        let data = Data(body.readableBytesView)
+        let document = try? JSONValue(parsing: data)
+        if self.pretty, let document {
+            Self.write(document.encoded(pretty: true) + Data("\n".utf8), to: .standardOutput)
+        } else {
+            Self.write(data, to: .standardOutput)
         }
-        FileHandle.standardOutput.write(data)
         guard status == 200 else {
-            let message = ((try? JSONSerialization.jsonObject(with: data)) as? [String: Any])?["message"] as? String ?? "HTTP \(status)"
-            FileHandle.standardError.write(Data("BasicAgentCtl: \(message)\n".utf8))
+            let message = document?.object?["message"]?.string ?? "HTTP \(status)"
+            Self.write(Data("BasicAgentCtl: \(message)\n".utf8), to: .standardError)
             throw ExitCode(1)
         }
+    }
+
+    static func write(_ data: Data, to output: SystemPackage.FileDescriptor) {
+        _ = try? output.writeAll(data)
     }
 }

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
 
 /// A cron expression in a time zone: its fire times as instants.
 ///
@@ -14,46 +18,35 @@ public import Foundation
 ///   Vixie cron's rule.
 public struct CronSchedule: Sendable, Hashable {
     public let expression: CronExpression
-    public let timeZone: TimeZone
+    public let zone: ZoneRules
 
     /// How far ahead a search looks before it says the expression never fires (30 February).
     public static let horizon: Int64 = 30 * 366 * 86_400
 
-    public init(_ expression: CronExpression, timeZone: TimeZone = .current) {
+    public init(_ expression: CronExpression, zone: ZoneRules = .host) {
         self.expression = expression
-        self.timeZone = timeZone
+        self.zone = zone
     }
 
     /// The zones a schedule may name (the REST document's enumeration of `tz`): the zones and
-    /// links of this host's time zone database (`tzdata.zi`; Foundation's own list lacks some,
-    /// Asia/Kolkata for one), Foundation's list, UTC and GMT — each one Foundation can load.
-    public static let zoneNames: [String] = {
-        var names = Set(TimeZone.knownTimeZoneIdentifiers).union(["UTC", "GMT"])
-        if let data = FileManager.default.contents(atPath: "/usr/share/zoneinfo/tzdata.zi") {
-            // "Z Europe/Berlin ..." names a zone; "L Etc/GMT GMT" makes GMT a link to one.
-            for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
-                let words = line.split(separator: " ")
-                if words.first == "Z", words.count > 1 { names.insert(String(words[1])) }
-                if words.first == "L", words.count > 2 { names.insert(String(words[2])) }
-            }
-        }
-        return names.filter { TimeZone(identifier: $0) != nil }.sorted()
-    }()
-    private static let zones = Set(zoneNames)
+    /// links of this host's time zone database (its `tzdata.zi`), UTC and GMT — each one whose
+    /// file reads. Reading them all takes a moment: the server's document asks, not the agent.
+    public static let zoneNames: [String] = Self.namesInDatabase.filter { ZoneRules(named: $0) != nil }.sorted()
+    private static let namesInDatabase = Set(ZoneRules.databaseNames() + ["UTC", "GMT"])
 
     /// Parses the expression and the zone (an IANA name such as `Asia/Shanghai`, or `UTC`;
-    /// empty is the host's zone). Only the names of ``zoneNames``: Foundation also reads "EST" or
-    /// "GMT+8", which are not zones of the database (and differ between hosts).
+    /// empty is the host's zone). Only the names of ``zoneNames``: not "EST5" or "GMT+8", nor
+    /// the database's other files.
     public init(_ text: String, timeZone zone: String = "") throws(CronError) {
         let expression = try CronExpression(text)
         if zone.isEmpty {
             self.init(expression)
             return
         }
-        guard Self.zones.contains(zone), let timeZone = TimeZone(identifier: zone) else {
+        guard Self.namesInDatabase.contains(zone), let rules = ZoneRules(named: zone) else {
             throw CronError(field: "time zone", token: zone, reason: "is not a time zone name (e.g. UTC, Europe/Berlin, Asia/Shanghai)")
         }
-        self.init(expression, timeZone: timeZone)
+        self.init(expression, zone: rules)
     }
 
     /// The first fire time strictly after `date`, in whole seconds; nil when the expression
@@ -63,15 +56,16 @@ public struct CronSchedule: Sendable, Hashable {
         let horizon = from + Self.horizon
         var atTransition = false
         while from < horizon {
-            let instant = Date(timeIntervalSince1970: TimeInterval(from))
-            let offset = Int64(self.timeZone.secondsFromGMT(for: instant))
-            let end = self.timeZone.nextDaylightSavingTimeTransition(after: instant).map { Int64($0.timeIntervalSince1970.rounded()) } ?? horizon
+            let offset = self.zone.offset(at: from)
+            let end = self.zone.nextTransition(after: from) ?? horizon
             var start = from + offset
             if atTransition {
-                let before = Int64(self.timeZone.secondsFromGMT(for: Date(timeIntervalSince1970: TimeInterval(from - 1))))
+                let before = self.zone.offset(at: from - 1)
                 if offset > before {
                     // Skipped wall times: one run at the jump for any of them.
-                    if self.expression.firstMatch(from: from + before, before: from + offset) != nil { return instant }
+                    if self.expression.firstMatch(from: from + before, before: from + offset) != nil {
+                        return Date(timeIntervalSince1970: TimeInterval(from))
+                    }
                 } else if offset < before, !self.expression.isFrequent {
                     // Repeated wall times: a fixed-time schedule already ran at their first pass.
                     start = from + before

@@ -4,7 +4,7 @@ import RPC
 
 /// Compact JSON with sorted keys, for the gateway's
 /// answers: dictionaries and arrays of strings, numbers, booleans and nulls built from Admin
-/// messages (and the JSON documents agents return, as JSONSerialization parses them).
+/// messages, and the JSON documents agents return (`JSONValue`).
 ///
 /// Why not JSONSerialization: on Linux it bridges every value to an NS type and sorts keys
 /// with a locale-aware compare through ICU; a page of 50 hosts spent 65 % of the gateway's
@@ -25,22 +25,12 @@ struct JSONWriter {
         switch value {
         case let string as String:
             self.write(string: string)
+        case let json as JSONValue:
+            self.write(json: json)
         case let object as [String: Any]:
-            self.bytes.append(UInt8(ascii: "{"))
-            for (index, (key, member)) in object.sorted(by: { $0.key < $1.key }).enumerated() {
-                if index > 0 { self.bytes.append(UInt8(ascii: ",")) }
-                self.write(string: key)
-                self.bytes.append(UInt8(ascii: ":"))
-                try self.write(member)
-            }
-            self.bytes.append(UInt8(ascii: "}"))
+            try self.write(object: object) { try $0.write($1) }
         case let array as [Any]:
-            self.bytes.append(UInt8(ascii: "["))
-            for (index, element) in array.enumerated() {
-                if index > 0 { self.bytes.append(UInt8(ascii: ",")) }
-                try self.write(element)
-            }
-            self.bytes.append(UInt8(ascii: "]"))
+            try self.write(array: array) { try $0.write($1) }
         // Bool before the integers: a parsed JSON `true` is an NSNumber that also casts to Int.
         case let bool as Bool:
             self.append(text: bool ? "true" : "false")
@@ -62,6 +52,40 @@ struct JSONWriter {
             }
             self.bytes.append(contentsOf: try JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]))
         }
+    }
+
+    /// A document read from JSON (a command's result, a plugin's output), as the values built here.
+    private mutating func write(json: JSONValue) {
+        switch json {
+        case .null: self.append(text: "null")
+        case .bool(let bool): self.append(text: bool ? "true" : "false")
+        case .integer(let int): self.append(text: String(int))
+        case .number(let double): self.write(double: double)
+        case .string(let string): self.write(string: string)
+        case .array(let array): self.write(array: array) { $0.write(json: $1) }
+        case .object(let object): self.write(object: object) { $0.write(json: $1) }
+        }
+    }
+
+    /// An object's members in the order of their keys.
+    private mutating func write<Member>(object: [String: Member], member: (inout JSONWriter, Member) throws -> Void) rethrows {
+        self.bytes.append(UInt8(ascii: "{"))
+        for (index, (key, value)) in object.sorted(by: { $0.key < $1.key }).enumerated() {
+            if index > 0 { self.bytes.append(UInt8(ascii: ",")) }
+            self.write(string: key)
+            self.bytes.append(UInt8(ascii: ":"))
+            try member(&self, value)
+        }
+        self.bytes.append(UInt8(ascii: "}"))
+    }
+
+    private mutating func write<Element>(array: [Element], element: (inout JSONWriter, Element) throws -> Void) rethrows {
+        self.bytes.append(UInt8(ascii: "["))
+        for (index, value) in array.enumerated() {
+            if index > 0 { self.bytes.append(UInt8(ascii: ",")) }
+            try element(&self, value)
+        }
+        self.bytes.append(UInt8(ascii: "]"))
     }
 
     /// Integral values without a fraction (as JSONSerialization writes them); the shortest

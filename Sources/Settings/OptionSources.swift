@@ -1,5 +1,9 @@
 public import ArgumentParser
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
 
 /// A command's options from three places: its configuration file (`/etc/aspire/boot.conf`),
 /// then the environment (`ASPIRE_BOOT_SERVER=...`), then the command line, each overriding the
@@ -84,11 +88,11 @@ public struct OptionSources: Sendable {
             if !required { return added + commandLine }
             throw OptionSourceError("the configuration file \(file) does not exist")
         }
-        let text: String
-        do {
-            text = try String(contentsOfFile: file, encoding: .utf8)
-        } catch {
-            throw OptionSourceError("cannot read the configuration file \(file): \(error.localizedDescription)")
+        guard let contents = FileManager.default.contents(atPath: file) else {
+            throw OptionSourceError("cannot read the configuration file \(file): not a file this user may read")
+        }
+        guard let text = String(data: contents, encoding: .utf8) else {
+            throw OptionSourceError("the configuration file \(file) is not UTF-8 text")
         }
         var seen: Set<String> = []
         for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
@@ -122,7 +126,7 @@ public struct OptionSources: Sendable {
 
     /// `ASPIRE_BOOT_TOKEN_FILE` for `token-file`.
     public func environmentVariable(for name: String) -> String {
-        self.environmentPrefix + name.uppercased().replacingOccurrences(of: "-", with: "_")
+        self.environmentPrefix + name.uppercased().replacing("-", with: "_")
     }
 
     /// The configuration file to read and whether it must exist: `--config FILE`, else the
@@ -165,7 +169,9 @@ public struct OptionSources: Sendable {
 
     /// One line of the file: nil for blank lines and comments.
     static func entry(_ line: String, origin: String) throws(OptionSourceError) -> (name: String, value: String?)? {
-        let trimmed = line.trimmingCharacters(in: .whitespaces)
+        var trimmed = Substring(line)
+        while trimmed.first?.isWhitespace == true { trimmed.removeFirst() }
+        while trimmed.last?.isWhitespace == true { trimmed.removeLast() }
         if trimmed.isEmpty || trimmed.hasPrefix("#") { return nil }
         var name = Substring(trimmed.prefix { !$0.isWhitespace && $0 != "=" })
         var rest = trimmed.dropFirst(name.count).drop { $0.isWhitespace }

@@ -50,38 +50,44 @@ struct CronCommand: ParsableCommand {
             }
             var start = Date()
             if let from = self.from {
-                guard let parsed = Self.parse(from, in: schedule.timeZone) else {
+                guard let parsed = Self.parse(from, in: schedule.zone) else {
                     throw ValidationError("--from '\(from)' is not an ISO 8601 time (e.g. 2026-03-08T01:00:00Z or 2026-03-08T09:00:00+08:00)")
                 }
                 start = parsed
             }
             let times = schedule.next(after: start, count: self.count)
-            let formatter = ISO8601DateFormatter()
-            formatter.timeZone = schedule.timeZone
-            formatter.formatOptions = [.withInternetDateTime]
-            for time in times { print(formatter.string(from: time)) }
+            for time in times { print(Self.format(time, in: schedule.zone)) }
             if times.count < self.count {
-                let after = formatter.string(from: times.last ?? start)
+                let after = Self.format(times.last ?? start, in: schedule.zone)
                 let what = times.isEmpty ? "never fires" : "fires no more"
                 FileHandle.standardError.write(Data("aspirectl: '\(schedule.expression)' \(what) within 30 years after \(after)\n".utf8))
                 throw ExitCode(times.isEmpty ? 4 : 0)
             }
         }
 
+        /// ISO 8601 with the zone's offset at `date` (Z for UTC).
+        static func format(_ date: Date, in zone: ZoneRules) -> String {
+            let offset = zone.offset(at: Int64(date.timeIntervalSince1970.rounded(.down)))
+            return date.formatted(Date.ISO8601FormatStyle(timeZoneSeparator: .colon, timeZone: TimeZone(secondsFromGMT: Int(offset)) ?? .gmt))
+        }
+
         /// ISO 8601 with a zone (Z or ±hh:mm), with or without fractional seconds; without a
         /// zone, a wall time of the schedule's zone.
-        static func parse(_ text: String, in zone: TimeZone) -> Date? {
+        static func parse(_ text: String, in zone: ZoneRules) -> Date? {
             let formatter = ISO8601DateFormatter()
             formatter.formatOptions = [.withInternetDateTime]
             if let date = formatter.date(from: text) { return date }
             formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
             if let date = formatter.date(from: text) { return date }
+            // A wall time: read as if in UTC, then placed in the zone.
             let local = DateFormatter()
             local.locale = Locale(identifier: "en_US_POSIX")
-            local.timeZone = zone
+            local.timeZone = .gmt
             for format in ["yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mm", "yyyy-MM-dd"] {
                 local.dateFormat = format
-                if let date = local.date(from: text) { return date }
+                if let wall = local.date(from: text) {
+                    return Date(timeIntervalSince1970: TimeInterval(zone.instant(wall: Int64(wall.timeIntervalSince1970))))
+                }
             }
             return nil
         }

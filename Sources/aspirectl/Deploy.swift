@@ -106,8 +106,7 @@ struct Deploy: AsyncParsableCommand {
     private func upload(_ path: String, admin: Aspire_V1_Admin.Client<HTTP2ClientTransport.Posix>) async throws {
         guard let handle = FileHandle(forReadingAtPath: path) else { throw ValidationError("cannot read \(path)") }
         defer { try? handle.close() }
-        let digest = try FileDigest.sha256(of: handle)
-        try handle.seek(toOffset: 0)
+        let digest = try FileDigest.sha256(atPath: path)
         var list = Aspire_V1_ListPackagesRequest()
         list.name = self.name
         list.version = self.version

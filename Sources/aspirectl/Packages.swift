@@ -52,8 +52,7 @@ struct Packages: AsyncParsableCommand {
             }
             defer { try? handle.close() }
             // Hash locally first: the server refuses the upload if what arrives differs.
-            let digest = try FileDigest.sha256(of: handle)
-            try handle.seek(toOffset: 0)
+            let digest = try FileDigest.sha256(atPath: self.path)
             var info = Aspire_V1_PackageInfo()
             info.name = self.name
             info.version = self.version

@@ -138,16 +138,14 @@ struct Run: AsyncParsableCommand {
         switch (self.output, result) {
         case (.json, .success(let value)):
             var object = value.seedJSONObject()
-            object["agentsn"] = agent
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
-            FileHandle.standardOutput.write(data + Data("\n".utf8))
+            object["agentsn"] = JSONValue(agent)
+            FileHandle.standardOutput.write(JSONValue.object(object).encoded() + Data("\n".utf8))
         case (.json, .failure(let error)):
             let code = (error as? RPCError).map { ErrorCode(rpcError: $0) } ?? .internalError
-            let object: [String: Any] = [
-                "agentsn": agent, "resp": "failed", "retcode": Int(code.rawValue), "message": Self.describe(error),
+            let object: JSONValue = [
+                "agentsn": JSONValue(agent), "resp": "failed", "retcode": JSONValue(code.rawValue), "message": JSONValue(Self.describe(error)),
             ]
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-            FileHandle.standardOutput.write(data + Data("\n".utf8))
+            FileHandle.standardOutput.write(object.encoded() + Data("\n".utf8))
         case (.table, .success(let value)):
             if many {
                 Self.prefixed(value.data, agent: agent, to: .standardOutput)

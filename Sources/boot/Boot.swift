@@ -1,10 +1,15 @@
 import Agent
 import ArgumentParser
 import Settings
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import RPC
 import ServiceLifecycle
+import SystemPackage
 import UnixSignals
 
 #if canImport(Glibc)
@@ -193,12 +198,12 @@ struct Boot: AsyncParsableCommand {
 
     func run() async throws {
         if let trial = self.upgradeWatchdog {
-            Foundation.exit(SelfUpgrade.watch(trialPath: trial))
+            Glibc.exit(SelfUpgrade.watch(trialPath: trial))
         }
         let version = self.reportVersion ?? AspireVersion.current
         if let upgraded = SelfUpgrade.launchTarget(dataDirectory: self.dataDirectory, version: version) {
             // An upgrade replaced this binary: the service manager started the one it replaced.
-            FileHandle.standardError.write(Data("boot: \(version) was upgraded; running \(upgraded)\n".utf8))
+            _ = try? FileDescriptor.standardError.writeAll("boot: \(version) was upgraded; running \(upgraded)\n".utf8)
             throw ValidationError(SelfUpgrade.exec(upgraded).cause)
         }
         // Errors an operator must see (another agent running, bad log path) are reported on

@@ -1,5 +1,9 @@
 import Agent
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import RPC
 
 #if canImport(Glibc)
@@ -60,7 +64,7 @@ enum Daemon {
                 throw DaemonError("cannot open PID file \(path): \(String(cString: strerror(errno)))")
             }
             guard flock(self.fd, LOCK_EX | LOCK_NB) == 0 else {
-                let other = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+                let other = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmed() ?? "?"
                 close(self.fd)
                 throw DaemonError("another agent holds \(path) (pid \(other)); not starting a second one")
             }

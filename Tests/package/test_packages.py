@@ -126,6 +126,24 @@ def connected_agent(aspirectl, server, data="/var/lib/aspire"):
     return wait("the agent to connect", listed)
 
 
+# Symbols of the modules the agent must not link: Foundation itself, CoreFoundation, ICU.
+FOUNDATION_SYMBOL = re.compile(r"\$s10Foundation|\$s30FoundationInternationalization|\bucal_open|\b_?CFStringCreate")
+
+
+def test_agent_links_no_foundation_or_icu(packages):
+    """The agent's binaries take FoundationEssentials only: not Foundation, CoreFoundation or ICU
+    (some 40 MB of code and data, bench/README.md), which the server does link."""
+    debug = os.path.join(os.path.dirname(packages["bin"]), "debug")
+    for binary in ("boot", "BasicAgentCtl", "aspire-server"):
+        symbols = run("nm", os.path.join(debug, binary + ".debug")).stdout
+        assert "$s20FoundationEssentials" in symbols, f"{binary}: no symbols to check"
+        found = [line for line in symbols.splitlines() if FOUNDATION_SYMBOL.search(line)]
+        if binary == "aspire-server":
+            assert found, "the check finds nothing even where Foundation is linked"
+        else:
+            assert not found, f"{binary} links Foundation: {found[:5]}"
+
+
 def test_binaries_need_no_toolchain(packages, tmp_path):
     """Server, agent and aspirectl, static, with the toolchain hidden: a command runs end to end."""
     binaries = packages["bin"]
@@ -343,7 +361,7 @@ def test_rpm_contents(packages):
         assert path in files, (path, files)
     assert run("rpm", "-qcp", packages["rpm_boot"]).stdout.split() == ["/etc/aspire/boot.conf"]
     requires = run("rpm", "-qp", "--requires", packages["rpm_boot"]).stdout
-    assert "bash" in requires and "tar" in requires and "gzip" in requires, requires
+    assert all(name in requires for name in ("bash", "tar", "gzip", "tzdata")), requires
     scripts = run("rpm", "-qp", "--scripts", packages["rpm_boot"]).stdout
     assert "/usr/lib/aspire/setup-boot" in scripts and "try-restart aspire-boot.service" in scripts, scripts
 

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 public import RPC
 
 /// Carries out the commands of the methods it is registered for in ``CommandHandlers``. It gets

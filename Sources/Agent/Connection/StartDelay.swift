@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
 public import RPC
 
 /// The wait before the first connection after the agent starts, so that a rack or a data

@@ -1,8 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 public import GRPCCore
 public import GRPCNIOTransportHTTP2
 public import Logging
 public import RPC
+import SystemPackage
 import Synchronization
 
 /// Where the agent's parts send what the server must hear, made before them and handed to each
@@ -119,7 +124,7 @@ public final class Uplink: Sendable {
         { path, handle throws(AspireError) in try await self.download(path, into: handle) }
     }
 
-    private func download(_ path: String, into handle: FileHandle) async throws(AspireError) {
+    private func download(_ path: String, into handle: PackageFetcher.Destination) async throws(AspireError) {
         guard let client = self.client.withLock({ $0 }) else {
             throw AspireError(.downloadFailed, "not connected to a server: cannot fetch aspire://package/\(path)")
         }
@@ -128,7 +133,7 @@ public final class Uplink: Sendable {
         do {
             try await Aspire_V1_PackageStore.Client(wrapping: client).download(request) { response in
                 for try await chunk in response.messages {
-                    try handle.write(contentsOf: chunk.data)
+                    _ = try handle.writeAll(chunk.data)
                 }
             }
         } catch let error as RPCError {

@@ -1,10 +1,15 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
 import RPC
 import SwiftProtobuf
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -75,7 +80,7 @@ struct LocalControl {
             Self.json(self.runtime.localStatus, status: .ok)
         }
         router.get("/plugins/list") { _, _ in
-            Self.json(self.runtime.plugins.list(), status: .ok)
+            Self.json(.array(self.runtime.plugins.list()), status: .ok)
         }
         router.post("/post") { request, _ in
             await self.post(request)
@@ -140,13 +145,13 @@ struct LocalControl {
     private func post(_ request: Request) async -> Response {
         let namespace = request.uri.queryParameters.get("ns") ?? "local"
         guard PluginOutput.isMetricName(namespace) else {
-            return Self.json(["errcode": Int(ErrorCode.invalidParams.rawValue), "message": "ns '\(namespace.prefix(80))': letters, digits and _ . : - only"], status: .badRequest)
+            return Self.refusal(.invalidParams, "ns '\(namespace.prefix(80))': letters, digits and _ . : - only", status: .badRequest)
         }
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: Self.maxPostBytes)
         } catch {
-            return Self.json(["errcode": Int(ErrorCode.invalidParams.rawValue), "message": "a post carries at most \(Self.maxPostBytes) bytes"], status: .contentTooLarge)
+            return Self.refusal(.invalidParams, "a post carries at most \(Self.maxPostBytes) bytes", status: .contentTooLarge)
         }
         do {
             let parsed = try PluginOutput.parse(
@@ -154,9 +159,9 @@ struct LocalControl {
             )
             self.runtime.uplink.metrics.append(parsed.metrics)
             self.logger.info("local control", metadata: ["control.action": "post", "post.ns": "\(namespace)", "metrics": "\(parsed.metrics.count)"])
-            return Self.json(["errcode": 0, "accepted": parsed.metrics.count, "problems": parsed.problems], status: .ok)
+            return Self.json(["errcode": 0, "accepted": JSONValue(parsed.metrics.count), "problems": JSONValue(parsed.problems)], status: .ok)
         } catch {
-            return Self.json(["errcode": Int(error.code.rawValue), "message": error.cause], status: .badRequest)
+            return Self.refusal(error.code, error.cause, status: .badRequest)
         }
     }
 
@@ -166,23 +171,21 @@ struct LocalControl {
 
     /// A slice of the agent's or a sub-agent's log, from a byte offset.
     private func log(_ query: Parameters) -> Response {
-        func refuse(_ status: HTTPResponse.Status, _ code: ErrorCode, _ message: String) -> Response {
-            Self.json(["errcode": Int(code.rawValue), "message": message], status: status)
-        }
         guard let path = self.logFile(fpath: query.get("fpath"), name: query.get("name")) else {
-            return refuse(.forbidden, .permissionDenied, "only the agent's log (name=boot, its -L file) and sub-agents' logs (name=SUBAGENT) can be read here")
+            return Self.refusal(.permissionDenied, "only the agent's log (name=boot, its -L file) and sub-agents' logs (name=SUBAGENT) can be read here", status: .forbidden)
         }
         let offset = Int(query.get("offset") ?? "0") ?? -1
         let lines = Int(query.get("num") ?? "100") ?? -1
         guard offset >= 0, (1 ... Self.maxLogLines).contains(lines) else {
-            return refuse(.badRequest, .invalidParams, "offset is a byte offset from 0; num a line count from 1 to \(Self.maxLogLines)")
+            return Self.refusal(.invalidParams, "offset is a byte offset from 0; num a line count from 1 to \(Self.maxLogLines)", status: .badRequest)
         }
-        guard let handle = FileHandle(forReadingAtPath: path) else { return refuse(.notFound, .notFound, "\(path) cannot be read") }
-        defer { try? handle.close() }
-        let size = Int((try? handle.seekToEnd()) ?? 0)
-        guard offset <= size else { return refuse(.badRequest, .invalidParams, "offset \(offset) is past the end of \(path) (\(size) bytes)") }
-        try? handle.seek(toOffset: UInt64(offset))
-        let chunk = (try? handle.read(upToCount: Self.maxLogBytes)) ?? Data()
+        guard let file = try? FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec]) else {
+            return Self.refusal(.notFound, "\(path) cannot be read", status: .notFound)
+        }
+        defer { try? file.close() }
+        let size = Int((try? file.seek(offset: 0, from: .end)) ?? 0)
+        guard offset <= size else { return Self.refusal(.invalidParams, "offset \(offset) is past the end of \(path) (\(size) bytes)", status: .badRequest) }
+        let chunk = (try? file.seek(offset: Int64(offset), from: .start)).flatMap { _ in try? file.read(upTo: Self.maxLogBytes) } ?? []
         // Whole lines only, up to `num` of them (a line still being written waits for the next read).
         var end = 0
         var count = 0
@@ -193,8 +196,8 @@ struct LocalControl {
         }
         return Self.json(
             [
-                "fpath": path, "offset": offset, "next": offset + end, "lines": count, "size": size,
-                "data": String(decoding: chunk.prefix(end), as: UTF8.self),
+                "fpath": JSONValue(path), "offset": JSONValue(offset), "next": JSONValue(offset + end), "lines": JSONValue(count),
+                "size": JSONValue(size), "data": JSONValue(String(decoding: chunk.prefix(end), as: UTF8.self)),
             ],
             status: .ok
         )
@@ -213,12 +216,16 @@ struct LocalControl {
         guard let fpath, fpath.hasPrefix("/") else { return nil }
         let resolved = URL(fileURLWithPath: fpath).resolvingSymlinksInPath().path
         if allowed.contains(resolved) { return resolved }
-        let parent = (resolved as NSString).deletingLastPathComponent
+        let parent = URL(fileURLWithPath: resolved).deletingLastPathComponent().path
         return parent == subagents && resolved.hasSuffix(".log") ? resolved : nil
     }
 
-    static func json(_ object: Any, status: HTTPResponse.Status) -> Response {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+    static func refusal(_ code: ErrorCode, _ message: String, status: HTTPResponse.Status) -> Response {
+        Self.json(["errcode": JSONValue(code.rawValue), "message": JSONValue(message)], status: status)
+    }
+
+    static func json(_ value: JSONValue, status: HTTPResponse.Status) -> Response {
+        let data = value.encoded()
         return Response(
             status: status, headers: [.contentType: "application/json; charset=utf-8"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data + Data("\n".utf8)))
         )

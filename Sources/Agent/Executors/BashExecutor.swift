@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 public import Logging
 public import RPC
 import Subprocess
@@ -45,7 +49,7 @@ public struct BashExecutor: Sendable {
     ) async -> Aspire_V1_CommandResult {
         let started = Date()
         let cmd = params.cmd
-        guard !cmd.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+        guard !cmd.trimmed().isEmpty else {
             return .failed(id: id, .invalidParams, "sync.bash needs a non-empty 'cmd'", started: started)
         }
         guard params.timeout >= 0 else {
@@ -281,14 +285,11 @@ struct Identity {
         var prefix = ""
         for component in path.split(separator: "/") {
             prefix += "/\(component)"
-            guard let attributes = try? FileManager.default.attributesOfItem(atPath: prefix),
-                attributes[.type] as? FileAttributeType == .typeDirectory,
-                let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue,
-                let owner = (attributes[.ownerAccountID] as? NSNumber)?.uint32Value,
-                let group = (attributes[.groupOwnerAccountID] as? NSNumber)?.uint32Value
-            else { continue }
-            let bit = owner == self.account.uid ? 0o100 : (group == self.gid || self.groups.contains(group)) ? 0o010 : 0o001
-            if mode & bit == 0 { return prefix }
+            guard let status = try? Stat(FilePath(prefix), followTargetSymlink: false), status.type == .directory else { continue }
+            let owner = status.userID.rawValue
+            let group = status.groupID.rawValue
+            let bit: CInterop.Mode = owner == self.account.uid ? 0o100 : (group == self.gid || self.groups.contains(group)) ? 0o010 : 0o001
+            if status.permissions.rawValue & bit == 0 { return prefix }
         }
         return nil
     }

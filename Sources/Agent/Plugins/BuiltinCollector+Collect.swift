@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import RPC
 
 #if canImport(Glibc)
@@ -48,6 +52,6 @@ extension BuiltinCollector {
 
     /// A process's command name (`/proc/PID/comm`).
     static func command(of pid: pid_t) -> String? {
-        (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmed()
     }
 }

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
 public import Logging
 public import RPC
 import Synchronization
@@ -118,7 +122,7 @@ public actor PluginManager {
             case .set:
                 return try await self.serialized { () throws(AspireError) in try await self.set(params, id: id, started: started) }
             case .list:
-                return .success(id: id, data: Self.json(self.list()), message: "success", started: started)
+                return .success(id: id, data: JSONValue.array(self.list()).encoded(), message: "success", started: started)
             case .run:
                 let run = try await self.runner.runNow(
                     params.name, timeout: params.timeout > 0 ? params.timeout : nil, param: params.param.isEmpty ? nil : params.param
@@ -127,11 +131,11 @@ public actor PluginManager {
             case .enable:
                 try self.runner.enable(params.name)
                 try self.saveDisabled()
-                return .success(id: id, data: Self.json(["plugin": params.name, "enabled": true]), message: "plugin \(params.name) enabled", started: started)
+                return .success(id: id, data: JSONValue.object(["plugin": JSONValue(params.name), "enabled": true]).encoded(), message: "plugin \(params.name) enabled", started: started)
             case .disable:
                 let until = try self.runner.disable(params.name, for: params.disableSeconds > 0 ? .seconds(Int(params.disableSeconds)) : nil)
                 try self.saveDisabled()
-                let data = Self.json(["plugin": params.name, "enabled": false, "disabled_until": until.formatted(.iso8601)] as [String: Any])
+                let data = JSONValue.object(["plugin": JSONValue(params.name), "enabled": false, "disabled_until": JSONValue(until.formatted(.iso8601))]).encoded()
                 return .success(id: id, data: data, message: "plugin \(params.name) disabled until \(until.formatted(.iso8601))", started: started)
             case .update:
                 return try await self.serialized { () throws(AspireError) in try await self.update(params.name, id: id, started: started) }
@@ -142,18 +146,19 @@ public actor PluginManager {
     }
 
     /// What `plugin.list` answers: each plugin with its state.
-    public nonisolated func list() -> [[String: Any]] {
+    public nonisolated func list() -> [JSONValue] {
         self.runner.states.map { state in
-            var entry: [String: Any] = [
-                "name": state.config.name, "period": state.config.period, "user": state.config.user, "timeout": state.config.timeout,
-                "param": state.config.param, "enabled": state.enabled, "running": state.running,
-                "source": state.config.source.git.isEmpty ? state.config.source.url : state.config.source.git,
+            var entry: [String: JSONValue] = [
+                "name": JSONValue(state.config.name), "period": JSONValue(state.config.period), "user": JSONValue(state.config.user),
+                "timeout": JSONValue(state.config.timeout), "param": JSONValue(state.config.param), "enabled": JSONValue(state.enabled),
+                "running": JSONValue(state.running),
+                "source": JSONValue(state.config.source.git.isEmpty ? state.config.source.url : state.config.source.git),
             ]
-            if let until = state.disabledUntil { entry["disabled_until"] = until.formatted(.iso8601) }
-            if let last = state.lastRun { entry["last_run"] = last.formatted(.iso8601) }
-            if let status = state.lastStatus { entry["last_status"] = status }
-            if !state.lastMessage.isEmpty { entry["last_message"] = state.lastMessage }
-            return entry
+            if let until = state.disabledUntil { entry["disabled_until"] = JSONValue(until.formatted(.iso8601)) }
+            if let last = state.lastRun { entry["last_run"] = JSONValue(last.formatted(.iso8601)) }
+            if let status = state.lastStatus { entry["last_status"] = JSONValue(status) }
+            if !state.lastMessage.isEmpty { entry["last_message"] = JSONValue(state.lastMessage) }
+            return .object(entry)
         }
     }
 
@@ -201,7 +206,7 @@ public actor PluginManager {
         try self.saveDisabled()
         self.savedDigest.withLock { $0 = params.digest }
         self.logger.notice("plugins set", metadata: ["plugins": "\(running.count)", "refused": "\(refused.count)"])
-        let data = Self.json(["plugins": running.map(\.name)])
+        let data = JSONValue.object(["plugins": JSONValue(running.map(\.name))]).encoded()
         guard let first = refused.first else { return .success(id: id, data: data, message: "success", started: started) }
         var result = Aspire_V1_CommandResult.failed(
             id: id, first.error.code,
@@ -221,7 +226,7 @@ public actor PluginManager {
         self.saved.installed[name] = config.source
         try self.runner.configure(self.saved.runnable)
         try self.save()
-        return .success(id: id, data: Self.json(["plugin": name, "source": config.source.description]), message: "plugin \(name) updated", started: started)
+        return .success(id: id, data: JSONValue.object(["plugin": JSONValue(name), "source": JSONValue(config.source.description)]).encoded(), message: "plugin \(name) updated", started: started)
     }
 
     /// Fetches a plugin into a staging directory, checks it has its plugin.sh, then puts it in
@@ -257,7 +262,7 @@ public actor PluginManager {
         }
         let root = Tarball.root(of: tree, marker: "plugin.sh")
         if let problem = PluginRunner.checkScript("\(root)/plugin.sh", user: config.user) {
-            throw AspireError(.badPackage, "plugin \(config.name): \(problem.replacingOccurrences(of: root, with: "the package"))")
+            throw AspireError(.badPackage, "plugin \(config.name): \(problem.replacing(root, with: "the package"))")
         }
         chmod(root, 0o755)
         if FileManager.default.fileExists(atPath: target) {
@@ -341,20 +346,18 @@ public actor PluginManager {
         var result = run.result
         result.id = id
         result.startedUnixMs = started.unixMilliseconds
-        let metrics = run.metrics.map { metric -> [String: Any] in
-            ["name": metric.name, "timestamp": metric.timestamp, "tags": metric.tags, "value": metric.value]
+        let metrics = run.metrics.map { metric -> JSONValue in
+            ["name": JSONValue(metric.name), "timestamp": JSONValue(metric.timestamp), "tags": JSONValue(metric.tags), "value": JSONValue(metric.value)]
         }
-        result.data = Self.json(["plugin": run.plugin, "retcode": Int(run.result.retcode), "metrics": metrics, "problems": run.problems] as [String: Any])
+        result.data = JSONValue.object([
+            "plugin": JSONValue(run.plugin), "retcode": JSONValue(run.result.retcode), "metrics": .array(metrics), "problems": JSONValue(run.problems),
+        ]).encoded()
         if let problem = run.problems.first, result.resp == .success {
             result.resp = .failed
             result.message = "plugin \(run.plugin): \(problem)"
             if result.retcode == 0 { result.retcode = ErrorCode.badPackage.rawValue }
         }
         return result
-    }
-
-    static func json(_ object: Any) -> Data {
-        (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
     }
 }
 

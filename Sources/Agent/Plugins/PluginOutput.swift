@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
 public import RPC
 
 /// One metric of a plugin run, as the agent ships it: renamed `plugin.<plugin>.<metric>`, with
@@ -45,13 +49,13 @@ public enum PluginOutput {
     public static func parse(_ data: Data, plugin: String, host: String, now: Date, prefix: String? = nil) throws(AspireError) -> Parsed {
         let prefix = prefix ?? "plugin.\(plugin)"
         let nowSeconds = Int64(now.timeIntervalSince1970)
-        let document: Any
+        let document: JSONValue
         do {
-            document = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+            document = try JSONValue(parsing: data)
         } catch {
             throw AspireError(.invalidParams, "plugin \(plugin) printed no JSON list of metrics: \(Self.excerpt(data))")
         }
-        guard let list = document as? [Any] else {
+        guard let list = document.array else {
             throw AspireError(.invalidParams, "plugin \(plugin) printed JSON that is not a list of metrics: \(Self.excerpt(data))")
         }
         guard list.count <= Self.maxMetrics else {
@@ -59,11 +63,11 @@ public enum PluginOutput {
         }
         var parsed = Parsed(metrics: [], problems: [])
         for (index, element) in list.enumerated() {
-            guard let object = element as? [String: Any] else {
+            guard let object = element.object else {
                 parsed.problems.append("metric \(index + 1) is not an object")
                 continue
             }
-            guard let name = object["name"] as? String, Self.isMetricName(name) else {
+            guard let name = object["name"]?.string, Self.isMetricName(name) else {
                 parsed.problems.append("metric \(index + 1) has no usable name (letters, digits and _ . : -)")
                 continue
             }
@@ -74,15 +78,17 @@ public enum PluginOutput {
                 continue
             }
             var tags: [String: String] = [:]
-            if let given = object["tags"] as? [String: Any] {
+            if let given = object["tags"]?.object {
                 for (key, tag) in given {
                     switch tag {
-                    case let text as String: tags[key] = text
-                    case let number as NSNumber: tags[key] = number.stringValue
+                    case .string(let text): tags[key] = text
+                    case .integer(let number): tags[key] = String(number)
+                    case .number(let number): tags[key] = "\(number)"
+                    case .bool(let flag): tags[key] = flag ? "1" : "0"
                     default: parsed.problems.append("metric \(name): tag \(key) is not a string; left out")
                     }
                 }
-            } else if object["tags"] != nil, !(object["tags"] is NSNull) {
+            } else if let tags = object["tags"], tags != .null {
                 parsed.problems.append("metric \(name): tags is not an object; left out")
             }
             tags["host"] = host
@@ -95,29 +101,23 @@ public enum PluginOutput {
         return parsed
     }
 
-    static func number(_ value: Any?) -> Double? {
-        switch value {
-        case let number as NSNumber:
-            // JSONSerialization gives booleans as NSNumber too: true is 1, false 0.
-            let double = number.doubleValue
-            return double.isFinite ? double : nil
-        case let text as String:
-            return Double(text.trimmingCharacters(in: .whitespaces)).flatMap { $0.isFinite ? $0 : nil }
-        default:
-            return nil
+    static func number(_ value: JSONValue?) -> Double? {
+        if case .string(let text) = value {
+            return Double(text.trimmingBlanks()).flatMap { $0.isFinite ? $0 : nil }
         }
+        // Booleans count too: true is 1, false 0.
+        return value?.double.flatMap { $0.isFinite ? $0 : nil }
     }
 
     /// The longest text value kept.
     public static let maxTextBytes = 1024
 
     /// A value that is not a number, as text: a string as it is, an object or list as JSON.
-    static func text(_ value: Any?) -> String? {
+    static func text(_ value: JSONValue?) -> String? {
         let text: String?
         switch value {
-        case let string as String: text = string
-        case let object as [String: Any]: text = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) }
-        case let list as [Any]: text = (try? JSONSerialization.data(withJSONObject: list, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) }
+        case .string(let string): text = string
+        case .object, .array: text = value.map { String(decoding: $0.encoded(), as: UTF8.self) }
         default: text = nil
         }
         guard let text, text.utf8.count <= Self.maxTextBytes else { return nil }
@@ -133,7 +133,7 @@ public enum PluginOutput {
     }
 
     static func excerpt(_ data: Data) -> String {
-        let text = String(decoding: data.prefix(200), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = String(decoding: data.prefix(200), as: UTF8.self).trimmed()
         return text.isEmpty ? "(nothing)" : "'\(text)\(data.count > 200 ? "…" : "")'"
     }
 }

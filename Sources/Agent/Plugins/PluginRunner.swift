@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
+import SystemPackage
 public import Logging
 public import RPC
 import Synchronization
@@ -275,7 +280,7 @@ public final class PluginRunner: Sendable {
             if result.resp != .success {
                 problems.append(result.message)
             } else if result.retcode != 0 {
-                let stderr = String(decoding: result.stderr.suffix(300), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                let stderr = String(decoding: result.stderr.suffix(300), as: UTF8.self).trimmed()
                 problems.append("plugin.sh exited with status \(result.retcode)\(stderr.isEmpty ? "" : ": \(stderr)")")
             } else if result.truncated {
                 problems.append("printed more than the output cap; nothing was read")
@@ -299,17 +304,14 @@ public final class PluginRunner: Sendable {
     /// A plugin.sh that is there, a regular executable file — and, for one run as root, not
     /// writable by anyone else (nor its directory): root must not run what others can change.
     static func checkScript(_ path: String, user: String) -> String? {
-        // attributesOfItem does not follow a symbolic link: a link is not a regular file.
-        guard let script = try? FileManager.default.attributesOfItem(atPath: path) else { return "no plugin.sh at \(path)" }
-        guard script[.type] as? FileAttributeType == .typeRegular else { return "\(path) is not a regular file" }
-        let mode = (script[.posixPermissions] as? NSNumber)?.intValue ?? 0
-        guard mode & 0o111 != 0 else { return "\(path) is not executable" }
+        // A symbolic link is not followed: a link is not a regular file.
+        guard let script = try? Stat(FilePath(path), followTargetSymlink: false) else { return "no plugin.sh at \(path)" }
+        guard script.type == .regular else { return "\(path) is not a regular file" }
+        guard script.permissions.rawValue & 0o111 != 0 else { return "\(path) is not executable" }
         if user == "root" || user.isEmpty {
-            let directory = (path as NSString).deletingLastPathComponent
-            guard let parent = try? FileManager.default.attributesOfItem(atPath: directory) else { return "cannot read \(directory)" }
-            let safe = [script, parent].allSatisfy { attributes in
-                (attributes[.ownerAccountID] as? NSNumber)?.intValue == 0 && ((attributes[.posixPermissions] as? NSNumber)?.intValue ?? 0o777) & 0o022 == 0
-            }
+            let directory = FilePath(path).removingLastComponent()
+            guard let parent = try? Stat(directory, followTargetSymlink: false) else { return "cannot read \(directory)" }
+            let safe = [script, parent].allSatisfy { status in status.userID.rawValue == 0 && status.permissions.rawValue & 0o022 == 0 }
             if !safe {
                 return "\(path) runs as root, so it and its directory must belong to root and be writable by no one else"
             }
@@ -319,6 +321,6 @@ public final class PluginRunner: Sendable {
 
     /// Single-quoted for bash.
     static func quoted(_ text: String) -> String {
-        "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        "'" + text.replacing("'", with: "'\\''") + "'"
     }
 }

@@ -1,5 +1,9 @@
 import Cron
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 public import Logging
 public import RPC
 import Synchronization
@@ -95,7 +99,7 @@ public final class Scheduler: Sendable {
 
     /// The digest of the set last received from the server; empty when none was.
     public var digest: String {
-        ((try? String(contentsOfFile: self.digestPath, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        ((try? String(contentsOfFile: self.digestPath, encoding: .utf8)) ?? "").trimmed()
     }
 
     /// The schedules, by name.
@@ -155,7 +159,7 @@ public final class Scheduler: Sendable {
         } catch {
             throw AspireError(.invalidParams, "schedule '\(command.name)': \(error)")
         }
-        guard !command.command.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+        guard !command.command.trimmed().isEmpty else {
             throw AspireError(.invalidParams, "schedule '\(command.name)' has no command")
         }
         guard !command.user.isEmpty else { throw AspireError(.invalidParams, "schedule '\(command.name)' names no user to run as") }
@@ -206,12 +210,12 @@ public final class Scheduler: Sendable {
             return nil
         }
         if let busySince {
-            let stamp = Self.stamp
+            let stamp = Date.ISO8601FormatStyle()
             self.logger.warning("scheduled run skipped: the previous one is still going", metadata: ["schedule": "\(command.name)"])
             self.deliver(
                 .failed(
                     id: id, .skipped,
-                    "skipped the \(stamp.string(from: time)) run of '\(command.name)': the run due at \(stamp.string(from: busySince)) is still going"
+                    "skipped the \(stamp.format(time)) run of '\(command.name)': the run due at \(stamp.format(busySince)) is still going"
                 )
             )
             return
@@ -232,11 +236,6 @@ public final class Scheduler: Sendable {
         self.delivery(result)
     }
 
-    private static var stamp: ISO8601DateFormatter {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter
-    }
 }
 
 extension Scheduler: CommandHandler {
@@ -261,7 +260,7 @@ extension Scheduler: CommandHandler {
         var result = Aspire_V1_CommandResult()
         result.id = command.id
         let names = commands.map(\.name).filter { name in !refused.contains { $0.name == name } }
-        result.data = Data((try? JSONSerialization.data(withJSONObject: ["schedules": names], options: [.sortedKeys])) ?? Data())
+        result.data = JSONValue.object(["schedules": JSONValue(names)]).encoded()
         guard let first = refused.first else {
             result.resp = .success
             result.message = "success"

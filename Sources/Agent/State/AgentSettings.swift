@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import RPC
 
 /// What the server changed with `config` commands: the status step, extra servers and tags.

@@ -1,5 +1,9 @@
 import Crypto
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
 public import RPC
 import SwiftProtobuf
 import Synchronization
@@ -45,7 +49,7 @@ public final class AgentState: Sendable {
     public func agentSN() throws -> String {
         let path = "\(self.directory)/agent.sn"
         if let text = try? String(contentsOfFile: path, encoding: .utf8) {
-            let value = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            let value = text.trimmed()
             if !value.isEmpty { return value }
         }
         let value = UUID().uuidString.lowercased()

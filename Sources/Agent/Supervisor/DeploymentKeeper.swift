@@ -1,8 +1,15 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 public import Logging
 public import RPC
 import SwiftProtobuf
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Keeps the host running what its deployments declare (`deployment.set`, sent by the server
 /// whenever the host's set changes): installs or upgrades each sub-agent to the revision it is

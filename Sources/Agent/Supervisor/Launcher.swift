@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import RPC
 import Subprocess
 import Synchronization
@@ -190,17 +194,17 @@ struct Launcher {
 
     /// The last `limit` bytes of a file, from `offset` on, as text for a message.
     static func tail(_ path: String, from offset: UInt64 = 0, limit: Int = 600) -> String {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return "" }
-        defer { try? handle.close() }
-        let end = (try? handle.seekToEnd()) ?? 0
-        let start = max(offset, end > UInt64(limit) ? end - UInt64(limit) : 0)
-        try? handle.seek(toOffset: start)
-        let data = (try? handle.readToEnd()) ?? Data()
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let bytes = try? FileDescriptor.reading(path) { file in
+            let end = UInt64(try file.seek(offset: 0, from: .end))
+            let start = max(offset, end > UInt64(limit) ? end - UInt64(limit) : 0)
+            _ = try file.seek(offset: Int64(start), from: .start)
+            return try file.read(upTo: Int(end - min(start, end)))
+        }
+        return String(decoding: bytes ?? [], as: UTF8.self).trimmed()
     }
 
     static func size(_ path: String) -> UInt64 {
-        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.uint64Value ?? 0
+        (try? Stat(FilePath(path), followTargetSymlink: false)).map { UInt64(clamping: $0.size) } ?? 0
     }
 }
 

@@ -1,6 +1,11 @@
 import Crypto
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
 public import RPC
+public import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -19,7 +24,7 @@ enum PackageSource: Sendable, Equatable {
 
     init(_ url: String) throws(AspireError) {
         if url.hasPrefix("command://") {
-            let command = String(url.dropFirst("command://".count)).trimmingCharacters(in: .whitespaces)
+            let command = String(url.dropFirst("command://".count)).trimmingBlanks()
             guard !command.isEmpty else { throw AspireError(.invalidParams, "url 'command://' names no command") }
             self = .command(command)
             return
@@ -56,9 +61,11 @@ enum PackageSource: Sendable, Equatable {
 public struct PackageFetcher: Sendable {
     /// Writes the store file at a path (OS/ARCH/FILE) to a handle; the runtime provides it over
     /// its current connection.
-    public typealias StoreDownload = @Sendable (_ path: String, _ into: FileHandle) async throws(AspireError) -> Void
+    public typealias StoreDownload = @Sendable (_ path: String, _ into: Destination) async throws(AspireError) -> Void
     /// Fetches an http(s) URL into a handle.
-    public typealias WebDownload = @Sendable (_ url: URL, _ into: FileHandle) async throws(AspireError) -> Void
+    public typealias WebDownload = @Sendable (_ url: URL, _ into: Destination) async throws(AspireError) -> Void
+    /// The staging file a download writes to (swift-system's: NIO has a `FileDescriptor` too).
+    public typealias Destination = FileDescriptor
 
     var store: StoreDownload?
     var web: WebDownload?
@@ -72,10 +79,13 @@ public struct PackageFetcher: Sendable {
     /// Fetches `source` to `destination`, then verifies `checksum` ("SHA256:<hex>") over the
     /// bytes written there.
     func fetch(_ source: PackageSource, checksum: String, to destination: String) async throws(AspireError) {
-        guard FileManager.default.createFile(atPath: destination, contents: nil, attributes: [.posixPermissions: 0o600]),
-            let handle = FileHandle(forWritingAtPath: destination)
-        else {
-            throw AspireError(.agentInternal, "cannot create \(destination)")
+        let handle: FileDescriptor
+        do {
+            handle = try FileDescriptor.open(
+                FilePath(destination), .writeOnly, options: [.create, .truncate, .closeOnExec], permissions: [.ownerReadWrite]
+            )
+        } catch {
+            throw AspireError(.agentInternal, "cannot create \(destination): \(error)")
         }
         do {
             defer { try? handle.close() }
@@ -91,36 +101,35 @@ public struct PackageFetcher: Sendable {
             case .command:
                 throw AspireError(.agentInternal, "command:// has nothing to fetch")
             }
-            try? handle.synchronize()
+            _ = fsync(handle.rawValue)
         }
         try Self.verify(destination, checksum: checksum)
     }
 
-    private static func copy(_ path: String, into handle: FileHandle) throws(AspireError) {
-        guard let source = FileHandle(forReadingAtPath: path) else {
-            throw AspireError(.downloadFailed, "cannot read \(path): \(String(cString: strerror(errno)))")
+    private static func copy(_ path: String, into handle: FileDescriptor) throws(AspireError) {
+        let source: FileDescriptor
+        do {
+            source = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec])
+        } catch {
+            throw AspireError(.downloadFailed, "cannot read \(path): \(error)")
         }
         defer { try? source.close() }
         do {
-            while let chunk = try source.read(upToCount: 1 << 20), !chunk.isEmpty {
-                try handle.write(contentsOf: chunk)
-            }
+            try source.readToEnd { piece in _ = try handle.writeAll(piece) }
         } catch {
-            throw AspireError(.downloadFailed, "cannot copy \(path): \(error.localizedDescription)")
+            throw AspireError(.downloadFailed, "cannot copy \(path): \(error)")
         }
     }
 
     /// Compares the file's SHA256 with `checksum`.
     static func verify(_ path: String, checksum: String) throws(AspireError) {
         let expected = String(checksum.dropFirst("SHA256:".count)).lowercased()
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw AspireError(.agentInternal, "cannot read \(path)") }
-        defer { try? handle.close() }
         let actual: String
         let size: Int64
         do {
-            (actual, size) = try FileDigest.sha256(of: handle)
+            (actual, size) = try FileDigest.sha256(atPath: path)
         } catch {
-            throw AspireError(.agentInternal, "cannot read \(path): \(error.localizedDescription)")
+            throw AspireError(.agentInternal, "cannot read \(path): \(error)")
         }
         guard actual == expected else {
             throw AspireError(.checksumMismatch, "checksum mismatch: the package (\(size) bytes) has SHA256:\(actual), the command expects SHA256:\(expected); nothing was unpacked")
@@ -136,9 +145,12 @@ enum PackageFormat: Sendable, Equatable {
     case rpm
 
     init(path: String) throws(AspireError) {
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw AspireError(.agentInternal, "cannot read \(path)") }
-        defer { try? handle.close() }
-        let head = [UInt8]((try? handle.read(upToCount: 512)) ?? Data())
+        let head: [UInt8]
+        do {
+            head = try FileDescriptor.reading(path) { try $0.read(upTo: 512) }
+        } catch {
+            throw AspireError(.agentInternal, "cannot read \(path): \(error)")
+        }
         func starts(_ magic: [UInt8]) -> Bool { head.starts(with: magic) }
         if starts(Array("!<arch>\ndebian-binary".utf8)) {
             self = .deb
@@ -328,9 +340,8 @@ enum Tarball {
     static func root(of tree: String, marker: String) -> String {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: tree)) ?? []
         if !entries.contains(marker), entries.count == 1 {
-            var isDirectory: ObjCBool = false
             let only = "\(tree)/\(entries[0])"
-            if FileManager.default.fileExists(atPath: only, isDirectory: &isDirectory), isDirectory.boolValue { return only }
+            if (try? Stat(FilePath(only)))?.type == .directory { return only }
         }
         return tree
     }

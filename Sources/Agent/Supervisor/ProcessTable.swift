@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import RPC
 
 #if canImport(Glibc)
@@ -29,7 +33,7 @@ enum ProcessTable {
     /// The process a pidfile names, while it runs; nil for no file, no pid in it, or no such
     /// live process.
     static func named(byPidfile path: String) -> Entry? {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8), let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8), let pid = pid_t(text.trimmed()),
             let entry = self.entry(pid), entry.isAlive
         else { return nil }
         return entry
@@ -45,7 +49,7 @@ enum ProcessTable {
     /// parentheses itself, so fields are counted from the last ')'.
     static func parse(stat text: String) -> Entry? {
         guard let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")"), open < close,
-            let pid = pid_t(text[..<open].trimmingCharacters(in: .whitespaces))
+            let pid = pid_t(text[..<open].trimmingBlanks())
         else { return nil }
         let fields = text[text.index(after: close)...].split(separator: " ", omittingEmptySubsequences: true)
         // After the name: state(3) ppid(4) pgrp(5) session(6) ... starttime(22), numbered from 1.

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 public import RPC
 
 #if canImport(Glibc)
@@ -21,7 +25,7 @@ public struct ResourceLimits: Sendable, Hashable, Codable {
     public var isEmpty: Bool { self.cpuPercent == nil && self.memoryBytes == nil && self.pids == nil }
 
     public init(_ limits: Aspire_V1_ResourceLimits) throws(AspireError) {
-        let cpu = limits.cpu.trimmingCharacters(in: .whitespaces)
+        let cpu = limits.cpu.trimmingBlanks()
         if !cpu.isEmpty {
             let number = cpu.hasSuffix("%") ? String(cpu.dropLast()) : cpu
             guard let value = Double(number), value.isFinite, value >= 1, value <= 100 * 1024 else {
@@ -29,14 +33,14 @@ public struct ResourceLimits: Sendable, Hashable, Codable {
             }
             self.cpuPercent = value
         }
-        let memory = limits.memory.trimmingCharacters(in: .whitespaces)
+        let memory = limits.memory.trimmingBlanks()
         if !memory.isEmpty {
             guard let bytes = Self.bytes(memory), bytes >= 1 << 20 else {
                 throw AspireError(.invalidParams, "limits.memory '\(limits.memory)': expected a size of at least 1M, e.g. \"20M\", \"512K\", \"1G\"")
             }
             self.memoryBytes = bytes
         }
-        let pids = limits.pids.trimmingCharacters(in: .whitespaces)
+        let pids = limits.pids.trimmingBlanks()
         if !pids.isEmpty {
             guard let value = Int(pids), value >= 1, value <= 1 << 22 else {
                 throw AspireError(.invalidParams, "limits.pids '\(limits.pids)': expected a number of processes, e.g. \"64\"")
@@ -69,7 +73,11 @@ public struct ResourceLimits: Sendable, Hashable, Codable {
 
     var summary: String {
         var parts: [String] = []
-        if let cpuPercent { parts.append("CPU \(cpuPercent.formatted(.number.precision(.fractionLength(0 ... 1))))%") }
+        if let cpuPercent {
+            // At most one decimal: 50%, 12.5%.
+            let tenths = (cpuPercent * 10).rounded()
+            parts.append("CPU \(tenths.truncatingRemainder(dividingBy: 10) == 0 ? "\(Int(tenths / 10))" : "\(tenths / 10)")%")
+        }
         if let memoryBytes { parts.append("memory \(memoryBytes >> 20) MiB") }
         if let pids { parts.append("pids \(pids)") }
         return parts.isEmpty ? "no limits" : parts.joined(separator: ", ")

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Where a sub-agent is in its life. Kept in its record; after an operator's action only the
 /// ``RestartPolicy``'s transitions change it.

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 public import RPC
 import Logging
 
@@ -163,7 +167,7 @@ extension Supervisor {
         do {
             try FileManager.default.removeItem(atPath: self.directory(name))
         } catch {
-            throw AspireError(.agentInternal, "stopped \(name), but cannot remove \(self.directory(name)): \(error.localizedDescription)")
+            throw AspireError(.agentInternal, "stopped \(name), but cannot remove \(self.directory(name)): \(AspireError.reason(error))")
         }
         self.onChange(self.event("uninstalled \(name) \(record.version)", record))
         return "uninstalled \(name) \(record.version)\(stopped.isEmpty ? "" : " (\(stopped))")"

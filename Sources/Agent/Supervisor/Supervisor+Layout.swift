@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import SystemPackage
 import RPC
 import Logging
 
@@ -37,7 +42,7 @@ extension Supervisor {
         }
         let kept = self.packagesDirectory(record.name)
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: kept)) ?? [] {
-            let version = (entry as NSString).deletingPathExtension
+            let version = FilePath(entry).stem ?? entry
             if !keep.contains(version) { try? FileManager.default.removeItem(atPath: "\(kept)/\(entry)") }
         }
     }
@@ -156,13 +161,13 @@ extension Supervisor {
     /// archive wraps everything in one (`name-1.0/control`).
     func checkControl(in directory: String, origin: String) throws(AspireError) {
         let path = "\(directory)/control"
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else {
+        guard let control = try? Stat(FilePath(path), followTargetSymlink: false) else {
             throw AspireError(.badPackage, "\(origin) no control script (\(path) is missing); a package needs an executable 'control' at its root")
         }
-        guard attributes[.type] as? FileAttributeType == .typeRegular else {
+        guard control.type == .regular else {
             throw AspireError(.badPackage, "\(origin) a 'control' that is not a regular file")
         }
-        guard ((attributes[.posixPermissions] as? NSNumber)?.intValue ?? 0) & 0o111 != 0 else {
+        guard control.permissions.rawValue & 0o111 != 0 else {
             throw AspireError(.badPackage, "\(origin) a 'control' script that is not executable (chmod +x control before packing)")
         }
     }

@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import SystemPackage
 import RPC
 import Logging
 
@@ -103,12 +108,12 @@ extension Supervisor {
                 )
             }
             Self.chown(directory, to: identity)
-        } else if let owner = (try? FileManager.default.attributesOfItem(atPath: directory))?[.ownerAccountID] as? NSNumber, owner.intValue != 0 {
+        } else if let owner = try? Stat(FilePath(directory), followTargetSymlink: false).userID, owner.rawValue != 0 {
             // Its files were handed to another user, who could have changed them since: never
             // run them as root.
             throw AspireError(
                 .startFailed,
-                "\(record.name) \(record.version) is not run as root: its files belong to uid \(owner.intValue), which could have changed them; install the version again to run it as root"
+                "\(record.name) \(record.version) is not run as root: its files belong to uid \(owner.rawValue), which could have changed them; install the version again to run it as root"
             )
         }
         try self.control.prepare(record.name, limits: record.limits)
@@ -305,8 +310,7 @@ extension Supervisor {
     /// Gives a version's files to the user it runs as.
     private static func chown(_ directory: String, to identity: Identity) {
         Glibc.lchown(directory, identity.account.uid, identity.gid)
-        guard let walker = FileManager.default.enumerator(atPath: directory) else { return }
-        for case let path as String in walker {
+        for path in (try? FileManager.default.subpathsOfDirectory(atPath: directory)) ?? [] {
             Glibc.lchown("\(directory)/\(path)", identity.account.uid, identity.gid)
         }
     }

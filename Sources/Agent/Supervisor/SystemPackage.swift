@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import RPC
 
 /// A `.deb` or `.rpm` sub-agent package, installed by the host's package manager.
@@ -52,11 +56,14 @@ struct SystemPackage: Codable, Sendable, Equatable {
         guard termination.succeeded else {
             throw AspireError(.badPackage, "\(request.executable) cannot read the package (\(termination.description)): \(Launcher.tail(errors))")
         }
-        let name = ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        let name = ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").trimmed()
         // The name goes on the package manager's command line: nothing that reads as an option.
-        guard let first = name.unicodeScalars.first, CharacterSet.alphanumerics.contains(first),
+        func isAlphanumeric(_ byte: UInt8) -> Bool {
+            (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || (byte | 0x20 >= UInt8(ascii: "a") && byte | 0x20 <= UInt8(ascii: "z"))
+        }
+        guard let first = name.utf8.first, isAlphanumeric(first),
             name.utf8.count <= 200,
-            name.unicodeScalars.allSatisfy({ CharacterSet.alphanumerics.contains($0) || "+-._".unicodeScalars.contains($0) })
+            name.utf8.allSatisfy({ isAlphanumeric($0) || "+-._".utf8.contains($0) })
         else {
             throw AspireError(.badPackage, "the package names itself '\(name.prefix(200))', which is not a package name")
         }

@@ -1,10 +1,15 @@
 import AsyncHTTPClient
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import NIOCore
 import NIOHTTP1
 import NIOSSL
 import RPC
+import SystemPackage
 
 /// Fetches `http(s)://` packages with AsyncHTTPClient: HTTPS verifies the server against the
 /// system's roots plus the agent's own CA (so the gateway of an Aspire server behind a TLS
@@ -26,7 +31,7 @@ struct WebDownload: Sendable {
     var maxBytes: Int64 = 4 << 30
     var logger: Logger
 
-    func callAsFunction(_ url: URL, into handle: FileHandle) async throws(AspireError) {
+    func callAsFunction(_ url: URL, into handle: PackageFetcher.Destination) async throws(AspireError) {
         let shown = Self.redacted(url)
         // The enrollment token goes to the agent's own servers, and only over TLS: never in clear.
         let ours = self.serverHosts().contains(url.host?.lowercased() ?? "")
@@ -54,7 +59,7 @@ struct WebDownload: Sendable {
         credentials: Bool,
         withheld: Bool,
         with client: HTTPClient,
-        into handle: FileHandle
+        into handle: PackageFetcher.Destination
     ) async throws(AspireError) {
         var request = HTTPClientRequest(url: url.absoluteString)
         request.headers.add(name: "User-Agent", value: "aspire-boot/\(AspireVersion.current)")
@@ -74,7 +79,7 @@ struct WebDownload: Sendable {
                         if reason.utf8.count > 600 { break }
                     }
                 }
-                let detail = reason.trimmingCharacters(in: .whitespacesAndNewlines).prefix(300)
+                let detail = reason.trimmed().prefix(300)
                 let hint =
                     withheld && response.status.code == 401
                     ? "; the agent sends its enrollment token only over https: use an https URL, or aspire://package/ for the server's store"
@@ -92,7 +97,7 @@ struct WebDownload: Sendable {
                 guard received <= self.maxBytes else {
                     throw AspireError(.downloadFailed, "cannot fetch \(shown): more than the \(self.maxBytes) bytes a package may have")
                 }
-                try handle.write(contentsOf: Data(buffer.readableBytesView))
+                _ = try handle.writeAll(buffer.readableBytesView)
             }
         } catch let error as AspireError {
             throw error

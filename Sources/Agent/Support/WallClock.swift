@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
 
 /// The time of day, for what is kept across restarts of the agent (a sub-agent's start time) and
 /// what is due at a time of day (cron schedules); behind a protocol so that tests set the time

@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import SystemPackage
 public import Logging
 public import RPC
 
@@ -214,7 +219,7 @@ public struct SelfUpgrade: Sendable {
 
     /// Watches a trial until it is committed, or restores the old binary; the exit status.
     public static func watch(trialPath: String) -> Int32 {
-        let upgrade = SelfUpgrade(dataDirectory: (trialPath as NSString).deletingLastPathComponent, version: "")
+        let upgrade = SelfUpgrade(dataDirectory: FilePath(trialPath).removingLastComponent().string, version: "")
         while true {
             guard var trial = upgrade.read(Trial.self, trialPath), trial.state == .trial else { return 0 }
             let alive = ProcessTable.isAlive(trial.pid)

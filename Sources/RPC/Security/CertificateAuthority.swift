@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
+import SystemPackage
 public import Logging
 import Crypto
 import SwiftASN1
@@ -33,7 +38,7 @@ public struct CertificateAuthority: Sendable {
     /// for `node` (``NodeIdentity``: the certificate is also the node's client certificate
     /// when it calls the other nodes of its cluster).
     public func prepare(names: [String], node: String? = nil, logger: Logger) throws {
-        let directory = (self.paths.caCertificate as NSString).deletingLastPathComponent
+        let directory = FilePath(self.paths.caCertificate).removingLastComponent().string
         try AtomicFile.makePrivateDirectory(directory)
 
         let (caCertificate, caKey) = try self.loadOrCreateCA(logger: logger)

@@ -1,5 +1,9 @@
 import Crypto
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
 
 /// A link to one package file of the store that works without a bearer token until it expires,
 /// for the seed's plain-HTTP agents: they send no token and could not fetch an

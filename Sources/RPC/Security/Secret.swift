@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Crypto
 
 /// A bearer token kept in a file of the data directory (admin token, enrollment token).
@@ -34,7 +38,7 @@ public enum Secret {
 
     /// Reads a token file, trimming white space; fails on an empty file.
     public static func read(_ path: String) throws -> String {
-        let text = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = try String(contentsOfFile: path, encoding: .utf8).trimmed()
         guard !text.isEmpty else {
             throw AspireError(.unauthenticated, "token file \(path) is empty")
         }

@@ -1,7 +1,12 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
+import SystemPackage
 
 #if canImport(Glibc)
-import Glibc
+public import Glibc
 #endif
 
 /// Whole-file writes that never leave a half-written file behind: temp file, fsync, rename,
@@ -12,7 +17,7 @@ public enum AtomicFile {
     /// and its directory); without it the file survives a crash of this process but not
     /// necessarily of the machine until `sync(_:)` or the kernel's own writeback.
     public static func write(_ bytes: some Collection<UInt8>, to path: String, mode: mode_t = 0o644, durable: Bool = true) throws {
-        let directory = (path as NSString).deletingLastPathComponent
+        let directory = FilePath(path).removingLastComponent().string
         let temporary = "\(path).tmp.\(getpid()).\(UInt32.random(in: 0 ... .max))"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw POSIXFailure(call: "open", path: temporary) }
@@ -90,8 +95,7 @@ public enum AtomicFile {
     @discardableResult
     public static func makePrivateDirectory(_ path: String) throws -> Bool {
         try self.makeDirectory(path, mode: 0o700)
-        let mode = (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue ?? 0
-        guard mode & 0o077 != 0 else { return false }
+        guard try Stat(FilePath(path)).permissions.rawValue & 0o077 != 0 else { return false }
         try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: path)
         return true
     }

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
 
 extension Aspire_V1_CommandResult {
     /// A `failed` result with a code of the error table.

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// A server address as operators write it: `host:port`, `[v6addr]:port`, or `host` with a
 /// default port.
@@ -14,7 +18,7 @@ public struct HostPort: Hashable, Sendable, CustomStringConvertible {
     /// Parses `text`, using `defaultPort` when it names no port. Port 0 (pick a free port) is
     /// accepted only for listen addresses.
     public init(parsing text: String, defaultPort: Int? = nil, allowPortZero: Bool = false) throws(AspireError) {
-        let text = text.trimmingCharacters(in: .whitespaces)
+        let text = text.trimmingBlanks()
         var host = Substring(text)
         var portText: Substring?
         if text.hasPrefix("[") {
@@ -65,7 +69,7 @@ public struct HostPort: Hashable, Sendable, CustomStringConvertible {
     /// Parses a comma-separated list, skipping empty items (the seed writes "a:1,b:2,").
     public static func parseList(_ text: String, defaultPort: Int? = nil) throws(AspireError) -> [HostPort] {
         var result: [HostPort] = []
-        for item in text.split(separator: ",") where !item.trimmingCharacters(in: .whitespaces).isEmpty {
+        for item in text.split(separator: ",") where !item.trimmingBlanks().isEmpty {
             result.append(try HostPort(parsing: String(item), defaultPort: defaultPort))
         }
         return result

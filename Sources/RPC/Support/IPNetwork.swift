@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// An IPv4 or IPv6 network (`10.0.0.0/8`, `2001:db8::/32`, or one address), and whether an
 /// address is in it: who may use the seed's plain-HTTP agent routes.

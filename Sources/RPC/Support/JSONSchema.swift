@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// A JSON schema, as much of it as the REST document needs: the gateway writes its document
 /// from these, and the parsers of what the document describes (task parameters) declare theirs
@@ -138,7 +142,7 @@ public indirect enum Schema: Sendable {
             var json = schema.json
             if let type = json["type"] as? String, json["$ref"] == nil {
                 json["type"] = [type, "null"]
-                if let values = json["enum"] as? [Any] { json["enum"] = values + [NSNull()] }
+                if let values = json["enum"] as? [Any] { json["enum"] = values + [JSONValue.null] }
                 return json
             }
             return ["anyOf": [json, ["type": "null"]]]

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 extension Aspire_V1_Plugin {
     /// The checks a plugin's definition must pass, the same on the server (when it is stored,

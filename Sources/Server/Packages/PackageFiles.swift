@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import RPC
+import SystemPackage
 
 /// The package files of one node: `<data>/packages/{os}/{arch}/{file}`.
 ///
@@ -131,14 +132,14 @@ struct PackageFiles: Sendable {
     /// SHA256 and size of a file already in the store (the seed's JSON registration).
     func hashExisting(_ relativePath: String) throws -> (sha256: String, size: Int64) {
         let path = self.absolute(relativePath)
-        guard let handle = FileHandle(forReadingAtPath: path) else {
+        do {
+            return try FileDigest.sha256(atPath: path)
+        } catch Errno.noSuchFileOrDirectory {
             throw AspireError(
                 .notFound,
                 "no file \(relativePath) in the package store: upload its bytes (the raw body, or base64 in the JSON field content), or copy it there first"
             )
         }
-        defer { try? handle.close() }
-        return try FileDigest.sha256(of: handle)
     }
 
     func remove(_ relativePath: String) {

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import RPC
 
 #if canImport(Glibc)
@@ -119,7 +123,7 @@ extension GetInfo {
         return names.map { name in
             func value(_ file: String) -> String? {
                 (try? String(contentsOfFile: "\(base)/\(name)/\(file)", encoding: .utf8))?
-                    .trimmingCharacters(in: .whitespacesAndNewlines)
+                    .trimmed()
             }
             func counter(_ file: String) -> UInt64? { value("statistics/\(file)").flatMap { UInt64($0) } }
             return Interface(
@@ -187,7 +191,7 @@ extension GetInfo {
                 .flatMap { UInt32($0.split(whereSeparator: { $0 == "\t" || $0 == " " })[1]) } ?? 0
             if users[uid] == nil { users[uid] = Account.user(named: "\(uid)")?.name ?? "\(uid)" }
             let cmdline = (try? Data(contentsOf: URL(fileURLWithPath: self.root + "/proc/\(entry)/cmdline")))
-                .map { String(decoding: $0.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).trimmingCharacters(in: .whitespaces) } ?? ""
+                .map { String(decoding: $0.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).trimmingBlanks() } ?? ""
             result.append(
                 Process(
                     pid: pid,

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import RPC
 
 #if canImport(Glibc)
@@ -34,7 +38,7 @@ extension GetInfo {
             hostname: names.nodename,
             bootTime: bootTime,
             uptimeSeconds: uptime,
-            cmdline: (self.readIfPresent("/proc/cmdline") ?? "").trimmingCharacters(in: .whitespacesAndNewlines),
+            cmdline: (self.readIfPresent("/proc/cmdline") ?? "").trimmed(),
             modules: modules
         )
     }
@@ -92,7 +96,7 @@ extension GetInfo {
         var sockets = Set<String>()
         var physicalID = "0"
         for line in info.split(separator: "\n") {
-            let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingBlanks() }
             guard parts.count == 2 else { continue }
             switch parts[0] {
             case "processor": logical += 1
@@ -171,7 +175,7 @@ extension GetInfo {
         var result: [String: String] = [:]
         for line in text.split(separator: "\n") {
             guard let equals = line.firstIndex(of: "="), !line.hasPrefix("#") else { continue }
-            var value = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            var value = line[line.index(after: equals)...].trimmingBlanks()
             if value.count >= 2, let first = value.first, first == "\"" || first == "'", value.last == first {
                 value = String(value.dropFirst().dropLast())
             }

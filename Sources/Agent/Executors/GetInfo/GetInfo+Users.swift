@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import RPC
 
 extension GetInfo {
@@ -117,7 +121,7 @@ extension GetInfo {
 
     func parseColonFile(_ text: String) -> [[String]] {
         text.split(separator: "\n").compactMap { line in
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            let trimmed = line.trimmingBlanks()
             guard !trimmed.isEmpty, !trimmed.hasPrefix("#") else { return nil }
             return line.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         }
@@ -134,9 +138,6 @@ extension GetInfo {
 
     static func dayString(_ daysSinceEpoch: Int) -> String {
         let date = Date(timeIntervalSince1970: TimeInterval(daysSinceEpoch) * 86400)
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
-        let parts = calendar.dateComponents([.year, .month, .day], from: date)
-        return String(format: "%04d-%02d-%02d", parts.year!, parts.month!, parts.day!)
+        return date.formatted(Date.ISO8601FormatStyle(timeZone: .gmt).year().month().day())
     }
 }

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 public import RPC
 
 /// The `getinfo.*` methods: facts about the host read from /proc, /sys and /etc, as JSON.
@@ -49,7 +53,7 @@ public struct GetInfo: Sendable {
         do {
             return try String(contentsOfFile: self.root + path, encoding: .utf8)
         } catch {
-            throw AspireError(.agentInternal, "cannot read \(path): \(error.localizedDescription)")
+            throw AspireError(.agentInternal, "cannot read \(path): \(AspireError.reason(error))")
         }
     }
 
