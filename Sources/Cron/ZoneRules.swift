@@ -311,9 +311,13 @@ struct PosixRule: Sendable, Hashable {
         }
     }
 
+    /// Instants further than this (about a billion years) from 1970 are answered in standard time:
+    /// their years' arithmetic would overflow.
+    static let reach: Int64 = 1 << 55
+
     /// Seconds east of UTC at `instant`.
     func offset(at instant: Int64) -> Int64 {
-        guard let daylight = self.daylight else { return self.standardOffset }
+        guard let daylight = self.daylight, (-Self.reach ..< Self.reach).contains(instant) else { return self.standardOffset }
         let year = CivilDay(days: instant.floorDivided(by: 86_400)).year
         var inDaylight = false
         for (time, starts) in self.changes(around: year) where time <= instant {
@@ -323,7 +327,7 @@ struct PosixRule: Sendable, Hashable {
     }
 
     func nextTransition(after instant: Int64) -> Int64? {
-        guard self.daylight != nil else { return nil }
+        guard self.daylight != nil, (-Self.reach ..< Self.reach).contains(instant) else { return nil }
         let year = CivilDay(days: instant.floorDivided(by: 86_400)).year
         return self.changes(around: year).first { $0.time > instant }?.time
     }

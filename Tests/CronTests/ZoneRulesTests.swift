@@ -130,8 +130,10 @@ struct ZoneRulesTests {
                 damaged[Int.random(in: 0 ..< damaged.count, using: &generator)] = UInt8.random(in: 0 ... 255, using: &generator)
             }
             if let zone = ZoneRules(identifier: "x", tzif: damaged) {
-                _ = zone.offset(at: Int64.random(in: -(1 << 40) ... 1 << 40, using: &generator))
-                _ = zone.nextTransition(after: Int64.random(in: -(1 << 40) ... 1 << 40, using: &generator))
+                for instant in [Int64.random(in: -(1 << 40) ... 1 << 40, using: &generator), .min, .max] {
+                    _ = zone.offset(at: instant)
+                    _ = zone.nextTransition(after: instant)
+                }
             }
         }
     }
