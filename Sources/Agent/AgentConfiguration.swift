@@ -33,9 +33,16 @@ public struct AgentConfiguration: Sendable {
     public var maxRedirects = 4
     /// Time for one Init call, connection included.
     public var connectTimeout: Duration = .seconds(5)
-    /// HTTP/2 keepalive pings to the server after this much silence. Longer than the node's
-    /// own (120 s), whose pings reset it: on a healthy connection only one side pings.
-    public var keepalive: Duration = .seconds(180)
+    /// A node silent this long (it lost power, or the network between went) is left for
+    /// another: the kernel watches the connection (``SilentPeer``), the agent does not wake for it.
+    public var silentPeer = SilentPeer.standard
+    /// HTTP/2 keepalive pings to the server after this much silence: none by default, the
+    /// kernel's probes find a dead node without them.
+    public var keepalive: Duration?
+    /// When the pages of code the agent mapped are released (``CodePages``): this long after
+    /// the first connection (what start-up alone ran), then this often (what work since ran).
+    public var releaseCodePagesAfter: Duration = .seconds(20)
+    public var releaseCodePagesEvery: Duration = .seconds(300)
     public var bash = BashExecutor.Configuration()
     public var supervisor = SupervisorConfiguration()
     /// The agent's own log file (`-L`), which the local interface may serve; nil for standard error.

@@ -113,6 +113,7 @@ final class SimulatedAgent: Sendable {
                 address: address,
                 authority: settings.authority,
                 security: try await self.security(at: address),
+                silentPeer: AgentConfiguration().silentPeer,
                 keepalive: AgentConfiguration().keepalive
             )
             // Without TLS the join token is the credential; with it, the certificate.

@@ -17,7 +17,7 @@ struct AspireBench: AsyncParsableCommand {
         subcommands: [
             All.self, FleetCommand.self, IdleBench.self, FanOutBench.self, SaltBench.self, RoundTripBench.self, OfflineBench.self,
             StormBench.self, RestBench.self, IngestBench.self, CommandsBench.self, ClusterBench.self, ConsoleBench.self, RolloutBench.self,
-            SoakBench.self, ReliabilityBench.self,
+            SoakBench.self, ReliabilityBench.self, FootprintBench.self,
         ]
     )
 }
@@ -35,11 +35,12 @@ struct All: AsyncParsableCommand {
             { try await FanOutBench.measure(options) },
             { [try await SaltBench.measure(options)] },
             { [try await RoundTripBench.measure(options)] },
-            { [try await OfflineBench.measure(options)] },
+            { try await OfflineBench.measure(options) },
             { [try await StormBench.measure(options)] },
             { [try await RestBench.measure(options)] },
             { try await IngestBench.measure(options) },
             { [try await CommandsBench.measure(options)] },
+            { [try await FootprintBench.measure(options)] },
             { try await ClusterBench.measure(options) },
             { [try await ConsoleBench.measure(options)] },
             { [try await RolloutBench.measure(options)] },

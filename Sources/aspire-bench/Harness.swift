@@ -117,13 +117,13 @@ struct Harness {
 
     /// A real `boot` agent that knows `servers` (the nodes of a cluster), with its own data directory.
     func startAgent(
-        _ name: String, servers: [HostPort], caFile: String, tokenFile: String, agentSN: String? = nil
+        _ name: String, servers: [HostPort], caFile: String, tokenFile: String, agentSN: String? = nil, logLevel: String = "warning"
     ) throws -> (process: ChildProcess, agentSN: String) {
         let sn = agentSN ?? "bench-\(name)"
         let process = try ChildProcess(
             try self.executable("boot"),
             ["-f", "--data-dir", "\(self.work)/\(name)", "--ca", caFile, "--token-file", tokenFile, "--agent-sn", sn,
-             "--backoff-cap", "1", "--start-delay", "0", "--log-level", "warning"] + servers.flatMap { ["--server", "\($0)"] },
+             "--backoff-cap", "1", "--start-delay", "0", "--log-level", logLevel] + servers.flatMap { ["--server", "\($0)"] },
             log: "\(self.work)/\(name).log"
         )
         return (process, sn)

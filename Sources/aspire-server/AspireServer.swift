@@ -156,12 +156,18 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         name: .customLong("ping-interval"),
-        help: "Seconds between application pings on each agent stream; three silent intervals drop it (dead connections are found sooner by --keepalive)."
+        help: "Seconds between application pings on each agent stream: they find an agent whose process hangs; three silent intervals drop it."
     )
     var pingInterval: Int = 300
 
-    @Option(help: "Seconds of silence on a connection before the node sends an HTTP/2 keepalive ping; no answer within 10 s closes it.")
-    var keepalive: Int = 120
+    @Option(
+        name: .customLong("silent-peer-timeout"),
+        help: "Seconds a host's connection may hear nothing (power lost, network gone: no FIN, no RST) before the host is dropped and offline; the kernel's TCP keepalive probes and TCP_USER_TIMEOUT keep the watch, at no cost to the node."
+    )
+    var silentPeerTimeout: Int = Int(SilentPeer.standard.timeout.components.seconds)
+
+    @Option(help: "Seconds of silence on a connection before the node also sends an HTTP/2 keepalive ping; no answer within 10 s closes it.")
+    var keepalive: Int = 3600
 
     @Option(
         name: .customLong("max-agents"),
@@ -230,6 +236,11 @@ struct Serve: AsyncParsableCommand {
         configuration.pingInterval = .seconds(self.pingInterval)
         guard self.keepalive >= 1 else { throw ValidationError("--keepalive must be at least 1") }
         configuration.transportKeepalive = .seconds(self.keepalive)
+        do {
+            configuration.silentPeer = try SilentPeer(seconds: self.silentPeerTimeout, option: "--silent-peer-timeout")
+        } catch {
+            throw ValidationError(error.cause)
+        }
         if let maxAgents {
             guard maxAgents >= 1 else { throw ValidationError("--max-agents must be at least 1") }
             configuration.maxAgents = maxAgents

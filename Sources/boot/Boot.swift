@@ -103,6 +103,12 @@ struct Boot: AsyncParsableCommand {
     var backoffCap: Int = 60
 
     @Option(
+        name: .customLong("silent-peer-timeout"),
+        help: "Seconds the connection may hear nothing from its node (power lost, network gone: no FIN, no RST) before the agent leaves it for the next address; the kernel keeps the watch."
+    )
+    var silentPeerTimeout: Int = Int(SilentPeer.standard.timeout.components.seconds)
+
+    @Option(
         name: .customLong("start-delay"),
         help: "Wait a random while before the first connection: 'auto' (up to the status step, at most 60 s, when the host booted under 5 minutes ago, so a rebooted rack does not arrive at once), or at most this many seconds after every start (0: never)."
     )
@@ -176,6 +182,7 @@ struct Boot: AsyncParsableCommand {
         guard Logger.Level(name: self.logLevel) != nil else { throw ValidationError("unknown log level '\(self.logLevel)'") }
         guard self.backoffCap >= 1 else { throw ValidationError("--backoff-cap must be at least 1") }
         do {
+            _ = try SilentPeer(seconds: self.silentPeerTimeout, option: "--silent-peer-timeout")
             _ = try StartDelay(parsing: self.startDelay)
         } catch {
             throw ValidationError(error.cause)
@@ -247,6 +254,7 @@ struct Boot: AsyncParsableCommand {
         configuration.insecure = self.insecure
         configuration.agentSN = self.agentSN
         configuration.backoffCap = .seconds(self.backoffCap)
+        configuration.silentPeer = try SilentPeer(seconds: self.silentPeerTimeout, option: "--silent-peer-timeout")
         configuration.startDelay = (try? StartDelay(parsing: self.startDelay)) ?? .auto
         configuration.bash.outputCap = self.outputCap
         configuration.supervisor.root = self.agentsRoot

@@ -175,7 +175,10 @@ struct Connector {
         security: ClientSecurity,
         _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
     ) async throws -> Result {
-        let transport = try Transports.client(address: address, authority: server.host, security: security, keepalive: self.configuration.keepalive)
+        let transport = try Transports.client(
+            address: address, authority: server.host, security: security,
+            silentPeer: self.configuration.silentPeer, keepalive: self.configuration.keepalive
+        )
         var interceptors: [any ClientInterceptor] = []
         if case .tls(_, .some) = security {} else if !self.configuration.enrollmentToken.isEmpty {
             interceptors.append(BearerTokenInterceptor(token: self.configuration.enrollmentToken))

@@ -28,11 +28,15 @@ public final class Uplink: Sendable {
     /// Asks for a status report; many asks before it is sent make one report.
     let statusWanted: AsyncStream<Void>
     private let statusInput: AsyncStream<Void>.Continuation
+    /// Yields each time a stream is attached (a node welcomed the agent).
+    let attachments: AsyncStream<Void>
+    private let attachmentInput: AsyncStream<Void>.Continuation
 
     init(state: AgentState, logger: Logger) {
         self.state = state
         self.logger = logger
         (self.statusWanted, self.statusInput) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        (self.attachments, self.attachmentInput) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     /// Sends a message on the open stream; false when none is open and it was dropped.
@@ -112,6 +116,7 @@ public final class Uplink: Sendable {
             message.result = result
             continuation.yield(message)
         }
+        self.attachmentInput.yield()
     }
 
     func detach() {

@@ -55,11 +55,13 @@ public enum Transports {
     public static let maxConcurrentStreams = 64
 
     /// A client transport to `address`; `authority` is the name the server's certificate must
-    /// carry (SNI and verification) when `address` is a resolved IP.
+    /// carry (SNI and verification) when `address` is a resolved IP. `silentPeer` has the kernel
+    /// close a connection whose server went silent; `keepalive` adds HTTP/2 pings.
     public static func client(
         address: HostPort,
         authority: String? = nil,
         security: ClientSecurity,
+        silentPeer: SilentPeer? = nil,
         keepalive: Duration? = nil
     ) throws -> HTTP2ClientTransport.Posix {
         let transportSecurity: HTTP2ClientTransport.Posix.TransportSecurity
@@ -88,6 +90,10 @@ public enum Transports {
                     config.connection.keepalive = .init(time: keepalive, timeout: .seconds(10), allowWithoutCalls: true)
                 }
                 config.backoff = .init(initial: .milliseconds(200), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
+                // The transport's one hook on a new connection's channel (named for debugging).
+                if let silentPeer {
+                    config.channelDebuggingCallbacks.onCreateTCPConnection = { silentPeer.configureAsync($0) }
+                }
             }
         )
     }

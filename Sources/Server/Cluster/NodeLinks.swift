@@ -139,7 +139,7 @@ public final class NodeLinks: Sendable {
         let (client, made) = try self.state.withLock { state in
             if let client = state.clients[address] { return (client, false) }
             guard !state.stopping else { throw AspireError(.unavailable, "this node is stopping") }
-            let client = GRPCClient(transport: try Transports.client(address: address, security: security, keepalive: .seconds(30)))
+            let client = GRPCClient(transport: try Transports.client(address: address, security: security, silentPeer: .standard, keepalive: .seconds(30)))
             state.clients[address] = client
             return (client, true)
         }

@@ -39,9 +39,12 @@ public struct ServerConfiguration: Sendable {
     /// Rare on purpose: a ping through the stream costs the node ~370 µs of CPU (task hops,
     /// TLS, protobuf), three times an HTTP/2 keepalive ping, which the event loop answers.
     public var pingInterval: Duration = .seconds(300)
-    /// HTTP/2 keepalive pings after this much silence on a connection; they find dead TCP
-    /// peers (a host that lost power) within this time plus 10 s.
-    public var transportKeepalive: Duration = .seconds(120)
+    /// A host silent this long on its connection (it lost power, or the network between went:
+    /// no FIN, no RST) is dropped and offline; the kernel keeps the watch (``SilentPeer``).
+    public var silentPeer = SilentPeer.standard
+    /// HTTP/2 keepalive pings after this much silence on a connection. Rare: the kernel finds
+    /// dead peers (``silentPeer``) and stream pings hung agents, and every ping wakes the node.
+    public var transportKeepalive: Duration = .seconds(3600)
 
     /// How long the agents' certificates this node signs are valid; agents renew after a third.
     public var agentCertificateLifetime: Duration = .seconds(CertificateAuthority.Signer.agentLifetime)

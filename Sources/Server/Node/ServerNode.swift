@@ -153,7 +153,8 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
         adminToken: admin.token, store: store, insecure: configuration.insecure, nodeName: configuration.nodeName, logger: logger
     )]
     let listener = try AgentListener(
-        address: configuration.listen, tls: tls, config: Transports.serverConfig(keepalive: configuration.transportKeepalive)
+        address: configuration.listen, tls: tls, silentPeer: configuration.silentPeer,
+        config: Transports.serverConfig(keepalive: configuration.transportKeepalive)
     )
     let server = GRPCServer(transport: listener, services: handlers, interceptors: interceptors)
 

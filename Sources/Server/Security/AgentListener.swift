@@ -26,8 +26,11 @@ public final class AgentListener: ListeningServerTransport {
     private let peers: PeerCertificates
 
     /// Listens on `address`; with `tls` (the node's certificate, and the CA that signs client
-    /// certificates), or plaintext without (`--insecure`).
-    public init(address: HostPort, tls: (files: ServerTLSFiles, clientCA: String)?, config: HTTP2ServerTransport.Posix.Config) throws {
+    /// certificates), or plaintext without (`--insecure`). Each connection is closed by the
+    /// kernel once its peer has been `silentPeer` silent.
+    public init(
+        address: HostPort, tls: (files: ServerTLSFiles, clientCA: String)?, silentPeer: SilentPeer? = nil, config: HTTP2ServerTransport.Posix.Config
+    ) throws {
         guard IPAddress.isIPv4(address.host) || IPAddress.isIPv6(address.host) else {
             throw AspireError(.badRequest, "listen address '\(address)' must be an IP address (0.0.0.0, ::, 127.0.0.1, ...)")
         }
@@ -46,7 +49,7 @@ public final class AgentListener: ListeningServerTransport {
         let peers = PeerCertificates()
         self.peers = peers
         self.underlying = HTTP2ServerTransport.Custom(
-            listenerFactory: Factory(host: address.host, port: address.port, context: context, peers: peers),
+            listenerFactory: Factory(host: address.host, port: address.port, context: context, peers: peers, silentPeer: silentPeer),
             config: .init(
                 compression: config.compression, connection: config.connection, http2: config.http2, rpc: config.rpc,
                 channelDebuggingCallbacks: config.channelDebuggingCallbacks
@@ -91,18 +94,20 @@ public final class AgentListener: ListeningServerTransport {
         let port: Int
         let context: NIOSSLContext?
         let peers: PeerCertificates
+        let silentPeer: SilentPeer?
         var eventLoopGroup: any EventLoopGroup { MultiThreadedEventLoopGroup.singleton }
 
         func makeListeningChannel(
             listenerConfigurator: HTTP2ServerTransport.ListenerConfigurator,
             connectionConfigurator: HTTP2ServerTransport.ConnectionConfigurator
         ) async throws -> NIOAsyncChannel<HTTP2ServerTransport.ConnectionConfigurator.ConnectionChannel, Never> {
-            let (context, peers) = (self.context, self.peers)
+            let (context, peers, silentPeer) = (self.context, self.peers, self.silentPeer)
             return try await ServerBootstrap(group: self.eventLoopGroup)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .serverChannelInitializer { channel in listenerConfigurator.configure(channel: channel) }
                 .bind(host: self.host, port: self.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        try silentPeer?.configure(channel)
                         guard let context else { return }
                         let sync = channel.pipeline.syncOperations
                         try sync.addHandler(NIOSSLServerHandler(context: context))
