@@ -127,7 +127,7 @@ final class SimulatedAgent: Sendable {
                 request.arch = "x86_64"
                 request.tags = settings.tags
                 request.visited = visited.sorted()
-                let answer = try await Aspire_V1_Bootstrap.Client(wrapping: client).`init`(request, options: .failFast(timeout: .seconds(30)))
+                let answer = try await Aspire_V1_Bootstrap.Client(wrapping: client).initAdmitted(request, options: .failFast(timeout: .seconds(30)))
                 switch answer.action {
                 case .accept:
                     return .ended(try await self.stream(client))

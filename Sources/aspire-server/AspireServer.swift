@@ -176,6 +176,12 @@ struct Serve: AsyncParsableCommand {
     var maxAgents: Int?
 
     @Option(
+        name: .customLong("max-connect-rate"),
+        help: "New agents this node accepts a second; more are each given a later slot and told when to come back, so a reconnect storm arrives at this pace (0: no limit)."
+    )
+    var maxConnectRate: Int = 500
+
+    @Option(
         name: .customLong("metrics-max-age"),
         help: "Seconds a host's plugin metric stays in /metrics after the agent last sent it."
     )
@@ -241,6 +247,8 @@ struct Serve: AsyncParsableCommand {
         } catch {
             throw ValidationError(error.cause)
         }
+        guard self.maxConnectRate >= 0 else { throw ValidationError("--max-connect-rate must not be negative") }
+        configuration.maxConnectRate = self.maxConnectRate == 0 ? nil : self.maxConnectRate
         if let maxAgents {
             guard maxAgents >= 1 else { throw ValidationError("--max-agents must be at least 1") }
             configuration.maxAgents = maxAgents

@@ -130,7 +130,9 @@ struct Connector {
                 request.tags = hello.tags
                 request.visited = visited.sorted()
                 let bootstrap = Aspire_V1_Bootstrap.Client(wrapping: client)
-                let answer = try await bootstrap.`init`(request, options: .failFast(timeout: self.configuration.connectTimeout))
+                let answer = try await bootstrap.initAdmitted(request, options: .failFast(timeout: self.configuration.connectTimeout)) { wait in
+                    logger.info("node at its connect rate; asking again at the slot it gave", metadata: ["admission.wait_ms": "\(wait.milliseconds)"])
+                }
                 switch answer.action {
                 case .accept:
                     logger.info("accepted by node", metadata: ["node": "\(answer.node)"])

@@ -61,6 +61,9 @@ public struct ServerConfiguration: Sendable {
 
     /// Agents this node holds at most; nil: what its open-file limit allows (see `OpenFiles`).
     public var maxAgents: Int?
+    /// New agents accepted a second at most; more are given later slots (``ConnectAdmission``).
+    /// Nil: as fast as they come.
+    public var maxConnectRate: Int? = 500
 
     /// Task delivery: redelivery, delivery timeout, sweep interval, default tag window.
     public var tasks = TaskEngine.Configuration()

@@ -135,7 +135,8 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
     let handlers: [any RegistrableRPCService] = [
         BootstrapService(
             nodeName: configuration.nodeName, policy: configuration.redirect, cluster: cluster, registry: registry, store: store, signer: signer,
-            certificateLifetime: configuration.agentCertificateLifetime, maxAgents: maxAgents, logger: logger
+            certificateLifetime: configuration.agentCertificateLifetime, maxAgents: maxAgents,
+            admission: configuration.maxConnectRate.map { ConnectAdmission(rate: $0) }, logger: logger
         ),
         AgentChannelService(
             configuration: channelConfiguration, registry: registry, store: store, engine: tasks, distributor: distributor, metrics: metrics,

@@ -8,7 +8,7 @@ import X509
 /// one renews its certificate, and `Init` accepts the agent on this node or redirects it, by the
 /// redirect policy. A node that holds `maxAgents` streams refuses new agents
 /// (RESOURCE_EXHAUSTED), so they try their next address or come back later, instead of the node
-/// running out of descriptors.
+/// running out of descriptors; one over its connect rate (`admission`) tells each when to come back.
 public struct BootstrapService: Aspire_V1_Bootstrap.ServiceProtocol {
     let nodeName: String
     let policy: RedirectPolicy
@@ -21,13 +21,15 @@ public struct BootstrapService: Aspire_V1_Bootstrap.ServiceProtocol {
     /// How long the certificates it signs are valid.
     let certificateLifetime: Duration
     let maxAgents: Int
+    let admission: ConnectAdmission?
     let logger: Logger
 
     public init(
         nodeName: String, policy: RedirectPolicy, cluster: ClusterView? = nil, registry: SessionRegistry, store: SQLStore,
         signer: CertificateAuthority.Signer?, certificateLifetime: Duration = .seconds(CertificateAuthority.Signer.agentLifetime),
-        maxAgents: Int = .max, logger: Logger
+        maxAgents: Int = .max, admission: ConnectAdmission? = nil, logger: Logger
     ) {
+        self.admission = admission
         self.cluster = cluster
         self.certificateLifetime = certificateLifetime
         self.nodeName = nodeName
@@ -147,6 +149,10 @@ public struct BootstrapService: Aspire_V1_Bootstrap.ServiceProtocol {
                     code: .resourceExhausted,
                     message: "node \(self.nodeName) holds its maximum of \(self.maxAgents) agents (--max-agents); try another node or later"
                 )
+            }
+            if let wait = self.admission?.admit(request.agentSn) {
+                self.logger.debug("agent over the connect rate, given a later slot", metadata: ["agent.sn": "\(request.agentSn)", "admission.wait_ms": "\(wait.milliseconds)"])
+                throw Admission.refusal(node: self.nodeName, wait: wait)
             }
             response.action = .accept
         case .redirect(let servers):

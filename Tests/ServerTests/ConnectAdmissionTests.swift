@@ -1,0 +1,66 @@
+import Foundation
+import RPC
+import Server
+import Testing
+import TestSupport
+
+@Suite("Connect admission", .stopsChildProcesses)
+struct ConnectAdmissionTests {
+    @Test("Over the rate, each agent gets a slot of its own, one interval apart; back at it, it is let in without taking another")
+    func slots() {
+        let t0 = ContinuousClock.now
+        let admission = ConnectAdmission(rate: 10, now: t0)  // 100 ms apart; a burst of one
+        #expect(admission.admit("a", now: t0) == nil)
+        #expect(admission.admit("b", now: t0) == nil)
+        #expect(admission.admit("c", now: t0) == .milliseconds(200))
+        #expect(admission.admit("d", now: t0) == .milliseconds(300))
+        #expect(admission.reservations == 2)
+        // Too early: told again how long, the slot kept; on time (or early by less than an
+        // interval): in, and the next newcomer still queues behind d.
+        #expect(admission.admit("c", now: t0 + .milliseconds(50)) == .milliseconds(150))
+        #expect(admission.admit("c", now: t0 + .milliseconds(150)) == nil)
+        #expect(admission.admit("e", now: t0 + .milliseconds(150)) == .milliseconds(250))
+        #expect(admission.admit("d", now: t0 + .milliseconds(310)) == nil)
+        #expect(admission.reservations == 1)
+        // A quiet while later the pace starts over; a slot not claimed lapses.
+        let later = t0 + .seconds(60)
+        #expect(admission.admit("f", now: later) == nil)
+        #expect(admission.reservations == 0)
+        #expect(admission.admit("e", now: later) == nil)
+    }
+
+    @Test("A storm of 5,000 agents at one instant is spread at the rate: no 100 ms holds more than its share and the burst")
+    func storm() throws {
+        let t0 = ContinuousClock.now
+        let admission = ConnectAdmission(rate: 500, now: t0)
+        let waits = (0 ..< 5000).map { admission.admit("sn-\($0)", now: t0) ?? .zero }
+        var perWindow: [Int: Int] = [:]
+        for wait in waits { perWindow[Int(wait.milliseconds / 100), default: 0] += 1 }
+        let burst = 500 / 20
+        #expect(try #require(perWindow.values.max()) <= 50 + burst + 1, "\(perWindow.sorted { $0.key < $1.key }.prefix(5))")
+        #expect(waits.filter { $0 == .zero }.count == burst + 1)
+        #expect(try #require(waits.max()) < .seconds(10), "the last of 5,000 at 500/s")
+        #expect(Set(waits).count == 5000 - burst, "every slot its own")
+    }
+
+    @Test("Real agents over a node's connect rate are told when to come back, come back then, and are all let in")
+    func realAgents() async throws {
+        try await withLocalNode(configure: { $0.maxConnectRate = 1 }) { node in
+            try await withTemporaryDirectory("admission") { directory in
+                let agents = try (0 ..< 4).map { index in
+                    try TestAgent.start(
+                        in: directory, name: "agent\(index)", servers: [node.address.description], caFile: node.caFile,
+                        tokenFile: "\(node.node.configuration.dataDirectory)/enroll.token"
+                    )
+                }
+                try await eventually(timeout: .seconds(60), "all four agents on the node") {
+                    agents.allSatisfy { node.node.registry.session(for: $0.agentSN) != nil }
+                }
+                let told = agents.filter { $0.process.log.contains("asking again at the slot it gave") }
+                #expect(told.count >= 2, "at one a second after a burst of one, two of four wait for slots")
+                #expect(told.allSatisfy { !$0.process.log.contains("no server reachable") }, "a wait is not a failed round")
+                for agent in agents { await agent.process.stop() }
+            }
+        }
+    }
+}
