@@ -23,11 +23,18 @@ struct StormBench: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Agents (default 10000; 1000 with --quick).")
     var agents: Int?
 
+    @Option(
+        name: .customLong("node-options"), parsing: .unconditional,
+        help: "More aspire-server options for the restarted node, space-separated (e.g. \"--max-connect-rate 0\"), to compare settings."
+    )
+    var nodeOptions = ""
+
     func run() async throws {
-        try await Self.measure(self.options, agents: self.agents).print(jsonOnly: self.options.jsonOnly)
+        try await Self.measure(self.options, agents: self.agents, nodeOptions: self.nodeOptions.split(separator: " ").map(String.init))
+            .print(jsonOnly: self.options.jsonOnly)
     }
 
-    static func measure(_ options: BenchOptions, agents: Int? = nil) async throws -> Report {
+    static func measure(_ options: BenchOptions, agents: Int? = nil, nodeOptions: [String] = []) async throws -> Report {
         let count = agents ?? (options.quick ? 1000 : 10000)
         return try await withHarness(options, name: "storm") { harness in
             let first = try await harness.startNode()
@@ -47,7 +54,7 @@ struct StormBench: AsyncParsableCommand {
                 let welcomedBefore = fleet.counters.welcomes.load(ordering: .relaxed)
                 func welcomedSince() -> Int { fleet.counters.welcomes.load(ordering: .relaxed) - welcomedBefore }
                 await first.process.kill()
-                let node = try await harness.startNode(listen: "0.0.0.0:\(port)")
+                let node = try await harness.startNode(listen: "0.0.0.0:\(port)", arguments: nodeOptions)
                 let restarted = clock.now
                 let timeout = Duration.seconds(Int64(120 + count / 50))
                 try await eventually(timeout: timeout, interval: .milliseconds(10), "99 % of \(count) agents back (\(welcomedSince()) are)") {
@@ -62,7 +69,8 @@ struct StormBench: AsyncParsableCommand {
                 // missing after a minute counts as lost).
                 let task = try await node.withAdmin { try await $0.settledTask(taskID, timeout: .seconds(60)) }
                 await node.process.stop()
-                var report = Report("P5", "reconnect storm (\(count) agents, node SIGKILLed and restarted)", quick: options.quick)
+                let settings = nodeOptions.isEmpty ? "" : ", node \(nodeOptions.joined(separator: " "))"
+                var report = Report("P5", "reconnect storm (\(count) agents, node SIGKILLed and restarted\(settings))", quick: options.quick)
                 report.add("agents", "agents", Double(count), digits: 0)
                 report.add("node_restart_s", "node down (kill → listening again)", (restarted - killed).seconds, unit: "s")
                 report.add("back_99_s", "99 % back after restart", back99.seconds, unit: "s", target: "≤ 30 s")
