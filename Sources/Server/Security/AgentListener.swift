@@ -104,10 +104,6 @@ public final class AgentListener: ListeningServerTransport {
             let (context, peers, silentPeer) = (self.context, self.peers, self.silentPeer)
             return try await ServerBootstrap(group: self.eventLoopGroup)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                // A reconnect storm dials at once: a queue as long as the kernel allows
-                // (net.core.somaxconn) rather than NIO's 128, past which connections wait for
-                // their SYN to be sent again.
-                .serverChannelOption(.backlog, value: 65_535)
                 .serverChannelInitializer { channel in listenerConfigurator.configure(channel: channel) }
                 .bind(host: self.host, port: self.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
