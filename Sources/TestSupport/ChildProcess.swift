@@ -231,20 +231,28 @@ final class Lifeline: Sendable {
 /// A process's resident memory and CPU time, read from /proc/PID/status and /proc/PID/stat.
 public struct ProcessUsage: Sendable {
     public var residentBytes: Int
+    /// The parts of the resident bytes: allocated memory, and pages of files (code included).
+    public var anonymousBytes: Int
+    public var fileBytes: Int
     /// User plus system CPU time.
     public var cpuSeconds: Double
 
     public init?(pid: pid_t) {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-            let kib = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }),
             let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
             let close = stat.lastIndex(of: ")")
         else { return nil }
+        func bytes(_ field: String) -> Int? {
+            status.split(separator: "\n").first { $0.hasPrefix(field) }
+                .flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Int($0) }.map { $0 * 1024 }
+        }
+        guard let resident = bytes("VmRSS:") else { return nil }
         // Fields after "(comm)": state is field 3, utime 14, stime 15.
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
-        self.residentBytes = kib * 1024
+        self.residentBytes = resident
+        self.anonymousBytes = bytes("RssAnon:") ?? 0
+        self.fileBytes = bytes("RssFile:") ?? 0
         self.cpuSeconds = (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 

@@ -31,29 +31,30 @@ struct FootprintBench: AsyncParsableCommand {
             )
             try await node.withAdmin { admin in try await admin.waitForHost(agent.agentSN, status: "online") }
             // The largest footprint between connecting and the release, then what is left.
-            var connected = Memory()
+            var connected: ProcessUsage?
             let deadline = ContinuousClock.now.advanced(by: .seconds(120))
             while !agent.process.log.contains("released the pages start-up mapped") {
                 guard ContinuousClock.now < deadline else { throw HarnessError("the agent did not release its start-up pages within 120 s") }
-                if let now = Memory(pid: agent.process.pid), now.resident > connected.resident { connected = now }
+                if let now = agent.process.usage, now.residentBytes > connected?.residentBytes ?? 0 { connected = now }
                 try await Task.sleep(for: .milliseconds(200))
             }
-            let released = Memory(pid: agent.process.pid) ?? Memory()
+            let released = try Self.usage(of: agent.process)
             try await Task.sleep(for: .seconds(idle))
-            let idled = Memory(pid: agent.process.pid) ?? Memory()
+            let idled = try Self.usage(of: agent.process)
             // Work maps the code it runs again: a command and its result.
             try await node.withAdmin { admin in
                 let result = try await admin.run("echo footprint", on: agent.agentSN)
                 guard result.retcode == 0 else { throw HarnessError("the command failed: \(result)") }
             }
             try await Task.sleep(for: .seconds(1))
-            let worked = Memory(pid: agent.process.pid) ?? Memory()
+            let worked = try Self.usage(of: agent.process)
+            let before = try connected ?? Self.usage(of: agent.process)
             await agent.process.kill()
             await node.process.stop()
             var report = Report("P9", "boot agent footprint, connected and idle (\(harness.bin)/boot)", quick: options.quick)
-            report.add("rss_connected_mib", "RSS connected, before the release", connected.residentMiB, unit: "MiB")
-            report.add("anon_connected_mib", "  of it anonymous", connected.anonymousMiB, unit: "MiB")
-            report.add("file_connected_mib", "  file-backed", connected.fileMiB, unit: "MiB")
+            report.add("rss_connected_mib", "RSS connected, before the release", before.residentMiB, unit: "MiB")
+            report.add("anon_connected_mib", "  of it anonymous", before.anonymousMiB, unit: "MiB")
+            report.add("file_connected_mib", "  file-backed", before.fileMiB, unit: "MiB")
             report.add("rss_released_mib", "RSS just after the release", released.residentMiB, unit: "MiB")
             report.add("rss_idle_mib", "RSS after \(idle) s more idling", idled.residentMiB, unit: "MiB", target: "≤ 20 MiB")
             report.add("anon_idle_mib", "  of it anonymous", idled.anonymousMiB, unit: "MiB")
@@ -63,25 +64,14 @@ struct FootprintBench: AsyncParsableCommand {
         }
     }
 
-    /// RSS and its two parts, from /proc/PID/status.
-    struct Memory {
-        var resident = 0
-        var anonymous = 0
-        var file = 0
-
-        init() {}
-
-        init?(pid: pid_t) {
-            guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
-            func kib(_ field: String) -> Int {
-                status.split(separator: "\n").first { $0.hasPrefix(field) }.flatMap { $0.split(separator: " ").dropFirst().first }
-                    .flatMap { Int($0) } ?? 0
-            }
-            (self.resident, self.anonymous, self.file) = (kib("VmRSS:") * 1024, kib("RssAnon:") * 1024, kib("RssFile:") * 1024)
-        }
-
-        var residentMiB: Double { Double(self.resident) / 1_048_576 }
-        var anonymousMiB: Double { Double(self.anonymous) / 1_048_576 }
-        var fileMiB: Double { Double(self.file) / 1_048_576 }
+    static func usage(of process: ChildProcess) throws -> ProcessUsage {
+        guard let usage = process.usage else { throw HarnessError("the agent (pid \(process.pid)) is gone") }
+        return usage
     }
+}
+
+extension ProcessUsage {
+    var residentMiB: Double { Double(self.residentBytes) / 1_048_576 }
+    var anonymousMiB: Double { Double(self.anonymousBytes) / 1_048_576 }
+    var fileMiB: Double { Double(self.fileBytes) / 1_048_576 }
 }
