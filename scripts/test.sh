@@ -33,6 +33,12 @@ if [ ! -f /usr/share/zoneinfo/tzdata.zi ] && [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tzdata >/dev/null
 fi
 
+# iproute2's `ip`: the silent-peer test and P4' cut a host off with blackhole routes.
+if ! command -v ip >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "== iproute2 for the partition of the silent-peer test"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
+fi
+
 # The benchmarks' peers and load generators: sshd (P3) and h2load (P6).
 if [ "$(id -u)" = 0 ] && { [ ! -x /usr/sbin/sshd ] || ! command -v h2load >/dev/null 2>&1; }; then
     echo "== openssh-server and nghttp2-client for the benchmarks' ssh and h2load figures"

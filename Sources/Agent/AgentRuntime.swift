@@ -121,6 +121,24 @@ public final class AgentRuntime: Service {
         ])
     }
 
+    /// Connected, the agent runs a sliver of the code starting ran: those pages go back once
+    /// the first connection has settled, and what work mapped since goes back every few minutes.
+    private func releaseCodePages() async throws {
+        var attachments = self.uplink.attachments.makeAsyncIterator()
+        guard await attachments.next() != nil else { return }
+        try await Task.sleep(for: self.configuration.releaseCodePagesAfter)
+        let released = CodePages.release()
+        self.logger.info(
+            "released the pages start-up mapped",
+            metadata: ["memory.released_kib": "\(released.bytes / 1024)", "memory.mappings": "\(released.mappings)"]
+        )
+        while true {
+            try await Task.sleep(for: self.configuration.releaseCodePagesEvery)
+            let released = CodePages.release()
+            self.logger.debug("released mapped code pages", metadata: ["memory.released_kib": "\(released.bytes / 1024)"])
+        }
+    }
+
     public func run() async throws {
         _ = try self.configuration.security
         if !self.missingTools.isEmpty {
@@ -183,22 +201,7 @@ public final class AgentRuntime: Service {
                         }
                     }
                     group.addTask {
-                        // Connected, the agent runs a sliver of the code starting ran: those
-                        // pages go back once the first connection has settled, and what work
-                        // mapped since goes back every few minutes.
-                        var attachments = self.uplink.attachments.makeAsyncIterator()
-                        guard await attachments.next() != nil else { return }
-                        try await Task.sleep(for: self.configuration.releaseCodePagesAfter)
-                        let released = CodePages.release()
-                        self.logger.info(
-                            "released the pages start-up mapped",
-                            metadata: ["memory.released_kib": "\(released.bytes / 1024)", "memory.mappings": "\(released.mappings)"]
-                        )
-                        while true {
-                            try await Task.sleep(for: self.configuration.releaseCodePagesEvery)
-                            let released = CodePages.release()
-                            self.logger.debug("released mapped code pages", metadata: ["memory.released_kib": "\(released.bytes / 1024)"])
-                        }
+                        try await self.releaseCodePages()
                     }
                     group.addTask {
                         // Outbox writes reach the disk in batches, off the commands' path.

@@ -16,10 +16,23 @@ public final class Partition: Sendable {
     public let node: String
     public let host: String
 
-    /// Whether this process may change routes (root) and has `ip`.
-    public static var isPossible: Bool {
-        getuid() == 0 && ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].contains { FileManager.default.isExecutableFile(atPath: $0) }
-    }
+    /// Whether this process may change routes (root, or CAP_NET_ADMIN) with `ip`: tried once, with
+    /// a blackhole route on an address nothing uses, added and taken away.
+    public static let isPossible: Bool = {
+        let probe = "127.0.250.255/32"
+        func ip(_ arguments: [String]) -> Bool {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["ip", "route"] + arguments
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            guard (try? process.run()) != nil else { return false }
+            process.waitUntilExit()
+            return process.terminationStatus == 0
+        }
+        guard ip(["replace", "blackhole", probe, "table", "local"]) else { return false }
+        return ip(["del", probe, "table", "local"])
+    }()
 
     private init(node: String, host: String) {
         self.node = node
