@@ -33,8 +33,9 @@ public enum Admission {
 
 extension Aspire_V1_Bootstrap.Client {
     /// `Init`, asked again at the slot a node over its connect rate names, up to `maxWait` in
-    /// all; `waiting` hears each wait. A wait gets up to 10 % more at random, so agents given
-    /// neighbouring slots do not come back in step.
+    /// all; `waiting` hears each wait. A wait gets up to 10 % more at random (at most a second,
+    /// well inside the 30 s a node keeps a slot), so agents given neighbouring slots do not come
+    /// back in step.
     public func initAdmitted(
         _ request: Aspire_V1_InitRequest,
         options: CallOptions,
@@ -47,7 +48,7 @@ extension Aspire_V1_Bootstrap.Client {
                 return try await self.`init`(request, options: options)
             } catch {
                 guard let wait = Admission.wait(error), waited + wait <= maxWait else { throw error }
-                let jittered = wait + .milliseconds(Int64.random(in: 0 ... max(0, wait.milliseconds / 10)))
+                let jittered = wait + .milliseconds(Int64.random(in: 0 ... min(wait.milliseconds / 10, 1000)))
                 waiting(jittered)
                 try await Task.sleep(for: jittered)
                 waited += jittered
