@@ -1,10 +1,6 @@
 import Foundation
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// A network partition between a node and a host on loopback, the way a node sees a host that
 /// lost power: every packet either way dropped, no FIN, no RST.
 ///

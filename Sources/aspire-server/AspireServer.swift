@@ -179,7 +179,7 @@ struct Serve: AsyncParsableCommand {
         name: .customLong("max-connect-rate"),
         help: "New agents this node accepts a second; more are each given a later slot and told when to come back, so a reconnect storm arrives at this pace (0: no limit)."
     )
-    var maxConnectRate: Int = 500
+    var maxConnectRate: Int = ConnectAdmission.defaultRate
 
     @Option(
         name: .customLong("metrics-max-age"),

@@ -39,14 +39,13 @@ public struct SilentPeer: Sendable, Hashable, CustomStringConvertible {
         let seconds = Int(self.timeout.components.seconds)
         let interval = max(1, seconds / 5)
         let idle = max(1, seconds - 3 * interval)
-        let milliseconds = Int(self.timeout.components.seconds * 1000 + self.timeout.components.attoseconds / 1_000_000_000_000_000)
         return [
             (ChannelOptions.socketOption(.so_keepalive), 1),
             (ChannelOptions.tcpOption(.init(rawValue: TCP_KEEPIDLE)), SocketOptionValue(idle)),
             (ChannelOptions.tcpOption(.init(rawValue: TCP_KEEPINTVL)), SocketOptionValue(interval)),
             // Without TCP_USER_TIMEOUT (old kernels) the probes alone give up after these.
             (ChannelOptions.tcpOption(.init(rawValue: TCP_KEEPCNT)), 3),
-            (ChannelOptions.tcpOption(.init(rawValue: CInt(TCP_USER_TIMEOUT))), SocketOptionValue(clamping: milliseconds)),
+            (ChannelOptions.tcpOption(.init(rawValue: CInt(TCP_USER_TIMEOUT))), SocketOptionValue(clamping: self.timeout.milliseconds)),
         ]
     }
 

@@ -63,7 +63,7 @@ public struct ServerConfiguration: Sendable {
     public var maxAgents: Int?
     /// New agents accepted a second at most; more are given later slots (``ConnectAdmission``).
     /// Nil: as fast as they come.
-    public var maxConnectRate: Int? = 500
+    public var maxConnectRate: Int? = ConnectAdmission.defaultRate
 
     /// Task delivery: redelivery, delivery timeout, sweep interval, default tag window.
     public var tasks = TaskEngine.Configuration()

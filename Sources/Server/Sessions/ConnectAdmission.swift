@@ -8,7 +8,10 @@ import Synchronization
 /// by its AgentSN, and told how long until then (``Admission``); coming back at its slot it is
 /// let in without taking another. A slot not claimed within `keep` of its time lapses.
 public final class ConnectAdmission: Sendable {
-    public let rate: Int
+    /// A node's pace unless told otherwise (`--max-connect-rate`): about what this project's
+    /// 2-core machine connects anyway, TLS included (bench/README.md, P1 and P5).
+    public static let defaultRate = 500
+
     private let interval: Duration
     private let tolerance: Duration
     private let keep: Duration
@@ -25,7 +28,6 @@ public final class ConnectAdmission: Sendable {
 
     public init(rate: Int, keep: Duration = .seconds(30), now: ContinuousClock.Instant = .now) {
         precondition(rate >= 1)
-        self.rate = rate
         self.interval = .seconds(1) / rate
         self.tolerance = self.interval * max(1, rate / 20)
         self.keep = keep
