@@ -25,7 +25,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.support.ui import Select
 from selenium.webdriver.support.ui import WebDriverWait as SeleniumWait
 
@@ -37,9 +37,25 @@ EVIL = "<img src=x onerror=\"document.title='pwned'\">"
 SUBAGENT_MARK = "sleep 100127"
 
 
-def WebDriverWait(browser, timeout):
-    """Selenium's wait, which also waits through a page being replaced under it."""
-    return SeleniumWait(browser, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+class WebDriverWait(SeleniumWait):
+    """Selenium's wait, which also waits through a page being replaced under it: an element gone
+    stale, and chromedriver's own word for the same race when the replacing page is mid-load
+    ("Node with given id does not belong to the document"). Any other error still ends the wait."""
+
+    REPLACED = "does not belong to the document"
+
+    def __init__(self, browser, timeout):
+        super().__init__(browser, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+
+    def until(self, method, message=""):
+        def replaced_is_not_yet(driver):
+            try:
+                return method(driver)
+            except WebDriverException as error:
+                if self.REPLACED in (error.msg or ""):
+                    return False
+                raise
+        return super().until(replaced_is_not_yet, message)
 
 
 def wait_for(condition, what, timeout=30):
