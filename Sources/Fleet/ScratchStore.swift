@@ -7,11 +7,13 @@ import TestSupport
 /// Throw-away stores for tests and benchmarks: a temporary SQLite file, or a new database on
 /// a PostgreSQL server, migrated, and removed afterwards whatever happens.
 public enum ScratchStore {
-    /// Runs `body` with a migrated store of `kind`; PostgreSQL needs `postgresURL`, a server
-    /// whose user may create databases (`postgres://user@host:port/postgres?sslmode=disable`).
+    /// Runs `body` with a migrated store of `kind` (through migration `version`: an older
+    /// release's store); PostgreSQL needs `postgresURL`, a server whose user may create
+    /// databases (`postgres://user@host:port/postgres?sslmode=disable`).
     public static func with<Result: Sendable>(
         _ kind: SQLEngineKind,
         postgresURL: String?,
+        migratedThrough version: Int = .max,
         logger: Logger,
         _ body: (SQLStore) async throws -> Result
     ) async throws -> Result {
@@ -24,7 +26,7 @@ public enum ScratchStore {
             let engine = try await SQLiteEngine.open(path: path, logger: logger)
             let store = SQLStore(engine: engine, logger: logger)
             do {
-                try await store.migrate()
+                try await store.migrate(through: version)
                 let result = try await body(store)
                 await engine.shutdown()
                 return result
@@ -37,7 +39,7 @@ public enum ScratchStore {
             return try await self.withPostgresDatabase(server: url, logger: logger) { database in
                 try await self.withPostgres(url: database, logger: logger) { engine in
                     let store = SQLStore(engine: engine, logger: logger)
-                    try await store.migrate()
+                    try await store.migrate(through: version)
                     return try await body(store)
                 }
             }

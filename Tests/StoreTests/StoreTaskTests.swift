@@ -1,5 +1,6 @@
 import Foundation
 import RPC
+import SQLKit
 import Server
 import Testing
 import TestSupport
@@ -270,7 +271,52 @@ struct StoreTaskTests {
             let page = try await store.tasks(page: Page(offset: 0, limit: 2, ascending: false))
             #expect(page.count == 5)
             #expect(page.items.map(\.command) == ["c4", "c3"])
-            #expect(try await store.appliedMigrations() == Array(1 ... 15))
+            #expect(try await store.appliedMigrations() == Array(1 ... 16))
+        }
+    }
+
+    @Test("A store from before migration 16 keeps its deliveries: due ones are sent, sent ones wait their turn, and results close them", arguments: StoreHarness.engines)
+    func deliveriesMigrateIntoTheSubtask(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind, migratedThrough: 15) { store in
+            let now = Date().unixMilliseconds
+            let later = now + 3_600_000
+            // As release 15 stored them: a subtask waiting (due now), one sent (due again in an
+            // hour), one finished (no delivery row), each with its row in `pendings`.
+            try await store.engine.withConnection { database in
+                try await database.raw(
+                    """
+                    INSERT INTO tasks (id, status, "user", command, body, count, complete, failed, gmt_create, gmt_modify)
+                    VALUES (7, 1, 'u', 'sync.bash', '{}', 3, 1, 0, \(bind: now), \(bind: now))
+                    """
+                ).run()
+                try await database.raw(
+                    """
+                    INSERT INTO subtasks (id, taskid, agentsn, status, gmt_create, gmt_modify) VALUES
+                    ('waits', 7, 'a', 0, \(bind: now - 2), \(bind: now)),
+                    ('sent', 7, 'b', 1, \(bind: now - 1), \(bind: now)),
+                    ('done', 7, 'c', 2, \(bind: now), \(bind: now))
+                    """
+                ).run()
+                try await database.raw(
+                    """
+                    INSERT INTO pendings (subtaskid, taskid, agentsn, status, gmt_schedule, gmt_create) VALUES
+                    ('waits', 7, 'a', 0, \(bind: now - 2), \(bind: now - 2)), ('sent', 7, 'b', 1, \(bind: later), \(bind: now - 1))
+                    """
+                ).run()
+            }
+            try await store.migrate()
+            #expect(try await store.appliedMigrations() == Array(1 ... 16))
+            #expect(try await store.agentsWithDueSubtasks() == ["a"])
+            #expect(try await store.dueSubtasks(agentSN: "a").map(\.id) == ["waits"])
+            #expect(try await store.dueSubtasks(agentSN: "b").isEmpty, "sent an hour's redelivery ago: not due yet")
+            #expect(try await store.dueSubtasks(agentSN: "b", inFlight: true).map(\.id) == ["sent"])
+            #expect(try await store.dueSubtasks(agentSN: "c", inFlight: true).isEmpty, "finished: never again")
+            #expect(try await store.markDispatched(["waits", "sent", "done"], retryAfter: 60_000, sentBefore: nil) == ["waits"])
+            _ = try await store.recordResults([AgentResult(result: Self.result("sent"), agentSN: "b"), AgentResult(result: Self.result("waits"), agentSN: "a")])
+            #expect(try await store.dueSubtasks(agentSN: "a", inFlight: true).isEmpty)
+            #expect(try await store.dueSubtasks(agentSN: "b", inFlight: true).isEmpty)
+            let task = try #require(try await store.task(id: 7))
+            #expect(task.complete == 3 && task.status == .done)
         }
     }
 }

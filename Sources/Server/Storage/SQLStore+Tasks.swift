@@ -3,8 +3,8 @@ public import RPC
 import SQLKit
 import SwiftProtobuf
 
-// Tasks, subtasks and deliveries (`pendings`). Every change of status is one of these, each made
-// by the function named, in one transaction:
+// Tasks and subtasks. Every change of status is one of these, each made by the function named, in
+// one transaction:
 //
 // Subtask (SubtaskStatus)
 //   pending     → dispatched     markDispatched (sent), claimDispatch (a place under max_concurrency
@@ -25,11 +25,16 @@ import SwiftProtobuf
 //   pending/running → cancelled  cancelTask
 //   pending/running → failed     stopTask (more failures than max_errors)
 //
-// A delivery row (`pendings`) lives while its subtask is not final: gmt_schedule says when it is
-// due (again); status 1 once sent.
+// While a subtask is open (pending or dispatched), its `due` says when it is to be sent (again):
+// two partial indexes (`subtasks_due`, `subtasks_agent_due`) hold open subtasks only, so the
+// sweep and a new stream find what is due among those, and a result, which closes its subtask,
+// takes it out of both — and touches no other index.
 
 extension SQLStore {
-    /// Creates a task with one subtask (and one pending delivery) per host in `agents`.
+    /// Open subtasks: the predicate of the partial indexes, written into the SQL rather than
+    /// bound, so that SQLite and PostgreSQL both see that a query implies it and use them.
+    static let openSubtask = "status < \(SubtaskStatus.succeeded.rawValue)"
+
     /// Stores a task and a subtask for each of `agents`. A task of one host may name its
     /// subtask's id (a command id the caller chose: it runs at most once, so a second task with
     /// it is refused as a conflict). The subtasks of the hosts in `claimed` are stored
@@ -69,9 +74,12 @@ extension SQLStore {
             let claiming = subtasks.filter { claimed.contains($0.agentSN) }.map(\.id)
             for slice in claiming.chunks(of: 1000) {
                 try await database.raw(
-                    "UPDATE subtasks SET status = \(bind: SubtaskStatus.dispatched.rawValue) WHERE id IN (\(binds: Array(slice)))"
+                    """
+                    UPDATE subtasks SET status = \(bind: SubtaskStatus.dispatched.rawValue), due = \(bind: now + retryAfter)
+                    WHERE id IN (\(binds: Array(slice)))
+                    """
                 ).run()
-                try await Self.dispatched(Array(slice), of: [taskID], at: now, retryAfter: retryAfter, in: database)
+                try await Self.dispatched(Array(slice), of: [taskID], at: now, in: database)
             }
             for index in subtasks.indices where claimed.contains(subtasks[index].agentSN) {
                 subtasks[index].status = .dispatched
@@ -108,9 +116,9 @@ extension SQLStore {
         return try await self.engine.withConnection { database in
             try await database.raw(
                 """
-                SELECT s.* FROM pendings p JOIN subtasks s ON s.id = p.subtaskid
-                WHERE p.agentsn = \(bind: agentSN) AND (p.gmt_schedule <= \(bind: now) OR \(bind: inFlight ? 1 : 0) = 1)
-                ORDER BY p.gmt_create, s.id LIMIT \(bind: limit)
+                SELECT * FROM subtasks
+                WHERE agentsn = \(bind: agentSN) AND \(unsafeRaw: Self.openSubtask) AND (due <= \(bind: now) OR \(bind: inFlight ? 1 : 0) = 1)
+                ORDER BY gmt_create, id LIMIT \(bind: limit)
                 """
             ).all().map(Self.subtask(from:))
         }
@@ -126,9 +134,9 @@ extension SQLStore {
             for slice in agentSNs.chunks(of: 1000) {
                 due += try await database.raw(
                     """
-                    SELECT s.* FROM pendings p JOIN subtasks s ON s.id = p.subtaskid
-                    WHERE p.agentsn IN (\(binds: Array(slice))) AND p.gmt_schedule <= \(bind: now)
-                    ORDER BY p.gmt_create, s.id
+                    SELECT * FROM subtasks
+                    WHERE agentsn IN (\(binds: Array(slice))) AND \(unsafeRaw: Self.openSubtask) AND due <= \(bind: now)
+                    ORDER BY gmt_create, id
                     """
                 ).all().map(Self.subtask(from:))
             }
@@ -141,7 +149,10 @@ extension SQLStore {
         let now = Self.now
         return try await self.engine.withConnection { database in
             try await database.raw(
-                "SELECT DISTINCT agentsn FROM pendings WHERE gmt_schedule <= \(bind: now) ORDER BY agentsn LIMIT \(bind: limit)"
+                """
+                SELECT DISTINCT agentsn FROM subtasks WHERE \(unsafeRaw: Self.openSubtask) AND due <= \(bind: now)
+                ORDER BY agentsn LIMIT \(bind: limit)
+                """
             ).all().map { try $0.decode(column: "agentsn", as: String.self) }
         }
     }
@@ -159,22 +170,18 @@ extension SQLStore {
         return try await self.transaction { database in
             var claimed: [String] = []
             for slice in ids.chunks(of: 1000) {
-                let mine = try await database.raw(
+                let rows = try await database.raw(
                     """
-                    UPDATE pendings SET status = 1, gmt_schedule = \(bind: now + retryAfter)
-                    WHERE subtaskid IN (\(binds: Array(slice)))
-                      AND (gmt_schedule <= \(bind: now) OR gmt_schedule < \(bind: sentBefore.map { $0 + retryAfter } ?? 0))
-                    RETURNING subtaskid
+                    UPDATE subtasks SET status = \(bind: SubtaskStatus.dispatched.rawValue), due = \(bind: now + retryAfter), gmt_modify = \(bind: now)
+                    WHERE id IN (\(binds: Array(slice))) AND \(unsafeRaw: Self.openSubtask)
+                      AND (due <= \(bind: now) OR due < \(bind: sentBefore.map { $0 + retryAfter } ?? 0))
+                    RETURNING id, taskid
                     """
-                ).all().map { try $0.decode(column: "subtaskid", as: String.self) }
-                guard !mine.isEmpty else { continue }
-                let tasks = try await database.raw(
-                    """
-                    UPDATE subtasks SET status = \(bind: SubtaskStatus.dispatched.rawValue), gmt_modify = \(bind: now)
-                    WHERE id IN (\(binds: mine)) AND status <= \(bind: SubtaskStatus.dispatched.rawValue) RETURNING taskid
-                    """
-                ).all().map { try $0.decode(column: "taskid", as: Int.self) }
-                try await Self.dispatched(mine, of: Set(tasks), at: now, retryAfter: retryAfter, in: database)
+                ).all()
+                guard !rows.isEmpty else { continue }
+                let mine = try rows.map { try $0.decode(column: "id", as: String.self) }
+                let tasks = try rows.map { try $0.decode(column: "taskid", as: Int.self) }
+                try await Self.dispatched(mine, of: Set(tasks), at: now, in: database)
                 claimed += mine
             }
             return claimed
@@ -219,13 +226,13 @@ extension SQLStore {
                 let chunk = Array(slice.prefix(room - claimed.count))
                 claimed += try await database.raw(
                     """
-                    UPDATE subtasks SET status = \(bind: SubtaskStatus.dispatched.rawValue), gmt_modify = \(bind: now)
+                    UPDATE subtasks SET status = \(bind: SubtaskStatus.dispatched.rawValue), due = \(bind: now + retryAfter), gmt_modify = \(bind: now)
                     WHERE id IN (\(binds: chunk)) AND taskid = \(bind: taskID) AND status = \(bind: SubtaskStatus.pending.rawValue)
                     RETURNING id
                     """
                 ).all().map { try $0.decode(column: "id", as: String.self) }
             }
-            try await Self.dispatched(claimed, of: claimed.isEmpty ? [] : [taskID], at: now, retryAfter: retryAfter, in: database)
+            try await Self.dispatched(claimed, of: claimed.isEmpty ? [] : [taskID], at: now, in: database)
             return .claimed(claimed)
         }
     }
@@ -240,21 +247,19 @@ extension SQLStore {
                 let chunk = Array(slice)
                 try await database.raw(
                     """
-                    UPDATE subtasks SET status = \(bind: SubtaskStatus.pending.rawValue), gmt_modify = \(bind: now)
+                    UPDATE subtasks SET status = \(bind: SubtaskStatus.pending.rawValue), due = \(bind: now), gmt_modify = \(bind: now)
                     WHERE id IN (\(binds: chunk)) AND status = \(bind: SubtaskStatus.dispatched.rawValue)
                     """
                 ).run()
-                try await database.raw("UPDATE pendings SET status = 0, gmt_schedule = \(bind: now) WHERE subtaskid IN (\(binds: chunk))").run()
             }
         }
     }
 
-    /// The rest of marking subtasks dispatched: their deliveries are due again after
-    /// `retryAfter`, and their tasks are running.
-    static func dispatched(_ ids: [String], of tasks: Set<Int>, at now: Int64, retryAfter: Int64, in database: any SQLDatabase) async throws {
+    /// The rest of marking subtasks dispatched (their rows say so, and when they are due
+    /// again, already): the sending is audited, and their tasks are running.
+    static func dispatched(_ ids: [String], of tasks: Set<Int>, at now: Int64, in database: any SQLDatabase) async throws {
         guard !ids.isEmpty else { return }
         try await Self.auditDispatches(ids, at: now, in: database)
-        try await database.raw("UPDATE pendings SET status = 1, gmt_schedule = \(bind: now + retryAfter) WHERE subtaskid IN (\(binds: ids))").run()
         guard !tasks.isEmpty else { return }
         try await database.raw(
             """
@@ -272,7 +277,7 @@ extension SQLStore {
     }
 
     /// Stores many results in one transaction and a handful of statements (one multi-row
-    /// UPDATE, one DELETE, one UPDATE per task), whatever their number: what makes ten thousand
+    /// UPDATE, one UPDATE per task), whatever their number: what makes ten thousand
     /// answers a matter of milliseconds. Each answer is the result's task when the result was
     /// new, nil for a copy or a result that matches no subtask of that agent.
     public func recordResults(_ results: [AgentResult]) async throws -> [TaskRecord?] {
@@ -312,18 +317,15 @@ extension SQLStore {
             ).all()
             guard !stored.isEmpty else { return answers }
             var perTask: [Int: (finished: Int, failed: Int, indices: [Int])] = [:]
-            var ids: [String] = []
             for row in stored {
                 let key = Key(id: try row.decode(column: "id", as: String.self), agentSN: try row.decode(column: "agentsn", as: String.self))
                 let taskID = try row.decode(column: "taskid", as: Int.self)
                 guard let index = positions[key] else { continue }
                 let result = results[index].result
-                ids.append(key.id)
                 perTask[taskID, default: (0, 0, [])].finished += 1
                 perTask[taskID, default: (0, 0, [])].failed += result.resp == .success && result.retcode == 0 ? 0 : 1
                 perTask[taskID, default: (0, 0, [])].indices.append(index)
             }
-            try await database.raw("DELETE FROM pendings WHERE subtaskid IN (\(binds: ids))").run()
             for (taskID, counts) in perTask.sorted(by: { $0.key < $1.key }) {
                 let task = try await Self.countFinished(taskID: taskID, failed: counts.failed, finished: counts.finished, now: now, on: database)
                 for index in counts.indices { answers[index] = task }
@@ -342,13 +344,12 @@ extension SQLStore {
                 """
                 UPDATE subtasks SET status = \(bind: SubtaskStatus.undeliverable.rawValue),
                     message = 'the host did not connect within the delivery time', gmt_modify = \(bind: now)
-                WHERE status = \(bind: SubtaskStatus.pending.rawValue) AND gmt_create < \(bind: cutoff)
-                RETURNING id, taskid
+                WHERE \(unsafeRaw: Self.openSubtask) AND status = \(bind: SubtaskStatus.pending.rawValue) AND gmt_create < \(bind: cutoff)
+                RETURNING taskid
                 """
             ).all()
             var perTask: [Int: Int] = [:]
             for row in rows {
-                try await database.raw("DELETE FROM pendings WHERE subtaskid = \(bind: try row.decode(column: "id", as: String.self))").run()
                 perTask[try row.decode(column: "taskid", as: Int.self), default: 0] += 1
             }
             for (taskID, count) in perTask {
@@ -374,7 +375,6 @@ extension SQLStore {
                 WHERE taskid = \(bind: id) AND status < \(bind: SubtaskStatus.succeeded.rawValue)
                 """
             ).run()
-            try await database.raw("DELETE FROM pendings WHERE taskid = \(bind: id)").run()
             try await database.raw(
                 "UPDATE tasks SET status = \(bind: TaskStatus.cancelled.rawValue), gmt_modify = \(bind: now) WHERE id = \(bind: id)"
             ).run()
@@ -401,12 +401,6 @@ extension SQLStore {
                 UPDATE subtasks SET status = \(bind: SubtaskStatus.cancelled.rawValue),
                     message = 'not sent: the task exceeded max_errors', gmt_modify = \(bind: now)
                 WHERE taskid = \(bind: id) AND status = \(bind: SubtaskStatus.pending.rawValue)
-                """
-            ).run()
-            try await database.raw(
-                """
-                DELETE FROM pendings WHERE taskid = \(bind: id)
-                  AND subtaskid IN (SELECT id FROM subtasks WHERE taskid = \(bind: id) AND status = \(bind: SubtaskStatus.cancelled.rawValue))
                 """
             ).run()
             try await database.raw(
@@ -504,7 +498,7 @@ extension SQLStore {
         try await self.insertSubtasks(taskID: taskID, agentSNs: [agentSN], now: now, on: database)[0]
     }
 
-    /// Inserts one subtask and one pending delivery per host, a few hundred rows a statement.
+    /// Inserts one subtask per host, due now, a few hundred rows a statement.
     static func insertSubtasks(
         taskID: Int, agentSNs: [String], ids: [String]? = nil, now: Int64, on database: any SQLDatabase
     ) async throws -> [SubtaskRecord] {
@@ -516,16 +510,10 @@ extension SQLStore {
         }
         for chunk in subtasks.chunks(of: 500) {
             let subtaskRows: [SQLQueryString] = chunk.map {
-                "(\(bind: $0.id), \(bind: taskID), \(bind: $0.agentSN), \(bind: SubtaskStatus.pending.rawValue), \(bind: now), \(bind: now))"
+                "(\(bind: $0.id), \(bind: taskID), \(bind: $0.agentSN), \(bind: SubtaskStatus.pending.rawValue), \(bind: now), \(bind: now), \(bind: now))"
             }
             try await database.raw(
-                "INSERT INTO subtasks (id, taskid, agentsn, status, gmt_create, gmt_modify) VALUES \(subtaskRows.joined(separator: ", "))"
-            ).run()
-            let pendingRows: [SQLQueryString] = chunk.map {
-                "(\(bind: $0.id), \(bind: taskID), \(bind: $0.agentSN), 0, \(bind: now), \(bind: now))"
-            }
-            try await database.raw(
-                "INSERT INTO pendings (subtaskid, taskid, agentsn, status, gmt_schedule, gmt_create) VALUES \(pendingRows.joined(separator: ", "))"
+                "INSERT INTO subtasks (id, taskid, agentsn, status, due, gmt_create, gmt_modify) VALUES \(subtaskRows.joined(separator: ", "))"
             ).run()
         }
         return subtasks

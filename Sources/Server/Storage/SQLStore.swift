@@ -13,9 +13,10 @@ public final class SQLStore: Sendable {
         self.logger = logger
     }
 
-    /// Applies pending schema migrations.
-    public func migrate() async throws {
-        try await Migrations.apply(on: self.engine, logger: self.logger)
+    /// Applies pending schema migrations (those up to `version`: a store as an older release
+    /// left it, for the tests of the steps after).
+    public func migrate(through version: Int = .max) async throws {
+        try await Migrations.apply(on: self.engine, through: version, logger: self.logger)
     }
 
     /// Versions of the applied migrations.

@@ -21,8 +21,9 @@ enum StoreHarness {
     /// Runs `body` with a migrated store on a database of its own, removed afterwards.
     static func withStore<Result: Sendable>(
         _ kind: SQLEngineKind,
+        migratedThrough version: Int = .max,
         _ body: (SQLStore) async throws -> Result
     ) async throws -> Result {
-        try await ScratchStore.with(kind, postgresURL: self.postgresURL, logger: self.logger, body)
+        try await ScratchStore.with(kind, postgresURL: self.postgresURL, migratedThrough: version, logger: self.logger, body)
     }
 }
