@@ -85,7 +85,7 @@ struct BasicAgentCtl: AsyncParsableCommand {
             return
         }
         var command = Aspire_V1_Command()
-        command.id = UUID().uuidString.lowercased()
+        command.id = UUID.random().uuidString.lowercased()
         command.method = self.method
         if CommandMethod(name: self.method) == .bash {
             var bash = Aspire_V1_BashParams()

@@ -151,7 +151,7 @@ extension Gateway {
 /// The file part of an upload, on disk until the form has ended (owner-only, removed after).
 /// One request's, used by one task at a time: the form is read into it, then it is sent.
 private final class UploadSpool: @unchecked Sendable {
-    let path = NSTemporaryDirectory() + "aspire-upload-\(UUID().uuidString)"
+    let path = NSTemporaryDirectory() + "aspire-upload-\(UUID.random().uuidString)"
     let handle: FileHandle
     let limit: Int64
     var size: Int64 = 0

@@ -99,7 +99,7 @@ struct LocalControl {
     }
 
     private func plugin(_ action: CommandMethod.PluginAction, _ query: Parameters) async -> Response {
-        let id = "local:\(UUID().uuidString.lowercased())"
+        let id = "local:\(UUID.random().uuidString.lowercased())"
         let method = CommandMethod.plugin(action).name
         // Read as a task's parameters are, by the same code: the keys the action takes (the
         // seed's callers also send ns and repo, which mean nothing here).

@@ -235,7 +235,7 @@ public actor PluginManager {
         // A built-in collector has no files: the agent runs it itself.
         if try BuiltinCollector(url: config.source.url) != nil { return }
         let target = "\(self.directory)/\(config.name)"
-        let staging = "\(self.directory)/.staging-\(UUID().uuidString.lowercased())"
+        let staging = "\(self.directory)/.staging-\(UUID.random().uuidString.lowercased())"
         do {
             try AtomicFile.makeDirectory(self.directory, mode: 0o755)
             try AtomicFile.makeDirectory(staging, mode: 0o700)

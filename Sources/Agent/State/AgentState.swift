@@ -52,7 +52,7 @@ public final class AgentState: Sendable {
             let value = text.trimmed()
             if !value.isEmpty { return value }
         }
-        let value = UUID().uuidString.lowercased()
+        let value = UUID.random().uuidString.lowercased()
         try AtomicFile.write(value + "\n", to: path, mode: 0o600)
         return value
     }

@@ -83,7 +83,7 @@ extension Supervisor {
             }
             return nil
         }
-        let staging = "\(directory)/.staging-\(UUID().uuidString.lowercased())"
+        let staging = "\(directory)/.staging-\(UUID.random().uuidString.lowercased())"
         do {
             try AtomicFile.makeDirectory(staging, mode: 0o700)
         } catch {

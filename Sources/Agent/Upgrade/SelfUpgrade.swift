@@ -152,7 +152,7 @@ public struct SelfUpgrade: Sendable {
         } catch {
             throw AspireError(.agentInternal, "cannot create \(self.binaries): \(error)")
         }
-        let staging = "\(self.binaries)/.staging-\(UUID().uuidString.lowercased())"
+        let staging = "\(self.binaries)/.staging-\(UUID.random().uuidString.lowercased())"
         do {
             try AtomicFile.makeDirectory(staging, mode: 0o700)
         } catch {

@@ -1,4 +1,5 @@
 import Foundation
+import RPC
 
 /// What one host of a console run has done so far.
 struct ConsoleHostRun: Sendable {
@@ -65,7 +66,7 @@ actor ConsoleRuns {
     private var subscribers: [String: [UUID: AsyncStream<ConsoleRunEvent>.Continuation]] = [:]
 
     func create(owner: String, command: String, user: String, timeout: Int32, hosts: [String]) -> Run {
-        let id = UUID().uuidString.lowercased()
+        let id = UUID.random().uuidString.lowercased()
         let run = Run(
             id: id, owner: owner, command: command, user: user, timeout: timeout, created: Date(), order: hosts,
             hosts: Dictionary(hosts.map { ($0, ConsoleHostRun(sn: $0)) }) { first, _ in first }
@@ -91,7 +92,7 @@ actor ConsoleRuns {
         if run.finished {
             continuation.finish()
         } else {
-            let key = UUID()
+            let key = UUID.random()
             self.subscribers[id, default: [:]][key] = continuation
             continuation.onTermination = { _ in Task { await self.unsubscribe(id, key) } }
         }

@@ -155,7 +155,7 @@ public final class ConfigDistributor: Service {
     /// A set to send: a fresh id every time (`kind:UUID`), since the agent runs an id once and a
     /// set may come back to an earlier one.
     private static func command(_ method: CommandMethod, _ params: Aspire_V1_Command.OneOf_Params, id kind: String) -> Aspire_V1_Command {
-        Aspire_V1_Command(id: "\(kind):\(UUID().uuidString.lowercased())", method, params)
+        Aspire_V1_Command(id: "\(kind):\(UUID.random().uuidString.lowercased())", method, params)
     }
 }
 

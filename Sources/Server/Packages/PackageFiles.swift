@@ -82,7 +82,7 @@ struct PackageFiles: Sendable {
 
         init(directory: String, maxBytes: Int64) throws {
             try AtomicFile.makeDirectory(directory, mode: 0o700)
-            self.path = "\(directory)/\(UUID().uuidString.lowercased()).part"
+            self.path = "\(directory)/\(UUID.random().uuidString.lowercased()).part"
             guard FileManager.default.createFile(atPath: self.path, contents: nil, attributes: [.posixPermissions: 0o600]),
                 let handle = FileHandle(forWritingAtPath: self.path)
             else {

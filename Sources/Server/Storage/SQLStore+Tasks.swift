@@ -504,7 +504,7 @@ extension SQLStore {
     ) async throws -> [SubtaskRecord] {
         let subtasks = agentSNs.enumerated().map { index, agentSN in
             SubtaskRecord(
-                id: ids?[index] ?? UUID().uuidString.lowercased(), taskID: taskID, agentSN: agentSN, status: .pending, resp: 0, retcode: 0,
+                id: ids?[index] ?? UUID.random().uuidString.lowercased(), taskID: taskID, agentSN: agentSN, status: .pending, resp: 0, retcode: 0,
                 message: "", data: [], stderr: [], truncated: false, started: 0, finished: 0, created: now, modified: now
             )
         }

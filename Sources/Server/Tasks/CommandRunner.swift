@@ -38,7 +38,7 @@ public struct CommandRunner: Sendable {
             throw AspireError(.badRequest, "wait_seconds must not be negative")
         }
         let command = request.command
-        let id = command.id.isEmpty ? UUID().uuidString.lowercased() : command.id
+        let id = command.id.isEmpty ? UUID.random().uuidString.lowercased() : command.id
         try CommandID.check(id)
         let holder = try await self.store.holders(of: [request.agentSn])[request.agentSn]
         if holder == nil, !request.detach {
