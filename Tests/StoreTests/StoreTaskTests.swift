@@ -159,6 +159,18 @@ struct StoreTaskTests {
             let first = try #require(try await store.subtasks(taskID: big.id).first { $0.id == subtasks[0].id })
             #expect(String(decoding: first.data, as: UTF8.self) == "out", "the first copy is kept")
             #expect(try await store.recordResults(Array(batch.prefix(10))).allSatisfy { $0 == nil }, "copies in a later batch change nothing")
+            // Every field comes back as sent: a signal's negative code, truncation, times past 2^32.
+            let (_, killed) = try await store.createTask(NewTask(command: "sync.bash"), agents: ["k"])
+            var result = Self.result(killed[0].id, retcode: -9, resp: .failed, data: "partial")
+            result.truncated = true
+            result.startedUnixMs = 1_780_000_000_123
+            result.finishedUnixMs = 1_780_000_000_456
+            result.message = "killed: it's over; DROP TABLE subtasks"
+            _ = try await store.recordResults([AgentResult(result: result, agentSN: "k")])
+            let stored = try #require(try await store.subtask(id: killed[0].id))
+            #expect(stored.retcode == -9 && stored.resp == Int(Aspire_V1_CommandResult.Resp.failed.rawValue) && stored.truncated)
+            #expect(stored.started == 1_780_000_000_123 && stored.finished == 1_780_000_000_456 && stored.status == .failed)
+            #expect(stored.message == result.message && stored.data == Array("partial".utf8) && stored.stderr == [0, 1, 2, 255])
         }
     }
 
