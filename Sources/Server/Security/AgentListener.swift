@@ -72,7 +72,7 @@ public final class AgentListener: ListeningServerTransport {
         let peers = self.peers
         try await self.underlying.listen { stream, context in
             var context = context
-            if let peer = peers[context.remotePeer] {
+            if let peer = peers[PeerCertificates.Connection(local: context.localPeer, remote: context.remotePeer)] {
                 context.transportSpecific = peer
             }
             await streamHandler(stream, context)
@@ -142,21 +142,57 @@ public struct VerifiedPeer: ServerContext.TransportSpecific, Hashable {
     }
 }
 
-/// Open connections' verified client certificates, by the peer string gRPC puts in every
-/// call's context (`ipv4:1.2.3.4:5678`, `ipv6:[::1]:5678`).
+/// Open connections' verified client certificates, by both ends of the connection as gRPC
+/// spells them in every call's context (`ipv4:1.2.3.4:5678`, `ipv6:[::1]:5678`).
+///
+/// Both ends, because only the pair names one live connection: a host (or the NAT in front of
+/// many) may hold connections from one address and port to two of the node's addresses at once,
+/// and a table by the remote end alone gave the second one the first one's certificate — a
+/// connection without any taken for the host beside it. Every connection's entry is made at its
+/// handshake, one without a certificate too, so no entry left by a closed connection of the
+/// same pair is read for a new one; and a connection removes only its own entry when it closes.
 final class PeerCertificates: Sendable {
-    private let table = Mutex<[String: VerifiedPeer]>([:])
+    struct Connection: Hashable, Sendable {
+        var local: String
+        var remote: String
 
-    subscript(peer: String) -> VerifiedPeer? {
-        self.table.withLock { $0[peer] }
+        /// The connection of `channel`, as gRPC will name it in its calls' contexts; nil when an
+        /// end has no IP address.
+        init?(of channel: any Channel) {
+            guard let local = PeerCertificates.peerString(channel.localAddress), let remote = PeerCertificates.peerString(channel.remoteAddress) else {
+                return nil
+            }
+            self.init(local: local, remote: remote)
+        }
+
+        init(local: String, remote: String) {
+            self.local = local
+            self.remote = remote
+        }
     }
 
-    func record(_ verified: VerifiedPeer, peer: String) {
-        self.table.withLock { $0[peer] = verified }
+    private struct Entry {
+        /// The handler of the connection that made the entry.
+        var owner: ObjectIdentifier
+        var peer: VerifiedPeer?
     }
 
-    func forget(peer: String) {
-        _ = self.table.withLock { $0.removeValue(forKey: peer) }
+    private let table = Mutex<[Connection: Entry]>([:])
+
+    subscript(connection: Connection) -> VerifiedPeer? {
+        self.table.withLock { $0[connection]?.peer }
+    }
+
+    /// Says what `owner`'s connection presented at its handshake: a verified certificate, or none.
+    func record(_ verified: VerifiedPeer?, for connection: Connection, owner: ObjectIdentifier) {
+        self.table.withLock { $0[connection] = Entry(owner: owner, peer: verified) }
+    }
+
+    /// Forgets `owner`'s connection; an entry a newer connection of the same pair made stays.
+    func forget(_ connection: Connection, owner: ObjectIdentifier) {
+        self.table.withLock { table in
+            if table[connection]?.owner == owner { table[connection] = nil }
+        }
     }
 
     /// gRPC's spelling of a remote address.
@@ -170,31 +206,28 @@ final class PeerCertificates: Sendable {
 }
 
 /// After the handshake, records the peer's certificate (verified by then: the context asks for
-/// one and checks any it gets) until the connection closes.
+/// one and checks any it gets), or that it presented none, until the connection closes.
 private final class PeerRecorder: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
     private let peers: PeerCertificates
-    private var peer: String?
+    private var connection: PeerCertificates.Connection?
 
     init(peers: PeerCertificates) {
         self.peers = peers
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case TLSUserEvent.handshakeCompleted = event,
-            let handler = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self),
-            let presented = handler.peerCertificate,
-            let certificate = try? Certificate(derEncoded: presented.toDERBytes()),
-            let peer = PeerCertificates.peerString(context.channel.remoteAddress)
-        {
-            self.peer = peer
-            self.peers.record(VerifiedPeer(certificate), peer: peer)
+        if case TLSUserEvent.handshakeCompleted = event, let connection = PeerCertificates.Connection(of: context.channel) {
+            let presented = (try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self))?.peerCertificate
+            let certificate = presented.flatMap { try? Certificate(derEncoded: $0.toDERBytes()) }
+            self.connection = connection
+            self.peers.record(certificate.map(VerifiedPeer.init), for: connection, owner: ObjectIdentifier(self))
         }
         context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if let peer = self.peer { self.peers.forget(peer: peer) }
+        if let connection = self.connection { self.peers.forget(connection, owner: ObjectIdentifier(self)) }
         context.fireChannelInactive()
     }
 }
