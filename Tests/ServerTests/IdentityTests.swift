@@ -100,8 +100,16 @@ extension IdentityTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = try await TestNode.start(in: directory, host: Loopback.address(), arguments: ["--agent-certificate-lifetime", "60"])
         let agent = try TestAgent.start(in: directory, connectingTo: node)
+        // The certificate as enrolled, read as soon as it is written (it is due for renewal 20 s
+        // later: reading it after the connection, on a loaded machine, could read the renewed one).
+        let path = "\(agent.dataDirectory)/agent.pem"
+        var enrolled: Certificate?
+        try await eventually(timeout: .seconds(30), interval: .milliseconds(10), "the agent to enroll\n\(agent.process.log)") {
+            enrolled = try? Certificate(pemEncoded: String(contentsOfFile: path, encoding: .utf8))
+            return enrolled != nil
+        }
+        let first = try #require(enrolled)
         try await node.waitForAgent(agent)
-        let first = try Certificate(pemEncoded: String(contentsOfFile: "\(agent.dataDirectory)/agent.pem", encoding: .utf8))
         try await eventually(timeout: .seconds(60), "the agent to renew its certificate\n\(agent.process.log)") {
             agent.process.log.contains("certificate renewed")
         }

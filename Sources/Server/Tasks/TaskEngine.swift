@@ -251,13 +251,21 @@ public final class TaskEngine: Service {
             }
             if sent > 0 { self.logger.debug("subtasks sent", metadata: ["hosts": "\(mine.count)", "count": "\(sent)"]) }
         } catch {
-            self.logger.error("cannot send subtasks", metadata: ["hosts": "\(mine.count)", "error": "\(String(reflecting: error))"])
+            self.failed("cannot send subtasks", error, ["hosts": "\(mine.count)"])
         }
         // Passes asked for meanwhile run now, one agent at a time.
         for agent in mine {
             var inFlight = false
             if self.passes.again(agent, inFlight: &inFlight) { await self.runPasses(for: agent, inFlight: inFlight) }
         }
+    }
+
+    /// Logs a step that failed — unless it was cancelled, as the node's work is when it shuts
+    /// down: nothing is lost then (what was due stays due in the store, a result not stored is not
+    /// acknowledged and comes again), and an error line per agent would say otherwise.
+    private func failed(_ message: Logger.Message, _ error: any Error, _ metadata: Logger.Metadata) {
+        guard !(error is CancellationError) else { return }
+        self.logger.error(message, metadata: metadata.merging(["error": "\(String(reflecting: error))"]) { $1 })
     }
 
     /// Runs the dispatch pass the caller began for `agentSN`, and the ones asked for meanwhile.
@@ -269,7 +277,7 @@ public final class TaskEngine: Service {
                 let since = inFlight ? session.connectedAt.unixMilliseconds : nil
                 try await self.deliver(to: agentSN, resendSince: since) { session.send(command: $0) }
             } catch {
-                self.logger.error("cannot send subtasks", metadata: ["agent.sn": "\(agentSN)", "error": "\(String(reflecting: error))"])
+                self.failed("cannot send subtasks", error, ["agent.sn": "\(agentSN)"])
             }
         } while self.passes.again(agentSN, inFlight: &inFlight)
     }
@@ -395,7 +403,7 @@ public final class TaskEngine: Service {
         do {
             try await self.joinTagTasks(agentSN)
         } catch {
-            self.logger.error("cannot match tag tasks", metadata: ["agent.sn": "\(agentSN)", "error": "\(String(reflecting: error))"])
+            self.failed("cannot match tag tasks", error, ["agent.sn": "\(agentSN)"])
         }
         await self.dispatch(to: agentSN, inFlight: newStream)
     }
@@ -433,7 +441,7 @@ public final class TaskEngine: Service {
             }
             return true
         } catch {
-            self.logger.error("cannot store a result", metadata: ["agent.sn": "\(agentSN)", "command.id": "\(result.id)", "error": "\(String(reflecting: error))"])
+            self.failed("cannot store a result", error, ["agent.sn": "\(agentSN)", "command.id": "\(result.id)"])
             return false
         }
     }
@@ -463,9 +471,8 @@ public final class TaskEngine: Service {
             if silent > 0 {
                 self.logger.notice("polling agents went silent: offline", metadata: ["count": "\(silent)"])
             }
-        } catch is CancellationError {
         } catch {
-            self.logger.error("task sweep failed", metadata: ["error": "\(String(reflecting: error))"])
+            self.failed("task sweep failed", error, [:])
         }
     }
 }
