@@ -406,7 +406,8 @@ enum Migrations {
         Step(version: 16, name: "a subtask's delivery kept in its own row") { _ in
             // A result used to touch eight B-trees (the subtask, its agent-and-status index, and
             // the delivery row with its three); now the subtask row and two partial indexes that
-            // hold open subtasks only: 4× the results a second on SQLite (bench/README, P7).
+            // hold open subtasks only: 4× the results a second from Python's sqlite3, 2× through the
+            // node's own path (bench/README, P7).
             // `subtasks_task` was a prefix of the unique (taskid, agentsn) index.
             [
                 "ALTER TABLE subtasks ADD COLUMN due BIGINT NOT NULL DEFAULT 0",

@@ -289,13 +289,14 @@ extension SQLStore {
             var id: String
             var agentSN: String
         }
-        var first: [Key: Int] = [:]
-        for (index, incoming) in results.enumerated() where first[Key(id: incoming.result.id, agentSN: incoming.agentSN)] == nil {
-            first[Key(id: incoming.result.id, agentSN: incoming.agentSN)] = index
+        var positions: [Key: Int] = [:]
+        for (index, incoming) in results.enumerated() {
+            let key = Key(id: incoming.result.id, agentSN: incoming.agentSN)
+            if positions[key] == nil { positions[key] = index }
         }
         // The numbers are written into the statement, the text and bytes bound: at thousands of
         // rows a batch, a bind's encoding costs more than SQLite's parsing a number.
-        let rows: [SQLQueryString] = first.values.sorted().map { index in
+        let rows: [SQLQueryString] = positions.values.sorted().map { index in
             let (result, agentSN) = (results[index].result, results[index].agentSN)
             let numbers = [result.resp.rawValue, Int(result.retcode), result.truncated ? 1 : 0, Int(result.startedUnixMs), Int(result.finishedUnixMs)]
                 .map(String.init).joined(separator: ", ")
@@ -311,7 +312,7 @@ extension SQLStore {
                     resp = v.resp, retcode = v.retcode, message = v.message, data = v.data,
                     stderr = v.stderr, truncated = v.truncated, started = v.started, finished = v.finished, gmt_modify = \(bind: now)
                 FROM v
-                WHERE subtasks.id = v.id AND subtasks.agentsn = v.agentsn AND subtasks.status < \(bind: SubtaskStatus.succeeded.rawValue)
+                WHERE subtasks.id = v.id AND subtasks.agentsn = v.agentsn AND subtasks.\(unsafeRaw: Self.openSubtask)
                 RETURNING subtasks.id AS id, subtasks.agentsn AS agentsn, subtasks.taskid AS taskid
                 """
             ).all()
@@ -320,7 +321,7 @@ extension SQLStore {
             for row in stored {
                 let key = Key(id: try row.decode(column: "id", as: String.self), agentSN: try row.decode(column: "agentsn", as: String.self))
                 let taskID = try row.decode(column: "taskid", as: Int.self)
-                guard let index = first[key] else { continue }
+                guard let index = positions[key] else { continue }
                 let result = results[index].result
                 perTask[taskID, default: (0, 0, [])].finished += 1
                 perTask[taskID, default: (0, 0, [])].failed += result.resp == .success && result.retcode == 0 ? 0 : 1
@@ -372,7 +373,7 @@ extension SQLStore {
             try await database.raw(
                 """
                 UPDATE subtasks SET status = \(bind: SubtaskStatus.cancelled.rawValue), gmt_modify = \(bind: now)
-                WHERE taskid = \(bind: id) AND status < \(bind: SubtaskStatus.succeeded.rawValue)
+                WHERE taskid = \(bind: id) AND \(unsafeRaw: Self.openSubtask)
                 """
             ).run()
             try await database.raw(
