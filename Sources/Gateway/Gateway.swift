@@ -226,7 +226,7 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
 /// JSON answers.
 enum Answer {
     /// The success envelope with a payload beside it.
-    static func success(_ payload: [String: Any] = [:]) -> Response {
+    static func success(_ payload: JSONObject = [:]) -> Response {
         var object = payload
         object["status"] = 0
         object["message"] = "success"
@@ -242,10 +242,24 @@ enum Answer {
         )
     }
 
-    static func json(_ object: Any, status: Int) -> Response {
+    static func json(_ value: some JSONWritable, status: Int) -> Response {
+        Self.json(body: JSONWriter.encode(value), status: status)
+    }
+
+    /// An object written out as a literal.
+    static func json(_ object: JSONObject, status: Int) -> Response {
+        Self.json(body: JSONWriter.encode(object), status: status)
+    }
+
+    /// An untyped tree (the OpenAPI document).
+    static func json(untyped value: Any, status: Int) -> Response {
         let body =
-            (try? JSONWriter.encode(object))
+            (try? JSONWriter.encode(untyped: value))
             ?? ByteBuffer(string: #"{"status":130000,"message":"internal error","cause":"the answer could not be encoded"}"#)
+        return Self.json(body: body, status: status)
+    }
+
+    private static func json(body: ByteBuffer, status: Int) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "application/json; charset=utf-8"
         return Response(

@@ -5,13 +5,11 @@ import SwiftProtobuf
 /// The REST shapes of the Admin messages: the seed's field names (`agentsn`, `gmt_create`,
 /// `occured`, ...), integers as JSON numbers and times as RFC 3339.
 enum RESTJSON {
-    typealias Object = [String: Any]
+    typealias Object = JSONObject
 
-    /// RFC 3339 in UTC, or null for "never".
-    static func time(_ unixMilliseconds: Int64) -> Any {
-        guard unixMilliseconds > 0 else { return NSNull() }
-        let date = Date(timeIntervalSince1970: Double(unixMilliseconds) / 1000)
-        return date.formatted(.iso8601)
+    /// RFC 3339 in UTC to the second, or null for "never".
+    static func time(_ unixMilliseconds: Int64) -> String? {
+        unixMilliseconds > 0 ? RFC3339.text(milliseconds: unixMilliseconds) : nil
     }
 
     static func package(_ package: Aspire_V1_Package) -> Object {
@@ -193,10 +191,8 @@ enum RESTJSON {
     }
 
     /// A `google.protobuf.Struct` as a plain JSON object.
-    static func structObject(_ value: Google_Protobuf_Struct) -> Any {
-        guard let data = try? value.jsonUTF8Data(),
-            let object = try? JSONSerialization.jsonObject(with: data)
-        else { return Object() }
+    static func structObject(_ value: Google_Protobuf_Struct) -> JSONValue {
+        guard let data = try? value.jsonUTF8Data(), let object = try? JSONValue(parsing: data) else { return .object([:]) }
         return object
     }
 }

@@ -2,50 +2,54 @@ import Foundation
 import NIOCore
 import RPC
 
-/// Compact JSON with sorted keys, for the gateway's
-/// answers: dictionaries and arrays of strings, numbers, booleans and nulls built from Admin
-/// messages, and the JSON documents agents return (`JSONValue`).
+/// A value the gateway writes as JSON. Each type writes itself, so an answer is written
+/// without asking any value its type at run time.
+protocol JSONWritable {
+    func write(to writer: inout JSONWriter)
+}
+
+/// Compact JSON with sorted keys, for the gateway's answers.
 ///
 /// Why not JSONSerialization: on Linux it bridges every value to an NS type and sorts keys
 /// with a locale-aware compare through ICU; a page of 50 hosts spent 65 % of the gateway's
-/// time there (P6 in bench/README.md). Anything this writer does not know is still handed
-/// to JSONSerialization, so no value is lost.
+/// time there. Why not `[String: Any]` either: a page of 50 hosts then spent a third of the
+/// node's time building dictionaries of existentials and casting each value back to its
+/// type to write it (P6 in bench/README.md). Answers are ``JSONObject``s of ``JSONWritable``
+/// values; untyped trees (the OpenAPI document, the console's events) still can be written.
 struct JSONWriter {
-    private var bytes: [UInt8] = []
+    private(set) var bytes: [UInt8] = []
 
-    /// `value` as JSON; throws only for a value JSONSerialization cannot write either.
-    static func encode(_ value: Any) throws -> ByteBuffer {
+    static func encode(_ value: some JSONWritable) -> ByteBuffer {
         var writer = JSONWriter()
         writer.bytes.reserveCapacity(4096)
-        try writer.write(value)
+        value.write(to: &writer)
         return ByteBuffer(bytes: writer.bytes)
     }
 
-    private mutating func write(_ value: Any) throws {
+    /// An untyped tree (dictionaries and arrays of `Any`, as Mustache's data or JSONSerialization's
+    /// output); throws only for a value JSONSerialization cannot write either.
+    static func encode(untyped value: Any) throws -> ByteBuffer {
+        var writer = JSONWriter()
+        writer.bytes.reserveCapacity(4096)
+        try writer.write(untyped: value)
+        return ByteBuffer(bytes: writer.bytes)
+    }
+
+    private mutating func write(untyped value: Any) throws {
         switch value {
-        case let string as String:
-            self.write(string: string)
-        case let json as JSONValue:
-            self.write(json: json)
         case let object as [String: Any]:
-            try self.write(object: object) { try $0.write($1) }
+            try self.write(members: object.sorted { $0.key < $1.key }) { try $0.write(untyped: $1) }
         case let array as [Any]:
-            try self.write(array: array) { try $0.write($1) }
+            try self.write(elements: array) { try $0.write(untyped: $1) }
         // Bool before the integers: a parsed JSON `true` is an NSNumber that also casts to Int.
         case let bool as Bool:
-            self.append(text: bool ? "true" : "false")
-        case let int as Int:
-            self.append(text: String(int))
+            bool.write(to: &self)
         case let int as Int64:
-            self.append(text: String(int))
-        case let int as Int32:
-            self.append(text: String(int))
-        case let double as Double:
-            self.write(double: double)
-        case is NSNull:
-            self.append(text: "null")
-        case Optional<Any>.none:
-            self.append(text: "null")
+            int.write(to: &self)
+        case is NSNull, Optional<Any>.none:
+            self.writeNull()
+        case let writable as any JSONWritable:
+            writable.write(to: &self)
         default:
             guard JSONSerialization.isValidJSONObject([value]) else {
                 throw AspireError(.internalError, "\(type(of: value)) has no JSON form")
@@ -54,24 +58,15 @@ struct JSONWriter {
         }
     }
 
-    /// A document read from JSON (a command's result, a plugin's output), as the values built here.
-    private mutating func write(json: JSONValue) {
-        switch json {
-        case .null: self.append(text: "null")
-        case .bool(let bool): self.append(text: bool ? "true" : "false")
-        case .integer(let int): self.append(text: String(int))
-        case .number(let double): self.write(double: double)
-        case .string(let string): self.write(string: string)
-        case .array(let array): self.write(array: array) { $0.write(json: $1) }
-        case .object(let object): self.write(object: object) { $0.write(json: $1) }
-        }
-    }
-
-    /// An object's members in the order of their keys.
-    private mutating func write<Member>(object: [String: Member], member: (inout JSONWriter, Member) throws -> Void) rethrows {
+    /// An object of `members`, already in the order of their keys.
+    mutating func write<Members: Sequence<(key: String, value: Value)>, Value>(
+        members: Members, member: (inout JSONWriter, Value) throws -> Void
+    ) rethrows {
         self.bytes.append(UInt8(ascii: "{"))
-        for (index, (key, value)) in object.sorted(by: { $0.key < $1.key }).enumerated() {
-            if index > 0 { self.bytes.append(UInt8(ascii: ",")) }
+        var first = true
+        for (key, value) in members {
+            if !first { self.bytes.append(UInt8(ascii: ",")) }
+            first = false
             self.write(string: key)
             self.bytes.append(UInt8(ascii: ":"))
             try member(&self, value)
@@ -79,22 +74,36 @@ struct JSONWriter {
         self.bytes.append(UInt8(ascii: "}"))
     }
 
-    private mutating func write<Element>(array: [Element], element: (inout JSONWriter, Element) throws -> Void) rethrows {
+    mutating func write<Elements: Sequence>(elements: Elements, element: (inout JSONWriter, Elements.Element) throws -> Void) rethrows {
         self.bytes.append(UInt8(ascii: "["))
-        for (index, value) in array.enumerated() {
-            if index > 0 { self.bytes.append(UInt8(ascii: ",")) }
+        var first = true
+        for value in elements {
+            if !first { self.bytes.append(UInt8(ascii: ",")) }
+            first = false
             try element(&self, value)
         }
         self.bytes.append(UInt8(ascii: "]"))
     }
 
+    mutating func write(_ value: any JSONWritable) {
+        value.write(to: &self)
+    }
+
+    mutating func writeNull() {
+        self.bytes.append(contentsOf: "null".utf8)
+    }
+
+    mutating func write(integer: Int64) {
+        self.append(text: String(integer))
+    }
+
     /// Integral values without a fraction (as JSONSerialization writes them); the shortest
     /// text that reads back the same otherwise; null for NaN and infinities, which JSON lacks.
-    private mutating func write(double: Double) {
+    mutating func write(double: Double) {
         if !double.isFinite {
-            self.append(text: "null")
+            self.writeNull()
         } else if double == double.rounded(), abs(double) < 1e15 {
-            self.append(text: String(Int64(double)))
+            self.write(integer: Int64(double))
         } else {
             self.append(text: "\(double)")
         }
@@ -102,17 +111,14 @@ struct JSONWriter {
 
     /// A JSON string: quotes, backslashes and control characters escaped, everything else
     /// (slashes, non-ASCII) as its UTF-8 bytes.
-    private mutating func write(string: String) {
+    mutating func write(string: String) {
         self.bytes.append(UInt8(ascii: "\""))
-        let utf8 = string.utf8
-        if !utf8.contains(where: Self.needsEscape) {
-            self.bytes.append(contentsOf: utf8)
-        } else {
-            for byte in utf8 {
-                guard Self.needsEscape(byte) else {
-                    self.bytes.append(byte)
-                    continue
-                }
+        var string = string
+        string.withUTF8 { utf8 in
+            var start = 0
+            for (index, byte) in utf8.enumerated() where Self.needsEscape(byte) {
+                self.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start ..< index]))
+                start = index + 1
                 switch byte {
                 case UInt8(ascii: "\""): self.bytes.append(contentsOf: #"\""#.utf8)
                 case UInt8(ascii: "\\"): self.bytes.append(contentsOf: #"\\"#.utf8)
@@ -124,6 +130,7 @@ struct JSONWriter {
                     self.bytes.append(contentsOf: [Self.hex[Int(byte >> 4)], Self.hex[Int(byte & 0xF)]])
                 }
             }
+            self.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start...]))
         }
         self.bytes.append(UInt8(ascii: "\""))
     }
@@ -136,5 +143,118 @@ struct JSONWriter {
 
     private static func needsEscape(_ byte: UInt8) -> Bool {
         byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
+    }
+}
+
+/// A JSON object as the gateway builds its answers: members in the order they were set,
+/// written in the order of their keys. A dictionary literal of any ``JSONWritable`` values
+/// makes one, so an answer reads as the JSON it becomes.
+struct JSONObject: JSONWritable, ExpressibleByDictionaryLiteral {
+    // Keys apart from values: finding and ordering members compares keys without copying
+    // members out (a copied member was a fifth of a host list's time).
+    private var keys: [String] = []
+    private var values: [any JSONWritable] = []
+
+    /// A literal's keys are distinct, as a dictionary literal's must be.
+    init(dictionaryLiteral elements: (String, any JSONWritable)...) {
+        self.keys.reserveCapacity(elements.count)
+        self.values.reserveCapacity(elements.count)
+        for (key, value) in elements {
+            self.keys.append(key)
+            self.values.append(value)
+        }
+    }
+
+    /// Setting nil removes the member, as in a dictionary.
+    subscript(key: String) -> (any JSONWritable)? {
+        get { self.keys.firstIndex(of: key).map { self.values[$0] } }
+        set {
+            switch (self.keys.firstIndex(of: key), newValue) {
+            case (let index?, let value?):
+                self.values[index] = value
+            case (let index?, nil):
+                self.keys.remove(at: index)
+                self.values.remove(at: index)
+            case (nil, let value?):
+                self.keys.append(key)
+                self.values.append(value)
+            case (nil, nil):
+                break
+            }
+        }
+    }
+
+    func write(to writer: inout JSONWriter) {
+        let keys = self.keys
+        let inOrder = keys.indices.dropFirst().allSatisfy { keys[$0 - 1] < keys[$0] }
+        let order = inOrder ? Array(keys.indices) : keys.indices.sorted { keys[$0] < keys[$1] }
+        writer.write(members: order.lazy.map { (key: keys[$0], value: $0) }) { $0.write(self.values[$1]) }
+    }
+}
+
+extension String: JSONWritable {
+    func write(to writer: inout JSONWriter) { writer.write(string: self) }
+}
+
+extension Bool: JSONWritable {
+    func write(to writer: inout JSONWriter) { writer.write(raw: self ? "true" : "false") }
+}
+
+extension Int: JSONWritable {
+    func write(to writer: inout JSONWriter) { writer.write(integer: Int64(self)) }
+}
+
+extension Int64: JSONWritable {
+    func write(to writer: inout JSONWriter) { writer.write(integer: self) }
+}
+
+extension Int32: JSONWritable {
+    func write(to writer: inout JSONWriter) { writer.write(integer: Int64(self)) }
+}
+
+extension UInt32: JSONWritable {
+    func write(to writer: inout JSONWriter) { writer.write(integer: Int64(self)) }
+}
+
+extension Double: JSONWritable {
+    func write(to writer: inout JSONWriter) { writer.write(double: self) }
+}
+
+/// None is null.
+extension Optional: JSONWritable where Wrapped: JSONWritable {
+    func write(to writer: inout JSONWriter) {
+        if let value = self { value.write(to: &writer) } else { writer.writeNull() }
+    }
+}
+
+extension Array: JSONWritable where Element: JSONWritable {
+    func write(to writer: inout JSONWriter) { writer.write(elements: self) { $1.write(to: &$0) } }
+}
+
+extension Dictionary: JSONWritable where Key == String, Value: JSONWritable {
+    func write(to writer: inout JSONWriter) {
+        writer.write(members: self.sorted { $0.key < $1.key }) { $1.write(to: &$0) }
+    }
+}
+
+/// A document read from JSON (a command's result, a plugin's output).
+extension JSONValue: JSONWritable {
+    func write(to writer: inout JSONWriter) {
+        switch self {
+        case .null: writer.writeNull()
+        case .bool(let bool): bool.write(to: &writer)
+        case .integer(let int): writer.write(integer: int)
+        case .number(let double): writer.write(double: double)
+        case .string(let string): writer.write(string: string)
+        case .array(let array): array.write(to: &writer)
+        case .object(let object): object.write(to: &writer)
+        }
+    }
+}
+
+extension JSONWriter {
+    /// `text` as it is: a literal the caller knows to be JSON.
+    fileprivate mutating func write(raw text: StaticString) {
+        text.withUTF8Buffer { self.bytes.append(contentsOf: $0) }
     }
 }

@@ -151,7 +151,7 @@ struct OpenAPIController<Transport: ClientTransport>: GatewayController {
                 // The document is for operators: the call proves the caller is one.
                 _ = try await self.gateway.admin.whoAmI(Aspire_V1_WhoAmIRequest(), metadata: metadata)
                 return Answer.json(
-                    OpenAPI.document(routes: self.gateway.routes, schemas: self.gateway.schemas, version: self.gateway.configuration.version),
+                    untyped: OpenAPI.document(routes: self.gateway.routes, schemas: self.gateway.schemas, version: self.gateway.configuration.version),
                     status: 200
                 )
             }

@@ -1,3 +1,4 @@
+import Foundation
 import RPC
 
 /// RFC 3339 times as the REST API takes them (`2026-12-02T10:00:00Z`, `...T10:00:00.5+08:00`),
@@ -41,6 +42,47 @@ enum RFC3339 {
         }
         guard seconds >= 0 else { throw AspireError(.unprocessable, "\(field): \(text) is before 1970") }
         return seconds * 1000 + millis
+    }
+
+    /// `2026-12-02T10:00:00Z`: the UTC second `unixMilliseconds` falls in (for times from 1970).
+    static func text(milliseconds unixMilliseconds: Int64) -> String {
+        let seconds = unixMilliseconds / 1000
+        let (days, second) = (seconds / 86_400, seconds % 86_400)
+        let (year, month, day) = Self.civil(days: days)
+        guard (1000 ... 9999).contains(year) else { return Date(timeIntervalSince1970: Double(seconds)).formatted(.iso8601) }
+        // Written digit by digit: the host list writes three of these per host.
+        return String(unsafeUninitializedCapacity: 20) { text in
+            // `value` in `width` digits ending before `end`, and `mark` at `end`.
+            func put(_ value: Int64, width: Int, end: Int, _ mark: Unicode.Scalar) {
+                var value = value
+                for index in stride(from: end - 1, through: end - width, by: -1) {
+                    text[index] = UInt8(ascii: "0") + UInt8(value % 10)
+                    value /= 10
+                }
+                text[end] = UInt8(ascii: mark)
+            }
+            put(year, width: 4, end: 4, "-")
+            put(month, width: 2, end: 7, "-")
+            put(day, width: 2, end: 10, "T")
+            put(second / 3600, width: 2, end: 13, ":")
+            put(second / 60 % 60, width: 2, end: 16, ":")
+            put(second % 60, width: 2, end: 19, "Z")
+            return 20
+        }
+    }
+
+    /// The date of the proleptic Gregorian calendar `days` after 1970-01-01 (Howard Hinnant's
+    /// civil_from_days, the inverse of ``days(year:month:day:)``).
+    static func civil(days: Int64) -> (year: Int64, month: Int64, day: Int64) {
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthIndex = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
+        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
+        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
     }
 
     /// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's

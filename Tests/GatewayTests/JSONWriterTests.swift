@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import RPC
 import Testing
 
 @testable import Gateway
@@ -7,7 +8,34 @@ import Testing
 @Suite("REST JSON writer")
 struct JSONWriterTests {
     func text(_ value: Any) throws -> String {
-        String(buffer: try JSONWriter.encode(value))
+        String(buffer: try JSONWriter.encode(untyped: value))
+    }
+
+    func text(_ value: some JSONWritable) -> String {
+        String(buffer: JSONWriter.encode(value))
+    }
+
+    @Test("Answers: members in key order whatever order they were set in, replaced and removed as in a dictionary")
+    func answers() {
+        var object: JSONObject = ["status": 0, "b": "x", "a": [1, 2] as [Int], "none": String?.none, "when": RESTJSON.time(0), "list": [["z": 1, "y": true] as JSONObject]]
+        #expect(self.text(object) == #"{"a":[1,2],"b":"x","list":[{"y":true,"z":1}],"none":null,"status":0,"when":null}"#)
+        object["b"] = Int64(-7)
+        object["none"] = nil
+        object["c"] = ["k": JSONValue.array([.integer(1), .number(2.5), .null, .bool(false), .object(["q": .string("\"")])])] as [String: JSONValue]
+        object["d"] = 2.5
+        #expect(self.text(object) == #"{"a":[1,2],"b":-7,"c":{"k":[1,2.5,null,false,{"q":"\""}]},"d":2.5,"list":[{"y":true,"z":1}],"status":0,"when":null}"#)
+        #expect(object["b"] as? Int64 == -7 && object["none"] == nil)
+        // Already in order: written as it is.
+        #expect(self.text(["a": 1, "b": Int32(2), "c": UInt32(3)] as JSONObject) == #"{"a":1,"b":2,"c":3}"#)
+        #expect(self.text([:] as JSONObject) == "{}")
+        #expect(self.text([String]()) == "[]")
+    }
+
+    @Test("The typed and the untyped writer write the same text for the same tree")
+    func typedAndUntyped() throws {
+        let typed: JSONObject = ["name": "web \"1\"\n", "n": 42, "f": 0.1, "ok": true, "tags": ["b": "2", "a": "1"], "list": ["x", "y"]]
+        let untyped: [String: Any] = ["name": "web \"1\"\n", "n": 42, "f": 0.1, "ok": true, "tags": ["b": "2", "a": "1"], "list": ["x", "y"]]
+        #expect(self.text(typed) == (try self.text(untyped)))
     }
 
     @Test("Objects come out compact, with keys sorted, at every depth")
@@ -39,6 +67,6 @@ struct JSONWriterTests {
     @Test("A value it does not know goes through JSONSerialization; one nothing can write throws")
     func fallback() throws {
         #expect(try self.text(["u": UInt64(9)]) == #"{"u":9}"#)
-        #expect(throws: (any Error).self) { try JSONWriter.encode(["date": Date()]) }
+        #expect(throws: (any Error).self) { try JSONWriter.encode(untyped: ["date": Date()]) }
     }
 }

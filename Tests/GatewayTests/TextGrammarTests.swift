@@ -77,6 +77,23 @@ struct TextGrammarTests {
         }
     }
 
+    @Test("Times written as RFC 3339 to the second read back, and agree with Foundation's ISO 8601 text")
+    func rfc3339Text() throws {
+        #expect(RFC3339.text(milliseconds: 1_796_205_600_500) == "2026-12-02T10:00:00Z")
+        #expect(RFC3339.text(milliseconds: 0) == "1970-01-01T00:00:00Z")
+        #expect(RFC3339.text(milliseconds: 951_782_400_000) == "2000-02-29T00:00:00Z")
+        #expect(RFC3339.text(milliseconds: 253_402_300_799_999) == "9999-12-31T23:59:59Z")
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0 ..< 2000 {
+            let milliseconds = Int64.random(in: 0 ... 253_402_300_799_999, using: &generator)
+            let text = RFC3339.text(milliseconds: milliseconds)
+            #expect(text == Date(timeIntervalSince1970: Double(milliseconds / 1000)).formatted(.iso8601), "\(milliseconds)")
+            #expect(try RFC3339.milliseconds(text, field: "t") == milliseconds / 1000 * 1000, "\(text)")
+        }
+        // Past year 9999 the four-digit form ends; Foundation's text then.
+        #expect(RFC3339.text(milliseconds: 253_402_300_800_000) == Date(timeIntervalSince1970: 253_402_300_800).formatted(.iso8601))
+    }
+
     @Test("Prefixes refused without a lookahead; a daemon's stop as its parser reads it")
     func prefixesAndStops() {
         let prefixes = ["kill:", "process:"]

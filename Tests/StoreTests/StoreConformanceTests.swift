@@ -1,5 +1,6 @@
 import Foundation
 import RPC
+import SQLKit
 import Server
 import Testing
 
@@ -22,6 +23,39 @@ struct StoreConformanceTests {
             try await store.migrate()
             #expect(try await store.appliedMigrations() == Array(1 ... 16))
             #expect(try await store.regions() == [RegionRecord(id: 0, name: "global")])
+        }
+    }
+
+    @Test("Columns and binds read and written as SQLKit's coders do, whatever form a value is stored in", arguments: StoreHarness.engines)
+    func columnsAndBinds(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            try await store.engine.withConnection { database in
+                let blob: SQLQueryString = kind == .sqlite ? "x'00ff'" : "'\\x00ff'::bytea"
+                let row = try #require(
+                    try await database.raw(
+                        "SELECT 7 AS i, 'seven' AS s, 2.5 AS d, NULL AS n, \(blob) AS b, \(bind: "bound") AS bs, \(bind: Int64.min) AS bi, \(bind: -1.25) AS bd, \(bind: true) AS bb, \(bind: Int?.none) AS bn"
+                    ).first()
+                )
+                #expect(try row.decode(column: "i", as: Int.self) == 7 && row.decode(column: "i", as: Int64.self) == 7)
+                #expect(try row.decode(column: "s", as: String.self) == "seven")
+                #expect(try row.decode(column: "d", as: Double.self) == 2.5)
+                #expect(try row.decode(column: "n", as: Int?.self) == nil && row.decodeNil(column: "n"))
+                #expect(try row.decode(column: "i", as: Int?.self) == 7)
+                #expect(try row.decode(column: "b", as: Data.self) == Data([0, 255]))
+                #expect(try row.decode(column: "bs", as: String.self) == "bound")
+                #expect(try row.decode(column: "bi", as: Int64.self) == .min)
+                #expect(try row.decode(column: "bd", as: Double.self) == -1.25)
+                #expect(try row.decode(column: "bn", as: String?.self) == nil)
+                #expect(try row.decode(column: "bb", as: Bool.self))
+                #expect(throws: (any Error).self) { try row.decode(column: "missing", as: Int.self) }
+                #expect(try !row.decodeNil(column: "i") && row.contains(column: "s") && !row.contains(column: "missing"))
+                if kind == .sqlite {
+                    // Stored in another form than its type's: converted as SQLiteKit converts it.
+                    #expect(try row.decode(column: "i", as: String.self) == "7")
+                    #expect(try row.decode(column: "i", as: Double.self) == 7)
+                    #expect(throws: (any Error).self) { try row.decode(column: "s", as: Int.self) }
+                }
+            }
         }
     }
 

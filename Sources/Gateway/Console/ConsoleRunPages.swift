@@ -336,7 +336,7 @@ enum ConsoleEvents {
 
     /// One event: its name and a JSON object as its data.
     static func encode(_ name: String, _ object: [String: Any]) -> ByteBuffer {
-        var json = (try? JSONWriter.encode(object)) ?? ByteBuffer(string: "{}")
+        var json = (try? JSONWriter.encode(untyped: object)) ?? ByteBuffer(string: "{}")
         var buffer = ByteBuffer(string: "event: \(name)\ndata: ")
         buffer.writeBuffer(&json)
         buffer.writeString("\n\n")

@@ -179,8 +179,8 @@ struct HostsController<Transport: ClientTransport>: GatewayController {
                     "hosts": ["total": Int(answer.hostsTotal), "online": Int(answer.hostsOnline), "offline": Int(answer.hostsOffline)],
                     "connected_here": Int(answer.connectedHere),
                     "nodes": answer.nodes.map(Self.node),
-                    "history": answer.history.map { ["time": RESTJSON.time($0.timeUnixMs), "total": Int($0.total), "online": Int($0.online)] },
-                    "deployments": answer.deployments.map { deployment in
+                    "history": answer.history.map { ["time": RESTJSON.time($0.timeUnixMs), "total": Int($0.total), "online": Int($0.online)] as JSONObject },
+                    "deployments": answer.deployments.map { deployment -> JSONObject in
                         [
                             "name": deployment.name, "version": deployment.version, "hosts": Int(deployment.hosts),
                             "running": Int(deployment.running), "stoped": Int(deployment.stopped), "fatal": Int(deployment.fatal),

@@ -227,7 +227,7 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
                             try await writer.write(buffer)
                         case .failed(let error):
                             let envelope = ErrorEnvelope(error)
-                            let object: [String: Any] = ["status": Int(envelope.status), "message": envelope.message, "cause": envelope.cause ?? ""]
+                            let object: JSONObject = ["status": Int(envelope.status), "message": envelope.message, "cause": envelope.cause ?? ""]
                             try await writer.write(Self.serverSent("error", object))
                         }
                     }
@@ -285,14 +285,14 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
     }
 
     /// One Server-Sent Event of a followed command; nil for none.
-    static func serverSentEvent(_ event: Aspire_V1_CommandEvent) -> (String, [String: Any])? {
+    static func serverSentEvent(_ event: Aspire_V1_CommandEvent) -> (String, any JSONWritable)? {
         switch event.body {
         case .accepted(let accepted)?:
-            ("accepted", ["task": Int(accepted.taskID), "id": accepted.commandID, "node": accepted.heldBy])
+            ("accepted", ["task": Int(accepted.taskID), "id": accepted.commandID, "node": accepted.heldBy] as JSONObject)
         case .output(let output)?:
-            ("output", ["seq": Int(output.seq), "stream": output.stream == .stderr ? "stderr" : "stdout", "data": String(decoding: output.chunk, as: UTF8.self)])
+            ("output", ["seq": Int(output.seq), "stream": output.stream == .stderr ? "stderr" : "stdout", "data": String(decoding: output.chunk, as: UTF8.self)] as JSONObject)
         case .lostChunks(let count)?:
-            ("lost", ["chunks": Int(count)])
+            ("lost", ["chunks": Int(count)] as JSONObject)
         case .result(let result)?:
             ("result", result.seedJSONObject())
         case nil:
@@ -307,9 +307,9 @@ struct TasksController<Transport: ClientTransport>: GatewayController {
         case failed(AspireError)
     }
 
-    static func serverSent(_ name: String, _ object: [String: Any]) -> ByteBuffer {
+    static func serverSent(_ name: String, _ object: some JSONWritable) -> ByteBuffer {
         var buffer = ByteBuffer(string: "event: \(name)\ndata: ")
-        var json = (try? JSONWriter.encode(object)) ?? ByteBuffer(string: "{}")
+        var json = JSONWriter.encode(object)
         buffer.writeBuffer(&json)
         buffer.writeString("\n\n")
         return buffer

@@ -35,7 +35,7 @@ public final class SQLiteEngine: SQLEngine {
 
     public func withConnection<Result: Sendable>(_ body: (any SQLDatabase) async throws -> Result) async throws -> Result {
         do {
-            return try await self.lock.withLock { try await body(self.connection.sql()) }
+            return try await self.lock.withLock { try await body(SQLiteRows(self.connection)) }
         } catch let error as SQLiteError where [.full, .ioError].contains(error.reason) {
             // The disk under the store: a clear answer for callers, not an internal error.
             throw StoreFull(location: self.path, detail: error.message).error

@@ -1,0 +1,105 @@
+import Logging
+import NIOCore
+import SQLKit
+import SQLiteKit
+import SQLiteNIO
+
+/// SQLiteKit's `SQLDatabase`, with the store's plain values taken the short way.
+///
+/// SQLiteKit reads every column through its `Decoder` and writes every bind through its
+/// `Encoder`: each value asks at run time whether its type converts directly, a conformance
+/// lookup and a cast. The store reads and writes integers, strings, doubles and bytes almost
+/// only, and a page of 50 hosts is a thousand columns: that lookup was an eighth of a REST host
+/// list's time (P6 in bench/README.md). Here those types are matched by their metadata and
+/// converted as SQLiteKit converts them; anything else, and any value stored in another form
+/// than its type's own, still goes through SQLiteKit's decoder and encoder, so what is read
+/// and written is the same.
+struct SQLiteRows: SQLDatabase {
+    let connection: SQLiteConnection
+    /// SQLiteKit's own, for what this does not change (dialect, version, logging).
+    let base: any SQLDatabase
+
+    init(_ connection: SQLiteConnection) {
+        self.connection = connection
+        self.base = connection.sql()
+    }
+
+    var logger: Logger { self.base.logger }
+    var eventLoop: any EventLoop { self.base.eventLoop }
+    var version: (any SQLDatabaseReportedVersion)? { self.base.version }
+    var dialect: any SQLDialect { self.base.dialect }
+    var queryLogLevel: Logger.Level? { self.base.queryLogLevel }
+
+    func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) -> EventLoopFuture<Void> {
+        let (sql, binds) = self.serialize(query)
+        self.log(sql, binds)
+        do {
+            return self.connection.query(sql, try binds.map(Self.data), logger: self.logger) { onRow(Row(row: $0)) }
+        } catch {
+            return self.eventLoop.makeFailedFuture(error)
+        }
+    }
+
+    func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) async throws {
+        let (sql, binds) = self.serialize(query)
+        self.log(sql, binds)
+        try await self.connection.query(sql, try binds.map(Self.data)) { onRow(Row(row: $0)) }
+    }
+
+    func withSession<R>(_ closure: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
+        try await closure(self)
+    }
+
+    /// As SQLiteKit logs a query (at debug).
+    private func log(_ sql: String, _ binds: [any Encodable & Sendable]) {
+        if let level = self.queryLogLevel {
+            self.logger.log(level: level, "Executing query", metadata: ["sql": .string(sql), "binds": .array(binds.map { .string("\($0)") })])
+        }
+    }
+
+    private static let encoder = SQLiteDataEncoder()
+
+    /// A bind as SQLiteKit's encoder makes it.
+    static func data(_ value: any Encodable & Sendable) throws -> SQLiteData {
+        switch value {
+        case let string as String: .text(string)
+        case let int as Int: .integer(int)
+        case let int as Int64: .integer(Int(int))
+        case let double as Double: .float(double)
+        default: try Self.encoder.encode(value)
+        }
+    }
+
+    struct MissingColumn: Error, CustomStringConvertible {
+        let column: String
+        var description: String { "no column \(self.column) in the row" }
+    }
+
+    struct Row: SQLRow {
+        let row: SQLiteRow
+        private static let decoder = SQLiteDataDecoder()
+
+        var allColumns: [String] { self.row.columns.map(\.name) }
+
+        func contains(column: String) -> Bool {
+            self.row.column(column) != nil
+        }
+
+        func decodeNil(column: String) throws -> Bool {
+            (self.row.column(column) ?? .null) == .null
+        }
+
+        func decode<D: Decodable>(column: String, as type: D.Type) throws -> D {
+            guard let data = self.row.column(column) else {
+                throw MissingColumn(column: column)
+            }
+            switch data {
+            case .integer(let int) where D.self == Int.self: return unsafeBitCast(int, to: D.self)
+            case .integer(let int) where D.self == Int64.self: return unsafeBitCast(Int64(int), to: D.self)
+            case .text(let string) where D.self == String.self: return unsafeBitCast(string, to: D.self)
+            case .float(let double) where D.self == Double.self: return unsafeBitCast(double, to: D.self)
+            default: return try Self.decoder.decode(D.self, from: data)
+            }
+        }
+    }
+}
