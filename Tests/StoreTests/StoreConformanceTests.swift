@@ -33,7 +33,7 @@ struct StoreConformanceTests {
                 let blob: SQLQueryString = kind == .sqlite ? "x'00ff'" : "'\\x00ff'::bytea"
                 let row = try #require(
                     try await database.raw(
-                        "SELECT 7 AS i, 'seven' AS s, 2.5 AS d, NULL AS n, \(blob) AS b, \(bind: "bound") AS bs, \(bind: Int64.min) AS bi, \(bind: -1.25) AS bd, \(bind: true) AS bb, \(bind: Int?.none) AS bn"
+                        "SELECT 7 AS i, 'seven' AS s, 2.5 AS d, NULL AS n, \(blob) AS b, \(bind: "bound") AS bs, \(bind: Int64.min) AS bi, \(bind: -1.25) AS bd, \(bind: true) AS bb, \(bind: Int?.none) AS bn, \(bind: Data([1, 0, 2])) AS bdata"
                     ).first()
                 )
                 #expect(try row.decode(column: "i", as: Int.self) == 7 && row.decode(column: "i", as: Int64.self) == 7)
@@ -46,6 +46,9 @@ struct StoreConformanceTests {
                 #expect(try row.decode(column: "bi", as: Int64.self) == .min)
                 #expect(try row.decode(column: "bd", as: Double.self) == -1.25)
                 #expect(try row.decode(column: "bn", as: String?.self) == nil)
+                #expect(try row.decode(column: "bdata", as: Data.self) == Data([1, 0, 2]) && row.decode(column: "bdata", as: Data?.self) == Data([1, 0, 2]))
+                #expect(try row.decode(column: "n", as: Data?.self) == nil && row.decode(column: "n", as: Int64?.self) == nil)
+                #expect(try row.decode(column: "s", as: String?.self) == "seven" && row.decode(column: "i", as: Int64?.self) == 7)
                 #expect(try row.decode(column: "bb", as: Bool.self))
                 #expect(throws: (any Error).self) { try row.decode(column: "missing", as: Int.self) }
                 #expect(try !row.decodeNil(column: "i") && row.contains(column: "s") && !row.contains(column: "missing"))

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import SQLKit
@@ -8,8 +9,8 @@ import SQLiteNIO
 ///
 /// SQLiteKit reads every column through its `Decoder` and writes every bind through its
 /// `Encoder`: each value asks at run time whether its type converts directly, a conformance
-/// lookup and a cast. The store reads and writes integers, strings, doubles and bytes almost
-/// only, and a page of 50 hosts is a thousand columns: that lookup was an eighth of a REST host
+/// lookup and a cast. The store reads and writes integers, strings, doubles and bytes (and
+/// their optionals) almost only, and a page of 50 hosts is a thousand columns: that lookup was an eighth of a REST host
 /// list's time (P6 in bench/README.md). Here those types are matched by their metadata and
 /// converted as SQLiteKit converts them; anything else, and any value stored in another form
 /// than its type's own, still goes through SQLiteKit's decoder and encoder, so what is read
@@ -63,9 +64,10 @@ struct SQLiteRows: SQLDatabase {
     static func data(_ value: any Encodable & Sendable) throws -> SQLiteData {
         switch value {
         case let string as String: .text(string)
-        case let int as Int: .integer(int)
-        case let int as Int64: .integer(Int(int))
+        case let int as Int: .integer(SQLiteInt64(int))
+        case let int as Int64: .integer(SQLiteInt64(int))
         case let double as Double: .float(double)
+        case let data as Data: .blob(ByteBuffer(bytes: data))
         default: try Self.encoder.encode(value)
         }
     }
@@ -93,13 +95,24 @@ struct SQLiteRows: SQLDatabase {
             guard let data = self.row.column(column) else {
                 throw MissingColumn(column: column)
             }
-            switch data {
-            case .integer(let int) where D.self == Int.self: return unsafeBitCast(int, to: D.self)
-            case .integer(let int) where D.self == Int64.self: return unsafeBitCast(Int64(int), to: D.self)
-            case .text(let string) where D.self == String.self: return unsafeBitCast(string, to: D.self)
-            case .float(let double) where D.self == Double.self: return unsafeBitCast(double, to: D.self)
-            default: return try Self.decoder.decode(D.self, from: data)
-            }
+            let plain: D? =
+                switch data {
+                case .integer(let int): Self.value(Int(int), as: D.self) ?? Self.value(Int64(int), as: D.self)
+                case .text(let string): Self.value(string, as: D.self)
+                case .float(let double): Self.value(double, as: D.self)
+                case .blob(let bytes) where D.self == Data.self || D.self == Data?.self:
+                    Self.value(Data(bytes.readableBytesView), as: D.self)
+                case .blob, .null: nil
+                }
+            return try plain ?? Self.decoder.decode(D.self, from: data)
+        }
+
+        /// `value` as a `D` that is its type or that type's optional; nil for any other `D`.
+        @inline(__always)
+        private static func value<Plain, D>(_ value: Plain, as: D.Type) -> D? {
+            if D.self == Plain.self { return unsafeBitCast(value, to: D.self) }
+            if D.self == Plain?.self { return unsafeBitCast(Plain?.some(value), to: D.self) }
+            return nil
         }
     }
 }
