@@ -212,6 +212,25 @@ struct StoreConformanceTests {
         }
     }
 
+    @Test("A report's tags: bound once, the same again binds nothing new, a new value is bound beside the old, an unknown host is refused", arguments: StoreHarness.engines)
+    func reportedTags(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            try await store.registerHost(Self.registration("sn-1"))
+            func carried() async throws -> [String] {
+                try await #require(store.host(agentSN: "sn-1")).tags.map { "\($0.name)=\($0.value)" }
+            }
+            try await store.bindTags(["svc": "web", "dc": "sh"], to: "sn-1")
+            #expect(try await carried() == ["dc=sh", "svc=web"])
+            try await store.bindTags(["svc": "web", "dc": "sh"], to: "sn-1")
+            #expect(try await carried() == ["dc=sh", "svc=web"])
+            try await store.bindTags(["svc": "db", "dc": "sh"], to: "sn-1")
+            #expect(try await carried() == ["dc=sh", "svc=db", "svc=web"])
+            try await store.bindTags([:], to: "nobody")
+            await #expect(throws: AspireError.self) { try await store.bindTags(["svc": "web"], to: "nobody") }
+            await #expect(throws: AspireError.self) { try await store.bindTags(["": "x"], to: "sn-1") }
+        }
+    }
+
     @Test("Tags: create once, list with host counts, bind, unbind, delete", arguments: StoreHarness.engines)
     func tags(_ kind: SQLEngineKind) async throws {
         try await StoreHarness.withStore(kind) { store in

@@ -410,10 +410,11 @@ public final class TaskEngine: Service {
 
     /// Adds the agent to the open tag tasks whose tags its host carries.
     private func joinTagTasks(_ agentSN: String) async throws {
-        guard let host = try await self.store.host(agentSN: agentSN) else { return }
+        // Every status report comes here: the host is read only when a tag task is open.
+        let open = try await self.store.openTagTasks(at: Date().unixMilliseconds)
+        guard !open.isEmpty, let host = try await self.store.host(agentSN: agentSN) else { return }
         let tags = Dictionary(host.tags.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first })
-        for task in try await self.store.openTagTasks(at: Date().unixMilliseconds)
-        where task.selector.allSatisfy({ tags[$0.key] == $0.value }) {
+        for task in open where task.selector.allSatisfy({ tags[$0.key] == $0.value }) {
             _ = try await self.store.addSubtask(taskID: task.id, agentSN: agentSN)
         }
     }
