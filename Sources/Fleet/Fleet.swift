@@ -48,6 +48,8 @@ public final class Fleet: Sendable {
         public let welcomes = Atomic<Int>(0)
         /// Init or Connect attempts that failed.
         public let failures = Atomic<Int>(0)
+        /// Inits a node answered with a later slot (its connect rate).
+        public let slotsGiven = Atomic<Int>(0)
         public let commands = Atomic<Int>(0)
         public let results = Atomic<Int>(0)
         public let acks = Atomic<Int>(0)
@@ -64,6 +66,8 @@ public final class Fleet: Sendable {
         let counters = Counters()
         /// When each Welcome arrived (milliseconds since 1970), in order.
         let welcomeTimes = Mutex<[Int64]>([])
+        /// When each Init was accepted (milliseconds since 1970), in order.
+        let admissionTimes = Mutex<[Int64]>([])
         let handlers: CommandHandlers
         let pongs = Mutex<[UInt64: CheckedContinuation<Bool, Never>]>([:])
         let nonces = Atomic<UInt64>(0)
@@ -80,6 +84,11 @@ public final class Fleet: Sendable {
             self.counters.welcomes.add(1, ordering: .relaxed)
             let now = Date().unixMilliseconds
             self.welcomeTimes.withLock { $0.append(now) }
+        }
+
+        func admitted() {
+            let now = Date().unixMilliseconds
+            self.admissionTimes.withLock { $0.append(now) }
         }
 
         /// The result of a command: a canned success (after `answerDelay`), or the real
@@ -156,6 +165,11 @@ public final class Fleet: Sendable {
     /// Welcome times (milliseconds since 1970) from `since` on.
     public func welcomes(since: Int64) -> [Int64] {
         self.shared.welcomeTimes.withLock { $0.filter { $0 >= since } }
+    }
+
+    /// When Inits were accepted (milliseconds since 1970) from `since` on.
+    public func admissions(since: Int64) -> [Int64] {
+        self.shared.admissionTimes.withLock { $0.filter { $0 >= since } }
     }
 
     /// Runs the fleet while `body` runs: agents start with at most `window` of them connecting

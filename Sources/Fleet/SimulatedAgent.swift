@@ -127,9 +127,12 @@ final class SimulatedAgent: Sendable {
                 request.arch = "x86_64"
                 request.tags = settings.tags
                 request.visited = visited.sorted()
-                let answer = try await Aspire_V1_Bootstrap.Client(wrapping: client).initAdmitted(request, options: .failFast(timeout: .seconds(30)))
+                let answer = try await Aspire_V1_Bootstrap.Client(wrapping: client).initAdmitted(request, options: .failFast(timeout: .seconds(30))) { _ in
+                    self.shared.counters.slotsGiven.add(1, ordering: .relaxed)
+                }
                 switch answer.action {
                 case .accept:
+                    self.shared.admitted()
                     return .ended(try await self.stream(client))
                 case .redirect:
                     return .redirect(try answer.servers.map { try HostPort(parsing: $0) })

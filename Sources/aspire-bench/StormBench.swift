@@ -52,6 +52,7 @@ struct StormBench: AsyncParsableCommand {
                 // Counted by welcomes after the kill: right after it most agents have not yet
                 // seen their connection close and still count as online.
                 let welcomedBefore = fleet.counters.welcomes.load(ordering: .relaxed)
+                let slotsBefore = fleet.counters.slotsGiven.load(ordering: .relaxed)
                 func welcomedSince() -> Int { fleet.counters.welcomes.load(ordering: .relaxed) - welcomedBefore }
                 await first.process.kill()
                 let node = try await harness.startNode(listen: "0.0.0.0:\(port)", arguments: nodeOptions)
@@ -76,6 +77,9 @@ struct StormBench: AsyncParsableCommand {
                 report.add("back_99_s", "99 % back after restart", back99.seconds, unit: "s", target: "≤ 30 s")
                 report.add("back_100_s", "all back after restart", back100.seconds, unit: "s")
                 Self.addConnectRates(fleet.welcomes(since: killedAt), to: &report)
+                Self.addConnectRates(fleet.admissions(since: killedAt), of: "Inits accepted", key: "admitted_", to: &report)
+                let slots = fleet.counters.slotsGiven.load(ordering: .relaxed) - slotsBefore
+                report.add("slots_per_agent", "later slots given, per agent", Double(slots) / Double(count))
                 report.add("lost", "subtasks without a result", Double(task.count - task.complete), digits: 0, target: "0")
                 // Stored once, run once: one subtask per host, and no agent ran the command twice
                 // (a result lost with the node is re-sent from the agent's outbox, not run again).
@@ -88,13 +92,15 @@ struct StormBench: AsyncParsableCommand {
         }
     }
 
-    /// How the connects after a storm's start were spread: their peak and mean per 100 ms.
-    static func addConnectRates(_ welcomes: [Int64], to report: inout Report) {
-        let rates = Self.bucketCounts(welcomes.sorted(), width: 100)
+    /// How the connects after a storm's start were spread: their peak and mean per 100 ms. The
+    /// connects are the agents' welcomes (stream open, host recorded) unless told otherwise; the
+    /// Inits a node accepted are what its admission paces.
+    static func addConnectRates(_ times: [Int64], of what: String = "connects", key: String = "", to report: inout Report) {
+        let rates = Self.bucketCounts(times.sorted(), width: 100)
         let mean = Double(rates.reduce(0, +)) / Double(max(rates.count, 1))
-        report.add("peak_per_100ms", "connects per 100 ms, peak", Double(rates.max() ?? 0), digits: 0)
-        report.add("mean_per_100ms", "connects per 100 ms, mean", mean)
-        report.add("peak_over_mean", "peak / mean", Double(rates.max() ?? 0) / mean, unit: "×", digits: 2, target: "< 3×")
+        report.add("\(key)peak_per_100ms", "\(what) per 100 ms, peak", Double(rates.max() ?? 0), digits: 0)
+        report.add("\(key)mean_per_100ms", "\(what) per 100 ms, mean", mean)
+        report.add("\(key)peak_over_mean", "peak / mean", Double(rates.max() ?? 0) / mean, unit: "×", digits: 2, target: "< 3×")
     }
 
     /// Events per `width` ms, from the first event to the last.

@@ -29,6 +29,62 @@ struct ConnectAdmissionTests {
         #expect(admission.admit("e", now: later) == nil)
     }
 
+    @Test("Agents back late together are let in at the rate and its burst; the rest queue again for later slots")
+    func lateArrivals() {
+        let t0 = ContinuousClock.now
+        let admission = ConnectAdmission(rate: 10, now: t0)  // 100 ms apart; a burst of one
+        #expect(admission.admit("a", now: t0) == nil)
+        #expect(admission.admit("b", now: t0) == nil)
+        #expect(admission.admit("c", now: t0) == .milliseconds(200))
+        #expect(admission.admit("d", now: t0) == .milliseconds(300))
+        #expect(admission.admit("e", now: t0) == .milliseconds(400))
+        #expect(admission.admit("f", now: t0) == .milliseconds(500))
+        // All four come back at 600 ms, late: two are in (one and the burst of one), e and f
+        // get new slots, a pace apart.
+        let back = t0 + .milliseconds(600)
+        #expect(admission.admit("c", now: back) == nil)
+        #expect(admission.admit("d", now: back) == nil)
+        #expect(admission.admit("e", now: back) == .milliseconds(100))
+        #expect(admission.admit("f", now: back) == .milliseconds(200))
+        #expect(admission.admit("e", now: back + .milliseconds(100)) == nil)
+        #expect(admission.admit("f", now: back + .milliseconds(230)) == nil)
+        #expect(admission.reservations == 0)
+    }
+
+    @Test("Agents held up together (a stall of 600 ms as their slots came) are not let in as a wave: each 100 ms at most its share and the burst")
+    func stalledReturns() throws {
+        let t0 = ContinuousClock.now
+        let admission = ConnectAdmission(rate: 500, now: t0)
+        // Every agent asks at t0 and comes back at its slot, except that nothing reaches the
+        // node from 1.0 to 1.6 s: what was due then arrives at 1.6 s, all at once.
+        // Arrivals latest first, so the next is the last.
+        var pending: [(at: Duration, agent: Int)] = (0 ..< 5000).reversed().map { (.zero, $0) }
+        var admitted: [Duration] = []
+        var rounds = 0
+        while let (at, agent) = pending.popLast(), rounds < 100_000 {
+            rounds += 1
+            if let wait = admission.admit("sn-\(agent)", now: t0 + at) {
+                var back = at + wait
+                if back >= .seconds(1), back < .milliseconds(1600) { back = .milliseconds(1600) }
+                // Behind those arriving at the same instant: first come, first asked.
+                var (low, high) = (0, pending.count)
+                while low < high {
+                    let middle = (low + high) / 2
+                    if pending[middle].at > back { low = middle + 1 } else { high = middle }
+                }
+                pending.insert((back, agent), at: low)
+            } else {
+                admitted.append(at)
+            }
+        }
+        #expect(admitted.count == 5000, "every agent let in")
+        var perWindow: [Int64: Int] = [:]
+        for at in admitted { perWindow[at.milliseconds / 100, default: 0] += 1 }
+        let burst = 500 / 20
+        #expect(try #require(perWindow.values.max()) <= 50 + burst + 1, "\(perWindow.sorted { $0.value > $1.value }.prefix(3))")
+        #expect(try #require(admitted.max()) < .seconds(12), "the stall costs its own length and little more")
+    }
+
     @Test("A storm of 5,000 agents at one instant is spread at the rate: no 100 ms holds more than its share and the burst")
     func storm() throws {
         let t0 = ContinuousClock.now

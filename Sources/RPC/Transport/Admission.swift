@@ -33,9 +33,10 @@ public enum Admission {
 
 extension Aspire_V1_Bootstrap.Client {
     /// `Init`, asked again at the slot a node over its connect rate names, up to `maxWait` in
-    /// all; `waiting` hears each wait. A wait gets up to 10 % more at random (at most a second,
-    /// well inside the 30 s a node keeps a slot), so agents given neighbouring slots do not come
-    /// back in step.
+    /// all; `waiting` hears each wait. The slot is this agent's own, an interval from its
+    /// neighbours', so no jitter is added: agents back a round trip late are let in as their
+    /// slots come, and the node keeps those back together to its rate (``ConnectAdmission``).
+    /// The call's own duration is not taken off the wait: a first call's includes the handshake.
     public func initAdmitted(
         _ request: Aspire_V1_InitRequest,
         options: CallOptions,
@@ -48,10 +49,9 @@ extension Aspire_V1_Bootstrap.Client {
                 return try await self.`init`(request, options: options)
             } catch {
                 guard let wait = Admission.wait(error), waited + wait <= maxWait else { throw error }
-                let jittered = wait + .milliseconds(Int64.random(in: 0 ... min(wait.milliseconds / 10, 1000)))
-                waiting(jittered)
-                try await Task.sleep(for: jittered)
-                waited += jittered
+                waiting(wait)
+                try await Task.sleep(for: wait)
+                waited += wait
             }
         }
     }
