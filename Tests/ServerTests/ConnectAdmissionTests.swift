@@ -33,13 +33,9 @@ struct ConnectAdmissionTests {
     func lateArrivals() {
         let t0 = ContinuousClock.now
         let admission = ConnectAdmission(rate: 10, now: t0)  // 100 ms apart; a burst of one
-        #expect(admission.admit("a", now: t0) == nil)
-        #expect(admission.admit("b", now: t0) == nil)
-        #expect(admission.admit("c", now: t0) == .milliseconds(200))
-        #expect(admission.admit("d", now: t0) == .milliseconds(300))
-        #expect(admission.admit("e", now: t0) == .milliseconds(400))
-        #expect(admission.admit("f", now: t0) == .milliseconds(500))
-        // All four come back at 600 ms, late: two are in (one and the burst of one), e and f
+        let waits = ["a", "b", "c", "d", "e", "f"].map { admission.admit($0, now: t0) }
+        #expect(waits == [nil, nil, .milliseconds(200), .milliseconds(300), .milliseconds(400), .milliseconds(500)])
+        // c, d, e and f come back at 600 ms, late: two are in (one and the burst of one), e and f
         // get new slots, a pace apart.
         let back = t0 + .milliseconds(600)
         #expect(admission.admit("c", now: back) == nil)
