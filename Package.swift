@@ -85,10 +85,14 @@ let package = Package(
         // Child processes, waiting, loopback addresses and scratch directories for tests and
         // benchmarks; nothing of the product, so agent tests need not link the server.
         .target(name: "TestSupport", swiftSettings: upcoming),
+        // A command's first process started straight into its cgroup (clone3), set up between
+        // clone and exec: the part that must be C.
+        .target(name: "CSpawn"),
         .target(
             name: "Agent",
             dependencies: [
-                "RPC", "Cron",
+                "RPC", "Cron", "CSpawn",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -6,11 +6,20 @@ import TestSupport
 
 @testable import Agent
 
+/// The tests that start commands run both ways of starting the shell: straight into its group
+/// (clone3, this kernel) and swift-subprocess with the shell that moves itself (older kernels).
 @Suite("sync.bash executor")
 struct BashExecutorTests {
-    let executor = BashExecutor(logger: Logger(label: "test"))
+    /// `direct`: ``CommandSpawn``; false: swift-subprocess.
+    static let ways = [true, false]
 
-    func run(_ cmd: String, timeout: Int32 = 0, user: String = "", group: String = "", executor: BashExecutor? = nil)
+    static func executor(direct: Bool) -> BashExecutor {
+        var configuration = BashExecutor.Configuration()
+        configuration.directSpawn = direct
+        return BashExecutor(configuration: configuration, logger: Logger(label: "test"))
+    }
+
+    func run(_ cmd: String, timeout: Int32 = 0, user: String = "", group: String = "", direct: Bool = true, executor: BashExecutor? = nil)
         async -> Aspire_V1_CommandResult
     {
         var params = Aspire_V1_BashParams()
@@ -18,12 +27,12 @@ struct BashExecutorTests {
         params.timeout = timeout
         params.user = user
         params.group = group
-        return await (executor ?? self.executor).run(id: "t-\(UUID().uuidString)", params: params)
+        return await (executor ?? Self.executor(direct: direct)).run(id: "t-\(UUID().uuidString)", params: params)
     }
 
-    @Test("A command that succeeds reports success, exit 0 and its output")
-    func success() async {
-        let result = await self.run("echo hello; echo oops >&2")
+    @Test("A command that succeeds reports success, exit 0 and its output", arguments: BashExecutorTests.ways)
+    func success(direct: Bool) async {
+        let result = await self.run("echo hello; echo oops >&2", direct: direct)
         #expect(result.resp == .success)
         #expect(result.retcode == 0)
         #expect(result.message == "Normal termination")
@@ -34,26 +43,26 @@ struct BashExecutorTests {
         #expect(result.finishedUnixMs >= result.startedUnixMs)
     }
 
-    @Test("A non-zero exit is reported as the retcode of a normal termination")
-    func nonZeroExit() async {
-        let result = await self.run("echo partial; exit 7")
+    @Test("A non-zero exit is reported as the retcode of a normal termination", arguments: BashExecutorTests.ways)
+    func nonZeroExit(direct: Bool) async {
+        let result = await self.run("echo partial; exit 7", direct: direct)
         #expect(result.resp == .success)
         #expect(result.retcode == 7)
         #expect(String(decoding: result.data, as: UTF8.self) == "partial\n")
     }
 
-    @Test("A command killed by a signal is failed with 128+signal")
-    func killedBySignal() async {
-        let result = await self.run("kill -SEGV $$")
+    @Test("A command killed by a signal is failed with 128+signal", arguments: BashExecutorTests.ways)
+    func killedBySignal(direct: Bool) async {
+        let result = await self.run("kill -SEGV $$", direct: direct)
         #expect(result.resp == .failed)
         #expect(result.retcode == 128 + SIGSEGV)
         #expect(result.message.contains("SIGSEGV"))
     }
 
-    @Test("Timeout kills the whole process group, including a grandchild holding stdout")
-    func timeoutKillsGrandchild() async throws {
+    @Test("Timeout kills the whole process group, including a grandchild holding stdout", arguments: BashExecutorTests.ways)
+    func timeoutKillsGrandchild(direct: Bool) async throws {
         let marker = "1234.\(Int.random(in: 100_000 ... 999_999))"
-        let result = await self.run("sleep \(marker) & echo started; sleep \(marker)", timeout: 1)
+        let result = await self.run("sleep \(marker) & echo started; sleep \(marker)", timeout: 1, direct: direct)
         #expect(result.resp == .failed)
         #expect(result.retcode == ErrorCode.timeout.rawValue)
         #expect(result.message.contains("Timed out after 1 s"))
@@ -61,10 +70,10 @@ struct BashExecutorTests {
         #expect(ProcessSearch.withArgument(marker).isEmpty, "a sleep \(marker) survived the timeout")
     }
 
-    @Test("A command whose caller is cancelled (the agent stopping) is reported interrupted, and its whole process group is killed")
-    func cancelled() async throws {
+    @Test("A command whose caller is cancelled (the agent stopping) is reported interrupted, and its whole process group is killed", arguments: BashExecutorTests.ways)
+    func cancelled(direct: Bool) async throws {
         let marker = "7788.\(Int.random(in: 100_000 ... 999_999))"
-        let task = Task { await self.run("sleep \(marker) & sleep \(marker); true", timeout: 120) }
+        let task = Task { await self.run("sleep \(marker) & sleep \(marker); true", timeout: 120, direct: direct) }
         try await eventually(timeout: .seconds(20), "both sleeps to start") { ProcessSearch.withArgument(marker).count == 2 }
         task.cancel()
         let result = await task.value
@@ -72,13 +81,14 @@ struct BashExecutorTests {
         try await eventually(timeout: .seconds(10), "the command's group to be gone") { ProcessSearch.withArgument(marker).isEmpty }
     }
 
-    @Test("A grandchild that ignores SIGTERM is killed after the grace period")
-    func timeoutKillsTermIgnoringChild() async throws {
+    @Test("A grandchild that ignores SIGTERM is killed after the grace period", arguments: BashExecutorTests.ways)
+    func timeoutKillsTermIgnoringChild(direct: Bool) async throws {
         let marker = "4321.\(Int.random(in: 100_000 ... 999_999))"
         var configuration = BashExecutor.Configuration()
+        configuration.directSpawn = direct
         configuration.killGrace = .milliseconds(300)
         let executor = BashExecutor(configuration: configuration, logger: Logger(label: "test"))
-        let result = await self.run("trap '' TERM; (trap '' TERM; sleep \(marker)) & sleep \(marker)", timeout: 1, executor: executor)
+        let result = await self.run("trap '' TERM; (trap '' TERM; sleep \(marker)) & sleep \(marker)", timeout: 1, direct: direct, executor: executor)
         #expect(result.retcode == ErrorCode.timeout.rawValue)
         try await eventually(timeout: .seconds(5), "the grandchild that ignores SIGTERM to be killed") {
             ProcessSearch.withArgument(marker).isEmpty
@@ -88,12 +98,13 @@ struct BashExecutorTests {
     @Test(
         "Timeout kills every descendant, also those that left the process group and session (setsid, double fork), as root and as another user",
         .enabled(if: CommandGroups.detect() != nil, "needs a writable cgroup hierarchy (root)"),
-        arguments: ["", "nobody"]
+        arguments: ["", "nobody"], BashExecutorTests.ways
     )
-    func timeoutKillsEscapedDescendants(user: String) async throws {
+    func timeoutKillsEscapedDescendants(user: String, direct: Bool) async throws {
         let marker = "5511.\(Int.random(in: 100_000 ... 999_999))"
         var configuration = BashExecutor.Configuration()
         configuration.killGrace = .milliseconds(500)
+        configuration.directSpawn = direct
         // Groups of this test's own, apart from those of the commands other tests run meanwhile.
         let groups = try #require(CommandGroups.detect(parent: "aspire-test-\(UUID().uuidString)"))
         defer { rmdir(groups.base) }
@@ -107,7 +118,7 @@ struct BashExecutorTests {
             ( setsid sh -c "trap '' TERM; sleep \(marker); sleep \(marker)" < /dev/null > /dev/null 2>&1 & )
             echo started; sleep \(marker)
             """
-        let result = await self.run(command, timeout: 1, user: user, executor: executor)
+        let result = await self.run(command, timeout: 1, user: user, direct: direct, executor: executor)
         #expect(result.retcode == ErrorCode.timeout.rawValue, "\(result.message)")
         #expect(result.message.contains("every process it started killed"), "\(result.message)")
         #expect(String(decoding: result.data, as: UTF8.self) == "started\n")
@@ -142,14 +153,68 @@ struct BashExecutorTests {
         #expect(left.isEmpty, "command cgroups left: \(left)")
     }
 
+    @Test(
+        "The shell is born in its command's group with every signal at its default, no descriptor of the agent's and, as another user, no capabilities",
+        .enabled(if: CommandGroups.detect() != nil, "needs a writable cgroup hierarchy (root)"),
+        arguments: ["", "nobody"], BashExecutorTests.ways
+    )
+    func bornInItsGroup(user: String, direct: Bool) async throws {
+        let groups = try #require(CommandGroups.detect(parent: "aspire-test-\(UUID().uuidString)"))
+        defer { rmdir(groups.base) }
+        var configuration = BashExecutor.Configuration()
+        configuration.groups = groups
+        configuration.directSpawn = direct
+        let executor = BashExecutor(configuration: configuration, logger: Logger(label: "test"))
+        // The agent's own descriptors, not close-on-exec, that the command must not inherit.
+        let leak = open("/dev/null", O_RDONLY)
+        defer { close(leak) }
+        let result = await self.run(
+            "grep -E '^(SigIgn|SigBlk|CapEff):' /proc/self/status; cat /proc/$$/cgroup; echo fds; ls /proc/$$/fd; true",
+            user: user, direct: direct, executor: executor
+        )
+        #expect(result.resp == .success, "\(result.message) \(String(decoding: result.stderr, as: UTF8.self))")
+        let lines = String(decoding: result.data, as: UTF8.self).split(separator: "\n").map(String.init)
+        func status(_ key: String) -> String? {
+            lines.first { $0.hasPrefix("\(key):") }.map { $0.dropFirst(key.count + 1).trimmingCharacters(in: .whitespaces) }
+        }
+        // swift-subprocess leaves glibc's two internal real-time signals (32, 33) ignored; the
+        // standard ones it resets too.
+        let ignored = UInt64(status("SigIgn") ?? "", radix: 16) ?? .max
+        #expect(ignored & (direct ? .max : 0x7fff_ffff) == 0, "ignored signals inherited: \(lines)")
+        #expect(status("SigBlk") == "0000000000000000", "blocked signals inherited: \(lines)")
+        if user == "nobody" { #expect(status("CapEff") == "0000000000000000", "capabilities kept: \(lines)") }
+        // Its own group: the hierarchy's line of /proc/PID/cgroup names the command's directory.
+        let base = "/\(groups.parent).commands/"
+        #expect(lines.contains { $0.contains(base) && ($0.hasPrefix("0::") || $0.contains(":freezer:")) }, "not in its group: \(lines)")
+        // (No pipeline, whose pipe bash holds while it starts the second command; not the last
+        // command, which bash would exec in its own place.)
+        let descriptors = lines.drop { $0 != "fds" }.dropFirst()
+        #expect(Array(descriptors) == ["0", "1", "2"], "descriptors inherited: \(Array(descriptors))")
+    }
+
+    // (Started by swift-subprocess, the shell that moves itself into the group is what fails: exit 127.)
+    @Test("A shell that cannot start is a clear spawn failure", .enabled(if: CommandSpawnTests.kernelHasIt, "needs Linux 5.7"))
+    func spawnFailure() async {
+        let direct = true
+        var configuration = BashExecutor.Configuration()
+        configuration.shell = "/nonexistent/bash"
+        configuration.directSpawn = direct
+        let executor = BashExecutor(configuration: configuration, logger: Logger(label: "test"))
+        let result = await self.run("true", direct: direct, executor: executor)
+        #expect(result.resp == .failed)
+        #expect(result.retcode == ErrorCode.spawnFailed.rawValue, "\(result.retcode) \(result.message)")
+        #expect(result.message.contains("could not start /nonexistent/bash"), "\(result.message)")
+    }
+
     /// The command groups (directories) under `base`.
     static func groups(in base: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []).filter { !$0.hasPrefix("cgroup.") && !$0.contains(".") }
     }
 
-    @Test("50 MiB of output stays bounded: head and tail kept, truncated, total counted")
-    func boundedOutput() async {
+    @Test("50 MiB of output stays bounded: head and tail kept, truncated, total counted", arguments: BashExecutorTests.ways)
+    func boundedOutput(direct: Bool) async {
         var configuration = BashExecutor.Configuration()
+        configuration.directSpawn = direct
         configuration.outputCap = 1 << 20
         let executor = BashExecutor(configuration: configuration, logger: Logger(label: "test"))
         let result = await self.run(
@@ -168,10 +233,10 @@ struct BashExecutorTests {
         #expect(text.contains("bytes omitted"))
     }
 
-    @Test("Runs as the given user with that user's clean environment", .enabled(if: getuid() == 0, "needs root to switch users"))
-    func runsAsNobody() async throws {
+    @Test("Runs as the given user with that user's clean environment", .enabled(if: getuid() == 0, "needs root to switch users"), arguments: BashExecutorTests.ways)
+    func runsAsNobody(direct: Bool) async throws {
         let nobody = try #require(Account.user(named: "nobody"))
-        let result = await self.run("id -u; id -g; echo \"$HOME|$USER|$LOGNAME|$PATH\"; env | wc -l", user: "nobody")
+        let result = await self.run("id -u; id -g; echo \"$HOME|$USER|$LOGNAME|$PATH\"; env | wc -l", user: "nobody", direct: direct)
         #expect(result.resp == .success)
         let lines = String(decoding: result.data, as: UTF8.self).split(separator: "\n").map(String.init)
         #expect(lines[0] == "\(nobody.uid)")
@@ -181,9 +246,9 @@ struct BashExecutorTests {
         #expect(Int(lines[3]) ?? 99 <= 8, "environment leaked: \(lines[3]) variables")
     }
 
-    @Test("An explicit group and the user's supplementary groups are applied", .enabled(if: getuid() == 0, "needs root to switch users"))
-    func groups() async throws {
-        let result = await self.run("id -g; id -G", user: "nobody", group: "daemon")
+    @Test("An explicit group and the user's supplementary groups are applied", .enabled(if: getuid() == 0, "needs root to switch users"), arguments: BashExecutorTests.ways)
+    func groups(direct: Bool) async throws {
+        let result = await self.run("id -g; id -G", user: "nobody", group: "daemon", direct: direct)
         let lines = String(decoding: result.data, as: UTF8.self).split(separator: "\n")
         let daemon = try #require(Account.group(named: "daemon"))
         #expect(lines.first.map(String.init) == "\(daemon)")
@@ -209,9 +274,9 @@ struct BashExecutorTests {
         #expect(negative.retcode == ErrorCode.invalidParams.rawValue)
     }
 
-    @Test("stdin is /dev/null and the command leads its own session")
-    func isolation() async {
-        let result = await self.run("cat; echo \"$(ps -o sid= -p $$ | tr -d ' ') $$\"")
+    @Test("stdin is /dev/null and the command leads its own session", arguments: BashExecutorTests.ways)
+    func isolation(direct: Bool) async {
+        let result = await self.run("cat; echo \"$(ps -o sid= -p $$ | tr -d ' ') $$\"", direct: direct)
         let line = String(decoding: result.data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         let parts = line.split(separator: " ")
         #expect(parts.count == 2 && parts[0] == parts[1], "not a session leader: \(line)")

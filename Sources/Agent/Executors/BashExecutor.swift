@@ -27,6 +27,9 @@ public struct BashExecutor: Sendable {
         public var shell: String = "/bin/bash"
         /// A cgroup per command where the host has one, so a timeout kills every descendant.
         public var groups: CommandGroups? = CommandGroups.detect()
+        /// Starts the shell with ``CommandSpawn`` (straight into its group, one exec) where the
+        /// kernel allows; false: always swift-subprocess, as on kernels before 5.4.
+        public var directSpawn = true
 
         public init() {}
     }
@@ -64,75 +67,55 @@ public struct BashExecutor: Sendable {
             return .failed(id: id, error.code, error.cause, started: started)
         }
 
-        var spawn = Identity.spawn(as: identity, self.configuration.shell, ["-c", cmd])
         self.configuration.groups?.pruneIfDue()
         let cgroup = self.configuration.groups?.make(for: id)
-        if let cgroup { (spawn.executable, spawn.arguments) = cgroup.wrap(spawn.executable, spawn.arguments) }
         defer { cgroup?.remove() }
         let home = identity.account.home
         let workingDirectory = FileManager.default.fileExists(atPath: home) ? home : "/"
         let cap = self.configuration.outputCap
         let grace = self.configuration.killGrace
         let logger = self.logger
+        // One collection of output for both ways of starting the shell.
+        @Sendable func collect(pgid: pid_t, stdout: some CommandOutput, stderr: some CommandOutput) async throws -> Captured {
+            try await Self.collect(
+                id: id, pgid: pgid, stdout: stdout, stderr: stderr, timeout: timeoutSeconds, cgroup: cgroup, grace: grace,
+                capacity: cap, onOutput: onOutput, logger: logger
+            )
+        }
 
         do {
-            let outcome = try await Subprocess.run(
-                .path(FilePath(spawn.executable)),
-                arguments: Subprocess.Arguments(spawn.arguments),
-                environment: .custom(
-                    Dictionary(uniqueKeysWithValues: identity.environment.map { (Environment.Key(stringLiteral: $0.key), $0.value) })
-                ),
-                workingDirectory: FilePath(workingDirectory),
-                platformOptions: spawn.options,
-                input: .none,
-                output: .sequence,
-                error: .sequence
-            ) { execution in
-                let pgid = execution.processIdentifier.value
-                // Cancelled (the agent is stopping): the command's whole group goes with it, not
-                // only the shell, so nothing it started runs on unsupervised.
-                return try await withTaskCancellationHandler {
-                    try await withThrowingTaskGroup(of: Drained.self) { group in
-                    group.addTask {
-                        .stdout(try await Self.drain(execution.standardOutput, .stdout, capacity: cap, onOutput: onOutput))
-                    }
-                    group.addTask {
-                        .stderr(try await Self.drain(execution.standardError, .stderr, capacity: cap, onOutput: onOutput))
-                    }
-                    group.addTask {
-                        try await Task.sleep(for: .seconds(timeoutSeconds))
-                        return .timedOut
-                    }
-                    var stdout: HeadTailBuffer?
-                    var stderr: HeadTailBuffer?
-                    var timedOut = false
-                    while stdout == nil || stderr == nil, let next = try await group.next() {
-                        switch next {
-                        case .stdout(let buffer): stdout = buffer
-                        case .stderr(let buffer): stderr = buffer
-                        case .timedOut:
-                            timedOut = true
-                            logger.info(
-                                "command timed out, killing its processes",
-                                metadata: ["command.id": "\(id)", "command.pgid": "\(pgid)", "command.cgroup": "\(cgroup?.path ?? "none")"]
-                            )
-                            await Self.killGroup(pgid, cgroup: cgroup, grace: grace)
-                        }
-                    }
-                    group.cancelAll()
-                    return Captured(
-                        stdout: stdout ?? HeadTailBuffer(capacity: cap),
-                        stderr: stderr ?? HeadTailBuffer(capacity: cap),
-                        timedOut: timedOut
-                    )
-                    }
-                } onCancel: {
-                    kill(-pgid, SIGKILL)
-                    cgroup?.sendKill()
+            let captured: Captured
+            let status: TerminationStatus
+            var request = CommandSpawn.Request(
+                executable: self.configuration.shell, arguments: ["-c", cmd], environment: identity.environment,
+                directory: workingDirectory, group: cgroup, identity: identity
+            )
+            if self.configuration.directSpawn, let process = try await CommandSpawn.start(request) {
+                captured = try await collect(pgid: process.pid, stdout: process.standardOutput, stderr: process.standardError)
+                status = await process.termination()
+            } else {
+                // swift-subprocess, where the kernel lacks clone3 or pidfds: a shell moves itself
+                // into the group first, and setpriv switches the user.
+                var spawn = Identity.spawn(as: identity, request.executable, request.arguments)
+                if let cgroup { (spawn.executable, spawn.arguments) = cgroup.wrap(spawn.executable, spawn.arguments) }
+                request.arguments = spawn.arguments
+                let outcome = try await Subprocess.run(
+                    .path(FilePath(spawn.executable)),
+                    arguments: Subprocess.Arguments(spawn.arguments),
+                    environment: .custom(
+                        Dictionary(uniqueKeysWithValues: request.environment.map { (Environment.Key(stringLiteral: $0.key), $0.value) })
+                    ),
+                    workingDirectory: FilePath(workingDirectory),
+                    platformOptions: spawn.options,
+                    input: .none,
+                    output: .sequence,
+                    error: .sequence
+                ) { execution in
+                    try await collect(pgid: execution.processIdentifier.value, stdout: execution.standardOutput, stderr: execution.standardError)
                 }
+                (captured, status) = (outcome.closureResult, outcome.terminationStatus)
             }
             if Task.isCancelled { return Self.interrupted(id, started: started) }
-            let captured = outcome.closureResult
             var result = Aspire_V1_CommandResult()
             result.id = id
             result.data = Data(captured.stdout.bytes)
@@ -147,7 +130,7 @@ public struct BashExecutor: Sendable {
                 result.retcode = ErrorCode.timeout.rawValue
                 result.message = "Timed out after \(timeoutSeconds) s; \(cgroup == nil ? "process group" : "every process it started") killed"
             } else {
-                switch outcome.terminationStatus {
+                switch status {
                 case .exited(let code):
                     result.resp = .success
                     result.retcode = code
@@ -170,6 +153,50 @@ public struct BashExecutor: Sendable {
         .failed(id: id, .interrupted, "the agent stopped while the command ran; its process group was killed", started: started)
     }
 
+    /// Reads both pipes to their ends into head+tail buffers, killing the command's processes
+    /// at its timeout; cancelled (the agent is stopping), the command's whole group goes with
+    /// it, not only the shell, so nothing it started runs on unsupervised.
+    private static func collect(
+        id: String, pgid: pid_t, stdout: some CommandOutput, stderr: some CommandOutput, timeout: Int,
+        cgroup: CommandGroup?, grace: Duration, capacity: Int, onOutput: OutputHandler?, logger: Logger
+    ) async throws -> Captured {
+        try await withTaskCancellationHandler {
+            try await withThrowingTaskGroup(of: Drained.self) { group in
+                group.addTask { .stdout(try await Self.drain(stdout, .stdout, capacity: capacity, onOutput: onOutput)) }
+                group.addTask { .stderr(try await Self.drain(stderr, .stderr, capacity: capacity, onOutput: onOutput)) }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(timeout))
+                    return .timedOut
+                }
+                var out: HeadTailBuffer?
+                var err: HeadTailBuffer?
+                var timedOut = false
+                while out == nil || err == nil, let next = try await group.next() {
+                    switch next {
+                    case .stdout(let buffer): out = buffer
+                    case .stderr(let buffer): err = buffer
+                    case .timedOut:
+                        timedOut = true
+                        logger.info(
+                            "command timed out, killing its processes",
+                            metadata: ["command.id": "\(id)", "command.pgid": "\(pgid)", "command.cgroup": "\(cgroup?.path ?? "none")"]
+                        )
+                        await Self.killGroup(pgid, cgroup: cgroup, grace: grace)
+                    }
+                }
+                group.cancelAll()
+                return Captured(
+                    stdout: out ?? HeadTailBuffer(capacity: capacity),
+                    stderr: err ?? HeadTailBuffer(capacity: capacity),
+                    timedOut: timedOut
+                )
+            }
+        } onCancel: {
+            kill(-pgid, SIGKILL)
+            cgroup?.sendKill()
+        }
+    }
+
     private enum Drained: Sendable {
         case stdout(HeadTailBuffer)
         case stderr(HeadTailBuffer)
@@ -184,15 +211,15 @@ public struct BashExecutor: Sendable {
 
     /// Reads a pipe to its end into a head+tail buffer, passing chunks on when asked to.
     private static func drain(
-        _ sequence: SubprocessOutputSequence,
+        _ output: some CommandOutput,
         _ stream: Aspire_V1_CommandOutput.Stream,
         capacity: Int,
         onOutput: OutputHandler?
     ) async throws -> HeadTailBuffer {
         var buffer = HeadTailBuffer(capacity: capacity)
-        for try await chunk in sequence {
+        try await output.forEach { chunk in
             chunk.withUnsafeBytes { buffer.append($0) }
-            if let onOutput { await onOutput(stream, chunk.withUnsafeBytes { Array($0) }) }
+            if let onOutput { await onOutput(stream, chunk) }
         }
         return buffer
     }
@@ -233,6 +260,19 @@ public struct BashExecutor: Sendable {
         case SIGUSR2: "SIGUSR2"
         default: "signal \(signal)"
         }
+    }
+}
+
+/// A command's stdout or stderr as it is read, chunk by chunk, whichever way it was started.
+protocol CommandOutput: Sendable {
+    func forEach(_ body: ([UInt8]) async throws -> Void) async throws
+}
+
+extension CommandSpawn.Output: CommandOutput {}
+
+extension SubprocessOutputSequence: CommandOutput {
+    func forEach(_ body: ([UInt8]) async throws -> Void) async throws {
+        for try await chunk in self { try await body(chunk.withUnsafeBytes { Array($0) }) }
     }
 }
 

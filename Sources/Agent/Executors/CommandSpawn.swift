@@ -1,0 +1,278 @@
+import CSpawn
+import Dispatch
+import NIOCore
+import NIOPosix
+import Subprocess
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starts a command's first process straight into its cgroup: `clone3` with
+/// `CLONE_INTO_CGROUP` (Linux 5.7) on cgroup v2, so the kernel places it before it runs a single
+/// instruction and nothing it starts is ever outside. On cgroup v1 the child writes itself into
+/// the freezer group before its exec. Either way there is one exec per command — the shell
+/// that used to move itself first (`/bin/sh`, then `exec bash`) cost a second one, as much as
+/// bash's own start (P8 in bench/README.md) — and the user switch is made in the child by raw
+/// system calls, so a command as another user needs no `setpriv` exec either.
+///
+/// The child's setup is C (`CSpawn`): between clone and exec only async-signal-safe calls are
+/// allowed in a copy of a process with many threads. Its output is read by NIO pipe channels
+/// (with back-pressure), its exit seen on its pidfd. Where the kernel has no `clone3` or pidfds
+/// (before 5.4; RHEL 8's 4.18), ``start(_:)`` answers nil and the caller uses swift-subprocess
+/// with the shell that moves itself, as before.
+enum CommandSpawn {
+    /// What to start.
+    struct Request {
+        var executable: String
+        var arguments: [String]
+        var environment: [String: String]
+        var directory: String?
+        /// The command's group, or nil (its session alone).
+        var group: CommandGroup?
+        /// The ids to switch to, or nil to stay the agent's.
+        var identity: Identity?
+    }
+
+    /// Whether this kernel has what the direct spawn needs; false after the first clone3 that
+    /// said it has not.
+    private static let available = Atomic<Bool>(true)
+
+    /// A started process: its pid (also its process group and session), its output, its end.
+    struct Started: Sendable {
+        let pid: pid_t
+        let standardOutput: Output
+        let standardError: Output
+        fileprivate let exit: ExitWatch
+
+        /// Waits for the process to end; reaps it.
+        func termination() async -> TerminationStatus {
+            await self.exit.wait()
+        }
+    }
+
+    /// One of the process's output pipes, read with back-pressure; chunks as they come.
+    struct Output: Sendable {
+        fileprivate let channel: NIOAsyncChannel<ByteBuffer, Never>
+
+        /// Hands each chunk to `body` until the pipe's end (every writer closed it).
+        func forEach(_ body: ([UInt8]) async throws -> Void) async throws {
+            try await self.channel.executeThenClose { inbound, _ in
+                for try await buffer in inbound {
+                    try await body(Array(buffer.readableBytesView))
+                }
+            }
+        }
+    }
+
+    /// Starts the process, or answers nil when this kernel cannot (use swift-subprocess).
+    static func start(_ request: Request) async throws -> Started? {
+        guard self.available.load(ordering: .relaxed) else { return nil }
+        let output = try Self.pipe()
+        let errors: (read: Int32, write: Int32)
+        do { errors = try Self.pipe() } catch {
+            close(output.read)
+            close(output.write)
+            throw error
+        }
+        let input = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        let cgroup = request.group.map { open($0.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } ?? -1
+        defer {
+            for fd in [input, cgroup, output.write, errors.write] where fd >= 0 { close(fd) }
+        }
+        let spawned: (pid: pid_t, pidfd: Int32)
+        do {
+            // The parent waits for the child's exec (~1 ms): not on a thread of the cooperative pool.
+            spawned = try await withCheckedContinuation { continuation in
+                DispatchQueue.global().async {
+                    continuation.resume(returning: Result { () throws(SpawnFailure) -> (pid: pid_t, pidfd: Int32) in
+                        try Self.clone(request, cgroup: cgroup, input: input, output: output.write, error: errors.write)
+                    })
+                }
+            }.get()
+        } catch let failure where failure.step == "clone3" && (failure.errno == ENOSYS || failure.errno == EINVAL) {
+            close(output.read)
+            close(errors.read)
+            Self.available.store(false, ordering: .relaxed)
+            return nil
+        } catch {
+            close(output.read)
+            close(errors.read)
+            throw error
+        }
+        // The write ends close (defer) once the child has its copies.
+        let exit = ExitWatch(pid: spawned.pid, pidfd: spawned.pidfd)
+        do {
+            let standardOutput = try await Self.reader(output.read)
+            let standardError: Output
+            do { standardError = try await Self.reader(errors.read) } catch {
+                try? await standardOutput.channel.channel.close()
+                throw error
+            }
+            return Started(pid: spawned.pid, standardOutput: standardOutput, standardError: standardError, exit: exit)
+        } catch {
+            kill(-spawned.pid, SIGKILL)
+            _ = await exit.wait()
+            throw error
+        }
+    }
+
+    /// Why the process could not start: the step (`execve`, `chdir`, `setresuid`...) and errno.
+    struct SpawnFailure: Error, CustomStringConvertible {
+        var step: String
+        var errno: Int32
+        var description: String { "\(self.step): \(String(cString: strerror(self.errno)))" }
+    }
+
+    /// clone3 and the child's setup, on a thread of its own: the parent waits for the exec.
+    private static func clone(
+        _ request: Request, cgroup: Int32, input: Int32, output: Int32, error: Int32
+    ) throws(SpawnFailure) -> (pid: pid_t, pidfd: Int32) {
+        do {
+            return try Self.cloneUntyped(request, cgroup: cgroup, input: input, output: output, error: error)
+        } catch let failure as SpawnFailure {
+            throw failure
+        } catch {
+            throw SpawnFailure(step: "clone3", errno: EINVAL)
+        }
+    }
+
+    private static func cloneUntyped(
+        _ request: Request, cgroup: Int32, input: Int32, output: Int32, error: Int32
+    ) throws -> (pid: pid_t, pidfd: Int32) {
+        // cgroup v1 (no CLONE_INTO_CGROUP): the child moves itself in.
+        let joinPath = cgroup < 0 ? request.group.map { "\($0.path)/cgroup.procs" } : nil
+        let argv = [request.executable] + request.arguments
+        let envp = request.environment.map { "\($0.key)=\($0.value)" }
+        let groups = request.identity?.groups ?? []
+        let identity = request.identity
+        return try CStrings.with(argv) { argv in
+            try CStrings.with(envp) { envp in
+                try groups.withUnsafeBufferPointer { groups in
+                    try Self.withOptionalCString(request.directory) { directory in
+                        try Self.withOptionalCString(joinPath) { joinPath in
+                            try request.executable.withCString { path in
+                                var spec = aspire_spawn_request()
+                                spec.path = path
+                                spec.argv = argv
+                                spec.envp = envp
+                                spec.directory = directory
+                                spec.cgroup_fd = cgroup
+                                spec.join_path = joinPath
+                                spec.stdin_fd = input
+                                spec.stdout_fd = output
+                                spec.stderr_fd = error
+                                if let identity, identity.needsSwitch {
+                                    spec.switch_ids = 1
+                                    spec.uid = identity.account.uid
+                                    spec.gid = identity.gid
+                                    spec.groups = groups.baseAddress
+                                    spec.group_count = groups.count
+                                }
+                                var pidfd: Int32 = -1
+                                var step: UnsafePointer<CChar>?
+                                let pid = aspire_spawn(&spec, &pidfd, &step)
+                                guard pid > 0 else {
+                                    throw SpawnFailure(step: step.map { String(cString: $0) } ?? "clone3", errno: Glibc.errno)
+                                }
+                                return (pid, pidfd)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private static func withOptionalCString<T>(_ string: String?, _ body: (UnsafePointer<CChar>?) throws -> T) rethrows -> T {
+        guard let string else { return try body(nil) }
+        return try string.withCString { pointer in try body(pointer) }
+    }
+
+    /// A pipe, both ends close-on-exec (the child's copies become its 1 and 2 by dup2).
+    private static func pipe() throws -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [-1, -1]
+        guard aspire_pipe(&fds) == 0 else { throw SpawnFailure(step: "pipe2", errno: errno) }
+        return (fds[0], fds[1])
+    }
+
+    /// A NIO channel over a pipe's read end (it owns and closes it).
+    private static func reader(_ fd: Int32) async throws -> Output {
+        do {
+            let channel = try await NIOPipeBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .takingOwnershipOfDescriptor(input: fd) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel<ByteBuffer, Never>(wrappingChannelSynchronously: channel)
+                    }
+                }
+            return Output(channel: channel)
+        } catch {
+            close(fd)
+            throw error
+        }
+    }
+}
+
+/// The end of a process started by ``CommandSpawn``: its pidfd turns readable when it exits.
+/// (Unchecked: a dispatch source is safe to use from any thread; the rest is in the mutex.)
+private final class ExitWatch: @unchecked Sendable {
+    let pid: pid_t
+    private let pidfd: Int32
+    private let source: any DispatchSourceRead
+    private let state = Mutex<State>(State())
+
+    private struct State {
+        var status: TerminationStatus?
+        var waiters: [CheckedContinuation<TerminationStatus, Never>] = []
+    }
+
+    private static let queue = DispatchQueue(label: "aspire.command-exits")
+
+    init(pid: pid_t, pidfd: Int32) {
+        self.pid = pid
+        self.pidfd = pidfd
+        self.source = DispatchSource.makeReadSource(fileDescriptor: pidfd, queue: Self.queue)
+        // Holds the watch until the process has ended, waited for or not: it is always reaped.
+        self.source.setEventHandler { [self] in self.check() }
+        self.source.setCancelHandler { close(pidfd) }
+        self.source.resume()
+    }
+
+    /// Reaps the process if it has ended, and answers whoever waits.
+    private func check() {
+        var code: Int32 = 0
+        var signaled: Int32 = 0
+        let reaped = aspire_spawn_reap(self.pidfd, &code, &signaled)
+        guard reaped != 0 else { return }
+        // -1: not ours to reap any more (ECHILD); nothing better to say than a failure.
+        let status: TerminationStatus = reaped < 0 ? .exited(127) : signaled != 0 ? .signaled(code) : .exited(code)
+        let waiters = self.state.withLock { state in
+            state.status = status
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        // Cancelling drops the handler, and with it the watch's hold on itself.
+        self.source.cancel()
+        for waiter in waiters { waiter.resume(returning: status) }
+    }
+
+    func wait() async -> TerminationStatus {
+        await withCheckedContinuation { continuation in
+            let status = self.state.withLock { state in
+                if state.status == nil { state.waiters.append(continuation) }
+                return state.status
+            }
+            if let status { continuation.resume(returning: status) }
+        }
+    }
+}
+
+/// NULL-terminated C string arrays for exec.
+enum CStrings {
+    static func with<T>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) throws -> T) rethrows -> T {
+        let pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) } + [nil]
+        defer { for pointer in pointers { free(pointer) } }
+        return try pointers.withUnsafeBufferPointer { buffer in try body(buffer.baseAddress!) }
+    }
+}
