@@ -35,6 +35,31 @@ struct HeadTailBufferTests {
     }
 }
 
+extension HeadTailBufferTests {
+    @Test("Random chunkings of random output keep exactly the first and last halves")
+    func randomChunkings() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0 ..< 200 {
+            let capacity = Int.random(in: 2 ... 64, using: &generator)
+            let text = (0 ..< Int.random(in: 0 ... 300, using: &generator)).map { _ in UInt8.random(in: 97 ... 122, using: &generator) }
+            var buffer = HeadTailBuffer(capacity: capacity)
+            var index = 0
+            while index < text.count {
+                let end = min(text.count, index + Int.random(in: 1 ... 2 * capacity, using: &generator))
+                buffer.append(Array(text[index ..< end]))
+                index = end
+            }
+            let head = capacity / 2
+            let tail = capacity - head
+            let expected: [UInt8] =
+                text.count <= capacity
+                ? text : Array(text.prefix(head)) + Array("\n... [\(text.count - capacity) bytes omitted] ...\n".utf8) + Array(text.suffix(tail))
+            #expect(buffer.bytes == expected, "capacity \(capacity), \(text.count) bytes")
+            #expect(buffer.totalBytes == UInt64(text.count))
+        }
+    }
+}
+
 @Suite("Agent state and outbox")
 struct AgentStateTests {
     @Test("The data directory is made 0700, and one left open to others is tightened at start")

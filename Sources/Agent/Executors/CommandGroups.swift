@@ -46,6 +46,12 @@ public struct CommandGroups: Sendable {
 
     var base: String { "\(self.hierarchy)/\(self.parent).commands" }
 
+    init(hierarchy: String, kind: Kind, parent: String) {
+        self.hierarchy = hierarchy
+        self.kind = kind
+        self.parent = parent
+    }
+
     /// The hierarchy this host offers for grouping, or nil. Only looks: nothing is made until a
     /// command runs.
     public static func detect(root: String = "/sys/fs/cgroup", parent: String = "aspire") -> CommandGroups? {

@@ -77,20 +77,30 @@ enum CommandSpawn {
             throw error
         }
         let input = open("/dev/null", O_RDONLY | O_CLOEXEC)
-        let cgroup = request.group.map { open($0.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } ?? -1
+        // cgroup v2: born in the group. v1 (no CLONE_INTO_CGROUP there): the child moves itself.
+        let cgroup = request.group.flatMap { $0.kind == .v2 ? open($0.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : nil } ?? -1
         defer {
             for fd in [input, cgroup, output.write, errors.write] where fd >= 0 { close(fd) }
         }
-        let spawned: (pid: pid_t, pidfd: Int32)
-        do {
-            // The parent waits for the child's exec (~1 ms): not on a thread of the cooperative pool.
-            spawned = try await withCheckedContinuation { continuation in
+        func clone(into cgroup: Int32) async throws(SpawnFailure) -> (pid: pid_t, pidfd: Int32) {
+            // The parent waits for the child's exec: not on a thread of the cooperative pool.
+            try await withCheckedContinuation { continuation in
                 DispatchQueue.global().async {
                     continuation.resume(returning: Result { () throws(SpawnFailure) -> (pid: pid_t, pidfd: Int32) in
                         try Self.clone(request, cgroup: cgroup, input: input, output: output.write, error: errors.write)
                     })
                 }
             }.get()
+        }
+        let spawned: (pid: pid_t, pidfd: Int32)
+        do {
+            do {
+                spawned = try await clone(into: cgroup)
+            } catch let failure where failure.step == "clone3" && cgroup >= 0 {
+                // The kernel cannot start it in the group (before Linux 5.7, or the group's own
+                // state): as on v1, the child moves itself, and runs anyway if that fails.
+                spawned = try await clone(into: -1)
+            }
         } catch let failure where failure.step == "clone3" && (failure.errno == ENOSYS || failure.errno == EINVAL) {
             close(output.read)
             close(errors.read)

@@ -36,14 +36,25 @@ public struct HeadTailBuffer: Sendable {
             self.tailStart = 0
             return
         }
-        for byte in rest {
-            if self.tail.count < self.tailCapacity {
-                self.tail.append(byte)
-            } else {
-                self.tail[self.tailStart] = byte
-                self.tailStart = (self.tailStart + 1) % self.tailCapacity
+        // Fill the ring, then overwrite its oldest bytes: at most two copies a chunk (a command
+        // printing megabytes went byte by byte here).
+        if self.tail.count < self.tailCapacity {
+            let take = min(self.tailCapacity - self.tail.count, rest.count)
+            self.tail.append(contentsOf: rest.prefix(take))
+            rest = rest.dropFirst(take)
+            guard !rest.isEmpty else { return }
+        }
+        let start = self.tailStart
+        let capacity = self.tailCapacity
+        self.tail.withUnsafeMutableBytes { ring in
+            let source = UnsafeRawBufferPointer(rebasing: rest)
+            let first = min(source.count, capacity - start)
+            ring.baseAddress!.advanced(by: start).copyMemory(from: source.baseAddress!, byteCount: first)
+            if first < source.count {
+                ring.baseAddress!.copyMemory(from: source.baseAddress!.advanced(by: first), byteCount: source.count - first)
             }
         }
+        self.tailStart = (start + rest.count) % capacity
     }
 
     public mutating func append(_ bytes: [UInt8]) {
