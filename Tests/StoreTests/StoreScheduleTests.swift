@@ -54,7 +54,7 @@ struct StoreScheduleTests {
     func targets(_ kind: SQLEngineKind) async throws {
         try await StoreHarness.withStore(kind) { store in
             for sn in ["db-1", "db-2", "web-1"] {
-                _ = try await store.registerHost(HostRegistration(agentSN: sn, hostname: sn, ipaddr: "10.0.0.1", os: "linux", arch: "x86_64", version: "1", node: "n1"))
+                try await store.registerHost(HostRegistration(agentSN: sn, hostname: sn, ipaddr: "10.0.0.1", os: "linux", arch: "x86_64", version: "1", node: "n1"))
             }
             try await store.bindTags(["role": "db", "dc": "sh"], to: "db-1")
             try await store.bindTags(["role": "db"], to: "db-2")

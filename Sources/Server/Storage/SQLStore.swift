@@ -49,9 +49,9 @@ public final class SQLStore: Sendable {
 
 extension SQLStore {
     /// Records an agent that connected: creates its host or updates it (online, on `node`;
-    /// the previous version kept as prevers when the version changed).
-    @discardableResult
-    public func registerHost(_ registration: HostRegistration) async throws -> HostRecord {
+    /// the previous version kept as prevers when the version changed). Nothing is read back:
+    /// a connecting agent needs no record of itself (one store round trip less per connect).
+    public func registerHost(_ registration: HostRegistration) async throws {
         let now = Self.now
         try await self.engine.withConnection { database in
             try await database.raw(
@@ -77,10 +77,6 @@ extension SQLStore {
                 """
             ).run()
         }
-        guard let host = try await self.host(agentSN: registration.agentSN) else {
-            throw AspireError(.internalError, "host \(registration.agentSN) vanished while being registered")
-        }
-        return host
     }
 
     /// Marks a host offline if `stream` still holds it: a stream that ends after the agent
