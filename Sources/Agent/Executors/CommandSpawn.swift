@@ -135,69 +135,35 @@ enum CommandSpawn {
         var description: String { "\(self.step): \(String(cString: strerror(self.errno)))" }
     }
 
-    /// clone3 and the child's setup, on a thread of its own: the parent waits for the exec.
+    /// clone3 and the child's setup; the calling thread waits for the child's exec.
     private static func clone(
         _ request: Request, cgroup: Int32, input: Int32, output: Int32, error: Int32
     ) throws(SpawnFailure) -> (pid: pid_t, pidfd: Int32) {
-        do {
-            return try Self.cloneUntyped(request, cgroup: cgroup, input: input, output: output, error: error)
-        } catch let failure as SpawnFailure {
-            throw failure
-        } catch {
-            throw SpawnFailure(step: "clone3", errno: EINVAL)
+        let strings = CStrings()
+        var spec = aspire_spawn_request()
+        spec.path = strings.string(request.executable)
+        spec.argv = strings.array([request.executable] + request.arguments)
+        spec.envp = strings.array(request.environment.map { "\($0.key)=\($0.value)" })
+        spec.directory = request.directory.map(strings.string)
+        spec.cgroup_fd = cgroup
+        // No cgroup fd (v1, or refused): the child moves itself in.
+        spec.join_path = cgroup < 0 ? request.group.map { strings.string("\($0.path)/cgroup.procs") } : nil
+        spec.stdin_fd = input
+        spec.stdout_fd = output
+        spec.stderr_fd = error
+        if let identity = request.identity, identity.needsSwitch {
+            spec.switch_ids = 1
+            spec.uid = identity.account.uid
+            spec.gid = identity.gid
+            spec.groups = strings.copy(identity.groups)
+            spec.group_count = identity.groups.count
         }
-    }
-
-    private static func cloneUntyped(
-        _ request: Request, cgroup: Int32, input: Int32, output: Int32, error: Int32
-    ) throws -> (pid: pid_t, pidfd: Int32) {
-        // cgroup v1 (no CLONE_INTO_CGROUP): the child moves itself in.
-        let joinPath = cgroup < 0 ? request.group.map { "\($0.path)/cgroup.procs" } : nil
-        let argv = [request.executable] + request.arguments
-        let envp = request.environment.map { "\($0.key)=\($0.value)" }
-        let groups = request.identity?.groups ?? []
-        let identity = request.identity
-        return try CStrings.with(argv) { argv in
-            try CStrings.with(envp) { envp in
-                try groups.withUnsafeBufferPointer { groups in
-                    try Self.withOptionalCString(request.directory) { directory in
-                        try Self.withOptionalCString(joinPath) { joinPath in
-                            try request.executable.withCString { path in
-                                var spec = aspire_spawn_request()
-                                spec.path = path
-                                spec.argv = argv
-                                spec.envp = envp
-                                spec.directory = directory
-                                spec.cgroup_fd = cgroup
-                                spec.join_path = joinPath
-                                spec.stdin_fd = input
-                                spec.stdout_fd = output
-                                spec.stderr_fd = error
-                                if let identity, identity.needsSwitch {
-                                    spec.switch_ids = 1
-                                    spec.uid = identity.account.uid
-                                    spec.gid = identity.gid
-                                    spec.groups = groups.baseAddress
-                                    spec.group_count = groups.count
-                                }
-                                var pidfd: Int32 = -1
-                                var step: UnsafePointer<CChar>?
-                                let pid = aspire_spawn(&spec, &pidfd, &step)
-                                guard pid > 0 else {
-                                    throw SpawnFailure(step: step.map { String(cString: $0) } ?? "clone3", errno: Glibc.errno)
-                                }
-                                return (pid, pidfd)
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    private static func withOptionalCString<T>(_ string: String?, _ body: (UnsafePointer<CChar>?) throws -> T) rethrows -> T {
-        guard let string else { return try body(nil) }
-        return try string.withCString { pointer in try body(pointer) }
+        var pidfd: Int32 = -1
+        var step: UnsafePointer<CChar>?
+        // The strings live until the child has exec'd (or failed).
+        let pid = withExtendedLifetime(strings) { aspire_spawn(&spec, &pidfd, &step) }
+        guard pid > 0 else { throw SpawnFailure(step: step.map { String(cString: $0) } ?? "clone3", errno: Glibc.errno) }
+        return (pid, pidfd)
     }
 
     /// A pipe, both ends close-on-exec (the child's copies become its 1 and 2 by dup2).
@@ -278,11 +244,37 @@ private final class ExitWatch: @unchecked Sendable {
     }
 }
 
-/// NULL-terminated C string arrays for exec.
-enum CStrings {
-    static func with<T>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) throws -> T) rethrows -> T {
-        let pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) } + [nil]
-        defer { for pointer in pointers { free(pointer) } }
-        return try pointers.withUnsafeBufferPointer { buffer in try body(buffer.baseAddress!) }
+/// The C strings and arrays of one spawn, freed with it.
+private final class CStrings {
+    private var allocations: [UnsafeMutableRawPointer] = []
+
+    func string(_ string: String) -> UnsafePointer<CChar> {
+        let copy = strdup(string)!
+        self.allocations.append(UnsafeMutableRawPointer(copy))
+        return UnsafePointer(copy)
+    }
+
+    /// NULL-terminated, as exec takes its arguments and environment.
+    func array(_ strings: [String]) -> UnsafePointer<UnsafeMutablePointer<CChar>?> {
+        let array = self.allocate(UnsafeMutablePointer<CChar>?.self, strings.count + 1)
+        for (index, string) in strings.enumerated() { array[index] = UnsafeMutablePointer(mutating: self.string(string)) }
+        array[strings.count] = nil
+        return UnsafePointer(array)
+    }
+
+    func copy(_ groups: [gid_t]) -> UnsafePointer<gid_t> {
+        let copy = self.allocate(gid_t.self, max(groups.count, 1))
+        copy.initialize(from: groups, count: groups.count)
+        return UnsafePointer(copy)
+    }
+
+    private func allocate<T>(_ type: T.Type, _ count: Int) -> UnsafeMutablePointer<T> {
+        let memory = malloc(MemoryLayout<T>.stride * count)!
+        self.allocations.append(memory)
+        return memory.bindMemory(to: T.self, capacity: count)
+    }
+
+    deinit {
+        for allocation in self.allocations { free(allocation) }
     }
 }
