@@ -105,16 +105,16 @@ static void child(void *argument) {
     const struct child_context *context = argument;
     const aspire_spawn_request *request = context->request;
     volatile struct failure *report = context->failure;
-    // Back to defaults: the agent ignores SIGPIPE, and its blocked mask came along.
-    struct sigaction action;
-    memset(&action, 0, sizeof action);
-    action.sa_handler = SIG_DFL;
-    for (int signal = 1; signal < NSIG; signal++) {
-        if (signal != SIGKILL && signal != SIGSTOP) sigaction(signal, &action, NULL);
+    // Back to defaults: the agent ignores SIGPIPE, and its blocked mask came along. By the raw
+    // system call: glibc's sigaction refuses its own two signals (32, 33), which an ignoring
+    // parent would otherwise hand down. All zeroes is SIG_DFL, no flags, an empty mask, in the
+    // kernel's layout on every architecture.
+    unsigned long defaults[4] = {0, 0, 0, 0};
+    for (int signal = 1; signal < 65; signal++) {
+        if (signal != SIGKILL && signal != SIGSTOP) syscall(SYS_rt_sigaction, signal, defaults, NULL, 8);
     }
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    unsigned long none = 0;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
 
     if (setsid() < 0) fail(report, 1);
     if (request->join_path != NULL) {

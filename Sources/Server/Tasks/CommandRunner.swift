@@ -40,7 +40,10 @@ public struct CommandRunner: Sendable {
         let command = request.command
         let id = command.id.isEmpty ? UUID.random().uuidString.lowercased() : command.id
         try CommandID.check(id)
-        let holder = try await self.store.holders(of: [request.agentSn])[request.agentSn]
+        // A host whose stream is here is held here: the store is asked only about the others.
+        let holder =
+            self.registry.session(for: request.agentSn) != nil
+            ? self.nodeName : try await self.store.holders(of: [request.agentSn])[request.agentSn]
         if holder == nil, !request.detach {
             throw AspireError(
                 .agentOffline,
