@@ -12,9 +12,9 @@ import SystemPackage
 import Glibc
 #endif
 
-/// Runs `sync.bash`: `/bin/bash -c CMD` in a new session as the given user and group, with
-/// stdin from /dev/null, a clean environment, both pipes drained into bounded head+tail buffers,
-/// and the whole process group killed at timeout.
+/// Runs `sync.bash`: `/bin/bash -c CMD` in a new session and a cgroup of its own as the given
+/// user and group, with stdin from /dev/null, a clean environment, both pipes drained into
+/// bounded head+tail buffers, and every process it started killed at timeout.
 public struct BashExecutor: Sendable {
     public struct Configuration: Sendable {
         /// Bytes kept of each of stdout and stderr (head and tail halves).
@@ -288,7 +288,9 @@ struct Identity {
     static let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
     /// `executable arguments` as a command line that runs as `identity` (nil: as the agent
-    /// itself), and the spawn options that go with it (always a new session).
+    /// itself), and the spawn options that go with it (always a new session): for what
+    /// swift-subprocess starts (control scripts, and commands where ``CommandSpawn`` cannot,
+    /// which switches users itself).
     ///
     /// swift-subprocess switches users in a child made by a raw clone(), where glibc's
     /// setgroups, setgid and setuid wait forever for threads that existed only in the parent
