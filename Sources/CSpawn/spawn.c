@@ -78,7 +78,7 @@ static int place(int fd, int target) {
     return dup2(fd, target) < 0 ? -1 : 0;
 }
 
-/// Every descriptor above 2 closes at the exec (the report pipe's write end among them).
+/// Every descriptor above 2 closes at the exec (the agent's own, and other commands' pipes).
 static void close_others_on_exec(void) {
     if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
     // Before Linux 5.11: each open descriptor, as /proc lists them.
@@ -136,7 +136,6 @@ static void child(void *argument) {
     execve(request->path, request->argv, request->envp);
     fail(report, 7);
 }
-
 
 /// clone3 that runs `fn(argument)` in the child on the stack `args` names, as glibc's own
 /// clone3 does (glibc 2.36 does not export it): the child must not return into the parent's

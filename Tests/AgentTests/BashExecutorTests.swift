@@ -13,9 +13,12 @@ struct BashExecutorTests {
     /// `direct`: ``CommandSpawn``; false: swift-subprocess.
     static let ways = [true, false]
 
-    static func executor(direct: Bool) -> BashExecutor {
+    /// An executor starting commands the `direct` way, with the rest of its configuration as
+    /// `configure` leaves it.
+    static func executor(direct: Bool, _ configure: (inout BashExecutor.Configuration) -> Void = { _ in }) -> BashExecutor {
         var configuration = BashExecutor.Configuration()
         configuration.directSpawn = direct
+        configure(&configuration)
         return BashExecutor(configuration: configuration, logger: Logger(label: "test"))
     }
 
@@ -84,10 +87,7 @@ struct BashExecutorTests {
     @Test("A grandchild that ignores SIGTERM is killed after the grace period", arguments: BashExecutorTests.ways)
     func timeoutKillsTermIgnoringChild(direct: Bool) async throws {
         let marker = "4321.\(Int.random(in: 100_000 ... 999_999))"
-        var configuration = BashExecutor.Configuration()
-        configuration.directSpawn = direct
-        configuration.killGrace = .milliseconds(300)
-        let executor = BashExecutor(configuration: configuration, logger: Logger(label: "test"))
+        let executor = Self.executor(direct: direct) { $0.killGrace = .milliseconds(300) }
         let result = await self.run("trap '' TERM; (trap '' TERM; sleep \(marker)) & sleep \(marker)", timeout: 1, direct: direct, executor: executor)
         #expect(result.retcode == ErrorCode.timeout.rawValue)
         try await eventually(timeout: .seconds(5), "the grandchild that ignores SIGTERM to be killed") {
@@ -102,14 +102,13 @@ struct BashExecutorTests {
     )
     func timeoutKillsEscapedDescendants(user: String, direct: Bool) async throws {
         let marker = "5511.\(Int.random(in: 100_000 ... 999_999))"
-        var configuration = BashExecutor.Configuration()
-        configuration.killGrace = .milliseconds(500)
-        configuration.directSpawn = direct
         // Groups of this test's own, apart from those of the commands other tests run meanwhile.
         let groups = try #require(CommandGroups.detect(parent: "aspire-test-\(UUID().uuidString)"))
         defer { rmdir(groups.base) }
-        configuration.groups = groups
-        let executor = BashExecutor(configuration: configuration, logger: Logger(label: "test"))
+        let executor = Self.executor(direct: direct) {
+            $0.killGrace = .milliseconds(500)
+            $0.groups = groups
+        }
         // Three escapes: a new session, a double fork whose middle process exits (the grandchild
         // is an orphan of another group), and one that also ignores SIGTERM and closes its pipes.
         let command = """
@@ -137,9 +136,7 @@ struct BashExecutorTests {
         let marker = "6622.\(Int.random(in: 100_000 ... 999_999))"
         let groups = try #require(CommandGroups.detect(parent: "aspire-test-\(UUID().uuidString)"))
         defer { rmdir(groups.base) }
-        var configuration = BashExecutor.Configuration()
-        configuration.groups = groups
-        let executor = BashExecutor(configuration: configuration, logger: Logger(label: "test"))
+        let executor = Self.executor(direct: true) { $0.groups = groups }
         let result = await self.run("setsid sleep \(marker) < /dev/null > /dev/null 2>&1 & echo $!", executor: executor)
         #expect(result.resp == .success)
         let pid = try #require(Int32(String(decoding: result.data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
@@ -172,10 +169,7 @@ struct BashExecutorTests {
 
     func bornInItsGroup(user: String, direct: Bool, groups: CommandGroups) async throws {
         defer { rmdir(groups.base) }
-        var configuration = BashExecutor.Configuration()
-        configuration.groups = groups
-        configuration.directSpawn = direct
-        let executor = BashExecutor(configuration: configuration, logger: Logger(label: "test"))
+        let executor = Self.executor(direct: direct) { $0.groups = groups }
         // The agent's own descriptors, not close-on-exec, that the command must not inherit.
         let leak = open("/dev/null", O_RDONLY)
         defer { close(leak) }
@@ -208,12 +202,8 @@ struct BashExecutorTests {
     // (Started by swift-subprocess, the shell that moves itself into the group is what fails: exit 127.)
     @Test("A shell that cannot start is a clear spawn failure", .enabled(if: CommandSpawnTests.kernelHasIt, "needs Linux 5.7"))
     func spawnFailure() async {
-        let direct = true
-        var configuration = BashExecutor.Configuration()
-        configuration.shell = "/nonexistent/bash"
-        configuration.directSpawn = direct
-        let executor = BashExecutor(configuration: configuration, logger: Logger(label: "test"))
-        let result = await self.run("true", direct: direct, executor: executor)
+        let executor = Self.executor(direct: true) { $0.shell = "/nonexistent/bash" }
+        let result = await self.run("true", executor: executor)
         #expect(result.resp == .failed)
         #expect(result.retcode == ErrorCode.spawnFailed.rawValue, "\(result.retcode) \(result.message)")
         #expect(result.message.contains("could not start /nonexistent/bash"), "\(result.message)")
@@ -226,10 +216,7 @@ struct BashExecutorTests {
 
     @Test("50 MiB of output stays bounded: head and tail kept, truncated, total counted", arguments: BashExecutorTests.ways)
     func boundedOutput(direct: Bool) async {
-        var configuration = BashExecutor.Configuration()
-        configuration.directSpawn = direct
-        configuration.outputCap = 1 << 20
-        let executor = BashExecutor(configuration: configuration, logger: Logger(label: "test"))
+        let executor = Self.executor(direct: direct) { $0.outputCap = 1 << 20 }
         let result = await self.run(
             "printf 'BEGIN'; head -c 52428800 /dev/zero | tr '\\0' 'x'; printf 'END'; head -c 3000000 /dev/zero >&2",
             executor: executor

@@ -86,7 +86,7 @@ public struct BashExecutor: Sendable {
         do {
             let captured: Captured
             let status: TerminationStatus
-            var request = CommandSpawn.Request(
+            let request = CommandSpawn.Request(
                 executable: self.configuration.shell, arguments: ["-c", cmd], environment: identity.environment,
                 directory: workingDirectory, group: cgroup, identity: identity
             )
@@ -98,7 +98,6 @@ public struct BashExecutor: Sendable {
                 // into the group first, and setpriv switches the user.
                 var spawn = Identity.spawn(as: identity, request.executable, request.arguments)
                 if let cgroup { (spawn.executable, spawn.arguments) = cgroup.wrap(spawn.executable, spawn.arguments) }
-                request.arguments = spawn.arguments
                 let outcome = try await Subprocess.run(
                     .path(FilePath(spawn.executable)),
                     arguments: Subprocess.Arguments(spawn.arguments),
@@ -218,7 +217,7 @@ public struct BashExecutor: Sendable {
     ) async throws -> HeadTailBuffer {
         var buffer = HeadTailBuffer(capacity: capacity)
         try await output.forEach { chunk in
-            chunk.withUnsafeBytes { buffer.append($0) }
+            buffer.append(chunk)
             if let onOutput { await onOutput(stream, chunk) }
         }
         return buffer

@@ -17,8 +17,8 @@ import Glibc
 /// bash's own start (P8 in bench/README.md) — and the user switch is made in the child by raw
 /// system calls, so a command as another user needs no `setpriv` exec either.
 ///
-/// The child's setup is C (`CSpawn`): between clone and exec only async-signal-safe calls are
-/// allowed in a copy of a process with many threads. Its output is read by NIO pipe channels
+/// The child's setup is C (`CSpawn`): between clone and exec it shares the agent's memory and
+/// may make only async-signal-safe calls. Its output is read by NIO pipe channels
 /// (with back-pressure), its exit seen on its pidfd. Where the kernel has no `clone3` or pidfds
 /// (before 5.4; RHEL 8's 4.18), ``start(_:)`` answers nil and the caller uses swift-subprocess
 /// with the shell that moves itself, as before.
@@ -101,18 +101,15 @@ enum CommandSpawn {
                 // state): as on v1, the child moves itself, and runs anyway if that fails.
                 spawned = try await clone(into: -1)
             }
-        } catch let failure where failure.step == "clone3" && (failure.errno == ENOSYS || failure.errno == EINVAL) {
-            close(output.read)
-            close(errors.read)
-            Self.available.store(false, ordering: .relaxed)
-            return nil
         } catch {
             close(output.read)
             close(errors.read)
-            throw error
+            guard error.step == "clone3", error.errno == ENOSYS || error.errno == EINVAL else { throw error }
+            Self.available.store(false, ordering: .relaxed)
+            return nil
         }
         // The write ends close (defer) once the child has its copies.
-        let exit = ExitWatch(pid: spawned.pid, pidfd: spawned.pidfd)
+        let exit = ExitWatch(pidfd: spawned.pidfd)
         do {
             let standardOutput = try await Self.reader(output.read)
             let standardError: Output
@@ -193,7 +190,6 @@ enum CommandSpawn {
 /// The end of a process started by ``CommandSpawn``: its pidfd turns readable when it exits.
 /// (Unchecked: a dispatch source is safe to use from any thread; the rest is in the mutex.)
 private final class ExitWatch: @unchecked Sendable {
-    let pid: pid_t
     private let pidfd: Int32
     private let source: any DispatchSourceRead
     private let state = Mutex<State>(State())
@@ -205,8 +201,7 @@ private final class ExitWatch: @unchecked Sendable {
 
     private static let queue = DispatchQueue(label: "aspire.command-exits")
 
-    init(pid: pid_t, pidfd: Int32) {
-        self.pid = pid
+    init(pidfd: Int32) {
         self.pidfd = pidfd
         self.source = DispatchSource.makeReadSource(fileDescriptor: pidfd, queue: Self.queue)
         // Holds the watch until the process has ended, waited for or not: it is always reaped.
