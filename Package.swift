@@ -200,12 +200,12 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "Gateway", "RPC", .product(name: "NIOCore", package: "swift-nio"),
+                "Gateway", "RPC", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: upcoming
         ),
-        .testTarget(name: "CronTests", dependencies: ["Cron"], swiftSettings: upcoming),
+        .testTarget(name: "CronTests", dependencies: ["Cron", "TestSupport"], swiftSettings: upcoming),
         .testTarget(
             name: "SettingsTests",
             dependencies: ["Settings", .product(name: "ArgumentParser", package: "swift-argument-parser")],
