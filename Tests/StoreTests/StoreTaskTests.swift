@@ -37,6 +37,45 @@ struct StoreTaskTests {
         }
     }
 
+    @Test(
+        "Hosts held by the creating node are stored dispatched (due again later), their task running, each dispatch audited once; a command id runs once, and a second use stores nothing",
+        arguments: StoreHarness.engines
+    )
+    func createHeld(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            var new = NewTask(command: "sync.bash", body: #"{"cmd":"id"}"#)
+            new.actor = "alice"
+            let (task, subtasks) = try await store.createTask(new, agents: ["held", "away", "held"], claimed: ["held", "stranger"], retryAfter: 60_000)
+            #expect(task.status == .running && task.count == 2)
+            #expect(try await store.task(id: task.id) == task)
+            let held = try #require(subtasks.first { $0.agentSN == "held" })
+            let away = try #require(subtasks.first { $0.agentSN == "away" })
+            #expect(held.status == .dispatched && away.status == .pending)
+            #expect(Set(try await store.subtasks(taskID: task.id)) == Set(subtasks))
+            #expect(try await store.dueSubtasks(agentSN: "held").isEmpty)
+            #expect(try await store.dueSubtasks(agentSN: "held", inFlight: true).map(\.id) == [held.id])
+            #expect(try await store.dueSubtasks(agentSN: "away").map(\.id) == [away.id])
+            var dispatches = AuditQuery()
+            dispatches.method = "dispatch"
+            let audited = try await store.audit(dispatches).items
+            #expect(audited.map(\.subtask) == [held.id] && audited.map(\.task) == [task.id], "\(audited)")
+            #expect(audited.first?.actor == "alice" && audited.first?.targets == "held" && audited.first?.command.contains("sync.bash") == true)
+
+            let (command, one) = try await store.createTask(new, agents: ["held"], subtaskID: "cmd-1", claimed: ["held"])
+            #expect(one.map(\.id) == ["cmd-1"] && one.first?.status == .dispatched && command.status == .running)
+            let before = try await store.tasks(page: Page(offset: 0, limit: 100, ascending: false)).count
+            let again = await #expect(throws: AspireError.self) {
+                try await store.createTask(NewTask(command: "sync.bash"), agents: ["other"], subtaskID: "cmd-1")
+            }
+            #expect(again?.code == .conflict && again?.cause.contains("cmd-1") == true, "\(String(describing: again))")
+            #expect(try await store.tasks(page: Page(offset: 0, limit: 100, ascending: false)).count == before)
+            #expect(try await store.subtask(id: "cmd-1")?.agentSN == "held")
+
+            let (waiting, _) = try await store.createTask(NewTask(command: "sync.bash"), agents: ["away"], claimed: ["held"])
+            #expect(waiting.status == .pending)
+        }
+    }
+
     @Test("Dispatch moves a task to running and delays redelivery", arguments: StoreHarness.engines)
     func dispatch(_ kind: SQLEngineKind) async throws {
         try await StoreHarness.withStore(kind) { store in

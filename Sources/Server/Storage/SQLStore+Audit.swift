@@ -86,26 +86,41 @@ extension SQLStore {
     }
 
     /// One row per subtask sent the first time, in the name of the task's creator (the unique
-    /// index on `subtask` keeps a re-sent one from being recorded again).
-    static func auditDispatches(_ ids: [String], at now: Int64, in database: any SQLDatabase) async throws {
-        let tasks = try await database.raw(
-            """
-            SELECT DISTINCT t.id, t.actor, t.command, t.body FROM tasks t JOIN subtasks s ON s.taskid = t.id WHERE s.id IN (\(binds: ids))
-            """
-        ).all()
+    /// index on `subtask` keeps a re-sent one from being recorded again). `tasks`: the subtasks'
+    /// tasks when the caller has them at hand (a task being stored); read otherwise.
+    static func auditDispatches(_ ids: [String], of tasks: [AuditedTask]? = nil, at now: Int64, in database: any SQLDatabase) async throws {
+        let tasks = if let tasks { tasks } else { try await Self.auditedTasks(of: ids, in: database) }
         for task in tasks {
-            let id = try task.decode(column: "id", as: Int.self)
-            var record = AuditRecord(time: now, actor: try task.decode(column: "actor", as: String.self), method: "dispatch")
-            record.record(command: try task.decode(column: "command", as: String.self) + " " + (try task.decode(column: "body", as: String.self)))
+            var record = AuditRecord(time: now, actor: task.actor, method: "dispatch")
+            record.record(command: task.command + " " + task.body)
             try await database.raw(
                 """
                 INSERT INTO audit (ts, actor, method, targets, resolved, digest, command, outcome, task, subtask)
                 SELECT \(bind: now), \(bind: record.actor), 'dispatch', s.agentsn, s.agentsn, \(bind: record.digest), \(bind: record.command),
                        'sent', s.taskid, s.id
-                FROM subtasks s WHERE s.id IN (\(binds: ids)) AND s.taskid = \(bind: id)
+                FROM subtasks s WHERE s.id IN (\(binds: ids)) AND s.taskid = \(bind: task.id)
                 ON CONFLICT DO NOTHING
                 """
             ).run()
+        }
+    }
+
+    /// What a dispatch's audit row names of its task.
+    struct AuditedTask {
+        var id: Int
+        var actor: String
+        var command: String
+        var body: String
+    }
+
+    private static func auditedTasks(of ids: [String], in database: any SQLDatabase) async throws -> [AuditedTask] {
+        try await database.raw(
+            "SELECT DISTINCT t.id, t.actor, t.command, t.body FROM tasks t JOIN subtasks s ON s.taskid = t.id WHERE s.id IN (\(binds: ids))"
+        ).all().map {
+            AuditedTask(
+                id: try $0.decode(column: "id", as: Int.self), actor: try $0.decode(column: "actor", as: String.self),
+                command: try $0.decode(column: "command", as: String.self), body: try $0.decode(column: "body", as: String.self)
+            )
         }
     }
 

@@ -7,6 +7,7 @@ import SwiftProtobuf
 // one transaction:
 //
 // Subtask (SubtaskStatus)
+//   (new)       → pending, or dispatched for a host held by the creating node   createTask
 //   pending     → dispatched     markDispatched (sent), claimDispatch (a place under max_concurrency
 //                                and max_errors taken before sending; the task row is locked meanwhile)
 //   dispatched  → pending        releaseDispatch (claimed, then the stream closed before it went)
@@ -17,6 +18,7 @@ import SwiftProtobuf
 //   succeeded, failed, undeliverable, cancelled: final (`isFinal`).
 //
 // Task (TaskStatus)
+//   (new)       → pending, or running when a subtask is stored dispatched   createTask
 //   pending     → running        markDispatched / claimDispatch (its first subtask went out), or
 //                                recordResults (its first result came)
 //   pending/running → done | failed   recordResults when the last subtask of a host-list task
@@ -52,40 +54,31 @@ extension SQLStore {
         }
         let selector = task.selector.isEmpty ? "" : try Self.encodeSelector(task.selector)
         let typed: Data? = try task.typed.map { try $0.serializedBytes() }
+        let sending = claimed.intersection(hosts)
+        // Rows written as they end up, read back by RETURNING: a command to a host held here is
+        // five statements (with BEGIN and COMMIT), each a round trip to the store's thread.
+        let status = sending.isEmpty ? TaskStatus.pending : .running
         return try await self.transaction { database in
             guard let row = try await database.raw(
                 """
                 INSERT INTO tasks (status, "user", command, body, command_pb, selector, window_start, window_end, max_concurrency,
                                    max_errors, count, complete, failed, gmt_create, gmt_modify, actor)
-                VALUES (\(bind: TaskStatus.pending.rawValue), \(bind: task.user), \(bind: task.command), \(bind: task.body),
+                VALUES (\(bind: status.rawValue), \(bind: task.user), \(bind: task.command), \(bind: task.body),
                         \(bind: typed), \(bind: selector), \(bind: task.windowStart), \(bind: task.windowEnd),
                         \(bind: task.maxConcurrency), \(bind: task.maxErrors), \(bind: hosts.count), 0, 0, \(bind: now), \(bind: now),
                         \(bind: task.actor))
-                RETURNING id
+                RETURNING *
                 """
             ).first() else {
                 throw AspireError(.internalError, "the task was not stored")
             }
-            let taskID = try row.decode(column: "id", as: Int.self)
-            if let subtaskID, try await database.raw("SELECT id FROM subtasks WHERE id = \(bind: subtaskID)").first() != nil {
-                throw AspireError(.conflict, "command \(subtaskID) exists already: a command id runs once")
-            }
-            var subtasks = try await Self.insertSubtasks(taskID: taskID, agentSNs: hosts, ids: subtaskID.map { [$0] }, now: now, on: database)
-            let claiming = subtasks.filter { claimed.contains($0.agentSN) }.map(\.id)
-            for slice in claiming.chunks(of: 1000) {
-                try await database.raw(
-                    """
-                    UPDATE subtasks SET status = \(bind: SubtaskStatus.dispatched.rawValue), due = \(bind: now + retryAfter)
-                    WHERE id IN (\(binds: Array(slice)))
-                    """
-                ).run()
-                try await Self.dispatched(Array(slice), of: [taskID], at: now, in: database)
-            }
-            for index in subtasks.indices where claimed.contains(subtasks[index].agentSN) {
-                subtasks[index].status = .dispatched
-            }
-            guard let stored = try await Self.task(id: taskID, on: database) else {
-                throw AspireError(.internalError, "the task vanished while being stored")
+            let stored = try Self.task(from: row)
+            let subtasks = try await Self.insertSubtasks(
+                taskID: stored.id, agentSNs: hosts, ids: subtaskID.map { [$0] }, dispatched: sending, due: now + retryAfter, now: now, on: database
+            )
+            let sent = subtasks.filter { $0.status == .dispatched }.map(\.id)
+            for slice in sent.chunks(of: 1000) {
+                try await Self.auditDispatches(Array(slice), of: [AuditedTask(id: stored.id, actor: task.actor, command: task.command, body: task.body)], at: now, in: database)
             }
             return (stored, subtasks)
         }
@@ -499,23 +492,33 @@ extension SQLStore {
         try await self.insertSubtasks(taskID: taskID, agentSNs: [agentSN], now: now, on: database)[0]
     }
 
-    /// Inserts one subtask per host, due now, a few hundred rows a statement.
+    /// Inserts one subtask per host, a few hundred rows a statement: due now, or, for the hosts
+    /// in `dispatched`, stored as sent and due again at `due`. Ids given (a command's own) must be
+    /// new: a command id runs once, so one that exists is a conflict.
     static func insertSubtasks(
-        taskID: Int, agentSNs: [String], ids: [String]? = nil, now: Int64, on database: any SQLDatabase
+        taskID: Int, agentSNs: [String], ids: [String]? = nil, dispatched: Set<String> = [], due: Int64 = 0, now: Int64,
+        on database: any SQLDatabase
     ) async throws -> [SubtaskRecord] {
         let subtasks = agentSNs.enumerated().map { index, agentSN in
             SubtaskRecord(
-                id: ids?[index] ?? UUID.random().uuidString.lowercased(), taskID: taskID, agentSN: agentSN, status: .pending, resp: 0, retcode: 0,
+                id: ids?[index] ?? UUID.random().uuidString.lowercased(), taskID: taskID, agentSN: agentSN,
+                status: dispatched.contains(agentSN) ? .dispatched : .pending, resp: 0, retcode: 0,
                 message: "", data: [], stderr: [], truncated: false, started: 0, finished: 0, created: now, modified: now
             )
         }
         for chunk in subtasks.chunks(of: 500) {
             let subtaskRows: [SQLQueryString] = chunk.map {
-                "(\(bind: $0.id), \(bind: taskID), \(bind: $0.agentSN), \(bind: SubtaskStatus.pending.rawValue), \(bind: now), \(bind: now), \(bind: now))"
+                "(\(bind: $0.id), \(bind: taskID), \(bind: $0.agentSN), \(bind: $0.status.rawValue), \(bind: $0.status == .dispatched ? due : now), \(bind: now), \(bind: now))"
             }
-            try await database.raw(
-                "INSERT INTO subtasks (id, taskid, agentsn, status, due, gmt_create, gmt_modify) VALUES \(subtaskRows.joined(separator: ", "))"
-            ).run()
+            let insert: SQLQueryString = "INSERT INTO subtasks (id, taskid, agentsn, status, due, gmt_create, gmt_modify) VALUES \(subtaskRows.joined(separator: ", "))"
+            guard ids != nil else {
+                try await database.raw(insert).run()
+                continue
+            }
+            let stored = Set(try await database.raw("\(insert) ON CONFLICT (id) DO NOTHING RETURNING id").all().map { try $0.decode(column: "id", as: String.self) })
+            if let taken = chunk.first(where: { !stored.contains($0.id) }) {
+                throw AspireError(.conflict, "command \(taken.id) exists already: a command id runs once")
+            }
         }
         return subtasks
     }
@@ -531,9 +534,9 @@ extension SQLStore {
                         CASE WHEN failed + \(bind: failed) > 0 THEN \(bind: TaskStatus.failed.rawValue) ELSE \(bind: TaskStatus.done.rawValue) END
                     ELSE \(bind: TaskStatus.running.rawValue) END
             WHERE id = \(bind: taskID)
+            RETURNING *
             """
-        ).run()
-        return try await Self.task(id: taskID, on: database)
+        ).first().map(Self.task(from:))
     }
 
     static func task(id: Int, on database: any SQLDatabase) async throws -> TaskRecord? {
