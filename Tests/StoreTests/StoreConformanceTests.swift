@@ -26,6 +26,47 @@ struct StoreConformanceTests {
         }
     }
 
+    @Test("Audit rows are stored as given, one or thousands at once, and read back newest first by actor, method and time", arguments: StoreHarness.engines)
+    func auditRows(_ kind: SQLEngineKind) async throws {
+        try await StoreHarness.withStore(kind) { store in
+            var one = AuditRecord(time: 1_000, actor: "alice", method: "RunCommand")
+            (one.role, one.address, one.node, one.targets, one.resolved) = ("operator", "ipv4:127.0.0.1:5", "n1", "h1", #"["h1"]"#)
+            one.record(command: #"{"agentSn":"h1","command":{"method":"sync.bash"}}"#)
+            (one.outcome, one.task, one.subtask) = ("ok", 7, "cmd-7")
+            try await store.appendAudit([one])
+            let many = (0 ..< 2_345).map { index in
+                var record = AuditRecord(time: 2_000 + Int64(index), actor: index.isMultiple(of: 2) ? "bob" : "carol", method: "CreateTask")
+                record.outcome = "ok \(index)"
+                record.record(command: "{\"n\":\(index)}")
+                return record
+            }
+            try await store.appendAudit(many)
+            try await store.appendAudit([])
+
+            var query = AuditQuery()
+            query.actor = "alice"
+            let alice = try await store.audit(query)
+            #expect(alice.count == 1)
+            var stored = try #require(alice.items.first)
+            #expect(stored.id > 0)
+            stored.id = 0
+            #expect(stored == one)
+
+            query = AuditQuery()
+            query.method = "CreateTask"
+            query.page = Page(offset: 0, limit: 1000, ascending: false)
+            let created = try await store.audit(query)
+            #expect(created.count == 2_345 && created.items.count == 1000)
+            #expect(created.items.map(\.time) == (2_000 + 1_345 ..< 2_000 + 2_345).reversed().map(Int64.init))
+            #expect(created.items.first?.outcome == "ok 2344" && created.items.first?.actor == "bob")
+            query.since = 2_000 + 2_340
+            #expect(try await store.audit(query).count == 5)
+            query = AuditQuery()
+            query.actor = "carol"
+            #expect(try await store.audit(query).count == 1_172)
+        }
+    }
+
     @Test("Columns and binds read and written as SQLKit's coders do, whatever form a value is stored in", arguments: StoreHarness.engines)
     func columnsAndBinds(_ kind: SQLEngineKind) async throws {
         try await StoreHarness.withStore(kind) { store in
