@@ -26,22 +26,21 @@ struct StoreConformanceTests {
         }
     }
 
-    @Test("Audit rows are stored as given, one or thousands at once, and read back newest first by actor, method and time", arguments: StoreHarness.engines)
+    @Test("Audit rows are stored as given and read back newest first, by actor, method and time", arguments: StoreHarness.engines)
     func auditRows(_ kind: SQLEngineKind) async throws {
         try await StoreHarness.withStore(kind) { store in
             var one = AuditRecord(time: 1_000, actor: "alice", method: "RunCommand")
             (one.role, one.address, one.node, one.targets, one.resolved) = ("operator", "ipv4:127.0.0.1:5", "n1", "h1", #"["h1"]"#)
             one.record(command: #"{"agentSn":"h1","command":{"method":"sync.bash"}}"#)
             (one.outcome, one.task, one.subtask) = ("ok", 7, "cmd-7")
-            try await store.appendAudit([one])
-            let many = (0 ..< 2_345).map { index in
+            try await store.appendAudit(one)
+            let many = (0 ..< 345).map { index in
                 var record = AuditRecord(time: 2_000 + Int64(index), actor: index.isMultiple(of: 2) ? "bob" : "carol", method: "CreateTask")
                 record.outcome = "ok \(index)"
                 record.record(command: "{\"n\":\(index)}")
                 return record
             }
-            try await store.appendAudit(many)
-            try await store.appendAudit([])
+            for record in many { try await store.appendAudit(record) }
 
             var query = AuditQuery()
             query.actor = "alice"
@@ -54,16 +53,16 @@ struct StoreConformanceTests {
 
             query = AuditQuery()
             query.method = "CreateTask"
-            query.page = Page(offset: 0, limit: 1000, ascending: false)
+            query.page = Page(offset: 0, limit: 100, ascending: false)
             let created = try await store.audit(query)
-            #expect(created.count == 2_345 && created.items.count == 1000)
-            #expect(created.items.map(\.time) == (2_000 + 1_345 ..< 2_000 + 2_345).reversed().map(Int64.init))
-            #expect(created.items.first?.outcome == "ok 2344" && created.items.first?.actor == "bob")
-            query.since = 2_000 + 2_340
+            #expect(created.count == 345 && created.items.count == 100)
+            #expect(created.items.map(\.time) == (2_000 + 245 ..< 2_000 + 345).reversed().map(Int64.init))
+            #expect(created.items.first?.outcome == "ok 344" && created.items.first?.actor == "bob")
+            query.since = 2_000 + 340
             #expect(try await store.audit(query).count == 5)
             query = AuditQuery()
             query.actor = "carol"
-            #expect(try await store.audit(query).count == 1_172)
+            #expect(try await store.audit(query).count == 172)
         }
     }
 

@@ -10,24 +10,9 @@ import Synchronization
 /// commands, as resolved, the call's message (JSON) and its digest, and the outcome. Tokens are
 /// never in a message (they travel in metadata), so they never reach the trail.
 struct CallAudit: Sendable {
+    let store: SQLStore
     let node: String
     let logger: Logger
-    /// Calls ending together are written together (a command's row is on its caller's way to
-    /// the answer: under load, one transaction for many rows instead of one each).
-    private let rows: GroupCommit<AuditRecord, Result<Void, any Error>>
-
-    init(store: SQLStore, node: String, logger: Logger) {
-        self.node = node
-        self.logger = logger
-        self.rows = GroupCommit(maxBatch: 1000) { batch in
-            do {
-                try await store.appendAudit(batch)
-                return Array(repeating: .success(()), count: batch.count)
-            } catch {
-                return Array(repeating: .failure(error), count: batch.count)
-            }
-        }
-    }
 
     /// Runs `next` and records how the call ended. `message` is the call's one request message
     /// when it was read (unary calls).
@@ -79,7 +64,9 @@ struct CallAudit: Sendable {
     private func append(_ record: AuditRecord, outcome: String) async {
         var record = record
         record.outcome = outcome
-        if case .failure(let error) = await self.rows.submit(record) {
+        do {
+            try await self.store.appendAudit(record)
+        } catch {
             self.logger.error(
                 "cannot record a call in the audit trail",
                 metadata: ["audit.actor": "\(record.actor)", "audit.method": "\(record.method)", "error": "\(String(reflecting: error))"]

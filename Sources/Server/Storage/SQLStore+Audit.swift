@@ -54,30 +54,17 @@ public struct AuditQuery: Sendable, Hashable {
 }
 
 extension SQLStore {
-    /// Appends rows, all or none: the trail is never updated or deleted from. Up to 1,000 rows are
-    /// one statement (no transaction around it: a statement is one already).
-    public func appendAudit(_ records: [AuditRecord]) async throws {
-        let write = { (database: any SQLDatabase) in
-            for chunk in records.chunks(of: 1000) {
-                let rows: [SQLQueryString] = chunk.map { record in
-                    """
-                    (\(bind: record.time), \(bind: record.actor), \(bind: record.role), \(bind: record.address), \(bind: record.node),
-                     \(bind: record.method), \(bind: record.targets), \(bind: record.resolved), \(bind: record.digest),
-                     \(bind: record.command), \(bind: record.outcome), \(bind: record.task), \(bind: record.subtask))
-                    """
-                }
-                try await database.raw(
-                    """
-                    INSERT INTO audit (ts, actor, role, address, node, method, targets, resolved, digest, command, outcome, task, subtask)
-                    VALUES \(rows.joined(separator: ", "))
-                    """
-                ).run()
-            }
-        }
-        if records.count <= 1000 {
-            try await self.engine.withConnection(write)
-        } else {
-            try await self.transaction(write)
+    /// Appends a row: the trail is never updated or deleted from.
+    public func appendAudit(_ record: AuditRecord) async throws {
+        try await self.engine.withConnection { database in
+            try await database.raw(
+                """
+                INSERT INTO audit (ts, actor, role, address, node, method, targets, resolved, digest, command, outcome, task, subtask)
+                VALUES (\(bind: record.time), \(bind: record.actor), \(bind: record.role), \(bind: record.address), \(bind: record.node),
+                        \(bind: record.method), \(bind: record.targets), \(bind: record.resolved), \(bind: record.digest),
+                        \(bind: record.command), \(bind: record.outcome), \(bind: record.task), \(bind: record.subtask))
+                """
+            ).run()
         }
     }
 
