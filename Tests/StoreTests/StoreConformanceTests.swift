@@ -406,8 +406,17 @@ struct StoreConformanceTests {
             #expect(try await store.host(agentSN: "sn-2")?.step == 600, "step 0 keeps the previous step")
             #expect(try await store.subAgents(agentSN: "sn-1").map(\.name) == ["Basic", "Monitor"])
             #expect(try await store.subAgentVersions().map { "\($0.name) \($0.version) \($0.hosts)/\($0.running)" } == ["Basic 0.1 1/0", "Monitor 1.0 2/1"])
+            try await store.recordStatus(agentSN: "sn-1", step: 120, subAgents: [
+                SubAgentRecord(name: "Monitor", version: "1.1", status: "running", uptime: 99),
+                SubAgentRecord(name: "Monitor", version: "9.9", status: "fatal"),
+            ])
+            #expect(try await store.subAgents(agentSN: "sn-1").map { "\($0.name) \($0.version) \($0.uptime)" } == ["Monitor 1.1 99"], "the first of a name counts")
             try await store.recordStatus(agentSN: "sn-1", step: 120, subAgents: [])
             #expect(try await store.subAgents(agentSN: "sn-1").isEmpty, "a report replaces the previous list")
+            // A report with nothing to replace is one statement; it still moves the step.
+            #expect(try await store.recordStatus(agentSN: "sn-1", step: 30, subAgents: []))
+            #expect(try await store.host(agentSN: "sn-1")?.step == 30)
+            #expect(try await store.subAgents(agentSN: "sn-2").map(\.status) == ["stoped"])
         }
     }
 }

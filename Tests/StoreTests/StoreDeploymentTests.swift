@@ -114,6 +114,13 @@ struct StoreDeploymentTests {
             #expect(hosts[0].reportedAt > 0 && hosts[1].reported == nil && hosts[1].subAgent == nil)
             #expect(hosts[0].phase(in: rolling, now: hosts[0].reportedAt).phase == .failed)
             #expect(hosts[1].phase(in: rolling, now: hosts[0].reportedAt).phase == .pending)
+
+            // A report without the deployment removes what the host reported of it, and keeps its sub-agent.
+            try await store.recordStatus(
+                agentSN: "sn-1", step: 60, subAgents: [SubAgentRecord(name: "web-agent", version: "1.0", status: "running", uptime: 35)]
+            )
+            let after = try await store.deploymentHosts(rolling).sorted { $0.agentSN < $1.agentSN }
+            #expect(after[0].reported == nil && after[0].subAgent?.uptime == 35)
         }
     }
 

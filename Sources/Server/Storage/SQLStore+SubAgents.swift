@@ -45,47 +45,73 @@ public struct SubAgentVersionCount: Sendable, Hashable {
 extension SQLStore {
     /// Records a status report: the host was seen now, reports every `step` seconds, and runs
     /// exactly these sub-agents and these deployment revisions. False when the host is unknown.
+    ///
+    /// Every host reports every few seconds, and most reports change only when it was seen: that
+    /// is one statement, which also says whether the host has sub-agent or deployment rows
+    /// stored; the rows are replaced (in a transaction of their own) only when there are some to
+    /// write or to remove.
     @discardableResult
     public func recordStatus(
         agentSN: String, step: Int, subAgents: [SubAgentRecord], deployments: [Aspire_V1_DeploymentState] = []
     ) async throws -> Bool {
         let now = Self.now
-        return try await self.transaction { database in
-            guard let row = try await database.raw(
+        let seen = try await self.engine.withConnection { database in
+            try await database.raw(
                 """
                 UPDATE hosts SET last_seen = \(bind: now), step = CASE WHEN \(bind: step) > 0 THEN \(bind: step) ELSE step END
-                WHERE agentsn = \(bind: agentSN) RETURNING id
+                WHERE agentsn = \(bind: agentSN)
+                RETURNING id,
+                    CASE WHEN EXISTS (SELECT 1 FROM hosts_agents WHERE hostid = hosts.id) THEN 1 ELSE 0 END AS has_agents,
+                    CASE WHEN EXISTS (SELECT 1 FROM hosts_deployments WHERE hostid = hosts.id) THEN 1 ELSE 0 END AS has_deployments
                 """
-            ).first() else {
-                return false
-            }
-            let hostID = try row.decode(column: "id", as: Int.self)
-            try await database.raw("DELETE FROM hosts_agents WHERE hostid = \(bind: hostID)").run()
-            for agent in subAgents {
-                try await database.raw(
-                    """
-                    INSERT INTO hosts_agents (hostid, name, version, agentid, status, pid, restarts, uptime, message, prevers, gmt_modify)
-                    VALUES (\(bind: hostID), \(bind: agent.name), \(bind: agent.version),
-                            (SELECT MIN(id) FROM agents WHERE name = \(bind: agent.name) AND version = \(bind: agent.version)),
-                            \(bind: agent.status), \(bind: agent.pid), \(bind: agent.restarts), \(bind: agent.uptime),
-                            \(bind: String(agent.message.prefix(1000))), \(bind: agent.previousVersion), \(bind: now))
-                    ON CONFLICT (hostid, name) DO NOTHING
-                    """
-                ).run()
-            }
-            try await database.raw("DELETE FROM hosts_deployments WHERE hostid = \(bind: hostID)").run()
-            for deployment in deployments {
-                try await database.raw(
-                    """
-                    INSERT INTO hosts_deployments (hostid, name, revision, version, error, gmt_modify)
-                    VALUES (\(bind: hostID), \(bind: deployment.name), \(bind: deployment.revision), \(bind: deployment.version),
-                            \(bind: String(deployment.error.prefix(1000))), \(bind: now))
-                    ON CONFLICT (hostid, name) DO NOTHING
-                    """
-                ).run()
-            }
-            return true
+            ).first()
         }
+        guard let seen else { return false }
+        let hostID = try seen.decode(column: "id", as: Int.self)
+        let replaceAgents = try !subAgents.isEmpty || seen.decode(column: "has_agents", as: Int.self) != 0
+        let replaceDeployments = try !deployments.isEmpty || seen.decode(column: "has_deployments", as: Int.self) != 0
+        guard replaceAgents || replaceDeployments else { return true }
+        try await self.transaction { database in
+            if replaceAgents {
+                try await database.raw("DELETE FROM hosts_agents WHERE hostid = \(bind: hostID)").run()
+                for chunk in subAgents.chunks(of: 500) {
+                    let rows: [SQLQueryString] = chunk.map { agent in
+                        """
+                        (\(bind: hostID), \(bind: agent.name), \(bind: agent.version),
+                         (SELECT MIN(id) FROM agents WHERE name = \(bind: agent.name) AND version = \(bind: agent.version)),
+                         \(bind: agent.status), \(bind: agent.pid), \(bind: agent.restarts), \(bind: agent.uptime),
+                         \(bind: String(agent.message.prefix(1000))), \(bind: agent.previousVersion), \(bind: now))
+                        """
+                    }
+                    try await database.raw(
+                        """
+                        INSERT INTO hosts_agents (hostid, name, version, agentid, status, pid, restarts, uptime, message, prevers, gmt_modify)
+                        VALUES \(rows.joined(separator: ", "))
+                        ON CONFLICT (hostid, name) DO NOTHING
+                        """
+                    ).run()
+                }
+            }
+            if replaceDeployments {
+                try await database.raw("DELETE FROM hosts_deployments WHERE hostid = \(bind: hostID)").run()
+                for chunk in deployments.chunks(of: 500) {
+                    let rows: [SQLQueryString] = chunk.map { deployment in
+                        """
+                        (\(bind: hostID), \(bind: deployment.name), \(bind: deployment.revision), \(bind: deployment.version),
+                         \(bind: String(deployment.error.prefix(1000))), \(bind: now))
+                        """
+                    }
+                    try await database.raw(
+                        """
+                        INSERT INTO hosts_deployments (hostid, name, revision, version, error, gmt_modify)
+                        VALUES \(rows.joined(separator: ", "))
+                        ON CONFLICT (hostid, name) DO NOTHING
+                        """
+                    ).run()
+                }
+            }
+        }
+        return true
     }
 
     /// Records a status report as an agent sends it (on its stream or by HTTP): seen now, its
