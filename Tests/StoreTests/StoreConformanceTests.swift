@@ -231,7 +231,11 @@ struct StoreConformanceTests {
             #expect(first.count == 12)
             #expect(first.items.map(\.agentSN) == ["sn-1", "sn-2", "sn-3", "sn-4", "sn-5"])
             query.page = Page(offset: 10, limit: 5)
-            #expect(try await store.hosts(query).items.map(\.agentSN) == ["sn-11", "sn-12"])
+            let last = try await store.hosts(query)
+            #expect(last.items.map(\.agentSN) == ["sn-11", "sn-12"] && last.count == 12)
+            query.page = Page(offset: 12, limit: 5)
+            let past = try await store.hosts(query)
+            #expect(past.items.isEmpty && past.count == 12, "a page past the end still counts them all")
             query.page = Page(offset: 0, limit: 2, ascending: false)
             #expect(try await store.hosts(query).items.map(\.agentSN) == ["sn-12", "sn-11"])
 
@@ -246,11 +250,21 @@ struct StoreConformanceTests {
             #expect(ecs.items.first { $0.agentSN == "sn-3" }?.tags.map { "\($0.name)=\($0.value)" } == ["svc=ecs", "zone=a"])
             tagged.tags = ["svc": "ecs", "zone": "a"]
             #expect(try await store.hosts(tagged).items.map(\.agentSN) == ["sn-3"])
+            tagged.tags = ["svc": "ecs"]
+            tagged.page = Page(offset: 1, limit: 1)
+            let second = try await store.hosts(tagged)
+            #expect(second.items.map(\.agentSN) == ["sn-3"] && second.count == 2, "the count is of the filter, not of the page")
+            tagged.tags = ["svc": "none"]
+            #expect(try await store.hosts(tagged).count == 0)
             #expect(try await store.agentSNs(matching: ["svc": "ecs"]).sorted() == ["sn-2", "sn-3"])
 
             var prefix = HostQuery()
             prefix.hostnamePrefix = "db-"
             #expect(try await store.hosts(prefix).count == 5)
+            prefix.page = Page(offset: 0, limit: 2)
+            let db = try await store.hosts(prefix)
+            #expect(db.count == 5 && db.items.map(\.hostname) == ["db-1", "db-2"])
+            prefix.page = Page()
             prefix.hostnamePrefix = "db-%"
             #expect(try await store.hosts(prefix).count == 0, "a prefix is matched literally, not as a LIKE pattern")
         }

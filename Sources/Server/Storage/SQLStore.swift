@@ -125,7 +125,7 @@ extension SQLStore {
 
     public func host(agentSN: String) async throws -> HostRecord? {
         try await self.engine.withConnection { database in
-            guard let row = try await database.raw("\(unsafeRaw: Self.hostColumns) WHERE hosts.agentsn = \(bind: agentSN)").first() else {
+            guard let row = try await database.raw("SELECT \(unsafeRaw: Self.hostColumns) FROM \(unsafeRaw: Self.hostTables) WHERE hosts.agentsn = \(bind: agentSN)").first() else {
                 return nil
             }
             var host = try Self.host(from: row)
@@ -158,12 +158,22 @@ extension SQLStore {
                 )
             }
             let filter = Self.whereClause(conditions)
-            let count = try await database.raw("SELECT COUNT(*) AS n FROM hosts \(filter)").first()?
-                .decode(column: "n", as: Int.self) ?? 0
+            let counting: SQLQueryString = "SELECT COUNT(*) AS n FROM hosts \(filter)"
             let order: SQLQueryString = query.page.ascending ? "ASC" : "DESC"
+            // The count rides along with the page (a subquery that does not depend on the row:
+            // SQLite and PostgreSQL both run it once); only a page with no rows asks for it apart.
             let rows = try await database.raw(
-                "\(unsafeRaw: Self.hostColumns) \(filter) ORDER BY id \(order) LIMIT \(bind: query.page.limit) OFFSET \(bind: query.page.offset)"
+                """
+                SELECT \(unsafeRaw: Self.hostColumns), (\(counting)) AS listing_count FROM \(unsafeRaw: Self.hostTables) \(filter)
+                ORDER BY id \(order) LIMIT \(bind: query.page.limit) OFFSET \(bind: query.page.offset)
+                """
             ).all()
+            let count =
+                if let first = rows.first {
+                    try first.decode(column: "listing_count", as: Int.self)
+                } else {
+                    try await database.raw(counting).first()?.decode(column: "n", as: Int.self) ?? 0
+                }
             var hosts = try rows.map(Self.host(from:))
             // One query for the tags of the whole page, not one per host.
             let tags = try await Self.tags(ofHostIDs: hosts.map(\.id), on: database)
@@ -219,10 +229,9 @@ extension SQLStore {
     }
 
     /// Hosts with what the store knows of their certificates.
-    static let hostColumns = """
-        SELECT hosts.*, ai.serial AS cert_serial, ai.banned AS cert_banned, ai.not_after AS cert_not_after
-        FROM hosts LEFT JOIN agent_identities ai ON ai.agentsn = hosts.agentsn
-        """
+    /// A host's row and its identity's certificate: `SELECT hostColumns FROM hostTables`.
+    static let hostColumns = "hosts.*, ai.serial AS cert_serial, ai.banned AS cert_banned, ai.not_after AS cert_not_after"
+    static let hostTables = "hosts LEFT JOIN agent_identities ai ON ai.agentsn = hosts.agentsn"
 
     static func host(from row: any SQLRow) throws -> HostRecord {
         var host = HostRecord(
