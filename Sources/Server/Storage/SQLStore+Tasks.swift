@@ -77,8 +77,9 @@ extension SQLStore {
                 taskID: stored.id, agentSNs: hosts, ids: subtaskID.map { [$0] }, dispatched: sending, due: now + retryAfter, now: now, on: database
             )
             let sent = subtasks.filter { $0.status == .dispatched }.map(\.id)
+            let audited = AuditedTask(id: stored.id, actor: task.actor, command: task.command, body: task.body)
             for slice in sent.chunks(of: 1000) {
-                try await Self.auditDispatches(Array(slice), of: [AuditedTask(id: stored.id, actor: task.actor, command: task.command, body: task.body)], at: now, in: database)
+                try await Self.auditDispatches(Array(slice), of: [audited], at: now, in: database)
             }
             return (stored, subtasks)
         }
@@ -508,14 +509,18 @@ extension SQLStore {
         }
         for chunk in subtasks.chunks(of: 500) {
             let subtaskRows: [SQLQueryString] = chunk.map {
-                "(\(bind: $0.id), \(bind: taskID), \(bind: $0.agentSN), \(bind: $0.status.rawValue), \(bind: $0.status == .dispatched ? due : now), \(bind: now), \(bind: now))"
+                let dueAt = $0.status == .dispatched ? due : now
+                return "(\(bind: $0.id), \(bind: taskID), \(bind: $0.agentSN), \(bind: $0.status.rawValue), \(bind: dueAt), \(bind: now), \(bind: now))"
             }
-            let insert: SQLQueryString = "INSERT INTO subtasks (id, taskid, agentsn, status, due, gmt_create, gmt_modify) VALUES \(subtaskRows.joined(separator: ", "))"
+            let insert: SQLQueryString =
+                "INSERT INTO subtasks (id, taskid, agentsn, status, due, gmt_create, gmt_modify) VALUES \(subtaskRows.joined(separator: ", "))"
             guard ids != nil else {
                 try await database.raw(insert).run()
                 continue
             }
-            let stored = Set(try await database.raw("\(insert) ON CONFLICT (id) DO NOTHING RETURNING id").all().map { try $0.decode(column: "id", as: String.self) })
+            let stored = Set(
+                try await database.raw("\(insert) ON CONFLICT (id) DO NOTHING RETURNING id").all().map { try $0.decode(column: "id", as: String.self) }
+            )
             if let taken = chunk.first(where: { !stored.contains($0.id) }) {
                 throw AspireError(.conflict, "command \(taken.id) exists already: a command id runs once")
             }

@@ -125,7 +125,8 @@ extension SQLStore {
 
     public func host(agentSN: String) async throws -> HostRecord? {
         try await self.engine.withConnection { database in
-            guard let row = try await database.raw("SELECT \(unsafeRaw: Self.hostColumns) FROM \(unsafeRaw: Self.hostTables) WHERE hosts.agentsn = \(bind: agentSN)").first() else {
+            let query: SQLQueryString = "SELECT \(unsafeRaw: Self.hostColumns) FROM \(unsafeRaw: Self.hostTables) WHERE hosts.agentsn = \(bind: agentSN)"
+            guard let row = try await database.raw(query).first() else {
                 return nil
             }
             var host = try Self.host(from: row)
@@ -228,8 +229,7 @@ extension SQLStore {
         }
     }
 
-    /// Hosts with what the store knows of their certificates.
-    /// A host's row and its identity's certificate: `SELECT hostColumns FROM hostTables`.
+    /// Hosts with what the store knows of their certificates: `SELECT hostColumns FROM hostTables`.
     static let hostColumns = "hosts.*, ai.serial AS cert_serial, ai.banned AS cert_banned, ai.not_after AS cert_not_after"
     static let hostTables = "hosts LEFT JOIN agent_identities ai ON ai.agentsn = hosts.agentsn"
 
