@@ -71,47 +71,47 @@ extension SQLStore {
         let replaceAgents = try !subAgents.isEmpty || seen.decode(column: "has_agents", as: Int.self) != 0
         let replaceDeployments = try !deployments.isEmpty || seen.decode(column: "has_deployments", as: Int.self) != 0
         guard replaceAgents || replaceDeployments else { return true }
+        let agentRows: [SQLQueryString] = subAgents.map { agent in
+            """
+            (\(bind: hostID), \(bind: agent.name), \(bind: agent.version),
+             (SELECT MIN(id) FROM agents WHERE name = \(bind: agent.name) AND version = \(bind: agent.version)),
+             \(bind: agent.status), \(bind: agent.pid), \(bind: agent.restarts), \(bind: agent.uptime),
+             \(bind: String(agent.message.prefix(1000))), \(bind: agent.previousVersion), \(bind: now))
+            """
+        }
+        let deploymentRows: [SQLQueryString] = deployments.map { deployment in
+            """
+            (\(bind: hostID), \(bind: deployment.name), \(bind: deployment.revision), \(bind: deployment.version),
+             \(bind: String(deployment.error.prefix(1000))), \(bind: now))
+            """
+        }
         try await self.transaction { database in
             if replaceAgents {
-                try await database.raw("DELETE FROM hosts_agents WHERE hostid = \(bind: hostID)").run()
-                for chunk in subAgents.chunks(of: 500) {
-                    let rows: [SQLQueryString] = chunk.map { agent in
-                        """
-                        (\(bind: hostID), \(bind: agent.name), \(bind: agent.version),
-                         (SELECT MIN(id) FROM agents WHERE name = \(bind: agent.name) AND version = \(bind: agent.version)),
-                         \(bind: agent.status), \(bind: agent.pid), \(bind: agent.restarts), \(bind: agent.uptime),
-                         \(bind: String(agent.message.prefix(1000))), \(bind: agent.previousVersion), \(bind: now))
-                        """
-                    }
-                    try await database.raw(
-                        """
-                        INSERT INTO hosts_agents (hostid, name, version, agentid, status, pid, restarts, uptime, message, prevers, gmt_modify)
-                        VALUES \(rows.joined(separator: ", "))
-                        ON CONFLICT (hostid, name) DO NOTHING
-                        """
-                    ).run()
-                }
+                try await Self.replaceHostRows(
+                    "hosts_agents", columns: "hostid, name, version, agentid, status, pid, restarts, uptime, message, prevers, gmt_modify",
+                    with: agentRows, of: hostID, in: database
+                )
             }
             if replaceDeployments {
-                try await database.raw("DELETE FROM hosts_deployments WHERE hostid = \(bind: hostID)").run()
-                for chunk in deployments.chunks(of: 500) {
-                    let rows: [SQLQueryString] = chunk.map { deployment in
-                        """
-                        (\(bind: hostID), \(bind: deployment.name), \(bind: deployment.revision), \(bind: deployment.version),
-                         \(bind: String(deployment.error.prefix(1000))), \(bind: now))
-                        """
-                    }
-                    try await database.raw(
-                        """
-                        INSERT INTO hosts_deployments (hostid, name, revision, version, error, gmt_modify)
-                        VALUES \(rows.joined(separator: ", "))
-                        ON CONFLICT (hostid, name) DO NOTHING
-                        """
-                    ).run()
-                }
+                try await Self.replaceHostRows(
+                    "hosts_deployments", columns: "hostid, name, revision, version, error, gmt_modify", with: deploymentRows, of: hostID, in: database
+                )
             }
         }
         return true
+    }
+
+    /// Replaces a host's rows of `table` (one per name; the first of a name counts) with `rows`,
+    /// many a statement.
+    private static func replaceHostRows(
+        _ table: String, columns: String, with rows: [SQLQueryString], of hostID: Int, in database: any SQLDatabase
+    ) async throws {
+        try await database.raw("DELETE FROM \(unsafeRaw: table) WHERE hostid = \(bind: hostID)").run()
+        for chunk in rows.chunks(of: 500) {
+            try await database.raw(
+                "INSERT INTO \(unsafeRaw: table) (\(unsafeRaw: columns)) VALUES \(chunk.joined(separator: ", ")) ON CONFLICT (hostid, name) DO NOTHING"
+            ).run()
+        }
     }
 
     /// Records a status report as an agent sends it (on its stream or by HTTP): seen now, its
