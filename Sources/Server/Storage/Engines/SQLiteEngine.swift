@@ -1,51 +1,56 @@
 public import Logging
-import NIOCore
-import NIOPosix
 public import SQLKit
-import SQLiteKit
-import SQLiteNIO
 
 /// The embedded default: one SQLite file in WAL mode, one connection, calls taken in turn
 /// (SQLite has one writer anyway; batching, not more connections, is what makes it fast).
+/// Statements run in place on the caller's thread, kept prepared (`SQLiteFile`).
 public final class SQLiteEngine: SQLEngine {
     public let kind = SQLEngineKind.sqlite
     public let path: String
-    private let connection: SQLiteConnection
+    private let file: SQLiteFile
+    private let logger: Logger
     private let lock = AsyncLock()
 
-    private init(path: String, connection: SQLiteConnection) {
-        self.path = path
-        self.connection = connection
+    private init(file: SQLiteFile, logger: Logger) {
+        self.path = file.path
+        self.file = file
+        self.logger = logger
     }
 
     /// Opens (creating when missing) the database file at `path`.
     public static func open(path: String, logger: Logger) async throws -> SQLiteEngine {
-        let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
-        let database = connection.sql()
-        try await database.raw("PRAGMA journal_mode=WAL").run()
-        try await database.raw("PRAGMA synchronous=NORMAL").run()
-        try await database.raw("PRAGMA foreign_keys=ON").run()
-        try await database.raw("PRAGMA busy_timeout=5000").run()
-        // A 64 MiB page cache and in-memory statement journals: batched writes touch many
-        // pages, and the default 2 MiB cache sends each batch back to the file.
-        try await database.raw("PRAGMA cache_size=-65536").run()
-        try await database.raw("PRAGMA temp_store=MEMORY").run()
-        return SQLiteEngine(path: path, connection: connection)
+        let file = try SQLiteFile.open(path: path)
+        for pragma in [
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=NORMAL",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=5000",
+            // A 64 MiB page cache and in-memory statement journals: batched writes touch many
+            // pages, and the default 2 MiB cache sends each batch back to the file.
+            "PRAGMA cache_size=-65536",
+            "PRAGMA temp_store=MEMORY",
+        ] {
+            do {
+                try file.run(pragma, []) { _ in }
+            } catch {
+                file.close()
+                throw error
+            }
+        }
+        return SQLiteEngine(file: file, logger: logger)
     }
 
     public func withConnection<Result: Sendable>(_ body: (any SQLDatabase) async throws -> Result) async throws -> Result {
         do {
-            return try await self.lock.withLock { try await body(SQLiteRows(self.connection)) }
-        } catch let error as SQLiteError where [.full, .ioError].contains(error.reason) {
+            return try await self.lock.withLock { try await body(SQLiteRows(file: self.file, logger: self.logger)) }
+        } catch let failure as SQLiteFailure where failure.isDiskFull {
             // The disk under the store: a clear answer for callers, not an internal error.
-            throw StoreFull(location: self.path, detail: error.message).error
+            throw StoreFull(location: self.path, detail: failure.message).error
         }
     }
 
-    /// Closes the database; also from a cancelled task (the async `close()` gives up when
-    /// cancelled, and a connection left open traps when it is freed).
+    /// Closes the database, once whoever holds it is done.
     public func shutdown() async {
-        let closed: EventLoopFuture<Void> = self.connection.close()
-        try? await closed.get()
+        try? await self.lock.withLock { self.file.close() }
     }
 }

@@ -1,11 +1,13 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import SQLKit
 import SQLiteKit
 import SQLiteNIO
 
-/// SQLiteKit's `SQLDatabase`, with the store's plain values taken the short way.
+/// SQLKit's `SQLDatabase` over the store's `SQLiteFile`: SQLiteKit's dialect, its statements
+/// run in place, and the store's plain values taken the short way.
 ///
 /// SQLiteKit reads every column through its `Decoder` and writes every bind through its
 /// `Encoder`: each value asks at run time whether its type converts directly, a conformance
@@ -16,39 +18,31 @@ import SQLiteNIO
 /// than its type's own, still goes through SQLiteKit's decoder and encoder, so what is read
 /// and written is the same.
 struct SQLiteRows: SQLDatabase {
-    let connection: SQLiteConnection
-    /// SQLiteKit's own, for what this does not change (dialect, version, logging).
-    let base: any SQLDatabase
+    let file: SQLiteFile
+    let logger: Logger
 
-    init(_ connection: SQLiteConnection) {
-        self.connection = connection
-        self.base = connection.sql()
-    }
-
-    var logger: Logger { self.base.logger }
-    var eventLoop: any EventLoop { self.base.eventLoop }
-    var version: (any SQLDatabaseReportedVersion)? { self.base.version }
-    var dialect: any SQLDialect { self.base.dialect }
-    var queryLogLevel: Logger.Level? { self.base.queryLogLevel }
+    var eventLoop: any EventLoop { MultiThreadedEventLoopGroup.singleton.any() }
+    var version: (any SQLDatabaseReportedVersion)? { nil }
+    var dialect: any SQLDialect { SQLiteDialect() }
+    var queryLogLevel: Logger.Level? { .debug }
 
     func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) -> EventLoopFuture<Void> {
-        let (sql, binds) = self.serialize(query)
-        self.log(sql, binds)
-        do {
-            return self.connection.query(sql, try binds.map(Self.data), logger: self.logger) { onRow(Row(row: $0)) }
-        } catch {
-            return self.eventLoop.makeFailedFuture(error)
-        }
+        self.eventLoop.makeCompletedFuture { try self.run(query, onRow) }
     }
 
     func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) async throws {
-        let (sql, binds) = self.serialize(query)
-        self.log(sql, binds)
-        try await self.connection.query(sql, try binds.map(Self.data)) { onRow(Row(row: $0)) }
+        try self.run(query, onRow)
     }
 
     func withSession<R>(_ closure: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
         try await closure(self)
+    }
+
+    /// Runs the statement in place (see `SQLiteFile`).
+    private func run(_ query: any SQLExpression, _ onRow: (any SQLRow) -> Void) throws {
+        let (sql, binds) = self.serialize(query)
+        self.log(sql, binds)
+        try self.file.run(sql, try binds.map(Self.data)) { onRow(Row(row: $0)) }
     }
 
     /// As SQLiteKit logs a query (at debug).
@@ -78,21 +72,21 @@ struct SQLiteRows: SQLDatabase {
     }
 
     struct Row: SQLRow {
-        let row: SQLiteRow
+        let row: SQLiteValues
         private static let decoder = SQLiteDataDecoder()
 
-        var allColumns: [String] { self.row.columns.map(\.name) }
+        var allColumns: [String] { self.row.columns.names }
 
         func contains(column: String) -> Bool {
-            self.row.column(column) != nil
+            self.row.columns.index(of: column) != nil
         }
 
         func decodeNil(column: String) throws -> Bool {
-            (self.row.column(column) ?? .null) == .null
+            (self.row.value(column) ?? .null) == .null
         }
 
         func decode<D: Decodable>(column: String, as type: D.Type) throws -> D {
-            guard let data = self.row.column(column) else {
+            guard let data = self.row.value(column) else {
                 throw MissingColumn(column: column)
             }
             let plain: D? =
