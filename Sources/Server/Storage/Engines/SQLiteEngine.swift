@@ -8,13 +8,16 @@ public final class SQLiteEngine: SQLEngine {
     public let kind = SQLEngineKind.sqlite
     public let path: String
     private let file: SQLiteFile
+    private let checkpointer: SQLiteCheckpointer
     private let logger: Logger
     private let lock = AsyncLock()
 
-    private init(file: SQLiteFile, logger: Logger) {
+    private init(file: SQLiteFile, checkpointer: SQLiteCheckpointer, logger: Logger) {
         self.path = file.path
         self.file = file
+        self.checkpointer = checkpointer
         self.logger = logger
+        file.checkpoint(by: checkpointer)
     }
 
     /// Opens (creating when missing) the database file at `path`.
@@ -37,7 +40,12 @@ public final class SQLiteEngine: SQLEngine {
                 throw error
             }
         }
-        return SQLiteEngine(file: file, logger: logger)
+        do {
+            return SQLiteEngine(file: file, checkpointer: try SQLiteCheckpointer(path: path, logger: logger), logger: logger)
+        } catch {
+            file.close()
+            throw error
+        }
     }
 
     public func withConnection<Result: Sendable>(_ body: (any SQLDatabase) async throws -> Result) async throws -> Result {
@@ -51,6 +59,9 @@ public final class SQLiteEngine: SQLEngine {
 
     /// Closes the database, once whoever holds it is done.
     public func shutdown() async {
-        try? await self.lock.withLock { self.file.close() }
+        try? await self.lock.withLock {
+            self.checkpointer.close()
+            self.file.close()
+        }
     }
 }

@@ -1,5 +1,8 @@
+import Logging
 import NIOCore
+import NIOPosix
 import SQLiteNIO
+import Synchronization
 // SQLite as SQLiteNIO bundles and builds it (3.5x, its functions prefixed `sqlite_nio_`): the
 // same library the store always used, with no second copy and nothing from the system.
 import VaporCSQLite
@@ -82,6 +85,30 @@ final class SQLiteFile: @unchecked Sendable {
         }
     }
 
+    /// Hands each commit's write-ahead log size, in pages, to `checkpointer`, which SQLite then
+    /// leaves the log's checkpoints to (it would otherwise run one inside a commit now and then).
+    func checkpoint(by checkpointer: SQLiteCheckpointer) {
+        let context = Unmanaged.passUnretained(checkpointer).toOpaque()
+        sqlite_nio_sqlite3_wal_hook(self.handle, { context, handle, database, pages in
+            guard let context else { return SQLITE_OK }
+            if pages >= SQLiteCheckpointer.pagesInPlace {
+                // The checkpoints behind have not caught up with the writes: this commit copies
+                // the log itself, as SQLite's own automatic checkpoint would.
+                // Its answer is not the commit's, which has happened (SQLite's ignores it too).
+                _ = sqlite_nio_sqlite3_wal_checkpoint_v2(handle, database, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+                return SQLITE_OK
+            }
+            Unmanaged<SQLiteCheckpointer>.fromOpaque(context).takeUnretainedValue().logGrew(to: Int(pages))
+            return SQLITE_OK
+        }, context)
+    }
+
+    /// Copies what it can of the write-ahead log into the file without waiting for anyone.
+    fileprivate func checkpointPassively() -> (status: Int32, message: String) {
+        let status = sqlite_nio_sqlite3_wal_checkpoint_v2(self.handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+        return (status, self.handle.map { String(cString: sqlite_nio_sqlite3_errmsg($0)) } ?? "closed")
+    }
+
     /// Closes the connection; its statements first.
     func close() {
         self.statements.removeAll()
@@ -158,6 +185,59 @@ final class SQLiteFile: @unchecked Sendable {
             default:
                 return .null
             }
+        }
+    }
+}
+
+/// The write-ahead log's checkpoints, on a connection and a thread of their own.
+///
+/// A checkpoint copies the log's pages into the database file and syncs it: milliseconds that
+/// SQLite would otherwise spend inside whichever commit took the log past its threshold, on the
+/// caller's thread (`SQLiteFile` runs statements in place). Here the commit only asks, and a
+/// passive checkpoint runs on NIO's blocking pool while the store goes on writing; the log
+/// starts again from its beginning once a checkpoint has copied all of it.
+final class SQLiteCheckpointer: Sendable {
+    /// SQLite's own threshold for its automatic checkpoints.
+    static let pages = 1000
+    /// Past this, a commit checkpoints in place: a passive checkpoint never waits for the writer
+    /// and may copy only part of the log while writes go on, and the log must not grow without end.
+    static let pagesInPlace: Int32 = 8 * 1000
+
+    private let file: Mutex<SQLiteFile?>
+    private let asked = Atomic(false)
+    private let logger: Logger
+
+    init(path: String, logger: Logger) throws {
+        let file = try SQLiteFile.open(path: path)
+        do {
+            // A connection learns the file is in WAL mode when it first reads it; until then
+            // a checkpoint is a no-op.
+            try file.run("PRAGMA journal_mode=WAL", []) { _ in }
+        } catch {
+            file.close()
+            throw error
+        }
+        self.file = Mutex(file)
+        self.logger = logger
+    }
+
+    /// Called by SQLite after each commit, with the log's size.
+    fileprivate func logGrew(to pages: Int) {
+        guard pages >= Self.pages, !self.asked.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        NIOThreadPool.singleton.submit { _ in
+            defer { self.asked.store(false, ordering: .releasing) }
+            let (status, message) = self.file.withLock { $0?.checkpointPassively() ?? (SQLITE_OK, "") }
+            if status != SQLITE_OK && status & 0xFF != SQLITE_BUSY {
+                self.logger.warning("checkpoint of the write-ahead log failed", metadata: ["status": "\(status)", "error": "\(message)"])
+            }
+        }
+    }
+
+    /// Closes its connection, after the checkpoint under way if any.
+    func close() {
+        self.file.withLock { file in
+            file?.close()
+            file = nil
         }
     }
 }
