@@ -128,12 +128,13 @@ struct ConsoleTests {
 
     @Test("A session ends when its lifetime does: the next page asks to sign in again")
     func sessionExpiry() async throws {
-        try await withLocalNode(configure: { $0.consoleSessionLifetime = .seconds(1) }) { node in
+        // Long enough that a loaded test machine signs in and reads a page well inside it.
+        try await withLocalNode(configure: { $0.consoleSessionLifetime = .seconds(5) }) { node in
             try await node.withREST { client in
                 var browser = Browser(client: client)
                 #expect(try await browser.signIn(node.node.adminToken).status == 303)
                 #expect(try await browser.request(.get, "/tags").status == 200)
-                try await Task.sleep(for: .milliseconds(1500))
+                try await Task.sleep(for: .milliseconds(5500))
                 let expired = try await browser.request(.get, "/tags")
                 #expect(expired.status == 302 && expired.location.hasPrefix("/signin"))
             }

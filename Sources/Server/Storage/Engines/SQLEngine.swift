@@ -32,6 +32,13 @@ final class AsyncLock: Sendable {
     }
 
     private func acquire() async {
+        // Free: taken without suspending (the common case: most calls find no one waiting).
+        let taken: Bool = self.state.withLock { state in
+            if state.locked { return false }
+            state.locked = true
+            return true
+        }
+        if taken { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let acquired: Bool = self.state.withLock { state in
                 if state.locked {
