@@ -270,6 +270,9 @@ extension SQLStore {
         try await self.recordResults([AgentResult(result: result, agentSN: agentSN)])[0]
     }
 
+    /// Batches of results up to this many bind every value (see `recordResults`).
+    static let resultsBound = 32
+
     /// Stores many results in one transaction and a handful of statements (one multi-row
     /// UPDATE, one UPDATE per task), whatever their number: what makes ten thousand
     /// answers a matter of milliseconds. Each answer is the result's task when the result was
@@ -288,13 +291,18 @@ extension SQLStore {
             let key = Key(id: incoming.result.id, agentSN: incoming.agentSN)
             if positions[key] == nil { positions[key] = index }
         }
-        // The numbers are written into the statement, the text and bytes bound: at thousands of
-        // rows a batch, a bind's encoding costs more than SQLite's parsing a number.
+        // A few results at a time (the usual) are all bound, so that the statement's text is the
+        // same each time and stays prepared. At thousands of rows a batch, a bind's encoding costs
+        // more than parsing a number, and the numbers are written into the statement.
+        let bindNumbers = positions.count <= Self.resultsBound
         let rows: [SQLQueryString] = positions.values.sorted().map { index in
             let (result, agentSN) = (results[index].result, results[index].agentSN)
             let numbers = [result.resp.rawValue, Int(result.retcode), result.truncated ? 1 : 0, Int(result.startedUnixMs), Int(result.finishedUnixMs)]
-                .map(String.init).joined(separator: ", ")
-            return "(\(unsafeRaw: numbers), \(bind: result.id), \(bind: agentSN), \(bind: result.message), \(bind: result.data), \(bind: result.stderr))"
+            let written: SQLQueryString =
+                bindNumbers
+                ? numbers.map { "\(bind: $0)" as SQLQueryString }.joined(separator: ", ")
+                : "\(unsafeRaw: numbers.map(String.init).joined(separator: ", "))"
+            return "(\(written), \(bind: result.id), \(bind: agentSN), \(bind: result.message), \(bind: result.data), \(bind: result.stderr))"
         }
         let succeeded = Aspire_V1_CommandResult.Resp.success.rawValue
         return try await self.transaction { database in
