@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -259,4 +260,8 @@ int aspire_spawn_reap(int pidfd, int *code, int *signaled) {
 
 int aspire_pipe(int fds[2]) {
     return pipe2(fds, O_CLOEXEC);
+}
+
+int aspire_spawn_actions_closefrom(posix_spawn_file_actions_t *actions, int lowest) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, lowest);
 }

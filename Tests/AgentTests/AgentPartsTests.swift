@@ -2,8 +2,13 @@ import Foundation
 import Logging
 import RPC
 import Testing
+import TestSupport
 
 @testable import Agent
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite("Head and tail buffer")
 struct HeadTailBufferTests {
@@ -293,5 +298,28 @@ struct AdmissionRaceTests {
                 Issue.record("a finished id must be answered from the outbox")
             }
         }
+    }
+}
+
+@Suite("Detached processes")
+struct DetachedProcessTests {
+    @Test("A detached child gets /dev/null for its streams and none of the parent's other descriptors, even one not marked close-on-exec")
+    func inheritsNothing() async throws {
+        let directory = try makeTemporaryDirectory("detached")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // Held open for writing, as a file being written while a child starts.
+        let held = open("\(directory)/held", O_WRONLY | O_CREAT, 0o600)
+        try #require(held > 2)
+        defer { close(held) }
+        let listing = "\(directory)/fds"
+        let pid = try DetachedProcess.spawn("/bin/sh", ["sh", "-c", "ls -l /proc/self/fd > \(listing).tmp; mv \(listing).tmp \(listing)"])
+        #expect(pid > 0)
+        try await eventually("the child listed its descriptors") { FileManager.default.fileExists(atPath: listing) }
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        let lines = try String(contentsOfFile: listing, encoding: .utf8).split(separator: "\n")
+        #expect(!lines.contains { $0.contains("\(directory)/held") }, "the held file reached the child: \(lines)")
+        #expect(lines.contains { $0.hasSuffix(" 0 -> /dev/null") }, "\(lines)")
+        #expect(lines.contains { $0.hasSuffix(" 2 -> /dev/null") }, "\(lines)")
     }
 }

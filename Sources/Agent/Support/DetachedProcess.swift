@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import CSpawn
 public import RPC
 
 #if canImport(Glibc)
@@ -30,6 +31,9 @@ public enum DetachedProcess {
         for fd: Int32 in 0 ... 2 {
             posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0)
         }
+        // Nothing else of the parent's: a descriptor left open would live as long as the child
+        // (a file held open for writing cannot be run: ETXTBSY; a socket would not close).
+        aspire_spawn_actions_closefrom(&actions, 3)
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0

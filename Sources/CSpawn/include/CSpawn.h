@@ -1,8 +1,9 @@
 #ifndef ASPIRE_CSPAWN_H
 #define ASPIRE_CSPAWN_H
 
-#include <sys/types.h>
+#include <spawn.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /// What `aspire_spawn` starts: one command's first process.
 typedef struct aspire_spawn_request {
@@ -45,5 +46,10 @@ int aspire_spawn_reap(int pidfd, int *code, int *signaled);
 
 /// A pipe, both ends close-on-exec from the start (pipe2: no other thread's child may inherit it).
 int aspire_pipe(int fds[2]);
+
+/// Adds to `actions` the closing of every descriptor from `lowest` up, in the child before it
+/// runs the program: glibc's posix_spawn_file_actions_addclosefrom_np (2.34), which Swift does
+/// not see (it is under _GNU_SOURCE).
+int aspire_spawn_actions_closefrom(posix_spawn_file_actions_t *actions, int lowest);
 
 #endif
