@@ -216,12 +216,17 @@ extension SQLStore {
                 room = limit - inFlight
             }
             var claimed: [String] = []
+            // The places go to the oldest of those still waiting: some of `ids` may have been
+            // claimed meanwhile, and a place must not go to one of them and be lost.
             for slice in ids.chunks(of: 1000) where claimed.count < room {
-                let chunk = Array(slice.prefix(room - claimed.count))
                 claimed += try await database.raw(
                     """
                     UPDATE subtasks SET status = \(bind: SubtaskStatus.dispatched.rawValue), due = \(bind: now + retryAfter), gmt_modify = \(bind: now)
-                    WHERE id IN (\(binds: chunk)) AND taskid = \(bind: taskID) AND status = \(bind: SubtaskStatus.pending.rawValue)
+                    WHERE id IN (
+                        SELECT id FROM subtasks
+                        WHERE id IN (\(binds: Array(slice))) AND taskid = \(bind: taskID) AND status = \(bind: SubtaskStatus.pending.rawValue)
+                        ORDER BY gmt_create, id LIMIT \(bind: room - claimed.count)
+                    )
                     RETURNING id
                     """
                 ).all().map { try $0.decode(column: "id", as: String.self) }
