@@ -88,6 +88,8 @@ let package = Package(
         // A command's first process started straight into its cgroup (clone3), set up between
         // clone and exec: the part that must be C.
         .target(name: "CSpawn"),
+        // A call into SQLite that Swift cannot make (variadic), for the store's SQLite engine.
+        .target(name: "CSQLiteSupport"),
         .target(
             name: "Agent",
             dependencies: [
@@ -128,7 +130,7 @@ let package = Package(
         .target(
             name: "Server",
             dependencies: [
-                "RPC", "Gateway", "Cron",
+                "RPC", "Gateway", "Cron", "CSQLiteSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),

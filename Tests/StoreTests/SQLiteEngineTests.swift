@@ -77,6 +77,29 @@ struct SQLiteEngineTests {
         }
     }
 
+    @Test("A statement is prepared once and kept, whatever values it is given, even one compared with a partial index's condition or used as a limit")
+    func preparedOnce() async throws {
+        try await Self.withEngine { engine, _ in
+            try await engine.withConnection { database in
+                try await database.raw("CREATE TABLE p (id INTEGER PRIMARY KEY, status INTEGER, due INTEGER)").run()
+                try await database.raw("CREATE INDEX p_open ON p (due) WHERE status < 2").run()
+                for id in 0 ..< 50 {
+                    try await database.raw("INSERT INTO p VALUES (\(bind: id), \(bind: id % 4), \(bind: id))").run()
+                }
+            }
+            let before = try await engine.preparations
+            for round in 0 ..< 40 {
+                let open = try await engine.withConnection { database in
+                    try await database.raw("SELECT id FROM p WHERE status < \(bind: round % 3) AND due <= \(bind: 40 + round % 7) ORDER BY id LIMIT \(bind: round % 5)").all()
+                }
+                #expect(open.count == min(round % 5, (0 ..< 50).filter { $0 % 4 < round % 3 && $0 <= 40 + round % 7 }.count))
+            }
+            let after = try await engine.preparations
+            #expect(after.prepared - before.prepared == 1, "prepared \(after.prepared - before.prepared) times")
+            #expect(after.reprepared == before.reprepared, "SQLite prepared it again \(after.reprepared - before.reprepared) times")
+        }
+    }
+
     @Test("A failed statement says what and where, leaves nothing half done, and the engine goes on")
     func failures() async throws {
         try await Self.withEngine { engine, _ in

@@ -57,6 +57,11 @@ public final class SQLiteEngine: SQLEngine {
         }
     }
 
+    /// The connection's statement counts (see `SQLiteFile.preparations`).
+    var preparations: (prepared: Int, reprepared: Int) {
+        get async throws { try await self.lock.withLock { self.file.preparations } }
+    }
+
     /// Closes the database, once whoever holds it is done.
     public func shutdown() async {
         try? await self.lock.withLock {

@@ -1,3 +1,4 @@
+import CSQLiteSupport
 import Logging
 import NIOCore
 import NIOPosix
@@ -37,6 +38,11 @@ final class SQLiteFile: @unchecked Sendable {
     /// Statements differ by their number of values (a batch of N rows, a list of N ids): past
     /// this many kept, the cache starts again rather than grow.
     private static let statementsKept = 512
+    /// How many statements were prepared (not found kept), and re-prepared by SQLite itself.
+    var preparations: (prepared: Int, reprepared: Int) {
+        (self.prepared, self.statements.values.reduce(0) { $0 + Int(sqlite_nio_sqlite3_stmt_status($1.pointer, SQLITE_STMTSTATUS_REPREPARE, 0)) })
+    }
+    private var prepared = 0
 
     private init(path: String, handle: OpaquePointer) {
         self.path = path
@@ -54,6 +60,11 @@ final class SQLiteFile: @unchecked Sendable {
             throw SQLiteFailure(code: status, message: message, sql: "open \(path)")
         }
         sqlite_nio_sqlite3_extended_result_codes(handle, 1)
+        let stable = aspire_sqlite_stable_plans(UnsafeMutableRawPointer(handle))
+        guard stable == SQLITE_OK else {
+            sqlite_nio_sqlite3_close(handle)
+            throw SQLiteFailure(code: stable, message: "cannot keep query plans stable", sql: "open \(path)")
+        }
         return SQLiteFile(path: path, handle: handle)
     }
 
@@ -123,6 +134,7 @@ final class SQLiteFile: @unchecked Sendable {
         let status = sqlite_nio_sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &pointer, nil)
         guard status == SQLITE_OK, let pointer else { throw self.failure(status, sql) }
         let statement = Statement(pointer: pointer)
+        self.prepared += 1
         if self.statements.count >= Self.statementsKept { self.statements.removeAll() }
         self.statements[sql] = statement
         return statement
@@ -205,6 +217,8 @@ final class SQLiteCheckpointer: Sendable {
 
     private let file: Mutex<SQLiteFile?>
     private let asked = Atomic(false)
+    /// The log's size at the latest commit.
+    private let logPages = Atomic(0)
     private let logger: Logger
 
     init(path: String, logger: Logger) throws {
@@ -223,13 +237,22 @@ final class SQLiteCheckpointer: Sendable {
 
     /// Called by SQLite after each commit, with the log's size.
     fileprivate func logGrew(to pages: Int) {
+        self.logPages.store(pages, ordering: .releasing)
         guard pages >= Self.pages, !self.asked.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        NIOThreadPool.singleton.submit { _ in
-            defer { self.asked.store(false, ordering: .releasing) }
+        NIOThreadPool.singleton.submit { _ in self.checkpoint() }
+    }
+
+    /// Checkpoints until no commit came meanwhile: the commits during a checkpoint found it
+    /// asked for already, and the last of them must not wait in the log for the next.
+    private func checkpoint() {
+        while true {
+            let seen = self.logPages.load(ordering: .acquiring)
             let (status, message) = self.file.withLock { $0?.checkpointPassively() ?? (SQLITE_OK, "") }
             if status != SQLITE_OK && status & 0xFF != SQLITE_BUSY {
                 self.logger.warning("checkpoint of the write-ahead log failed", metadata: ["status": "\(status)", "error": "\(message)"])
             }
+            self.asked.store(false, ordering: .releasing)
+            guard self.logPages.load(ordering: .acquiring) != seen, !self.asked.exchange(true, ordering: .acquiringAndReleasing) else { return }
         }
     }
 
