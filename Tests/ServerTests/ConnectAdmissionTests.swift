@@ -107,8 +107,14 @@ struct ConnectAdmissionTests {
                 }
                 // Seconds alone; over a minute seen with the whole suite beside it on two cores
                 // (six debug agents enrolling, each wait a slot of a second after the last).
-                try await eventually(timeout: .seconds(150), "all six agents on the node") {
-                    agents.allSatisfy { node.node.registry.session(for: $0.agentSN) != nil }
+                do {
+                    try await eventually(timeout: .seconds(150), "all six agents on the node") {
+                        agents.allSatisfy { node.node.registry.session(for: $0.agentSN) != nil }
+                    }
+                } catch {
+                    let missing = agents.filter { node.node.registry.session(for: $0.agentSN) == nil }
+                    Issue.record("not on the node: \(missing.map { "\($0.agentSN):\n\($0.process.log.suffix(3000))" }.joined(separator: "\n\n"))")
+                    throw error
                 }
                 let told = agents.filter { $0.process.log.contains("asking again at the slot it gave") }
                 // At one a second after a burst of one, six starting together cannot all be let in
