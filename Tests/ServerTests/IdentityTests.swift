@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -35,6 +36,33 @@ struct IdentityTests {
                 }
             }
             #expect(again?.code == .permissionDenied)
+        }
+    }
+
+    @Test("A host that lost its enrollment's answer asks again with the same key and gets a certificate; another key is refused; the token is used once")
+    func enrollAgain() async throws {
+        try await withLocalNode { node in
+            let token = node.node.enrollmentToken
+            let key = Certificate.PrivateKey(P256.Signing.PrivateKey())
+            let enroll = { (key: Certificate.PrivateKey) in
+                try await node.withClient(token: token) { client in
+                    try await Aspire_V1_Bootstrap.Client(wrapping: client).enroll(agentSN: "lost-answer", hostname: "h", key: key, joinToken: token, timeout: .seconds(30))
+                }
+            }
+            let first = try await enroll(key)
+            let again = try await enroll(key)
+            let keyPEM = try key.serializeAsPEM().pemString
+            let (lost, kept) = (ClientIdentity(certificatePEM: first.certificate, keyPEM: keyPEM), ClientIdentity(certificatePEM: again.certificate, keyPEM: keyPEM))
+            #expect(try Certificate(pemEncoded: kept.certificatePEM).serialNumber != Certificate(pemEncoded: lost.certificatePEM).serialNumber)
+            #expect(try await self.sayInit("lost-answer", as: kept, node: node).action == .accept, "the certificate asked for again is the host's")
+            let replaced = await #expect(throws: RPCError.self) { try await self.sayInit("lost-answer", as: lost, node: node) }
+            #expect(replaced?.code == .permissionDenied, "only one certificate of a host is current")
+            // Someone else with the join token, under the host's name, with a key of their own.
+            let other = await #expect(throws: RPCError.self) { try await enroll(Certificate.PrivateKey(P256.Signing.PrivateKey())) }
+            #expect(other?.code == .failedPrecondition && other?.message.contains("already enrolled") == true)
+            let identity = try #require(try await node.node.store.identity(agentSN: "lost-answer"))
+            let uses = try await node.node.store.joinTokens(all: true).first { $0.id == identity.token }?.uses
+            #expect(uses == 1, "asking again takes no second use of the token")
         }
     }
 

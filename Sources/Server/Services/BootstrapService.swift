@@ -2,6 +2,7 @@ import Foundation
 public import GRPCCore
 public import Logging
 public import RPC
+import Crypto
 import X509
 
 /// `Bootstrap`: a new host enrolls (a join token buys it a certificate of its own), an enrolled
@@ -60,7 +61,8 @@ public struct BootstrapService: Aspire_V1_Bootstrap.ServiceProtocol {
         do {
             token = try await self.store.enroll(
                 agentSN: request.agentSn, hostname: String(request.hostname.prefix(255)), joinToken: secret,
-                serial: AgentIdentity.serial(of: certificate), notAfter: notAfter
+                serial: AgentIdentity.serial(of: certificate), notAfter: notAfter,
+                keyDigest: SHA256.hash(data: certificate.publicKey.subjectPublicKeyInfoBytes).hexString
             )
         } catch let error as AspireError {
             self.logger.warning(

@@ -423,6 +423,11 @@ enum Migrations {
                 "CREATE INDEX subtasks_agent_due ON subtasks (agentsn, due) WHERE \(SQLStore.openSubtask)",
             ]
         },
+        Step(version: 17, name: "the key each host enrolled with") { _ in
+            // The SHA-256 of its public key (SubjectPublicKeyInfo): a host whose enrollment's
+            // answer was lost asks again with the same key and gets its certificate again.
+            ["ALTER TABLE agent_identities ADD COLUMN key_digest TEXT NOT NULL DEFAULT ''"]
+        },
     ]
 
     /// An auto-numbered primary key.

@@ -134,17 +134,35 @@ extension SQLStore {
     /// as the host's current one. Refused, with nothing taken, when the token is not usable,
     /// when the host is banned, or when it holds an unexpired certificate (a reinstalled host
     /// is deleted by an operator first: nobody holding a join token can take over an enrolled
-    /// host's name while its certificate lives). Returns the token used.
+    /// host's name while its certificate lives). The one exception is the enrolled host itself
+    /// asking again because it lost the answer: the same key (`keyDigest`, the SHA-256 of its
+    /// public key, which the request's signature proved it holds) with the same, unrevoked
+    /// token gets the new certificate recorded, and no second use of the token is taken.
+    /// Returns the token used.
     public func enroll(
         agentSN: String,
         hostname: String,
         joinToken secret: String,
         serial: String,
-        notAfter: Int64
+        notAfter: Int64,
+        keyDigest: String
     ) async throws -> JoinTokenRecord {
         let digest = Secret.digest(secret)
         let now = Self.now
         let token = try await self.transaction { database -> JoinTokenRecord in
+            let again = try await database.raw(
+                """
+                UPDATE agent_identities SET serial = \(bind: serial), not_after = \(bind: notAfter), gmt_modify = \(bind: now)
+                WHERE agentsn = \(bind: agentSN) AND banned = 0 AND serial <> '' AND key_digest <> '' AND key_digest = \(bind: keyDigest)
+                  AND token IN (SELECT id FROM join_tokens WHERE digest = \(bind: digest) AND revoked = 0)
+                RETURNING token
+                """
+            ).first()
+            if let again,
+                let taken = try await database.raw("SELECT * FROM join_tokens WHERE id = \(bind: try again.decode(column: "token", as: String.self))").first()
+            {
+                return try Self.joinToken(from: taken)
+            }
             let taken = try await database.raw(
                 """
                 UPDATE join_tokens SET uses = uses + 1
@@ -162,11 +180,12 @@ extension SQLStore {
             }
             let recorded = try await database.raw(
                 """
-                INSERT INTO agent_identities (agentsn, serial, not_after, token, gmt_create, gmt_modify)
+                INSERT INTO agent_identities (agentsn, serial, not_after, token, key_digest, gmt_create, gmt_modify)
                 VALUES (\(bind: agentSN), \(bind: serial), \(bind: notAfter), \(bind: try taken.decode(column: "id", as: String.self)),
-                        \(bind: now), \(bind: now))
+                        \(bind: keyDigest), \(bind: now), \(bind: now))
                 ON CONFLICT (agentsn) DO UPDATE SET
-                    serial = excluded.serial, not_after = excluded.not_after, token = excluded.token, gmt_modify = excluded.gmt_modify
+                    serial = excluded.serial, not_after = excluded.not_after, token = excluded.token, key_digest = excluded.key_digest,
+                    gmt_modify = excluded.gmt_modify
                 WHERE agent_identities.banned = 0 AND (agent_identities.serial = '' OR agent_identities.not_after < \(bind: now))
                 RETURNING agentsn
                 """
