@@ -120,7 +120,15 @@ struct ConnectAdmissionTests {
                 // At one a second after a burst of one, six starting together cannot all be let in
                 // at once (four of them wait when they arrive within a second of each other).
                 #expect(told.count >= 1, "at one a second, some of six wait for slots")
-                #expect(told.allSatisfy { !$0.process.log.contains("no server reachable") }, "a wait is not a failed round")
+                // A wait is not a failed round: no round ends for the rate. (A round may fail for
+                // another reason on a loaded machine: an enrollment's answer that came too late.)
+                for agent in told {
+                    let lines = agent.process.log.split(separator: "\n").filter { $0.contains("[Agent]") }
+                    let failedForRate = zip(lines, lines.dropFirst()).filter { before, line in
+                        line.contains("no server reachable") && (before.contains("connect rate") || before.contains("resourceExhausted"))
+                    }
+                    #expect(failedForRate.isEmpty, "a wait is not a failed round: \(failedForRate)")
+                }
                 for agent in agents { await agent.process.stop() }
             }
         }

@@ -19,9 +19,9 @@ struct StoreConformanceTests {
     @Test("Migrations apply once and again as a no-op", arguments: StoreHarness.engines)
     func migrations(_ kind: SQLEngineKind) async throws {
         try await StoreHarness.withStore(kind) { store in
-            #expect(try await store.appliedMigrations() == Array(1 ... 16))
+            #expect(try await store.appliedMigrations() == Array(1 ... 17))
             try await store.migrate()
-            #expect(try await store.appliedMigrations() == Array(1 ... 16))
+            #expect(try await store.appliedMigrations() == Array(1 ... 17))
             #expect(try await store.regions() == [RegionRecord(id: 0, name: "global")])
         }
     }

@@ -324,7 +324,7 @@ struct StoreTaskTests {
             let page = try await store.tasks(page: Page(offset: 0, limit: 2, ascending: false))
             #expect(page.count == 5)
             #expect(page.items.map(\.command) == ["c4", "c3"])
-            #expect(try await store.appliedMigrations() == Array(1 ... 16))
+            #expect(try await store.appliedMigrations() == Array(1 ... 17))
         }
     }
 
@@ -358,7 +358,7 @@ struct StoreTaskTests {
                 ).run()
             }
             try await store.migrate()
-            #expect(try await store.appliedMigrations() == Array(1 ... 16))
+            #expect(try await store.appliedMigrations() == Array(1 ... 17))
             #expect(try await store.agentsWithDueSubtasks() == ["a"])
             #expect(try await store.dueSubtasks(agentSN: "a").map(\.id) == ["waits"])
             #expect(try await store.dueSubtasks(agentSN: "b").isEmpty, "sent an hour's redelivery ago: not due yet")
