@@ -135,12 +135,13 @@ struct SQLiteEngineTests {
                     try await engine.withConnection { try await $0.raw("INSERT INTO w VALUES (\(bind: id), \(bind: payload))").run() }
                 }
             }
-            // 6 MiB in commits of one row each: past the log's threshold, short of the size at
-            // which a commit would checkpoint in place. Only the checkpoints run behind the
-            // writes can copy it into the file, and they do before any close.
+            // 6 MiB in commits of one row each (~2,300 pages): past the log's threshold, short of
+            // the size at which a commit would checkpoint in place. Only the checkpoints run behind
+            // the writes can copy it into the file, and they do before any close — at least the
+            // threshold's 1,000 pages (a log started again keeps up to 999 pages until the next).
             try await write(0 ..< 768)
             try await eventually(timeout: .seconds(30), "the database file holds what was written (\(size(path)) bytes)") {
-                size(path) >= 6 << 20
+                size(path) >= SQLiteCheckpointer.pages * 4096
             }
             // 48 MiB more without a pause: checkpoints behind a writer that never stops cannot
             // copy all of the log, and commits then do it in place; the log stays short of it all.

@@ -76,8 +76,10 @@ final class SQLiteFile: @unchecked Sendable {
         let statement = try self.statement(sql, in: handle)
         let pointer = statement.pointer
         defer {
-            sqlite_nio_sqlite3_reset(pointer)
-            sqlite_nio_sqlite3_clear_bindings(pointer)
+            // Through `statement`, which keeps it alive to here: a statement that changes the
+            // schema empties the cache, and would otherwise be finalized before it is reset.
+            sqlite_nio_sqlite3_reset(statement.pointer)
+            sqlite_nio_sqlite3_clear_bindings(statement.pointer)
         }
         for (index, value) in binds.enumerated() {
             let status = Self.bind(value, at: Int32(index + 1), to: pointer)
