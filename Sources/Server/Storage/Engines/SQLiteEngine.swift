@@ -22,8 +22,7 @@ public final class SQLiteEngine: SQLEngine {
 
     /// Opens (creating when missing) the database file at `path`.
     public static func open(path: String, logger: Logger) async throws -> SQLiteEngine {
-        let file = try SQLiteFile.open(path: path)
-        for pragma in [
+        let file = try SQLiteFile.open(path: path, pragmas: [
             "PRAGMA journal_mode=WAL",
             "PRAGMA synchronous=NORMAL",
             "PRAGMA foreign_keys=ON",
@@ -32,14 +31,7 @@ public final class SQLiteEngine: SQLEngine {
             // pages, and the default 2 MiB cache sends each batch back to the file.
             "PRAGMA cache_size=-65536",
             "PRAGMA temp_store=MEMORY",
-        ] {
-            do {
-                try file.run(pragma, []) { _ in }
-            } catch {
-                file.close()
-                throw error
-            }
-        }
+        ])
         do {
             return SQLiteEngine(file: file, checkpointer: try SQLiteCheckpointer(path: path, logger: logger), logger: logger)
         } catch {

@@ -49,8 +49,9 @@ final class SQLiteFile: @unchecked Sendable {
         self.handle = handle
     }
 
-    /// Opens (creating when missing) the database file at `path`.
-    static func open(path: String) throws -> SQLiteFile {
+    /// Opens (creating when missing) the database file at `path` and runs `pragmas` on it;
+    /// closes it again if one fails.
+    static func open(path: String, pragmas: [String]) throws -> SQLiteFile {
         var handle: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let status = sqlite_nio_sqlite3_open_v2(path, &handle, flags, nil)
@@ -65,7 +66,16 @@ final class SQLiteFile: @unchecked Sendable {
             sqlite_nio_sqlite3_close(handle)
             throw SQLiteFailure(code: stable, message: "cannot keep query plans stable", sql: "open \(path)")
         }
-        return SQLiteFile(path: path, handle: handle)
+        let file = SQLiteFile(path: path, handle: handle)
+        do {
+            for pragma in pragmas {
+                try file.run(pragma, []) { _ in }
+            }
+        } catch {
+            file.close()
+            throw error
+        }
+        return file
     }
 
     /// Runs `sql` with `binds` (`?1`, `?2`, … in order), handing each result row to `onRow`.
@@ -224,16 +234,9 @@ final class SQLiteCheckpointer: Sendable {
     private let logger: Logger
 
     init(path: String, logger: Logger) throws {
-        let file = try SQLiteFile.open(path: path)
-        do {
-            // A connection learns the file is in WAL mode when it first reads it; until then
-            // a checkpoint is a no-op.
-            try file.run("PRAGMA journal_mode=WAL", []) { _ in }
-        } catch {
-            file.close()
-            throw error
-        }
-        self.file = Mutex(file)
+        // A connection learns the file is in WAL mode when it first reads it; until then a
+        // checkpoint is a no-op.
+        self.file = Mutex(try SQLiteFile.open(path: path, pragmas: ["PRAGMA journal_mode=WAL"]))
         self.logger = logger
     }
 
