@@ -112,6 +112,7 @@ public final class AgentListener: ListeningServerTransport {
                         let sync = channel.pipeline.syncOperations
                         try sync.addHandler(NIOSSLServerHandler(context: context))
                         try sync.addHandler(PeerRecorder(peers: peers))
+                        try sync.addHandler(CompactReads())
                     }.flatMap {
                         connectionConfigurator.configure(channel: channel, tls: context == nil ? .none : .configured(requireALPN: false))
                     }
@@ -229,5 +230,24 @@ private final class PeerRecorder: ChannelInboundHandler, RemovableChannelHandler
     func channelInactive(context: ChannelHandlerContext) {
         if let connection = self.connection { self.peers.forget(connection, owner: ObjectIdentifier(self)) }
         context.fireChannelInactive()
+    }
+}
+
+/// Hands on what TLS decrypted as a buffer of its own, sized to it.
+///
+/// NIOSSL decrypts into one 32 KiB buffer per connection and passes that buffer on; HTTP/2's
+/// frame decoder keeps the last buffer it was given (empty, to accumulate the next frame in),
+/// so at NIOSSL's next read its buffer is shared and it copies it: two 32 KiB buffers held by
+/// every idle connection. With a copy here NIOSSL's buffer stays its own, and the decoder keeps
+/// a small one (the idle agent's cost, P1 in bench/README.md).
+final class CompactReads: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let read = self.unwrapInboundIn(data)
+        var own = context.channel.allocator.buffer(capacity: read.readableBytes)
+        own.writeImmutableBuffer(read)
+        context.fireChannelRead(self.wrapInboundOut(own))
     }
 }
