@@ -116,13 +116,13 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                 for try await message in request {
                     if let session = connection.session {
                         session.touch()
-                        try await Self.apart { await self.handle(message, from: session) }
+                        try await apart { await self.handle(message, from: session) }
                         continue
                     }
                     guard case .hello(let hello) = message.body else {
                         throw RPCError(code: .failedPrecondition, message: "the first message on the stream must be Hello")
                     }
-                    try await Self.apart {
+                    try await apart {
                         try await self.welcome(hello, on: connection, peer: peer, caller: caller, outbound: continuation)
                     }
                 }
@@ -196,17 +196,6 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                 "agent.version": "\(hello.version)", "agent.peer": "\(peer)",
             ]
         )
-    }
-
-    /// Runs `work` in a child task that ends with it.
-    ///
-    /// A task keeps every slab of memory its deepest chain of calls ever needed until the task
-    /// ends (Swift's task allocator frees none sooner), and a stream's tasks live as long as
-    /// its agent: storing a Hello or a report goes many calls deep once, and that depth would
-    /// stay with each of tens of thousands of idle streams (~20 KiB each; bench/README "P1").
-    static func apart<Result: Sendable>(_ work: @escaping @Sendable () async throws -> Result) async throws -> Result {
-        async let result = work()
-        return try await result
     }
 
     /// Stores the host as online on this node, held by this stream, with the tags the agent reports.
