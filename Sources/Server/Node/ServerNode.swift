@@ -132,16 +132,17 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
     channelConfiguration.statusStep = configuration.statusStep
     channelConfiguration.pingInterval = configuration.pingInterval
     channelConfiguration.maxAgents = maxAgents
+    let channel = AgentChannelService(
+        configuration: channelConfiguration, registry: registry, store: store, engine: tasks, distributor: distributor, metrics: metrics,
+        logger: logger
+    )
     let handlers: [any RegistrableRPCService] = [
         BootstrapService(
             nodeName: configuration.nodeName, policy: configuration.redirect, cluster: cluster, registry: registry, store: store, signer: signer,
             certificateLifetime: configuration.agentCertificateLifetime, maxAgents: maxAgents,
             admission: configuration.maxConnectRate.map { ConnectAdmission(rate: $0) }, logger: logger
         ),
-        AgentChannelService(
-            configuration: channelConfiguration, registry: registry, store: store, engine: tasks, distributor: distributor, metrics: metrics,
-            logger: logger
-        ),
+        channel,
         AgentPollService(store: store, engine: tasks, logger: logger),
         PackageStoreService(store: store, packages: packages, logger: logger),
         AdminService(
@@ -203,11 +204,13 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
                 group.addTask {
                     await announce(listener, insecure: configuration.insecure, file: configuration.listenAddressFile, logger: logger)
                 }
+                group.addTask { await channel.keeper.run() }
                 try await GRPCServerService(server: server) {
                     logger.notice("shutting down: closing agent streams")
                     ServiceManager.notify("STOPPING=1\nSTATUS=stopping")
                     registry.closeAll()
                 }.run()
+                group.cancelAll()
             }
         }
     )

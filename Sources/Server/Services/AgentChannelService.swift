@@ -33,6 +33,8 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
     let distributor: ConfigDistributor
     let metrics: MetricIngest
     let logger: Logger
+    /// Hello deadlines, pings and silence, for every stream of this service (run by the node).
+    let keeper: StreamKeeper
 
     public init(
         configuration: Configuration, registry: SessionRegistry, store: SQLStore, engine: TaskEngine, distributor: ConfigDistributor, metrics: MetricIngest,
@@ -45,12 +47,14 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         self.store = store
         self.engine = engine
         self.logger = logger
+        self.keeper = StreamKeeper(pingInterval: configuration.pingInterval, helloTimeout: configuration.helloTimeout)
     }
 
     enum Ended: Sendable {
         case agentClosed
         case serverClosed
         case silent
+        case noHello
         case failed
     }
 
@@ -65,11 +69,13 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         let (outbound, continuation) = AsyncStream.makeStream(
             of: Aspire_V1_ServerMessage.self, bufferingPolicy: .bufferingOldest(configuration.outboundQueue)
         )
-        let connection = Connection()
+        let connection = Connection(outbound: continuation)
         let peer = context.remotePeer
         let caller = VerifiedPeer.of(context)
         let (registry, store, logger) = (self.registry, self.store, self.logger)
 
+        self.keeper.keep(connection)
+        defer { self.keeper.forget(connection) }
         var ended = Ended.failed
         var failure: (any Error)?
         do {
@@ -92,13 +98,14 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
             await Self.recordOffline(session, registry: registry, store: store, logger: logger)
         }
         if let failure { throw failure }
-        if ended == .silent {
-            throw RPCError(code: .unavailable, message: "no message from the agent for three ping intervals")
+        switch ended {
+        case .silent: throw RPCError(code: .unavailable, message: "no message from the agent for three ping intervals")
+        case .noHello: throw RPCError(code: .deadlineExceeded, message: "no Hello within \(self.configuration.helloTimeout)")
+        case .agentClosed, .serverClosed, .failed: break
         }
     }
 
-    /// Reads the agent's messages, writes the session's queue and keeps the stream alive, until
-    /// one of the three ends.
+    /// Reads the agent's messages and writes the session's queue, until either ends.
     private func serve(
         request: RPCAsyncSequence<Aspire_V1_AgentMessage, any Error>,
         response: RPCWriter<Aspire_V1_ServerMessage>,
@@ -108,7 +115,6 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         peer: String,
         caller: VerifiedPeer?
     ) async throws -> Ended {
-        let configuration = self.configuration
         return try await withThrowingTaskGroup(of: Ended.self) { group in
             group.addTask {
                 // The reader lives as long as the agent: what a message sets off (storing a
@@ -132,32 +138,9 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                 for await message in outbound {
                     try await response.write(message)
                 }
-                return .serverClosed
-            }
-            group.addTask {
-                // Wait for Hello (no longer than helloTimeout), then ping every interval and
-                // drop a stream that stays silent for three of them.
-                let opened = ContinuousClock.now
-                var session = connection.session
-                while session == nil {
-                    guard ContinuousClock.now - opened < configuration.helloTimeout else {
-                        throw RPCError(code: .deadlineExceeded, message: "no Hello within \(configuration.helloTimeout)")
-                    }
-                    try await Task.sleep(for: .milliseconds(100))
-                    session = connection.session
-                }
-                var nonce: UInt64 = 0
-                while let session {
-                    try await Task.sleep(for: configuration.pingInterval)
-                    if Date().timeIntervalSince(session.lastSeen) > 3 * configuration.pingInterval.seconds {
-                        return .silent
-                    }
-                    nonce += 1
-                    var ping = Aspire_V1_ServerMessage()
-                    ping.ping.nonce = nonce
-                    session.send(ping)
-                }
-                return .serverClosed
+                // The queue ends when the node ends the stream (replaced, shutting down, or
+                // the keeper's: silent, no Hello).
+                return connection.ended ?? .serverClosed
             }
             defer { group.cancelAll() }
             return try await group.next() ?? .agentClosed
@@ -306,13 +289,31 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
     }
 }
 
-/// What one stream knows once its agent said Hello. Written by the reader only, read by the
-/// keepalive task.
+/// What one stream knows: its session once its agent said Hello, and why the node ended it,
+/// when it did.
 final class Connection: Sendable {
-    private let state = Mutex<AgentSession?>(nil)
+    private struct State {
+        var session: AgentSession?
+        var ended: AgentChannelService.Ended?
+    }
+
+    private let state = Mutex(State())
+    private let outbound: AsyncStream<Aspire_V1_ServerMessage>.Continuation
+
+    init(outbound: AsyncStream<Aspire_V1_ServerMessage>.Continuation) {
+        self.outbound = outbound
+    }
 
     var session: AgentSession? {
-        get { self.state.withLock { $0 } }
-        set { self.state.withLock { $0 = newValue } }
+        get { self.state.withLock { $0.session } }
+        set { self.state.withLock { $0.session = newValue } }
+    }
+
+    var ended: AgentChannelService.Ended? { self.state.withLock { $0.ended } }
+
+    /// Ends the stream from the node's side: what is queued is written, then the stream closes.
+    func end(_ reason: AgentChannelService.Ended) {
+        self.state.withLock { $0.ended = $0.ended ?? reason }
+        self.outbound.finish()
     }
 }
