@@ -1,4 +1,5 @@
 import Foundation
+import HeapModule
 import RPC
 import Synchronization
 
@@ -20,7 +21,23 @@ final class StreamKeeper: Sendable {
         var nonce: UInt64 = 0
     }
 
-    private let streams = Mutex<[ObjectIdentifier: Kept]>([:])
+    /// A stream's turn in the schedule.
+    private struct Turn: Comparable {
+        let due: ContinuousClock.Instant
+        let id: ObjectIdentifier
+
+        static func < (lhs: Turn, rhs: Turn) -> Bool { lhs.due < rhs.due }
+    }
+
+    private struct State {
+        var streams: [ObjectIdentifier: Kept] = [:]
+        /// The streams' turns, soonest first: a sweep looks at the due ones only (looking at
+        /// each stream each second was a quarter of an idle node's CPU at 10,000 agents). A
+        /// turn whose stream has gone, or moved to another time, is passed over.
+        var turns = Heap<Turn>()
+    }
+
+    private let state = Mutex(State())
 
     init(pingInterval: Duration, helloTimeout: Duration) {
         self.pingInterval = pingInterval
@@ -29,16 +46,20 @@ final class StreamKeeper: Sendable {
 
     /// Takes a stream as it opens.
     func keep(_ connection: Connection, now: ContinuousClock.Instant = .now) {
-        self.streams.withLock { $0[ObjectIdentifier(connection)] = Kept(connection: connection, due: now + self.helloTimeout) }
+        let kept = Kept(connection: connection, due: now + self.helloTimeout)
+        self.state.withLock { state in
+            state.streams[ObjectIdentifier(connection)] = kept
+            state.turns.insert(Turn(due: kept.due, id: ObjectIdentifier(connection)))
+        }
     }
 
     /// Lets go of a stream that ended.
     func forget(_ connection: Connection) {
-        _ = self.streams.withLock { $0.removeValue(forKey: ObjectIdentifier(connection)) }
+        _ = self.state.withLock { $0.streams.removeValue(forKey: ObjectIdentifier(connection)) }
     }
 
     /// How many streams are kept.
-    var count: Int { self.streams.withLock { $0.count } }
+    var count: Int { self.state.withLock { $0.streams.count } }
 
     /// Looks at the streams every second (every ping interval when that is shorter), until
     /// cancelled.
@@ -55,18 +76,19 @@ final class StreamKeeper: Sendable {
         let silence = 3 * self.pingInterval.seconds
         var pings: [(AgentSession, UInt64)] = []
         var ending: [(Connection, AgentChannelService.Ended)] = []
-        self.streams.withLock { streams in
-            var changed: [(ObjectIdentifier, Kept?)] = []
-            for (id, var kept) in streams where kept.due <= now {
+        self.state.withLock { state in
+            while let turn = state.turns.min, turn.due <= now {
+                state.turns.removeMin()
+                guard var kept = state.streams[turn.id], kept.due == turn.due else { continue }
                 guard let session = kept.connection.session else {
                     ending.append((kept.connection, .noHello))
-                    changed.append((id, nil))
+                    state.streams[turn.id] = nil
                     continue
                 }
                 if kept.greeted {
                     if session.lastSeen.timeIntervalSinceNow < -silence {
                         ending.append((kept.connection, .silent))
-                        changed.append((id, nil))
+                        state.streams[turn.id] = nil
                         continue
                     }
                     kept.nonce += 1
@@ -75,11 +97,9 @@ final class StreamKeeper: Sendable {
                 // The first ping an interval after Hello.
                 kept.greeted = true
                 kept.due = now + self.pingInterval
-                changed.append((id, kept))
+                state.streams[turn.id] = kept
+                state.turns.insert(Turn(due: kept.due, id: turn.id))
             }
-            // Changed after the loop, not in it: the loop reads the dictionary, which a change
-            // inside it would copy whole.
-            for (id, kept) in changed { streams[id] = kept }
         }
         for (session, nonce) in pings {
             var ping = Aspire_V1_ServerMessage()
