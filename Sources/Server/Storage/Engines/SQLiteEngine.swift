@@ -1,9 +1,11 @@
 public import Logging
+import NIOPosix
 public import SQLKit
 
 /// The embedded default: one SQLite file in WAL mode, one connection, calls taken in turn
 /// (SQLite has one writer anyway; batching, not more connections, is what makes it fast).
-/// Statements run in place on the caller's thread, kept prepared (`SQLiteFile`).
+/// Statements run kept prepared (`SQLiteFile`), in place on the store's own thread
+/// (`SQLiteThread`).
 public final class SQLiteEngine: SQLEngine {
     public let kind = SQLEngineKind.sqlite
     public let path: String
@@ -42,7 +44,9 @@ public final class SQLiteEngine: SQLEngine {
 
     public func withConnection<Result: Sendable>(_ body: (any SQLDatabase) async throws -> Result) async throws -> Result {
         do {
-            return try await self.lock.withLock { try await body(SQLiteRows(file: self.file, logger: self.logger)) }
+            return try await withTaskExecutorPreference(SQLiteThread.shared) {
+                try await self.lock.withLock { try await body(SQLiteRows(file: self.file, logger: self.logger)) }
+            }
         } catch let failure as SQLiteFailure where failure.isDiskFull {
             // The disk under the store: a clear answer for callers, not an internal error.
             throw StoreFull(location: self.path, detail: failure.message).error
@@ -60,5 +64,27 @@ public final class SQLiteEngine: SQLEngine {
             self.checkpointer.close()
             self.file.close()
         }
+    }
+}
+
+/// The thread SQLite statements run on: a transaction's code runs there from its start to its
+/// end, so that the statements, which block (a batch of thousands of rows, the disk), never
+/// hold one of the few threads every task of the process shares. A transaction hops onto it
+/// and back once, where SQLiteNIO made three hops a statement. One for the process: a node has
+/// one database, and a thread per engine would outlive engines that were not shut down.
+final class SQLiteThread: TaskExecutor {
+    static let shared = SQLiteThread()
+
+    private let pool: NIOThreadPool
+
+    private init() {
+        self.pool = NIOThreadPool(numberOfThreads: 1)
+        self.pool.start()
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let executor = self.asUnownedTaskExecutor()
+        self.pool.submit { _ in job.runSynchronously(on: executor) }
     }
 }
