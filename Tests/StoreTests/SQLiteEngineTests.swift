@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SQLKit
+import Synchronization
 import Testing
 import TestSupport
 
@@ -54,6 +55,43 @@ struct SQLiteEngineTests {
             }
             #expect(nulls == 1, "only the row stored with NULLs has them")
         }
+    }
+
+    @Test("Statements run off the threads every task shares: while long statements of several engines run, other tasks go on")
+    func ownThread() async throws {
+        // Four engines each run a statement of a second or so at once. Run on the cooperative
+        // pool (as wide as the machine's cores), they would hold every thread of it, and a task
+        // beside them could not finish before one of them did.
+        let directory = try makeTemporaryDirectory("sqlite-thread")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var opened: [SQLiteEngine] = []
+        for index in 0 ..< max(4, ProcessInfo.processInfo.activeProcessorCount * 2) {
+            opened.append(try await SQLiteEngine.open(path: "\(directory)/\(index).sqlite", logger: Logger(label: "sqlite-thread-test")))
+        }
+        let engines = opened
+        let order = Finished()
+        await withTaskGroup(of: Void.self) { group in
+            for engine in engines {
+                group.addTask {
+                    _ = try? await engine.withConnection { database in
+                        try await database.raw(
+                            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000) SELECT COUNT(*) AS n FROM c"
+                        ).first(decodingColumn: "n", as: Int.self)
+                    }
+                    order.list.withLock { $0.append("statement") }
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(50))
+                order.list.withLock { $0.append("beside") }
+            }
+        }
+        for engine in engines { await engine.shutdown() }
+        #expect(order.list.withLock { $0.first } == "beside", "\(order.list.withLock { $0 })")
+    }
+
+    final class Finished: Sendable {
+        let list = Mutex<[String]>([])
     }
 
     @Test("A statement kept prepared sees the table as it is after a change; more statements than are kept still run")
