@@ -15,7 +15,7 @@ struct StreamKeeperTests {
         return (Connection(outbound: continuation), outbound)
     }
 
-    @Test("A stream without Hello by its deadline is ended; one with Hello is kept, pinged an interval later, then every interval")
+    @Test("A stream without Hello by its deadline is ended; one with Hello is kept, pinged an interval after its Hello, then every interval")
     func helloThenPings() async throws {
         let keeper = StreamKeeper(pingInterval: .seconds(60), helloTimeout: .seconds(10))
         let opened = ContinuousClock.now
@@ -24,9 +24,10 @@ struct StreamKeeperTests {
         let (outbound, continuation) = AsyncStream.makeStream(of: Aspire_V1_ServerMessage.self)
         var hello = Aspire_V1_Hello()
         hello.agentSn = "greeted"
-        greeted.session = AgentSession(hello: hello, peer: "ipv4:127.0.0.1:1", outbound: continuation)
         keeper.keep(mute, now: opened)
         keeper.keep(greeted, now: opened)
+        greeted.session = AgentSession(hello: hello, peer: "ipv4:127.0.0.1:1", outbound: continuation)
+        keeper.greeted(greeted, now: opened + .seconds(1))
 
         keeper.sweep(now: opened + .seconds(9))
         #expect(mute.ended == nil && keeper.count == 2)
@@ -36,10 +37,10 @@ struct StreamKeeperTests {
         var queued = muteQueue.makeAsyncIterator()
         #expect(await queued.next() == nil, "the stream's queue is finished")
 
-        // Pinged an interval after the keeper saw its Hello, then each interval, nonces rising.
-        keeper.sweep(now: opened + .seconds(69))
-        keeper.sweep(now: opened + .seconds(70))
-        keeper.sweep(now: opened + .seconds(130))
+        // Pinged an interval after its Hello, then each interval, nonces rising.
+        keeper.sweep(now: opened + .seconds(60))
+        keeper.sweep(now: opened + .seconds(61))
+        keeper.sweep(now: opened + .seconds(121))
         continuation.finish()
         let pings = await outbound.reduce(into: [UInt64]()) { $0.append($1.ping.nonce) }
         #expect(pings == [1, 2])
@@ -55,13 +56,13 @@ struct StreamKeeperTests {
         for (connection, name) in [(quiet, "quiet"), (talking, "talking")] {
             var hello = Aspire_V1_Hello()
             hello.agentSn = name
-            connection.session = AgentSession(hello: hello, peer: "ipv4:127.0.0.1:1", outbound: continuation)
             keeper.keep(connection)
+            connection.session = AgentSession(hello: hello, peer: "ipv4:127.0.0.1:1", outbound: continuation)
+            keeper.greeted(connection)
         }
-        keeper.sweep(now: .now + .seconds(10))  // both greeted
         try await Task.sleep(for: .milliseconds(500))
         talking.session?.touch()
-        keeper.sweep(now: .now + .seconds(11))
+        keeper.sweep()
         #expect(quiet.ended == .silent)
         #expect(talking.ended == nil)
         #expect(keeper.count == 1)

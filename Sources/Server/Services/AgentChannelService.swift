@@ -79,10 +79,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         var ended = Ended.failed
         var failure: (any Error)?
         do {
-            ended = try await self.serve(
-                request: request, response: response, outbound: outbound, continuation: continuation,
-                connection: connection, peer: peer, caller: caller
-            )
+            ended = try await self.serve(request: request, response: response, outbound: outbound, connection: connection, peer: peer, caller: caller)
         } catch {
             failure = error
         }
@@ -110,7 +107,6 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         request: RPCAsyncSequence<Aspire_V1_AgentMessage, any Error>,
         response: RPCWriter<Aspire_V1_ServerMessage>,
         outbound: AsyncStream<Aspire_V1_ServerMessage>,
-        continuation: AsyncStream<Aspire_V1_ServerMessage>.Continuation,
         connection: Connection,
         peer: String,
         caller: VerifiedPeer?
@@ -129,7 +125,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                         throw RPCError(code: .failedPrecondition, message: "the first message on the stream must be Hello")
                     }
                     try await apart {
-                        try await self.welcome(hello, on: connection, peer: peer, caller: caller, outbound: continuation)
+                        try await self.welcome(hello, on: connection, peer: peer, caller: caller)
                     }
                 }
                 return .agentClosed
@@ -149,10 +145,7 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
 
     /// Takes the stream's Hello: the session is checked against the caller's certificate and the
     /// node's capacity, recorded, registered and welcomed, and what is due to its host follows.
-    private func welcome(
-        _ hello: Aspire_V1_Hello, on connection: Connection, peer: String, caller: VerifiedPeer?,
-        outbound: AsyncStream<Aspire_V1_ServerMessage>.Continuation
-    ) async throws {
+    private func welcome(_ hello: Aspire_V1_Hello, on connection: Connection, peer: String, caller: VerifiedPeer?) async throws {
         let (configuration, registry, logger) = (self.configuration, self.registry, self.logger)
         try VerifiedPeer.claim(hello.agentSn, by: caller, in: "Hello", peer: peer, logger: logger)
         if registry.count >= configuration.maxAgents && registry.session(for: hello.agentSn) == nil {
@@ -161,9 +154,10 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
                 message: "node \(configuration.nodeName) holds its maximum of \(configuration.maxAgents) agents (--max-agents); try another node or later"
             )
         }
-        let session = AgentSession(hello: hello, peer: peer, certificateSerial: caller?.serial, outbound: outbound)
+        let session = AgentSession(hello: hello, peer: peer, certificateSerial: caller?.serial, outbound: connection.outbound)
         try await Self.recordOnline(session, node: configuration.nodeName, store: self.store, logger: logger)
         connection.session = session
+        self.keeper.greeted(connection)
         registry.register(session)
         var welcome = Aspire_V1_ServerMessage()
         welcome.welcome.node = configuration.nodeName
@@ -298,7 +292,8 @@ final class Connection: Sendable {
     }
 
     private let state = Mutex(State())
-    private let outbound: AsyncStream<Aspire_V1_ServerMessage>.Continuation
+    /// The stream's queue, which its session sends on.
+    let outbound: AsyncStream<Aspire_V1_ServerMessage>.Continuation
 
     init(outbound: AsyncStream<Aspire_V1_ServerMessage>.Continuation) {
         self.outbound = outbound

@@ -53,6 +53,18 @@ final class StreamKeeper: Sendable {
         }
     }
 
+    /// Notes the stream's Hello: its first ping is an interval from now.
+    func greeted(_ connection: Connection, now: ContinuousClock.Instant = .now) {
+        let id = ObjectIdentifier(connection)
+        self.state.withLock { state in
+            guard var kept = state.streams[id] else { return }
+            kept.greeted = true
+            kept.due = now + self.pingInterval
+            state.streams[id] = kept
+            state.turns.insert(Turn(due: kept.due, id: id))
+        }
+    }
+
     /// Lets go of a stream that ended.
     func forget(_ connection: Connection) {
         _ = self.state.withLock { $0.streams.removeValue(forKey: ObjectIdentifier(connection)) }
@@ -94,7 +106,7 @@ final class StreamKeeper: Sendable {
                     kept.nonce += 1
                     pings.append((session, kept.nonce))
                 }
-                // The first ping an interval after Hello.
+                // A Hello the keeper was not told of: the first ping an interval from now.
                 kept.greeted = true
                 kept.due = now + self.pingInterval
                 state.streams[turn.id] = kept
