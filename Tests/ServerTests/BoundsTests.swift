@@ -64,7 +64,7 @@ struct BoundsTests {
 }
 
 /// A stream to an agent that never reads: every write waits (until the test ends it).
-private struct StalledWriter: RPCWriterProtocol {
+struct StalledWriter: RPCWriterProtocol {
     func write(_ element: Aspire_V1_ServerMessage) async throws {
         try await Task.sleep(for: .seconds(3600))
     }

@@ -91,6 +91,40 @@ struct StreamKeeperTests {
             #expect(service.keeper.count == 0)
         }
     }
+
+    @Test("A silent agent that does not read its stream is dropped even while a write to it waits", .timeLimit(.minutes(1)))
+    func silentWhileWriteWaits() async throws {
+        try await withLocalNode { node in
+            var configuration = AgentChannelService.Configuration(nodeName: "node")
+            configuration.pingInterval = .milliseconds(100)
+            let service = AgentChannelService(
+                configuration: configuration, registry: node.node.registry, store: node.store, engine: node.node.tasks,
+                distributor: node.node.distributor, metrics: node.node.metrics, logger: Logger(label: "test")
+            )
+            let (requests, input) = AsyncThrowingStream.makeStream(of: Aspire_V1_AgentMessage.self)
+            defer { input.finish() }
+            var hello = Aspire_V1_AgentMessage()
+            hello.hello.agentSn = "hung"
+            input.yield(hello)
+            let context = ServerContext(
+                descriptor: Aspire_V1_AgentChannel.Method.Connect.descriptor, remotePeer: "ipv4:127.0.0.1:1", localPeer: "ipv4:127.0.0.1:2",
+                cancellation: ServerContext.RPCCancellationHandle()
+            )
+            // The welcome's write waits for ever: the agent reads nothing.
+            let stream = Task {
+                try await service.connect(request: RPCAsyncSequence(wrapping: requests), response: RPCWriter(wrapping: StalledWriter()), context: context)
+            }
+            try await eventually("the agent to be registered") { node.node.registry.session(for: "hung") != nil }
+            try await Task.sleep(for: .milliseconds(500))
+            service.keeper.sweep()
+            // Cancelled with the test when its time is up: a stream that is not ended fails it.
+            let error = await #expect(throws: RPCError.self) {
+                try await withTaskCancellationHandler { try await stream.value } onCancel: { stream.cancel() }
+            }
+            #expect(error?.code == .unavailable, "\(String(describing: error))")
+            #expect(node.node.registry.session(for: "hung") == nil)
+        }
+    }
 }
 
 /// A stream's writer that drops what it is given.

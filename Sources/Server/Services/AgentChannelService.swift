@@ -111,35 +111,47 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
         peer: String,
         caller: VerifiedPeer?
     ) async throws -> Ended {
-        return try await withThrowingTaskGroup(of: Ended.self) { group in
+        try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                // The reader lives as long as the agent: what a message sets off (storing a
-                // report or a result, a dispatch pass, the Hello's records) runs `apart`.
-                for try await message in request {
-                    if let session = connection.session {
-                        session.touch()
-                        try await apart { await self.handle(message, from: session) }
-                        continue
+                do {
+                    // The reader lives as long as the agent: what a message sets off (storing a
+                    // report or a result, a dispatch pass, the Hello's records) runs `apart`.
+                    for try await message in request {
+                        if let session = connection.session {
+                            session.touch()
+                            try await apart { await self.handle(message, from: session) }
+                            continue
+                        }
+                        guard case .hello(let hello) = message.body else {
+                            throw RPCError(code: .failedPrecondition, message: "the first message on the stream must be Hello")
+                        }
+                        try await apart {
+                            try await self.welcome(hello, on: connection, peer: peer, caller: caller)
+                        }
                     }
-                    guard case .hello(let hello) = message.body else {
-                        throw RPCError(code: .failedPrecondition, message: "the first message on the stream must be Hello")
-                    }
-                    try await apart {
-                        try await self.welcome(hello, on: connection, peer: peer, caller: caller)
-                    }
+                    connection.end(.agentClosed)
+                } catch {
+                    connection.end(.failed, failure: error)
                 }
-                return .agentClosed
             }
             group.addTask {
-                for await message in outbound {
-                    try await response.write(message)
+                do {
+                    // The queue ends when the node ends the stream: replaced, shutting down, or
+                    // by the keeper (silent, no Hello).
+                    for await message in outbound {
+                        try await response.write(message)
+                    }
+                    connection.end(.serverClosed)
+                } catch {
+                    connection.end(.failed, failure: error)
                 }
-                // The queue ends when the node ends the stream (replaced, shutting down, or
-                // the keeper's: silent, no Hello).
-                return connection.ended ?? .serverClosed
             }
-            defer { group.cancelAll() }
-            return try await group.next() ?? .agentClosed
+            // Whichever ends it first, the reader, the writer or the keeper: the other two are
+            // stopped, a write that waits on an agent that does not read included.
+            let (ended, failure) = await connection.ending()
+            group.cancelAll()
+            if let failure { throw failure }
+            return ended
         }
     }
 
@@ -283,12 +295,12 @@ public struct AgentChannelService: Aspire_V1_AgentChannel.SimpleServiceProtocol 
     }
 }
 
-/// What one stream knows: its session once its agent said Hello, and why the node ended it,
-/// when it did.
+/// What one stream knows: its session once its agent said Hello, and how it ended, once it did.
 final class Connection: Sendable {
     private struct State {
         var session: AgentSession?
-        var ended: AgentChannelService.Ended?
+        var ended: (AgentChannelService.Ended, (any Error)?)?
+        var waiting: CheckedContinuation<Void, Never>?
     }
 
     private let state = Mutex(State())
@@ -304,11 +316,31 @@ final class Connection: Sendable {
         set { self.state.withLock { $0.session = newValue } }
     }
 
-    var ended: AgentChannelService.Ended? { self.state.withLock { $0.ended } }
+    /// How the stream ended; nil while it goes on.
+    var ended: AgentChannelService.Ended? { self.state.withLock { $0.ended?.0 } }
 
-    /// Ends the stream from the node's side: what is queued is written, then the stream closes.
-    func end(_ reason: AgentChannelService.Ended) {
-        self.state.withLock { $0.ended = $0.ended ?? reason }
+    /// Ends the stream, for `reason` (the first reason given stands): what is queued is
+    /// written if the stream still can, then it closes.
+    func end(_ reason: AgentChannelService.Ended, failure: (any Error)? = nil) {
+        let waiting = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard state.ended == nil else { return nil }
+            state.ended = (reason, failure)
+            defer { state.waiting = nil }
+            return state.waiting
+        }
         self.outbound.finish()
+        waiting?.resume()
+    }
+
+    /// Waits for the stream's end, and says how it ended.
+    func ending() async -> (AgentChannelService.Ended, (any Error)?) {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ended = self.state.withLock { state in
+                if state.ended == nil { state.waiting = continuation }
+                return state.ended != nil
+            }
+            if ended { continuation.resume() }
+        }
+        return self.state.withLock { $0.ended } ?? (.failed, nil)
     }
 }
