@@ -80,22 +80,11 @@ extension BoundsTests {
         try await withLocalNode { node in
             var configuration = AgentChannelService.Configuration(nodeName: "node")
             configuration.outboundQueue = 4
-            let service = AgentChannelService(
-                configuration: configuration, registry: node.node.registry, store: node.store, engine: node.node.tasks,
-                distributor: node.node.distributor, metrics: node.node.metrics, logger: Logger(label: "test")
-            )
-            let (requests, input) = AsyncThrowingStream.makeStream(of: Aspire_V1_AgentMessage.self)
+            let (stream, input) = node.agentStream(node.channelService(configuration), writer: StalledWriter())
             var hello = Aspire_V1_AgentMessage()
             hello.hello.agentSn = "stalled"
             hello.hello.hostname = "stalled"
             input.yield(hello)
-            let context = ServerContext(
-                descriptor: Aspire_V1_AgentChannel.Method.Connect.descriptor, remotePeer: "ipv4:127.0.0.1:1", localPeer: "ipv4:127.0.0.1:2",
-                cancellation: ServerContext.RPCCancellationHandle()
-            )
-            let stream = Task {
-                try await service.connect(request: RPCAsyncSequence(wrapping: requests), response: RPCWriter(wrapping: StalledWriter()), context: context)
-            }
             defer {
                 input.finish()
                 stream.cancel()

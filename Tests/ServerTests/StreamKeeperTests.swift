@@ -71,19 +71,9 @@ struct StreamKeeperTests {
     @Test("A stream that never says Hello is refused DEADLINE_EXCEEDED by the service, and leaves the keeper")
     func serviceEndsMuteStream() async throws {
         try await withLocalNode { node in
-            let service = AgentChannelService(
-                configuration: .init(nodeName: "node"), registry: node.node.registry, store: node.store, engine: node.node.tasks,
-                distributor: node.node.distributor, metrics: node.node.metrics, logger: Logger(label: "test")
-            )
-            let (requests, input) = AsyncThrowingStream.makeStream(of: Aspire_V1_AgentMessage.self)
+            let service = node.channelService(.init(nodeName: "node"))
+            let (stream, input) = node.agentStream(service, writer: DroppingWriter())
             defer { input.finish() }
-            let context = ServerContext(
-                descriptor: Aspire_V1_AgentChannel.Method.Connect.descriptor, remotePeer: "ipv4:127.0.0.1:1", localPeer: "ipv4:127.0.0.1:2",
-                cancellation: ServerContext.RPCCancellationHandle()
-            )
-            let stream = Task {
-                try await service.connect(request: RPCAsyncSequence(wrapping: requests), response: RPCWriter(wrapping: DroppingWriter()), context: context)
-            }
             try await eventually("the stream to be kept") { service.keeper.count == 1 }
             service.keeper.sweep(now: .now + service.configuration.helloTimeout)
             let error = await #expect(throws: RPCError.self) { try await stream.value }
@@ -97,23 +87,13 @@ struct StreamKeeperTests {
         try await withLocalNode { node in
             var configuration = AgentChannelService.Configuration(nodeName: "node")
             configuration.pingInterval = .milliseconds(100)
-            let service = AgentChannelService(
-                configuration: configuration, registry: node.node.registry, store: node.store, engine: node.node.tasks,
-                distributor: node.node.distributor, metrics: node.node.metrics, logger: Logger(label: "test")
-            )
-            let (requests, input) = AsyncThrowingStream.makeStream(of: Aspire_V1_AgentMessage.self)
+            let service = node.channelService(configuration)
+            // The welcome's write waits for ever: the agent reads nothing.
+            let (stream, input) = node.agentStream(service, writer: StalledWriter())
             defer { input.finish() }
             var hello = Aspire_V1_AgentMessage()
             hello.hello.agentSn = "hung"
             input.yield(hello)
-            let context = ServerContext(
-                descriptor: Aspire_V1_AgentChannel.Method.Connect.descriptor, remotePeer: "ipv4:127.0.0.1:1", localPeer: "ipv4:127.0.0.1:2",
-                cancellation: ServerContext.RPCCancellationHandle()
-            )
-            // The welcome's write waits for ever: the agent reads nothing.
-            let stream = Task {
-                try await service.connect(request: RPCAsyncSequence(wrapping: requests), response: RPCWriter(wrapping: StalledWriter()), context: context)
-            }
             try await eventually("the agent to be registered") { node.node.registry.session(for: "hung") != nil }
             try await Task.sleep(for: .milliseconds(500))
             service.keeper.sweep()

@@ -30,6 +30,30 @@ struct LocalNode: NodeUnderTest {
 
     /// The admin token as a request header.
     var bearer: HTTPFields { [.authorization: "Bearer \(self.node.adminToken)"] }
+
+    /// An agent stream served in this process by `service` (over this node's registry, store and
+    /// engines), as the listener would run it: the agent's messages are what `input` yields,
+    /// the node's go to `writer`.
+    func agentStream(
+        _ service: AgentChannelService, writer: some RPCWriterProtocol<Aspire_V1_ServerMessage>
+    ) -> (stream: Task<Void, any Error>, input: AsyncThrowingStream<Aspire_V1_AgentMessage, any Error>.Continuation) {
+        let (requests, input) = AsyncThrowingStream.makeStream(of: Aspire_V1_AgentMessage.self)
+        let context = ServerContext(
+            descriptor: Aspire_V1_AgentChannel.Method.Connect.descriptor, remotePeer: "ipv4:127.0.0.1:1", localPeer: "ipv4:127.0.0.1:2",
+            cancellation: ServerContext.RPCCancellationHandle()
+        )
+        let response = RPCWriter(wrapping: writer)
+        let stream = Task { try await service.connect(request: RPCAsyncSequence(wrapping: requests), response: response, context: context) }
+        return (stream, input)
+    }
+
+    /// The agent channel's service on this node's registry, store and engines, with `configuration`.
+    func channelService(_ configuration: AgentChannelService.Configuration) -> AgentChannelService {
+        AgentChannelService(
+            configuration: configuration, registry: self.node.registry, store: self.store, engine: self.node.tasks,
+            distributor: self.node.distributor, metrics: self.node.metrics, logger: Logger(label: "test")
+        )
+    }
 }
 
 /// Builds a node in-process on a fresh data directory and a SQLite file (`configure` may change
