@@ -17,7 +17,6 @@ final class StreamKeeper: Sendable {
         let connection: Connection
         /// When the stream is next looked at: its Hello's deadline, then its next ping.
         var due: ContinuousClock.Instant
-        var greeted = false
         var nonce: UInt64 = 0
     }
 
@@ -58,7 +57,6 @@ final class StreamKeeper: Sendable {
         let id = ObjectIdentifier(connection)
         self.state.withLock { state in
             guard var kept = state.streams[id] else { return }
-            kept.greeted = true
             kept.due = now + self.pingInterval
             state.streams[id] = kept
             state.turns.insert(Turn(due: kept.due, id: id))
@@ -97,17 +95,13 @@ final class StreamKeeper: Sendable {
                     state.streams[turn.id] = nil
                     continue
                 }
-                if kept.greeted {
-                    if session.lastSeen.timeIntervalSinceNow < -silence {
-                        ending.append((kept.connection, .silent))
-                        state.streams[turn.id] = nil
-                        continue
-                    }
-                    kept.nonce += 1
-                    pings.append((session, kept.nonce))
+                if session.lastSeen.timeIntervalSinceNow < -silence {
+                    ending.append((kept.connection, .silent))
+                    state.streams[turn.id] = nil
+                    continue
                 }
-                // A Hello the keeper was not told of: the first ping an interval from now.
-                kept.greeted = true
+                kept.nonce += 1
+                pings.append((session, kept.nonce))
                 kept.due = now + self.pingInterval
                 state.streams[turn.id] = kept
                 state.turns.insert(Turn(due: kept.due, id: turn.id))
