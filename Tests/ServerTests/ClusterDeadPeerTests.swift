@@ -33,15 +33,20 @@ extension ClusterTests {
                 })
                 let directory = try makeTemporaryDirectory("cluster-ghost")
                 defer { try? FileManager.default.removeItem(atPath: directory) }
-                // A long backoff: only the first round can connect it within the test.
+                // "The same round": the agent's log shows no failed round before its stream. (A
+                // deadline could not say it — the first backoff is under a second — and on a loaded
+                // machine enrollment alone can take seconds.)
                 let agent = try TestAgent.start(
                     in: directory, servers: [nodes[0].address.description], caFile: nodes[0].caFile,
-                    tokenFile: "\(nodes[0].node.configuration.dataDirectory)/enroll.token", arguments: ["--backoff-cap", "600"], agentSN: sn
+                    tokenFile: "\(nodes[0].node.configuration.dataDirectory)/enroll.token", agentSN: sn
                 )
                 defer { Task { await agent.process.stop() } }
-                try await eventually(timeout: .seconds(8), "the agent on a live node\n\(agent.process.log)") {
+                try await eventually(timeout: .seconds(30), "the agent on a live node\n\(agent.process.log)") {
                     nodes.contains { $0.node.registry.session(for: sn) != nil }
                 }
+                let log = agent.process.log
+                #expect(log.contains("127.0.0.99:1"), "the agent was not sent to the ghost\n\(log)")
+                #expect(!log.contains("no server reachable"), "the agent needed a second round\n\(log)")
             }
         }
     }
