@@ -45,7 +45,7 @@ extension ClusterTests {
                     nodes.contains { $0.node.registry.session(for: sn) != nil }
                 }
                 let log = agent.process.log
-                #expect(log.contains("127.0.0.99:1"), "the agent was not sent to the ghost\n\(log)")
+                #expect(log.contains(ghost), "the agent was not sent to the ghost\n\(log)")
                 #expect(!log.contains("no server reachable"), "the agent needed a second round\n\(log)")
             }
         }

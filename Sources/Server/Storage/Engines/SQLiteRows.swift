@@ -89,31 +89,36 @@ struct SQLiteRows: SQLDatabase {
             guard let data = self.row.value(column) else {
                 throw MissingColumn(column: column)
             }
-            let plain: D? =
-                switch data {
-                case .integer(let int):
-                    Self.value(Int(int), as: D.self, optional: Optionals.int) ?? Self.value(Int64(int), as: D.self, optional: Optionals.int64)
-                case .text(let string): Self.value(string, as: D.self, optional: Optionals.string)
-                case .float(let double): Self.value(double, as: D.self, optional: Optionals.double)
-                case .blob(let bytes) where D.self == Data.self || ObjectIdentifier(D.self) == Optionals.data:
-                    Self.value(Data(bytes.readableBytesView), as: D.self, optional: Optionals.data)
-                case .blob, .null: nil
-                }
-            return try plain ?? Self.decoder.decode(D.self, from: data)
+            // No `D?` on the way: this runs unspecialized, where an optional of `D` is metadata
+            // the runtime looks up at every column of every row.
+            switch data {
+            case .integer(let int) where Self.is(D.self, Int.self, or: Optionals.int):
+                return Self.cast(Int(int), to: D.self)
+            case .integer(let int) where Self.is(D.self, Int64.self, or: Optionals.int64):
+                return Self.cast(Int64(int), to: D.self)
+            case .text(let string) where Self.is(D.self, String.self, or: Optionals.string):
+                return Self.cast(string, to: D.self)
+            case .float(let double) where Self.is(D.self, Double.self, or: Optionals.double):
+                return Self.cast(double, to: D.self)
+            case .blob(let bytes) where Self.is(D.self, Data.self, or: Optionals.data):
+                return Self.cast(Data(bytes.readableBytesView), to: D.self)
+            default:
+                return try Self.decoder.decode(D.self, from: data)
+            }
         }
 
-        /// `value` as a `D` that is its type or that type's optional (`optional`: `Plain?`'s
-        /// identity); nil for any other `D`.
+        /// Whether `D` is `Plain` or `Plain?` (`optional`: the optional's identity).
         @inline(__always)
-        private static func value<Plain, D>(_ value: Plain, as: D.Type, optional: ObjectIdentifier) -> D? {
-            if D.self == Plain.self { return unsafeBitCast(value, to: D.self) }
-            if ObjectIdentifier(D.self) == optional { return unsafeBitCast(Plain?.some(value), to: D.self) }
-            return nil
+        private static func `is`<Plain, D>(_: D.Type, _: Plain.Type, or optional: ObjectIdentifier) -> Bool {
+            D.self == Plain.self || ObjectIdentifier(D.self) == optional
         }
 
-        /// The optionals a column decodes to, looked up once: this decode is reached unspecialized
-        /// (through SQLKit's `SQLRow`), where writing `Int?.self` asks the runtime for the type's
-        /// metadata at every column — 9 % of the node's time under a REST host list (bench/README.md, P6).
+        /// `value` as a `D` that ``is(_:_:or:)`` matched: the value itself or its optional.
+        @inline(__always)
+        private static func cast<Plain, D>(_ value: Plain, to: D.Type) -> D {
+            D.self == Plain.self ? unsafeBitCast(value, to: D.self) : unsafeBitCast(Plain?.some(value), to: D.self)
+        }
+
         private enum Optionals {
             static let int = ObjectIdentifier(Int?.self)
             static let int64 = ObjectIdentifier(Int64?.self)
