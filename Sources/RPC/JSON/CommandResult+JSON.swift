@@ -11,12 +11,12 @@ extension Aspire_V1_CommandResult {
     /// `data` is embedded as JSON when it is a JSON document (getinfo.*), as a string when it is
     /// UTF-8 text, and as base64 with `"data_encoding": "base64"` otherwise.
     public func seedJSONObject() -> [String: JSONValue] {
-        var object: [String: JSONValue] = [
-            "id": .string(self.id),
-            "resp": self.resp == .success ? "success" : "failed",
-            "retcode": .integer(Int64(self.retcode)),
-            "message": .string(self.message),
-        ]
+        // Room for every member below at once, not grown (and rehashed) on the way.
+        var object = [String: JSONValue](minimumCapacity: 12)
+        object["id"] = .string(self.id)
+        object["resp"] = self.resp == .success ? "success" : "failed"
+        object["retcode"] = .integer(Int64(self.retcode))
+        object["message"] = .string(self.message)
         if !self.data.isEmpty {
             if let first = self.data.first(where: { $0 != 0x20 && $0 != 0x0A }), first == UInt8(ascii: "{") || first == UInt8(ascii: "["),
                 let document = try? JSONValue(parsing: self.data)

@@ -273,15 +273,15 @@ final class SQLiteCheckpointer: Sendable {
 /// A statement's result column names, looked up by name.
 final class SQLiteColumns: Sendable {
     let names: [String]
-    private let indexes: [String: Int]
 
     init(_ names: [String]) {
         self.names = names
-        // The first of a repeated name, as SQLiteNIO's rows answer.
-        self.indexes = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
-    func index(of name: String) -> Int? { self.indexes[name] }
+    /// The first of a repeated name, as SQLiteNIO's rows answer. A scan, not a dictionary: a
+    /// row has tens of columns at most, short names compare as two machine words, and hashing
+    /// the name at every column of every row cost more (bench/README.md, P6).
+    func index(of name: String) -> Int? { self.names.firstIndex(of: name) }
 }
 
 /// One result row.
