@@ -36,6 +36,12 @@ public struct ClientIdentity: Sendable, Hashable {
 }
 
 /// Builds the HTTP/2 transports every Aspire binary uses, with one set of defaults.
+///
+/// Both ends flush their writes at once rather than hold them up to 100 µs for others to join
+/// (the transport's default, `flushCoalescing`): an agent's connection carries one stream and a
+/// message now and then, an operator's a call or a few, so there is nothing to coalesce, and
+/// every hop of a command waited out the delay, with a timer armed for each flush (P3 in
+/// bench/README.md).
 public enum Transports {
     /// Settings of every listening transport: keepalive, and the largest request message.
     public static func serverConfig(keepalive: Duration = .seconds(30), maxRequestBytes: Int = 8 << 20) -> HTTP2ServerTransport.Posix.Config {
@@ -48,6 +54,7 @@ public enum Transports {
             // An agent holds one stream and makes a call now and then; an operator's tool a few.
             // More at once on one connection is a client gone wrong, not a reason to grow.
             config.http2.maxConcurrentStreams = Self.maxConcurrentStreams
+            config.connection.flushCoalescing = nil
         }
     }
 
@@ -89,6 +96,7 @@ public enum Transports {
                 if let keepalive {
                     config.connection.keepalive = .init(time: keepalive, timeout: .seconds(10), allowWithoutCalls: true)
                 }
+                config.connection.flushCoalescing = nil
                 config.backoff = .init(initial: .milliseconds(200), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
                 // The transport's one hook on a new connection's channel (named for debugging).
                 if let silentPeer {
