@@ -119,6 +119,9 @@ struct SQLiteRows: SQLDatabase {
             D.self == Plain.self ? unsafeBitCast(value, to: D.self) : unsafeBitCast(Plain?.some(value), to: D.self)
         }
 
+        /// The optionals a column decodes to, looked up once: this decode is reached unspecialized
+        /// (through SQLKit's `SQLRow`), where writing `Int?.self` asks the runtime for the type's
+        /// metadata at every column — 9 % of the node's time under a REST host list (bench/README.md, P6).
         private enum Optionals {
             static let int = ObjectIdentifier(Int?.self)
             static let int64 = ObjectIdentifier(Int64?.self)
