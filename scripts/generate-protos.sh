@@ -41,4 +41,8 @@ for file in "$out"/aspire/v1/*.grpc.swift; do
         exit 1
     fi
 done
+# The services the REST gateway calls in its own process, reached without a transport.
+python3 scripts/generate-direct-clients.py "$out/aspire/v1/admin.grpc.swift" "$out/aspire/v1/admin.direct.swift" Aspire_V1_Admin
+python3 scripts/generate-direct-clients.py "$out/aspire/v1/agent.grpc.swift" "$out/aspire/v1/agent.direct.swift" \
+    Aspire_V1_AgentPoll Aspire_V1_PackageStore
 echo "generated: $(find "$out" -name '*.swift' | sort | tr '\n' ' ')"

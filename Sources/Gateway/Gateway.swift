@@ -19,11 +19,12 @@ public struct GatewayContext: RequestContext {
 }
 
 /// REST/JSON in front of the Admin and AgentPoll services. It holds no state and no logic of
-/// its own: each route parses its request, calls the service through a gRPC client (in-process
-/// on a server node, or over HTTP/2 to a remote node) with the caller's bearer token, and
-/// writes the answer in the seed's envelope. So REST and gRPC share one set of handlers, one
-/// authentication and one error table.
-public struct Gateway<Transport: ClientTransport>: Sendable {
+/// its own: each route parses its request, calls the service through a client with the caller's
+/// bearer token, and writes the answer in the seed's envelope. So REST and gRPC share one set of
+/// handlers, one authentication and one error table. On a server node the clients are the
+/// services' `DirectClient`s (the handlers called in-process, through the node's interceptors,
+/// with no protobuf between); `aspire-server gateway` calls a remote node over HTTP/2.
+public struct Gateway: Sendable {
     public struct Configuration: Sendable {
         /// Largest JSON body accepted (413 beyond it).
         public var maxBodyBytes = 1 << 20
@@ -46,9 +47,9 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
         public init() {}
     }
 
-    let admin: Aspire_V1_Admin.Client<Transport>
-    let poll: Aspire_V1_AgentPoll.Client<Transport>
-    let packages: Aspire_V1_PackageStore.Client<Transport>
+    let admin: any Aspire_V1_Admin.ClientProtocol
+    let poll: any Aspire_V1_AgentPoll.ClientProtocol
+    let packages: any Aspire_V1_PackageStore.ClientProtocol
     let configuration: Configuration
     let logger: Logger
     /// Signed-in browsers of the web console (in this gateway's memory).
@@ -56,17 +57,28 @@ public struct Gateway<Transport: ClientTransport>: Sendable {
     let consoleViews: ConsoleViews
     let consoleRuns = ConsoleRuns()
 
-    public init(client: GRPCClient<Transport>, configuration: Configuration, logger: Logger) {
-        self.admin = Aspire_V1_Admin.Client(wrapping: client)
-        self.poll = Aspire_V1_AgentPoll.Client(wrapping: client)
-        self.packages = Aspire_V1_PackageStore.Client(wrapping: client)
+    public init(
+        admin: some Aspire_V1_Admin.ClientProtocol, poll: some Aspire_V1_AgentPoll.ClientProtocol,
+        packages: some Aspire_V1_PackageStore.ClientProtocol, configuration: Configuration, logger: Logger
+    ) {
+        self.admin = admin
+        self.poll = poll
+        self.packages = packages
         self.configuration = configuration
         self.logger = logger
         self.consoleSessions = ConsoleSessions(lifetime: configuration.consoleSessionLifetime)
         self.consoleViews = ConsoleViews()
     }
 
-    var console: Console<Transport> { Console(gateway: self, views: self.consoleViews, sessions: self.consoleSessions, runs: self.consoleRuns) }
+    /// A gateway in front of a node reached through `client`.
+    public init(client: GRPCClient<some ClientTransport>, configuration: Configuration, logger: Logger) {
+        self.init(
+            admin: Aspire_V1_Admin.Client(wrapping: client), poll: Aspire_V1_AgentPoll.Client(wrapping: client),
+            packages: Aspire_V1_PackageStore.Client(wrapping: client), configuration: configuration, logger: logger
+        )
+    }
+
+    var console: Console { Console(gateway: self, views: self.consoleViews, sessions: self.consoleSessions, runs: self.consoleRuns) }
 
     /// Every route, grouped by the resource it belongs to.
     var controllers: [any GatewayController] {

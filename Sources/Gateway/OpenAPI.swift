@@ -137,8 +137,8 @@ public enum OpenAPI {
 }
 
 /// The document itself, at `/api/v1/openapi.json`.
-struct OpenAPIController<Transport: ClientTransport>: GatewayController {
-    let gateway: Gateway<Transport>
+struct OpenAPIController: GatewayController {
+    let gateway: Gateway
 
     var endpoints: [Endpoint] {
         [

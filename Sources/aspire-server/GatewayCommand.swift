@@ -73,7 +73,7 @@ struct GatewayCommand: AsyncParsableCommand {
             guard let ca = self.ca else { throw ValidationError("pass --ca FILE (the node's tls/ca.pem), or --insecure") }
             security = .tls(caFile: ca)
         }
-        var configuration = Gateway<HTTP2ClientTransport.Posix>.Configuration()
+        var configuration = Gateway.Configuration()
         configuration.maxBodyBytes = self.maxBodySize
         configuration.maxUploadBytes = self.maxPackageSize
         configuration.consoleSessionLifetime = self.console.sessionLifetime

@@ -225,7 +225,7 @@ struct EndToEndTests {
         #expect(try await node.process.wait(timeout: .seconds(30)) == 0, "\(node.process.log)")
         let stopped = node.process.log.split(separator: "\n").filter { $0.contains("node service stopped") }
         let order = [
-            "drainer", "agent listener", "gateway", "admin client (in-process)", "admin (in-process)", "node links", "membership", "revocation watch", "metric ingest", "config distributor", "task engine", "store"]
+            "drainer", "agent listener", "gateway", "node links", "membership", "revocation watch", "metric ingest", "config distributor", "task engine", "store"]
         let positions = order.map { name in stopped.firstIndex { $0.contains("node.service=\(name)") } }
         #expect(positions.allSatisfy { $0 != nil }, "every service says it stopped: \(stopped)")
         #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted(), "stopped out of order: \(stopped)")

@@ -9,15 +9,15 @@ import RPC
 /// The web console at `/`: server-rendered pages over the same Admin handlers as REST and gRPC,
 /// called with the signed-in operator's own token, so a page shows only what its role may see
 /// and does only what it may do. Pages read without JavaScript; small scripts make some live.
-struct Console<Transport: ClientTransport>: Sendable {
-    let gateway: Gateway<Transport>
+struct Console: Sendable {
+    let gateway: Gateway
     let views: ConsoleViews
     let sessions: ConsoleSessions
     let runs: ConsoleRuns
     /// How often a live page reads what it shows again.
     var liveInterval: Duration { .seconds(2) }
 
-    var admin: Aspire_V1_Admin.Client<Transport> { self.gateway.admin }
+    var admin: any Aspire_V1_Admin.ClientProtocol { self.gateway.admin }
     var logger: Logger { self.gateway.logger }
 
     /// A page being answered for a signed-in operator.

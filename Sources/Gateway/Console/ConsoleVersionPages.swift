@@ -15,7 +15,7 @@ extension Console {
             let visit = Visit(request: request, session: session)
             try visit.require("UploadPackage", to: "upload packages")
             let type = request.headers[.contentType] ?? ""
-            let boundary = Gateway<Transport>.dispositionParameters(type)["boundary"] ?? ""
+            let boundary = Gateway.dispositionParameters(type)["boundary"] ?? ""
             guard type.lowercased().hasPrefix("multipart/form-data"), !boundary.isEmpty else {
                 throw AspireError(.badRequest, "an upload is sent as multipart/form-data")
             }

@@ -7,8 +7,8 @@ import RPC
 import SwiftProtobuf
 
 /// The seed's plain-HTTP agents: status reports answered with their jobs, and job results.
-struct AgentsController<Transport: ClientTransport>: GatewayController {
-    let gateway: Gateway<Transport>
+struct AgentsController: GatewayController {
+    let gateway: Gateway
 
     /// The schemas its routes refer to, for the OpenAPI document.
     /// Uptimes and times the seed's agents send, in milliseconds.

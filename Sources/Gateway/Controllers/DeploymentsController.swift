@@ -7,8 +7,8 @@ import RPC
 import SwiftProtobuf
 
 /// Declared deployments and their rollouts.
-struct DeploymentsController<Transport: ClientTransport>: GatewayController {
-    let gateway: Gateway<Transport>
+struct DeploymentsController: GatewayController {
+    let gateway: Gateway
 
     /// A deployment's status, as GET answers it beside status and message.
     static var status: [String: Schema] {

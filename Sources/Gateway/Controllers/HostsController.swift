@@ -7,8 +7,8 @@ import RPC
 import SwiftProtobuf
 
 /// Hosts: one, many, those connected here, their events, and the dashboard.
-struct HostsController<Transport: ClientTransport>: GatewayController {
-    let gateway: Gateway<Transport>
+struct HostsController: GatewayController {
+    let gateway: Gateway
 
     /// The schemas its routes refer to, for the OpenAPI document.
     var schemas: [String: Schema] {

@@ -4,8 +4,8 @@ import Hummingbird
 import RPC
 
 /// Hosts' certificates (delete, ban) and the join tokens new hosts enroll with.
-struct IdentityController<Transport: ClientTransport>: GatewayController {
-    let gateway: Gateway<Transport>
+struct IdentityController: GatewayController {
+    let gateway: Gateway
 
     /// Seconds a join token lives (-1: never), and the uses it allows (0: any).
     static var tokenLifetimes: ClosedRange<Int64> { -1 ... Int64(Int32.max) }

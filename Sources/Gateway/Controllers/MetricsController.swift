@@ -7,8 +7,8 @@ import RPC
 import SwiftProtobuf
 
 /// Plugin metrics: the latest values as JSON, and everything in Prometheus text format.
-struct MetricsController<Transport: ClientTransport>: GatewayController {
-    let gateway: Gateway<Transport>
+struct MetricsController: GatewayController {
+    let gateway: Gateway
 
     /// The schemas its routes refer to, for the OpenAPI document.
     var schemas: [String: Schema] {

@@ -7,8 +7,8 @@ import RPC
 import SwiftProtobuf
 
 /// The package store: versions listed, uploaded, deleted, and their files downloaded.
-struct PackagesController<Transport: ClientTransport>: GatewayController {
-    let gateway: Gateway<Transport>
+struct PackagesController: GatewayController {
+    let gateway: Gateway
 
     /// The schemas its routes refer to, for the OpenAPI document.
     var schemas: [String: Schema] {
@@ -220,7 +220,7 @@ struct PackagesController<Transport: ClientTransport>: GatewayController {
         }
         if contentType.hasPrefix("multipart/form-data") {
             // The boundary is case-sensitive: read it from the header as sent.
-            let boundary = Gateway<Transport>.dispositionParameters(request.headers[.contentType] ?? "")["boundary"] ?? ""
+            let boundary = Gateway.dispositionParameters(request.headers[.contentType] ?? "")["boundary"] ?? ""
             guard !boundary.isEmpty else { throw AspireError(.badRequest, "multipart/form-data without a boundary") }
             return try await self.gateway.multipartUpload(request, boundary: boundary, metadata: metadata)
         }

@@ -7,8 +7,8 @@ import RPC
 import SwiftProtobuf
 
 /// Plugins: stored, listed, deleted (their runs on hosts are tasks).
-struct PluginsController<Transport: ClientTransport>: GatewayController {
-    let gateway: Gateway<Transport>
+struct PluginsController: GatewayController {
+    let gateway: Gateway
 
     /// The schemas its routes refer to, for the OpenAPI document.
     var schemas: [String: Schema] {

@@ -8,8 +8,8 @@ import RPC
 import SwiftProtobuf
 
 /// Scheduled commands, crontab imports and the runs agents report.
-struct SchedulesController<Transport: ClientTransport>: GatewayController {
-    let gateway: Gateway<Transport>
+struct SchedulesController: GatewayController {
+    let gateway: Gateway
 
     /// The schemas its routes refer to, for the OpenAPI document.
     var schemas: [String: Schema] {

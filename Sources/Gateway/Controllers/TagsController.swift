@@ -7,8 +7,8 @@ import RPC
 import SwiftProtobuf
 
 /// Tags and regions, and the binding of tags to hosts.
-struct TagsController<Transport: ClientTransport>: GatewayController {
-    let gateway: Gateway<Transport>
+struct TagsController: GatewayController {
+    let gateway: Gateway
 
     /// The schemas its routes refer to, for the OpenAPI document.
     var schemas: [String: Schema] {

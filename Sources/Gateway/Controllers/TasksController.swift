@@ -8,8 +8,8 @@ import RPC
 import SwiftProtobuf
 
 /// Tasks (by host list or by tags in a window, with rate control) and one-off commands.
-struct TasksController<Transport: ClientTransport>: GatewayController {
-    let gateway: Gateway<Transport>
+struct TasksController: GatewayController {
+    let gateway: Gateway
 
     /// How long a command's caller may wait, seconds.
     static var waits: ClosedRange<Int64> { 0 ... 86_400 }

@@ -1,7 +1,6 @@
 import Foundation
 public import Gateway
 import GRPCCore
-public import GRPCInProcessTransport
 import GRPCNIOTransportHTTP2
 import Hummingbird
 public import Logging
@@ -30,7 +29,7 @@ public struct ServerNode: Sendable {
     public let adminToken: String
     public let enrollmentToken: String
     /// The REST gateway, calling the node's own services in-process.
-    public let gateway: Gateway<InProcessTransport.Client>
+    public let gateway: Gateway
     /// Every long-lived part, in the order they start; they stop in the reverse order.
     public let services: [ServiceGroupConfiguration.ServiceConfiguration]
     let listener: AgentListener
@@ -136,6 +135,12 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
         configuration: channelConfiguration, registry: registry, store: store, engine: tasks, distributor: distributor, metrics: metrics,
         logger: logger
     )
+    let adminService = AdminService(
+        nodeName: configuration.nodeName, registry: registry, store: store, engine: tasks, packages: packages, distributor: distributor,
+        metrics: metrics, revocations: revocations, commands: commands, logger: logger
+    )
+    let pollService = AgentPollService(store: store, engine: tasks, logger: logger)
+    let packageService = PackageStoreService(store: store, packages: packages, logger: logger)
     let handlers: [any RegistrableRPCService] = [
         BootstrapService(
             nodeName: configuration.nodeName, policy: configuration.redirect, cluster: cluster, registry: registry, store: store, signer: signer,
@@ -143,12 +148,7 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
             admission: configuration.maxConnectRate.map { ConnectAdmission(rate: $0) }, logger: logger
         ),
         channel,
-        AgentPollService(store: store, engine: tasks, logger: logger),
-        PackageStoreService(store: store, packages: packages, logger: logger),
-        AdminService(
-            nodeName: configuration.nodeName, registry: registry, store: store, engine: tasks, packages: packages, distributor: distributor,
-            metrics: metrics, revocations: revocations, commands: commands, logger: logger
-        ),
+        pollService, packageService, adminService,
         NodeLinkService(registry: registry, store: store, engine: tasks, commands: commands, logger: logger),
     ]
     let interceptors = [AuthInterceptor(
@@ -161,17 +161,20 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
     let server = GRPCServer(transport: listener, services: handlers, interceptors: interceptors)
 
     // The REST gateway calls the same services, in-process, through the same interceptor.
-    let inProcess = InProcessTransport()
-    let localServer = GRPCServer(transport: inProcess.server, services: handlers, interceptors: interceptors)
-    let localClient = GRPCClient(transport: inProcess.client)
-    var gatewayConfiguration = Gateway<InProcessTransport.Client>.Configuration()
+    var gatewayConfiguration = Gateway.Configuration()
     gatewayConfiguration.maxBodyBytes = configuration.maxBodyBytes
     gatewayConfiguration.maxUploadBytes = configuration.maxPackageBytes
     gatewayConfiguration.consoleSessionLifetime = configuration.consoleSessionLifetime
     gatewayConfiguration.seedAgents = configuration.seedAgents
     gatewayConfiguration.adminToken = admin.token
     gatewayConfiguration.agentToken = enrollment.token
-    let gateway = Gateway(client: localClient, configuration: gatewayConfiguration, logger: logger)
+    let direct = DirectCalls(interceptors: interceptors)
+    let gateway = Gateway(
+        admin: Aspire_V1_Admin.DirectClient(service: adminService, calls: direct),
+        poll: Aspire_V1_AgentPoll.DirectClient(service: pollService, calls: direct),
+        packages: Aspire_V1_PackageStore.DirectClient(service: packageService, calls: direct),
+        configuration: gatewayConfiguration, logger: logger
+    )
 
     let ready = StartGate()
     var services: [NodeService] = [
@@ -191,8 +194,6 @@ public func buildNode(configuration: ServerConfiguration, logger: Logger) async 
             }.run()
         },
         NodeService("node links", after: ready, logger: logger) { try await links.run() },
-        NodeService("admin (in-process)", after: ready, logger: logger) { try await GRPCServerService(server: localServer).run() },
-        NodeService("admin client (in-process)", logger: logger) { try await GRPCClientService(client: localClient).run() },
     ]
     if let listen = configuration.httpListen {
         let application = gateway.application(listen: listen, serverName: "aspire", addressFile: configuration.httpAddressFile)
