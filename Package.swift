@@ -205,7 +205,7 @@ let package = Package(
             name: "GatewayTests",
             dependencies: [
                 "Gateway", "RPC", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "GRPCCore", package: "grpc-swift-2"),
             ],
             swiftSettings: upcoming
         ),
