@@ -84,7 +84,7 @@ enum RESTJSON {
             "gmt_create": time(subtask.createdUnixMs), "gmt_modify": time(subtask.modifiedUnixMs),
         ]
         if subtask.hasResult {
-            object["result"] = subtask.result.seedJSONObject()
+            object["result"] = subtask.result
         }
         return object
     }
@@ -104,7 +104,7 @@ enum RESTJSON {
     }
 
     static func scheduleRun(_ run: Aspire_V1_ScheduleRun) -> Object {
-        ["name": run.name, "agentsn": run.agentSn, "due": time(run.dueUnixMs), "result": run.result.seedJSONObject()]
+        ["name": run.name, "agentsn": run.agentSn, "due": time(run.dueUnixMs), "result": run.result]
     }
 
     static func schedule(_ schedule: Aspire_V1_Schedule) -> Object {

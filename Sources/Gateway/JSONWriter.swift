@@ -233,9 +233,9 @@ extension Array: JSONWritable where Element: JSONWritable {
 
 extension Dictionary: JSONWritable where Key == String, Value: JSONWritable {
     /// The members taken out once, as concrete pairs, and those sorted: this runs unspecialized
-    /// when reached through `any JSONWritable` (a command's result in a task page), where looking
-    /// each sorted key up again asked the runtime for `Value?`'s metadata at every member, and a
-    /// generic sort of the dictionary's own pairs was most of a task page's time.
+    /// when reached through `any JSONWritable`, where looking each sorted key up again asked the
+    /// runtime for `Value?`'s metadata at every member, and a generic sort of the dictionary's own
+    /// pairs was most of a task page's time (when a command's result was a dictionary).
     func write(to writer: inout JSONWriter) {
         var members: [(key: String, value: any JSONWritable)] = []
         members.reserveCapacity(self.count)
@@ -256,9 +256,18 @@ extension JSONValue: JSONWritable {
         case .integer(let int): writer.write(integer: int)
         case .number(let double): writer.write(double: double)
         case .string(let string): writer.write(string: string)
-        case .array(let array): array.write(to: &writer)
-        case .object(let object): object.write(to: &writer)
+        case .array(let array): writer.write(elements: array) { $1.write(to: &$0) }
+        // Sorted here, of its concrete type, rather than through the generic dictionary's
+        // conformance.
+        case .object(let object): writer.write(members: object.sorted { $0.key < $1.key }) { $1.write(to: &$0) }
         }
+    }
+}
+
+/// A command's result in the seed's form.
+extension Aspire_V1_CommandResult: JSONWritable {
+    func write(to writer: inout JSONWriter) {
+        writer.write(members: self.seedJSONMembers()) { $1.write(to: &$0) }
     }
 }
 

@@ -171,7 +171,7 @@ struct TasksController: GatewayController {
                 let message = try await self.commandRequest(request, route: route)
                 let answer = try await self.gateway.admin.runCommand(message, metadata: metadata)
                 if message.detach { return Answer.success(["task": Int(answer.taskID), "id": answer.commandID]) }
-                return Answer.json(answer.result.seedJSONObject(), status: 200)
+                return Answer.json(answer.result, status: 200)
             },
             Endpoint(
                 Route(
@@ -294,7 +294,7 @@ struct TasksController: GatewayController {
         case .lostChunks(let count)?:
             ("lost", ["chunks": Int(count)] as JSONObject)
         case .result(let result)?:
-            ("result", result.seedJSONObject())
+            ("result", result)
         case nil:
             nil
         }
