@@ -22,27 +22,27 @@ enum RESTJSON {
 
     static func tag(_ tag: Aspire_V1_Tag) -> Object {
         [
-            "id": Int(tag.id), "name": tag.name, "value": tag.value, "hosts": Int(tag.hosts),
-            "gmt_create": time(tag.createdUnixMs), "gmt_modify": time(tag.modifiedUnixMs),
+            "gmt_create": time(tag.createdUnixMs), "gmt_modify": time(tag.modifiedUnixMs), "hosts": Int(tag.hosts),
+            "id": Int(tag.id), "name": tag.name, "value": tag.value,
         ]
     }
 
+    /// A page writes fifty of these: keys in order (see `JSONObject`).
     static func host(_ host: Aspire_V1_Host) -> Object {
         [
-            "id": Int(host.id), "agentsn": host.agentSn, "hostname": host.hostname, "ipaddr": host.ipaddr,
-            "region": Int(host.region), "status": host.status, "feature": Int(host.feature), "step": Int(host.step),
-            "prevers": host.prevers, "curvers": host.curvers, "os": host.os, "arch": host.arch, "node": host.node,
-            "last_seen": time(host.lastSeenUnixMs), "gmt_create": time(host.createdUnixMs),
-            "gmt_modify": time(host.modifiedUnixMs), "tags": host.tags.map(tag), "identity": host.identity,
-            "certificate_expires": time(host.certificateNotAfter * 1000), "missing_tools": host.missingTools,
-            "recent": host.recent.map { ["task": Int($0.taskID), "command": $0.command, "subtask": subtask($0.subtask)] as Object },
             "agents": host.agents.map { agent in
                 [
-                    "name": agent.name, "version": agent.version, "status": agent.status, "uptime": Int(agent.uptime),
-                    "pid": Int(agent.pid), "restarts": Int(agent.restarts), "message": agent.message,
-                    "prevers": agent.previousVersion,
+                    "message": agent.message, "name": agent.name, "pid": Int(agent.pid), "prevers": agent.previousVersion,
+                    "restarts": Int(agent.restarts), "status": agent.status, "uptime": Int(agent.uptime), "version": agent.version,
                 ] as Object
             },
+            "agentsn": host.agentSn, "arch": host.arch, "certificate_expires": time(host.certificateNotAfter * 1000),
+            "curvers": host.curvers, "feature": Int(host.feature), "gmt_create": time(host.createdUnixMs),
+            "gmt_modify": time(host.modifiedUnixMs), "hostname": host.hostname, "id": Int(host.id), "identity": host.identity,
+            "ipaddr": host.ipaddr, "last_seen": time(host.lastSeenUnixMs), "missing_tools": host.missingTools, "node": host.node,
+            "os": host.os, "prevers": host.prevers,
+            "recent": host.recent.map { ["command": $0.command, "subtask": subtask($0.subtask), "task": Int($0.taskID)] as Object },
+            "region": Int(host.region), "status": host.status, "step": Int(host.step), "tags": host.tags.map(tag),
         ]
     }
 
@@ -67,10 +67,10 @@ enum RESTJSON {
 
     static func task(_ task: Aspire_V1_Task) -> Object {
         var object: Object = [
-            "id": Int(task.id), "status": task.status, "user": task.user, "command": task.command,
-            "parameters": structObject(task.parameters), "tags": task.tags, "max_concurrency": task.maxConcurrency,
-            "max_errors": task.maxErrors, "count": Int(task.count), "complete": Int(task.complete),
-            "failed": Int(task.failed), "gmt_create": time(task.createdUnixMs), "gmt_modify": time(task.modifiedUnixMs),
+            "command": task.command, "complete": Int(task.complete), "count": Int(task.count), "failed": Int(task.failed),
+            "gmt_create": time(task.createdUnixMs), "gmt_modify": time(task.modifiedUnixMs), "id": Int(task.id),
+            "max_concurrency": task.maxConcurrency, "max_errors": task.maxErrors, "parameters": structObject(task.parameters),
+            "status": task.status, "tags": task.tags, "user": task.user,
         ]
         if task.hasWindow {
             object["window"] = ["start": time(task.window.startUnixMs), "end": time(task.window.endUnixMs)]
@@ -80,8 +80,8 @@ enum RESTJSON {
 
     static func subtask(_ subtask: Aspire_V1_Subtask) -> Object {
         var object: Object = [
-            "id": subtask.id, "agentsn": subtask.agentSn, "status": subtask.status,
-            "gmt_create": time(subtask.createdUnixMs), "gmt_modify": time(subtask.modifiedUnixMs),
+            "agentsn": subtask.agentSn, "gmt_create": time(subtask.createdUnixMs), "gmt_modify": time(subtask.modifiedUnixMs),
+            "id": subtask.id, "status": subtask.status,
         ]
         if subtask.hasResult {
             object["result"] = subtask.result
@@ -90,7 +90,7 @@ enum RESTJSON {
     }
 
     static func taskDetail(_ detail: Aspire_V1_TaskDetail) -> Object {
-        ["task": task(detail.task), "subtasks": detail.subtasks.map(subtask)]
+        ["subtasks": detail.subtasks.map(subtask), "task": task(detail.task)]
     }
 
     static func schedule(_ info: Aspire_V1_ScheduleInfo) -> Object {

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import RPC
+import SwiftProtobuf
 import Testing
 
 @testable import Gateway
@@ -29,6 +30,32 @@ struct JSONWriterTests {
         #expect(self.text(["a": 1, "b": Int32(2), "c": UInt32(3)] as JSONObject) == #"{"a":1,"b":2,"c":3}"#)
         #expect(self.text([:] as JSONObject) == "{}")
         #expect(self.text([String]()) == "[]")
+    }
+
+    @Test("The shapes a page repeats are built in key order, so they are written without a sort")
+    func shapesInKeyOrder() {
+        var object: JSONObject = ["a": 1, "c": 3]
+        object["b"] = 2
+        object["d"] = 4
+        #expect(object.inKeyOrder)
+        let host = Aspire_V1_Host.with {
+            $0.agentSn = "SN1"
+            $0.tags = [.with { $0.name = "env" }]
+            $0.agents = [.with { $0.name = "web" }]
+            $0.recent = [.with { $0.command = "sync.bash"; $0.subtask = .with { $0.id = "s1"; $0.result = .with { $0.id = "s1" } } }]
+        }
+        let hostObject = RESTJSON.host(host)
+        #expect(hostObject.inKeyOrder)
+        for nested in ["agents", "tags", "recent"] {
+            #expect((hostObject[nested] as? [JSONObject])?.allSatisfy(\.inKeyOrder) == true, "\(nested)")
+        }
+        let detail = Aspire_V1_TaskDetail.with {
+            $0.task = .with { $0.id = 1; $0.window = .with { $0.startUnixMs = 1 } }
+            $0.subtasks = [.with { $0.id = "s1"; $0.result = .with { $0.id = "s1" } }]
+        }
+        let detailObject = RESTJSON.taskDetail(detail)
+        #expect(detailObject.inKeyOrder && (detailObject["task"] as? JSONObject)?.inKeyOrder == true)
+        #expect((detailObject["subtasks"] as? [JSONObject])?.allSatisfy(\.inKeyOrder) == true)
     }
 
     @Test("The typed and the untyped writer write the same text for the same tree")
