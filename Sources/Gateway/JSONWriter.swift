@@ -197,13 +197,16 @@ struct JSONObject: JSONWritable, ExpressibleByDictionaryLiteral {
     }
 
     func write(to writer: inout JSONWriter) {
-        let keys = self.keys
         if self.inKeyOrder {
-            writer.write(members: zip(keys, self.values).lazy.map { (key: $0, value: $1) }) { $0.write($1) }
+            self.write(self.keys.indices, to: &writer)
         } else {
-            let order = keys.indices.sorted { keys[$0] < keys[$1] }
-            writer.write(members: order.lazy.map { (key: keys[$0], value: $0) }) { $0.write(self.values[$1]) }
+            self.write(self.keys.indices.sorted { self.keys[$0] < self.keys[$1] }, to: &writer)
         }
+    }
+
+    /// The members by their positions (a value copied out of the array, boxed, costs more).
+    private func write(_ order: some Sequence<Int>, to writer: inout JSONWriter) {
+        writer.write(members: order.lazy.map { (key: self.keys[$0], value: $0) }) { $0.write(self.values[$1]) }
     }
 }
 
