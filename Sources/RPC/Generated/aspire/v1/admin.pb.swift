@@ -13,11 +13,7 @@
 #if canImport(FoundationEssentials)
 public import FoundationEssentials
 #else
-#if canImport(FoundationEssentials)
-public import FoundationEssentials
-#else
 public import Foundation
-#endif
 #endif
 public import SwiftProtobuf
 
