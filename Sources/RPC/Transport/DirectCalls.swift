@@ -8,8 +8,10 @@ public import GRPCCore
 /// back between two parts of one process (~16 % of a REST task page's CPU, bench/README.md P6).
 ///
 /// What a gRPC server gives a handler is kept: the interceptors in their order, the method's
-/// descriptor, a cancellation handle, and errors turned into `RPCError` as grpc-swift turns them
-/// (an `RPCError` as it is, an `RPCErrorConvertible` converted, anything else `unknown`). Each
+/// descriptor, and errors turned into `RPCError` as grpc-swift turns them (an `RPCError` as it
+/// is, an `RPCErrorConvertible` converted, anything else `unknown`). The context's cancellation
+/// handle is never fired (no service reads it): a caller that goes away cancels the handler's
+/// task itself, as the handler runs in the caller's task. Each
 /// service's client protocol is met by a generated `DirectClient` (scripts/generate-protos.sh)
 /// whose methods are one call each to the four shapes below.
 public struct DirectCalls: Sendable {
