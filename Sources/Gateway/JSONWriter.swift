@@ -274,7 +274,7 @@ extension JSONValue: JSONWritable {
         case .integer(let int): writer.write(integer: int)
         case .number(let double): writer.write(double: double)
         case .string(let string): writer.write(string: string)
-        case .array(let array): writer.write(elements: array) { $1.write(to: &$0) }
+        case .array(let array): array.write(to: &writer)
         // Sorted here, of its concrete type, rather than through the generic dictionary's
         // conformance.
         case .object(let object): writer.write(members: object.sorted { $0.key < $1.key }) { $1.write(to: &$0) }

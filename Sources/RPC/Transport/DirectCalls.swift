@@ -11,9 +11,9 @@ public import GRPCCore
 /// descriptor, and errors turned into `RPCError` as grpc-swift turns them (an `RPCError` as it
 /// is, an `RPCErrorConvertible` converted, anything else `unknown`). The context's cancellation
 /// handle is never fired (no service reads it): a caller that goes away cancels the handler's
-/// task itself, as the handler runs in the caller's task. Each
-/// service's client protocol is met by a generated `DirectClient` (scripts/generate-protos.sh)
-/// whose methods are one call each to the four shapes below.
+/// task itself, as the handler runs in the caller's task. Each service's client protocol is met
+/// by a generated `DirectClient` (scripts/generate-protos.sh) whose methods are one call each to
+/// the four shapes below.
 public struct DirectCalls: Sendable {
     public typealias Handler<Input: Sendable, Output: Sendable> =
         @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
