@@ -300,29 +300,48 @@ extension SQLStore {
         // same each time and stays prepared. At thousands of rows a batch, a bind's encoding costs
         // more than parsing a number, and the numbers are written into the statement.
         let bindNumbers = positions.count <= Self.resultsBound
-        let rows: [SQLQueryString] = positions.values.sorted().map { index in
+        var statement = SQLText(self.engine.kind)
+        statement.append("WITH v (resp, retcode, truncated, started, finished, id, agentsn, message, data, stderr) AS (VALUES ")
+        for (row, index) in positions.values.sorted().enumerated() {
             let (result, agentSN) = (results[index].result, results[index].agentSN)
-            let numbers = [result.resp.rawValue, Int(result.retcode), result.truncated ? 1 : 0, Int(result.startedUnixMs), Int(result.finishedUnixMs)]
-            let written: SQLQueryString =
-                bindNumbers
-                ? numbers.map { "\(bind: $0)" as SQLQueryString }.joined(separator: ", ")
-                : "\(unsafeRaw: numbers.map(String.init).joined(separator: ", "))"
-            return "(\(written), \(bind: result.id), \(bind: agentSN), \(bind: result.message), \(bind: result.data), \(bind: result.stderr))"
+            statement.append(row == 0 ? "(" : ", (")
+            for number in [result.resp.rawValue, Int(result.retcode), result.truncated ? 1 : 0, Int(result.startedUnixMs), Int(result.finishedUnixMs)] {
+                if bindNumbers { statement.append(bind: number) } else { statement.append(literal: number) }
+                statement.append(", ")
+            }
+            statement.append(bind: result.id)
+            statement.append(", ")
+            statement.append(bind: agentSN)
+            statement.append(", ")
+            statement.append(bind: result.message)
+            statement.append(", ")
+            statement.append(bind: result.data)
+            statement.append(", ")
+            statement.append(bind: result.stderr)
+            statement.append(")")
         }
-        let succeeded = Aspire_V1_CommandResult.Resp.success.rawValue
-        return try await self.transaction { database in
-            let stored = try await database.raw(
-                """
-                WITH v (resp, retcode, truncated, started, finished, id, agentsn, message, data, stderr) AS (VALUES \(rows.joined(separator: ", ")))
-                UPDATE subtasks SET
-                    status = CASE WHEN v.resp = \(bind: succeeded) AND v.retcode = 0 THEN \(bind: SubtaskStatus.succeeded.rawValue) ELSE \(bind: SubtaskStatus.failed.rawValue) END,
-                    resp = v.resp, retcode = v.retcode, message = v.message, data = v.data,
-                    stderr = v.stderr, truncated = v.truncated, started = v.started, finished = v.finished, gmt_modify = \(bind: now)
-                FROM v
-                WHERE subtasks.id = v.id AND subtasks.agentsn = v.agentsn AND subtasks.\(unsafeRaw: Self.openSubtask)
-                RETURNING subtasks.id AS id, subtasks.agentsn AS agentsn, subtasks.taskid AS taskid
-                """
-            ).all()
+        statement.append(
+            """
+            )
+            UPDATE subtasks SET
+                status = CASE WHEN v.resp = \(Aspire_V1_CommandResult.Resp.success.rawValue) AND v.retcode = 0
+                    THEN \(SubtaskStatus.succeeded.rawValue) ELSE \(SubtaskStatus.failed.rawValue) END,
+                resp = v.resp, retcode = v.retcode, message = v.message, data = v.data,
+                stderr = v.stderr, truncated = v.truncated, started = v.started, finished = v.finished
+            """
+        )
+        statement.append(", gmt_modify = ")
+        statement.append(bind: now)
+        statement.append(
+            """
+
+            FROM v
+            WHERE subtasks.id = v.id AND subtasks.agentsn = v.agentsn AND subtasks.\(Self.openSubtask)
+            RETURNING subtasks.id AS id, subtasks.agentsn AS agentsn, subtasks.taskid AS taskid
+            """
+        )
+        return try await self.transaction { [statement] database in
+            let stored = try await database.raw("\(statement)").all()
             guard !stored.isEmpty else { return answers }
             var perTask: [Int: (finished: Int, failed: Int, indices: [Int])] = [:]
             for row in stored {
