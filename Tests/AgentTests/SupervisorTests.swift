@@ -20,9 +20,10 @@ final class SupervisorWorld {
     let cgroupParent: String
     var configuration = SupervisorConfiguration()
 
-    init(_ label: String) throws {
+    /// A world in a directory of its own under `parent` (the temporary directory unless told).
+    init(_ label: String, under parent: String = NSTemporaryDirectory()) throws {
         let id = UUID().uuidString.prefix(8).lowercased()
-        self.base = NSTemporaryDirectory() + "aspire-sup-\(label)-\(id)"
+        self.base = "\(parent.hasSuffix("/") ? parent : parent + "/")aspire-sup-\(label)-\(id)"
         self.root = "\(self.base)/agents"
         self.data = "\(self.base)/data"
         self.cgroupParent = "aspire-test-\(id)"
@@ -524,6 +525,46 @@ struct SupervisorTests {
         #expect(refused.retcode == ErrorCode.startFailed.rawValue, "\(refused.message)")
         #expect(refused.message.contains("cannot run as nobody: it may not enter \(world.base);"), "\(refused.message)")
         #expect(supervisor.statuses.isEmpty)
+    }
+
+    @Test(
+        "A full disk is said to be the host's, not blamed on a package that is fine; with room again the same install succeeds",
+        .enabled(if: geteuid() == 0, "mounts a small tmpfs (root)")
+    )
+    func fullDisk() async throws {
+        let packages = try SupervisorWorld("full-src")
+        let package = try await packages.standardPackage("Good", "1.0")
+        let mount = NSTemporaryDirectory() + "aspire-full-disk-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: true)
+        let (status, output) = try await ChildProcess.run("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", mount])
+        guard status == 0 else {
+            rmdir(mount)
+            print("skipped: this machine lets no tmpfs be mounted (\(output))")
+            return
+        }
+        defer {
+            umount2(mount, 2)  // MNT_DETACH
+            rmdir(mount)
+        }
+        let world = try SupervisorWorld("full", under: mount)
+        let supervisor = try world.supervisor()
+        // The disk filled to its last few blocks (the package unpacks, its control script cannot
+        // write and says nothing), then to its last byte (the package is not even copied).
+        let fill = "\(mount)/fill"
+        for (left, says) in [(16 * 1024, "is full"), (0, "No space left on device")] {
+            try? FileManager.default.removeItem(atPath: fill)
+            let free = try #require(Launcher.freeBytes(under: mount))
+            try Data(count: Int(free) - left).write(to: URL(fileURLWithPath: fill))
+            let refused = await world.install(supervisor, "Good", "1.0", package: package)
+            #expect(refused.resp == .failed)
+            #expect(![ErrorCode.badPackage, .startFailed].map(\.rawValue).contains(refused.retcode), "\(left) bytes left: \(refused.message)")
+            #expect(refused.message.contains(world.root) && refused.message.contains(says), "\(left) bytes left: \(refused.message)")
+            #expect(world.status(supervisor, "Good") == nil, "nothing is left half installed")
+        }
+
+        try FileManager.default.removeItem(atPath: fill)
+        let installed = await world.install(supervisor, "Good", "1.0", package: package)
+        #expect(installed.resp == .success, "\(installed.message)")
     }
 
     @Test("Run as nobody, a version's files are never then run as root; a group alone does not switch the user to root")

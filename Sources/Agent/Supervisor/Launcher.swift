@@ -203,6 +203,34 @@ struct Launcher {
         return String(decoding: bytes ?? [], as: UTF8.self).trimmed()
     }
 
+    /// A program that failed as `code` says (a package tool: the package's fault; a control
+    /// script: the sub-agent's), with the end of what it wrote to `log` from `offset` — unless
+    /// the disk under `directory` is full. Then it could write neither what it was to write nor
+    /// its own messages (tar exits 2 and says nothing; so does a control script that cannot write
+    /// its pid file), and the fault is the host's: said so, not blamed on a package that is fine.
+    static func failed(
+        _ code: ErrorCode, _ what: String, _ termination: Termination, log: String, from offset: UInt64 = 0, limit: Int = 600, directory: String
+    ) -> AspireError {
+        if let free = self.freeBytes(under: directory), free < self.nearlyFull {
+            return AspireError(
+                .agentInternal,
+                "\(what) \(termination.description): the disk under \(directory) is full (\(free) bytes free); free space and send the command again"
+            )
+        }
+        return AspireError(code, "\(what) \(termination.description): \(self.tail(log, from: offset, limit: limit))")
+    }
+
+    /// Below this, a disk counts as full: no package unpacks, and no control script starts a daemon, in a mebibyte's remains.
+    static let nearlyFull: UInt64 = 1 << 20
+
+    /// What this process may still write to the file system under `path` (root, as the agent
+    /// runs, may use the blocks reserved for it too).
+    static func freeBytes(under path: String) -> UInt64? {
+        var stats = statvfs()
+        guard statvfs(path, &stats) == 0 else { return nil }
+        return UInt64(geteuid() == 0 ? stats.f_bfree : stats.f_bavail) * UInt64(stats.f_frsize)
+    }
+
     static func size(_ path: String) -> UInt64 {
         (try? Stat(FilePath(path), followTargetSymlink: false)).map { UInt64(clamping: $0.size) } ?? 0
     }

@@ -91,7 +91,7 @@ public struct PackageFetcher: Sendable {
             defer { try? handle.close() }
             switch source {
             case .file(let path):
-                try Self.copy(path, into: handle)
+                try Self.copy(path, into: handle, at: destination)
             case .web(let url):
                 guard let web else { throw AspireError(.downloadFailed, "this agent cannot fetch \(url.scheme ?? "http") URLs") }
                 try await web(url, handle)
@@ -106,7 +106,9 @@ public struct PackageFetcher: Sendable {
         try Self.verify(destination, checksum: checksum)
     }
 
-    private static func copy(_ path: String, into handle: FileDescriptor) throws(AspireError) {
+    /// Copies a local package; a failure says which side failed (a source that cannot be read is
+    /// the command's fault, a destination that cannot be written, a full disk say, the host's).
+    private static func copy(_ path: String, into handle: FileDescriptor, at destination: String) throws(AspireError) {
         let source: FileDescriptor
         do {
             source = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec])
@@ -114,10 +116,17 @@ public struct PackageFetcher: Sendable {
             throw AspireError(.downloadFailed, "cannot read \(path): \(error)")
         }
         defer { try? source.close() }
+        var writing: (any Error)?
         do {
-            try source.readToEnd { piece in _ = try handle.writeAll(piece) }
+            try source.readToEnd { piece in
+                do { _ = try handle.writeAll(piece) } catch {
+                    writing = error
+                    throw error
+                }
+            }
         } catch {
-            throw AspireError(.downloadFailed, "cannot copy \(path): \(error)")
+            if let writing { throw AspireError(.agentInternal, "cannot write \(destination): \(writing)") }
+            throw AspireError(.downloadFailed, "cannot read \(path): \(error)")
         }
     }
 
@@ -195,7 +204,7 @@ enum Tarball {
             timeout: .seconds(300)
         )
         guard termination.succeeded else {
-            throw AspireError(.badPackage, "tar cannot read the package (\(termination.description)): \(Launcher.tail(errors))")
+            throw Launcher.failed(.badPackage, "tar cannot read the package:", termination, log: errors, directory: scratch)
         }
         let text = (try? String(contentsOfFile: listing, encoding: .utf8)) ?? ""
         try? FileManager.default.removeItem(atPath: listing)
@@ -359,7 +368,7 @@ enum Tarball {
             timeout: .seconds(600)
         )
         guard termination.succeeded else {
-            throw AspireError(.badPackage, "tar could not unpack the package (\(termination.description)): \(Launcher.tail(log))")
+            throw Launcher.failed(.badPackage, "tar could not unpack the package:", termination, log: log, directory: directory)
         }
     }
 }

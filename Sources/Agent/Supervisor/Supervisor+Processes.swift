@@ -148,7 +148,7 @@ extension Supervisor {
         record.session = started.pid
         if case .ended(let termination) = started.outcome, !termination.succeeded {
             await self.kill(record)
-            throw AspireError(.startFailed, "\(what) \(termination.description): \(Launcher.tail(log, from: offset, limit: 400))")
+            throw Launcher.failed(.startFailed, what, termination, log: log, from: offset, limit: 400, directory: directory)
         }
         if let daemon = record.daemon {
             if daemon.startDelay > 0 { try? await Task.sleep(for: .seconds(daemon.startDelay)) }

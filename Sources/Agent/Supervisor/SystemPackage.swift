@@ -54,7 +54,7 @@ struct SystemPackage: Codable, Sendable, Equatable {
         }
         let termination = try await Launcher.run(request, timeout: timeout)
         guard termination.succeeded else {
-            throw AspireError(.badPackage, "\(request.executable) cannot read the package (\(termination.description)): \(Launcher.tail(errors))")
+            throw Launcher.failed(.badPackage, "\(request.executable) cannot read the package:", termination, log: errors, directory: scratch)
         }
         let name = ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").trimmed()
         // The name goes on the package manager's command line: nothing that reads as an option.
